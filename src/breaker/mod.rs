@@ -1,0 +1,598 @@
+//! Circuit breakers held in atomics, one per agent, per domain and for the meta level.
+//!
+//! A breaker is closed (calls pass), open (calls are refused until its open time ends) or
+//! half-open (a bounded number of probe calls pass; enough successes close it, one failure opens
+//! it again with twice the open time, up to a cap). It trips from closed to open on a run of
+//! consecutive failures, or on a failure rate over a sliding window once the window holds a
+//! minimum number of calls. A call slower than the level's timeout counts as a failure. Two
+//! modes override the state machine: disabled (every call passes, nothing trips) and
+//! forced-open (every call is refused).
+//!
+//! All mutable state is in one `AtomicU64` (state, mode, probes in flight, probe successes,
+//! backoff exponent, consecutive failures), so every transition is one compare-and-swap and two
+//! threads can never both make the same transition. The open deadline lives in a second atomic;
+//! it is written in a transient `Opening` state that refuses calls, then published by the store
+//! that makes the state `Open`, so no reader pairs `Open` with a stale deadline.
+//!
+//! Time is a plain `now_ns` argument on every call: the engine passes its monotonic clock, and
+//! the tests drive a fake one through exact sequences (`tests/breaker.rs`).
+
+mod window;
+
+use crate::sync::{AtomicU64, Ordering};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+use window::Window;
+
+/// The three states of a breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum BreakerState {
+    /// Calls pass; failures are counted.
+    Closed = 0,
+    /// Calls are refused until the open time ends.
+    Open = 1,
+    /// A bounded number of probe calls pass.
+    HalfOpen = 2,
+}
+
+impl fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half-open",
+        })
+    }
+}
+
+/// An override of the state machine, set by an operator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum BreakerMode {
+    /// The state machine decides.
+    #[default]
+    Normal = 0,
+    /// Every call passes and nothing trips (results are still counted).
+    Disabled = 1,
+    /// Every call is refused.
+    ForcedOpen = 2,
+}
+
+/// Why a breaker changed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum TransitionCause {
+    /// Closed to open: the run of consecutive failures reached the threshold.
+    ConsecutiveFailures = 0,
+    /// Closed to open: the failure rate over the window reached the threshold.
+    FailureRate = 1,
+    /// Open to half-open: the open time ended.
+    OpenTimeElapsed = 2,
+    /// Half-open to open: a probe failed.
+    ProbeFailed = 3,
+    /// Half-open to closed: enough probes succeeded.
+    ProbesSucceeded = 4,
+    /// An operator forced the breaker open.
+    Forced = 5,
+    /// An operator returned the breaker to normal (it restarts closed).
+    Reset = 6,
+}
+
+/// One change of state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The state before.
+    pub from: BreakerState,
+    /// The state after.
+    pub to: BreakerState,
+    /// Why.
+    pub cause: TransitionCause,
+}
+
+/// What a caller may do, as decided by [`Breaker::try_acquire`]; hand it back to
+/// [`Breaker::on_result`] with the call's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Permit {
+    /// The call must not be made.
+    Denied = 0,
+    /// A normal call (closed, or the breaker is disabled).
+    Call = 1,
+    /// One of the bounded half-open probes.
+    Probe = 2,
+    /// A call made although the breaker refused it (the domain's panic routing, when every
+    /// remaining agent is open): its outcome is counted but moves no state.
+    Bypass = 3,
+}
+
+/// A breaker's settings. The defaults of each level are the seed's: see
+/// [`BreakerConfig::agent`], [`BreakerConfig::domain`] and [`BreakerConfig::meta`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// A call slower than this counts as a failure (and the level abandons it where it can).
+    #[serde(with = "crate::config::ms")]
+    pub timeout: Duration,
+    /// Trip after this many failures in a row; 0 turns this trigger off.
+    pub consecutive_failures: u32,
+    /// Trip when the failure rate over the window reaches this fraction (0 < rate <= 1); 0
+    /// turns this trigger off.
+    pub failure_rate: f64,
+    /// The sliding window over which the rate is measured.
+    #[serde(with = "crate::config::ms")]
+    pub window: Duration,
+    /// The rate is not judged on fewer calls than this.
+    pub min_calls: u32,
+    /// The first open time; each re-open from half-open doubles it.
+    #[serde(with = "crate::config::ms")]
+    pub open_base: Duration,
+    /// The cap on the open time.
+    #[serde(with = "crate::config::ms")]
+    pub open_max: Duration,
+    /// Probes let through at once while half-open, and the successes that close the breaker
+    /// (1 to 255).
+    pub half_open_probes: u32,
+    /// Normal, disabled or forced open.
+    pub mode: BreakerMode,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self::agent()
+    }
+}
+
+impl BreakerConfig {
+    /// The seed's agent level: 50 ms timeout, trips after 3 consecutive failures; the domain
+    /// fails over to another agent at once.
+    pub fn agent() -> Self {
+        Self {
+            timeout: Duration::from_millis(50),
+            consecutive_failures: 3,
+            failure_rate: 0.5,
+            window: Duration::from_secs(1),
+            min_calls: 20,
+            open_base: Duration::from_millis(50),
+            open_max: Duration::from_secs(5),
+            half_open_probes: 1,
+            mode: BreakerMode::Normal,
+        }
+    }
+
+    /// The seed's domain level: 200 ms timeout, trips after 5 consecutive failures; while open
+    /// the domain sheds its sub-tasks.
+    pub fn domain() -> Self {
+        Self {
+            timeout: Duration::from_millis(200),
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            window: Duration::from_secs(1),
+            min_calls: 50,
+            open_base: Duration::from_millis(200),
+            open_max: Duration::from_secs(10),
+            half_open_probes: 3,
+            mode: BreakerMode::Normal,
+        }
+    }
+
+    /// The seed's meta level: 500 ms timeout and no run-of-failures trigger (the seed gives
+    /// none); it trips on the failure rate, and while open the engine runs degraded (see
+    /// `AdmissionConfig::essential_priority`).
+    pub fn meta() -> Self {
+        Self {
+            timeout: Duration::from_millis(500),
+            consecutive_failures: 0,
+            failure_rate: 0.5,
+            window: Duration::from_secs(2),
+            min_calls: 100,
+            open_base: Duration::from_millis(500),
+            open_max: Duration::from_secs(30),
+            half_open_probes: 5,
+            mode: BreakerMode::Normal,
+        }
+    }
+
+    /// The same settings with the breaker disabled.
+    pub fn disabled(mut self) -> Self {
+        self.mode = BreakerMode::Disabled;
+        self
+    }
+
+    /// Checks the settings, naming the first problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.timeout.is_zero() {
+            return Err("timeout must be greater than zero".into());
+        }
+        let r = self.failure_rate;
+        if !(0.0..=1.0).contains(&r) {
+            return Err(format!("failure_rate must be in [0, 1] (0 = off), got {r}"));
+        }
+        if r > 0.0 && self.window.is_zero() {
+            return Err("window must be greater than zero when failure_rate is set".into());
+        }
+        if self.open_base.is_zero() {
+            return Err("open_base must be greater than zero".into());
+        }
+        if self.open_max < self.open_base {
+            return Err("open_max must be at least open_base".into());
+        }
+        if !(1..=255).contains(&self.half_open_probes) {
+            return Err(format!("half_open_probes must be 1 to 255, got {}", self.half_open_probes));
+        }
+        Ok(())
+    }
+}
+
+// The state word. Changing any field is one compare-and-swap of the whole word.
+const STATE_MASK: u64 = 0b111;
+const S_CLOSED: u64 = 0;
+const S_OPEN: u64 = 1;
+const S_HALF_OPEN: u64 = 2;
+/// Transient: the thread that tripped the breaker is writing the open deadline. Refuses calls.
+const S_OPENING: u64 = 3;
+const MODE_SHIFT: u32 = 3;
+const MODE_MASK: u64 = 0b11 << MODE_SHIFT;
+const PROBES_SHIFT: u32 = 8;
+const SUCC_SHIFT: u32 = 16;
+const EXP_SHIFT: u32 = 24;
+const CONSEC_SHIFT: u32 = 32;
+
+#[inline]
+fn st(w: u64) -> u64 {
+    w & STATE_MASK
+}
+#[inline]
+fn mode_of(w: u64) -> BreakerMode {
+    match (w & MODE_MASK) >> MODE_SHIFT {
+        1 => BreakerMode::Disabled,
+        2 => BreakerMode::ForcedOpen,
+        _ => BreakerMode::Normal,
+    }
+}
+#[inline]
+fn probes(w: u64) -> u64 {
+    (w >> PROBES_SHIFT) & 0xff
+}
+#[inline]
+fn succ(w: u64) -> u64 {
+    (w >> SUCC_SHIFT) & 0xff
+}
+#[inline]
+fn exp(w: u64) -> u64 {
+    (w >> EXP_SHIFT) & 0xff
+}
+#[inline]
+fn consec(w: u64) -> u64 {
+    w >> CONSEC_SHIFT
+}
+#[inline]
+fn pack(state: u64, mode_bits: u64, probes: u64, succ: u64, exp: u64, consec: u64) -> u64 {
+    state | mode_bits | (probes << PROBES_SHIFT) | (succ << SUCC_SHIFT) | (exp << EXP_SHIFT) | (consec << CONSEC_SHIFT)
+}
+fn public_state(w: u64) -> BreakerState {
+    match st(w) {
+        S_CLOSED => BreakerState::Closed,
+        S_HALF_OPEN => BreakerState::HalfOpen,
+        _ => BreakerState::Open,
+    }
+}
+
+/// A point-in-time view of a breaker, for stats and health.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct BreakerSnapshot {
+    /// The current state (the effective one: forced-open reads as open).
+    pub state: BreakerState,
+    /// The operator's override.
+    pub mode: BreakerMode,
+    /// The current run of consecutive failures.
+    pub consecutive_failures: u32,
+    /// Calls and failures in the sliding window now.
+    pub window_calls: u64,
+    /// See `window_calls`.
+    pub window_failures: u64,
+    /// Closed-to-open transitions so far.
+    pub opened: u64,
+    /// Half-open-to-open transitions so far.
+    pub reopened: u64,
+    /// Open-to-half-open transitions so far.
+    pub half_opened: u64,
+    /// Half-open-to-closed transitions so far.
+    pub closed: u64,
+}
+
+/// A circuit breaker; see the module documentation.
+pub struct Breaker {
+    cfg: BreakerConfig,
+    /// The state word (layout above). Every transition is a compare-and-swap on it.
+    word: AtomicU64,
+    /// While the state is `Open`: the clock reading at which it may move to half-open. Written
+    /// only by the thread that won the transition to `Opening`, before it publishes `Open`.
+    open_until: AtomicU64,
+    /// Per-thread stripes of calls and failures over the window.
+    window: Window,
+    /// Transition counters, indexed by [`TransitionCause`].
+    transitions: [AtomicU64; 7],
+}
+
+impl fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breaker").field("state", &self.state()).field("mode", &self.mode()).finish()
+    }
+}
+
+impl Breaker {
+    /// A closed breaker with `cfg`, whose window has one stripe per recording thread
+    /// (`stripes`, at least 1). The configuration must be valid ([`BreakerConfig::validate`]).
+    pub fn new(cfg: BreakerConfig, stripes: usize) -> Self {
+        let mode_bits = (cfg.mode as u64) << MODE_SHIFT;
+        let window = Window::new(cfg.window.as_nanos() as u64, stripes);
+        Self {
+            cfg,
+            word: AtomicU64::new(mode_bits),
+            open_until: AtomicU64::new(0),
+            window,
+            transitions: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.cfg
+    }
+
+    /// The effective state (forced-open reads as open, the transient opening state as open).
+    pub fn state(&self) -> BreakerState {
+        let w = self.word.load(Ordering::Acquire);
+        if mode_of(w) == BreakerMode::ForcedOpen { BreakerState::Open } else { public_state(w) }
+    }
+
+    /// The operator's override.
+    pub fn mode(&self) -> BreakerMode {
+        mode_of(self.word.load(Ordering::Acquire))
+    }
+
+    /// Asks whether a call may be made now. A `Probe` permit is one of the bounded half-open
+    /// probes: its result must be reported with [`on_result`](Self::on_result) to free it.
+    /// The transition, if the request moved the breaker from open to half-open, comes back too.
+    #[inline]
+    pub fn try_acquire(&self, now_ns: u64) -> (Permit, Option<Transition>) {
+        loop {
+            let w = self.word.load(Ordering::Acquire);
+            match mode_of(w) {
+                BreakerMode::Disabled => return (Permit::Call, None),
+                BreakerMode::ForcedOpen => return (Permit::Denied, None),
+                BreakerMode::Normal => {}
+            }
+            match st(w) {
+                S_CLOSED => return (Permit::Call, None),
+                S_OPEN => {
+                    // Acquire on the word made the deadline written before `Open` visible.
+                    if now_ns < self.open_until.load(Ordering::Acquire) {
+                        return (Permit::Denied, None);
+                    }
+                    let next = pack(S_HALF_OPEN, w & MODE_MASK, 1, 0, exp(w), 0);
+                    if self.cas(w, next) {
+                        return (
+                            Permit::Probe,
+                            Some(self.count(
+                                BreakerState::Open,
+                                BreakerState::HalfOpen,
+                                TransitionCause::OpenTimeElapsed,
+                            )),
+                        );
+                    }
+                }
+                S_HALF_OPEN => {
+                    if probes(w) >= u64::from(self.cfg.half_open_probes) {
+                        return (Permit::Denied, None);
+                    }
+                    if self.cas(w, w + (1 << PROBES_SHIFT)) {
+                        return (Permit::Probe, None);
+                    }
+                }
+                _ => return (Permit::Denied, None), // opening
+            }
+        }
+    }
+
+    /// Reports the outcome of a call made under `permit`: `ok` is what the call returned,
+    /// `latency_ns` how long it took (a call slower than the timeout is a failure whatever it
+    /// returned), `stripe` the caller's own window stripe. Returns the transition it caused.
+    #[inline]
+    pub fn on_result(
+        &self,
+        permit: Permit,
+        now_ns: u64,
+        latency_ns: u64,
+        ok: bool,
+        stripe: usize,
+    ) -> Option<Transition> {
+        let failure = !ok || latency_ns > self.cfg.timeout.as_nanos() as u64;
+        if self.cfg.failure_rate > 0.0 {
+            self.window.record(stripe, now_ns, failure);
+        }
+        match permit {
+            Permit::Call => self.on_closed_result(now_ns, failure),
+            Permit::Probe => self.on_probe_result(now_ns, failure),
+            Permit::Denied | Permit::Bypass => None,
+        }
+    }
+
+    /// Frees a permit whose call ended with no outcome that should count (the work was refused
+    /// further down, or abandoned at shutdown): a probe's slot is handed back, nothing else moves.
+    pub fn release(&self, permit: Permit) {
+        if permit != Permit::Probe {
+            return;
+        }
+        loop {
+            let w = self.word.load(Ordering::Acquire);
+            if mode_of(w) != BreakerMode::Normal || st(w) != S_HALF_OPEN || probes(w) == 0 {
+                return;
+            }
+            if self.cas(w, w - (1 << PROBES_SHIFT)) {
+                return;
+            }
+        }
+    }
+
+    fn on_closed_result(&self, now_ns: u64, failure: bool) -> Option<Transition> {
+        loop {
+            let w = self.word.load(Ordering::Acquire);
+            if mode_of(w) != BreakerMode::Normal || st(w) != S_CLOSED {
+                return None; // disabled, forced, or a result from before the breaker opened
+            }
+            if !failure {
+                // The common path: read-only unless a run of failures must be reset.
+                if consec(w) == 0 || self.cas(w, w & ((1 << CONSEC_SHIFT) - 1)) {
+                    return None;
+                }
+                continue;
+            }
+            let run = consec(w) + 1;
+            let threshold = u64::from(self.cfg.consecutive_failures);
+            let cause = if threshold > 0 && run >= threshold {
+                TransitionCause::ConsecutiveFailures
+            } else if self.rate_tripped(now_ns) {
+                TransitionCause::FailureRate
+            } else {
+                let next = (w & ((1 << CONSEC_SHIFT) - 1)) | (run.min(u64::from(u32::MAX)) << CONSEC_SHIFT);
+                if self.cas(w, next) {
+                    return None;
+                }
+                continue;
+            };
+            if let Some(t) = self.trip(w, now_ns, 0, BreakerState::Closed, cause) {
+                return Some(t);
+            }
+        }
+    }
+
+    fn on_probe_result(&self, now_ns: u64, failure: bool) -> Option<Transition> {
+        loop {
+            let w = self.word.load(Ordering::Acquire);
+            if mode_of(w) != BreakerMode::Normal || st(w) != S_HALF_OPEN {
+                return None; // the probe's round ended without it
+            }
+            if failure {
+                let e = (exp(w) + 1).min(32);
+                if let Some(t) = self.trip(w, now_ns, e, BreakerState::HalfOpen, TransitionCause::ProbeFailed) {
+                    return Some(t);
+                }
+                continue;
+            }
+            let s = succ(w) + 1;
+            if s >= u64::from(self.cfg.half_open_probes) {
+                if self.cas(w, w & MODE_MASK) {
+                    return Some(self.count(
+                        BreakerState::HalfOpen,
+                        BreakerState::Closed,
+                        TransitionCause::ProbesSucceeded,
+                    ));
+                }
+            } else {
+                let next = pack(S_HALF_OPEN, w & MODE_MASK, probes(w).saturating_sub(1), s, exp(w), 0);
+                if self.cas(w, next) {
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Moves from the state seen in `w` to open with backoff exponent `e`: claims the move with
+    /// one CAS (to the transient `Opening`), writes the deadline, then publishes `Open`.
+    fn trip(&self, w: u64, now_ns: u64, e: u64, from: BreakerState, cause: TransitionCause) -> Option<Transition> {
+        if !self.cas(w, pack(S_OPENING, w & MODE_MASK, 0, 0, e, 0)) {
+            return None;
+        }
+        let base = self.cfg.open_base.as_nanos() as u64;
+        let open_ns = base.saturating_mul(1u64 << e.min(40)).min(self.cfg.open_max.as_nanos() as u64);
+        self.open_until.store(now_ns.saturating_add(open_ns), Ordering::Relaxed);
+        // Only the winner of the CAS above changes the state bits while they say `Opening`;
+        // an operator may change the mode bits meanwhile, so keep whatever mode is there.
+        let mut cur = self.word.load(Ordering::Relaxed);
+        loop {
+            if st(cur) != S_OPENING {
+                break; // an operator reset the breaker meanwhile; the reset wins
+            }
+            let next = (cur & !STATE_MASK) | S_OPEN;
+            match self.word.compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        Some(self.count(from, BreakerState::Open, cause))
+    }
+
+    fn rate_tripped(&self, now_ns: u64) -> bool {
+        let rate = self.cfg.failure_rate;
+        if rate <= 0.0 {
+            return false;
+        }
+        let (calls, failures) = self.window.totals(now_ns);
+        calls >= u64::from(self.cfg.min_calls.max(1)) && failures as f64 >= rate * calls as f64
+    }
+
+    /// Sets the operator's override. Forcing open and returning to normal are transitions;
+    /// a breaker returned to normal restarts closed with its counts cleared.
+    pub fn set_mode(&self, mode: BreakerMode) -> Option<Transition> {
+        let mut cur = self.word.load(Ordering::Acquire);
+        loop {
+            let old_mode = mode_of(cur);
+            if old_mode == mode {
+                return None;
+            }
+            let mode_bits = (mode as u64) << MODE_SHIFT;
+            let next = match mode {
+                BreakerMode::Normal => mode_bits, // closed, counts cleared
+                _ => (cur & !MODE_MASK) | mode_bits,
+            };
+            match self.word.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    let before =
+                        if old_mode == BreakerMode::ForcedOpen { BreakerState::Open } else { public_state(cur) };
+                    return match mode {
+                        BreakerMode::ForcedOpen => {
+                            Some(self.count(before, BreakerState::Open, TransitionCause::Forced))
+                        }
+                        BreakerMode::Normal => Some(self.count(before, BreakerState::Closed, TransitionCause::Reset)),
+                        BreakerMode::Disabled => None,
+                    };
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// A point-in-time view (the counts are read one by one, not as one atomic snapshot).
+    pub fn snapshot(&self, now_ns: u64) -> BreakerSnapshot {
+        let w = self.word.load(Ordering::Acquire);
+        let (window_calls, window_failures) = self.window.totals(now_ns);
+        let n = |c: TransitionCause| self.transitions[c as usize].load(Ordering::Relaxed);
+        BreakerSnapshot {
+            state: self.state(),
+            mode: mode_of(w),
+            consecutive_failures: consec(w).min(u64::from(u32::MAX)) as u32,
+            window_calls,
+            window_failures,
+            opened: n(TransitionCause::ConsecutiveFailures) + n(TransitionCause::FailureRate),
+            reopened: n(TransitionCause::ProbeFailed),
+            half_opened: n(TransitionCause::OpenTimeElapsed),
+            closed: n(TransitionCause::ProbesSucceeded),
+        }
+    }
+
+    #[inline]
+    fn cas(&self, current: u64, next: u64) -> bool {
+        self.word.compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    fn count(&self, from: BreakerState, to: BreakerState, cause: TransitionCause) -> Transition {
+        self.transitions[cause as usize].fetch_add(1, Ordering::Relaxed);
+        Transition { from, to, cause }
+    }
+}

@@ -1,0 +1,149 @@
+//! How the engine runs: threads, capacities, admission policy. (What it runs is the
+//! [`Topology`](crate::Topology).)
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The engine's runtime settings. Every field has a default; in TOML they form the `[engine]`
+/// table (durations in milliseconds).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Worker threads; 0 means one per core in the process's affinity mask.
+    pub workers: usize,
+    /// Pin worker `i` to the `i`-th core of the affinity mask. A failure to pin is reported
+    /// (a warning and `Stats::pin_failures`), never fatal.
+    pub pin: bool,
+    /// Tasks accepted and not yet delivered, at most (the task slots). Submitting beyond it
+    /// returns `Full`.
+    pub max_in_flight: usize,
+    /// Sub-tasks a worker holds at once (admitted and not yet joined); it stops taking new
+    /// tasks from its ingress ring while at this limit.
+    pub worker_capacity: usize,
+    /// Tasks a worker takes from its ingress ring per turn, and sub-tasks per stage batch.
+    pub batch: usize,
+    /// An idle worker (or isolated agent, or caller in `poll_wait`) spins this many times,
+    pub idle_spins: u32,
+    /// then yields the processor for up to this many microseconds, then parks until woken.
+    pub idle_yield_us: u32,
+    /// Capacity of each ring between a worker and an isolated agent's thread.
+    pub isolated_queue: usize,
+    /// When every agent a sub-task may still try has an open breaker, try one anyway (Envoy's
+    /// "panic routing") rather than fail the sub-task. Keeps independent failures from turning
+    /// into rejections when thresholds are tight; a whole domain that is down is still caught
+    /// by the domain breaker.
+    pub panic_routing: bool,
+    /// How long dropping a running engine waits for in-flight tasks before rejecting them.
+    #[serde(with = "ms")]
+    pub drain_timeout: Duration,
+    /// Admission control at the meta level.
+    pub admission: AdmissionConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            pin: true,
+            max_in_flight: 8192,
+            worker_capacity: 4096,
+            batch: 64,
+            idle_spins: 128,
+            idle_yield_us: 100,
+            isolated_queue: 1024,
+            panic_routing: true,
+            drain_timeout: Duration::from_secs(5),
+            admission: AdmissionConfig::default(),
+        }
+    }
+}
+
+/// Admission control: throttling, priority queuing, degraded mode, rate limiting, and the
+/// share of task slots each priority may not take.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// System-wide limit on tasks admitted past the meta stage and not yet completed; 0 means
+    /// no limit beyond the task slots. Tasks over the limit wait in priority order.
+    pub max_concurrent: usize,
+    /// Tasks waiting for the throttle, per worker; beyond it they are rejected (`Throttled`).
+    pub queue_capacity: usize,
+    /// While the meta breaker is open the engine runs degraded: only tasks of this priority or
+    /// higher (numerically lower or equal) are admitted.
+    pub essential_priority: u8,
+    /// Fraction of the task slots that priority `p` may not take (index `p`): under overload
+    /// the lowest priorities see `Full` first. Each in [0, 1).
+    pub priority_reserve: [f64; 4],
+    /// A token bucket at admission: tasks per second, 0 for none.
+    pub rate_limit_per_s: f64,
+    /// The token bucket's burst, in tasks.
+    pub rate_limit_burst: f64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 0,
+            queue_capacity: 4096,
+            essential_priority: 0,
+            priority_reserve: [0.0, 0.05, 0.10, 0.20],
+            rate_limit_per_s: 0.0,
+            rate_limit_burst: 1.0,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the settings, naming the first problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_in_flight == 0 || self.max_in_flight > (1 << 24) {
+            return Err(format!("engine.max_in_flight must be 1 to {}, got {}", 1 << 24, self.max_in_flight));
+        }
+        if self.worker_capacity == 0 {
+            return Err("engine.worker_capacity must be at least 1".into());
+        }
+        if self.batch == 0 {
+            return Err("engine.batch must be at least 1".into());
+        }
+        if self.isolated_queue == 0 {
+            return Err("engine.isolated_queue must be at least 1".into());
+        }
+        if self.workers > 1024 {
+            return Err(format!("engine.workers must be at most 1024, got {}", self.workers));
+        }
+        let a = &self.admission;
+        if a.essential_priority > crate::task::LOWEST_PRIORITY {
+            return Err(format!("engine.admission.essential_priority must be 0 to 3, got {}", a.essential_priority));
+        }
+        for (p, r) in a.priority_reserve.iter().enumerate() {
+            if !(0.0..1.0).contains(r) {
+                return Err(format!("engine.admission.priority_reserve[{p}] must be in [0, 1), got {r}"));
+            }
+        }
+        if !(a.rate_limit_per_s.is_finite() && a.rate_limit_per_s >= 0.0) {
+            return Err(format!("engine.admission.rate_limit_per_s must be >= 0, got {}", a.rate_limit_per_s));
+        }
+        if a.rate_limit_per_s > 0.0 && !(a.rate_limit_burst.is_finite() && a.rate_limit_burst >= 1.0) {
+            return Err(format!("engine.admission.rate_limit_burst must be >= 1, got {}", a.rate_limit_burst));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) mod ms {
+    //! Durations as milliseconds in TOML and JSON.
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1e3)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(d)?;
+        if !(ms.is_finite() && ms >= 0.0) {
+            return Err(serde::de::Error::custom(format!("a duration in ms must be >= 0, got {ms}")));
+        }
+        Ok(Duration::from_secs_f64(ms / 1e3))
+    }
+}

@@ -1,0 +1,249 @@
+//! A closed-loop load driver: the canonical workloads of `WORKLOADS.md` run against an engine
+//! from one submitting thread, with the latency the submitter observes and an exactly-once check.
+//! `metafed simulate`, `metafed bench` and the tests all use it.
+
+use crate::engine::Engine;
+use crate::error::SubmitError;
+use crate::task::{Completion, DomainId, DomainSet, Reason, Status, Task, Ticket};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::time::Instant;
+
+/// Which tasks to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workload {
+    /// W1: task `i` needs domain `i mod D`.
+    Route,
+    /// W2: every task needs every domain.
+    FanOut,
+}
+
+/// A closed-loop run.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    /// Tasks to complete.
+    pub tasks: u64,
+    /// Tasks in flight at most (1024 loaded, 1 unloaded).
+    pub in_flight: usize,
+    /// The id of the first task; task `i` has id `first_id + i`.
+    pub first_id: u64,
+    /// Which tasks.
+    pub workload: Workload,
+    /// Record the latency of one task in this many (64 in `WORKLOADS.md`; 1 for every task).
+    pub sample_every: u64,
+    /// Priority of task `i` is `i mod priorities` (1: every task priority 0).
+    pub priorities: u8,
+}
+
+impl Load {
+    /// W1 loaded: `tasks` tasks, 1024 in flight, 1 latency sample in 64.
+    pub fn w1(tasks: u64) -> Self {
+        Self { tasks, in_flight: 1024, first_id: 0, workload: Workload::Route, sample_every: 64, priorities: 1 }
+    }
+}
+
+/// Latency percentiles in nanoseconds, from an HDR histogram (3 significant digits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub samples: u64,
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Reads the percentiles of a histogram.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        Self {
+            samples: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// What a run observed.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// Tasks submitted and accepted.
+    pub submitted: u64,
+    /// Completions received.
+    pub completed: u64,
+    /// By status.
+    pub ok: u64,
+    /// By status.
+    pub failed: u64,
+    /// By status.
+    pub timed_out: u64,
+    /// By status.
+    pub rejected: u64,
+    /// Completions per reason code (index = `Reason as u8`).
+    pub reasons: [u64; 12],
+    /// Tasks accepted that never completed.
+    pub lost: u64,
+    /// Completions beyond the first for a task.
+    pub duplicated: u64,
+    /// Completions whose id was not one the run submitted.
+    pub unknown: u64,
+    /// Wall time of the run, seconds.
+    pub elapsed_s: f64,
+    /// Completed tasks per second.
+    pub tasks_per_s: f64,
+    /// Submit-to-completion latency as the submitter observed it.
+    pub latency_ns: Percentiles,
+    /// Completions (ok) per priority 0..3.
+    pub ok_by_priority: [u64; 4],
+    /// Completions (all) per priority 0..3.
+    pub done_by_priority: [u64; 4],
+}
+
+impl RunReport {
+    /// Completions with this reason.
+    pub fn reason(&self, r: Reason) -> u64 {
+        self.reasons[r as usize]
+    }
+}
+
+/// Runs `load` against `engine` from the calling thread. `progress(done)` is called about every
+/// 65,536 completions. The engine must deliver completions to `poll` (no callback set).
+pub fn closed_loop(engine: &Engine, load: &Load, mut progress: impl FnMut(u64)) -> RunReport {
+    let domains = engine.topology().domain_count();
+    let all = DomainSet::first(domains);
+    let task_for = |i: u64| {
+        let id = load.first_id.wrapping_add(i);
+        let mut t = match load.workload {
+            Workload::Route => Task::new(id, DomainId((i % domains as u64) as u16)),
+            Workload::FanOut => Task::fan_out(id, all),
+        };
+        t.priority = (i % u64::from(load.priorities.max(1))) as u8;
+        t
+    };
+    let n = load.tasks;
+    let mut seen = vec![0u64; n.div_ceil(64) as usize];
+    // Submit times of sampled tasks, by slot (each slot holds one task at a time).
+    let slots = engine.stats().slots;
+    let mut sampled: Vec<(Ticket, Instant)> = vec![(Ticket::default(), Instant::now()); slots];
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds");
+    let mut report = RunReport {
+        submitted: 0,
+        completed: 0,
+        ok: 0,
+        failed: 0,
+        timed_out: 0,
+        rejected: 0,
+        reasons: [0; 12],
+        lost: 0,
+        duplicated: 0,
+        unknown: 0,
+        elapsed_s: 0.0,
+        tasks_per_s: 0.0,
+        latency_ns: Percentiles::default(),
+        ok_by_priority: [0; 4],
+        done_by_priority: [0; 4],
+    };
+    let batch = 64usize.min(load.in_flight.max(1));
+    let mut tasks: Vec<Task<'static>> = Vec::with_capacity(batch);
+    let mut tickets = vec![Ticket::default(); batch];
+    let mut out = vec![Completion::default(); 256];
+    let every = load.sample_every.max(1);
+    let mut next = 0u64;
+    let mut in_flight = 0usize;
+    let mut last_progress = 0u64;
+    let start = Instant::now();
+    while report.completed < report.submitted || next < n {
+        // Submit what the window allows.
+        let room = load.in_flight.saturating_sub(in_flight).min((n - next) as usize).min(batch);
+        if room > 0 {
+            tasks.clear();
+            tasks.extend((next..next + room as u64).map(task_for));
+            let t0 = Instant::now();
+            let accepted = match engine.submit_batch(&tasks, &mut tickets) {
+                Ok(k) => k,
+                Err(SubmitError::Full) => 0,
+                Err(e) => panic!("submission refused: {e}"),
+            };
+            for (k, t) in tickets[..accepted].iter().enumerate() {
+                if (next + k as u64) % every == 0 {
+                    sampled[t.slot() as usize] = (*t, t0);
+                }
+            }
+            next += accepted as u64;
+            in_flight += accepted;
+            report.submitted += accepted as u64;
+        }
+        // Collect what is done; when there is nothing to submit either, wait for it rather than
+        // spin (a spinning caller competes with the workers for cores).
+        let got = if room == 0 { engine.poll_wait(&mut out, None) } else { engine.poll(&mut out) };
+        let t1 = Instant::now();
+        for c in &out[..got] {
+            in_flight -= 1;
+            report.completed += 1;
+            let i = c.id.wrapping_sub(load.first_id);
+            if i >= n {
+                report.unknown += 1;
+                continue;
+            }
+            let (word, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+            if seen[word] & bit != 0 {
+                report.duplicated += 1;
+                continue;
+            }
+            seen[word] |= bit;
+            match c.status {
+                Status::Ok => report.ok += 1,
+                Status::Failed => report.failed += 1,
+                Status::TimedOut => report.timed_out += 1,
+                Status::Rejected => report.rejected += 1,
+            }
+            report.reasons[c.reason as usize] += 1;
+            let p = usize::from(c.priority.min(3));
+            report.done_by_priority[p] += 1;
+            if c.is_ok() {
+                report.ok_by_priority[p] += 1;
+            }
+            let (t, t0) = sampled[c.ticket.slot() as usize];
+            if t == c.ticket {
+                let _ = hist.record((t1 - t0).as_nanos().max(1) as u64);
+            }
+        }
+        if report.completed - last_progress >= 65_536 {
+            last_progress = report.completed;
+            progress(report.completed);
+        }
+    }
+    let elapsed = start.elapsed();
+    report.lost = report.submitted - (report.completed - report.duplicated - report.unknown);
+    report.elapsed_s = elapsed.as_secs_f64();
+    report.tasks_per_s = report.completed as f64 / elapsed.as_secs_f64().max(1e-9);
+    report.latency_ns = Percentiles::of(&hist);
+    progress(report.completed);
+    report
+}
+
+/// The oracle's success count for `load` on agents that all fail at `p` with `attempts`
+/// attempts per sub-task and no other fault: the count the engine must match exactly with
+/// breakers disabled.
+pub fn oracle_successes(load: &Load, domains: usize, p: f64, attempts: u32) -> u64 {
+    let thr = crate::sim::threshold(p);
+    let sub_ok = |key: u64| (0..u64::from(attempts)).any(|a| !crate::sim::fails_below(key, a, thr));
+    (0..load.tasks)
+        .filter(|&i| {
+            let id = load.first_id.wrapping_add(i);
+            match load.workload {
+                Workload::Route => sub_ok(id),
+                Workload::FanOut => {
+                    (0..domains as u64).all(|d| sub_ok(crate::sim::oracle_key(id, d as u16, domains as u32)))
+                }
+            }
+        })
+        .count() as u64
+}

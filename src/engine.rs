@@ -1,0 +1,683 @@
+//! The engine's public face: start it, submit tasks, collect completions, watch it, stop it.
+
+use crate::breaker::{Breaker, BreakerMode, BreakerState};
+use crate::clock::Clock;
+use crate::config::EngineConfig;
+use crate::error::{Error, SubmitError, WaitError};
+use crate::handler::Handler;
+use crate::isolated;
+use crate::park::{Idle, Parker, WaitList};
+use crate::queue::Mpmc;
+use crate::ring;
+use crate::shared::{
+    BreakerEvent, CompletionCallback, IsolatedShared, Level, Policy, RateLimiter, Shared, WorkerShared,
+};
+use crate::shared::{DRAINING, RUNNING, STOPPED, STOPPING};
+use crate::sim;
+use crate::slab::Slab;
+use crate::stats::{Health, HealthStatus, Stats, WorkerCounters};
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, Snapshot, fence, lock};
+use crate::task::{Completion, Reason, Status, Task, Ticket};
+use crate::topology::{AgentKind, Topology};
+use crate::worker::Worker;
+use serde::Serialize;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A running federation. Cheap to share between threads (`&Engine` or `Arc<Engine>`): every
+/// method takes `&self`. Dropping it shuts it down with the configured drain timeout.
+pub struct Engine {
+    sh: Arc<Shared>,
+    threads: Mutex<Threads>,
+    /// Serialises operators' updates of the routing snapshot.
+    policy_writer: Mutex<()>,
+}
+
+#[derive(Default)]
+struct Threads {
+    workers: Vec<JoinHandle<()>>,
+    isolated: Vec<JoinHandle<()>>,
+    report: Option<ShutdownReport>,
+}
+
+/// What [`Engine::shutdown`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ShutdownReport {
+    /// Whether every task in flight finished before the drain deadline.
+    pub drained: bool,
+    /// Tasks completed as rejected (`ShuttingDown`) because the deadline passed first.
+    pub rejected: u64,
+    /// Threads that did not stop in time (a handler that never returns) and were detached.
+    pub detached_threads: usize,
+    /// How long the shutdown took, in microseconds.
+    pub elapsed_us: u64,
+}
+
+/// Sets up an engine: its topology, configuration and completion callback.
+pub struct EngineBuilder {
+    topology: Topology,
+    config: EngineConfig,
+    callback: Option<CompletionCallback>,
+}
+
+impl EngineBuilder {
+    /// Sets the runtime configuration.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Delivers completions to `f` (on the thread that completed the task) instead of to
+    /// `poll`. Waitable tasks still go to `wait`. `f` must not block for long: it runs on a
+    /// worker.
+    pub fn on_complete(mut self, f: impl Fn(&Completion) + Send + Sync + 'static) -> Self {
+        self.callback = Some(Box::new(f));
+        self
+    }
+
+    /// Validates the configuration and starts the worker threads.
+    pub fn start(self) -> Result<Engine, Error> {
+        Engine::launch(self.topology, self.config, self.callback)
+    }
+}
+
+impl Engine {
+    /// A builder for an engine that runs `topology`.
+    pub fn builder(topology: Topology) -> EngineBuilder {
+        EngineBuilder { topology, config: EngineConfig::default(), callback: None }
+    }
+
+    /// Starts an engine with `config` and completions delivered to `poll`.
+    pub fn start(topology: Topology, config: EngineConfig) -> Result<Engine, Error> {
+        Self::launch(topology, config, None)
+    }
+
+    fn launch(topo: Topology, cfg: EngineConfig, callback: Option<CompletionCallback>) -> Result<Engine, Error> {
+        cfg.validate().map_err(Error::Config)?;
+        // The affinity mask, read once, before any thread is pinned.
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let n_workers = match cfg.workers {
+            0 if !cores.is_empty() => cores.len(),
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let handlers: Box<[Arc<dyn Handler>]> = topo
+            .agents
+            .iter()
+            .map(|a| match &a.spec.kind {
+                AgentKind::Sim(s) => Arc::new(s.clone().into_handler()) as Arc<dyn Handler>,
+                AgentKind::Handler(h) => h.clone(),
+                AgentKind::Unbound => unreachable!("build() rejects unbound agents"),
+            })
+            .collect();
+        let levels = topo.breakers.clone();
+        let iso_agents: Vec<usize> = (0..topo.agents.len()).filter(|&a| topo.agents[a].spec.isolated).collect();
+        let mut iso_index = vec![u16::MAX; topo.agents.len()].into_boxed_slice();
+        for (i, &a) in iso_agents.iter().enumerate() {
+            iso_index[a] = i as u16;
+        }
+        let slots = cfg.max_in_flight;
+        let reserve = std::array::from_fn(|p| (cfg.admission.priority_reserve[p] * slots as f64) as usize);
+        let sh = Arc::new(Shared {
+            clock: Clock::new(),
+            handlers,
+            agent_breakers: topo.agents.iter().map(|_| Breaker::new(levels.agent.clone(), n_workers)).collect(),
+            domain_breakers: topo.domains.iter().map(|_| Breaker::new(levels.domain.clone(), n_workers)).collect(),
+            meta_breaker: Breaker::new(levels.meta.clone(), n_workers),
+            slab: Slab::new(slots),
+            workers: (0..n_workers)
+                .map(|_| WorkerShared {
+                    ingress: Mpmc::new(slots),
+                    parker: Parker::new(),
+                    counters: WorkerCounters::new(topo.domains.len(), topo.agents.len()),
+                    exited: AtomicBool::new(false),
+                })
+                .collect(),
+            isolated: iso_agents
+                .iter()
+                .map(|&a| IsolatedShared {
+                    agent: crate::AgentId(a as u16),
+                    parker: Parker::new(),
+                    exited: AtomicBool::new(false),
+                })
+                .collect(),
+            iso_index,
+            completions: Mpmc::new(slots),
+            pollers: WaitList::new(),
+            callback,
+            lifecycle: AtomicU8::new(RUNNING),
+            policy: Snapshot::new(Policy { routing: topo.domains.iter().map(|d| d.agents.clone()).collect() }),
+            domain_down: topo.domains.iter().map(|_| AtomicBool::new(false)).collect(),
+            events: Mpmc::new(1024),
+            events_dropped: AtomicU64::new(0),
+            reserve,
+            throttle: AtomicU64::new(0),
+            rate: RateLimiter::new(cfg.admission.rate_limit_per_s, cfg.admission.rate_limit_burst),
+            submit_full: AtomicU64::new(0),
+            pin_failures: AtomicU64::new(0),
+            domain_fault_threshold: topo.domains.iter().map(|d| sim::threshold(d.fault_rate)).collect(),
+            meta_fault_threshold: sim::threshold(topo.meta_fault_rate),
+            max_attempts: (0..topo.domains.len()).map(|d| topo.max_attempts(crate::DomainId(d as u16))).collect(),
+            agent_timeout_ns: levels.agent.timeout.as_nanos() as u64,
+            domain_timeout_ns: levels.domain.timeout.as_nanos() as u64,
+            meta_timeout_ns: levels.meta.timeout.as_nanos() as u64,
+            topo,
+            cfg,
+        });
+
+        // Rings between each worker and each isolated agent, one pair per (worker, agent).
+        let mut worker_ends: Vec<(Vec<_>, Vec<_>)> = (0..n_workers).map(|_| (Vec::new(), Vec::new())).collect();
+        let mut iso_ends: Vec<(Vec<_>, Vec<_>)> = iso_agents.iter().map(|_| (Vec::new(), Vec::new())).collect();
+        for ends in iso_ends.iter_mut() {
+            for w in worker_ends.iter_mut() {
+                let (to_agent, from_worker) = ring::channel(sh.cfg.isolated_queue);
+                let (to_worker, from_agent) = ring::channel(sh.cfg.isolated_queue);
+                w.0.push(to_agent);
+                w.1.push(from_agent);
+                ends.0.push(from_worker);
+                ends.1.push(to_worker);
+            }
+        }
+
+        let engine = Engine { sh: sh.clone(), threads: Mutex::new(Threads::default()), policy_writer: Mutex::new(()) };
+        let pin = sh.cfg.pin;
+        for (id, (iso_tx, iso_rx)) in worker_ends.into_iter().enumerate() {
+            let core = cores.get(id % cores.len().max(1)).copied();
+            let worker = Worker::new(id, sh.clone(), iso_tx, iso_rx);
+            let shared = sh.clone();
+            let spawned = std::thread::Builder::new().name(format!("metafed-w{id}")).spawn(move || {
+                if pin {
+                    let pinned = core.is_some_and(core_affinity::set_for_current);
+                    if !pinned {
+                        shared.pin_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(worker = id, ?core, "could not pin the worker to a core; it runs unpinned");
+                    }
+                }
+                worker.run();
+            });
+            match spawned {
+                Ok(h) => lock(&engine.threads).workers.push(h),
+                Err(e) => return Err(Error::Spawn(format!("worker thread {id}: {e}"))), // Drop stops the rest
+            }
+        }
+        for (i, (rx, tx)) in iso_ends.into_iter().enumerate() {
+            let shared = sh.clone();
+            let name = format!("metafed-iso-{}", sh.topo.agents[usize::from(sh.isolated[i].agent.0)].name);
+            match std::thread::Builder::new().name(name).spawn(move || isolated::run(shared, i, rx, tx)) {
+                Ok(h) => lock(&engine.threads).isolated.push(h),
+                Err(e) => return Err(Error::Spawn(format!("isolated agent thread {i}: {e}"))),
+            }
+        }
+        Ok(engine)
+    }
+
+    /// The topology it runs.
+    pub fn topology(&self) -> &Topology {
+        &self.sh.topo
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.sh.cfg
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.sh.workers.len()
+    }
+
+    fn check(&self, task: &Task<'_>) -> Result<(), SubmitError> {
+        if task.domains.is_empty() {
+            return Err(SubmitError::NoDomains);
+        }
+        let known = self.sh.topo.domains.len();
+        if known < 64 && task.domains.0 >> known != 0 {
+            return Err(SubmitError::UnknownDomain((64 - task.domains.0.leading_zeros() - 1) as u16));
+        }
+        if task.priority > crate::task::LOWEST_PRIORITY {
+            return Err(SubmitError::InvalidPriority(task.priority));
+        }
+        Ok(())
+    }
+
+    /// Takes a slot, copies the task into it and publishes it. The caller pushes the ticket.
+    #[inline]
+    fn stage(&self, task: &Task<'_>, now: u64) -> Result<Ticket, SubmitError> {
+        let sh = &*self.sh;
+        if sh.slab.free_len() <= sh.reserve[usize::from(task.priority)] {
+            sh.submit_full.fetch_add(1, Ordering::Relaxed);
+            return Err(SubmitError::Full);
+        }
+        let Some(idx) = sh.slab.alloc() else {
+            sh.submit_full.fetch_add(1, Ordering::Relaxed);
+            return Err(SubmitError::Full);
+        };
+        // SAFETY: we allocated the slot and have not published it.
+        let req = unsafe { sh.slab.req_mut(idx) };
+        req.id = task.id;
+        req.payload = task.payload;
+        req.data.clear();
+        req.data.extend_from_slice(task.data);
+        req.domains = task.domains.0;
+        req.priority = task.priority;
+        req.waitable = task.waitable;
+        req.submit_ns = now;
+        let meta = now.saturating_add(sh.meta_timeout_ns);
+        req.deadline_ns = task.deadline.map_or(meta, |d| meta.min(now.saturating_add(d.as_nanos() as u64)));
+        Ok(sh.slab.publish(idx))
+    }
+
+    /// The worker this thread's next submission should go to: the one it used last, while
+    /// that worker keeps up (its ingress backlog is under two batches); otherwise the next one.
+    /// One submitting thread thus feeds one worker until it needs more, and does not wake (and
+    /// compete for cores with) every worker in turn.
+    #[inline]
+    fn target(&self) -> usize {
+        let n = self.sh.workers.len();
+        let w = PREFERRED.with(|p| p.get()) % n;
+        if n > 1 && self.sh.workers[w].ingress.len() >= 2 * self.sh.cfg.batch {
+            let next = (w + 1) % n;
+            PREFERRED.with(|p| p.set(next));
+            return next;
+        }
+        w
+    }
+
+    /// Pushes a published ticket onto worker `w`'s ingress ring, or the next one with room.
+    #[inline]
+    fn push(&self, t: Ticket, w: usize) -> Option<usize> {
+        let n = self.sh.workers.len();
+        (0..n).map(|i| (w + i) % n).find(|&w| self.sh.workers[w].ingress.push(t.0).is_ok())
+    }
+
+    /// After a fence: if the engine began stopping while these tickets were published, the
+    /// shutdown sweep may have missed them, so complete them here (each at most once).
+    #[cold]
+    fn reject_if_stopping(&self, tickets: &[Ticket]) {
+        for &t in tickets {
+            if self.sh.slab.claim_abandoned_ticket(t) {
+                let c = shutdown_completion(&self.sh, t);
+                self.sh.deliver(t, &c);
+            }
+        }
+    }
+
+    /// Submits a task without blocking. `Err(Full)` is backpressure: poll, then retry.
+    /// An accepted task gets exactly one completion.
+    #[inline]
+    pub fn try_submit(&self, task: &Task<'_>) -> Result<Ticket, SubmitError> {
+        let sh = &*self.sh;
+        if sh.lifecycle() != RUNNING {
+            return Err(SubmitError::ShuttingDown);
+        }
+        self.check(task)?;
+        let t = self.stage(task, sh.clock.now())?;
+        let Some(w) = self.push(t, self.target()) else {
+            // Every ingress ring full: cannot happen while rings hold the slot count each, but
+            // stay correct if it does.
+            self.reject_if_stopping(&[t]);
+            return Ok(t);
+        };
+        // Orders the QUEUED store and the ring push before the lifecycle and sleeper checks
+        // (see `park` and `shutdown`).
+        fence(Ordering::SeqCst);
+        if sh.lifecycle() >= STOPPING {
+            self.reject_if_stopping(&[t]);
+        }
+        sh.workers[w].parker.wake_fenced();
+        Ok(t)
+    }
+
+    /// Submits a task, waiting while the engine is full, up to `timeout` (forever if `None`).
+    pub fn submit(&self, task: &Task<'_>, timeout: Option<Duration>) -> Result<Ticket, SubmitError> {
+        let deadline = timeout.map(|d| Instant::now() + d);
+        let mut round = 0u32;
+        loop {
+            match self.try_submit(task) {
+                Err(SubmitError::Full) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(SubmitError::Timeout);
+                    }
+                    backoff(&mut round);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Submits tasks in order until one is refused; `tickets[i]` receives task `i`'s ticket.
+    /// Returns how many were accepted (all of them, or a prefix). A refusal after the first
+    /// task is not an error: the count says where it stopped, and retrying the rest returns the
+    /// reason. Cheaper per task than `try_submit`: one fence and one wake-up per batch.
+    pub fn submit_batch(&self, tasks: &[Task<'_>], tickets: &mut [Ticket]) -> Result<usize, SubmitError> {
+        let sh = &*self.sh;
+        if sh.lifecycle() != RUNNING {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let n = tasks.len().min(tickets.len());
+        let workers = sh.workers.len();
+        let mut woken = 0u128; // workers to wake, as a bit set (wraps above 128 workers)
+        let mut done = 0;
+        let mut first_err = None;
+        let now = sh.clock.now();
+        'chunks: while done < n {
+            let end = (done + sh.cfg.batch).min(n);
+            let mut target = self.target();
+            let start = done;
+            for i in start..end {
+                if let Err(e) = self.check(&tasks[i]) {
+                    first_err = Some(e);
+                    break 'chunks;
+                }
+                let t = match self.stage(&tasks[i], now) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        first_err = Some(e);
+                        break 'chunks;
+                    }
+                };
+                tickets[i] = t;
+                match self.push(t, target) {
+                    Some(w) => {
+                        woken |= 1u128 << (w % 128);
+                        target = w;
+                    }
+                    None => self.reject_if_stopping(&[t]),
+                }
+                done = i + 1;
+            }
+        }
+        if done > 0 {
+            fence(Ordering::SeqCst);
+            if sh.lifecycle() >= STOPPING {
+                self.reject_if_stopping(&tickets[..done]);
+            }
+            for w in 0..workers {
+                if woken & (1u128 << (w % 128)) != 0 {
+                    sh.workers[w].parker.wake_fenced();
+                }
+            }
+        }
+        match (done, first_err) {
+            (0, Some(e)) => Err(e),
+            _ => Ok(done),
+        }
+    }
+
+    /// Moves up to `out.len()` completions into `out` and returns how many. Never blocks.
+    /// With a completion callback set, there is nothing to poll.
+    pub fn poll(&self, out: &mut [Completion]) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            let Some(raw) = self.sh.completions.pop() else { break };
+            if let Some(c) = self.sh.slab.take(Ticket(raw)) {
+                out[n] = c;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Like [`poll`](Self::poll), but when nothing is ready it waits, up to `timeout`, for
+    /// something to be: spinning briefly, then sleeping until a worker delivers a completion.
+    /// A caller that waits this way leaves its core to the workers (a caller that spins on
+    /// `poll` competes with them when threads outnumber cores).
+    pub fn poll_wait(&self, out: &mut [Completion], timeout: Option<Duration>) -> usize {
+        let n = self.poll(out);
+        if n > 0 || out.is_empty() {
+            return n;
+        }
+        let mut idle = Idle::new(self.sh.cfg.idle_spins, u64::from(self.sh.cfg.idle_yield_us) * 1_000);
+        while !idle.wait() {
+            if !self.sh.completions.is_empty() {
+                return self.poll(out);
+            }
+        }
+        let deadline = timeout.map(|d| Instant::now() + d);
+        loop {
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return self.poll(out),
+                },
+                None => None,
+            };
+            // Stopped with nothing left to deliver: nothing will come.
+            if self.sh.lifecycle() == STOPPED && self.sh.completions.is_empty() {
+                return 0;
+            }
+            self.sh.pollers.sleep(|| !self.sh.completions.is_empty() || self.sh.lifecycle() == STOPPED, left);
+            let n = self.poll(out);
+            if n > 0 {
+                return n;
+            }
+        }
+    }
+
+    /// Blocks until the waitable task of `ticket` completes, or `timeout` passes (forever if
+    /// `None`), and returns its completion. One thread may wait on a ticket at a time.
+    pub fn wait(&self, ticket: Ticket, timeout: Option<Duration>) -> Result<Completion, WaitError> {
+        self.sh.slab.wait(ticket, timeout)
+    }
+
+    /// Drains the breaker transitions recorded since the last call into `out` (at most 1,024
+    /// are kept between calls; [`Stats::events_dropped`] counts the rest).
+    pub fn drain_events(&self, out: &mut Vec<BreakerEvent>) -> usize {
+        let before = out.len();
+        while let Some(e) = self.sh.events.pop() {
+            out.push(e);
+        }
+        out.len() - before
+    }
+
+    /// Forces a breaker open, disables it, or returns it to normal. `index` is the domain or
+    /// agent index (0 for the meta level). Returns false if there is no such breaker.
+    pub fn set_breaker_mode(&self, level: Level, index: usize, mode: BreakerMode) -> bool {
+        self.sh.set_mode(level, index, mode)
+    }
+
+    /// Marks a domain down (every call to its agents fails, a correlated fault) or up again.
+    pub fn set_domain_down(&self, domain: crate::DomainId, down: bool) -> bool {
+        match self.sh.domain_down.get(usize::from(domain.0)) {
+            Some(flag) => {
+                flag.store(down, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes an agent out of rotation (its domain routes around it) or puts it back. Workers see
+    /// the change from their next turn. Returns false if there is no such agent.
+    pub fn set_agent_in_rotation(&self, agent: crate::AgentId, in_rotation: bool) -> bool {
+        let Some(def) = self.sh.topo.agents.get(usize::from(agent.0)) else { return false };
+        let _w = lock(&self.policy_writer);
+        let cur = self.sh.policy.load();
+        let mut routing = cur.routing.clone();
+        let list = &mut routing[usize::from(def.domain.0)];
+        list.retain(|&a| a != agent);
+        if in_rotation {
+            list.push(agent);
+            list.sort();
+        }
+        self.sh.policy.store(Policy { routing });
+        true
+    }
+
+    /// Counters per level, breaker states, latency, and the model's prediction.
+    pub fn stats(&self) -> Stats {
+        crate::stats::collect(&self.sh)
+    }
+
+    /// A summary for a health check.
+    pub fn health(&self) -> Health {
+        let sh = &*self.sh;
+        let now = sh.clock.now();
+        let policy = sh.policy.load();
+        let mut status = HealthStatus::Healthy;
+        let mut notes = Vec::new();
+        let meta = sh.meta_breaker.state();
+        if meta != BreakerState::Closed {
+            status = HealthStatus::Unhealthy;
+            notes.push(format!("meta breaker {meta}: degraded mode, essential priorities only"));
+        }
+        for (d, dom) in sh.topo.domains.iter().enumerate() {
+            let state = sh.domain_breakers[d].state();
+            let available = policy.routing[d]
+                .iter()
+                .filter(|a| sh.agent_breakers[usize::from(a.0)].state() != BreakerState::Open)
+                .count();
+            if state == BreakerState::Open || available == 0 {
+                status = HealthStatus::Unhealthy;
+                notes.push(format!(
+                    "domain {}: breaker {state}, {available}/{} agents available",
+                    dom.name,
+                    dom.agents.len()
+                ));
+            } else if state != BreakerState::Closed || available < dom.agents.len() {
+                if status == HealthStatus::Healthy {
+                    status = HealthStatus::Degraded;
+                }
+                notes.push(format!(
+                    "domain {}: breaker {state}, {available}/{} agents available",
+                    dom.name,
+                    dom.agents.len()
+                ));
+            }
+        }
+        let lifecycle = match sh.lifecycle() {
+            RUNNING => "running",
+            DRAINING => "draining",
+            STOPPING => "stopping",
+            _ => "stopped",
+        };
+        if lifecycle != "running" {
+            status = HealthStatus::Unhealthy;
+            notes.push(format!("engine {lifecycle}"));
+        }
+        let _ = now;
+        Health { status, lifecycle, notes }
+    }
+
+    /// Stops accepting tasks, lets the tasks in flight finish for up to `drain`, then completes
+    /// the rest as rejected (`ShuttingDown`) and stops the threads. Idempotent: later calls
+    /// return the first report. Completions stay available to `poll` and `wait` afterwards.
+    pub fn shutdown(&self, drain: Duration) -> ShutdownReport {
+        let mut threads = lock(&self.threads);
+        if let Some(r) = threads.report {
+            return r;
+        }
+        let sh = &*self.sh;
+        let started = Instant::now();
+        let rejected_before = shutdown_rejections(sh);
+        sh.lifecycle.store(DRAINING, Ordering::SeqCst);
+        self.wake_all();
+        let deadline = started + drain;
+        let cap = sh.slab.capacity() as u32;
+        let drained = loop {
+            if (0..cap).all(|i| !sh.slab.is_unfinished(i)) {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        sh.lifecycle.store(STOPPING, Ordering::SeqCst);
+        self.wake_all();
+        // Workers complete what they hold and return; a worker stuck in a handler cannot.
+        let grace = Instant::now() + Duration::from_millis(500);
+        let all_exited = || {
+            sh.workers.iter().all(|w| w.exited.load(Ordering::Acquire))
+                && sh.isolated.iter().all(|i| i.exited.load(Ordering::Acquire))
+        };
+        while !all_exited() && Instant::now() < grace {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let mut detached = 0;
+        for (i, h) in std::mem::take(&mut threads.workers).into_iter().enumerate() {
+            if sh.workers[i].exited.load(Ordering::Acquire) {
+                let _ = h.join();
+            } else {
+                detached += 1; // dropping the handle detaches the thread
+                tracing::warn!(worker = i, "a worker did not stop (a handler is not returning); detached");
+            }
+        }
+        for (i, h) in std::mem::take(&mut threads.isolated).into_iter().enumerate() {
+            if sh.isolated[i].exited.load(Ordering::Acquire) {
+                let _ = h.join();
+            } else {
+                detached += 1;
+                tracing::warn!(agent = i, "an isolated agent did not stop (its handler is not returning); detached");
+            }
+        }
+        // The sweep: tasks still queued, or held by a worker that did not stop.
+        let mut swept = 0;
+        for idx in 0..cap {
+            if let Some(t) = sh.slab.claim_abandoned(idx) {
+                let c = shutdown_completion(sh, t);
+                sh.deliver(t, &c);
+                swept += 1;
+            }
+        }
+        sh.lifecycle.store(STOPPED, Ordering::SeqCst);
+        sh.pollers.notify_all();
+        let report = ShutdownReport {
+            drained,
+            rejected: shutdown_rejections(sh) - rejected_before + swept,
+            detached_threads: detached,
+            elapsed_us: started.elapsed().as_micros() as u64,
+        };
+        threads.report = Some(report);
+        report
+    }
+
+    fn wake_all(&self) {
+        for w in self.sh.workers.iter() {
+            w.parker.wake();
+        }
+        for i in self.sh.isolated.iter() {
+            i.parker.wake();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown(self.sh.cfg.drain_timeout);
+    }
+}
+
+fn shutdown_rejections(sh: &Shared) -> u64 {
+    sh.workers.iter().map(|w| w.counters.reasons[Reason::ShuttingDown as usize].get()).sum()
+}
+
+/// The completion of a task the shutdown took before it could run.
+pub(crate) fn shutdown_completion(sh: &Shared, t: Ticket) -> Completion {
+    // SAFETY: the caller claimed the slot (COMPLETING), so its request is the task's, read-only.
+    let req = unsafe { sh.slab.req(t.slot()) };
+    let mut c = Completion::default();
+    c.ticket = t;
+    c.id = req.id;
+    c.status = Status::Rejected;
+    c.reason = Reason::ShuttingDown;
+    c.latency_ns = sh.clock.now().saturating_sub(req.submit_ns);
+    c.priority = req.priority;
+    c
+}
+
+thread_local! {
+    /// The worker this thread last submitted to (a hint; shared by all engines).
+    static PREFERRED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Waits a little longer each round: spin, then yield, then sleep up to 1 ms.
+fn backoff(round: &mut u32) {
+    *round = round.saturating_add(1);
+    match *round {
+        0..=64 => std::hint::spin_loop(),
+        65..=128 => std::thread::yield_now(),
+        r => std::thread::sleep(Duration::from_micros(u64::from((r - 128).min(20)) * 50)),
+    }
+}

@@ -1,0 +1,79 @@
+//! # metafed
+//!
+//! A three-level meta-federation task engine. A meta orchestrator admits and decomposes tasks,
+//! domain orchestrators route each sub-task to one of their redundant agents and fail over when
+//! it fails, and circuit breakers at every level (agent, domain, meta) keep failures from
+//! cascading. It runs on a fixed set of pinned worker threads; stages are actors, not threads,
+//! and every hop that crosses threads goes through a lock-free ring.
+//!
+//! ```
+//! use metafed::{Engine, EngineConfig, Task, Topology};
+//!
+//! let topology = Topology::seed(0.12)?; // the seed's 3 x 3, agents failing 12% of attempts
+//! let engine = Engine::start(topology, EngineConfig::default())?;
+//! let api = engine.topology().domain_id("API").unwrap();
+//! let ticket = engine.try_submit(&Task::new(42, api).waitable())?;
+//! let done = engine.wait(ticket, None)?;
+//! assert!(done.is_ok()); // task 42 fails on no attempt at p = 0.12
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See the README for the architecture, the breakers' behaviour and the measurements.
+
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod breaker;
+mod clock;
+mod config;
+mod error;
+mod handler;
+pub mod model;
+mod park;
+mod queue;
+mod ring;
+pub mod sim;
+mod slab;
+mod stats;
+mod sync;
+mod task;
+mod topology;
+
+#[cfg(not(loom))]
+pub mod driver;
+#[cfg(not(loom))]
+mod engine;
+#[cfg(not(loom))]
+mod isolated;
+#[cfg(not(loom))]
+mod shared;
+#[cfg(not(loom))]
+mod stages;
+#[cfg(not(loom))]
+mod worker;
+
+pub use breaker::{
+    Breaker, BreakerConfig, BreakerMode, BreakerSnapshot, BreakerState, Permit, Transition, TransitionCause,
+};
+pub use config::{AdmissionConfig, EngineConfig};
+pub use error::{Error, SubmitError, WaitError};
+pub use handler::{Handler, Reply, Request};
+pub use task::{AgentId, AttemptFailure, Completion, DomainId, DomainSet, FailureKind, Reason, Status, Task, Ticket};
+pub use task::{LOWEST_PRIORITY, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS, MAX_RECORDED_FAILURES};
+pub use topology::{AgentKind, AgentSpec, Levels, SEED_DOMAINS, Topology, TopologyBuilder};
+
+#[cfg(not(loom))]
+pub use engine::{Engine, EngineBuilder, ShutdownReport};
+#[cfg(not(loom))]
+pub use shared::{BreakerEvent, CompletionCallback, Level};
+#[cfg(not(loom))]
+pub use stages::DOWN_CODE;
+#[cfg(not(loom))]
+pub use stats::{AgentStats, DomainStats, Health, HealthStatus, LatencySummary, MetaStats, ReasonCount, Stats};
+
+/// The engine's internal primitives, exposed only to the loom models in `tests/loom.rs`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod primitives {
+    pub use crate::ring::*;
+}

@@ -1,0 +1,211 @@
+//! What every thread of one engine shares: the topology, the breakers, the task slots, the
+//! rings that cross threads, the counters, and the lifecycle.
+
+use crate::breaker::{Breaker, BreakerMode, Transition};
+use crate::clock::Clock;
+use crate::config::EngineConfig;
+use crate::handler::Handler;
+use crate::park::{Parker, WaitList};
+use crate::queue::Mpmc;
+use crate::slab::Slab;
+use crate::stats::WorkerCounters;
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering, Snapshot};
+use crate::task::{AgentId, Completion, Ticket};
+use crate::topology::Topology;
+use serde::Serialize;
+
+pub(crate) const RUNNING: u8 = 0;
+/// No new tasks; tasks in flight run to completion.
+pub(crate) const DRAINING: u8 = 1;
+/// Workers complete what they hold as rejected and exit.
+pub(crate) const STOPPING: u8 = 2;
+pub(crate) const STOPPED: u8 = 3;
+
+/// The completion callback's type.
+pub type CompletionCallback = Box<dyn Fn(&Completion) + Send + Sync>;
+
+/// The breaker levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Level {
+    /// The meta orchestrator (one breaker).
+    Meta = 0,
+    /// A domain orchestrator.
+    Domain = 1,
+    /// An agent.
+    Agent = 2,
+}
+
+/// A breaker changed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BreakerEvent {
+    /// When, in nanoseconds since the engine started.
+    pub at_ns: u64,
+    /// Which level.
+    pub level: Level,
+    /// The domain or agent index (0 for the meta level).
+    pub index: u16,
+    /// The change.
+    pub transition: Transition,
+}
+
+/// The live routing table: which agents of each domain are in rotation. Replaced whole (a
+/// snapshot) when an operator takes an agent out or puts it back; workers load it once per
+/// turn and never block.
+pub(crate) struct Policy {
+    pub(crate) routing: Vec<Vec<AgentId>>,
+}
+
+/// One worker's share: its ingress ring, its parker, its counters.
+pub(crate) struct WorkerShared {
+    /// Tickets of submitted tasks; any thread pushes, this worker pops.
+    pub(crate) ingress: Mpmc<u64>,
+    pub(crate) parker: Parker,
+    pub(crate) counters: WorkerCounters,
+    /// Set when the worker thread has returned.
+    pub(crate) exited: AtomicBool,
+}
+
+/// One isolated agent's thread.
+pub(crate) struct IsolatedShared {
+    pub(crate) agent: AgentId,
+    pub(crate) parker: Parker,
+    pub(crate) exited: AtomicBool,
+}
+
+/// A token bucket at admission, as GCRA on one atomic: `tat` is the theoretical arrival time of
+/// the next task.
+pub(crate) struct RateLimiter {
+    interval_ns: u64,
+    tolerance_ns: u64,
+    tat: AtomicU64,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(per_s: f64, burst: f64) -> Self {
+        let interval_ns = if per_s > 0.0 { (1e9 / per_s).max(1.0) as u64 } else { 0 };
+        let tolerance_ns = (interval_ns as f64 * (burst - 1.0).max(0.0)) as u64;
+        Self { interval_ns, tolerance_ns, tat: AtomicU64::new(0) }
+    }
+
+    #[inline]
+    pub(crate) fn allow(&self, now: u64) -> bool {
+        if self.interval_ns == 0 {
+            return true;
+        }
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let start = tat.max(now);
+            if start - now > self.tolerance_ns {
+                return false;
+            }
+            match self.tat.compare_exchange_weak(tat, start + self.interval_ns, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) topo: Topology,
+    pub(crate) cfg: EngineConfig,
+    pub(crate) clock: Clock,
+    /// One per agent, by agent id.
+    pub(crate) handlers: Box<[std::sync::Arc<dyn Handler>]>,
+    pub(crate) agent_breakers: Box<[Breaker]>,
+    pub(crate) domain_breakers: Box<[Breaker]>,
+    pub(crate) meta_breaker: Breaker,
+    pub(crate) slab: Slab,
+    pub(crate) workers: Box<[WorkerShared]>,
+    pub(crate) isolated: Box<[IsolatedShared]>,
+    /// Per agent: its index in `isolated`, or `u16::MAX` when it runs on the workers.
+    pub(crate) iso_index: Box<[u16]>,
+    /// Tickets of completed tasks delivered by `poll` (one entry per task at most, so it never
+    /// fills: its capacity is the slot count).
+    pub(crate) completions: Mpmc<u64>,
+    /// Callers blocked in `poll_wait`.
+    pub(crate) pollers: WaitList,
+    pub(crate) callback: Option<CompletionCallback>,
+    pub(crate) lifecycle: AtomicU8,
+    pub(crate) policy: Snapshot<Policy>,
+    /// Per domain: marked down by an operator or a test (every agent call fails).
+    pub(crate) domain_down: Box<[AtomicBool]>,
+    pub(crate) events: Mpmc<BreakerEvent>,
+    pub(crate) events_dropped: AtomicU64,
+    /// Per priority: free slots that must remain after a task of that priority takes one.
+    pub(crate) reserve: [usize; 4],
+    /// Tasks admitted past the throttle and not completed (only when it is configured).
+    pub(crate) throttle: AtomicU64,
+    pub(crate) rate: RateLimiter,
+    pub(crate) submit_full: AtomicU64,
+    pub(crate) pin_failures: AtomicU64,
+    /// Precomputed from the topology.
+    pub(crate) domain_fault_threshold: Box<[u64]>,
+    pub(crate) meta_fault_threshold: u64,
+    pub(crate) max_attempts: Box<[u32]>,
+    pub(crate) agent_timeout_ns: u64,
+    pub(crate) domain_timeout_ns: u64,
+    pub(crate) meta_timeout_ns: u64,
+}
+
+impl Shared {
+    /// Hands a claimed task's outcome to its one destination: the waiter on its ticket, the
+    /// completion callback, or the completion queue.
+    pub(crate) fn deliver(&self, t: Ticket, c: &Completion) {
+        self.slab.finish(t.slot(), c);
+        // SAFETY: the slot is DONE and not yet taken, so its request is still the task's and
+        // read-only.
+        if unsafe { self.slab.req(t.slot()) }.waitable {
+            return; // `wait` takes it
+        }
+        match &self.callback {
+            Some(cb) => {
+                if let Some(c) = self.slab.take(t) {
+                    let call = std::panic::AssertUnwindSafe(|| cb(&c));
+                    if std::panic::catch_unwind(call).is_err() {
+                        tracing::error!(task = c.id, "the completion callback panicked; the engine runs on");
+                    }
+                }
+            }
+            None => {
+                // Cannot fail: one entry per slot at most.
+                let _ = self.completions.push(t.0);
+            }
+        }
+    }
+
+    /// Publishes a breaker transition (bounded queue; the oldest events are kept).
+    pub(crate) fn emit(&self, level: Level, index: usize, tr: Option<Transition>) {
+        let Some(transition) = tr else { return };
+        let ev = BreakerEvent { at_ns: self.clock.now(), level, index: index as u16, transition };
+        tracing::debug!(?level, index, from = %transition.from, to = %transition.to, cause = ?transition.cause, "breaker transition");
+        if self.events.push(ev).is_err() {
+            self.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn breaker(&self, level: Level, index: usize) -> Option<&Breaker> {
+        match level {
+            Level::Meta => (index == 0).then_some(&self.meta_breaker),
+            Level::Domain => self.domain_breakers.get(index),
+            Level::Agent => self.agent_breakers.get(index),
+        }
+    }
+
+    pub(crate) fn set_mode(&self, level: Level, index: usize, mode: BreakerMode) -> bool {
+        match self.breaker(level, index) {
+            Some(b) => {
+                self.emit(level, index, b.set_mode(mode));
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn lifecycle(&self) -> u8 {
+        self.lifecycle.load(Ordering::Acquire)
+    }
+}

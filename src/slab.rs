@@ -1,0 +1,420 @@
+//! Task slots: a fixed table allocated once, a free list, and one state word per slot that
+//! decides, by compare-and-swap, who owns the slot at every step of a task's life.
+//!
+//! ```text
+//!   FREE(g) --alloc--> FILLING(g) --publish--> QUEUED(g) --admit (a worker)--> ADMITTED(g)
+//!   ADMITTED(g) --claim (its worker; or the shutdown sweep)--> COMPLETING(g) --finish--> DONE(g)
+//!   DONE(g) --take (poll, wait, or the callback path)--> TAKEN(g) --release--> FREE(g+1)
+//!   QUEUED(g)  --retract (a submitter that lost a race with shutdown)--> FREE(g+1)
+//!   QUEUED(g)  --claim (the shutdown sweep)--> COMPLETING(g)
+//!   TAKEN(g) with pins > 0 --release--> ZOMBIE(g) --last unpin--> FREE(g+1)
+//! ```
+//!
+//! The generation `g` is half of every [`Ticket`] and of every ring entry, so a stale ticket or a
+//! stale entry (its slot since freed and reused) fails its compare-and-swap instead of touching
+//! another task. Pins count isolated agents still reading the slot's request after the task may
+//! have completed without them (an abandoned attempt): the slot is not reused until they finish.
+//!
+//! The word: generation in bits 32..64, pins in 16..32, the waiter flag at bit 8, the state in
+//! bits 0..8.
+
+use crate::breaker::Permit;
+use crate::error::WaitError;
+use crate::queue::Mpmc;
+use crate::sync::{AtomicU64, Mutex, Ordering, UnsafeCell, lock, thread};
+use crate::task::{Completion, Ticket};
+use crossbeam_utils::CachePadded;
+use std::time::{Duration, Instant};
+
+pub(crate) const FREE: u64 = 0;
+pub(crate) const FILLING: u64 = 1;
+pub(crate) const QUEUED: u64 = 2;
+pub(crate) const ADMITTED: u64 = 3;
+pub(crate) const COMPLETING: u64 = 4;
+pub(crate) const DONE: u64 = 5;
+pub(crate) const TAKEN: u64 = 6;
+pub(crate) const ZOMBIE: u64 = 7;
+
+const STATE: u64 = 0xff;
+const WAITING: u64 = 1 << 8;
+const PIN: u64 = 1 << 16;
+const PINS: u64 = 0xffff << 16;
+
+#[inline]
+fn state(w: u64) -> u64 {
+    w & STATE
+}
+#[inline]
+fn generation(w: u64) -> u32 {
+    (w >> 32) as u32
+}
+#[inline]
+fn with_state(w: u64, s: u64) -> u64 {
+    (w & !STATE) | s
+}
+
+/// What the submitter wrote. Written only while the slot is `FILLING` (by the thread that
+/// allocated it); read-only from `QUEUED` until the slot is freed.
+#[derive(Default)]
+pub(crate) struct Req {
+    pub(crate) id: u64,
+    pub(crate) payload: u64,
+    /// Reused from task to task, so steady-state submission does not allocate.
+    pub(crate) data: Vec<u8>,
+    pub(crate) domains: u64,
+    pub(crate) priority: u8,
+    pub(crate) waitable: bool,
+    pub(crate) submit_ns: u64,
+    /// Absolute, on the engine clock; `u64::MAX` for none.
+    pub(crate) deadline_ns: u64,
+}
+
+/// The task's progress. Touched only by the worker that admitted it, between `ADMITTED` and
+/// its claim; nobody else reads it.
+#[derive(Default)]
+pub(crate) struct Run {
+    /// Sub-tasks not yet joined.
+    pub(crate) remaining: u32,
+    /// The meta breaker's permit for this task.
+    pub(crate) meta_permit: Option<Permit>,
+    /// Whether the task holds one of the concurrency throttle's permits.
+    pub(crate) holds_permit: bool,
+    /// The completion being assembled (status of the first failing sub-task, failures, value).
+    pub(crate) partial: Completion,
+}
+
+pub(crate) struct Slot {
+    /// See the module documentation.
+    word: AtomicU64,
+    pub(crate) req: UnsafeCell<Req>,
+    pub(crate) run: UnsafeCell<Run>,
+    /// The outcome. Written only by the thread that claimed the slot (`COMPLETING`); read only
+    /// after `DONE` (release/acquire on `word`).
+    out: UnsafeCell<Completion>,
+    /// The thread waiting on this slot's ticket, if any. Locked only on the waiting path.
+    waiter: Mutex<Option<thread::Thread>>,
+}
+
+// SAFETY: the cells are accessed under the ownership protocol of the state word described in
+// the module documentation; `Req` and `Completion` are plain data.
+unsafe impl Sync for Slot {}
+// SAFETY: as above.
+unsafe impl Send for Slot {}
+
+pub(crate) struct Slab {
+    slots: Box<[CachePadded<Slot>]>,
+    /// Indices of `FREE` slots. A push (release) and a pop (acquire) order a slot's last use
+    /// before its next.
+    free: Mpmc<u32>,
+}
+
+impl Slab {
+    pub(crate) fn new(n: usize) -> Self {
+        let free = Mpmc::new(n);
+        let slots = (0..n)
+            .map(|i| {
+                let _ = free.push(i as u32);
+                CachePadded::new(Slot {
+                    // Generations start at 1 so that a zeroed ticket is never valid.
+                    word: AtomicU64::new(1 << 32),
+                    req: UnsafeCell::new(Req::default()),
+                    run: UnsafeCell::new(Run::default()),
+                    out: UnsafeCell::new(Completion::default()),
+                    waiter: Mutex::new(None),
+                })
+            })
+            .collect();
+        Self { slots, free }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn free_len(&self) -> usize {
+        self.free.len()
+    }
+
+    #[inline]
+    pub(crate) fn slot(&self, idx: u32) -> &Slot {
+        &self.slots[idx as usize]
+    }
+
+    /// Takes a free slot and marks it `FILLING`; the caller owns it until `publish`.
+    #[inline]
+    pub(crate) fn alloc(&self) -> Option<u32> {
+        let idx = self.free.pop()?;
+        let s = self.slot(idx);
+        let w = s.word.load(Ordering::Relaxed);
+        debug_assert_eq!(state(w), FREE);
+        s.word.store(with_state(w, FILLING), Ordering::Relaxed);
+        Some(idx)
+    }
+
+    /// Marks a filled slot `QUEUED` (release: the request is visible to whoever admits it) and
+    /// returns its ticket.
+    #[inline]
+    pub(crate) fn publish(&self, idx: u32) -> Ticket {
+        let s = self.slot(idx);
+        let w = s.word.load(Ordering::Relaxed);
+        s.word.store(with_state(w, QUEUED), Ordering::Release);
+        Ticket::new(idx, generation(w))
+    }
+
+    /// Moves the slot of ticket `t` from one of the states `from` to `to`, for the ticket's
+    /// generation only. Keeps pins and flags. Returns whether this caller made the move.
+    #[inline]
+    fn transition(&self, t: Ticket, from: &[u64], to: u64, success: Ordering) -> bool {
+        let s = self.slot(t.slot());
+        let mut w = s.word.load(Ordering::Acquire);
+        loop {
+            if generation(w) != t.generation() || !from.contains(&state(w)) {
+                return false;
+            }
+            match s.word.compare_exchange_weak(w, with_state(w, to), success, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// A worker takes ownership of a queued task (acquire: it sees the request).
+    #[inline]
+    pub(crate) fn admit(&self, t: Ticket) -> bool {
+        self.transition(t, &[QUEUED], ADMITTED, Ordering::Acquire)
+    }
+
+    /// The owning worker claims the right to complete its task.
+    #[inline]
+    pub(crate) fn claim(&self, t: Ticket) -> bool {
+        self.transition(t, &[ADMITTED], COMPLETING, Ordering::Acquire)
+    }
+
+    /// The shutdown sweep claims a task nobody will complete (still queued, or owned by a
+    /// worker that did not stop).
+    pub(crate) fn claim_abandoned(&self, idx: u32) -> Option<Ticket> {
+        let s = self.slot(idx);
+        let w = s.word.load(Ordering::Acquire);
+        let t = Ticket::new(idx, generation(w));
+        self.transition(t, &[QUEUED, ADMITTED], COMPLETING, Ordering::Acquire).then_some(t)
+    }
+
+    /// [`claim_abandoned`](Self::claim_abandoned) for one ticket: a submitter that published it
+    /// while the engine began stopping completes it itself if nobody else has.
+    pub(crate) fn claim_abandoned_ticket(&self, t: Ticket) -> bool {
+        self.transition(t, &[QUEUED], COMPLETING, Ordering::Acquire)
+    }
+
+    /// Whether a slot holds a task that has been published and has not yet been completed.
+    pub(crate) fn is_unfinished(&self, idx: u32) -> bool {
+        matches!(state(self.slot(idx).word.load(Ordering::Acquire)), QUEUED | ADMITTED | COMPLETING)
+    }
+
+    /// Writes the outcome of a claimed slot and marks it `DONE` (release: the outcome is visible
+    /// to whoever takes it). Wakes a thread waiting on the ticket.
+    pub(crate) fn finish(&self, idx: u32, c: &Completion) {
+        let s = self.slot(idx);
+        // SAFETY: the caller claimed the slot (`COMPLETING`), which makes it the only writer of
+        // `out`, and nobody reads `out` before `DONE`.
+        s.out.with_mut(|p| unsafe { *p = *c });
+        let mut w = s.word.load(Ordering::Relaxed);
+        loop {
+            debug_assert_eq!(state(w), COMPLETING);
+            match s.word.compare_exchange_weak(w, with_state(w, DONE), Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(actual) => w = actual,
+            }
+        }
+        if w & WAITING != 0
+            && let Some(t) = lock(&s.waiter).as_ref()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Takes the outcome of a `DONE` slot for ticket `t` and frees the slot. `None` if the slot
+    /// is not done for that ticket (or someone else took it).
+    pub(crate) fn take(&self, t: Ticket) -> Option<Completion> {
+        if !self.transition(t, &[DONE], TAKEN, Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: `DONE` was published with release after `out` was written, and our acquire
+        // CAS to `TAKEN` makes us its only reader until we free the slot.
+        let c = self.slot(t.slot()).out.with(|p| unsafe { *p });
+        self.release(t.slot());
+        Some(c)
+    }
+
+    /// Frees a `TAKEN` slot, or leaves it `ZOMBIE` until its last pin drops.
+    fn release(&self, idx: u32) {
+        let s = self.slot(idx);
+        let mut w = s.word.load(Ordering::Relaxed);
+        loop {
+            let next = if w & PINS == 0 {
+                ((u64::from(generation(w)).wrapping_add(1) & 0xffff_ffff) << 32) | FREE
+            } else {
+                with_state(w, ZOMBIE)
+            };
+            match s.word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    if w & PINS == 0 {
+                        let _ = self.free.push(idx);
+                    }
+                    return;
+                }
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// An isolated agent is about to read the slot's request. Only the owning worker pins, while
+    /// the task is `ADMITTED`.
+    pub(crate) fn pin(&self, idx: u32) {
+        self.slot(idx).word.fetch_add(PIN, Ordering::Relaxed);
+    }
+
+    /// The isolated agent is done reading; frees a `ZOMBIE` slot on the last pin.
+    pub(crate) fn unpin(&self, idx: u32) {
+        let s = self.slot(idx);
+        let mut w = s.word.load(Ordering::Relaxed);
+        loop {
+            debug_assert!(w & PINS != 0);
+            let pins = w - PIN;
+            let next = if state(w) == ZOMBIE && pins & PINS == 0 {
+                ((u64::from(generation(w)).wrapping_add(1) & 0xffff_ffff) << 32) | FREE
+            } else {
+                pins
+            };
+            // Release: our reads of the request happen before the slot's reuse.
+            match s.word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    if state(next) == FREE && state(w) == ZOMBIE {
+                        let _ = self.free.push(idx);
+                    }
+                    return;
+                }
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// Whether the request of ticket `t` is waitable, if `t` names a task in flight.
+    fn waitable(&self, t: Ticket) -> Option<bool> {
+        let s = self.slots.get(t.slot() as usize)?;
+        let w = s.word.load(Ordering::Acquire);
+        if generation(w) != t.generation() || !matches!(state(w), QUEUED | ADMITTED | COMPLETING | DONE) {
+            return None;
+        }
+        // SAFETY: the request is read-only from `QUEUED` until the slot is freed, and a waitable
+        // slot is freed only by `wait` itself; for a non-waitable one we read a flag that was
+        // written before publication and is never written again while this generation lives.
+        Some(s.req.with(|p| unsafe { (*p).waitable }))
+    }
+
+    /// Blocks until the waitable task of ticket `t` completes (or `timeout`), then takes its
+    /// outcome. One waiter per ticket.
+    pub(crate) fn wait(&self, t: Ticket, timeout: Option<Duration>) -> Result<Completion, WaitError> {
+        match self.waitable(t) {
+            None => return Err(WaitError::UnknownTicket),
+            Some(false) => return Err(WaitError::NotWaitable),
+            Some(true) => {}
+        }
+        let s = self.slot(t.slot());
+        let deadline = timeout.map(|d| Instant::now() + d);
+        let mut registered = false;
+        let result = loop {
+            if let Some(c) = self.take(t) {
+                break Ok(c);
+            }
+            let w = s.word.load(Ordering::Acquire);
+            if generation(w) != t.generation() {
+                break Err(WaitError::UnknownTicket);
+            }
+            if !registered {
+                {
+                    let mut g = lock(&s.waiter);
+                    if g.is_some() {
+                        return Err(WaitError::AlreadyWaiting);
+                    }
+                    *g = Some(thread::current());
+                }
+                registered = true;
+                // Publish the flag after the handle: `finish` reads the handle when it sees it.
+                let mut w = w;
+                while generation(w) == t.generation() && state(w) != DONE {
+                    match s.word.compare_exchange_weak(w, w | WAITING, Ordering::AcqRel, Ordering::Acquire) {
+                        Ok(_) => break,
+                        Err(actual) => w = actual,
+                    }
+                }
+                continue; // re-check before sleeping
+            }
+            match deadline {
+                None => thread::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break Err(WaitError::Timeout);
+                    }
+                    park_timeout(d - now);
+                }
+            }
+        };
+        if registered {
+            *lock(&s.waiter) = None;
+            let mut w = s.word.load(Ordering::Relaxed);
+            while w & WAITING != 0 && generation(w) == t.generation() {
+                match s.word.compare_exchange_weak(w, w & !WAITING, Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(_) => break,
+                    Err(actual) => w = actual,
+                }
+            }
+        }
+        result
+    }
+
+    /// The request of an admitted slot.
+    ///
+    /// # Safety
+    /// The slot must hold a published task (`QUEUED` or later, not yet freed), whose request is
+    /// then read-only.
+    #[inline]
+    pub(crate) unsafe fn req(&self, idx: u32) -> &Req {
+        // SAFETY: per the contract, no one writes the request while this reference lives.
+        self.slot(idx).req.with(|p| unsafe { &*p })
+    }
+
+    /// The progress record of an admitted slot.
+    ///
+    /// # Safety
+    /// The caller must be the worker that admitted the slot, and must not hold another
+    /// reference to the same record.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn run(&self, idx: u32) -> &mut Run {
+        // SAFETY: per the contract, the owning worker is the only one touching `run`.
+        self.slot(idx).run.with_mut(|p| unsafe { &mut *p })
+    }
+
+    /// The request of a `FILLING` slot, for the submitter that allocated it.
+    ///
+    /// # Safety
+    /// The caller must own the slot (it allocated it and has not published it).
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn req_mut(&self, idx: u32) -> &mut Req {
+        // SAFETY: per the contract, the slot is invisible to every other thread while FILLING.
+        self.slot(idx).req.with_mut(|p| unsafe { &mut *p })
+    }
+}
+
+#[cfg(not(loom))]
+fn park_timeout(d: Duration) {
+    thread::park_timeout(d);
+}
+
+#[cfg(loom)]
+fn park_timeout(_: Duration) {
+    // loom has no timed park; a model's waits are untimed.
+    thread::park();
+}

@@ -1,0 +1,183 @@
+//! The meta stage: admission (meta breaker and degraded mode, injected meta faults, the rate
+//! limiter, the concurrency throttle with priority queuing), decomposition into one sub-task per
+//! domain, the join of sub-task outcomes, and the completion.
+
+use crate::breaker::Permit;
+use crate::shared::Level;
+use crate::sim::{META_FAULT_SALT, fails_below, splitmix64};
+use crate::slab::Run;
+use crate::stats::WorkerCounters;
+use crate::sync::Ordering;
+use crate::task::{DomainSet, Reason, Status, Ticket};
+use crate::worker::{Msg, Worker};
+
+impl Worker {
+    pub(crate) fn counters(&self) -> &WorkerCounters {
+        &self.sh.workers[self.id].counters
+    }
+
+    /// Takes up to a batch of tasks from this worker's ingress ring and admits them, while the
+    /// worker holds fewer sub-tasks than its capacity.
+    pub(crate) fn ingest(&mut self) -> usize {
+        let (cap, batch) = (self.sh.cfg.worker_capacity, self.sh.cfg.batch);
+        let mut n = 0;
+        while n < batch && self.live < cap {
+            let Some(raw) = self.sh.workers[self.id].ingress.pop() else { break };
+            self.admit(Ticket(raw));
+            n += 1;
+        }
+        n
+    }
+
+    fn admit(&mut self, t: Ticket) {
+        if !self.sh.slab.admit(t) {
+            return; // completed by a submitter that raced the shutdown
+        }
+        self.counters().admitted.inc();
+        let idx = t.slot();
+        let (deadline, priority, id) = {
+            // SAFETY: we admitted the slot: its request is read-only and its run record ours.
+            let r = unsafe { self.sh.slab.req(idx) };
+            (r.deadline_ns, r.priority, r.id)
+        };
+        // SAFETY: as above.
+        unsafe { *self.sh.slab.run(idx) = Run::default() };
+        if self.now >= deadline {
+            return self.complete(t, Reason::Deadline);
+        }
+        let (mut permit, tr) = self.sh.meta_breaker.try_acquire(self.now);
+        self.emit(Level::Meta, 0, tr);
+        if permit == Permit::Denied {
+            if priority > self.sh.cfg.admission.essential_priority {
+                return self.complete(t, Reason::Degraded);
+            }
+            // Degraded mode: essential tasks still run, without moving the breaker.
+            permit = Permit::Bypass;
+            self.counters().degraded_admits.inc();
+        }
+        // SAFETY: as above.
+        unsafe { self.sh.slab.run(idx) }.meta_permit = Some(permit);
+        let fault = self.sh.meta_fault_threshold;
+        if fault != 0 && fails_below(splitmix64(id ^ META_FAULT_SALT), 0, fault) {
+            return self.complete(t, Reason::MetaFault);
+        }
+        if !self.sh.rate.allow(self.now) {
+            return self.complete(t, Reason::RateLimited);
+        }
+        if self.sh.cfg.admission.max_concurrent > 0 && !self.throttle_acquire(idx) {
+            let q = &mut self.pending[usize::from(priority)];
+            if q.len() >= self.sh.cfg.admission.queue_capacity {
+                return self.complete(t, Reason::Throttled);
+            }
+            q.push_back(t);
+            return;
+        }
+        self.decompose(t);
+    }
+
+    fn throttle_acquire(&mut self, idx: u32) -> bool {
+        let max = self.sh.cfg.admission.max_concurrent as u64;
+        if self.sh.throttle.fetch_add(1, Ordering::AcqRel) < max {
+            // SAFETY: the task is ours (admitted).
+            unsafe { self.sh.slab.run(idx) }.holds_permit = true;
+            true
+        } else {
+            self.sh.throttle.fetch_sub(1, Ordering::AcqRel);
+            false
+        }
+    }
+
+    /// Admits throttled tasks, highest priority first, while the throttle has room.
+    pub(crate) fn promote_pending(&mut self) -> usize {
+        if self.sh.cfg.admission.max_concurrent == 0 {
+            return 0;
+        }
+        let mut n = 0;
+        for p in 0..self.pending.len() {
+            while let Some(&t) = self.pending[p].front() {
+                // SAFETY: a pending task is admitted by us.
+                let deadline = unsafe { self.sh.slab.req(t.slot()) }.deadline_ns;
+                if self.now >= deadline {
+                    self.pending[p].pop_front();
+                    self.complete(t, Reason::Deadline);
+                } else if self.throttle_acquire(t.slot()) {
+                    self.pending[p].pop_front();
+                    self.decompose(t);
+                } else {
+                    return n;
+                }
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// One sub-task per domain the task needs, into the domain stage.
+    fn decompose(&mut self, t: Ticket) {
+        // SAFETY: the task is ours (admitted).
+        let domains = DomainSet(unsafe { self.sh.slab.req(t.slot()) }.domains);
+        // SAFETY: as above.
+        unsafe { self.sh.slab.run(t.slot()) }.remaining = domains.len();
+        self.live += domains.len() as usize;
+        for d in domains.iter() {
+            self.domain_in.push_back(Msg::new(t, d.0));
+        }
+    }
+
+    /// A sub-task finished: fold its outcome into the task's; complete the task on the last.
+    pub(crate) fn join(&mut self, m: Msg) {
+        self.live -= 1;
+        // SAFETY: the task is ours (admitted, not completed: it has a sub-task in flight).
+        let run = unsafe { self.sh.slab.run(m.ticket.slot()) };
+        run.remaining -= 1;
+        run.partial.value = run.partial.value.wrapping_add(m.value);
+        if m.reason != Reason::None && run.partial.reason == Reason::None {
+            run.partial.reason = m.reason;
+        }
+        if run.remaining == 0 {
+            let reason = run.partial.reason;
+            self.complete(m.ticket, reason);
+        }
+    }
+
+    /// Completes a task this worker holds: reports to the meta breaker, releases its throttle
+    /// permit, claims the slot and delivers the outcome.
+    pub(crate) fn complete(&mut self, t: Ticket, reason: Reason) {
+        let idx = t.slot();
+        let (submit_ns, id, priority) = {
+            // SAFETY: the task is ours (admitted).
+            let r = unsafe { self.sh.slab.req(idx) };
+            (r.submit_ns, r.id, r.priority)
+        };
+        let status = reason.status();
+        let latency = self.now.saturating_sub(submit_ns);
+        // SAFETY: as above.
+        let run = unsafe { self.sh.slab.run(idx) };
+        if let Some(p) = run.meta_permit.take() {
+            if status == Status::Rejected {
+                self.sh.meta_breaker.release(p);
+            } else {
+                let tr = self.sh.meta_breaker.on_result(p, self.now, latency, status == Status::Ok, self.id);
+                self.sh.emit(Level::Meta, 0, tr);
+            }
+        }
+        if std::mem::take(&mut run.holds_permit) {
+            self.sh.throttle.fetch_sub(1, Ordering::AcqRel);
+        }
+        let mut c = run.partial;
+        c.ticket = t;
+        c.id = id;
+        c.status = status;
+        c.reason = reason;
+        c.latency_ns = latency;
+        c.priority = priority;
+        if !self.sh.slab.claim(t) {
+            return; // the shutdown sweep completed it (this worker was stuck in a handler)
+        }
+        let ctr = self.counters();
+        ctr.completed[status as usize].inc();
+        ctr.reasons[reason as usize].inc();
+        ctr.latency.record(latency);
+        self.sh.deliver(t, &c);
+    }
+}

@@ -1,0 +1,16 @@
+//! The three stages a task passes through, in the order it meets them:
+//!
+//! ```text
+//! caller -> ingress ring -> meta (admit, decompose) -> domain (choose agent) -> agent (run
+//! handler) -> domain (fail over, or done) -> meta (join, complete) -> caller
+//! ```
+//!
+//! Each stage is an `impl Worker` block in its own file; the hops between them are the worker's
+//! local stage queues (see [`crate::worker`]).
+
+mod agent;
+mod domain;
+mod meta;
+
+pub use agent::DOWN_CODE;
+pub(crate) use agent::run_attempt;

@@ -1,0 +1,329 @@
+//! What a caller submits and what comes back: [`Task`], [`Ticket`], [`Completion`].
+
+use serde::Serialize;
+use std::fmt;
+use std::time::Duration;
+
+/// The most domains a topology may have (a task's domains are a 64-bit set).
+pub const MAX_DOMAINS: usize = 64;
+/// The most agents a domain may have (a sub-task's tried agents are a 64-bit set).
+pub const MAX_AGENTS_PER_DOMAIN: usize = 64;
+/// Failed attempts recorded in a [`Completion`]; later ones are counted, not recorded.
+pub const MAX_RECORDED_FAILURES: usize = 8;
+/// Priorities run from 0 (highest) to this (lowest).
+pub const LOWEST_PRIORITY: u8 = 3;
+
+/// A domain's index in its topology (the order domains were added).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct DomainId(pub u16);
+
+/// An agent's index in its topology, counting across domains in the order agents were added.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct AgentId(pub u16);
+
+/// A set of domains (a 64-bit mask).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DomainSet(pub u64);
+
+impl DomainSet {
+    /// The set holding one domain.
+    pub fn one(d: DomainId) -> Self {
+        Self(1u64 << (d.0 as u32 % 64))
+    }
+    /// The set of the first `n` domains.
+    pub fn first(n: usize) -> Self {
+        Self(if n >= 64 { u64::MAX } else { (1u64 << n) - 1 })
+    }
+    /// Adds a domain.
+    pub fn with(self, d: DomainId) -> Self {
+        Self(self.0 | Self::one(d).0)
+    }
+    /// How many domains.
+    pub fn len(self) -> u32 {
+        self.0.count_ones()
+    }
+    /// Whether it holds none.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// The domains, lowest index first.
+    pub fn iter(self) -> impl Iterator<Item = DomainId> {
+        let mut m = self.0;
+        std::iter::from_fn(move || {
+            (m != 0).then(|| {
+                let d = m.trailing_zeros();
+                m &= m - 1;
+                DomainId(d as u16)
+            })
+        })
+    }
+}
+
+impl FromIterator<DomainId> for DomainSet {
+    fn from_iter<I: IntoIterator<Item = DomainId>>(it: I) -> Self {
+        it.into_iter().fold(Self::default(), Self::with)
+    }
+}
+
+/// A unit of work. Borrowed while it is submitted: the engine copies `data`.
+#[derive(Clone, Copy, Debug)]
+pub struct Task<'a> {
+    /// The caller's correlation id; handlers and the failure oracle see it.
+    pub id: u64,
+    /// The domains it needs: the meta stage makes one sub-task per domain and joins them; the
+    /// task succeeds only if every sub-task does.
+    pub domains: DomainSet,
+    /// 0 (highest) to 3 (lowest): decides admission order under throttling and who is shed
+    /// first under overload and in degraded mode.
+    pub priority: u8,
+    /// An opaque value handlers see.
+    pub payload: u64,
+    /// Opaque bytes handlers see (copied at submission).
+    pub data: &'a [u8],
+    /// A deadline relative to submission; the meta level's timeout applies when it is shorter.
+    pub deadline: Option<Duration>,
+    /// Delivered to [`Engine::wait`](crate::Engine::wait) on its ticket instead of to
+    /// `poll` or the completion callback.
+    pub waitable: bool,
+}
+
+impl<'a> Task<'a> {
+    /// A task for one domain, priority 0, no payload, no deadline, delivered to `poll`.
+    pub fn new(id: u64, domain: DomainId) -> Self {
+        Self::fan_out(id, DomainSet::one(domain))
+    }
+    /// A task that needs every domain in `domains`.
+    pub fn fan_out(id: u64, domains: DomainSet) -> Self {
+        Self { id, domains, priority: 0, payload: 0, data: &[], deadline: None, waitable: false }
+    }
+    /// Sets the priority (0 highest .. 3 lowest).
+    pub fn priority(mut self, p: u8) -> Self {
+        self.priority = p;
+        self
+    }
+    /// Sets the payload value.
+    pub fn payload(mut self, v: u64) -> Self {
+        self.payload = v;
+        self
+    }
+    /// Sets the payload bytes.
+    pub fn data(mut self, data: &'a [u8]) -> Self {
+        self.data = data;
+        self
+    }
+    /// Sets a deadline relative to submission.
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.deadline = Some(d);
+        self
+    }
+    /// Makes the task deliverable through `wait` on its ticket (and not through `poll`).
+    pub fn waitable(mut self) -> Self {
+        self.waitable = true;
+        self
+    }
+}
+
+/// The handle of a submitted task: its slot and the slot's generation, so a ticket from an
+/// earlier use of the same slot is recognised as stale.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Ticket(pub u64);
+
+impl Ticket {
+    pub(crate) fn new(slot: u32, generation: u32) -> Self {
+        Self((u64::from(generation) << 32) | u64::from(slot))
+    }
+    pub(crate) fn slot(self) -> u32 {
+        self.0 as u32
+    }
+    pub(crate) fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// How a task ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Status {
+    /// Every sub-task succeeded.
+    #[default]
+    Ok = 0,
+    /// A sub-task failed: every attempt failed, or a fault took out its domain or the meta level.
+    Failed = 1,
+    /// Its deadline, or a level's timeout, passed first.
+    TimedOut = 2,
+    /// The engine refused it: a breaker was open, it was shed or throttled, or the engine was
+    /// shutting down.
+    Rejected = 3,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed out",
+            Self::Rejected => "rejected",
+        })
+    }
+}
+
+/// Why a task did not succeed (or `None`). Each reason belongs to one [`Status`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Reason {
+    /// It succeeded.
+    #[default]
+    None = 0,
+    /// Failed: every attempt in a domain failed (see [`Completion::failures`]).
+    AgentsExhausted = 1,
+    /// Failed: a correlated fault took out a domain's sub-task whatever its agents did.
+    DomainFault = 2,
+    /// Failed: a fault at the meta level (admission or decomposition).
+    MetaFault = 3,
+    /// Failed: no agent of a domain could take the sub-task (all out of rotation or forced open).
+    NoAgent = 4,
+    /// Rejected: a domain's breaker was open and it shed the sub-task.
+    DomainShed = 5,
+    /// Rejected: the meta breaker was open (degraded mode) and the task's priority is below the
+    /// essential ones.
+    Degraded = 6,
+    /// Rejected: the concurrency throttle was saturated and its queue full.
+    Throttled = 7,
+    /// Rejected: the rate limiter refused it.
+    RateLimited = 8,
+    /// Rejected: the engine shut down before the task could run.
+    ShuttingDown = 9,
+    /// Timed out: the task's deadline (or the meta timeout) passed.
+    Deadline = 10,
+    /// Timed out: a sub-task exceeded its domain's timeout across its attempts.
+    DomainTimeout = 11,
+}
+
+impl Reason {
+    /// The status this reason belongs to.
+    pub fn status(self) -> Status {
+        match self {
+            Self::None => Status::Ok,
+            Self::AgentsExhausted | Self::DomainFault | Self::MetaFault | Self::NoAgent => Status::Failed,
+            Self::DomainShed | Self::Degraded | Self::Throttled | Self::RateLimited | Self::ShuttingDown => {
+                Status::Rejected
+            }
+            Self::Deadline | Self::DomainTimeout => Status::TimedOut,
+        }
+    }
+
+    /// Every reason, in code order.
+    pub const ALL: [Reason; 12] = [
+        Self::None,
+        Self::AgentsExhausted,
+        Self::DomainFault,
+        Self::MetaFault,
+        Self::NoAgent,
+        Self::DomainShed,
+        Self::Degraded,
+        Self::Throttled,
+        Self::RateLimited,
+        Self::ShuttingDown,
+        Self::Deadline,
+        Self::DomainTimeout,
+    ];
+
+    /// A short description.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::None => "succeeded",
+            Self::AgentsExhausted => "every attempt failed",
+            Self::DomainFault => "domain fault",
+            Self::MetaFault => "meta fault",
+            Self::NoAgent => "no agent available",
+            Self::DomainShed => "shed by an open domain breaker",
+            Self::Degraded => "refused in degraded mode (meta breaker open)",
+            Self::Throttled => "throttled",
+            Self::RateLimited => "rate limited",
+            Self::ShuttingDown => "engine shutting down",
+            Self::Deadline => "deadline passed",
+            Self::DomainTimeout => "domain timeout",
+        }
+    }
+}
+
+/// How one attempt at an agent failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum FailureKind {
+    /// The handler returned an error code.
+    #[default]
+    Error = 0,
+    /// The handler panicked (or a C or Python handler raised).
+    Panicked = 1,
+    /// The handler returned, but later than the agent timeout.
+    Slow = 2,
+    /// The agent is isolated and did not answer within the agent timeout; the attempt was
+    /// abandoned.
+    Abandoned = 3,
+    /// The agent's queue was full.
+    Overloaded = 4,
+    /// The agent's domain was marked down (injected correlated fault).
+    Down = 5,
+}
+
+/// One failed attempt: where, how, and the handler's error code (0 when it has none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct AttemptFailure {
+    /// The domain of the sub-task.
+    pub domain: DomainId,
+    /// The agent that failed.
+    pub agent: AgentId,
+    /// How.
+    pub kind: FailureKind,
+    /// The handler's error code, for [`FailureKind::Error`].
+    pub code: i32,
+}
+
+/// The one outcome of an accepted task.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// The ticket `submit` returned.
+    pub ticket: Ticket,
+    /// The task's correlation id.
+    pub id: u64,
+    /// How it ended.
+    pub status: Status,
+    /// Why, when it did not succeed.
+    pub reason: Reason,
+    /// The sum (wrapping) of the values the successful agents returned, one per sub-task.
+    pub value: u64,
+    /// Agent attempts made, over all sub-tasks.
+    pub attempts: u32,
+    /// Submission to completion, in nanoseconds, on the engine's clock.
+    pub latency_ns: u64,
+    /// The task's priority.
+    pub priority: u8,
+    failures: [AttemptFailure; MAX_RECORDED_FAILURES],
+    failures_len: u8,
+    /// Failed attempts in all, recorded or not.
+    pub failures_total: u32,
+}
+
+impl Completion {
+    /// The first [`MAX_RECORDED_FAILURES`] failed attempts, in the order they happened.
+    pub fn failures(&self) -> &[AttemptFailure] {
+        &self.failures[..usize::from(self.failures_len)]
+    }
+
+    /// Whether the task succeeded.
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::Ok
+    }
+
+    pub(crate) fn record_failure(&mut self, f: AttemptFailure) {
+        if usize::from(self.failures_len) < MAX_RECORDED_FAILURES {
+            self.failures[usize::from(self.failures_len)] = f;
+            self.failures_len += 1;
+        }
+        self.failures_total += 1;
+    }
+}
