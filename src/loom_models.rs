@@ -1,0 +1,259 @@
+//! Loom models of the engine's concurrency protocols, explored over every interleaving loom
+//! reaches (`LOOM_MAX_PREEMPTIONS=2` in CI):
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --lib loom_models
+//! ```
+//!
+//! They exercise the very code the engine runs: under `--cfg loom` the `sync` facade hands it
+//! loom's atomics, cells, locks and threads. Capacities are tiny so models stay small.
+
+use crate::breaker::{Breaker, BreakerConfig, BreakerMode, BreakerState, Permit, TransitionCause};
+use crate::park::Parker;
+use crate::queue::Mpmc;
+use crate::ring;
+use crate::slab::Slab;
+use crate::sync::{Arc, AtomicU64, Ordering, thread};
+use crate::task::{Completion, Reason, Status, Ticket};
+use std::time::Duration;
+
+/// A breaker with only the consecutive-failure trigger (no window: fewer atomics to explore).
+fn breaker(threshold: u32, probes: u32) -> Breaker {
+    Breaker::new(
+        BreakerConfig {
+            timeout: Duration::from_millis(50),
+            consecutive_failures: threshold,
+            failure_rate: 0.0,
+            window: Duration::from_secs(1),
+            min_calls: 1,
+            open_base: Duration::from_nanos(10),
+            open_max: Duration::from_nanos(1000),
+            half_open_probes: probes,
+            mode: BreakerMode::Normal,
+        },
+        1,
+    )
+}
+
+#[test]
+fn ring_is_fifo_across_a_full_ring() {
+    loom::model(|| {
+        let (mut p, mut c) = ring::channel::<u32>(2);
+        let producer = thread::spawn(move || {
+            for v in 0..3 {
+                let mut v = v;
+                loop {
+                    match p.push(v) {
+                        Ok(()) => break,
+                        Err(back) => {
+                            v = back;
+                            p.publish();
+                            thread::yield_now();
+                        }
+                    }
+                }
+                p.publish();
+            }
+        });
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match c.pop() {
+                Some(v) => got.push(v),
+                None => {
+                    c.release();
+                    thread::yield_now();
+                }
+            }
+        }
+        c.release();
+        producer.join().unwrap();
+        assert_eq!(got, [0, 1, 2]);
+    });
+}
+
+#[test]
+fn ring_drops_what_was_not_consumed_exactly_once() {
+    loom::model(|| {
+        let item = Arc::new(());
+        let (mut p, mut c) = ring::channel(2);
+        let i2 = item.clone();
+        let producer = thread::spawn(move || {
+            let _ = p.push(i2.clone());
+            let _ = p.push(i2);
+            p.publish();
+        });
+        let consumed = c.pop();
+        producer.join().unwrap();
+        drop(consumed);
+        drop(c);
+        // The producer half is gone; the consumer half was the last owner of the ring.
+        assert_eq!(Arc::strong_count(&item), 1);
+    });
+}
+
+#[test]
+fn concurrent_failures_trip_the_breaker_once() {
+    loom::model(|| {
+        let b = Arc::new(breaker(2, 1));
+        let b2 = b.clone();
+        let t = thread::spawn(move || b2.on_result(Permit::Call, 1, 1, false, 0).is_some() as u32);
+        let here = b.on_result(Permit::Call, 1, 1, false, 0).is_some() as u32;
+        let there = t.join().unwrap();
+        assert_eq!(here + there, 1, "exactly one thread makes the transition");
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.snapshot(0).opened, 1);
+    });
+}
+
+#[test]
+fn half_open_grants_no_more_probes_than_allowed() {
+    loom::model(|| {
+        let b = Arc::new(breaker(1, 1));
+        b.on_result(Permit::Call, 0, 1, false, 0); // open until t = 10
+        let b2 = b.clone();
+        let t = thread::spawn(move || b2.try_acquire(100).0);
+        let here = b.try_acquire(100).0;
+        let there = t.join().unwrap();
+        let probes = [here, there].iter().filter(|&&p| p == Permit::Probe).count();
+        assert_eq!(probes, 1);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+    });
+}
+
+#[test]
+fn a_failed_probe_and_a_successful_one_race_to_one_outcome() {
+    loom::model(|| {
+        let b = Arc::new(breaker(1, 2));
+        b.on_result(Permit::Call, 0, 1, false, 0);
+        assert_eq!(b.try_acquire(100).0, Permit::Probe);
+        assert_eq!(b.try_acquire(100).0, Permit::Probe);
+        let b2 = b.clone();
+        let t = thread::spawn(move || b2.on_result(Permit::Probe, 101, 1, true, 0));
+        let failed = b.on_result(Permit::Probe, 101, 1, false, 0);
+        let succeeded = t.join().unwrap();
+        // Two successes are needed to close, so the failure always wins: reopened, once.
+        assert_eq!(failed.map(|t| t.cause), Some(TransitionCause::ProbeFailed));
+        assert_eq!(succeeded, None);
+        assert_eq!(b.state(), BreakerState::Open);
+    });
+}
+
+fn publish_one(slab: &Slab, waitable: bool) -> Ticket {
+    let idx = slab.alloc().unwrap();
+    // SAFETY: just allocated, not published.
+    let req = unsafe { slab.req_mut(idx) };
+    req.id = 7;
+    req.waitable = waitable;
+    slab.publish(idx)
+}
+
+fn done(t: Ticket) -> Completion {
+    let mut c = Completion::default();
+    c.ticket = t;
+    c.id = 7;
+    c.status = Status::Failed;
+    c.reason = Reason::AgentsExhausted;
+    c
+}
+
+#[test]
+fn a_waiter_gets_the_completion_exactly_once() {
+    loom::model(|| {
+        let slab = Arc::new(Slab::new(1));
+        let t = publish_one(&slab, true);
+        let s2 = slab.clone();
+        let worker = thread::spawn(move || {
+            assert!(s2.admit(t));
+            assert!(s2.claim(t));
+            s2.finish(t.slot(), &done(t));
+        });
+        let c = slab.wait(t, None).unwrap();
+        worker.join().unwrap();
+        assert_eq!((c.id, c.reason), (7, Reason::AgentsExhausted));
+        // Delivered once: the slot is free again and the ticket is stale.
+        assert_eq!(slab.wait(t, None), Err(crate::WaitError::UnknownTicket));
+        assert_eq!(slab.free_len(), 1);
+    });
+}
+
+#[test]
+fn a_completion_is_taken_once_by_racing_pollers() {
+    loom::model(|| {
+        let slab = Arc::new(Slab::new(1));
+        let queue = Arc::new(Mpmc::new(1));
+        let t = publish_one(&slab, false);
+        assert!(slab.admit(t));
+        let (s2, q2) = (slab.clone(), queue.clone());
+        let worker = thread::spawn(move || {
+            assert!(s2.claim(t));
+            s2.finish(t.slot(), &done(t));
+            q2.push(t.0).unwrap();
+        });
+        let s3 = slab.clone();
+        // A second thread tries to take the same ticket directly while the poller pops it.
+        let racer = thread::spawn(move || s3.take(t).is_some() as u32);
+        let mut polled = 0;
+        loop {
+            if let Some(raw) = queue.pop() {
+                polled += slab.take(Ticket(raw)).is_some() as u32;
+                break;
+            }
+            thread::yield_now();
+        }
+        worker.join().unwrap();
+        let raced = racer.join().unwrap();
+        assert_eq!(polled + raced, 1);
+        assert_eq!(slab.free_len(), 1);
+    });
+}
+
+#[test]
+fn the_shutdown_sweep_and_the_worker_complete_a_task_once() {
+    loom::model(|| {
+        let slab = Arc::new(Slab::new(1));
+        let t = publish_one(&slab, false);
+        let s2 = slab.clone();
+        let worker = thread::spawn(move || (s2.admit(t) && s2.claim(t)) as u32);
+        let swept = slab.claim_abandoned(t.slot()).is_some() as u32;
+        let worked = worker.join().unwrap();
+        assert_eq!(swept + worked, 1);
+    });
+}
+
+#[test]
+fn a_pinned_slot_is_freed_once_after_its_last_reader() {
+    loom::model(|| {
+        let slab = Arc::new(Slab::new(1));
+        let t = publish_one(&slab, false);
+        assert!(slab.admit(t));
+        slab.pin(t.slot()); // an isolated agent will read the request
+        let s2 = slab.clone();
+        let agent = thread::spawn(move || s2.unpin(t.slot()));
+        assert!(slab.claim(t));
+        slab.finish(t.slot(), &done(t));
+        assert!(slab.take(t).is_some());
+        agent.join().unwrap();
+        assert_eq!(slab.free_len(), 1, "freed exactly once, whoever finished last");
+        assert!(slab.alloc().is_some());
+    });
+}
+
+#[test]
+fn a_sleeping_thread_is_never_left_asleep_with_work_waiting() {
+    loom::model(|| {
+        let parker = Arc::new(Parker::new());
+        let work = Arc::new(AtomicU64::new(0));
+        let (p2, w2) = (parker.clone(), work.clone());
+        let sleeper = thread::spawn(move || {
+            p2.register();
+            while w2.load(Ordering::Acquire) == 0 {
+                p2.sleep(|| w2.load(Ordering::Acquire) != 0, None);
+            }
+        });
+        work.store(1, Ordering::Release);
+        parker.wake();
+        // If the wake-up were lost, the sleeper would park forever and loom would report a
+        // deadlock here.
+        sleeper.join().unwrap();
+    });
+}
