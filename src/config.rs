@@ -49,7 +49,7 @@ impl Default for EngineConfig {
             worker_capacity: 4096,
             batch: 64,
             idle_spins: 128,
-            idle_yield_us: 100,
+            idle_yield_us: 20,
             isolated_queue: 1024,
             panic_routing: true,
             drain_timeout: Duration::from_secs(5),

@@ -60,6 +60,7 @@ pub use breaker::{
 pub use config::{AdmissionConfig, EngineConfig};
 pub use error::{Error, SubmitError, WaitError};
 pub use handler::{Handler, Reply, Request};
+pub use sim::{Latency, SimAgent, SimFault};
 pub use task::{AgentId, AttemptFailure, Completion, DomainId, DomainSet, FailureKind, Reason, Status, Task, Ticket};
 pub use task::{LOWEST_PRIORITY, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS, MAX_RECORDED_FAILURES};
 pub use topology::{AgentKind, AgentSpec, Levels, SEED_DOMAINS, Topology, TopologyBuilder};

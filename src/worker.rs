@@ -206,29 +206,25 @@ impl Worker {
         work
     }
 
-    /// Runs the stage queues until all are empty.
-    fn drain(&mut self) -> usize {
+    /// Runs the stage queues until all are empty, one sub-task at a time: the agent queue
+    /// first, then the joins, then the domain queue, where an agent's answer goes to the front.
+    /// So a sub-task reaches its outcome (success, or every attempt failed) before the next one
+    /// starts, and outcomes reach the breakers in the order the tasks came. (Processing a whole
+    /// batch stage by stage would report the batch's fast failures, its injected faults, before
+    /// its successes: a run-of-failures trigger would then see runs that are not there.)
+    pub(crate) fn drain(&mut self) -> usize {
         let mut work = 0;
         loop {
-            let before = work;
-            while let Some(m) = self.domain_in.pop_front() {
-                self.domain_step(m);
-                work += 1;
-            }
-            if !self.agent_in.is_empty() {
-                self.now = self.sh.clock.now();
-                while let Some(m) = self.agent_in.pop_front() {
-                    self.agent_step(m);
-                    work += 1;
-                }
-            }
-            while let Some(m) = self.meta_in.pop_front() {
+            if let Some(m) = self.agent_in.pop_front() {
+                self.agent_step(m);
+            } else if let Some(m) = self.meta_in.pop_front() {
                 self.join(m);
-                work += 1;
-            }
-            if work == before {
+            } else if let Some(m) = self.domain_in.pop_front() {
+                self.domain_step(m);
+            } else {
                 return work;
             }
+            work += 1;
         }
     }
 

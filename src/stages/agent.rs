@@ -56,7 +56,8 @@ impl Worker {
         m.code = code;
         m.value = if m.failure.is_none() { value } else { 0 };
         m.returned = true;
-        self.domain_in.push_back(m);
+        // To the front: the domain handles this answer before any other sub-task.
+        self.domain_in.push_front(m);
     }
 
     /// Hands an attempt to an isolated agent's thread and starts its timer. A full ring counts

@@ -17,12 +17,37 @@ impl Worker {
     }
 
     /// Takes up to a batch of tasks from this worker's ingress ring and admits them, while the
-    /// worker holds fewer sub-tasks than its capacity.
+    /// worker holds fewer sub-tasks than its capacity. Admission is batched (its memory accesses
+    /// to slots the submitters wrote overlap); the sub-tasks then run one at a time (see
+    /// `Worker::drain`).
+    ///
+    /// With nothing of its own to take, it steals up to half a batch from the first other
+    /// worker with a backlog: a worker that is descheduled (more threads than cores) or busy in a
+    /// slow handler does not leave its queued tasks waiting while another worker idles.
     pub(crate) fn ingest(&mut self) -> usize {
-        let (cap, batch) = (self.sh.cfg.worker_capacity, self.sh.cfg.batch);
+        let batch = self.sh.cfg.batch;
+        let n = self.ingest_from(self.id, batch);
+        let workers = self.sh.workers.len();
+        if n > 0 || workers == 1 {
+            return n;
+        }
+        for k in 1..workers {
+            let victim = (self.id + k) % workers;
+            if !self.sh.workers[victim].ingress.is_empty() {
+                let stolen = self.ingest_from(victim, batch.div_ceil(2));
+                if stolen > 0 {
+                    return stolen;
+                }
+            }
+        }
+        0
+    }
+
+    fn ingest_from(&mut self, from: usize, max: usize) -> usize {
+        let cap = self.sh.cfg.worker_capacity;
         let mut n = 0;
-        while n < batch && self.live < cap {
-            let Some(raw) = self.sh.workers[self.id].ingress.pop() else { break };
+        while n < max && self.live < cap {
+            let Some(raw) = self.sh.workers[from].ingress.pop() else { break };
             self.admit(Ticket(raw));
             n += 1;
         }

@@ -1,0 +1,719 @@
+//! `metafed simulate`: the seed report's tables, reproduced with the real engine.
+//!
+//! Every figure comes from a run of the engine on simulated agents whose failures follow the
+//! oracle of `WORKLOADS.md` (W1 routing: task `i` needs domain `i mod D`), or from the model in
+//! `metafed::model`. Each table says which.
+
+use crate::progress::Progress;
+use metafed::driver::{Load, Percentiles, RunReport, closed_loop};
+use metafed::model::{self, Z95, Z999};
+use metafed::{AgentSpec, DomainId, Engine, EngineConfig, Levels, Reason, SimAgent, Stats, Topology, TopologyBuilder};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Tasks per run: each of the two main runs, each depth x breadth configuration; each sweep
+    /// point runs half as many.
+    #[arg(long, default_value_t = 1_000_000)]
+    tasks: u64,
+    /// Chooses the task ids (and so, through the oracle, every failure): run with seed `s`
+    /// sends ids from `s * 2^40`.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The agents' error rate (the oracle's p per attempt).
+    #[arg(long, default_value_t = 0.12)]
+    agent_error: f64,
+    /// The domain level's fault rate: a domain's sub-task fails as a whole, whatever its agents
+    /// do (a correlated fault).
+    #[arg(long, default_value_t = 0.08)]
+    domain_error: f64,
+    /// The meta level's fault rate: admission or decomposition fails.
+    #[arg(long, default_value_t = 0.05)]
+    meta_error: f64,
+    /// A TOML file (topology, breakers, `[engine]`) for the two main runs instead of the seed's
+    /// 3 x 3; the depth x breadth table and the sweep keep the seed's shapes.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads (0: one per core in the affinity mask).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Do not pin workers to cores.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+const SWEEP: [f64; 5] = [0.05, 0.10, 0.15, 0.20, 0.25];
+/// The seed report's sweep: (single agent, 3 x 3 federation) reliability.
+const SEED_SWEEP: [(f64, f64); 5] = [(0.950, 0.874), (0.900, 0.873), (0.850, 0.871), (0.800, 0.867), (0.750, 0.860)];
+
+#[derive(Serialize)]
+struct Level {
+    level: u8,
+    name: &'static str,
+    /// The model's cumulative success probability up to this level.
+    predicted: f64,
+    /// Measured with breakers disabled (the model's assumptions).
+    measured: f64,
+    ci95: [f64; 2],
+    n: u64,
+    /// Measured with the seed's breakers.
+    measured_with_breakers: f64,
+    ci95_with_breakers: [f64; 2],
+    n_with_breakers: u64,
+    seed_claim: f64,
+}
+
+#[derive(Serialize)]
+struct Config {
+    name: &'static str,
+    depth: u32,
+    breadth: u32,
+    predicted: f64,
+    measured: f64,
+    ci95: [f64; 2],
+    tasks_per_s: f64,
+    latency_ns: Percentiles,
+    seed_claim: f64,
+}
+
+#[derive(Serialize)]
+struct Point {
+    measured: f64,
+    ci95: [f64; 2],
+    predicted: f64,
+}
+
+#[derive(Serialize)]
+struct Sweep {
+    error_rate: f64,
+    single: Point,
+    federation: Point,
+    /// Federation minus single agent, in probability.
+    improvement: f64,
+    seed_claim_single: f64,
+    seed_claim_federation: f64,
+}
+
+#[derive(Serialize)]
+struct Containment {
+    /// Sub-tasks with at least one failed attempt.
+    subtasks_with_failed_attempts: u64,
+    /// Of which succeeded by failing over to another agent (absorbed at the agent level).
+    absorbed_by_failover: u64,
+    /// Of which failed every attempt (escalated: the task failed).
+    escalated_all_attempts_failed: u64,
+    /// Sub-tasks taken out by a domain-level fault (escalated: nothing stands in for a domain).
+    escalated_domain_faults: u64,
+    /// Tasks failed by a meta-level fault.
+    meta_faults: u64,
+    /// Sub-tasks shed by an open domain breaker.
+    shed_by_domain_breakers: u64,
+    /// Agent attempts that failed.
+    failed_attempts: u64,
+    lost: u64,
+    duplicated: u64,
+}
+
+#[derive(Serialize)]
+struct Breakers {
+    agent_trips: u64,
+    domain_trips: u64,
+    meta_trips: u64,
+    panic_routed_attempts: u64,
+}
+
+#[derive(Serialize)]
+struct Claim {
+    claim: &'static str,
+    holds: bool,
+    evidence: String,
+}
+
+#[derive(Serialize)]
+struct Runs {
+    loaded_without_breakers: Summary,
+    loaded_with_breakers: Summary,
+    unloaded_without_breakers: Summary,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    tasks: u64,
+    in_flight: usize,
+    tasks_per_s: f64,
+    latency_ns: Percentiles,
+    success: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    tasks: u64,
+    tasks_total: u64,
+    lost: u64,
+    duplicated: u64,
+    workers: usize,
+    agent_error: f64,
+    domain_error: f64,
+    meta_error: f64,
+    levels: Vec<Level>,
+    configs: Vec<Config>,
+    sweep: Vec<Sweep>,
+    throughput_tasks_per_s: f64,
+    latency_ns: Percentiles,
+    unloaded_latency_ns: Percentiles,
+    runs: Runs,
+    containment: Containment,
+    breakers: Breakers,
+    claims: Vec<Claim>,
+}
+
+struct Runner<'a> {
+    config: EngineConfig,
+    seed: u64,
+    progress: Progress,
+    done_before: u64,
+    runs: u64,
+    tasks_total: u64,
+    lost: u64,
+    duplicated: u64,
+    workers: usize,
+    _args: &'a Args,
+}
+
+impl Runner<'_> {
+    /// Runs `load` on a fresh engine; returns what the submitter saw and what the engine counted.
+    fn run(&mut self, step: &str, topology: Topology, mut load: Load) -> Result<(RunReport, Stats), String> {
+        self.progress.step(step);
+        load.first_id = (self.seed << 40) + (self.runs << 32);
+        self.runs += 1;
+        let engine = Engine::start(topology, self.config.clone()).map_err(|e| e.to_string())?;
+        self.workers = engine.workers();
+        let base = self.done_before;
+        let progress = &mut self.progress;
+        let report = closed_loop(&engine, &load, |done| progress.set(base + done));
+        let stats = engine.stats();
+        engine.shutdown(std::time::Duration::from_secs(5));
+        self.done_before += load.tasks;
+        self.tasks_total += report.submitted;
+        self.lost += report.lost;
+        self.duplicated += report.duplicated;
+        if report.lost != 0 || report.duplicated != 0 || report.unknown != 0 {
+            return Err(format!(
+                "{step}: {} lost, {} duplicated, {} unknown completions: a bug",
+                report.lost, report.duplicated, report.unknown
+            ));
+        }
+        Ok((report, stats))
+    }
+}
+
+fn check_rate(name: &str, r: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&r) { Ok(()) } else { Err(format!("--{name} must be in [0, 1], got {r}")) }
+}
+
+/// The seed's 3 x 3 with the given error rates.
+fn seed_topology(agent: f64, domain: f64, meta: f64, levels: Levels) -> Result<Topology, String> {
+    let mut b = Topology::seed_builder(agent);
+    for d in 0..3 {
+        b.domain_fault_rate(DomainId(d), domain).map_err(|e| e.to_string())?;
+    }
+    b.meta_fault_rate(meta).breakers(levels);
+    b.build().map_err(|e| e.to_string())
+}
+
+/// One domain of `breadth` agents failing at `agent`, no other faults: 1 x 1 and 1 x 3.
+fn flat_topology(breadth: usize, agent: f64) -> Result<Topology, String> {
+    let mut b = Topology::builder();
+    let d = b.domain("Single");
+    for i in 0..breadth {
+        b.agent(d, format!("Agent{i}"), AgentSpec::sim(SimAgent::with_error_rate(agent))).map_err(|e| e.to_string())?;
+    }
+    b.breakers(Levels::disabled());
+    b.build().map_err(|e| e.to_string())
+}
+
+/// `(k, n)` for the three levels (agents, domains, meta), cumulative, of a W1 run.
+fn level_counts(r: &RunReport) -> [(u64, u64); 3] {
+    let refused_at_meta = r.reason(Reason::MetaFault)
+        + r.reason(Reason::Degraded)
+        + r.reason(Reason::RateLimited)
+        + r.reason(Reason::Throttled);
+    let subtasks = r.submitted - refused_at_meta;
+    let at_agents = subtasks - r.reason(Reason::DomainFault) - r.reason(Reason::DomainShed);
+    [(r.ok, at_agents), (r.ok, subtasks), (r.ok, r.submitted)]
+}
+
+fn ratio(k: u64, n: u64) -> f64 {
+    if n == 0 { 0.0 } else { k as f64 / n as f64 }
+}
+
+fn ci(k: u64, n: u64) -> [f64; 2] {
+    let (lo, hi) = model::wilson(k, n, Z95);
+    [lo, hi]
+}
+
+fn within(p: f64, k: u64, n: u64, z: f64) -> bool {
+    let (lo, hi) = model::wilson(k, n, z);
+    (lo..=hi).contains(&p)
+}
+
+fn pct(p: f64) -> String {
+    format!("{:.2}%", p * 100.0)
+}
+
+fn summary(r: &RunReport, in_flight: usize) -> Summary {
+    Summary {
+        tasks: r.submitted,
+        in_flight,
+        tasks_per_s: r.tasks_per_s,
+        latency_ns: r.latency_ns,
+        success: ratio(r.ok, r.submitted),
+    }
+}
+
+pub fn run(args: &Args) -> Result<(), String> {
+    check_rate("agent-error", args.agent_error)?;
+    check_rate("domain-error", args.domain_error)?;
+    check_rate("meta-error", args.meta_error)?;
+    if args.tasks < 1_000 {
+        return Err(format!("--tasks must be at least 1000, got {}", args.tasks));
+    }
+    let n = args.tasks;
+    let (main_builder, mut config) = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let b = TopologyBuilder::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let c = EngineConfig::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            (Some(b), c)
+        }
+        None => (None, EngineConfig::default()),
+    };
+    if let Some(w) = args.workers {
+        config.workers = w;
+    }
+    if args.no_pin {
+        config.pin = false;
+    }
+    // The main topology, with the seed's breakers (or the file's) and with breakers disabled.
+    let main_with = |levels: Option<Levels>| -> Result<Topology, String> {
+        match &main_builder {
+            Some(b) => {
+                let mut b = b.clone();
+                if let Some(l) = levels {
+                    b.breakers(l);
+                }
+                b.build().map_err(|e| e.to_string())
+            }
+            None => seed_topology(args.agent_error, args.domain_error, args.meta_error, levels.unwrap_or_default()),
+        }
+    };
+    let unloaded_n = (n / 5).clamp(1_000, 200_000);
+    let total = 2 * n + unloaded_n + 3 * n + SWEEP.len() as u64 * n;
+    let mut r = Runner {
+        config,
+        seed: args.seed,
+        progress: Progress::new(total, !args.json),
+        done_before: 0,
+        runs: 0,
+        tasks_total: 0,
+        lost: 0,
+        duplicated: 0,
+        workers: 0,
+        _args: args,
+    };
+
+    // 1. The main runs: W1 on the main topology, without and with breakers; and unloaded.
+    let topo_off = main_with(Some(Levels::disabled()))?;
+    let topo_on = main_with(None)?;
+    let (off, _) = r.run("W1, breakers off", topo_off.clone(), Load::w1(n))?;
+    let (on, on_stats) = r.run("W1, seed breakers", topo_on.clone(), Load::w1(n))?;
+    let unloaded_load = Load { in_flight: 1, sample_every: 1, ..Load::w1(unloaded_n) };
+    // Latency and throughput are judged on runs where every task takes the whole path (with the
+    // seed's breakers, shed tasks fail fast and would flatter both).
+    let (unloaded, _) = r.run("W1 unloaded", topo_off.clone(), unloaded_load)?;
+
+    let per_domain = model::predict_domains(&topo_off, |a| topo_off.sim_error_rate(a).unwrap_or(0.0));
+    let mean =
+        |f: &dyn Fn(&model::DomainPrediction) -> f64| per_domain.iter().map(f).sum::<f64>() / per_domain.len() as f64;
+    let predicted =
+        [mean(&|p| p.agents), mean(&|p| p.domain), mean(&|p| p.domain) * (1.0 - topo_off.meta_fault_rate())];
+    let (c_off, c_on) = (level_counts(&off), level_counts(&on));
+    let names = ["agents", "domains", "meta"];
+    let seed_levels = [0.9983, 0.9159, 0.8701];
+    let levels: Vec<Level> = (0..3)
+        .map(|i| Level {
+            level: 2 - i as u8,
+            name: names[i],
+            predicted: predicted[i],
+            measured: ratio(c_off[i].0, c_off[i].1),
+            ci95: ci(c_off[i].0, c_off[i].1),
+            n: c_off[i].1,
+            measured_with_breakers: ratio(c_on[i].0, c_on[i].1),
+            ci95_with_breakers: ci(c_on[i].0, c_on[i].1),
+            n_with_breakers: c_on[i].1,
+            seed_claim: seed_levels[i],
+        })
+        .collect();
+
+    // 2. Depth x breadth, breakers off.
+    let e = args.agent_error;
+    let shapes: [(&str, u32, u32, Topology, f64); 3] = [
+        ("1x1", 1, 1, flat_topology(1, e)?, 0.880),
+        ("1x3", 1, 3, flat_topology(3, e)?, 0.998),
+        ("3x3", 3, 3, seed_topology(e, args.domain_error, args.meta_error, Levels::disabled())?, 1.000),
+    ];
+    let mut configs = Vec::new();
+    for (name, depth, breadth, topo, seed_claim) in shapes {
+        let p = model::predict_domains(&topo, |a| topo.sim_error_rate(a).unwrap_or(0.0));
+        let predicted = (0..topo.domain_count())
+            .map(|d| model::task_success(&topo, &p, metafed::DomainSet::one(DomainId(d as u16))))
+            .sum::<f64>()
+            / topo.domain_count() as f64;
+        let (rep, _) = r.run(&format!("depth x breadth {name}"), topo, Load::w1(n))?;
+        configs.push(Config {
+            name,
+            depth,
+            breadth,
+            predicted,
+            measured: ratio(rep.ok, rep.submitted),
+            ci95: ci(rep.ok, rep.submitted),
+            tasks_per_s: rep.tasks_per_s,
+            latency_ns: rep.latency_ns,
+            seed_claim,
+        });
+    }
+
+    // 3. The error-rate sweep: single agent vs the 3 x 3 federation, breakers off.
+    let mut sweep = Vec::new();
+    for (i, &rate) in SWEEP.iter().enumerate() {
+        let (single, _) =
+            r.run(&format!("sweep {:.0}% single", rate * 100.0), flat_topology(1, rate)?, Load::w1(n / 2))?;
+        let (fed, _) = r.run(
+            &format!("sweep {:.0}% federation", rate * 100.0),
+            seed_topology(rate, args.domain_error, args.meta_error, Levels::disabled())?,
+            Load::w1(n / 2),
+        )?;
+        let fed_pred = model::seed_formula(&[(rate, 3), (args.domain_error, 1), (args.meta_error, 1)]);
+        let (ps, pf) = (ratio(single.ok, single.submitted), ratio(fed.ok, fed.submitted));
+        sweep.push(Sweep {
+            error_rate: rate,
+            single: Point { measured: ps, ci95: ci(single.ok, single.submitted), predicted: 1.0 - rate },
+            federation: Point { measured: pf, ci95: ci(fed.ok, fed.submitted), predicted: fed_pred },
+            improvement: pf - ps,
+            seed_claim_single: SEED_SWEEP[i].0,
+            seed_claim_federation: SEED_SWEEP[i].1,
+        });
+    }
+    r.progress.finish();
+
+    // 5. Containment and breaker activity, from the run with the seed's breakers.
+    let recovered: u64 = on_stats.domains.iter().map(|d| d.recovered).sum();
+    let exhausted = on.reason(Reason::AgentsExhausted) + on.reason(Reason::NoAgent);
+    let containment = Containment {
+        subtasks_with_failed_attempts: recovered + exhausted,
+        absorbed_by_failover: recovered,
+        escalated_all_attempts_failed: exhausted,
+        escalated_domain_faults: on.reason(Reason::DomainFault),
+        meta_faults: on.reason(Reason::MetaFault),
+        shed_by_domain_breakers: on.reason(Reason::DomainShed),
+        failed_attempts: on_stats.agents.iter().map(|a| a.failures).sum(),
+        lost: r.lost,
+        duplicated: r.duplicated,
+    };
+    let breakers = Breakers {
+        agent_trips: on_stats.agents.iter().map(|a| a.breaker.opened + a.breaker.reopened).sum(),
+        domain_trips: on_stats.domains.iter().map(|d| d.breaker.opened + d.breaker.reopened).sum(),
+        meta_trips: on_stats.meta.breaker.opened + on_stats.meta.breaker.reopened,
+        panic_routed_attempts: on_stats.panic_routed,
+    };
+
+    let claims = judge(&levels, &configs, &sweep, &off, &on, &unloaded, &containment, &breakers, n);
+    let report = Report {
+        tasks: n,
+        tasks_total: r.tasks_total,
+        lost: r.lost,
+        duplicated: r.duplicated,
+        workers: r.workers,
+        agent_error: args.agent_error,
+        domain_error: args.domain_error,
+        meta_error: args.meta_error,
+        levels,
+        configs,
+        sweep,
+        throughput_tasks_per_s: off.tasks_per_s,
+        latency_ns: off.latency_ns,
+        unloaded_latency_ns: unloaded.latency_ns,
+        runs: Runs {
+            loaded_without_breakers: summary(&off, 1024),
+            loaded_with_breakers: summary(&on, 1024),
+            unloaded_without_breakers: summary(&unloaded, 1),
+        },
+        containment,
+        breakers,
+        claims,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print_tables(&report, args.config.is_some());
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    levels: &[Level],
+    configs: &[Config],
+    sweep: &[Sweep],
+    off: &RunReport,
+    on: &RunReport,
+    unloaded: &RunReport,
+    c: &Containment,
+    b: &Breakers,
+    n: u64,
+) -> Vec<Claim> {
+    let l2 = &levels[0];
+    let sys = &levels[2];
+    let (single, flat3, fed) = (&configs[0], &configs[1], &configs[2]);
+    let gain = fed.measured / single.measured - 1.0;
+    let signs_match = sweep.iter().all(|s| (s.improvement > 0.0) == (s.seed_claim_federation > s.seed_claim_single));
+    let sweep_text = sweep
+        .iter()
+        .map(|s| format!("{:.0}%: {:+.2} points", s.error_rate * 100.0, s.improvement * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let crossover = sweep
+        .iter()
+        .find(|s| s.improvement > 0.0)
+        .map_or("none in 5..25%".to_string(), |s| format!("{:.0}%", s.error_rate * 100.0));
+    let (k_on, k_off) = (on.ok, off.ok);
+    let absorbed = ratio(c.absorbed_by_failover, c.subtasks_with_failed_attempts);
+    vec![
+        Claim {
+            claim: "The 3x3 federation reaches 100% reliability (\"perfect in testing\")",
+            holds: fed.ci95[1] >= 1.0,
+            evidence: format!(
+                "measured {} (95% CI {} to {}) over {n} tasks; the model predicts {}",
+                pct(fed.measured),
+                pct(fed.ci95[0]),
+                pct(fed.ci95[1]),
+                pct(fed.predicted)
+            ),
+        },
+        Claim {
+            claim: "Agent level (3 agents per domain): 99.83% reliability",
+            holds: within(0.9983, l2.measured_k(), l2.n, Z999),
+            evidence: format!(
+                "measured {} (95% CI {} to {}), model 1 - e^3 = {}",
+                pct(l2.measured),
+                pct(l2.ci95[0]),
+                pct(l2.ci95[1]),
+                pct(l2.predicted)
+            ),
+        },
+        Claim {
+            claim: "Theoretical system reliability is 86.95%",
+            holds: within(0.8695, sys.measured_k(), sys.n, Z999),
+            evidence: format!(
+                "the seed's own formula with its own rates gives {} (not 86.95%); measured {} (95% CI {} to {})",
+                pct(sys.predicted),
+                pct(sys.measured),
+                pct(sys.ci95[0]),
+                pct(sys.ci95[1])
+            ),
+        },
+        Claim {
+            claim: "The federation improves reliability by 14.2% over a single agent",
+            holds: gain >= 0.142,
+            evidence: format!(
+                "3x3 {} vs single agent {}: {:+.2}% relative; the agent level alone (1x3) reaches {}",
+                pct(fed.measured),
+                pct(single.measured),
+                gain * 100.0,
+                pct(flat3.measured)
+            ),
+        },
+        Claim {
+            claim: "Reliability scales exponentially with depth x breadth",
+            holds: single.measured < flat3.measured && flat3.measured < fed.measured,
+            evidence: format!(
+                "breadth helps (1x1 {} -> 1x3 {}, 1 - e^n), depth hurts (1x3 {} -> 3x3 {}): levels are in series, each adds its own faults",
+                pct(single.measured),
+                pct(flat3.measured),
+                pct(flat3.measured),
+                pct(fed.measured)
+            ),
+        },
+        Claim {
+            claim: "The federation's benefit grows with the error rate (loses at 5-10%, wins from 15%)",
+            holds: signs_match,
+            evidence: format!("federation minus single agent: {sweep_text}; first win at {crossover}"),
+        },
+        Claim {
+            claim: "Throughput of 47,207 RPS",
+            holds: off.tasks_per_s >= 47_207.0,
+            evidence: format!(
+                "{:.0} tasks/s measured (W1, 1024 in flight, one submitting thread, every task on the full path)",
+                off.tasks_per_s
+            ),
+        },
+        Claim {
+            claim: "Mean and P99 execution time under 0.1 ms",
+            holds: unloaded.latency_ns.p99 < 100_000,
+            evidence: format!(
+                "unloaded (1 in flight): p50 {:.1} us, p99 {:.1} us; loaded (1024 in flight, queueing included): p99 {:.1} us",
+                unloaded.latency_ns.p50 as f64 / 1e3,
+                unloaded.latency_ns.p99 as f64 / 1e3,
+                off.latency_ns.p99 as f64 / 1e3
+            ),
+        },
+        Claim {
+            claim: "100% of failures are contained at the appropriate level",
+            holds: c.escalated_all_attempts_failed + c.escalated_domain_faults + c.meta_faults == 0,
+            evidence: format!(
+                "failover absorbed {} of sub-tasks with a failed attempt ({} of {}); {} sub-tasks failed every attempt, {} domain faults and {} meta faults failed their task: nothing stands in for a domain or the meta level",
+                pct(absorbed),
+                c.absorbed_by_failover,
+                c.subtasks_with_failed_attempts,
+                c.escalated_all_attempts_failed,
+                c.escalated_domain_faults,
+                c.meta_faults
+            ),
+        },
+        Claim {
+            claim: "The seed's circuit breakers isolate failures without costing reliability",
+            holds: within(ratio(k_off, off.submitted), k_on, on.submitted, Z999),
+            evidence: format!(
+                "success {} with the seed's breakers vs {} without; agent breakers tripped {} times ({} attempts panic-routed), domain breakers {} times (shedding {} sub-tasks), meta {} times",
+                pct(ratio(k_on, on.submitted)),
+                pct(ratio(k_off, off.submitted)),
+                b.agent_trips,
+                b.panic_routed_attempts,
+                b.domain_trips,
+                c.shed_by_domain_breakers,
+                b.meta_trips
+            ),
+        },
+    ]
+}
+
+impl Level {
+    fn measured_k(&self) -> u64 {
+        (self.measured * self.n as f64).round() as u64
+    }
+}
+
+fn print_tables(r: &Report, custom: bool) {
+    let topo = if custom { "the configured topology" } else { "the seed's 3 x 3 (API, Database, Auth x 3 agents)" };
+    println!("metafed simulate: {topo}, simulated agents failing by the WORKLOADS.md oracle");
+    println!(
+        "error rates: agents {}, domain faults {}, meta faults {}; {} workers; {} tasks per run, {} in all",
+        pct(r.agent_error),
+        pct(r.domain_error),
+        pct(r.meta_error),
+        r.workers,
+        r.tasks,
+        r.tasks_total
+    );
+    println!();
+    println!("1. Reliability per level (cumulative; W1 routing; 95% Wilson intervals)");
+    println!(
+        "   {:<14} {:>9} {:>9} {:>21} {:>13} {:>21} {:>9}",
+        "level", "model", "measured", "95% CI", "with breakers", "95% CI", "seed"
+    );
+    for l in &r.levels {
+        println!(
+            "   {:<14} {:>9} {:>9} {:>21} {:>13} {:>21} {:>9}",
+            format!("{} ({})", l.level, l.name),
+            pct(l.predicted),
+            pct(l.measured),
+            format!("{} - {}", pct(l.ci95[0]), pct(l.ci95[1])),
+            pct(l.measured_with_breakers),
+            format!("{} - {}", pct(l.ci95_with_breakers[0]), pct(l.ci95_with_breakers[1])),
+            pct(l.seed_claim)
+        );
+    }
+    println!(
+        "   model: P = (1 - f_meta) (1 - f_domain) (1 - e^3); \"measured\" runs with breakers disabled, \"with breakers\" with the seed's."
+    );
+    println!();
+    println!("2. Depth x breadth (breakers off)");
+    println!(
+        "   {:<6} {:>9} {:>9} {:>21} {:>12} {:>10} {:>8}",
+        "config", "model", "measured", "95% CI", "tasks/s", "p50", "seed"
+    );
+    for c in &r.configs {
+        println!(
+            "   {:<6} {:>9} {:>9} {:>21} {:>12.0} {:>10} {:>8}",
+            c.name,
+            pct(c.predicted),
+            pct(c.measured),
+            format!("{} - {}", pct(c.ci95[0]), pct(c.ci95[1])),
+            c.tasks_per_s,
+            format!("{:.1} us", c.latency_ns.p50 as f64 / 1e3),
+            pct(c.seed_claim)
+        );
+    }
+    println!();
+    println!("3. Error-rate sweep: single agent vs 3 x 3 federation (breakers off; seed's claim in brackets)");
+    println!("   {:<6} {:>18} {:>22} {:>10} {:>12}", "error", "single agent", "federation", "model", "difference");
+    for s in &r.sweep {
+        println!(
+            "   {:<6} {:>18} {:>22} {:>10} {:>12}",
+            pct(s.error_rate),
+            format!("{} [{}]", pct(s.single.measured), pct(s.seed_claim_single)),
+            format!("{} [{}]", pct(s.federation.measured), pct(s.seed_claim_federation)),
+            pct(s.federation.predicted),
+            format!("{:+.2} pts", s.improvement * 100.0)
+        );
+    }
+    println!();
+    println!(
+        "4. Throughput and latency (submit to completion as the submitter saw it; loaded runs sample 1 task in 64)"
+    );
+    println!("   {:<44} {:>12} {:>10} {:>10} {:>10}", "run", "tasks/s", "p50", "p99", "p99.9");
+    let us = |ns: u64| format!("{:.1} us", ns as f64 / 1e3);
+    for (name, s) in [
+        ("W1 loaded (1024 in flight), no breakers", &r.runs.loaded_without_breakers),
+        ("W1 loaded, seed breakers", &r.runs.loaded_with_breakers),
+        ("W1 unloaded (1 in flight), no breakers", &r.runs.unloaded_without_breakers),
+    ] {
+        println!(
+            "   {:<44} {:>12.0} {:>10} {:>10} {:>10}",
+            name,
+            s.tasks_per_s,
+            us(s.latency_ns.p50),
+            us(s.latency_ns.p99),
+            us(s.latency_ns.p999)
+        );
+    }
+    println!();
+    let c = &r.containment;
+    println!("5. Containment (run with the seed's breakers)");
+    println!("   failed agent attempts                      {:>10}", c.failed_attempts);
+    println!("   sub-tasks with a failed attempt            {:>10}", c.subtasks_with_failed_attempts);
+    println!(
+        "     absorbed by failover (agent level)       {:>10}  ({})",
+        c.absorbed_by_failover,
+        pct(ratio(c.absorbed_by_failover, c.subtasks_with_failed_attempts))
+    );
+    println!("     every attempt failed (task failed)       {:>10}", c.escalated_all_attempts_failed);
+    println!("   domain faults (task failed)                {:>10}", c.escalated_domain_faults);
+    println!("   meta faults (task failed)                  {:>10}", c.meta_faults);
+    println!("   shed by open domain breakers               {:>10}", c.shed_by_domain_breakers);
+    println!(
+        "   breaker trips: agents {}, domains {}, meta {}; attempts panic-routed {}",
+        r.breakers.agent_trips, r.breakers.domain_trips, r.breakers.meta_trips, r.breakers.panic_routed_attempts
+    );
+    println!("   tasks lost {}, completed twice {} (all runs)", c.lost, c.duplicated);
+    println!();
+    println!("6. The seed's claims");
+    for cl in &r.claims {
+        println!("   [{}] {}", if cl.holds { "holds" } else { "does not hold" }, cl.claim);
+        println!("          {}", cl.evidence);
+    }
+}
