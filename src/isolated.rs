@@ -22,11 +22,14 @@ pub(crate) fn run(sh: Arc<Shared>, iso: usize, mut rx: Vec<Consumer<Msg>>, mut t
             let mut answered = false;
             while let Some(mut m) = rx[w].pop() {
                 did += 1;
+                if !sh.slab.try_pin(m.ticket) {
+                    continue; // its task finished while the attempt waited here: nothing to do
+                }
                 let start = sh.clock.now();
                 let down = sh.domain_down[usize::from(m.domain)].load(Ordering::Relaxed);
                 {
-                    // SAFETY: the worker pinned the slot before sending the attempt, so the
-                    // request is not reused until we unpin it, below, after the call.
+                    // SAFETY: we pinned the slot of a running task, so its request is not
+                    // reused until we unpin it, below, after the call.
                     let req = unsafe { sh.slab.req(m.ticket.slot()) };
                     let (failure, code, value) = run_attempt(&*handler, req, &m, down);
                     m.failure = failure;
@@ -52,6 +55,10 @@ pub(crate) fn run(sh: Arc<Shared>, iso: usize, mut rx: Vec<Consumer<Msg>>, mut t
                     std::thread::yield_now();
                 }
                 answered = true;
+                if sh.lifecycle() >= STOPPING {
+                    tx[w].publish();
+                    break 'outer;
+                }
             }
             rx[w].release();
             if answered {

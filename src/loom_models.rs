@@ -226,9 +226,13 @@ fn a_pinned_slot_is_freed_once_after_its_last_reader() {
         let slab = Arc::new(Slab::new(1));
         let t = publish_one(&slab, false);
         assert!(slab.admit(t));
-        slab.pin(t.slot()); // an isolated agent will read the request
         let s2 = slab.clone();
-        let agent = thread::spawn(move || s2.unpin(t.slot()));
+        // An isolated agent pins the slot if the task is still running, reads, and unpins.
+        let agent = thread::spawn(move || {
+            if s2.try_pin(t) {
+                s2.unpin(t.slot());
+            }
+        });
         assert!(slab.claim(t));
         slab.finish(t.slot(), &done(t));
         assert!(slab.take(t).is_some());

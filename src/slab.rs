@@ -14,6 +14,8 @@
 //! stale entry (its slot since freed and reused) fails its compare-and-swap instead of touching
 //! another task. Pins count isolated agents still reading the slot's request after the task may
 //! have completed without them (an abandoned attempt): the slot is not reused until they finish.
+//! An agent pins only while its call runs (and only a task still running), so a hung agent
+//! holds one slot at most.
 //!
 //! The word: generation in bits 32..64, pins in 16..32, the waiter flag at bit 8, the state in
 //! bits 0..8.
@@ -267,10 +269,23 @@ impl Slab {
         }
     }
 
-    /// An isolated agent is about to read the slot's request. Only the owning worker pins, while
-    /// the task is `ADMITTED`.
-    pub(crate) fn pin(&self, idx: u32) {
-        self.slot(idx).word.fetch_add(PIN, Ordering::Relaxed);
+    /// An isolated agent is about to read the request of ticket `t`: pins the slot if the task
+    /// is still running (`ADMITTED`, same generation), so that it is not reused until `unpin`.
+    /// Returns false for an attempt whose task has already finished (the agent skips it without
+    /// touching the request). Pinning when a call starts, not when it is queued, means a hung
+    /// agent holds one slot at most, however many attempts wait in its ring.
+    pub(crate) fn try_pin(&self, t: Ticket) -> bool {
+        let s = self.slot(t.slot());
+        let mut w = s.word.load(Ordering::Acquire);
+        loop {
+            if generation(w) != t.generation() || state(w) != ADMITTED {
+                return false;
+            }
+            match s.word.compare_exchange_weak(w, w + PIN, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => w = actual,
+            }
+        }
     }
 
     /// The isolated agent is done reading; frees a `ZOMBIE` slot on the last pin.

@@ -65,15 +65,12 @@ impl Worker {
     pub(crate) fn send_isolated(&mut self, mut m: Msg) {
         let iso = usize::from(self.sh.iso_index[usize::from(m.agent)]);
         m.token = self.outstanding.insert(m);
-        // The agent reads the request; keep the slot from being reused until it is done.
-        self.sh.slab.pin(m.ticket.slot());
         match self.iso_tx[iso].push(m) {
             Ok(()) => {
                 self.iso_dirty[iso] = true;
                 self.timers.push_back((self.now.saturating_add(self.sh.agent_timeout_ns), m.token));
             }
             Err(mut m) => {
-                self.sh.slab.unpin(m.ticket.slot());
                 self.outstanding.take(m.token);
                 m.failure = Some(FailureKind::Overloaded);
                 m.latency_ns = 0;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of metafed: Rust (unit, integration, doc), the loom models, and the C, C++
+# and Python suites when present. Usage: scripts/test-all.sh   (from anywhere)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "Rust: build (release) and every Rust test"
+cargo build --release --locked
+cargo test --release --locked
+
+step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=2})"
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS CARGO_TARGET_DIR=target/loom \
+  cargo test --release --locked --lib loom_models
+
+if [ -x tests/c/run.sh ]; then
+  step "C and C++"
+  tests/c/run.sh
+fi
+
+if [ -x bindings/python/run_tests.sh ]; then
+  step "Python"
+  bindings/python/run_tests.sh
+fi
+
+step "all tests passed"

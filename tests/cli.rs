@@ -1,0 +1,59 @@
+//! The `metafed` command line: `simulate --json` parses, and its figures hold together.
+
+use std::process::Command;
+
+fn metafed(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_metafed")).args(args).output().expect("metafed runs")
+}
+
+#[test]
+fn simulate_json_parses_and_its_fields_hold() {
+    let out = metafed(&["simulate", "--tasks", "100000", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(v["tasks"], 100_000);
+    assert_eq!(v["lost"], 0);
+    assert_eq!(v["duplicated"], 0);
+    let levels = v["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 3);
+    for l in levels {
+        let (p, m) = (l["predicted"].as_f64().unwrap(), l["measured"].as_f64().unwrap());
+        let ci = l["ci95"].as_array().unwrap();
+        let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+        assert!(lo <= m && m <= hi && (0.0..=1.0).contains(&p), "{l}");
+        // Breakers off, the engine follows the model: within a 99.9% interval (wider than 95%).
+        assert!((m - p).abs() < 4.0 * (hi - lo), "{l}");
+    }
+    assert_eq!(v["configs"].as_array().unwrap().len(), 3);
+    assert_eq!(v["sweep"].as_array().unwrap().len(), 5);
+    assert!(v["throughput_tasks_per_s"].as_f64().unwrap() > 0.0);
+    let lat = &v["latency_ns"];
+    assert!(lat["p50"].as_u64().unwrap() <= lat["p99"].as_u64().unwrap());
+    assert!(lat["p99"].as_u64().unwrap() <= lat["p999"].as_u64().unwrap());
+    let claims = v["claims"].as_array().unwrap();
+    assert!(claims.len() >= 6);
+    for c in claims {
+        assert!(c["claim"].is_string() && c["holds"].is_boolean() && !c["evidence"].as_str().unwrap().is_empty());
+    }
+    // The seed's "100% reliability" for the 3x3 cannot hold with 8% domain and 5% meta faults.
+    assert_eq!(claims[0]["holds"], false);
+}
+
+#[test]
+fn simulate_refuses_bad_options_with_a_message() {
+    let out = metafed(&["simulate", "--agent-error", "1.5"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--agent-error must be in [0, 1], got 1.5"));
+    let out = metafed(&["simulate", "--config", "/nonexistent.toml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent.toml"));
+}
+
+#[test]
+fn simulate_runs_a_toml_topology() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/topology.toml");
+    let out = metafed(&["simulate", "--tasks", "20000", "--config", path]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the configured topology") && text.contains("6. The seed's claims"), "{text}");
+}
