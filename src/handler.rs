@@ -42,3 +42,12 @@ where
         self(req)
     }
 }
+
+/// How a handler that cannot panic (one behind the C ABI) reports a failure other than an error
+/// code: it unwinds with this payload (`std::panic::resume_unwind`), which the engine catches
+/// like a panic and records as `kind` with `code`. Unwinding costs microseconds, paid only on
+/// these failure paths.
+pub(crate) struct ReplyFault {
+    pub(crate) kind: crate::FailureKind,
+    pub(crate) code: i32,
+}

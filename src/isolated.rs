@@ -22,6 +22,9 @@ pub(crate) fn run(sh: Arc<Shared>, iso: usize, mut rx: Vec<Consumer<Msg>>, mut t
             let mut answered = false;
             while let Some(mut m) = rx[w].pop() {
                 did += 1;
+                if sh.lifecycle() >= STOPPING {
+                    break 'outer; // no handler is called once the engine is stopping
+                }
                 if !sh.slab.try_pin(m.ticket) {
                     continue; // its task finished while the attempt waited here: nothing to do
                 }

@@ -46,6 +46,8 @@ pub mod driver;
 #[cfg(not(loom))]
 mod engine;
 #[cfg(not(loom))]
+pub mod ffi;
+#[cfg(not(loom))]
 mod isolated;
 #[cfg(not(loom))]
 mod shared;

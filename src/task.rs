@@ -126,6 +126,7 @@ impl<'a> Task<'a> {
 /// The handle of a submitted task: its slot and the slot's generation, so a ticket from an
 /// earlier use of the same slot is recognised as stale.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[repr(transparent)]
 pub struct Ticket(pub u64);
 
 impl Ticket {
@@ -268,6 +269,9 @@ pub enum FailureKind {
     Overloaded = 4,
     /// The agent's domain was marked down (injected correlated fault).
     Down = 5,
+    /// The handler's reply broke its contract (a C handler returned an unknown code, kept in
+    /// `code`).
+    InvalidReply = 6,
 }
 
 /// One failed attempt: where, how, and the handler's error code (0 when it has none).

@@ -301,6 +301,36 @@ impl TopologyBuilder {
         self
     }
 
+    /// The number of domains added so far.
+    pub fn domain_count(&self) -> usize {
+        self.domains.len()
+    }
+
+    /// The id of the domain called `name`, if added.
+    pub fn domain_id(&self, name: &str) -> Option<DomainId> {
+        self.domains.iter().position(|d| d.name == name).map(|i| DomainId(i as u16))
+    }
+
+    /// The id of agent `agent` of domain `domain`, or an error naming what is missing.
+    pub fn agent_id(&self, domain: &str, agent: &str) -> Result<AgentId, Error> {
+        let d = self
+            .domains
+            .iter()
+            .position(|d| d.name == domain)
+            .ok_or_else(|| Error::topology(format!("no domain named {domain:?}")))?;
+        self.domains[d]
+            .agents
+            .iter()
+            .copied()
+            .find(|a| self.agents[usize::from(a.0)].name == agent)
+            .ok_or_else(|| Error::topology(format!("domain {domain:?} has no agent named {agent:?}")))
+    }
+
+    /// The breaker settings so far.
+    pub fn levels(&self) -> &Levels {
+        &self.breakers
+    }
+
     /// Sets one agent's simulated error rate (every simulated agent when `agent` is `None`).
     pub fn sim_error_rate(&mut self, agent: Option<AgentId>, rate: f64) -> &mut Self {
         for (i, a) in self.agents.iter_mut().enumerate() {

@@ -6,7 +6,7 @@
 //! the attempt when the timer fires first (the domain then fails over). A late answer to an
 //! abandoned attempt is recognised by its token and dropped.
 
-use crate::handler::{Handler, Request};
+use crate::handler::{Handler, ReplyFault, Request};
 use crate::slab::Req;
 use crate::sync::Ordering;
 use crate::task::{AgentId, DomainId, FailureKind};
@@ -36,7 +36,10 @@ pub(crate) fn run_attempt(handler: &dyn Handler, req: &Req, m: &Msg, down: bool)
     match catch_unwind(AssertUnwindSafe(|| handler.call(&r))) {
         Ok(Ok(v)) => (None, 0, v),
         Ok(Err(code)) => (Some(FailureKind::Error), code, 0),
-        Err(_) => (Some(FailureKind::Panicked), 0, 0),
+        Err(payload) => match payload.downcast_ref::<ReplyFault>() {
+            Some(f) => (Some(f.kind), f.code, 0),
+            None => (Some(FailureKind::Panicked), 0, 0),
+        },
     }
 }
 
@@ -45,7 +48,10 @@ impl Worker {
     pub(crate) fn agent_step(&mut self, mut m: Msg) {
         let a = usize::from(m.agent);
         let start = self.now;
-        let down = self.sh.domain_down[usize::from(m.domain)].load(Ordering::Relaxed);
+        // Once the engine is stopping, no handler is called again (a C caller may free what its
+        // handlers use as soon as shutdown returns): the attempt fails as if the domain were down.
+        let down = self.sh.domain_down[usize::from(m.domain)].load(Ordering::Relaxed)
+            || self.sh.lifecycle() >= crate::shared::STOPPING;
         // SAFETY: the task is ours (admitted); its request is read-only.
         let req = unsafe { self.sh.slab.req(m.ticket.slot()) };
         let (failure, code, value) = run_attempt(&*self.sh.handlers[a], req, &m, down);

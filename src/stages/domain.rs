@@ -100,7 +100,7 @@ impl Worker {
                 FailureKind::Panicked => ctr.panics.inc(),
                 FailureKind::Abandoned => ctr.abandoned.inc(),
                 FailureKind::Overloaded => ctr.overloaded.inc(),
-                FailureKind::Error | FailureKind::Down => {}
+                FailureKind::Error | FailureKind::Down | FailureKind::InvalidReply => {}
             }
         }
         if ok {

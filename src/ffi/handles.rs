@@ -1,0 +1,134 @@
+//! The handle tables behind the C ABI's opaque handles: a concurrent map from handle to object,
+//! read on every call without a lock, with epoch-based reclamation (crossbeam-epoch) so that a
+//! handle freed while another thread is using it stays valid until that thread is done.
+//!
+//! A handle is not a pointer: it encodes a slot index and the slot's generation at insertion
+//! (`generation << 17 | (index + 1)`, never 0, so never NULL). Every lookup compares the
+//! generation, so a stale handle, a double free, or a made-up value is refused with
+//! `METAFED_E_HANDLE` instead of touching memory.
+
+use super::{FfiError, METAFED_E_HANDLE, METAFED_E_INVALID, err};
+use crossbeam_epoch::{self as epoch, Atomic, Owned};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const SLOTS: usize = 1 << 16;
+const INDEX_BITS: u32 = 17;
+
+struct Entry<T> {
+    generation: u32,
+    value: T,
+}
+
+pub(crate) struct HandleTable<T> {
+    what: &'static str,
+    /// The live entry of each slot, or null. Swapped in by `insert`, out by `remove`.
+    slots: [Atomic<Entry<T>>; SLOTS],
+    /// The generation each slot last handed out.
+    generations: [AtomicU32; SLOTS],
+    /// Slots that have been used and freed. Taken only by `insert` and `remove`, never by
+    /// lookups.
+    free: Mutex<Vec<u32>>,
+    /// Slots never used are `next..SLOTS`.
+    next: AtomicU32,
+}
+
+impl<T: Send + Sync> HandleTable<T> {
+    pub(crate) const fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            slots: [const { Atomic::null() }; SLOTS],
+            generations: [const { AtomicU32::new(0) }; SLOTS],
+            free: Mutex::new(Vec::new()),
+            next: AtomicU32::new(0),
+        }
+    }
+
+    fn split(&self, h: usize) -> Result<(usize, u32), FfiError> {
+        let index = (h & ((1 << INDEX_BITS) - 1)).wrapping_sub(1);
+        let generation = (h >> INDEX_BITS) as u32;
+        if index >= SLOTS || generation == 0 {
+            return Err(err(METAFED_E_HANDLE, format!("{:#x} is not a {} handle", h, self.what)));
+        }
+        Ok((index, generation))
+    }
+
+    fn stale(&self, h: usize) -> FfiError {
+        err(METAFED_E_HANDLE, format!("{} handle {:#x} is stale or already freed", self.what, h))
+    }
+
+    /// Stores `value` and returns its handle.
+    pub(crate) fn insert(&self, value: T) -> Result<usize, FfiError> {
+        let index = match self.free.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            Some(i) => i as usize,
+            None => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= SLOTS {
+                    self.next.store(SLOTS as u32, Ordering::Relaxed);
+                    return Err(err(
+                        METAFED_E_INVALID,
+                        format!("too many live {} handles (at most {SLOTS})", self.what),
+                    ));
+                }
+                i
+            }
+        };
+        // Generations skip 0 so that a handle is never 0; they wrap after 2^32 uses of a slot.
+        let mut generation = self.generations[index].fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if generation == 0 {
+            generation = self.generations[index].fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        }
+        let guard = epoch::pin();
+        self.slots[index].store(Owned::new(Entry { generation, value }), Ordering::Release);
+        drop(guard);
+        Ok((generation as usize) << INDEX_BITS | (index + 1))
+    }
+
+    /// Runs `f` on the object of handle `h`. Lock-free: pins the epoch, loads the slot and
+    /// compares generations. The object stays alive for the duration of `f` even if another
+    /// thread frees the handle meanwhile.
+    #[inline]
+    pub(crate) fn with<R>(&self, h: usize, f: impl FnOnce(&T) -> Result<R, FfiError>) -> Result<R, FfiError> {
+        let (index, generation) = self.split(h)?;
+        let guard = epoch::pin();
+        let entry = self.slots[index].load(Ordering::Acquire, &guard);
+        // SAFETY: a non-null pointer in a slot was stored by `insert` and is destroyed only
+        // through `defer_destroy` after being unlinked, which waits for our guard.
+        match unsafe { entry.as_ref() } {
+            Some(e) if e.generation == generation => f(&e.value),
+            _ => Err(self.stale(h)),
+        }
+    }
+
+    /// Unlinks handle `h`, runs `f` on its object (still alive), and schedules the object's
+    /// destruction for when no thread can still be using it. A second removal of the same
+    /// handle fails with `METAFED_E_HANDLE`.
+    pub(crate) fn remove<R>(&self, h: usize, f: impl FnOnce(&T) -> R) -> Result<R, FfiError> {
+        let (index, generation) = self.split(h)?;
+        let guard = epoch::pin();
+        let entry = self.slots[index].load(Ordering::Acquire, &guard);
+        // SAFETY: as in `with`.
+        match unsafe { entry.as_ref() } {
+            Some(e) if e.generation == generation => {}
+            _ => return Err(self.stale(h)),
+        }
+        if self.slots[index]
+            .compare_exchange(entry, epoch::Shared::null(), Ordering::AcqRel, Ordering::Acquire, &guard)
+            .is_err()
+        {
+            return Err(self.stale(h)); // freed concurrently by another thread
+        }
+        // SAFETY: we unlinked it; it is still valid under our guard.
+        let result = f(&unsafe { entry.deref() }.value);
+        // SAFETY: unlinked, so no new reference can be taken; existing ones are protected by
+        // their guards, which `defer_destroy` waits for.
+        unsafe { guard.defer_destroy(entry) };
+        drop(guard);
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).push(index as u32);
+        // Give the collector a chance to run now rather than at some later call.
+        for _ in 0..3 {
+            epoch::pin().flush();
+        }
+        Ok(result)
+    }
+}

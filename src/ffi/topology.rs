@@ -1,0 +1,522 @@
+//! `metafed_topology`: building a topology from C (in code, or from TOML), with simulated agents
+//! and agents backed by C callbacks.
+
+use super::handles::HandleTable;
+use super::types::*;
+use super::{FfiError, FfiResult, METAFED_E_INVALID, boundary, check_size, err, non_null, str_arg};
+use crate::handler::{Handler, Reply, ReplyFault, Request};
+use crate::{
+    AgentSpec, BreakerConfig, BreakerMode, DomainId, FailureKind, Latency, SimAgent, SimFault, TopologyBuilder,
+};
+use std::ffi::{c_char, c_void};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A topology under construction: domains, agents, breakers, injected faults. Opaque; a handle,
+/// not a pointer to memory. Not thread-safe to build from several threads at once (calls are
+/// serialised, but the result would depend on their order).
+pub struct metafed_topology {
+    _private: [u8; 0],
+}
+
+pub(crate) static TOPOLOGIES: HandleTable<Mutex<TopologyBuilder>> = HandleTable::new("topology");
+
+/// Runs `f` on the builder behind a topology handle.
+pub(crate) fn with_builder<R>(
+    t: *const metafed_topology,
+    f: impl FnOnce(&mut TopologyBuilder) -> Result<R, FfiError>,
+) -> Result<R, FfiError> {
+    TOPOLOGIES.with(t as usize, |m| f(&mut m.lock().unwrap_or_else(|e| e.into_inner())))
+}
+
+fn new_handle(b: TopologyBuilder, out: *mut *mut metafed_topology) -> FfiResult {
+    non_null(out, "out")?;
+    let h = TOPOLOGIES.insert(Mutex::new(b))?;
+    // SAFETY: `out` is not NULL and, per the API contract, points to writable storage.
+    unsafe { *out = h as *mut metafed_topology };
+    Ok(())
+}
+
+/// Creates an empty topology. Free it with `metafed_topology_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_new(out: *mut *mut metafed_topology) -> super::metafed_status {
+    boundary("metafed_topology_new", || new_handle(TopologyBuilder::default(), out))
+}
+
+/// Creates the seed's 3 x 3 topology (API, Database, Auth; three simulated agents each, failing
+/// at `agent_error`), with the seed's breaker defaults.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_seed(agent_error: f64, out: *mut *mut metafed_topology) -> super::metafed_status {
+    boundary("metafed_topology_seed", || {
+        if !(0.0..=1.0).contains(&agent_error) {
+            return Err(err(METAFED_E_INVALID, format!("agent_error must be in [0, 1], got {agent_error}")));
+        }
+        new_handle(crate::Topology::seed_builder(agent_error), out)
+    })
+}
+
+/// Parses a topology from NUL-terminated TOML text (the format of `examples/topology.toml`).
+/// Agents without a `sim` table must be bound with `metafed_topology_bind_callback` before an
+/// engine is started.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_from_toml(
+    text: *const c_char,
+    out: *mut *mut metafed_topology,
+) -> super::metafed_status {
+    boundary("metafed_topology_from_toml", || {
+        // SAFETY: the caller passes a NUL-terminated string (or NULL, refused).
+        let text = unsafe { str_arg(text, "text") }?;
+        new_handle(TopologyBuilder::from_toml(text)?, out)
+    })
+}
+
+/// Reads and parses a TOML topology file.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_from_file(
+    path: *const c_char,
+    out: *mut *mut metafed_topology,
+) -> super::metafed_status {
+    boundary("metafed_topology_from_file", || {
+        // SAFETY: the caller passes a NUL-terminated string (or NULL, refused).
+        let path = unsafe { str_arg(path, "path") }?;
+        new_handle(TopologyBuilder::from_file(path)?, out)
+    })
+}
+
+/// Adds a domain; its id goes to `*out_domain` (may be NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_add_domain(
+    topology: *mut metafed_topology,
+    name: *const c_char,
+    out_domain: *mut u16,
+) -> super::metafed_status {
+    boundary("metafed_topology_add_domain", || {
+        // SAFETY: as above.
+        let name = unsafe { str_arg(name, "name") }?;
+        let d = with_builder(topology, |b| Ok(b.domain(name)))?;
+        write_opt(out_domain, d.0);
+        Ok(())
+    })
+}
+
+fn write_opt<T>(out: *mut T, v: T) {
+    if !out.is_null() {
+        // SAFETY: not NULL; per the API contract it points to writable storage.
+        unsafe { *out = v };
+    }
+}
+
+fn check_domain(b: &TopologyBuilder, domain: u16) -> Result<DomainId, FfiError> {
+    if usize::from(domain) >= b.domain_count() {
+        return Err(err(
+            crate::ffi::METAFED_E_UNKNOWN_DOMAIN,
+            format!("domain id {domain} does not exist ({} domains)", b.domain_count()),
+        ));
+    }
+    Ok(DomainId(domain))
+}
+
+fn check_flags(flags: u32) -> Result<bool, FfiError> {
+    if flags & !METAFED_AGENT_ISOLATED != 0 {
+        return Err(err(METAFED_E_INVALID, format!("unknown agent flags {flags:#x}")));
+    }
+    Ok(flags & METAFED_AGENT_ISOLATED != 0)
+}
+
+/// Fills `*out` with a simulated agent's defaults (no errors, no latency, no fault).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_sim_agent_init(out: *mut metafed_sim_agent) -> super::metafed_status {
+    boundary("metafed_sim_agent_init", || {
+        non_null(out, "out")?;
+        let v = metafed_sim_agent {
+            struct_size: size_of::<metafed_sim_agent>() as u32,
+            flags: 0,
+            error_rate: 0.0,
+            latency_kind: METAFED_LATENCY_NONE,
+            fault_kind: METAFED_FAULT_NONE,
+            latency_us: 0.0,
+            slow_us: 0.0,
+            slow_rate: 0.0,
+            fault_value: 0.0,
+            seed: 0,
+        };
+        // SAFETY: not NULL; points to a `metafed_sim_agent` per the contract.
+        unsafe { *out = v };
+        Ok(())
+    })
+}
+
+fn sim_agent(s: &metafed_sim_agent) -> Result<SimAgent, FfiError> {
+    check_size(s.struct_size, size_of::<metafed_sim_agent>(), "metafed_sim_agent")?;
+    let latency = match s.latency_kind {
+        METAFED_LATENCY_NONE => Latency::None,
+        METAFED_LATENCY_FIXED => Latency::Fixed { us: s.latency_us },
+        METAFED_LATENCY_EXPONENTIAL => Latency::Exponential { mean_us: s.latency_us },
+        METAFED_LATENCY_LONG_TAIL => {
+            Latency::LongTail { base_us: s.latency_us, slow_us: s.slow_us, slow_rate: s.slow_rate }
+        }
+        k => return Err(err(METAFED_E_INVALID, format!("unknown latency_kind {k}"))),
+    };
+    let fault = match s.fault_kind {
+        METAFED_FAULT_NONE => SimFault::None,
+        METAFED_FAULT_HANG if s.fault_value >= 0.0 && s.fault_value.is_finite() => {
+            SimFault::Hang { ms: s.fault_value as u64 }
+        }
+        METAFED_FAULT_PANIC => SimFault::Panic { rate: s.fault_value },
+        k => return Err(err(METAFED_E_INVALID, format!("invalid fault_kind {k} with fault_value {}", s.fault_value))),
+    };
+    let agent = SimAgent { error_rate: s.error_rate, latency, seed: s.seed, fault };
+    agent.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
+    Ok(agent)
+}
+
+/// Adds a simulated agent to a domain; its id goes to `*out_agent` (may be NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_add_sim_agent(
+    topology: *mut metafed_topology,
+    domain: u16,
+    name: *const c_char,
+    spec: *const metafed_sim_agent,
+    out_agent: *mut u16,
+) -> super::metafed_status {
+    boundary("metafed_topology_add_sim_agent", || {
+        // SAFETY: as above.
+        let name = unsafe { str_arg(name, "name") }?;
+        non_null(spec, "spec")?;
+        // SAFETY: not NULL; points to a `metafed_sim_agent` per the contract.
+        let spec = unsafe { &*spec };
+        let sim = sim_agent(spec)?;
+        let isolated = check_flags(spec.flags)?;
+        let a = with_builder(topology, |b| {
+            let d = check_domain(b, domain)?;
+            Ok(b.agent(d, name, AgentSpec { kind: crate::AgentKind::Sim(sim), isolated })?)
+        })?;
+        write_opt(out_agent, a.0);
+        Ok(())
+    })
+}
+
+/// A handler behind a C function pointer. The caller of `metafed_topology_add_callback_agent`
+/// promises that `f` may be called with `user_data` from the threads the documentation names.
+struct CHandler {
+    f: unsafe extern "C" fn(*mut c_void, *const metafed_request, *mut metafed_response) -> i32,
+    user_data: *mut c_void,
+    finalizer: metafed_finalizer_fn,
+}
+
+// SAFETY: the C caller guarantees `f` and `user_data` may be used from the engine's threads
+// (documented on `metafed_topology_add_callback_agent`).
+unsafe impl Send for CHandler {}
+// SAFETY: as above.
+unsafe impl Sync for CHandler {}
+
+impl Handler for CHandler {
+    fn call(&self, r: &Request<'_>) -> Reply {
+        let req = metafed_request {
+            struct_size: size_of::<metafed_request>() as u32,
+            domain: r.domain.0,
+            agent: r.agent.0,
+            task_id: r.task_id,
+            payload: r.payload,
+            data: if r.data.is_empty() { std::ptr::null() } else { r.data.as_ptr() },
+            data_len: r.data.len(),
+            attempt: r.attempt,
+            fanout: r.fanout,
+            priority: u32::from(r.priority),
+        };
+        let mut resp = metafed_response { struct_size: size_of::<metafed_response>() as u32, code: 0, value: 0 };
+        // SAFETY: `f` is the caller's handler; both pointers are valid for the call.
+        let rc = unsafe { (self.f)(self.user_data, &req, &mut resp) };
+        match rc {
+            METAFED_HANDLER_OK => Ok(resp.value),
+            METAFED_HANDLER_ERROR => Err(resp.code),
+            METAFED_HANDLER_RAISED => {
+                std::panic::resume_unwind(Box::new(ReplyFault { kind: FailureKind::Panicked, code: resp.code }))
+            }
+            other => std::panic::resume_unwind(Box::new(ReplyFault { kind: FailureKind::InvalidReply, code: other })),
+        }
+    }
+}
+
+impl Drop for CHandler {
+    fn drop(&mut self) {
+        if let Some(fin) = self.finalizer {
+            // SAFETY: the caller's finalizer, called once, when nothing can call `f` again.
+            unsafe { fin(self.user_data) };
+        }
+    }
+}
+
+fn callback_spec(
+    handler: metafed_handler_fn,
+    user_data: *mut c_void,
+    finalizer: metafed_finalizer_fn,
+    flags: u32,
+) -> Result<AgentSpec, FfiError> {
+    let Some(f) = handler else { return Err(err(super::METAFED_E_NULL, "handler is NULL")) };
+    let isolated = check_flags(flags)?;
+    let h = CHandler { f, user_data, finalizer };
+    let mut spec = AgentSpec::handler(h);
+    spec.isolated = isolated;
+    Ok(spec)
+}
+
+/// Adds an agent run by the C function `handler` to a domain; its id goes to `*out_agent` (may
+/// be NULL).
+///
+/// `handler(user_data, request, response)` runs one attempt and returns `METAFED_HANDLER_OK`
+/// (with `response->value`), `METAFED_HANDLER_ERROR` (with `response->code`) or
+/// `METAFED_HANDLER_RAISED`; any other return is recorded as a failure of kind
+/// `METAFED_FAILURE_INVALID_REPLY`. It must not unwind (throw) into the library. It is called
+/// from the engine's worker threads, several at once, unless `flags` has
+/// `METAFED_AGENT_ISOLATED` (then from that agent's own thread only).
+///
+/// On success the topology owns `user_data`: `finalizer(user_data)` (if not NULL) runs once when
+/// neither the topology nor any engine started from it can call `handler` again (after
+/// `metafed_topology_free` and `metafed_engine_free` of every such engine; later if a handler
+/// never returned). On failure nothing is kept and `finalizer` is not called.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn metafed_topology_add_callback_agent(
+    topology: *mut metafed_topology,
+    domain: u16,
+    name: *const c_char,
+    handler: metafed_handler_fn,
+    user_data: *mut c_void,
+    finalizer: metafed_finalizer_fn,
+    flags: u32,
+    out_agent: *mut u16,
+) -> super::metafed_status {
+    boundary("metafed_topology_add_callback_agent", || {
+        // SAFETY: as above.
+        let name = unsafe { str_arg(name, "name") }?;
+        with_builder(topology, |b| check_domain(b, domain).map(|_| ()))?;
+        // Built last, so that no earlier check drops it (which would run the finalizer).
+        let spec = callback_spec(handler, user_data, finalizer, flags)?;
+        let result = with_builder(topology, |b| Ok(b.agent(DomainId(domain), name, spec)?));
+        write_opt(out_agent, result?.0);
+        Ok(())
+    })
+}
+
+/// Binds a C handler to agent `agent` of domain `domain`, both by name: how agents declared in
+/// TOML without a `sim` table get their behaviour. Ownership as for
+/// `metafed_topology_add_callback_agent`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn metafed_topology_bind_callback(
+    topology: *mut metafed_topology,
+    domain: *const c_char,
+    agent: *const c_char,
+    handler: metafed_handler_fn,
+    user_data: *mut c_void,
+    finalizer: metafed_finalizer_fn,
+    flags: u32,
+    out_agent: *mut u16,
+) -> super::metafed_status {
+    boundary("metafed_topology_bind_callback", || {
+        // SAFETY: as above.
+        let (domain, agent) = unsafe { (str_arg(domain, "domain")?, str_arg(agent, "agent")?) };
+        with_builder(topology, |b| b.agent_id(domain, agent).map(|_| ()).map_err(FfiError::from))?;
+        let spec = callback_spec(handler, user_data, finalizer, flags)?;
+        let a = with_builder(topology, |b| Ok(b.bind(domain, agent, spec)?))?;
+        write_opt(out_agent, a.0);
+        Ok(())
+    })
+}
+
+/// The id of the domain called `name`.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_domain_id(
+    topology: *const metafed_topology,
+    name: *const c_char,
+    out_domain: *mut u16,
+) -> super::metafed_status {
+    boundary("metafed_topology_domain_id", || {
+        // SAFETY: as above.
+        let name = unsafe { str_arg(name, "name") }?;
+        non_null(out_domain, "out_domain")?;
+        let d = with_builder(topology, |b| {
+            b.domain_id(name)
+                .ok_or_else(|| err(crate::ffi::METAFED_E_UNKNOWN_DOMAIN, format!("no domain named {name:?}")))
+        })?;
+        write_opt(out_domain, d.0);
+        Ok(())
+    })
+}
+
+fn rate(r: f64, what: &str) -> Result<f64, FfiError> {
+    if (0.0..=1.0).contains(&r) {
+        Ok(r)
+    } else {
+        Err(err(METAFED_E_INVALID, format!("{what} must be in [0, 1], got {r}")))
+    }
+}
+
+/// Sets the injected fault rate of a domain's sub-tasks (a correlated failure, whatever its
+/// agents do).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_domain_fault_rate(
+    topology: *mut metafed_topology,
+    domain: u16,
+    fault_rate: f64,
+) -> super::metafed_status {
+    boundary("metafed_topology_set_domain_fault_rate", || {
+        let r = rate(fault_rate, "fault_rate")?;
+        with_builder(topology, |b| {
+            let d = check_domain(b, domain)?;
+            b.domain_fault_rate(d, r)?;
+            Ok(())
+        })
+    })
+}
+
+/// Sets the injected fault rate at the meta level.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_meta_fault_rate(
+    topology: *mut metafed_topology,
+    fault_rate: f64,
+) -> super::metafed_status {
+    boundary("metafed_topology_set_meta_fault_rate", || {
+        let r = rate(fault_rate, "fault_rate")?;
+        with_builder(topology, |b| {
+            b.meta_fault_rate(r);
+            Ok(())
+        })
+    })
+}
+
+/// Sets the attempts a domain's sub-task may make (default: its agent count).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_max_attempts(
+    topology: *mut metafed_topology,
+    domain: u16,
+    attempts: u32,
+) -> super::metafed_status {
+    boundary("metafed_topology_set_max_attempts", || {
+        if attempts == 0 || attempts > 255 {
+            return Err(err(METAFED_E_INVALID, format!("attempts must be 1 to 255, got {attempts}")));
+        }
+        with_builder(topology, |b| {
+            let d = check_domain(b, domain)?;
+            b.max_attempts(d, attempts)?;
+            Ok(())
+        })
+    })
+}
+
+fn level_config(level: i32) -> Result<BreakerConfig, FfiError> {
+    match level {
+        METAFED_LEVEL_META => Ok(BreakerConfig::meta()),
+        METAFED_LEVEL_DOMAIN => Ok(BreakerConfig::domain()),
+        METAFED_LEVEL_AGENT => Ok(BreakerConfig::agent()),
+        l => Err(err(METAFED_E_INVALID, format!("unknown breaker level {l}"))),
+    }
+}
+
+pub(crate) fn breaker_mode(mode: i32) -> Result<BreakerMode, FfiError> {
+    match mode {
+        METAFED_BREAKER_NORMAL => Ok(BreakerMode::Normal),
+        METAFED_BREAKER_DISABLED => Ok(BreakerMode::Disabled),
+        METAFED_BREAKER_FORCED_OPEN => Ok(BreakerMode::ForcedOpen),
+        m => Err(err(METAFED_E_INVALID, format!("unknown breaker mode {m}"))),
+    }
+}
+
+/// Fills `*out` with the seed's breaker defaults of `level` (`METAFED_LEVEL_*`).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_breaker_config_init(level: i32, out: *mut metafed_breaker_config) -> super::metafed_status {
+    boundary("metafed_breaker_config_init", || {
+        non_null(out, "out")?;
+        let c = level_config(level)?;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let v = metafed_breaker_config {
+            struct_size: size_of::<metafed_breaker_config>() as u32,
+            mode: c.mode as i32,
+            timeout_ms: ms(c.timeout),
+            consecutive_failures: c.consecutive_failures,
+            min_calls: c.min_calls,
+            failure_rate: c.failure_rate,
+            window_ms: ms(c.window),
+            open_base_ms: ms(c.open_base),
+            open_max_ms: ms(c.open_max),
+            half_open_probes: c.half_open_probes,
+            reserved: 0,
+        };
+        // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.
+        unsafe { *out = v };
+        Ok(())
+    })
+}
+
+/// Sets the breaker settings of one level (`METAFED_LEVEL_*`) for every breaker of that level.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_breaker(
+    topology: *mut metafed_topology,
+    level: i32,
+    config: *const metafed_breaker_config,
+) -> super::metafed_status {
+    boundary("metafed_topology_set_breaker", || {
+        non_null(config, "config")?;
+        // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.
+        let c = unsafe { &*config };
+        check_size(c.struct_size, size_of::<metafed_breaker_config>(), "metafed_breaker_config")?;
+        level_config(level)?;
+        let dur = |ms: f64, what: &str| -> Result<Duration, FfiError> {
+            if ms.is_finite() && ms >= 0.0 {
+                Ok(Duration::from_secs_f64(ms / 1e3))
+            } else {
+                Err(err(METAFED_E_INVALID, format!("{what} must be >= 0, got {ms}")))
+            }
+        };
+        let cfg = BreakerConfig {
+            timeout: dur(c.timeout_ms, "timeout_ms")?,
+            consecutive_failures: c.consecutive_failures,
+            failure_rate: c.failure_rate,
+            window: dur(c.window_ms, "window_ms")?,
+            min_calls: c.min_calls,
+            open_base: dur(c.open_base_ms, "open_base_ms")?,
+            open_max: dur(c.open_max_ms, "open_max_ms")?,
+            half_open_probes: c.half_open_probes,
+            mode: breaker_mode(c.mode)?,
+        };
+        cfg.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
+        with_builder(topology, |b| {
+            let mut levels = b.levels().clone();
+            match level {
+                METAFED_LEVEL_META => levels.meta = cfg,
+                METAFED_LEVEL_DOMAIN => levels.domain = cfg,
+                _ => levels.agent = cfg,
+            }
+            b.breakers(levels);
+            Ok(())
+        })
+    })
+}
+
+/// Disables every breaker (results still counted): the configuration of the exactness checks.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_disable_breakers(topology: *mut metafed_topology) -> super::metafed_status {
+    boundary("metafed_topology_disable_breakers", || {
+        with_builder(topology, |b| {
+            b.breakers(crate::Levels::disabled());
+            Ok(())
+        })
+    })
+}
+
+/// Frees a topology. NULL does nothing. Engines started from it keep working (they hold what
+/// they need). Freeing a handle twice is detected and ignored.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_free(topology: *mut metafed_topology) {
+    if topology.is_null() {
+        return;
+    }
+    let _ = boundary("metafed_topology_free", || TOPOLOGIES.remove(topology as usize, |_| ()));
+}
+
+/// A copy of the builder behind a topology handle (an engine starts from a copy, so the
+/// topology stays usable).
+pub(crate) fn builder_snapshot(t: *const metafed_topology) -> Result<TopologyBuilder, FfiError> {
+    with_builder(t, |b| Ok(b.clone()))
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds and runs the C and C++ tests against target/release/libmetafed.so, with
+# AddressSanitizer and UBSan. Run scripts/test-all.sh (or `cargo build --release`) first.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+lib="$root/target/release"
+out="$root/target/ctests"
+mkdir -p "$out"
+test -f "$lib/libmetafed.so" || { echo "missing $lib/libmetafed.so: run cargo build --release" >&2; exit 1; }
+# The library's soname is libmetafed.so.0; cargo writes libmetafed.so. Link it as an install would.
+ln -sf libmetafed.so "$lib/libmetafed.so.0"
+readelf -d "$lib/libmetafed.so" | grep -q 'SONAME.*libmetafed.so.0' || { echo "libmetafed.so has no soname" >&2; exit 1; }
+warn=(-Wall -Wextra -Werror -pedantic)
+san=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -g)
+link=(-L"$lib" -lmetafed -Wl,-rpath,"$lib" -pthread)
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+export LSAN_OPTIONS="suppressions=$root/tests/c/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1"
+
+# The header on its own, as C99 and C++17.
+gcc -std=c99 "${warn[@]}" -I"$root/include" -c "$root/tests/c/header_twice.c" -o "$out/header_twice.o"
+g++ -std=c++17 "${warn[@]}" -I"$root/include" -x c++ -c "$root/tests/c/header_twice.c" -o "$out/header_twice_cpp.o"
+
+for t in w1 faults bad_args; do
+  gcc -std=c99 "${warn[@]}" "${san[@]}" -I"$root/include" "$root/tests/c/$t.c" -o "$out/$t" "${link[@]}"
+  echo "-- $t"
+  "$out/$t"
+done
+g++ -std=c++17 "${warn[@]}" "${san[@]}" -I"$root/include" "$root/tests/c/cpp17.cpp" -o "$out/cpp17" "${link[@]}"
+echo "-- cpp17"
+"$out/cpp17"
+
+# The example client builds with its documented command line (static library).
+(cd "$root" && cc -std=c99 -O2 "${warn[@]}" examples/c/client.c -Iinclude target/release/libmetafed.a -lpthread -ldl -lm -o "$out/client")
+echo "-- examples/c/client"
+"$out/client" > /dev/null
+echo "C and C++ tests passed"

@@ -1,0 +1,57 @@
+//! The committed C header is exactly what the pinned cbindgen generates from `src/ffi` (build.rs
+//! writes it to OUT_DIR), and its version macros match Cargo.toml.
+//!
+//! After changing the C ABI: `METAFED_BLESS_HEADER=1 cargo test --release --test header`.
+
+use std::ffi::CStr;
+
+const GENERATED: &str = include_str!(concat!(env!("OUT_DIR"), "/metafed.h"));
+const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/include/metafed.h");
+
+#[test]
+fn the_committed_header_is_up_to_date() {
+    if std::env::var_os("METAFED_BLESS_HEADER").is_some() {
+        std::fs::write(COMMITTED, GENERATED).unwrap();
+    }
+    let committed = std::fs::read_to_string(COMMITTED).expect("include/metafed.h exists");
+    if committed != GENERATED {
+        let line = committed
+            .lines()
+            .zip(GENERATED.lines())
+            .position(|(a, b)| a != b)
+            .map_or(committed.lines().count().min(GENERATED.lines().count()), |i| i);
+        panic!(
+            "include/metafed.h differs from what cbindgen generates (first difference at line {}); \
+             regenerate it with METAFED_BLESS_HEADER=1 cargo test --release --test header",
+            line + 1
+        );
+    }
+}
+
+#[test]
+fn version_macros_match_cargo_toml() {
+    let v = |name: &str| -> u32 {
+        let line = GENERATED
+            .lines()
+            .find(|l| l.starts_with(&format!("#define {name} ")))
+            .unwrap_or_else(|| panic!("{name} missing"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(v("METAFED_VERSION_MAJOR").to_string(), env!("CARGO_PKG_VERSION_MAJOR"));
+    assert_eq!(v("METAFED_VERSION_MINOR").to_string(), env!("CARGO_PKG_VERSION_MINOR"));
+    assert_eq!(v("METAFED_VERSION_PATCH").to_string(), env!("CARGO_PKG_VERSION_PATCH"));
+    // SAFETY: metafed_version returns a static NUL-terminated string.
+    let s = unsafe { CStr::from_ptr(metafed::ffi::metafed_version()) };
+    assert_eq!(s.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn every_status_has_a_name() {
+    for code in 0..=16 {
+        // SAFETY: static NUL-terminated strings.
+        let s = unsafe { CStr::from_ptr(metafed::ffi::metafed_status_str(code)) }.to_str().unwrap();
+        assert_ne!(s, "unknown status", "status {code}");
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { CStr::from_ptr(metafed::ffi::metafed_status_str(999)) }.to_str().unwrap(), "unknown status");
+}
