@@ -1049,6 +1049,27 @@ metafed_status metafed_engine_poll(struct metafed_engine *engine,
                                    size_t *out_n);
 
 /*
+ Runs `n` tasks as a closed loop from the calling thread, with at most `in_flight` of them in
+ flight (0: 1024), and returns when all have completed: task `i` has correlation id `ids[i]`
+ and needs the domains in the bit set `domains[i]` (or `domains[0]` for every task when
+ `domains_len` is 1). `outcomes` (may be NULL) receives task `i`'s `METAFED_OUTCOME_*` at
+ index `i`; `counts` (may be NULL) receives the number of tasks per outcome (4 entries);
+ `*out_done` the tasks completed. The tasks are waitable, so this never takes completions
+ meant for `metafed_engine_poll` or the callback. Returns `METAFED_E_SHUTTING_DOWN` if the
+ engine stops first (`*out_done` says how far it got).
+ */
+metafed_status metafed_engine_run_batch(struct metafed_engine *engine,
+                                        const uint64_t *ids,
+                                        const uint64_t *domains,
+                                        size_t domains_len,
+                                        size_t n,
+                                        uint32_t priority,
+                                        size_t in_flight,
+                                        int32_t *outcomes,
+                                        uint64_t *counts,
+                                        size_t *out_done);
+
+/*
  Waits up to `timeout_ms` (negative: forever) for the waitable task of `ticket` and writes its
  completion to `*out`. One thread may wait on a ticket at a time.
  */

@@ -144,6 +144,25 @@ fn a_forced_open_agent_is_routed_around() {
     assert!(!engine.set_breaker_mode(Level::Agent, 999, BreakerMode::Normal), "no such breaker");
 }
 
+#[test]
+fn panic_routing_never_tries_an_agent_forced_open() {
+    // Every agent fails, so every natural breaker trips and panic routing carries the load; the
+    // agent an operator forced open must still get no call.
+    let mut b = Topology::seed_builder(1.0);
+    b.breakers(Levels::default());
+    let engine = Engine::start(b.build().unwrap(), EngineConfig::default()).unwrap();
+    let rest = engine.topology().agent_id("API", "REST").unwrap();
+    engine.set_breaker_mode(Level::Agent, usize::from(rest.0), BreakerMode::ForcedOpen);
+    for i in 0..300 {
+        engine.submit(&Task::new(i, DomainId(0)), None).unwrap();
+    }
+    let done = collect(&engine, 300);
+    assert!(done.iter().all(|c| !c.is_ok()));
+    let s = engine.stats();
+    assert_eq!(s.agents[usize::from(rest.0)].calls, 0);
+    assert!(s.panic_routed > 0, "the naturally open agents were panic-routed");
+}
+
 /// Every ticket that `submit` accepted completes exactly once; nothing else completes.
 fn assert_exactly_once(accepted: &[Ticket], done: &[Completion]) {
     let mut seen: HashMap<Ticket, u32> = HashMap::new();

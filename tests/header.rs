@@ -7,24 +7,38 @@ use std::ffi::CStr;
 
 const GENERATED: &str = include_str!(concat!(env!("OUT_DIR"), "/metafed.h"));
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/include/metafed.h");
+const GENERATED_CDEF: &str = include_str!(concat!(env!("OUT_DIR"), "/metafed_cdef.h"));
+const COMMITTED_CDEF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bindings/python/metafed/_cdef.h");
 
-#[test]
-fn the_committed_header_is_up_to_date() {
+fn check_generated(path: &str, generated: &str) {
     if std::env::var_os("METAFED_BLESS_HEADER").is_some() {
-        std::fs::write(COMMITTED, GENERATED).unwrap();
+        std::fs::write(path, generated).unwrap();
     }
-    let committed = std::fs::read_to_string(COMMITTED).expect("include/metafed.h exists");
-    if committed != GENERATED {
+    let committed = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    if committed != generated {
         let line = committed
             .lines()
-            .zip(GENERATED.lines())
+            .zip(generated.lines())
             .position(|(a, b)| a != b)
-            .map_or(committed.lines().count().min(GENERATED.lines().count()), |i| i);
+            .unwrap_or(committed.lines().count().min(generated.lines().count()));
         panic!(
-            "include/metafed.h differs from what cbindgen generates (first difference at line {}); \
+            "{path} differs from what cbindgen generates (first difference at line {}); \
              regenerate it with METAFED_BLESS_HEADER=1 cargo test --release --test header",
             line + 1
         );
+    }
+}
+
+#[test]
+fn the_committed_header_is_up_to_date() {
+    check_generated(COMMITTED, GENERATED);
+}
+
+#[test]
+fn the_python_cdef_is_up_to_date_and_plain() {
+    check_generated(COMMITTED_CDEF, GENERATED_CDEF);
+    for forbidden in ["#include", "#ifndef", "#ifdef", "#endif", "extern \"C\""] {
+        assert!(!GENERATED_CDEF.contains(forbidden), "the cdef must be plain C declarations: found {forbidden}");
     }
 }
 

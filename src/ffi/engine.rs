@@ -309,6 +309,110 @@ pub extern "C" fn metafed_engine_poll(
     })
 }
 
+/// Runs `n` tasks as a closed loop from the calling thread, with at most `in_flight` of them in
+/// flight (0: 1024), and returns when all have completed: task `i` has correlation id `ids[i]`
+/// and needs the domains in the bit set `domains[i]` (or `domains[0]` for every task when
+/// `domains_len` is 1). `outcomes` (may be NULL) receives task `i`'s `METAFED_OUTCOME_*` at
+/// index `i`; `counts` (may be NULL) receives the number of tasks per outcome (4 entries);
+/// `*out_done` the tasks completed. The tasks are waitable, so this never takes completions
+/// meant for `metafed_engine_poll` or the callback. Returns `METAFED_E_SHUTTING_DOWN` if the
+/// engine stops first (`*out_done` says how far it got).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn metafed_engine_run_batch(
+    engine: *mut metafed_engine,
+    ids: *const u64,
+    domains: *const u64,
+    domains_len: usize,
+    n: usize,
+    priority: u32,
+    in_flight: usize,
+    outcomes: *mut i32,
+    counts: *mut u64,
+    out_done: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_run_batch", || {
+        non_null(out_done, "out_done")?;
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *out_done = 0 };
+        if n == 0 {
+            return Ok(());
+        }
+        non_null(ids, "ids")?;
+        non_null(domains, "domains")?;
+        if domains_len != 1 && domains_len != n {
+            return Err(err(METAFED_E_INVALID, format!("domains_len must be 1 or n ({n}), got {domains_len}")));
+        }
+        if priority > 3 {
+            return Err(err(METAFED_E_INVALID, format!("priority {priority} is out of range (0 highest .. 3 lowest)")));
+        }
+        // SAFETY: the caller provides `n` ids, `domains_len` domain sets and, when not NULL,
+        // `n` outcomes and 4 counts.
+        let (ids, domains) =
+            unsafe { (std::slice::from_raw_parts(ids, n), std::slice::from_raw_parts(domains, domains_len)) };
+        // SAFETY: when not NULL, the caller provides `n` outcomes.
+        let mut outcomes = (!outcomes.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(outcomes, n) });
+        let mut tally = [0u64; 4];
+        let window = if in_flight == 0 { 1024 } else { in_flight };
+        let engine = engine_arc(engine)?;
+        let mut pending: std::collections::VecDeque<(usize, Ticket)> =
+            std::collections::VecDeque::with_capacity(window.min(n));
+        let mut chunk = [Task::new(0, DomainId(0)); 64];
+        let mut tickets = [Ticket::default(); 64];
+        let (mut next, mut done) = (0usize, 0usize);
+        let result = loop {
+            // Fill the window.
+            let room = (window - pending.len()).min(n - next).min(chunk.len());
+            let mut refused = None;
+            if room > 0 {
+                for (k, t) in chunk[..room].iter_mut().enumerate() {
+                    let i = next + k;
+                    let d = if domains_len == 1 { domains[0] } else { domains[i] };
+                    *t = Task::fan_out(ids[i], crate::DomainSet(d)).priority(priority as u8).waitable();
+                }
+                match engine.submit_batch(&chunk[..room], &mut tickets[..room]) {
+                    Ok(m) => {
+                        pending.extend((next..next + m).zip(tickets[..m].iter().copied()));
+                        next += m;
+                    }
+                    Err(crate::SubmitError::Full) => {}
+                    Err(e) => refused = Some(e),
+                }
+            }
+            // Collect the oldest (waiting only when the window is full or nothing more can go).
+            let Some(&(i, t)) = pending.front() else {
+                match refused {
+                    Some(e) => break Err(FfiError::from(e)),
+                    None if next == n => break Ok(()),
+                    None => continue,
+                }
+            };
+            let must_wait = pending.len() == window || next == n || refused.is_some();
+            let wait = if must_wait { None } else { Some(Duration::ZERO) };
+            match engine.wait(t, wait) {
+                Ok(c) => {
+                    pending.pop_front();
+                    let o = outcome_code(c.status);
+                    tally[o as usize] += 1;
+                    if let Some(out) = outcomes.as_deref_mut() {
+                        out[i] = o;
+                    }
+                    done += 1;
+                }
+                Err(crate::WaitError::Timeout) => {}
+                Err(e) => break Err(e.into()),
+            }
+        };
+        // SAFETY: checked above.
+        unsafe { *out_done = done };
+        if !counts.is_null() {
+            // SAFETY: the caller provides 4 counts.
+            unsafe { std::ptr::copy_nonoverlapping(tally.as_ptr(), counts, 4) };
+        }
+        result
+    })
+}
+
 /// Waits up to `timeout_ms` (negative: forever) for the waitable task of `ticket` and writes its
 /// completion to `*out`. One thread may wait on a ticket at a time.
 #[unsafe(no_mangle)]

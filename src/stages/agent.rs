@@ -49,9 +49,12 @@ impl Worker {
         let a = usize::from(m.agent);
         let start = self.now;
         // Once the engine is stopping, no handler is called again (a C caller may free what its
-        // handlers use as soon as shutdown returns): the attempt fails as if the domain were down.
-        let down = self.sh.domain_down[usize::from(m.domain)].load(Ordering::Relaxed)
-            || self.sh.lifecycle() >= crate::shared::STOPPING;
+        // handlers use as soon as shutdown returns): the task is rejected as shutting down. Its
+        // other sub-tasks, if any, find it completed (the slot's claim fails) and stop there.
+        if self.sh.lifecycle() >= crate::shared::STOPPING {
+            return self.complete(m.ticket, crate::task::Reason::ShuttingDown);
+        }
+        let down = self.sh.domain_down[usize::from(m.domain)].load(Ordering::Relaxed);
         // SAFETY: the task is ours (admitted); its request is read-only.
         let req = unsafe { self.sh.slab.req(m.ticket.slot()) };
         let (failure, code, value) = run_attempt(&*self.sh.handlers[a], req, &m, down);

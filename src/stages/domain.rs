@@ -4,7 +4,7 @@
 //! `max_attempts` attempts), and reports the sub-task's outcome to the domain breaker and the
 //! meta stage.
 
-use crate::breaker::Permit;
+use crate::breaker::{BreakerMode, Permit};
 use crate::shared::{Level, Shared};
 use crate::sim::{DOMAIN_FAULT_SALT, fails_below, oracle_key, splitmix64};
 use crate::task::{AgentId, AttemptFailure, DomainId, FailureKind, Reason};
@@ -21,7 +21,8 @@ enum Choice {
 
 /// Round-robin from the domain's cursor over the agents in rotation, skipping those tried; the
 /// first whose breaker grants a permit wins. If every untried agent refuses, panic routing
-/// takes the first of them anyway (a `Bypass` permit moves no breaker state).
+/// takes the first of them whose breaker tripped by itself (a `Bypass` permit moves no breaker
+/// state); an agent an operator forced open is never tried.
 fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u64) -> Choice {
     let n = agents.len();
     if n == 0 {
@@ -33,22 +34,29 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
     }
     *cursor = if i + 1 == n { 0 } else { i as u32 + 1 };
     let mut fallback = None;
+    let mut forced = false;
     for _ in 0..n {
         let a = agents[i];
         i = if i + 1 == n { 0 } else { i + 1 };
         if tried & (1u64 << sh.topo.agents[usize::from(a.0)].local) != 0 {
             continue;
         }
-        let (permit, tr) = sh.agent_breakers[usize::from(a.0)].try_acquire(now);
+        let breaker = &sh.agent_breakers[usize::from(a.0)];
+        let (permit, tr) = breaker.try_acquire(now);
         sh.emit(Level::Agent, usize::from(a.0), tr);
         if permit != Permit::Denied {
             return Choice::Agent(a, permit);
         }
-        fallback.get_or_insert(a);
+        if breaker.mode() != BreakerMode::ForcedOpen {
+            fallback.get_or_insert(a);
+        } else {
+            forced = true;
+        }
     }
     match fallback {
         Some(a) if sh.cfg.panic_routing => Choice::Agent(a, Permit::Bypass),
         Some(_) => Choice::NoneAvailable,
+        None if forced => Choice::NoneAvailable,
         None => Choice::AllTried,
     }
 }

@@ -1,0 +1,63 @@
+"""metafed: a three-level meta-federation task engine, driven from Python.
+
+A meta orchestrator admits and decomposes tasks, domain orchestrators route each sub-task to
+one of their redundant agents and fail over when one fails, and circuit breakers at every level
+keep failures from cascading. The engine is Rust, reached through its C ABI with cffi.
+
+    import metafed
+
+    topology = metafed.Topology.seed(agent_error=0.12)
+    with metafed.Engine(topology) as engine:
+        done = engine.submit(42, "API").result()
+        print(done.outcome, done.attempts)
+"""
+
+from ._engine import Engine, Ticket
+from ._native import (
+    ConfigError,
+    EngineClosed,
+    EngineFull,
+    InvalidArgument,
+    LibraryNotFound,
+    MetafedError,
+    TopologyError,
+    UnknownDomain,
+    WaitTimeout,
+    ffi,
+    lib,
+)
+from ._topology import Topology
+from ._types import (
+    AgentError,
+    AgentStats,
+    BatchResult,
+    BreakerMode,
+    BreakerState,
+    Completion,
+    DomainStats,
+    Failure,
+    FailureKind,
+    Level,
+    Outcome,
+    Reason,
+    Request,
+    ShutdownReport,
+    SimAgent,
+    Stats,
+    Task,
+)
+
+
+def version() -> str:
+    """The version of the loaded library."""
+    return ffi.string(lib().metafed_version()).decode()
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgentError", "AgentStats", "BatchResult", "BreakerMode", "BreakerState", "Completion", "ConfigError",
+    "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "InvalidArgument", "Level",
+    "LibraryNotFound", "MetafedError", "Outcome", "Reason", "Request", "ShutdownReport", "SimAgent", "Stats", "Task",
+    "Ticket", "Topology", "TopologyError", "UnknownDomain", "WaitTimeout", "version",
+]
