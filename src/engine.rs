@@ -17,7 +17,7 @@ use crate::sim;
 use crate::slab::Slab;
 use crate::stats::{Health, HealthStatus, Stats, WorkerCounters};
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, Snapshot, fence, lock};
-use crate::task::{Completion, Reason, Status, Task, Ticket};
+use crate::task::{Completion, Reason, Task, Ticket};
 use crate::topology::{AgentKind, Topology};
 use crate::worker::Worker;
 use serde::Serialize;
@@ -297,8 +297,8 @@ impl Engine {
     fn reject_if_stopping(&self, tickets: &[Ticket]) {
         for &t in tickets {
             if self.sh.slab.claim_abandoned_ticket(t) {
-                let c = shutdown_completion(&self.sh, t);
-                self.sh.deliver(t, &c);
+                self.sh.slab.finish_swept(t.slot(), self.sh.clock.now());
+                self.sh.deliver(t);
             }
         }
     }
@@ -616,8 +616,8 @@ impl Engine {
         let mut swept = 0;
         for idx in 0..cap {
             if let Some(t) = sh.slab.claim_abandoned(idx) {
-                let c = shutdown_completion(sh, t);
-                sh.deliver(t, &c);
+                sh.slab.finish_swept(idx, sh.clock.now());
+                sh.deliver(t);
                 swept += 1;
             }
         }
@@ -651,20 +651,6 @@ impl Drop for Engine {
 
 fn shutdown_rejections(sh: &Shared) -> u64 {
     sh.workers.iter().map(|w| w.counters.reasons[Reason::ShuttingDown as usize].get()).sum()
-}
-
-/// The completion of a task the shutdown took before it could run.
-pub(crate) fn shutdown_completion(sh: &Shared, t: Ticket) -> Completion {
-    // SAFETY: the caller claimed the slot (COMPLETING), so its request is the task's, read-only.
-    let req = unsafe { sh.slab.req(t.slot()) };
-    let mut c = Completion::default();
-    c.ticket = t;
-    c.id = req.id;
-    c.status = Status::Rejected;
-    c.reason = Reason::ShuttingDown;
-    c.latency_ns = sh.clock.now().saturating_sub(req.submit_ns);
-    c.priority = req.priority;
-    c
 }
 
 thread_local! {

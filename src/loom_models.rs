@@ -147,13 +147,14 @@ fn publish_one(slab: &Slab, waitable: bool) -> Ticket {
     slab.publish(idx)
 }
 
-fn done(t: Ticket) -> Completion {
-    let mut c = Completion::default();
+/// What a worker does between claiming a slot and finishing it: fills in the outcome.
+fn write_outcome(slab: &Slab, t: Ticket) {
+    // SAFETY: the caller claimed the slot and has not finished it.
+    let c: &mut Completion = unsafe { slab.out(t.slot()) };
     c.ticket = t;
     c.id = 7;
     c.status = Status::Failed;
     c.reason = Reason::AgentsExhausted;
-    c
 }
 
 #[test]
@@ -165,7 +166,8 @@ fn a_waiter_gets_the_completion_exactly_once() {
         let worker = thread::spawn(move || {
             assert!(s2.admit(t));
             assert!(s2.claim(t));
-            s2.finish(t.slot(), &done(t));
+            write_outcome(&s2, t);
+            s2.finish(t.slot());
         });
         let c = slab.wait(t, None).unwrap();
         worker.join().unwrap();
@@ -186,7 +188,8 @@ fn a_completion_is_taken_once_by_racing_pollers() {
         let (s2, q2) = (slab.clone(), queue.clone());
         let worker = thread::spawn(move || {
             assert!(s2.claim(t));
-            s2.finish(t.slot(), &done(t));
+            write_outcome(&s2, t);
+            s2.finish(t.slot());
             q2.push(t.0).unwrap();
         });
         let s3 = slab.clone();
@@ -213,10 +216,23 @@ fn the_shutdown_sweep_and_the_worker_complete_a_task_once() {
         let slab = Arc::new(Slab::new(1));
         let t = publish_one(&slab, false);
         let s2 = slab.clone();
-        let worker = thread::spawn(move || (s2.admit(t) && s2.claim(t)) as u32);
-        let swept = slab.claim_abandoned(t.slot()).is_some() as u32;
+        let worker = thread::spawn(move || {
+            let won = s2.admit(t) && s2.claim(t);
+            if won {
+                write_outcome(&s2, t);
+                s2.finish(t.slot());
+            }
+            won as u32
+        });
+        let swept = slab.claim_abandoned(t.slot()).is_some();
+        if swept {
+            slab.finish_swept(t.slot(), 5);
+        }
         let worked = worker.join().unwrap();
-        assert_eq!(swept + worked, 1);
+        assert_eq!(swept as u32 + worked, 1);
+        // Whoever completed it, the one outcome taken says so.
+        let c = slab.take(t).unwrap();
+        assert_eq!(c.reason, if swept { Reason::ShuttingDown } else { Reason::AgentsExhausted });
     });
 }
 
@@ -234,7 +250,8 @@ fn a_pinned_slot_is_freed_once_after_its_last_reader() {
             }
         });
         assert!(slab.claim(t));
-        slab.finish(t.slot(), &done(t));
+        write_outcome(&slab, t);
+        slab.finish(t.slot());
         assert!(slab.take(t).is_some());
         agent.join().unwrap();
         assert_eq!(slab.free_len(), 1, "freed exactly once, whoever finished last");

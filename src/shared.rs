@@ -151,10 +151,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Hands a claimed task's outcome to its one destination: the waiter on its ticket, the
+    /// Hands a finished task's outcome to its one destination: the waiter on its ticket, the
     /// completion callback, or the completion queue.
-    pub(crate) fn deliver(&self, t: Ticket, c: &Completion) {
-        self.slab.finish(t.slot(), c);
+    pub(crate) fn deliver(&self, t: Ticket) {
         // SAFETY: the slot is DONE and not yet taken, so its request is still the task's and
         // read-only.
         if unsafe { self.slab.req(t.slot()) }.waitable {
@@ -177,8 +176,15 @@ impl Shared {
     }
 
     /// Publishes a breaker transition (bounded queue; the oldest events are kept).
+    #[inline]
     pub(crate) fn emit(&self, level: Level, index: usize, tr: Option<Transition>) {
-        let Some(transition) = tr else { return };
+        if let Some(transition) = tr {
+            self.publish(level, index, transition);
+        }
+    }
+
+    #[cold]
+    fn publish(&self, level: Level, index: usize, transition: Transition) {
         let ev = BreakerEvent { at_ns: self.clock.now(), level, index: index as u16, transition };
         tracing::debug!(?level, index, from = %transition.from, to = %transition.to, cause = ?transition.cause, "breaker transition");
         if self.events.push(ev).is_err() {

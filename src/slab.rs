@@ -39,6 +39,10 @@ pub(crate) const ZOMBIE: u64 = 7;
 
 const STATE: u64 = 0xff;
 const WAITING: u64 = 1 << 8;
+/// Set with `DONE` when the shutdown sweep, not the owning worker, completed the task: `out` is
+/// then not the outcome (a stuck worker may still be writing it) and `take` builds the
+/// "shutting down" completion from the request instead.
+const SWEPT: u64 = 1 << 9;
 const PIN: u64 = 1 << 16;
 const PINS: u64 = 0xffff << 16;
 
@@ -81,8 +85,13 @@ pub(crate) struct Run {
     pub(crate) meta_permit: Option<Permit>,
     /// Whether the task holds one of the concurrency throttle's permits.
     pub(crate) holds_permit: bool,
-    /// The completion being assembled (status of the first failing sub-task, failures, value).
-    pub(crate) partial: Completion,
+}
+
+impl Run {
+    /// Clears it for a new task.
+    pub(crate) fn reset(&mut self) {
+        *self = Self::default();
+    }
 }
 
 pub(crate) struct Slot {
@@ -90,9 +99,12 @@ pub(crate) struct Slot {
     word: AtomicU64,
     pub(crate) req: UnsafeCell<Req>,
     pub(crate) run: UnsafeCell<Run>,
-    /// The outcome. Written only by the thread that claimed the slot (`COMPLETING`); read only
-    /// after `DONE` (release/acquire on `word`).
+    /// The outcome, assembled in place by the worker that admitted the task (failures as they
+    /// happen, the rest when it claims the slot); read only after `DONE` without `SWEPT`
+    /// (release/acquire on `word`).
     out: UnsafeCell<Completion>,
+    /// When the shutdown sweep completed the task (with `SWEPT`), on the engine clock.
+    swept_at: AtomicU64,
     /// The thread waiting on this slot's ticket, if any. Locked only on the waiting path.
     waiter: Mutex<Option<thread::Thread>>,
 }
@@ -122,6 +134,7 @@ impl Slab {
                     req: UnsafeCell::new(Req::default()),
                     run: UnsafeCell::new(Run::default()),
                     out: UnsafeCell::new(Completion::default()),
+                    swept_at: AtomicU64::new(0),
                     waiter: Mutex::new(None),
                 })
             })
@@ -167,14 +180,20 @@ impl Slab {
     /// generation only. Keeps pins and flags. Returns whether this caller made the move.
     #[inline]
     fn transition(&self, t: Ticket, from: &[u64], to: u64, success: Ordering) -> bool {
+        self.transition_from(t, from, to, success).is_some()
+    }
+
+    /// `transition`, returning the word it replaced.
+    #[inline]
+    fn transition_from(&self, t: Ticket, from: &[u64], to: u64, success: Ordering) -> Option<u64> {
         let s = self.slot(t.slot());
         let mut w = s.word.load(Ordering::Acquire);
         loop {
             if generation(w) != t.generation() || !from.contains(&state(w)) {
-                return false;
+                return None;
             }
             match s.word.compare_exchange_weak(w, with_state(w, to), success, Ordering::Acquire) {
-                Ok(_) => return true,
+                Ok(_) => return Some(w),
                 Err(actual) => w = actual,
             }
         }
@@ -212,17 +231,24 @@ impl Slab {
         matches!(state(self.slot(idx).word.load(Ordering::Acquire)), QUEUED | ADMITTED | COMPLETING)
     }
 
-    /// Writes the outcome of a claimed slot and marks it `DONE` (release: the outcome is visible
-    /// to whoever takes it). Wakes a thread waiting on the ticket.
-    pub(crate) fn finish(&self, idx: u32, c: &Completion) {
+    /// Marks a claimed slot `DONE` (release: the outcome its worker wrote in place is visible to
+    /// whoever takes it), and wakes a thread waiting on the ticket.
+    pub(crate) fn finish(&self, idx: u32) {
+        self.mark_done(idx, 0);
+    }
+
+    /// Marks a slot the shutdown sweep claimed `DONE` with `SWEPT`, at `now_ns`.
+    pub(crate) fn finish_swept(&self, idx: u32, now_ns: u64) {
+        self.slot(idx).swept_at.store(now_ns, Ordering::Relaxed);
+        self.mark_done(idx, SWEPT);
+    }
+
+    fn mark_done(&self, idx: u32, flags: u64) {
         let s = self.slot(idx);
-        // SAFETY: the caller claimed the slot (`COMPLETING`), which makes it the only writer of
-        // `out`, and nobody reads `out` before `DONE`.
-        s.out.with_mut(|p| unsafe { *p = *c });
         let mut w = s.word.load(Ordering::Relaxed);
         loop {
             debug_assert_eq!(state(w), COMPLETING);
-            match s.word.compare_exchange_weak(w, with_state(w, DONE), Ordering::AcqRel, Ordering::Relaxed) {
+            match s.word.compare_exchange_weak(w, with_state(w, DONE) | flags, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(actual) => w = actual,
             }
@@ -237,12 +263,24 @@ impl Slab {
     /// Takes the outcome of a `DONE` slot for ticket `t` and frees the slot. `None` if the slot
     /// is not done for that ticket (or someone else took it).
     pub(crate) fn take(&self, t: Ticket) -> Option<Completion> {
-        if !self.transition(t, &[DONE], TAKEN, Ordering::Acquire) {
-            return None;
-        }
-        // SAFETY: `DONE` was published with release after `out` was written, and our acquire
-        // CAS to `TAKEN` makes us its only reader until we free the slot.
-        let c = self.slot(t.slot()).out.with(|p| unsafe { *p });
+        let w = self.transition_from(t, &[DONE], TAKEN, Ordering::Acquire)?;
+        let s = self.slot(t.slot());
+        let c = if w & SWEPT == 0 {
+            // SAFETY: `DONE` was published with release after `out` was written, and our
+            // acquire CAS to `TAKEN` makes us its only reader until we free the slot.
+            s.out.with(|p| unsafe { *p })
+        } else {
+            // SAFETY: the request is read-only until the slot is freed, below.
+            let req = s.req.with(|p| unsafe { &*p });
+            let mut c = Completion::default();
+            c.ticket = t;
+            c.id = req.id;
+            c.status = crate::task::Status::Rejected;
+            c.reason = crate::task::Reason::ShuttingDown;
+            c.latency_ns = s.swept_at.load(Ordering::Relaxed).saturating_sub(req.submit_ns);
+            c.priority = req.priority;
+            c
+        };
         self.release(t.slot());
         Some(c)
     }
@@ -397,6 +435,19 @@ impl Slab {
     pub(crate) unsafe fn req(&self, idx: u32) -> &Req {
         // SAFETY: per the contract, no one writes the request while this reference lives.
         self.slot(idx).req.with(|p| unsafe { &*p })
+    }
+
+    /// The outcome record of an admitted slot, which its worker fills in place.
+    ///
+    /// # Safety
+    /// The caller must be the worker that admitted the slot, must not hold another reference to
+    /// the record, and must stop writing it once it has called `finish`.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn out(&self, idx: u32) -> &mut Completion {
+        // SAFETY: per the contract, the owning worker is the only one touching `out` until
+        // `DONE`; a sweep of a stuck worker's slot marks it `SWEPT`, and then nobody reads it.
+        self.slot(idx).out.with_mut(|p| unsafe { &mut *p })
     }
 
     /// The progress record of an admitted slot.

@@ -323,6 +323,21 @@ impl Completion {
         self.status == Status::Ok
     }
 
+    /// Clears it for a new task. Only the counts and scalars: recorded failures past
+    /// `failures_len` are never read.
+    pub(crate) fn reset(&mut self) {
+        self.ticket = Ticket::default();
+        self.id = 0;
+        self.status = Status::Ok;
+        self.reason = Reason::None;
+        self.value = 0;
+        self.attempts = 0;
+        self.latency_ns = 0;
+        self.priority = 0;
+        self.failures_len = 0;
+        self.failures_total = 0;
+    }
+
     pub(crate) fn record_failure(&mut self, f: AttemptFailure) {
         if usize::from(self.failures_len) < MAX_RECORDED_FAILURES {
             self.failures[usize::from(self.failures_len)] = f;

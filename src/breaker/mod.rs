@@ -317,6 +317,8 @@ pub struct Breaker {
     window: Window,
     /// Transition counters, indexed by [`TransitionCause`].
     transitions: [AtomicU64; 7],
+    /// `cfg.timeout` in nanoseconds.
+    timeout_ns: u64,
 }
 
 impl fmt::Debug for Breaker {
@@ -331,12 +333,14 @@ impl Breaker {
     pub fn new(cfg: BreakerConfig, stripes: usize) -> Self {
         let mode_bits = (cfg.mode as u64) << MODE_SHIFT;
         let window = Window::new(cfg.window.as_nanos() as u64, stripes);
+        let timeout_ns = cfg.timeout.as_nanos() as u64;
         Self {
             cfg,
             word: AtomicU64::new(mode_bits),
             open_until: AtomicU64::new(0),
             window,
             transitions: std::array::from_fn(|_| AtomicU64::new(0)),
+            timeout_ns,
         }
     }
 
@@ -349,6 +353,12 @@ impl Breaker {
     pub fn state(&self) -> BreakerState {
         let w = self.word.load(Ordering::Acquire);
         if mode_of(w) == BreakerMode::ForcedOpen { BreakerState::Open } else { public_state(w) }
+    }
+
+    /// Whether the breaker is disabled (one relaxed load: the mode changes rarely).
+    #[inline]
+    fn disabled(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & MODE_MASK == (BreakerMode::Disabled as u64) << MODE_SHIFT
     }
 
     /// The operator's override.
@@ -412,7 +422,10 @@ impl Breaker {
         ok: bool,
         stripe: usize,
     ) -> Option<Transition> {
-        let failure = !ok || latency_ns > self.cfg.timeout.as_nanos() as u64;
+        if self.disabled() {
+            return None; // nothing to judge; the engine's counters still count the call
+        }
+        let failure = !ok || latency_ns > self.timeout_ns;
         if self.cfg.failure_rate > 0.0 {
             self.window.record(stripe, now_ns, failure);
         }

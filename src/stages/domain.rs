@@ -124,7 +124,7 @@ impl Worker {
             code: m.code,
         };
         // SAFETY: the task is ours (admitted, with this sub-task in flight).
-        unsafe { self.sh.slab.run(m.ticket.slot()) }.partial.record_failure(failure);
+        unsafe { self.sh.slab.out(m.ticket.slot()) }.record_failure(failure);
         self.counters().domain[d].failovers.inc();
         m.attempt = m.attempt.saturating_add(1);
         self.dispatch(m);
@@ -163,7 +163,7 @@ impl Worker {
         m.failure = None;
         m.returned = false;
         // SAFETY: the task is ours (admitted).
-        unsafe { self.sh.slab.run(m.ticket.slot()) }.partial.attempts += 1;
+        unsafe { self.sh.slab.out(m.ticket.slot()) }.attempts += 1;
         if self.sh.iso_index[usize::from(a.0)] == u16::MAX {
             self.agent_in.push_back(m);
         } else {

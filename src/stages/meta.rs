@@ -5,7 +5,6 @@
 use crate::breaker::Permit;
 use crate::shared::Level;
 use crate::sim::{META_FAULT_SALT, fails_below, splitmix64};
-use crate::slab::Run;
 use crate::stats::WorkerCounters;
 use crate::sync::Ordering;
 use crate::task::{DomainSet, Reason, Status, Ticket};
@@ -66,7 +65,9 @@ impl Worker {
             (r.deadline_ns, r.priority, r.id)
         };
         // SAFETY: as above.
-        unsafe { *self.sh.slab.run(idx) = Run::default() };
+        unsafe { self.sh.slab.run(idx) }.reset();
+        // SAFETY: as above: the outcome record is ours until we finish the slot.
+        unsafe { self.sh.slab.out(idx) }.reset();
         if self.now >= deadline {
             return self.complete(t, Reason::Deadline);
         }
@@ -155,12 +156,15 @@ impl Worker {
         // SAFETY: the task is ours (admitted, not completed: it has a sub-task in flight).
         let run = unsafe { self.sh.slab.run(m.ticket.slot()) };
         run.remaining -= 1;
-        run.partial.value = run.partial.value.wrapping_add(m.value);
-        if m.reason != Reason::None && run.partial.reason == Reason::None {
-            run.partial.reason = m.reason;
+        let last = run.remaining == 0;
+        // SAFETY: as above: the outcome record is ours until we finish the slot.
+        let out = unsafe { self.sh.slab.out(m.ticket.slot()) };
+        out.value = out.value.wrapping_add(m.value);
+        if m.reason != Reason::None && out.reason == Reason::None {
+            out.reason = m.reason;
         }
-        if run.remaining == 0 {
-            let reason = run.partial.reason;
+        if last {
+            let reason = out.reason;
             self.complete(m.ticket, reason);
         }
     }
@@ -189,20 +193,22 @@ impl Worker {
         if std::mem::take(&mut run.holds_permit) {
             self.sh.throttle.fetch_sub(1, Ordering::AcqRel);
         }
-        let mut c = run.partial;
+        if !self.sh.slab.claim(t) {
+            return; // the shutdown sweep completed it (this worker was stuck in a handler)
+        }
+        // SAFETY: we admitted and claimed the slot: the outcome record is ours until `finish`.
+        let c = unsafe { self.sh.slab.out(idx) };
         c.ticket = t;
         c.id = id;
         c.status = status;
         c.reason = reason;
         c.latency_ns = latency;
         c.priority = priority;
-        if !self.sh.slab.claim(t) {
-            return; // the shutdown sweep completed it (this worker was stuck in a handler)
-        }
+        self.sh.slab.finish(idx);
         let ctr = self.counters();
         ctr.completed[status as usize].inc();
         ctr.reasons[reason as usize].inc();
         ctr.latency.record(latency);
-        self.sh.deliver(t, &c);
+        self.sh.deliver(t);
     }
 }
