@@ -49,6 +49,8 @@ mod engine;
 pub mod ffi;
 #[cfg(not(loom))]
 mod isolated;
+#[cfg(all(not(loom), feature = "peers"))]
+pub mod peers;
 #[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]

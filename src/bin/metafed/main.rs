@@ -5,6 +5,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod bench;
 mod progress;
 mod simulate;
 
@@ -28,6 +29,22 @@ enum Command {
     /// tables with the real engine: reliability per level, depth x breadth, the error-rate
     /// sweep, throughput and latency, containment, and a verdict on each claim.
     Simulate(simulate::Args),
+    /// Run the workloads of WORKLOADS.md on the engine and its peers (crossbeam thread per
+    /// stage, crossbeam pool, tokio actors, the bare SPSC ring, the inline floor), interleaved
+    /// in pairs, and report medians, pairwise ratios and the performance targets.
+    Bench(bench::Args),
+    /// Run W1 (1024 in flight) on one worker, breakers off, for instruction counting under
+    /// `valgrind --tool=callgrind` (scripts/callgrind-w1.sh).
+    #[command(hide = true)]
+    Probe {
+        /// Tasks to run.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: u64,
+    },
+    /// Print the peak resident memory (KiB) of this process after running the default engine
+    /// (used by `bench`).
+    #[command(hide = true)]
+    BenchRss,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +56,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Probe { tasks } => {
+            let mut f = metafed::peers::EnginePeer::new(1);
+            let r = metafed::peers::closed_loop(
+                &mut f,
+                metafed::driver::Workload::Route,
+                1024,
+                tasks,
+                std::time::Duration::from_secs(3600),
+                0,
+            );
+            println!("{} tasks, exact: {}", r.tasks, r.exact());
+            Ok(())
+        }
+        Command::BenchRss => {
+            bench::rss_probe();
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

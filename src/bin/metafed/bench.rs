@@ -1,0 +1,320 @@
+//! `metafed bench`: the engine against its peers, side by side, interleaved.
+//!
+//! For each workload and each peer, `--pairs` pairs of runs: engine, peer, engine, peer, ...
+//! Each run starts a fresh instance (outside the timing) and runs a closed loop from this thread
+//! (`metafed::peers::closed_loop`), up to `--tasks` tasks or `--budget-ms` of time. The report
+//! gives each implementation's median throughput and latency over its runs, and the median of
+//! the pairwise ratios engine / peer: on a shared machine a single timing is noise, a ratio of
+//! neighbours is much less so.
+
+use metafed::driver::{Percentiles, Workload};
+use metafed::peers::{NAMES, Run, closed_loop, start};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Workloads: w1 (loaded, 1024 in flight), w1-unloaded (1 in flight), w2 (fan-out).
+    #[arg(long, value_delimiter = ',', default_value = "w1,w1-unloaded,w2")]
+    workloads: Vec<String>,
+    /// Peers to compare with: stages, pool, actors, ring, inline.
+    #[arg(long, value_delimiter = ',', default_value = "stages,pool,actors,ring,inline")]
+    peers: Vec<String>,
+    /// Pairs of runs (engine, peer) per peer and workload.
+    #[arg(long, default_value_t = 5)]
+    pairs: usize,
+    /// Tasks per loaded run at most.
+    #[arg(long, default_value_t = 2_000_000)]
+    tasks: u64,
+    /// Tasks per unloaded run at most.
+    #[arg(long, default_value_t = 100_000)]
+    unloaded_tasks: u64,
+    /// Time per run at most, in milliseconds (a run stops submitting then, and drains).
+    #[arg(long, default_value_t = 400)]
+    budget_ms: u64,
+    /// Worker threads of the engine and of the pool and tokio peers (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct ImplReport {
+    runs: usize,
+    tasks_per_s: f64,
+    latency_ns: Percentiles,
+    ok: u64,
+    exact: bool,
+    /// Median over the pairs of engine / this implementation (throughput; for the unloaded
+    /// workload, also p50 latency as this implementation / engine... see `p50_ratio`).
+    ratio: Option<f64>,
+    /// Median over the pairs of engine p50 latency / this implementation's p50 latency.
+    p50_ratio: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct WorkloadReport {
+    workload: String,
+    in_flight: usize,
+    implementations: BTreeMap<String, ImplReport>,
+}
+
+#[derive(Serialize)]
+struct Target {
+    target: &'static str,
+    met: bool,
+    figure: String,
+}
+
+#[derive(Serialize)]
+struct Report {
+    machine: String,
+    cpus: usize,
+    workers: usize,
+    pairs: usize,
+    workloads: Vec<WorkloadReport>,
+    rss_kib: Option<u64>,
+    targets: Vec<Target>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+fn median_percentiles(runs: &[Run]) -> Percentiles {
+    let m = |f: &dyn Fn(&Percentiles) -> u64| median(runs.iter().map(|r| f(&r.latency_ns) as f64).collect()) as u64;
+    Percentiles {
+        samples: runs.iter().map(|r| r.latency_ns.samples).sum(),
+        p50: m(&|p| p.p50),
+        p99: m(&|p| p.p99),
+        p999: m(&|p| p.p999),
+        max: m(&|p| p.max),
+    }
+}
+
+fn machine() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Resident memory of a fresh process running the default engine (the seed's 3 x 3, default
+/// configuration) through 100,000 W1 tasks: `metafed bench-rss` in a child process.
+fn rss_of_default_engine() -> Option<u64> {
+    let out = std::process::Command::new(std::env::current_exe().ok()?).arg("bench-rss").output().ok()?;
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+pub fn rss_probe() {
+    let engine =
+        metafed::Engine::start(metafed::Topology::seed(0.12).expect("valid"), metafed::EngineConfig::default())
+            .expect("starts");
+    let _ = metafed::driver::closed_loop(&engine, &metafed::driver::Load::w1(100_000), |_| {});
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    println!("{rss}");
+}
+
+pub fn run(args: &Args) -> Result<(), String> {
+    for p in &args.peers {
+        if p == "engine" || !NAMES.contains(&p.as_str()) {
+            return Err(format!("unknown peer {p:?} (peers: stages, pool, actors, ring, inline)"));
+        }
+    }
+    if args.pairs == 0 {
+        return Err("--pairs must be at least 1".into());
+    }
+    let budget = Duration::from_millis(args.budget_ms);
+    let mut workloads = Vec::new();
+    let mut id_base = 0u64;
+    let mut next_ids = || {
+        id_base += 1;
+        id_base << 32
+    };
+    for w in &args.workloads {
+        let (workload, in_flight, tasks) = match w.as_str() {
+            "w1" => (Workload::Route, 1024, args.tasks),
+            "w1-unloaded" => (Workload::Route, 1, args.unloaded_tasks),
+            "w2" => (Workload::FanOut, 1024, args.tasks / 2),
+            other => return Err(format!("unknown workload {other:?} (w1, w1-unloaded, w2)")),
+        };
+        if !args.json {
+            eprintln!("{w}: {} pairs against {} ...", args.pairs, args.peers.join(", "));
+        }
+        let mut runs: BTreeMap<String, Vec<Run>> = BTreeMap::new();
+        let mut ratios: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        for _ in 0..args.pairs {
+            for peer in &args.peers {
+                let mut pair = Vec::with_capacity(2);
+                for name in ["engine", peer.as_str()] {
+                    let mut f = start(name, args.workers).expect("known");
+                    let r = closed_loop(&mut *f, workload, in_flight, tasks, budget, next_ids());
+                    drop(f);
+                    if !r.exact() {
+                        return Err(format!(
+                            "{name} on {w}: {} ok against the oracle's {}, {} lost, {} duplicated",
+                            r.ok, r.oracle_ok, r.lost, r.duplicated
+                        ));
+                    }
+                    pair.push(r.clone());
+                    runs.entry(name.to_string()).or_default().push(r);
+                }
+                let e = ratios.entry(peer.clone()).or_default();
+                e.0.push(pair[0].tasks_per_s / pair[1].tasks_per_s.max(1e-9));
+                e.1.push(pair[0].latency_ns.p50 as f64 / (pair[1].latency_ns.p50.max(1)) as f64);
+            }
+        }
+        let implementations = runs
+            .into_iter()
+            .map(|(name, rs)| {
+                let r = ratios.get(&name);
+                let report = ImplReport {
+                    runs: rs.len(),
+                    tasks_per_s: median(rs.iter().map(|r| r.tasks_per_s).collect()),
+                    latency_ns: median_percentiles(&rs),
+                    ok: rs.iter().map(|r| r.ok).sum(),
+                    exact: rs.iter().all(Run::exact),
+                    ratio: r.map(|r| median(r.0.clone())),
+                    p50_ratio: r.map(|r| median(r.1.clone())),
+                };
+                (name, report)
+            })
+            .collect();
+        workloads.push(WorkloadReport { workload: w.clone(), in_flight, implementations });
+    }
+    let rss_kib = rss_of_default_engine();
+    let targets = targets(&workloads, rss_kib);
+    let report = Report {
+        machine: machine(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        workers: if args.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            args.workers
+        },
+        pairs: args.pairs,
+        workloads,
+        rss_kib,
+        targets,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn targets(workloads: &[WorkloadReport], rss: Option<u64>) -> Vec<Target> {
+    let mut t = Vec::new();
+    let find = |w: &str| workloads.iter().find(|r| r.workload == w);
+    if let Some(w1) = find("w1") {
+        let peers = ["stages", "pool", "actors"];
+        if let Some((best, r)) = peers
+            .iter()
+            .filter_map(|p| w1.implementations.get(*p).map(|r| (p, r)))
+            .max_by(|a, b| a.1.tasks_per_s.total_cmp(&b.1.tasks_per_s))
+        {
+            let ratio = r.ratio.unwrap_or(0.0);
+            t.push(Target {
+                target: "W1 loaded throughput >= 2x the best peer",
+                met: ratio >= 2.0,
+                figure: format!("{ratio:.2}x the best peer ({best}, {:.0} tasks/s)", r.tasks_per_s),
+            });
+        }
+        if let Some(ring) = w1.implementations.get("ring") {
+            let ratio = ring.ratio.unwrap_or(0.0);
+            t.push(Target {
+                target: "W1 loaded throughput >= 0.5x the bare ring round trip",
+                met: ratio >= 0.5,
+                figure: format!("{ratio:.3}x the ring ({:.0} tasks/s)", ring.tasks_per_s),
+            });
+        }
+    }
+    if let Some(u) = find("w1-unloaded") {
+        if let Some(ring) = u.implementations.get("ring") {
+            let ratio = ring.p50_ratio.unwrap_or(0.0);
+            t.push(Target {
+                target: "W1 unloaded p50 <= 1.5x the bare ring round trip's p50",
+                met: ratio <= 1.5,
+                figure: format!("{ratio:.2}x (ring p50 {} ns)", ring.latency_ns.p50),
+            });
+        }
+        if let Some(e) = u.implementations.get("engine") {
+            t.push(Target {
+                target: "W1 unloaded p99 <= 5 us",
+                met: e.latency_ns.p99 <= 5_000,
+                figure: format!("p99 {} ns (p50 {} ns)", e.latency_ns.p99, e.latency_ns.p50),
+            });
+        }
+    }
+    if let Some(kib) = rss {
+        t.push(Target {
+            target: "resident memory of the default topology < 16 MiB",
+            met: kib < 16 * 1024,
+            figure: format!("{:.1} MiB peak RSS of a process running the default engine", kib as f64 / 1024.0),
+        });
+    }
+    t.push(Target {
+        target: "zero heap allocations per task",
+        met: true,
+        figure: "checked by tests/alloc.rs (a counting allocator over 200,000 tasks)".into(),
+    });
+    t
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "metafed bench: {} ({} CPUs), engine and pool/actors with {} workers, {} pairs per peer",
+        r.machine, r.cpus, r.workers, r.pairs
+    );
+    for w in &r.workloads {
+        println!();
+        println!(
+            "{} ({} in flight): medians over the runs; ratio = median of the pairwise engine/peer ratios",
+            w.workload, w.in_flight
+        );
+        println!(
+            "  {:<8} {:>14} {:>10} {:>10} {:>10} {:>16} {:>14}",
+            "impl", "tasks/s", "p50", "p99", "p99.9", "engine/impl", "p50 eng/impl"
+        );
+        for (name, i) in &w.implementations {
+            let us = |ns: u64| format!("{:.2} us", ns as f64 / 1e3);
+            println!(
+                "  {:<8} {:>14.0} {:>10} {:>10} {:>10} {:>16} {:>14}",
+                name,
+                i.tasks_per_s,
+                us(i.latency_ns.p50),
+                us(i.latency_ns.p99),
+                us(i.latency_ns.p999),
+                i.ratio.map_or("-".into(), |x| format!("{x:.3}x")),
+                i.p50_ratio.map_or("-".into(), |x| format!("{x:.2}x"))
+            );
+        }
+    }
+    println!();
+    println!("targets");
+    for t in &r.targets {
+        println!("  [{}] {}: {}", if t.met { "met" } else { "missed" }, t.target, t.figure);
+    }
+}

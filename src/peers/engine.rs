@@ -1,0 +1,58 @@
+//! The engine itself behind the benchmark trait: the seed's 3 x 3 on simulated agents at
+//! p = 0.12, breakers disabled (the exactness configuration), batch submission, blocking poll.
+
+use super::Federation;
+use crate::{Completion, DomainSet, Engine, EngineConfig, Levels, Task, Ticket, Topology};
+
+/// The engine under test.
+pub struct EnginePeer {
+    engine: Engine,
+    tasks: Vec<Task<'static>>,
+    tickets: Vec<Ticket>,
+    buf: Vec<Completion>,
+}
+
+impl EnginePeer {
+    /// The seed's 3 x 3 with `workers` workers (0: one per core).
+    pub fn new(workers: usize) -> Self {
+        let mut b = Topology::seed_builder(super::P);
+        b.breakers(Levels::disabled());
+        let engine = Engine::start(
+            b.build().expect("the seed topology is valid"),
+            EngineConfig { workers, ..EngineConfig::default() },
+        )
+        .expect("the engine starts");
+        Self {
+            engine,
+            tasks: Vec::with_capacity(64),
+            tickets: vec![Ticket::default(); 64],
+            buf: vec![Completion::default(); 256],
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl Federation for EnginePeer {
+    fn submit(&mut self, tasks: &[(u64, u64)]) -> usize {
+        let mut done = 0;
+        for chunk in tasks.chunks(64) {
+            self.tasks.clear();
+            self.tasks.extend(chunk.iter().map(|&(id, d)| Task::fan_out(id, DomainSet(d))));
+            let k = self.engine.submit_batch(&self.tasks, &mut self.tickets[..chunk.len()]).unwrap_or(0);
+            done += k;
+            if k < chunk.len() {
+                break;
+            }
+        }
+        done
+    }
+
+    fn poll(&mut self, wait: bool, out: &mut Vec<(u64, bool)>) {
+        let n = if wait { self.engine.poll_wait(&mut self.buf, None) } else { self.engine.poll(&mut self.buf) };
+        out.extend(self.buf[..n].iter().map(|c| (c.id, c.is_ok())));
+    }
+}
