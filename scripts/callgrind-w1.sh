@@ -19,7 +19,7 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 run() {
   valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$dir/cg.$1" \
-    target/release/metafed probe --tasks "$1" >/dev/null 2>&1
+    target/release/metafed probe --tasks "$1" --workers 1 >/dev/null 2>&1
 }
 run "$a"
 run "$b"
@@ -28,5 +28,5 @@ thread() { awk '/^summary:/ {print $2}' "$dir/cg.$1-$2"; }
 per() { echo $(( ($2 - $1) / (b - a) )); }
 echo "W1 on one worker, callgrind, ($b - $a) tasks:"
 echo "  all threads       $(per "$(total "$a")" "$(total "$b")") instructions per task"
-echo "  submitting thread $(per "$(thread "$a" 01)" "$(thread "$b" 01)") instructions per task (submit, poll, benchmark driver)"
+echo "  submitting thread $(per "$(thread "$a" 01)" "$(thread "$b" 01)") instructions per task (submit, poll, the minimal loop)"
 echo "  engine worker     $(per "$(thread "$a" 02)" "$(thread "$b" 02)") instructions per task"

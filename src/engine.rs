@@ -458,7 +458,21 @@ impl Engine {
     /// Blocks until the waitable task of `ticket` completes, or `timeout` passes (forever if
     /// `None`), and returns its completion. One thread may wait on a ticket at a time.
     pub fn wait(&self, ticket: Ticket, timeout: Option<Duration>) -> Result<Completion, WaitError> {
-        self.sh.slab.wait(ticket, timeout)
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return self.sh.slab.wait(ticket, timeout);
+        }
+        // Spin and yield briefly before sleeping, as every waiting thread of the engine does: a
+        // task that completes within microseconds costs no futex wake-up.
+        let start = Instant::now();
+        let mut idle = Idle::new(self.sh.cfg.idle_spins, u64::from(self.sh.cfg.idle_yield_us) * 1_000);
+        while !idle.wait() {
+            match self.sh.slab.wait(ticket, Some(Duration::ZERO)) {
+                Err(WaitError::Timeout) => {}
+                done => return done,
+            }
+        }
+        let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        self.sh.slab.wait(ticket, left)
     }
 
     /// Drains the breaker transitions recorded since the last call into `out` (at most 1,024

@@ -77,14 +77,17 @@ pub(crate) struct Snapshot<T> {
     inner: arc_swap::ArcSwap<T>,
     #[cfg(loom)]
     inner: Mutex<Arc<T>>,
+    /// Bumped after each `store`, so a reader holding a copy can tell, with one load of a line
+    /// nobody writes in steady state, whether it must reload (as `arc_swap::Cache` does).
+    version: AtomicU64,
 }
 
 impl<T> Snapshot<T> {
     pub(crate) fn new(v: T) -> Self {
         #[cfg(not(loom))]
-        return Self { inner: arc_swap::ArcSwap::from_pointee(v) };
+        return Self { inner: arc_swap::ArcSwap::from_pointee(v), version: AtomicU64::new(0) };
         #[cfg(loom)]
-        return Self { inner: Mutex::new(Arc::new(v)) };
+        return Self { inner: Mutex::new(Arc::new(v)), version: AtomicU64::new(0) };
     }
 
     /// The current value. Cheap enough for once per worker batch.
@@ -105,6 +108,19 @@ impl<T> Snapshot<T> {
         #[cfg(loom)]
         {
             *lock(&self.inner) = Arc::new(v);
+        }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Refreshes a reader's copy (`seen` is the version it was loaded at) if a `store` happened
+    /// since. A store between the version read and the load only makes the next call reload the
+    /// same value again.
+    #[inline]
+    pub(crate) fn refresh(&self, copy: &mut Arc<T>, seen: &mut u64) {
+        let v = self.version.load(Ordering::Acquire);
+        if v != *seen {
+            *copy = self.load();
+            *seen = v;
         }
     }
 }

@@ -125,8 +125,9 @@ pub(crate) struct Worker {
     pub(crate) sh: Arc<Shared>,
     /// The clock, read at the start of each turn and after each agent call.
     pub(crate) now: u64,
-    /// The routing snapshot, loaded once per turn.
+    /// The routing snapshot, refreshed when an operator changes it.
     pub(crate) policy: Arc<Policy>,
+    policy_version: u64,
     /// Domain stage inbound: new sub-tasks (from meta) and attempt results (from agents).
     pub(crate) domain_in: VecDeque<Msg>,
     /// Agent stage inbound, for agents that run on the workers.
@@ -161,6 +162,7 @@ impl Worker {
             id,
             now: 0,
             policy,
+            policy_version: 0,
             domain_in: VecDeque::with_capacity(cap),
             agent_in: VecDeque::with_capacity(cap),
             meta_in: VecDeque::with_capacity(cap),
@@ -196,7 +198,7 @@ impl Worker {
     /// One turn; returns how much work it did.
     pub(crate) fn turn(&mut self) -> usize {
         self.now = self.sh.clock.now();
-        self.policy = self.sh.policy.load();
+        self.sh.policy.refresh(&mut self.policy, &mut self.policy_version);
         let mut work = self.collect_isolated() + self.fire_timers() + self.promote_pending() + self.ingest();
         work += self.drain();
         self.flush_isolated();

@@ -318,3 +318,36 @@ fn print_report(r: &Report) {
         println!("  [{}] {}: {}", if t.met { "met" } else { "missed" }, t.target, t.figure);
     }
 }
+
+/// A minimal W1 closed loop through the engine's Rust API, the same loop as
+/// `benches/c/w1_from_c.c` runs through the C ABI: batches of 64, 1024 in flight, no latency
+/// sampling. Prints the tasks per second.
+pub fn probe(tasks: u64, workers: usize) -> Result<(), String> {
+    use metafed::{Completion, DomainId, Engine, EngineConfig, Levels, Task, Ticket, Topology};
+    let mut b = Topology::seed_builder(0.12);
+    b.breakers(Levels::disabled());
+    let engine =
+        Engine::start(b.build().map_err(|e| e.to_string())?, EngineConfig { workers, ..EngineConfig::default() })
+            .map_err(|e| e.to_string())?;
+    let mut batch = [Task::new(0, DomainId(0)); 64];
+    let mut tickets = [Ticket::default(); 64];
+    let mut out = vec![Completion::default(); 256];
+    let (mut sent, mut done, mut ok) = (0u64, 0u64, 0u64);
+    let start = std::time::Instant::now();
+    while done < tasks {
+        let room = (1024 - (sent - done)).min(64).min(tasks - sent) as usize;
+        for (k, t) in batch[..room].iter_mut().enumerate() {
+            let i = sent + k as u64;
+            *t = Task::new(i, DomainId((i % 3) as u16));
+        }
+        if room > 0 {
+            sent += engine.submit_batch(&batch[..room], &mut tickets[..room]).unwrap_or(0) as u64;
+        }
+        let got = if room == 0 && sent > done { engine.poll_wait(&mut out, None) } else { engine.poll(&mut out) };
+        ok += out[..got].iter().filter(|c| c.is_ok()).count() as u64;
+        done += got as u64;
+    }
+    let rate = done as f64 / start.elapsed().as_secs_f64();
+    println!("{done} tasks, {ok} ok, tasks/s {rate:.0}");
+    Ok(())
+}

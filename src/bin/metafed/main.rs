@@ -33,13 +33,17 @@ enum Command {
     /// stage, crossbeam pool, tokio actors, the bare SPSC ring, the inline floor), interleaved
     /// in pairs, and report medians, pairwise ratios and the performance targets.
     Bench(bench::Args),
-    /// Run W1 (1024 in flight) on one worker, breakers off, for instruction counting under
-    /// `valgrind --tool=callgrind` (scripts/callgrind-w1.sh).
+    /// Run W1 (1024 in flight, breakers off) through the engine's Rust API with a minimal
+    /// closed loop and print tasks/s: for instruction counting (scripts/callgrind-w1.sh) and
+    /// for the C boundary benchmark (benches/c/run.sh), whose C loop is the same.
     #[command(hide = true)]
     Probe {
         /// Tasks to run.
         #[arg(long, default_value_t = 100_000)]
         tasks: u64,
+        /// Worker threads (0: one per core).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
     },
     /// Print the peak resident memory (KiB) of this process after running the default engine
     /// (used by `bench`).
@@ -57,19 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(args) => bench::run(&args),
-        Command::Probe { tasks } => {
-            let mut f = metafed::peers::EnginePeer::new(1);
-            let r = metafed::peers::closed_loop(
-                &mut f,
-                metafed::driver::Workload::Route,
-                1024,
-                tasks,
-                std::time::Duration::from_secs(3600),
-                0,
-            );
-            println!("{} tasks, exact: {}", r.tasks, r.exact());
-            Ok(())
-        }
+        Command::Probe { tasks, workers } => bench::probe(tasks, workers),
         Command::BenchRss => {
             bench::rss_probe();
             Ok(())
