@@ -8,9 +8,10 @@
 //! domain to an isolated agent and back (SPSC rings), meta to the caller (the completion queue).
 //!
 //! A turn: read the clock, collect isolated agents' answers, fire expired attempt timers, take a
-//! batch from the ingress ring (meta: admit, decompose), then drain the stage queues until they
-//! are empty (domain: pick an agent or fail over; agent: run handlers; meta: join, complete),
-//! then publish to isolated agents once. An idle worker spins briefly, yields, then parks until a
+//! batch from the ingress ring (meta: admit, decompose into the domain queue), then run the
+//! domain queue until it is empty: each sub-task picks an agent, runs the attempt (a call, for an
+//! agent on this worker), fails over, and is joined (meta: join, complete); then publish to
+//! isolated agents once. An idle worker spins briefly, yields, then parks until a
 //! publisher wakes it (`park`).
 
 use crate::breaker::Permit;
@@ -128,12 +129,11 @@ pub(crate) struct Worker {
     /// The routing snapshot, refreshed when an operator changes it.
     pub(crate) policy: Arc<Policy>,
     policy_version: u64,
-    /// Domain stage inbound: new sub-tasks (from meta) and attempt results (from agents).
+    /// Domain stage inbound: new sub-tasks (from meta), and attempt results that crossed threads
+    /// (from isolated agents, or their expired timers). An attempt at an agent on this worker is
+    /// a call, and its answer comes straight back to the domain stage, which joins a finished
+    /// sub-task at once: each sub-task runs to its outcome before the next starts.
     pub(crate) domain_in: VecDeque<Msg>,
-    /// Agent stage inbound, for agents that run on the workers.
-    pub(crate) agent_in: VecDeque<Msg>,
-    /// Meta stage inbound: finished sub-tasks to join.
-    pub(crate) meta_in: VecDeque<Msg>,
     /// Tasks waiting for the concurrency throttle, by priority.
     pub(crate) pending: [VecDeque<Ticket>; 4],
     /// To each isolated agent (index = isolated agent index), and back.
@@ -164,8 +164,6 @@ impl Worker {
             policy,
             policy_version: 0,
             domain_in: VecDeque::with_capacity(cap),
-            agent_in: VecDeque::with_capacity(cap),
-            meta_in: VecDeque::with_capacity(cap),
             pending: std::array::from_fn(|_| VecDeque::with_capacity(sh.cfg.admission.queue_capacity.min(cap))),
             iso_tx,
             iso_rx,
@@ -208,26 +206,17 @@ impl Worker {
         work
     }
 
-    /// Runs the stage queues until all are empty, one sub-task at a time: the agent queue
-    /// first, then the joins, then the domain queue, where an agent's answer goes to the front.
-    /// So a sub-task reaches its outcome (success, or every attempt failed) before the next one
-    /// starts, and outcomes reach the breakers in the order the tasks came. (Processing a whole
-    /// batch stage by stage would report the batch's fast failures, its injected faults, before
-    /// its successes: a run-of-failures trigger would then see runs that are not there.)
+    /// Runs the domain stage's queue until it is empty, one sub-task at a time (each to its
+    /// outcome, so outcomes reach the breakers in the order the tasks came; processing a batch
+    /// stage by stage would report its fast failures, its injected faults, before its successes,
+    /// and a run-of-failures trigger would see runs that are not there).
     pub(crate) fn drain(&mut self) -> usize {
         let mut work = 0;
-        loop {
-            if let Some(m) = self.agent_in.pop_front() {
-                self.agent_step(m);
-            } else if let Some(m) = self.meta_in.pop_front() {
-                self.join(m);
-            } else if let Some(m) = self.domain_in.pop_front() {
-                self.domain_step(m);
-            } else {
-                return work;
-            }
+        while let Some(m) = self.domain_in.pop_front() {
+            self.domain_step(m);
             work += 1;
         }
+        work
     }
 
     fn sleep(&mut self) {
@@ -253,8 +242,6 @@ impl Worker {
         let mut held: Vec<Ticket> = Vec::new();
         held.extend(self.pending.iter_mut().flat_map(|q| q.drain(..)));
         held.extend(self.domain_in.drain(..).map(|m| m.ticket));
-        held.extend(self.agent_in.drain(..).map(|m| m.ticket));
-        held.extend(self.meta_in.drain(..).map(|m| m.ticket));
         held.extend(self.outstanding.drain().map(|m| m.ticket));
         for t in held {
             self.complete(t, Reason::ShuttingDown);

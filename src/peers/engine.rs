@@ -56,3 +56,51 @@ impl Federation for EnginePeer {
         out.extend(self.buf[..n].iter().map(|c| (c.id, c.is_ok())));
     }
 }
+
+/// One submitting thread's view of an engine shared by several (`metafed scale`): its own
+/// buffers, the engine's shared queues.
+pub struct SharedEngine<'a> {
+    engine: &'a Engine,
+    tasks: Vec<Task<'static>>,
+    tickets: Vec<Ticket>,
+    pending: std::collections::VecDeque<(Ticket, u64)>,
+}
+
+impl<'a> SharedEngine<'a> {
+    /// A view of `peer`'s engine.
+    pub fn new(peer: &'a EnginePeer) -> Self {
+        Self {
+            engine: &peer.engine,
+            tasks: Vec::with_capacity(64),
+            tickets: vec![Ticket::default(); 64],
+            pending: std::collections::VecDeque::with_capacity(1024),
+        }
+    }
+}
+
+impl Federation for SharedEngine<'_> {
+    fn submit(&mut self, tasks: &[(u64, u64)]) -> usize {
+        self.tasks.clear();
+        self.tasks.extend(tasks.iter().map(|&(id, d)| Task::fan_out(id, DomainSet(d)).waitable()));
+        let k = self.engine.submit_batch(&self.tasks, &mut self.tickets[..tasks.len()]).unwrap_or(0);
+        // Waitable tasks: each submitter collects its own completions (the shared poll queue
+        // would hand them to whichever submitter polls first).
+        for (t, &(id, _)) in self.tickets[..k].iter().zip(tasks) {
+            self.pending.push_back((*t, id));
+        }
+        k
+    }
+
+    fn poll(&mut self, wait: bool, out: &mut Vec<(u64, bool)>) {
+        while let Some(&(t, _)) = self.pending.front() {
+            let timeout = if wait && out.is_empty() { None } else { Some(std::time::Duration::ZERO) };
+            match self.engine.wait(t, timeout) {
+                Ok(c) => {
+                    self.pending.pop_front();
+                    out.push((c.id, c.is_ok()));
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}

@@ -19,7 +19,7 @@ mod pool;
 mod ring;
 mod stages;
 
-pub use engine::EnginePeer;
+pub use engine::{EnginePeer, SharedEngine};
 
 use crate::driver::{Percentiles, Workload};
 use crate::sim::{fails_below, oracle_key, threshold};

@@ -44,7 +44,8 @@ pub(crate) fn run_attempt(handler: &dyn Handler, req: &Req, m: &Msg, down: bool)
 }
 
 impl Worker {
-    /// Runs an attempt at an agent that lives on the workers.
+    /// Runs an attempt at an agent that lives on the workers, and hands the answer to the domain
+    /// stage at once.
     pub(crate) fn agent_step(&mut self, mut m: Msg) {
         let a = usize::from(m.agent);
         let start = self.now;
@@ -65,8 +66,7 @@ impl Worker {
         m.code = code;
         m.value = if m.failure.is_none() { value } else { 0 };
         m.returned = true;
-        // To the front: the domain handles this answer before any other sub-task.
-        self.domain_in.push_front(m);
+        self.on_attempt_result(m);
     }
 
     /// Hands an attempt to an isolated agent's thread and starts its timer. A full ring counts

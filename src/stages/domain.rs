@@ -63,6 +63,7 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
 
 impl Worker {
     pub(crate) fn domain_step(&mut self, m: Msg) {
+        // New sub-tasks, and answers that crossed threads (isolated agents, expired timers).
         if m.returned { self.on_attempt_result(m) } else { self.start_subtask(m) }
     }
 
@@ -93,7 +94,7 @@ impl Worker {
     }
 
     /// An attempt came back (from the agent stage, an isolated agent, or its timer).
-    fn on_attempt_result(&mut self, mut m: Msg) {
+    pub(crate) fn on_attempt_result(&mut self, mut m: Msg) {
         let (a, d) = (usize::from(m.agent), usize::from(m.domain));
         let ok = m.failure.is_none();
         let tr = self.sh.agent_breakers[a].on_result(m.agent_permit, self.now, m.latency_ns, ok, self.id);
@@ -165,7 +166,7 @@ impl Worker {
         // SAFETY: the task is ours (admitted).
         unsafe { self.sh.slab.out(m.ticket.slot()) }.attempts += 1;
         if self.sh.iso_index[usize::from(a.0)] == u16::MAX {
-            self.agent_in.push_back(m);
+            self.agent_step(m); // on this worker: the attempt runs now, its answer comes straight back
         } else {
             self.send_isolated(m);
         }
@@ -194,6 +195,6 @@ impl Worker {
             _ => ctr.failed.inc(),
         }
         m.reason = reason;
-        self.meta_in.push_back(m);
+        self.join(m);
     }
 }

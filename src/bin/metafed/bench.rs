@@ -351,3 +351,98 @@ pub fn probe(tasks: u64, workers: usize) -> Result<(), String> {
     println!("{done} tasks, {ok} ok, tasks/s {rate:.0}");
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct ScaleArgs {
+    /// Worker counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// Submitting threads, each running its own closed loop (1024 in flight) on the one engine.
+    #[arg(long, default_value_t = 1)]
+    submitters: usize,
+    /// Time per point, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    budget_ms: u64,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct ScalePoint {
+    implementation: &'static str,
+    workers: usize,
+    submitters: usize,
+    tasks_per_s: f64,
+    exact: bool,
+}
+
+/// Many submitting threads against one engine (and against the crossbeam pool, the best peer on
+/// one submitter): W1, each submitter with its own ids and 1024 tasks in flight, for a fixed
+/// time. How throughput scales with workers when one submitter no longer bounds it.
+pub fn scale(args: &ScaleArgs) -> Result<(), String> {
+    use metafed::peers::{EnginePeer, Federation, PoolPeer};
+    use std::sync::Barrier;
+    let budget = Duration::from_millis(args.budget_ms);
+    let mut points = Vec::new();
+    for &w in &args.workers {
+        for implementation in ["engine", "pool"] {
+            // Engine: one engine, each submitter with its own view (its own buffers and waitable
+            // tickets). Pool: the crossbeam pool cannot be shared without serialising its
+            // submitters on one channel end, so each submitter gets its own pool of
+            // workers / submitters threads: an upper bound for the peer.
+            let engine = EnginePeer::new(w);
+            let barrier = Barrier::new(args.submitters);
+            let runs: Vec<Run> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..args.submitters)
+                    .map(|s| {
+                        let (engine, barrier) = (&engine, &barrier);
+                        scope.spawn(move || -> Run {
+                            let first = (s as u64 + 1) << 40;
+                            if implementation == "engine" {
+                                let mut view = metafed::peers::SharedEngine::new(engine);
+                                barrier.wait();
+                                closed_loop(&mut view, Workload::Route, 1024, 50_000_000, budget, first)
+                            } else {
+                                let mut pool = PoolPeer::new((w / args.submitters).max(1));
+                                barrier.wait();
+                                closed_loop(
+                                    &mut pool as &mut dyn Federation,
+                                    Workload::Route,
+                                    1024,
+                                    50_000_000,
+                                    budget,
+                                    first,
+                                )
+                            }
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("a submitter")).collect()
+            });
+            points.push(ScalePoint {
+                implementation,
+                workers: w,
+                submitters: args.submitters,
+                tasks_per_s: runs.iter().map(|r| r.tasks_per_s).sum(),
+                exact: runs.iter().all(Run::exact),
+            });
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&points).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "W1, {} submitting threads, {} ms per point ({} CPUs: {})",
+            args.submitters,
+            args.budget_ms,
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            machine()
+        );
+        println!("  {:<8} {:>8} {:>16} {:>6}", "impl", "workers", "tasks/s", "exact");
+        for p in &points {
+            println!("  {:<8} {:>8} {:>16.0} {:>6}", p.implementation, p.workers, p.tasks_per_s, p.exact);
+        }
+    }
+    Ok(())
+}

@@ -33,6 +33,9 @@ enum Command {
     /// stage, crossbeam pool, tokio actors, the bare SPSC ring, the inline floor), interleaved
     /// in pairs, and report medians, pairwise ratios and the performance targets.
     Bench(bench::Args),
+    /// Throughput with several submitting threads on one engine, per worker count (the
+    /// multi-core scaling benchmark), beside independent crossbeam pools.
+    Scale(bench::ScaleArgs),
     /// Run W1 (1024 in flight, breakers off) through the engine's Rust API with a minimal
     /// closed loop and print tasks/s: for instruction counting (scripts/callgrind-w1.sh) and
     /// for the C boundary benchmark (benches/c/run.sh), whose C loop is the same.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Scale(args) => bench::scale(&args),
         Command::Probe { tasks, workers } => bench::probe(tasks, workers),
         Command::BenchRss => {
             bench::rss_probe();
