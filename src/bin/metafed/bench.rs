@@ -77,6 +77,8 @@ struct Report {
     pairs: usize,
     workloads: Vec<WorkloadReport>,
     rss_kib: Option<u64>,
+    /// CPU used by a started engine while idle (after a burst of work), percent of one core.
+    idle_cpu_percent: Option<f64>,
     targets: Vec<Target>,
 }
 
@@ -109,6 +111,24 @@ fn machine() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// CPU time (user + system, all threads) this process uses over one second while a started
+/// engine sits idle after a burst of work: its workers should be parked.
+fn idle_cpu() -> Option<f64> {
+    fn cpu_ticks() -> Option<u64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    }
+    let engine = metafed::Engine::start(metafed::Topology::seed(0.12).ok()?, metafed::EngineConfig::default()).ok()?;
+    let _ = metafed::driver::closed_loop(&engine, &metafed::driver::Load::w1(200_000), |_| {});
+    std::thread::sleep(Duration::from_millis(100)); // past the idle spin and yield phase
+    let before = cpu_ticks()?;
+    std::thread::sleep(Duration::from_secs(1));
+    let ticks = cpu_ticks()?.saturating_sub(before);
+    // Clock ticks are 1/100 s on Linux: percent of one core over one second.
+    Some(ticks as f64)
 }
 
 /// Resident memory of a fresh process running the default engine (the seed's 3 x 3, default
@@ -203,6 +223,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         workloads.push(WorkloadReport { workload: w.clone(), in_flight, implementations });
     }
     let rss_kib = rss_of_default_engine();
+    let idle_cpu_percent = idle_cpu();
     let targets = targets(&workloads, rss_kib);
     let report = Report {
         machine: machine(),
@@ -215,6 +236,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         pairs: args.pairs,
         workloads,
         rss_kib,
+        idle_cpu_percent,
         targets,
     };
     if args.json {
@@ -313,6 +335,10 @@ fn print_report(r: &Report) {
         }
     }
     println!();
+    if let Some(p) = r.idle_cpu_percent {
+        println!("idle engine (default configuration, after 200,000 tasks): {p:.1}% of one core over 1 s");
+        println!();
+    }
     println!("targets");
     for t in &r.targets {
         println!("  [{}] {}: {}", if t.met { "met" } else { "missed" }, t.target, t.figure);
