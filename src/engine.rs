@@ -458,17 +458,23 @@ impl Engine {
     /// Blocks until the waitable task of `ticket` completes, or `timeout` passes (forever if
     /// `None`), and returns its completion. One thread may wait on a ticket at a time.
     pub fn wait(&self, ticket: Ticket, timeout: Option<Duration>) -> Result<Completion, WaitError> {
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return self.sh.slab.wait(ticket, timeout);
-        }
         // Spin and yield briefly before sleeping, as every waiting thread of the engine does: a
-        // task that completes within microseconds costs no futex wake-up.
+        // task that completes within microseconds costs no futex wake-up. Spinning only tries to
+        // take the completion; registering as the ticket's waiter happens once, to sleep.
+        if let Some(c) = self.sh.slab.try_take_waitable(ticket)? {
+            return Ok(c);
+        }
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(WaitError::Timeout);
+        }
         let start = Instant::now();
         let mut idle = Idle::new(self.sh.cfg.idle_spins, u64::from(self.sh.cfg.idle_yield_us) * 1_000);
         while !idle.wait() {
-            match self.sh.slab.wait(ticket, Some(Duration::ZERO)) {
-                Err(WaitError::Timeout) => {}
-                done => return done,
+            if let Some(c) = self.sh.slab.try_take_waitable(ticket)? {
+                return Ok(c);
+            }
+            if timeout.is_some_and(|t| start.elapsed() >= t) {
+                return Err(WaitError::Timeout);
             }
         }
         let left = timeout.map(|t| t.saturating_sub(start.elapsed()));

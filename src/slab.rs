@@ -364,6 +364,16 @@ impl Slab {
         Some(s.req.with(|p| unsafe { (*p).waitable }))
     }
 
+    /// Takes the completion of the waitable task of ticket `t` if it is done, without waiting
+    /// or registering as its waiter: what a spinning waiter calls.
+    pub(crate) fn try_take_waitable(&self, t: Ticket) -> Result<Option<Completion>, WaitError> {
+        match self.waitable(t) {
+            None => Err(WaitError::UnknownTicket),
+            Some(false) => Err(WaitError::NotWaitable),
+            Some(true) => Ok(self.take(t)),
+        }
+    }
+
     /// Blocks until the waitable task of ticket `t` completes (or `timeout`), then takes its
     /// outcome. One waiter per ticket.
     pub(crate) fn wait(&self, t: Ticket, timeout: Option<Duration>) -> Result<Completion, WaitError> {
