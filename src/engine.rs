@@ -20,6 +20,7 @@ use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, Snapshot, fe
 use crate::task::{Completion, Reason, Task, Ticket};
 use crate::topology::{AgentKind, Topology};
 use crate::worker::Worker;
+use crossbeam_utils::CachePadded;
 use serde::Serialize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -125,7 +126,7 @@ impl Engine {
             agent_breakers: topo.agents.iter().map(|_| Breaker::new(levels.agent.clone(), n_workers)).collect(),
             domain_breakers: topo.domains.iter().map(|_| Breaker::new(levels.domain.clone(), n_workers)).collect(),
             meta_breaker: Breaker::new(levels.meta.clone(), n_workers),
-            slab: Slab::new(slots),
+            slab: Slab::new(slots, n_workers),
             workers: (0..n_workers)
                 .map(|_| WorkerShared {
                     ingress: Mpmc::new(slots),
@@ -143,7 +144,7 @@ impl Engine {
                 })
                 .collect(),
             iso_index,
-            completions: Mpmc::new(slots),
+            completions: (0..n_workers).map(|_| CachePadded::new(Mpmc::new(slots))).collect(),
             pollers: WaitList::new(),
             callback,
             lifecycle: AtomicU8::new(RUNNING),
@@ -245,11 +246,12 @@ impl Engine {
     #[inline]
     fn stage(&self, task: &Task<'_>, now: u64) -> Result<Ticket, SubmitError> {
         let sh = &*self.sh;
-        if sh.slab.free_len() <= sh.reserve[usize::from(task.priority)] {
+        let reserve = sh.reserve[usize::from(task.priority)];
+        if reserve > 0 && sh.slab.free_len() <= reserve {
             sh.submit_full.fetch_add(1, Ordering::Relaxed);
             return Err(SubmitError::Full);
         }
-        let Some(idx) = sh.slab.alloc() else {
+        let Some(idx) = sh.slab.alloc(submitter()) else {
             sh.submit_full.fetch_add(1, Ordering::Relaxed);
             return Err(SubmitError::Full);
         };
@@ -275,10 +277,10 @@ impl Engine {
     #[inline]
     fn target(&self) -> usize {
         let n = self.sh.workers.len();
-        let w = PREFERRED.with(|p| p.get()) % n;
+        let w = PREFERRED.with(|p| p.get().unwrap_or_else(submitter)) % n;
         if n > 1 && self.sh.workers[w].ingress.len() >= 2 * self.sh.cfg.batch {
             let next = (w + 1) % n;
-            PREFERRED.with(|p| p.set(next));
+            PREFERRED.with(|p| p.set(Some(next)));
             return next;
         }
         w
@@ -298,7 +300,7 @@ impl Engine {
         for &t in tickets {
             if self.sh.slab.claim_abandoned_ticket(t) {
                 self.sh.slab.finish_swept(t.slot(), self.sh.clock.now());
-                self.sh.deliver(t);
+                self.sh.deliver(t, t.slot() as usize);
             }
         }
     }
@@ -408,12 +410,17 @@ impl Engine {
     /// Moves up to `out.len()` completions into `out` and returns how many. Never blocks.
     /// With a completion callback set, there is nothing to poll.
     pub fn poll(&self, out: &mut [Completion]) -> usize {
+        let queues = &self.sh.completions;
+        let start = submitter();
         let mut n = 0;
-        while n < out.len() {
-            let Some(raw) = self.sh.completions.pop() else { break };
-            if let Some(c) = self.sh.slab.take(Ticket(raw)) {
-                out[n] = c;
-                n += 1;
+        for k in 0..queues.len() {
+            let q = &queues[(start + k) % queues.len()];
+            while n < out.len() {
+                let Some(raw) = q.pop() else { break };
+                if let Some(c) = self.sh.slab.take(Ticket(raw)) {
+                    out[n] = c;
+                    n += 1;
+                }
             }
         }
         n
@@ -430,7 +437,7 @@ impl Engine {
         }
         let mut idle = Idle::new(self.sh.cfg.idle_spins, u64::from(self.sh.cfg.idle_yield_us) * 1_000);
         while !idle.wait() {
-            if !self.sh.completions.is_empty() {
+            if self.sh.completions_ready() {
                 return self.poll(out);
             }
         }
@@ -444,10 +451,10 @@ impl Engine {
                 None => None,
             };
             // Stopped with nothing left to deliver: nothing will come.
-            if self.sh.lifecycle() == STOPPED && self.sh.completions.is_empty() {
+            if self.sh.lifecycle() == STOPPED && !self.sh.completions_ready() {
                 return 0;
             }
-            self.sh.pollers.sleep(|| !self.sh.completions.is_empty() || self.sh.lifecycle() == STOPPED, left);
+            self.sh.pollers.sleep(|| self.sh.completions_ready() || self.sh.lifecycle() == STOPPED, left);
             let n = self.poll(out);
             if n > 0 {
                 return n;
@@ -637,7 +644,7 @@ impl Engine {
         for idx in 0..cap {
             if let Some(t) = sh.slab.claim_abandoned(idx) {
                 sh.slab.finish_swept(idx, sh.clock.now());
-                sh.deliver(t);
+                sh.deliver(t, idx as usize);
                 swept += 1;
             }
         }
@@ -675,7 +682,24 @@ fn shutdown_rejections(sh: &Shared) -> u64 {
 
 thread_local! {
     /// The worker this thread last submitted to (a hint; shared by all engines).
-    static PREFERRED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static PREFERRED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    /// This thread's number among the threads that have submitted (to any engine).
+    static SUBMITTER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// A number for the calling thread, distinct from other submitting threads' (in order of first
+/// use): it spreads submitters over workers and over the slot free list's shards, so that they
+/// do not all contend on the same queue.
+fn submitter() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    SUBMITTER.with(|s| match s.get() {
+        Some(n) => n,
+        None => {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            s.set(Some(n));
+            n
+        }
+    })
 }
 
 /// Waits a little longer each round: spin, then yield, then sleep up to 1 ms.

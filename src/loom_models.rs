@@ -139,7 +139,7 @@ fn a_failed_probe_and_a_successful_one_race_to_one_outcome() {
 }
 
 fn publish_one(slab: &Slab, waitable: bool) -> Ticket {
-    let idx = slab.alloc().unwrap();
+    let idx = slab.alloc(0).unwrap();
     // SAFETY: just allocated, not published.
     let req = unsafe { slab.req_mut(idx) };
     req.id = 7;
@@ -160,7 +160,7 @@ fn write_outcome(slab: &Slab, t: Ticket) {
 #[test]
 fn a_waiter_gets_the_completion_exactly_once() {
     loom::model(|| {
-        let slab = Arc::new(Slab::new(1));
+        let slab = Arc::new(Slab::new(1, 1));
         let t = publish_one(&slab, true);
         let s2 = slab.clone();
         let worker = thread::spawn(move || {
@@ -181,7 +181,7 @@ fn a_waiter_gets_the_completion_exactly_once() {
 #[test]
 fn a_completion_is_taken_once_by_racing_pollers() {
     loom::model(|| {
-        let slab = Arc::new(Slab::new(1));
+        let slab = Arc::new(Slab::new(1, 1));
         let queue = Arc::new(Mpmc::new(1));
         let t = publish_one(&slab, false);
         assert!(slab.admit(t));
@@ -213,7 +213,7 @@ fn a_completion_is_taken_once_by_racing_pollers() {
 #[test]
 fn the_shutdown_sweep_and_the_worker_complete_a_task_once() {
     loom::model(|| {
-        let slab = Arc::new(Slab::new(1));
+        let slab = Arc::new(Slab::new(1, 1));
         let t = publish_one(&slab, false);
         let s2 = slab.clone();
         let worker = thread::spawn(move || {
@@ -239,7 +239,7 @@ fn the_shutdown_sweep_and_the_worker_complete_a_task_once() {
 #[test]
 fn a_pinned_slot_is_freed_once_after_its_last_reader() {
     loom::model(|| {
-        let slab = Arc::new(Slab::new(1));
+        let slab = Arc::new(Slab::new(1, 1));
         let t = publish_one(&slab, false);
         assert!(slab.admit(t));
         let s2 = slab.clone();
@@ -255,7 +255,7 @@ fn a_pinned_slot_is_freed_once_after_its_last_reader() {
         assert!(slab.take(t).is_some());
         agent.join().unwrap();
         assert_eq!(slab.free_len(), 1, "freed exactly once, whoever finished last");
-        assert!(slab.alloc().is_some());
+        assert!(slab.alloc(0).is_some());
     });
 }
 

@@ -12,6 +12,7 @@ use crate::stats::WorkerCounters;
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering, Snapshot};
 use crate::task::{AgentId, Completion, Ticket};
 use crate::topology::Topology;
+use crossbeam_utils::CachePadded;
 use serde::Serialize;
 
 pub(crate) const RUNNING: u8 = 0;
@@ -122,9 +123,10 @@ pub(crate) struct Shared {
     pub(crate) isolated: Box<[IsolatedShared]>,
     /// Per agent: its index in `isolated`, or `u16::MAX` when it runs on the workers.
     pub(crate) iso_index: Box<[u16]>,
-    /// Tickets of completed tasks delivered by `poll` (one entry per task at most, so it never
-    /// fills: its capacity is the slot count).
-    pub(crate) completions: Mpmc<u64>,
+    /// Tickets of completed tasks delivered by `poll`, one queue per worker (worker `w` pushes
+    /// only to queue `w`; the shutdown sweep to any). Each holds the slot count, so it never
+    /// fills.
+    pub(crate) completions: Box<[CachePadded<Mpmc<u64>>]>,
     /// Callers blocked in `poll_wait`.
     pub(crate) pollers: WaitList,
     pub(crate) callback: Option<CompletionCallback>,
@@ -153,7 +155,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// Hands a finished task's outcome to its one destination: the waiter on its ticket, the
     /// completion callback, or the completion queue.
-    pub(crate) fn deliver(&self, t: Ticket) {
+    pub(crate) fn deliver(&self, t: Ticket, shard: usize) {
         // SAFETY: the slot is DONE and not yet taken, so its request is still the task's and
         // read-only.
         if unsafe { self.slab.req(t.slot()) }.waitable {
@@ -170,7 +172,7 @@ impl Shared {
             }
             None => {
                 // Cannot fail: one entry per slot at most.
-                let _ = self.completions.push(t.0);
+                let _ = self.completions[shard % self.completions.len()].push(t.0);
             }
         }
     }
@@ -208,6 +210,11 @@ impl Shared {
             }
             None => false,
         }
+    }
+
+    /// Whether any completion is waiting for `poll`.
+    pub(crate) fn completions_ready(&self) -> bool {
+        self.completions.iter().any(|q| !q.is_empty())
     }
 
     #[inline]

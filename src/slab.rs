@@ -117,17 +117,22 @@ unsafe impl Send for Slot {}
 
 pub(crate) struct Slab {
     slots: Box<[CachePadded<Slot>]>,
-    /// Indices of `FREE` slots. A push (release) and a pop (acquire) order a slot's last use
+    /// Indices of `FREE` slots, in shards: slot `i` always returns to shard `i % shards`, so a
+    /// thread that allocates from its own shard (and frees what it took) shares no queue with
+    /// threads on other shards. A push (release) and a pop (acquire) order a slot's last use
     /// before its next.
-    free: Mpmc<u32>,
+    free: Box<[CachePadded<Mpmc<u32>>]>,
 }
 
 impl Slab {
-    pub(crate) fn new(n: usize) -> Self {
-        let free = Mpmc::new(n);
+    /// `n` slots, with the free list in `shards` shards (at least 1).
+    pub(crate) fn new(n: usize, shards: usize) -> Self {
+        let shards = shards.clamp(1, n.max(1));
+        let free: Box<[CachePadded<Mpmc<u32>>]> =
+            (0..shards).map(|_| CachePadded::new(Mpmc::new(n.div_ceil(shards).max(1)))).collect();
         let slots = (0..n)
             .map(|i| {
-                let _ = free.push(i as u32);
+                let _ = free[i % shards].push(i as u32);
                 CachePadded::new(Slot {
                     // Generations start at 1 so that a zeroed ticket is never valid.
                     word: AtomicU64::new(1 << 32),
@@ -147,7 +152,7 @@ impl Slab {
     }
 
     pub(crate) fn free_len(&self) -> usize {
-        self.free.len()
+        self.free.iter().map(|q| q.len()).sum()
     }
 
     #[inline]
@@ -155,10 +160,12 @@ impl Slab {
         &self.slots[idx as usize]
     }
 
-    /// Takes a free slot and marks it `FILLING`; the caller owns it until `publish`.
+    /// Takes a free slot, from shard `shard` first, then the others in turn, and marks it
+    /// `FILLING`; the caller owns it until `publish`.
     #[inline]
-    pub(crate) fn alloc(&self) -> Option<u32> {
-        let idx = self.free.pop()?;
+    pub(crate) fn alloc(&self, shard: usize) -> Option<u32> {
+        let n = self.free.len();
+        let idx = (0..n).find_map(|k| self.free[(shard + k) % n].pop())?;
         let s = self.slot(idx);
         let w = s.word.load(Ordering::Relaxed);
         debug_assert_eq!(state(w), FREE);
@@ -298,13 +305,18 @@ impl Slab {
             match s.word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
                     if w & PINS == 0 {
-                        let _ = self.free.push(idx);
+                        self.push_free(idx);
                     }
                     return;
                 }
                 Err(actual) => w = actual,
             }
         }
+    }
+
+    /// Returns a freed slot to its shard (it always has room: a shard holds its own slots).
+    fn push_free(&self, idx: u32) {
+        let _ = self.free[idx as usize % self.free.len()].push(idx);
     }
 
     /// An isolated agent is about to read the request of ticket `t`: pins the slot if the task
@@ -342,7 +354,7 @@ impl Slab {
             match s.word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
                     if state(next) == FREE && state(w) == ZOMBIE {
-                        let _ = self.free.push(idx);
+                        self.push_free(idx);
                     }
                     return;
                 }

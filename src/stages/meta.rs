@@ -209,6 +209,6 @@ impl Worker {
         ctr.completed[status as usize].inc();
         ctr.reasons[reason as usize].inc();
         ctr.latency.record(latency);
-        self.sh.deliver(t);
+        self.sh.deliver(t, self.id);
     }
 }
