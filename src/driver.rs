@@ -32,14 +32,12 @@ pub struct Load {
     pub workload: Workload,
     /// Record the latency of one task in this many (64 in `WORKLOADS.md`; 1 for every task).
     pub sample_every: u64,
-    /// Priority of task `i` is `i mod priorities` (1: every task priority 0).
-    pub priorities: u8,
 }
 
 impl Load {
     /// W1 loaded: `tasks` tasks, 1024 in flight, 1 latency sample in 64.
     pub fn w1(tasks: u64) -> Self {
-        Self { tasks, in_flight: 1024, first_id: 0, workload: Workload::Route, sample_every: 64, priorities: 1 }
+        Self { tasks, in_flight: 1024, first_id: 0, workload: Workload::Route, sample_every: 64 }
     }
 }
 
@@ -100,10 +98,6 @@ pub struct RunReport {
     pub tasks_per_s: f64,
     /// Submit-to-completion latency as the submitter observed it.
     pub latency_ns: Percentiles,
-    /// Completions (ok) per priority 0..3.
-    pub ok_by_priority: [u64; 4],
-    /// Completions (all) per priority 0..3.
-    pub done_by_priority: [u64; 4],
 }
 
 impl RunReport {
@@ -120,12 +114,10 @@ pub fn closed_loop(engine: &Engine, load: &Load, mut progress: impl FnMut(u64)) 
     let all = DomainSet::first(domains);
     let task_for = |i: u64| {
         let id = load.first_id.wrapping_add(i);
-        let mut t = match load.workload {
+        match load.workload {
             Workload::Route => Task::new(id, DomainId((i % domains as u64) as u16)),
             Workload::FanOut => Task::fan_out(id, all),
-        };
-        t.priority = (i % u64::from(load.priorities.max(1))) as u8;
-        t
+        }
     };
     let n = load.tasks;
     let mut seen = vec![0u64; n.div_ceil(64) as usize];
@@ -147,8 +139,6 @@ pub fn closed_loop(engine: &Engine, load: &Load, mut progress: impl FnMut(u64)) 
         elapsed_s: 0.0,
         tasks_per_s: 0.0,
         latency_ns: Percentiles::default(),
-        ok_by_priority: [0; 4],
-        done_by_priority: [0; 4],
     };
     let batch = 64usize.min(load.in_flight.max(1));
     let mut tasks: Vec<Task<'static>> = Vec::with_capacity(batch);
@@ -205,11 +195,6 @@ pub fn closed_loop(engine: &Engine, load: &Load, mut progress: impl FnMut(u64)) 
                 Status::Rejected => report.rejected += 1,
             }
             report.reasons[c.reason as usize] += 1;
-            let p = usize::from(c.priority.min(3));
-            report.done_by_priority[p] += 1;
-            if c.is_ok() {
-                report.ok_by_priority[p] += 1;
-            }
             let (t, t0) = sampled[c.ticket.slot() as usize];
             if t == c.ticket {
                 let _ = hist.record((t1 - t0).as_nanos().max(1) as u64);

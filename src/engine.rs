@@ -540,7 +540,6 @@ impl Engine {
     /// A summary for a health check.
     pub fn health(&self) -> Health {
         let sh = &*self.sh;
-        let now = sh.clock.now();
         let policy = sh.policy.load();
         let mut status = HealthStatus::Healthy;
         let mut notes = Vec::new();
@@ -583,7 +582,6 @@ impl Engine {
             status = HealthStatus::Unhealthy;
             notes.push(format!("engine {lifecycle}"));
         }
-        let _ = now;
         Health { status, lifecycle, notes }
     }
 

@@ -248,12 +248,4 @@ impl Worker {
         }
         self.flush_isolated();
     }
-
-    /// Publishes a breaker transition.
-    #[inline]
-    pub(crate) fn emit(&self, level: crate::Level, index: usize, tr: Option<crate::breaker::Transition>) {
-        if tr.is_some() {
-            self.sh.emit(level, index, tr);
-        }
-    }
 }

@@ -72,7 +72,7 @@ impl Worker {
         m.started_ns = self.now;
         self.counters().domain[d].subtasks.inc();
         let (permit, tr) = self.sh.domain_breakers[d].try_acquire(self.now);
-        self.emit(Level::Domain, d, tr);
+        self.sh.emit(Level::Domain, d, tr);
         if permit == Permit::Denied {
             self.counters().domain[d].shed.inc();
             return self.finish_subtask(m, Reason::DomainShed);
@@ -98,7 +98,7 @@ impl Worker {
         let (a, d) = (usize::from(m.agent), usize::from(m.domain));
         let ok = m.failure.is_none();
         let tr = self.sh.agent_breakers[a].on_result(m.agent_permit, self.now, m.latency_ns, ok, self.id);
-        self.emit(Level::Agent, a, tr);
+        self.sh.emit(Level::Agent, a, tr);
         let ctr = &self.sh.workers[self.id].counters.agent[a];
         ctr.calls.inc();
         ctr.latency_ns.add(m.latency_ns);
@@ -185,7 +185,7 @@ impl Worker {
                 ok,
                 self.id,
             );
-            self.emit(Level::Domain, d, tr);
+            self.sh.emit(Level::Domain, d, tr);
         }
         let ctr = &self.sh.workers[self.id].counters.domain[d];
         match reason {

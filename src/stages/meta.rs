@@ -72,7 +72,7 @@ impl Worker {
             return self.complete(t, Reason::Deadline);
         }
         let (mut permit, tr) = self.sh.meta_breaker.try_acquire(self.now);
-        self.emit(Level::Meta, 0, tr);
+        self.sh.emit(Level::Meta, 0, tr);
         if permit == Permit::Denied {
             if priority > self.sh.cfg.admission.essential_priority {
                 return self.complete(t, Reason::Degraded);

@@ -76,7 +76,7 @@ def test_an_isolated_handler_that_blocks_stalls_nothing_else():
     assert any(f.kind == metafed.FailureKind.ABANDONED for c in done for f in c.failures)
 
 
-def test_handlers_run_on_several_threads_with_the_gil_only_inside():
+def test_handlers_run_on_engine_threads_not_the_callers():
     threads = set()
 
     def h(req):

@@ -48,8 +48,7 @@ struct ImplReport {
     latency_ns: Percentiles,
     ok: u64,
     exact: bool,
-    /// Median over the pairs of engine / this implementation (throughput; for the unloaded
-    /// workload, also p50 latency as this implementation / engine... see `p50_ratio`).
+    /// Median over the pairs of engine tasks/s / this implementation's tasks/s.
     ratio: Option<f64>,
     /// Median over the pairs of engine p50 latency / this implementation's p50 latency.
     p50_ratio: Option<f64>,
