@@ -53,6 +53,12 @@
 #define METAFED_OUTCOME_REJECTED 3
 
 /*
+ How many outcomes there are (the size of `metafed_stats.outcomes` and of the counts of
+ `metafed_engine_run_batch`).
+ */
+#define METAFED_OUTCOME_COUNT 4
+
+/*
  Reason (`metafed_completion.reason`): none, it succeeded.
  */
 #define METAFED_REASON_NONE 0
@@ -113,6 +119,16 @@
 #define METAFED_REASON_DOMAIN_TIMEOUT 11
 
 /*
+ Reason: an attempt failed and the domain's retry budget allowed no other.
+ */
+#define METAFED_REASON_BUDGET_EXHAUSTED 12
+
+/*
+ How many reasons there are (the size of `metafed_stats.reasons`).
+ */
+#define METAFED_REASON_COUNT 13
+
+/*
  How an attempt failed (`metafed_failure.kind`): the handler returned an error code.
  */
 #define METAFED_FAILURE_ERROR 0
@@ -128,7 +144,7 @@
 #define METAFED_FAILURE_SLOW 2
 
 /*
- The isolated agent did not answer in time; the attempt was abandoned.
+ The attempt (deferred, or at an isolated agent) was not answered in time; it was abandoned.
  */
 #define METAFED_FAILURE_ABANDONED 3
 
@@ -143,9 +159,16 @@
 #define METAFED_FAILURE_DOWN 5
 
 /*
- A C handler returned a code other than the three `METAFED_HANDLER_*` (the code is kept).
+ A C handler returned a code other than the `METAFED_HANDLER_*` ones (the code is kept), or
+ returned `METAFED_HANDLER_PENDING` without deferring the attempt.
  */
 #define METAFED_FAILURE_INVALID_REPLY 6
+
+/*
+ A deferred attempt was dropped without being completed (a Rust handle dropped; from C, an
+ attempt completed with `METAFED_HANDLER_PENDING`).
+ */
+#define METAFED_FAILURE_DROPPED 7
 
 /*
  What a handler returns: success; `response->value` is the result.
@@ -164,15 +187,59 @@
 #define METAFED_HANDLER_RAISED 2
 
 /*
+ The handler deferred the attempt with `metafed_request_defer` and will complete it later,
+ from any thread, with `metafed_attempt_complete`.
+ */
+#define METAFED_HANDLER_PENDING 3
+
+/*
  `metafed_task.flags`: deliver the completion to `metafed_engine_wait` on its ticket, not to
  `metafed_engine_poll` or the completion callback.
  */
 #define METAFED_TASK_WAITABLE 1
 
 /*
- Flag for agents: run the agent on a thread of its own (a hang stalls only it).
+ Flag for agents: run the agent on a thread of its own (a hang stalls only it); see
+ `metafed_topology_set_agent_threads` for a pool of several.
  */
 #define METAFED_AGENT_ISOLATED 1
+
+/*
+ Flag for simulated agents (`metafed_sim_agent.flags`): wait the latency the way an I/O agent
+ does, holding no thread (each call is a deferred attempt completed by the engine's timer).
+ */
+#define METAFED_SIM_IO 2
+
+/*
+ Hedge delay kinds (`metafed_hedge_config.delay_kind`): a fixed delay of `delay` ms.
+ */
+#define METAFED_HEDGE_FIXED 0
+
+/*
+ Hedge after the `delay`-th percentile (0 < delay < 100) of the domain's recent latency.
+ */
+#define METAFED_HEDGE_PERCENTILE 1
+
+/*
+ The longest duration any parameter may have, in milliseconds (30 days): a longer timeout,
+ open time, window or deadline is refused with `METAFED_E_INVALID`.
+ */
+#define METAFED_MAX_DURATION_MS 2592000000
+
+/*
+ The most bytes in a domain or agent name.
+ */
+#define METAFED_MAX_NAME_LEN 256
+
+/*
+ The most domains a topology may have (a task's domains are a 64-bit set).
+ */
+#define METAFED_MAX_DOMAINS 64
+
+/*
+ The most agents a domain may have.
+ */
+#define METAFED_MAX_AGENTS_PER_DOMAIN 64
 
 /*
  Breaker levels, for `metafed_topology_set_breaker` and `metafed_engine_set_breaker_mode`.
@@ -278,6 +345,102 @@ typedef struct metafed_topology metafed_topology;
 typedef int32_t metafed_status;
 
 /*
+ What a handler sees for one attempt. Valid for the duration of the call only: a handler that
+ defers copies what it needs before returning.
+ */
+typedef struct metafed_request {
+  /*
+   `sizeof(metafed_request)` of this library.
+   */
+  uint32_t struct_size;
+  /*
+   The sub-task's domain id.
+   */
+  uint16_t domain;
+  /*
+   The agent id.
+   */
+  uint16_t agent;
+  /*
+   The task's correlation id.
+   */
+  uint64_t task_id;
+  /*
+   The task's payload value.
+   */
+  uint64_t payload;
+  /*
+   The task's payload bytes (NULL when `data_len` is 0).
+   */
+  const uint8_t *data;
+  /*
+   Length of `data`.
+   */
+  size_t data_len;
+  /*
+   The attempt within the sub-task, from 0.
+   */
+  uint32_t attempt;
+  /*
+   How many domains the task needs.
+   */
+  uint32_t fanout;
+  /*
+   The task's priority.
+   */
+  uint32_t priority;
+  /*
+   Library use: identifies the call to `metafed_request_defer`.
+   */
+  void *internal;
+} metafed_request;
+
+/*
+ A deferred attempt: what `metafed_request_defer` hands a handler, to be completed once,
+ later, from any thread, with `metafed_attempt_complete`. A plain value (copy it freely); it
+ names the attempt by its engine, slot and generation, so completing it twice, or after the
+ engine is freed, is refused with an error instead of touching anything.
+ */
+typedef struct metafed_attempt {
+  /*
+   The engine's handle value.
+   */
+  uint64_t engine;
+  /*
+   The attempt's worker, slot and generation.
+   */
+  uint64_t id;
+} metafed_attempt;
+
+/*
+ What a handler writes back (or what a deferred attempt is completed with).
+ */
+typedef struct metafed_response {
+  /*
+   `sizeof(metafed_response)`.
+   */
+  uint32_t struct_size;
+  /*
+   The error code, with `METAFED_HANDLER_ERROR` (and, if wanted, `_RAISED`).
+   */
+  int32_t code;
+  /*
+   The value, with `METAFED_HANDLER_OK`.
+   */
+  uint64_t value;
+  /*
+   Reply bytes, with `METAFED_HANDLER_OK` (may be NULL when `data_len` is 0). The library
+   copies them before the handler's call (or `metafed_attempt_complete`) returns; the
+   memory stays the caller's.
+   */
+  const uint8_t *data;
+  /*
+   Length of `data`.
+   */
+  size_t data_len;
+} metafed_response;
+
+/*
  One failed attempt of a task.
  */
 typedef struct metafed_failure {
@@ -298,6 +461,24 @@ typedef struct metafed_failure {
    */
   int32_t code;
 } metafed_failure;
+
+/*
+ One sub-task's reply bytes.
+ */
+typedef struct metafed_body {
+  /*
+   The sub-task's domain id.
+   */
+  uint16_t domain;
+  /*
+   The bytes (owned by the completion; see `metafed_completion.bodies`).
+   */
+  const uint8_t *data;
+  /*
+   How many.
+   */
+  size_t len;
+} metafed_body;
 
 /*
  The one completion of an accepted task.
@@ -356,7 +537,68 @@ typedef struct metafed_completion {
    The first failed attempts.
    */
   struct metafed_failure failures[METAFED_MAX_FAILURES];
+  /*
+   How many entries `bodies` has: the sub-tasks whose successful attempt returned bytes.
+   */
+  uint32_t bodies_len;
+  /*
+   Reserved (0).
+   */
+  uint32_t reserved2;
+  /*
+   The reply bytes, one entry per sub-task that returned some (NULL when `bodies_len` is 0).
+   Owned by the library: a completion returned by `metafed_engine_poll` or
+   `metafed_engine_wait` with `bodies_len > 0` must be released with
+   `metafed_completion_release` once read (releasing any completion is allowed). A
+   completion passed to the `on_complete` callback is valid during the call only; the
+   library releases it.
+   */
+  const struct metafed_body *bodies;
 } metafed_completion;
+
+/*
+ A task to submit. Initialise with `metafed_task_init` (or set every field, `struct_size` to
+ `sizeof(metafed_task)`).
+ */
+typedef struct metafed_task {
+  /*
+   `sizeof(metafed_task)`.
+   */
+  uint32_t struct_size;
+  /*
+   `METAFED_TASK_*` flags.
+   */
+  uint32_t flags;
+  /*
+   The caller's correlation id.
+   */
+  uint64_t id;
+  /*
+   The domains it needs, as a bit set (bit `d` = domain id `d`).
+   */
+  uint64_t domains;
+  /*
+   An opaque value handlers see.
+   */
+  uint64_t payload;
+  /*
+   Opaque bytes handlers see (copied at submission; may be NULL when `data_len` is 0).
+   */
+  const uint8_t *data;
+  /*
+   Length of `data`.
+   */
+  size_t data_len;
+  /*
+   0 (highest) to 3 (lowest).
+   */
+  uint32_t priority;
+  /*
+   A deadline relative to submission, in microseconds; 0 for none (the meta level's timeout
+   still applies). At most `METAFED_MAX_DURATION_MS` * 1000.
+   */
+  uint64_t deadline_us;
+} metafed_task;
 
 /*
  Receives each completion (on a worker thread) when set in the engine configuration.
@@ -446,48 +688,6 @@ typedef struct metafed_engine_config {
 } metafed_engine_config;
 
 /*
- A task to submit. Initialise with `metafed_task_init`.
- */
-typedef struct metafed_task {
-  /*
-   `sizeof(metafed_task)`.
-   */
-  uint32_t struct_size;
-  /*
-   `METAFED_TASK_*` flags.
-   */
-  uint32_t flags;
-  /*
-   The caller's correlation id.
-   */
-  uint64_t id;
-  /*
-   The domains it needs, as a bit set (bit `d` = domain id `d`).
-   */
-  uint64_t domains;
-  /*
-   An opaque value handlers see.
-   */
-  uint64_t payload;
-  /*
-   Opaque bytes handlers see (copied at submission; may be NULL when `data_len` is 0).
-   */
-  const uint8_t *data;
-  /*
-   Length of `data`.
-   */
-  size_t data_len;
-  /*
-   0 (highest) to 3 (lowest).
-   */
-  uint32_t priority;
-  /*
-   A deadline relative to submission, in microseconds; 0 for none.
-   */
-  uint64_t deadline_us;
-} metafed_task;
-
-/*
  Engine-wide counters. `struct_size` must be set by the caller.
  */
 typedef struct metafed_stats {
@@ -528,19 +728,21 @@ typedef struct metafed_stats {
    */
   uint64_t completed;
   /*
-   Completed by outcome, indexed by `METAFED_OUTCOME_*`.
+   Completed by outcome, indexed by `METAFED_OUTCOME_*` (tasks the shutdown completed
+   included).
    */
-  uint64_t outcomes[4];
+  uint64_t outcomes[METAFED_OUTCOME_COUNT];
   /*
    Completed by reason, indexed by `METAFED_REASON_*`.
    */
-  uint64_t reasons[12];
+  uint64_t reasons[METAFED_REASON_COUNT];
   /*
    Attempts panic-routed.
    */
   uint64_t panic_routed;
   /*
-   Late answers from isolated agents.
+   Late answers: deferred attempts (isolated agents' included) completed after they had
+   been abandoned; their answers were dropped.
    */
   uint64_t late_results;
   /*
@@ -625,6 +827,22 @@ typedef struct metafed_domain_stats {
    Its breaker's trips.
    */
   uint64_t trips;
+  /*
+   Hedge attempts sent.
+   */
+  uint64_t hedges;
+  /*
+   Sub-tasks a hedge attempt won.
+   */
+  uint64_t hedge_wins;
+  /*
+   Failovers and hedges the retry budget refused.
+   */
+  uint64_t budget_denied;
+  /*
+   Times a sub-task waited for an agent with room (every candidate at its limit).
+   */
+  uint64_t waited;
 } metafed_domain_stats;
 
 /*
@@ -656,11 +874,11 @@ typedef struct metafed_agent_stats {
    */
   uint64_t panics;
   /*
-   Abandoned (isolated).
+   Abandoned: not answered within the agent timeout (deferred or isolated).
    */
   uint64_t abandoned;
   /*
-   Queue full.
+   No room: its queue (isolated) or the worker's attempt slots were full.
    */
   uint64_t overloaded;
   /*
@@ -679,6 +897,22 @@ typedef struct metafed_agent_stats {
    1 if isolated.
    */
   uint32_t isolated;
+  /*
+   Attempts deferred (answered later, or by its own threads).
+   */
+  uint64_t deferred;
+  /*
+   Attempts abandoned because another attempt of their sub-task answered first.
+   */
+  uint64_t cancelled;
+  /*
+   Attempts in flight now (counted only when it has a concurrency limit).
+   */
+  uint32_t in_flight;
+  /*
+   Its concurrency limit (0: none).
+   */
+  uint32_t max_concurrency;
 } metafed_agent_stats;
 
 /*
@@ -758,72 +992,9 @@ typedef struct metafed_sim_agent {
 } metafed_sim_agent;
 
 /*
- What a handler sees for one attempt. Valid for the duration of the call only.
- */
-typedef struct metafed_request {
-  /*
-   `sizeof(metafed_request)` of this library.
-   */
-  uint32_t struct_size;
-  /*
-   The sub-task's domain id.
-   */
-  uint16_t domain;
-  /*
-   The agent id.
-   */
-  uint16_t agent;
-  /*
-   The task's correlation id.
-   */
-  uint64_t task_id;
-  /*
-   The task's payload value.
-   */
-  uint64_t payload;
-  /*
-   The task's payload bytes (NULL when `data_len` is 0).
-   */
-  const uint8_t *data;
-  /*
-   Length of `data`.
-   */
-  size_t data_len;
-  /*
-   The attempt within the sub-task, from 0.
-   */
-  uint32_t attempt;
-  /*
-   How many domains the task needs.
-   */
-  uint32_t fanout;
-  /*
-   The task's priority.
-   */
-  uint32_t priority;
-} metafed_request;
-
-/*
- What a handler writes back.
- */
-typedef struct metafed_response {
-  /*
-   `sizeof(metafed_response)` of this library.
-   */
-  uint32_t struct_size;
-  /*
-   The error code, when returning `METAFED_HANDLER_ERROR`.
-   */
-  int32_t code;
-  /*
-   The value, when returning `METAFED_HANDLER_OK`.
-   */
-  uint64_t value;
-} metafed_response;
-
-/*
- A handler: runs one attempt. Returns `METAFED_HANDLER_OK`, `_ERROR` or `_RAISED`. It may be
- called from several worker threads at once unless its agent is isolated.
+ A handler: runs one attempt. Returns `METAFED_HANDLER_OK`, `_ERROR`, `_RAISED`, or
+ `_PENDING` after `metafed_request_defer`. It may be called from several worker threads at
+ once unless its agent is isolated.
  */
 typedef int32_t (*metafed_handler_fn)(void *user_data,
                                       const struct metafed_request *request,
@@ -884,6 +1055,36 @@ typedef struct metafed_breaker_config {
    */
   uint32_t reserved;
 } metafed_breaker_config;
+
+/*
+ A domain's hedging policy. Initialise with `metafed_hedge_config_init`.
+ */
+typedef struct metafed_hedge_config {
+  /*
+   `sizeof(metafed_hedge_config)`.
+   */
+  uint32_t struct_size;
+  /*
+   `METAFED_HEDGE_FIXED` or `METAFED_HEDGE_PERCENTILE`.
+   */
+  int32_t delay_kind;
+  /*
+   Milliseconds (fixed), or the percentile (0 < p < 100).
+   */
+  double delay;
+  /*
+   Extra attempts per sub-task at most (1 to 3).
+   */
+  uint32_t max_extra;
+  /*
+   With a percentile: latencies needed before hedging starts.
+   */
+  uint32_t min_samples;
+  /*
+   With a percentile: the rotating window's period (ms).
+   */
+  double period_ms;
+} metafed_hedge_config;
 
 /*
  Success.
@@ -970,6 +1171,19 @@ typedef struct metafed_breaker_config {
  */
 #define METAFED_E_PANIC 16
 
+/*
+ The call would block one of the engine's own threads (it was made from a handler or a
+ completion callback), where it could wait for itself. Only calls that do not wait are
+ allowed there.
+ */
+#define METAFED_E_WOULD_DEADLOCK 17
+
+/*
+ The deferred attempt had been abandoned (it timed out, another attempt won, or the engine
+ stopped): its answer was dropped, and counted as late. The attempt needs nothing more.
+ */
+#define METAFED_E_ABANDONED 18
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -990,6 +1204,50 @@ const char *metafed_status_str(metafed_status status);
  pointer is valid until the next failing call on this thread; copy it to keep it.
  */
 const char *metafed_last_error(void);
+
+/*
+ Defers the attempt of the handler call that received `request`: `*out` receives the attempt,
+ which the handler completes later, from any thread, with `metafed_attempt_complete`; the
+ handler then returns `METAFED_HANDLER_PENDING`. Callable only during that call, once.
+ `METAFED_E_FULL` when the worker has no attempt slot free (the handler should then answer at
+ once, typically with `METAFED_HANDLER_ERROR`).
+ */
+metafed_status metafed_request_defer(const struct metafed_request *request,
+                                     struct metafed_attempt *out);
+
+/*
+ Completes a deferred attempt, once, from any thread: `result` is `METAFED_HANDLER_OK` (with
+ `response->value` and, if any, `response->data`), `METAFED_HANDLER_ERROR` (with
+ `response->code`), `METAFED_HANDLER_RAISED`, or `METAFED_HANDLER_PENDING` to drop it (a
+ failure of kind `METAFED_FAILURE_DROPPED`). `response` may be NULL (value, code 0). The
+ reply bytes are copied before the call returns.
+
+ Returns `METAFED_OK`; `METAFED_E_ABANDONED` if the engine had abandoned the attempt (the
+ answer is dropped; the attempt needs nothing more); `METAFED_E_HANDLE` if the attempt was
+ completed already, was never issued, or its engine has been freed.
+ */
+metafed_status metafed_attempt_complete(struct metafed_attempt attempt,
+                                        int32_t result,
+                                        const struct metafed_response *response);
+
+/*
+ Whether the engine has abandoned a deferred attempt (`*out` 1) or still waits for it (0): a
+ handler can drop the work of an abandoned one (then complete it, which costs nothing).
+ */
+metafed_status metafed_attempt_abandoned(struct metafed_attempt attempt, uint32_t *out);
+
+/*
+ Frees the reply bytes a completion owns (see `metafed_completion.bodies`) and sets
+ `bodies` to NULL and `bodies_len` to 0. Any completion the library wrote may be released,
+ with or without bytes, once; NULL does nothing.
+ */
+void metafed_completion_release(struct metafed_completion *completion);
+
+/*
+ Fills `*out` with a task's defaults: no flags, id 0, no domains (set `domains`), priority 0,
+ no payload, no deadline.
+ */
+metafed_status metafed_task_init(struct metafed_task *out);
 
 /*
  Fills `*out` with the default engine settings.
@@ -1107,7 +1365,8 @@ metafed_status metafed_engine_set_breaker_mode(struct metafed_engine *engine,
                                                int32_t mode);
 
 /*
- Marks a domain down (every call to its agents fails: a correlated fault) or up again.
+ Marks a domain down (`down` 1: every call to its agents fails, a correlated fault) or up
+ again (0).
  */
 metafed_status metafed_engine_set_domain_down(struct metafed_engine *engine,
                                               uint16_t domain,
@@ -1135,6 +1394,9 @@ metafed_status metafed_engine_shutdown(struct metafed_engine *engine,
  Shuts the engine down (with its configured drain timeout, unless already shut down) and
  frees it. NULL does nothing; a stale or already freed handle is detected and ignored (with
  `metafed_last_error` set). Calls on other threads that are using the engine finish safely.
+ Called from a handler or a completion callback (one of the engine's own threads), it frees
+ the handle at once and leaves the shutdown to a thread of its own, which runs once the call
+ has returned.
  */
 void metafed_engine_free(struct metafed_engine *engine);
 
@@ -1162,7 +1424,9 @@ metafed_status metafed_topology_from_toml(const char *text, struct metafed_topol
 metafed_status metafed_topology_from_file(const char *path, struct metafed_topology **out);
 
 /*
- Adds a domain; its id goes to `*out_domain` (may be NULL).
+ Adds a domain; its id goes to `*out_domain` (may be NULL). Refused (`METAFED_E_TOPOLOGY`)
+ when the name is empty, blank, longer than `METAFED_MAX_NAME_LEN` bytes or taken, or the
+ topology has `METAFED_MAX_DOMAINS` domains already.
  */
 metafed_status metafed_topology_add_domain(struct metafed_topology *topology,
                                            const char *name,
@@ -1187,11 +1451,15 @@ metafed_status metafed_topology_add_sim_agent(struct metafed_topology *topology,
  be NULL).
 
  `handler(user_data, request, response)` runs one attempt and returns `METAFED_HANDLER_OK`
- (with `response->value`), `METAFED_HANDLER_ERROR` (with `response->code`) or
- `METAFED_HANDLER_RAISED`; any other return is recorded as a failure of kind
- `METAFED_FAILURE_INVALID_REPLY`. It must not unwind (throw) into the library. It is called
- from the engine's worker threads, several at once, unless `flags` has
- `METAFED_AGENT_ISOLATED` (then from that agent's own thread only).
+ (with `response->value` and, optionally, reply bytes in `response->data`),
+ `METAFED_HANDLER_ERROR` (with `response->code`) or `METAFED_HANDLER_RAISED`; or it defers the
+ attempt (`metafed_request_defer`) and returns `METAFED_HANDLER_PENDING`, then completes it
+ later from any thread (`metafed_attempt_complete`). Any other return is recorded as a failure
+ of kind `METAFED_FAILURE_INVALID_REPLY`. It must not unwind (throw) into the library, and
+ must not block on this engine (`metafed_engine_wait`, a blocking submit or poll, a shutdown:
+ they return `METAFED_E_WOULD_DEADLOCK`). It is called from the engine's worker threads,
+ several at once, unless `flags` has `METAFED_AGENT_ISOLATED` (then from that agent's own
+ threads only).
 
  On success the topology owns `user_data`: `finalizer(user_data)` (if not NULL) runs once when
  neither the topology nor any engine started from it can call `handler` again (after
@@ -1260,6 +1528,50 @@ metafed_status metafed_breaker_config_init(int32_t level, struct metafed_breaker
 metafed_status metafed_topology_set_breaker(struct metafed_topology *topology,
                                             int32_t level,
                                             const struct metafed_breaker_config *config);
+
+/*
+ Limits agent `agent` to `max_concurrency` attempts in flight at once, counted across workers
+ (0: no limit). Beyond it the domain picks another agent, or the sub-task waits in the domain
+ (not on a thread) until one has room.
+ */
+metafed_status metafed_topology_set_agent_concurrency(struct metafed_topology *topology,
+                                                      uint16_t agent,
+                                                      uint32_t max_concurrency);
+
+/*
+ Runs agent `agent` on a pool of `threads` threads of its own (isolated; 1 to 256), or on the
+ workers (0). For handlers that block; a handler that waits on I/O is better deferred.
+ */
+metafed_status metafed_topology_set_agent_threads(struct metafed_topology *topology,
+                                                  uint16_t agent,
+                                                  uint32_t threads);
+
+/*
+ Fills `*out` with hedging defaults: once, after the 95th percentile of the domain's recent
+ latency (once 100 latencies are known, over a 1 s rotating window).
+ */
+metafed_status metafed_hedge_config_init(struct metafed_hedge_config *out);
+
+/*
+ Makes domain `domain` hedge: an attempt (deferred, or at an isolated agent) not answered
+ after the delay gets one more attempt at another agent; the first success wins and the
+ others are abandoned. `config` NULL turns hedging off.
+ */
+metafed_status metafed_topology_set_hedge(struct metafed_topology *topology,
+                                          uint16_t domain,
+                                          const struct metafed_hedge_config *config);
+
+/*
+ Holds domain `domain`'s failovers and hedges to a retry budget: at most `ratio` retries per
+ sub-task (0 to 10), plus `min_per_s` per second per worker, over a sliding window of
+ `window_ms`. A failed attempt the budget does not allow to retry ends its sub-task with
+ `METAFED_REASON_BUDGET_EXHAUSTED`. A negative `ratio` removes the budget.
+ */
+metafed_status metafed_topology_set_retry_budget(struct metafed_topology *topology,
+                                                 uint16_t domain,
+                                                 double ratio,
+                                                 double min_per_s,
+                                                 double window_ms);
 
 /*
  Disables every breaker (results still counted): the configuration of the exactness checks.

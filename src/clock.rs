@@ -23,6 +23,11 @@ impl Clock {
         Self { origin, tsc }
     }
 
+    /// The `Instant` of engine time `ns`.
+    pub(crate) fn instant_at(&self, ns: u64) -> Instant {
+        self.origin + Duration::from_nanos(ns)
+    }
+
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         match self.tsc {

@@ -108,6 +108,9 @@ impl EngineConfig {
         if self.isolated_queue == 0 {
             return Err("engine.isolated_queue must be at least 1".into());
         }
+        if self.drain_timeout > MAX_DURATION {
+            return Err(format!("engine.drain_timeout must be at most 30 days, got {:?}", self.drain_timeout));
+        }
         if self.workers > 1024 {
             return Err(format!("engine.workers must be at most 1024, got {}", self.workers));
         }
@@ -130,6 +133,10 @@ impl EngineConfig {
     }
 }
 
+/// The longest duration any setting may have (30 days): a timeout, an open time, a window, a
+/// deadline. Longer ones are refused where they are given.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 pub(crate) mod ms {
     //! Durations as milliseconds in TOML and JSON.
     use serde::{Deserialize, Deserializer, Serializer};
@@ -141,8 +148,9 @@ pub(crate) mod ms {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let ms = f64::deserialize(d)?;
-        if !(ms.is_finite() && ms >= 0.0) {
-            return Err(serde::de::Error::custom(format!("a duration in ms must be >= 0, got {ms}")));
+        let max = super::MAX_DURATION.as_secs_f64() * 1e3;
+        if !(ms.is_finite() && (0.0..=max).contains(&ms)) {
+            return Err(serde::de::Error::custom(format!("a duration in ms must be 0 to {max} (30 days), got {ms}")));
         }
         Ok(Duration::from_secs_f64(ms / 1e3))
     }

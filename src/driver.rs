@@ -85,7 +85,7 @@ pub struct RunReport {
     /// By status.
     pub rejected: u64,
     /// Completions per reason code (index = `Reason as u8`).
-    pub reasons: [u64; 12],
+    pub reasons: [u64; Reason::COUNT],
     /// Tasks accepted that never completed.
     pub lost: u64,
     /// Completions beyond the first for a task.
@@ -132,7 +132,7 @@ pub fn closed_loop(engine: &Engine, load: &Load, mut progress: impl FnMut(u64)) 
         failed: 0,
         timed_out: 0,
         rejected: 0,
-        reasons: [0; 12],
+        reasons: [0; Reason::COUNT],
         lost: 0,
         duplicated: 0,
         unknown: 0,
@@ -172,7 +172,11 @@ pub fn closed_loop(engine: &Engine, load: &Load, mut progress: impl FnMut(u64)) 
         }
         // Collect what is done; when there is nothing to submit either, wait for it rather than
         // spin (a spinning caller competes with the workers for cores).
-        let got = if room == 0 { engine.poll_wait(&mut out, None) } else { engine.poll(&mut out) };
+        let got = if room == 0 {
+            engine.poll_wait(&mut out, None).expect("the driver runs on its own thread")
+        } else {
+            engine.poll(&mut out)
+        };
         let t1 = Instant::now();
         for c in &out[..got] {
             in_flight -= 1;

@@ -1,23 +1,24 @@
 //! The engine's public face: start it, submit tasks, collect completions, watch it, stop it.
 
+use crate::attempt::Hub;
 use crate::breaker::{Breaker, BreakerMode, BreakerState};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
-use crate::error::{Error, SubmitError, WaitError};
-use crate::handler::Handler;
-use crate::isolated;
-use crate::park::{Idle, Parker, WaitList};
+use crate::error::{Error, SubmitError, WaitError, WouldDeadlock};
+use crate::handler::{Agent, Deferred, Immediate};
+use crate::isolated::{self, Pool};
+use crate::park::{Idle, WaitList};
 use crate::queue::Mpmc;
-use crate::ring;
 use crate::shared::{
-    BreakerEvent, CompletionCallback, IsolatedShared, Level, Policy, RateLimiter, Shared, WorkerShared,
+    AgentRt, AgentRun, BreakerEvent, CompletionCallback, Level, Policy, RateLimiter, Shared, WorkerShared,
 };
-use crate::shared::{DRAINING, RUNNING, STOPPED, STOPPING};
+use crate::shared::{DRAINING, RUNNING, STOPPED, STOPPING, on_engine_thread};
 use crate::sim;
 use crate::slab::Slab;
 use crate::stats::{Health, HealthStatus, Stats, WorkerCounters};
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, Snapshot, fence, lock};
 use crate::task::{Completion, Reason, Task, Ticket};
+use crate::timer::Timer;
 use crate::topology::{AgentKind, Topology};
 use crate::worker::Worker;
 use crossbeam_utils::CachePadded;
@@ -38,7 +39,9 @@ pub struct Engine {
 #[derive(Default)]
 struct Threads {
     workers: Vec<JoinHandle<()>>,
-    isolated: Vec<JoinHandle<()>>,
+    /// Isolated agents' pool threads: (pool, thread in pool, handle).
+    isolated: Vec<(usize, usize, JoinHandle<()>)>,
+    timer: Option<JoinHandle<()>>,
     report: Option<ShutdownReport>,
 }
 
@@ -71,8 +74,15 @@ impl EngineBuilder {
 
     /// Delivers completions to `f` (on the thread that completed the task) instead of to
     /// `poll`. Waitable tasks still go to `wait`. `f` must not block for long: it runs on a
-    /// worker.
+    /// worker, where calls that would block on this engine are refused ([`WouldDeadlock`]).
     pub fn on_complete(mut self, f: impl Fn(&Completion) + Send + Sync + 'static) -> Self {
+        self.callback = Some(Box::new(move |c: &mut Completion| f(c)));
+        self
+    }
+
+    /// [`on_complete`](Self::on_complete) with the completion by mutable reference, so that `f`
+    /// can take its reply bytes ([`Completion::take_bodies`]) without copying them.
+    pub fn on_complete_mut(mut self, f: impl Fn(&mut Completion) + Send + Sync + 'static) -> Self {
         self.callback = Some(Box::new(f));
         self
     }
@@ -103,47 +113,64 @@ impl Engine {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let handlers: Box<[Arc<dyn Handler>]> = topo
+        let clock = Clock::new();
+        // Attempt slots per worker: room for two deferred attempts per sub-task it may hold
+        // (an attempt and a hedge, or an abandoned attempt whose handle is not yet released).
+        let attempt_slots = (cfg.worker_capacity * 2).clamp(64, 1 << 22);
+        let timer = topo
             .agents
             .iter()
-            .map(|a| match &a.spec.kind {
-                AgentKind::Sim(s) => Arc::new(s.clone().into_handler()) as Arc<dyn Handler>,
-                AgentKind::Handler(h) => h.clone(),
-                AgentKind::Unbound => unreachable!("build() rejects unbound agents"),
+            .any(|a| matches!(&a.spec.kind, AgentKind::Sim(s) if s.io))
+            .then(|| Arc::new(Timer::new(clock, attempt_slots * n_workers)));
+        let mut pools = Vec::new();
+        let agents: Box<[CachePadded<AgentRt>]> = topo
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let agent: Arc<dyn Agent> = match &a.spec.kind {
+                    AgentKind::Sim(s) => Arc::new(s.clone().into_handler(timer.clone())),
+                    AgentKind::Handler(h) => Arc::new(Immediate(h.clone())),
+                    AgentKind::Deferred(h) => Arc::new(Deferred(h.clone())),
+                    AgentKind::Foreign(f) => f.0.clone(),
+                    AgentKind::Unbound => unreachable!("build() rejects unbound agents"),
+                };
+                let run = if a.spec.isolated {
+                    let id = crate::AgentId(i as u16);
+                    pools.push(Pool::new(id, agent, a.spec.threads, cfg.isolated_queue));
+                    AgentRun::Pool(pools.len() - 1)
+                } else {
+                    AgentRun::Local(agent)
+                };
+                CachePadded::new(AgentRt {
+                    run,
+                    bit: 1u64 << a.local,
+                    limit: a.spec.max_concurrency,
+                    inflight: std::sync::atomic::AtomicU32::new(0),
+                })
             })
             .collect();
         let levels = topo.breakers.clone();
-        let iso_agents: Vec<usize> = (0..topo.agents.len()).filter(|&a| topo.agents[a].spec.isolated).collect();
-        let mut iso_index = vec![u16::MAX; topo.agents.len()].into_boxed_slice();
-        for (i, &a) in iso_agents.iter().enumerate() {
-            iso_index[a] = i as u16;
-        }
         let slots = cfg.max_in_flight;
         let reserve = std::array::from_fn(|p| (cfg.admission.priority_reserve[p] * slots as f64) as usize);
         let sh = Arc::new(Shared {
-            clock: Clock::new(),
-            handlers,
+            clock,
+            agents,
+            pools: pools.into_boxed_slice(),
+            timer,
+            ffi_handle: AtomicU64::new(0),
             agent_breakers: topo.agents.iter().map(|_| Breaker::new(levels.agent.clone(), n_workers)).collect(),
             domain_breakers: topo.domains.iter().map(|_| Breaker::new(levels.domain.clone(), n_workers)).collect(),
             meta_breaker: Breaker::new(levels.meta.clone(), n_workers),
             slab: Slab::new(slots, n_workers),
             workers: (0..n_workers)
-                .map(|_| WorkerShared {
+                .map(|w| WorkerShared {
                     ingress: Mpmc::new(slots),
-                    parker: Parker::new(),
+                    hub: Arc::new(Hub::new(attempt_slots, w as u16, clock)),
                     counters: WorkerCounters::new(topo.domains.len(), topo.agents.len()),
                     exited: AtomicBool::new(false),
                 })
                 .collect(),
-            isolated: iso_agents
-                .iter()
-                .map(|&a| IsolatedShared {
-                    agent: crate::AgentId(a as u16),
-                    parker: Parker::new(),
-                    exited: AtomicBool::new(false),
-                })
-                .collect(),
-            iso_index,
             completions: (0..n_workers).map(|_| CachePadded::new(Mpmc::new(slots))).collect(),
             pollers: WaitList::new(),
             callback,
@@ -156,6 +183,7 @@ impl Engine {
             throttle: AtomicU64::new(0),
             rate: RateLimiter::new(cfg.admission.rate_limit_per_s, cfg.admission.rate_limit_burst),
             submit_full: AtomicU64::new(0),
+            swept: AtomicU64::new(0),
             pin_failures: AtomicU64::new(0),
             domain_fault_threshold: topo.domains.iter().map(|d| sim::threshold(d.fault_rate)).collect(),
             meta_fault_threshold: sim::threshold(topo.meta_fault_rate),
@@ -167,25 +195,11 @@ impl Engine {
             cfg,
         });
 
-        // Rings between each worker and each isolated agent, one pair per (worker, agent).
-        let mut worker_ends: Vec<(Vec<_>, Vec<_>)> = (0..n_workers).map(|_| (Vec::new(), Vec::new())).collect();
-        let mut iso_ends: Vec<(Vec<_>, Vec<_>)> = iso_agents.iter().map(|_| (Vec::new(), Vec::new())).collect();
-        for ends in iso_ends.iter_mut() {
-            for w in worker_ends.iter_mut() {
-                let (to_agent, from_worker) = ring::channel(sh.cfg.isolated_queue);
-                let (to_worker, from_agent) = ring::channel(sh.cfg.isolated_queue);
-                w.0.push(to_agent);
-                w.1.push(from_agent);
-                ends.0.push(from_worker);
-                ends.1.push(to_worker);
-            }
-        }
-
         let engine = Engine { sh: sh.clone(), threads: Mutex::new(Threads::default()), policy_writer: Mutex::new(()) };
         let pin = sh.cfg.pin;
-        for (id, (iso_tx, iso_rx)) in worker_ends.into_iter().enumerate() {
+        for id in 0..n_workers {
             let core = cores.get(id % cores.len().max(1)).copied();
-            let worker = Worker::new(id, sh.clone(), iso_tx, iso_rx);
+            let worker = Worker::new(id, sh.clone());
             let shared = sh.clone();
             let spawned = std::thread::Builder::new().name(format!("metafed-w{id}")).spawn(move || {
                 if pin {
@@ -202,15 +216,27 @@ impl Engine {
                 Err(e) => return Err(Error::Spawn(format!("worker thread {id}: {e}"))), // Drop stops the rest
             }
         }
-        for (i, (rx, tx)) in iso_ends.into_iter().enumerate() {
-            let shared = sh.clone();
-            let name = format!("metafed-iso-{}", sh.topo.agents[usize::from(sh.isolated[i].agent.0)].name);
-            match std::thread::Builder::new().name(name).spawn(move || isolated::run(shared, i, rx, tx)) {
-                Ok(h) => lock(&engine.threads).isolated.push(h),
-                Err(e) => return Err(Error::Spawn(format!("isolated agent thread {i}: {e}"))),
+        for (p, pool) in sh.pools.iter().enumerate() {
+            for t in 0..pool.threads {
+                let shared = sh.clone();
+                let name = format!("metafed-iso-{}", sh.topo.agents[usize::from(pool.agent.0)].name);
+                match std::thread::Builder::new().name(name).spawn(move || isolated::run(shared, p, t)) {
+                    Ok(h) => lock(&engine.threads).isolated.push((p, t, h)),
+                    Err(e) => return Err(Error::Spawn(format!("isolated agent thread {p}.{t}: {e}"))),
+                }
+            }
+        }
+        if let Some(timer) = sh.timer.clone() {
+            match std::thread::Builder::new().name("metafed-timer".into()).spawn(move || timer.run()) {
+                Ok(h) => lock(&engine.threads).timer = Some(h),
+                Err(e) => return Err(Error::Spawn(format!("timer thread: {e}"))),
             }
         }
         Ok(engine)
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.sh
     }
 
     /// The topology it runs.
@@ -300,6 +326,7 @@ impl Engine {
         for &t in tickets {
             if self.sh.slab.claim_abandoned_ticket(t) {
                 self.sh.slab.finish_swept(t.slot(), self.sh.clock.now());
+                self.sh.swept.fetch_add(1, Ordering::Relaxed);
                 self.sh.deliver(t, t.slot() as usize);
             }
         }
@@ -327,12 +354,15 @@ impl Engine {
         if sh.lifecycle() >= STOPPING {
             self.reject_if_stopping(&[t]);
         }
-        sh.workers[w].parker.wake_fenced();
+        sh.workers[w].parker().wake_fenced();
         Ok(t)
     }
 
     /// Submits a task, waiting while the engine is full, up to `timeout` (forever if `None`).
     pub fn submit(&self, task: &Task<'_>, timeout: Option<Duration>) -> Result<Ticket, SubmitError> {
+        if on_engine_thread(&self.sh) && !timeout.is_some_and(|t| t.is_zero()) {
+            return Err(SubmitError::WouldDeadlock);
+        }
         let deadline = timeout.map(|d| Instant::now() + d);
         let mut round = 0u32;
         loop {
@@ -397,7 +427,7 @@ impl Engine {
             }
             for w in 0..workers {
                 if woken & (1u128 << (w % 128)) != 0 {
-                    sh.workers[w].parker.wake_fenced();
+                    sh.workers[w].parker().wake_fenced();
                 }
             }
         }
@@ -429,19 +459,30 @@ impl Engine {
     /// Like [`poll`](Self::poll), but when nothing is ready it waits, up to `timeout`, for
     /// something to be: spinning briefly, then sleeping until a worker delivers a completion.
     /// A caller that waits this way leaves its core to the workers (a caller that spins on
-    /// `poll` competes with them when threads outnumber cores).
-    pub fn poll_wait(&self, out: &mut [Completion], timeout: Option<Duration>) -> usize {
+    /// `poll` competes with them when threads outnumber cores). Returns 0 when the timeout
+    /// passes, or the engine has stopped, with nothing delivered. Refused with
+    /// [`WouldDeadlock`] on one of this engine's threads (in a handler or a completion
+    /// callback), where waiting could keep the engine from ever delivering.
+    pub fn poll_wait(&self, out: &mut [Completion], timeout: Option<Duration>) -> Result<usize, WouldDeadlock> {
         let n = self.poll(out);
-        if n > 0 || out.is_empty() {
-            return n;
+        if n > 0 || out.is_empty() || timeout.is_some_and(|t| t.is_zero()) {
+            return Ok(n);
         }
+        if on_engine_thread(&self.sh) {
+            return Err(WouldDeadlock);
+        }
+        Ok(self.poll_wait_inner(out, timeout))
+    }
+
+    fn poll_wait_inner(&self, out: &mut [Completion], timeout: Option<Duration>) -> usize {
+        let start = Instant::now();
         let mut idle = Idle::new(self.sh.cfg.idle_spins, u64::from(self.sh.cfg.idle_yield_us) * 1_000);
         while !idle.wait() {
             if self.sh.completions_ready() {
                 return self.poll(out);
             }
         }
-        let deadline = timeout.map(|d| Instant::now() + d);
+        let deadline = timeout.map(|d| start + d);
         loop {
             let left = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -473,6 +514,9 @@ impl Engine {
         }
         if timeout.is_some_and(|t| t.is_zero()) {
             return Err(WaitError::Timeout);
+        }
+        if on_engine_thread(&self.sh) {
+            return Err(WaitError::WouldDeadlock);
         }
         let start = Instant::now();
         let mut idle = Idle::new(self.sh.cfg.idle_spins, u64::from(self.sh.cfg.idle_yield_us) * 1_000);
@@ -588,89 +632,118 @@ impl Engine {
     /// Stops accepting tasks, lets the tasks in flight finish for up to `drain`, then completes
     /// the rest as rejected (`ShuttingDown`) and stops the threads. Idempotent: later calls
     /// return the first report. Completions stay available to `poll` and `wait` afterwards.
-    pub fn shutdown(&self, drain: Duration) -> ShutdownReport {
-        let mut threads = lock(&self.threads);
-        if let Some(r) = threads.report {
-            return r;
+    ///
+    /// Refused with [`WouldDeadlock`] on one of this engine's own threads (in a handler or a
+    /// completion callback): it would wait for the very thread that calls it. Dropping the
+    /// last handle of an engine there is allowed: the shutdown then runs on a thread of its own.
+    pub fn shutdown(&self, drain: Duration) -> Result<ShutdownReport, WouldDeadlock> {
+        if on_engine_thread(&self.sh) {
+            return Err(WouldDeadlock);
         }
-        let sh = &*self.sh;
-        let started = Instant::now();
-        let rejected_before = shutdown_rejections(sh);
-        sh.lifecycle.store(DRAINING, Ordering::SeqCst);
-        self.wake_all();
-        let deadline = started + drain;
-        let cap = sh.slab.capacity() as u32;
-        let drained = loop {
-            if (0..cap).all(|i| !sh.slab.is_unfinished(i)) {
-                break true;
-            }
-            if Instant::now() >= deadline {
-                break false;
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        };
-        sh.lifecycle.store(STOPPING, Ordering::SeqCst);
-        self.wake_all();
-        // Workers complete what they hold and return; a worker stuck in a handler cannot.
-        let grace = Instant::now() + Duration::from_millis(500);
-        let all_exited = || {
-            sh.workers.iter().all(|w| w.exited.load(Ordering::Acquire))
-                && sh.isolated.iter().all(|i| i.exited.load(Ordering::Acquire))
-        };
-        while !all_exited() && Instant::now() < grace {
-            std::thread::sleep(Duration::from_micros(100));
-        }
-        let mut detached = 0;
-        for (i, h) in std::mem::take(&mut threads.workers).into_iter().enumerate() {
-            if sh.workers[i].exited.load(Ordering::Acquire) {
-                let _ = h.join();
-            } else {
-                detached += 1; // dropping the handle detaches the thread
-                tracing::warn!(worker = i, "a worker did not stop (a handler is not returning); detached");
-            }
-        }
-        for (i, h) in std::mem::take(&mut threads.isolated).into_iter().enumerate() {
-            if sh.isolated[i].exited.load(Ordering::Acquire) {
-                let _ = h.join();
-            } else {
-                detached += 1;
-                tracing::warn!(agent = i, "an isolated agent did not stop (its handler is not returning); detached");
-            }
-        }
-        // The sweep: tasks still queued, or held by a worker that did not stop.
-        let mut swept = 0;
-        for idx in 0..cap {
-            if let Some(t) = sh.slab.claim_abandoned(idx) {
-                sh.slab.finish_swept(idx, sh.clock.now());
-                sh.deliver(t, idx as usize);
-                swept += 1;
-            }
-        }
-        sh.lifecycle.store(STOPPED, Ordering::SeqCst);
-        sh.pollers.notify_all();
-        let report = ShutdownReport {
-            drained,
-            rejected: shutdown_rejections(sh) - rejected_before + swept,
-            detached_threads: detached,
-            elapsed_us: started.elapsed().as_micros() as u64,
-        };
-        threads.report = Some(report);
-        report
+        Ok(stop(&self.sh, &mut lock(&self.threads), drain))
     }
+}
 
-    fn wake_all(&self) {
-        for w in self.sh.workers.iter() {
-            w.parker.wake();
+/// The shutdown itself (see [`Engine::shutdown`]).
+fn stop(sh: &Shared, threads: &mut Threads, drain: Duration) -> ShutdownReport {
+    if let Some(r) = threads.report {
+        return r;
+    }
+    let started = Instant::now();
+    let rejected_before = shutdown_rejections(sh);
+    sh.lifecycle.store(DRAINING, Ordering::SeqCst);
+    wake_all(sh);
+    let deadline = started + drain;
+    let cap = sh.slab.capacity() as u32;
+    let drained = loop {
+        if (0..cap).all(|i| !sh.slab.is_unfinished(i)) {
+            break true;
         }
-        for i in self.sh.isolated.iter() {
-            i.parker.wake();
+        if Instant::now() >= deadline {
+            break false;
         }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    sh.lifecycle.store(STOPPING, Ordering::SeqCst);
+    wake_all(sh);
+    // Workers complete what they hold and return; a worker stuck in a handler cannot.
+    let grace = Instant::now() + Duration::from_millis(500);
+    let all_exited = || {
+        sh.workers.iter().all(|w| w.exited.load(Ordering::Acquire))
+            && sh.pools.iter().all(|p| p.exited.iter().all(|e| e.load(Ordering::Acquire)))
+    };
+    while !all_exited() && Instant::now() < grace {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let mut detached = 0;
+    for (i, h) in std::mem::take(&mut threads.workers).into_iter().enumerate() {
+        if sh.workers[i].exited.load(Ordering::Acquire) {
+            let _ = h.join();
+        } else {
+            detached += 1; // dropping the handle detaches the thread
+            tracing::warn!(worker = i, "a worker did not stop (a handler is not returning); detached");
+        }
+    }
+    for (p, t, h) in std::mem::take(&mut threads.isolated) {
+        if sh.pools[p].exited[t].load(Ordering::Acquire) {
+            let _ = h.join();
+        } else {
+            detached += 1;
+            let agent = &sh.topo.agents[usize::from(sh.pools[p].agent.0)].name;
+            tracing::warn!(agent = %agent, "an isolated agent's thread did not stop (its handler is not returning); detached");
+        }
+    }
+    if let Some(timer) = &sh.timer {
+        timer.stop();
+        if let Some(h) = threads.timer.take() {
+            let _ = h.join();
+        }
+    }
+    // The sweep: tasks still queued, or held by a worker that did not stop.
+    let mut swept = 0;
+    for idx in 0..cap {
+        if let Some(t) = sh.slab.claim_abandoned(idx) {
+            sh.slab.finish_swept(idx, sh.clock.now());
+            sh.swept.fetch_add(1, Ordering::Relaxed);
+            sh.deliver(t, idx as usize);
+            swept += 1;
+        }
+    }
+    sh.lifecycle.store(STOPPED, Ordering::SeqCst);
+    sh.pollers.notify_all();
+    let report = ShutdownReport {
+        drained,
+        rejected: shutdown_rejections(sh) - rejected_before + swept,
+        detached_threads: detached,
+        elapsed_us: started.elapsed().as_micros() as u64,
+    };
+    threads.report = Some(report);
+    report
+}
+
+fn wake_all(sh: &Shared) {
+    for w in sh.workers.iter() {
+        w.parker().wake();
+    }
+    for p in sh.pools.iter() {
+        p.wake_all();
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.shutdown(self.sh.cfg.drain_timeout);
+        let drain = self.sh.cfg.drain_timeout;
+        if on_engine_thread(&self.sh) {
+            // A handler or callback dropped the last handle: the shutdown waits for this very
+            // thread, so it runs on a thread of its own, after this call returns.
+            let sh = self.sh.clone();
+            let mut threads = std::mem::take(&mut *lock(&self.threads));
+            let _ = std::thread::Builder::new().name("metafed-shutdown".into()).spawn(move || {
+                stop(&sh, &mut threads, drain);
+            });
+            return;
+        }
+        stop(&self.sh, &mut lock(&self.threads), drain);
     }
 }
 

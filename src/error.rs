@@ -62,6 +62,9 @@ pub enum SubmitError {
     InvalidPriority(u8),
     /// A blocking submission found no room before its timeout.
     Timeout,
+    /// A blocking submission on one of the engine's own threads (in a handler or a completion
+    /// callback), where waiting for room could wait forever.
+    WouldDeadlock,
 }
 
 impl fmt::Display for SubmitError {
@@ -73,6 +76,7 @@ impl fmt::Display for SubmitError {
             Self::NoDomains => f.write_str("the task names no domain"),
             Self::InvalidPriority(p) => write!(f, "priority {p} is out of range (0 highest .. 3 lowest)"),
             Self::Timeout => f.write_str("no room for the task before the submission timeout"),
+            Self::WouldDeadlock => f.write_str(WOULD_DEADLOCK),
         }
     }
 }
@@ -90,6 +94,9 @@ pub enum WaitError {
     NotWaitable,
     /// Another thread is already waiting on this ticket.
     AlreadyWaiting,
+    /// A wait on one of the engine's own threads (in a handler or a completion callback), where
+    /// it could wait for itself.
+    WouldDeadlock,
 }
 
 impl fmt::Display for WaitError {
@@ -101,8 +108,26 @@ impl fmt::Display for WaitError {
                 "the task was not submitted as waitable: its completion is delivered by poll or the callback"
             }
             Self::AlreadyWaiting => "another thread is already waiting on this ticket",
+            Self::WouldDeadlock => WOULD_DEADLOCK,
         })
     }
 }
 
 impl std::error::Error for WaitError {}
+
+const WOULD_DEADLOCK: &str = "this call would block one of the engine's own threads (it was made from a handler or a \
+     completion callback), where it could wait for itself; only non-blocking calls are allowed there";
+
+/// A call that would block was made on one of the engine's own threads (from a handler or a
+/// completion callback), where it could wait for itself forever. Non-blocking calls
+/// (`try_submit`, `submit_batch`, `poll`, `stats`, ...) are allowed there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WouldDeadlock;
+
+impl fmt::Display for WouldDeadlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(WOULD_DEADLOCK)
+    }
+}
+
+impl std::error::Error for WouldDeadlock {}

@@ -1,8 +1,25 @@
 //! The agent contract: what a handler sees and returns.
+//!
+//! Two kinds of handlers face users:
+//!
+//! - a [`Handler`] answers at once: it returns a value or an error code from `call`. It runs on
+//!   the engine's workers (or on an isolated agent's own threads) and its path allocates
+//!   nothing;
+//! - a [`DeferredHandler`] answers later: `start` receives the request and an [`Attempt`], and
+//!   whoever holds the attempt completes it once, from any thread, with a value, the reply's
+//!   bytes, or an error code. The worker does not wait for it; the agent timeout is enforced
+//!   by the engine.
+//!
+//! Inside the engine both (and C handlers, which may do either per call, and simulated agents)
+//! are an [`Agent`]: `call` returns the answer, or [`Call::Pending`] after deferring the attempt
+//! through its [`CallCx`].
 
-use crate::task::{AgentId, DomainId};
+use crate::attempt::{Attempt, Hub};
+use crate::sync::Arc;
+use crate::task::{AgentId, DomainId, FailureKind};
 
-/// One attempt at a sub-task, as a handler sees it. Borrowed for the call only.
+/// One attempt at a sub-task, as a handler sees it. Borrowed for the call only: a deferred
+/// handler copies what it needs before `start` returns.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
     /// The task's correlation id.
@@ -23,12 +40,49 @@ pub struct Request<'a> {
     pub priority: u8,
 }
 
+impl Request<'_> {
+    /// An owned copy (the payload bytes copied), for a handler that answers later.
+    pub fn to_owned(&self) -> OwnedRequest {
+        OwnedRequest {
+            task_id: self.task_id,
+            payload: self.payload,
+            data: self.data.to_vec(),
+            domain: self.domain,
+            agent: self.agent,
+            attempt: self.attempt,
+            fanout: self.fanout,
+            priority: self.priority,
+        }
+    }
+}
+
+/// A [`Request`] that owns its payload bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnedRequest {
+    /// The task's correlation id.
+    pub task_id: u64,
+    /// The task's payload value.
+    pub payload: u64,
+    /// The task's payload bytes.
+    pub data: Vec<u8>,
+    /// The sub-task's domain.
+    pub domain: DomainId,
+    /// The agent being called.
+    pub agent: AgentId,
+    /// The attempt within the sub-task, from 0.
+    pub attempt: u32,
+    /// How many domains the task needs.
+    pub fanout: u32,
+    /// The task's priority.
+    pub priority: u8,
+}
+
 /// A handler's answer: a value on success, an error code on failure.
 pub type Reply = Result<u64, i32>;
 
-/// An agent's behaviour. A handler of an agent that is not isolated may be called from several
-/// worker threads at once; an isolated agent's handler is called from its own thread only.
-/// A panic counts as a failed attempt (the engine catches it and runs on).
+/// An agent's behaviour, answering at once. A handler of an agent that is not isolated may be
+/// called from several worker threads at once; an isolated agent's handler from its pool's
+/// threads. A panic counts as a failed attempt (the engine catches it and runs on).
 pub trait Handler: Send + Sync + 'static {
     /// Runs one attempt.
     fn call(&self, req: &Request<'_>) -> Reply;
@@ -43,11 +97,154 @@ where
     }
 }
 
-/// How a handler that cannot panic (one behind the C ABI) reports a failure other than an error
-/// code: it unwinds with this payload (`std::panic::resume_unwind`), which the engine catches
-/// like a panic and records as `kind` with `code`. Unwinding costs microseconds, paid only on
-/// these failure paths.
-pub(crate) struct ReplyFault {
-    pub(crate) kind: crate::FailureKind,
-    pub(crate) code: i32,
+/// An agent's behaviour, answering later: an agent that waits on I/O. `start` runs on a worker
+/// and must not block: it starts the work (sends the request, registers a timer, spawns a
+/// future) and returns; whoever holds the [`Attempt`] completes it once, from any thread.
+/// Completing it inside `start` is fine too.
+pub trait DeferredHandler: Send + Sync + 'static {
+    /// Starts one attempt.
+    fn start(&self, req: &Request<'_>, attempt: Attempt);
+}
+
+impl<F> DeferredHandler for F
+where
+    F: Fn(&Request<'_>, Attempt) + Send + Sync + 'static,
+{
+    fn start(&self, req: &Request<'_>, attempt: Attempt) {
+        self(req, attempt)
+    }
+}
+
+/// What an agent's call returned.
+#[derive(Debug)]
+pub(crate) enum Call {
+    /// Success with a value.
+    Value(u64),
+    /// Success with a value and the reply's bytes.
+    Body(u64, Vec<u8>),
+    /// A failed attempt.
+    Failed(FailureKind, i32),
+    /// The attempt was deferred (through the call's [`CallCx`]); its answer comes later.
+    Pending,
+}
+
+/// How the engine runs an agent's attempts: the one interface behind Rust handlers (either
+/// kind), C handlers, Python handlers and simulated agents.
+pub(crate) trait Agent: Send + Sync {
+    /// Runs (or starts) one attempt.
+    fn call(&self, req: &Request<'_>, cx: &mut CallCx<'_>) -> Call;
+}
+
+/// A [`Handler`] as an [`Agent`].
+pub(crate) struct Immediate(pub(crate) Arc<dyn Handler>);
+
+impl Agent for Immediate {
+    #[inline]
+    fn call(&self, req: &Request<'_>, _: &mut CallCx<'_>) -> Call {
+        match self.0.call(req) {
+            Ok(v) => Call::Value(v),
+            Err(code) => Call::Failed(FailureKind::Error, code),
+        }
+    }
+}
+
+/// A [`DeferredHandler`] as an [`Agent`].
+pub(crate) struct Deferred(pub(crate) Arc<dyn DeferredHandler>);
+
+impl Agent for Deferred {
+    fn call(&self, req: &Request<'_>, cx: &mut CallCx<'_>) -> Call {
+        match cx.defer() {
+            Some(attempt) => {
+                self.0.start(req, attempt);
+                Call::Pending
+            }
+            None => Call::Failed(FailureKind::Overloaded, 0),
+        }
+    }
+}
+
+/// What an agent's call may use besides the request: the means to defer the attempt.
+pub(crate) struct CallCx<'a> {
+    source: Source<'a>,
+    /// The attempt deferred during this call, if any: (slot, generation).
+    pub(crate) armed: Option<(u32, u32)>,
+    /// When the engine will abandon a deferred attempt, on the engine clock.
+    pub(crate) deadline_ns: u64,
+    /// The engine's C handle (0 when it has none), for C handlers that defer.
+    engine: Handle<'a>,
+}
+
+/// Where the engine's C handle is read, when a C handler defers.
+enum Handle<'a> {
+    Shared(&'a crate::sync::AtomicU64),
+    Value(u64),
+}
+
+enum Source<'a> {
+    /// On a worker: arm one of its free slots.
+    Worker { hub: &'a Arc<Hub>, free: &'a mut Vec<u32> },
+    /// On an isolated agent's thread: the attempt the worker armed for this call.
+    Held(Option<Attempt>),
+}
+
+impl<'a> CallCx<'a> {
+    /// A context for a call on a worker, which arms a slot of `hub` from `free` when deferred.
+    #[inline]
+    pub(crate) fn on_worker(
+        hub: &'a Arc<Hub>,
+        free: &'a mut Vec<u32>,
+        deadline_ns: u64,
+        engine_handle: &'a crate::sync::AtomicU64,
+    ) -> Self {
+        Self { source: Source::Worker { hub, free }, armed: None, deadline_ns, engine: Handle::Shared(engine_handle) }
+    }
+
+    /// A context for a call on an isolated agent's thread, holding the attempt armed for it.
+    pub(crate) fn holding(attempt: Attempt, engine_handle: u64) -> CallCx<'static> {
+        let deadline_ns = attempt.deadline_ns();
+        let armed = Some(attempt.id());
+        CallCx { source: Source::Held(Some(attempt)), armed, deadline_ns, engine: Handle::Value(engine_handle) }
+    }
+
+    /// The engine's C handle (0 for an engine started from Rust).
+    pub(crate) fn engine_handle(&self) -> u64 {
+        match self.engine {
+            Handle::Shared(h) => h.load(crate::sync::Ordering::Relaxed),
+            Handle::Value(v) => v,
+        }
+    }
+
+    /// Defers this call's attempt: its handle, to be completed later. `None` if it was already
+    /// deferred, or no attempt slot is free (the worker holds as many deferred attempts as it
+    /// has slots).
+    pub(crate) fn defer(&mut self) -> Option<Attempt> {
+        match &mut self.source {
+            Source::Worker { hub, free } => {
+                if self.armed.is_some() {
+                    return None;
+                }
+                let idx = free.pop()?;
+                let g = hub.arm(idx);
+                self.armed = Some((idx, g));
+                Some(Attempt::new(Arc::clone(hub), idx, g, self.deadline_ns))
+            }
+            Source::Held(held) => held.take(),
+        }
+    }
+
+    /// Whether this call's attempt has been deferred (handed to the handler).
+    pub(crate) fn handed_out(&self) -> bool {
+        match &self.source {
+            Source::Worker { .. } => self.armed.is_some(),
+            Source::Held(held) => held.is_none(),
+        }
+    }
+
+    /// The attempt this context still holds (an isolated call that answered at once).
+    pub(crate) fn take_held(&mut self) -> Option<Attempt> {
+        match &mut self.source {
+            Source::Held(held) => held.take(),
+            Source::Worker { .. } => None,
+        }
+    }
 }

@@ -1,79 +1,130 @@
-//! An isolated agent's thread: it takes attempts from one SPSC ring per worker, runs the
-//! handler, and answers on the matching ring back. A handler that hangs stalls only this thread;
-//! the workers time its attempts out and fail over (see the agent stage).
+//! Isolated agents: an agent whose handler may block runs on a pool of threads of its own, so
+//! that a handler that blocks or hangs stalls only that agent.
+//!
+//! The worker hands each attempt to the pool as a deferred attempt: it arms an attempt slot,
+//! pushes the job onto the pool's queue (a bounded MPMC queue), and goes on; a pool thread runs
+//! the handler and completes the attempt, whose answer travels back like any deferred answer
+//! (see [`crate::attempt`]). The worker's timer abandons an attempt not answered within the
+//! agent timeout, and the domain fails over; a late answer is dropped and counted.
+//!
+//! A pool thread reads the task's request after the task may have completed without it (its
+//! attempt abandoned), so it pins the task's slot while the call runs (see [`crate::slab`]).
 
-use crate::park::Idle;
-use crate::ring::{Consumer, Producer};
+use crate::attempt::{Answer, Attempt};
+use crate::handler::{Agent, Call, CallCx, Request};
+use crate::park::{Idle, WaitList};
+use crate::queue::Mpmc;
 use crate::shared::{STOPPING, Shared};
-use crate::stages::run_attempt;
-use crate::sync::Ordering;
-use crate::worker::Msg;
+use crate::sync::{AtomicBool, Ordering};
+use crate::task::{AgentId, DomainId, FailureKind, Ticket};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-pub(crate) fn run(sh: Arc<Shared>, iso: usize, mut rx: Vec<Consumer<Msg>>, mut tx: Vec<Producer<Msg>>) {
-    let me = &sh.isolated[iso];
-    me.parker.register();
-    let agent = usize::from(me.agent.0);
-    let handler = sh.handlers[agent].clone();
-    let mut idle = Idle::new(sh.cfg.idle_spins, u64::from(sh.cfg.idle_yield_us) * 1_000);
-    'outer: while sh.lifecycle() < STOPPING {
-        let mut did = 0;
-        for w in 0..rx.len() {
-            let mut answered = false;
-            while let Some(mut m) = rx[w].pop() {
-                did += 1;
-                if sh.lifecycle() >= STOPPING {
-                    break 'outer; // no handler is called once the engine is stopping
-                }
-                if !sh.slab.try_pin(m.ticket) {
-                    continue; // its task finished while the attempt waited here: nothing to do
-                }
-                let start = sh.clock.now();
-                let down = sh.domain_down[usize::from(m.domain)].load(Ordering::Relaxed);
-                {
-                    // SAFETY: we pinned the slot of a running task, so its request is not
-                    // reused until we unpin it, below, after the call.
-                    let req = unsafe { sh.slab.req(m.ticket.slot()) };
-                    let (failure, code, value) = run_attempt(&*handler, req, &m, down);
-                    m.failure = failure;
-                    m.code = code;
-                    m.value = value;
-                }
-                sh.slab.unpin(m.ticket.slot());
-                m.latency_ns = sh.clock.now().saturating_sub(start);
-                if m.failure.is_none() && m.latency_ns > sh.agent_timeout_ns {
-                    m.failure = Some(crate::task::FailureKind::Slow);
-                    m.value = 0;
-                }
-                m.returned = true;
-                // The way back holds as many answers as the way in holds attempts; if the
-                // worker is slow to collect, wait for it (this thread has nothing else to do).
-                while let Err(back) = tx[w].push(m) {
-                    m = back;
-                    tx[w].publish();
-                    sh.workers[w].parker.wake();
-                    if sh.lifecycle() >= STOPPING {
-                        break 'outer;
-                    }
-                    std::thread::yield_now();
-                }
-                answered = true;
-                if sh.lifecycle() >= STOPPING {
-                    tx[w].publish();
-                    break 'outer;
-                }
-            }
-            rx[w].release();
-            if answered {
-                tx[w].publish();
-                sh.workers[w].parker.wake();
-            }
-        }
-        if did > 0 {
-            idle.reset();
-        } else if idle.wait() {
-            me.parker.sleep(|| rx.iter().any(|r| r.has_pending()) || sh.lifecycle() >= STOPPING, None);
+/// One attempt handed to a pool.
+pub(crate) struct Job {
+    pub(crate) attempt: Attempt,
+    pub(crate) ticket: Ticket,
+    pub(crate) domain: u16,
+    pub(crate) attempt_no: u32,
+}
+
+/// An isolated agent's pool.
+pub(crate) struct Pool {
+    pub(crate) agent: AgentId,
+    pub(crate) handler: Arc<dyn Agent>,
+    pub(crate) threads: usize,
+    jobs: Mpmc<Job>,
+    sleepers: WaitList,
+    /// One flag per thread, set when it has returned.
+    pub(crate) exited: Box<[AtomicBool]>,
+}
+
+impl Pool {
+    pub(crate) fn new(agent: AgentId, handler: Arc<dyn Agent>, threads: usize, queue: usize) -> Self {
+        Self {
+            agent,
+            handler,
+            threads,
+            jobs: Mpmc::new(queue.max(1)),
+            sleepers: WaitList::new(),
+            exited: (0..threads).map(|_| AtomicBool::new(false)).collect(),
         }
     }
-    me.exited.store(true, Ordering::Release);
+
+    /// Hands a job to the pool; gives it back when the queue is full.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), Job> {
+        self.jobs.push(job)?;
+        self.sleepers.notify_one();
+        Ok(())
+    }
+
+    /// Wakes every thread (the engine is stopping).
+    pub(crate) fn wake_all(&self) {
+        self.sleepers.notify_all();
+    }
+
+    /// Runs one job on this thread.
+    fn run_job(&self, sh: &Shared, job: Job) {
+        let Job { attempt, ticket, domain, attempt_no } = job;
+        if attempt.is_abandoned() {
+            return; // timed out while it queued: dropping the handle retires it
+        }
+        if !sh.slab.try_pin(ticket) {
+            return; // its task finished while the attempt queued (dropped: the worker ignores it)
+        }
+        let mut cx = CallCx::holding(attempt, sh.ffi_handle());
+        let call = {
+            // SAFETY: we pinned the slot of a running task, so its request is not reused until
+            // we unpin it, below, after the call.
+            let req = unsafe { sh.slab.req(ticket.slot()) };
+            let r = Request {
+                task_id: req.id,
+                payload: req.payload,
+                data: &req.data,
+                domain: DomainId(domain),
+                agent: self.agent,
+                attempt: attempt_no,
+                fanout: req.domains.count_ones(),
+                priority: req.priority,
+            };
+            if sh.domain_down[usize::from(domain)].load(Ordering::Relaxed) {
+                Call::Failed(FailureKind::Down, crate::stages::DOWN_CODE)
+            } else {
+                catch_unwind(AssertUnwindSafe(|| self.handler.call(&r, &mut cx)))
+                    .unwrap_or(Call::Failed(FailureKind::Panicked, 0))
+            }
+        };
+        sh.slab.unpin(ticket.slot());
+        // A handler that deferred (a C handler may) keeps the attempt and completes it later.
+        let Some(attempt) = cx.take_held() else { return };
+        let answer = match call {
+            Call::Value(v) => Answer::ok(v, Vec::new()),
+            Call::Body(v, body) => Answer::ok(v, body),
+            Call::Failed(kind, code) => Answer::failed(kind, code),
+            // "Pending" without deferring breaks the contract.
+            Call::Pending => Answer::failed(FailureKind::InvalidReply, 0),
+        };
+        let _ = attempt.finish(answer);
+    }
+}
+
+/// A pool thread: takes jobs and runs them until the engine stops.
+pub(crate) fn run(sh: Arc<Shared>, pool: usize, thread: usize) {
+    crate::shared::enter_engine_thread(&sh);
+    let p = &sh.pools[pool];
+    let mut idle = Idle::new(sh.cfg.idle_spins, u64::from(sh.cfg.idle_yield_us) * 1_000);
+    while sh.lifecycle() < STOPPING {
+        match p.jobs.pop() {
+            Some(job) => {
+                idle.reset();
+                p.run_job(&sh, job);
+            }
+            None => {
+                if idle.wait() {
+                    p.sleepers.sleep(|| !p.jobs.is_empty() || sh.lifecycle() >= STOPPING, None);
+                }
+            }
+        }
+    }
+    p.exited[thread].store(true, Ordering::Release);
 }

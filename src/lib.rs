@@ -25,14 +25,19 @@
 // Under loom only the primitives are built (the models exercise them); the rest is unused.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+mod attempt;
 mod breaker;
+mod budget;
 mod clock;
 mod config;
 mod error;
 mod handler;
+mod hedge;
 pub mod model;
 mod park;
 mod queue;
+// The SPSC ring: the benchmark's limit peer, and a model under loom.
+#[cfg(any(loom, feature = "peers"))]
 mod ring;
 pub mod sim;
 mod slab;
@@ -56,18 +61,24 @@ mod shared;
 #[cfg(not(loom))]
 mod stages;
 #[cfg(not(loom))]
+mod timer;
+#[cfg(not(loom))]
 mod worker;
 
+pub use attempt::{Abandoned, Attempt};
 pub use breaker::{
     Breaker, BreakerConfig, BreakerMode, BreakerSnapshot, BreakerState, Permit, Transition, TransitionCause,
 };
-pub use config::{AdmissionConfig, EngineConfig};
-pub use error::{Error, SubmitError, WaitError};
-pub use handler::{Handler, Reply, Request};
+pub use budget::RetryBudget;
+pub use config::{AdmissionConfig, EngineConfig, MAX_DURATION};
+pub use error::{Error, SubmitError, WaitError, WouldDeadlock};
+pub use handler::{DeferredHandler, Handler, OwnedRequest, Reply, Request};
+pub use hedge::{Hedge, HedgeDelay};
 pub use sim::{Latency, SimAgent, SimFault};
 pub use task::{AgentId, AttemptFailure, Completion, DomainId, DomainSet, FailureKind, Reason, Status, Task, Ticket};
 pub use task::{LOWEST_PRIORITY, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS, MAX_RECORDED_FAILURES};
-pub use topology::{AgentKind, AgentSpec, Levels, SEED_DOMAINS, Topology, TopologyBuilder};
+pub use topology::{AgentKind, AgentSpec, ForeignAgent, Levels, SEED_DOMAINS, Topology, TopologyBuilder};
+pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN};
 
 #[cfg(not(loom))]
 pub use engine::{Engine, EngineBuilder, ShutdownReport};

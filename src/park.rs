@@ -101,6 +101,18 @@ impl WaitList {
         }
     }
 
+    /// Called after making work visible: wakes one sleeper, if there are any.
+    #[inline]
+    pub(crate) fn notify_one(&self) {
+        fence(Ordering::SeqCst);
+        // Taken off the list, so that the next notification wakes another sleeper.
+        if self.sleepers.load(Ordering::Relaxed) != 0
+            && let Some(t) = lock(&self.threads).pop()
+        {
+            t.unpark();
+        }
+    }
+
     /// Called after making work visible: wakes every sleeper, if there are any.
     #[inline]
     pub(crate) fn notify_all(&self) {

@@ -167,6 +167,7 @@ impl<T> Consumer<T> {
     /// Whether a published value is waiting. Reads the producer's index, so it costs a shared
     /// cache line: call it when deciding to sleep, not per value.
     #[inline]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn has_pending(&self) -> bool {
         self.head != self.ring.tail.load(Ordering::Acquire)
     }

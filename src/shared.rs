@@ -1,19 +1,23 @@
 //! What every thread of one engine shares: the topology, the breakers, the task slots, the
 //! rings that cross threads, the counters, and the lifecycle.
 
+use crate::attempt::Hub;
 use crate::breaker::{Breaker, BreakerMode, Transition};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
-use crate::handler::Handler;
+use crate::handler::Agent;
+use crate::isolated::Pool;
 use crate::park::{Parker, WaitList};
 use crate::queue::Mpmc;
 use crate::slab::Slab;
 use crate::stats::WorkerCounters;
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering, Snapshot};
 use crate::task::{AgentId, Completion, Ticket};
+use crate::timer::Timer;
 use crate::topology::Topology;
 use crossbeam_utils::CachePadded;
 use serde::Serialize;
+use std::sync::atomic::AtomicU32;
 
 pub(crate) const RUNNING: u8 = 0;
 /// No new tasks; tasks in flight run to completion.
@@ -23,7 +27,7 @@ pub(crate) const STOPPING: u8 = 2;
 pub(crate) const STOPPED: u8 = 3;
 
 /// The completion callback's type.
-pub type CompletionCallback = Box<dyn Fn(&Completion) + Send + Sync>;
+pub type CompletionCallback = Box<dyn Fn(&mut Completion) + Send + Sync>;
 
 /// The breaker levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -58,21 +62,57 @@ pub(crate) struct Policy {
     pub(crate) routing: Vec<Vec<AgentId>>,
 }
 
-/// One worker's share: its ingress ring, its parker, its counters.
+/// One worker's share: its ingress ring, its attempt slots and inbox (with its parker), its
+/// counters.
 pub(crate) struct WorkerShared {
     /// Tickets of submitted tasks; any thread pushes, this worker pops.
     pub(crate) ingress: Mpmc<u64>,
-    pub(crate) parker: Parker,
+    /// Its deferred attempts, and the parker every publisher wakes it with.
+    pub(crate) hub: std::sync::Arc<Hub>,
     pub(crate) counters: WorkerCounters,
     /// Set when the worker thread has returned.
     pub(crate) exited: AtomicBool,
 }
 
-/// One isolated agent's thread.
-pub(crate) struct IsolatedShared {
-    pub(crate) agent: AgentId,
-    pub(crate) parker: Parker,
-    pub(crate) exited: AtomicBool,
+impl WorkerShared {
+    #[inline]
+    pub(crate) fn parker(&self) -> &Parker {
+        &self.hub.parker
+    }
+}
+
+/// What the stages need of one agent, in one place (one bounds check, one cache line).
+pub(crate) struct AgentRt {
+    pub(crate) run: AgentRun,
+    /// Its bit in a sub-task's set of tried agents (its position in its domain).
+    pub(crate) bit: u64,
+    /// Its limit on attempts in flight (0: none).
+    pub(crate) limit: u32,
+    /// Its attempts in flight, counted only when it has a limit.
+    pub(crate) inflight: AtomicU32,
+}
+
+/// How an agent's attempts run.
+pub(crate) enum AgentRun {
+    /// On the workers: the attempt is a call (which may defer it).
+    Local(std::sync::Arc<dyn Agent>),
+    /// On a pool of threads of its own (index into `Shared::pools`).
+    Pool(usize),
+}
+
+thread_local! {
+    /// The engine whose thread this is (a worker or an isolated agent's thread), by address.
+    static ENGINE_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the calling thread as one of `sh`'s: calls that would block on this engine refuse.
+pub(crate) fn enter_engine_thread(sh: &Shared) {
+    ENGINE_THREAD.with(|e| e.set(sh as *const Shared as usize));
+}
+
+/// Whether the calling thread is one of `sh`'s (a handler or a completion callback runs on it).
+pub(crate) fn on_engine_thread(sh: &Shared) -> bool {
+    ENGINE_THREAD.with(|e| e.get() == sh as *const Shared as usize)
 }
 
 /// A token bucket at admission, as GCRA on one atomic: `tat` is the theoretical arrival time of
@@ -113,16 +153,19 @@ pub(crate) struct Shared {
     pub(crate) topo: Topology,
     pub(crate) cfg: EngineConfig,
     pub(crate) clock: Clock,
-    /// One per agent, by agent id.
-    pub(crate) handlers: Box<[std::sync::Arc<dyn Handler>]>,
+    /// How each agent runs, by agent id.
+    pub(crate) agents: Box<[CachePadded<AgentRt>]>,
+    /// Isolated agents' thread pools.
+    pub(crate) pools: Box<[Pool]>,
+    /// The simulated I/O timer, when an agent needs it.
+    pub(crate) timer: Option<std::sync::Arc<Timer>>,
+    /// The engine's handle in the C ABI's table (0 for an engine started from Rust).
+    pub(crate) ffi_handle: AtomicU64,
     pub(crate) agent_breakers: Box<[Breaker]>,
     pub(crate) domain_breakers: Box<[Breaker]>,
     pub(crate) meta_breaker: Breaker,
     pub(crate) slab: Slab,
     pub(crate) workers: Box<[WorkerShared]>,
-    pub(crate) isolated: Box<[IsolatedShared]>,
-    /// Per agent: its index in `isolated`, or `u16::MAX` when it runs on the workers.
-    pub(crate) iso_index: Box<[u16]>,
     /// Tickets of completed tasks delivered by `poll`, one queue per worker (worker `w` pushes
     /// only to queue `w`; the shutdown sweep to any). Each holds the slot count, so it never
     /// fills.
@@ -142,6 +185,9 @@ pub(crate) struct Shared {
     pub(crate) throttle: AtomicU64,
     pub(crate) rate: RateLimiter,
     pub(crate) submit_full: AtomicU64,
+    /// Tasks completed as rejected (`ShuttingDown`) by the shutdown sweep or by a submitter
+    /// that raced the shutdown, rather than by a worker.
+    pub(crate) swept: AtomicU64,
     pub(crate) pin_failures: AtomicU64,
     /// Precomputed from the topology.
     pub(crate) domain_fault_threshold: Box<[u64]>,
@@ -163,8 +209,8 @@ impl Shared {
         }
         match &self.callback {
             Some(cb) => {
-                if let Some(c) = self.slab.take(t) {
-                    let call = std::panic::AssertUnwindSafe(|| cb(&c));
+                if let Some(mut c) = self.slab.take(t) {
+                    let call = std::panic::AssertUnwindSafe(|| cb(&mut c));
                     if std::panic::catch_unwind(call).is_err() {
                         tracing::error!(task = c.id, "the completion callback panicked; the engine runs on");
                     }
@@ -220,5 +266,14 @@ impl Shared {
     #[inline]
     pub(crate) fn lifecycle(&self) -> u8 {
         self.lifecycle.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn ffi_handle(&self) -> u64 {
+        self.ffi_handle.load(Ordering::Relaxed)
+    }
+
+    /// Late completions of deferred attempts, over every worker.
+    pub(crate) fn late_results(&self) -> u64 {
+        self.workers.iter().map(|w| w.hub.late()).sum()
     }
 }

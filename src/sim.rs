@@ -11,8 +11,12 @@
 //! For a task that needs several domains, the sub-task for domain `d` uses `task_id * 4 + d` in
 //! place of `task_id` ([`oracle_key`]).
 
-use crate::handler::{Handler, Reply, Request};
+use crate::attempt::Answer;
+use crate::handler::{Agent, Call, CallCx, Request};
+use crate::task::FailureKind;
+use crate::timer::Timer;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Sebastiano Vigna's splitmix64 finaliser (wrapping arithmetic on `u64`).
@@ -107,6 +111,9 @@ pub enum SimFault {
     },
 }
 
+/// The longest simulated latency or hang (one hour).
+pub const MAX_SIM_LATENCY_US: f64 = 3.6e9;
+
 /// A simulated agent: fails by the oracle at `error_rate`, takes `latency`, suffers `fault`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -119,11 +126,16 @@ pub struct SimAgent {
     pub seed: u64,
     /// An injected fault.
     pub fault: SimFault,
+    /// Waits its latency the way an I/O agent does, holding no thread: each call is a deferred
+    /// attempt, completed by the engine's timer thread when the latency has passed. Without it
+    /// the latency is spent on the calling worker (spinning for short waits, sleeping for long
+    /// ones), as a CPU-bound or blocking agent spends it.
+    pub io: bool,
 }
 
 impl Default for SimAgent {
     fn default() -> Self {
-        Self { error_rate: 0.0, latency: Latency::None, seed: 0, fault: SimFault::None }
+        Self { error_rate: 0.0, latency: Latency::None, seed: 0, fault: SimFault::None, io: false }
     }
 }
 
@@ -139,7 +151,7 @@ impl SimAgent {
         if !rate_ok(self.error_rate) {
             return Err(format!("error_rate must be in [0, 1], got {}", self.error_rate));
         }
-        let us_ok = |v: f64| v.is_finite() && v >= 0.0;
+        let us_ok = |v: f64| v.is_finite() && (0.0..=MAX_SIM_LATENCY_US).contains(&v);
         let ok = match self.latency {
             Latency::None => true,
             Latency::Fixed { us } => us_ok(us),
@@ -148,20 +160,33 @@ impl SimAgent {
         };
         if !ok {
             return Err(format!(
-                "latency must have finite, non-negative times and a rate in [0, 1]: {:?}",
+                "latency must have times from 0 to {MAX_SIM_LATENCY_US} us (one hour) and a rate in [0, 1]: {:?}",
                 self.latency
             ));
         }
-        if let SimFault::Panic { rate } = self.fault
-            && !rate_ok(rate)
-        {
-            return Err(format!("panic rate must be in [0, 1], got {rate}"));
+        match self.fault {
+            SimFault::Panic { rate } if !rate_ok(rate) => {
+                return Err(format!("panic rate must be in [0, 1], got {rate}"));
+            }
+            SimFault::Hang { ms } if ms as f64 * 1e3 > MAX_SIM_LATENCY_US => {
+                return Err(format!("hang must be at most one hour, got {ms} ms"));
+            }
+            _ => {}
+        }
+        if self.io && self.fault != SimFault::None {
+            return Err("an I/O agent (io = true) simulates latency only, not faults".into());
         }
         Ok(())
     }
 
-    pub(crate) fn into_handler(self) -> SimHandler {
-        SimHandler { threshold: threshold(self.error_rate), spec: self }
+    pub(crate) fn into_handler(self, timer: Option<Arc<Timer>>) -> SimHandler {
+        let plain = self.latency == Latency::None && self.fault == SimFault::None && !self.io;
+        SimHandler {
+            threshold: threshold(self.error_rate),
+            plain,
+            timer: if self.io { timer } else { None },
+            spec: self,
+        }
     }
 }
 
@@ -169,6 +194,10 @@ impl SimAgent {
 pub(crate) struct SimHandler {
     spec: SimAgent,
     threshold: u64,
+    /// No latency, no fault, no timer: the oracle alone (the benchmarks' agents).
+    plain: bool,
+    /// The engine's timer, for an I/O agent.
+    timer: Option<Arc<Timer>>,
 }
 
 /// Error code a simulated agent returns when the oracle fails it.
@@ -176,16 +205,30 @@ pub const SIM_ERROR: i32 = 1;
 /// Error code a hung simulated agent returns when it finally answers.
 pub const SIM_HUNG: i32 = 2;
 
-impl Handler for SimHandler {
+impl Agent for SimHandler {
     #[inline]
-    fn call(&self, req: &Request<'_>) -> Reply {
+    fn call(&self, req: &Request<'_>, cx: &mut CallCx<'_>) -> Call {
         let key = oracle_key(req.task_id, req.domain.0, req.fanout);
         let attempt = u64::from(req.attempt);
+        if self.plain {
+            return if fails_below(key, attempt, self.threshold) {
+                Call::Failed(FailureKind::Error, SIM_ERROR)
+            } else {
+                Call::Value(key)
+            };
+        }
+        self.call_slow(key, attempt, cx)
+    }
+}
+
+impl SimHandler {
+    /// An agent with latency, faults or a timer.
+    fn call_slow(&self, key: u64, attempt: u64, cx: &mut CallCx<'_>) -> Call {
         match self.spec.fault {
             SimFault::None => {}
             SimFault::Hang { ms } => {
                 std::thread::sleep(Duration::from_millis(ms));
-                return Err(SIM_HUNG);
+                return Call::Failed(FailureKind::Error, SIM_HUNG);
             }
             SimFault::Panic { rate } => {
                 if fails(key ^ 0x5A5A_5A5A, attempt, rate) {
@@ -194,7 +237,24 @@ impl Handler for SimHandler {
                 }
             }
         }
-        let us = match self.spec.latency {
+        let us = self.latency_us(key, attempt);
+        let ok = !fails_below(key, attempt, self.threshold);
+        if let Some(timer) = &self.timer {
+            let Some(a) = cx.defer() else { return Call::Failed(FailureKind::Overloaded, 0) };
+            let answer = if ok { Answer::ok(key, Vec::new()) } else { Answer::failed(FailureKind::Error, SIM_ERROR) };
+            timer.schedule((us * 1e3) as u64, a, answer);
+            return Call::Pending;
+        }
+        if us > 0.0 {
+            take(Duration::from_secs_f64(us / 1e6));
+        }
+        if ok { Call::Value(key) } else { Call::Failed(FailureKind::Error, SIM_ERROR) }
+    }
+
+    /// The latency of attempt `attempt` of the sub-task keyed `key`, in microseconds.
+    #[inline]
+    fn latency_us(&self, key: u64, attempt: u64) -> f64 {
+        match self.spec.latency {
             Latency::None => 0.0,
             Latency::Fixed { us } => us,
             Latency::Exponential { mean_us } => {
@@ -208,11 +268,7 @@ impl Handler for SimHandler {
                     base_us
                 }
             }
-        };
-        if us > 0.0 {
-            take(Duration::from_secs_f64(us / 1e6));
         }
-        if fails_below(key, attempt, self.threshold) { Err(SIM_ERROR) } else { Ok(key) }
     }
 }
 

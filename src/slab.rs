@@ -274,8 +274,8 @@ impl Slab {
         let s = self.slot(t.slot());
         let c = if w & SWEPT == 0 {
             // SAFETY: `DONE` was published with release after `out` was written, and our
-            // acquire CAS to `TAKEN` makes us its only reader until we free the slot.
-            s.out.with(|p| unsafe { *p })
+            // acquire CAS to `TAKEN` makes us its only user until we free the slot.
+            s.out.with_mut(|p| unsafe { (*p).take_out() })
         } else {
             // SAFETY: the request is read-only until the slot is freed, below.
             let req = s.req.with(|p| unsafe { &*p });

@@ -200,6 +200,8 @@ pub enum Reason {
     Deadline = 10,
     /// Timed out: a sub-task exceeded its domain's timeout across its attempts.
     DomainTimeout = 11,
+    /// Failed: an attempt failed and the domain's retry budget allowed no other.
+    BudgetExhausted = 12,
 }
 
 impl Reason {
@@ -207,7 +209,9 @@ impl Reason {
     pub fn status(self) -> Status {
         match self {
             Self::None => Status::Ok,
-            Self::AgentsExhausted | Self::DomainFault | Self::MetaFault | Self::NoAgent => Status::Failed,
+            Self::AgentsExhausted | Self::DomainFault | Self::MetaFault | Self::NoAgent | Self::BudgetExhausted => {
+                Status::Failed
+            }
             Self::DomainShed | Self::Degraded | Self::Throttled | Self::RateLimited | Self::ShuttingDown => {
                 Status::Rejected
             }
@@ -215,8 +219,11 @@ impl Reason {
         }
     }
 
+    /// How many reasons there are (their codes are `0..COUNT`).
+    pub const COUNT: usize = 13;
+
     /// Every reason, in code order.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; Self::COUNT] = [
         Self::None,
         Self::AgentsExhausted,
         Self::DomainFault,
@@ -229,6 +236,7 @@ impl Reason {
         Self::ShuttingDown,
         Self::Deadline,
         Self::DomainTimeout,
+        Self::BudgetExhausted,
     ];
 
     /// A short description.
@@ -246,6 +254,7 @@ impl Reason {
             Self::ShuttingDown => "engine shutting down",
             Self::Deadline => "deadline passed",
             Self::DomainTimeout => "domain timeout",
+            Self::BudgetExhausted => "retry budget exhausted",
         }
     }
 }
@@ -262,16 +271,18 @@ pub enum FailureKind {
     Panicked = 1,
     /// The handler returned, but later than the agent timeout.
     Slow = 2,
-    /// The agent is isolated and did not answer within the agent timeout; the attempt was
-    /// abandoned.
+    /// The attempt (deferred, or at an isolated agent) was not answered within the agent
+    /// timeout, or the task's deadline or domain timeout came first; it was abandoned.
     Abandoned = 3,
     /// The agent's queue was full.
     Overloaded = 4,
     /// The agent's domain was marked down (injected correlated fault).
     Down = 5,
     /// The handler's reply broke its contract (a C handler returned an unknown code, kept in
-    /// `code`).
+    /// `code`; or a handler said "pending" without deferring the attempt).
     InvalidReply = 6,
+    /// A deferred attempt's handle was dropped without being completed.
+    Dropped = 7,
 }
 
 /// One failed attempt: where, how, and the handler's error code (0 when it has none).
@@ -288,7 +299,7 @@ pub struct AttemptFailure {
 }
 
 /// The one outcome of an accepted task.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Completion {
     /// The ticket `submit` returned.
     pub ticket: Ticket,
@@ -310,6 +321,9 @@ pub struct Completion {
     failures_len: u8,
     /// Failed attempts in all, recorded or not.
     pub failures_total: u32,
+    /// The reply bytes of the sub-tasks whose successful attempt returned some, in the order
+    /// they succeeded. Empty (and unallocated) when none did.
+    bodies: Vec<(DomainId, Vec<u8>)>,
 }
 
 impl Completion {
@@ -321,6 +335,37 @@ impl Completion {
     /// Whether the task succeeded.
     pub fn is_ok(&self) -> bool {
         self.status == Status::Ok
+    }
+
+    /// The reply bytes of the first sub-task that returned some: for a task of one domain, its
+    /// reply's body.
+    pub fn body(&self) -> Option<&[u8]> {
+        self.bodies.first().map(|(_, b)| b.as_slice())
+    }
+
+    /// The reply bytes of domain `d`'s sub-task, if its successful attempt returned some.
+    pub fn body_of(&self, d: DomainId) -> Option<&[u8]> {
+        self.bodies.iter().find(|(x, _)| *x == d).map(|(_, b)| b.as_slice())
+    }
+
+    /// Every sub-task's reply bytes, by domain.
+    pub fn bodies(&self) -> &[(DomainId, Vec<u8>)] {
+        &self.bodies
+    }
+
+    /// Takes the reply bytes out of the completion (no copy).
+    pub fn take_bodies(&mut self) -> Vec<(DomainId, Vec<u8>)> {
+        std::mem::take(&mut self.bodies)
+    }
+
+    pub(crate) fn push_body(&mut self, d: DomainId, body: Vec<u8>) {
+        self.bodies.push((d, body));
+    }
+
+    /// Moves the outcome out, leaving the reply bytes' storage empty behind (the rest is plain
+    /// data and is copied).
+    pub(crate) fn take_out(&mut self) -> Self {
+        Self { bodies: std::mem::take(&mut self.bodies), ..*self }
     }
 
     /// Clears it for a new task. Only the counts and scalars: recorded failures past
@@ -336,6 +381,7 @@ impl Completion {
         self.priority = 0;
         self.failures_len = 0;
         self.failures_total = 0;
+        self.bodies.clear();
     }
 
     pub(crate) fn record_failure(&mut self, f: AttemptFailure) {

@@ -5,9 +5,11 @@
 //! in [`TopologyBuilder::build`], and names the first problem it finds.
 
 use crate::breaker::BreakerConfig;
+use crate::budget::RetryBudget;
 use crate::config::EngineConfig;
 use crate::error::Error;
-use crate::handler::Handler;
+use crate::handler::{Agent, DeferredHandler, Handler};
+use crate::hedge::Hedge;
 use crate::sim::SimAgent;
 use crate::task::{AgentId, DomainId, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS};
 use serde::{Deserialize, Serialize};
@@ -47,55 +49,130 @@ impl Levels {
     }
 }
 
+/// The most bytes in a domain or agent name.
+pub const MAX_NAME_LEN: usize = 256;
+/// The most threads an isolated agent's pool may have.
+pub const MAX_AGENT_THREADS: usize = 256;
+
 /// What runs an agent's attempts.
 #[derive(Clone)]
 pub enum AgentKind {
     /// The simulator.
     Sim(SimAgent),
-    /// A caller's handler.
+    /// A caller's handler that answers at once.
     Handler(Arc<dyn Handler>),
+    /// A caller's handler that answers later (an agent that waits on I/O).
+    Deferred(Arc<dyn DeferredHandler>),
+    /// An agent implemented over the C ABI (a C or Python handler).
+    #[doc(hidden)]
+    Foreign(ForeignAgent),
     /// Declared (in TOML) but not yet bound to a handler; building fails until it is bound.
     Unbound,
 }
+
+/// A handler reached through the C ABI: it may answer at once or defer, call by call.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct ForeignAgent(pub(crate) Arc<dyn Agent>);
 
 impl fmt::Debug for AgentKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sim(s) => f.debug_tuple("Sim").field(s).finish(),
             Self::Handler(_) => f.write_str("Handler"),
+            Self::Deferred(_) => f.write_str("Deferred"),
+            Self::Foreign(_) => f.write_str("Foreign"),
             Self::Unbound => f.write_str("Unbound"),
         }
     }
 }
 
-/// An agent as declared: what runs it, and whether it runs on its own thread.
+/// An agent as declared: what runs it, where, and how many attempts it may have in flight.
 #[derive(Clone, Debug)]
 pub struct AgentSpec {
     /// What runs its attempts.
     pub kind: AgentKind,
-    /// Run its handler on a thread of its own, so that a handler that hangs or blocks stalls
-    /// only this agent: its attempts are abandoned at the agent timeout and fail over.
+    /// Run its handler on threads of its own (`threads` of them), so that a handler that blocks
+    /// or hangs stalls only this agent: its attempts are abandoned at the agent timeout and fail
+    /// over. For handlers that block; a handler that waits on I/O is better deferred.
     pub isolated: bool,
+    /// Threads of an isolated agent (1 to 256).
+    pub threads: usize,
+    /// Attempts in flight at once at most (a bulkhead), counted across workers from the call
+    /// (or hand-over) until the answer is taken or, for an abandoned attempt, until its handle
+    /// is completed or dropped. Beyond it the domain picks another agent, or the sub-task waits
+    /// in the domain (not on a thread). 0: no limit.
+    pub max_concurrency: u32,
 }
 
 impl AgentSpec {
+    fn of(kind: AgentKind) -> Self {
+        Self { kind, isolated: false, threads: 1, max_concurrency: 0 }
+    }
     /// A simulated agent.
     pub fn sim(sim: SimAgent) -> Self {
-        Self { kind: AgentKind::Sim(sim), isolated: false }
+        Self::of(AgentKind::Sim(sim))
     }
-    /// An agent run by `handler`.
+    /// An agent run by `handler`, which answers at once.
     pub fn handler(handler: impl Handler) -> Self {
-        Self { kind: AgentKind::Handler(Arc::new(handler)), isolated: false }
+        Self::of(AgentKind::Handler(Arc::new(handler)))
     }
     /// An agent run by a shared handler.
     pub fn shared(handler: Arc<dyn Handler>) -> Self {
-        Self { kind: AgentKind::Handler(handler), isolated: false }
+        Self::of(AgentKind::Handler(handler))
     }
-    /// Runs the agent on its own thread.
+    /// An agent run by `handler`, which answers later through an [`Attempt`](crate::Attempt).
+    pub fn deferred(handler: impl DeferredHandler) -> Self {
+        Self::of(AgentKind::Deferred(Arc::new(handler)))
+    }
+    pub(crate) fn foreign(agent: Arc<dyn Agent>) -> Self {
+        Self::of(AgentKind::Foreign(ForeignAgent(agent)))
+    }
+    /// Runs the agent on a thread of its own.
     pub fn isolated(mut self) -> Self {
         self.isolated = true;
         self
     }
+    /// Runs the agent on a pool of `threads` threads of its own (isolated).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.isolated = true;
+        self.threads = threads;
+        self
+    }
+    /// Allows at most `n` attempts in flight at once (0: no limit).
+    pub fn max_concurrency(mut self, n: u32) -> Self {
+        self.max_concurrency = n;
+        self
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.isolated && !(1..=MAX_AGENT_THREADS).contains(&self.threads) {
+            return Err(format!("threads must be 1 to {MAX_AGENT_THREADS}, got {}", self.threads));
+        }
+        if self.isolated && matches!(self.kind, AgentKind::Deferred(_)) {
+            return Err("a deferred agent cannot be isolated (it holds no thread while it waits)".into());
+        }
+        if let AgentKind::Sim(s) = &self.kind {
+            if s.io && self.isolated {
+                return Err("a simulated I/O agent cannot be isolated (it holds no thread while it waits)".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a domain or agent name.
+fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    if name.trim().is_empty() {
+        return Err(Error::topology(format!("{what} name is empty")));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::topology(format!("{what} name is {} bytes long; at most {MAX_NAME_LEN}", name.len())));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::topology(format!("{what} name {name:?} contains control characters")));
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug)]
@@ -113,6 +190,8 @@ pub(crate) struct DomainDef {
     pub(crate) agents: Vec<AgentId>,
     pub(crate) fault_rate: f64,
     pub(crate) max_attempts: Option<u32>,
+    pub(crate) hedge: Option<Hedge>,
+    pub(crate) retry_budget: Option<RetryBudget>,
 }
 
 /// A validated topology.
@@ -140,7 +219,7 @@ impl Topology {
     pub fn seed_builder(agent_error: f64) -> TopologyBuilder {
         let mut b = TopologyBuilder::default();
         for (domain, agents) in SEED_DOMAINS {
-            let d = b.domain(domain);
+            let d = b.domain(domain).expect("the seed's domain names are valid");
             for a in agents {
                 b.agent(d, a, AgentSpec::sim(SimAgent::with_error_rate(agent_error)))
                     .expect("the domain was just added");
@@ -221,6 +300,21 @@ impl Topology {
         self.meta_fault_rate
     }
 
+    /// Domain `d`'s hedging policy, if it hedges.
+    pub fn hedge(&self, d: DomainId) -> Option<&Hedge> {
+        self.domains.get(usize::from(d.0))?.hedge.as_ref()
+    }
+
+    /// Domain `d`'s retry budget, if it has one.
+    pub fn retry_budget(&self, d: DomainId) -> Option<&RetryBudget> {
+        self.domains.get(usize::from(d.0))?.retry_budget.as_ref()
+    }
+
+    /// How agent `a` is declared.
+    pub fn agent_spec(&self, a: AgentId) -> Option<&AgentSpec> {
+        self.agents.get(usize::from(a.0)).map(|a| &a.spec)
+    }
+
     /// The simulated error rate of an agent (`None` for a handler agent).
     pub fn sim_error_rate(&self, a: AgentId) -> Option<f64> {
         match &self.agents.get(usize::from(a.0))?.spec.kind {
@@ -240,23 +334,105 @@ pub struct TopologyBuilder {
 }
 
 impl TopologyBuilder {
-    /// Adds a domain and returns its id (names are checked in `build`).
-    pub fn domain(&mut self, name: impl Into<String>) -> DomainId {
-        self.domains.push(DomainDef { name: name.into(), agents: Vec::new(), fault_rate: 0.0, max_attempts: None });
-        DomainId((self.domains.len() - 1) as u16)
+    /// Adds a domain and returns its id. Refuses a name that is empty, blank, longer than
+    /// [`MAX_NAME_LEN`] bytes or already taken, and a domain beyond [`MAX_DOMAINS`].
+    pub fn domain(&mut self, name: impl Into<String>) -> Result<DomainId, Error> {
+        let name = name.into();
+        check_name("a domain", &name)?;
+        if self.domains.iter().any(|d| d.name == name) {
+            return Err(Error::topology(format!("there is already a domain named {name:?}")));
+        }
+        if self.domains.len() >= MAX_DOMAINS {
+            return Err(Error::topology(format!("a topology has at most {MAX_DOMAINS} domains")));
+        }
+        self.domains.push(DomainDef {
+            name,
+            agents: Vec::new(),
+            fault_rate: 0.0,
+            max_attempts: None,
+            hedge: None,
+            retry_budget: None,
+        });
+        Ok(DomainId((self.domains.len() - 1) as u16))
     }
 
-    /// Adds an agent to a domain and returns its id.
+    /// Adds an agent to a domain and returns its id. Refuses an unknown domain, a name that is
+    /// empty, blank, too long or already taken in the domain, and an agent beyond
+    /// [`MAX_AGENTS_PER_DOMAIN`].
     pub fn agent(&mut self, domain: DomainId, name: impl Into<String>, spec: AgentSpec) -> Result<AgentId, Error> {
-        let dom = self
-            .domains
-            .get_mut(usize::from(domain.0))
-            .ok_or_else(|| Error::topology(format!("unknown domain id {}", domain.0)))?;
+        let name = name.into();
+        let d = usize::from(domain.0);
+        let Some(dom) = self.domains.get(d) else {
+            return Err(Error::topology(format!("unknown domain id {} ({} domains)", domain.0, self.domains.len())));
+        };
+        check_name("an agent", &name)?;
+        if dom.agents.iter().any(|a| self.agents[usize::from(a.0)].name == name) {
+            return Err(Error::topology(format!("domain {:?} already has an agent named {name:?}", dom.name)));
+        }
+        if dom.agents.len() >= MAX_AGENTS_PER_DOMAIN {
+            return Err(Error::topology(format!(
+                "domain {:?} already has {MAX_AGENTS_PER_DOMAIN} agents, the most a domain may have",
+                dom.name
+            )));
+        }
+        spec.validate().map_err(|m| Error::topology(format!("agent {}/{name}: {m}", dom.name)))?;
         let id = AgentId(self.agents.len() as u16);
-        let local = dom.agents.len().min(255) as u8;
-        dom.agents.push(id);
-        self.agents.push(AgentDef { name: name.into(), domain, local, spec });
+        let local = dom.agents.len() as u8;
+        self.domains[d].agents.push(id);
+        self.agents.push(AgentDef { name, domain, local, spec });
         Ok(id)
+    }
+
+    /// Changes how agent `agent` runs: isolated on `threads` threads (0: on the workers), and
+    /// at most `max_concurrency` attempts in flight (0: no limit).
+    pub fn agent_limits(&mut self, agent: AgentId, threads: usize, max_concurrency: u32) -> Result<&mut Self, Error> {
+        let def = self
+            .agents
+            .get_mut(usize::from(agent.0))
+            .ok_or_else(|| Error::topology(format!("unknown agent id {}", agent.0)))?;
+        let mut spec = def.spec.clone();
+        spec.isolated = threads > 0;
+        spec.threads = threads.max(1);
+        spec.max_concurrency = max_concurrency;
+        spec.validate().map_err(|m| Error::topology(format!("agent {}: {m}", def.name)))?;
+        def.spec = spec;
+        Ok(self)
+    }
+
+    /// The number of agents added so far.
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// How agent `a` is declared so far.
+    pub fn agent_spec(&self, a: AgentId) -> Option<&AgentSpec> {
+        self.agents.get(usize::from(a.0)).map(|a| &a.spec)
+    }
+
+    /// Stops a domain hedging.
+    pub fn no_hedge(&mut self, domain: DomainId) -> Result<&mut Self, Error> {
+        self.domain_mut(domain)?.hedge = None;
+        Ok(self)
+    }
+
+    /// Removes a domain's retry budget.
+    pub fn no_retry_budget(&mut self, domain: DomainId) -> Result<&mut Self, Error> {
+        self.domain_mut(domain)?.retry_budget = None;
+        Ok(self)
+    }
+
+    /// Makes a domain hedge its sub-tasks' attempts.
+    pub fn hedge(&mut self, domain: DomainId, hedge: Hedge) -> Result<&mut Self, Error> {
+        hedge.validate().map_err(Error::topology)?;
+        self.domain_mut(domain)?.hedge = Some(hedge);
+        Ok(self)
+    }
+
+    /// Holds a domain's failovers and hedges to a retry budget.
+    pub fn retry_budget(&mut self, domain: DomainId, budget: RetryBudget) -> Result<&mut Self, Error> {
+        budget.validate().map_err(Error::topology)?;
+        self.domain_mut(domain)?.retry_budget = Some(budget);
+        Ok(self)
     }
 
     /// Binds a handler to agent `agent` of domain `domain` (replacing what it had): how agents
@@ -272,6 +448,7 @@ impl TopologyBuilder {
             .iter()
             .find(|a| self.agents[usize::from(a.0)].name == agent)
             .ok_or_else(|| Error::topology(format!("domain {domain:?} has no agent named {agent:?}")))?;
+        spec.validate().map_err(|m| Error::topology(format!("agent {domain}/{agent}: {m}")))?;
         self.agents[usize::from(id.0)].spec = spec;
         Ok(id)
     }
@@ -378,8 +555,16 @@ impl TopologyBuilder {
             if !(0.0..=1.0).contains(&d.fault_rate) {
                 return Err(e(format!("domain {:?}: fault_rate must be in [0, 1], got {}", d.name, d.fault_rate)));
             }
-            if d.max_attempts == Some(0) {
-                return Err(e(format!("domain {:?}: max_attempts must be at least 1", d.name)));
+            if let Some(n) = d.max_attempts
+                && !(1..=255).contains(&n)
+            {
+                return Err(e(format!("domain {:?}: max_attempts must be 1 to 255, got {n}", d.name)));
+            }
+            if let Some(h) = &d.hedge {
+                h.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
+            }
+            if let Some(b) = &d.retry_budget {
+                b.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
             }
             for (j, a) in d.agents.iter().enumerate() {
                 let agent = &self.agents[usize::from(a.0)];
@@ -399,8 +584,9 @@ impl TopologyBuilder {
                             d.name, agent.name
                         )));
                     }
-                    AgentKind::Handler(_) => {}
+                    AgentKind::Handler(_) | AgentKind::Deferred(_) | AgentKind::Foreign(_) => {}
                 }
+                agent.spec.validate().map_err(|m| e(format!("agent {}/{}: {m}", d.name, agent.name)))?;
             }
         }
         if self.agents.len() > usize::from(u16::MAX) {
@@ -426,8 +612,7 @@ impl TopologyBuilder {
     /// table are simulated; agents without one must be bound ([`bind`](Self::bind)) before
     /// building.
     pub fn from_toml(text: &str) -> Result<Self, Error> {
-        let file: FileSpec =
-            toml::from_str(text).map_err(|err| Error::Config(format!("TOML: {}", err.message().trim())))?;
+        let file: FileSpec = toml::from_str(text).map_err(toml_error)?;
         let mut b = TopologyBuilder::default();
         let levels = Levels::default();
         b.breakers = Levels {
@@ -436,13 +621,23 @@ impl TopologyBuilder {
             meta: overlay(levels.meta, file.breakers.meta, "breakers.meta")?,
         };
         b.meta_fault_rate = file.meta_fault_rate;
-        for d in file.domains {
-            let id = b.domain(d.name);
-            b.domains[usize::from(id.0)].fault_rate = d.fault_rate;
-            b.domains[usize::from(id.0)].max_attempts = d.max_attempts;
-            for a in d.agents {
+        for (i, d) in file.domains.into_iter().enumerate() {
+            let at = |e: Error| e.context(&format!("domains[{i}]"));
+            let id = b.domain(d.name).map_err(at)?;
+            let def = &mut b.domains[usize::from(id.0)];
+            def.fault_rate = d.fault_rate;
+            def.max_attempts = d.max_attempts;
+            def.hedge = d.hedge;
+            def.retry_budget = d.retry_budget;
+            for (j, a) in d.agents.into_iter().enumerate() {
                 let kind = a.sim.map_or(AgentKind::Unbound, AgentKind::Sim);
-                b.agent(id, a.name, AgentSpec { kind, isolated: a.isolated })?;
+                let spec = AgentSpec {
+                    kind,
+                    isolated: a.isolated || a.threads.is_some(),
+                    threads: a.threads.unwrap_or(1),
+                    max_concurrency: a.max_concurrency,
+                };
+                b.agent(id, a.name, spec).map_err(|e| e.context(&format!("domains[{i}].agents[{j}]")))?;
             }
         }
         Ok(b)
@@ -460,11 +655,15 @@ impl TopologyBuilder {
 impl EngineConfig {
     /// The `[engine]` table of a TOML text (defaults where it is absent).
     pub fn from_toml(text: &str) -> Result<Self, Error> {
-        let file: FileSpec =
-            toml::from_str(text).map_err(|err| Error::Config(format!("TOML: {}", err.message().trim())))?;
+        let file: FileSpec = toml::from_str(text).map_err(toml_error)?;
         file.engine.validate().map_err(Error::Config)?;
         Ok(file.engine)
     }
+}
+
+/// A TOML error with its line, column and the offending text (toml's own rendering).
+fn toml_error(err: toml::de::Error) -> Error {
+    Error::Config(format!("TOML: {}", err.to_string().trim()))
 }
 
 /// Applies the keys of a partial `[breakers.<level>]` table over that level's defaults.
@@ -503,6 +702,8 @@ struct DomainSpecFile {
     #[serde(default)]
     fault_rate: f64,
     max_attempts: Option<u32>,
+    hedge: Option<Hedge>,
+    retry_budget: Option<RetryBudget>,
     #[serde(default)]
     agents: Vec<AgentSpecFile>,
 }
@@ -513,5 +714,8 @@ struct AgentSpecFile {
     name: String,
     #[serde(default)]
     isolated: bool,
+    threads: Option<usize>,
+    #[serde(default)]
+    max_concurrency: u32,
     sim: Option<SimAgent>,
 }

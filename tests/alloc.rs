@@ -39,7 +39,7 @@ fn run(engine: &Engine, tasks: &[Task<'_>], n: usize, out: &mut [Completion], ti
             sent += k;
             in_flight += k;
         }
-        let got = if room == 0 { engine.poll_wait(out, None) } else { engine.poll(out) };
+        let got = if room == 0 { engine.poll_wait(out, None).unwrap() } else { engine.poll(out) };
         done += got;
         in_flight -= got;
     }

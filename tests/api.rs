@@ -20,16 +20,26 @@ fn topology_error(b: TopologyBuilder) -> String {
 fn invalid_topologies_are_named() {
     assert!(topology_error(Topology::builder()).contains("no domains"));
     let mut b = Topology::builder();
-    b.domain("API");
+    b.domain("API").unwrap();
     assert!(topology_error(b).contains("domain \"API\" has no agents"));
+    // Refused where they are given, not at build time.
     let mut b = Topology::seed_builder(0.1);
-    b.domain("API");
-    assert!(topology_error(b).contains("two domains are named \"API\""));
+    assert!(b.domain("API").unwrap_err().to_string().contains("already a domain named \"API\""));
+    for bad in ["", "   ", "a\nb"] {
+        assert!(b.domain(bad).is_err(), "{bad:?}");
+    }
+    assert!(b.domain("x".repeat(metafed::MAX_NAME_LEN + 1)).unwrap_err().to_string().contains("at most 256"));
     let mut b = Topology::builder();
-    let d = b.domain("API");
+    for i in 0..64 {
+        b.domain(format!("d{i}")).unwrap();
+    }
+    assert!(b.domain("one too many").unwrap_err().to_string().contains("at most 64 domains"));
+    let mut b = Topology::builder();
+    let d = b.domain("API").unwrap();
     b.agent(d, "REST", AgentSpec::sim(SimAgent::default())).unwrap();
-    b.agent(d, "REST", AgentSpec::sim(SimAgent::default())).unwrap();
-    assert!(topology_error(b).contains("two agents named \"REST\""));
+    let e = b.agent(d, "REST", AgentSpec::sim(SimAgent::default())).unwrap_err().to_string();
+    assert!(e.contains("already has an agent named \"REST\""), "{e}");
+    assert!(b.agent(metafed::DomainId(7), "X", AgentSpec::sim(SimAgent::default())).is_err());
     let mut b = Topology::seed_builder(1.5);
     assert!(topology_error(b.clone()).contains("error_rate must be in [0, 1], got 1.5"));
     b.sim_error_rate(None, 0.1).domain_fault_rate(DomainId(0), -0.1).unwrap();
@@ -85,7 +95,7 @@ fn bad_tasks_and_late_submissions_get_clear_errors() {
     assert_eq!(engine.try_submit(&Task::fan_out(1, DomainSet(0))), Err(SubmitError::NoDomains));
     assert_eq!(engine.try_submit(&Task::new(1, DomainId(0)).priority(4)), Err(SubmitError::InvalidPriority(4)));
     assert!(SubmitError::UnknownDomain(3).to_string().contains("domain 3"));
-    engine.shutdown(Duration::from_secs(1));
+    engine.shutdown(Duration::from_secs(1)).unwrap();
     assert_eq!(engine.try_submit(&Task::new(1, DomainId(0))), Err(SubmitError::ShuttingDown));
     let mut t = [Ticket::default()];
     assert_eq!(engine.submit_batch(&[Task::new(1, DomainId(0))], &mut t), Err(SubmitError::ShuttingDown));
@@ -101,7 +111,7 @@ fn wait_delivers_a_waitable_task_once_and_poll_never_sees_it() {
     assert_eq!((c.ticket, c.id, c.status), (waited, 7, Status::Ok));
     assert_eq!(engine.wait(waited, None), Err(WaitError::UnknownTicket), "delivered once");
     let mut out = vec![Completion::default(); 8];
-    let n = engine.poll_wait(&mut out, Some(Duration::from_secs(30)));
+    let n = engine.poll_wait(&mut out, Some(Duration::from_secs(30))).unwrap();
     assert_eq!(n, 1);
     assert_eq!(out[0].ticket, polled);
     assert_eq!(engine.wait(Ticket(0), None), Err(WaitError::UnknownTicket));
@@ -112,7 +122,7 @@ fn wait_times_out_and_the_ticket_stays_valid() {
     let gate = Arc::new(std::sync::Barrier::new(2));
     let g = gate.clone();
     let mut b = Topology::builder();
-    let d = b.domain("Slow");
+    let d = b.domain("Slow").unwrap();
     b.agent(
         d,
         "Gated",
@@ -150,10 +160,10 @@ fn a_callback_receives_every_completion_once() {
     while sent < tasks.len() {
         sent += engine.submit_batch(&tasks[sent..], &mut tickets[sent..]).unwrap_or(0);
     }
-    assert!(engine.shutdown(Duration::from_secs(30)).drained);
+    assert!(engine.shutdown(Duration::from_secs(30)).unwrap().drained);
     assert_eq!(count.load(Ordering::Relaxed), n);
     assert_eq!(sum.load(Ordering::Relaxed), n * (n - 1) / 2, "each id once");
-    let mut out = [Completion::default(); 4];
+    let mut out: [Completion; 4] = Default::default();
     assert_eq!(engine.poll(&mut out), 0, "nothing for poll with a callback");
 }
 
@@ -163,7 +173,7 @@ fn handlers_see_the_request_and_fan_out_joins_values() {
     let s2 = seen.clone();
     let mut b = Topology::builder();
     for name in ["A", "B"] {
-        let d = b.domain(name);
+        let d = b.domain(name).unwrap();
         let s = s2.clone();
         b.agent(
             d,
@@ -188,7 +198,7 @@ fn handlers_see_the_request_and_fan_out_joins_values() {
 #[test]
 fn failures_record_which_agents_and_why() {
     let mut b = Topology::builder();
-    let d = b.domain("D");
+    let d = b.domain("D").unwrap();
     for (i, code) in [11, 22, 33].into_iter().enumerate() {
         b.agent(d, format!("a{i}"), AgentSpec::handler(move |_: &Request<'_>| Err(code))).unwrap();
     }
@@ -206,7 +216,7 @@ fn low_priorities_see_full_first() {
     let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let g = gate.clone();
     let mut b = Topology::builder();
-    let d = b.domain("D");
+    let d = b.domain("D").unwrap();
     b.agent(
         d,
         "a",
@@ -264,7 +274,7 @@ fn the_throttle_queues_by_priority() {
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (r2, o2) = (release.clone(), order.clone());
     let mut b = Topology::builder();
-    let d = b.domain("D");
+    let d = b.domain("D").unwrap();
     b.agent(
         d,
         "a",

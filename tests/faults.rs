@@ -35,7 +35,7 @@ fn collect(engine: &Engine, n: usize) -> Vec<Completion> {
     let mut all = Vec::with_capacity(n);
     let mut buf = vec![Completion::default(); 256];
     while all.len() < n {
-        let got = engine.poll_wait(&mut buf, Some(Duration::from_secs(30)));
+        let got = engine.poll_wait(&mut buf, Some(Duration::from_secs(30))).unwrap();
         assert!(got > 0, "no completion within 30 s; {} of {n} arrived", all.len());
         all.extend_from_slice(&buf[..got]);
     }
@@ -230,7 +230,7 @@ fn every_ticket_completes_exactly_once_under_faults_and_a_shutdown_mid_run() {
             let mut done = Vec::new();
             let mut buf = vec![Completion::default(); 256];
             loop {
-                let n = engine.poll_wait(&mut buf, Some(Duration::from_millis(200)));
+                let n = engine.poll_wait(&mut buf, Some(Duration::from_millis(200))).unwrap();
                 done.extend_from_slice(&buf[..n]);
                 if n == 0 && engine.health().lifecycle == "stopped" {
                     return done;
@@ -241,13 +241,13 @@ fn every_ticket_completes_exactly_once_under_faults_and_a_shutdown_mid_run() {
     while !stop.load(Ordering::Acquire) {
         std::thread::yield_now();
     }
-    let report = engine.shutdown(Duration::from_millis(20));
+    let report = engine.shutdown(Duration::from_millis(20)).unwrap();
     gate.open();
     let accepted: Vec<Ticket> = submitters.into_iter().flat_map(|h| h.join().unwrap()).collect();
     let done = poller.join().unwrap();
     let mut rest = vec![Completion::default(); 4096];
     let n = engine.poll(&mut rest);
-    let done: Vec<_> = done.into_iter().chain(rest[..n].iter().copied()).collect();
+    let done: Vec<_> = done.into_iter().chain(rest[..n].iter().cloned()).collect();
     assert!(accepted.len() >= 2_000, "{}", accepted.len());
     assert_exactly_once(&accepted, &done);
     let count = |r: Reason| done.iter().filter(|c| c.reason == r).count();
@@ -264,11 +264,11 @@ fn shutdown_drains_what_is_in_flight_when_it_can() {
     for i in 0..2_000u64 {
         accepted.push(engine.submit(&Task::new(i, DomainId((i % 3) as u16)), None).unwrap());
     }
-    let report = engine.shutdown(Duration::from_secs(30));
+    let report = engine.shutdown(Duration::from_secs(30)).unwrap();
     assert!(report.drained, "{report:?}");
     assert_eq!((report.rejected, report.detached_threads), (0, 0));
     let done = collect(&engine, accepted.len());
     assert_exactly_once(&accepted, &done);
     assert!(done.iter().all(|c| c.status != Status::Rejected));
-    assert_eq!(engine.shutdown(Duration::ZERO), report, "idempotent");
+    assert_eq!(engine.shutdown(Duration::ZERO).unwrap(), report, "idempotent");
 }

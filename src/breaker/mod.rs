@@ -208,6 +208,16 @@ impl BreakerConfig {
         if self.timeout.is_zero() {
             return Err("timeout must be greater than zero".into());
         }
+        for (what, d) in [
+            ("timeout", self.timeout),
+            ("window", self.window),
+            ("open_base", self.open_base),
+            ("open_max", self.open_max),
+        ] {
+            if d > crate::config::MAX_DURATION {
+                return Err(format!("{what} must be at most 30 days, got {d:?}"));
+            }
+        }
         let r = self.failure_rate;
         if !(0.0..=1.0).contains(&r) {
             return Err(format!("failure_rate must be in [0, 1] (0 = off), got {r}"));

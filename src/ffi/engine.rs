@@ -4,7 +4,7 @@
 use super::handles::HandleTable;
 use super::topology::{breaker_mode, builder_snapshot, metafed_topology};
 use super::types::*;
-use super::{FfiError, FfiResult, METAFED_E_INVALID, boundary, check_size, err, metafed_status, non_null};
+use super::{FfiError, FfiResult, METAFED_E_INVALID, boundary, check_size, err, flag, metafed_status, non_null};
 use crate::{AdmissionConfig, Completion, DomainId, Engine, EngineConfig, Level, Task, Ticket};
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -16,11 +16,20 @@ pub struct metafed_engine {
     _private: [u8; 0],
 }
 
-static ENGINES: HandleTable<Arc<Engine>> = HandleTable::new("engine");
+static ENGINES: HandleTable<Arc<Engine>> = HandleTable::new("engine", 2);
 
 /// Runs `f` on the engine behind a handle (lock-free; see `handles`).
 fn with_engine<R>(e: *const metafed_engine, f: impl FnOnce(&Engine) -> Result<R, FfiError>) -> Result<R, FfiError> {
     ENGINES.with(e as usize, |arc| f(arc))
+}
+
+/// Runs `f` on the shared state of the engine whose handle value is `h` (for attempts, which
+/// name their engine by value).
+pub(crate) fn with_engine_shared<R>(
+    h: usize,
+    f: impl FnOnce(&crate::shared::Shared) -> Result<R, FfiError>,
+) -> Result<R, FfiError> {
+    ENGINES.with(h, |arc| f(arc.shared()))
 }
 
 /// Takes a reference-counted handle on the engine, for calls that may block (so that no epoch
@@ -29,9 +38,33 @@ fn engine_arc(e: *const metafed_engine) -> Result<Arc<Engine>, FfiError> {
     ENGINES.with(e as usize, |arc| Ok(arc.clone()))
 }
 
-/// A timeout in milliseconds: negative waits forever, 0 does not wait.
+/// A timeout in milliseconds: negative (or longer than `METAFED_MAX_DURATION_MS`) waits
+/// forever, 0 does not wait.
 fn timeout(ms: i64) -> Option<Duration> {
-    (ms >= 0).then(|| Duration::from_millis(ms as u64))
+    (ms >= 0 && ms as u64 <= METAFED_MAX_DURATION_MS).then(|| Duration::from_millis(ms as u64))
+}
+
+/// Fills `*out` with a task's defaults: no flags, id 0, no domains (set `domains`), priority 0,
+/// no payload, no deadline.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_task_init(out: *mut metafed_task) -> metafed_status {
+    boundary("metafed_task_init", || {
+        non_null(out, "out")?;
+        let v = metafed_task {
+            struct_size: size_of::<metafed_task>() as u32,
+            flags: 0,
+            id: 0,
+            domains: 0,
+            payload: 0,
+            data: std::ptr::null(),
+            data_len: 0,
+            priority: 0,
+            deadline_us: 0,
+        };
+        // SAFETY: not NULL; points to a `metafed_task` per the contract.
+        unsafe { *out = v };
+        Ok(())
+    })
 }
 
 /// Fills `*out` with the default engine settings.
@@ -70,21 +103,16 @@ pub extern "C" fn metafed_engine_config_init(out: *mut metafed_engine_config) ->
 
 fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, FfiError> {
     check_size(c.struct_size, size_of::<metafed_engine_config>(), "metafed_engine_config")?;
-    let bool_of = |v: u32, what: &str| match v {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(err(METAFED_E_INVALID, format!("{what} must be 0 or 1, got {v}"))),
-    };
     let cfg = EngineConfig {
         workers: c.workers as usize,
-        pin: bool_of(c.pin, "pin")?,
+        pin: flag(c.pin, "pin")?,
         max_in_flight: c.max_in_flight as usize,
         worker_capacity: c.worker_capacity as usize,
         batch: c.batch as usize,
         idle_spins: c.idle_spins,
         idle_yield_us: c.idle_yield_us,
         isolated_queue: c.isolated_queue as usize,
-        panic_routing: bool_of(c.panic_routing, "panic_routing")?,
+        panic_routing: flag(c.panic_routing, "panic_routing")?,
         drain_timeout: Duration::from_millis(u64::from(c.drain_timeout_ms)),
         admission: AdmissionConfig {
             max_concurrent: c.max_concurrent as usize,
@@ -110,10 +138,12 @@ unsafe impl Send for CCallback {}
 unsafe impl Sync for CCallback {}
 
 impl CCallback {
-    fn call(&self, c: &Completion) {
-        let cc = metafed_completion::from_completion(c);
+    fn call(&self, c: &mut Completion) {
+        let mut cc = metafed_completion::with_bodies(c);
         // SAFETY: the caller's callback; the completion is valid for the call.
         unsafe { (self.f)(self.user_data, &cc) };
+        // SAFETY: made by `with_bodies` just above; the callback does not keep it.
+        unsafe { cc.release() };
     }
 }
 
@@ -142,10 +172,11 @@ pub extern "C" fn metafed_engine_new(
         };
         let mut builder = Engine::builder(topo).config(cfg);
         if let Some(cb) = callback {
-            builder = builder.on_complete(move |c: &Completion| cb.call(c));
+            builder = builder.on_complete_mut(move |c: &mut Completion| cb.call(c));
         }
-        let engine = builder.start()?;
-        let h = ENGINES.insert(Arc::new(engine))?;
+        let engine = Arc::new(builder.start()?);
+        let h = ENGINES.insert(engine.clone())?;
+        engine.shared().ffi_handle.store(h as u64, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: not NULL; points to writable storage per the contract.
         unsafe { *out = h as *mut metafed_engine };
         Ok(())
@@ -282,20 +313,20 @@ pub extern "C" fn metafed_engine_poll(
         let stride = unsafe { (*out).struct_size } as usize;
         check_size(stride as u32, size_of::<metafed_completion>(), "metafed_completion")?;
         let engine = engine_arc(engine)?;
-        let mut buf = [Completion::default(); 64];
+        let mut buf: [Completion; 64] = std::array::from_fn(|_| Completion::default());
         let mut total = 0;
         while total < cap {
             let want = (cap - total).min(buf.len());
             let got = if total == 0 && timeout_ms != 0 {
-                engine.poll_wait(&mut buf[..want], timeout(timeout_ms))
+                engine.poll_wait(&mut buf[..want], timeout(timeout_ms))?
             } else {
                 engine.poll(&mut buf[..want])
             };
-            for (i, c) in buf[..got].iter().enumerate() {
+            for (i, c) in buf[..got].iter_mut().enumerate() {
                 // SAFETY: element `total + i` < `cap` lies within the caller's array.
                 unsafe {
                     *out.cast::<u8>().add((total + i) * stride).cast::<metafed_completion>() =
-                        metafed_completion::from_completion(c)
+                        metafed_completion::with_bodies(c)
                 };
             }
             total += got;
@@ -352,9 +383,12 @@ pub extern "C" fn metafed_engine_run_batch(
             unsafe { (std::slice::from_raw_parts(ids, n), std::slice::from_raw_parts(domains, domains_len)) };
         // SAFETY: when not NULL, the caller provides `n` outcomes.
         let mut outcomes = (!outcomes.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(outcomes, n) });
-        let mut tally = [0u64; 4];
+        let mut tally = [0u64; METAFED_OUTCOME_COUNT];
         let window = if in_flight == 0 { 1024 } else { in_flight };
         let engine = engine_arc(engine)?;
+        if crate::shared::on_engine_thread(engine.shared()) {
+            return Err(crate::WouldDeadlock.into());
+        }
         let mut pending: std::collections::VecDeque<(usize, Ticket)> =
             std::collections::VecDeque::with_capacity(window.min(n));
         let mut chunk = [Task::new(0, DomainId(0)); 64];
@@ -424,9 +458,11 @@ pub extern "C" fn metafed_engine_wait(
 ) -> metafed_status {
     boundary("metafed_engine_wait", || {
         non_null(out, "out")?;
-        let c = engine_arc(engine)?.wait(Ticket(ticket), timeout(timeout_ms))?;
+        // SAFETY: not NULL; readable per the contract.
+        check_size(unsafe { (*out).struct_size }, size_of::<metafed_completion>(), "metafed_completion")?;
+        let mut c = engine_arc(engine)?.wait(Ticket(ticket), timeout(timeout_ms))?;
         // SAFETY: not NULL; writable per the contract.
-        unsafe { *out = metafed_completion::from_completion(&c) };
+        unsafe { *out = metafed_completion::with_bodies(&mut c) };
         Ok(())
     })
 }
@@ -443,7 +479,7 @@ pub extern "C" fn metafed_engine_stats(engine: *mut metafed_engine, out: *mut me
         // SAFETY: not NULL; readable and writable per the contract.
         check_size(unsafe { (*out).struct_size }, size_of::<metafed_stats>(), "metafed_stats")?;
         let s = with_engine(engine, |e| Ok(e.stats()))?;
-        let mut reasons = [0u64; 12];
+        let mut reasons = [0u64; METAFED_REASON_COUNT];
         for r in &s.reasons {
             reasons[r.reason as usize] = r.count;
         }
@@ -504,6 +540,10 @@ pub extern "C" fn metafed_engine_domain_stats(
             failovers: d.failovers,
             recovered: d.recovered,
             trips: d.breaker.opened + d.breaker.reopened,
+            hedges: d.hedges,
+            hedge_wins: d.hedge_wins,
+            budget_denied: d.budget_denied,
+            waited: d.waited,
         };
         // SAFETY: checked above.
         unsafe { *out = v };
@@ -540,6 +580,10 @@ pub extern "C" fn metafed_engine_agent_stats(
             trips: a.breaker.opened + a.breaker.reopened,
             in_rotation: u32::from(a.in_rotation),
             isolated: u32::from(a.isolated),
+            deferred: a.deferred,
+            cancelled: a.cancelled,
+            in_flight: a.in_flight,
+            max_concurrency: a.max_concurrency,
         };
         // SAFETY: checked above.
         unsafe { *out = v };
@@ -574,7 +618,8 @@ pub extern "C" fn metafed_engine_set_breaker_mode(
     })
 }
 
-/// Marks a domain down (every call to its agents fails: a correlated fault) or up again.
+/// Marks a domain down (`down` 1: every call to its agents fails, a correlated fault) or up
+/// again (0).
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_set_domain_down(
     engine: *mut metafed_engine,
@@ -582,8 +627,9 @@ pub extern "C" fn metafed_engine_set_domain_down(
     down: u32,
 ) -> metafed_status {
     boundary("metafed_engine_set_domain_down", || {
+        let down = flag(down, "down")?;
         with_engine(engine, |e| {
-            if e.set_domain_down(DomainId(domain), down != 0) {
+            if e.set_domain_down(DomainId(domain), down) {
                 Ok(())
             } else {
                 Err(err(super::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))
@@ -600,8 +646,9 @@ pub extern "C" fn metafed_engine_set_agent_in_rotation(
     in_rotation: u32,
 ) -> metafed_status {
     boundary("metafed_engine_set_agent_in_rotation", || {
+        let in_rotation = flag(in_rotation, "in_rotation")?;
         with_engine(engine, |e| {
-            if e.set_agent_in_rotation(crate::AgentId(agent), in_rotation != 0) {
+            if e.set_agent_in_rotation(crate::AgentId(agent), in_rotation) {
                 Ok(())
             } else {
                 Err(err(METAFED_E_INVALID, format!("agent id {agent} does not exist")))
@@ -637,7 +684,7 @@ pub extern "C" fn metafed_engine_shutdown(
             // SAFETY: not NULL; readable per the contract.
             check_size(unsafe { (*out).struct_size }, size_of::<metafed_shutdown_report>(), "metafed_shutdown_report")?;
         }
-        let r = engine_arc(engine)?.shutdown(Duration::from_millis(drain_ms));
+        let r = engine_arc(engine)?.shutdown(Duration::from_millis(drain_ms.min(METAFED_MAX_DURATION_MS)))?;
         if !out.is_null() {
             // SAFETY: checked above.
             unsafe { *out = report(r) };
@@ -649,6 +696,9 @@ pub extern "C" fn metafed_engine_shutdown(
 /// Shuts the engine down (with its configured drain timeout, unless already shut down) and
 /// frees it. NULL does nothing; a stale or already freed handle is detected and ignored (with
 /// `metafed_last_error` set). Calls on other threads that are using the engine finish safely.
+/// Called from a handler or a completion callback (one of the engine's own threads), it frees
+/// the handle at once and leaves the shutdown to a thread of its own, which runs once the call
+/// has returned.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_free(engine: *mut metafed_engine) {
     if engine.is_null() {
@@ -657,7 +707,12 @@ pub extern "C" fn metafed_engine_free(engine: *mut metafed_engine) {
     let _ = boundary("metafed_engine_free", || -> FfiResult {
         let arc = ENGINES.remove(engine as usize, Arc::clone)?;
         let drain = arc.config().drain_timeout;
-        arc.shutdown(drain);
+        if arc.shutdown(drain).is_err() {
+            // On an engine thread: shut down from a thread of our own.
+            let _ = std::thread::Builder::new().name("metafed-shutdown".into()).spawn(move || {
+                let _ = arc.shutdown(drain);
+            });
+        }
         Ok(())
     });
 }

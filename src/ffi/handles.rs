@@ -2,9 +2,10 @@
 //! read on every call without a lock, with epoch-based reclamation (crossbeam-epoch) so that a
 //! handle freed while another thread is using it stays valid until that thread is done.
 //!
-//! A handle is not a pointer: it encodes a slot index and the slot's generation at insertion
-//! (`generation << 17 | (index + 1)`, never 0, so never NULL). Every lookup compares the
-//! generation, so a stale handle, a double free, or a made-up value is refused with
+//! A handle is not a pointer: it encodes the table's type tag, a slot index and the slot's
+//! generation at insertion (`tag << 56 | generation << 17 | (index + 1)`, never 0, so never
+//! NULL). Every lookup compares the tag and the generation, so a stale handle, a double free, a
+//! handle of another type (an engine passed as a topology) or a made-up value is refused with
 //! `METAFED_E_HANDLE` instead of touching memory.
 
 use super::{FfiError, METAFED_E_HANDLE, METAFED_E_INVALID, err};
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 const SLOTS: usize = 1 << 16;
 const INDEX_BITS: u32 = 17;
+const TAG_SHIFT: u32 = 56;
 
 struct Entry<T> {
     generation: u32,
@@ -22,6 +24,8 @@ struct Entry<T> {
 
 pub(crate) struct HandleTable<T> {
     what: &'static str,
+    /// Distinguishes the tables' handles (1 to 255).
+    tag: usize,
     /// The live entry of each slot, or null. Swapped in by `insert`, out by `remove`.
     slots: [Atomic<Entry<T>>; SLOTS],
     /// The generation each slot last handed out.
@@ -34,9 +38,10 @@ pub(crate) struct HandleTable<T> {
 }
 
 impl<T: Send + Sync> HandleTable<T> {
-    pub(crate) const fn new(what: &'static str) -> Self {
+    pub(crate) const fn new(what: &'static str, tag: u8) -> Self {
         Self {
             what,
+            tag: tag as usize,
             slots: [const { Atomic::null() }; SLOTS],
             generations: [const { AtomicU32::new(0) }; SLOTS],
             free: Mutex::new(Vec::new()),
@@ -47,7 +52,7 @@ impl<T: Send + Sync> HandleTable<T> {
     fn split(&self, h: usize) -> Result<(usize, u32), FfiError> {
         let index = (h & ((1 << INDEX_BITS) - 1)).wrapping_sub(1);
         let generation = (h >> INDEX_BITS) as u32;
-        if index >= SLOTS || generation == 0 {
+        if h >> TAG_SHIFT != self.tag || index >= SLOTS || generation == 0 {
             return Err(err(METAFED_E_HANDLE, format!("{:#x} is not a {} handle", h, self.what)));
         }
         Ok((index, generation))
@@ -81,7 +86,7 @@ impl<T: Send + Sync> HandleTable<T> {
         let guard = epoch::pin();
         self.slots[index].store(Owned::new(Entry { generation, value }), Ordering::Release);
         drop(guard);
-        Ok((generation as usize) << INDEX_BITS | (index + 1))
+        Ok(self.tag << TAG_SHIFT | (generation as usize) << INDEX_BITS | (index + 1))
     }
 
     /// Runs `f` on the object of handle `h`. Lock-free: pins the epoch, loads the slot and

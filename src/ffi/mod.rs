@@ -8,8 +8,11 @@
 //!   `metafed_last_error` gives a detailed message for the last failed call on this thread;
 //! - C integers are taken and converted; no Rust enum crosses the boundary;
 //! - a panic never crosses the boundary: the call returns `METAFED_E_PANIC`;
-//! - structs passed in start with their own size (`struct_size`), so they can grow without
-//!   breaking callers compiled against an older header;
+//! - every struct the library reads or writes starts with `struct_size`, which the caller sets
+//!   to `sizeof` of the struct as its header declares it (the `_init` functions set it); the
+//!   library refuses a smaller size (a header older than the library) with
+//!   `METAFED_E_STRUCT_SIZE`, and sets it in every struct it writes. For an array the library
+//!   fills, the first element's `struct_size` is the array's stride;
 //! - handles are not pointers to memory: they name an entry in a handle table with a
 //!   generation, so a stale or double-freed handle is reported (`METAFED_E_HANDLE`), never
 //!   undefined behaviour.
@@ -19,11 +22,13 @@
 // pointers it takes and checks what it can (NULL, sizes, handles), as rustls-ffi does.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+mod attempt;
 mod engine;
 mod handles;
 mod topology;
 mod types;
 
+pub use attempt::*;
 pub use engine::*;
 pub use topology::*;
 pub use types::*;
@@ -69,6 +74,13 @@ pub const METAFED_E_ALREADY_WAITING: metafed_status = 14;
 pub const METAFED_E_SPAWN: metafed_status = 15;
 /// The library panicked (a bug); the call had no effect that can be relied on.
 pub const METAFED_E_PANIC: metafed_status = 16;
+/// The call would block one of the engine's own threads (it was made from a handler or a
+/// completion callback), where it could wait for itself. Only calls that do not wait are
+/// allowed there.
+pub const METAFED_E_WOULD_DEADLOCK: metafed_status = 17;
+/// The deferred attempt had been abandoned (it timed out, another attempt won, or the engine
+/// stopped): its answer was dropped, and counted as late. The attempt needs nothing more.
+pub const METAFED_E_ABANDONED: metafed_status = 18;
 
 /// The version, as `METAFED_VERSION_MAJOR.MINOR.PATCH` (checked against Cargo.toml by a test).
 pub const METAFED_VERSION_MAJOR: u32 = 0;
@@ -110,8 +122,15 @@ impl From<crate::SubmitError> for FfiError {
             S::UnknownDomain(_) | S::NoDomains => METAFED_E_UNKNOWN_DOMAIN,
             S::InvalidPriority(_) => METAFED_E_INVALID,
             S::Timeout => METAFED_E_TIMEOUT,
+            S::WouldDeadlock => METAFED_E_WOULD_DEADLOCK,
         };
         err(status, e.to_string())
+    }
+}
+
+impl From<crate::WouldDeadlock> for FfiError {
+    fn from(e: crate::WouldDeadlock) -> Self {
+        err(METAFED_E_WOULD_DEADLOCK, e.to_string())
     }
 }
 
@@ -123,6 +142,7 @@ impl From<crate::WaitError> for FfiError {
             W::UnknownTicket => METAFED_E_UNKNOWN_TICKET,
             W::NotWaitable => METAFED_E_NOT_WAITABLE,
             W::AlreadyWaiting => METAFED_E_ALREADY_WAITING,
+            W::WouldDeadlock => METAFED_E_WOULD_DEADLOCK,
         };
         err(status, e.to_string())
     }
@@ -130,6 +150,24 @@ impl From<crate::WaitError> for FfiError {
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// Set while this thread runs an exported function's body: a panic there is reported
+    /// through the status and `metafed_last_error`, not printed.
+    static IN_BOUNDARY: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Installs, once, a panic hook that keeps the library quiet: a panic inside an exported
+/// function (a bug, reported as `METAFED_E_PANIC`) prints nothing on the host's stderr. Panics
+/// elsewhere go to the hook that was there before.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_BOUNDARY.with(|b| b.get()) == 0 {
+                previous(info);
+            }
+        }));
+    });
 }
 
 fn set_last_error(message: &str) {
@@ -142,7 +180,11 @@ fn set_last_error(message: &str) {
 /// error untouched.
 #[inline]
 pub(crate) fn boundary(name: &str, body: impl FnOnce() -> FfiResult) -> metafed_status {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    quiet_panics();
+    IN_BOUNDARY.with(|b| b.set(b.get() + 1));
+    let result = catch_unwind(AssertUnwindSafe(body));
+    IN_BOUNDARY.with(|b| b.set(b.get() - 1));
+    match result {
         Ok(Ok(())) => METAFED_OK,
         Ok(Err(e)) => {
             set_last_error(&format!("{name}: {}", e.message));
@@ -175,8 +217,26 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str
     unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| err(METAFED_E_INVALID, format!("{what} is not valid UTF-8")))
 }
 
-/// Checks the `struct_size` a caller gave: at least the version-1 size of the struct, and not
-/// absurd.
+/// A duration argument in milliseconds: finite, from 0 to `METAFED_MAX_DURATION_MS`.
+pub(crate) fn duration_ms(ms: f64, what: &str) -> Result<std::time::Duration, FfiError> {
+    if ms.is_finite() && (0.0..=METAFED_MAX_DURATION_MS as f64).contains(&ms) {
+        Ok(std::time::Duration::from_secs_f64(ms / 1e3))
+    } else {
+        Err(err(METAFED_E_INVALID, format!("{what} must be 0 to {METAFED_MAX_DURATION_MS} ms (30 days), got {ms}")))
+    }
+}
+
+/// A boolean-like argument: 0 or 1, nothing else.
+pub(crate) fn flag(v: u32, what: &str) -> Result<bool, FfiError> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(err(METAFED_E_INVALID, format!("{what} must be 0 or 1, got {v}"))),
+    }
+}
+
+/// Checks the `struct_size` a caller gave: at least the size of the struct in this library's
+/// header, and not absurd.
 pub(crate) fn check_size(given: u32, ours: usize, what: &str) -> Result<(), FfiError> {
     if (given as usize) < ours || given > 65_536 {
         return Err(err(
@@ -215,6 +275,8 @@ pub extern "C" fn metafed_status_str(status: metafed_status) -> *const c_char {
         METAFED_E_ALREADY_WAITING => "already waiting on this ticket\0",
         METAFED_E_SPAWN => "could not start threads\0",
         METAFED_E_PANIC => "internal panic\0",
+        METAFED_E_WOULD_DEADLOCK => "would deadlock: blocking call on an engine thread\0",
+        METAFED_E_ABANDONED => "attempt abandoned; its answer was dropped\0",
         _ => "unknown status\0",
     };
     s.as_ptr().cast()

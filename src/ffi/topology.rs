@@ -3,13 +3,14 @@
 
 use super::handles::HandleTable;
 use super::types::*;
-use super::{FfiError, FfiResult, METAFED_E_INVALID, boundary, check_size, err, non_null, str_arg};
-use crate::handler::{Handler, Reply, ReplyFault, Request};
+use super::{FfiError, FfiResult, METAFED_E_INVALID, boundary, check_size, duration_ms, err, non_null, str_arg};
+use crate::handler::{Agent, Call, CallCx, Request};
 use crate::{
-    AgentSpec, BreakerConfig, BreakerMode, DomainId, FailureKind, Latency, SimAgent, SimFault, TopologyBuilder,
+    AgentId, AgentSpec, BreakerConfig, BreakerMode, DomainId, FailureKind, Hedge, HedgeDelay, Latency, RetryBudget,
+    SimAgent, SimFault, TopologyBuilder,
 };
 use std::ffi::{c_char, c_void};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A topology under construction: domains, agents, breakers, injected faults. Opaque; a handle,
@@ -19,7 +20,7 @@ pub struct metafed_topology {
     _private: [u8; 0],
 }
 
-pub(crate) static TOPOLOGIES: HandleTable<Mutex<TopologyBuilder>> = HandleTable::new("topology");
+pub(crate) static TOPOLOGIES: HandleTable<Mutex<TopologyBuilder>> = HandleTable::new("topology", 1);
 
 /// Runs `f` on the builder behind a topology handle.
 pub(crate) fn with_builder<R>(
@@ -83,7 +84,9 @@ pub extern "C" fn metafed_topology_from_file(
     })
 }
 
-/// Adds a domain; its id goes to `*out_domain` (may be NULL).
+/// Adds a domain; its id goes to `*out_domain` (may be NULL). Refused (`METAFED_E_TOPOLOGY`)
+/// when the name is empty, blank, longer than `METAFED_MAX_NAME_LEN` bytes or taken, or the
+/// topology has `METAFED_MAX_DOMAINS` domains already.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_topology_add_domain(
     topology: *mut metafed_topology,
@@ -93,7 +96,7 @@ pub extern "C" fn metafed_topology_add_domain(
     boundary("metafed_topology_add_domain", || {
         // SAFETY: as above.
         let name = unsafe { str_arg(name, "name") }?;
-        let d = with_builder(topology, |b| Ok(b.domain(name)))?;
+        let d = with_builder(topology, |b| Ok(b.domain(name)?))?;
         write_opt(out_domain, d.0);
         Ok(())
     })
@@ -116,11 +119,19 @@ fn check_domain(b: &TopologyBuilder, domain: u16) -> Result<DomainId, FfiError> 
     Ok(DomainId(domain))
 }
 
-fn check_flags(flags: u32) -> Result<bool, FfiError> {
-    if flags & !METAFED_AGENT_ISOLATED != 0 {
-        return Err(err(METAFED_E_INVALID, format!("unknown agent flags {flags:#x}")));
+fn check_flags(flags: u32, allowed: u32) -> Result<bool, FfiError> {
+    if flags & !allowed != 0 {
+        return Err(err(METAFED_E_INVALID, format!("unknown agent flags {:#x}", flags & !allowed)));
     }
     Ok(flags & METAFED_AGENT_ISOLATED != 0)
+}
+
+fn check_agent(b: &TopologyBuilder, agent: u16) -> Result<AgentId, FfiError> {
+    let n = b.agent_count();
+    if usize::from(agent) >= n {
+        return Err(err(METAFED_E_INVALID, format!("agent id {agent} does not exist ({n} agents)")));
+    }
+    Ok(AgentId(agent))
 }
 
 /// Fills `*out` with a simulated agent's defaults (no errors, no latency, no fault).
@@ -165,7 +176,8 @@ fn sim_agent(s: &metafed_sim_agent) -> Result<SimAgent, FfiError> {
         METAFED_FAULT_PANIC => SimFault::Panic { rate: s.fault_value },
         k => return Err(err(METAFED_E_INVALID, format!("invalid fault_kind {k} with fault_value {}", s.fault_value))),
     };
-    let agent = SimAgent { error_rate: s.error_rate, latency, seed: s.seed, fault };
+    let io = s.flags & METAFED_SIM_IO != 0;
+    let agent = SimAgent { error_rate: s.error_rate, latency, seed: s.seed, fault, io };
     agent.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
     Ok(agent)
 }
@@ -186,10 +198,11 @@ pub extern "C" fn metafed_topology_add_sim_agent(
         // SAFETY: not NULL; points to a `metafed_sim_agent` per the contract.
         let spec = unsafe { &*spec };
         let sim = sim_agent(spec)?;
-        let isolated = check_flags(spec.flags)?;
+        let isolated = check_flags(spec.flags, METAFED_AGENT_ISOLATED | METAFED_SIM_IO)?;
         let a = with_builder(topology, |b| {
             let d = check_domain(b, domain)?;
-            Ok(b.agent(d, name, AgentSpec { kind: crate::AgentKind::Sim(sim), isolated })?)
+            let spec = AgentSpec::sim(sim);
+            Ok(b.agent(d, name, if isolated { spec.isolated() } else { spec })?)
         })?;
         write_opt(out_agent, a.0);
         Ok(())
@@ -210,8 +223,9 @@ unsafe impl Send for CHandler {}
 // SAFETY: as above.
 unsafe impl Sync for CHandler {}
 
-impl Handler for CHandler {
-    fn call(&self, r: &Request<'_>) -> Reply {
+impl Agent for CHandler {
+    fn call(&self, r: &Request<'_>, cx: &mut CallCx<'_>) -> Call {
+        let ctx = (cx as *mut CallCx<'_>).cast::<c_void>();
         let req = metafed_request {
             struct_size: size_of::<metafed_request>() as u32,
             domain: r.domain.0,
@@ -223,17 +237,30 @@ impl Handler for CHandler {
             attempt: r.attempt,
             fanout: r.fanout,
             priority: u32::from(r.priority),
+            internal: ctx,
         };
-        let mut resp = metafed_response { struct_size: size_of::<metafed_response>() as u32, code: 0, value: 0 };
+        let mut resp = metafed_response {
+            struct_size: size_of::<metafed_response>() as u32,
+            code: 0,
+            value: 0,
+            data: std::ptr::null(),
+            data_len: 0,
+        };
         // SAFETY: `f` is the caller's handler; both pointers are valid for the call.
-        let rc = unsafe { (self.f)(self.user_data, &req, &mut resp) };
+        let rc = super::attempt::with_current_call(ctx, || unsafe { (self.f)(self.user_data, &req, &mut resp) });
         match rc {
-            METAFED_HANDLER_OK => Ok(resp.value),
-            METAFED_HANDLER_ERROR => Err(resp.code),
-            METAFED_HANDLER_RAISED => {
-                std::panic::resume_unwind(Box::new(ReplyFault { kind: FailureKind::Panicked, code: resp.code }))
+            METAFED_HANDLER_OK if resp.data_len == 0 => Call::Value(resp.value),
+            METAFED_HANDLER_OK if resp.data.is_null() => Call::Failed(FailureKind::InvalidReply, rc),
+            METAFED_HANDLER_OK => {
+                // SAFETY: per the contract, `data` holds `data_len` bytes until the handler
+                // returns, which it has; we copy them now.
+                let body = unsafe { std::slice::from_raw_parts(resp.data, resp.data_len) }.to_vec();
+                Call::Body(resp.value, body)
             }
-            other => std::panic::resume_unwind(Box::new(ReplyFault { kind: FailureKind::InvalidReply, code: other })),
+            METAFED_HANDLER_ERROR => Call::Failed(FailureKind::Error, resp.code),
+            METAFED_HANDLER_RAISED => Call::Failed(FailureKind::Panicked, resp.code),
+            METAFED_HANDLER_PENDING => Call::Pending,
+            other => Call::Failed(FailureKind::InvalidReply, other),
         }
     }
 }
@@ -254,22 +281,25 @@ fn callback_spec(
     flags: u32,
 ) -> Result<AgentSpec, FfiError> {
     let Some(f) = handler else { return Err(err(super::METAFED_E_NULL, "handler is NULL")) };
-    let isolated = check_flags(flags)?;
+    let isolated = check_flags(flags, METAFED_AGENT_ISOLATED)?;
     let h = CHandler { f, user_data, finalizer };
-    let mut spec = AgentSpec::handler(h);
-    spec.isolated = isolated;
-    Ok(spec)
+    let spec = AgentSpec::foreign(Arc::new(h));
+    Ok(if isolated { spec.isolated() } else { spec })
 }
 
 /// Adds an agent run by the C function `handler` to a domain; its id goes to `*out_agent` (may
 /// be NULL).
 ///
 /// `handler(user_data, request, response)` runs one attempt and returns `METAFED_HANDLER_OK`
-/// (with `response->value`), `METAFED_HANDLER_ERROR` (with `response->code`) or
-/// `METAFED_HANDLER_RAISED`; any other return is recorded as a failure of kind
-/// `METAFED_FAILURE_INVALID_REPLY`. It must not unwind (throw) into the library. It is called
-/// from the engine's worker threads, several at once, unless `flags` has
-/// `METAFED_AGENT_ISOLATED` (then from that agent's own thread only).
+/// (with `response->value` and, optionally, reply bytes in `response->data`),
+/// `METAFED_HANDLER_ERROR` (with `response->code`) or `METAFED_HANDLER_RAISED`; or it defers the
+/// attempt (`metafed_request_defer`) and returns `METAFED_HANDLER_PENDING`, then completes it
+/// later from any thread (`metafed_attempt_complete`). Any other return is recorded as a failure
+/// of kind `METAFED_FAILURE_INVALID_REPLY`. It must not unwind (throw) into the library, and
+/// must not block on this engine (`metafed_engine_wait`, a blocking submit or poll, a shutdown:
+/// they return `METAFED_E_WOULD_DEADLOCK`). It is called from the engine's worker threads,
+/// several at once, unless `flags` has `METAFED_AGENT_ISOLATED` (then from that agent's own
+/// threads only).
 ///
 /// On success the topology owns `user_data`: `finalizer(user_data)` (if not NULL) runs once when
 /// neither the topology nor any engine started from it can call `handler` again (after
@@ -462,13 +492,7 @@ pub extern "C" fn metafed_topology_set_breaker(
         let c = unsafe { &*config };
         check_size(c.struct_size, size_of::<metafed_breaker_config>(), "metafed_breaker_config")?;
         level_config(level)?;
-        let dur = |ms: f64, what: &str| -> Result<Duration, FfiError> {
-            if ms.is_finite() && ms >= 0.0 {
-                Ok(Duration::from_secs_f64(ms / 1e3))
-            } else {
-                Err(err(METAFED_E_INVALID, format!("{what} must be >= 0, got {ms}")))
-            }
-        };
+        let dur = duration_ms;
         let cfg = BreakerConfig {
             timeout: dur(c.timeout_ms, "timeout_ms")?,
             consecutive_failures: c.consecutive_failures,
@@ -489,6 +513,136 @@ pub extern "C" fn metafed_topology_set_breaker(
                 _ => levels.agent = cfg,
             }
             b.breakers(levels);
+            Ok(())
+        })
+    })
+}
+
+/// Limits agent `agent` to `max_concurrency` attempts in flight at once, counted across workers
+/// (0: no limit). Beyond it the domain picks another agent, or the sub-task waits in the domain
+/// (not on a thread) until one has room.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_agent_concurrency(
+    topology: *mut metafed_topology,
+    agent: u16,
+    max_concurrency: u32,
+) -> super::metafed_status {
+    boundary("metafed_topology_set_agent_concurrency", || {
+        with_builder(topology, |b| {
+            let a = check_agent(b, agent)?;
+            let spec = b.agent_spec(a).expect("checked");
+            let threads = if spec.isolated { spec.threads } else { 0 };
+            b.agent_limits(a, threads, max_concurrency)?;
+            Ok(())
+        })
+    })
+}
+
+/// Runs agent `agent` on a pool of `threads` threads of its own (isolated; 1 to 256), or on the
+/// workers (0). For handlers that block; a handler that waits on I/O is better deferred.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_agent_threads(
+    topology: *mut metafed_topology,
+    agent: u16,
+    threads: u32,
+) -> super::metafed_status {
+    boundary("metafed_topology_set_agent_threads", || {
+        with_builder(topology, |b| {
+            let a = check_agent(b, agent)?;
+            let limit = b.agent_spec(a).expect("checked").max_concurrency;
+            b.agent_limits(a, threads as usize, limit)?;
+            Ok(())
+        })
+    })
+}
+
+/// Fills `*out` with hedging defaults: once, after the 95th percentile of the domain's recent
+/// latency (once 100 latencies are known, over a 1 s rotating window).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_hedge_config_init(out: *mut metafed_hedge_config) -> super::metafed_status {
+    boundary("metafed_hedge_config_init", || {
+        non_null(out, "out")?;
+        let v = metafed_hedge_config {
+            struct_size: size_of::<metafed_hedge_config>() as u32,
+            delay_kind: METAFED_HEDGE_PERCENTILE,
+            delay: 95.0,
+            max_extra: 1,
+            min_samples: 100,
+            period_ms: 1000.0,
+        };
+        // SAFETY: not NULL; points to a `metafed_hedge_config` per the contract.
+        unsafe { *out = v };
+        Ok(())
+    })
+}
+
+/// Makes domain `domain` hedge: an attempt (deferred, or at an isolated agent) not answered
+/// after the delay gets one more attempt at another agent; the first success wins and the
+/// others are abandoned. `config` NULL turns hedging off.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_hedge(
+    topology: *mut metafed_topology,
+    domain: u16,
+    config: *const metafed_hedge_config,
+) -> super::metafed_status {
+    boundary("metafed_topology_set_hedge", || {
+        let hedge = if config.is_null() {
+            None
+        } else {
+            // SAFETY: not NULL; points to a `metafed_hedge_config` per the contract.
+            let c = unsafe { &*config };
+            check_size(c.struct_size, size_of::<metafed_hedge_config>(), "metafed_hedge_config")?;
+            let delay = match c.delay_kind {
+                METAFED_HEDGE_FIXED => HedgeDelay::Fixed(duration_ms(c.delay, "delay")?),
+                METAFED_HEDGE_PERCENTILE => HedgeDelay::Percentile(c.delay),
+                k => return Err(err(METAFED_E_INVALID, format!("unknown delay_kind {k}"))),
+            };
+            let h = Hedge {
+                delay,
+                max_extra: c.max_extra,
+                min_samples: c.min_samples,
+                period: duration_ms(c.period_ms, "period_ms")?,
+            };
+            h.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
+            Some(h)
+        };
+        with_builder(topology, |b| {
+            let d = check_domain(b, domain)?;
+            match hedge {
+                Some(h) => b.hedge(d, h)?,
+                None => b.no_hedge(d)?,
+            };
+            Ok(())
+        })
+    })
+}
+
+/// Holds domain `domain`'s failovers and hedges to a retry budget: at most `ratio` retries per
+/// sub-task (0 to 10), plus `min_per_s` per second per worker, over a sliding window of
+/// `window_ms`. A failed attempt the budget does not allow to retry ends its sub-task with
+/// `METAFED_REASON_BUDGET_EXHAUSTED`. A negative `ratio` removes the budget.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_retry_budget(
+    topology: *mut metafed_topology,
+    domain: u16,
+    ratio: f64,
+    min_per_s: f64,
+    window_ms: f64,
+) -> super::metafed_status {
+    boundary("metafed_topology_set_retry_budget", || {
+        let budget = if ratio < 0.0 {
+            None
+        } else {
+            let b = RetryBudget { ratio, min_per_s, window: duration_ms(window_ms, "window_ms")? };
+            b.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
+            Some(b)
+        };
+        with_builder(topology, |b| {
+            let d = check_domain(b, domain)?;
+            match budget {
+                Some(r) => b.retry_budget(d, r)?,
+                None => b.no_retry_budget(d)?,
+            };
             Ok(())
         })
     })

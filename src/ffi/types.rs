@@ -1,7 +1,7 @@
 //! The structs and constants the C ABI exchanges, and their conversions.
 
 use super::{FfiError, METAFED_E_INVALID, check_size, err};
-use crate::{AttemptFailure, Completion, FailureKind, Status};
+use crate::{AttemptFailure, Completion, FailureKind, Reason, Status};
 use std::ffi::c_void;
 
 /// Outcome of a task (`metafed_completion.outcome`): every sub-task succeeded.
@@ -12,6 +12,9 @@ pub const METAFED_OUTCOME_FAILED: i32 = 1;
 pub const METAFED_OUTCOME_TIMED_OUT: i32 = 2;
 /// Outcome: the engine refused it (breaker open, shed, throttled, rate limited, shutting down).
 pub const METAFED_OUTCOME_REJECTED: i32 = 3;
+/// How many outcomes there are (the size of `metafed_stats.outcomes` and of the counts of
+/// `metafed_engine_run_batch`).
+pub const METAFED_OUTCOME_COUNT: usize = 4;
 
 /// Reason (`metafed_completion.reason`): none, it succeeded.
 pub const METAFED_REASON_NONE: i32 = 0;
@@ -37,6 +40,10 @@ pub const METAFED_REASON_SHUTTING_DOWN: i32 = 9;
 pub const METAFED_REASON_DEADLINE: i32 = 10;
 /// Reason: a sub-task exceeded its domain's timeout.
 pub const METAFED_REASON_DOMAIN_TIMEOUT: i32 = 11;
+/// Reason: an attempt failed and the domain's retry budget allowed no other.
+pub const METAFED_REASON_BUDGET_EXHAUSTED: i32 = 12;
+/// How many reasons there are (the size of `metafed_stats.reasons`).
+pub const METAFED_REASON_COUNT: usize = 13;
 
 /// How an attempt failed (`metafed_failure.kind`): the handler returned an error code.
 pub const METAFED_FAILURE_ERROR: i32 = 0;
@@ -44,14 +51,18 @@ pub const METAFED_FAILURE_ERROR: i32 = 0;
 pub const METAFED_FAILURE_PANICKED: i32 = 1;
 /// The handler answered after the agent timeout.
 pub const METAFED_FAILURE_SLOW: i32 = 2;
-/// The isolated agent did not answer in time; the attempt was abandoned.
+/// The attempt (deferred, or at an isolated agent) was not answered in time; it was abandoned.
 pub const METAFED_FAILURE_ABANDONED: i32 = 3;
 /// The agent's queue was full.
 pub const METAFED_FAILURE_OVERLOADED: i32 = 4;
 /// The agent's domain was marked down.
 pub const METAFED_FAILURE_DOWN: i32 = 5;
-/// A C handler returned a code other than the three `METAFED_HANDLER_*` (the code is kept).
+/// A C handler returned a code other than the `METAFED_HANDLER_*` ones (the code is kept), or
+/// returned `METAFED_HANDLER_PENDING` without deferring the attempt.
 pub const METAFED_FAILURE_INVALID_REPLY: i32 = 6;
+/// A deferred attempt was dropped without being completed (a Rust handle dropped; from C, an
+/// attempt completed with `METAFED_HANDLER_PENDING`).
+pub const METAFED_FAILURE_DROPPED: i32 = 7;
 
 /// What a handler returns: success; `response->value` is the result.
 pub const METAFED_HANDLER_OK: i32 = 0;
@@ -60,12 +71,34 @@ pub const METAFED_HANDLER_ERROR: i32 = 1;
 /// The handler raised (a C++ exception caught, a Python exception): a failed attempt, counted
 /// as a panic.
 pub const METAFED_HANDLER_RAISED: i32 = 2;
+/// The handler deferred the attempt with `metafed_request_defer` and will complete it later,
+/// from any thread, with `metafed_attempt_complete`.
+pub const METAFED_HANDLER_PENDING: i32 = 3;
 
 /// `metafed_task.flags`: deliver the completion to `metafed_engine_wait` on its ticket, not to
 /// `metafed_engine_poll` or the completion callback.
 pub const METAFED_TASK_WAITABLE: u32 = 1;
-/// Flag for agents: run the agent on a thread of its own (a hang stalls only it).
+/// Flag for agents: run the agent on a thread of its own (a hang stalls only it); see
+/// `metafed_topology_set_agent_threads` for a pool of several.
 pub const METAFED_AGENT_ISOLATED: u32 = 1;
+/// Flag for simulated agents (`metafed_sim_agent.flags`): wait the latency the way an I/O agent
+/// does, holding no thread (each call is a deferred attempt completed by the engine's timer).
+pub const METAFED_SIM_IO: u32 = 2;
+
+/// Hedge delay kinds (`metafed_hedge_config.delay_kind`): a fixed delay of `delay` ms.
+pub const METAFED_HEDGE_FIXED: i32 = 0;
+/// Hedge after the `delay`-th percentile (0 < delay < 100) of the domain's recent latency.
+pub const METAFED_HEDGE_PERCENTILE: i32 = 1;
+
+/// The longest duration any parameter may have, in milliseconds (30 days): a longer timeout,
+/// open time, window or deadline is refused with `METAFED_E_INVALID`.
+pub const METAFED_MAX_DURATION_MS: u64 = 2_592_000_000;
+/// The most bytes in a domain or agent name.
+pub const METAFED_MAX_NAME_LEN: usize = 256;
+/// The most domains a topology may have (a task's domains are a 64-bit set).
+pub const METAFED_MAX_DOMAINS: usize = 64;
+/// The most agents a domain may have.
+pub const METAFED_MAX_AGENTS_PER_DOMAIN: usize = 64;
 
 /// Breaker levels, for `metafed_topology_set_breaker` and `metafed_engine_set_breaker_mode`.
 pub const METAFED_LEVEL_META: i32 = 0;
@@ -106,7 +139,8 @@ pub const METAFED_FAULT_PANIC: i32 = 2;
 /// Failed attempts a completion records (later ones are counted in `failures_total`).
 pub const METAFED_MAX_FAILURES: usize = 8;
 
-/// A task to submit. Initialise with `metafed_task_init`.
+/// A task to submit. Initialise with `metafed_task_init` (or set every field, `struct_size` to
+/// `sizeof(metafed_task)`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct metafed_task {
@@ -126,7 +160,8 @@ pub struct metafed_task {
     pub data_len: usize,
     /// 0 (highest) to 3 (lowest).
     pub priority: u32,
-    /// A deadline relative to submission, in microseconds; 0 for none.
+    /// A deadline relative to submission, in microseconds; 0 for none (the meta level's timeout
+    /// still applies). At most `METAFED_MAX_DURATION_MS` * 1000.
     pub deadline_us: u64,
 }
 
@@ -175,9 +210,46 @@ pub struct metafed_completion {
     pub reserved: u32,
     /// The first failed attempts.
     pub failures: [metafed_failure; METAFED_MAX_FAILURES],
+    /// How many entries `bodies` has: the sub-tasks whose successful attempt returned bytes.
+    pub bodies_len: u32,
+    /// Reserved (0).
+    pub reserved2: u32,
+    /// The reply bytes, one entry per sub-task that returned some (NULL when `bodies_len` is 0).
+    /// Owned by the library: a completion returned by `metafed_engine_poll` or
+    /// `metafed_engine_wait` with `bodies_len > 0` must be released with
+    /// `metafed_completion_release` once read (releasing any completion is allowed). A
+    /// completion passed to the `on_complete` callback is valid during the call only; the
+    /// library releases it.
+    pub bodies: *const metafed_body,
 }
 
-/// What a handler sees for one attempt. Valid for the duration of the call only.
+/// One sub-task's reply bytes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_body {
+    /// The sub-task's domain id.
+    pub domain: u16,
+    /// The bytes (owned by the completion; see `metafed_completion.bodies`).
+    pub data: *const u8,
+    /// How many.
+    pub len: usize,
+}
+
+/// A deferred attempt: what `metafed_request_defer` hands a handler, to be completed once,
+/// later, from any thread, with `metafed_attempt_complete`. A plain value (copy it freely); it
+/// names the attempt by its engine, slot and generation, so completing it twice, or after the
+/// engine is freed, is refused with an error instead of touching anything.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct metafed_attempt {
+    /// The engine's handle value.
+    pub engine: u64,
+    /// The attempt's worker, slot and generation.
+    pub id: u64,
+}
+
+/// What a handler sees for one attempt. Valid for the duration of the call only: a handler that
+/// defers copies what it needs before returning.
 #[repr(C)]
 pub struct metafed_request {
     /// `sizeof(metafed_request)` of this library.
@@ -200,21 +272,30 @@ pub struct metafed_request {
     pub fanout: u32,
     /// The task's priority.
     pub priority: u32,
+    /// Library use: identifies the call to `metafed_request_defer`.
+    pub internal: *mut c_void,
 }
 
-/// What a handler writes back.
+/// What a handler writes back (or what a deferred attempt is completed with).
 #[repr(C)]
 pub struct metafed_response {
-    /// `sizeof(metafed_response)` of this library.
+    /// `sizeof(metafed_response)`.
     pub struct_size: u32,
-    /// The error code, when returning `METAFED_HANDLER_ERROR`.
+    /// The error code, with `METAFED_HANDLER_ERROR` (and, if wanted, `_RAISED`).
     pub code: i32,
-    /// The value, when returning `METAFED_HANDLER_OK`.
+    /// The value, with `METAFED_HANDLER_OK`.
     pub value: u64,
+    /// Reply bytes, with `METAFED_HANDLER_OK` (may be NULL when `data_len` is 0). The library
+    /// copies them before the handler's call (or `metafed_attempt_complete`) returns; the
+    /// memory stays the caller's.
+    pub data: *const u8,
+    /// Length of `data`.
+    pub data_len: usize,
 }
 
-/// A handler: runs one attempt. Returns `METAFED_HANDLER_OK`, `_ERROR` or `_RAISED`. It may be
-/// called from several worker threads at once unless its agent is isolated.
+/// A handler: runs one attempt. Returns `METAFED_HANDLER_OK`, `_ERROR`, `_RAISED`, or
+/// `_PENDING` after `metafed_request_defer`. It may be called from several worker threads at
+/// once unless its agent is isolated.
 pub type metafed_handler_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -254,6 +335,24 @@ pub struct metafed_sim_agent {
     pub fault_value: f64,
     /// Seeds the latency draws.
     pub seed: u64,
+}
+
+/// A domain's hedging policy. Initialise with `metafed_hedge_config_init`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_hedge_config {
+    /// `sizeof(metafed_hedge_config)`.
+    pub struct_size: u32,
+    /// `METAFED_HEDGE_FIXED` or `METAFED_HEDGE_PERCENTILE`.
+    pub delay_kind: i32,
+    /// Milliseconds (fixed), or the percentile (0 < p < 100).
+    pub delay: f64,
+    /// Extra attempts per sub-task at most (1 to 3).
+    pub max_extra: u32,
+    /// With a percentile: latencies needed before hedging starts.
+    pub min_samples: u32,
+    /// With a percentile: the rotating window's period (ms).
+    pub period_ms: f64,
 }
 
 /// A breaker's settings. Initialise with `metafed_breaker_config_init` (the seed's defaults of a
@@ -351,13 +450,15 @@ pub struct metafed_stats {
     pub admitted: u64,
     /// Tasks completed.
     pub completed: u64,
-    /// Completed by outcome, indexed by `METAFED_OUTCOME_*`.
-    pub outcomes: [u64; 4],
+    /// Completed by outcome, indexed by `METAFED_OUTCOME_*` (tasks the shutdown completed
+    /// included).
+    pub outcomes: [u64; METAFED_OUTCOME_COUNT],
     /// Completed by reason, indexed by `METAFED_REASON_*`.
-    pub reasons: [u64; 12],
+    pub reasons: [u64; METAFED_REASON_COUNT],
     /// Attempts panic-routed.
     pub panic_routed: u64,
-    /// Late answers from isolated agents.
+    /// Late answers: deferred attempts (isolated agents' included) completed after they had
+    /// been abandoned; their answers were dropped.
     pub late_results: u64,
     /// Tasks admitted in degraded mode.
     pub degraded_admits: u64,
@@ -403,6 +504,14 @@ pub struct metafed_domain_stats {
     pub recovered: u64,
     /// Its breaker's trips.
     pub trips: u64,
+    /// Hedge attempts sent.
+    pub hedges: u64,
+    /// Sub-tasks a hedge attempt won.
+    pub hedge_wins: u64,
+    /// Failovers and hedges the retry budget refused.
+    pub budget_denied: u64,
+    /// Times a sub-task waited for an agent with room (every candidate at its limit).
+    pub waited: u64,
 }
 
 /// One agent's counters.
@@ -421,9 +530,9 @@ pub struct metafed_agent_stats {
     pub slow: u64,
     /// Panicked or raised.
     pub panics: u64,
-    /// Abandoned (isolated).
+    /// Abandoned: not answered within the agent timeout (deferred or isolated).
     pub abandoned: u64,
-    /// Queue full.
+    /// No room: its queue (isolated) or the worker's attempt slots were full.
     pub overloaded: u64,
     /// Mean latency (ns).
     pub mean_latency_ns: u64,
@@ -433,6 +542,14 @@ pub struct metafed_agent_stats {
     pub in_rotation: u32,
     /// 1 if isolated.
     pub isolated: u32,
+    /// Attempts deferred (answered later, or by its own threads).
+    pub deferred: u64,
+    /// Attempts abandoned because another attempt of their sub-task answered first.
+    pub cancelled: u64,
+    /// Attempts in flight now (counted only when it has a concurrency limit).
+    pub in_flight: u32,
+    /// Its concurrency limit (0: none).
+    pub max_concurrency: u32,
 }
 
 /// What a shutdown did.
@@ -462,6 +579,7 @@ pub(crate) fn failure_code(k: FailureKind) -> i32 {
 }
 
 impl metafed_completion {
+    /// The C form of a completion, with no reply bytes (they stay in `c`).
     pub(crate) fn from_completion(c: &Completion) -> Self {
         let mut failures = [metafed_failure::default(); METAFED_MAX_FAILURES];
         for (out, f) in failures.iter_mut().zip(c.failures()) {
@@ -481,7 +599,52 @@ impl metafed_completion {
             failures_total: c.failures_total,
             reserved: 0,
             failures,
+            bodies_len: 0,
+            reserved2: 0,
+            bodies: std::ptr::null(),
         }
+    }
+
+    /// The C form of a completion, owning its reply bytes (moved out of `c`): release it with
+    /// [`release`](Self::release) (`metafed_completion_release`).
+    pub(crate) fn with_bodies(c: &mut Completion) -> Self {
+        let mut out = Self::from_completion(c);
+        let bodies = c.take_bodies();
+        if !bodies.is_empty() {
+            let entries: Box<[metafed_body]> = bodies
+                .into_iter()
+                .map(|(d, data)| {
+                    let data = Box::into_raw(data.into_boxed_slice());
+                    metafed_body { domain: d.0, data: data.cast::<u8>(), len: data.len() }
+                })
+                .collect();
+            out.bodies_len = entries.len() as u32;
+            out.bodies = Box::into_raw(entries).cast::<metafed_body>();
+        }
+        out
+    }
+
+    /// Frees the reply bytes this completion owns and clears its fields.
+    ///
+    /// # Safety
+    /// `bodies` and `bodies_len` must be as [`with_bodies`](Self::with_bodies) made them (or
+    /// NULL and 0).
+    pub(crate) unsafe fn release(&mut self) {
+        if self.bodies.is_null() {
+            self.bodies_len = 0;
+            return;
+        }
+        let n = self.bodies_len as usize;
+        // SAFETY: per the contract, `bodies` is a leaked `Box<[metafed_body]>` of `n` entries,
+        // each of whose `data` is a leaked `Box<[u8]>` of `len` bytes; released once, here.
+        unsafe {
+            let entries = Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.bodies.cast_mut(), n));
+            for e in entries.iter() {
+                drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(e.data.cast_mut(), e.len)));
+            }
+        }
+        self.bodies = std::ptr::null();
+        self.bodies_len = 0;
     }
 }
 
@@ -495,6 +658,16 @@ fn failure(f: &AttemptFailure) -> metafed_failure {
 /// `t.data` must be valid for `t.data_len` bytes for the lifetime `'a` (or `data_len` 0).
 pub(crate) unsafe fn task<'a>(t: &metafed_task) -> Result<crate::Task<'a>, FfiError> {
     check_size(t.struct_size, size_of::<metafed_task>(), "metafed_task")?;
+    if t.deadline_us > METAFED_MAX_DURATION_MS * 1000 {
+        return Err(err(
+            METAFED_E_INVALID,
+            format!(
+                "deadline_us is {}; at most {} (METAFED_MAX_DURATION_MS)",
+                t.deadline_us,
+                METAFED_MAX_DURATION_MS * 1000
+            ),
+        ));
+    }
     if t.priority > 3 {
         return Err(err(METAFED_E_INVALID, format!("priority {} is out of range (0 highest .. 3 lowest)", t.priority)));
     }
@@ -519,3 +692,6 @@ pub(crate) unsafe fn task<'a>(t: &metafed_task) -> Result<crate::Task<'a>, FfiEr
         waitable: t.flags & METAFED_TASK_WAITABLE != 0,
     })
 }
+
+const _: () = assert!(METAFED_REASON_COUNT == Reason::COUNT);
+const _: () = assert!(METAFED_OUTCOME_COUNT == 4 && Status::Rejected as usize == 3);

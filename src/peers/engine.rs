@@ -52,7 +52,11 @@ impl Federation for EnginePeer {
     }
 
     fn poll(&mut self, wait: bool, out: &mut Vec<(u64, bool)>) {
-        let n = if wait { self.engine.poll_wait(&mut self.buf, None) } else { self.engine.poll(&mut self.buf) };
+        let n = if wait {
+            self.engine.poll_wait(&mut self.buf, None).expect("the benchmark runs on its own thread")
+        } else {
+            self.engine.poll(&mut self.buf)
+        };
         out.extend(self.buf[..n].iter().map(|c| (c.id, c.is_ok())));
     }
 }

@@ -1,142 +1,267 @@
-//! The agent stage: runs a handler, times it, and sends the outcome back to the domain stage.
+//! The agent stage: runs an attempt and hands its answer to the domain stage.
 //!
-//! An agent that runs on the workers is called inline, from the worker's agent queue. An
-//! isolated agent runs on its own thread ([`crate::isolated`]): the worker hands it the attempt
-//! through an SPSC ring, starts a timer, and takes the answer from the ring back, or abandons
-//! the attempt when the timer fires first (the domain then fails over). A late answer to an
-//! abandoned attempt is recognised by its token and dropped.
+//! An agent on the workers is called inline. A call that answers at once (a [`Handler`], a
+//! simulated agent, most C calls) comes straight back to the domain stage. A call that defers
+//! the attempt (a [`DeferredHandler`], a simulated I/O agent, a C handler that returned
+//! "pending") parks its sub-task: the attempt's answer comes back later through this worker's
+//! inbox, or its timer abandons it first. An isolated agent's attempts go to its pool's threads
+//! as deferred attempts ([`crate::isolated`]).
+//!
+//! [`Handler`]: crate::Handler
+//! [`DeferredHandler`]: crate::DeferredHandler
 
-use crate::handler::{Handler, ReplyFault, Request};
-use crate::slab::Req;
+use crate::attempt::{Attempt, Taken};
+use crate::breaker::Permit;
+use crate::handler::{Call, CallCx, Request};
+use crate::isolated::Job;
+use crate::shared::AgentRun;
 use crate::sync::Ordering;
-use crate::task::{AgentId, DomainId, FailureKind};
-use crate::worker::{Msg, Worker};
+use crate::task::{AgentId, DomainId, FailureKind, Reason};
+use crate::worker::{AttemptInfo, HEDGE, Msg, NOT_PARKED, Outcome, Pending, Worker};
+use std::cmp::Reverse;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// The error code of an attempt at an agent whose domain is marked down.
 pub const DOWN_CODE: i32 = -503;
 
-/// Runs one attempt: the handler's value, or how it failed and its error code. A panic is
-/// caught and counts as a failure.
-#[inline]
-pub(crate) fn run_attempt(handler: &dyn Handler, req: &Req, m: &Msg, down: bool) -> (Option<FailureKind>, i32, u64) {
-    if down {
-        return (Some(FailureKind::Down), DOWN_CODE, 0);
-    }
-    let r = Request {
-        task_id: req.id,
-        payload: req.payload,
-        data: &req.data,
-        domain: DomainId(m.domain),
-        agent: AgentId(m.agent),
-        attempt: u32::from(m.attempt),
-        fanout: req.domains.count_ones(),
-        priority: req.priority,
-    };
-    match catch_unwind(AssertUnwindSafe(|| handler.call(&r))) {
-        Ok(Ok(v)) => (None, 0, v),
-        Ok(Err(code)) => (Some(FailureKind::Error), code, 0),
-        Err(payload) => match payload.downcast_ref::<ReplyFault>() {
-            Some(f) => (Some(f.kind), f.code, 0),
-            None => (Some(FailureKind::Panicked), 0, 0),
-        },
-    }
-}
-
 impl Worker {
-    /// Runs an attempt at an agent that lives on the workers, and hands the answer to the domain
-    /// stage at once.
-    pub(crate) fn agent_step(&mut self, mut m: Msg) {
-        let a = usize::from(m.agent);
-        let start = self.now;
+    /// Sends the sub-task's next attempt to agent `a` (holding `permit` from its breaker).
+    pub(crate) fn send(&mut self, mut m: Msg, a: AgentId, permit: Permit, hedge: bool) {
+        let ai = usize::from(a.0);
         // Once the engine is stopping, no handler is called again (a C caller may free what its
         // handlers use as soon as shutdown returns): the task is rejected as shutting down. Its
         // other sub-tasks, if any, find it completed (the slot's claim fails) and stop there.
         if self.sh.lifecycle() >= crate::shared::STOPPING {
-            return self.complete(m.ticket, crate::task::Reason::ShuttingDown);
+            return self.complete(m.ticket, Reason::ShuttingDown);
         }
-        let down = self.sh.domain_down[usize::from(m.domain)].load(Ordering::Relaxed);
+        let info = AttemptInfo { agent: a.0, permit, started_ns: self.now, number: m.attempt, hedge };
+        let sh = &*self.sh;
+        let rt = &sh.agents[ai];
+        m.attempt += 1;
+        m.tried |= rt.bit;
+        // SAFETY: the task is ours (admitted).
+        unsafe { sh.slab.out(m.ticket.slot()) }.attempts += 1;
+        if m.parked != NOT_PARKED {
+            self.parked.at(m.parked).m = m;
+        }
+        if rt.limit != 0 {
+            rt.inflight.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: the task is ours (admitted); its request is read-only.
-        let req = unsafe { self.sh.slab.req(m.ticket.slot()) };
-        let (failure, code, value) = run_attempt(&*self.sh.handlers[a], req, &m, down);
+        let req = unsafe { sh.slab.req(m.ticket.slot()) };
+        // When the attempt is abandoned if it is deferred and not answered: the agent timeout, or
+        // the task's deadline or the sub-task's domain timeout when sooner.
+        // (Times are engine nanoseconds, below 2^63, and timeouts at most 30 days: no overflow.)
+        let deadline = (self.now + sh.agent_timeout_ns).min(req.deadline_ns).min(m.started_ns + sh.domain_timeout_ns);
+        let r = Request {
+            task_id: req.id,
+            payload: req.payload,
+            data: &req.data,
+            domain: DomainId(m.domain),
+            agent: a,
+            attempt: u32::from(info.number),
+            fanout: req.domains.count_ones(),
+            priority: req.priority,
+        };
+        let down = sh.domain_down[usize::from(m.domain)].load(Ordering::Relaxed);
+        let (call, armed) = match &rt.run {
+            _ if down => (Call::Failed(FailureKind::Down, DOWN_CODE), None),
+            AgentRun::Local(agent) => {
+                let mut cx = CallCx::on_worker(&self.hub, &mut self.free_slots, deadline, &sh.ffi_handle);
+                // A panic is a failed attempt; a panic after deferring is the deferred
+                // attempt's business (its handle, dropped while unwinding, fails it).
+                let call = catch_unwind(AssertUnwindSafe(|| agent.call(&r, &mut cx)))
+                    .unwrap_or(Call::Failed(FailureKind::Panicked, 0));
+                (call, cx.armed)
+            }
+            AgentRun::Pool(p) => match self.free_slots.pop() {
+                None => (Call::Failed(FailureKind::Overloaded, 0), None),
+                Some(idx) => {
+                    let g = self.hub.arm(idx);
+                    let attempt = Attempt::new(self.hub.clone(), idx, g, deadline);
+                    let job = Job { attempt, ticket: m.ticket, domain: m.domain, attempt_no: u32::from(info.number) };
+                    match sh.pools[*p].submit(job) {
+                        Ok(()) => (Call::Pending, Some((idx, g))),
+                        Err(job) => {
+                            self.free_slots.push(job.attempt.disarm());
+                            (Call::Failed(FailureKind::Overloaded, 0), None)
+                        }
+                    }
+                }
+            },
+        };
+        if let Some((slot, g)) = armed {
+            // Deferred (a call that also answered at once broke the contract: the deferred
+            // attempt's answer, which its holder still owes, is the one that counts).
+            return self.deferred(m, info, slot, g, deadline);
+        }
         let end = self.sh.clock.now();
         self.now = end;
-        m.latency_ns = end.saturating_sub(start);
-        m.failure = failure.or((m.latency_ns > self.sh.agent_timeout_ns).then_some(FailureKind::Slow));
-        m.code = code;
-        m.value = if m.failure.is_none() { value } else { 0 };
-        m.returned = true;
-        self.on_attempt_result(m);
-    }
-
-    /// Hands an attempt to an isolated agent's thread and starts its timer. A full ring counts
-    /// as an overloaded agent: the domain fails over at once.
-    pub(crate) fn send_isolated(&mut self, mut m: Msg) {
-        let iso = usize::from(self.sh.iso_index[usize::from(m.agent)]);
-        m.token = self.outstanding.insert(m);
-        match self.iso_tx[iso].push(m) {
-            Ok(()) => {
-                self.iso_dirty[iso] = true;
-                self.timers.push_back((self.now.saturating_add(self.sh.agent_timeout_ns), m.token));
-            }
-            Err(mut m) => {
-                self.outstanding.take(m.token);
-                m.failure = Some(FailureKind::Overloaded);
-                m.latency_ns = 0;
-                m.returned = true;
-                self.domain_in.push_back(m);
-            }
-        }
-    }
-
-    /// Publishes the attempts queued for isolated agents this turn and wakes their threads.
-    pub(crate) fn flush_isolated(&mut self) {
-        for (i, dirty) in self.iso_dirty.iter_mut().enumerate() {
-            if std::mem::take(dirty) {
-                self.iso_tx[i].publish();
-                self.sh.isolated[i].parker.wake();
-            }
-        }
-    }
-
-    /// Takes isolated agents' answers; drops those whose attempt was already abandoned.
-    pub(crate) fn collect_isolated(&mut self) -> usize {
-        let mut n = 0;
-        for rx in self.iso_rx.iter_mut() {
-            while let Some(m) = rx.pop() {
-                n += 1;
-                if self.outstanding.take(m.token).is_some() {
-                    self.domain_in.push_back(m);
-                } else {
-                    self.sh.workers[self.id].counters.late_results.inc();
+        let latency = end.saturating_sub(info.started_ns);
+        self.release_agent(ai);
+        match call {
+            // The common case, kept short: a success at once, in time, of a sub-task not parked.
+            Call::Value(v) if m.parked == NOT_PARKED && latency <= self.sh.agent_timeout_ns => {
+                self.report_success(&info, latency);
+                if info.number > 0 {
+                    self.counters().domain[usize::from(m.domain)].recovered.inc();
                 }
+                if let Some(w) = &mut self.windows[usize::from(m.domain)] {
+                    w.record(end, latency);
+                }
+                m.value = v;
+                self.finish_subtask(m, Reason::None);
             }
-            rx.release();
+            Call::Value(v) => self.answered(m, info, Outcome::ok(v, latency), Vec::new()),
+            Call::Body(v, body) => self.answered(m, info, Outcome::ok(v, latency), body),
+            Call::Failed(kind, code) => self.answered(m, info, Outcome::failed(kind, code, latency), Vec::new()),
+            Call::Pending => {
+                self.answered(m, info, Outcome::failed(FailureKind::InvalidReply, 0, latency), Vec::new());
+            }
+        }
+    }
+
+    /// An attempt at agent `a` is no longer in flight (its bulkhead has room again).
+    #[inline]
+    fn release_agent(&self, a: usize) {
+        let rt = &self.sh.agents[a];
+        if rt.limit != 0 {
+            rt.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The attempt was deferred: parks its sub-task (if it is not already) and starts its timer,
+    /// and, for a domain that hedges, the timer of a hedge.
+    fn deferred(&mut self, mut m: Msg, info: AttemptInfo, slot: u32, g: u32, deadline: u64) {
+        self.counters().agent[usize::from(info.agent)].deferred.inc();
+        if m.parked == NOT_PARKED {
+            m.parked = self.parked.insert(m);
+            self.parked.at(m.parked).m = m;
+        }
+        let p = m.parked;
+        let parked_gen = self.parked.generation(p);
+        let sub = self.parked.at(p);
+        sub.live[usize::from(sub.n_live)] = slot;
+        sub.n_live += 1;
+        let hedges = sub.hedges;
+        self.pending_attempts[slot as usize] = Pending { g, parked: p, parked_gen, info };
+        self.timers.push(Reverse((deadline, (u64::from(g) << 32) | u64::from(slot))));
+        if !info.hedge && hedges == 0 {
+            self.schedule_hedge(usize::from(m.domain), p, parked_gen, self.now);
+        }
+    }
+
+    /// Schedules a hedge of parked sub-task `p` one hedge delay after `from`, if its domain
+    /// hedges and the delay is known.
+    pub(crate) fn schedule_hedge(&mut self, d: usize, p: u32, parked_gen: u32, from: u64) {
+        if let Some(delay) = self.hedge_delay(d) {
+            let key = HEDGE | (u64::from(parked_gen & 0x7fff_ffff) << 32) | u64::from(p);
+            self.timers.push(Reverse((from.saturating_add(delay), key)));
+        }
+    }
+
+    /// Domain `d`'s hedge delay now, in nanoseconds (`None`: it does not hedge, or its
+    /// percentile is not known yet).
+    pub(crate) fn hedge_delay(&mut self, d: usize) -> Option<u64> {
+        let h = self.sh.topo.domains[d].hedge?;
+        match h.delay {
+            crate::hedge::HedgeDelay::Fixed(t) => Some(t.as_nanos().min(u128::from(u64::MAX)) as u64),
+            crate::hedge::HedgeDelay::Percentile(p) => self.windows[d].as_mut()?.percentile(p, h.min_samples),
+        }
+    }
+
+    /// Takes the answers of deferred attempts from the inbox, and frees the slots of abandoned
+    /// attempts whose handles have been completed or dropped.
+    pub(crate) fn collect_deferred(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(taken) = self.hub.take() {
+            n += 1;
+            match taken {
+                Taken::Answer(slot, answer) => {
+                    let pa = self.pending_attempts[slot as usize];
+                    self.pending_attempts[slot as usize].parked = NOT_PARKED;
+                    self.free_slot(slot);
+                    let out = Outcome {
+                        failure: answer.failure,
+                        code: answer.code,
+                        value: answer.value,
+                        latency_ns: answer.at_ns.saturating_sub(pa.info.started_ns),
+                    };
+                    match self.parked.get(pa.parked, pa.parked_gen) {
+                        Some(sub) => {
+                            sub.remove_live(slot);
+                            self.on_parked_answer(pa.parked, pa.info, out, answer.body);
+                        }
+                        // Its sub-task no longer waits for it (another attempt won, or it ended);
+                        // the answer still tells the agent's breaker how the agent is doing.
+                        None => self.report_to_breaker(&pa.info, &mut { out }),
+                    }
+                }
+                Taken::Retired(slot) => self.free_slot(slot),
+            }
         }
         n
     }
 
-    /// Abandons attempts at isolated agents whose timer has expired; drops timers of attempts
-    /// already answered.
+    fn free_slot(&mut self, slot: u32) {
+        self.release_agent(usize::from(self.pending_attempts[slot as usize].info.agent));
+        self.free_slots.push(slot);
+    }
+
+    /// Fires the timers that are due: abandons unanswered attempts, sends hedges.
     pub(crate) fn fire_timers(&mut self) -> usize {
         let mut n = 0;
-        while let Some(&(deadline, token)) = self.timers.front() {
-            if !self.outstanding.contains(token) {
-                self.timers.pop_front();
-                continue;
-            }
-            if deadline > self.now {
+        while let Some(&Reverse((due, key))) = self.timers.peek() {
+            if due > self.now {
                 break;
             }
-            self.timers.pop_front();
-            if let Some(mut m) = self.outstanding.take(token) {
-                m.failure = Some(FailureKind::Abandoned);
-                m.latency_ns = self.sh.agent_timeout_ns;
-                m.returned = true;
-                self.domain_in.push_back(m);
-                n += 1;
+            self.timers.pop();
+            n += 1;
+            if key & HEDGE != 0 {
+                let (p, g) = (key as u32, ((key >> 32) as u32) & 0x7fff_ffff);
+                if self.parked.holds(p, g) {
+                    self.hedge(p);
+                }
+            } else {
+                self.expire(key as u32, (key >> 32) as u32);
             }
         }
         n
+    }
+
+    /// The timer of attempt (`slot`, `g`) is due: abandons it unless its answer came first.
+    fn expire(&mut self, slot: u32, g: u32) {
+        let pa = self.pending_attempts[slot as usize];
+        if pa.g != g || pa.parked == NOT_PARKED {
+            return; // answered, or its sub-task ended and let it go
+        }
+        if !self.hub.abandon(slot, g) {
+            return; // the answer has been claimed: it is on its way
+        }
+        // The slot waits for its handle to be completed or dropped (then it is retired).
+        self.pending_attempts[slot as usize].parked = NOT_PARKED;
+        self.counters().agent[usize::from(pa.info.agent)].abandoned.inc();
+        let out = Outcome::failed(FailureKind::Abandoned, 0, self.now.saturating_sub(pa.info.started_ns));
+        if let Some(sub) = self.parked.get(pa.parked, pa.parked_gen) {
+            sub.remove_live(slot);
+            self.on_parked_answer(pa.parked, pa.info, out, Vec::new());
+        }
+    }
+
+    /// Lets go of every attempt of parked sub-task `p` still in flight (it has ended): each is
+    /// abandoned and its breaker permit released, unless its answer has been claimed (then the
+    /// answer, when it comes, is reported to the agent's breaker and dropped).
+    pub(crate) fn let_go(&mut self, p: u32) {
+        let sub = self.parked.remove(p);
+        for &slot in &sub.live[..usize::from(sub.n_live)] {
+            let pa = &mut self.pending_attempts[slot as usize];
+            pa.parked = NOT_PARKED;
+            if self.hub.abandon(slot, pa.g) {
+                let info = pa.info;
+                pa.info.permit = Permit::Denied;
+                self.sh.agent_breakers[usize::from(info.agent)].release(info.permit);
+                self.counters().agent[usize::from(info.agent)].cancelled.inc();
+            }
+        }
     }
 }

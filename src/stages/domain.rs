@@ -1,14 +1,16 @@
 //! The domain stage: sheds sub-tasks while the domain's breaker is open, injects the domain's
-//! correlated faults, picks a healthy agent (round-robin, skipping agents already tried and
-//! agents whose breaker refuses), fails over to another agent on failure or timeout (at most
-//! `max_attempts` attempts), and reports the sub-task's outcome to the domain breaker and the
-//! meta stage.
+//! correlated faults, picks a healthy agent with room (round-robin, skipping agents already
+//! tried, agents whose breaker refuses, and agents at their concurrency limit), fails over to
+//! another agent on failure or timeout (at most `max_attempts` attempts, within the retry
+//! budget), hedges a slow deferred attempt, and reports the sub-task's outcome to the domain
+//! breaker and the meta stage.
 
 use crate::breaker::{BreakerMode, Permit};
 use crate::shared::{Level, Shared};
 use crate::sim::{DOMAIN_FAULT_SALT, fails_below, oracle_key, splitmix64};
-use crate::task::{AgentId, AttemptFailure, DomainId, FailureKind, Reason};
-use crate::worker::{Msg, Worker};
+use crate::sync::Ordering;
+use crate::task::{AgentId, AttemptFailure, DomainId, Reason};
+use crate::worker::{AttemptInfo, Msg, NOT_PARKED, Outcome, Worker};
 
 /// The domain's choice for the next attempt.
 enum Choice {
@@ -17,12 +19,15 @@ enum Choice {
     NoneAvailable,
     /// Every agent in rotation has been tried.
     AllTried,
+    /// An untried agent would take it but is at its concurrency limit: wait for room.
+    Busy,
 }
 
-/// Round-robin from the domain's cursor over the agents in rotation, skipping those tried; the
-/// first whose breaker grants a permit wins. If every untried agent refuses, panic routing
-/// takes the first of them whose breaker tripped by itself (a `Bypass` permit moves no breaker
-/// state); an agent an operator forced open is never tried.
+/// Round-robin from the domain's cursor over the agents in rotation, skipping those tried and
+/// those at their concurrency limit; the first whose breaker grants a permit wins. If none does
+/// and one was only full, the sub-task waits for room. If every untried agent refuses, panic
+/// routing takes the first of them whose breaker tripped by itself (a `Bypass` permit moves no
+/// breaker state); an agent an operator forced open is never tried.
 fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u64) -> Choice {
     let n = agents.len();
     if n == 0 {
@@ -35,13 +40,20 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
     *cursor = if i + 1 == n { 0 } else { i as u32 + 1 };
     let mut fallback = None;
     let mut forced = false;
+    let mut busy = false;
     for _ in 0..n {
         let a = agents[i];
         i = if i + 1 == n { 0 } else { i + 1 };
-        if tried & (1u64 << sh.topo.agents[usize::from(a.0)].local) != 0 {
+        let ai = usize::from(a.0);
+        let rt = &sh.agents[ai];
+        if tried & rt.bit != 0 {
             continue;
         }
-        let breaker = &sh.agent_breakers[usize::from(a.0)];
+        if rt.limit != 0 && rt.inflight.load(Ordering::Relaxed) >= rt.limit {
+            busy = true;
+            continue;
+        }
+        let breaker = &sh.agent_breakers[ai];
         let (permit, tr) = breaker.try_acquire(now);
         sh.emit(Level::Agent, usize::from(a.0), tr);
         if permit != Permit::Denied {
@@ -54,6 +66,7 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
         }
     }
     match fallback {
+        _ if busy => Choice::Busy,
         Some(a) if sh.cfg.panic_routing => Choice::Agent(a, Permit::Bypass),
         Some(_) => Choice::NoneAvailable,
         None if forced => Choice::NoneAvailable,
@@ -63,8 +76,7 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
 
 impl Worker {
     pub(crate) fn domain_step(&mut self, m: Msg) {
-        // New sub-tasks, and answers that crossed threads (isolated agents, expired timers).
-        if m.returned { self.on_attempt_result(m) } else { self.start_subtask(m) }
+        self.start_subtask(m)
     }
 
     fn start_subtask(&mut self, mut m: Msg) {
@@ -90,49 +102,113 @@ impl Worker {
                 return self.finish_subtask(m, Reason::DomainFault);
             }
         }
+        if let Some(b) = &mut self.budgets[d] {
+            b.deposit(self.now);
+        }
         self.dispatch(m);
     }
 
-    /// An attempt came back (from the agent stage, an isolated agent, or its timer).
-    pub(crate) fn on_attempt_result(&mut self, mut m: Msg) {
-        let (a, d) = (usize::from(m.agent), usize::from(m.domain));
-        let ok = m.failure.is_none();
-        let tr = self.sh.agent_breakers[a].on_result(m.agent_permit, self.now, m.latency_ns, ok, self.id);
-        self.sh.emit(Level::Agent, a, tr);
+    /// Counts an answered (or abandoned) attempt: its agent's breaker and counters, the
+    /// domain's latency window, and its failure on the task's record.
+    fn record(&mut self, m: &Msg, info: &AttemptInfo, out: &mut Outcome) {
+        let d = usize::from(m.domain);
+        self.report_to_breaker(info, out);
+        if let Some(w) = &mut self.windows[d] {
+            w.record(self.now, out.latency_ns);
+        }
+        if let Some(kind) = out.failure {
+            let failure =
+                AttemptFailure { domain: DomainId(m.domain), agent: AgentId(info.agent), kind, code: out.code };
+            // SAFETY: the task is ours (admitted, with this sub-task in flight).
+            unsafe { self.sh.slab.out(m.ticket.slot()) }.record_failure(failure);
+            self.counters().domain[d].failovers.inc();
+        }
+    }
+
+    /// Reports a success in time to its agent's breaker and counters.
+    #[inline(always)]
+    pub(crate) fn report_success(&mut self, info: &AttemptInfo, latency_ns: u64) {
+        let a = usize::from(info.agent);
+        if info.permit != Permit::Denied {
+            let tr = self.sh.agent_breakers[a].on_result(info.permit, self.now, latency_ns, true, self.id);
+            self.sh.emit(Level::Agent, a, tr);
+        }
         let ctr = &self.sh.workers[self.id].counters.agent[a];
         ctr.calls.inc();
-        ctr.latency_ns.add(m.latency_ns);
-        if let Some(kind) = m.failure {
+        ctr.latency_ns.add(latency_ns);
+    }
+
+    /// Reports an attempt's outcome to its agent's breaker (unless its permit was used) and
+    /// counters. An answer slower than the agent timeout counts as a failure (`Slow`).
+    pub(crate) fn report_to_breaker(&mut self, info: &AttemptInfo, out: &mut Outcome) {
+        let a = usize::from(info.agent);
+        if out.failure.is_none() && out.latency_ns > self.sh.agent_timeout_ns {
+            out.failure = Some(crate::FailureKind::Slow);
+        }
+        let ok = out.failure.is_none();
+        if info.permit != Permit::Denied {
+            let tr = self.sh.agent_breakers[a].on_result(info.permit, self.now, out.latency_ns, ok, self.id);
+            self.sh.emit(Level::Agent, a, tr);
+        }
+        let ctr = &self.sh.workers[self.id].counters.agent[a];
+        ctr.calls.inc();
+        ctr.latency_ns.add(out.latency_ns);
+        if let Some(kind) = out.failure {
             ctr.failures.inc();
             match kind {
-                FailureKind::Slow => ctr.slow.inc(),
-                FailureKind::Panicked => ctr.panics.inc(),
-                FailureKind::Abandoned => ctr.abandoned.inc(),
-                FailureKind::Overloaded => ctr.overloaded.inc(),
-                FailureKind::Error | FailureKind::Down | FailureKind::InvalidReply => {}
+                crate::FailureKind::Slow => ctr.slow.inc(),
+                crate::FailureKind::Panicked => ctr.panics.inc(),
+                crate::FailureKind::Overloaded => ctr.overloaded.inc(),
+                _ => {}
             }
         }
-        if ok {
-            if m.attempt > 0 {
-                self.counters().domain[d].recovered.inc();
-            }
-            return self.finish_subtask(m, Reason::None);
+    }
+
+    /// An attempt answered at once: done, or fail over.
+    pub(crate) fn answered(&mut self, m: Msg, info: AttemptInfo, mut out: Outcome, body: Vec<u8>) {
+        if m.parked != NOT_PARKED {
+            return self.on_parked_answer(m.parked, info, out, body);
         }
-        let failure = AttemptFailure {
-            domain: DomainId(m.domain),
-            agent: AgentId(m.agent),
-            kind: m.failure.unwrap_or_default(),
-            code: m.code,
-        };
-        // SAFETY: the task is ours (admitted, with this sub-task in flight).
-        unsafe { self.sh.slab.out(m.ticket.slot()) }.record_failure(failure);
-        self.counters().domain[d].failovers.inc();
-        m.attempt = m.attempt.saturating_add(1);
+        self.record(&m, &info, &mut out);
+        if out.failure.is_none() {
+            return self.succeeded(m, &info, out.value, body);
+        }
         self.dispatch(m);
     }
 
-    /// Sends the sub-task's next attempt to an agent, or ends the sub-task.
-    fn dispatch(&mut self, mut m: Msg) {
+    /// An attempt of parked sub-task `p` answered, failed, or was abandoned: done, wait for
+    /// its other attempts, or fail over.
+    pub(crate) fn on_parked_answer(&mut self, p: u32, info: AttemptInfo, mut out: Outcome, body: Vec<u8>) {
+        let sub = *self.parked.at(p);
+        self.record(&sub.m, &info, &mut out);
+        if out.failure.is_none() {
+            return self.succeeded(sub.m, &info, out.value, body);
+        }
+        if sub.n_live > 0 {
+            return; // another attempt (a hedge) may still answer
+        }
+        self.dispatch(sub.m);
+    }
+
+    fn succeeded(&mut self, mut m: Msg, info: &AttemptInfo, value: u64, body: Vec<u8>) {
+        if info.number > 0 {
+            let d = usize::from(m.domain);
+            self.counters().domain[d].recovered.inc();
+            if info.hedge {
+                self.counters().domain[d].hedge_wins.inc();
+            }
+        }
+        m.value = value;
+        if !body.is_empty() {
+            // SAFETY: the task is ours (admitted, with this sub-task in flight).
+            unsafe { self.sh.slab.out(m.ticket.slot()) }.push_body(DomainId(m.domain), body);
+        }
+        self.finish_subtask(m, Reason::None);
+    }
+
+    /// Sends the sub-task's next attempt to an agent, or ends the sub-task. A parked sub-task
+    /// comes here with no attempt in flight.
+    pub(crate) fn dispatch(&mut self, mut m: Msg) {
         let d = usize::from(m.domain);
         // SAFETY: the task is ours (admitted).
         let deadline = unsafe { self.sh.slab.req(m.ticket.slot()) }.deadline_ns;
@@ -153,28 +229,106 @@ impl Worker {
         }
         let (a, permit) = match choice {
             Choice::Agent(a, p) => (a, p),
+            Choice::Busy => return self.wait_for_room(m),
             Choice::NoneAvailable | Choice::AllTried => return self.finish_subtask(m, Reason::NoAgent),
         };
+        if m.attempt > 0 && !self.withdraw(d) {
+            self.sh.agent_breakers[usize::from(a.0)].release(permit);
+            return self.finish_subtask(m, Reason::BudgetExhausted);
+        }
         if permit == Permit::Bypass {
             self.counters().panic_routed.inc();
         }
-        m.agent = a.0;
-        m.agent_permit = permit;
-        m.tried |= 1u64 << self.sh.topo.agents[usize::from(a.0)].local;
-        m.failure = None;
-        m.returned = false;
-        // SAFETY: the task is ours (admitted).
-        unsafe { self.sh.slab.out(m.ticket.slot()) }.attempts += 1;
-        if self.sh.iso_index[usize::from(a.0)] == u16::MAX {
-            self.agent_step(m); // on this worker: the attempt runs now, its answer comes straight back
-        } else {
-            self.send_isolated(m);
+        self.send(m, a, permit, false);
+    }
+
+    /// Takes a retry from domain `d`'s budget, if it has one; false if the budget is spent.
+    fn withdraw(&mut self, d: usize) -> bool {
+        let now = self.now;
+        if self.budgets[d].as_mut().is_none_or(|b| b.withdraw(now)) {
+            return true;
+        }
+        self.counters().domain[d].budget_denied.inc();
+        false
+    }
+
+    /// Every agent that could take the sub-task is at its concurrency limit: it waits in the
+    /// domain (not on a thread) until one has room.
+    fn wait_for_room(&mut self, mut m: Msg) {
+        if m.parked != NOT_PARKED {
+            self.parked.remove(m.parked);
+            m.parked = NOT_PARKED;
+        }
+        self.counters().domain[usize::from(m.domain)].waited.inc();
+        self.waiting[usize::from(m.domain)].push_back(m);
+        self.waiting_len += 1;
+    }
+
+    /// Sends the sub-tasks that wait for room again (those that still find none wait on).
+    pub(crate) fn retry_waiting(&mut self) -> usize {
+        if self.waiting_len == 0 {
+            return 0;
+        }
+        let mut n = 0;
+        for d in 0..self.waiting.len() {
+            for _ in 0..self.waiting[d].len() {
+                let Some(m) = self.waiting[d].pop_front() else { break };
+                self.waiting_len -= 1;
+                n += 1;
+                self.dispatch(m);
+            }
+        }
+        n
+    }
+
+    /// The hedge timer of parked sub-task `p` is due: sends one more attempt to another agent
+    /// if its attempt in flight has been out a hedge delay and its budget allows.
+    pub(crate) fn hedge(&mut self, p: u32) {
+        let sub = *self.parked.at(p);
+        let m = sub.m;
+        let d = usize::from(m.domain);
+        let Some(h) = self.sh.topo.domains[d].hedge else { return };
+        if sub.n_live == 0 || u32::from(sub.hedges) >= h.max_extra || u32::from(m.attempt) >= self.sh.max_attempts[d] {
+            return;
+        }
+        let Some(delay) = self.hedge_delay(d) else { return };
+        // The newest attempt in flight must have been out a full delay (a failover may have
+        // replaced the attempt this timer was set for).
+        let newest = sub.live[..usize::from(sub.n_live)]
+            .iter()
+            .map(|&s| self.pending_attempts[s as usize].info.started_ns)
+            .max()
+            .unwrap_or(0);
+        if self.now < newest.saturating_add(delay) {
+            let g = self.parked.generation(p);
+            return self.schedule_hedge(d, p, g, newest);
+        }
+        let (a, permit) = match choose(&self.sh, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now) {
+            Choice::Agent(a, permit) => (a, permit),
+            _ => return, // nobody else to ask now
+        };
+        if !self.withdraw(d) {
+            self.sh.agent_breakers[usize::from(a.0)].release(permit);
+            return;
+        }
+        self.parked.at(p).hedges += 1;
+        self.counters().domain[d].hedges.inc();
+        let g = self.parked.generation(p);
+        self.send(m, a, permit, true);
+        // Another hedge later, if allowed and the sub-task still waits (the hedge may have
+        // answered at once).
+        if u32::from(sub.hedges) + 1 < h.max_extra && self.parked.get(p, g).is_some_and(|s| s.n_live > 0) {
+            self.schedule_hedge(d, p, g, self.now);
         }
     }
 
-    /// Ends a sub-task: reports it to the domain breaker (unless it was shed) and hands it to the
-    /// meta stage's join.
+    /// Ends a sub-task: lets go of its attempts still in flight, reports it to the domain
+    /// breaker (unless it was shed) and hands it to the meta stage's join.
     pub(crate) fn finish_subtask(&mut self, mut m: Msg, reason: Reason) {
+        if m.parked != NOT_PARKED {
+            self.let_go(m.parked);
+            m.parked = NOT_PARKED;
+        }
         let d = usize::from(m.domain);
         if m.domain_permit != Permit::Denied {
             let ok = reason == Reason::None;

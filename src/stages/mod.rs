@@ -13,4 +13,3 @@ mod domain;
 mod meta;
 
 pub use agent::DOWN_CODE;
-pub(crate) use agent::run_attempt;

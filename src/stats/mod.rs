@@ -38,6 +38,14 @@ pub(crate) struct DomainCounters {
     pub(crate) timeouts: Counter,
     pub(crate) failovers: Counter,
     pub(crate) recovered: Counter,
+    /// Hedge attempts sent.
+    pub(crate) hedges: Counter,
+    /// Sub-tasks a hedge attempt won.
+    pub(crate) hedge_wins: Counter,
+    /// Failovers or hedges the retry budget refused.
+    pub(crate) budget_denied: Counter,
+    /// Times a sub-task had to wait for an agent with room.
+    pub(crate) waited: Counter,
 }
 
 #[derive(Default)]
@@ -49,13 +57,16 @@ pub(crate) struct AgentCounters {
     pub(crate) abandoned: Counter,
     pub(crate) overloaded: Counter,
     pub(crate) latency_ns: Counter,
+    /// Attempts deferred (answered later, or by an isolated agent's threads).
+    pub(crate) deferred: Counter,
+    /// Attempts abandoned because another attempt of their sub-task answered first.
+    pub(crate) cancelled: Counter,
 }
 
 pub(crate) struct WorkerCounters {
     pub(crate) admitted: Counter,
     pub(crate) completed: [Counter; 4],
-    pub(crate) reasons: [Counter; 12],
-    pub(crate) late_results: Counter,
+    pub(crate) reasons: [Counter; crate::task::Reason::COUNT],
     pub(crate) panic_routed: Counter,
     pub(crate) degraded_admits: Counter,
     pub(crate) domain: Box<[DomainCounters]>,
@@ -69,7 +80,6 @@ impl WorkerCounters {
             admitted: Counter::default(),
             completed: Default::default(),
             reasons: Default::default(),
-            late_results: Counter::default(),
             panic_routed: Counter::default(),
             degraded_admits: Counter::default(),
             domain: (0..domains).map(|_| DomainCounters::default()).collect(),
@@ -89,12 +99,15 @@ pub(crate) struct Histogram {
 }
 
 impl Histogram {
+    /// How many buckets a histogram has.
+    pub(crate) const BUCKETS: usize = BUCKETS;
+
     pub(crate) fn new() -> Self {
         Self { buckets: (0..BUCKETS).map(|_| Counter::default()).collect() }
     }
 
     #[inline]
-    fn index(v: u64) -> usize {
+    pub(crate) fn index(v: u64) -> usize {
         if v < (1 << SUB) {
             return v as usize;
         }
@@ -103,7 +116,7 @@ impl Histogram {
     }
 
     /// The middle of bucket `i`.
-    fn value(i: usize) -> u64 {
+    pub(crate) fn value(i: usize) -> u64 {
         if i < (1 << SUB) {
             return i as u64;
         }

@@ -37,6 +37,14 @@ pub struct DomainStats {
     pub failovers: u64,
     /// Sub-tasks that succeeded after at least one failed attempt (failures absorbed).
     pub recovered: u64,
+    /// Hedge attempts sent.
+    pub hedges: u64,
+    /// Sub-tasks a hedge attempt won.
+    pub hedge_wins: u64,
+    /// Failovers and hedges its retry budget refused.
+    pub budget_denied: u64,
+    /// Times a sub-task waited for an agent with room (every candidate at its limit).
+    pub waited: u64,
     /// Its breaker.
     pub breaker: BreakerSnapshot,
 }
@@ -56,10 +64,19 @@ pub struct AgentStats {
     pub slow: u64,
     /// Of which: the handler panicked.
     pub panics: u64,
-    /// Of which: abandoned at the timeout (isolated agents).
+    /// Of which: abandoned at the timeout (deferred attempts, isolated agents).
     pub abandoned: u64,
-    /// Of which: its queue was full.
+    /// Of which: no room (its queue, or the worker's attempt slots, full).
     pub overloaded: u64,
+    /// Attempts deferred (answered later, or by its own threads).
+    pub deferred: u64,
+    /// Attempts abandoned because another attempt of their sub-task answered first (not
+    /// failures: its breaker does not count them).
+    pub cancelled: u64,
+    /// Attempts in flight now (counted only when it has a concurrency limit).
+    pub in_flight: u32,
+    /// Its concurrency limit (0: none).
+    pub max_concurrency: u32,
     /// Mean attempt latency, nanoseconds.
     pub mean_latency_ns: u64,
     /// Whether its domain routes to it.
@@ -107,7 +124,8 @@ pub struct Stats {
     pub rejected: u64,
     /// Completions by reason (those that occurred).
     pub reasons: Vec<ReasonCount>,
-    /// Answers from isolated agents that came after their attempt was abandoned.
+    /// Answers of deferred attempts (isolated agents' included) that came after their attempt
+    /// was abandoned, and were dropped.
     pub late_results: u64,
     /// Attempts made although every remaining agent's breaker was open (panic routing).
     pub panic_routed: u64,
@@ -175,6 +193,10 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
                 timeouts: s(&|c| c.timeouts.get()),
                 failovers: s(&|c| c.failovers.get()),
                 recovered: s(&|c| c.recovered.get()),
+                hedges: s(&|c| c.hedges.get()),
+                hedge_wins: s(&|c| c.hedge_wins.get()),
+                budget_denied: s(&|c| c.budget_denied.get()),
+                waited: s(&|c| c.waited.get()),
                 breaker: sh.domain_breakers[d].snapshot(now),
             }
         })
@@ -195,6 +217,10 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
                 panics: s(&|c| c.panics.get()),
                 abandoned: s(&|c| c.abandoned.get()),
                 overloaded: s(&|c| c.overloaded.get()),
+                deferred: s(&|c| c.deferred.get()),
+                cancelled: s(&|c| c.cancelled.get()),
+                in_flight: sh.agents[a].inflight.load(std::sync::atomic::Ordering::Relaxed),
+                max_concurrency: sh.agents[a].limit,
                 mean_latency_ns: s(&|c| c.latency_ns.get()) / calls.max(1),
                 in_rotation: policy.routing[usize::from(def.domain.0)].iter().any(|x| usize::from(x.0) == a),
                 isolated: def.spec.isolated,
@@ -213,7 +239,11 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
         .map(|d| crate::model::task_success(topo, &per_domain, crate::DomainSet::one(crate::DomainId(d as u16))))
         .sum::<f64>()
         / topo.domain_count() as f64;
-    let by_status = |s: crate::Status| sum(&|c| c.completed[s as usize].get());
+    // Tasks the shutdown sweep (or a submitter racing it) completed as rejected.
+    let swept = sh.swept.load(Ordering::Relaxed);
+    let by_status = |s: crate::Status| {
+        sum(&|c| c.completed[s as usize].get()) + if s == crate::Status::Rejected { swept } else { 0 }
+    };
     Stats {
         workers: ws.len(),
         pin_failures: sh.pin_failures.load(Ordering::Relaxed),
@@ -221,17 +251,20 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
         in_flight: sh.slab.capacity() - sh.slab.free_len(),
         submit_full: sh.submit_full.load(Ordering::Relaxed),
         admitted: sum(&|c| c.admitted.get()),
-        completed: sum(&|c| c.completed.iter().map(Counter::get).sum()),
+        completed: sum(&|c| c.completed.iter().map(Counter::get).sum()) + swept,
         ok: by_status(crate::Status::Ok),
         failed: by_status(crate::Status::Failed),
         timed_out: by_status(crate::Status::TimedOut),
         rejected: by_status(crate::Status::Rejected),
         reasons: Reason::ALL
             .iter()
-            .map(|&reason| ReasonCount { reason, count: sum(&|c| c.reasons[reason as usize].get()) })
+            .map(|&reason| {
+                let extra = if reason == Reason::ShuttingDown { swept } else { 0 };
+                ReasonCount { reason, count: sum(&|c| c.reasons[reason as usize].get()) + extra }
+            })
             .filter(|r| r.count > 0)
             .collect(),
-        late_results: sum(&|c| c.late_results.get()),
+        late_results: sh.late_results(),
         panic_routed: sum(&|c| c.panic_routed.get()),
         events_dropped: sh.events_dropped.load(Ordering::Relaxed),
         latency_ns: Histogram::percentiles(&latency),

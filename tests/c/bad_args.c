@@ -127,6 +127,8 @@ int main(void) {
     FAILS(METAFED_E_NULL, metafed_engine_poll(e, &c, 1, 0, NULL));
     c.struct_size = 1;
     FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_poll(e, &c, 1, 0, &n));
+    FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_wait(e, 0, 0, &c)); /* one rule: every struct */
+    c.struct_size = sizeof c;
     FAILS(METAFED_E_UNKNOWN_TICKET, metafed_engine_wait(e, 0, 0, &c));
     FAILS(METAFED_E_UNKNOWN_TICKET, metafed_engine_wait(e, 0xdeadbeefull << 32, 0, &c));
     FAILS(METAFED_E_NULL, metafed_engine_wait(e, 0, 0, NULL));

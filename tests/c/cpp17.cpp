@@ -57,6 +57,7 @@ int main() {
         uint64_t ticket = 0;
         check(metafed_engine_submit(engine.get(), &task, &ticket), "submit");
         metafed_completion c{};
+        c.struct_size = sizeof c;
         check(metafed_engine_wait(engine.get(), ticket, -1, &c), "wait");
         if (id == 7 && (c.outcome != METAFED_OUTCOME_OK || c.value != 70)) return 1;
         if (id == 13 && (c.outcome != METAFED_OUTCOME_FAILED || c.failures_len != 1 || c.failures[0].kind != METAFED_FAILURE_PANICKED)) return 2;

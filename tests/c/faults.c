@@ -185,6 +185,7 @@ int main(void) {
         t.id = i;
         t.domains = 1;
         OK(metafed_engine_submit(engine, &t, &ticket));
+        c.struct_size = sizeof c;
         OK(metafed_engine_wait(engine, ticket, -1, &c));
         CHECK(c.ticket == ticket && c.id == i);
         for (f = 0; f < c.failures_len; f++) {

@@ -14,6 +14,8 @@
 
 #define METAFED_OUTCOME_REJECTED 3
 
+#define METAFED_OUTCOME_COUNT 4
+
 #define METAFED_REASON_NONE 0
 
 #define METAFED_REASON_AGENTS_EXHAUSTED 1
@@ -38,6 +40,10 @@
 
 #define METAFED_REASON_DOMAIN_TIMEOUT 11
 
+#define METAFED_REASON_BUDGET_EXHAUSTED 12
+
+#define METAFED_REASON_COUNT 13
+
 #define METAFED_FAILURE_ERROR 0
 
 #define METAFED_FAILURE_PANICKED 1
@@ -52,15 +58,33 @@
 
 #define METAFED_FAILURE_INVALID_REPLY 6
 
+#define METAFED_FAILURE_DROPPED 7
+
 #define METAFED_HANDLER_OK 0
 
 #define METAFED_HANDLER_ERROR 1
 
 #define METAFED_HANDLER_RAISED 2
 
+#define METAFED_HANDLER_PENDING 3
+
 #define METAFED_TASK_WAITABLE 1
 
 #define METAFED_AGENT_ISOLATED 1
+
+#define METAFED_SIM_IO 2
+
+#define METAFED_HEDGE_FIXED 0
+
+#define METAFED_HEDGE_PERCENTILE 1
+
+#define METAFED_MAX_DURATION_MS 2592000000
+
+#define METAFED_MAX_NAME_LEN 256
+
+#define METAFED_MAX_DOMAINS 64
+
+#define METAFED_MAX_AGENTS_PER_DOMAIN 64
 
 #define METAFED_LEVEL_META 0
 
@@ -102,12 +126,45 @@ typedef struct metafed_topology metafed_topology;
 
 typedef int32_t metafed_status;
 
+typedef struct metafed_request {
+  uint32_t struct_size;
+  uint16_t domain;
+  uint16_t agent;
+  uint64_t task_id;
+  uint64_t payload;
+  const uint8_t *data;
+  size_t data_len;
+  uint32_t attempt;
+  uint32_t fanout;
+  uint32_t priority;
+  void *internal;
+} metafed_request;
+
+typedef struct metafed_attempt {
+  uint64_t engine;
+  uint64_t id;
+} metafed_attempt;
+
+typedef struct metafed_response {
+  uint32_t struct_size;
+  int32_t code;
+  uint64_t value;
+  const uint8_t *data;
+  size_t data_len;
+} metafed_response;
+
 typedef struct metafed_failure {
   uint16_t domain;
   uint16_t agent;
   int32_t kind;
   int32_t code;
 } metafed_failure;
+
+typedef struct metafed_body {
+  uint16_t domain;
+  const uint8_t *data;
+  size_t len;
+} metafed_body;
 
 typedef struct metafed_completion {
   uint32_t struct_size;
@@ -123,7 +180,22 @@ typedef struct metafed_completion {
   uint32_t failures_total;
   uint32_t reserved;
   struct metafed_failure failures[METAFED_MAX_FAILURES];
+  uint32_t bodies_len;
+  uint32_t reserved2;
+  const struct metafed_body *bodies;
 } metafed_completion;
+
+typedef struct metafed_task {
+  uint32_t struct_size;
+  uint32_t flags;
+  uint64_t id;
+  uint64_t domains;
+  uint64_t payload;
+  const uint8_t *data;
+  size_t data_len;
+  uint32_t priority;
+  uint64_t deadline_us;
+} metafed_task;
 
 typedef void (*metafed_completion_fn)(void *user_data, const struct metafed_completion *completion);
 
@@ -149,18 +221,6 @@ typedef struct metafed_engine_config {
   void *on_complete_user_data;
 } metafed_engine_config;
 
-typedef struct metafed_task {
-  uint32_t struct_size;
-  uint32_t flags;
-  uint64_t id;
-  uint64_t domains;
-  uint64_t payload;
-  const uint8_t *data;
-  size_t data_len;
-  uint32_t priority;
-  uint64_t deadline_us;
-} metafed_task;
-
 typedef struct metafed_stats {
   uint32_t struct_size;
   uint32_t workers;
@@ -171,8 +231,8 @@ typedef struct metafed_stats {
   uint64_t submit_full;
   uint64_t admitted;
   uint64_t completed;
-  uint64_t outcomes[4];
-  uint64_t reasons[12];
+  uint64_t outcomes[METAFED_OUTCOME_COUNT];
+  uint64_t reasons[METAFED_REASON_COUNT];
   uint64_t panic_routed;
   uint64_t late_results;
   uint64_t degraded_admits;
@@ -197,6 +257,10 @@ typedef struct metafed_domain_stats {
   uint64_t failovers;
   uint64_t recovered;
   uint64_t trips;
+  uint64_t hedges;
+  uint64_t hedge_wins;
+  uint64_t budget_denied;
+  uint64_t waited;
 } metafed_domain_stats;
 
 typedef struct metafed_agent_stats {
@@ -212,6 +276,10 @@ typedef struct metafed_agent_stats {
   uint64_t trips;
   uint32_t in_rotation;
   uint32_t isolated;
+  uint64_t deferred;
+  uint64_t cancelled;
+  uint32_t in_flight;
+  uint32_t max_concurrency;
 } metafed_agent_stats;
 
 typedef struct metafed_shutdown_report {
@@ -236,25 +304,6 @@ typedef struct metafed_sim_agent {
   uint64_t seed;
 } metafed_sim_agent;
 
-typedef struct metafed_request {
-  uint32_t struct_size;
-  uint16_t domain;
-  uint16_t agent;
-  uint64_t task_id;
-  uint64_t payload;
-  const uint8_t *data;
-  size_t data_len;
-  uint32_t attempt;
-  uint32_t fanout;
-  uint32_t priority;
-} metafed_request;
-
-typedef struct metafed_response {
-  uint32_t struct_size;
-  int32_t code;
-  uint64_t value;
-} metafed_response;
-
 typedef int32_t (*metafed_handler_fn)(void *user_data,
                                       const struct metafed_request *request,
                                       struct metafed_response *response);
@@ -274,6 +323,15 @@ typedef struct metafed_breaker_config {
   uint32_t half_open_probes;
   uint32_t reserved;
 } metafed_breaker_config;
+
+typedef struct metafed_hedge_config {
+  uint32_t struct_size;
+  int32_t delay_kind;
+  double delay;
+  uint32_t max_extra;
+  uint32_t min_samples;
+  double period_ms;
+} metafed_hedge_config;
 
 #define METAFED_OK 0
 
@@ -309,11 +367,28 @@ typedef struct metafed_breaker_config {
 
 #define METAFED_E_PANIC 16
 
+#define METAFED_E_WOULD_DEADLOCK 17
+
+#define METAFED_E_ABANDONED 18
+
 const char *metafed_version(void);
 
 const char *metafed_status_str(metafed_status status);
 
 const char *metafed_last_error(void);
+
+metafed_status metafed_request_defer(const struct metafed_request *request,
+                                     struct metafed_attempt *out);
+
+metafed_status metafed_attempt_complete(struct metafed_attempt attempt,
+                                        int32_t result,
+                                        const struct metafed_response *response);
+
+metafed_status metafed_attempt_abandoned(struct metafed_attempt attempt, uint32_t *out);
+
+void metafed_completion_release(struct metafed_completion *completion);
+
+metafed_status metafed_task_init(struct metafed_task *out);
 
 metafed_status metafed_engine_config_init(struct metafed_engine_config *out);
 
@@ -445,6 +520,26 @@ metafed_status metafed_breaker_config_init(int32_t level, struct metafed_breaker
 metafed_status metafed_topology_set_breaker(struct metafed_topology *topology,
                                             int32_t level,
                                             const struct metafed_breaker_config *config);
+
+metafed_status metafed_topology_set_agent_concurrency(struct metafed_topology *topology,
+                                                      uint16_t agent,
+                                                      uint32_t max_concurrency);
+
+metafed_status metafed_topology_set_agent_threads(struct metafed_topology *topology,
+                                                  uint16_t agent,
+                                                  uint32_t threads);
+
+metafed_status metafed_hedge_config_init(struct metafed_hedge_config *out);
+
+metafed_status metafed_topology_set_hedge(struct metafed_topology *topology,
+                                          uint16_t domain,
+                                          const struct metafed_hedge_config *config);
+
+metafed_status metafed_topology_set_retry_budget(struct metafed_topology *topology,
+                                                 uint16_t domain,
+                                                 double ratio,
+                                                 double min_per_s,
+                                                 double window_ms);
 
 metafed_status metafed_topology_disable_breakers(struct metafed_topology *topology);
 

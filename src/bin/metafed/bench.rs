@@ -368,7 +368,11 @@ pub fn probe(tasks: u64, workers: usize) -> Result<(), String> {
         if room > 0 {
             sent += engine.submit_batch(&batch[..room], &mut tickets[..room]).unwrap_or(0) as u64;
         }
-        let got = if room == 0 && sent > done { engine.poll_wait(&mut out, None) } else { engine.poll(&mut out) };
+        let got = if room == 0 && sent > done {
+            engine.poll_wait(&mut out, None).map_err(|e| e.to_string())?
+        } else {
+            engine.poll(&mut out)
+        };
         ok += out[..got].iter().filter(|c| c.is_ok()).count() as u64;
         done += got as u64;
     }

@@ -196,7 +196,7 @@ impl Runner<'_> {
         let progress = &mut self.progress;
         let report = closed_loop(&engine, &load, |done| progress.set(base + done));
         let stats = engine.stats();
-        engine.shutdown(std::time::Duration::from_secs(5));
+        engine.shutdown(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;
         self.done_before += load.tasks;
         self.tasks_total += report.submitted;
         self.lost += report.lost;
@@ -228,7 +228,7 @@ fn seed_topology(agent: f64, domain: f64, meta: f64, levels: Levels) -> Result<T
 /// One domain of `breadth` agents failing at `agent`, no other faults: 1 x 1 and 1 x 3.
 fn flat_topology(breadth: usize, agent: f64) -> Result<Topology, String> {
     let mut b = Topology::builder();
-    let d = b.domain("Single");
+    let d = b.domain("Single").map_err(|e| e.to_string())?;
     for i in 0..breadth {
         b.agent(d, format!("Agent{i}"), AgentSpec::sim(SimAgent::with_error_rate(agent))).map_err(|e| e.to_string())?;
     }
