@@ -92,6 +92,35 @@ pub(crate) struct AgentRt {
     pub(crate) inflight: AtomicU32,
 }
 
+impl AgentRt {
+    /// Takes a place for one more attempt, if it has no limit or room under it. Every worker
+    /// may try at once: the compare-and-swap keeps the count at the limit at most.
+    #[inline]
+    pub(crate) fn reserve(&self) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        let mut n = self.inflight.load(Ordering::Relaxed);
+        loop {
+            if n >= self.limit {
+                return false;
+            }
+            match self.inflight.compare_exchange_weak(n, n + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(actual) => n = actual,
+            }
+        }
+    }
+
+    /// Gives back a place taken by [`reserve`](Self::reserve).
+    #[inline]
+    pub(crate) fn release(&self) {
+        if self.limit != 0 {
+            self.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// How an agent's attempts run.
 pub(crate) enum AgentRun {
     /// On the workers: the attempt is a call (which may defer it).

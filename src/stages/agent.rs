@@ -44,9 +44,6 @@ impl Worker {
         if m.parked != NOT_PARKED {
             self.parked.at(m.parked).m = m;
         }
-        if rt.limit != 0 {
-            rt.inflight.fetch_add(1, Ordering::Relaxed);
-        }
         // SAFETY: the task is ours (admitted); its request is read-only.
         let req = unsafe { sh.slab.req(m.ticket.slot()) };
         // When the attempt is abandoned if it is deferred and not answered: the agent timeout, or
@@ -121,13 +118,11 @@ impl Worker {
         }
     }
 
-    /// An attempt at agent `a` is no longer in flight (its bulkhead has room again).
+    /// An attempt at agent `a` is no longer in flight (its bulkhead has room again; the place
+    /// was reserved when the domain chose the agent).
     #[inline]
     fn release_agent(&self, a: usize) {
-        let rt = &self.sh.agents[a];
-        if rt.limit != 0 {
-            rt.inflight.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.sh.agents[a].release();
     }
 
     /// The attempt was deferred: parks its sub-task (if it is not already) and starts its timer,

@@ -8,7 +8,6 @@
 use crate::breaker::{BreakerMode, Permit};
 use crate::shared::{Level, Shared};
 use crate::sim::{DOMAIN_FAULT_SALT, fails_below, oracle_key, splitmix64};
-use crate::sync::Ordering;
 use crate::task::{AgentId, AttemptFailure, DomainId, Reason};
 use crate::worker::{AttemptInfo, Msg, NOT_PARKED, Outcome, Worker};
 
@@ -49,7 +48,7 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
         if tried & rt.bit != 0 {
             continue;
         }
-        if rt.limit != 0 && rt.inflight.load(Ordering::Relaxed) >= rt.limit {
+        if !rt.reserve() {
             busy = true;
             continue;
         }
@@ -57,8 +56,9 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
         let (permit, tr) = breaker.try_acquire(now);
         sh.emit(Level::Agent, usize::from(a.0), tr);
         if permit != Permit::Denied {
-            return Choice::Agent(a, permit);
+            return Choice::Agent(a, permit); // with its place reserved
         }
+        rt.release();
         if breaker.mode() != BreakerMode::ForcedOpen {
             fallback.get_or_insert(a);
         } else {
@@ -67,7 +67,7 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
     }
     match fallback {
         _ if busy => Choice::Busy,
-        Some(a) if sh.cfg.panic_routing => Choice::Agent(a, Permit::Bypass),
+        Some(a) if sh.cfg.panic_routing && sh.agents[usize::from(a.0)].reserve() => Choice::Agent(a, Permit::Bypass),
         Some(_) => Choice::NoneAvailable,
         None if forced => Choice::NoneAvailable,
         None => Choice::AllTried,
@@ -234,6 +234,7 @@ impl Worker {
         };
         if m.attempt > 0 && !self.withdraw(d) {
             self.sh.agent_breakers[usize::from(a.0)].release(permit);
+            self.sh.agents[usize::from(a.0)].release();
             return self.finish_subtask(m, Reason::BudgetExhausted);
         }
         if permit == Permit::Bypass {
@@ -309,6 +310,7 @@ impl Worker {
         };
         if !self.withdraw(d) {
             self.sh.agent_breakers[usize::from(a.0)].release(permit);
+            self.sh.agents[usize::from(a.0)].release();
             return;
         }
         self.parked.at(p).hedges += 1;

@@ -1,0 +1,434 @@
+//! Deferred attempts: handlers that answer later from another thread, the engine's own timeout
+//! and abandonment, late and dropped completions, reply bytes, concurrency limits, hedging, the
+//! retry budget, isolated pools, and calls that would deadlock an engine thread.
+
+use metafed::{
+    AgentSpec, Attempt, Completion, DomainId, DomainSet, Engine, EngineConfig, FailureKind, Hedge, Levels, Reason,
+    Request, RetryBudget, SimAgent, Status, SubmitError, Task, Topology, WaitError,
+};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the reactor answers: a value and bytes, or an error code.
+type Answer = Result<(u64, Vec<u8>), i32>;
+
+/// A thread that completes attempts when told to: what an I/O reactor does.
+struct Reactor {
+    tx: mpsc::Sender<(Instant, Attempt, Answer)>,
+}
+
+impl Reactor {
+    fn start() -> Self {
+        let (tx, rx) = mpsc::channel::<(Instant, Attempt, Answer)>();
+        std::thread::spawn(move || {
+            let mut queue = Vec::new();
+            loop {
+                match rx.recv_timeout(Duration::from_micros(200)) {
+                    Ok(job) => queue.push(job),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) if queue.is_empty() => return,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {}
+                }
+                let now = Instant::now();
+                let (due, later): (Vec<_>, Vec<_>) = queue.drain(..).partition(|(at, _, _)| *at <= now);
+                queue = later;
+                for (_, attempt, answer) in due {
+                    let _ = match answer {
+                        Ok((v, body)) => attempt.succeed_with(v, body),
+                        Err(code) => attempt.fail(code),
+                    };
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    fn after(&self, delay: Duration, attempt: Attempt, answer: Answer) {
+        self.tx.send((Instant::now() + delay, attempt, answer)).unwrap();
+    }
+}
+
+fn no_breakers(b: &mut metafed::TopologyBuilder) {
+    b.breakers(Levels::disabled());
+}
+
+fn one_domain(agents: Vec<(&str, AgentSpec)>) -> (Topology, DomainId) {
+    let mut b = Topology::builder();
+    let d = b.domain("D").unwrap();
+    for (name, spec) in agents {
+        b.agent(d, name, spec).unwrap();
+    }
+    no_breakers(&mut b);
+    (b.build().unwrap(), d)
+}
+
+fn config() -> EngineConfig {
+    EngineConfig { workers: 2, pin: false, ..EngineConfig::default() }
+}
+
+/// Runs `n` waitable tasks of domain `d` and returns their completions, in id order.
+fn run_all(engine: &Engine, d: DomainId, n: u64) -> Vec<Completion> {
+    let tickets: Vec<_> = (0..n).map(|i| engine.submit(&Task::new(i, d).waitable(), None).unwrap()).collect();
+    tickets.into_iter().map(|t| engine.wait(t, Some(Duration::from_secs(60))).unwrap()).collect()
+}
+
+#[test]
+fn answers_from_another_thread_carry_values_and_bytes() {
+    let reactor = Arc::new(Reactor::start());
+    let r = reactor.clone();
+    let (topo, d) = one_domain(vec![(
+        "Rest",
+        AgentSpec::deferred(move |req: &Request<'_>, attempt: Attempt| {
+            let body = format!("task {}", req.task_id).into_bytes();
+            r.after(Duration::from_micros(300), attempt, Ok((req.task_id * 2, body)));
+        }),
+    )]);
+    let engine = Engine::start(topo, config()).unwrap();
+    let done = run_all(&engine, d, 500);
+    for (i, c) in done.iter().enumerate() {
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert_eq!(c.value, i as u64 * 2);
+        assert_eq!(c.body(), Some(format!("task {i}").as_bytes()));
+        assert_eq!(c.body_of(d), c.body());
+    }
+    let s = engine.stats();
+    assert_eq!(s.agents[0].deferred, 500);
+    assert_eq!(s.late_results, 0);
+}
+
+#[test]
+fn an_unanswered_attempt_is_abandoned_at_the_agent_timeout_and_fails_over() {
+    // "Hang" keeps its attempts; "Good" answers at once. Round-robin sends every other task's
+    // first attempt to Hang: those fail over after the 50 ms agent timeout.
+    let kept: Arc<Mutex<Vec<Attempt>>> = Arc::default();
+    let k = kept.clone();
+    let (topo, d) = one_domain(vec![
+        ("Hang", AgentSpec::deferred(move |_: &Request<'_>, a: Attempt| k.lock().unwrap().push(a))),
+        ("Good", AgentSpec::handler(|r: &Request<'_>| Ok(r.task_id))),
+    ]);
+    let engine = Engine::start(topo, EngineConfig { workers: 1, ..config() }).unwrap();
+    let t0 = Instant::now();
+    let done = run_all(&engine, d, 20);
+    assert!(done.iter().all(Completion::is_ok), "{done:?}");
+    let failed_over: Vec<_> = done.iter().filter(|c| c.attempts == 2).collect();
+    assert_eq!(failed_over.len(), 10);
+    for c in &failed_over {
+        assert_eq!(c.failures()[0].kind, FailureKind::Abandoned);
+        assert!(c.latency_ns >= 45_000_000, "abandoned at the 50 ms agent timeout: {} ns", c.latency_ns);
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(45));
+    // The kept attempts were abandoned: completing them now is late, and counted.
+    let attempts: Vec<Attempt> = std::mem::take(&mut *kept.lock().unwrap());
+    assert_eq!(attempts.len(), 10);
+    for a in attempts {
+        assert!(a.is_abandoned());
+        assert!(a.succeed(1).is_err(), "a late completion is refused");
+    }
+    let s = engine.stats();
+    assert_eq!(s.late_results, 10);
+    assert_eq!(s.agents[0].abandoned, 10);
+}
+
+#[test]
+fn a_dropped_attempt_is_a_failure_and_a_deadline_shorter_than_the_timeout_wins() {
+    let (topo, d) = one_domain(vec![
+        ("Drop", AgentSpec::deferred(|_: &Request<'_>, a: Attempt| drop(a))),
+        ("Good", AgentSpec::handler(|r: &Request<'_>| Ok(r.task_id))),
+    ]);
+    let engine = Engine::start(topo, EngineConfig { workers: 1, ..config() }).unwrap();
+    let done = run_all(&engine, d, 10);
+    assert!(done.iter().all(Completion::is_ok));
+    let dropped = done.iter().filter(|c| c.failures().first().is_some_and(|f| f.kind == FailureKind::Dropped));
+    assert_eq!(dropped.count(), 5);
+
+    // A task whose deadline (5 ms) is shorter than the agent timeout (50 ms) times out at its
+    // deadline while its attempt is in flight.
+    let kept: Arc<Mutex<Vec<Attempt>>> = Arc::default();
+    let k = kept.clone();
+    let (topo, d) =
+        one_domain(vec![("Hang", AgentSpec::deferred(move |_: &Request<'_>, a: Attempt| k.lock().unwrap().push(a)))]);
+    let engine = Engine::start(topo, config()).unwrap();
+    let t = engine.submit(&Task::new(1, d).deadline(Duration::from_millis(5)).waitable(), None).unwrap();
+    let c = engine.wait(t, Some(Duration::from_secs(10))).unwrap();
+    assert_eq!((c.status, c.reason), (Status::TimedOut, Reason::Deadline), "{c:?}");
+    assert!(c.latency_ns < 40_000_000, "at the deadline, not the agent timeout: {} ns", c.latency_ns);
+}
+
+#[test]
+fn sub_tasks_beyond_a_concurrency_limit_wait_in_the_domain_and_nothing_is_lost() {
+    let reactor = Arc::new(Reactor::start());
+    let r = reactor.clone();
+    let spec = AgentSpec::deferred(move |req: &Request<'_>, attempt: Attempt| {
+        r.after(Duration::from_micros(500), attempt, Ok((req.task_id, Vec::new())));
+    })
+    .max_concurrency(3);
+    let (topo, d) = one_domain(vec![("Limited", spec)]);
+    let engine = Engine::start(topo, config()).unwrap();
+    let done = run_all(&engine, d, 300);
+    assert!(done.iter().all(Completion::is_ok));
+    let s = engine.stats();
+    assert_eq!(s.agents[0].max_concurrency, 3);
+    assert_eq!(s.agents[0].in_flight, 0, "every attempt released its place");
+    assert!(s.domains[0].waited > 0, "with 300 tasks and room for 3, sub-tasks waited in the domain");
+}
+
+#[test]
+fn the_engine_never_has_more_attempts_out_than_the_limit() {
+    // Counts from the engine's side: attempts handed out minus answers delivered by the
+    // reactor can never exceed the limit, since the engine counts an attempt until it has
+    // taken the answer.
+    let out = Arc::new(AtomicU64::new(0));
+    let max_seen = Arc::new(AtomicU64::new(0));
+    let (o, m) = (out.clone(), max_seen.clone());
+    let (tx, rx) = mpsc::channel::<Attempt>();
+    let completer_out = out.clone();
+    std::thread::spawn(move || {
+        while let Ok(a) = rx.recv() {
+            std::thread::sleep(Duration::from_micros(200));
+            completer_out.fetch_sub(1, Ordering::SeqCst);
+            let _ = a.succeed(1);
+        }
+    });
+    let tx = Mutex::new(tx);
+    let spec = AgentSpec::deferred(move |_: &Request<'_>, a: Attempt| {
+        let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+        m.fetch_max(now, Ordering::SeqCst);
+        tx.lock().unwrap().send(a).unwrap();
+    })
+    .max_concurrency(4);
+    let (topo, d) = one_domain(vec![("A", spec)]);
+    let engine = Engine::start(topo, config()).unwrap();
+    let done = run_all(&engine, d, 200);
+    assert!(done.iter().all(Completion::is_ok));
+    assert!(max_seen.load(Ordering::SeqCst) <= 4, "{} attempts out at once", max_seen.load(Ordering::SeqCst));
+    assert!(max_seen.load(Ordering::SeqCst) >= 2, "the limit, not a single thread, bounded it");
+}
+
+#[test]
+fn a_hedge_answers_for_a_slow_agent_and_the_slow_attempt_is_cancelled() {
+    let reactor = Arc::new(Reactor::start());
+    let (r1, r2) = (reactor.clone(), reactor.clone());
+    let mut b = Topology::builder();
+    let d = b.domain("D").unwrap();
+    b.agent(
+        d,
+        "Slow",
+        AgentSpec::deferred(move |req: &Request<'_>, a: Attempt| {
+            r1.after(Duration::from_millis(30), a, Ok((req.task_id, b"slow".to_vec())));
+        }),
+    )
+    .unwrap();
+    b.agent(
+        d,
+        "Fast",
+        AgentSpec::deferred(move |req: &Request<'_>, a: Attempt| {
+            r2.after(Duration::from_micros(100), a, Ok((req.task_id, b"fast".to_vec())));
+        }),
+    )
+    .unwrap();
+    b.hedge(d, Hedge::after(Duration::from_millis(2))).unwrap();
+    no_breakers(&mut b);
+    let engine = Engine::start(b.build().unwrap(), EngineConfig { workers: 1, ..config() }).unwrap();
+    let done = run_all(&engine, d, 40);
+    assert!(done.iter().all(Completion::is_ok));
+    // Round-robin sends half the first attempts to Slow; each is hedged to Fast and wins.
+    let hedged: Vec<_> = done.iter().filter(|c| c.attempts == 2).collect();
+    assert_eq!(hedged.len(), 20);
+    for c in &hedged {
+        assert_eq!(c.body(), Some(&b"fast"[..]));
+        assert!(c.latency_ns < 25_000_000, "the hedge answered before the slow agent: {} ns", c.latency_ns);
+        assert!(c.failures().is_empty(), "a cancelled attempt is not a failure");
+    }
+    let s = engine.stats();
+    assert_eq!(s.domains[0].hedges, 20);
+    assert_eq!(s.domains[0].hedge_wins, 20);
+    assert_eq!(s.agents[0].cancelled, 20);
+    // The slow answers come later, for attempts already abandoned: late, and dropped.
+    std::thread::sleep(Duration::from_millis(60));
+    assert_eq!(engine.stats().late_results, 20);
+}
+
+#[test]
+fn the_retry_budget_stops_failovers_when_spent() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    let fail = move |_: &Request<'_>| {
+        c.fetch_add(1, Ordering::Relaxed);
+        Err(7)
+    };
+    let mut b = Topology::builder();
+    let d = b.domain("D").unwrap();
+    for name in ["A", "B", "C"] {
+        b.agent(d, name, AgentSpec::handler(fail.clone())).unwrap();
+    }
+    // No floor, 10% of sub-tasks: 100 tasks may retry 10 times in all.
+    b.retry_budget(d, RetryBudget { ratio: 0.1, min_per_s: 0.0, window: Duration::from_secs(60) }).unwrap();
+    no_breakers(&mut b);
+    let engine = Engine::start(b.build().unwrap(), EngineConfig { workers: 1, ..config() }).unwrap();
+    let done = run_all(&engine, d, 100);
+    let exhausted = done.iter().filter(|c| c.reason == Reason::BudgetExhausted).count();
+    let tried_all = done.iter().filter(|c| c.reason == Reason::AgentsExhausted).count();
+    assert_eq!(exhausted + tried_all, 100);
+    assert!(exhausted >= 90, "{exhausted} of 100 stopped by the budget");
+    assert!(calls.load(Ordering::Relaxed) <= 100 + 11, "{} calls for 100 tasks", calls.load(Ordering::Relaxed));
+    assert!(engine.stats().domains[0].budget_denied >= 90);
+}
+
+#[test]
+fn an_isolated_pool_runs_blocking_handlers_side_by_side() {
+    let running = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(AtomicU32::new(0));
+    let (r, p) = (running.clone(), peak.clone());
+    let spec = AgentSpec::handler(move |req: &Request<'_>| {
+        let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+        p.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(10));
+        r.fetch_sub(1, Ordering::SeqCst);
+        Ok(req.task_id)
+    })
+    .threads(4);
+    let (topo, d) = one_domain(vec![("Blocking", spec)]);
+    let engine = Engine::start(topo, config()).unwrap();
+    let done = run_all(&engine, d, 16);
+    assert!(done.iter().all(Completion::is_ok));
+    assert_eq!(peak.load(Ordering::SeqCst), 4, "four threads, four calls at once");
+    assert!(engine.stats().agents[0].isolated);
+}
+
+#[test]
+fn simulated_io_agents_match_the_oracle_exactly() {
+    // W5 at small scale: every call completes 200 us later on the timer thread, p = 0.12.
+    let sim =
+        SimAgent { error_rate: 0.12, latency: metafed::Latency::Fixed { us: 200.0 }, io: true, ..SimAgent::default() };
+    let mut b = Topology::builder();
+    for (name, agents) in metafed::SEED_DOMAINS {
+        let d = b.domain(name).unwrap();
+        for a in agents {
+            b.agent(d, a, AgentSpec::sim(sim.clone())).unwrap();
+        }
+    }
+    no_breakers(&mut b);
+    let engine = Engine::start(b.build().unwrap(), config()).unwrap();
+    let load = metafed::driver::Load { tasks: 20_000, in_flight: 256, ..metafed::driver::Load::w1(20_000) };
+    let report = metafed::driver::closed_loop(&engine, &load, |_| {});
+    assert_eq!((report.lost, report.duplicated), (0, 0));
+    assert_eq!(report.ok, metafed::driver::oracle_successes(&load, 3, 0.12, 3));
+    let s = engine.stats();
+    assert_eq!(s.agents.iter().map(|a| a.deferred).sum::<u64>(), s.agents.iter().map(|a| a.calls).sum::<u64>());
+}
+
+#[test]
+fn fan_out_tasks_join_deferred_and_immediate_sub_tasks() {
+    let reactor = Arc::new(Reactor::start());
+    let r = reactor.clone();
+    let mut b = Topology::builder();
+    let io = b.domain("IO").unwrap();
+    let cpu = b.domain("CPU").unwrap();
+    b.agent(
+        io,
+        "Rest",
+        AgentSpec::deferred(move |req: &Request<'_>, a: Attempt| {
+            r.after(Duration::from_micros(200), a, Ok((1, req.task_id.to_le_bytes().to_vec())));
+        }),
+    )
+    .unwrap();
+    b.agent(cpu, "Calc", AgentSpec::handler(|_: &Request<'_>| Ok(10))).unwrap();
+    no_breakers(&mut b);
+    let engine = Engine::start(b.build().unwrap(), config()).unwrap();
+    for i in 0..50u64 {
+        let t = engine.submit(&Task::fan_out(i, DomainSet::first(2)).waitable(), None).unwrap();
+        let c = engine.wait(t, Some(Duration::from_secs(10))).unwrap();
+        assert_eq!((c.status, c.value), (Status::Ok, 11));
+        assert_eq!(c.body_of(io), Some(&i.to_le_bytes()[..]));
+        assert_eq!(c.body_of(cpu), None);
+    }
+}
+
+#[test]
+fn blocking_calls_from_a_handler_are_refused_and_others_work() {
+    let engine: Arc<Mutex<Option<Arc<Engine>>>> = Arc::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (e, s) = (engine.clone(), seen.clone());
+    let spec = AgentSpec::handler(move |req: &Request<'_>| {
+        if req.task_id != 1 {
+            return Ok(0);
+        }
+        let engine = e.lock().unwrap().clone().unwrap();
+        let d = DomainId(0);
+        let inner = engine.try_submit(&Task::new(2, d).waitable()).expect("a non-blocking submit works");
+        let mut out = s.lock().unwrap();
+        out.push(format!("{:?}", engine.wait(inner, None).err()));
+        out.push(format!("{:?}", engine.wait(inner, Some(Duration::ZERO)).err()));
+        out.push(format!("{:?}", engine.poll_wait(&mut [Completion::default()], None).err()));
+        out.push(format!("{:?}", engine.submit(&Task::new(3, d), None).err()));
+        out.push(format!("{:?}", engine.shutdown(Duration::from_secs(1)).err()));
+        out.push(format!("{}", engine.stats().workers));
+        Ok(1)
+    });
+    let (topo, d) = one_domain(vec![("A", spec)]);
+    let e = Arc::new(Engine::start(topo, EngineConfig { workers: 1, ..config() }).unwrap());
+    *engine.lock().unwrap() = Some(e.clone());
+    let t = e.submit(&Task::new(1, d).waitable(), None).unwrap();
+    let c = e.wait(t, Some(Duration::from_secs(10))).unwrap();
+    assert!(c.is_ok());
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0], format!("{:?}", Some(WaitError::WouldDeadlock)));
+    // A zero timeout does not block: it is allowed (the task may simply not be done yet).
+    assert!(seen[1] == "None" || seen[1] == format!("{:?}", Some(WaitError::Timeout)), "{}", seen[1]);
+    assert_eq!(seen[2], "Some(WouldDeadlock)");
+    assert_eq!(seen[3], format!("{:?}", Some(SubmitError::WouldDeadlock)));
+    assert_eq!(seen[4], "Some(WouldDeadlock)");
+    assert_eq!(seen[5], "1");
+    *engine.lock().unwrap() = None;
+}
+
+#[test]
+fn dropping_the_last_engine_in_a_handler_shuts_it_down_elsewhere() {
+    let holder: Arc<Mutex<Option<Engine>>> = Arc::default();
+    let released = Arc::new(AtomicBool::new(false));
+    let (h, r) = (holder.clone(), released.clone());
+    let spec = AgentSpec::handler(move |_: &Request<'_>| {
+        if let Some(engine) = h.lock().unwrap().take() {
+            drop(engine); // the last handle, dropped on a worker
+            r.store(true, Ordering::SeqCst);
+        }
+        Ok(0)
+    });
+    let (topo, d) = one_domain(vec![("A", spec)]);
+    let engine = Engine::start(topo, EngineConfig { workers: 1, ..config() }).unwrap();
+    engine.try_submit(&Task::new(1, d)).unwrap();
+    *holder.lock().unwrap() = Some(engine);
+    let t0 = Instant::now();
+    while !released.load(Ordering::SeqCst) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the handler never ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn shutdown_abandons_attempts_in_flight_and_completes_every_task_once() {
+    let kept: Arc<Mutex<Vec<Attempt>>> = Arc::default();
+    let k = kept.clone();
+    let (topo, d) =
+        one_domain(vec![("Hang", AgentSpec::deferred(move |_: &Request<'_>, a: Attempt| k.lock().unwrap().push(a)))]);
+    let engine = Engine::start(topo, config()).unwrap();
+    let tickets: Vec<_> = (0..100).map(|i| engine.submit(&Task::new(i, d).waitable(), None).unwrap()).collect();
+    while kept.lock().unwrap().len() < 100 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let report = engine.shutdown(Duration::ZERO).unwrap();
+    assert_eq!(report.detached_threads, 0);
+    for t in tickets {
+        let c = engine.wait(t, Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(c.reason, Reason::ShuttingDown);
+    }
+    for a in std::mem::take(&mut *kept.lock().unwrap()) {
+        assert!(a.is_abandoned());
+        assert!(a.succeed(0).is_err());
+    }
+    let s = engine.stats();
+    assert_eq!(s.completed, 100);
+    assert_eq!(s.reasons.iter().find(|r| r.reason == Reason::ShuttingDown).map(|r| r.count), Some(100));
+}
