@@ -145,8 +145,7 @@ impl Engine {
                 CachePadded::new(AgentRt {
                     run,
                     bit: 1u64 << a.local,
-                    limit: a.spec.max_concurrency,
-                    inflight: std::sync::atomic::AtomicU32::new(0),
+                    bulkhead: crate::bulkhead::Bulkhead::new(a.spec.max_concurrency),
                 })
             })
             .collect();

@@ -28,6 +28,7 @@
 mod attempt;
 mod breaker;
 mod budget;
+mod bulkhead;
 mod clock;
 mod config;
 mod error;
@@ -60,7 +61,6 @@ pub mod peers;
 mod shared;
 #[cfg(not(loom))]
 mod stages;
-#[cfg(not(loom))]
 mod timer;
 #[cfg(not(loom))]
 mod worker;

@@ -278,3 +278,106 @@ fn a_sleeping_thread_is_never_left_asleep_with_work_waiting() {
         sleeper.join().unwrap();
     });
 }
+
+// Deferred attempts (`crate::attempt`): the hand-off of an answer from any thread back to the
+// worker that armed the attempt, against the worker's own timeout.
+
+use crate::attempt::{Attempt, Hub, Taken};
+use crate::bulkhead::Bulkhead;
+
+fn hub(slots: usize) -> Arc<Hub> {
+    Arc::new(Hub::new(slots, 0, crate::clock::Clock::new()))
+}
+
+/// Takes the worker's next inbox entry, waiting for it.
+fn take_next(h: &Hub) -> Taken {
+    loop {
+        if let Some(t) = h.take() {
+            return t;
+        }
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn an_attempt_is_answered_or_abandoned_never_both() {
+    loom::model(|| {
+        let h = hub(1);
+        let g = h.arm(0);
+        let attempt = Attempt::new(h.clone(), 0, g, 0);
+        // A completer answers from another thread while the worker's timer fires.
+        let completer = thread::spawn(move || attempt.succeed_with(42, vec![1, 2, 3]).is_ok());
+        let abandoned = h.abandon(0, g);
+        let answered = completer.join().unwrap();
+        assert!(answered != abandoned, "exactly one of the two wins");
+        match take_next(&h) {
+            Taken::Answer(0, a) => {
+                assert!(answered);
+                assert_eq!((a.failure, a.value, a.body.as_slice()), (None, 42, &[1u8, 2, 3][..]));
+            }
+            Taken::Retired(0) => assert!(abandoned),
+            _ => unreachable!(),
+        }
+        assert_eq!(h.late(), u64::from(abandoned), "a completion after abandonment is counted late");
+        assert!(h.take().is_none(), "one inbox entry per attempt");
+        // The slot is free again, one generation on: the old handle is stale.
+        assert_eq!(h.arm(0), g + 1);
+    });
+}
+
+#[test]
+fn a_completer_wakes_a_sleeping_worker() {
+    loom::model(|| {
+        let h = hub(1);
+        let g = h.arm(0);
+        let attempt = Attempt::new(h.clone(), 0, g, 0);
+        let h2 = h.clone();
+        let worker = thread::spawn(move || {
+            h2.parker.register();
+            loop {
+                if let Some(t) = h2.take() {
+                    return matches!(t, Taken::Answer(0, _));
+                }
+                h2.parker.sleep(|| h2.has_mail(), None);
+            }
+        });
+        attempt.fail(5).unwrap();
+        // A lost wake-up would leave the worker parked forever: loom reports the deadlock.
+        assert!(worker.join().unwrap());
+    });
+}
+
+#[test]
+fn a_dropped_handle_of_an_abandoned_attempt_retires_it_without_counting_it_late() {
+    loom::model(|| {
+        let h = hub(1);
+        let g = h.arm(0);
+        let attempt = Attempt::new(h.clone(), 0, g, 0);
+        let holder = thread::spawn(move || drop(attempt));
+        let abandoned = h.abandon(0, g);
+        holder.join().unwrap();
+        match take_next(&h) {
+            Taken::Answer(0, a) => {
+                assert!(!abandoned);
+                assert_eq!(a.failure, Some(crate::FailureKind::Dropped));
+            }
+            Taken::Retired(0) => assert!(abandoned),
+            _ => unreachable!(),
+        }
+        assert_eq!(h.late(), 0);
+    });
+}
+
+#[test]
+fn a_bulkhead_never_lets_more_in_than_its_limit() {
+    loom::model(|| {
+        let b = Arc::new(Bulkhead::new(1));
+        let b2 = b.clone();
+        let t = thread::spawn(move || b2.reserve() as u32);
+        let here = b.reserve() as u32;
+        let there = t.join().unwrap();
+        assert_eq!(here + there, 1, "one place, one taker");
+        b.release();
+        assert!(b.reserve(), "a released place is taken again");
+    });
+}

@@ -17,7 +17,6 @@ use crate::timer::Timer;
 use crate::topology::Topology;
 use crossbeam_utils::CachePadded;
 use serde::Serialize;
-use std::sync::atomic::AtomicU32;
 
 pub(crate) const RUNNING: u8 = 0;
 /// No new tasks; tasks in flight run to completion.
@@ -86,39 +85,8 @@ pub(crate) struct AgentRt {
     pub(crate) run: AgentRun,
     /// Its bit in a sub-task's set of tried agents (its position in its domain).
     pub(crate) bit: u64,
-    /// Its limit on attempts in flight (0: none).
-    pub(crate) limit: u32,
-    /// Its attempts in flight, counted only when it has a limit.
-    pub(crate) inflight: AtomicU32,
-}
-
-impl AgentRt {
-    /// Takes a place for one more attempt, if it has no limit or room under it. Every worker
-    /// may try at once: the compare-and-swap keeps the count at the limit at most.
-    #[inline]
-    pub(crate) fn reserve(&self) -> bool {
-        if self.limit == 0 {
-            return true;
-        }
-        let mut n = self.inflight.load(Ordering::Relaxed);
-        loop {
-            if n >= self.limit {
-                return false;
-            }
-            match self.inflight.compare_exchange_weak(n, n + 1, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(actual) => n = actual,
-            }
-        }
-    }
-
-    /// Gives back a place taken by [`reserve`](Self::reserve).
-    #[inline]
-    pub(crate) fn release(&self) {
-        if self.limit != 0 {
-            self.inflight.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
+    /// Its limit on attempts in flight.
+    pub(crate) bulkhead: crate::bulkhead::Bulkhead,
 }
 
 /// How an agent's attempts run.

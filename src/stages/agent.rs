@@ -122,7 +122,7 @@ impl Worker {
     /// was reserved when the domain chose the agent).
     #[inline]
     fn release_agent(&self, a: usize) {
-        self.sh.agents[a].release();
+        self.sh.agents[a].bulkhead.release();
     }
 
     /// The attempt was deferred: parks its sub-task (if it is not already) and starts its timer,

@@ -48,7 +48,7 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
         if tried & rt.bit != 0 {
             continue;
         }
-        if !rt.reserve() {
+        if !rt.bulkhead.reserve() {
             busy = true;
             continue;
         }
@@ -58,7 +58,7 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
         if permit != Permit::Denied {
             return Choice::Agent(a, permit); // with its place reserved
         }
-        rt.release();
+        rt.bulkhead.release();
         if breaker.mode() != BreakerMode::ForcedOpen {
             fallback.get_or_insert(a);
         } else {
@@ -67,7 +67,7 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
     }
     match fallback {
         _ if busy => Choice::Busy,
-        Some(a) if sh.cfg.panic_routing && sh.agents[usize::from(a.0)].reserve() => Choice::Agent(a, Permit::Bypass),
+        Some(a) if sh.cfg.panic_routing && sh.agents[usize::from(a.0)].bulkhead.reserve() => Choice::Agent(a, Permit::Bypass),
         Some(_) => Choice::NoneAvailable,
         None if forced => Choice::NoneAvailable,
         None => Choice::AllTried,
@@ -234,7 +234,7 @@ impl Worker {
         };
         if m.attempt > 0 && !self.withdraw(d) {
             self.sh.agent_breakers[usize::from(a.0)].release(permit);
-            self.sh.agents[usize::from(a.0)].release();
+            self.sh.agents[usize::from(a.0)].bulkhead.release();
             return self.finish_subtask(m, Reason::BudgetExhausted);
         }
         if permit == Permit::Bypass {
@@ -310,7 +310,7 @@ impl Worker {
         };
         if !self.withdraw(d) {
             self.sh.agent_breakers[usize::from(a.0)].release(permit);
-            self.sh.agents[usize::from(a.0)].release();
+            self.sh.agents[usize::from(a.0)].bulkhead.release();
             return;
         }
         self.parked.at(p).hedges += 1;
