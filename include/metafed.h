@@ -390,6 +390,15 @@ typedef struct metafed_request {
    */
   uint32_t priority;
   /*
+   The task's ticket (what its submission returned): unique among tasks in flight.
+   */
+  uint64_t ticket;
+  /*
+   Microseconds until the engine abandons this attempt if it is deferred and not completed
+   (the agent timeout, or the task's deadline or domain timeout when sooner).
+   */
+  uint64_t timeout_us;
+  /*
    Library use: identifies the call to `metafed_request_defer`.
    */
   void *internal;
@@ -460,6 +469,10 @@ typedef struct metafed_failure {
    The handler's error code (for `METAFED_FAILURE_ERROR` and `_INVALID_REPLY`).
    */
   int32_t code;
+  /*
+   The attempt's number within its sub-task (from 0), as `metafed_request.attempt` said.
+   */
+  uint32_t attempt;
 } metafed_failure;
 
 /*
@@ -1356,6 +1369,26 @@ metafed_status metafed_engine_agent_stats(struct metafed_engine *engine,
                                           struct metafed_agent_stats *out);
 
 /*
+ The name of domain `domain`: copied into `buf`
+ (`cap` bytes, NUL-terminated, truncated if short), its full length to `*out_len` (may be NULL).
+ */
+metafed_status metafed_engine_domain_name(struct metafed_engine *engine,
+                                          uint16_t domain,
+                                          char *buf,
+                                          size_t cap,
+                                          size_t *out_len);
+
+/*
+ The name of agent `agent`: copied into `buf` (`cap` bytes, NUL-terminated, truncated if
+ short), its full length to `*out_len` (may be NULL).
+ */
+metafed_status metafed_engine_agent_name(struct metafed_engine *engine,
+                                         uint16_t agent,
+                                         char *buf,
+                                         size_t cap,
+                                         size_t *out_len);
+
+/*
  Forces a breaker open, disables it, or returns it to normal (`METAFED_BREAKER_*`). `level` is
  a `METAFED_LEVEL_*`; `index` the domain or agent id (0 for the meta level).
  */
@@ -1572,6 +1605,18 @@ metafed_status metafed_topology_set_retry_budget(struct metafed_topology *topolo
                                                  double ratio,
                                                  double min_per_s,
                                                  double window_ms);
+
+/*
+ Sets the three levels' timeouts in milliseconds, keeping the rest of their breaker settings;
+ a negative value leaves one unchanged. `agent_ms`: one attempt (a deferred attempt is
+ abandoned after it); `domain_ms`: a sub-task across its attempts; `meta_ms`: a task from
+ submission, whatever its own deadline. They apply whether or not the breakers are enabled
+ (defaults 50, 200 and 500 ms).
+ */
+metafed_status metafed_topology_set_timeouts(struct metafed_topology *topology,
+                                             double agent_ms,
+                                             double domain_ms,
+                                             double meta_ms);
 
 /*
  Disables every breaker (results still counted): the configuration of the exactness checks.

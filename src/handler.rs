@@ -16,12 +16,14 @@
 
 use crate::attempt::{Attempt, Hub};
 use crate::sync::Arc;
-use crate::task::{AgentId, DomainId, FailureKind};
+use crate::task::{AgentId, DomainId, FailureKind, Ticket};
 
 /// One attempt at a sub-task, as a handler sees it. Borrowed for the call only: a deferred
 /// handler copies what it needs before `start` returns.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
+    /// The task's ticket (what `submit` returned): unique among tasks in flight.
+    pub ticket: Ticket,
     /// The task's correlation id.
     pub task_id: u64,
     /// The task's payload value.
@@ -44,6 +46,7 @@ impl Request<'_> {
     /// An owned copy (the payload bytes copied), for a handler that answers later.
     pub fn to_owned(&self) -> OwnedRequest {
         OwnedRequest {
+            ticket: self.ticket,
             task_id: self.task_id,
             payload: self.payload,
             data: self.data.to_vec(),
@@ -59,6 +62,8 @@ impl Request<'_> {
 /// A [`Request`] that owns its payload bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OwnedRequest {
+    /// The task's ticket.
+    pub ticket: Ticket,
     /// The task's correlation id.
     pub task_id: u64,
     /// The task's payload value.
@@ -170,6 +175,8 @@ pub(crate) struct CallCx<'a> {
     pub(crate) armed: Option<(u32, u32)>,
     /// When the engine will abandon a deferred attempt, on the engine clock.
     pub(crate) deadline_ns: u64,
+    /// The engine's clock reading when the call started.
+    pub(crate) now_ns: u64,
     /// The engine's C handle (0 when it has none), for C handlers that defer.
     engine: Handle<'a>,
 }
@@ -193,17 +200,24 @@ impl<'a> CallCx<'a> {
     pub(crate) fn on_worker(
         hub: &'a Arc<Hub>,
         free: &'a mut Vec<u32>,
+        now_ns: u64,
         deadline_ns: u64,
         engine_handle: &'a crate::sync::AtomicU64,
     ) -> Self {
-        Self { source: Source::Worker { hub, free }, armed: None, deadline_ns, engine: Handle::Shared(engine_handle) }
+        Self {
+            source: Source::Worker { hub, free },
+            armed: None,
+            deadline_ns,
+            now_ns,
+            engine: Handle::Shared(engine_handle),
+        }
     }
 
     /// A context for a call on an isolated agent's thread, holding the attempt armed for it.
-    pub(crate) fn holding(attempt: Attempt, engine_handle: u64) -> CallCx<'static> {
+    pub(crate) fn holding(attempt: Attempt, now_ns: u64, engine_handle: u64) -> CallCx<'static> {
         let deadline_ns = attempt.deadline_ns();
         let armed = Some(attempt.id());
-        CallCx { source: Source::Held(Some(attempt)), armed, deadline_ns, engine: Handle::Value(engine_handle) }
+        CallCx { source: Source::Held(Some(attempt)), armed, deadline_ns, now_ns, engine: Handle::Value(engine_handle) }
     }
 
     /// The engine's C handle (0 for an engine started from Rust).

@@ -72,12 +72,13 @@ impl Pool {
         if !sh.slab.try_pin(ticket) {
             return; // its task finished while the attempt queued (dropped: the worker ignores it)
         }
-        let mut cx = CallCx::holding(attempt, sh.ffi_handle());
+        let mut cx = CallCx::holding(attempt, sh.clock.now(), sh.ffi_handle());
         let call = {
             // SAFETY: we pinned the slot of a running task, so its request is not reused until
             // we unpin it, below, after the call.
             let req = unsafe { sh.slab.req(ticket.slot()) };
             let r = Request {
+                ticket,
                 task_id: req.id,
                 payload: req.payload,
                 data: &req.data,

@@ -296,6 +296,8 @@ pub struct AttemptFailure {
     pub kind: FailureKind,
     /// The handler's error code, for [`FailureKind::Error`].
     pub code: i32,
+    /// The attempt's number within its sub-task (from 0), as the handler saw it.
+    pub attempt: u32,
 }
 
 /// The one outcome of an accepted task.

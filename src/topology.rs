@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The seed report's domains and agents.
 pub const SEED_DOMAINS: [(&str, [&str; 3]); 3] = [
@@ -470,6 +471,31 @@ impl TopologyBuilder {
     pub fn meta_fault_rate(&mut self, rate: f64) -> &mut Self {
         self.meta_fault_rate = rate;
         self
+    }
+
+    /// Sets the timeouts of the three levels, keeping the rest of their breaker settings: how
+    /// long an attempt may take (agent), a sub-task across its attempts (domain), and a task
+    /// from submission (meta: it bounds every task, deadline or not). `None` leaves one as it
+    /// is. They apply whether or not the breakers are enabled.
+    pub fn timeouts(
+        &mut self,
+        agent: Option<Duration>,
+        domain: Option<Duration>,
+        meta: Option<Duration>,
+    ) -> Result<&mut Self, Error> {
+        let mut levels = self.breakers.clone();
+        for (cfg, t, what) in [
+            (&mut levels.agent, agent, "agent"),
+            (&mut levels.domain, domain, "domain"),
+            (&mut levels.meta, meta, "meta"),
+        ] {
+            if let Some(t) = t {
+                cfg.timeout = t;
+                cfg.validate().map_err(|m| Error::topology(format!("{what} timeout: {m}")))?;
+            }
+        }
+        self.breakers = levels;
+        Ok(self)
     }
 
     /// Sets the breaker settings of all three levels.

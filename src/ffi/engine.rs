@@ -591,6 +591,68 @@ pub extern "C" fn metafed_engine_agent_stats(
     })
 }
 
+/// Writes a name into the caller's buffer: NUL-terminated, truncated to `cap - 1` bytes; its
+/// full length (without the NUL) goes to `*out_len` (may be NULL), so that a call with `cap` 0
+/// asks for the size.
+fn write_name(name: &str, buf: *mut std::ffi::c_char, cap: usize, out_len: *mut usize) -> FfiResult {
+    if cap > 0 {
+        non_null(buf, "buf")?;
+        let n = name.len().min(cap - 1);
+        // SAFETY: the caller provides `cap` writable bytes at `buf`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(name.as_ptr(), buf.cast::<u8>(), n);
+            *buf.add(n) = 0;
+        }
+    }
+    if !out_len.is_null() {
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *out_len = name.len() };
+    }
+    Ok(())
+}
+
+/// The name of domain `domain`: copied into `buf`
+/// (`cap` bytes, NUL-terminated, truncated if short), its full length to `*out_len` (may be NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_domain_name(
+    engine: *mut metafed_engine,
+    domain: u16,
+    buf: *mut std::ffi::c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_domain_name", || {
+        with_engine(engine, |e| {
+            let name = e
+                .topology()
+                .domain_name(DomainId(domain))
+                .ok_or_else(|| err(super::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))?;
+            write_name(name, buf, cap, out_len)
+        })
+    })
+}
+
+/// The name of agent `agent`: copied into `buf` (`cap` bytes, NUL-terminated, truncated if
+/// short), its full length to `*out_len` (may be NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_agent_name(
+    engine: *mut metafed_engine,
+    agent: u16,
+    buf: *mut std::ffi::c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_agent_name", || {
+        with_engine(engine, |e| {
+            let name = e
+                .topology()
+                .agent_name(crate::AgentId(agent))
+                .ok_or_else(|| err(METAFED_E_INVALID, format!("agent id {agent} does not exist")))?;
+            write_name(name, buf, cap, out_len)
+        })
+    })
+}
+
 /// Forces a breaker open, disables it, or returns it to normal (`METAFED_BREAKER_*`). `level` is
 /// a `METAFED_LEVEL_*`; `index` the domain or agent id (0 for the meta level).
 #[unsafe(no_mangle)]

@@ -237,6 +237,8 @@ impl Agent for CHandler {
             attempt: r.attempt,
             fanout: r.fanout,
             priority: u32::from(r.priority),
+            ticket: r.ticket.0,
+            timeout_us: cx.deadline_ns.saturating_sub(cx.now_ns) / 1000,
             internal: ctx,
         };
         let mut resp = metafed_response {
@@ -643,6 +645,30 @@ pub extern "C" fn metafed_topology_set_retry_budget(
                 Some(r) => b.retry_budget(d, r)?,
                 None => b.no_retry_budget(d)?,
             };
+            Ok(())
+        })
+    })
+}
+
+/// Sets the three levels' timeouts in milliseconds, keeping the rest of their breaker settings;
+/// a negative value leaves one unchanged. `agent_ms`: one attempt (a deferred attempt is
+/// abandoned after it); `domain_ms`: a sub-task across its attempts; `meta_ms`: a task from
+/// submission, whatever its own deadline. They apply whether or not the breakers are enabled
+/// (defaults 50, 200 and 500 ms).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_timeouts(
+    topology: *mut metafed_topology,
+    agent_ms: f64,
+    domain_ms: f64,
+    meta_ms: f64,
+) -> super::metafed_status {
+    boundary("metafed_topology_set_timeouts", || {
+        let t = |ms: f64, what: &str| -> Result<Option<Duration>, FfiError> {
+            if ms < 0.0 { Ok(None) } else { duration_ms(ms, what).map(Some) }
+        };
+        let (a, d, m) = (t(agent_ms, "agent_ms")?, t(domain_ms, "domain_ms")?, t(meta_ms, "meta_ms")?);
+        with_builder(topology, |b| {
+            b.timeouts(a, d, m)?;
             Ok(())
         })
     })

@@ -177,6 +177,8 @@ pub struct metafed_failure {
     pub kind: i32,
     /// The handler's error code (for `METAFED_FAILURE_ERROR` and `_INVALID_REPLY`).
     pub code: i32,
+    /// The attempt's number within its sub-task (from 0), as `metafed_request.attempt` said.
+    pub attempt: u32,
 }
 
 /// The one completion of an accepted task.
@@ -272,6 +274,11 @@ pub struct metafed_request {
     pub fanout: u32,
     /// The task's priority.
     pub priority: u32,
+    /// The task's ticket (what its submission returned): unique among tasks in flight.
+    pub ticket: u64,
+    /// Microseconds until the engine abandons this attempt if it is deferred and not completed
+    /// (the agent timeout, or the task's deadline or domain timeout when sooner).
+    pub timeout_us: u64,
     /// Library use: identifies the call to `metafed_request_defer`.
     pub internal: *mut c_void,
 }
@@ -649,7 +656,13 @@ impl metafed_completion {
 }
 
 fn failure(f: &AttemptFailure) -> metafed_failure {
-    metafed_failure { domain: f.domain.0, agent: f.agent.0, kind: failure_code(f.kind), code: f.code }
+    metafed_failure {
+        domain: f.domain.0,
+        agent: f.agent.0,
+        kind: failure_code(f.kind),
+        code: f.code,
+        attempt: f.attempt,
+    }
 }
 
 /// Checks a task and turns it into a Rust task that borrows its bytes.

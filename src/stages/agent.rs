@@ -51,6 +51,7 @@ impl Worker {
         // (Times are engine nanoseconds, below 2^63, and timeouts at most 30 days: no overflow.)
         let deadline = (self.now + sh.agent_timeout_ns).min(req.deadline_ns).min(m.started_ns + sh.domain_timeout_ns);
         let r = Request {
+            ticket: m.ticket,
             task_id: req.id,
             payload: req.payload,
             data: &req.data,
@@ -64,7 +65,7 @@ impl Worker {
         let (call, armed) = match &rt.run {
             _ if down => (Call::Failed(FailureKind::Down, DOWN_CODE), None),
             AgentRun::Local(agent) => {
-                let mut cx = CallCx::on_worker(&self.hub, &mut self.free_slots, deadline, &sh.ffi_handle);
+                let mut cx = CallCx::on_worker(&self.hub, &mut self.free_slots, self.now, deadline, &sh.ffi_handle);
                 // A panic is a failed attempt; a panic after deferring is the deferred
                 // attempt's business (its handle, dropped while unwinding, fails it).
                 let call = catch_unwind(AssertUnwindSafe(|| agent.call(&r, &mut cx)))

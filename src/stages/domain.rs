@@ -67,7 +67,9 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
     }
     match fallback {
         _ if busy => Choice::Busy,
-        Some(a) if sh.cfg.panic_routing && sh.agents[usize::from(a.0)].bulkhead.reserve() => Choice::Agent(a, Permit::Bypass),
+        Some(a) if sh.cfg.panic_routing && sh.agents[usize::from(a.0)].bulkhead.reserve() => {
+            Choice::Agent(a, Permit::Bypass)
+        }
         Some(_) => Choice::NoneAvailable,
         None if forced => Choice::NoneAvailable,
         None => Choice::AllTried,
@@ -117,8 +119,13 @@ impl Worker {
             w.record(self.now, out.latency_ns);
         }
         if let Some(kind) = out.failure {
-            let failure =
-                AttemptFailure { domain: DomainId(m.domain), agent: AgentId(info.agent), kind, code: out.code };
+            let failure = AttemptFailure {
+                domain: DomainId(m.domain),
+                agent: AgentId(info.agent),
+                kind,
+                code: out.code,
+                attempt: u32::from(info.number),
+            };
             // SAFETY: the task is ours (admitted, with this sub-task in flight).
             unsafe { self.sh.slab.out(m.ticket.slot()) }.record_failure(failure);
             self.counters().domain[d].failovers.inc();

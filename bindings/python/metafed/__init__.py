@@ -10,9 +10,12 @@ keep failures from cascading. The engine is Rust, reached through its C ABI with
     with metafed.Engine(topology) as engine:
         done = engine.submit(42, "API").result()
         print(done.outcome, done.attempts)
+
+Handlers are plain functions (they answer at once, on an engine thread) or `async def`
+coroutines (they answer later, on an asyncio loop, holding no engine thread).
 """
 
-from ._engine import Engine, Ticket
+from ._engine import Domains, Engine, Ticket
 from ._native import (
     ConfigError,
     EngineClosed,
@@ -23,10 +26,11 @@ from ._native import (
     TopologyError,
     UnknownDomain,
     WaitTimeout,
+    WouldDeadlock,
     ffi,
     lib,
 )
-from ._topology import Topology
+from ._topology import AsyncHandler, Handler, HandlerResult, Topology
 from ._types import (
     AgentError,
     AgentStats,
@@ -40,6 +44,7 @@ from ._types import (
     Level,
     Outcome,
     Reason,
+    Reply,
     Request,
     ShutdownReport,
     SimAgent,
@@ -50,14 +55,16 @@ from ._types import (
 
 def version() -> str:
     """The version of the loaded library."""
-    return ffi.string(lib().metafed_version()).decode()
+    v: str = ffi.string(lib().metafed_version()).decode()
+    return v
 
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AgentError", "AgentStats", "BatchResult", "BreakerMode", "BreakerState", "Completion", "ConfigError",
-    "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "InvalidArgument", "Level",
-    "LibraryNotFound", "MetafedError", "Outcome", "Reason", "Request", "ShutdownReport", "SimAgent", "Stats", "Task",
-    "Ticket", "Topology", "TopologyError", "UnknownDomain", "WaitTimeout", "version",
+    "AgentError", "AgentStats", "AsyncHandler", "BatchResult", "BreakerMode", "BreakerState", "Completion",
+    "ConfigError", "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "Handler",
+    "HandlerResult", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Reason", "Reply",
+    "Request", "ShutdownReport", "SimAgent", "Stats", "Task", "Ticket", "Topology", "TopologyError", "UnknownDomain",
+    "WaitTimeout", "WouldDeadlock", "version",
 ]

@@ -137,6 +137,8 @@ typedef struct metafed_request {
   uint32_t attempt;
   uint32_t fanout;
   uint32_t priority;
+  uint64_t ticket;
+  uint64_t timeout_us;
   void *internal;
 } metafed_request;
 
@@ -158,6 +160,7 @@ typedef struct metafed_failure {
   uint16_t agent;
   int32_t kind;
   int32_t code;
+  uint32_t attempt;
 } metafed_failure;
 
 typedef struct metafed_body {
@@ -443,6 +446,18 @@ metafed_status metafed_engine_agent_stats(struct metafed_engine *engine,
                                           uint16_t agent,
                                           struct metafed_agent_stats *out);
 
+metafed_status metafed_engine_domain_name(struct metafed_engine *engine,
+                                          uint16_t domain,
+                                          char *buf,
+                                          size_t cap,
+                                          size_t *out_len);
+
+metafed_status metafed_engine_agent_name(struct metafed_engine *engine,
+                                         uint16_t agent,
+                                         char *buf,
+                                         size_t cap,
+                                         size_t *out_len);
+
 metafed_status metafed_engine_set_breaker_mode(struct metafed_engine *engine,
                                                int32_t level,
                                                uint32_t index,
@@ -540,6 +555,11 @@ metafed_status metafed_topology_set_retry_budget(struct metafed_topology *topolo
                                                  double ratio,
                                                  double min_per_s,
                                                  double window_ms);
+
+metafed_status metafed_topology_set_timeouts(struct metafed_topology *topology,
+                                             double agent_ms,
+                                             double domain_ms,
+                                             double meta_ms);
 
 metafed_status metafed_topology_disable_breakers(struct metafed_topology *topology);
 

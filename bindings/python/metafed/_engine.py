@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
+import sys
 import threading
 import time
+import warnings
 import weakref
 from array import array
 from collections import deque
 from concurrent.futures import Future
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Literal, Optional, Sequence, Union, overload
 
-from ._native import EngineClosed, EngineFull, InvalidArgument, check, ffi, lib
-from ._topology import MESSAGES, Topology
+from ._native import (
+    ENGINE_THREAD,
+    EngineClosed,
+    EngineFull,
+    InvalidArgument,
+    WaitTimeout,
+    check,
+    ffi,
+    lib,
+    refuse_if_engine_thread,
+)
+from ._topology import CALLS, MESSAGES, Topology
 from ._types import (
     AgentStats,
     BatchResult,
@@ -32,31 +45,37 @@ from ._types import (
 )
 
 Domains = Union[int, str, Iterable[Union[int, str]]]
+"""A task's domains: one id, one name, or several of either."""
 
-_FULL, _SHUTTING_DOWN = 8, 9
-_CONFIG_FIELDS = {
-    "workers", "pin", "max_in_flight", "worker_capacity", "batch", "idle_spins", "idle_yield_us",
-    "isolated_queue", "panic_routing", "drain_timeout_ms", "max_concurrent", "queue_capacity",
-    "essential_priority", "rate_limit_per_s", "rate_limit_burst",
-}
-
-_live: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+_FULL = 8
+_U64 = 1 << 64
+_MAX_DEADLINE_S = 2_592_000.0  # 30 days: METAFED_MAX_DURATION_MS
+# Failure kinds whose message, if the handler left one, is kept on the completion.
+_WITH_MESSAGE = (FailureKind.ERROR, FailureKind.RAISED, FailureKind.INVALID_REPLY)
 
 
-@atexit.register
-def _close_all() -> None:
-    # Stop every engine before the interpreter tears down, so that no engine thread calls into
-    # Python during interpreter shutdown.
-    for e in list(_live):
-        e.close()
+class Ticket(Future[Completion]):
+    """A submitted task: a `concurrent.futures.Future` whose result is its `Completion`.
 
-
-class Ticket(Future):  # type: ignore[type-arg]
-    """A submitted task: a `concurrent.futures.Future` whose result is its `Completion`."""
+    A submitted task is already running, so `cancel()` returns False (as for any running
+    future) and the task still completes; an asyncio wrapper of it (`Engine.run`) can be
+    cancelled or time out safely. `result()` refuses to wait (WouldDeadlock) when called from a
+    handler or a done-callback of the engine, where waiting could wait for itself."""
 
     def __init__(self, ticket: int) -> None:
         super().__init__()
         self.ticket = ticket
+        self.set_running_or_notify_cancel()
+
+    def result(self, timeout: Optional[float] = None) -> Completion:
+        if not self.done():
+            refuse_if_engine_thread("Ticket.result()")
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        if not self.done():
+            refuse_if_engine_thread("Ticket.exception()")
+        return super().exception(timeout)
 
     def __repr__(self) -> str:
         return f"<Ticket {self.ticket:#x} {'done' if self.done() else 'pending'}>"
@@ -67,106 +86,288 @@ def _completion(c: Any) -> Completion:
     for k in range(c.failures_len):
         f = c.failures[k]
         kind = FailureKind(f.kind)
-        message = MESSAGES.take(c.id, f.agent) if kind == FailureKind.RAISED else None
-        failures.append(Failure(f.domain, f.agent, kind, f.code, message))
+        message = MESSAGES.take(int(c.ticket), int(f.domain), int(f.attempt)) if kind in _WITH_MESSAGE else None
+        failures.append(Failure(int(f.domain), int(f.agent), kind, int(f.code), message, int(f.attempt)))
+    bodies = {int(c.bodies[i].domain): bytes(ffi.buffer(c.bodies[i].data, c.bodies[i].len)) for i in range(c.bodies_len)}
     return Completion(
-        ticket=c.ticket,
-        id=c.id,
+        ticket=int(c.ticket),
+        id=int(c.id),
         outcome=Outcome(c.outcome),
         reason=Reason(c.reason),
-        value=c.value,
-        attempts=c.attempts,
-        latency_ns=c.latency_ns,
-        priority=c.priority,
+        value=int(c.value),
+        attempts=int(c.attempts),
+        latency_ns=int(c.latency_ns),
+        priority=int(c.priority),
         failures=tuple(failures),
-        failures_total=c.failures_total,
+        failures_total=int(c.failures_total),
+        bodies=bodies,
     )
 
 
+class _State:
+    """What an engine and its completion thread share. The thread holds this, never the
+    Engine, so that an engine dropped without close() is collected (and then shut down)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.h = handle
+        self.lock = threading.Lock()  # guards futures; held across submit and registration
+        self.futures: dict[int, Ticket] = {}
+        self.untracked: deque[Completion] = deque()
+        self.untracked_ready = threading.Condition(threading.Lock())
+        self.stopped = False  # the C shutdown has returned: every completion is queued
+        self.closed = False
+        self.forked = False  # this process is a fork of the one that started the engine
+        self.explicit = False  # closed by close(), not by the collector
+        self.report: Optional[ShutdownReport] = None
+        self.dispatcher: Optional[threading.Thread] = None
+
+
+_states: set[_State] = set()  # engines not yet closed, for interpreter exit and fork
+_states_lock = threading.Lock()
+
+
+def _dispatch(state: _State) -> None:
+    """Takes completions from the library (the GIL is released while it waits) and resolves
+    their futures, or queues them for `poll`. Done-callbacks run here: the thread counts as
+    the engine's, so that a callback that waits on another ticket is refused."""
+    ENGINE_THREAD.active = True
+    buf = ffi.new("metafed_completion[256]")
+    n = ffi.new("size_t *")
+    l = lib()
+    while True:
+        stopped = state.stopped  # read before polling: then an empty poll means drained
+        buf[0].struct_size = ffi.sizeof("metafed_completion")
+        if l.metafed_engine_poll(state.h, buf, 256, 50, n) != 0:
+            break
+        k = n[0]
+        if k == 0:
+            if stopped:
+                break
+            continue
+        done = []
+        for i in range(k):
+            done.append(_completion(buf[i]))
+            l.metafed_completion_release(buf + i)
+        resolved = []
+        with state.lock:
+            for c in done:
+                fut = state.futures.pop(c.ticket, None)
+                if fut is None:
+                    with state.untracked_ready:
+                        state.untracked.append(c)
+                        state.untracked_ready.notify_all()
+                else:
+                    resolved.append((fut, c))
+        for fut, c in resolved:
+            try:
+                fut.set_result(c)
+            except Exception:  # noqa: BLE001 - a future resolved elsewhere must not stop delivery
+                pass
+    # Anything left would never complete: say so rather than hang.
+    with state.lock:
+        left, state.futures = state.futures, {}
+    for fut in left.values():
+        try:
+            fut.set_exception(EngineClosed(9, "the engine closed before the task completed"))
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _shutdown_state(state: _State, drain: float) -> ShutdownReport:
+    if state.report is not None:
+        return state.report
+    r = ffi.new("metafed_shutdown_report *")
+    r.struct_size = ffi.sizeof("metafed_shutdown_report")
+    check(lib().metafed_engine_shutdown(state.h, max(0, int(drain * 1000)), r))
+    state.stopped = True
+    if state.dispatcher is not None and state.dispatcher is not threading.current_thread():
+        state.dispatcher.join()
+    state.report = ShutdownReport(bool(r.drained), int(r.rejected), int(r.detached_threads), r.elapsed_us / 1e6)
+    return state.report
+
+
+def _close_state(state: _State) -> None:
+    """Shuts the engine down (if not yet) and frees it; runs once, from close(), the collector,
+    or interpreter exit."""
+    if state.closed:
+        return
+    with _states_lock:
+        _states.discard(state)
+    if state.forked:
+        state.closed = True  # the engine's threads live in the parent; nothing to stop here
+        return
+    if not state.explicit:
+        warnings.warn("a metafed.Engine was dropped without close(); closing it now", ResourceWarning, stacklevel=2)
+    if ENGINE_THREAD.active or (state.dispatcher is threading.current_thread()):
+        # Collected on an engine thread: the library shuts down from a thread of its own.
+        state.closed = True
+        lib().metafed_engine_free(state.h)
+        return
+    try:
+        _shutdown_state(state, 5.0)
+    finally:
+        state.closed = True
+        with state.untracked_ready:
+            state.untracked_ready.notify_all()
+        lib().metafed_engine_free(state.h)
+
+
+@atexit.register
+def _close_all() -> None:
+    # Stop every engine before the interpreter tears down, then wait for Python handlers still
+    # running (a worker inside Python code when the interpreter finalizes would be killed in a
+    # way that aborts the process). New handler calls are refused from here on.
+    with CALLS.lock:
+        CALLS.exiting = True
+    with _states_lock:
+        states = list(_states)
+    for s in states:
+        s.explicit = True
+        try:
+            _close_state(s)
+        except Exception:  # noqa: BLE001 - exit must go on
+            pass
+    waited = 0.0
+    while True:
+        with CALLS.lock:
+            running = CALLS.running
+        if running == 0:
+            return
+        if waited >= 5.0 and int(waited * 100) % 500 == 0:
+            print(f"metafed: waiting for {running} handler call(s) to return before exit", file=sys.stderr)
+        time.sleep(0.01)
+        waited += 0.01
+
+
+def _after_fork_in_child() -> None:
+    with _states_lock:
+        for s in _states:
+            s.forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _int_arg(v: object, what: str, lo: int = 0, hi: int = _U64 - 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{what} must be int, not {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise InvalidArgument(4, f"{what} must be {lo} to {hi}, got {v}")
+    return v
+
+
 class Engine:
-    """A running federation. Use it as a context manager, or call `close()` (also run at exit).
+    """A running federation. Use it as a context manager, or call `close()`; an engine dropped
+    without either is closed when collected (with a ResourceWarning), and every open engine is
+    closed at interpreter exit.
 
     Completions reach Python three ways: the `Ticket` future `submit` returns (also awaitable
     through `run`), `poll` for tasks submitted with `track=False`, and `run_many`, which runs a
     whole batch inside the library and returns counts (the fast path: no Python object per task).
-    """
 
-    def __init__(self, topology: Topology, **config: Any) -> None:
+    Time budgets (set on the topology, `Topology.set_timeouts`) apply to every task, breakers or
+    not: 50 ms per attempt, 200 ms per sub-task, 500 ms per task from submission (time waiting
+    for a worker included). A task's own `deadline` can only shorten them.
+
+    The keyword settings are those of the C `metafed_engine_config` (None keeps the default):
+    `workers` (0: one per core), `pin`, `max_in_flight` (task slots), `worker_capacity`,
+    `batch`, `idle_spins`, `idle_yield_us`, `isolated_queue`, `panic_routing`,
+    `drain_timeout_ms`, `max_concurrent`, `queue_capacity`, `essential_priority`,
+    `rate_limit_per_s`, `rate_limit_burst`."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        workers: Optional[int] = None,
+        pin: Optional[bool] = None,
+        max_in_flight: Optional[int] = None,
+        worker_capacity: Optional[int] = None,
+        batch: Optional[int] = None,
+        idle_spins: Optional[int] = None,
+        idle_yield_us: Optional[int] = None,
+        isolated_queue: Optional[int] = None,
+        panic_routing: Optional[bool] = None,
+        drain_timeout_ms: Optional[int] = None,
+        max_concurrent: Optional[int] = None,
+        queue_capacity: Optional[int] = None,
+        essential_priority: Optional[int] = None,
+        rate_limit_per_s: Optional[float] = None,
+        rate_limit_burst: Optional[float] = None,
+    ) -> None:
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a metafed.Topology, not {type(topology).__name__}")
         cfg = ffi.new("metafed_engine_config *")
         check(lib().metafed_engine_config_init(cfg))
-        for key, value in config.items():
-            if key not in _CONFIG_FIELDS:
-                raise TypeError(f"unknown engine setting {key!r} (known: {', '.join(sorted(_CONFIG_FIELDS))})")
-            if isinstance(value, bool):
-                value = int(value)
-            if not isinstance(value, (int, float)):
-                raise TypeError(f"engine setting {key} must be a number, not {type(value).__name__}")
-            setattr(cfg, key, value)
+        ints = {
+            "workers": workers,
+            "max_in_flight": max_in_flight,
+            "worker_capacity": worker_capacity,
+            "batch": batch,
+            "idle_spins": idle_spins,
+            "idle_yield_us": idle_yield_us,
+            "isolated_queue": isolated_queue,
+            "drain_timeout_ms": drain_timeout_ms,
+            "max_concurrent": max_concurrent,
+            "queue_capacity": queue_capacity,
+            "essential_priority": essential_priority,
+        }
+        for key, value in ints.items():
+            if value is not None:
+                setattr(cfg, key, _int_arg(value, key, 0, 2**32 - 1))
+        for key, flag in (("pin", pin), ("panic_routing", panic_routing)):
+            if flag is not None:
+                if not isinstance(flag, bool):
+                    raise TypeError(f"{key} must be bool, not {type(flag).__name__}")
+                setattr(cfg, key, int(flag))
+        for key, num in (("rate_limit_per_s", rate_limit_per_s), ("rate_limit_burst", rate_limit_burst)):
+            if num is not None:
+                if isinstance(num, bool) or not isinstance(num, (int, float)):
+                    raise TypeError(f"{key} must be a number, not {type(num).__name__}")
+                setattr(cfg, key, float(num))
         out = ffi.new("metafed_engine **")
         check(lib().metafed_engine_new(topology.handle, cfg, out))
-        self._h = out[0]
+        self._state = _State(out[0])
+        self._pid = os.getpid()
         self._topology = topology
         self._keepalive = list(topology._agents)  # the Python handlers this engine may call
         self._domain_ids: dict[str, int] = {}
-        self._lock = threading.Lock()  # guards _futures; held across submit and registration
-        self._futures: dict[int, Ticket] = {}
-        self._untracked: deque[Completion] = deque()
-        self._untracked_ready = threading.Condition(threading.Lock())
-        self._stopped = False  # the C shutdown has returned: every completion is queued
-        self._closed = False
-        self._report: Optional[ShutdownReport] = None
+        self._names: Optional[tuple[list[str], list[str]]] = None
         self._task = ffi.new("metafed_task *")
         self._ticket_out = ffi.new("uint64_t *")
-        self._dispatcher = threading.Thread(target=self._dispatch, name="metafed-dispatch", daemon=True)
-        self._dispatcher.start()
-        _live.add(self)
+        with _states_lock:
+            _states.add(self._state)
+        self._state.dispatcher = threading.Thread(target=_dispatch, args=(self._state,), name="metafed-dispatch", daemon=True)
+        self._state.dispatcher.start()
+        self._finalizer = weakref.finalize(self, _close_state, self._state)
+        self._finalizer.atexit = False  # _close_all does it, and waits for handlers
 
-    # -- completions ---------------------------------------------------------------------
+    # -- checks ----------------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
-        """Takes completions from the library (the GIL is released while it waits) and resolves
-        their futures, or queues them for `poll`."""
-        buf = ffi.new("metafed_completion[256]")
-        n = ffi.new("size_t *")
-        l = lib()
-        while True:
-            stopped = self._stopped  # read before polling: then an empty poll means drained
-            buf[0].struct_size = ffi.sizeof("metafed_completion")
-            if l.metafed_engine_poll(self._h, buf, 256, 50, n) != 0:
-                break
-            k = n[0]
-            if k == 0:
-                if stopped:
-                    break
-                continue
-            done = [_completion(buf[i]) for i in range(k)]
-            resolved = []
-            with self._lock:
-                for c in done:
-                    fut = self._futures.pop(c.ticket, None)
-                    if fut is None:
-                        with self._untracked_ready:
-                            self._untracked.append(c)
-                            self._untracked_ready.notify_all()
-                    else:
-                        resolved.append((fut, c))
-            for fut, c in resolved:
-                fut.set_result(c)
-        # Anything left would never complete: say so rather than hang.
-        with self._lock:
-            left, self._futures = self._futures, {}
-        for fut in left.values():
-            fut.set_exception(EngineClosed(9, "the engine closed before the task completed"))
+    def _check_process(self) -> None:
+        if self._state.forked or os.getpid() != self._pid:
+            self._state.forked = True
+            raise EngineClosed(
+                9,
+                f"this engine belongs to process {self._pid}, and this is a fork of it ({os.getpid()}): its "
+                "threads do not exist here; start a new engine in the child",
+            )
+
+    def _check_open(self) -> None:
+        self._check_process()
+        if self._state.closed or self._state.stopped:
+            raise EngineClosed(9, "the engine is shut down")
+
+    def _check_not_closed(self) -> None:
+        self._check_process()
+        if self._state.closed:
+            raise EngineClosed(2, "the engine is closed")
 
     # -- submission ----------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed or self._stopped:
-            raise EngineClosed(9, "the engine is shut down")
-
     def domain_id(self, name: str) -> int:
+        """The id of the domain called `name` (UnknownDomain if there is none)."""
         d = self._domain_ids.get(name)
         if d is None:
             d = self._domain_ids[name] = self._topology.domain_id(name)
@@ -177,39 +378,76 @@ class Engine:
             raise TypeError("domains must be a domain id, a name, or several")
         if isinstance(domains, (int, str)):
             domains = (domains,)
-        mask = 0
         try:
-            items = list(domains)  # type: ignore[arg-type]
+            items = list(domains)
         except TypeError:
             raise TypeError(f"domains must be a domain id, a name, or several, not {type(domains).__name__}") from None
+        if not items:
+            raise InvalidArgument(4, "domains names no domain")
+        mask = 0
         for d in items:
-            if isinstance(d, str):
-                d = self.domain_id(d)
-            elif isinstance(d, bool) or not isinstance(d, int):
-                raise TypeError(f"a domain is an id (int) or a name (str), not {type(d).__name__}")
-            if not 0 <= d < 64:
-                raise InvalidArgument(4, f"domain id {d} is out of range")
-            mask |= 1 << d
+            mask |= 1 << self._check_domain(d)
         return mask
 
+    def _check_domain(self, d: object) -> int:
+        if isinstance(d, str):
+            return self.domain_id(d)
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise TypeError(f"a domain is an id (int) or a name (str), not {type(d).__name__}")
+        if not 0 <= d < 64:
+            raise InvalidArgument(4, f"domain id {d} is out of range (0 to 63)")
+        return d
+
     def _fill(self, t: Any, task_id: int, domains: Domains, payload: int, data: bytes, priority: int, deadline: Optional[float]) -> Any:
-        if isinstance(task_id, bool) or not isinstance(task_id, int):
-            raise TypeError(f"task_id must be int, not {type(task_id).__name__}")
+        _int_arg(task_id, "task_id")
+        _int_arg(payload, "payload")
+        _int_arg(priority, "priority", 0, 3)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be bytes, not {type(data).__name__}")
-        if not 0 <= priority <= 3:
-            raise InvalidArgument(4, f"priority {priority} is out of range (0 highest .. 3 lowest)")
+        if deadline is not None:
+            if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+                raise TypeError(f"deadline must be a number of seconds, not {type(deadline).__name__}")
+            if not 0 < deadline <= _MAX_DEADLINE_S:
+                raise InvalidArgument(4, f"deadline must be more than 0 and at most {_MAX_DEADLINE_S:.0f} s (30 days), got {deadline}")
         t.struct_size = ffi.sizeof("metafed_task")
         t.flags = 0
-        t.id = task_id & 0xFFFFFFFFFFFFFFFF
+        t.id = task_id
         t.domains = self._mask(domains)
-        t.payload = payload & 0xFFFFFFFFFFFFFFFF
+        t.payload = payload
         keep = ffi.from_buffer(data) if len(data) else ffi.NULL
         t.data = keep
         t.data_len = len(data)
         t.priority = priority
         t.deadline_us = 0 if deadline is None else max(1, int(deadline * 1e6))
         return keep
+
+    @overload
+    def submit(
+        self,
+        task_id: int,
+        domains: Domains,
+        *,
+        payload: int = 0,
+        data: bytes = b"",
+        priority: int = 0,
+        deadline: Optional[float] = None,
+        timeout: Optional[float] = None,
+        track: Literal[True] = True,
+    ) -> Ticket: ...
+
+    @overload
+    def submit(
+        self,
+        task_id: int,
+        domains: Domains,
+        *,
+        payload: int = 0,
+        data: bytes = b"",
+        priority: int = 0,
+        deadline: Optional[float] = None,
+        timeout: Optional[float] = None,
+        track: Literal[False],
+    ) -> int: ...
 
     def submit(
         self,
@@ -223,30 +461,36 @@ class Engine:
         timeout: Optional[float] = None,
         track: bool = True,
     ) -> Union[Ticket, int]:
-        """Submits a task; waits while the engine is full (up to `timeout` seconds, forever if
-        None). Returns a `Ticket` (a Future of its `Completion`), or, with `track=False`, the
-        ticket number, whose completion `poll` returns."""
+        """Submits a task: `task_id` (0 to 2**64-1) is its correlation id, `domains` what it
+        needs, `payload` and `data` what handlers see, `priority` 0 (highest) to 3, `deadline`
+        seconds from now (the task budget of 500 ms applies anyway). Waits while the engine is
+        full, up to `timeout` seconds (forever if None; EngineFull after). Returns a `Ticket`
+        (a Future of its `Completion`), or with `track=False` the ticket number, whose
+        completion `poll` returns. From a handler it never waits: a full engine raises
+        WouldDeadlock."""
         self._check_open()
+        state = self._state
         l = lib()
         end = None if timeout is None else time.monotonic() + timeout
         pause = 1e-5
         while True:
-            with self._lock:
+            with state.lock:
                 keep = self._fill(self._task, task_id, domains, payload, data, priority, deadline)
-                status = l.metafed_engine_submit(self._h, self._task, self._ticket_out)
+                status = l.metafed_engine_submit(state.h, self._task, self._ticket_out)
                 if status == 0:
                     ticket = int(self._ticket_out[0])
                     if not track:
                         return ticket
                     fut = Ticket(ticket)
-                    self._futures[ticket] = fut
+                    state.futures[ticket] = fut
                     return fut
             del keep
             if status != _FULL:
                 check(status)
             if end is not None and time.monotonic() >= end:
                 raise EngineFull(_FULL, "the engine stayed full until the timeout")
-            time.sleep(pause)  # backpressure: let completions drain
+            refuse_if_engine_thread("submit() on a full engine")
+            time.sleep(pause)  # backpressure: let completions drain (the GIL is released)
             pause = min(pause * 2, 1e-3)
 
     def submit_many(self, tasks: Iterable[Task], *, timeout: Optional[float] = None) -> list[Ticket]:
@@ -257,6 +501,7 @@ class Engine:
             if not isinstance(t, Task):
                 raise TypeError(f"submit_many takes metafed.Task values, not {type(t).__name__}")
         out: list[Ticket] = []
+        state = self._state
         l = lib()
         batch = 256
         arr = ffi.new(f"metafed_task[{batch}]")
@@ -267,12 +512,12 @@ class Engine:
         while i < len(tasks):
             chunk = tasks[i : i + batch]
             keep = [self._fill(arr[k], t.id, t.domains, t.payload, t.data, t.priority, t.deadline) for k, t in enumerate(chunk)]
-            with self._lock:
-                status = l.metafed_engine_submit_batch(self._h, arr, len(chunk), tickets, n_out)
+            with state.lock:
+                status = l.metafed_engine_submit_batch(state.h, arr, len(chunk), tickets, n_out)
                 m = n_out[0]
                 for k in range(m):
                     fut = Ticket(int(tickets[k]))
-                    self._futures[fut.ticket] = fut
+                    state.futures[fut.ticket] = fut
                     out.append(fut)
             del keep
             i += m
@@ -281,13 +526,37 @@ class Engine:
             if m < len(chunk):
                 if end is not None and time.monotonic() >= end:
                     raise EngineFull(_FULL, f"the engine stayed full until the timeout ({len(out)} of {len(tasks)} submitted)")
+                refuse_if_engine_thread("submit_many() on a full engine")
                 time.sleep(1e-4)
         return out
 
-    async def run(self, task_id: int, domains: Domains, **kwargs: Any) -> Completion:
-        """Submits a task and awaits its completion (asyncio)."""
-        ticket = self.submit(task_id, domains, **kwargs)
-        assert isinstance(ticket, Ticket)
+    async def run(
+        self,
+        task_id: int,
+        domains: Domains,
+        *,
+        payload: int = 0,
+        data: bytes = b"",
+        priority: int = 0,
+        deadline: Optional[float] = None,
+        timeout: Optional[float] = None,
+    ) -> Completion:
+        """Submits a task and awaits its completion (asyncio). While the engine is full it awaits
+        (the event loop runs on), up to `timeout` seconds. Cancelling it (or
+        `asyncio.wait_for` timing out) is safe: the task runs to its end regardless."""
+        end = None if timeout is None else time.monotonic() + timeout
+        pause = 1e-4
+        while True:
+            try:
+                ticket = self.submit(
+                    task_id, domains, payload=payload, data=data, priority=priority, deadline=deadline, timeout=0
+                )
+                break
+            except EngineFull:
+                if end is not None and time.monotonic() >= end:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5e-3)
         return await asyncio.wrap_future(ticket)
 
     def wait(self, ticket: Ticket, timeout: Optional[float] = None) -> Completion:
@@ -298,22 +567,43 @@ class Engine:
 
     def poll(self, max_items: int = 256, timeout: float = 0.0) -> list[Completion]:
         """Completions of tasks submitted with `track=False`, up to `max_items`, waiting up to
-        `timeout` seconds for the first."""
-        with self._untracked_ready:
-            if not self._untracked and timeout > 0:
-                self._untracked_ready.wait_for(lambda: bool(self._untracked) or self._closed, timeout)
-            out = []
-            while self._untracked and len(out) < max_items:
-                out.append(self._untracked.popleft())
+        `timeout` seconds for the first. EngineClosed once the engine is closed."""
+        self._check_not_closed()
+        _int_arg(max_items, "max_items", 1, 2**31)
+        state = self._state
+        with state.untracked_ready:
+            if not state.untracked and timeout > 0:
+                refuse_if_engine_thread("poll() with a timeout")
+                state.untracked_ready.wait_for(lambda: bool(state.untracked) or state.closed, timeout)
+            out: list[Completion] = []
+            while state.untracked and len(out) < max_items:
+                out.append(state.untracked.popleft())
             return out
 
-    def run_many(self, ids: Union[Sequence[int], range, array], domains: Union[Domains, Sequence[int]], *, priority: int = 0, in_flight: int = 1024, outcomes: bool = False) -> BatchResult:
-        """Runs a batch as a closed loop inside the library (the GIL is released throughout) and
-        returns the counts per outcome: task `k` has id `ids[k]` and needs `domains` (one domain
-        id or name for all) or `domains[k]` (a per-task sequence of domain ids). With
-        `outcomes=True`, `result.outcomes[k]` is task `k`'s `Outcome` value."""
+    def run_many(
+        self,
+        ids: Union[Sequence[int], range, "array[int]"],
+        domains: Union[Domains, Sequence[int]],
+        *,
+        priority: int = 0,
+        in_flight: int = 1024,
+        outcomes: bool = False,
+        timeout: Optional[float] = None,
+    ) -> BatchResult:
+        """Runs a batch as a closed loop inside the library (the GIL is released while it runs)
+        and returns the counts per outcome: task `k` has id `ids[k]` and needs `domains` (one
+        domain id or name for all) or `domains[k]` (a per-task sequence of domain ids), with at
+        most `in_flight` in flight. With `outcomes=True`, `result.outcomes[k]` is task `k`'s
+        `Outcome` value. It runs in slices of about 20 ms, so Ctrl-C interrupts it and `timeout`
+        (seconds) ends it (WaitTimeout, with the partial result as `.result`)."""
         self._check_open()
-        id_arr = ids if isinstance(ids, array) and ids.typecode == "Q" else array("Q", ids)
+        refuse_if_engine_thread("run_many()")
+        _int_arg(priority, "priority", 0, 3)
+        _int_arg(in_flight, "in_flight", 1, 2**31)
+        try:
+            id_arr = ids if isinstance(ids, array) and ids.typecode == "Q" else array("Q", ids)
+        except (OverflowError, TypeError):
+            raise InvalidArgument(4, "ids must be ints from 0 to 2**64-1") from None
         n = len(id_arr)
         if isinstance(domains, (int, str)) and not isinstance(domains, bool):
             dom_arr = array("Q", [self._mask(domains)])
@@ -322,52 +612,99 @@ class Engine:
             if len(dom_arr) != n:
                 raise InvalidArgument(4, f"domains has {len(dom_arr)} entries for {n} tasks")
         out_arr = array("i", bytes(4 * n)) if outcomes else None
-        counts = ffi.new("uint64_t[4]")
+        counts = [0, 0, 0, 0]
+        c_counts = ffi.new("uint64_t[4]")
         done = ffi.new("size_t *")
+        ids_p = ffi.from_buffer("uint64_t[]", id_arr) if n else ffi.NULL
+        dom_p = ffi.from_buffer("uint64_t[]", dom_arr)
+        out_p = ffi.from_buffer("int32_t[]", out_arr) if out_arr is not None and n else ffi.NULL
+        per_task = len(dom_arr) > 1
         start = time.perf_counter()
-        status = lib().metafed_engine_run_batch(
-            self._h,
-            ffi.from_buffer("uint64_t[]", id_arr) if n else ffi.NULL,
-            ffi.from_buffer("uint64_t[]", dom_arr) if len(dom_arr) else ffi.NULL,
-            len(dom_arr),
-            n,
-            priority,
-            in_flight,
-            ffi.from_buffer("int32_t[]", out_arr) if out_arr is not None and n else ffi.NULL,
-            counts,
-            done,
-        )
-        elapsed = time.perf_counter() - start
-        check(status)
-        return BatchResult(n, int(done[0]), int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]), elapsed, out_arr)
+        pos, chunk = 0, 4096
+        end = None if timeout is None else time.monotonic() + timeout
 
-    def _check_domain(self, d: Any) -> int:
-        if isinstance(d, str):
-            return self.domain_id(d)
-        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < 64:
-            raise TypeError(f"a domain is an id (int in 0..63) or a name (str), not {d!r}")
-        return d
+        def result() -> BatchResult:
+            return BatchResult(n, pos, counts[0], counts[1], counts[2], counts[3], time.perf_counter() - start, out_arr)
+
+        while pos < n:
+            k = min(chunk, n - pos)
+            t0 = time.perf_counter()
+            status = lib().metafed_engine_run_batch(
+                self._state.h,
+                ids_p + pos,
+                dom_p + pos if per_task else dom_p,
+                k if per_task else 1,
+                k,
+                priority,
+                in_flight,
+                out_p + pos if out_p != ffi.NULL else ffi.NULL,
+                c_counts,
+                done,
+            )
+            for j in range(4):
+                counts[j] += int(c_counts[j])
+            pos += int(done[0])
+            check(status)
+            # Slices of about 20 ms: short enough for Ctrl-C and timeouts, long enough that the
+            # window drained at each slice's end costs little.
+            took = max(time.perf_counter() - t0, 1e-6)
+            chunk = max(1024, min(1 << 22, int(chunk * 0.02 / took)))
+            if end is not None and time.monotonic() >= end and pos < n:
+                e = WaitTimeout(11, f"run_many timed out after {pos} of {n} tasks")
+                e.result = result()  # type: ignore[attr-defined]
+                raise e
+        return result()
 
     # -- watching and controlling --------------------------------------------------------
+
+    def _name_lists(self) -> tuple[list[str], list[str]]:
+        if self._names is None:
+            l = lib()
+            s = ffi.new("metafed_stats *")
+            s.struct_size = ffi.sizeof("metafed_stats")
+            check(l.metafed_engine_stats(self._state.h, s))
+            buf = ffi.new("char[512]")
+            domains, agents = [], []
+            for d in range(s.domains):
+                check(l.metafed_engine_domain_name(self._state.h, d, buf, 512, ffi.NULL))
+                domains.append(ffi.string(buf).decode())
+            for a in range(s.agents):
+                check(l.metafed_engine_agent_name(self._state.h, a, buf, 512, ffi.NULL))
+                agents.append(ffi.string(buf).decode())
+            self._names = (domains, agents)
+        return self._names
 
     def stats(self) -> Stats:
         """Counters per level, breaker states, latency percentiles and the model's prediction."""
         self._check_not_closed()
         l = lib()
+        h = self._state.h
+        domain_names, agent_names = self._name_lists()
         s = ffi.new("metafed_stats *")
         s.struct_size = ffi.sizeof("metafed_stats")
-        check(l.metafed_engine_stats(self._h, s))
+        check(l.metafed_engine_stats(h, s))
         domains, agents = [], []
         ds = ffi.new("metafed_domain_stats *")
         for d in range(s.domains):
             ds.struct_size = ffi.sizeof("metafed_domain_stats")
-            check(l.metafed_engine_domain_stats(self._h, d, ds))
-            domains.append(DomainStats(str(d), BreakerState(ds.state), ds.subtasks, ds.ok, ds.failed, ds.shed, ds.faults, ds.timeouts, ds.failovers, ds.recovered, ds.trips))
+            check(l.metafed_engine_domain_stats(h, d, ds))
+            domains.append(
+                DomainStats(
+                    domain_names[d], BreakerState(ds.state), ds.subtasks, ds.ok, ds.failed, ds.shed, ds.faults, ds.timeouts,
+                    ds.failovers, ds.recovered, ds.trips, ds.hedges, ds.hedge_wins, ds.budget_denied, ds.waited,
+                )
+            )
         a = ffi.new("metafed_agent_stats *")
         for i in range(s.agents):
             a.struct_size = ffi.sizeof("metafed_agent_stats")
-            check(l.metafed_engine_agent_stats(self._h, i, a))
-            agents.append(AgentStats(str(i), BreakerState(a.state), a.calls, a.failures, a.slow, a.panics, a.abandoned, a.overloaded, a.mean_latency_ns, a.trips, bool(a.in_rotation), bool(a.isolated)))
+            check(l.metafed_engine_agent_stats(h, i, a))
+            agents.append(
+                AgentStats(
+                    agent_names[i], BreakerState(a.state), a.calls, a.failures, a.slow, a.panics, a.abandoned, a.overloaded,
+                    a.mean_latency_ns, a.trips, bool(a.in_rotation), bool(a.isolated), a.deferred, a.cancelled, a.in_flight,
+                    a.max_concurrency,
+                )
+            )
         return Stats(
             workers=s.workers,
             slots=s.slots,
@@ -379,7 +716,7 @@ class Engine:
             failed=s.outcomes[1],
             timed_out=s.outcomes[2],
             rejected=s.outcomes[3],
-            reasons={Reason(r): s.reasons[r] for r in range(12) if s.reasons[r]},
+            reasons={Reason(r): s.reasons[r] for r in range(len(Reason)) if s.reasons[r]},
             panic_routed=s.panic_routed,
             latency_p50_ns=s.latency_p50_ns,
             latency_p99_ns=s.latency_p99_ns,
@@ -389,58 +726,55 @@ class Engine:
             predicted_success=s.predicted_success,
             domains=domains,
             agents=agents,
+            late_results=s.late_results,
         )
 
     def set_breaker_mode(self, level: Level, index: int, mode: BreakerMode) -> None:
+        """Forces a breaker open, disables it, or returns it to normal. `index` is the domain or
+        agent id (0 for the meta level)."""
         self._check_not_closed()
-        check(lib().metafed_engine_set_breaker_mode(self._h, int(level), int(index), int(mode)))
+        _int_arg(index, "index", 0, 2**32 - 1)
+        check(lib().metafed_engine_set_breaker_mode(self._state.h, int(level), index, int(mode)))
 
     def set_domain_down(self, domain: Union[int, str], down: bool = True) -> None:
+        """Marks a domain down (every call to its agents fails: a correlated fault) or up."""
         self._check_not_closed()
-        check(lib().metafed_engine_set_domain_down(self._h, self._check_domain(domain), int(bool(down))))
+        if not isinstance(down, bool):
+            raise TypeError(f"down must be bool, not {type(down).__name__}")
+        check(lib().metafed_engine_set_domain_down(self._state.h, self._check_domain(domain), int(down)))
 
-    def _check_not_closed(self) -> None:
-        if self._closed:
-            raise EngineClosed(2, "the engine is closed")
+    def set_agent_in_rotation(self, agent: int, in_rotation: bool = True) -> None:
+        """Takes an agent (by id) out of its domain's rotation, or puts it back."""
+        self._check_not_closed()
+        _int_arg(agent, "agent", 0, 0xFFFF)
+        if not isinstance(in_rotation, bool):
+            raise TypeError(f"in_rotation must be bool, not {type(in_rotation).__name__}")
+        check(lib().metafed_engine_set_agent_in_rotation(self._state.h, agent, int(in_rotation)))
 
     # -- stopping ------------------------------------------------------------------------
 
     def shutdown(self, drain: float = 5.0) -> ShutdownReport:
         """Stops accepting tasks, lets those in flight finish for up to `drain` seconds, then
         completes the rest as rejected (SHUTTING_DOWN). Every outstanding Ticket resolves.
-        Idempotent."""
-        if self._report is not None:
-            return self._report
+        Idempotent. Not from a handler (WouldDeadlock)."""
+        if self._state.report is not None:
+            return self._state.report
         self._check_not_closed()
-        r = ffi.new("metafed_shutdown_report *")
-        r.struct_size = ffi.sizeof("metafed_shutdown_report")
-        check(lib().metafed_engine_shutdown(self._h, max(0, int(drain * 1000)), r))
-        self._stopped = True
-        self._dispatcher.join()
-        self._report = ShutdownReport(bool(r.drained), r.rejected, r.detached_threads, r.elapsed_us / 1e6)
-        return self._report
+        refuse_if_engine_thread("shutdown()")
+        return _shutdown_state(self._state, drain)
 
     def close(self) -> None:
-        """Shuts down (if not yet) and frees the engine. Idempotent; also runs at exit."""
-        if self._closed:
+        """Shuts down (if not yet) and frees the engine. Idempotent; also runs at exit. Not from
+        a handler or a done-callback (WouldDeadlock)."""
+        if self._state.closed:
             return
-        if threading.current_thread() is self._dispatcher:
-            raise RuntimeError("close() cannot be called from a completion callback")
-        self.shutdown()
-        self._closed = True
-        with self._untracked_ready:
-            self._untracked_ready.notify_all()
-        lib().metafed_engine_free(self._h)
-        _live.discard(self)
+        if not self._state.forked:
+            refuse_if_engine_thread("close()")
+        self._state.explicit = True
+        self._finalizer()
 
     def __enter__(self) -> "Engine":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finalizer
-            pass

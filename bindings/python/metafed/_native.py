@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
-import cffi
+import cffi  # type: ignore[import-untyped]
 
 ffi = cffi.FFI()
 ffi.cdef((Path(__file__).with_name("_cdef.h")).read_text())
@@ -93,6 +94,12 @@ class WaitTimeout(MetafedError, TimeoutError):
     """The wait timed out."""
 
 
+class WouldDeadlock(MetafedError, RuntimeError):
+    """A call that waits was made from a handler or a completion callback (a thread the engine
+    needs to make progress), where it could wait for itself forever. Only calls that do not
+    wait (submitting when there is room, stats, controls) are allowed there."""
+
+
 _ERRORS = {
     1: InvalidArgument,  # NULL: from Python, an argument we failed to pass
     2: EngineClosed,  # a freed handle
@@ -104,16 +111,44 @@ _ERRORS = {
     9: EngineClosed,
     10: UnknownDomain,
     11: WaitTimeout,
+    17: WouldDeadlock,
 }
+
+
+def last_error() -> str:
+    """The library's message for the last failed call on this thread, without the C function's
+    name it starts with."""
+    message: str = ffi.string(lib().metafed_last_error()).decode("utf-8", "replace")
+    head, sep, rest = message.partition(": ")
+    return rest if sep and head.startswith("metafed_") and " " not in head else message
 
 
 def check(status: int) -> None:
     """Raises the exception for a failed call's status."""
     if status == 0:
         return
-    l = lib()
-    message = ffi.string(l.metafed_last_error()).decode("utf-8", "replace")
+    message = last_error()
     cls = _ERRORS.get(status, MetafedError)
     if cls is OSError:
         raise OSError(message)
     raise cls(status, message)
+
+
+class _EngineThread(threading.local):
+    """Marks the threads the engine needs to make progress: a worker while it runs a Python
+    handler, and an engine's completion thread while it runs done-callbacks."""
+
+    active = False
+
+
+ENGINE_THREAD = _EngineThread()
+
+
+def refuse_if_engine_thread(what: str) -> None:
+    """Raises WouldDeadlock when called from a handler or a completion callback."""
+    if ENGINE_THREAD.active:
+        raise WouldDeadlock(
+            17,
+            f"{what} waits, and was called from a handler or a completion callback, where it could wait for "
+            "itself; submit and return, or use an async handler",
+        )

@@ -1,92 +1,250 @@
-"""Building a topology: domains, simulated agents, and agents run by Python callables."""
+"""Building a topology: domains, simulated agents, and agents run by Python callables (plain
+functions, which answer at once, or `async def` coroutines, which answer later on an asyncio
+loop without holding an engine thread)."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import threading
 from collections import OrderedDict
-from typing import Callable, Optional, Union
+from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
-from ._native import InvalidArgument, TopologyError, check, ffi, lib
-from ._types import AgentError, Level, Request, SimAgent
+from . import _aio
+from ._native import ENGINE_THREAD, InvalidArgument, TopologyError, check, ffi, lib
+from ._types import AgentError, Level, Reply, Request, SimAgent
 
-Handler = Callable[[Request], Optional[int]]
+HandlerResult = Union[int, bytes, bytearray, memoryview, Tuple[int, bytes], Reply, None]
+"""What a handler returns: the value (int, 0 to 2**64-1), the reply's bytes (value 0), both as
+`(value, bytes)` or `Reply(value, data)`, or None (value 0)."""
+Handler = Callable[[Request], HandlerResult]
+"""A handler that answers at once (it runs on an engine thread, holding the GIL)."""
+AsyncHandler = Callable[[Request], Awaitable[HandlerResult]]
+"""An `async def` handler: it runs on an asyncio loop, and the engine does not wait for it."""
 DomainRef = Union[int, str]
 
-_HANDLER_OK, _HANDLER_ERROR, _HANDLER_RAISED = 0, 1, 2
+_HANDLER_OK, _HANDLER_ERROR, _HANDLER_RAISED, _HANDLER_PENDING = 0, 1, 2, 3
+# Returned for a reply that is not one: the library records INVALID_REPLY with this code.
+_INVALID_REPLY_CODE = 4
+_U64 = 1 << 64
 
 
 class _Messages:
-    """Messages of exceptions raised by handlers, by (task id, agent), until a completion picks
-    them up. Bounded: the oldest are dropped beyond `limit` keys."""
+    """Messages of handlers' exceptions (and of AgentError messages and invalid replies), by
+    (ticket, domain, attempt), which names one attempt of one task uniquely while its completion
+    is pending, until the completion picks them up. Bounded: the oldest go beyond `limit`
+    (messages of tasks whose completions nobody converts, as in run_many)."""
 
     def __init__(self, limit: int = 65536) -> None:
         self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[int, int], list[str]] = OrderedDict()
+        self._items: OrderedDict[tuple[int, int, int], str] = OrderedDict()
         self._limit = limit
 
-    def record(self, task_id: int, agent: int, message: str) -> None:
+    def record(self, ticket: int, domain: int, attempt: int, message: str) -> None:
         with self._lock:
-            self._items.setdefault((task_id, agent), []).append(message)
+            self._items[(ticket, domain, attempt)] = message
             while len(self._items) > self._limit:
                 self._items.popitem(last=False)
 
-    def take(self, task_id: int, agent: int) -> Optional[str]:
+    def take(self, ticket: int, domain: int, attempt: int) -> Optional[str]:
         with self._lock:
-            msgs = self._items.get((task_id, agent))
-            if not msgs:
-                return None
-            m = msgs.pop(0)
-            if not msgs:
-                del self._items[(task_id, agent)]
-            return m
+            return self._items.pop((ticket, domain, attempt), None)
 
 
 MESSAGES = _Messages()
 
 
+class _Calls:
+    """Python handler calls in progress (to wait for at interpreter exit) and the exit flag."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.exiting = False
+
+
+CALLS = _Calls()
+
+
+class _Keep(threading.local):
+    """Keeps a handler's reply bytes alive until the library has copied them (it does before
+    the next call on the same thread)."""
+
+    data: Any = None
+
+
+_KEEP = _Keep()
+
+
+def _to_reply(value: object) -> tuple[int, int, bytes, Optional[str]]:
+    """(return code, value, bytes, message for an invalid reply) of what a handler returned."""
+    if value is None:
+        return _HANDLER_OK, 0, b"", None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value < _U64:
+            return _HANDLER_OK, value, b"", None
+        return _INVALID_REPLY_CODE, 0, b"", f"the handler returned {value}, outside 0 to 2**64-1"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _HANDLER_OK, 0, bytes(value), None
+    if isinstance(value, tuple) and len(value) == 2:
+        v, data = value
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _U64 and isinstance(data, (bytes, bytearray, memoryview)):
+            return _HANDLER_OK, v, bytes(data), None
+    return (
+        _INVALID_REPLY_CODE,
+        0,
+        b"",
+        f"the handler returned {type(value).__name__}; return an int (0 to 2**64-1), bytes, "
+        "(int, bytes), metafed.Reply or None",
+    )
+
+
+def _answer(value: object, resp: Any, req_key: tuple[int, int, int]) -> int:
+    """Fills `resp` from a handler's return value; returns the handler return code."""
+    rc, v, data, message = _to_reply(value)
+    if message is not None:
+        MESSAGES.record(*req_key, message)
+        return rc
+    resp.value = v
+    if data:
+        keep = ffi.from_buffer(data)
+        _KEEP.data = (data, keep)
+        resp.data = keep
+        resp.data_len = len(data)
+    return rc
+
+
+def _failed(e: BaseException, resp: Any, req_key: tuple[int, int, int]) -> int:
+    """Fills `resp` for a handler that raised; returns the handler return code."""
+    if isinstance(e, AgentError):
+        resp.code = e.code
+        if e.message:
+            MESSAGES.record(*req_key, e.message)
+        return _HANDLER_ERROR
+    MESSAGES.record(*req_key, f"{type(e).__name__}: {e}")
+    return _HANDLER_RAISED
+
+
 class _Agent:
     """A Python handler, kept alive by its topology and every engine started from it."""
 
-    __slots__ = ("fn", "handle")
+    __slots__ = ("fn", "handle", "is_async", "loop")
 
-    def __init__(self, fn: Handler) -> None:
+    def __init__(self, fn: Callable[[Request], Any], is_async: bool, loop: Optional[asyncio.AbstractEventLoop]) -> None:
         self.fn = fn
+        self.is_async = is_async
+        self.loop = loop
         self.handle = ffi.new_handle(self)
+
+
+def _request(req: Any) -> Request:
+    data = bytes(ffi.buffer(req.data, req.data_len)) if req.data_len else b""
+    return Request(
+        int(req.ticket),
+        int(req.task_id),
+        int(req.payload),
+        data,
+        int(req.domain),
+        int(req.agent),
+        int(req.attempt),
+        int(req.fanout),
+        int(req.priority),
+        req.timeout_us / 1e6,
+    )
 
 
 @ffi.callback("metafed_handler_fn", error=_HANDLER_RAISED)
 def _trampoline(user_data, req, resp):  # type: ignore[no-untyped-def]
     # Runs on an engine thread, holding the GIL only for its duration (cffi takes and releases it).
     agent = ffi.from_handle(user_data)
-    data = bytes(ffi.buffer(req.data, req.data_len)) if req.data_len else b""
-    r = Request(req.task_id, req.payload, data, req.domain, req.agent, req.attempt, req.fanout, req.priority)
+    with CALLS.lock:
+        if CALLS.exiting:
+            return _HANDLER_RAISED
+        CALLS.running += 1
+    was = ENGINE_THREAD.active
+    ENGINE_THREAD.active = True
     try:
-        value = agent.fn(r)
-    except AgentError as e:
-        resp.code = int(e.code) & 0x7FFFFFFF
+        r = _request(req)
+        key = (r.ticket, r.domain, r.attempt)
+        if agent.is_async:
+            return _start_async(agent, req, r, resp, key)
+        try:
+            value = agent.fn(r)
+        except BaseException as e:  # noqa: BLE001 - every exception is an agent failure
+            return _failed(e, resp, key)
+        return _answer(value, resp, key)
+    finally:
+        ENGINE_THREAD.active = was
+        with CALLS.lock:
+            CALLS.running -= 1
+
+
+def _start_async(agent: _Agent, req: Any, r: Request, resp: Any, key: tuple[int, int, int]) -> int:
+    """Defers the attempt and runs the coroutine on its loop; the loop completes the attempt."""
+    attempt = ffi.new("metafed_attempt *")
+    if lib().metafed_request_defer(req, attempt) != 0:
+        MESSAGES.record(*key, "no room for another deferred attempt on this worker")
+        resp.code = -1
         return _HANDLER_ERROR
-    except BaseException as e:  # noqa: BLE001 - every exception is an agent failure
-        MESSAGES.record(req.task_id, req.agent, f"{type(e).__name__}: {e}")
-        return _HANDLER_RAISED
-    resp.value = (value or 0) & 0xFFFFFFFFFFFFFFFF
-    return _HANDLER_OK
+    handle = (int(attempt.engine), int(attempt.id))
+    try:
+        coro = agent.fn(r)
+        if not inspect.isawaitable(coro):
+            raise TypeError(f"an async handler returned {type(coro).__name__}, not an awaitable")
+        loop = agent.loop if agent.loop is not None else _aio.default_loop()
+        future = asyncio.run_coroutine_threadsafe(_bounded(coro, r.timeout), loop)
+    except BaseException as e:  # noqa: BLE001 - the attempt fails; the engine runs on
+        _complete(handle, key, None, e)
+        return _HANDLER_PENDING
+    future.add_done_callback(functools.partial(_done, handle, key))
+    return _HANDLER_PENDING
+
+
+async def _bounded(coro: Awaitable[HandlerResult], timeout: float) -> HandlerResult:
+    # The engine abandons the attempt at `timeout`: stop its work then, too.
+    return await asyncio.wait_for(coro, max(timeout, 1e-3))
+
+
+def _done(handle: tuple[int, int], key: tuple[int, int, int], future: Any) -> None:
+    try:
+        value = future.result()
+    except BaseException as e:  # noqa: BLE001
+        _complete(handle, key, None, e)
+    else:
+        _complete(handle, key, value, None)
+
+
+def _complete(handle: tuple[int, int], key: tuple[int, int, int], value: object, error: Optional[BaseException]) -> None:
+    attempt = ffi.new("metafed_attempt *")
+    attempt.engine, attempt.id = handle
+    resp = ffi.new("metafed_response *")
+    resp.struct_size = ffi.sizeof("metafed_response")
+    if isinstance(error, (asyncio.TimeoutError, asyncio.CancelledError)):
+        rc = _HANDLER_PENDING  # abandoned by the engine (or cancelled): dropped
+    elif error is not None:
+        rc = _failed(error, resp, key)
+    else:
+        rc = _answer(value, resp, key)
+    # Abandoned or already completed: nothing more to do either way.
+    lib().metafed_attempt_complete(attempt[0], rc, resp)
 
 
 class Topology:
-    """Domains and their agents, breakers per level, injected faults. Build one, then start any
-    number of engines from it (each takes a copy)."""
+    """Domains and their agents, breakers per level, timeouts, hedging, retry budgets, injected
+    faults. Build one, then start any number of engines from it (each takes a copy)."""
 
     def __init__(self) -> None:
         out = ffi.new("metafed_topology **")
         check(lib().metafed_topology_new(out))
         self._init(out[0])
 
-    def _init(self, handle) -> None:  # type: ignore[no-untyped-def]
+    def _init(self, handle: Any) -> None:
         self._h = handle
         self._agents: list[_Agent] = []
 
     @classmethod
-    def _wrap(cls, fn) -> "Topology":  # type: ignore[no-untyped-def]
+    def _wrap(cls, fn: Callable[[Any], int]) -> "Topology":
         out = ffi.new("metafed_topology **")
         check(fn(out))
         t = cls.__new__(cls)
@@ -95,8 +253,9 @@ class Topology:
 
     @classmethod
     def seed(cls, agent_error: float = 0.12) -> "Topology":
-        """The seed report's 3 x 3 (API, Database, Auth; three simulated agents each)."""
-        return cls._wrap(lambda out: lib().metafed_topology_seed(float(agent_error), out))
+        """The seed report's 3 x 3 (API, Database, Auth; three simulated agents each, failing at
+        `agent_error`), with the seed's breakers."""
+        return cls._wrap(lambda out: lib().metafed_topology_seed(_number(agent_error, "agent_error"), out))
 
     @classmethod
     def from_toml(cls, text: str) -> "Topology":
@@ -107,15 +266,18 @@ class Topology:
 
     @classmethod
     def from_file(cls, path: str) -> "Topology":
+        """A topology from a TOML file."""
         return cls._wrap(lambda out: lib().metafed_topology_from_file(str(path).encode(), out))
 
     @property
-    def handle(self):  # type: ignore[no-untyped-def]
+    def handle(self) -> Any:
+        """The C handle (for the library's use)."""
         if self._h is None:
             raise TopologyError(2, "the topology is closed")
         return self._h
 
     def domain_id(self, name: str) -> int:
+        """The id of the domain called `name` (UnknownDomain if there is none)."""
         if not isinstance(name, str):
             raise TypeError(f"a domain name must be str, not {type(name).__name__}")
         out = ffi.new("uint16_t *")
@@ -125,7 +287,11 @@ class Topology:
     def _domain(self, d: DomainRef) -> int:
         if isinstance(d, bool) or not isinstance(d, (int, str)):
             raise TypeError(f"a domain is an id (int) or a name (str), not {type(d).__name__}")
-        return self.domain_id(d) if isinstance(d, str) else d
+        if isinstance(d, str):
+            return self.domain_id(d)
+        if not 0 <= d <= 0xFFFF:
+            raise InvalidArgument(4, f"domain id {d} is out of range")
+        return d
 
     def add_domain(self, name: str) -> int:
         """Adds a domain; returns its id."""
@@ -135,57 +301,150 @@ class Topology:
         check(lib().metafed_topology_add_domain(self.handle, name.encode(), out))
         return int(out[0])
 
-    def add_agent(self, domain: DomainRef, name: str, handler: Optional[Handler] = None, *, sim: Optional[SimAgent] = None, isolated: bool = False) -> int:
-        """Adds an agent run by `handler(request) -> value` (raise `AgentError(code)` to fail
-        with a code; any other exception fails the attempt as RAISED, its message kept), or a
-        simulated one (`sim`, or a `SimAgent` in place of the handler). Returns the agent's id.
-        An isolated agent runs on its own thread."""
+    def add_agent(
+        self,
+        domain: DomainRef,
+        name: str,
+        handler: Union[Handler, AsyncHandler, SimAgent, None] = None,
+        *,
+        sim: Optional[SimAgent] = None,
+        isolated: bool = False,
+        threads: int = 0,
+        max_concurrency: int = 0,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+    ) -> int:
+        """Adds an agent and returns its id. It is run by `handler(request)`, or simulated
+        (`sim`, or a `SimAgent` in place of the handler).
+
+        A plain handler answers at once (see `HandlerResult`; raise `AgentError(code)` to fail
+        with a code, any other exception fails the attempt as RAISED with its message kept). An
+        `async def` handler runs on `loop` (default: a loop the package runs on a thread of its
+        own) and holds no engine thread while it awaits; the engine abandons it at the agent
+        timeout (`request.timeout` seconds).
+
+        `isolated` (or `threads` > 0) runs a blocking handler on threads of its own (`threads`,
+        default 1), so that a handler that blocks stalls only this agent. `max_concurrency` (> 0)
+        caps the attempts in flight at once; beyond it the domain picks another agent or the
+        sub-task waits."""
         if not isinstance(name, str):
             raise TypeError(f"name must be str, not {type(name).__name__}")
         if isinstance(handler, SimAgent) and sim is None:
             handler, sim = None, handler
         if (handler is None) == (sim is None):
             raise TypeError("give exactly one of handler and sim")
+        threads = _count(threads, "threads")
+        max_concurrency = _count(max_concurrency, "max_concurrency")
+        if isolated and threads == 0:
+            threads = 1
         d = self._domain(domain)
-        if not 0 <= d <= 0xFFFF:
-            raise InvalidArgument(4, f"domain id {d} is out of range")
         out = ffi.new("uint16_t *")
-        flags = 1 if isolated else 0
         if sim is not None:
-            spec = ffi.new("metafed_sim_agent *")
-            check(lib().metafed_sim_agent_init(spec))
-            spec.flags = flags
-            spec.error_rate = sim.error_rate
-            spec.latency_kind = 1 if sim.latency_us > 0 else 0
-            spec.latency_us = sim.latency_us
-            spec.seed = sim.seed
-            check(lib().metafed_topology_add_sim_agent(self.handle, d, name.encode(), spec, out))
+            check(lib().metafed_topology_add_sim_agent(self.handle, d, name.encode(), _sim_spec(sim, threads > 0), out))
         else:
-            if not callable(handler):
-                raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-            agent = _Agent(handler)
+            agent = _make_agent(handler, loop)
+            flags = 1 if threads > 0 else 0
             check(lib().metafed_topology_add_callback_agent(self.handle, d, name.encode(), _trampoline, agent.handle, ffi.NULL, flags, out))
             self._agents.append(agent)
-        return int(out[0])
+        a = int(out[0])
+        if threads > 1 or max_concurrency:
+            self.set_agent_limits(a, threads=threads, max_concurrency=max_concurrency)
+        return a
 
-    def bind(self, domain: str, agent: str, handler: Handler, *, isolated: bool = False) -> int:
-        """Gives agent `agent` of domain `domain` (declared in TOML) a Python handler."""
-        if not callable(handler):
-            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-        a = _Agent(handler)
+    def bind(
+        self,
+        domain: str,
+        agent: str,
+        handler: Union[Handler, AsyncHandler],
+        *,
+        isolated: bool = False,
+        threads: int = 0,
+        max_concurrency: int = 0,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+    ) -> int:
+        """Gives agent `agent` of domain `domain` (declared in TOML) a Python handler; the
+        options are those of `add_agent`. Returns the agent's id."""
+        if not isinstance(domain, str) or not isinstance(agent, str):
+            raise TypeError("domain and agent are names (str)")
+        threads = _count(threads, "threads")
+        max_concurrency = _count(max_concurrency, "max_concurrency")
+        if isolated and threads == 0:
+            threads = 1
+        a = _make_agent(handler, loop)
         out = ffi.new("uint16_t *")
-        check(lib().metafed_topology_bind_callback(self.handle, domain.encode(), agent.encode(), _trampoline, a.handle, ffi.NULL, 1 if isolated else 0, out))
+        flags = 1 if threads > 0 else 0
+        check(lib().metafed_topology_bind_callback(self.handle, domain.encode(), agent.encode(), _trampoline, a.handle, ffi.NULL, flags, out))
         self._agents.append(a)
-        return int(out[0])
+        agent_id = int(out[0])
+        if threads > 1 or max_concurrency:
+            self.set_agent_limits(agent_id, threads=threads, max_concurrency=max_concurrency)
+        return agent_id
+
+    def set_agent_limits(self, agent: int, *, threads: Optional[int] = None, max_concurrency: Optional[int] = None) -> None:
+        """Changes how agent `agent` (its id) runs: on `threads` threads of its own (0: on the
+        engine's workers), and at most `max_concurrency` attempts in flight (0: no limit)."""
+        if isinstance(agent, bool) or not isinstance(agent, int) or not 0 <= agent <= 0xFFFF:
+            raise InvalidArgument(4, f"agent must be an agent id (0 to 65535), got {agent!r}")
+        if threads is not None:
+            check(lib().metafed_topology_set_agent_threads(self.handle, agent, _count(threads, "threads")))
+        if max_concurrency is not None:
+            check(lib().metafed_topology_set_agent_concurrency(self.handle, agent, _count(max_concurrency, "max_concurrency")))
 
     def set_domain_fault_rate(self, domain: DomainRef, rate: float) -> None:
-        check(lib().metafed_topology_set_domain_fault_rate(self.handle, self._domain(domain), float(rate)))
+        """Injects correlated faults: a share `rate` (0 to 1) of the domain's sub-tasks fail
+        whatever their agents do."""
+        check(lib().metafed_topology_set_domain_fault_rate(self.handle, self._domain(domain), _number(rate, "rate")))
 
     def set_meta_fault_rate(self, rate: float) -> None:
-        check(lib().metafed_topology_set_meta_fault_rate(self.handle, float(rate)))
+        """Injects faults at the meta level: a share `rate` (0 to 1) of tasks fail at admission."""
+        check(lib().metafed_topology_set_meta_fault_rate(self.handle, _number(rate, "rate")))
 
     def set_max_attempts(self, domain: DomainRef, attempts: int) -> None:
-        check(lib().metafed_topology_set_max_attempts(self.handle, self._domain(domain), int(attempts)))
+        """How many attempts (failovers and hedges included) a sub-task of `domain` may make
+        (default: its number of agents)."""
+        check(lib().metafed_topology_set_max_attempts(self.handle, self._domain(domain), _count(attempts, "attempts")))
+
+    def set_timeouts(self, *, agent_ms: Optional[float] = None, domain_ms: Optional[float] = None, task_ms: Optional[float] = None) -> None:
+        """Sets the time budgets, which apply whether or not the breakers are enabled: one
+        attempt (`agent_ms`, default 50: a handler slower than that counts as failed, and an
+        async handler is abandoned), a sub-task across its attempts (`domain_ms`, default 200),
+        and a task from submission (`task_ms`, default 500: it bounds every task, whatever its own
+        deadline, time spent waiting for a worker included). None leaves a budget as it is."""
+        vals = [-1.0 if v is None else _number(v, n) for v, n in ((agent_ms, "agent_ms"), (domain_ms, "domain_ms"), (task_ms, "task_ms"))]
+        check(lib().metafed_topology_set_timeouts(self.handle, *vals))
+
+    def set_hedge(
+        self,
+        domain: DomainRef,
+        *,
+        after_ms: Optional[float] = None,
+        percentile: Optional[float] = None,
+        max_extra: int = 1,
+        min_samples: int = 100,
+        period_ms: float = 1000.0,
+    ) -> None:
+        """Makes `domain` hedge: an attempt (of an async or isolated handler, or a simulated I/O
+        agent) not answered after `after_ms`, or after the `percentile`-th percentile of the
+        domain's recent latency, gets one more attempt at another agent (up to `max_extra`); the
+        first success wins. Give one of `after_ms` and `percentile`; neither turns hedging off."""
+        h = ffi.new("metafed_hedge_config *")
+        check(lib().metafed_hedge_config_init(h))
+        if after_ms is not None and percentile is not None:
+            raise TypeError("give one of after_ms and percentile")
+        if after_ms is None and percentile is None:
+            check(lib().metafed_topology_set_hedge(self.handle, self._domain(domain), ffi.NULL))
+            return
+        h.delay_kind = 0 if after_ms is not None else 1
+        h.delay = _number(after_ms if after_ms is not None else percentile, "after_ms" if after_ms is not None else "percentile")
+        h.max_extra = _count(max_extra, "max_extra")
+        h.min_samples = _count(min_samples, "min_samples")
+        h.period_ms = _number(period_ms, "period_ms")
+        check(lib().metafed_topology_set_hedge(self.handle, self._domain(domain), h))
+
+    def set_retry_budget(self, domain: DomainRef, ratio: Optional[float], *, min_per_s: float = 10.0, window_ms: float = 1000.0) -> None:
+        """Holds `domain`'s failovers and hedges to `ratio` retries per sub-task (plus
+        `min_per_s` per second per worker) over a sliding window; None removes the budget."""
+        r = -1.0 if ratio is None else _number(ratio, "ratio")
+        check(lib().metafed_topology_set_retry_budget(self.handle, self._domain(domain), r, _number(min_per_s, "min_per_s"), _number(window_ms, "window_ms")))
 
     def set_breaker(self, level: Level, **settings: float) -> None:
         """Changes a level's breaker settings (fields of `metafed_breaker_config`: timeout_ms,
@@ -196,11 +455,17 @@ class Topology:
         for key, value in settings.items():
             if key in ("struct_size", "reserved") or not hasattr(cfg, key):
                 raise TypeError(f"unknown breaker setting {key!r}")
-            setattr(cfg, key, value)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"breaker setting {key} must be a number, not {type(value).__name__}")
+            try:
+                setattr(cfg, key, value)
+            except OverflowError:
+                raise InvalidArgument(4, f"breaker setting {key} is out of range: {value}") from None
         check(lib().metafed_topology_set_breaker(self.handle, int(level), cfg))
 
     def disable_breakers(self) -> None:
-        """Disables every breaker (results still counted)."""
+        """Disables every breaker (results still counted). The time budgets (`set_timeouts`)
+        still apply."""
         check(lib().metafed_topology_disable_breakers(self.handle))
 
     def close(self) -> None:
@@ -220,3 +485,49 @@ class Topology:
             self.close()
         except Exception:  # noqa: BLE001 - never raise from a finalizer
             pass
+
+
+def _make_agent(handler: Any, loop: Optional[asyncio.AbstractEventLoop]) -> _Agent:
+    if not callable(handler):
+        raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+    is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None))
+    if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"loop must be an asyncio event loop, not {type(loop).__name__}")
+    if loop is not None and not is_async:
+        raise TypeError("loop applies to async def handlers only")
+    return _Agent(handler, is_async, loop)
+
+
+_LATENCY_KINDS = {"fixed": 1, "exponential": 2, "long_tail": 3}
+
+
+def _sim_spec(sim: SimAgent, isolated: bool) -> Any:
+    spec = ffi.new("metafed_sim_agent *")
+    check(lib().metafed_sim_agent_init(spec))
+    spec.flags = (1 if isolated else 0) | (2 if sim.io else 0)
+    spec.error_rate = _number(sim.error_rate, "error_rate")
+    spec.latency_us = _number(sim.latency_us, "latency_us")
+    if sim.latency not in _LATENCY_KINDS:
+        raise InvalidArgument(4, f"latency must be one of {', '.join(_LATENCY_KINDS)}, got {sim.latency!r}")
+    kind = _LATENCY_KINDS[sim.latency]
+    spec.latency_kind = kind if (sim.latency_us > 0 or kind == 3) else 0
+    spec.slow_us = _number(sim.slow_us, "slow_us")
+    spec.slow_rate = _number(sim.slow_rate, "slow_rate")
+    if isinstance(sim.seed, bool) or not isinstance(sim.seed, int) or not 0 <= sim.seed < _U64:
+        raise InvalidArgument(4, f"seed must be an int from 0 to 2**64-1, got {sim.seed!r}")
+    spec.seed = sim.seed
+    return spec
+
+
+def _number(v: object, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{what} must be a number, not {type(v).__name__}")
+    return float(v)
+
+
+def _count(v: object, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{what} must be int, not {type(v).__name__}")
+    if not 0 <= v < 2**32:
+        raise InvalidArgument(4, f"{what} must be 0 or more (and below 2**32), got {v}")
+    return v

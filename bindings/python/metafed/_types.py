@@ -1,10 +1,10 @@
-"""The values metafed exchanges with Python: enums, requests, completions, stats."""
+"""The values metafed exchanges with Python: enums, requests, replies, completions, stats."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Mapping, NamedTuple, Optional, Sequence, Union
 
 
 class Outcome(enum.IntEnum):
@@ -14,6 +14,9 @@ class Outcome(enum.IntEnum):
     FAILED = 1
     TIMED_OUT = 2
     REJECTED = 3
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Reason(enum.IntEnum):
@@ -31,18 +34,26 @@ class Reason(enum.IntEnum):
     SHUTTING_DOWN = 9
     DEADLINE = 10
     DOMAIN_TIMEOUT = 11
+    BUDGET_EXHAUSTED = 12
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class FailureKind(enum.IntEnum):
     """How one attempt failed."""
 
-    ERROR = 0
-    RAISED = 1  # the handler raised (or panicked)
-    SLOW = 2
-    ABANDONED = 3
-    OVERLOADED = 4
-    DOWN = 5
-    INVALID_REPLY = 6
+    ERROR = 0  # the handler raised AgentError(code)
+    RAISED = 1  # the handler raised another exception (or panicked)
+    SLOW = 2  # it answered after the agent timeout
+    ABANDONED = 3  # it did not answer in time (async handler, or isolated agent): abandoned
+    OVERLOADED = 4  # no room: its queue, or the worker's deferred-attempt slots, were full
+    DOWN = 5  # its domain was marked down
+    INVALID_REPLY = 6  # the handler returned something that is not a reply
+    DROPPED = 7  # a deferred attempt was dropped without an answer
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Level(enum.IntEnum):
@@ -68,22 +79,54 @@ class BreakerState(enum.IntEnum):
     OPEN = 1
     HALF_OPEN = 2
 
+    def __str__(self) -> str:
+        return self.name
+
 
 class AgentError(Exception):
-    """Raise from a handler to fail the attempt with an error `code` (other exceptions fail it
-    too, as RAISED, with their message kept)."""
+    """Raise from a handler to fail the attempt with an error `code` (a 32-bit integer) and,
+    optionally, a message kept on the completion's failure. Any other exception fails the
+    attempt too, as RAISED, with its message kept."""
 
     def __init__(self, code: int, message: str = "") -> None:
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise TypeError(f"code must be int, not {type(code).__name__}")
+        if not -(2**31) <= code < 2**31:
+            raise ValueError(f"code must fit in 32 bits, got {code}")
         super().__init__(message or f"agent error {code}")
         self.code = code
+        self.message = message
+
+
+class Reply(NamedTuple):
+    """What a handler may return to answer with bytes: a value and the reply's body. A handler
+    may also return a plain `int` (the value), `bytes` (the body, value 0), `(int, bytes)`, or
+    `None` (value 0)."""
+
+    value: int = 0
+    data: bytes = b""
 
 
 class Request:
-    """One attempt, as a handler sees it."""
+    """One attempt, as a handler sees it. `ticket` is the task's ticket (unique among tasks in
+    flight); `timeout` the seconds an async handler has before the engine abandons the attempt."""
 
-    __slots__ = ("task_id", "payload", "data", "domain", "agent", "attempt", "fanout", "priority")
+    __slots__ = ("ticket", "task_id", "payload", "data", "domain", "agent", "attempt", "fanout", "priority", "timeout")
 
-    def __init__(self, task_id: int, payload: int, data: bytes, domain: int, agent: int, attempt: int, fanout: int, priority: int) -> None:
+    def __init__(
+        self,
+        ticket: int,
+        task_id: int,
+        payload: int,
+        data: bytes,
+        domain: int,
+        agent: int,
+        attempt: int,
+        fanout: int,
+        priority: int,
+        timeout: float,
+    ) -> None:
+        self.ticket = ticket
         self.task_id = task_id
         self.payload = payload
         self.data = data
@@ -92,6 +135,7 @@ class Request:
         self.attempt = attempt
         self.fanout = fanout
         self.priority = priority
+        self.timeout = timeout
 
     def __repr__(self) -> str:
         return f"Request(task_id={self.task_id}, domain={self.domain}, agent={self.agent}, attempt={self.attempt})"
@@ -99,18 +143,22 @@ class Request:
 
 @dataclass(frozen=True)
 class Failure:
-    """One failed attempt: where, how, the error code, and the exception's message if it raised."""
+    """One failed attempt: where (domain and agent ids), which attempt, how, the error code, and
+    the handler's message if it raised (or raised `AgentError` with one)."""
 
     domain: int
     agent: int
     kind: FailureKind
     code: int
     message: Optional[str] = None
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
 class Completion:
-    """The one outcome of a task."""
+    """The one outcome of a task. `bodies` holds the reply bytes of each sub-task whose
+    successful attempt returned some, by domain id; `body` is the first (a one-domain task's
+    reply)."""
 
     ticket: int
     id: int
@@ -122,10 +170,17 @@ class Completion:
     priority: int
     failures: tuple[Failure, ...]
     failures_total: int
+    bodies: Mapping[int, bytes] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
+        """Whether the task succeeded."""
         return self.outcome == Outcome.OK
+
+    @property
+    def body(self) -> Optional[bytes]:
+        """The reply bytes of the first sub-task that returned some (None if none did)."""
+        return next(iter(self.bodies.values()), None)
 
 
 @dataclass(frozen=True)
@@ -133,7 +188,7 @@ class Task:
     """A task for `Engine.submit_many`: `domains` is a domain id, a name, or several."""
 
     id: int
-    domains: object
+    domains: Union[int, str, Sequence[Union[int, str]]]
     payload: int = 0
     data: bytes = b""
     priority: int = 0
@@ -142,15 +197,24 @@ class Task:
 
 @dataclass(frozen=True)
 class SimAgent:
-    """A simulated agent: fails by the oracle at `error_rate`; `latency_us` per call."""
+    """A simulated agent: fails by the oracle at `error_rate`; each call takes `latency_us`
+    microseconds ("fixed"), or that on average ("exponential"), or that except a `slow_rate`
+    share of first attempts that take `slow_us` ("long_tail"). With `io=True` it waits the way an
+    I/O agent does, holding no thread (each call is a deferred attempt completed by a timer)."""
 
     error_rate: float = 0.0
     latency_us: float = 0.0
     seed: int = 0
+    io: bool = False
+    latency: str = "fixed"
+    slow_us: float = 0.0
+    slow_rate: float = 0.0
 
 
 @dataclass(frozen=True)
 class DomainStats:
+    """One domain's counters and breaker state."""
+
     name: str
     breaker: BreakerState
     subtasks: int
@@ -162,10 +226,16 @@ class DomainStats:
     failovers: int
     recovered: int
     trips: int
+    hedges: int = 0
+    hedge_wins: int = 0
+    budget_denied: int = 0
+    waited: int = 0
 
 
 @dataclass(frozen=True)
 class AgentStats:
+    """One agent's counters and breaker state."""
+
     name: str
     breaker: BreakerState
     calls: int
@@ -178,11 +248,17 @@ class AgentStats:
     trips: int
     in_rotation: bool
     isolated: bool
+    deferred: int = 0
+    cancelled: int = 0
+    in_flight: int = 0
+    max_concurrency: int = 0
 
 
 @dataclass(frozen=True)
 class Stats:
-    """Counters per level, breaker states, latency, and the model's prediction."""
+    """Counters per level, breaker states, latency, and the model's prediction. `reasons`
+    counts completions by reason; `late_results` the answers of deferred attempts that came
+    after their attempt was abandoned."""
 
     workers: int
     slots: int
@@ -204,10 +280,14 @@ class Stats:
     predicted_success: float
     domains: list[DomainStats] = field(default_factory=list)
     agents: list[AgentStats] = field(default_factory=list)
+    late_results: int = 0
 
 
 @dataclass(frozen=True)
 class ShutdownReport:
+    """What a shutdown did: whether everything in flight finished in time, how many tasks were
+    completed as rejected instead, threads left behind (handlers that never returned)."""
+
     drained: bool
     rejected: int
     detached_threads: int
@@ -229,4 +309,5 @@ class BatchResult:
 
     @property
     def tasks_per_s(self) -> float:
+        """Tasks completed per second of the run."""
         return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0

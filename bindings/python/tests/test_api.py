@@ -68,7 +68,7 @@ def test_bad_input_raises_clear_exceptions(seed_engine):
         seed_engine.submit(1, "API", priority=9)
     with pytest.raises(TypeError):
         seed_engine.submit(1, 2.5)
-    with pytest.raises(TypeError, match="unknown engine setting"):
+    with pytest.raises(TypeError, match="unexpected keyword argument .colour."):
         metafed.Engine(metafed.Topology.seed(), colour=3)
     with pytest.raises(metafed.ConfigError, match="max_in_flight"):
         metafed.Engine(metafed.Topology.seed(), max_in_flight=0)

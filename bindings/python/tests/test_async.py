@@ -1,0 +1,227 @@
+"""async def handlers: they answer later on an asyncio loop, hold no engine thread while they
+await, return bytes, are abandoned (and fail over) at the agent timeout, and their exceptions
+are kept; replies with bytes from plain handlers; per-agent concurrency, hedging and budgets."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import metafed
+
+
+def io_topology(handler, **agent_options):
+    t = metafed.Topology()
+    d = t.add_domain("IO")
+    t.add_agent(d, "Rest", handler, **agent_options)
+    t.disable_breakers()
+    # Generous budgets: these tests are about behaviour, on machines of any speed.
+    t.set_timeouts(agent_ms=5_000, domain_ms=10_000, task_ms=20_000)
+    return t
+
+
+def test_async_handlers_answer_with_values_and_bytes_without_holding_a_worker():
+    in_flight = 0
+    peak = 0
+
+    async def rest(req):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.005)
+        in_flight -= 1
+        return req.task_id * 2, f"reply {req.task_id}".encode()
+
+    # One worker: a handler that held it for 5 ms would allow one call at a time.
+    with metafed.Engine(io_topology(rest), workers=1) as e:
+        tickets = [e.submit(i, "IO") for i in range(200)]
+        done = [t.result(timeout=30) for t in tickets]
+        stats = e.stats()
+    assert all(c.ok for c in done), [c for c in done if not c.ok][:2]
+    assert [c.value for c in done] == [i * 2 for i in range(200)]
+    assert [c.body for c in done] == [f"reply {i}".encode() for i in range(200)]
+    assert all(c.bodies == {0: c.body} for c in done)
+    assert peak > 10, f"attempts overlapped while they awaited ({peak} at once)"
+    assert stats.agents[0].deferred == 200
+
+
+def test_async_handlers_run_on_the_loop_the_caller_names():
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    seen = set()
+
+    async def rest(req):
+        seen.add(threading.current_thread().ident)
+        return 1
+
+    try:
+        with metafed.Engine(io_topology(rest, loop=loop)) as e:
+            assert all(e.submit(i, "IO").result(timeout=30).ok for i in range(20))
+        assert seen == {thread.ident}
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+    with pytest.raises(TypeError, match="async def handlers only"):
+        io_topology(lambda req: 1, loop=asyncio.new_event_loop())
+
+
+def test_an_async_handler_past_the_agent_timeout_is_abandoned_and_fails_over():
+    async def slow(req):
+        await asyncio.sleep(1.0)
+        return 1
+
+    t = metafed.Topology()
+    d = t.add_domain("IO")
+    t.add_agent(d, "Slow", slow)
+    t.add_agent(d, "Fast", lambda req: 2)
+    t.disable_breakers()
+    t.set_timeouts(agent_ms=20)
+    with metafed.Engine(t, workers=1) as e:
+        done = [e.submit(i, "IO").result(timeout=30) for i in range(6)]
+    assert all(c.ok and c.value == 2 for c in done)
+    abandoned = [c for c in done if c.failures]
+    assert abandoned, "round-robin sent first attempts to the slow agent"
+    assert all(c.failures[0].kind == metafed.FailureKind.ABANDONED for c in abandoned)
+    assert all(0.015 < c.latency_ns / 1e9 < 0.5 for c in abandoned)
+
+
+def test_async_exceptions_are_failures_with_their_messages():
+    async def bad(req):
+        if req.attempt == 0:
+            raise metafed.AgentError(503, f"busy with {req.task_id}")
+        raise ValueError("broken")
+
+    t = metafed.Topology()
+    d = t.add_domain("IO")
+    t.add_agent(d, "A", bad)
+    t.add_agent(d, "B", bad)
+    t.disable_breakers()
+    t.set_timeouts(agent_ms=5_000, domain_ms=10_000, task_ms=20_000)
+    with metafed.Engine(t) as e:
+        c = e.submit(7, "IO").result(timeout=30)
+    assert c.outcome == metafed.Outcome.FAILED
+    assert [(f.kind, f.code, f.message, f.attempt) for f in c.failures] == [
+        (metafed.FailureKind.ERROR, 503, "busy with 7", 0),
+        (metafed.FailureKind.RAISED, 0, "ValueError: broken", 1),
+    ]
+
+
+def test_plain_handlers_answer_with_bytes_in_every_form():
+    replies = {0: 5, 1: b"raw", 2: (7, b"pair"), 3: metafed.Reply(9, b"named"), 4: None, 5: bytearray(b"ba")}
+    t = metafed.Topology()
+    d = t.add_domain("D")
+    t.add_agent(d, "A", lambda req: replies[req.task_id])
+    with metafed.Engine(t) as e:
+        done = {i: e.submit(i, "D").result(timeout=30) for i in replies}
+    assert {i: (c.value, c.body) for i, c in done.items()} == {
+        0: (5, None),
+        1: (0, b"raw"),
+        2: (7, b"pair"),
+        3: (9, b"named"),
+        4: (0, None),
+        5: (0, b"ba"),
+    }
+
+
+def test_a_concurrency_limit_caps_attempts_in_flight():
+    in_flight = 0
+    peak = 0
+
+    async def rest(req):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.002)
+        in_flight -= 1
+        return 1
+
+    with metafed.Engine(io_topology(rest, max_concurrency=3)) as e:
+        assert all(t.result(timeout=30).ok for t in [e.submit(i, "IO") for i in range(100)])
+        s = e.stats()
+    assert peak <= 3
+    assert s.agents[0].max_concurrency == 3 and s.agents[0].in_flight == 0
+    assert s.domains[0].waited > 0
+
+
+def test_hedging_answers_for_a_slow_agent():
+    async def slow(req):
+        await asyncio.sleep(0.2)
+        return 1, b"slow"
+
+    async def fast(req):
+        return 2, b"fast"
+
+    t = metafed.Topology()
+    d = t.add_domain("IO")
+    t.add_agent(d, "Slow", slow)
+    t.add_agent(d, "Fast", fast)
+    t.disable_breakers()
+    t.set_timeouts(agent_ms=1000, domain_ms=2000, task_ms=3000)
+    t.set_hedge(d, after_ms=5)
+    with metafed.Engine(t, workers=1) as e:
+        done = [e.submit(i, "IO").result(timeout=30) for i in range(6)]
+        s = e.stats()
+    assert all(c.ok and c.body == b"fast" for c in done)
+    assert all(c.latency_ns < 150_000_000 for c in done), [c.latency_ns for c in done]
+    hedged = sum(1 for c in done if c.attempts == 2)
+    assert hedged > 0 and s.domains[0].hedges == hedged and s.domains[0].hedge_wins == hedged
+    with pytest.raises(TypeError, match="one of after_ms and percentile"):
+        t.set_hedge(d, after_ms=1, percentile=95)
+    with pytest.raises(metafed.InvalidArgument, match="percentile"):
+        t.set_hedge(d, percentile=100)
+
+
+def test_the_retry_budget_stops_failovers():
+    def fail(req):
+        raise metafed.AgentError(1)
+
+    t = metafed.Topology()
+    d = t.add_domain("D")
+    for name in "ABC":
+        t.add_agent(d, name, fail)
+    t.disable_breakers()
+    t.set_retry_budget(d, 0.0, min_per_s=0.0, window_ms=60_000)
+    with metafed.Engine(t, workers=1) as e:
+        done = [e.submit(i, "D").result(timeout=30) for i in range(10)]
+    assert all(c.reason == metafed.Reason.BUDGET_EXHAUSTED and c.attempts == 1 for c in done)
+
+
+def test_isolated_pools_run_blocking_handlers_side_by_side():
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def blocking(req):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return 1
+
+    t = io_topology(blocking, threads=3)
+    t.set_timeouts(agent_ms=1000, domain_ms=2000, task_ms=5000)
+    with metafed.Engine(t) as e:
+        assert all(tk.result(timeout=30).ok for tk in [e.submit(i, "IO") for i in range(12)])
+        assert e.stats().agents[0].isolated
+    assert peak == 3
+
+
+def test_simulated_io_agents_match_the_oracle(tmp_path):
+    from conftest import oracle_fails
+
+    t = metafed.Topology()
+    for name in ("API", "Database", "Auth"):
+        d = t.add_domain(name)
+        for a in range(3):
+            t.add_agent(d, f"{name}{a}", metafed.SimAgent(error_rate=0.12, latency_us=200, io=True))
+    t.disable_breakers()
+    n = 6000
+    with metafed.Engine(t) as e:
+        r = e.run_many(range(n), [i % 3 for i in range(n)], in_flight=256)
+    expected = sum(1 for i in range(n) if not all(oracle_fails(i, a, 0.12) for a in range(3)))
+    assert r.done == n and r.ok == expected
