@@ -14,7 +14,7 @@ use crate::attempt::{Answer, Attempt, Hub};
 use crate::clock::Clock;
 use crate::park::Parker;
 use crate::queue::Mpmc;
-use crate::sync::{Arc, AtomicBool, Ordering, fence};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, fence};
 use std::cmp::Ordering as Cmp;
 use std::collections::BinaryHeap;
 use std::time::Duration;
@@ -49,9 +49,9 @@ pub(crate) struct Timer {
     clock: Clock,
     queue: Mpmc<(u64, Attempt, Answer)>,
     parker: Parker,
-    /// Set by the thread while it sleeps with nothing scheduled: only then does a new job
-    /// need to wake it (with jobs scheduled, it wakes at the earliest due time anyway).
-    idle: AtomicBool,
+    /// The due time the thread sleeps until (`u64::MAX` while it sleeps with nothing
+    /// scheduled; 0 while it is awake): a job due sooner wakes it.
+    wake_at: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -62,7 +62,7 @@ impl Timer {
             clock,
             queue: Mpmc::new(capacity.max(1)),
             parker: Parker::new(),
-            idle: AtomicBool::new(false),
+            wake_at: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         }
     }
@@ -76,9 +76,10 @@ impl Timer {
             let _ = attempt.finish(answer);
             return;
         }
-        // Dekker with the thread's `idle` store and its check of the queue (see `park`).
+        // Dekker with the thread's `wake_at` store and its check of the queue (see `park`):
+        // either it sees this job before sleeping, or we see when it means to wake.
         fence(Ordering::SeqCst);
-        if self.idle.load(Ordering::Relaxed) {
+        if due < self.wake_at.load(Ordering::Relaxed) {
             self.parker.wake_fenced();
         }
     }
@@ -111,20 +112,14 @@ impl Timer {
             for hub in woken.drain(..) {
                 hub.parker.wake();
             }
-            match heap.peek() {
-                Some(next) => {
-                    // Bounded, so that a job due earlier than the heap's top (a shorter latency
-                    // scheduled later) waits at most that long past its time.
-                    let wait = Duration::from_nanos(next.due_ns.saturating_sub(self.clock.now()).min(200_000));
-                    if !wait.is_zero() {
-                        self.parker.sleep(|| self.stop.load(Ordering::Relaxed), Some(wait));
-                    }
-                }
-                None => {
-                    self.idle.store(true, Ordering::Relaxed);
-                    self.parker.sleep(|| !self.queue.is_empty() || self.stop.load(Ordering::Relaxed), None);
-                    self.idle.store(false, Ordering::Relaxed);
-                }
+            // Sleep until the earliest due time, or until a job due sooner arrives.
+            let next = heap.peek().map_or(u64::MAX, |j| j.due_ns);
+            let wait = next.saturating_sub(self.clock.now());
+            if wait > 0 {
+                self.wake_at.store(next, Ordering::Relaxed);
+                let timeout = (next != u64::MAX).then(|| Duration::from_nanos(wait));
+                self.parker.sleep(|| !self.queue.is_empty() || self.stop.load(Ordering::Relaxed), timeout);
+                self.wake_at.store(0, Ordering::Relaxed);
             }
         }
         // Stopping: the workers have abandoned what they waited for; complete what is left so
@@ -139,7 +134,7 @@ impl Timer {
 }
 
 /// Asks for a 1 us timer slack on this thread, so that short sleeps end close to on time.
-fn set_timer_slack() {
+pub(crate) fn set_timer_slack() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_TIMERSLACK takes an integer argument and affects only the calling thread.
     unsafe {

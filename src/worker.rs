@@ -285,6 +285,9 @@ impl Worker {
 
     pub(crate) fn run(mut self) {
         crate::shared::enter_engine_thread(&self.sh);
+        // A worker sleeps with a timeout only when a timer is due (an attempt's timeout, a
+        // hedge): 1 us of slack instead of 50 keeps hedges and abandonment on time.
+        crate::timer::set_timer_slack();
         self.hub.parker.register();
         let mut idle = Idle::new(self.sh.cfg.idle_spins, u64::from(self.sh.cfg.idle_yield_us) * 1_000);
         loop {

@@ -30,6 +30,22 @@ impl EnginePeer {
         }
     }
 
+    /// An engine running `topology` with `workers` workers (0: one per core).
+    pub fn with_topology(topology: Topology, workers: usize) -> Self {
+        Self::with_config(topology, EngineConfig { workers, ..EngineConfig::default() })
+    }
+
+    /// An engine running `topology` with `config`.
+    pub fn with_config(topology: Topology, config: EngineConfig) -> Self {
+        let engine = Engine::start(topology, config).expect("the engine starts");
+        Self {
+            engine,
+            tasks: Vec::with_capacity(64),
+            tickets: vec![Ticket::default(); 64],
+            buf: vec![Completion::default(); 256],
+        }
+    }
+
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine

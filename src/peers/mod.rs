@@ -15,6 +15,7 @@
 
 mod actors;
 mod engine;
+pub mod io;
 mod pool;
 mod ring;
 mod stages;
@@ -53,11 +54,16 @@ pub struct Router {
 
 impl Default for Router {
     fn default() -> Self {
-        Self { cursors: [0; DOMAINS], threshold: threshold(P) }
+        Self::with_error_rate(P)
     }
 }
 
 impl Router {
+    /// A router whose agents fail at `p` by the oracle.
+    pub fn with_error_rate(p: f64) -> Self {
+        Self { cursors: [0; DOMAINS], threshold: threshold(p) }
+    }
+
     /// Runs a whole task: every sub-task, each with failover. True if all succeeded.
     #[inline]
     pub fn task(&mut self, id: u64, domains: u64) -> bool {
@@ -171,7 +177,36 @@ pub fn closed_loop(
     budget: Duration,
     first_id: u64,
 ) -> Run {
-    const SAMPLE: u64 = 64;
+    closed_loop_at(f, workload, in_flight, max_tasks, budget, first_id, P)
+}
+
+/// [`closed_loop`] against agents that fail at `p` (the oracle's count is for that `p`).
+pub fn closed_loop_at(
+    f: &mut dyn Federation,
+    workload: Workload,
+    in_flight: usize,
+    max_tasks: u64,
+    budget: Duration,
+    first_id: u64,
+    p: f64,
+) -> Run {
+    closed_loop_sampled(f, workload, in_flight, max_tasks, budget, first_id, p, 64)
+}
+
+/// [`closed_loop_at`] recording the latency of 1 task in `sample_every` (at most 4,096 tasks in
+/// flight when it is below 64).
+#[allow(clippy::too_many_arguments)]
+pub fn closed_loop_sampled(
+    f: &mut dyn Federation,
+    workload: Workload,
+    in_flight: usize,
+    max_tasks: u64,
+    budget: Duration,
+    first_id: u64,
+    p: f64,
+    sample_every: u64,
+) -> Run {
+    let sample = sample_every.max(1);
     const SLOTS: usize = 4096;
     let mask_of = |i: u64| match workload {
         Workload::Route => 1u64 << (i % DOMAINS as u64),
@@ -195,8 +230,8 @@ pub fn closed_loop(
             batch.extend((next..next + room as u64).map(|i| (first_id + i, mask_of(i))));
             let t0 = Instant::now();
             let k = f.submit(&batch);
-            for i in (next..next + k as u64).filter(|i| i % SAMPLE == 0) {
-                sent_at[((i / SAMPLE) as usize) % SLOTS] = t0;
+            for i in (next..next + k as u64).filter(|i| i % sample == 0) {
+                sent_at[((i / sample) as usize) % SLOTS] = t0;
             }
             next += k as u64;
         }
@@ -214,13 +249,13 @@ pub fn closed_loop(
             seen[w] |= b;
             done += 1;
             ok += u64::from(success);
-            if i % SAMPLE == 0 {
-                let _ = hist.record((t1 - sent_at[((i / SAMPLE) as usize) % SLOTS]).as_nanos().max(1) as u64);
+            if i % sample == 0 {
+                let _ = hist.record((t1 - sent_at[((i / sample) as usize) % SLOTS]).as_nanos().max(1) as u64);
             }
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let mut router = Router::default();
+    let mut router = Router::with_error_rate(p);
     let oracle_ok = (0..next).filter(|&i| router.task(first_id + i, mask_of(i))).count() as u64;
     Run {
         tasks: done,

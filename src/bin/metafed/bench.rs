@@ -15,8 +15,9 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Workloads: w1 (loaded, 1024 in flight), w1-unloaded (1 in flight), w2 (fan-out).
-    #[arg(long, value_delimiter = ',', default_value = "w1,w1-unloaded,w2")]
+    /// Workloads: w1 (loaded, 1024 in flight), w1-unloaded (1 in flight), w2 (fan-out),
+    /// w5 (agents that wait 1 ms on I/O, against tokio), w3 (the tail, without and with hedging).
+    #[arg(long, value_delimiter = ',', default_value = "w1,w1-unloaded,w2,w5,w3")]
     workloads: Vec<String>,
     /// Peers to compare with: stages, pool, actors, ring, inline.
     #[arg(long, value_delimiter = ',', default_value = "stages,pool,actors,ring,inline")]
@@ -30,6 +31,12 @@ pub struct Args {
     /// Tasks per unloaded run at most.
     #[arg(long, default_value_t = 100_000)]
     unloaded_tasks: u64,
+    /// Tasks per W5 and W3 run (they run to the count, not to the time budget).
+    #[arg(long, default_value_t = 200_000)]
+    io_tasks: u64,
+    /// Tasks in flight in W3 (a tail shows where service time, not queueing, dominates).
+    #[arg(long, default_value_t = 16)]
+    w3_in_flight: usize,
     /// Time per run at most, in milliseconds (a run stops submitting then, and drains).
     #[arg(long, default_value_t = 400)]
     budget_ms: u64,
@@ -75,6 +82,10 @@ struct Report {
     workers: usize,
     pairs: usize,
     workloads: Vec<WorkloadReport>,
+    /// W5 (I/O agents), engine and tokio.
+    w5: Option<Vec<crate::bench_io::W5Row>>,
+    /// W3 (the tail), without and with hedging.
+    w3: Option<Vec<crate::bench_io::W3Row>>,
     rss_kib: Option<u64>,
     /// CPU used by a started engine while idle (after a burst of work), percent of one core.
     idle_cpu_percent: Option<f64>,
@@ -170,12 +181,33 @@ pub fn run(args: &Args) -> Result<(), String> {
         id_base += 1;
         id_base << 32
     };
+    let (mut w5, mut w3) = (None, None);
     for w in &args.workloads {
         let (workload, in_flight, tasks) = match w.as_str() {
             "w1" => (Workload::Route, 1024, args.tasks),
             "w1-unloaded" => (Workload::Route, 1, args.unloaded_tasks),
             "w2" => (Workload::FanOut, 1024, args.tasks / 2),
-            other => return Err(format!("unknown workload {other:?} (w1, w1-unloaded, w2)")),
+            "w5" => {
+                if !args.json {
+                    eprintln!("w5: {} pairs, engine and tokio, p = 0 and 0.12 ...", args.pairs);
+                }
+                w5 = Some(crate::bench_io::w5(args.pairs, args.io_tasks, args.workers, &mut next_ids)?);
+                continue;
+            }
+            "w3" => {
+                if !args.json {
+                    eprintln!("w3: {} pairs, without and with hedging ...", args.pairs);
+                }
+                w3 = Some(crate::bench_io::w3(
+                    args.pairs,
+                    args.io_tasks,
+                    args.workers,
+                    args.w3_in_flight,
+                    &mut next_ids,
+                )?);
+                continue;
+            }
+            other => return Err(format!("unknown workload {other:?} (w1, w1-unloaded, w2, w5, w3)")),
         };
         if !args.json {
             eprintln!("{w}: {} pairs against {} ...", args.pairs, args.peers.join(", "));
@@ -223,7 +255,8 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     let rss_kib = rss_of_default_engine();
     let idle_cpu_percent = idle_cpu();
-    let targets = targets(&workloads, rss_kib);
+    let mut targets = targets(&workloads, rss_kib);
+    io_targets(&mut targets, w5.as_deref(), w3.as_deref());
     let report = Report {
         machine: machine(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -234,6 +267,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         },
         pairs: args.pairs,
         workloads,
+        w5,
+        w3,
         rss_kib,
         idle_cpu_percent,
         targets,
@@ -304,6 +339,61 @@ fn targets(workloads: &[WorkloadReport], rss: Option<u64>) -> Vec<Target> {
     t
 }
 
+fn io_targets(t: &mut Vec<Target>, w5: Option<&[crate::bench_io::W5Row]>, w3: Option<&[crate::bench_io::W3Row]>) {
+    if let Some(rows) = w5 {
+        for p in [0.0, 0.12] {
+            let engine = rows.iter().find(|r| r.p == p && r.implementation == "engine");
+            let tokio = rows.iter().find(|r| r.p == p && r.implementation == "tokio");
+            if let (Some(e), Some(k)) = (engine, tokio) {
+                t.push(Target {
+                    target: if p == 0.0 {
+                        "W5 (p = 0) >= 0.5 of the I/O limit"
+                    } else {
+                        "W5 (p = 0.12) >= 0.5 of the I/O limit"
+                    },
+                    met: e.of_limit >= 0.5,
+                    figure: format!("{:.3} of the limit ({:.0} tasks/s)", e.of_limit, e.tasks_per_s),
+                });
+                let ratio = k.engine_ratio.unwrap_or(0.0);
+                t.push(Target {
+                    target: if p == 0.0 { "W5 (p = 0) ahead of tokio" } else { "W5 (p = 0.12) ahead of tokio" },
+                    met: ratio > 1.0,
+                    figure: format!("{ratio:.2}x tokio ({:.0} tasks/s, {:.3} of the limit)", k.tasks_per_s, k.of_limit),
+                });
+                t.push(Target {
+                    target: if p == 0.0 {
+                        "W5 (p = 0) success count equals the oracle's"
+                    } else {
+                        "W5 (p = 0.12) success count equals the oracle's"
+                    },
+                    met: e.exact,
+                    figure: format!("exact on every run: {}", e.exact),
+                });
+            }
+        }
+    }
+    if let Some(rows) = w3
+        && let (Some(none), Some(hedged)) =
+            (rows.iter().find(|r| r.hedge == "none"), rows.iter().find(|r| r.hedge == "p95"))
+    {
+        let cut = none.latency_ns.p999 as f64 / hedged.latency_ns.p999.max(1) as f64;
+        t.push(Target {
+            target: "W3: hedging cuts p99.9 by 10x or more",
+            met: cut >= 10.0,
+            figure: format!(
+                "{cut:.1}x ({:.0} us without, {:.0} us with)",
+                none.latency_ns.p999 as f64 / 1e3,
+                hedged.latency_ns.p999 as f64 / 1e3
+            ),
+        });
+        t.push(Target {
+            target: "W3: for at most a few percent extra calls",
+            met: hedged.extra_calls_percent <= 6.0,
+            figure: format!("{:.2}% extra calls", hedged.extra_calls_percent),
+        });
+    }
+}
+
 fn print_report(r: &Report) {
     println!(
         "metafed bench: {} ({} CPUs), engine and pool/actors with {} workers, {} pairs per peer",
@@ -332,6 +422,12 @@ fn print_report(r: &Report) {
                 i.p50_ratio.map_or("-".into(), |x| format!("{x:.2}x"))
             );
         }
+    }
+    if let Some(rows) = &r.w5 {
+        crate::bench_io::print_w5(rows);
+    }
+    if let Some(rows) = &r.w3 {
+        crate::bench_io::print_w3(rows);
     }
     println!();
     if let Some(p) = r.idle_cpu_percent {
