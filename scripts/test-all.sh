@@ -10,6 +10,9 @@ step "Rust: build (release) and every Rust test"
 cargo build --release --locked
 cargo test --release --locked
 
+step "Rust: future handlers on tokio (cargo feature tokio)"
+cargo test --release --locked --features tokio --test future_handler
+
 step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=2})"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS CARGO_TARGET_DIR=target/loom \
   cargo test --release --locked --lib loom_models

@@ -91,3 +91,8 @@ pub use stats::{AgentStats, DomainStats, Health, HealthStatus, LatencySummary, M
 
 #[cfg(all(test, loom))]
 mod loom_models;
+
+#[cfg(all(not(loom), feature = "tokio"))]
+mod future_handler;
+#[cfg(all(not(loom), feature = "tokio"))]
+pub use future_handler::{IntoAnswer, future_handler};
