@@ -339,3 +339,18 @@ fn stats_count_what_happened() {
     assert_eq!(s.latency_ns.count, 3_000);
     assert!(s.latency_ns.p50 > 0 && s.latency_ns.p50 <= s.latency_ns.p99);
 }
+
+#[test]
+fn the_readme_toml_example_parses_into_what_it_says() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("Settings in TOML:\n\n```toml\n").expect("the README's TOML example") + 27;
+    let text = &readme[start..start + readme[start..].find("```").unwrap()];
+    let t = Topology::from_toml(text).unwrap();
+    let api = t.domain_id("API").unwrap();
+    assert_eq!(t.hedge(api).map(|h| h.delay), Some(metafed::HedgeDelay::Percentile(95.0)));
+    assert_eq!(t.retry_budget(api).map(|b| b.ratio), Some(0.2));
+    let rest = t.agent_spec(t.agent_id("API", "REST").unwrap()).unwrap();
+    assert_eq!(rest.max_concurrency, 256);
+    let legacy = t.agent_spec(t.agent_id("API", "Legacy").unwrap()).unwrap();
+    assert!(legacy.isolated && legacy.threads == 4);
+}
