@@ -109,7 +109,18 @@ impl RunReport {
 
 /// Runs `load` against `engine` from the calling thread. `progress(done)` is called about every
 /// 65,536 completions. The engine must deliver completions to `poll` (no callback set).
-pub fn closed_loop(engine: &Engine, load: &Load, mut progress: impl FnMut(u64)) -> RunReport {
+pub fn closed_loop(engine: &Engine, load: &Load, progress: impl FnMut(u64)) -> RunReport {
+    closed_loop_until(engine, load, progress, &std::sync::atomic::AtomicBool::new(false))
+}
+
+/// [`closed_loop`] that stops submitting once `stop` is set (a Ctrl-C, say), lets the tasks in
+/// flight complete, and reports what ran: `submitted` is then below `load.tasks`.
+pub fn closed_loop_until(
+    engine: &Engine,
+    load: &Load,
+    mut progress: impl FnMut(u64),
+    stop: &std::sync::atomic::AtomicBool,
+) -> RunReport {
     let domains = engine.topology().domain_count();
     let all = DomainSet::first(domains);
     let task_for = |i: u64| {
@@ -149,7 +160,11 @@ pub fn closed_loop(engine: &Engine, load: &Load, mut progress: impl FnMut(u64)) 
     let mut in_flight = 0usize;
     let mut last_progress = 0u64;
     let start = Instant::now();
+    let mut n = n;
     while report.completed < report.submitted || next < n {
+        if next < n && stop.load(std::sync::atomic::Ordering::Relaxed) {
+            n = next; // submit no more; drain what is in flight
+        }
         // Submit what the window allows.
         let room = load.in_flight.saturating_sub(in_flight).min((n - next) as usize).min(batch);
         if room > 0 {

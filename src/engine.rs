@@ -116,7 +116,13 @@ impl Engine {
         let clock = Clock::new();
         // Attempt slots per worker: room for two deferred attempts per sub-task it may hold
         // (an attempt and a hedge, or an abandoned attempt whose handle is not yet released).
-        let attempt_slots = (cfg.worker_capacity * 2).clamp(64, 1 << 22);
+        // Sized per worker from the engine's totals, so that memory does not grow with the
+        // worker count: each queue holds a share of the task slots (a full one spills to the
+        // next worker's), and each hub twice a share of them (a worker that runs out of attempt
+        // slots fails an attempt over as `Overloaded`).
+        let slots = cfg.max_in_flight;
+        let share = slots.div_ceil(n_workers) + cfg.batch;
+        let attempt_slots = (2 * share).clamp(256, (cfg.worker_capacity * 2).max(256)).min(1 << 22);
         let timer = topo
             .agents
             .iter()
@@ -150,7 +156,6 @@ impl Engine {
             })
             .collect();
         let levels = topo.breakers.clone();
-        let slots = cfg.max_in_flight;
         let reserve = std::array::from_fn(|p| (cfg.admission.priority_reserve[p] * slots as f64) as usize);
         let sh = Arc::new(Shared {
             clock,
@@ -164,13 +169,13 @@ impl Engine {
             slab: Slab::new(slots, n_workers),
             workers: (0..n_workers)
                 .map(|w| WorkerShared {
-                    ingress: Mpmc::new(slots),
+                    ingress: Mpmc::new(share),
                     hub: Arc::new(Hub::new(attempt_slots, w as u16, clock)),
                     counters: WorkerCounters::new(topo.domains.len(), topo.agents.len()),
                     exited: AtomicBool::new(false),
                 })
                 .collect(),
-            completions: (0..n_workers).map(|_| CachePadded::new(Mpmc::new(slots))).collect(),
+            completions: (0..n_workers).map(|_| CachePadded::new(Mpmc::new(share))).collect(),
             pollers: WaitList::new(),
             callback,
             lifecycle: AtomicU8::new(RUNNING),
@@ -205,7 +210,9 @@ impl Engine {
                     let pinned = core.is_some_and(core_affinity::set_for_current);
                     if !pinned {
                         shared.pin_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(worker = id, ?core, "could not pin the worker to a core; it runs unpinned");
+                        crate::handler::guarded(|| {
+                            tracing::warn!(worker = id, ?core, "could not pin the worker to a core; it runs unpinned")
+                        });
                     }
                 }
                 worker.run();
@@ -342,7 +349,7 @@ impl Engine {
         self.check(task)?;
         let t = self.stage(task, sh.clock.now())?;
         let Some(w) = self.push(t, self.target()) else {
-            // Every ingress ring full: cannot happen while rings hold the slot count each, but
+            // Every ingress ring full: cannot happen while the rings hold the slot count together, but
             // stay correct if it does.
             self.reject_if_stopping(&[t]);
             return Ok(t);

@@ -120,6 +120,27 @@ where
     }
 }
 
+/// Runs `f`, turning a panic into `None`. The panic's payload is dropped inside a guard of its
+/// own, so that a payload whose `Drop` panics in turn cannot unwind out of the engine (a second
+/// payload is leaked rather than dropped).
+#[inline]
+pub(crate) fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(payload) => {
+            drop_payload(payload);
+            None
+        }
+    }
+}
+
+#[cold]
+fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
 /// What an agent's call returned.
 #[derive(Debug)]
 pub(crate) enum Call {

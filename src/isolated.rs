@@ -11,13 +11,12 @@
 //! attempt abandoned), so it pins the task's slot while the call runs (see [`crate::slab`]).
 
 use crate::attempt::{Answer, Attempt};
-use crate::handler::{Agent, Call, CallCx, Request};
+use crate::handler::{Agent, Call, CallCx, Request, guarded};
 use crate::park::{Idle, WaitList};
 use crate::queue::Mpmc;
 use crate::shared::{STOPPING, Shared};
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::{AgentId, DomainId, FailureKind, Ticket};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 /// One attempt handed to a pool.
@@ -91,8 +90,7 @@ impl Pool {
             if sh.domain_down[usize::from(domain)].load(Ordering::Relaxed) {
                 Call::Failed(FailureKind::Down, crate::stages::DOWN_CODE)
             } else {
-                catch_unwind(AssertUnwindSafe(|| self.handler.call(&r, &mut cx)))
-                    .unwrap_or(Call::Failed(FailureKind::Panicked, 0))
+                guarded(|| self.handler.call(&r, &mut cx)).unwrap_or(Call::Failed(FailureKind::Panicked, 0))
             }
         };
         sh.slab.unpin(ticket.slot());

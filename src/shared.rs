@@ -164,8 +164,8 @@ pub(crate) struct Shared {
     pub(crate) slab: Slab,
     pub(crate) workers: Box<[WorkerShared]>,
     /// Tickets of completed tasks delivered by `poll`, one queue per worker (worker `w` pushes
-    /// only to queue `w`; the shutdown sweep to any). Each holds the slot count, so it never
-    /// fills.
+    /// to queue `w`, or the next with room; the shutdown sweep to any). Together they hold more
+    /// than the slot count, so a push always finds room.
     pub(crate) completions: Box<[CachePadded<Mpmc<u64>>]>,
     /// Callers blocked in `poll_wait`.
     pub(crate) pollers: WaitList,
@@ -206,16 +206,27 @@ impl Shared {
         }
         match &self.callback {
             Some(cb) => {
-                if let Some(mut c) = self.slab.take(t) {
-                    let call = std::panic::AssertUnwindSafe(|| cb(&mut c));
-                    if std::panic::catch_unwind(call).is_err() {
-                        tracing::error!(task = c.id, "the completion callback panicked; the engine runs on");
-                    }
+                if let Some(mut c) = self.slab.take(t)
+                    && crate::handler::guarded(|| cb(&mut c)).is_none()
+                {
+                    let id = c.id;
+                    crate::handler::guarded(|| {
+                        tracing::error!(task = id, "the completion callback panicked; the engine runs on")
+                    });
                 }
             }
             None => {
-                // Cannot fail: one entry per slot at most.
-                let _ = self.completions[shard % self.completions.len()].push(t.0);
+                // The queues hold at least the slot count together, one entry per slot at most:
+                // if this worker's is full, another has room.
+                let n = self.completions.len();
+                let mut t = t.0;
+                for k in 0..n {
+                    match self.completions[(shard + k) % n].push(t) {
+                        Ok(()) => return,
+                        Err(back) => t = back,
+                    }
+                }
+                unreachable!("the completion queues hold every task slot");
             }
         }
     }
@@ -231,7 +242,10 @@ impl Shared {
     #[cold]
     fn publish(&self, level: Level, index: usize, transition: Transition) {
         let ev = BreakerEvent { at_ns: self.clock.now(), level, index: index as u16, transition };
-        tracing::debug!(?level, index, from = %transition.from, to = %transition.to, cause = ?transition.cause, "breaker transition");
+        // A subscriber is the application's code: whatever it does, the worker runs on.
+        crate::handler::guarded(
+            || tracing::debug!(?level, index, from = %transition.from, to = %transition.to, cause = ?transition.cause, "breaker transition"),
+        );
         if self.events.push(ev).is_err() {
             self.events_dropped.fetch_add(1, Ordering::Relaxed);
         }

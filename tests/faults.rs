@@ -80,6 +80,7 @@ fn a_hung_isolated_agent_stalls_nothing_else() {
 
 #[test]
 fn a_panicking_handler_is_an_agent_failure_and_the_engine_runs_on() {
+    quiet_panics();
     let mut b = Topology::seed_builder(0.0);
     b.bind("Database", "SQL", AgentSpec::handler(|_: &Request<'_>| -> metafed::Reply { panic!("handler bug") }))
         .unwrap();
@@ -95,6 +96,40 @@ fn a_panicking_handler_is_an_agent_failure_and_the_engine_runs_on() {
     let panics = done.iter().flat_map(|c| c.failures()).filter(|f| f.kind == FailureKind::Panicked).count();
     assert_eq!(panics as u64, engine.stats().agents[3].panics);
     assert!(panics > 0);
+}
+
+/// A silent panic hook for this test binary: the panics here are the behaviour under test, and
+/// the default hook (with RUST_BACKTRACE=1, a backtrace per panic) would make them slow enough to
+/// time out, whatever the environment says.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+}
+
+/// A panic payload whose `Drop` panics too.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("a panic while dropping a panic's payload");
+    }
+}
+
+#[test]
+fn a_panic_whose_payload_panics_when_dropped_does_not_kill_the_worker() {
+    quiet_panics();
+    let mut b = Topology::seed_builder(0.0);
+    b.bind("Database", "SQL", AgentSpec::handler(|_: &Request<'_>| -> metafed::Reply { std::panic::panic_any(Bomb) }))
+        .unwrap();
+    b.breakers(Levels::disabled());
+    let engine = Engine::start(b.build().unwrap(), EngineConfig { workers: 1, ..EngineConfig::default() }).unwrap();
+    let db = engine.topology().domain_id("Database").unwrap();
+    for i in 0..30 {
+        engine.submit(&Task::new(i, db), None).unwrap();
+    }
+    let done = collect(&engine, 30);
+    assert!(done.iter().all(Completion::is_ok), "the worker lived on and failed over every time");
+    assert!(engine.stats().agents[3].panics > 0);
 }
 
 #[test]

@@ -12,14 +12,13 @@
 
 use crate::attempt::{Attempt, Taken};
 use crate::breaker::Permit;
-use crate::handler::{Call, CallCx, Request};
+use crate::handler::{Call, CallCx, Request, guarded};
 use crate::isolated::Job;
 use crate::shared::AgentRun;
 use crate::sync::Ordering;
 use crate::task::{AgentId, DomainId, FailureKind, Reason};
 use crate::worker::{AttemptInfo, HEDGE, Msg, NOT_PARKED, Outcome, Pending, Worker};
 use std::cmp::Reverse;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// The error code of an attempt at an agent whose domain is marked down.
 pub const DOWN_CODE: i32 = -503;
@@ -68,8 +67,7 @@ impl Worker {
                 let mut cx = CallCx::on_worker(&self.hub, &mut self.free_slots, self.now, deadline, &sh.ffi_handle);
                 // A panic is a failed attempt; a panic after deferring is the deferred
                 // attempt's business (its handle, dropped while unwinding, fails it).
-                let call = catch_unwind(AssertUnwindSafe(|| agent.call(&r, &mut cx)))
-                    .unwrap_or(Call::Failed(FailureKind::Panicked, 0));
+                let call = guarded(|| agent.call(&r, &mut cx)).unwrap_or(Call::Failed(FailureKind::Panicked, 0));
                 (call, cx.armed)
             }
             AgentRun::Pool(p) => match self.free_slots.pop() {

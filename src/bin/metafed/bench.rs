@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, default_value_t = 400)]
     budget_ms: u64,
     /// Worker threads of the engine and of the pool and tokio peers (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::parse_workers, default_value_t = 0)]
     workers: usize,
     /// Print one JSON document instead of tables.
     #[arg(long)]
@@ -396,8 +396,12 @@ fn io_targets(t: &mut Vec<Target>, w5: Option<&[crate::bench_io::W5Row]>, w3: Op
 
 fn print_report(r: &Report) {
     println!(
-        "metafed bench: {} ({} CPUs), engine and pool/actors with {} workers, {} pairs per peer",
-        r.machine, r.cpus, r.workers, r.pairs
+        "metafed bench: {} ({} CPUs), engine and pool/actors with {} worker{}, {} pairs per peer",
+        r.machine,
+        r.cpus,
+        r.workers,
+        if r.workers == 1 { "" } else { "s" },
+        r.pairs
     );
     for w in &r.workloads {
         println!();
@@ -480,7 +484,7 @@ pub fn probe(tasks: u64, workers: usize) -> Result<(), String> {
 #[derive(clap::Args)]
 pub struct ScaleArgs {
     /// Worker counts to measure.
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::parse_workers, value_delimiter = ',', default_value = "1,2")]
     workers: Vec<usize>,
     /// Submitting threads, each running its own closed loop (1024 in flight) on the one engine.
     #[arg(long, default_value_t = 1)]
@@ -510,7 +514,10 @@ pub fn scale(args: &ScaleArgs) -> Result<(), String> {
     use std::sync::Barrier;
     let budget = Duration::from_millis(args.budget_ms);
     let mut points = Vec::new();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for &w in &args.workers {
+        // 0 means one per core, for the engine and the pool alike: report the number used.
+        let w = if w == 0 { cores } else { w };
         for implementation in ["engine", "pool"] {
             // Engine: one engine, each submitter with its own view (its own buffers and waitable
             // tickets). Pool: the crossbeam pool cannot be shared without serialising its

@@ -20,6 +20,10 @@ use std::process::ExitCode;
     about = "A three-level meta-federation task engine with circuit breakers at every level"
 )]
 struct Cli {
+    /// Log level on stderr: error, warn, info, debug (breaker transitions), trace. RUST_LOG, if
+    /// set, takes precedence (tracing's filter syntax).
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,8 +49,8 @@ enum Command {
         /// Tasks to run.
         #[arg(long, default_value_t = 100_000)]
         tasks: u64,
-        /// Worker threads (0: one per core).
-        #[arg(long, default_value_t = 1)]
+        /// Worker threads, 0 (one per core) to 1,024.
+        #[arg(long, default_value = "1", allow_hyphen_values = true, value_parser = parse_workers)]
         workers: usize,
     },
     /// Print the peak resident memory (KiB) of this process after running the default engine
@@ -55,13 +59,69 @@ enum Command {
     BenchRss,
 }
 
+/// A count argument of at least `MIN`, with a message that names the rule (a negative number is
+/// a bad value, not an unknown option).
+pub fn parse_count<const MIN: u64>(s: &str) -> Result<u64, String> {
+    match s.trim().replace('_', "").parse::<i128>() {
+        Ok(v) if v >= i128::from(MIN) && v <= i128::from(u64::MAX) => Ok(v as u64),
+        Ok(v) => Err(format!("must be at least {MIN}, got {v}")),
+        Err(_) => Err(format!("must be a whole number of at least {MIN}, got {s:?}")),
+    }
+}
+
+/// A worker count: 0 (one per core) to 1,024.
+pub fn parse_workers(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<i64>() {
+        Ok(v) if (0..=1024).contains(&v) => Ok(v as usize),
+        _ => Err(format!("must be 0 (one per core) to 1024, got {s:?}")),
+    }
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Set by the first Ctrl-C: runs stop submitting, drain, and what ran is reported.
+pub fn stop_flag() -> &'static std::sync::atomic::AtomicBool {
+    &STOP
+}
+
+pub fn interrupted() -> bool {
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(target_os = "linux")]
+fn on_ctrl_c() {
+    extern "C" fn handler(_: libc::c_int) {
+        // Async-signal-safe: an atomic store, then the default action for the next Ctrl-C.
+        STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: restoring the default disposition is async-signal-safe.
+        unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    }
+    // SAFETY: installs a handler that only touches an atomic and the signal disposition.
+    unsafe { libc::signal(libc::SIGINT, handler as *const () as libc::sighandler_t) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn on_ctrl_c() {}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => tracing_subscriber::EnvFilter::new(spec),
+        _ => match cli.log_level.parse::<tracing::Level>() {
+            Ok(level) => tracing_subscriber::EnvFilter::new(level.to_string()),
+            Err(_) => {
+                eprintln!("metafed: --log-level must be error, warn, info, debug or trace, got {:?}", cli.log_level);
+                return ExitCode::from(2);
+            }
+        },
+    };
     tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .log_internal_errors(false) // a closed stderr (`| head`) must not panic an engine thread
         .init();
-    let cli = Cli::parse();
+    on_ctrl_c();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(args) => bench::run(&args),
