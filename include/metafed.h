@@ -33,6 +33,56 @@
 #define METAFED_VERSION_PATCH 0
 
 /*
+ Health: every breaker closed, measured reliability as predicted.
+ */
+#define METAFED_HEALTHY 0
+
+/*
+ Health: some agents out, or a domain doing measurably worse than predicted; still served.
+ */
+#define METAFED_DEGRADED 1
+
+/*
+ Health: a domain cannot be served, the meta level is degraded, or the engine is stopping.
+ */
+#define METAFED_UNHEALTHY 2
+
+/*
+ Breaker event cause: consecutive failures reached the threshold (closed to open).
+ */
+#define METAFED_CAUSE_CONSECUTIVE_FAILURES 0
+
+/*
+ Breaker event cause: the failure rate over the window reached the threshold.
+ */
+#define METAFED_CAUSE_FAILURE_RATE 1
+
+/*
+ Breaker event cause: the open time ended (open to half-open).
+ */
+#define METAFED_CAUSE_OPEN_TIME_ELAPSED 2
+
+/*
+ Breaker event cause: a probe failed (half-open to open).
+ */
+#define METAFED_CAUSE_PROBE_FAILED 3
+
+/*
+ Breaker event cause: enough probes succeeded (half-open to closed).
+ */
+#define METAFED_CAUSE_PROBES_SUCCEEDED 4
+
+/*
+ Breaker event cause: an operator forced the breaker open.
+ */
+#define METAFED_CAUSE_FORCED 5
+
+/*
+ Breaker event cause: an operator returned the breaker to normal.
+ */
+#define METAFED_CAUSE_RESET 6
+
+/*
  Outcome of a task (`metafed_completion.outcome`): every sub-task succeeded.
  */
 #define METAFED_OUTCOME_OK 0
@@ -959,6 +1009,44 @@ typedef struct metafed_shutdown_report {
 } metafed_shutdown_report;
 
 /*
+ A breaker changed state (see `metafed_engine_drain_events`).
+ */
+typedef struct metafed_breaker_event {
+  /*
+   When, in nanoseconds since the engine started.
+   */
+  uint64_t at_ns;
+  /*
+   The task whose admission or result caused it (meta and domain breakers), if `has_task`.
+   */
+  uint64_t task_id;
+  /*
+   1 if `task_id` is set.
+   */
+  uint32_t has_task;
+  /*
+   `METAFED_LEVEL_*`.
+   */
+  int32_t level;
+  /*
+   The domain or agent id (0 for the meta level).
+   */
+  uint32_t index;
+  /*
+   `METAFED_STATE_*` before.
+   */
+  int32_t from;
+  /*
+   `METAFED_STATE_*` after.
+   */
+  int32_t to;
+  /*
+   `METAFED_CAUSE_*`.
+   */
+  int32_t cause;
+} metafed_breaker_event;
+
+/*
  A simulated agent. Initialise with `metafed_sim_agent_init`.
  */
 typedef struct metafed_sim_agent {
@@ -1432,6 +1520,90 @@ metafed_status metafed_engine_shutdown(struct metafed_engine *engine,
  has returned.
  */
 void metafed_engine_free(struct metafed_engine *engine);
+
+/*
+ The engine's Prometheus metrics now: the text format when `openmetrics` is 0 (what
+ `promtool check metrics` and every Prometheus parser read), the OpenMetrics format when 1.
+ Copied into `buf` (`cap` bytes, NUL-terminated, truncated if short); its full length
+ (without the NUL) goes to `*out_len` (may be NULL), so that a call with `cap` 0 asks for the
+ size. Metric names and labels are in the README ("Operating metafed").
+ */
+metafed_status metafed_engine_metrics_text(struct metafed_engine *engine,
+                                           uint32_t openmetrics,
+                                           char *buf,
+                                           size_t cap,
+                                           size_t *out_len);
+
+/*
+ The engine's health as JSON (`status`, `lifecycle`, `reasons`, and per domain the measured
+ reliability beside the prediction; the README's "Operating metafed" shows it), into `buf` as
+ described at the top of this section; `*out_status` (may be NULL) gets `METAFED_HEALTHY`,
+ `METAFED_DEGRADED` or `METAFED_UNHEALTHY`.
+ */
+metafed_status metafed_engine_health_json(struct metafed_engine *engine,
+                                          char *buf,
+                                          size_t cap,
+                                          size_t *out_len,
+                                          int32_t *out_status);
+
+/*
+ Starts the admin endpoint (`GET /metrics`, `/health`, `/ready`) on a thread of its own.
+ `addr` is `host:port` (NULL: `127.0.0.1:9464`, loopback only; port 0 picks a free port);
+ `token`, if not NULL, is a bearer token every request must carry. The port it listens on goes
+ to `*out_port` (may be NULL). One per engine; it stops with `metafed_engine_stop_admin` or
+ when the engine is freed. Fails with `METAFED_E_CONFIG` (a bad address or token, or one
+ already running) or `METAFED_E_IO` (the port is taken).
+ */
+metafed_status metafed_engine_serve_admin(struct metafed_engine *engine,
+                                          const char *addr,
+                                          const char *token,
+                                          uint16_t *out_port);
+
+/*
+ Stops the admin endpoint; `METAFED_E_INVALID` if it was not running.
+ */
+metafed_status metafed_engine_stop_admin(struct metafed_engine *engine);
+
+/*
+ Sets who this thread's operator actions (breaker modes, rotation, domain down, the admin
+ endpoint) are recorded as in the audit trail, until set again: `actor` names a person or a
+ system, `reason` (may be NULL) says why. NULL `actor` clears it (actions are then recorded as
+ by `unknown`). Each is kept up to `METAFED_MAX_NAME_LEN` bytes.
+ */
+metafed_status metafed_set_actor(const char *actor, const char *reason);
+
+/*
+ The audit trail as a JSON array of records (`seq`, `at_unix_ms`, `actor`, `reason`,
+ `action`, `target`, `from`, `to`), oldest first: those numbered above `after_seq` (0: every
+ record kept, the newest 1,024). Into `buf` as described at the top of this section.
+ */
+metafed_status metafed_engine_audit_json(struct metafed_engine *engine,
+                                         uint64_t after_seq,
+                                         char *buf,
+                                         size_t cap,
+                                         size_t *out_len);
+
+/*
+ A breaker's name in words, as events and the audit trail say it: `meta`, `domain API`,
+ `agent API/REST`. `level` is a `METAFED_LEVEL_*`, `index` the domain or agent id. Into `buf`
+ as described at the top of this section.
+ */
+metafed_status metafed_engine_breaker_name(struct metafed_engine *engine,
+                                           int32_t level,
+                                           uint32_t index,
+                                           char *buf,
+                                           size_t cap,
+                                           size_t *out_len);
+
+/*
+ Moves up to `cap` breaker events (the oldest first) into `out`, their number into `*out_n`.
+ The engine keeps up to 1,024 between calls (those that come later are dropped, and counted in
+ `metafed_stats.events_dropped`); call it every second or so to follow the breakers.
+ */
+metafed_status metafed_engine_drain_events(struct metafed_engine *engine,
+                                           struct metafed_breaker_event *out,
+                                           size_t cap,
+                                           size_t *out_n);
 
 /*
  Creates an empty topology. Free it with `metafed_topology_free`.

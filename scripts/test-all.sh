@@ -27,4 +27,15 @@ if [ -x bindings/python/run_tests.sh ]; then
   bindings/python/run_tests.sh
 fi
 
+step "Prometheus: the alerting rules, and a Prometheus server scraping metafed serve"
+if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+  promtool check config ops/prometheus/prometheus.yml
+  scripts/prometheus-scrape.sh
+elif [ -n "${METAFED_REQUIRE_PROMTOOL:-}" ]; then
+  echo "prometheus and promtool are required (METAFED_REQUIRE_PROMTOOL is set): apt-get install prometheus" >&2
+  exit 1
+else
+  echo "prometheus is not installed (apt-get install prometheus): skipped"
+fi
+
 step "all tests passed"

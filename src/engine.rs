@@ -1,7 +1,7 @@
 //! The engine's public face: start it, submit tasks, collect completions, watch it, stop it.
 
 use crate::attempt::Hub;
-use crate::breaker::{Breaker, BreakerMode, BreakerState};
+use crate::breaker::{Breaker, BreakerMode};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::error::{Error, SubmitError, WaitError, WouldDeadlock};
@@ -15,7 +15,7 @@ use crate::shared::{
 use crate::shared::{DRAINING, RUNNING, STOPPED, STOPPING, on_engine_thread};
 use crate::sim;
 use crate::slab::Slab;
-use crate::stats::{Health, HealthStatus, Stats, WorkerCounters};
+use crate::stats::{Health, Stats, WorkerCounters};
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, Snapshot, fence, lock};
 use crate::task::{Completion, Reason, Task, Ticket};
 use crate::timer::Timer;
@@ -34,6 +34,9 @@ pub struct Engine {
     threads: Mutex<Threads>,
     /// Serialises operators' updates of the routing snapshot.
     policy_writer: Mutex<()>,
+    /// The admin endpoint, while it runs.
+    #[cfg(feature = "admin")]
+    admin: Mutex<Option<crate::admin::AdminServer>>,
 }
 
 #[derive(Default)]
@@ -195,11 +198,22 @@ impl Engine {
             agent_timeout_ns: levels.agent.timeout.as_nanos() as u64,
             domain_timeout_ns: levels.domain.timeout.as_nanos() as u64,
             meta_timeout_ns: levels.meta.timeout.as_nanos() as u64,
+            audit: std::sync::Mutex::new(crate::audit::AuditLog::new()),
+            monitor: std::sync::Mutex::new(crate::stats::monitor::Monitor::new(
+                topo.domains.len(),
+                std::time::Instant::now(),
+            )),
             topo,
             cfg,
         });
 
-        let engine = Engine { sh: sh.clone(), threads: Mutex::new(Threads::default()), policy_writer: Mutex::new(()) };
+        let engine = Engine {
+            sh: sh.clone(),
+            threads: Mutex::new(Threads::default()),
+            policy_writer: Mutex::new(()),
+            #[cfg(feature = "admin")]
+            admin: Mutex::new(None),
+        };
         let pin = sh.cfg.pin;
         for id in 0..n_workers {
             let core = cores.get(id % cores.len().max(1)).copied();
@@ -243,6 +257,16 @@ impl Engine {
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.sh
+    }
+
+    #[cfg(feature = "metrics")]
+    pub(crate) fn shared_arc(&self) -> &Arc<Shared> {
+        &self.sh
+    }
+
+    #[cfg(feature = "admin")]
+    pub(crate) fn admin_slot(&self) -> &Mutex<Option<crate::admin::AdminServer>> {
+        &self.admin
     }
 
     /// The topology it runs.
@@ -556,9 +580,13 @@ impl Engine {
 
     /// Marks a domain down (every call to its agents fails, a correlated fault) or up again.
     pub fn set_domain_down(&self, domain: crate::DomainId, down: bool) -> bool {
-        match self.sh.domain_down.get(usize::from(domain.0)) {
+        let d = usize::from(domain.0);
+        match self.sh.domain_down.get(d) {
             Some(flag) => {
-                flag.store(down, Ordering::Relaxed);
+                let mut audit = self.sh.audit();
+                let before = flag.swap(down, Ordering::Relaxed);
+                let name = format!("domain {}", self.sh.topo.domains[d].name);
+                audit.record("domain_down", name, before.to_string(), down.to_string());
                 true
             }
             None => false,
@@ -573,13 +601,28 @@ impl Engine {
         let cur = self.sh.policy.load();
         let mut routing = cur.routing.clone();
         let list = &mut routing[usize::from(def.domain.0)];
+        let before = list.contains(&agent);
         list.retain(|&a| a != agent);
         if in_rotation {
             list.push(agent);
             list.sort();
         }
         self.sh.policy.store(Policy { routing });
+        let word = |b: bool| if b { "in" } else { "out" };
+        let name = format!("agent {}", self.sh.agent_path(usize::from(agent.0)));
+        self.sh.audit().record("agent_rotation", name, word(before).into(), word(in_rotation).into());
         true
+    }
+
+    /// The operator actions recorded so far (the newest [`crate::AUDIT_CAPACITY`]), oldest
+    /// first. See [`crate::act_as`] for how an action names its actor.
+    pub fn audit_log(&self) -> Vec<crate::AuditRecord> {
+        self.sh.audit().since(0)
+    }
+
+    /// The records numbered above `seq` (to follow the trail without reading it all again).
+    pub fn audit_since(&self, seq: u64) -> Vec<crate::AuditRecord> {
+        self.sh.audit().since(seq)
     }
 
     /// Counters per level, breaker states, latency, and the model's prediction.
@@ -589,50 +632,7 @@ impl Engine {
 
     /// A summary for a health check.
     pub fn health(&self) -> Health {
-        let sh = &*self.sh;
-        let policy = sh.policy.load();
-        let mut status = HealthStatus::Healthy;
-        let mut notes = Vec::new();
-        let meta = sh.meta_breaker.state();
-        if meta != BreakerState::Closed {
-            status = HealthStatus::Unhealthy;
-            notes.push(format!("meta breaker {meta}: degraded mode, essential priorities only"));
-        }
-        for (d, dom) in sh.topo.domains.iter().enumerate() {
-            let state = sh.domain_breakers[d].state();
-            let available = policy.routing[d]
-                .iter()
-                .filter(|a| sh.agent_breakers[usize::from(a.0)].state() != BreakerState::Open)
-                .count();
-            if state == BreakerState::Open || available == 0 {
-                status = HealthStatus::Unhealthy;
-                notes.push(format!(
-                    "domain {}: breaker {state}, {available}/{} agents available",
-                    dom.name,
-                    dom.agents.len()
-                ));
-            } else if state != BreakerState::Closed || available < dom.agents.len() {
-                if status == HealthStatus::Healthy {
-                    status = HealthStatus::Degraded;
-                }
-                notes.push(format!(
-                    "domain {}: breaker {state}, {available}/{} agents available",
-                    dom.name,
-                    dom.agents.len()
-                ));
-            }
-        }
-        let lifecycle = match sh.lifecycle() {
-            RUNNING => "running",
-            DRAINING => "draining",
-            STOPPING => "stopping",
-            _ => "stopped",
-        };
-        if lifecycle != "running" {
-            status = HealthStatus::Unhealthy;
-            notes.push(format!("engine {lifecycle}"));
-        }
-        Health { status, lifecycle, notes }
+        crate::stats::health(&self.sh)
     }
 
     /// Stops accepting tasks, lets the tasks in flight finish for up to `drain`, then completes

@@ -87,10 +87,30 @@ pub use shared::{BreakerEvent, CompletionCallback, Level};
 #[cfg(not(loom))]
 pub use stages::DOWN_CODE;
 #[cfg(not(loom))]
-pub use stats::{AgentStats, DomainStats, Health, HealthStatus, LatencySummary, MetaStats, ReasonCount, Stats};
+pub use stats::{
+    AgentStats, DomainStats, Health, HealthStatus, LatencySummary, MetaStats, RELIABILITY_MIN_SAMPLE,
+    RELIABILITY_WINDOW, ReasonCount, ReliabilityWindow, Stats,
+};
 
 #[cfg(all(test, loom))]
 mod loom_models;
+
+#[cfg(not(loom))]
+mod audit;
+#[cfg(not(loom))]
+pub use audit::{AUDIT_CAPACITY, ActorGuard, AuditRecord, MAX_ACTOR_LEN, act_as};
+#[cfg(all(not(loom), feature = "admin"))]
+mod admin;
+#[cfg(all(not(loom), feature = "metrics"))]
+mod metrics;
+#[cfg(all(not(loom), feature = "admin"))]
+pub use admin::{AdminOptions, DEFAULT_ADDR as DEFAULT_ADMIN_ADDR};
+#[cfg(all(not(loom), feature = "metrics"))]
+pub use metrics::EngineCollector;
+/// The Prometheus client the metrics are encoded with (to register them with an application's
+/// own registry).
+#[cfg(all(not(loom), feature = "metrics"))]
+pub use prometheus_client;
 
 #[cfg(all(not(loom), feature = "tokio"))]
 mod future_handler;

@@ -52,6 +52,9 @@ pub struct BreakerEvent {
     pub index: u16,
     /// The change.
     pub transition: Transition,
+    /// The id of the task whose admission or result caused it, where one did (a meta or domain
+    /// breaker's transition; agent breakers' are reported without).
+    pub task: Option<u64>,
 }
 
 /// The live routing table: which agents of each domain are in rotation. Replaced whole (a
@@ -193,9 +196,29 @@ pub(crate) struct Shared {
     pub(crate) agent_timeout_ns: u64,
     pub(crate) domain_timeout_ns: u64,
     pub(crate) meta_timeout_ns: u64,
+    /// Operator actions, newest last.
+    pub(crate) audit: std::sync::Mutex<crate::audit::AuditLog>,
+    /// The online reliability monitor's samples (read paths only).
+    pub(crate) monitor: std::sync::Mutex<crate::stats::monitor::Monitor>,
+}
+
+/// A breaker mode's name, as in the audit trail and the C constants.
+pub(crate) fn mode_name(m: BreakerMode) -> &'static str {
+    match m {
+        BreakerMode::Normal => "normal",
+        BreakerMode::Disabled => "disabled",
+        BreakerMode::ForcedOpen => "forced_open",
+    }
 }
 
 impl Shared {
+    /// Each domain's success over the monitor's window, beside its prediction.
+    pub(crate) fn observe_reliability(&self, s: &crate::Stats) -> Vec<crate::stats::ReliabilityWindow> {
+        let counts = crate::stats::monitor::DomainCount::of(s);
+        let mut m = self.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.observe(&counts, std::time::Instant::now())
+    }
+
     /// Hands a finished task's outcome to its one destination: the waiter on its ticket, the
     /// completion callback, or the completion queue.
     pub(crate) fn deliver(&self, t: Ticket, shard: usize) {
@@ -235,17 +258,42 @@ impl Shared {
     #[inline]
     pub(crate) fn emit(&self, level: Level, index: usize, tr: Option<Transition>) {
         if let Some(transition) = tr {
-            self.publish(level, index, transition);
+            self.publish(level, index, transition, None);
+        }
+    }
+
+    /// As [`Shared::emit`], for a transition the task `t` caused. The caller is the worker that
+    /// holds `t`.
+    #[inline]
+    pub(crate) fn emit_for(&self, level: Level, index: usize, tr: Option<Transition>, t: Ticket) {
+        if let Some(transition) = tr {
+            // SAFETY: the caller holds the task (it is admitted and not finished), so its
+            // request is not written while this reads it.
+            let id = unsafe { self.slab.req(t.slot()) }.id;
+            self.publish(level, index, transition, Some(id));
         }
     }
 
     #[cold]
-    fn publish(&self, level: Level, index: usize, transition: Transition) {
-        let ev = BreakerEvent { at_ns: self.clock.now(), level, index: index as u16, transition };
-        // A subscriber is the application's code: whatever it does, the worker runs on.
-        crate::handler::guarded(
-            || tracing::debug!(?level, index, from = %transition.from, to = %transition.to, cause = ?transition.cause, "breaker transition"),
-        );
+    fn publish(&self, level: Level, index: usize, transition: Transition, task: Option<u64>) {
+        let ev = BreakerEvent { at_ns: self.clock.now(), level, index: index as u16, transition, task };
+        // A subscriber is the application's code: whatever it does, the worker runs on. The name
+        // is only spelled out (allocated) for a subscriber that wants the event.
+        if !tracing::enabled!(target: "metafed::breaker", tracing::Level::INFO) {
+            return self.queue_event(ev);
+        }
+        crate::handler::guarded(|| {
+            let name = self.breaker_name(level, index);
+            let (from, to, cause) = (transition.from, transition.to, transition.cause.name());
+            let msg = if to == crate::BreakerState::Open { "breaker opened" } else { "breaker transition" };
+            tracing::info!(target: "metafed::breaker", breaker = %name, %from, %to, cause = %cause, task, "{msg}");
+        });
+        self.queue_event(ev);
+    }
+
+    /// Keeps an event for `drain_events` (up to 1,024 between drains; later ones are counted as
+    /// dropped).
+    fn queue_event(&self, ev: BreakerEvent) {
         if self.events.push(ev).is_err() {
             self.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -262,11 +310,39 @@ impl Shared {
     pub(crate) fn set_mode(&self, level: Level, index: usize, mode: BreakerMode) -> bool {
         match self.breaker(level, index) {
             Some(b) => {
+                let mut audit = self.audit();
+                let before = b.mode();
                 self.emit(level, index, b.set_mode(mode));
+                audit.record(
+                    "breaker_mode",
+                    self.breaker_name(level, index),
+                    mode_name(before).into(),
+                    mode_name(mode).into(),
+                );
                 true
             }
             None => false,
         }
+    }
+
+    /// The audit log, locked.
+    pub(crate) fn audit(&self) -> std::sync::MutexGuard<'_, crate::audit::AuditLog> {
+        self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A breaker's name in words: `meta`, `domain API`, `agent API/REST`.
+    pub(crate) fn breaker_name(&self, level: Level, index: usize) -> String {
+        match level {
+            Level::Meta => "meta".into(),
+            Level::Domain => format!("domain {}", self.topo.domains[index].name),
+            Level::Agent => format!("agent {}", self.agent_path(index)),
+        }
+    }
+
+    /// `domain/agent`.
+    pub(crate) fn agent_path(&self, index: usize) -> String {
+        let a = &self.topo.agents[index];
+        format!("{}/{}", self.topo.domains[usize::from(a.domain.0)].name, a.name)
     }
 
     /// Whether any completion is waiting for `poll`.

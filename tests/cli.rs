@@ -1,4 +1,5 @@
-//! The `metafed` command line: `simulate --json` parses, and its figures hold together.
+//! The `metafed` command line: `simulate --json` parses, and its figures hold together; `serve`
+//! serves its admin endpoint and stops when asked; logs come as text or JSON lines.
 
 use std::process::Command;
 
@@ -87,10 +88,11 @@ fn simulate_with_a_file_reports_its_rates_and_applies_overrides() {
 }
 
 #[test]
-fn debug_logging_shows_breaker_transitions() {
-    let out = metafed(&["--log-level", "debug", "simulate", "--tasks", "20000", "--repeats", "1"]);
+fn info_logging_shows_breaker_transitions() {
+    let out = metafed(&["--log-level", "info", "simulate", "--tasks", "20000", "--repeats", "1"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("breaker transition"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("breaker opened") && err.contains("breaker=agent "), "{err}");
 }
 
 #[cfg(target_os = "linux")]
@@ -109,4 +111,104 @@ fn ctrl_c_prints_what_completed() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("interrupted;") && text.contains("W1, breakers off"), "{text}");
     assert!(!out.status.success());
+}
+
+/// Starts `metafed serve` with `args`; returns the child and the admin address it printed.
+#[cfg(feature = "admin")]
+fn serve(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metafed"))
+        .arg("serve")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
+    (child, addr)
+}
+
+#[cfg(all(feature = "admin", target_os = "linux"))]
+#[test]
+fn serve_runs_until_sigterm_with_its_admin_endpoint_on() {
+    let (child, addr) =
+        serve(&["--listen", "127.0.0.1:0", "--offered-rps", "3000", "--progress-every", "1", "--outage-every", "2"]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(20)))
+        .build()
+        .into();
+    // Tasks flow: the admitted count grows between two scrapes.
+    let admitted = || -> f64 {
+        let text = agent.get(&format!("http://{addr}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+        text.lines().find_map(|l| l.strip_prefix("metafed_tasks_admitted_total ")).unwrap().parse().unwrap()
+    };
+    let first = admitted();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(admitted() > first);
+    let health = agent.get(&format!("http://{addr}/health")).call().unwrap().body_mut().read_to_string().unwrap();
+    let h: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(h["lifecycle"], "running");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("metafed serve: ran") && stdout.contains("drained true"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("offered") && stderr.contains("health"), "progress lines: {stderr}");
+}
+
+#[cfg(feature = "admin")]
+#[test]
+fn serve_logs_json_lines_with_the_audit_trail() {
+    let out = metafed(&[
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--duration",
+        "3",
+        "--outage-every",
+        "2",
+        "--progress-every",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let audit: Vec<_> = events.iter().filter(|e| e["target"] == "metafed::audit").collect();
+    assert!(
+        audit.iter().any(|e| e["action"] == "domain_down" && e["to"] == "true" && e["actor"] == "metafed serve"),
+        "{audit:?}"
+    );
+    assert!(audit.iter().any(|e| e["action"] == "admin_endpoint"), "{audit:?}");
+    let breaker = events.iter().find(|e| e["target"] == "metafed::breaker").expect("breaker transitions at info");
+    assert!(breaker["breaker"].is_string() && breaker["from"].is_string() && breaker["cause"].is_string(), "{breaker}");
+    assert_eq!(breaker["level"], "INFO");
+}
+
+#[test]
+fn serve_refuses_bad_options_with_the_option_named() {
+    let out = metafed(&["serve", "--offered-rps", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--offered-rps"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = metafed(&["serve", "--listen", "nowhere", "--duration", "1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--listen") && err.contains("nowhere"), "{err}");
+    let out = metafed(&["--log-format", "xml", "serve"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--log-format"));
 }

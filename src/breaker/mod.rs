@@ -83,6 +83,21 @@ pub enum TransitionCause {
     Reset = 6,
 }
 
+impl TransitionCause {
+    /// Its name in snake case, as in the JSON, the logs and the C constants.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ConsecutiveFailures => "consecutive_failures",
+            Self::FailureRate => "failure_rate",
+            Self::OpenTimeElapsed => "open_time_elapsed",
+            Self::ProbeFailed => "probe_failed",
+            Self::ProbesSucceeded => "probes_succeeded",
+            Self::Forced => "forced",
+            Self::Reset => "reset",
+        }
+    }
+}
+
 /// One change of state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {

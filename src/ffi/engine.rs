@@ -19,7 +19,10 @@ pub struct metafed_engine {
 static ENGINES: HandleTable<Arc<Engine>> = HandleTable::new("engine", 2);
 
 /// Runs `f` on the engine behind a handle (lock-free; see `handles`).
-fn with_engine<R>(e: *const metafed_engine, f: impl FnOnce(&Engine) -> Result<R, FfiError>) -> Result<R, FfiError> {
+pub(super) fn with_engine<R>(
+    e: *const metafed_engine,
+    f: impl FnOnce(&Engine) -> Result<R, FfiError>,
+) -> Result<R, FfiError> {
     ENGINES.with(e as usize, |arc| f(arc))
 }
 
@@ -34,7 +37,7 @@ pub(crate) fn with_engine_shared<R>(
 
 /// Takes a reference-counted handle on the engine, for calls that may block (so that no epoch
 /// guard is held while they wait).
-fn engine_arc(e: *const metafed_engine) -> Result<Arc<Engine>, FfiError> {
+pub(super) fn engine_arc(e: *const metafed_engine) -> Result<Arc<Engine>, FfiError> {
     ENGINES.with(e as usize, |arc| Ok(arc.clone()))
 }
 
@@ -594,7 +597,7 @@ pub extern "C" fn metafed_engine_agent_stats(
 /// Writes a name into the caller's buffer: NUL-terminated, truncated to `cap - 1` bytes; its
 /// full length (without the NUL) goes to `*out_len` (may be NULL), so that a call with `cap` 0
 /// asks for the size.
-fn write_name(name: &str, buf: *mut std::ffi::c_char, cap: usize, out_len: *mut usize) -> FfiResult {
+pub(super) fn write_name(name: &str, buf: *mut std::ffi::c_char, cap: usize, out_len: *mut usize) -> FfiResult {
     if cap > 0 {
         non_null(buf, "buf")?;
         let n = name.len().min(cap - 1);
@@ -653,6 +656,16 @@ pub extern "C" fn metafed_engine_agent_name(
     })
 }
 
+/// A `METAFED_LEVEL_*` argument.
+pub(super) fn level_arg(level: i32) -> Result<Level, FfiError> {
+    match level {
+        METAFED_LEVEL_META => Ok(Level::Meta),
+        METAFED_LEVEL_DOMAIN => Ok(Level::Domain),
+        METAFED_LEVEL_AGENT => Ok(Level::Agent),
+        l => Err(err(METAFED_E_INVALID, format!("unknown breaker level {l}"))),
+    }
+}
+
 /// Forces a breaker open, disables it, or returns it to normal (`METAFED_BREAKER_*`). `level` is
 /// a `METAFED_LEVEL_*`; `index` the domain or agent id (0 for the meta level).
 #[unsafe(no_mangle)]
@@ -663,12 +676,7 @@ pub extern "C" fn metafed_engine_set_breaker_mode(
     mode: i32,
 ) -> metafed_status {
     boundary("metafed_engine_set_breaker_mode", || {
-        let level = match level {
-            METAFED_LEVEL_META => Level::Meta,
-            METAFED_LEVEL_DOMAIN => Level::Domain,
-            METAFED_LEVEL_AGENT => Level::Agent,
-            l => return Err(err(METAFED_E_INVALID, format!("unknown breaker level {l}"))),
-        };
+        let level = level_arg(level)?;
         let mode = breaker_mode(mode)?;
         with_engine(engine, |e| {
             if e.set_breaker_mode(level, index as usize, mode) {

@@ -25,11 +25,13 @@
 mod attempt;
 mod engine;
 mod handles;
+mod ops;
 mod topology;
 mod types;
 
 pub use attempt::*;
 pub use engine::*;
+pub use ops::*;
 pub use topology::*;
 pub use types::*;
 

@@ -86,7 +86,7 @@ impl Worker {
         m.started_ns = self.now;
         self.counters().domain[d].subtasks.inc();
         let (permit, tr) = self.sh.domain_breakers[d].try_acquire(self.now);
-        self.sh.emit(Level::Domain, d, tr);
+        self.sh.emit_for(Level::Domain, d, tr, m.ticket);
         if permit == Permit::Denied {
             self.counters().domain[d].shed.inc();
             return self.finish_subtask(m, Reason::DomainShed);
@@ -348,7 +348,7 @@ impl Worker {
                 ok,
                 self.id,
             );
-            self.sh.emit(Level::Domain, d, tr);
+            self.sh.emit_for(Level::Domain, d, tr, m.ticket);
         }
         let ctr = &self.sh.workers[self.id].counters.domain[d];
         match reason {

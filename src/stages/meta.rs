@@ -72,7 +72,7 @@ impl Worker {
             return self.complete(t, Reason::Deadline);
         }
         let (mut permit, tr) = self.sh.meta_breaker.try_acquire(self.now);
-        self.sh.emit(Level::Meta, 0, tr);
+        self.sh.emit_for(Level::Meta, 0, tr, t);
         if permit == Permit::Denied {
             if priority > self.sh.cfg.admission.essential_priority {
                 return self.complete(t, Reason::Degraded);
@@ -180,6 +180,9 @@ impl Worker {
         };
         let status = reason.status();
         let latency = self.now.saturating_sub(submit_ns);
+        if status != Status::Ok {
+            failed_event(id, t, reason, latency);
+        }
         // SAFETY: as above.
         let run = unsafe { self.sh.slab.run(idx) };
         if let Some(p) = run.meta_permit.take() {
@@ -187,7 +190,7 @@ impl Worker {
                 self.sh.meta_breaker.release(p);
             } else {
                 let tr = self.sh.meta_breaker.on_result(p, self.now, latency, status == Status::Ok, self.id);
-                self.sh.emit(Level::Meta, 0, tr);
+                self.sh.emit_for(Level::Meta, 0, tr, t);
             }
         }
         if std::mem::take(&mut run.holds_permit) {
@@ -211,4 +214,13 @@ impl Worker {
         ctr.latency.record(latency);
         self.sh.deliver(t, self.id);
     }
+}
+
+/// A task that did not succeed, as a `tracing` event (target `metafed::task`, level DEBUG):
+/// its id is the correlation id. Off unless a subscriber enables that level.
+#[cold]
+fn failed_event(id: u64, t: Ticket, reason: Reason, latency_ns: u64) {
+    crate::handler::guarded(
+        || tracing::debug!(target: "metafed::task", task = id, ticket = t.0, ?reason, latency_us = latency_ns / 1000, "task did not succeed"),
+    );
 }

@@ -5,6 +5,10 @@
 mod report;
 #[cfg(not(loom))]
 pub use report::*;
+#[cfg(not(loom))]
+pub(crate) mod monitor;
+#[cfg(not(loom))]
+pub use monitor::{RELIABILITY_MIN_SAMPLE, RELIABILITY_WINDOW, ReliabilityWindow};
 
 use crate::sync::{AtomicU64, Ordering};
 use serde::Serialize;

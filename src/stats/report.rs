@@ -1,8 +1,10 @@
 //! The public report: [`Stats`] and [`Health`], summed from the workers' counters.
 
+use super::monitor::ReliabilityWindow;
 use super::{AgentCounters, Counter, DomainCounters, Histogram, LatencySummary, WorkerCounters};
-use crate::breaker::BreakerSnapshot;
+use crate::breaker::{BreakerSnapshot, BreakerState};
 use crate::shared::Shared;
+use crate::shared::{DRAINING, RUNNING, STOPPING};
 use crate::sync::Ordering;
 use crate::task::Reason;
 use serde::Serialize;
@@ -47,6 +49,9 @@ pub struct DomainStats {
     pub waited: u64,
     /// Its breaker.
     pub breaker: BreakerSnapshot,
+    /// The model's success probability for one of its sub-tasks, from its agents' error rates
+    /// (configured for simulated agents, observed for handlers), its attempts and its fault rate.
+    pub predicted_success: f64,
 }
 
 /// One agent's counters and breaker.
@@ -163,8 +168,10 @@ pub struct Health {
     pub status: HealthStatus,
     /// running, draining, stopping or stopped.
     pub lifecycle: &'static str,
-    /// What is not healthy, in words.
-    pub notes: Vec<String>,
+    /// What is not healthy, in words (empty when healthy).
+    pub reasons: Vec<String>,
+    /// Per domain, measured success over the last minute beside the model's prediction.
+    pub reliability: Vec<ReliabilityWindow>,
 }
 
 pub(crate) fn collect(sh: &Shared) -> Stats {
@@ -177,7 +184,7 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
     }
     let policy = sh.policy.load();
     let topo = &sh.topo;
-    let domains = topo
+    let mut domains: Vec<DomainStats> = topo
         .domains
         .iter()
         .enumerate()
@@ -198,6 +205,7 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
                 budget_denied: s(&|c| c.budget_denied.get()),
                 waited: s(&|c| c.waited.get()),
                 breaker: sh.domain_breakers[d].snapshot(now),
+                predicted_success: 0.0,
             }
         })
         .collect();
@@ -235,6 +243,9 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
         })
     };
     let per_domain = crate::model::predict_domains(topo, rate);
+    for (d, p) in domains.iter_mut().zip(&per_domain) {
+        d.predicted_success = p.domain;
+    }
     let predicted_success = (0..topo.domain_count())
         .map(|d| crate::model::task_success(topo, &per_domain, crate::DomainSet::one(crate::DomainId(d as u16))))
         .sum::<f64>()
@@ -273,4 +284,74 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
         agents,
         predicted_success,
     }
+}
+
+/// A summary for a health check: open breakers, domains without an available agent, the
+/// lifecycle.
+pub(crate) fn health(sh: &Shared) -> Health {
+    let stats = collect(sh);
+    let reliability = sh.observe_reliability(&stats);
+    health_of(sh, reliability)
+}
+
+/// Health, given the reliability monitor's reading.
+pub(crate) fn health_of(sh: &Shared, reliability: Vec<ReliabilityWindow>) -> Health {
+    let policy = sh.policy.load();
+    let mut status = HealthStatus::Healthy;
+    let mut reasons = Vec::new();
+    let meta = sh.meta_breaker.state();
+    if meta != BreakerState::Closed {
+        status = HealthStatus::Unhealthy;
+        reasons.push(format!("meta breaker {meta}: degraded mode, essential priorities only"));
+    }
+    for (d, dom) in sh.topo.domains.iter().enumerate() {
+        let state = sh.domain_breakers[d].state();
+        let available = policy.routing[d]
+            .iter()
+            .filter(|a| sh.agent_breakers[usize::from(a.0)].state() != BreakerState::Open)
+            .count();
+        if state == BreakerState::Open || available == 0 {
+            status = HealthStatus::Unhealthy;
+            reasons.push(format!(
+                "domain {}: breaker {state}, {available}/{} agents available",
+                dom.name,
+                dom.agents.len()
+            ));
+        } else if state != BreakerState::Closed || available < dom.agents.len() {
+            if status == HealthStatus::Healthy {
+                status = HealthStatus::Degraded;
+            }
+            reasons.push(format!(
+                "domain {}: breaker {state}, {available}/{} agents available",
+                dom.name,
+                dom.agents.len()
+            ));
+        }
+    }
+    let lifecycle = match sh.lifecycle() {
+        RUNNING => "running",
+        DRAINING => "draining",
+        STOPPING => "stopping",
+        _ => "stopped",
+    };
+    if lifecycle != "running" {
+        status = HealthStatus::Unhealthy;
+        reasons.push(format!("engine {lifecycle}"));
+    }
+    for w in reliability.iter().filter(|w| w.below_prediction) {
+        if status == HealthStatus::Healthy {
+            status = HealthStatus::Degraded;
+        }
+        reasons.push(format!(
+            "domain {}: {:.2}% of {} sub-tasks succeeded in the last {:.0} s (99.9% interval {:.2}%..{:.2}%), below the predicted {:.2}%",
+            w.domain,
+            100.0 * w.measured,
+            w.finished,
+            w.window_s,
+            100.0 * w.low,
+            100.0 * w.high,
+            100.0 * w.predicted
+        ));
+    }
+    Health { status, lifecycle, reasons, reliability }
 }

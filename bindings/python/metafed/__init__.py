@@ -30,6 +30,7 @@ from ._native import (
     ffi,
     lib,
 )
+from ._ops import AuditRecord, Health, HealthStatus, ReliabilityWindow, acting_as
 from ._topology import AsyncHandler, Handler, HandlerResult, Topology
 from ._types import (
     AgentError,
@@ -62,9 +63,9 @@ def version() -> str:
 __version__ = "0.1.0"
 
 __all__ = [
-    "AgentError", "AgentStats", "AsyncHandler", "BatchResult", "BreakerMode", "BreakerState", "Completion",
+    "AgentError", "AgentStats", "AsyncHandler", "AuditRecord", "BatchResult", "BreakerMode", "BreakerState", "Completion",
     "ConfigError", "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "Handler",
-    "HandlerResult", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Reason", "Reply",
+    "HandlerResult", "Health", "HealthStatus", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Reason", "ReliabilityWindow", "Reply",
     "Request", "ShutdownReport", "SimAgent", "Stats", "Task", "Ticket", "Topology", "TopologyError", "UnknownDomain",
-    "WaitTimeout", "WouldDeadlock", "version",
+    "WaitTimeout", "WouldDeadlock", "acting_as", "version",
 ]

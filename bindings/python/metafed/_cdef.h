@@ -6,6 +6,26 @@
 
 #define METAFED_VERSION_PATCH 0
 
+#define METAFED_HEALTHY 0
+
+#define METAFED_DEGRADED 1
+
+#define METAFED_UNHEALTHY 2
+
+#define METAFED_CAUSE_CONSECUTIVE_FAILURES 0
+
+#define METAFED_CAUSE_FAILURE_RATE 1
+
+#define METAFED_CAUSE_OPEN_TIME_ELAPSED 2
+
+#define METAFED_CAUSE_PROBE_FAILED 3
+
+#define METAFED_CAUSE_PROBES_SUCCEEDED 4
+
+#define METAFED_CAUSE_FORCED 5
+
+#define METAFED_CAUSE_RESET 6
+
 #define METAFED_OUTCOME_OK 0
 
 #define METAFED_OUTCOME_FAILED 1
@@ -294,6 +314,17 @@ typedef struct metafed_shutdown_report {
   uint64_t elapsed_us;
 } metafed_shutdown_report;
 
+typedef struct metafed_breaker_event {
+  uint64_t at_ns;
+  uint64_t task_id;
+  uint32_t has_task;
+  int32_t level;
+  uint32_t index;
+  int32_t from;
+  int32_t to;
+  int32_t cause;
+} metafed_breaker_event;
+
 typedef struct metafed_sim_agent {
   uint32_t struct_size;
   uint32_t flags;
@@ -476,6 +507,45 @@ metafed_status metafed_engine_shutdown(struct metafed_engine *engine,
                                        struct metafed_shutdown_report *out);
 
 void metafed_engine_free(struct metafed_engine *engine);
+
+metafed_status metafed_engine_metrics_text(struct metafed_engine *engine,
+                                           uint32_t openmetrics,
+                                           char *buf,
+                                           size_t cap,
+                                           size_t *out_len);
+
+metafed_status metafed_engine_health_json(struct metafed_engine *engine,
+                                          char *buf,
+                                          size_t cap,
+                                          size_t *out_len,
+                                          int32_t *out_status);
+
+metafed_status metafed_engine_serve_admin(struct metafed_engine *engine,
+                                          const char *addr,
+                                          const char *token,
+                                          uint16_t *out_port);
+
+metafed_status metafed_engine_stop_admin(struct metafed_engine *engine);
+
+metafed_status metafed_set_actor(const char *actor, const char *reason);
+
+metafed_status metafed_engine_audit_json(struct metafed_engine *engine,
+                                         uint64_t after_seq,
+                                         char *buf,
+                                         size_t cap,
+                                         size_t *out_len);
+
+metafed_status metafed_engine_breaker_name(struct metafed_engine *engine,
+                                           int32_t level,
+                                           uint32_t index,
+                                           char *buf,
+                                           size_t cap,
+                                           size_t *out_len);
+
+metafed_status metafed_engine_drain_events(struct metafed_engine *engine,
+                                           struct metafed_breaker_event *out,
+                                           size_t cap,
+                                           size_t *out_n);
 
 metafed_status metafed_topology_new(struct metafed_topology **out);
 

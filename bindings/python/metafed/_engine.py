@@ -26,6 +26,7 @@ from ._native import (
     lib,
     refuse_if_engine_thread,
 )
+from ._ops import AuditRecord, EventLogger, Health, audit_of, health_of, metrics_text_of, serve_admin_of
 from ._topology import CALLS, MESSAGES, Topology
 from ._types import (
     AgentStats,
@@ -120,6 +121,7 @@ class _State:
         self.explicit = False  # closed by close(), not by the collector
         self.report: Optional[ShutdownReport] = None
         self.dispatcher: Optional[threading.Thread] = None
+        self.events = EventLogger(handle)
 
 
 _states: set[_State] = set()  # engines not yet closed, for interpreter exit and fork
@@ -134,7 +136,12 @@ def _dispatch(state: _State) -> None:
     buf = ffi.new("metafed_completion[256]")
     n = ffi.new("size_t *")
     l = lib()
+    next_events = 0.0
     while True:
+        now = time.monotonic()
+        if now >= next_events:
+            next_events = now + 0.25
+            state.events.pump()
         stopped = state.stopped  # read before polling: then an empty poll means drained
         buf[0].struct_size = ffi.sizeof("metafed_completion")
         if l.metafed_engine_poll(state.h, buf, 256, 50, n) != 0:
@@ -163,6 +170,7 @@ def _dispatch(state: _State) -> None:
                 fut.set_result(c)
             except Exception:  # noqa: BLE001 - a future resolved elsewhere must not stop delivery
                 pass
+    state.events.pump()  # what the shutdown itself changed
     # Anything left would never complete: say so rather than hang.
     with state.lock:
         left, state.futures = state.futures, {}
@@ -750,6 +758,43 @@ class Engine:
         if not isinstance(in_rotation, bool):
             raise TypeError(f"in_rotation must be bool, not {type(in_rotation).__name__}")
         check(lib().metafed_engine_set_agent_in_rotation(self._state.h, agent, int(in_rotation)))
+
+    # -- operating -----------------------------------------------------------------------
+
+    def metrics_text(self, openmetrics: bool = False) -> str:
+        """The engine's Prometheus metrics now: the text format (what `promtool` and
+        `prometheus_client`'s parser read), or OpenMetrics with `openmetrics=True`. For an
+        application's own `/metrics`, register `metafed.prometheus.EngineCollector(engine)`."""
+        self._check_not_closed()
+        if not isinstance(openmetrics, bool):
+            raise TypeError(f"openmetrics must be bool, not {type(openmetrics).__name__}")
+        return metrics_text_of(self._state.h, openmetrics)
+
+    def health(self) -> Health:
+        """What `/health` says: healthy, degraded (agents out, or a domain measurably worse than
+        predicted) or unhealthy (a domain unserved, the meta level degraded, shutting down), with
+        the reasons and the reliability monitor per domain."""
+        self._check_not_closed()
+        return health_of(self._state.h)
+
+    def serve_admin(self, addr: str = "127.0.0.1:9464", token: Optional[str] = None) -> int:
+        """Starts the admin endpoint (GET /metrics, /health, /ready) on a thread of the engine's
+        and returns its port (`addr` with port 0 picks a free one). With `token`, requests must
+        carry `Authorization: Bearer <token>`. It stops with `stop_admin()` or `close()`."""
+        self._check_open()
+        return serve_admin_of(self._state.h, addr, token)
+
+    def stop_admin(self) -> None:
+        """Stops the admin endpoint (InvalidArgument if it is not running)."""
+        self._check_not_closed()
+        check(lib().metafed_engine_stop_admin(self._state.h))
+
+    def audit_log(self, after: int = 0) -> list[AuditRecord]:
+        """The operator actions recorded (the newest 1,024), oldest first; with `after`, those
+        numbered above it. Name the actor with `metafed.acting_as(...)`."""
+        self._check_not_closed()
+        _int_arg(after, "after")
+        return audit_of(self._state.h, after)
 
     # -- stopping ------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-//! `metafed`: run the seed's federation on simulated agents (`simulate`) and benchmark the
-//! engine against its peers (`bench`).
+//! `metafed`: run the seed's federation on simulated agents (`simulate`), benchmark the engine
+//! against its peers (`bench`), and run it as a long-lived service to operate (`serve`).
 
 // The binary's allocator (never the library's: a library must not choose its users' allocator).
 #[global_allocator]
@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod bench_io;
 mod progress;
+mod serve;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -20,12 +21,22 @@ use std::process::ExitCode;
     about = "A three-level meta-federation task engine with circuit breakers at every level"
 )]
 struct Cli {
-    /// Log level on stderr: error, warn, info, debug (breaker transitions), trace. RUST_LOG, if
-    /// set, takes precedence (tracing's filter syntax).
+    /// Log level on stderr: error, warn, info (every breaker transition, operator actions, the
+    /// admin endpoint), debug (every task that did not succeed, with its id), trace. RUST_LOG,
+    /// if set, takes precedence (tracing's filter syntax).
     #[arg(long, global = true, default_value = "warn")]
     log_level: String,
+    /// Log format on stderr: text, or json (one object per line, with the event's fields).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -41,6 +52,10 @@ enum Command {
     /// Throughput with several submitting threads on one engine, per worker count (the
     /// multi-core scaling benchmark), beside independent crossbeam pools.
     Scale(bench::ScaleArgs),
+    /// Run an engine on simulated agents under a steady offered load, with the admin endpoint
+    /// (/metrics, /health, /ready) on, until Ctrl-C: point Prometheus at it and watch breakers
+    /// trip and recover.
+    Serve(serve::Args),
     /// Run W1 (1024 in flight, breakers off) through the engine's Rust API with a minimal
     /// closed loop and print tasks/s: for instruction counting (scripts/callgrind-w1.sh) and
     /// for the C boundary benchmark (benches/c/run.sh), whose C loop is the same.
@@ -98,6 +113,9 @@ fn on_ctrl_c() {
     }
     // SAFETY: installs a handler that only touches an atomic and the signal disposition.
     unsafe { libc::signal(libc::SIGINT, handler as *const () as libc::sighandler_t) };
+    // SIGTERM (a service manager stopping `serve`) is treated like a first Ctrl-C.
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGTERM, handler as *const () as libc::sighandler_t) };
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -115,17 +133,23 @@ fn main() -> ExitCode {
             }
         },
     };
-    tracing_subscriber::fmt()
+    // Colours only on a terminal; a closed stderr (`| head`) must not panic an engine thread.
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .log_internal_errors(false) // a closed stderr (`| head`) must not panic an engine thread
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .log_internal_errors(false);
+    match cli.log_format {
+        LogFormat::Text => fmt.with_target(false).init(),
+        // One JSON object per line: time, level, target, and the event's fields flattened.
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).init(),
+    }
     on_ctrl_c();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Scale(args) => bench::scale(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Probe { tasks, workers } => bench::probe(tasks, workers),
         Command::BenchRss => {
             bench::rss_probe();

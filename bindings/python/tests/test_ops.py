@@ -1,0 +1,147 @@
+"""Operating an engine from Python: metrics (parsed by prometheus_client, and re-exposed through
+an application's registry), health, the admin endpoint over urllib, the audit trail with
+acting_as, and breaker events on the `metafed` logger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+
+import pytest
+
+import metafed
+from metafed import BreakerMode, Engine, HealthStatus, Level, Topology
+
+prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+
+def seed_engine() -> Engine:
+    t = Topology.seed(agent_error=0.12)
+    t.disable_breakers()
+    return Engine(t, workers=2)
+
+
+def test_metrics_parse_and_agree_with_stats() -> None:
+    with seed_engine() as engine:
+        engine.run_many(range(3000), "API")
+        families = {f.name: f for f in text_string_to_metric_families(engine.metrics_text())}
+        stats = engine.stats()
+        admitted = families["metafed_tasks_admitted"]
+        assert admitted.type == "counter"
+        assert admitted.samples[0].value == 3000
+        ok = [s for s in families["metafed_tasks_completed"].samples if s.labels == {"outcome": "ok", "reason": "none"}]
+        assert ok[0].value == stats.ok
+        hist = families["metafed_task_latency_seconds"]
+        assert hist.type == "histogram"
+        count = [s for s in hist.samples if s.name.endswith("_count")]
+        assert count[0].value == 3000
+        state = families["metafed_breaker_state"]
+        assert {s.labels["level"] for s in state.samples} == {"meta", "domain", "agent"}
+        assert engine.metrics_text(openmetrics=True).endswith("# EOF\n")
+        with pytest.raises(TypeError):
+            engine.metrics_text(openmetrics=1)  # type: ignore[arg-type]
+
+
+def test_an_application_registry_includes_the_engine() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from metafed.prometheus import EngineCollector
+
+    registry = CollectorRegistry()
+    engine = seed_engine()
+    try:
+        registry.register(EngineCollector(engine))
+        engine.run_many(range(500), "Auth")
+        text = generate_latest(registry).decode()
+        assert "metafed_tasks_admitted_total 500.0" in text
+        assert 'metafed_agent_attempts_total{agent="JWT",domain="Auth"}' in text
+    finally:
+        engine.close()
+    assert "metafed_" not in generate_latest(registry).decode()
+
+
+def test_health_and_the_reliability_monitor() -> None:
+    with seed_engine() as engine:
+        engine.run_many(range(500), "Database")
+        h = engine.health()
+        assert h.status is HealthStatus.HEALTHY and h.lifecycle == "running" and h.reasons == []
+        db = h.reliability[1]
+        assert (db.domain, db.finished) == ("Database", 500)
+        engine.set_domain_down("Database")
+        engine.run_many(range(500, 1000), "Database")
+        h = engine.health()
+        assert h.status is HealthStatus.DEGRADED
+        assert h.reliability[1].below_prediction
+        assert any("below the predicted" in r for r in h.reasons)
+        engine.shutdown()
+        h = engine.health()
+        assert h.status is HealthStatus.UNHEALTHY and "engine stopped" in h.reasons
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, str, str]:
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+
+def test_the_admin_endpoint() -> None:
+    with seed_engine() as engine:
+        port = engine.serve_admin("127.0.0.1:0", token="t0k")
+        base = f"http://127.0.0.1:{port}"
+        engine.run_many(range(1000), "API")
+        assert _get(base + "/metrics")[0] == 401
+        code, ctype, text = _get(base + "/metrics", "t0k")
+        assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
+        names = {f.name for f in text_string_to_metric_families(text)}
+        assert "metafed_tasks_admitted" in names
+        code, ctype, body = _get(base + "/health", "t0k")
+        assert (code, ctype) == (200, "application/json")
+        assert json.loads(body)["status"] == "healthy"
+        assert _get(base + "/ready", "t0k")[0] == 200
+        assert _get(base + "/nothing", "t0k")[0] == 404
+        with pytest.raises(metafed.ConfigError, match="already listens"):
+            engine.serve_admin("127.0.0.1:0")
+        engine.stop_admin()
+        with pytest.raises(metafed.InvalidArgument, match="not running"):
+            engine.stop_admin()
+        with pytest.raises(metafed.ConfigError, match="admin address"):
+            engine.serve_admin("nonsense")
+        with pytest.raises(TypeError):
+            engine.serve_admin(9464)  # type: ignore[arg-type]
+
+
+def test_audit_trail_and_events_on_logging(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="metafed")
+    engine = seed_engine()
+    with metafed.acting_as("alice", "INC-42"):
+        engine.set_breaker_mode(Level.AGENT, 1, BreakerMode.FORCED_OPEN)
+        with metafed.acting_as("bot"):
+            engine.set_agent_in_rotation(4, False)
+        engine.set_breaker_mode(Level.AGENT, 1, BreakerMode.NORMAL)
+    engine.set_domain_down("Auth", True)
+    log = engine.audit_log()
+    assert [(r.actor, r.action) for r in log] == [
+        ("alice", "breaker_mode"),
+        ("bot", "agent_rotation"),
+        ("alice", "breaker_mode"),
+        ("unknown", "domain_down"),
+    ]
+    assert (log[0].target, log[0].from_, log[0].to, log[0].reason) == ("agent API/GraphQL", "disabled", "forced_open", "INC-42")
+    assert (log[1].target, log[1].from_, log[1].to) == ("agent Database/NoSQL", "in", "out")
+    assert [r.seq for r in engine.audit_log(after=2)] == [3, 4]
+    engine.close()  # the completion thread logs what is left before it ends
+    opened = [r for r in caplog.records if getattr(r, "breaker", None) == "agent API/GraphQL" and r.to_state == "open"]
+    assert opened and opened[0].levelno == logging.INFO and opened[0].cause == "forced"
+    actions = [r for r in caplog.records if getattr(r, "audit", False)]
+    assert [r.actor for r in actions] == ["alice", "bot", "alice", "unknown"]
+    with pytest.raises(TypeError):
+        with metafed.acting_as(""):
+            pass

@@ -1,0 +1,271 @@
+//! Operating an engine from C: Prometheus metrics, health, the admin endpoint, the audit trail
+//! and breaker events.
+//!
+//! Texts (metrics, JSON) are copied into the caller's buffer the way names are: NUL-terminated,
+//! cut at `cap - 1` bytes if the buffer is short, with the full length (without the NUL) written
+//! to `*out_len`, so that a call with `cap` 0 asks for the size. Counters move between two
+//! calls, so a text can grow: leave some room, and call again if `*out_len >= cap`.
+
+use super::engine::{engine_arc, metafed_engine, with_engine, write_name};
+use super::{METAFED_E_INVALID, boundary, err, flag, metafed_status, non_null, str_arg};
+use std::ffi::c_char;
+
+/// Health: every breaker closed, measured reliability as predicted.
+pub const METAFED_HEALTHY: i32 = 0;
+/// Health: some agents out, or a domain doing measurably worse than predicted; still served.
+pub const METAFED_DEGRADED: i32 = 1;
+/// Health: a domain cannot be served, the meta level is degraded, or the engine is stopping.
+pub const METAFED_UNHEALTHY: i32 = 2;
+
+/// Breaker event cause: consecutive failures reached the threshold (closed to open).
+pub const METAFED_CAUSE_CONSECUTIVE_FAILURES: i32 = 0;
+/// Breaker event cause: the failure rate over the window reached the threshold.
+pub const METAFED_CAUSE_FAILURE_RATE: i32 = 1;
+/// Breaker event cause: the open time ended (open to half-open).
+pub const METAFED_CAUSE_OPEN_TIME_ELAPSED: i32 = 2;
+/// Breaker event cause: a probe failed (half-open to open).
+pub const METAFED_CAUSE_PROBE_FAILED: i32 = 3;
+/// Breaker event cause: enough probes succeeded (half-open to closed).
+pub const METAFED_CAUSE_PROBES_SUCCEEDED: i32 = 4;
+/// Breaker event cause: an operator forced the breaker open.
+pub const METAFED_CAUSE_FORCED: i32 = 5;
+/// Breaker event cause: an operator returned the breaker to normal.
+pub const METAFED_CAUSE_RESET: i32 = 6;
+
+/// A breaker changed state (see `metafed_engine_drain_events`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct metafed_breaker_event {
+    /// When, in nanoseconds since the engine started.
+    pub at_ns: u64,
+    /// The task whose admission or result caused it (meta and domain breakers), if `has_task`.
+    pub task_id: u64,
+    /// 1 if `task_id` is set.
+    pub has_task: u32,
+    /// `METAFED_LEVEL_*`.
+    pub level: i32,
+    /// The domain or agent id (0 for the meta level).
+    pub index: u32,
+    /// `METAFED_STATE_*` before.
+    pub from: i32,
+    /// `METAFED_STATE_*` after.
+    pub to: i32,
+    /// `METAFED_CAUSE_*`.
+    pub cause: i32,
+}
+
+/// The engine's Prometheus metrics now: the text format when `openmetrics` is 0 (what
+/// `promtool check metrics` and every Prometheus parser read), the OpenMetrics format when 1.
+/// Copied into `buf` (`cap` bytes, NUL-terminated, truncated if short); its full length
+/// (without the NUL) goes to `*out_len` (may be NULL), so that a call with `cap` 0 asks for the
+/// size. Metric names and labels are in the README ("Operating metafed").
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_metrics_text(
+    engine: *mut metafed_engine,
+    openmetrics: u32,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_metrics_text", || {
+        let openmetrics = flag(openmetrics, "openmetrics")?;
+        #[cfg(feature = "metrics")]
+        return with_engine(engine, |e| {
+            let text = if openmetrics { e.metrics_openmetrics() } else { e.metrics_text() };
+            write_name(&text, buf, cap, out_len)
+        });
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = (engine, openmetrics, buf, cap, out_len);
+            Err(err(METAFED_E_INVALID, "this library was built without the metrics feature"))
+        }
+    })
+}
+
+/// The engine's health as JSON (`status`, `lifecycle`, `reasons`, and per domain the measured
+/// reliability beside the prediction; the README's "Operating metafed" shows it), into `buf` as
+/// described at the top of this section; `*out_status` (may be NULL) gets `METAFED_HEALTHY`,
+/// `METAFED_DEGRADED` or `METAFED_UNHEALTHY`.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_health_json(
+    engine: *mut metafed_engine,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+    out_status: *mut i32,
+) -> metafed_status {
+    boundary("metafed_engine_health_json", || {
+        with_engine(engine, |e| {
+            let h = e.health();
+            let json = serde_json::to_string(&h).expect("health serialises");
+            write_name(&json, buf, cap, out_len)?;
+            if !out_status.is_null() {
+                // SAFETY: not NULL; writable per the contract.
+                unsafe { *out_status = h.status as i32 };
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Starts the admin endpoint (`GET /metrics`, `/health`, `/ready`) on a thread of its own.
+/// `addr` is `host:port` (NULL: `127.0.0.1:9464`, loopback only; port 0 picks a free port);
+/// `token`, if not NULL, is a bearer token every request must carry. The port it listens on goes
+/// to `*out_port` (may be NULL). One per engine; it stops with `metafed_engine_stop_admin` or
+/// when the engine is freed. Fails with `METAFED_E_CONFIG` (a bad address or token, or one
+/// already running) or `METAFED_E_IO` (the port is taken).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_serve_admin(
+    engine: *mut metafed_engine,
+    addr: *const c_char,
+    token: *const c_char,
+    out_port: *mut u16,
+) -> metafed_status {
+    boundary("metafed_engine_serve_admin", || {
+        #[cfg(feature = "admin")]
+        {
+            let mut opts = crate::AdminOptions::default();
+            if !addr.is_null() {
+                // SAFETY: not NULL; a NUL-terminated string per the contract.
+                opts.addr = unsafe { str_arg(addr, "addr") }?.to_owned();
+            }
+            if !token.is_null() {
+                // SAFETY: as above.
+                opts.token = Some(unsafe { str_arg(token, "token") }?.to_owned());
+            }
+            let bound = with_engine(engine, |e| Ok(e.serve_admin(&opts)?))?;
+            if !out_port.is_null() {
+                // SAFETY: not NULL; writable per the contract.
+                unsafe { *out_port = bound.port() };
+            }
+            Ok(())
+        }
+        #[cfg(not(feature = "admin"))]
+        {
+            let _ = (engine, addr, token, out_port);
+            Err(err(METAFED_E_INVALID, "this library was built without the admin feature"))
+        }
+    })
+}
+
+/// Stops the admin endpoint; `METAFED_E_INVALID` if it was not running.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_stop_admin(engine: *mut metafed_engine) -> metafed_status {
+    boundary("metafed_engine_stop_admin", || {
+        #[cfg(feature = "admin")]
+        {
+            let e = engine_arc(engine)?;
+            if e.stop_admin() { Ok(()) } else { Err(err(METAFED_E_INVALID, "the admin endpoint is not running")) }
+        }
+        #[cfg(not(feature = "admin"))]
+        {
+            engine_arc(engine)?; // a bad handle is reported as such
+            Err(err(METAFED_E_INVALID, "this library was built without the admin feature"))
+        }
+    })
+}
+
+/// Sets who this thread's operator actions (breaker modes, rotation, domain down, the admin
+/// endpoint) are recorded as in the audit trail, until set again: `actor` names a person or a
+/// system, `reason` (may be NULL) says why. NULL `actor` clears it (actions are then recorded as
+/// by `unknown`). Each is kept up to `METAFED_MAX_NAME_LEN` bytes.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_set_actor(actor: *const c_char, reason: *const c_char) -> metafed_status {
+    boundary("metafed_set_actor", || {
+        if actor.is_null() {
+            crate::audit::set_actor(None);
+            return Ok(());
+        }
+        // SAFETY: not NULL; a NUL-terminated string per the contract.
+        let actor = unsafe { str_arg(actor, "actor") }?;
+        // SAFETY: as above, when not NULL.
+        let reason = if reason.is_null() { "" } else { unsafe { str_arg(reason, "reason") }? };
+        crate::audit::set_actor(Some((actor, reason)));
+        Ok(())
+    })
+}
+
+/// The audit trail as a JSON array of records (`seq`, `at_unix_ms`, `actor`, `reason`,
+/// `action`, `target`, `from`, `to`), oldest first: those numbered above `after_seq` (0: every
+/// record kept, the newest 1,024). Into `buf` as described at the top of this section.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_audit_json(
+    engine: *mut metafed_engine,
+    after_seq: u64,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_audit_json", || {
+        with_engine(engine, |e| {
+            let json = serde_json::to_string(&e.audit_since(after_seq)).expect("records serialise");
+            write_name(&json, buf, cap, out_len)
+        })
+    })
+}
+
+/// A breaker's name in words, as events and the audit trail say it: `meta`, `domain API`,
+/// `agent API/REST`. `level` is a `METAFED_LEVEL_*`, `index` the domain or agent id. Into `buf`
+/// as described at the top of this section.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_breaker_name(
+    engine: *mut metafed_engine,
+    level: i32,
+    index: u32,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_breaker_name", || {
+        let level = super::engine::level_arg(level)?;
+        with_engine(engine, |e| {
+            let sh = e.shared();
+            if sh.breaker(level, index as usize).is_none() {
+                return Err(err(METAFED_E_INVALID, format!("no {level:?} breaker with index {index}")));
+            }
+            write_name(&sh.breaker_name(level, index as usize), buf, cap, out_len)
+        })
+    })
+}
+
+/// Moves up to `cap` breaker events (the oldest first) into `out`, their number into `*out_n`.
+/// The engine keeps up to 1,024 between calls (those that come later are dropped, and counted in
+/// `metafed_stats.events_dropped`); call it every second or so to follow the breakers.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_drain_events(
+    engine: *mut metafed_engine,
+    out: *mut metafed_breaker_event,
+    cap: usize,
+    out_n: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_drain_events", || {
+        non_null(out_n, "out_n")?;
+        if cap > 0 {
+            non_null(out, "out")?;
+        }
+        let n = with_engine(engine, |e| {
+            let sh = e.shared();
+            let mut n = 0;
+            while n < cap {
+                let Some(ev) = sh.events.pop() else { break };
+                let v = metafed_breaker_event {
+                    at_ns: ev.at_ns,
+                    task_id: ev.task.unwrap_or(0),
+                    has_task: u32::from(ev.task.is_some()),
+                    level: ev.level as i32,
+                    index: u32::from(ev.index),
+                    from: ev.transition.from as i32,
+                    to: ev.transition.to as i32,
+                    cause: ev.transition.cause as i32,
+                };
+                // SAFETY: `out` holds `cap` writable records per the contract; n < cap.
+                unsafe { *out.add(n) = v };
+                n += 1;
+            }
+            Ok(n)
+        })?;
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *out_n = n };
+        Ok(())
+    })
+}

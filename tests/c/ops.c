@@ -1,0 +1,133 @@
+/* Operating an engine from C: Prometheus metrics (size query, then the text), health as JSON,
+ * breaker events drained into an array, the audit trail with the actor this thread set, and the
+ * admin endpoint, spoken to over a plain socket. */
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TASKS 5000u
+
+/* The full text of a metafed text getter: a size query, then the text (with room to grow). */
+#define FETCH(call_with_buf_cap_len, text)                                                    \
+    do {                                                                                      \
+        size_t len_ = 0, cap_;                                                                \
+        char *buf = NULL;                                                                     \
+        size_t cap = 0, *out_len = &len_;                                                     \
+        OK(call_with_buf_cap_len);                                                            \
+        cap_ = len_ + 4096;                                                                   \
+        buf = (char *)malloc(cap_);                                                           \
+        CHECK(buf != NULL);                                                                   \
+        cap = cap_;                                                                           \
+        OK(call_with_buf_cap_len);                                                            \
+        CHECK(len_ < cap_ && strlen(buf) == len_);                                            \
+        (text) = buf;                                                                         \
+    } while (0)
+
+/* GET `path` from 127.0.0.1:`port` with a bearer token; the response's first line and body. */
+static void http_get(uint16_t port, const char *path, const char *token, char *resp, size_t cap) {
+    struct sockaddr_in a;
+    char req[512];
+    size_t got = 0;
+    ssize_t n;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s%s%s\r\n", path,
+             token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
+    CHECK(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+    while (got + 1 < cap && (n = read(fd, resp + got, cap - 1 - got)) > 0) {
+        got += (size_t)n;
+    }
+    resp[got] = '\0';
+    close(fd);
+}
+
+int main(void) {
+    metafed_topology *topo = NULL;
+    metafed_engine *engine = NULL;
+    uint64_t ids[TASKS], domains[1] = {1}, counts[4];
+    size_t done = 0, i, n = 0;
+    char *text = NULL;
+    int32_t status = -1;
+    metafed_breaker_event events[16];
+    uint16_t port = 0;
+    static char resp[1 << 16];
+
+    OK(metafed_topology_seed(0.12, &topo));
+    OK(metafed_topology_disable_breakers(topo));
+    OK(metafed_engine_new(topo, NULL, &engine));
+    metafed_topology_free(topo);
+    for (i = 0; i < TASKS; i++) ids[i] = i;
+    OK(metafed_engine_run_batch(engine, ids, domains, 1, TASKS, 0, 0, NULL, counts, &done));
+    CHECK(done == TASKS);
+
+    /* Metrics: the Prometheus text format, and OpenMetrics. */
+    FETCH(metafed_engine_metrics_text(engine, 0, buf, cap, out_len), text);
+    CHECK(strstr(text, "metafed_tasks_admitted_total 5000\n") != NULL);
+    CHECK(strstr(text, "# TYPE metafed_task_latency_seconds histogram") != NULL);
+    free(text);
+    FETCH(metafed_engine_metrics_text(engine, 1, buf, cap, out_len), text);
+    CHECK(strlen(text) > 6 && strcmp(text + strlen(text) - 6, "# EOF\n") == 0);
+    free(text);
+    FAILS(METAFED_E_INVALID, metafed_engine_metrics_text(engine, 2, NULL, 0, NULL));
+
+    /* Health. */
+    FETCH(metafed_engine_health_json(engine, buf, cap, out_len, &status), text);
+    CHECK(status == METAFED_HEALTHY);
+    CHECK(strstr(text, "\"status\":\"healthy\"") != NULL);
+    free(text);
+
+    /* An operator action, with this thread's actor: an event and an audit record. */
+    OK(metafed_set_actor("ops-test", "ticket 7"));
+    OK(metafed_engine_set_breaker_mode(engine, METAFED_LEVEL_AGENT, 0, METAFED_BREAKER_FORCED_OPEN));
+    OK(metafed_set_actor(NULL, NULL));
+    OK(metafed_engine_set_domain_down(engine, 2, 1));
+    OK(metafed_engine_drain_events(engine, events, 16, &n));
+    CHECK(n == 1);
+    CHECK(events[0].level == METAFED_LEVEL_AGENT && events[0].index == 0);
+    CHECK(events[0].from == METAFED_STATE_CLOSED && events[0].to == METAFED_STATE_OPEN);
+    CHECK(events[0].cause == METAFED_CAUSE_FORCED && events[0].has_task == 0);
+    OK(metafed_engine_drain_events(engine, events, 16, &n));
+    CHECK(n == 0);
+    FAILS(METAFED_E_NULL, metafed_engine_drain_events(engine, NULL, 16, &n));
+    FETCH(metafed_engine_audit_json(engine, 0, buf, cap, out_len), text);
+    CHECK(strstr(text, "\"actor\":\"ops-test\",\"reason\":\"ticket 7\",\"action\":\"breaker_mode\"") != NULL);
+    CHECK(strstr(text, "\"target\":\"agent API/REST\",\"from\":\"disabled\",\"to\":\"forced_open\"") != NULL);
+    CHECK(strstr(text, "\"actor\":\"unknown\",\"reason\":\"\",\"action\":\"domain_down\"") != NULL);
+    free(text);
+    FETCH(metafed_engine_audit_json(engine, 1, buf, cap, out_len), text);
+    CHECK(strstr(text, "ops-test") == NULL && strstr(text, "domain_down") != NULL);
+    free(text);
+    FETCH(metafed_engine_health_json(engine, buf, cap, out_len, &status), text);
+    CHECK(status == METAFED_DEGRADED);
+    free(text);
+
+    /* The admin endpoint. */
+    FAILS(METAFED_E_CONFIG, metafed_engine_serve_admin(engine, "not an address", NULL, &port));
+    OK(metafed_engine_serve_admin(engine, "127.0.0.1:0", "tok", &port));
+    CHECK(port != 0);
+    FAILS(METAFED_E_CONFIG, metafed_engine_serve_admin(engine, "127.0.0.1:0", NULL, NULL));
+    http_get(port, "/ready", "tok", resp, sizeof resp);
+    CHECK(strncmp(resp, "HTTP/1.1 200", 12) == 0);
+    http_get(port, "/ready", NULL, resp, sizeof resp);
+    CHECK(strncmp(resp, "HTTP/1.1 401", 12) == 0);
+    http_get(port, "/metrics", "tok", resp, sizeof resp);
+    CHECK(strncmp(resp, "HTTP/1.1 200", 12) == 0 && strstr(resp, "metafed_tasks_admitted_total 5000") != NULL);
+    http_get(port, "/health", "tok", resp, sizeof resp);
+    CHECK(strncmp(resp, "HTTP/1.1 200", 12) == 0 && strstr(resp, "\"status\": \"degraded\"") != NULL);
+    OK(metafed_engine_stop_admin(engine));
+    FAILS(METAFED_E_INVALID, metafed_engine_stop_admin(engine));
+    /* Started again, then left for metafed_engine_free to stop. */
+    OK(metafed_engine_serve_admin(engine, "127.0.0.1:0", NULL, NULL));
+    metafed_engine_free(engine);
+    printf("ops from C: metrics, health, events, audit, admin endpoint\n");
+    return 0;
+}

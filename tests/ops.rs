@@ -1,0 +1,248 @@
+//! Operating the engine: Prometheus metrics (checked by `promtool`, a parser no one here wrote),
+//! the admin endpoint over real HTTP, and the online reliability monitor.
+
+#![cfg(feature = "admin")]
+
+use metafed::driver::{Load, closed_loop};
+use metafed::{AdminOptions, DomainId, Engine, EngineConfig, HealthStatus, Levels, Task, Topology};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// The seed's federation at 12% agent errors, breakers off (so health depends on the
+/// reliability monitor alone).
+fn engine() -> Engine {
+    let mut b = Topology::seed_builder(0.12);
+    b.breakers(Levels::disabled());
+    Engine::start(b.build().unwrap(), EngineConfig { workers: 2, ..EngineConfig::default() }).unwrap()
+}
+
+/// `promtool check metrics` on `text`; None when promtool is not installed (and not required).
+fn promtool(text: &str) -> Option<String> {
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(std::env::var_os("METAFED_REQUIRE_PROMTOOL").is_none(), "promtool is required but cannot run: {e}");
+            eprintln!("promtool not installed (apt-get install prometheus): skipping its check");
+            return None;
+        }
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool rejected the metrics:\n{said}");
+    Some(said)
+}
+
+/// The value of the sample `series` (name and labels exactly as written) in a text exposition.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_pass_promtool_and_agree_with_stats() {
+    let engine = engine();
+    let report = closed_loop(&engine, &Load::w1(20_000), |_| {});
+    assert_eq!(report.completed, 20_000);
+    let text = engine.metrics_text();
+    if let Some(said) = promtool(&text) {
+        // promtool prints lint findings (not errors) on stdout; there should be none.
+        assert!(said.trim().is_empty(), "promtool lint findings:\n{said}");
+    }
+    let s = engine.stats();
+    assert_eq!(sample(&text, "metafed_tasks_completed_total{outcome=\"ok\",reason=\"none\"}"), s.ok as f64);
+    assert_eq!(sample(&text, "metafed_task_latency_seconds_count"), 20_000.0);
+    assert_eq!(sample(&text, "metafed_task_latency_seconds_bucket{le=\"+Inf\"}"), 20_000.0);
+    assert_eq!(sample(&text, "metafed_domain_subtasks_total{domain=\"API\"}"), s.domains[0].subtasks as f64);
+    assert_eq!(sample(&text, "metafed_breaker_state{level=\"meta\",name=\"meta\",state=\"closed\"}"), 1.0);
+    assert_eq!(
+        sample(&text, "metafed_agent_attempts_total{domain=\"Database\",agent=\"SQL\"}"),
+        s.agents[3].calls as f64
+    );
+    assert_eq!(sample(&text, "metafed_health_status"), 0.0);
+    for family in [
+        "metafed_tasks_in_flight",
+        "metafed_ingress_queue_depth",
+        "metafed_completion_queue_depth",
+        "metafed_domain_hedges_total",
+        "metafed_domain_retries_denied_total",
+        "metafed_breaker_transitions_total",
+        "metafed_reliability_predicted_ratio",
+        "metafed_domain_reliability_measured_ratio",
+        "metafed_domain_reliability_below_prediction",
+        "metafed_agent_attempt_seconds_total",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing");
+    }
+    // OpenMetrics: the same samples, `# EOF` at the end.
+    let om = engine.metrics_openmetrics();
+    assert!(om.ends_with("# EOF\n"));
+    assert!(om.contains("# TYPE metafed_tasks_completed counter"));
+}
+
+#[test]
+fn an_application_registry_includes_the_engine() {
+    let engine = engine();
+    let mut registry = metafed::prometheus_client::registry::Registry::default();
+    engine.register_metrics(&mut registry);
+    let mut text = String::new();
+    metafed::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains("metafed_tasks_admitted_total 0"));
+    drop(engine);
+    // The collector holds the engine weakly: once it is gone, it reports nothing.
+    let mut text = String::new();
+    metafed::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(!text.contains("metafed_tasks_admitted"));
+}
+
+fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+fn get(url: &str, auth: Option<&str>, accept: Option<&str>) -> (u16, String, String) {
+    let mut req = client().get(url);
+    if let Some(t) = auth {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    if let Some(a) = accept {
+        req = req.header("Accept", a);
+    }
+    let mut resp = req.call().unwrap();
+    let ctype = resp.headers().get("content-type").map_or("", |v| v.to_str().unwrap()).to_string();
+    (resp.status().as_u16(), ctype, resp.body_mut().read_to_string().unwrap())
+}
+
+#[test]
+fn the_admin_endpoint_serves_metrics_health_and_readiness() {
+    let engine = engine();
+    let addr = engine.serve_admin(&AdminOptions { addr: "127.0.0.1:0".into(), token: Some("s3cret".into()) }).unwrap();
+    assert!(addr.ip().is_loopback() && addr.port() != 0);
+    assert_eq!(engine.admin_addr(), Some(addr));
+    let url = |p: &str| format!("http://{addr}{p}");
+    closed_loop(&engine, &Load::w1(5_000), |_| {});
+
+    // Without the token, or with a wrong one: 401, and nothing else is said.
+    let (code, _, body) = get(&url("/metrics"), None, None);
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(get(&url("/health"), Some("wrong"), None).0, 401);
+
+    let (code, ctype, text) = get(&url("/metrics"), Some("s3cret"), None);
+    assert_eq!((code, ctype.as_str()), (200, "text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(sample(&text, "metafed_task_latency_seconds_count"), 5_000.0);
+    promtool(&text);
+    let (code, ctype, om) = get(
+        &url("/metrics?x=1"),
+        Some("s3cret"),
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+    );
+    assert_eq!(code, 200);
+    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+    assert!(om.ends_with("# EOF\n"));
+
+    let (code, ctype, body) = get(&url("/health"), Some("s3cret"), None);
+    assert_eq!((code, ctype.as_str()), (200, "application/json"), "{body}");
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["status"], "healthy", "{body}");
+    assert_eq!(h["lifecycle"], "running");
+    assert_eq!(h["reliability"].as_array().unwrap().len(), 3);
+    assert_eq!(get(&url("/ready"), Some("s3cret"), None).0, 200);
+
+    // Bad requests: 404, 405, and garbage on the socket get answers, not a dead server.
+    assert_eq!(get(&url("/nope"), Some("s3cret"), None).0, 404);
+    let resp = client().post(&url("/metrics")).header("Authorization", "Bearer s3cret").send("x").unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    let mut raw = std::net::TcpStream::connect(addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    raw.write_all(b"\x00\x01 not http at all\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = raw.read_to_string(&mut answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert_eq!(get(&url("/ready"), Some("s3cret"), None).0, 200, "still serving");
+
+    // A second endpoint is refused; the error says where the first listens.
+    let err = engine.serve_admin(&AdminOptions { addr: "127.0.0.1:0".into(), token: None }).unwrap_err();
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+
+    // After a shutdown: not ready, unhealthy, and health says why.
+    engine.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(get(&url("/ready"), Some("s3cret"), None).0, 503);
+    let (code, _, body) = get(&url("/health"), Some("s3cret"), None);
+    assert_eq!(code, 503);
+    assert!(body.contains("engine stopped"), "{body}");
+    assert!(engine.stop_admin());
+    assert!(!engine.stop_admin());
+    // The listener closes (tiny_http's accept thread ends on its own, soon after).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the port stays open");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn bad_admin_options_are_refused_with_the_argument_named() {
+    let engine = engine();
+    let err = engine.serve_admin(&AdminOptions { addr: "no-port".into(), token: None }).unwrap_err();
+    assert!(err.to_string().contains("admin address \"no-port\""), "{err}");
+    let err =
+        engine.serve_admin(&AdminOptions { addr: "127.0.0.1:0".into(), token: Some("two words".into()) }).unwrap_err();
+    assert!(err.to_string().contains("admin token"), "{err}");
+    assert_eq!(engine.admin_addr(), None);
+}
+
+#[test]
+fn health_turns_degraded_when_a_domain_does_worse_than_predicted() {
+    let engine = engine();
+    let run = |n: u64| {
+        for i in 0..n {
+            let t = engine.try_submit(&Task::new(i, DomainId(1)).waitable()).unwrap();
+            engine.wait(t, None).unwrap();
+        }
+    };
+    run(500);
+    let h = engine.health();
+    assert_eq!(h.status, HealthStatus::Healthy, "{h:?}");
+    let db = &h.reliability[1];
+    assert_eq!((db.domain.as_str(), db.finished), ("Database", 500));
+    assert!(!db.below_prediction && db.low <= db.predicted, "{db:?}");
+
+    // A correlated fault the agents' error rates do not explain: every call fails.
+    engine.set_domain_down(DomainId(1), true);
+    run(500);
+    let h = engine.health();
+    assert_eq!(h.status, HealthStatus::Degraded, "{h:?}");
+    assert!(h.reliability[1].below_prediction);
+    assert!(h.reasons.iter().any(|r| r.starts_with("domain Database:") && r.contains("below the predicted")), "{h:?}");
+    assert!(!h.reliability[0].below_prediction, "other domains are not blamed");
+}
+
+#[test]
+fn the_shipped_alerting_rules_pass_promtool() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/prometheus/alerts.yml");
+    match std::process::Command::new("promtool").args(["check", "rules", rules]).output() {
+        Ok(out) => assert!(
+            out.status.success(),
+            "promtool check rules failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            assert!(std::env::var_os("METAFED_REQUIRE_PROMTOOL").is_none(), "promtool is required but cannot run: {e}");
+            eprintln!("promtool not installed (apt-get install prometheus): skipping its check");
+        }
+    }
+}
