@@ -53,7 +53,7 @@ fn tsc_scale() -> Option<u64> {
     })
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 fn invariant_tsc() -> bool {
     // CPUID exists on every x86-64 processor; leaf 0x8000_0000 says whether the extended leaf
     // 0x8000_0007 exists before we read it.
@@ -61,19 +61,20 @@ fn invariant_tsc() -> bool {
     __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+/// Elsewhere, and under Miri (which runs neither CPUID nor RDTSC): `Instant`.
+#[cfg(any(not(target_arch = "x86_64"), miri))]
 fn invariant_tsc() -> bool {
     false
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 #[inline]
 fn read_tsc() -> u64 {
     // SAFETY: RDTSC has no preconditions on x86-64.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(any(not(target_arch = "x86_64"), miri))]
 #[inline]
 fn read_tsc() -> u64 {
     0

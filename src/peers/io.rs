@@ -163,6 +163,7 @@ mod tests {
     use crate::peers::closed_loop_at;
 
     #[test]
+    #[cfg_attr(miri, ignore = "runs W5 with tokio and threads: minutes under Miri")]
     fn both_w5_implementations_match_the_oracle() {
         for p in [0.0, 0.12] {
             let mut e = w5_engine(p, 2);

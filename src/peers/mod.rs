@@ -275,6 +275,7 @@ mod tests {
 
     /// Every implementation, both workloads, loaded and unloaded: the oracle's count exactly.
     #[test]
+    #[cfg_attr(miri, ignore = "runs every peer on W1 and W2: hours under Miri")]
     fn every_peer_matches_the_oracle() {
         for name in NAMES {
             for (workload, in_flight) in [(Workload::Route, 1024), (Workload::FanOut, 256), (Workload::Route, 1)] {
