@@ -1565,6 +1565,24 @@ metafed_status metafed_engine_serve_admin(struct metafed_engine *engine,
 metafed_status metafed_engine_stop_admin(struct metafed_engine *engine);
 
 /*
+ Changes the admission rate limit while tasks run: `per_s` tasks per second (0: no limit),
+ bursts of up to `burst` (at least 1). Recorded in the audit trail. `METAFED_E_CONFIG` names a
+ bad value.
+ */
+metafed_status metafed_engine_set_rate_limit(struct metafed_engine *engine,
+                                             double per_s,
+                                             double burst);
+
+/*
+ Changes agent `agent`'s limit on attempts in flight while tasks run. Both its old and its new
+ limit must be at least 1 (an agent started without a limit cannot get one while running:
+ `METAFED_E_CONFIG`). Recorded in the audit trail.
+ */
+metafed_status metafed_engine_set_agent_max_concurrency(struct metafed_engine *engine,
+                                                        uint16_t agent,
+                                                        uint32_t limit);
+
+/*
  Sets who this thread's operator actions (breaker modes, rotation, domain down, the admin
  endpoint) are recorded as in the audit trail, until set again: `actor` names a person or a
  system, `reason` (may be NULL) says why. NULL `actor` clears it (actions are then recorded as

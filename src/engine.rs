@@ -34,6 +34,8 @@ pub struct Engine {
     threads: Mutex<Threads>,
     /// Serialises operators' updates of the routing snapshot.
     policy_writer: Mutex<()>,
+    /// The rate limit in force (per second, burst), for the audit trail.
+    rate_setting: Mutex<(f64, f64)>,
     /// The admin endpoint, while it runs.
     #[cfg(feature = "admin")]
     admin: Mutex<Option<crate::admin::AdminServer>>,
@@ -211,6 +213,7 @@ impl Engine {
             sh: sh.clone(),
             threads: Mutex::new(Threads::default()),
             policy_writer: Mutex::new(()),
+            rate_setting: Mutex::new((sh.cfg.admission.rate_limit_per_s, sh.cfg.admission.rate_limit_burst)),
             #[cfg(feature = "admin")]
             admin: Mutex::new(None),
         };
@@ -612,6 +615,44 @@ impl Engine {
         let name = format!("agent {}", self.sh.agent_path(usize::from(agent.0)));
         self.sh.audit().record("agent_rotation", name, word(before).into(), word(in_rotation).into());
         true
+    }
+
+    /// Changes the admission rate limit while tasks run: `per_s` tasks per second sustained (0:
+    /// no limit), bursts of up to `burst` (at least 1). From the next admission on; recorded in
+    /// the audit trail.
+    pub fn set_rate_limit(&self, per_s: f64, burst: f64) -> Result<(), Error> {
+        if !(per_s.is_finite() && per_s >= 0.0) {
+            return Err(Error::Config(format!("rate limit: per_s must be a number >= 0, got {per_s}")));
+        }
+        if per_s > 0.0 && !(burst.is_finite() && burst >= 1.0) {
+            return Err(Error::Config(format!("rate limit: burst must be >= 1, got {burst}")));
+        }
+        let mut audit = self.sh.audit();
+        let before = std::mem::replace(&mut *lock(&self.rate_setting), (per_s, burst));
+        self.sh.rate.set(per_s, burst);
+        let words = |(r, b): (f64, f64)| if r > 0.0 { format!("{r}/s, burst {b}") } else { "none".to_owned() };
+        audit.record("rate_limit", "admission".into(), words(before), words((per_s, burst)));
+        Ok(())
+    }
+
+    /// Changes an agent's limit on attempts in flight while tasks run (both the old and the new
+    /// limit at least 1: an agent started without a limit cannot get one, nor lose it). Attempts
+    /// over a lowered limit finish; new ones wait for room. Recorded in the audit trail.
+    pub fn set_agent_max_concurrency(&self, agent: crate::AgentId, limit: u32) -> Result<(), Error> {
+        let a = usize::from(agent.0);
+        let Some(rt) = self.sh.agents.get(a) else {
+            return Err(Error::Config(format!("agent id {} does not exist", agent.0)));
+        };
+        let mut audit = self.sh.audit();
+        let before = rt.bulkhead.limit();
+        rt.bulkhead.set_limit(limit).map_err(|m| Error::Config(format!("agent {}: {m}", self.sh.agent_path(a))))?;
+        audit.record(
+            "max_concurrency",
+            format!("agent {}", self.sh.agent_path(a)),
+            before.to_string(),
+            limit.to_string(),
+        );
+        Ok(())
     }
 
     /// The operator actions recorded so far (the newest [`crate::AUDIT_CAPACITY`]), oldest

@@ -118,30 +118,45 @@ pub(crate) fn on_engine_thread(sh: &Shared) -> bool {
 /// A token bucket at admission, as GCRA on one atomic: `tat` is the theoretical arrival time of
 /// the next task.
 pub(crate) struct RateLimiter {
-    interval_ns: u64,
-    tolerance_ns: u64,
+    /// Nanoseconds between admissions at the sustained rate (0: no limit). Operators may change
+    /// it and the tolerance while tasks run; a check sees either setting, both are valid.
+    interval_ns: AtomicU64,
+    tolerance_ns: AtomicU64,
     tat: AtomicU64,
 }
 
 impl RateLimiter {
     pub(crate) fn new(per_s: f64, burst: f64) -> Self {
+        let (interval, tolerance) = Self::params(per_s, burst);
+        Self { interval_ns: AtomicU64::new(interval), tolerance_ns: AtomicU64::new(tolerance), tat: AtomicU64::new(0) }
+    }
+
+    fn params(per_s: f64, burst: f64) -> (u64, u64) {
         let interval_ns = if per_s > 0.0 { (1e9 / per_s).max(1.0) as u64 } else { 0 };
-        let tolerance_ns = (interval_ns as f64 * (burst - 1.0).max(0.0)) as u64;
-        Self { interval_ns, tolerance_ns, tat: AtomicU64::new(0) }
+        (interval_ns, (interval_ns as f64 * (burst - 1.0).max(0.0)) as u64)
+    }
+
+    /// Changes the rate (0: no limit) and the burst, from the next admission on.
+    pub(crate) fn set(&self, per_s: f64, burst: f64) {
+        let (interval, tolerance) = Self::params(per_s, burst);
+        self.tolerance_ns.store(tolerance, Ordering::Relaxed);
+        self.interval_ns.store(interval, Ordering::Relaxed);
     }
 
     #[inline]
     pub(crate) fn allow(&self, now: u64) -> bool {
-        if self.interval_ns == 0 {
+        let interval_ns = self.interval_ns.load(Ordering::Relaxed);
+        if interval_ns == 0 {
             return true;
         }
+        let tolerance_ns = self.tolerance_ns.load(Ordering::Relaxed);
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
             let start = tat.max(now);
-            if start - now > self.tolerance_ns {
+            if start - now > tolerance_ns {
                 return false;
             }
-            match self.tat.compare_exchange_weak(tat, start + self.interval_ns, Ordering::Relaxed, Ordering::Relaxed) {
+            match self.tat.compare_exchange_weak(tat, start + interval_ns, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(actual) => tat = actual,
             }

@@ -246,3 +246,52 @@ fn the_shipped_alerting_rules_pass_promtool() {
         }
     }
 }
+
+#[test]
+fn the_rate_limit_and_an_agents_concurrency_change_while_tasks_run() {
+    use metafed::{AgentSpec, Reason, Request, Status};
+    let mut b = Topology::builder();
+    let d = b.domain("D").unwrap();
+    b.agent(d, "limited", AgentSpec::handler(|r: &Request<'_>| Ok(r.task_id)).max_concurrency(2)).unwrap();
+    b.agent(d, "open", AgentSpec::handler(|r: &Request<'_>| Ok(r.task_id))).unwrap();
+    b.breakers(Levels::disabled());
+    let engine = Engine::start(b.build().unwrap(), EngineConfig { workers: 1, ..EngineConfig::default() }).unwrap();
+    let run = |from: u64, n: u64| -> Vec<metafed::Completion> {
+        let ts: Vec<_> = (from..from + n).map(|i| engine.submit(&Task::new(i, d).waitable(), None).unwrap()).collect();
+        ts.into_iter().map(|t| engine.wait(t, None).unwrap()).collect()
+    };
+    assert!(run(0, 100).iter().all(|c| c.status == Status::Ok));
+
+    // One task a minute, no burst: of 50 submitted at once, the first passes, the rest are
+    // rate limited.
+    let _actor = metafed::act_as("test", "rate limit drill");
+    engine.set_rate_limit(1.0 / 60.0, 1.0).unwrap();
+    let done = run(100, 50);
+    let limited = done.iter().filter(|c| c.reason == Reason::RateLimited).count();
+    assert!(limited >= 48, "{limited} of 50 rate limited");
+    engine.set_rate_limit(0.0, 1.0).unwrap();
+    assert!(run(150, 100).iter().all(|c| c.status == Status::Ok));
+
+    engine.set_agent_max_concurrency(metafed::AgentId(0), 5).unwrap();
+    assert_eq!(engine.stats().agents[0].max_concurrency, 5);
+    assert!(run(250, 100).iter().all(|c| c.status == Status::Ok));
+    let err = engine.set_agent_max_concurrency(metafed::AgentId(1), 3).unwrap_err();
+    assert!(err.to_string().contains("agent D/open") && err.to_string().contains("not added or removed"), "{err}");
+    assert!(engine.set_agent_max_concurrency(metafed::AgentId(0), 0).is_err());
+    assert!(engine.set_agent_max_concurrency(metafed::AgentId(9), 1).is_err());
+    let err = engine.set_rate_limit(f64::NAN, 1.0).unwrap_err();
+    assert!(err.to_string().contains("per_s"), "{err}");
+    assert!(engine.set_rate_limit(10.0, 0.5).unwrap_err().to_string().contains("burst"));
+
+    let log = engine.audit_log();
+    let summary: Vec<_> = log.iter().map(|r| (r.action, r.from.as_str(), r.to.as_str())).collect();
+    assert_eq!(
+        summary,
+        [
+            ("rate_limit", "none", "0.016666666666666666/s, burst 1"),
+            ("rate_limit", "0.016666666666666666/s, burst 1", "none"),
+            ("max_concurrency", "2", "5"),
+        ]
+    );
+    assert!(log.iter().all(|r| r.actor == "test" && r.reason == "rate limit drill"));
+}

@@ -165,6 +165,33 @@ pub extern "C" fn metafed_engine_stop_admin(engine: *mut metafed_engine) -> meta
     })
 }
 
+/// Changes the admission rate limit while tasks run: `per_s` tasks per second (0: no limit),
+/// bursts of up to `burst` (at least 1). Recorded in the audit trail. `METAFED_E_CONFIG` names a
+/// bad value.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_rate_limit(engine: *mut metafed_engine, per_s: f64, burst: f64) -> metafed_status {
+    boundary("metafed_engine_set_rate_limit", || with_engine(engine, |e| Ok(e.set_rate_limit(per_s, burst)?)))
+}
+
+/// Changes agent `agent`'s limit on attempts in flight while tasks run. Both its old and its new
+/// limit must be at least 1 (an agent started without a limit cannot get one while running:
+/// `METAFED_E_CONFIG`). Recorded in the audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_agent_max_concurrency(
+    engine: *mut metafed_engine,
+    agent: u16,
+    limit: u32,
+) -> metafed_status {
+    boundary("metafed_engine_set_agent_max_concurrency", || {
+        with_engine(engine, |e| {
+            if usize::from(agent) >= e.topology().agent_count() {
+                return Err(err(METAFED_E_INVALID, format!("agent id {agent} does not exist")));
+            }
+            Ok(e.set_agent_max_concurrency(crate::AgentId(agent), limit)?)
+        })
+    })
+}
+
 /// Sets who this thread's operator actions (breaker modes, rotation, domain down, the admin
 /// endpoint) are recorded as in the audit trail, until set again: `actor` names a person or a
 /// system, `reason` (may be NULL) says why. NULL `actor` clears it (actions are then recorded as

@@ -228,7 +228,7 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
                 deferred: s(&|c| c.deferred.get()),
                 cancelled: s(&|c| c.cancelled.get()),
                 in_flight: sh.agents[a].bulkhead.in_flight(),
-                max_concurrency: sh.agents[a].bulkhead.limit,
+                max_concurrency: sh.agents[a].bulkhead.limit(),
                 mean_latency_ns: s(&|c| c.latency_ns.get()) / calls.max(1),
                 in_rotation: policy.routing[usize::from(def.domain.0)].iter().any(|x| usize::from(x.0) == a),
                 isolated: def.spec.isolated,

@@ -110,6 +110,17 @@ int main(void) {
     CHECK(status == METAFED_DEGRADED);
     free(text);
 
+    /* Live settings: the rate limit, an agent's concurrency (the seed's agents have none, so
+     * one cannot be added while running), both audited. */
+    OK(metafed_engine_set_rate_limit(engine, 1000.0, 10.0));
+    OK(metafed_engine_set_rate_limit(engine, 0.0, 1.0));
+    FAILS(METAFED_E_CONFIG, metafed_engine_set_rate_limit(engine, -1.0, 1.0));
+    FAILS(METAFED_E_CONFIG, metafed_engine_set_agent_max_concurrency(engine, 0, 4));
+    FAILS(METAFED_E_INVALID, metafed_engine_set_agent_max_concurrency(engine, 99, 4));
+    FETCH(metafed_engine_audit_json(engine, 2, buf, cap, out_len), text);
+    CHECK(strstr(text, "\"action\":\"rate_limit\",\"target\":\"admission\",\"from\":\"none\",\"to\":\"1000/s, burst 10\"") != NULL);
+    free(text);
+
     /* The admin endpoint. */
     FAILS(METAFED_E_CONFIG, metafed_engine_serve_admin(engine, "not an address", NULL, &port));
     OK(metafed_engine_serve_admin(engine, "127.0.0.1:0", "tok", &port));

@@ -527,6 +527,14 @@ metafed_status metafed_engine_serve_admin(struct metafed_engine *engine,
 
 metafed_status metafed_engine_stop_admin(struct metafed_engine *engine);
 
+metafed_status metafed_engine_set_rate_limit(struct metafed_engine *engine,
+                                             double per_s,
+                                             double burst);
+
+metafed_status metafed_engine_set_agent_max_concurrency(struct metafed_engine *engine,
+                                                        uint16_t agent,
+                                                        uint32_t limit);
+
 metafed_status metafed_set_actor(const char *actor, const char *reason);
 
 metafed_status metafed_engine_audit_json(struct metafed_engine *engine,

@@ -789,6 +789,23 @@ class Engine:
         self._check_not_closed()
         check(lib().metafed_engine_stop_admin(self._state.h))
 
+    def set_rate_limit(self, per_s: float, burst: float = 1.0) -> None:
+        """Changes the admission rate limit while tasks run: `per_s` tasks per second (0: no
+        limit), bursts of up to `burst`. Recorded in the audit trail."""
+        self._check_not_closed()
+        for name, v in (("per_s", per_s), ("burst", burst)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{name} must be a number, not {type(v).__name__}")
+        check(lib().metafed_engine_set_rate_limit(self._state.h, float(per_s), float(burst)))
+
+    def set_agent_max_concurrency(self, agent: int, limit: int) -> None:
+        """Changes an agent's limit on attempts in flight while tasks run (the agent must have
+        been started with one; the new limit is at least 1). Recorded in the audit trail."""
+        self._check_not_closed()
+        _int_arg(agent, "agent", 0, 0xFFFF)
+        _int_arg(limit, "limit", 1, 2**32 - 1)
+        check(lib().metafed_engine_set_agent_max_concurrency(self._state.h, agent, limit))
+
     def audit_log(self, after: int = 0) -> list[AuditRecord]:
         """The operator actions recorded (the newest 1,024), oldest first; with `after`, those
         numbered above it. Name the actor with `metafed.acting_as(...)`."""

@@ -81,9 +81,12 @@ def test_an_async_handler_past_the_agent_timeout_is_abandoned_and_fails_over():
     with metafed.Engine(t, workers=1) as e:
         done = [e.submit(i, "IO").result(timeout=30) for i in range(6)]
     assert all(c.ok and c.value == 2 for c in done)
-    abandoned = [c for c in done if c.failures]
+    abandoned = [c for c in done if any(f.kind == metafed.FailureKind.ABANDONED for f in c.failures)]
     assert abandoned, "round-robin sent first attempts to the slow agent"
-    assert all(c.failures[0].kind == metafed.FailureKind.ABANDONED for c in abandoned)
+    # On a loaded machine the plain handler may itself exceed 20 ms once (SLOW): then it fails
+    # over too. Nothing else fails.
+    kinds = {f.kind for c in done for f in c.failures}
+    assert kinds <= {metafed.FailureKind.ABANDONED, metafed.FailureKind.SLOW}, kinds
     assert all(0.015 < c.latency_ns / 1e9 < 0.5 for c in abandoned)
 
 

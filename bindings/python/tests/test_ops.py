@@ -145,3 +145,23 @@ def test_audit_trail_and_events_on_logging(caplog: pytest.LogCaptureFixture) -> 
     with pytest.raises(TypeError):
         with metafed.acting_as(""):
             pass
+
+
+def test_live_settings() -> None:
+    with seed_engine() as engine:
+        with metafed.acting_as("ops"):
+            engine.set_rate_limit(1 / 60)
+        result = engine.run_many(range(20), "API")
+        assert result.rejected >= 18
+        engine.set_rate_limit(0)
+        assert engine.run_many(range(20, 40), "API").ok >= 19
+        with pytest.raises(metafed.ConfigError, match="per_s"):
+            engine.set_rate_limit(-1)
+        with pytest.raises(metafed.ConfigError, match="not added or removed"):
+            engine.set_agent_max_concurrency(0, 4)
+        with pytest.raises(metafed.InvalidArgument):
+            engine.set_agent_max_concurrency(0, 0)
+        assert [(r.actor, r.action, r.to) for r in engine.audit_log()][:2] == [
+            ("ops", "rate_limit", "0.016666666666666666/s, burst 1"),
+            ("unknown", "rate_limit", "none"),
+        ]
