@@ -1009,9 +1009,66 @@ typedef struct metafed_shutdown_report {
 } metafed_shutdown_report;
 
 /*
+ A breaker's settings. Initialise with `metafed_breaker_config_init` (the seed's defaults of a
+ level).
+ */
+typedef struct metafed_breaker_config {
+  /*
+   `sizeof(metafed_breaker_config)`.
+   */
+  uint32_t struct_size;
+  /*
+   `METAFED_BREAKER_*`.
+   */
+  int32_t mode;
+  /*
+   A call slower than this counts as a failure (ms, > 0).
+   */
+  double timeout_ms;
+  /*
+   Trip after this many failures in a row (0: off).
+   */
+  uint32_t consecutive_failures;
+  /*
+   The rate is judged on at least this many calls.
+   */
+  uint32_t min_calls;
+  /*
+   Trip at this failure rate over the window (0: off; else in (0, 1]).
+   */
+  double failure_rate;
+  /*
+   The window (ms).
+   */
+  double window_ms;
+  /*
+   The first open time (ms); doubles per failed probe.
+   */
+  double open_base_ms;
+  /*
+   The cap on the open time (ms).
+   */
+  double open_max_ms;
+  /*
+   Probes at once while half-open, and the successes that close it (1 to 255).
+   */
+  uint32_t half_open_probes;
+  /*
+   Reserved (0).
+   */
+  uint32_t reserved;
+} metafed_breaker_config;
+
+/*
  A breaker changed state (see `metafed_engine_drain_events`).
  */
 typedef struct metafed_breaker_event {
+  /*
+   `sizeof(metafed_breaker_event)`; set by the caller in the first element of the array
+   `metafed_engine_drain_events` fills (it is the array's stride), written by the library in
+   every element it fills.
+   */
+  uint32_t struct_size;
   /*
    When, in nanoseconds since the engine started.
    */
@@ -1105,57 +1162,6 @@ typedef int32_t (*metafed_handler_fn)(void *user_data,
  Releases `user_data` once the library will never call the handler again.
  */
 typedef void (*metafed_finalizer_fn)(void *user_data);
-
-/*
- A breaker's settings. Initialise with `metafed_breaker_config_init` (the seed's defaults of a
- level).
- */
-typedef struct metafed_breaker_config {
-  /*
-   `sizeof(metafed_breaker_config)`.
-   */
-  uint32_t struct_size;
-  /*
-   `METAFED_BREAKER_*`.
-   */
-  int32_t mode;
-  /*
-   A call slower than this counts as a failure (ms, > 0).
-   */
-  double timeout_ms;
-  /*
-   Trip after this many failures in a row (0: off).
-   */
-  uint32_t consecutive_failures;
-  /*
-   The rate is judged on at least this many calls.
-   */
-  uint32_t min_calls;
-  /*
-   Trip at this failure rate over the window (0: off; else in (0, 1]).
-   */
-  double failure_rate;
-  /*
-   The window (ms).
-   */
-  double window_ms;
-  /*
-   The first open time (ms); doubles per failed probe.
-   */
-  double open_base_ms;
-  /*
-   The cap on the open time (ms).
-   */
-  double open_max_ms;
-  /*
-   Probes at once while half-open, and the successes that close it (1 to 255).
-   */
-  uint32_t half_open_probes;
-  /*
-   Reserved (0).
-   */
-  uint32_t reserved;
-} metafed_breaker_config;
 
 /*
  A domain's hedging policy. Initialise with `metafed_hedge_config_init`.
@@ -1574,6 +1580,25 @@ metafed_status metafed_engine_set_rate_limit(struct metafed_engine *engine,
                                              double burst);
 
 /*
+ Changes the breaker settings of level `level` (`METAFED_LEVEL_*`) while tasks run: every
+ breaker of the level takes `*config` (as `metafed_topology_set_breaker` sets it before the
+ start, the mode included), and the level's time budget becomes `config->timeout_ms`. Breakers
+ keep their state; a changed window starts over; attempts already running keep the budget
+ they started with. Recorded in the audit trail. `METAFED_E_INVALID` names a bad setting.
+ */
+metafed_status metafed_engine_set_breaker(struct metafed_engine *engine,
+                                          int32_t level,
+                                          const struct metafed_breaker_config *config);
+
+/*
+ The breaker settings of level `level` now (`METAFED_LEVEL_*`) into `*out` (the caller sets
+ `out->struct_size`), the mode of the level's first breaker included.
+ */
+metafed_status metafed_engine_breaker_config(struct metafed_engine *engine,
+                                             int32_t level,
+                                             struct metafed_breaker_config *out);
+
+/*
  Changes agent `agent`'s limit on attempts in flight while tasks run. Both its old and its new
  limit must be at least 1 (an agent started without a limit cannot get one while running:
  `METAFED_E_CONFIG`). Recorded in the audit trail.
@@ -1614,8 +1639,9 @@ metafed_status metafed_engine_breaker_name(struct metafed_engine *engine,
                                            size_t *out_len);
 
 /*
- Moves up to `cap` breaker events (the oldest first) into `out`, their number into `*out_n`.
- The engine keeps up to 1,024 between calls (those that come later are dropped, and counted in
+ Moves up to `cap` breaker events (the oldest first) into `out` (an array whose stride is
+ `out[0].struct_size`, which the caller sets), their number into `*out_n`. The engine keeps up
+ to 1,024 between calls (those that come later are dropped, and counted in
  `metafed_stats.events_dropped`); call it every second or so to follow the breakers.
  */
 metafed_status metafed_engine_drain_events(struct metafed_engine *engine,

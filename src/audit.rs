@@ -25,8 +25,8 @@ pub struct AuditRecord {
     pub actor: String,
     /// Why, as the actor said (empty if not said).
     pub reason: String,
-    /// What kind of action: `breaker_mode`, `agent_rotation`, `domain_down`, `rate_limit`,
-    /// `max_concurrency`, `admin_endpoint`.
+    /// What kind of action: `breaker_mode`, `breaker_config`, `agent_rotation`, `domain_down`,
+    /// `rate_limit`, `max_concurrency`, `admin_endpoint` (a reload records the actions it takes).
     pub action: &'static str,
     /// What it acted on: `meta`, `domain API`, `agent API/REST`, an address.
     pub target: String,

@@ -1,7 +1,7 @@
 //! The engine's public face: start it, submit tasks, collect completions, watch it, stop it.
 
 use crate::attempt::Hub;
-use crate::breaker::{Breaker, BreakerMode};
+use crate::breaker::{Breaker, BreakerConfig, BreakerMode};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::error::{Error, SubmitError, WaitError, WouldDeadlock};
@@ -197,9 +197,8 @@ impl Engine {
             domain_fault_threshold: topo.domains.iter().map(|d| sim::threshold(d.fault_rate)).collect(),
             meta_fault_threshold: sim::threshold(topo.meta_fault_rate),
             max_attempts: (0..topo.domains.len()).map(|d| topo.max_attempts(crate::DomainId(d as u16))).collect(),
-            agent_timeout_ns: levels.agent.timeout.as_nanos() as u64,
-            domain_timeout_ns: levels.domain.timeout.as_nanos() as u64,
-            meta_timeout_ns: levels.meta.timeout.as_nanos() as u64,
+            timeouts_ns: [&levels.meta, &levels.domain, &levels.agent]
+                .map(|c| AtomicU64::new(c.timeout.as_nanos() as u64)),
             audit: std::sync::Mutex::new(crate::audit::AuditLog::new()),
             monitor: std::sync::Mutex::new(crate::stats::monitor::Monitor::new(
                 topo.domains.len(),
@@ -324,7 +323,7 @@ impl Engine {
         req.priority = task.priority;
         req.waitable = task.waitable;
         req.submit_ns = now;
-        let meta = now.saturating_add(sh.meta_timeout_ns);
+        let meta = now.saturating_add(sh.meta_timeout_ns());
         req.deadline_ns = task.deadline.map_or(meta, |d| meta.min(now.saturating_add(d.as_nanos() as u64)));
         Ok(sh.slab.publish(idx))
     }
@@ -655,6 +654,143 @@ impl Engine {
         Ok(())
     }
 
+    /// Changes the breaker settings of one level while tasks run: every breaker of that level
+    /// takes `cfg` (thresholds, window, open times, probes, and the mode, as
+    /// [`set_breaker_mode`](Self::set_breaker_mode) would set it), and the level's time budget
+    /// becomes `cfg.timeout`. Breakers keep their state: an open one stays open until its
+    /// deadline, a run of failures counts toward the new threshold; a changed window starts
+    /// over. Attempts and sub-tasks already running keep the budget they started with. Recorded
+    /// in the audit trail.
+    pub fn set_breaker_config(&self, level: Level, cfg: &BreakerConfig) -> Result<(), Error> {
+        cfg.validate().map_err(|m| Error::Config(format!("breakers.{}: {m}", level_key(level))))?;
+        let count = match level {
+            Level::Meta => 1,
+            Level::Domain => self.sh.domain_breakers.len(),
+            Level::Agent => self.sh.agent_breakers.len(),
+        };
+        let _w = lock(&self.policy_writer); // one reconfiguration at a time
+        let before = self.sh.breaker(level, 0).map(|b| b.config());
+        for i in 0..count {
+            let b = self.sh.breaker(level, i).expect("index below the level's count");
+            b.set_config(cfg);
+            // Mode changes are events and audit records of their own.
+            if b.mode() != cfg.mode {
+                self.sh.set_mode(level, i, cfg.mode);
+            }
+        }
+        self.sh.timeouts_ns[level as usize].store(cfg.timeout.as_nanos() as u64, Ordering::Relaxed);
+        self.sh.audit().record(
+            "breaker_config",
+            format!("{} breakers", level_key(level)),
+            before.map(|c| settings_words(&c)).unwrap_or_default(),
+            settings_words(cfg),
+        );
+        Ok(())
+    }
+
+    /// The breaker settings of one level now (those of its first breaker: a level's breakers
+    /// share them).
+    pub fn breaker_config(&self, level: Level) -> Option<BreakerConfig> {
+        self.sh.breaker(level, 0).map(|b| b.config())
+    }
+
+    /// Applies the settings of a TOML file (the format of `examples/topology.toml`) that can
+    /// change while tasks run: each level's breakers and time budget, each agent's concurrency
+    /// limit, the admission rate limit. The file must describe the same domains and agents
+    /// (names, in any order); anything else that differs from the running engine (worker count,
+    /// slots, fault rates, hedging, an agent's threads) is listed in
+    /// [`Reload::needs_restart`] and left as it is. Checked in full before anything changes: an
+    /// error changes nothing. What changed is in [`Reload::applied`] and in the audit trail.
+    /// `metafed serve --config FILE` calls it on SIGHUP.
+    pub fn reload_toml(&self, text: &str) -> Result<Reload, Error> {
+        let new = crate::TopologyBuilder::from_toml(text)?;
+        let cfg = EngineConfig::from_toml(text)?;
+        let topo = &self.sh.topo;
+        // The shape: the same domains and agents, found by name.
+        let mut missing = Vec::new();
+        let mut agents = Vec::new(); // (running id, its spec in the file)
+        for dom in topo.domains.iter() {
+            if new.domain_id(&dom.name).is_none() {
+                missing.push(format!("domain {}", dom.name));
+                continue;
+            }
+            for &a in &dom.agents {
+                let name = &topo.agents[usize::from(a.0)].name;
+                match new.agent_id(&dom.name, name) {
+                    Ok(id) => agents.push((a, new.agent_spec(id).expect("an id the builder gave").clone())),
+                    Err(_) => missing.push(format!("agent {}", self.sh.agent_path(usize::from(a.0)))),
+                }
+            }
+        }
+        if !missing.is_empty() || new.domain_count() != topo.domains.len() || new.agent_count() != topo.agents.len() {
+            return Err(Error::Config(format!(
+                "the file describes other domains or agents than the running engine ({}); adding or \
+                 removing them needs a restart",
+                if missing.is_empty() {
+                    "extra ones in the file".to_owned()
+                } else {
+                    format!("missing: {}", missing.join(", "))
+                }
+            )));
+        }
+        let mut out = Reload::default();
+        let levels = new.levels();
+        let mut breakers = Vec::new();
+        for (level, want) in
+            [(Level::Meta, &levels.meta), (Level::Domain, &levels.domain), (Level::Agent, &levels.agent)]
+        {
+            want.validate().map_err(|m| Error::Config(format!("breakers.{}: {m}", level_key(level))))?;
+            if self.breaker_config(level).as_ref() != Some(want) {
+                breakers.push((level, want.clone()));
+            }
+        }
+        let mut limits = Vec::new();
+        for (a, spec) in &agents {
+            let rt = &self.sh.agents[usize::from(a.0)];
+            let (now, want) = (rt.bulkhead.limit(), spec.max_concurrency);
+            let path = self.sh.agent_path(usize::from(a.0));
+            if now != want {
+                if now == 0 || want == 0 {
+                    out.needs_restart.push(format!("agent {path}: max_concurrency {now} -> {want}"));
+                } else {
+                    limits.push((*a, want));
+                }
+            }
+            let running = &topo.agents[usize::from(a.0)].spec;
+            if running.isolated != spec.isolated || (spec.isolated && running.threads != spec.threads) {
+                out.needs_restart.push(format!("agent {path}: isolated / threads"));
+            }
+        }
+        let running = &self.sh.cfg;
+        let (per_s, burst) = (cfg.admission.rate_limit_per_s, cfg.admission.rate_limit_burst);
+        let rate_changed = *lock(&self.rate_setting) != (per_s, burst);
+        let mut engine_diff = Vec::new();
+        let (a, b) = (&running.admission, &cfg.admission);
+        if (a.essential_priority, a.max_concurrent, a.queue_capacity, &a.priority_reserve)
+            != (b.essential_priority, b.max_concurrent, b.queue_capacity, &b.priority_reserve)
+        {
+            engine_diff.push("engine.admission (other than the rate limit)");
+        }
+        if (cfg.workers != 0 && cfg.workers != running.workers) || cfg.max_in_flight != running.max_in_flight {
+            engine_diff.push("engine.workers / max_in_flight");
+        }
+        out.needs_restart.extend(engine_diff.into_iter().map(String::from));
+        // Everything checked: apply.
+        for (level, want) in breakers {
+            self.set_breaker_config(level, &want)?;
+            out.applied.push(format!("breakers.{}", level_key(level)));
+        }
+        for (a, want) in limits {
+            self.set_agent_max_concurrency(a, want)?;
+            out.applied.push(format!("agent {}: max_concurrency {want}", self.sh.agent_path(usize::from(a.0))));
+        }
+        if rate_changed {
+            self.set_rate_limit(per_s, burst)?;
+            out.applied.push("engine.admission rate limit".into());
+        }
+        Ok(out)
+    }
+
     /// The operator actions recorded so far (the newest [`crate::AUDIT_CAPACITY`]), oldest
     /// first. See [`crate::act_as`] for how an action names its actor.
     pub fn audit_log(&self) -> Vec<crate::AuditRecord> {
@@ -746,6 +882,10 @@ fn stop(sh: &Shared, threads: &mut Threads, drain: Duration) -> ShutdownReport {
             let _ = h.join();
         }
     }
+    // Pairs with the submitter's fence in `try_submit`: either it sees STOPPING and completes
+    // its task itself, or this sweep sees the task published (loom model
+    // `a_task_submitted_against_shutdown_is_completed_exactly_once`).
+    fence(Ordering::SeqCst);
     // The sweep: tasks still queued, or held by a worker that did not stop.
     let mut swept = 0;
     for idx in 0..cap {
@@ -828,4 +968,38 @@ fn backoff(round: &mut u32) {
         65..=128 => std::thread::yield_now(),
         r => std::thread::sleep(Duration::from_micros(u64::from((r - 128).min(20)) * 50)),
     }
+}
+
+/// A level's name as in the TOML file's `[breakers.LEVEL]` tables.
+fn level_key(level: Level) -> &'static str {
+    match level {
+        Level::Meta => "meta",
+        Level::Domain => "domain",
+        Level::Agent => "agent",
+    }
+}
+
+/// Breaker settings in a few words, for the audit trail.
+fn settings_words(c: &BreakerConfig) -> String {
+    format!(
+        "timeout {:?}, consecutive_failures {}, failure_rate {} over {:?} (min_calls {}), open {:?}..{:?}, probes {}, mode {:?}",
+        c.timeout,
+        c.consecutive_failures,
+        c.failure_rate,
+        c.window,
+        c.min_calls,
+        c.open_base,
+        c.open_max,
+        c.half_open_probes,
+        c.mode
+    )
+}
+
+/// What [`Engine::reload_toml`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reload {
+    /// The settings it changed (each also in the audit trail).
+    pub applied: Vec<String>,
+    /// Settings that differ from the running engine but cannot change while it runs.
+    pub needs_restart: Vec<String>,
 }

@@ -81,7 +81,7 @@ pub use topology::{AgentKind, AgentSpec, ForeignAgent, Levels, SEED_DOMAINS, Top
 pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN};
 
 #[cfg(not(loom))]
-pub use engine::{Engine, EngineBuilder, ShutdownReport};
+pub use engine::{Engine, EngineBuilder, Reload, ShutdownReport};
 #[cfg(not(loom))]
 pub use shared::{BreakerEvent, CompletionCallback, Level};
 #[cfg(not(loom))]

@@ -208,9 +208,9 @@ pub(crate) struct Shared {
     pub(crate) domain_fault_threshold: Box<[u64]>,
     pub(crate) meta_fault_threshold: u64,
     pub(crate) max_attempts: Box<[u32]>,
-    pub(crate) agent_timeout_ns: u64,
-    pub(crate) domain_timeout_ns: u64,
-    pub(crate) meta_timeout_ns: u64,
+    /// The time budgets in nanoseconds, indexed by [`Level`]: each level's breaker timeout,
+    /// changed with it while tasks run ([`crate::Engine::set_breaker_config`]).
+    pub(crate) timeouts_ns: [AtomicU64; 3],
     /// Operator actions, newest last.
     pub(crate) audit: std::sync::Mutex<crate::audit::AuditLog>,
     /// The online reliability monitor's samples (read paths only).
@@ -227,6 +227,24 @@ pub(crate) fn mode_name(m: BreakerMode) -> &'static str {
 }
 
 impl Shared {
+    /// The agent level's time budget: an attempt slower than this failed.
+    #[inline]
+    pub(crate) fn agent_timeout_ns(&self) -> u64 {
+        self.timeouts_ns[Level::Agent as usize].load(Ordering::Relaxed)
+    }
+
+    /// The domain level's time budget for a sub-task.
+    #[inline]
+    pub(crate) fn domain_timeout_ns(&self) -> u64 {
+        self.timeouts_ns[Level::Domain as usize].load(Ordering::Relaxed)
+    }
+
+    /// The meta level's time budget for a task, from its submission.
+    #[inline]
+    pub(crate) fn meta_timeout_ns(&self) -> u64 {
+        self.timeouts_ns[Level::Meta as usize].load(Ordering::Relaxed)
+    }
+
     /// Each domain's success over the monitor's window, beside its prediction.
     pub(crate) fn observe_reliability(&self, s: &crate::Stats) -> Vec<crate::stats::ReliabilityWindow> {
         let counts = crate::stats::monitor::DomainCount::of(s);

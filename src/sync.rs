@@ -5,9 +5,10 @@
 //! interleaving of the very code the engine runs (the pattern of `tokio/src/loom`). Nothing in
 //! the crate names `std::sync::atomic`, `std::cell::UnsafeCell` or `std::thread` directly.
 //!
-//! Loom cannot model crossbeam-queue's `ArrayQueue` or arc-swap's `ArcSwap`; [`crate::queue`]
-//! and [`Snapshot`] swap them for small lock-based stand-ins under loom, which is sound for a
-//! model because the stand-ins have the same (linearizable) contract.
+//! Loom cannot model crossbeam-queue's `ArrayQueue` or arc-swap's `ArcSwap`. Under loom,
+//! [`crate::queue`] runs a transcription of the same queue algorithm on loom's atomics, and
+//! [`Snapshot`] swaps arc-swap for a small lock-based stand-in, which is sound for a model
+//! because it has the same (linearizable) contract.
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, fence};

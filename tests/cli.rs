@@ -165,6 +165,39 @@ fn serve_runs_until_sigterm_with_its_admin_endpoint_on() {
     assert!(stderr.contains("offered") && stderr.contains("health"), "progress lines: {stderr}");
 }
 
+#[cfg(all(feature = "admin", target_os = "linux"))]
+#[test]
+fn serve_reloads_its_config_file_on_sighup() {
+    let dir = std::env::temp_dir().join(format!("metafed-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("topology.toml");
+    let original = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/topology.toml")).unwrap();
+    std::fs::write(&file, &original).unwrap();
+    let (child, _addr) =
+        serve(&["--config", file.to_str().unwrap(), "--listen", "127.0.0.1:0", "--progress-every", "0"]);
+    let hup = || assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    // A tighter agent breaker and another worker count: the first applies, the second waits.
+    let changed = original
+        .replace("consecutive_failures = 3", "consecutive_failures = 7")
+        .replace("max_in_flight = 8192", "max_in_flight = 4096");
+    assert_ne!(changed, original);
+    std::fs::write(&file, changed).unwrap();
+    hup();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    // A file with a domain less changes nothing.
+    std::fs::write(&file, original.replace("name = \"Auth\"", "name = \"Other\"")).unwrap();
+    hup();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("SIGHUP: reloaded") && stderr.contains("breakers.agent"), "{stderr}");
+    assert!(stderr.contains("need a restart: engine.workers / max_in_flight"), "{stderr}");
+    assert!(stderr.contains("missing: domain Auth") && stderr.contains("nothing changed"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[cfg(feature = "admin")]
 #[test]
 fn serve_logs_json_lines_with_the_audit_trail() {

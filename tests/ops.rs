@@ -27,7 +27,7 @@ fn promtool(text: &str) -> Option<String> {
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            assert!(std::env::var_os("METAFED_REQUIRE_PROMTOOL").is_none(), "promtool is required but cannot run: {e}");
+            assert!(std::env::var_os("METAFED_REQUIRE_TOOLS").is_none(), "promtool is required but cannot run: {e}");
             eprintln!("promtool not installed (apt-get install prometheus): skipping its check");
             return None;
         }
@@ -241,7 +241,7 @@ fn the_shipped_alerting_rules_pass_promtool() {
             String::from_utf8_lossy(&out.stderr)
         ),
         Err(e) => {
-            assert!(std::env::var_os("METAFED_REQUIRE_PROMTOOL").is_none(), "promtool is required but cannot run: {e}");
+            assert!(std::env::var_os("METAFED_REQUIRE_TOOLS").is_none(), "promtool is required but cannot run: {e}");
             eprintln!("promtool not installed (apt-get install prometheus): skipping its check");
         }
     }
@@ -294,4 +294,91 @@ fn the_rate_limit_and_an_agents_concurrency_change_while_tasks_run() {
         ]
     );
     assert!(log.iter().all(|r| r.actor == "test" && r.reason == "rate limit drill"));
+}
+
+#[test]
+fn breaker_settings_and_time_budgets_change_while_tasks_run() {
+    use metafed::{AgentSpec, BreakerConfig, BreakerMode, FailureKind, Level, Request, Status};
+    let mut b = Topology::builder();
+    let d = b.domain("D").unwrap();
+    // An agent that takes 30 ms: inside the seed's 50 ms agent budget, outside 20 ms.
+    b.agent(
+        d,
+        "slow",
+        AgentSpec::handler(|r: &Request<'_>| {
+            std::thread::sleep(Duration::from_millis(30));
+            Ok(r.task_id)
+        }),
+    )
+    .unwrap();
+    let engine = Engine::start(b.build().unwrap(), EngineConfig { workers: 1, ..EngineConfig::default() }).unwrap();
+    let run = |id: u64| engine.wait(engine.submit(&Task::new(id, d).waitable(), None).unwrap(), None).unwrap();
+    assert_eq!(run(1).status, Status::Ok);
+    assert_eq!(engine.breaker_config(Level::Agent), Some(BreakerConfig::agent()));
+
+    let _actor = metafed::act_as("test", "tighter budget");
+    let tight = BreakerConfig {
+        timeout: Duration::from_millis(20),
+        consecutive_failures: 100,
+        window: Duration::from_secs(3),
+        ..BreakerConfig::agent()
+    };
+    engine.set_breaker_config(Level::Agent, &tight).unwrap();
+    assert_eq!(engine.breaker_config(Level::Agent), Some(tight.clone()));
+    let c = run(2);
+    assert_eq!(c.status, Status::Failed);
+    assert!(c.failures().iter().any(|f| f.kind == FailureKind::Slow), "{:?}", c.failures());
+
+    // Back to the seed's budget, and the mode with it: disabled breakers still time calls.
+    engine.set_breaker_config(Level::Agent, &BreakerConfig::agent().disabled()).unwrap();
+    assert_eq!(engine.stats().agents[0].breaker.mode, BreakerMode::Disabled);
+    assert_eq!(run(3).status, Status::Ok);
+
+    let bad = BreakerConfig { half_open_probes: 0, ..BreakerConfig::domain() };
+    let err = engine.set_breaker_config(Level::Domain, &bad).unwrap_err();
+    assert!(err.to_string().contains("breakers.domain") && err.to_string().contains("half_open_probes"), "{err}");
+    assert_eq!(engine.breaker_config(Level::Domain), Some(BreakerConfig::domain()), "a refused change changes nothing");
+
+    let actions: Vec<_> = engine.audit_log().iter().map(|r| (r.action, r.target.clone())).collect();
+    assert_eq!(
+        actions,
+        [
+            ("breaker_config", "agent breakers".to_string()),
+            ("breaker_mode", "agent D/slow".to_string()),
+            ("breaker_config", "agent breakers".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn a_toml_file_reloads_what_can_change_while_tasks_run() {
+    use metafed::{BreakerConfig, Level};
+    let original = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/topology.toml")).unwrap();
+    let topology = Topology::from_toml(&original).unwrap();
+    let config = EngineConfig { workers: 1, pin: false, ..EngineConfig::from_toml(&original).unwrap() };
+    let engine = Engine::start(topology, config).unwrap();
+    // The same file: nothing to do (the worker count differs from the file's 0 = per core, a
+    // restart setting, but `workers = 0` is not a request for a count).
+    let same = engine.reload_toml(&original).unwrap();
+    assert!(same.applied.is_empty(), "{same:?}");
+
+    let changed = original
+        .replace("consecutive_failures = 3", "consecutive_failures = 7")
+        .replace("[engine.admission]", "[engine.admission]\nrate_limit_per_s = 50000.0\nrate_limit_burst = 100.0")
+        .replace("max_in_flight = 8192", "max_in_flight = 1024");
+    let r = engine.reload_toml(&changed).unwrap();
+    assert_eq!(r.applied, ["breakers.agent", "engine.admission rate limit"]);
+    assert_eq!(r.needs_restart, ["engine.workers / max_in_flight"]);
+    let agent = engine.breaker_config(Level::Agent).unwrap();
+    assert_eq!((agent.consecutive_failures, agent.timeout), (7, BreakerConfig::agent().timeout));
+
+    // Another shape, or a file that does not parse: an error, and nothing changes.
+    let err = engine.reload_toml(&original.replace("name = \"Cache\"", "name = \"Redis\"")).unwrap_err();
+    assert!(err.to_string().contains("missing: agent Database/Cache"), "{err}");
+    assert!(engine.reload_toml("[[domains]\nname = ").is_err());
+    let bad = changed.replace("consecutive_failures = 5", "consecutive_failures = 5\nhalf_open_probes = 0");
+    assert!(engine.reload_toml(&bad).unwrap_err().to_string().contains("half_open_probes"));
+    assert_eq!(engine.breaker_config(Level::Agent).unwrap().consecutive_failures, 7);
+    let actions: Vec<_> = engine.audit_log().iter().map(|r| r.action).collect();
+    assert_eq!(actions, ["breaker_config", "rate_limit"]);
 }

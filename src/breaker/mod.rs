@@ -19,7 +19,7 @@
 
 mod window;
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -330,9 +330,57 @@ pub struct BreakerSnapshot {
     pub closed: u64,
 }
 
+/// The settings an operator may change while calls run, each in an atomic of its own: a call
+/// reads the ones it needs with relaxed loads (as cheap as plain fields), and a change applies
+/// from the next read. A check may see some settings before a change and some after; each
+/// combination is a valid configuration, and none moves the state word.
+struct Live {
+    timeout_ns: AtomicU64,
+    consecutive_failures: AtomicU32,
+    /// `f64::to_bits` of the failure rate.
+    failure_rate: AtomicU64,
+    min_calls: AtomicU32,
+    open_base_ns: AtomicU64,
+    open_max_ns: AtomicU64,
+    half_open_probes: AtomicU32,
+}
+
+impl Live {
+    fn new(cfg: &BreakerConfig) -> Self {
+        let live = Self {
+            timeout_ns: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            failure_rate: AtomicU64::new(0),
+            min_calls: AtomicU32::new(0),
+            open_base_ns: AtomicU64::new(0),
+            open_max_ns: AtomicU64::new(0),
+            half_open_probes: AtomicU32::new(0),
+        };
+        live.store(cfg);
+        live
+    }
+
+    fn store(&self, cfg: &BreakerConfig) {
+        let r = Ordering::Relaxed;
+        self.timeout_ns.store(cfg.timeout.as_nanos() as u64, r);
+        self.consecutive_failures.store(cfg.consecutive_failures, r);
+        self.failure_rate.store(cfg.failure_rate.to_bits(), r);
+        self.min_calls.store(cfg.min_calls, r);
+        self.open_base_ns.store(cfg.open_base.as_nanos() as u64, r);
+        self.open_max_ns.store(cfg.open_max.as_nanos() as u64, r);
+        self.half_open_probes.store(cfg.half_open_probes, r);
+    }
+
+    #[inline]
+    fn failure_rate(&self) -> f64 {
+        f64::from_bits(self.failure_rate.load(Ordering::Relaxed))
+    }
+}
+
 /// A circuit breaker; see the module documentation.
 pub struct Breaker {
-    cfg: BreakerConfig,
+    /// The settings (the mode lives in the state word).
+    live: Live,
     /// The state word (layout above). Every transition is a compare-and-swap on it.
     word: AtomicU64,
     /// While the state is `Open`: the clock reading at which it may move to half-open. Written
@@ -342,8 +390,6 @@ pub struct Breaker {
     window: Window,
     /// Transition counters, indexed by [`TransitionCause`].
     transitions: [AtomicU64; 7],
-    /// `cfg.timeout` in nanoseconds.
-    timeout_ns: u64,
 }
 
 impl fmt::Debug for Breaker {
@@ -358,20 +404,47 @@ impl Breaker {
     pub fn new(cfg: BreakerConfig, stripes: usize) -> Self {
         let mode_bits = (cfg.mode as u64) << MODE_SHIFT;
         let window = Window::new(cfg.window.as_nanos() as u64, stripes);
-        let timeout_ns = cfg.timeout.as_nanos() as u64;
         Self {
-            cfg,
+            live: Live::new(&cfg),
             word: AtomicU64::new(mode_bits),
             open_until: AtomicU64::new(0),
             window,
             transitions: std::array::from_fn(|_| AtomicU64::new(0)),
-            timeout_ns,
         }
     }
 
-    /// The settings.
-    pub fn config(&self) -> &BreakerConfig {
-        &self.cfg
+    /// The settings now (the window rounded to its ten buckets), with the current mode.
+    pub fn config(&self) -> BreakerConfig {
+        let r = Ordering::Relaxed;
+        BreakerConfig {
+            timeout: Duration::from_nanos(self.live.timeout_ns.load(r)),
+            consecutive_failures: self.live.consecutive_failures.load(r),
+            failure_rate: self.live.failure_rate(),
+            window: Duration::from_nanos(self.window.len_ns()),
+            min_calls: self.live.min_calls.load(r),
+            open_base: Duration::from_nanos(self.live.open_base_ns.load(r)),
+            open_max: Duration::from_nanos(self.live.open_max_ns.load(r)),
+            half_open_probes: self.live.half_open_probes.load(r),
+            mode: self.mode(),
+        }
+    }
+
+    /// Changes the settings while calls run (the mode is not among them: see
+    /// [`set_mode`](Self::set_mode)). The state is kept: an open breaker stays open until the
+    /// deadline it had, a run of failures keeps counting toward the new threshold. A changed
+    /// window starts over. `cfg` must be valid ([`BreakerConfig::validate`]).
+    pub fn set_config(&self, cfg: &BreakerConfig) {
+        debug_assert!(cfg.validate().is_ok());
+        if cfg.window.as_nanos() as u64 / window::BUCKETS as u64 != self.window.len_ns() / window::BUCKETS as u64 {
+            self.window.set_len(cfg.window.as_nanos() as u64);
+        }
+        self.live.store(cfg);
+    }
+
+    /// The timeout in nanoseconds: a call slower than this counts as a failure.
+    #[inline]
+    pub(crate) fn timeout_ns(&self) -> u64 {
+        self.live.timeout_ns.load(Ordering::Relaxed)
     }
 
     /// The effective state (forced-open reads as open, the transient opening state as open).
@@ -423,7 +496,7 @@ impl Breaker {
                     }
                 }
                 S_HALF_OPEN => {
-                    if probes(w) >= u64::from(self.cfg.half_open_probes) {
+                    if probes(w) >= u64::from(self.live.half_open_probes.load(Ordering::Relaxed)) {
                         return (Permit::Denied, None);
                     }
                     if self.cas(w, w + (1 << PROBES_SHIFT)) {
@@ -450,8 +523,8 @@ impl Breaker {
         if self.disabled() {
             return None; // nothing to judge; the engine's counters still count the call
         }
-        let failure = !ok || latency_ns > self.timeout_ns;
-        if self.cfg.failure_rate > 0.0 {
+        let failure = !ok || latency_ns > self.timeout_ns();
+        if self.live.failure_rate() > 0.0 {
             self.window.record(stripe, now_ns, failure);
         }
         match permit {
@@ -492,7 +565,7 @@ impl Breaker {
                 continue;
             }
             let run = consec(w) + 1;
-            let threshold = u64::from(self.cfg.consecutive_failures);
+            let threshold = u64::from(self.live.consecutive_failures.load(Ordering::Relaxed));
             let cause = if threshold > 0 && run >= threshold {
                 TransitionCause::ConsecutiveFailures
             } else if self.rate_tripped(now_ns) {
@@ -524,7 +597,7 @@ impl Breaker {
                 continue;
             }
             let s = succ(w) + 1;
-            if s >= u64::from(self.cfg.half_open_probes) {
+            if s >= u64::from(self.live.half_open_probes.load(Ordering::Relaxed)) {
                 if self.cas(w, w & MODE_MASK) {
                     return Some(self.count(
                         BreakerState::HalfOpen,
@@ -547,8 +620,8 @@ impl Breaker {
         if !self.cas(w, pack(S_OPENING, w & MODE_MASK, 0, 0, e, 0)) {
             return None;
         }
-        let base = self.cfg.open_base.as_nanos() as u64;
-        let open_ns = base.saturating_mul(1u64 << e.min(40)).min(self.cfg.open_max.as_nanos() as u64);
+        let base = self.live.open_base_ns.load(Ordering::Relaxed);
+        let open_ns = base.saturating_mul(1u64 << e.min(40)).min(self.live.open_max_ns.load(Ordering::Relaxed));
         self.open_until.store(now_ns.saturating_add(open_ns), Ordering::Relaxed);
         // Only the winner of the CAS above changes the state bits while they say `Opening`;
         // an operator may change the mode bits meanwhile, so keep whatever mode is there.
@@ -567,12 +640,12 @@ impl Breaker {
     }
 
     fn rate_tripped(&self, now_ns: u64) -> bool {
-        let rate = self.cfg.failure_rate;
+        let rate = self.live.failure_rate();
         if rate <= 0.0 {
             return false;
         }
         let (calls, failures) = self.window.totals(now_ns);
-        calls >= u64::from(self.cfg.min_calls.max(1)) && failures as f64 >= rate * calls as f64
+        calls >= u64::from(self.live.min_calls.load(Ordering::Relaxed).max(1)) && failures as f64 >= rate * calls as f64
     }
 
     /// Sets the operator's override. Forcing open and returning to normal are transitions;

@@ -17,13 +17,13 @@ use crossbeam_utils::CachePadded;
 pub(crate) const BUCKETS: usize = 10;
 
 pub(crate) struct Window {
-    /// Length of one bucket in nanoseconds (`window / BUCKETS`, at least 1).
-    #[cfg_attr(not(test), allow(dead_code))]
-    bucket_ns: u64,
+    /// Length of one bucket in nanoseconds (`window / BUCKETS`, at least 2).
+    bucket_ns: AtomicU64,
     /// `ceil(2^64 / bucket_ns)`, so that `now / bucket_ns` is `(now * recip) >> 64`: a multiply
     /// instead of a division on every call. The result is exact or one too high just below a
-    /// bucket boundary, which only moves the boundary by a nanosecond or so.
-    recip: u128,
+    /// bucket boundary, which only moves the boundary by a nanosecond or so. An operator may
+    /// change the window while calls run ([`set_len`](Self::set_len)).
+    recip: AtomicU64,
     /// One stripe per recording thread; stripe `i` is written only by the thread that records
     /// with `stripe == i`.
     stripes: Box<[CachePadded<[AtomicU64; BUCKETS]>]>,
@@ -33,13 +33,36 @@ impl Window {
     pub(crate) fn new(window_ns: u64, stripes: usize) -> Self {
         let stripes =
             (0..stripes.max(1)).map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0)))).collect();
-        let bucket_ns = (window_ns / BUCKETS as u64).max(1);
-        Self { bucket_ns, recip: (u128::from(u64::MAX) + u128::from(bucket_ns)) / u128::from(bucket_ns), stripes }
+        let w = Self { bucket_ns: AtomicU64::new(2), recip: AtomicU64::new(1 << 63), stripes };
+        w.set_len(window_ns);
+        w
+    }
+
+    /// Changes the window's length, and empties it: counts kept on the old scale would land in
+    /// the wrong buckets. A call recorded while the change is made may survive it or be lost
+    /// (its thread writes its stripe without a read-modify-write); the window only judges a
+    /// rate, so one call either way does not matter.
+    pub(crate) fn set_len(&self, window_ns: u64) {
+        let bucket_ns = (window_ns / BUCKETS as u64).max(2);
+        // At least 2, so the reciprocal fits in 64 bits.
+        let recip = (u128::from(u64::MAX) + u128::from(bucket_ns)) / u128::from(bucket_ns);
+        self.bucket_ns.store(bucket_ns, Ordering::Relaxed);
+        self.recip.store(recip as u64, Ordering::Relaxed);
+        for stripe in self.stripes.iter() {
+            for bucket in stripe.iter() {
+                bucket.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The window's length in nanoseconds (a multiple of ten buckets).
+    pub(crate) fn len_ns(&self) -> u64 {
+        self.bucket_ns.load(Ordering::Relaxed) * BUCKETS as u64
     }
 
     #[inline]
     fn epoch(&self, now_ns: u64) -> u64 {
-        ((u128::from(now_ns) * self.recip) >> 64) as u64
+        ((u128::from(now_ns) * u128::from(self.recip.load(Ordering::Relaxed))) >> 64) as u64
     }
 
     /// Records one call. `stripe` must be the caller's own stripe (see the module docs); an
@@ -108,11 +131,25 @@ mod tests {
         for window in [10u64, 1_000, 999_999_937, 1_000_000_000, 60_000_000_000] {
             let w = Window::new(window, 1);
             for now in [0u64, 1, 99, 100, 12_345_678_901, 999_999_999_999, 1 << 50] {
-                let (exact, got) = (now / w.bucket_ns, w.epoch(now));
-                let near_boundary = w.bucket_ns - now % w.bucket_ns <= 4;
+                let b = w.bucket_ns.load(Ordering::Relaxed);
+                let (exact, got) = (now / b, w.epoch(now));
+                let near_boundary = b - now % b <= 4;
                 assert!(got == exact || (got == exact + 1 && near_boundary), "{window} {now}: {got} vs {exact}");
             }
         }
+    }
+
+    #[test]
+    fn a_changed_window_counts_in_its_new_buckets() {
+        let w = Window::new(1_000, 1);
+        w.record(0, 500, true);
+        assert_eq!(w.totals(500), (1, 1));
+        w.set_len(10_000); // buckets of 1,000 ns
+        assert_eq!(w.len_ns(), 10_000);
+        assert_eq!(w.totals(500), (0, 0), "a changed window starts empty");
+        w.record(0, 600, false);
+        w.record(0, 9_000, true);
+        assert_eq!(w.totals(9_500), (2, 1));
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! to `*out_len`, so that a call with `cap` 0 asks for the size. Counters move between two
 //! calls, so a text can grow: leave some room, and call again if `*out_len >= cap`.
 
-use super::engine::{engine_arc, metafed_engine, with_engine, write_name};
-use super::{METAFED_E_INVALID, boundary, err, flag, metafed_status, non_null, str_arg};
+use super::engine::{engine_arc, level_arg, metafed_engine, with_engine, write_name};
+use super::topology::{breaker_config_arg, breaker_config_to_c};
+use super::types::metafed_breaker_config;
+use super::{METAFED_E_INVALID, boundary, check_size, err, flag, metafed_status, non_null, str_arg};
 use std::ffi::c_char;
 
 /// Health: every breaker closed, measured reliability as predicted.
@@ -36,6 +38,10 @@ pub const METAFED_CAUSE_RESET: i32 = 6;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct metafed_breaker_event {
+    /// `sizeof(metafed_breaker_event)`; set by the caller in the first element of the array
+    /// `metafed_engine_drain_events` fills (it is the array's stride), written by the library in
+    /// every element it fills.
+    pub struct_size: u32,
     /// When, in nanoseconds since the engine started.
     pub at_ns: u64,
     /// The task whose admission or result caused it (meta and domain breakers), if `has_task`.
@@ -173,6 +179,45 @@ pub extern "C" fn metafed_engine_set_rate_limit(engine: *mut metafed_engine, per
     boundary("metafed_engine_set_rate_limit", || with_engine(engine, |e| Ok(e.set_rate_limit(per_s, burst)?)))
 }
 
+/// Changes the breaker settings of level `level` (`METAFED_LEVEL_*`) while tasks run: every
+/// breaker of the level takes `*config` (as `metafed_topology_set_breaker` sets it before the
+/// start, the mode included), and the level's time budget becomes `config->timeout_ms`. Breakers
+/// keep their state; a changed window starts over; attempts already running keep the budget
+/// they started with. Recorded in the audit trail. `METAFED_E_INVALID` names a bad setting.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_breaker(
+    engine: *mut metafed_engine,
+    level: i32,
+    config: *const metafed_breaker_config,
+) -> metafed_status {
+    boundary("metafed_engine_set_breaker", || {
+        let level = level_arg(level)?;
+        let cfg = breaker_config_arg(config)?;
+        with_engine(engine, |e| Ok(e.set_breaker_config(level, &cfg)?))
+    })
+}
+
+/// The breaker settings of level `level` now (`METAFED_LEVEL_*`) into `*out` (the caller sets
+/// `out->struct_size`), the mode of the level's first breaker included.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_breaker_config(
+    engine: *mut metafed_engine,
+    level: i32,
+    out: *mut metafed_breaker_config,
+) -> metafed_status {
+    boundary("metafed_engine_breaker_config", || {
+        non_null(out, "out")?;
+        // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.
+        check_size(unsafe { (*out).struct_size }, size_of::<metafed_breaker_config>(), "metafed_breaker_config")?;
+        let level = level_arg(level)?;
+        let cfg = with_engine(engine, |e| Ok(e.breaker_config(level)))?;
+        let cfg = cfg.ok_or_else(|| err(METAFED_E_INVALID, format!("the engine has no {level:?} breaker")))?;
+        // SAFETY: as above.
+        unsafe { *out = breaker_config_to_c(&cfg) };
+        Ok(())
+    })
+}
+
 /// Changes agent `agent`'s limit on attempts in flight while tasks run. Both its old and its new
 /// limit must be at least 1 (an agent started without a limit cannot get one while running:
 /// `METAFED_E_CONFIG`). Recorded in the audit trail.
@@ -255,8 +300,9 @@ pub extern "C" fn metafed_engine_breaker_name(
     })
 }
 
-/// Moves up to `cap` breaker events (the oldest first) into `out`, their number into `*out_n`.
-/// The engine keeps up to 1,024 between calls (those that come later are dropped, and counted in
+/// Moves up to `cap` breaker events (the oldest first) into `out` (an array whose stride is
+/// `out[0].struct_size`, which the caller sets), their number into `*out_n`. The engine keeps up
+/// to 1,024 between calls (those that come later are dropped, and counted in
 /// `metafed_stats.events_dropped`); call it every second or so to follow the breakers.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_drain_events(
@@ -267,8 +313,14 @@ pub extern "C" fn metafed_engine_drain_events(
 ) -> metafed_status {
     boundary("metafed_engine_drain_events", || {
         non_null(out_n, "out_n")?;
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *out_n = 0 };
+        let mut stride = size_of::<metafed_breaker_event>();
         if cap > 0 {
             non_null(out, "out")?;
+            // SAFETY: `out` points to at least one event per the contract.
+            stride = unsafe { (*out).struct_size } as usize;
+            check_size(stride as u32, size_of::<metafed_breaker_event>(), "metafed_breaker_event")?;
         }
         let n = with_engine(engine, |e| {
             let sh = e.shared();
@@ -276,6 +328,7 @@ pub extern "C" fn metafed_engine_drain_events(
             while n < cap {
                 let Some(ev) = sh.events.pop() else { break };
                 let v = metafed_breaker_event {
+                    struct_size: size_of::<metafed_breaker_event>() as u32,
                     at_ns: ev.at_ns,
                     task_id: ev.task.unwrap_or(0),
                     has_task: u32::from(ev.task.is_some()),
@@ -285,8 +338,9 @@ pub extern "C" fn metafed_engine_drain_events(
                     to: ev.transition.to as i32,
                     cause: ev.transition.cause as i32,
                 };
-                // SAFETY: `out` holds `cap` writable records per the contract; n < cap.
-                unsafe { *out.add(n) = v };
+                // SAFETY: `out` holds `cap` writable records of `stride` bytes per the contract
+                // (a stride at least the size of this build's record was checked); n < cap.
+                unsafe { *out.cast::<u8>().add(n * stride).cast::<metafed_breaker_event>() = v };
                 n += 1;
             }
             Ok(n)

@@ -446,6 +446,28 @@ fn level_config(level: i32) -> Result<BreakerConfig, FfiError> {
     }
 }
 
+/// Reads and checks a caller's `metafed_breaker_config`.
+pub(crate) fn breaker_config_arg(config: *const metafed_breaker_config) -> Result<BreakerConfig, FfiError> {
+    non_null(config, "config")?;
+    // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.
+    let c = unsafe { &*config };
+    check_size(c.struct_size, size_of::<metafed_breaker_config>(), "metafed_breaker_config")?;
+    let dur = duration_ms;
+    let cfg = BreakerConfig {
+        timeout: dur(c.timeout_ms, "timeout_ms")?,
+        consecutive_failures: c.consecutive_failures,
+        failure_rate: c.failure_rate,
+        window: dur(c.window_ms, "window_ms")?,
+        min_calls: c.min_calls,
+        open_base: dur(c.open_base_ms, "open_base_ms")?,
+        open_max: dur(c.open_max_ms, "open_max_ms")?,
+        half_open_probes: c.half_open_probes,
+        mode: breaker_mode(c.mode)?,
+    };
+    cfg.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
+    Ok(cfg)
+}
+
 pub(crate) fn breaker_mode(mode: i32) -> Result<BreakerMode, FfiError> {
     match mode {
         METAFED_BREAKER_NORMAL => Ok(BreakerMode::Normal),
@@ -460,25 +482,28 @@ pub(crate) fn breaker_mode(mode: i32) -> Result<BreakerMode, FfiError> {
 pub extern "C" fn metafed_breaker_config_init(level: i32, out: *mut metafed_breaker_config) -> super::metafed_status {
     boundary("metafed_breaker_config_init", || {
         non_null(out, "out")?;
-        let c = level_config(level)?;
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let v = metafed_breaker_config {
-            struct_size: size_of::<metafed_breaker_config>() as u32,
-            mode: c.mode as i32,
-            timeout_ms: ms(c.timeout),
-            consecutive_failures: c.consecutive_failures,
-            min_calls: c.min_calls,
-            failure_rate: c.failure_rate,
-            window_ms: ms(c.window),
-            open_base_ms: ms(c.open_base),
-            open_max_ms: ms(c.open_max),
-            half_open_probes: c.half_open_probes,
-            reserved: 0,
-        };
         // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.
-        unsafe { *out = v };
+        unsafe { *out = breaker_config_to_c(&level_config(level)?) };
         Ok(())
     })
+}
+
+/// A breaker configuration as the C struct.
+pub(crate) fn breaker_config_to_c(c: &BreakerConfig) -> metafed_breaker_config {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    metafed_breaker_config {
+        struct_size: size_of::<metafed_breaker_config>() as u32,
+        mode: c.mode as i32,
+        timeout_ms: ms(c.timeout),
+        consecutive_failures: c.consecutive_failures,
+        min_calls: c.min_calls,
+        failure_rate: c.failure_rate,
+        window_ms: ms(c.window),
+        open_base_ms: ms(c.open_base),
+        open_max_ms: ms(c.open_max),
+        half_open_probes: c.half_open_probes,
+        reserved: 0,
+    }
 }
 
 /// Sets the breaker settings of one level (`METAFED_LEVEL_*`) for every breaker of that level.
@@ -489,24 +514,8 @@ pub extern "C" fn metafed_topology_set_breaker(
     config: *const metafed_breaker_config,
 ) -> super::metafed_status {
     boundary("metafed_topology_set_breaker", || {
-        non_null(config, "config")?;
-        // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.
-        let c = unsafe { &*config };
-        check_size(c.struct_size, size_of::<metafed_breaker_config>(), "metafed_breaker_config")?;
         level_config(level)?;
-        let dur = duration_ms;
-        let cfg = BreakerConfig {
-            timeout: dur(c.timeout_ms, "timeout_ms")?,
-            consecutive_failures: c.consecutive_failures,
-            failure_rate: c.failure_rate,
-            window: dur(c.window_ms, "window_ms")?,
-            min_calls: c.min_calls,
-            open_base: dur(c.open_base_ms, "open_base_ms")?,
-            open_max: dur(c.open_max_ms, "open_max_ms")?,
-            half_open_probes: c.half_open_probes,
-            mode: breaker_mode(c.mode)?,
-        };
-        cfg.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
+        let cfg = breaker_config_arg(config)?;
         with_builder(topology, |b| {
             let mut levels = b.levels().clone();
             match level {

@@ -48,7 +48,8 @@ impl Worker {
         // When the attempt is abandoned if it is deferred and not answered: the agent timeout, or
         // the task's deadline or the sub-task's domain timeout when sooner.
         // (Times are engine nanoseconds, below 2^63, and timeouts at most 30 days: no overflow.)
-        let deadline = (self.now + sh.agent_timeout_ns).min(req.deadline_ns).min(m.started_ns + sh.domain_timeout_ns);
+        let deadline =
+            (self.now + sh.agent_timeout_ns()).min(req.deadline_ns).min(m.started_ns + sh.domain_timeout_ns());
         let r = Request {
             ticket: m.ticket,
             task_id: req.id,
@@ -97,7 +98,7 @@ impl Worker {
         self.release_agent(ai);
         match call {
             // The common case, kept short: a success at once, in time, of a sub-task not parked.
-            Call::Value(v) if m.parked == NOT_PARKED && latency <= self.sh.agent_timeout_ns => {
+            Call::Value(v) if m.parked == NOT_PARKED && latency <= self.sh.agent_timeout_ns() => {
                 self.report_success(&info, latency);
                 if info.number > 0 {
                     self.counters().domain[usize::from(m.domain)].recovered.inc();

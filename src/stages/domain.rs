@@ -149,7 +149,7 @@ impl Worker {
     /// counters. An answer slower than the agent timeout counts as a failure (`Slow`).
     pub(crate) fn report_to_breaker(&mut self, info: &AttemptInfo, out: &mut Outcome) {
         let a = usize::from(info.agent);
-        if out.failure.is_none() && out.latency_ns > self.sh.agent_timeout_ns {
+        if out.failure.is_none() && out.latency_ns > self.sh.agent_timeout_ns() {
             out.failure = Some(crate::FailureKind::Slow);
         }
         let ok = out.failure.is_none();
@@ -222,7 +222,7 @@ impl Worker {
         if self.now >= deadline {
             return self.finish_subtask(m, Reason::Deadline);
         }
-        if self.now.saturating_sub(m.started_ns) > self.sh.domain_timeout_ns {
+        if self.now.saturating_sub(m.started_ns) > self.sh.domain_timeout_ns() {
             return self.finish_subtask(m, Reason::DomainTimeout);
         }
         if u32::from(m.attempt) >= self.sh.max_attempts[d] {

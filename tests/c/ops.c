@@ -90,8 +90,11 @@ int main(void) {
     OK(metafed_engine_set_breaker_mode(engine, METAFED_LEVEL_AGENT, 0, METAFED_BREAKER_FORCED_OPEN));
     OK(metafed_set_actor(NULL, NULL));
     OK(metafed_engine_set_domain_down(engine, 2, 1));
+    events[0].struct_size = 0; /* the stride is the caller's to set */
+    FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_drain_events(engine, events, 16, &n));
+    events[0].struct_size = sizeof events[0];
     OK(metafed_engine_drain_events(engine, events, 16, &n));
-    CHECK(n == 1);
+    CHECK(n == 1 && events[0].struct_size == sizeof events[0]);
     CHECK(events[0].level == METAFED_LEVEL_AGENT && events[0].index == 0);
     CHECK(events[0].from == METAFED_STATE_CLOSED && events[0].to == METAFED_STATE_OPEN);
     CHECK(events[0].cause == METAFED_CAUSE_FORCED && events[0].has_task == 0);
@@ -117,6 +120,25 @@ int main(void) {
     FAILS(METAFED_E_CONFIG, metafed_engine_set_rate_limit(engine, -1.0, 1.0));
     FAILS(METAFED_E_CONFIG, metafed_engine_set_agent_max_concurrency(engine, 0, 4));
     FAILS(METAFED_E_INVALID, metafed_engine_set_agent_max_concurrency(engine, 99, 4));
+    {
+        /* Breaker settings of a level, read and changed while the engine runs. */
+        metafed_breaker_config cfg;
+        cfg.struct_size = sizeof cfg;
+        OK(metafed_engine_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        CHECK(cfg.timeout_ms == 200.0 && cfg.consecutive_failures == 5);
+        cfg.consecutive_failures = 8;
+        cfg.timeout_ms = 150.0;
+        OK(metafed_engine_set_breaker(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        cfg.consecutive_failures = 0;
+        OK(metafed_engine_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        CHECK(cfg.timeout_ms == 150.0 && cfg.consecutive_failures == 8);
+        cfg.half_open_probes = 0;
+        FAILS(METAFED_E_INVALID, metafed_engine_set_breaker(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        FAILS(METAFED_E_INVALID, metafed_engine_set_breaker(engine, 7, &cfg));
+        FAILS(METAFED_E_NULL, metafed_engine_set_breaker(engine, METAFED_LEVEL_DOMAIN, NULL));
+        cfg.struct_size = 0;
+        FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_breaker_config(engine, METAFED_LEVEL_META, &cfg));
+    }
     FETCH(metafed_engine_audit_json(engine, 2, buf, cap, out_len), text);
     CHECK(strstr(text, "\"action\":\"rate_limit\",\"target\":\"admission\",\"from\":\"none\",\"to\":\"1000/s, burst 10\"") != NULL);
     free(text);

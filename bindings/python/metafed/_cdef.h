@@ -314,7 +314,22 @@ typedef struct metafed_shutdown_report {
   uint64_t elapsed_us;
 } metafed_shutdown_report;
 
+typedef struct metafed_breaker_config {
+  uint32_t struct_size;
+  int32_t mode;
+  double timeout_ms;
+  uint32_t consecutive_failures;
+  uint32_t min_calls;
+  double failure_rate;
+  double window_ms;
+  double open_base_ms;
+  double open_max_ms;
+  uint32_t half_open_probes;
+  uint32_t reserved;
+} metafed_breaker_config;
+
 typedef struct metafed_breaker_event {
+  uint32_t struct_size;
   uint64_t at_ns;
   uint64_t task_id;
   uint32_t has_task;
@@ -343,20 +358,6 @@ typedef int32_t (*metafed_handler_fn)(void *user_data,
                                       struct metafed_response *response);
 
 typedef void (*metafed_finalizer_fn)(void *user_data);
-
-typedef struct metafed_breaker_config {
-  uint32_t struct_size;
-  int32_t mode;
-  double timeout_ms;
-  uint32_t consecutive_failures;
-  uint32_t min_calls;
-  double failure_rate;
-  double window_ms;
-  double open_base_ms;
-  double open_max_ms;
-  uint32_t half_open_probes;
-  uint32_t reserved;
-} metafed_breaker_config;
 
 typedef struct metafed_hedge_config {
   uint32_t struct_size;
@@ -530,6 +531,14 @@ metafed_status metafed_engine_stop_admin(struct metafed_engine *engine);
 metafed_status metafed_engine_set_rate_limit(struct metafed_engine *engine,
                                              double per_s,
                                              double burst);
+
+metafed_status metafed_engine_set_breaker(struct metafed_engine *engine,
+                                          int32_t level,
+                                          const struct metafed_breaker_config *config);
+
+metafed_status metafed_engine_breaker_config(struct metafed_engine *engine,
+                                             int32_t level,
+                                             struct metafed_breaker_config *out);
 
 metafed_status metafed_engine_set_agent_max_concurrency(struct metafed_engine *engine,
                                                         uint16_t agent,

@@ -27,7 +27,7 @@ from ._native import (
     refuse_if_engine_thread,
 )
 from ._ops import AuditRecord, EventLogger, Health, audit_of, health_of, metrics_text_of, serve_admin_of
-from ._topology import CALLS, MESSAGES, Topology
+from ._topology import CALLS, MESSAGES, Topology, apply_breaker_settings
 from ._types import (
     AgentStats,
     BatchResult,
@@ -805,6 +805,34 @@ class Engine:
         _int_arg(agent, "agent", 0, 0xFFFF)
         _int_arg(limit, "limit", 1, 2**32 - 1)
         check(lib().metafed_engine_set_agent_max_concurrency(self._state.h, agent, limit))
+
+    _BREAKER_FIELDS = (
+        "timeout_ms", "consecutive_failures", "failure_rate", "window_ms", "min_calls", "open_base_ms",
+        "open_max_ms", "half_open_probes", "mode",
+    )
+
+    def breaker_config(self, level: Level) -> dict[str, float]:
+        """A level's breaker settings now (the keys `set_breaker` takes; `mode` a BreakerMode)."""
+        self._check_not_closed()
+        cfg = ffi.new("metafed_breaker_config *")
+        cfg.struct_size = ffi.sizeof("metafed_breaker_config")
+        check(lib().metafed_engine_breaker_config(self._state.h, int(level), cfg))
+        out: dict[str, float] = {k: getattr(cfg, k) for k in self._BREAKER_FIELDS}
+        out["mode"] = BreakerMode(cfg.mode)
+        return out
+
+    def set_breaker(self, level: Level, **settings: float) -> None:
+        """Changes a level's breaker settings while tasks run (keys as `Topology.set_breaker`:
+        timeout_ms, consecutive_failures, failure_rate, window_ms, min_calls, open_base_ms,
+        open_max_ms, half_open_probes, mode); those not given keep their current values.
+        `timeout_ms` is also the level's time budget. Breakers keep their state. Recorded in the
+        audit trail."""
+        self._check_not_closed()
+        cfg = ffi.new("metafed_breaker_config *")
+        cfg.struct_size = ffi.sizeof("metafed_breaker_config")
+        check(lib().metafed_engine_breaker_config(self._state.h, int(level), cfg))
+        apply_breaker_settings(cfg, settings)
+        check(lib().metafed_engine_set_breaker(self._state.h, int(level), cfg))
 
     def audit_log(self, after: int = 0) -> list[AuditRecord]:
         """The operator actions recorded (the newest 1,024), oldest first; with `after`, those

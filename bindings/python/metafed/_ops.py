@@ -149,6 +149,7 @@ class EventLogger:
     def __init__(self, handle: Any) -> None:
         self.h = handle
         self.buf = ffi.new("metafed_breaker_event[256]")
+        self.buf[0].struct_size = ffi.sizeof("metafed_breaker_event")  # the array's stride
         self.n = ffi.new("size_t *")
         self.audit_seq = 0
         self.names: dict[tuple[int, int], str] = {}

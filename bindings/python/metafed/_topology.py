@@ -230,6 +230,19 @@ def _complete(handle: tuple[int, int], key: tuple[int, int, int], value: object,
     lib().metafed_attempt_complete(attempt[0], rc, resp)
 
 
+def apply_breaker_settings(cfg: Any, settings: dict[str, float]) -> None:
+    """Writes keyword settings into a `metafed_breaker_config`, naming a bad key or value."""
+    for key, value in settings.items():
+        if key in ("struct_size", "reserved") or not hasattr(cfg, key):
+            raise TypeError(f"unknown breaker setting {key!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"breaker setting {key} must be a number, not {type(value).__name__}")
+        try:
+            setattr(cfg, key, value)
+        except OverflowError:
+            raise InvalidArgument(4, f"breaker setting {key} is out of range: {value}") from None
+
+
 class Topology:
     """Domains and their agents, breakers per level, timeouts, hedging, retry budgets, injected
     faults. Build one, then start any number of engines from it (each takes a copy)."""
@@ -452,15 +465,7 @@ class Topology:
         half_open_probes, mode); the others keep the level's seed defaults."""
         cfg = ffi.new("metafed_breaker_config *")
         check(lib().metafed_breaker_config_init(int(level), cfg))
-        for key, value in settings.items():
-            if key in ("struct_size", "reserved") or not hasattr(cfg, key):
-                raise TypeError(f"unknown breaker setting {key!r}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"breaker setting {key} must be a number, not {type(value).__name__}")
-            try:
-                setattr(cfg, key, value)
-            except OverflowError:
-                raise InvalidArgument(4, f"breaker setting {key} is out of range: {value}") from None
+        apply_breaker_settings(cfg, settings)
         check(lib().metafed_topology_set_breaker(self.handle, int(level), cfg))
 
     def disable_breakers(self) -> None:

@@ -165,3 +165,19 @@ def test_live_settings() -> None:
             ("ops", "rate_limit", "0.016666666666666666/s, burst 1"),
             ("unknown", "rate_limit", "none"),
         ]
+
+
+def test_breaker_settings_change_while_running() -> None:
+    with seed_engine() as engine:
+        before = engine.breaker_config(metafed.Level.AGENT)
+        assert before["timeout_ms"] == 50.0 and before["consecutive_failures"] == 3
+        assert isinstance(before["mode"], metafed.BreakerMode)
+        engine.set_breaker(metafed.Level.AGENT, consecutive_failures=6, timeout_ms=40.0)
+        after = engine.breaker_config(metafed.Level.AGENT)
+        assert (after["consecutive_failures"], after["timeout_ms"], after["min_calls"]) == (6, 40.0, before["min_calls"])
+        assert engine.run_many(range(200), "API").ok > 150
+        with pytest.raises(metafed.InvalidArgument, match="half_open_probes"):
+            engine.set_breaker(metafed.Level.DOMAIN, half_open_probes=0)
+        with pytest.raises(TypeError, match="unknown breaker setting 'timeout'"):
+            engine.set_breaker(metafed.Level.DOMAIN, timeout=1.0)
+        assert engine.audit_log()[-1].action == "breaker_config"

@@ -121,6 +121,26 @@ fn on_ctrl_c() {
 #[cfg(not(target_os = "linux"))]
 fn on_ctrl_c() {}
 
+static RELOAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a SIGHUP arrived since the last call (after [`on_sighup`]).
+pub fn take_reload() -> bool {
+    RELOAD.swap(false, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// From now on SIGHUP asks for a reload ([`take_reload`]) instead of ending the process.
+#[cfg(target_os = "linux")]
+pub fn on_sighup() {
+    extern "C" fn handler(_: libc::c_int) {
+        RELOAD.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    // SAFETY: installs a handler that only touches an atomic.
+    unsafe { libc::signal(libc::SIGHUP, handler as *const () as libc::sighandler_t) };
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn on_sighup() {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = match std::env::var("RUST_LOG") {

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A TOML file (topology, breakers, `[engine]`) instead of the seed's 3 x 3 federation.
+    /// A TOML file (topology, breakers, `[engine]`) instead of the seed's 3 x 3 federation. On
+    /// SIGHUP it is read again and what can change while tasks run is applied (breakers and
+    /// time budgets, agents' concurrency limits, the rate limit); see `Engine::reload_toml`.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The seed agents' error rate, without --config (0 to 1).
@@ -89,6 +91,9 @@ pub fn run(args: &Args) -> Result<(), String> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
+    if args.config.is_some() {
+        crate::on_sighup();
+    }
     let started = Instant::now();
     let end = (args.duration > 0).then(|| started + Duration::from_secs(args.duration));
     let period = Duration::from_secs(args.outage_every);
@@ -122,6 +127,9 @@ pub fn run(args: &Args) -> Result<(), String> {
                 down = want;
             }
         }
+        if let Some(path) = args.config.as_ref().filter(|_| crate::take_reload()) {
+            reload(&engine, path);
+        }
         if args.progress_every > 0 && Instant::now() >= next_progress {
             next_progress += Duration::from_secs(args.progress_every);
             let h = engine.health();
@@ -144,4 +152,28 @@ pub fn run(args: &Args) -> Result<(), String> {
         report.drained
     );
     Ok(())
+}
+
+/// SIGHUP: reads the file again and applies what can change while tasks run. A file that does
+/// not parse, or describes other domains or agents, changes nothing; the engine runs on.
+fn reload(engine: &Engine, path: &std::path::Path) {
+    let _g = metafed::act_as("metafed serve", "SIGHUP reload");
+    let result = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|text| engine.reload_toml(&text).map_err(|e| format!("{}: {e}", path.display())));
+    match result {
+        Ok(r) => {
+            let applied = if r.applied.is_empty() { "nothing changed".to_owned() } else { r.applied.join(", ") };
+            tracing::info!(file = %path.display(), applied = %applied, "reloaded on SIGHUP");
+            eprintln!("metafed serve: SIGHUP: reloaded {}: {applied}", path.display());
+            if !r.needs_restart.is_empty() {
+                tracing::warn!(file = %path.display(), settings = %r.needs_restart.join(", "), "changed settings need a restart");
+                eprintln!("metafed serve: SIGHUP: these changes need a restart: {}", r.needs_restart.join(", "));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload on SIGHUP failed; nothing changed");
+            eprintln!("metafed serve: SIGHUP: {e}; nothing changed");
+        }
+    }
 }
