@@ -29,6 +29,7 @@ from ._native import (
     WouldDeadlock,
     ffi,
     lib,
+    library_path,
 )
 from ._ops import AuditRecord, Health, HealthStatus, ReliabilityWindow, acting_as
 from ._topology import AsyncHandler, Handler, HandlerResult, Topology
@@ -67,5 +68,5 @@ __all__ = [
     "ConfigError", "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "Handler",
     "HandlerResult", "Health", "HealthStatus", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Reason", "ReliabilityWindow", "Reply",
     "Request", "ShutdownReport", "SimAgent", "Stats", "Task", "Ticket", "Topology", "TopologyError", "UnknownDomain",
-    "WaitTimeout", "WouldDeadlock", "acting_as", "version",
+    "WaitTimeout", "WouldDeadlock", "acting_as", "library_path", "version",
 ]

@@ -14,6 +14,7 @@ ffi.cdef((Path(__file__).with_name("_cdef.h")).read_text())
 
 _LIB_NAME = "libmetafed.so"
 _lib: Optional[Any] = None
+_lib_path: Optional[Path] = None
 
 
 def _candidates() -> list[Path]:
@@ -23,34 +24,37 @@ def _candidates() -> list[Path]:
         found.append(Path(env))
         return found  # an explicit choice is the only one tried
     here = Path(__file__).resolve().parent
-    found.append(here / _LIB_NAME)
-    try:
-        from ._location import REPO_TARGET  # written by setup.py at install time
-
-        found.append(Path(REPO_TARGET) / _LIB_NAME)
-    except ImportError:
-        pass
+    found.append(here / _LIB_NAME)  # the library an installed package carries
     found.append(here.parent.parent.parent / "target" / "release" / _LIB_NAME)  # a source checkout
     return found
 
 
 def lib() -> Any:
     """The loaded library (loaded on first use)."""
-    global _lib
+    global _lib, _lib_path
     if _lib is None:
         tried = []
         for path in _candidates():
             tried.append(str(path))
             if path.is_file():
                 _lib = ffi.dlopen(str(path))
+                _lib_path = path.resolve()
                 break
         else:
             raise LibraryNotFound(
-                "cannot find libmetafed.so (tried: " + ", ".join(tried) + "). Build it with "
-                "`cargo build --release` in the metafed repository, or set METAFED_LIBRARY to "
-                "the path of libmetafed.so."
+                "cannot find libmetafed.so (tried: " + ", ".join(tried) + "). An installed package "
+                "carries it (pip install ./bindings/python builds it with cargo); from a source "
+                "checkout, run `cargo build --release` in the repository, or set METAFED_LIBRARY "
+                "to the path of libmetafed.so."
             )
     return _lib
+
+
+def library_path() -> str:
+    """The path of the libmetafed.so this process uses (loading it if needed)."""
+    lib()
+    assert _lib_path is not None
+    return str(_lib_path)
 
 
 class LibraryNotFound(ImportError):
