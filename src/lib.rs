@@ -55,6 +55,8 @@ mod engine;
 pub mod ffi;
 #[cfg(not(loom))]
 mod isolated;
+#[cfg(not(loom))]
+pub mod overload;
 #[cfg(all(not(loom), feature = "peers"))]
 pub mod peers;
 #[cfg(not(loom))]

@@ -245,3 +245,17 @@ fn serve_refuses_bad_options_with_the_option_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--log-format"));
 }
+
+#[test]
+fn overload_reports_exactly_once_in_json() {
+    let out = metafed(&["overload", "--duration", "1", "--factor", "5", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["exactly_once"], true, "{doc}");
+    assert!(doc["capacity_per_s"].as_f64().unwrap() > 0.0);
+    let r = &doc["report"];
+    assert_eq!(r["lost"], 0);
+    assert_eq!(r["completed"], r["accepted"]);
+    let bad = metafed(&["overload", "--factor", "0"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--factor"));
+}

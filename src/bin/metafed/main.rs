@@ -7,6 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_io;
+mod overload;
 mod progress;
 mod serve;
 mod simulate;
@@ -56,6 +57,11 @@ enum Command {
     /// (/metrics, /health, /ready) on, until Ctrl-C: point Prometheus at it and watch breakers
     /// trip and recover.
     Serve(serve::Args),
+    /// W4: measure the capacity, then offer 50 times it (--factor) in an open loop, priorities
+    /// mixed, with a domain down and callers with tight deadlines on the way; report what the
+    /// throttle, shedding and degraded mode turned away, success per priority, memory, and
+    /// whether every accepted task completed exactly once (exit status 1 if not).
+    Overload(overload::Args),
     /// Run W1 (1024 in flight, breakers off) through the engine's Rust API with a minimal
     /// closed loop and print tasks/s: for instruction counting (scripts/callgrind-w1.sh) and
     /// for the C boundary benchmark (benches/c/run.sh), whose C loop is the same.
@@ -170,6 +176,11 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Scale(args) => bench::scale(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Overload(args) => match overload::run(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("W4: an accepted task was lost, duplicated or unexpected (see above)".into()),
+            Err(e) => Err(e),
+        },
         Command::Probe { tasks, workers } => bench::probe(tasks, workers),
         Command::BenchRss => {
             bench::rss_probe();

@@ -134,10 +134,14 @@ pub fn run(args: &Args) -> Result<(), String> {
             next_progress += Duration::from_secs(args.progress_every);
             let h = engine.health();
             let (c, ok) = (done[0].load(Ordering::Relaxed), done[1].load(Ordering::Relaxed));
+            let stats = engine.stats();
             eprintln!(
-                "[{:>6.0} s] offered {offered}, refused {refused}, completed {c}, ok {:.2}%, health {:?}{}",
+                "[{:>6.0} s] offered {offered}, refused {refused}, completed {c}, ok {:.2}%, latency since start p50 {:.0} us p99 {:.0} us, rss {} KiB, health {:?}{}",
                 started.elapsed().as_secs_f64(),
                 if c == 0 { 0.0 } else { 100.0 * ok as f64 / c as f64 },
+                stats.latency_ns.p50 as f64 / 1e3,
+                stats.latency_ns.p99 as f64 / 1e3,
+                metafed::overload::rss_kib(),
                 h.status,
                 h.reasons.first().map(|r| format!(": {r}")).unwrap_or_default()
             );
