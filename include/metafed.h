@@ -1500,6 +1500,15 @@ metafed_status metafed_engine_set_domain_down(struct metafed_engine *engine,
                                               uint32_t down);
 
 /*
+ Marks one agent down (`down` 1: every call to it fails, as `METAFED_FAILURE_DOWN`; an outage
+ of one dependency, for drills) or up again (0). Its breaker and its domain react as to any
+ failing agent. Recorded in the audit trail.
+ */
+metafed_status metafed_engine_set_agent_down(struct metafed_engine *engine,
+                                             uint16_t agent,
+                                             uint32_t down);
+
+/*
  Takes an agent out of rotation (`in_rotation` 0) or puts it back (1).
  */
 metafed_status metafed_engine_set_agent_in_rotation(struct metafed_engine *engine,

@@ -14,13 +14,39 @@ pub(crate) struct Clock {
     origin: Instant,
     /// (TSC at `origin`, nanoseconds per tick in 32.32 fixed point), when the TSC is usable.
     tsc: Option<(u64, u64)>,
+    /// A virtual clock (a simulation, `crate::Simulation`): time is what the simulation set.
+    /// Never together with `tsc`, so the TSC path does not look at it.
+    virt: Option<&'static VirtualTime>,
 }
+
+/// The time of a virtual clock. One per simulated engine, leaked (a few bytes) so that the
+/// clock stays `Copy`. Only the thread that drives the simulation reads and sets it, so it is a
+/// plain standard atomic, not one of the loom facade's.
+#[derive(Debug, Default)]
+pub(crate) struct VirtualTime(std::sync::atomic::AtomicU64);
 
 impl Clock {
     pub(crate) fn new() -> Self {
         let origin = Instant::now();
         let tsc = tsc_scale().map(|scale| (read_tsc(), scale));
-        Self { origin, tsc }
+        Self { origin, tsc, virt: None }
+    }
+
+    /// A virtual clock at time 0 that moves only by [`set`](Self::set).
+    pub(crate) fn virtual_clock() -> Self {
+        Self { origin: Instant::now(), tsc: None, virt: Some(Box::leak(Box::default())) }
+    }
+
+    /// Whether the clock is virtual.
+    pub(crate) fn is_virtual(&self) -> bool {
+        self.virt.is_some()
+    }
+
+    /// Moves a virtual clock to `ns` (never back); nothing on a real one.
+    pub(crate) fn set(&self, ns: u64) {
+        if let Some(v) = self.virt {
+            v.0.fetch_max(ns, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The `Instant` of engine time `ns`.
@@ -32,7 +58,10 @@ impl Clock {
     pub(crate) fn now(&self) -> u64 {
         match self.tsc {
             Some((base, scale)) => ((u128::from(read_tsc().wrapping_sub(base)) * u128::from(scale)) >> 32) as u64,
-            None => self.origin.elapsed().as_nanos() as u64,
+            None => match self.virt {
+                Some(v) => v.0.load(std::sync::atomic::Ordering::Relaxed),
+                None => self.origin.elapsed().as_nanos() as u64,
+            },
         }
     }
 }

@@ -70,7 +70,7 @@ impl Percentiles {
 }
 
 /// What a run observed.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct RunReport {
     /// Tasks submitted and accepted.
     pub submitted: u64,
@@ -104,6 +104,32 @@ impl RunReport {
     /// Completions with this reason.
     pub fn reason(&self, r: Reason) -> u64 {
         self.reasons[r as usize]
+    }
+
+    /// Counts one completion of a run whose task `i` has id `first_id + i`, `i < n`, with a
+    /// bit per task in `seen`: returns `i` for a task's first completion, None for an unknown
+    /// id or a second completion (counted as such).
+    pub(crate) fn count(&mut self, c: &Completion, first_id: u64, n: u64, seen: &mut [u64]) -> Option<u64> {
+        self.completed += 1;
+        let i = c.id.wrapping_sub(first_id);
+        if i >= n {
+            self.unknown += 1;
+            return None;
+        }
+        let (word, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+        if seen[word] & bit != 0 {
+            self.duplicated += 1;
+            return None;
+        }
+        seen[word] |= bit;
+        match c.status {
+            Status::Ok => self.ok += 1,
+            Status::Failed => self.failed += 1,
+            Status::TimedOut => self.timed_out += 1,
+            Status::Rejected => self.rejected += 1,
+        }
+        self.reasons[c.reason as usize] += 1;
+        Some(i)
     }
 }
 
@@ -195,25 +221,9 @@ pub fn closed_loop_until(
         let t1 = Instant::now();
         for c in &out[..got] {
             in_flight -= 1;
-            report.completed += 1;
-            let i = c.id.wrapping_sub(load.first_id);
-            if i >= n {
-                report.unknown += 1;
+            if report.count(c, load.first_id, n, &mut seen).is_none() {
                 continue;
             }
-            let (word, bit) = ((i / 64) as usize, 1u64 << (i % 64));
-            if seen[word] & bit != 0 {
-                report.duplicated += 1;
-                continue;
-            }
-            seen[word] |= bit;
-            match c.status {
-                Status::Ok => report.ok += 1,
-                Status::Failed => report.failed += 1,
-                Status::TimedOut => report.timed_out += 1,
-                Status::Rejected => report.rejected += 1,
-            }
-            report.reasons[c.reason as usize] += 1;
             let (t, t0) = sampled[c.ticket.slot() as usize];
             if t == c.ticket {
                 let _ = hist.record((t1 - t0).as_nanos().max(1) as u64);

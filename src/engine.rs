@@ -36,6 +36,9 @@ pub struct Engine {
     policy_writer: Mutex<()>,
     /// The rate limit in force (per second, burst), for the audit trail.
     rate_setting: Mutex<(f64, f64)>,
+    /// A simulation's engine (virtual clock, no threads): submissions pick workers and shards
+    /// without regard to the calling thread. Kept here, next to the hot path's other reads.
+    simulated: bool,
     /// The admin endpoint, while it runs.
     #[cfg(feature = "admin")]
     admin: Mutex<Option<crate::admin::AdminServer>>,
@@ -96,6 +99,17 @@ impl EngineBuilder {
     pub fn start(self) -> Result<Engine, Error> {
         Engine::launch(self.topology, self.config, self.callback)
     }
+
+    /// Builds the engine as a deterministic simulation instead of starting it: no threads, a
+    /// virtual clock, and the workers' turns run by [`crate::Simulation`] on the calling thread
+    /// in a fixed order. `config.workers` workers (0: one). Simulated agents with a latency wait
+    /// it as I/O agents do (on the simulation's timer, in virtual time); isolated simulated
+    /// agents run on the workers. Isolated handlers, and simulated agents that hang, need real
+    /// threads and are refused.
+    pub fn simulate(self) -> Result<crate::Simulation, Error> {
+        let (engine, workers) = Engine::build(self.topology, self.config, self.callback, true)?;
+        Ok(crate::Simulation::new(engine, workers))
+    }
 }
 
 impl Engine {
@@ -110,15 +124,55 @@ impl Engine {
     }
 
     fn launch(topo: Topology, cfg: EngineConfig, callback: Option<CompletionCallback>) -> Result<Engine, Error> {
+        Ok(Self::build(topo, cfg, callback, false)?.0)
+    }
+
+    /// Builds an engine; starts its threads unless `simulated`, in which case the workers come
+    /// back to be run by a [`crate::Simulation`].
+    fn build(
+        mut topo: Topology,
+        cfg: EngineConfig,
+        callback: Option<CompletionCallback>,
+        simulated: bool,
+    ) -> Result<(Engine, Vec<Worker>), Error> {
         cfg.validate().map_err(Error::Config)?;
         // The affinity mask, read once, before any thread is pinned.
-        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let cores = if simulated { Vec::new() } else { core_affinity::get_core_ids().unwrap_or_default() };
         let n_workers = match cfg.workers {
+            0 if simulated => 1,
             0 if !cores.is_empty() => cores.len(),
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let clock = Clock::new();
+        let clock = if simulated {
+            for a in topo.agents.iter_mut() {
+                if a.spec.isolated {
+                    if !matches!(a.spec.kind, AgentKind::Sim(_)) {
+                        return Err(Error::Config(format!(
+                            "agent {}: isolated agents run on threads of their own and cannot be simulated",
+                            a.name
+                        )));
+                    }
+                    // A simulated agent blocks nothing: isolation changes no outcome here.
+                    a.spec.isolated = false;
+                }
+                if let AgentKind::Sim(s) = &mut a.spec.kind {
+                    if matches!(s.fault, sim::SimFault::Hang { .. }) {
+                        return Err(Error::Config(format!(
+                            "agent {}: a hanging simulated agent blocks a thread and cannot be simulated",
+                            a.name
+                        )));
+                    }
+                    // Latency is waited in virtual time, on the simulation's timer.
+                    if s.latency != sim::Latency::None {
+                        s.io = true;
+                    }
+                }
+            }
+            Clock::virtual_clock()
+        } else {
+            Clock::new()
+        };
         // Attempt slots per worker: room for two deferred attempts per sub-task it may hold
         // (an attempt and a hedge, or an abandoned attempt whose handle is not yet released).
         // Sized per worker from the engine's totals, so that memory does not grow with the
@@ -185,7 +239,9 @@ impl Engine {
             callback,
             lifecycle: AtomicU8::new(RUNNING),
             policy: Snapshot::new(Policy { routing: topo.domains.iter().map(|d| d.agents.clone()).collect() }),
+            down: topo.domains.iter().map(|_| AtomicU64::new(0)).collect(),
             domain_down: topo.domains.iter().map(|_| AtomicBool::new(false)).collect(),
+            agents_down: topo.domains.iter().map(|_| AtomicU64::new(0)).collect(),
             events: Mpmc::new(1024),
             events_dropped: AtomicU64::new(0),
             reserve,
@@ -213,9 +269,14 @@ impl Engine {
             threads: Mutex::new(Threads::default()),
             policy_writer: Mutex::new(()),
             rate_setting: Mutex::new((sh.cfg.admission.rate_limit_per_s, sh.cfg.admission.rate_limit_burst)),
+            simulated,
             #[cfg(feature = "admin")]
             admin: Mutex::new(None),
         };
+        if simulated {
+            let workers = (0..n_workers).map(|id| Worker::new(id, sh.clone())).collect();
+            return Ok((engine, workers));
+        }
         let pin = sh.cfg.pin;
         for id in 0..n_workers {
             let core = cores.get(id % cores.len().max(1)).copied();
@@ -254,7 +315,7 @@ impl Engine {
                 Err(e) => return Err(Error::Spawn(format!("timer thread: {e}"))),
             }
         }
-        Ok(engine)
+        Ok((engine, Vec::new()))
     }
 
     pub(crate) fn shared(&self) -> &Shared {
@@ -309,7 +370,7 @@ impl Engine {
             sh.submit_full.fetch_add(1, Ordering::Relaxed);
             return Err(SubmitError::Full);
         }
-        let Some(idx) = sh.slab.alloc(submitter()) else {
+        let Some(idx) = sh.slab.alloc(self.submitter()) else {
             sh.submit_full.fetch_add(1, Ordering::Relaxed);
             return Err(SubmitError::Full);
         };
@@ -335,6 +396,10 @@ impl Engine {
     #[inline]
     fn target(&self) -> usize {
         let n = self.sh.workers.len();
+        if self.simulated {
+            // A simulation: the first worker that keeps up, whoever submits.
+            return (0..n).find(|&w| self.sh.workers[w].ingress.len() < 2 * self.sh.cfg.batch).unwrap_or(0);
+        }
         let w = PREFERRED.with(|p| p.get().unwrap_or_else(submitter)) % n;
         if n > 1 && self.sh.workers[w].ingress.len() >= 2 * self.sh.cfg.batch {
             let next = (w + 1) % n;
@@ -473,7 +538,7 @@ impl Engine {
     /// With a completion callback set, there is nothing to poll.
     pub fn poll(&self, out: &mut [Completion]) -> usize {
         let queues = &self.sh.completions;
-        let start = submitter();
+        let start = self.submitter();
         let mut n = 0;
         for k in 0..queues.len() {
             let q = &queues[(start + k) % queues.len()];
@@ -587,12 +652,33 @@ impl Engine {
             Some(flag) => {
                 let mut audit = self.sh.audit();
                 let before = flag.swap(down, Ordering::Relaxed);
+                self.sh.refresh_down(d);
                 let name = format!("domain {}", self.sh.topo.domains[d].name);
                 audit.record("domain_down", name, before.to_string(), down.to_string());
                 true
             }
             None => false,
         }
+    }
+
+    /// Marks one agent down (every call to it fails, as `FailureKind::Down`: an outage of one
+    /// dependency, for drills and simulations) or up again. Its breaker and its domain react as
+    /// to any failing agent. Returns false if there is no such agent. Audited.
+    pub fn set_agent_down(&self, agent: crate::AgentId, down: bool) -> bool {
+        let Some(def) = self.sh.topo.agents.get(usize::from(agent.0)) else { return false };
+        let d = usize::from(def.domain.0);
+        let bit = 1u64 << def.local;
+        let mut audit = self.sh.audit();
+        let before = if down {
+            self.sh.agents_down[d].fetch_or(bit, Ordering::Relaxed)
+        } else {
+            self.sh.agents_down[d].fetch_and(!bit, Ordering::Relaxed)
+        } & bit
+            != 0;
+        self.sh.refresh_down(d);
+        let name = format!("agent {}", self.sh.agent_path(usize::from(agent.0)));
+        audit.record("agent_down", name, before.to_string(), down.to_string());
+        true
     }
 
     /// Takes an agent out of rotation (its domain routes around it) or puts it back. Workers see
@@ -948,6 +1034,15 @@ thread_local! {
 /// A number for the calling thread, distinct from other submitting threads' (in order of first
 /// use): it spreads submitters over workers and over the slot free list's shards, so that they
 /// do not all contend on the same queue.
+impl Engine {
+    /// This thread's submitter index (its free-list shard and first completion queue); 0 in a
+    /// simulation, so that a run does not depend on which threads the process ran before.
+    #[inline]
+    fn submitter(&self) -> usize {
+        if self.simulated { 0 } else { submitter() }
+    }
+}
+
 fn submitter() -> usize {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     SUBMITTER.with(|s| match s.get() {

@@ -62,6 +62,8 @@ pub mod peers;
 #[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]
+mod simulation;
+#[cfg(not(loom))]
 mod stages;
 mod timer;
 #[cfg(not(loom))]
@@ -86,6 +88,8 @@ pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN};
 pub use engine::{Engine, EngineBuilder, Reload, ShutdownReport};
 #[cfg(not(loom))]
 pub use shared::{BreakerEvent, CompletionCallback, Level};
+#[cfg(not(loom))]
+pub use simulation::{OpenLoop, Simulation};
 #[cfg(not(loom))]
 pub use stages::DOWN_CODE;
 #[cfg(not(loom))]

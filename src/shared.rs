@@ -190,8 +190,15 @@ pub(crate) struct Shared {
     pub(crate) callback: Option<CompletionCallback>,
     pub(crate) lifecycle: AtomicU8,
     pub(crate) policy: Snapshot<Policy>,
-    /// Per domain: marked down by an operator or a test (every agent call fails).
+    /// Per domain: the agents whose calls fail because an operator or a test marked them, or
+    /// their whole domain, down (bit `local`; all ones while the domain is down). One load per
+    /// attempt. Recomputed from the two fields below by whoever changes them, under the audit
+    /// lock.
+    pub(crate) down: Box<[AtomicU64]>,
+    /// Per domain: marked down as a whole (a correlated fault).
     pub(crate) domain_down: Box<[AtomicBool]>,
+    /// Per domain: agents marked down one by one (bit `local`).
+    pub(crate) agents_down: Box<[AtomicU64]>,
     pub(crate) events: Mpmc<BreakerEvent>,
     pub(crate) events_dropped: AtomicU64,
     /// Per priority: free slots that must remain after a task of that priority takes one.
@@ -227,6 +234,16 @@ pub(crate) fn mode_name(m: BreakerMode) -> &'static str {
 }
 
 impl Shared {
+    /// Recomputes domain `d`'s word of [`Shared::down`] (the caller holds the audit lock).
+    pub(crate) fn refresh_down(&self, d: usize) {
+        let word = if self.domain_down[d].load(Ordering::Relaxed) {
+            u64::MAX
+        } else {
+            self.agents_down[d].load(Ordering::Relaxed)
+        };
+        self.down[d].store(word, Ordering::Relaxed);
+    }
+
     /// The agent level's time budget: an attempt slower than this failed.
     #[inline]
     pub(crate) fn agent_timeout_ns(&self) -> u64 {

@@ -53,6 +53,9 @@ pub(crate) struct Timer {
     /// scheduled; 0 while it is awake): a job due sooner wakes it.
     wake_at: AtomicU64,
     stop: AtomicBool,
+    /// In a simulation there is no thread: the simulation's driver moves jobs into this heap
+    /// and fires them as virtual time passes ([`fire_due`](Self::fire_due)).
+    sim: std::sync::Mutex<(BinaryHeap<Job>, u64)>,
 }
 
 impl Timer {
@@ -64,6 +67,41 @@ impl Timer {
             parker: Parker::new(),
             wake_at: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            sim: std::sync::Mutex::new((BinaryHeap::new(), 0)),
+        }
+    }
+
+    /// Simulation: moves scheduled jobs into the heap; returns the earliest due time.
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        let mut g = self.sim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (heap, seq) = &mut *g;
+        while let Some((due_ns, attempt, answer)) = self.queue.pop() {
+            heap.push(Job { due_ns, seq: *seq, attempt, answer });
+            *seq += 1;
+        }
+        heap.peek().map(|j| j.due_ns)
+    }
+
+    /// Simulation: completes every job due by `now` (in due order, then scheduling order);
+    /// returns how many.
+    pub(crate) fn fire_due(&self, now: u64) -> usize {
+        self.next_due();
+        let mut g = self.sim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut n = 0;
+        while g.0.peek().is_some_and(|j| j.due_ns <= now) {
+            let job = g.0.pop().expect("peeked");
+            let _ = job.attempt.finish_quiet(job.answer);
+            n += 1;
+        }
+        n
+    }
+
+    /// Simulation, at the end: completes whatever is left, as the thread does when it stops.
+    pub(crate) fn finish_all(&self) {
+        self.next_due();
+        let mut g = self.sim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for job in g.0.drain() {
+            let _ = job.attempt.finish_quiet(job.answer);
         }
     }
 

@@ -352,6 +352,12 @@ impl Worker {
             .sleep(|| !sh.workers[id].ingress.is_empty() || hub.has_mail() || sh.lifecycle() >= STOPPING, timeout);
     }
 
+    /// A simulation's end: what [`run`](Self::run) does when the engine stops.
+    pub(crate) fn stop_now(&mut self) {
+        self.abort_all();
+        self.sh.workers[self.id].exited.store(true, Ordering::Release);
+    }
+
     /// Completes every task this worker holds as rejected (`ShuttingDown`); the engine is
     /// stopping. Deferred attempts still in flight are abandoned. A task with several sub-tasks
     /// in the queues is completed once (the slot's claim decides).

@@ -57,7 +57,7 @@ fn simulate_runs_a_toml_topology() {
     let out = metafed(&["simulate", "--tasks", "20000", "--config", path]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("the configured topology") && text.contains("6. The seed's claims"), "{text}");
+    assert!(text.contains("the configured topology") && text.contains("7. The seed's claims"), "{text}");
 }
 
 #[test]
@@ -258,4 +258,47 @@ fn overload_reports_exactly_once_in_json() {
     assert_eq!(r["completed"], r["accepted"]);
     let bad = metafed(&["overload", "--factor", "0"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--factor"));
+}
+
+#[test]
+fn simulate_reproducible_gives_the_same_json_under_load() {
+    let args = [
+        "simulate",
+        "--tasks",
+        "2000",
+        "--repeats",
+        "2",
+        "--offered-rps",
+        "5000",
+        "--reproducible",
+        "--json",
+        "--workers",
+        "2",
+    ];
+    let first = metafed(&args);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    // Again while other threads keep every core busy: time in the simulation is virtual.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hogs: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let second = metafed(&args);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    hogs.into_iter().for_each(|h| h.join().unwrap());
+    assert!(second.status.success());
+    assert!(first.stdout == second.stdout, "the reproducible JSON differed between runs");
+    let doc: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert!(doc.get("throughput_tasks_per_s").is_none(), "wall-clock figures are left out");
+    let recovery = doc["recovery"].as_array().unwrap();
+    assert_eq!(recovery.len(), 3);
+    // The agent's and the domain's breakers open when their fault begins.
+    assert!(recovery[..2].iter().all(|r| r["breaker_opened_ms"].is_number()), "{recovery:?}");
 }

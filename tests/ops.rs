@@ -382,3 +382,29 @@ fn a_toml_file_reloads_what_can_change_while_tasks_run() {
     let actions: Vec<_> = engine.audit_log().iter().map(|r| r.action).collect();
     assert_eq!(actions, ["breaker_config", "rate_limit"]);
 }
+
+#[test]
+fn an_agent_marked_down_fails_its_calls_and_its_domain_fails_over() {
+    use metafed::{AgentId, FailureKind, Status};
+    let engine =
+        Engine::start(Topology::seed(0.0).unwrap(), EngineConfig { workers: 1, ..EngineConfig::default() }).unwrap();
+    let run =
+        |id: u64| engine.wait(engine.submit(&Task::new(id, DomainId(0)).waitable(), None).unwrap(), None).unwrap();
+    let _actor = metafed::act_as("test", "outage drill");
+    assert!(engine.set_agent_down(AgentId(0), true));
+    // Every task still succeeds (the domain fails over); the first agent's calls fail as Down.
+    for id in 0..30 {
+        let c = run(id);
+        assert_eq!(c.status, Status::Ok);
+        assert!(c.failures().iter().all(|f| f.kind == FailureKind::Down && f.agent == AgentId(0)));
+    }
+    assert!(engine.stats().agents[0].failures > 0);
+    // Down with its domain: the domain's flag wins while set, the agent's stays after.
+    assert!(engine.set_domain_down(DomainId(0), true));
+    assert_eq!(run(100).status, Status::Failed);
+    assert!(engine.set_domain_down(DomainId(0), false));
+    assert!(engine.set_agent_down(AgentId(0), false));
+    assert!(!engine.set_agent_down(AgentId(99), true));
+    let last: Vec<_> = engine.audit_log().iter().map(|r| (r.action, r.to.clone())).collect();
+    assert_eq!(last.first(), Some(&("agent_down", "true".to_string())));
+}

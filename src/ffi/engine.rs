@@ -708,6 +708,23 @@ pub extern "C" fn metafed_engine_set_domain_down(
     })
 }
 
+/// Marks one agent down (`down` 1: every call to it fails, as `METAFED_FAILURE_DOWN`; an outage
+/// of one dependency, for drills) or up again (0). Its breaker and its domain react as to any
+/// failing agent. Recorded in the audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_agent_down(engine: *mut metafed_engine, agent: u16, down: u32) -> metafed_status {
+    boundary("metafed_engine_set_agent_down", || {
+        let down = flag(down, "down")?;
+        with_engine(engine, |e| {
+            if e.set_agent_down(crate::AgentId(agent), down) {
+                Ok(())
+            } else {
+                Err(err(METAFED_E_INVALID, format!("agent id {agent} does not exist")))
+            }
+        })
+    })
+}
+
 /// Takes an agent out of rotation (`in_rotation` 0) or puts it back (1).
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_set_agent_in_rotation(

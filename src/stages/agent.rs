@@ -61,7 +61,7 @@ impl Worker {
             fanout: req.domains.count_ones(),
             priority: req.priority,
         };
-        let down = sh.domain_down[usize::from(m.domain)].load(Ordering::Relaxed);
+        let down = sh.down[usize::from(m.domain)].load(Ordering::Relaxed) & rt.bit != 0;
         let (call, armed) = match &rt.run {
             _ if down => (Call::Failed(FailureKind::Down, DOWN_CODE), None),
             AgentRun::Local(agent) => {

@@ -120,6 +120,10 @@ int main(void) {
     FAILS(METAFED_E_CONFIG, metafed_engine_set_rate_limit(engine, -1.0, 1.0));
     FAILS(METAFED_E_CONFIG, metafed_engine_set_agent_max_concurrency(engine, 0, 4));
     FAILS(METAFED_E_INVALID, metafed_engine_set_agent_max_concurrency(engine, 99, 4));
+    OK(metafed_engine_set_agent_down(engine, 1, 1));
+    OK(metafed_engine_set_agent_down(engine, 1, 0));
+    FAILS(METAFED_E_INVALID, metafed_engine_set_agent_down(engine, 99, 1));
+    FAILS(METAFED_E_INVALID, metafed_engine_set_agent_down(engine, 1, 2));
     {
         /* Breaker settings of a level, read and changed while the engine runs. */
         metafed_breaker_config cfg;

@@ -499,6 +499,10 @@ metafed_status metafed_engine_set_domain_down(struct metafed_engine *engine,
                                               uint16_t domain,
                                               uint32_t down);
 
+metafed_status metafed_engine_set_agent_down(struct metafed_engine *engine,
+                                             uint16_t agent,
+                                             uint32_t down);
+
 metafed_status metafed_engine_set_agent_in_rotation(struct metafed_engine *engine,
                                                     uint16_t agent,
                                                     uint32_t in_rotation);

@@ -751,6 +751,15 @@ class Engine:
             raise TypeError(f"down must be bool, not {type(down).__name__}")
         check(lib().metafed_engine_set_domain_down(self._state.h, self._check_domain(domain), int(down)))
 
+    def set_agent_down(self, agent: int, down: bool = True) -> None:
+        """Marks one agent (by id) down (every call to it fails, kind DOWN: an outage drill) or
+        up again. Its breaker and its domain react as to any failing agent."""
+        self._check_not_closed()
+        _int_arg(agent, "agent", 0, 0xFFFF)
+        if not isinstance(down, bool):
+            raise TypeError(f"down must be bool, not {type(down).__name__}")
+        check(lib().metafed_engine_set_agent_down(self._state.h, agent, int(down)))
+
     def set_agent_in_rotation(self, agent: int, in_rotation: bool = True) -> None:
         """Takes an agent (by id) out of its domain's rotation, or puts it back."""
         self._check_not_closed()

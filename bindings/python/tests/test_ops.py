@@ -181,3 +181,17 @@ def test_breaker_settings_change_while_running() -> None:
         with pytest.raises(TypeError, match="unknown breaker setting 'timeout'"):
             engine.set_breaker(metafed.Level.DOMAIN, timeout=1.0)
         assert engine.audit_log()[-1].action == "breaker_config"
+
+
+def test_an_agent_marked_down_is_failed_over() -> None:
+    with seed_engine() as engine:
+        engine.set_agent_down(0)
+        result = engine.run_many(range(300), "API")
+        assert result.ok > 250
+        assert engine.stats().agents[0].failures > 0
+        engine.set_agent_down(0, False)
+        with pytest.raises(metafed.InvalidArgument):
+            engine.set_agent_down(999)
+        with pytest.raises(TypeError):
+            engine.set_agent_down(0, 1)  # type: ignore[arg-type]
+        assert [r.action for r in engine.audit_log()][-2:] == ["agent_down", "agent_down"]
