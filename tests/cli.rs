@@ -302,3 +302,27 @@ fn simulate_reproducible_gives_the_same_json_under_load() {
     // The agent's and the domain's breakers open when their fault begins.
     assert!(recovery[..2].iter().all(|r| r["breaker_opened_ms"].is_number()), "{recovery:?}");
 }
+
+#[cfg(feature = "plot")]
+#[test]
+fn simulate_plot_writes_the_figures() {
+    let dir = std::env::temp_dir().join(format!("metafed-plot-{}", std::process::id()));
+    let out = metafed(&[
+        "simulate",
+        "--tasks",
+        "1000",
+        "--repeats",
+        "1",
+        "--offered-rps",
+        "2000",
+        "--reproducible",
+        "--plot",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["reliability-vs-error-rate", "recovery-agent", "recovery-domain", "recovery-meta"] {
+        let svg = std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>") && svg.contains("<polyline"), "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

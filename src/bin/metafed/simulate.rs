@@ -4,6 +4,9 @@
 //! oracle of `WORKLOADS.md` (W1 routing: task `i` needs domain `i mod D`), or from the model in
 //! `metafed::model`. Each table says which.
 
+#[cfg(feature = "plot")]
+mod plot;
+
 use crate::progress::Progress;
 use metafed::driver::{Load, Percentiles, RunReport, closed_loop_until};
 use metafed::model::{self, Z95, Z999};
@@ -31,6 +34,10 @@ pub struct Args {
     /// what remains is a pure function of the arguments, byte for byte (with --json).
     #[arg(long)]
     reproducible: bool,
+    /// Also write the figures, as SVG, into this folder (created if needed): reliability
+    /// against the agents' error rate, and success and breaker state around each injected fault.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Chooses the task ids (and so, through the oracle, every failure): run with seed `s`
     /// sends ids from `s * 2^40`.
     #[arg(long, default_value_t = 0)]
@@ -204,6 +211,13 @@ struct Recovery {
     seed_claim_ms: f64,
     /// Breaker closed and success back within the seed's time.
     holds: Option<bool>,
+    /// For the plots: (virtual seconds, success of the affected tasks) per 10 ms bucket.
+    #[serde(skip)]
+    timeline: Vec<(f64, f64)>,
+    /// For the plots: (virtual seconds, state) at each transition of the faulted component's
+    /// breaker (0 closed, 0.5 half-open, 1 open).
+    #[serde(skip)]
+    states: Vec<(f64, f64)>,
 }
 
 #[derive(Serialize)]
@@ -520,6 +534,14 @@ pub fn run(args: &Args) -> Result<(), String> {
     r.progress.finish();
     match result {
         Ok(report) => {
+            if let Some(dir) = &args.plot {
+                #[cfg(feature = "plot")]
+                for f in plot::figures(dir, &report)? {
+                    eprintln!("wrote {}", f.display());
+                }
+                #[cfg(not(feature = "plot"))]
+                return Err(format!("--plot {}: this build has no plots (cargo feature `plot`)", dir.display()));
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
             } else {
@@ -867,7 +889,32 @@ fn recovery_runs(args: &Args, r: &mut Runner, topo: &Topology) -> Result<Vec<Rec
             (Some(c), Some(b)) => Some(c <= claim_ms && b <= claim_ms),
             _ => Some(false),
         };
+        let timeline = (0..run.buckets.len())
+            .filter_map(|b| {
+                let (mut k, mut t) = (0u64, 0u64);
+                for (g, &(done, ok)) in run.buckets[b].iter().enumerate() {
+                    if affected(g) {
+                        t += done;
+                        k += ok;
+                    }
+                }
+                (t > 0).then(|| ((b as u64 * BUCKET) as f64 / 1e9, k as f64 / t as f64))
+            })
+            .collect();
+        let states = mine
+            .iter()
+            .map(|e| {
+                let y = match e.transition.to {
+                    BreakerState::Closed => 0.0,
+                    BreakerState::HalfOpen => 0.5,
+                    BreakerState::Open => 1.0,
+                };
+                (e.at_ns as f64 / 1e9, y)
+            })
+            .collect();
         out.push(Recovery {
+            timeline,
+            states,
             fault,
             level,
             from_s: from_ns as f64 / 1e9,
