@@ -47,6 +47,18 @@ if have pkg-config cmake abidiff abidw; then
   tests/packaging/run.sh
 fi
 
+step "Fuzzing: a short run of each target (scripts/fuzz.sh ${METAFED_FUZZ_SECONDS:=20})"
+if have cargo-fuzz; then
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    scripts/fuzz.sh "$METAFED_FUZZ_SECONDS"
+  elif [ -n "${METAFED_REQUIRE_TOOLS:-}" ]; then
+    echo "required (METAFED_REQUIRE_TOOLS is set) but missing: the nightly toolchain" >&2
+    exit 1
+  else
+    echo "skipped: missing the nightly toolchain"
+  fi
+fi
+
 step "Prometheus: the alerting rules, and a Prometheus server scraping metafed serve"
 if have prometheus promtool; then
   promtool check config ops/prometheus/prometheus.yml

@@ -184,6 +184,9 @@ static void deferred_answers_with_bytes(void) {
     OK(metafed_topology_add_domain(t, "IO", &d));
     OK(metafed_topology_add_callback_agent(t, d, "rest", io_handler, NULL, NULL, 0, NULL));
     OK(metafed_topology_disable_breakers(t));
+    /* Budgets far above the reactor's delay, so that a slow machine (or ThreadSanitizer, 5-15x
+       slower) does not turn answers into abandoned attempts. */
+    OK(metafed_topology_set_timeouts(t, 10000.0, 20000.0, 30000.0));
     e = start(t, 2);
     run_waitable(e, d, TASKS, out);
     for (i = 0; i < TASKS; i++) {
