@@ -143,12 +143,21 @@ pub fn throttled_config(workers: usize, max_concurrent: usize) -> EngineConfig {
     c
 }
 
+/// A field of `/proc/self/status` given in kB (`VmRSS`, `VmHWM`, ...); 0 where there is none.
+pub fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Resident set size of this process in KiB (0 where /proc is not there).
 pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * 4)
+    proc_status_kib("VmRSS")
 }
 
 /// Starts an engine on `topology` with `config`, runs `plan` against it, shuts it down and

@@ -4,7 +4,7 @@
 #![cfg(not(miri))]
 
 use metafed::{
-    AgentSpec, BreakerEvent, Completion, DomainId, DomainSet, Engine, EngineConfig, Latency, Level, SimAgent, Task,
+    AgentSpec, BreakerEvent, Completion, DomainId, DomainSet, Engine, EngineConfig, Latency, SimAgent, Task,
     TopologyBuilder,
 };
 use std::sync::{Arc, Mutex};
@@ -88,7 +88,6 @@ fn virtual_time_moves_only_as_the_simulation_says() {
     assert_eq!(sim.now_ns(), 5_000);
     let stats = sim.engine().stats();
     assert_eq!(stats.ok, 1);
-    let _ = Level::Meta;
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(sim.now_ns(), 5_000, "wall-clock time does not move it");
     sim.finish();

@@ -153,16 +153,7 @@ pub fn rss_probe() {
         metafed::Engine::start(metafed::Topology::seed(0.12).expect("valid"), metafed::EngineConfig::default())
             .expect("starts");
     let _ = metafed::driver::closed_loop(&engine, &metafed::driver::Load::w1(100_000), |_| {});
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
-    println!("{rss}");
+    println!("{}", metafed::overload::proc_status_kib("VmHWM"));
 }
 
 pub fn run(args: &Args) -> Result<(), String> {

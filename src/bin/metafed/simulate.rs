@@ -857,29 +857,26 @@ fn recovery_runs(args: &Args, r: &mut Runner, topo: &Topology) -> Result<Vec<Rec
         // Success of the affected tasks (those of domain 0; every task when every domain is
         // down) and of the others, over a range of buckets.
         let affected = |g: usize| level == "meta" || g == 0;
+        // (succeeded, completed) in bucket `b`, of the affected tasks (`want`) or of the others.
+        let counts = |b: usize, want: bool| {
+            run.buckets[b]
+                .iter()
+                .enumerate()
+                .filter(|&(g, _)| affected(g) == want)
+                .fold((0u64, 0u64), |(k, t), (_, c)| (k + c.1, t + c.0))
+        };
         let share = |range: std::ops::Range<usize>, want: bool| -> Option<f64> {
-            let (mut k, mut t) = (0u64, 0u64);
-            for b in range.filter(|&b| b < run.buckets.len()) {
-                for (g, &(done, ok)) in run.buckets[b].iter().enumerate() {
-                    if affected(g) == want {
-                        t += done;
-                        k += ok;
-                    }
-                }
-            }
+            let (k, t) = range
+                .filter(|&b| b < run.buckets.len())
+                .map(|b| counts(b, want))
+                .fold((0, 0), |(k, t), (bk, bt)| (k + bk, t + bt));
             (t > 0).then(|| k as f64 / t as f64)
         };
         let steady = share(steady_from..fault_from, true).unwrap_or(0.0);
         let back = (fault_to..run.buckets.len().saturating_sub(5))
             .find(|&b| {
                 (b..b + 5).all(|i| {
-                    let (mut k, mut t) = (0u64, 0u64);
-                    for (g, &(done, ok)) in run.buckets[i].iter().enumerate() {
-                        if affected(g) {
-                            t += done;
-                            k += ok;
-                        }
-                    }
+                    let (k, t) = counts(i, true);
                     let tol = 4.0 * (steady * (1.0 - steady) / t.max(1) as f64).sqrt() + 0.005;
                     t > 0 && k as f64 / t as f64 >= steady - tol
                 })
@@ -891,13 +888,7 @@ fn recovery_runs(args: &Args, r: &mut Runner, topo: &Topology) -> Result<Vec<Rec
         };
         let timeline = (0..run.buckets.len())
             .filter_map(|b| {
-                let (mut k, mut t) = (0u64, 0u64);
-                for (g, &(done, ok)) in run.buckets[b].iter().enumerate() {
-                    if affected(g) {
-                        t += done;
-                        k += ok;
-                    }
-                }
+                let (k, t) = counts(b, true);
                 (t > 0).then(|| ((b as u64 * BUCKET) as f64 / 1e9, k as f64 / t as f64))
             })
             .collect();
