@@ -1009,6 +1009,42 @@ typedef struct metafed_shutdown_report {
 } metafed_shutdown_report;
 
 /*
+ The admission settings of a running engine (`metafed_engine_admission`,
+ `metafed_engine_set_admission`); the fields mean what the same fields of
+ `metafed_engine_config` mean. `struct_size` must be set by the caller.
+ */
+typedef struct metafed_admission_config {
+  /*
+   `sizeof(metafed_admission_config)`.
+   */
+  uint32_t struct_size;
+  /*
+   System-wide concurrency throttle (0: none).
+   */
+  uint32_t max_concurrent;
+  /*
+   Tasks waiting for the throttle, per worker.
+   */
+  uint32_t queue_capacity;
+  /*
+   Priorities admitted in degraded mode (0 to 3).
+   */
+  uint32_t essential_priority;
+  /*
+   Share of slots each priority may not take.
+   */
+  double priority_reserve[4];
+  /*
+   Admission rate limit, tasks per second (0: none).
+   */
+  double rate_limit_per_s;
+  /*
+   Rate limit burst, tasks.
+   */
+  double rate_limit_burst;
+} metafed_admission_config;
+
+/*
  A breaker's settings. Initialise with `metafed_breaker_config_init` (the seed's defaults of a
  level).
  */
@@ -1587,6 +1623,24 @@ metafed_status metafed_engine_stop_admin(struct metafed_engine *engine);
 metafed_status metafed_engine_set_rate_limit(struct metafed_engine *engine,
                                              double per_s,
                                              double burst);
+
+/*
+ The admission settings now into `*out` (the caller sets `out->struct_size`): as the engine
+ started with them or as `metafed_engine_set_admission` last set them.
+ */
+metafed_status metafed_engine_admission(struct metafed_engine *engine,
+                                        struct metafed_admission_config *out);
+
+/*
+ Changes the admission settings while tasks run, from the next admission on: the throttle
+ (`max_concurrent`, 0: none; tasks waiting for it go on when it has room, at once when it is
+ turned off), its queue, the essential priority, the slot reserve per priority and the rate
+ limit. Read them with `metafed_engine_admission`, change what you need, and pass them back.
+ Checked whole first: `METAFED_E_CONFIG` names a bad setting and changes nothing. Each changed
+ setting is an audit record.
+ */
+metafed_status metafed_engine_set_admission(struct metafed_engine *engine,
+                                            const struct metafed_admission_config *config);
 
 /*
  Changes the breaker settings of level `level` (`METAFED_LEVEL_*`) while tasks run: every

@@ -35,7 +35,8 @@ pub struct Engine {
     /// Serialises operators' updates of the routing snapshot.
     policy_writer: Mutex<()>,
     /// The rate limit in force (per second, burst), for the audit trail.
-    rate_setting: Mutex<(f64, f64)>,
+    /// The admission settings now (the engine's atomics hold them as used).
+    admission_setting: Mutex<crate::config::AdmissionConfig>,
     /// A simulation's engine (virtual clock, no threads): submissions pick workers and shards
     /// without regard to the calling thread. Kept here, next to the hot path's other reads.
     simulated: bool,
@@ -215,7 +216,6 @@ impl Engine {
             })
             .collect();
         let levels = topo.breakers.clone();
-        let reserve = std::array::from_fn(|p| (cfg.admission.priority_reserve[p] * slots as f64) as usize);
         let sh = Arc::new(Shared {
             clock,
             agents,
@@ -244,7 +244,7 @@ impl Engine {
             agents_down: topo.domains.iter().map(|_| AtomicU64::new(0)).collect(),
             events: Mpmc::new(1024),
             events_dropped: AtomicU64::new(0),
-            reserve,
+            admission: crate::shared::Admission::new(&cfg.admission, slots),
             throttle: AtomicU64::new(0),
             rate: RateLimiter::new(cfg.admission.rate_limit_per_s, cfg.admission.rate_limit_burst),
             submit_full: AtomicU64::new(0),
@@ -268,7 +268,7 @@ impl Engine {
             sh: sh.clone(),
             threads: Mutex::new(Threads::default()),
             policy_writer: Mutex::new(()),
-            rate_setting: Mutex::new((sh.cfg.admission.rate_limit_per_s, sh.cfg.admission.rate_limit_burst)),
+            admission_setting: Mutex::new(sh.cfg.admission.clone()),
             simulated,
             #[cfg(feature = "admin")]
             admin: Mutex::new(None),
@@ -365,7 +365,7 @@ impl Engine {
     #[inline]
     fn stage(&self, task: &Task<'_>, now: u64) -> Result<Ticket, SubmitError> {
         let sh = &*self.sh;
-        let reserve = sh.reserve[usize::from(task.priority)];
+        let reserve = sh.admission.reserve[usize::from(task.priority)].load(Ordering::Relaxed) as usize;
         if reserve > 0 && sh.slab.free_len() <= reserve {
             sh.submit_full.fetch_add(1, Ordering::Relaxed);
             return Err(SubmitError::Full);
@@ -712,11 +712,51 @@ impl Engine {
         if per_s > 0.0 && !(burst.is_finite() && burst >= 1.0) {
             return Err(Error::Config(format!("rate limit: burst must be >= 1, got {burst}")));
         }
+        let mut a = self.admission();
+        (a.rate_limit_per_s, a.rate_limit_burst) = (per_s, burst);
+        self.set_admission(&a)
+    }
+
+    /// The admission settings now: the throttle, its queue, the essential priority, the
+    /// per-priority slot reserve and the rate limit, as the engine started with them or as
+    /// [`set_admission`](Self::set_admission) last set them.
+    pub fn admission(&self) -> crate::config::AdmissionConfig {
+        lock(&self.admission_setting).clone()
+    }
+
+    /// Changes the admission settings while tasks run, from the next admission on: the
+    /// concurrency throttle (`max_concurrent`, 0 for none; tasks already past it keep their
+    /// place, and tasks waiting for it go on when it has room, at once when it is turned off),
+    /// its queue per worker (tasks already queued stay), the essential priority of degraded
+    /// mode, the slot reserve per priority, and the rate limit. Checked whole first (an error
+    /// names the setting and changes nothing); each changed setting is an audit record.
+    pub fn set_admission(&self, want: &crate::config::AdmissionConfig) -> Result<(), Error> {
+        let check = EngineConfig { admission: want.clone(), ..self.sh.cfg.clone() };
+        check.validate().map_err(Error::Config)?;
         let mut audit = self.sh.audit();
-        let before = std::mem::replace(&mut *lock(&self.rate_setting), (per_s, burst));
-        self.sh.rate.set(per_s, burst);
-        let words = |(r, b): (f64, f64)| if r > 0.0 { format!("{r}/s, burst {b}") } else { "none".to_owned() };
-        audit.record("rate_limit", "admission".into(), words(before), words((per_s, burst)));
+        let mut cur = lock(&self.admission_setting);
+        let before = std::mem::replace(&mut *cur, want.clone());
+        self.sh.admission.set(want, self.sh.cfg.max_in_flight);
+        self.sh.rate.set(want.rate_limit_per_s, want.rate_limit_burst);
+        let rate = |a: &crate::config::AdmissionConfig| {
+            if a.rate_limit_per_s > 0.0 {
+                format!("{}/s, burst {}", a.rate_limit_per_s, a.rate_limit_burst)
+            } else {
+                "none".to_owned()
+            }
+        };
+        let changes = [
+            ("rate_limit", rate(&before), rate(want)),
+            ("max_concurrent", before.max_concurrent.to_string(), want.max_concurrent.to_string()),
+            ("queue_capacity", before.queue_capacity.to_string(), want.queue_capacity.to_string()),
+            ("essential_priority", before.essential_priority.to_string(), want.essential_priority.to_string()),
+            ("priority_reserve", format!("{:?}", before.priority_reserve), format!("{:?}", want.priority_reserve)),
+        ];
+        for (what, from, to) in changes {
+            if from != to {
+                audit.record(what, "admission".into(), from, to);
+            }
+        }
         Ok(())
     }
 
@@ -848,15 +888,8 @@ impl Engine {
             }
         }
         let running = &self.sh.cfg;
-        let (per_s, burst) = (cfg.admission.rate_limit_per_s, cfg.admission.rate_limit_burst);
-        let rate_changed = *lock(&self.rate_setting) != (per_s, burst);
+        let admission_changed = self.admission() != cfg.admission;
         let mut engine_diff = Vec::new();
-        let (a, b) = (&running.admission, &cfg.admission);
-        if (a.essential_priority, a.max_concurrent, a.queue_capacity, &a.priority_reserve)
-            != (b.essential_priority, b.max_concurrent, b.queue_capacity, &b.priority_reserve)
-        {
-            engine_diff.push("engine.admission (other than the rate limit)");
-        }
         if (cfg.workers != 0 && cfg.workers != running.workers) || cfg.max_in_flight != running.max_in_flight {
             engine_diff.push("engine.workers / max_in_flight");
         }
@@ -870,9 +903,9 @@ impl Engine {
             self.set_agent_max_concurrency(a, want)?;
             out.applied.push(format!("agent {}: max_concurrency {want}", self.sh.agent_path(usize::from(a.0))));
         }
-        if rate_changed {
-            self.set_rate_limit(per_s, burst)?;
-            out.applied.push("engine.admission rate limit".into());
+        if admission_changed {
+            self.set_admission(&cfg.admission)?;
+            out.applied.push("engine.admission".into());
         }
         Ok(out)
     }

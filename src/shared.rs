@@ -164,6 +164,46 @@ impl RateLimiter {
     }
 }
 
+/// The live admission settings: each is one relaxed load where it is used, and a check sees
+/// either the old or the new value of each (all are valid).
+pub(crate) struct Admission {
+    /// Tasks past the throttle at once (0: no throttle).
+    pub(crate) max_concurrent: AtomicU64,
+    /// Tasks waiting for the throttle, per worker.
+    pub(crate) queue_capacity: AtomicU64,
+    /// The lowest priority admitted while degraded.
+    pub(crate) essential_priority: AtomicU8,
+    /// Per priority: free slots that must remain after a task of that priority takes one.
+    pub(crate) reserve: [AtomicU64; 4],
+}
+
+impl Admission {
+    pub(crate) fn new(a: &crate::config::AdmissionConfig, slots: usize) -> Self {
+        let s = Self {
+            max_concurrent: AtomicU64::new(0),
+            queue_capacity: AtomicU64::new(0),
+            essential_priority: AtomicU8::new(0),
+            reserve: std::array::from_fn(|_| AtomicU64::new(0)),
+        };
+        s.set(a, slots);
+        s
+    }
+
+    pub(crate) fn set(&self, a: &crate::config::AdmissionConfig, slots: usize) {
+        self.max_concurrent.store(a.max_concurrent as u64, Ordering::Relaxed);
+        self.queue_capacity.store(a.queue_capacity as u64, Ordering::Relaxed);
+        self.essential_priority.store(a.essential_priority, Ordering::Relaxed);
+        for (r, f) in self.reserve.iter().zip(a.priority_reserve) {
+            r.store((f * slots as f64) as u64, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn max_concurrent(&self) -> u64 {
+        self.max_concurrent.load(Ordering::Relaxed)
+    }
+}
+
 pub(crate) struct Shared {
     pub(crate) topo: Topology,
     pub(crate) cfg: EngineConfig,
@@ -201,8 +241,8 @@ pub(crate) struct Shared {
     pub(crate) agents_down: Box<[AtomicU64]>,
     pub(crate) events: Mpmc<BreakerEvent>,
     pub(crate) events_dropped: AtomicU64,
-    /// Per priority: free slots that must remain after a task of that priority takes one.
-    pub(crate) reserve: [usize; 4],
+    /// The admission settings operators may change while tasks run.
+    pub(crate) admission: Admission,
     /// Tasks admitted past the throttle and not completed (only when it is configured).
     pub(crate) throttle: AtomicU64,
     pub(crate) rate: RateLimiter,

@@ -364,10 +364,14 @@ fn a_toml_file_reloads_what_can_change_while_tasks_run() {
 
     let changed = original
         .replace("consecutive_failures = 3", "consecutive_failures = 7")
-        .replace("[engine.admission]", "[engine.admission]\nrate_limit_per_s = 50000.0\nrate_limit_burst = 100.0")
+        .replace(
+            "[engine.admission]",
+            "[engine.admission]\nrate_limit_per_s = 50000.0\nrate_limit_burst = 100.0\nmax_concurrent = 64",
+        )
         .replace("max_in_flight = 8192", "max_in_flight = 1024");
     let r = engine.reload_toml(&changed).unwrap();
-    assert_eq!(r.applied, ["breakers.agent", "engine.admission rate limit"]);
+    assert_eq!(r.applied, ["breakers.agent", "engine.admission"]);
+    assert_eq!((engine.admission().max_concurrent, engine.admission().rate_limit_per_s), (64, 50000.0));
     assert_eq!(r.needs_restart, ["engine.workers / max_in_flight"]);
     let agent = engine.breaker_config(Level::Agent).unwrap();
     assert_eq!((agent.consecutive_failures, agent.timeout), (7, BreakerConfig::agent().timeout));
@@ -380,7 +384,59 @@ fn a_toml_file_reloads_what_can_change_while_tasks_run() {
     assert!(engine.reload_toml(&bad).unwrap_err().to_string().contains("half_open_probes"));
     assert_eq!(engine.breaker_config(Level::Agent).unwrap().consecutive_failures, 7);
     let actions: Vec<_> = engine.audit_log().iter().map(|r| r.action).collect();
-    assert_eq!(actions, ["breaker_config", "rate_limit"]);
+    assert_eq!(actions, ["breaker_config", "rate_limit", "max_concurrent"]);
+}
+
+#[test]
+fn the_throttle_changes_while_tasks_wait_for_it() {
+    use metafed::{AdmissionConfig, Reason, Status};
+    use std::sync::Arc;
+    // One agent that holds every attempt until released: tasks past the throttle stay in flight.
+    let held: Arc<std::sync::Mutex<Vec<metafed::Attempt>>> = Arc::default();
+    let keep = held.clone();
+    let mut b = Topology::builder();
+    let d = b.domain("D").unwrap();
+    b.agent(
+        d,
+        "held",
+        metafed::AgentSpec::deferred(move |_: &metafed::Request<'_>, a: metafed::Attempt| keep.lock().unwrap().push(a)),
+    )
+    .unwrap();
+    let minute = Some(std::time::Duration::from_secs(60));
+    b.timeouts(minute, minute, minute).unwrap();
+    let admission = AdmissionConfig { max_concurrent: 2, queue_capacity: 3, ..AdmissionConfig::default() };
+    let engine = Engine::start(
+        b.build().unwrap(),
+        EngineConfig { workers: 1, pin: false, admission: admission.clone(), ..EngineConfig::default() },
+    )
+    .unwrap();
+    let tickets: Vec<_> = (0..8).map(|id| engine.submit(&Task::new(id, d).waitable(), None).unwrap()).collect();
+    // Two run, three wait, three are refused at once.
+    let refused: Vec<_> = tickets[5..].iter().map(|&t| engine.wait(t, None).unwrap()).collect();
+    assert!(refused.iter().all(|c| c.status == Status::Rejected && c.reason == Reason::Throttled), "{refused:?}");
+
+    // A bad setting names itself and changes nothing.
+    let bad = AdmissionConfig { essential_priority: 9, ..admission.clone() };
+    assert!(engine.set_admission(&bad).unwrap_err().to_string().contains("essential_priority"));
+    assert_eq!(engine.admission(), admission);
+
+    // Turned off: the waiting tasks go on; every task completes once the agent answers.
+    engine.set_admission(&AdmissionConfig { max_concurrent: 0, ..admission }).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut answered = 0;
+    while answered < 5 && std::time::Instant::now() < deadline {
+        for a in std::mem::take(&mut *held.lock().unwrap()) {
+            a.succeed(1).unwrap();
+            answered += 1;
+        }
+        std::thread::yield_now();
+    }
+    assert_eq!(answered, 5, "the waiting tasks reached the agent");
+    for &t in &tickets[..5] {
+        assert_eq!(engine.wait(t, Some(std::time::Duration::from_secs(30))).unwrap().status, Status::Ok);
+    }
+    let audit: Vec<_> = engine.audit_log().iter().map(|r| (r.action, r.from.clone(), r.to.clone())).collect();
+    assert_eq!(audit, [("max_concurrent", "2".to_string(), "0".to_string())]);
 }
 
 #[test]

@@ -8,8 +8,8 @@
 
 use super::engine::{engine_arc, level_arg, metafed_engine, with_engine, write_name};
 use super::topology::{breaker_config_arg, breaker_config_to_c};
-use super::types::metafed_breaker_config;
-use super::{METAFED_E_INVALID, boundary, check_size, err, flag, metafed_status, non_null, str_arg};
+use super::types::{metafed_admission_config, metafed_breaker_config};
+use super::{METAFED_E_CONFIG, METAFED_E_INVALID, boundary, check_size, err, flag, metafed_status, non_null, str_arg};
 use std::ffi::c_char;
 
 /// Health: every breaker closed, measured reliability as predicted.
@@ -177,6 +177,68 @@ pub extern "C" fn metafed_engine_stop_admin(engine: *mut metafed_engine) -> meta
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_set_rate_limit(engine: *mut metafed_engine, per_s: f64, burst: f64) -> metafed_status {
     boundary("metafed_engine_set_rate_limit", || with_engine(engine, |e| Ok(e.set_rate_limit(per_s, burst)?)))
+}
+
+/// The admission settings now into `*out` (the caller sets `out->struct_size`): as the engine
+/// started with them or as `metafed_engine_set_admission` last set them.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_admission(
+    engine: *mut metafed_engine,
+    out: *mut metafed_admission_config,
+) -> metafed_status {
+    boundary("metafed_engine_admission", || {
+        non_null(out, "out")?;
+        // SAFETY: not NULL; points to a `metafed_admission_config` per the contract.
+        let size = unsafe { (*out).struct_size };
+        check_size(size, size_of::<metafed_admission_config>(), "metafed_admission_config")?;
+        let a = with_engine(engine, |e| Ok(e.admission()))?;
+        let v = metafed_admission_config {
+            struct_size: size_of::<metafed_admission_config>() as u32,
+            max_concurrent: a.max_concurrent.min(u32::MAX as usize) as u32,
+            queue_capacity: a.queue_capacity.min(u32::MAX as usize) as u32,
+            essential_priority: u32::from(a.essential_priority),
+            priority_reserve: a.priority_reserve,
+            rate_limit_per_s: a.rate_limit_per_s,
+            rate_limit_burst: a.rate_limit_burst,
+        };
+        // SAFETY: as above.
+        unsafe { *out = v };
+        Ok(())
+    })
+}
+
+/// Changes the admission settings while tasks run, from the next admission on: the throttle
+/// (`max_concurrent`, 0: none; tasks waiting for it go on when it has room, at once when it is
+/// turned off), its queue, the essential priority, the slot reserve per priority and the rate
+/// limit. Read them with `metafed_engine_admission`, change what you need, and pass them back.
+/// Checked whole first: `METAFED_E_CONFIG` names a bad setting and changes nothing. Each changed
+/// setting is an audit record.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_admission(
+    engine: *mut metafed_engine,
+    config: *const metafed_admission_config,
+) -> metafed_status {
+    boundary("metafed_engine_set_admission", || {
+        non_null(config, "config")?;
+        // SAFETY: not NULL; points to a `metafed_admission_config` per the contract.
+        let c = unsafe { *config };
+        check_size(c.struct_size, size_of::<metafed_admission_config>(), "metafed_admission_config")?;
+        if c.essential_priority > 255 {
+            return Err(err(
+                METAFED_E_CONFIG,
+                format!("engine.admission.essential_priority must be 0 to 3, got {}", c.essential_priority),
+            ));
+        }
+        let a = crate::AdmissionConfig {
+            max_concurrent: c.max_concurrent as usize,
+            queue_capacity: c.queue_capacity as usize,
+            essential_priority: c.essential_priority as u8,
+            priority_reserve: c.priority_reserve,
+            rate_limit_per_s: c.rate_limit_per_s,
+            rate_limit_burst: c.rate_limit_burst,
+        };
+        with_engine(engine, |e| Ok(e.set_admission(&a)?))
+    })
 }
 
 /// Changes the breaker settings of level `level` (`METAFED_LEVEL_*`) while tasks run: every

@@ -435,6 +435,28 @@ pub struct metafed_engine_config {
     pub on_complete_user_data: *mut c_void,
 }
 
+/// The admission settings of a running engine (`metafed_engine_admission`,
+/// `metafed_engine_set_admission`); the fields mean what the same fields of
+/// `metafed_engine_config` mean. `struct_size` must be set by the caller.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct metafed_admission_config {
+    /// `sizeof(metafed_admission_config)`.
+    pub struct_size: u32,
+    /// System-wide concurrency throttle (0: none).
+    pub max_concurrent: u32,
+    /// Tasks waiting for the throttle, per worker.
+    pub queue_capacity: u32,
+    /// Priorities admitted in degraded mode (0 to 3).
+    pub essential_priority: u32,
+    /// Share of slots each priority may not take.
+    pub priority_reserve: [f64; 4],
+    /// Admission rate limit, tasks per second (0: none).
+    pub rate_limit_per_s: f64,
+    /// Rate limit burst, tasks.
+    pub rate_limit_burst: f64,
+}
+
 /// Engine-wide counters. `struct_size` must be set by the caller.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]

@@ -74,7 +74,7 @@ impl Worker {
         let (mut permit, tr) = self.sh.meta_breaker.try_acquire(self.now);
         self.sh.emit_for(Level::Meta, 0, tr, t);
         if permit == Permit::Denied {
-            if priority > self.sh.cfg.admission.essential_priority {
+            if priority > self.sh.admission.essential_priority.load(Ordering::Relaxed) {
                 return self.complete(t, Reason::Degraded);
             }
             // Degraded mode: essential tasks still run, without moving the breaker.
@@ -90,9 +90,9 @@ impl Worker {
         if !self.sh.rate.allow(self.now) {
             return self.complete(t, Reason::RateLimited);
         }
-        if self.sh.cfg.admission.max_concurrent > 0 && !self.throttle_acquire(idx) {
+        if self.sh.admission.max_concurrent() > 0 && !self.throttle_acquire(idx) {
             let q = &mut self.pending[usize::from(priority)];
-            if q.len() >= self.sh.cfg.admission.queue_capacity {
+            if q.len() as u64 >= self.sh.admission.queue_capacity.load(Ordering::Relaxed) {
                 return self.complete(t, Reason::Throttled);
             }
             q.push_back(t);
@@ -102,7 +102,10 @@ impl Worker {
     }
 
     fn throttle_acquire(&mut self, idx: u32) -> bool {
-        let max = self.sh.cfg.admission.max_concurrent as u64;
+        let max = self.sh.admission.max_concurrent();
+        if max == 0 {
+            return true; // the throttle was turned off while the task waited
+        }
         if self.sh.throttle.fetch_add(1, Ordering::AcqRel) < max {
             // SAFETY: the task is ours (admitted).
             unsafe { self.sh.slab.run(idx) }.holds_permit = true;
@@ -113,9 +116,10 @@ impl Worker {
         }
     }
 
-    /// Admits throttled tasks, highest priority first, while the throttle has room.
+    /// Admits throttled tasks, highest priority first, while the throttle has room (all of
+    /// them once an operator turned the throttle off).
     pub(crate) fn promote_pending(&mut self) -> usize {
-        if self.sh.cfg.admission.max_concurrent == 0 {
+        if self.sh.admission.max_concurrent() == 0 && self.pending.iter().all(|q| q.is_empty()) {
             return 0;
         }
         let mut n = 0;

@@ -143,6 +143,31 @@ int main(void) {
         cfg.struct_size = 0;
         FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_breaker_config(engine, METAFED_LEVEL_META, &cfg));
     }
+    {
+        /* Admission settings, read and changed while the engine runs. */
+        metafed_admission_config adm;
+        adm.struct_size = sizeof adm;
+        OK(metafed_engine_admission(engine, &adm));
+        CHECK(adm.max_concurrent == 0 && adm.rate_limit_per_s == 0.0);
+        adm.max_concurrent = 64;
+        adm.queue_capacity = 128;
+        OK(metafed_engine_set_admission(engine, &adm));
+        adm.max_concurrent = 0;
+        OK(metafed_engine_admission(engine, &adm));
+        CHECK(adm.max_concurrent == 64 && adm.queue_capacity == 128);
+        adm.priority_reserve[3] = 1.5;
+        FAILS(METAFED_E_CONFIG, metafed_engine_set_admission(engine, &adm));
+        adm.priority_reserve[3] = 0.2;
+        adm.essential_priority = 1000;
+        FAILS(METAFED_E_CONFIG, metafed_engine_set_admission(engine, &adm));
+        FAILS(METAFED_E_NULL, metafed_engine_set_admission(engine, NULL));
+        adm.struct_size = 3;
+        FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_admission(engine, &adm));
+        adm.struct_size = sizeof adm;
+        adm.essential_priority = 0;
+        adm.max_concurrent = 0;
+        OK(metafed_engine_set_admission(engine, &adm));
+    }
     FETCH(metafed_engine_audit_json(engine, 2, buf, cap, out_len), text);
     CHECK(strstr(text, "\"action\":\"rate_limit\",\"target\":\"admission\",\"from\":\"none\",\"to\":\"1000/s, burst 10\"") != NULL);
     free(text);

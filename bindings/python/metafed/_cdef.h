@@ -314,6 +314,16 @@ typedef struct metafed_shutdown_report {
   uint64_t elapsed_us;
 } metafed_shutdown_report;
 
+typedef struct metafed_admission_config {
+  uint32_t struct_size;
+  uint32_t max_concurrent;
+  uint32_t queue_capacity;
+  uint32_t essential_priority;
+  double priority_reserve[4];
+  double rate_limit_per_s;
+  double rate_limit_burst;
+} metafed_admission_config;
+
 typedef struct metafed_breaker_config {
   uint32_t struct_size;
   int32_t mode;
@@ -535,6 +545,12 @@ metafed_status metafed_engine_stop_admin(struct metafed_engine *engine);
 metafed_status metafed_engine_set_rate_limit(struct metafed_engine *engine,
                                              double per_s,
                                              double burst);
+
+metafed_status metafed_engine_admission(struct metafed_engine *engine,
+                                        struct metafed_admission_config *out);
+
+metafed_status metafed_engine_set_admission(struct metafed_engine *engine,
+                                            const struct metafed_admission_config *config);
 
 metafed_status metafed_engine_set_breaker(struct metafed_engine *engine,
                                           int32_t level,

@@ -807,6 +807,52 @@ class Engine:
                 raise TypeError(f"{name} must be a number, not {type(v).__name__}")
         check(lib().metafed_engine_set_rate_limit(self._state.h, float(per_s), float(burst)))
 
+    _ADMISSION_FIELDS = (
+        "max_concurrent", "queue_capacity", "essential_priority", "priority_reserve", "rate_limit_per_s",
+        "rate_limit_burst",
+    )
+
+    def admission(self) -> dict[str, Any]:
+        """The admission settings now: max_concurrent (the throttle, 0: none), queue_capacity,
+        essential_priority, priority_reserve (four shares), rate_limit_per_s, rate_limit_burst."""
+        self._check_not_closed()
+        cfg = ffi.new("metafed_admission_config *")
+        cfg.struct_size = ffi.sizeof("metafed_admission_config")
+        check(lib().metafed_engine_admission(self._state.h, cfg))
+        out: dict[str, Any] = {k: getattr(cfg, k) for k in self._ADMISSION_FIELDS}
+        out["priority_reserve"] = list(cfg.priority_reserve)
+        return out
+
+    def set_admission(self, **settings: Any) -> None:
+        """Changes admission settings while tasks run (the keys `admission()` returns); those
+        not given keep their current values. Turning the throttle off lets the tasks waiting for
+        it go on. Checked whole (a bad value raises ConfigError naming it, and nothing changes);
+        each changed setting is an audit record."""
+        self._check_not_closed()
+        cfg = ffi.new("metafed_admission_config *")
+        cfg.struct_size = ffi.sizeof("metafed_admission_config")
+        check(lib().metafed_engine_admission(self._state.h, cfg))
+        for key, v in settings.items():
+            if key not in self._ADMISSION_FIELDS:
+                raise TypeError(f"set_admission() got an unexpected setting {key!r}; "
+                                f"known: {', '.join(self._ADMISSION_FIELDS)}")
+            if key == "priority_reserve":
+                shares = list(v)
+                if len(shares) != 4:
+                    raise ValueError(f"priority_reserve must have 4 shares, got {len(shares)}")
+                for i, r in enumerate(shares):
+                    if isinstance(r, bool) or not isinstance(r, (int, float)):
+                        raise TypeError(f"priority_reserve[{i}] must be a number, not {type(r).__name__}")
+                    cfg.priority_reserve[i] = float(r)
+            elif key.startswith("rate_limit"):
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise TypeError(f"{key} must be a number, not {type(v).__name__}")
+                setattr(cfg, key, float(v))
+            else:
+                _int_arg(v, key, 0, 2**32 - 1)
+                setattr(cfg, key, v)
+        check(lib().metafed_engine_set_admission(self._state.h, cfg))
+
     def set_agent_max_concurrency(self, agent: int, limit: int) -> None:
         """Changes an agent's limit on attempts in flight while tasks run (the agent must have
         been started with one; the new limit is at least 1). Recorded in the audit trail."""

@@ -167,6 +167,32 @@ def test_live_settings() -> None:
         ]
 
 
+def test_admission_settings_change_while_running() -> None:
+    with seed_engine() as engine:
+        before = engine.admission()
+        assert before["max_concurrent"] == 0 and len(before["priority_reserve"]) == 4
+        engine.set_admission(max_concurrent=8, queue_capacity=16, priority_reserve=[0, 0, 0.1, 0.2])
+        after = engine.admission()
+        assert (after["max_concurrent"], after["queue_capacity"]) == (8, 16)
+        assert after["priority_reserve"] == [0, 0, 0.1, 0.2]
+        assert after["rate_limit_per_s"] == before["rate_limit_per_s"]
+        # 200 at once against 8 past the throttle and 16 waiting per worker: the rest throttled.
+        burst = engine.run_many(range(200), "API")
+        assert burst.ok >= 8 and burst.rejected > 0 and burst.ok + burst.rejected == 200
+        with pytest.raises(metafed.ConfigError, match="essential_priority"):
+            engine.set_admission(essential_priority=7)
+        with pytest.raises(TypeError, match="unexpected setting 'throttle'"):
+            engine.set_admission(throttle=3)
+        with pytest.raises(ValueError, match="4 shares"):
+            engine.set_admission(priority_reserve=[0.1])
+        assert engine.admission()["essential_priority"] == before["essential_priority"]
+        engine.set_admission(max_concurrent=0)
+        assert engine.run_many(range(200, 400), "API").ok > 150
+        assert [r.action for r in engine.audit_log()] == [
+            "max_concurrent", "queue_capacity", "priority_reserve", "max_concurrent"
+        ]
+
+
 def test_breaker_settings_change_while_running() -> None:
     with seed_engine() as engine:
         before = engine.breaker_config(metafed.Level.AGENT)
