@@ -292,6 +292,11 @@
 #define METAFED_MAX_AGENTS_PER_DOMAIN 64
 
 /*
+ The largest agent weight (`metafed_topology_set_agent_weight`, `metafed_engine_set_agent_weight`).
+ */
+#define METAFED_MAX_WEIGHT 100
+
+/*
  Breaker levels, for `metafed_topology_set_breaker` and `metafed_engine_set_breaker_mode`.
  */
 #define METAFED_LEVEL_META 0
@@ -1713,6 +1718,47 @@ metafed_status metafed_engine_drain_events(struct metafed_engine *engine,
                                            size_t *out_n);
 
 /*
+ Adds agent `agent` of domain `domain`, as topology `from` declares it (its handler or
+ simulation, concurrency limit and weight; the domain may be the only one `from` has), to the
+ domain of that name in the running engine, and writes its new id to `*out_agent` (may be
+ NULL). Workers route to it from their next turn. It takes one of the engine's spare agent
+ ids (16 by default; `spare_agents` in the TOML `[engine]` table); ids are never reused. The
+ engine keeps its own reference to the handler: `from` may be freed at once. Refused with
+ `METAFED_E_CONFIG` and the reason (`metafed_last_error`): an unknown domain or agent, a name
+ the running domain has, an isolated agent (its threads start with the engine), no spare id
+ left. Recorded in the audit trail.
+ */
+metafed_status metafed_engine_add_agent(struct metafed_engine *engine,
+                                        const struct metafed_topology *from,
+                                        const char *domain,
+                                        const char *agent,
+                                        uint16_t *out_agent);
+
+/*
+ Removes agent `agent` from the running engine: workers stop routing to it from their next
+ turn; its attempts in flight finish and count as usual; no task is lost. Its id is not
+ reused and its counters stay (`metafed_engine_agent_stats` still answers for it). A C
+ handler's finalizer runs once the engine no longer holds it. Recorded in the audit trail.
+ */
+metafed_status metafed_engine_remove_agent(struct metafed_engine *engine, uint16_t agent);
+
+/*
+ Changes agent `agent`'s routing weight (1 to `METAFED_MAX_WEIGHT`) while tasks run: an
+ agent of weight 3 is chosen first three times as often as one of weight 1. Recorded in the
+ audit trail.
+ */
+metafed_status metafed_engine_set_agent_weight(struct metafed_engine *engine,
+                                               uint16_t agent,
+                                               uint32_t weight);
+
+/*
+ Agent `agent`'s routing weight now, into `*out`.
+ */
+metafed_status metafed_engine_agent_weight(struct metafed_engine *engine,
+                                           uint16_t agent,
+                                           uint32_t *out);
+
+/*
  Creates an empty topology. Free it with `metafed_topology_free`.
  */
 metafed_status metafed_topology_new(struct metafed_topology **out);
@@ -1849,6 +1895,15 @@ metafed_status metafed_topology_set_breaker(struct metafed_topology *topology,
 metafed_status metafed_topology_set_agent_concurrency(struct metafed_topology *topology,
                                                       uint16_t agent,
                                                       uint32_t max_concurrency);
+
+/*
+ Sets agent `agent`'s routing weight (1 to `METAFED_MAX_WEIGHT`, default 1): an agent of
+ weight 3 is chosen first three times as often as one of weight 1 (smooth weighted
+ round-robin; failover still tries every agent).
+ */
+metafed_status metafed_topology_set_agent_weight(struct metafed_topology *topology,
+                                                 uint16_t agent,
+                                                 uint32_t weight);
 
 /*
  Runs agent `agent` on a pool of `threads` threads of its own (isolated; 1 to 256), or on the

@@ -21,6 +21,12 @@ impl Bulkhead {
     }
 
     /// The limit now (0: none).
+    /// Sets the limit of a spare agent id's bulkhead, before the id is published (nothing is
+    /// in flight).
+    pub(crate) fn init(&self, limit: u32) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
     pub(crate) fn limit(&self) -> u32 {
         self.limit.load(Ordering::Relaxed)
     }

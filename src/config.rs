@@ -36,6 +36,9 @@ pub struct EngineConfig {
     /// How long dropping a running engine waits for in-flight tasks before rejecting them.
     #[serde(with = "ms")]
     pub drain_timeout: Duration,
+    /// Agents that can be added to the running engine ([`crate::Engine::add_agent`]) beyond
+    /// those it starts with: their breakers and counters are made at the start. At most 4,096.
+    pub spare_agents: usize,
     /// Admission control at the meta level.
     pub admission: AdmissionConfig,
 }
@@ -53,6 +56,7 @@ impl Default for EngineConfig {
             isolated_queue: 1024,
             panic_routing: true,
             drain_timeout: Duration::from_secs(5),
+            spare_agents: 16,
             admission: AdmissionConfig::default(),
         }
     }
@@ -110,6 +114,9 @@ impl EngineConfig {
         }
         if self.drain_timeout > MAX_DURATION {
             return Err(format!("engine.drain_timeout must be at most 30 days, got {:?}", self.drain_timeout));
+        }
+        if self.spare_agents > 4096 {
+            return Err(format!("engine.spare_agents must be at most 4096, got {}", self.spare_agents));
         }
         if self.workers > 1024 {
             return Err(format!("engine.workers must be at most 1024, got {}", self.workers));

@@ -189,32 +189,52 @@ impl Engine {
             .any(|a| matches!(&a.spec.kind, AgentKind::Sim(s) if s.io))
             .then(|| Arc::new(Timer::new(clock, attempt_slots * n_workers)));
         let mut pools = Vec::new();
-        let agents: Box<[CachePadded<AgentRt>]> = topo
-            .agents
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let agent: Arc<dyn Agent> = match &a.spec.kind {
-                    AgentKind::Sim(s) => Arc::new(s.clone().into_handler(timer.clone())),
-                    AgentKind::Handler(h) => Arc::new(Immediate(h.clone())),
-                    AgentKind::Deferred(h) => Arc::new(Deferred(h.clone())),
-                    AgentKind::Foreign(f) => f.0.clone(),
-                    AgentKind::Unbound => unreachable!("build() rejects unbound agents"),
-                };
-                let run = if a.spec.isolated {
-                    let id = crate::AgentId(i as u16);
-                    pools.push(Pool::new(id, agent, a.spec.threads, cfg.isolated_queue));
-                    AgentRun::Pool(pools.len() - 1)
-                } else {
-                    AgentRun::Local(agent)
-                };
-                CachePadded::new(AgentRt {
-                    run,
-                    bit: 1u64 << a.local,
-                    bulkhead: crate::bulkhead::Bulkhead::new(a.spec.max_concurrency),
-                })
-            })
-            .collect();
+        let capacity = topo.agents.len() + cfg.spare_agents;
+        if capacity > usize::from(u16::MAX) {
+            return Err(Error::Config(format!(
+                "engine.spare_agents: {} agents and {} spare ids are more than {} in all",
+                topo.agents.len(),
+                cfg.spare_agents,
+                u16::MAX
+            )));
+        }
+        let mut handlers: Vec<Option<Arc<dyn Agent>>> = Vec::with_capacity(capacity);
+        let mut agents: Vec<CachePadded<AgentRt>> = Vec::with_capacity(capacity);
+        for (i, a) in topo.agents.iter().enumerate() {
+            let agent = make_agent(&a.spec.kind, &timer);
+            handlers.push(None);
+            let run = if a.spec.isolated {
+                let id = crate::AgentId(i as u16);
+                pools.push(Pool::new(id, agent, a.spec.threads, cfg.isolated_queue));
+                AgentRun::Pool(pools.len() - 1)
+            } else {
+                AgentRun::Local(agent)
+            };
+            agents.push(CachePadded::new(AgentRt {
+                run,
+                bit: AtomicU64::new(1u64 << a.local),
+                bulkhead: crate::bulkhead::Bulkhead::new(a.spec.max_concurrency),
+            }));
+        }
+        for _ in topo.agents.len()..capacity {
+            handlers.push(None);
+            agents.push(CachePadded::new(AgentRt {
+                run: AgentRun::Added,
+                bit: AtomicU64::new(0),
+                bulkhead: crate::bulkhead::Bulkhead::new(0),
+            }));
+        }
+        let mut policy = Policy {
+            routing: vec![Vec::new(); topo.domains.len()],
+            members: topo.domains.iter().map(|d| d.agents.clone()).collect(),
+            in_rotation: vec![true; capacity].into(),
+            weights: (0..capacity).map(|a| topo.agents.get(a).map_or(1, |d| d.spec.weight)).collect(),
+            handlers: handlers.into(),
+        };
+        for d in 0..topo.domains.len() {
+            policy.route(d);
+        }
+        let agents: Box<[CachePadded<AgentRt>]> = agents.into();
         let levels = topo.breakers.clone();
         let sh = Arc::new(Shared {
             clock,
@@ -222,7 +242,7 @@ impl Engine {
             pools: pools.into_boxed_slice(),
             timer,
             ffi_handle: AtomicU64::new(0),
-            agent_breakers: topo.agents.iter().map(|_| Breaker::new(levels.agent.clone(), n_workers)).collect(),
+            agent_breakers: (0..capacity).map(|_| Breaker::new(levels.agent.clone(), n_workers)).collect(),
             domain_breakers: topo.domains.iter().map(|_| Breaker::new(levels.domain.clone(), n_workers)).collect(),
             meta_breaker: Breaker::new(levels.meta.clone(), n_workers),
             slab: Slab::new(slots, n_workers),
@@ -230,7 +250,7 @@ impl Engine {
                 .map(|w| WorkerShared {
                     ingress: Mpmc::new(share),
                     hub: Arc::new(Hub::new(attempt_slots, w as u16, clock)),
-                    counters: WorkerCounters::new(topo.domains.len(), topo.agents.len()),
+                    counters: WorkerCounters::new(topo.domains.len(), capacity),
                     exited: AtomicBool::new(false),
                 })
                 .collect(),
@@ -238,7 +258,7 @@ impl Engine {
             pollers: WaitList::new(),
             callback,
             lifecycle: AtomicU8::new(RUNNING),
-            policy: Snapshot::new(Policy { routing: topo.domains.iter().map(|d| d.agents.clone()).collect() }),
+            policy: Snapshot::new(policy),
             down: topo.domains.iter().map(|_| AtomicU64::new(0)).collect(),
             domain_down: topo.domains.iter().map(|_| AtomicBool::new(false)).collect(),
             agents_down: topo.domains.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -260,7 +280,8 @@ impl Engine {
                 topo.domains.len(),
                 std::time::Instant::now(),
             )),
-            topo,
+            hedges: topo.domains.iter().map(|d| d.hedge).collect(),
+            topo: Snapshot::new(topo),
             cfg,
         });
 
@@ -302,7 +323,7 @@ impl Engine {
         for (p, pool) in sh.pools.iter().enumerate() {
             for t in 0..pool.threads {
                 let shared = sh.clone();
-                let name = format!("metafed-iso-{}", sh.topo.agents[usize::from(pool.agent.0)].name);
+                let name = format!("metafed-iso-{}", sh.topo.load().agents[usize::from(pool.agent.0)].name);
                 match std::thread::Builder::new().name(name).spawn(move || isolated::run(shared, p, t)) {
                     Ok(h) => lock(&engine.threads).isolated.push((p, t, h)),
                     Err(e) => return Err(Error::Spawn(format!("isolated agent thread {p}.{t}: {e}"))),
@@ -332,9 +353,10 @@ impl Engine {
         &self.admin
     }
 
-    /// The topology it runs.
-    pub fn topology(&self) -> &Topology {
-        &self.sh.topo
+    /// The topology it runs now: a snapshot, with the agents added and removed while it runs
+    /// up to this call ([`add_agent`](Self::add_agent), [`remove_agent`](Self::remove_agent)).
+    pub fn topology(&self) -> Arc<Topology> {
+        self.sh.topo.load()
     }
 
     /// Its configuration.
@@ -351,7 +373,7 @@ impl Engine {
         if task.domains.is_empty() {
             return Err(SubmitError::NoDomains);
         }
-        let known = self.sh.topo.domains.len();
+        let known = self.sh.domain_breakers.len();
         if known < 64 && task.domains.0 >> known != 0 {
             return Err(SubmitError::UnknownDomain((64 - task.domains.0.leading_zeros() - 1) as u16));
         }
@@ -653,7 +675,7 @@ impl Engine {
                 let mut audit = self.sh.audit();
                 let before = flag.swap(down, Ordering::Relaxed);
                 self.sh.refresh_down(d);
-                let name = format!("domain {}", self.sh.topo.domains[d].name);
+                let name = format!("domain {}", self.sh.topo.load().domains[d].name);
                 audit.record("domain_down", name, before.to_string(), down.to_string());
                 true
             }
@@ -663,9 +685,11 @@ impl Engine {
 
     /// Marks one agent down (every call to it fails, as `FailureKind::Down`: an outage of one
     /// dependency, for drills and simulations) or up again. Its breaker and its domain react as
-    /// to any failing agent. Returns false if there is no such agent. Audited.
+    /// to any failing agent. Returns false if there is no such agent (or it was removed).
+    /// Audited.
     pub fn set_agent_down(&self, agent: crate::AgentId, down: bool) -> bool {
-        let Some(def) = self.sh.topo.agents.get(usize::from(agent.0)) else { return false };
+        let topo = self.sh.topo.load();
+        let Some(def) = topo.agents.get(usize::from(agent.0)).filter(|a| !a.removed) else { return false };
         let d = usize::from(def.domain.0);
         let bit = 1u64 << def.local;
         let mut audit = self.sh.audit();
@@ -681,25 +705,212 @@ impl Engine {
         true
     }
 
+    /// Changes the routing snapshot under the writer's lock: `f` edits a copy of the current
+    /// one, which replaces it if `f` succeeds.
+    fn change_policy<R>(&self, f: impl FnOnce(&mut Policy) -> Result<R, Error>) -> Result<R, Error> {
+        let _w = lock(&self.policy_writer);
+        let mut next = Policy::clone(&self.sh.policy.load());
+        let r = f(&mut next)?;
+        self.sh.policy.store(next);
+        Ok(r)
+    }
+
+    /// The running agent `agent` (not removed), or an error naming it.
+    fn live_agent(&self, agent: crate::AgentId) -> Result<(crate::DomainId, String), Error> {
+        let topo = self.sh.topo.load();
+        match topo.agents.get(usize::from(agent.0)) {
+            Some(def) if !def.removed => Ok((def.domain, self.sh.agent_path(usize::from(agent.0)))),
+            Some(_) => Err(Error::Config(format!("agent {} was removed", self.sh.agent_path(usize::from(agent.0))))),
+            None => Err(Error::Config(format!("agent id {} does not exist", agent.0))),
+        }
+    }
+
     /// Takes an agent out of rotation (its domain routes around it) or puts it back. Workers see
     /// the change from their next turn. Returns false if there is no such agent.
     pub fn set_agent_in_rotation(&self, agent: crate::AgentId, in_rotation: bool) -> bool {
-        let Some(def) = self.sh.topo.agents.get(usize::from(agent.0)) else { return false };
-        let _w = lock(&self.policy_writer);
-        let cur = self.sh.policy.load();
-        let mut routing = cur.routing.clone();
-        let list = &mut routing[usize::from(def.domain.0)];
-        let before = list.contains(&agent);
-        list.retain(|&a| a != agent);
-        if in_rotation {
-            list.push(agent);
-            list.sort();
-        }
-        self.sh.policy.store(Policy { routing });
+        let Ok((d, name)) = self.live_agent(agent) else { return false };
+        let before = self
+            .change_policy(|p| {
+                let before = std::mem::replace(&mut p.in_rotation[usize::from(agent.0)], in_rotation);
+                p.route(usize::from(d.0));
+                Ok(before)
+            })
+            .expect("infallible");
         let word = |b: bool| if b { "in" } else { "out" };
-        let name = format!("agent {}", self.sh.agent_path(usize::from(agent.0)));
-        self.sh.audit().record("agent_rotation", name, word(before).into(), word(in_rotation).into());
+        self.sh.audit().record(
+            "agent_rotation",
+            format!("agent {name}"),
+            word(before).into(),
+            word(in_rotation).into(),
+        );
         true
+    }
+
+    /// Changes an agent's routing weight (1 to [`crate::MAX_WEIGHT`]; see
+    /// [`AgentSpec::weight`](crate::AgentSpec::weight)) while tasks run; workers route by it
+    /// from their next turn. Recorded in the audit trail.
+    pub fn set_agent_weight(&self, agent: crate::AgentId, weight: u32) -> Result<(), Error> {
+        let (d, name) = self.live_agent(agent)?;
+        if !(1..=crate::MAX_WEIGHT).contains(&weight) {
+            return Err(Error::Config(format!(
+                "agent {name}: weight must be 1 to {}, got {weight}",
+                crate::MAX_WEIGHT
+            )));
+        }
+        let before = self.change_policy(|p| {
+            let before = std::mem::replace(&mut p.weights[usize::from(agent.0)], weight);
+            p.route(usize::from(d.0));
+            Ok(before)
+        })?;
+        self.sh.audit().record("agent_weight", format!("agent {name}"), before.to_string(), weight.to_string());
+        Ok(())
+    }
+
+    /// An agent's routing weight now.
+    pub fn agent_weight(&self, agent: crate::AgentId) -> Option<u32> {
+        self.live_agent(agent).ok().map(|_| self.sh.policy.load().weights[usize::from(agent.0)])
+    }
+
+    /// Checks that agent `name` of `spec` can be added to domain `domain` of a running engine
+    /// whose topology is `topo`; returns its bit in the domain.
+    fn vet_new_agent(
+        &self,
+        topo: &Topology,
+        domain: crate::DomainId,
+        name: &str,
+        spec: &crate::AgentSpec,
+    ) -> Result<u8, Error> {
+        let Some(dom) = topo.domains.get(usize::from(domain.0)) else {
+            return Err(Error::Config(format!("domain id {} does not exist", domain.0)));
+        };
+        let path = format!("{}/{name}", dom.name);
+        crate::topology::check_name("an agent", name)?;
+        if dom.agents.iter().any(|a| topo.agents[usize::from(a.0)].name == name) {
+            return Err(Error::Config(format!("domain {} already has an agent named {name:?}", dom.name)));
+        }
+        spec.validate().map_err(|m| Error::Config(format!("agent {path}: {m}")))?;
+        let refuse = |why: &str| Err(Error::Config(format!("agent {path}: {why}")));
+        match &spec.kind {
+            AgentKind::Unbound => return refuse("it has no handler"),
+            AgentKind::Sim(s) => {
+                s.validate().map_err(|m| Error::Config(format!("agent {path}: {m}")))?;
+                if (s.io || self.simulated && s.latency != crate::Latency::None) && self.sh.timer.is_none() {
+                    return refuse(
+                        "a simulated I/O agent needs the engine's timer, which starts only with an engine that \
+                         has one: start the engine with it",
+                    );
+                }
+                if self.simulated && matches!(s.fault, crate::SimFault::Hang { .. }) {
+                    return refuse("a hanging simulated agent blocks a thread and cannot be simulated");
+                }
+            }
+            _ => {}
+        }
+        if spec.isolated {
+            return refuse(
+                "an isolated agent runs on threads started with the engine; add it to the topology and restart",
+            );
+        }
+        // The domain's free bit (agents removed free theirs).
+        let used = dom.agents.iter().fold(0u64, |m, a| m | 1u64 << topo.agents[usize::from(a.0)].local);
+        if used == u64::MAX {
+            return refuse(&format!(
+                "the domain has {} agents, the most a domain may have",
+                crate::MAX_AGENTS_PER_DOMAIN
+            ));
+        }
+        Ok((!used).trailing_zeros() as u8)
+    }
+
+    /// Adds an agent to domain `domain` of the running engine and returns its id; workers route
+    /// to it from their next turn, in rotation with its weight, with a fresh breaker at the
+    /// agent level's settings now and its own concurrency limit. It takes one of the spare ids
+    /// the engine started with ([`EngineConfig::spare_agents`]; ids are never reused). An
+    /// isolated agent (threads of its own) and a simulated agent with latency or I/O in an
+    /// engine started without one cannot be added: they need threads started with the engine.
+    /// Refused, with the reason, for an unknown domain, a name taken in the domain, a full
+    /// domain or no spare id left. Recorded in the audit trail.
+    pub fn add_agent(
+        &self,
+        domain: crate::DomainId,
+        name: impl Into<String>,
+        spec: crate::AgentSpec,
+    ) -> Result<crate::AgentId, Error> {
+        let name = name.into();
+        let d = usize::from(domain.0);
+        let _w = lock(&self.policy_writer);
+        let mut topo = Topology::clone(&self.sh.topo.load());
+        let local = self.vet_new_agent(&topo, domain, &name, &spec)?;
+        let path = format!("{}/{name}", topo.domains[d].name);
+        let refuse = |why: &str| Err(Error::Config(format!("agent {path}: {why}")));
+        let a = topo.agents.len();
+        if a >= self.sh.agents.len() {
+            return refuse(&format!(
+                "no spare agent id left (the engine started with {} agents and spare_agents = {})",
+                self.sh.agents.len() - self.sh.cfg.spare_agents,
+                self.sh.cfg.spare_agents
+            ));
+        }
+        let mut spec = spec;
+        if self.simulated
+            && let AgentKind::Sim(s) = &mut spec.kind
+            && s.latency != crate::Latency::None
+        {
+            s.io = true; // latency is waited in virtual time, as for the agents it started with
+        }
+        let id = crate::AgentId(a as u16);
+        let rt = &self.sh.agents[a];
+        // Before the snapshot publishes the id: its bit (an agent of this domain that was
+        // removed may have had it: its down flag goes with it) and its limit.
+        self.sh.agents_down[d].fetch_and(!(1u64 << local), Ordering::Relaxed);
+        {
+            let _audit = self.sh.audit();
+            self.sh.refresh_down(d);
+        }
+        rt.bit.store(1u64 << local, Ordering::Relaxed);
+        rt.bulkhead.init(spec.max_concurrency);
+        let handler = make_agent(&spec.kind, &self.sh.timer);
+        let weight = spec.weight;
+        topo.domains[d].agents.push(id);
+        topo.agents.push(crate::topology::AgentDef { name, domain, local, spec, removed: false });
+        self.sh.topo.store(topo);
+        let mut next = Policy::clone(&self.sh.policy.load());
+        next.members[d].push(id);
+        next.in_rotation[a] = true;
+        next.weights[a] = weight;
+        next.handlers[a] = Some(handler);
+        next.route(d);
+        self.sh.policy.store(next);
+        self.sh.audit().record("agent_added", format!("agent {path}"), "-".into(), format!("weight {weight}"));
+        Ok(id)
+    }
+
+    /// Removes an agent from the running engine: workers stop routing to it from their next
+    /// turn; its attempts in flight finish (or are abandoned at their timeout) and count as
+    /// usual, sub-tasks that wait for it choose again, and no task is lost. Its id is not
+    /// reused, its counters stay in [`Stats`] (marked removed), and the handler of an agent on
+    /// the workers is released once the workers' snapshots and its attempts in flight no
+    /// longer hold it (an isolated agent's threads idle until shutdown). Removing the last
+    /// agent of a domain is allowed: its sub-tasks then fail as `NoAgent`. Recorded in the
+    /// audit trail.
+    pub fn remove_agent(&self, agent: crate::AgentId) -> Result<(), Error> {
+        let (d, path) = self.live_agent(agent)?;
+        let (a, d) = (usize::from(agent.0), usize::from(d.0));
+        let _w = lock(&self.policy_writer);
+        let mut next = Policy::clone(&self.sh.policy.load());
+        next.members[d].retain(|&x| x != agent);
+        next.handlers[a] = None;
+        next.route(d);
+        self.sh.policy.store(next);
+        let mut topo = Topology::clone(&self.sh.topo.load());
+        topo.domains[d].agents.retain(|&x| x != agent);
+        topo.agents[a].removed = true;
+        // The topology keeps the name, not the handler: it is released with the last snapshot
+        // and attempt that holds it.
+        topo.agents[a].spec.kind = AgentKind::Unbound;
+        self.sh.topo.store(topo);
+        self.sh.audit().record("agent_removed", format!("agent {path}"), "in the engine".into(), "-".into());
+        Ok(())
     }
 
     /// Changes the admission rate limit while tasks run: `per_s` tasks per second sustained (0:
@@ -765,9 +976,8 @@ impl Engine {
     /// over a lowered limit finish; new ones wait for room. Recorded in the audit trail.
     pub fn set_agent_max_concurrency(&self, agent: crate::AgentId, limit: u32) -> Result<(), Error> {
         let a = usize::from(agent.0);
-        let Some(rt) = self.sh.agents.get(a) else {
-            return Err(Error::Config(format!("agent id {} does not exist", agent.0)));
-        };
+        self.live_agent(agent)?;
+        let rt = &self.sh.agents[a];
         let mut audit = self.sh.audit();
         let before = rt.bulkhead.limit();
         rt.bulkhead.set_limit(limit).map_err(|m| Error::Config(format!("agent {}: {m}", self.sh.agent_path(a))))?;
@@ -789,12 +999,20 @@ impl Engine {
     /// in the audit trail.
     pub fn set_breaker_config(&self, level: Level, cfg: &BreakerConfig) -> Result<(), Error> {
         cfg.validate().map_err(|m| Error::Config(format!("breakers.{}: {m}", level_key(level))))?;
+        let _w = lock(&self.policy_writer); // one reconfiguration at a time
         let count = match level {
             Level::Meta => 1,
             Level::Domain => self.sh.domain_breakers.len(),
-            Level::Agent => self.sh.agent_breakers.len(),
+            Level::Agent => {
+                // Spare ids' breakers take the settings too, without events of their own.
+                let agents = self.sh.topo.load().agents.len();
+                for b in &self.sh.agent_breakers[agents..] {
+                    b.set_config(cfg);
+                    b.set_mode(cfg.mode);
+                }
+                agents
+            }
         };
-        let _w = lock(&self.policy_writer); // one reconfiguration at a time
         let before = self.sh.breaker(level, 0).map(|b| b.config());
         for i in 0..count {
             let b = self.sh.breaker(level, i).expect("index below the level's count");
@@ -821,42 +1039,72 @@ impl Engine {
     }
 
     /// Applies the settings of a TOML file (the format of `examples/topology.toml`) that can
-    /// change while tasks run: each level's breakers and time budget, each agent's concurrency
-    /// limit, the admission rate limit. The file must describe the same domains and agents
-    /// (names, in any order); anything else that differs from the running engine (worker count,
-    /// slots, fault rates, hedging, an agent's threads) is listed in
-    /// [`Reload::needs_restart`] and left as it is. Checked in full before anything changes: an
-    /// error changes nothing. What changed is in [`Reload::applied`] and in the audit trail.
+    /// change while tasks run: each level's breakers and time budget, the admission settings,
+    /// each agent's concurrency limit and weight, and the agents themselves: an agent the file
+    /// adds to a domain (with a `sim` table) is added, a running agent it lacks is removed. The
+    /// file must describe the same domains (names, in any order); anything else that differs
+    /// from the running engine (worker count, slots, fault rates, hedging, an agent's threads)
+    /// is listed in [`Reload::needs_restart`] and left as it is. Checked in full before
+    /// anything changes: an error changes nothing. What changed is in [`Reload::applied`] and in the audit trail.
     /// `metafed serve --config FILE` calls it on SIGHUP.
     pub fn reload_toml(&self, text: &str) -> Result<Reload, Error> {
         let new = crate::TopologyBuilder::from_toml(text)?;
         let cfg = EngineConfig::from_toml(text)?;
-        let topo = &self.sh.topo;
-        // The shape: the same domains and agents, found by name.
-        let mut missing = Vec::new();
-        let mut agents = Vec::new(); // (running id, its spec in the file)
-        for dom in topo.domains.iter() {
-            if new.domain_id(&dom.name).is_none() {
-                missing.push(format!("domain {}", dom.name));
-                continue;
-            }
-            for &a in &dom.agents {
-                let name = &topo.agents[usize::from(a.0)].name;
-                match new.agent_id(&dom.name, name) {
-                    Ok(id) => agents.push((a, new.agent_spec(id).expect("an id the builder gave").clone())),
-                    Err(_) => missing.push(format!("agent {}", self.sh.agent_path(usize::from(a.0)))),
-                }
-            }
-        }
-        if !missing.is_empty() || new.domain_count() != topo.domains.len() || new.agent_count() != topo.agents.len() {
+        let topo = self.sh.topo.load();
+        // The shape: the same domains, found by name; agents found by name within them, the
+        // file's new ones added and the running ones it lacks removed.
+        let missing: Vec<&str> =
+            topo.domains.iter().map(|d| d.name.as_str()).filter(|n| new.domain_id(n).is_none()).collect();
+        if !missing.is_empty() || new.domain_count() != topo.domains.len() {
             return Err(Error::Config(format!(
-                "the file describes other domains or agents than the running engine ({}); adding or \
-                 removing them needs a restart",
+                "the file describes other domains than the running engine ({}); adding or removing a \
+                 domain needs a restart",
                 if missing.is_empty() {
                     "extra ones in the file".to_owned()
                 } else {
-                    format!("missing: {}", missing.join(", "))
+                    let named: Vec<String> = missing.iter().map(|n| format!("domain {n}")).collect();
+                    format!("missing: {}", named.join(", "))
                 }
+            )));
+        }
+        let mut agents = Vec::new(); // (running id, its spec in the file)
+        let mut to_add = Vec::new(); // (domain, name, spec)
+        let mut to_remove = Vec::new();
+        for (d, dom) in topo.domains.iter().enumerate() {
+            let file = new.agents_in(new.domain_id(&dom.name).expect("checked above"));
+            for &a in &dom.agents {
+                let name = &topo.agents[usize::from(a.0)].name;
+                match file.iter().find(|(n, _)| n == name) {
+                    Some((_, spec)) => agents.push((a, spec.clone())),
+                    None => to_remove.push(a),
+                }
+            }
+            for (name, spec) in file {
+                if !dom.agents.iter().any(|a| topo.agents[usize::from(a.0)].name == name) {
+                    let path = format!("{}/{name}", dom.name);
+                    if matches!(spec.kind, AgentKind::Unbound) {
+                        return Err(Error::Config(format!(
+                            "agent {path} is new in the file and has no `sim` table: an agent with a handler \
+                             is added with Engine::add_agent"
+                        )));
+                    }
+                    if spec.isolated {
+                        return Err(Error::Config(format!(
+                            "agent {path} is new in the file and isolated: an isolated agent needs a restart"
+                        )));
+                    }
+                    let domain = crate::DomainId(d as u16);
+                    self.vet_new_agent(&topo, domain, &name, &spec)?;
+                    to_add.push((domain, name, spec));
+                }
+            }
+        }
+        let spare = self.sh.agents.len() - topo.agents.len();
+        if to_add.len() > spare {
+            return Err(Error::Config(format!(
+                "the file adds {} agents and the engine has {spare} spare agent ids (engine.spare_agents \
+                 is read at the start)",
+                to_add.len()
             )));
         }
         let mut out = Reload::default();
@@ -871,6 +1119,12 @@ impl Engine {
             }
         }
         let mut limits = Vec::new();
+        let policy = self.sh.policy.load();
+        let weights: Vec<(crate::AgentId, u32)> = agents
+            .iter()
+            .filter(|(a, spec)| policy.weights[usize::from(a.0)] != spec.weight)
+            .map(|(a, spec)| (*a, spec.weight))
+            .collect();
         for (a, spec) in &agents {
             let rt = &self.sh.agents[usize::from(a.0)];
             let (now, want) = (rt.bulkhead.limit(), spec.max_concurrency);
@@ -906,6 +1160,19 @@ impl Engine {
         if admission_changed {
             self.set_admission(&cfg.admission)?;
             out.applied.push("engine.admission".into());
+        }
+        for (a, weight) in weights {
+            self.set_agent_weight(a, weight)?;
+            out.applied.push(format!("agent {}: weight {weight}", self.sh.agent_path(usize::from(a.0))));
+        }
+        for a in to_remove {
+            let path = self.sh.agent_path(usize::from(a.0));
+            self.remove_agent(a)?;
+            out.applied.push(format!("agent {path} removed"));
+        }
+        for (d, name, spec) in to_add {
+            let a = self.add_agent(d, name, spec)?;
+            out.applied.push(format!("agent {} added", self.sh.agent_path(usize::from(a.0))));
         }
         Ok(out)
     }
@@ -991,7 +1258,7 @@ fn stop(sh: &Shared, threads: &mut Threads, drain: Duration) -> ShutdownReport {
             let _ = h.join();
         } else {
             detached += 1;
-            let agent = &sh.topo.agents[usize::from(sh.pools[p].agent.0)].name;
+            let agent = &sh.topo.load().agents[usize::from(sh.pools[p].agent.0)].name;
             tracing::warn!(agent = %agent, "an isolated agent's thread did not stop (its handler is not returning); detached");
         }
     }
@@ -1099,6 +1366,17 @@ fn backoff(round: &mut u32) {
 }
 
 /// A level's name as in the TOML file's `[breakers.LEVEL]` tables.
+/// The call behind an agent's declared behaviour.
+fn make_agent(kind: &AgentKind, timer: &Option<Arc<Timer>>) -> Arc<dyn Agent> {
+    match kind {
+        AgentKind::Sim(s) => Arc::new(s.clone().into_handler(timer.clone())),
+        AgentKind::Handler(h) => Arc::new(Immediate(h.clone())),
+        AgentKind::Deferred(h) => Arc::new(Deferred(h.clone())),
+        AgentKind::Foreign(f) => f.0.clone(),
+        AgentKind::Unbound => unreachable!("build() and add_agent() refuse unbound agents"),
+    }
+}
+
 fn level_key(level: Level) -> &'static str {
     match level {
         Level::Meta => "meta",

@@ -82,7 +82,7 @@ pub use sim::{Latency, SimAgent, SimFault};
 pub use task::{AgentId, AttemptFailure, Completion, DomainId, DomainSet, FailureKind, Reason, Status, Task, Ticket};
 pub use task::{LOWEST_PRIORITY, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS, MAX_RECORDED_FAILURES};
 pub use topology::{AgentKind, AgentSpec, ForeignAgent, Levels, SEED_DOMAINS, Topology, TopologyBuilder};
-pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN};
+pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN, MAX_WEIGHT};
 
 #[cfg(not(loom))]
 pub use engine::{Engine, EngineBuilder, Reload, ShutdownReport};

@@ -488,3 +488,43 @@ fn a_task_submitted_against_shutdown_is_completed_exactly_once() {
         assert!(!slab.admit(Ticket(raw)));
     });
 }
+
+// Live reconfiguration: an agent added while workers run is published through the routing
+// snapshot (`sync::Snapshot`, as the engine's `Policy`); its settings (its bit in the tried set,
+// its concurrency limit: `AgentRt`'s atomics) are written before. `shared` is not compiled
+// under loom, so the model holds the same fields in a struct of its own.
+
+#[test]
+fn an_agent_added_while_running_is_seen_whole_by_a_worker_that_routes_to_it() {
+    use crate::sync::Snapshot;
+    struct Rt {
+        bit: AtomicU64,
+        bulkhead: Bulkhead,
+    }
+    loom::model(|| {
+        let agents = Arc::new([
+            Rt { bit: AtomicU64::new(1), bulkhead: Bulkhead::new(0) },
+            Rt { bit: AtomicU64::new(0), bulkhead: Bulkhead::new(0) }, // a spare id
+        ]);
+        let snap = Arc::new(Snapshot::new(vec![0usize]));
+        let (a2, s2) = (agents.clone(), snap.clone());
+        let operator = thread::spawn(move || {
+            a2[1].bit.store(1 << 1, Ordering::Relaxed);
+            a2[1].bulkhead.init(1);
+            s2.store(vec![0, 1]);
+        });
+        // A worker's turns: refresh its copy, then route over it.
+        let mut copy = snap.load();
+        let mut seen = 0;
+        for _ in 0..2 {
+            snap.refresh(&mut copy, &mut seen);
+            for &a in copy.iter() {
+                assert_ne!(agents[a].bit.load(Ordering::Relaxed), 0, "a routed agent has its bit");
+                if a == 1 {
+                    assert_eq!(agents[a].bulkhead.limit(), 1, "and its limit");
+                }
+            }
+        }
+        operator.join().unwrap();
+    });
+}

@@ -452,6 +452,14 @@ impl Collector for EngineCollector {
             gauge,
             per_agent(&|a| u64::from(a.in_rotation)),
         )?;
+        family(
+            &mut enc,
+            "metafed_agent_weight",
+            "The agent's routing weight within its domain.",
+            None,
+            gauge,
+            per_agent(&|a| u64::from(a.weight)),
+        )?;
 
         // Breakers, every level.
         self.breakers(&mut enc, &s, &base)?;

@@ -57,11 +57,59 @@ pub struct BreakerEvent {
     pub task: Option<u64>,
 }
 
-/// The live routing table: which agents of each domain are in rotation. Replaced whole (a
-/// snapshot) when an operator takes an agent out or puts it back; workers load it once per
-/// turn and never block.
+/// The live routing table: which agents of each domain are in rotation, in what order (by
+/// weight), and the handlers of the agents that run on the workers. Replaced whole (a snapshot)
+/// when an operator takes an agent out or puts it back, changes a weight, or adds or removes an
+/// agent; workers load it once per turn and never block, and a worker's attempts use the
+/// snapshot they were chosen from (so a removed agent's handler lives until they are done).
+#[derive(Clone)]
 pub(crate) struct Policy {
+    /// Per domain: the rotation, each agent in rotation appearing as often as its weight
+    /// (divided by the weights' common divisor), interleaved (smooth weighted round-robin).
     pub(crate) routing: Vec<Vec<AgentId>>,
+    /// Per domain: its agents (not removed), in or out of rotation, by id.
+    pub(crate) members: Vec<Vec<AgentId>>,
+    /// By agent id: in rotation, and weight.
+    pub(crate) in_rotation: Box<[bool]>,
+    pub(crate) weights: Box<[u32]>,
+    /// By agent id: the handler of an agent added while the engine runs (None for the agents
+    /// it started with, spare ids, and removed agents).
+    pub(crate) handlers: Box<[Option<std::sync::Arc<dyn Agent>>]>,
+}
+
+impl Policy {
+    /// Recomputes domain `d`'s rotation from its members, rotation flags and weights.
+    pub(crate) fn route(&mut self, d: usize) {
+        let members: Vec<AgentId> =
+            self.members[d].iter().copied().filter(|a| self.in_rotation[usize::from(a.0)]).collect();
+        let w: Vec<u64> = members.iter().map(|a| u64::from(self.weights[usize::from(a.0)])).collect();
+        self.routing[d] = smooth_weighted(&members, &w);
+    }
+}
+
+/// One cycle of smooth weighted round-robin (nginx's): each agent appears `w / gcd` times,
+/// spread out rather than in runs.
+pub(crate) fn smooth_weighted(agents: &[AgentId], weights: &[u64]) -> Vec<AgentId> {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let g = weights.iter().copied().fold(0, gcd).max(1);
+    let w: Vec<i64> = weights.iter().map(|&x| (x / g) as i64).collect();
+    let total: i64 = w.iter().sum();
+    let mut current = vec![0i64; w.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for i in 0..w.len() {
+            current[i] += w[i];
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(agents[best]);
+    }
+    out
 }
 
 /// One worker's share: its ingress ring, its attempt slots and inbox (with its parker), its
@@ -83,19 +131,33 @@ impl WorkerShared {
     }
 }
 
-/// What the stages need of one agent, in one place (one bounds check, one cache line).
+/// What the stages need of one agent, in one place (one bounds check, one cache line). The
+/// engine makes one per agent it starts with and per spare id.
 pub(crate) struct AgentRt {
     pub(crate) run: AgentRun,
-    /// Its bit in a sub-task's set of tried agents (its position in its domain).
-    pub(crate) bit: u64,
+    /// Its bit in a sub-task's set of tried agents (its position in its domain). Written once,
+    /// before a spare id is published in the routing snapshot.
+    pub(crate) bit: AtomicU64,
     /// Its limit on attempts in flight.
     pub(crate) bulkhead: crate::bulkhead::Bulkhead,
+}
+
+impl AgentRt {
+    /// Its bit in a sub-task's set of tried agents.
+    #[inline]
+    pub(crate) fn bit(&self) -> u64 {
+        self.bit.load(Ordering::Relaxed)
+    }
 }
 
 /// How an agent's attempts run.
 pub(crate) enum AgentRun {
     /// On the workers: the attempt is a call (which may defer it).
     Local(std::sync::Arc<dyn Agent>),
+    /// An agent added while the engine runs (a spare id), on the workers: the call goes to its
+    /// handler in the routing snapshot ([`Policy::handlers`]), which releases it when the agent
+    /// is removed.
+    Added,
     /// On a pool of threads of its own (index into `Shared::pools`).
     Pool(usize),
 }
@@ -205,7 +267,10 @@ impl Admission {
 }
 
 pub(crate) struct Shared {
-    pub(crate) topo: Topology,
+    /// The topology now (agents added and removed while running included).
+    pub(crate) topo: Snapshot<Topology>,
+    /// Per domain: its hedging policy (fixed at the start).
+    pub(crate) hedges: Box<[Option<crate::Hedge>]>,
     pub(crate) cfg: EngineConfig,
     pub(crate) clock: Clock,
     /// How each agent runs, by agent id.
@@ -393,7 +458,9 @@ impl Shared {
         match level {
             Level::Meta => (index == 0).then_some(&self.meta_breaker),
             Level::Domain => self.domain_breakers.get(index),
-            Level::Agent => self.agent_breakers.get(index),
+            // Spare ids' breakers exist but are not agents' yet.
+            Level::Agent if index < self.topo.load().agents.len() => self.agent_breakers.get(index),
+            Level::Agent => None,
         }
     }
 
@@ -424,15 +491,16 @@ impl Shared {
     pub(crate) fn breaker_name(&self, level: Level, index: usize) -> String {
         match level {
             Level::Meta => "meta".into(),
-            Level::Domain => format!("domain {}", self.topo.domains[index].name),
+            Level::Domain => format!("domain {}", self.topo.load().domains[index].name),
             Level::Agent => format!("agent {}", self.agent_path(index)),
         }
     }
 
     /// `domain/agent`.
     pub(crate) fn agent_path(&self, index: usize) -> String {
-        let a = &self.topo.agents[index];
-        format!("{}/{}", self.topo.domains[usize::from(a.domain.0)].name, a.name)
+        let topo = self.topo.load();
+        let a = &topo.agents[index];
+        format!("{}/{}", topo.domains[usize::from(a.domain.0)].name, a.name)
     }
 
     /// Whether any completion is waiting for `poll`.

@@ -104,11 +104,18 @@ pub struct AgentSpec {
     /// is completed or dropped. Beyond it the domain picks another agent, or the sub-task waits
     /// in the domain (not on a thread). 0: no limit.
     pub max_concurrency: u32,
+    /// Its share of its domain's traffic against the other agents' weights (1 to
+    /// [`MAX_WEIGHT`]): an agent of weight 3 is chosen first three times as often as one of
+    /// weight 1 (smooth weighted round-robin). Failover still tries every agent.
+    pub weight: u32,
 }
+
+/// The largest agent weight.
+pub const MAX_WEIGHT: u32 = 100;
 
 impl AgentSpec {
     fn of(kind: AgentKind) -> Self {
-        Self { kind, isolated: false, threads: 1, max_concurrency: 0 }
+        Self { kind, isolated: false, threads: 1, max_concurrency: 0, weight: 1 }
     }
     /// A simulated agent.
     pub fn sim(sim: SimAgent) -> Self {
@@ -145,8 +152,16 @@ impl AgentSpec {
         self.max_concurrency = n;
         self
     }
+    /// Sets the agent's routing weight (1 to [`MAX_WEIGHT`]; see [`AgentSpec::weight`]).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
 
-    fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_WEIGHT).contains(&self.weight) {
+            return Err(format!("weight must be 1 to {MAX_WEIGHT}, got {}", self.weight));
+        }
         if self.isolated && !(1..=MAX_AGENT_THREADS).contains(&self.threads) {
             return Err(format!("threads must be 1 to {MAX_AGENT_THREADS}, got {}", self.threads));
         }
@@ -163,7 +178,7 @@ impl AgentSpec {
 }
 
 /// Checks a domain or agent name.
-fn check_name(what: &str, name: &str) -> Result<(), Error> {
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), Error> {
     if name.trim().is_empty() {
         return Err(Error::topology(format!("{what} name is empty")));
     }
@@ -183,6 +198,8 @@ pub(crate) struct AgentDef {
     /// Position within its domain (the bit in a sub-task's tried set).
     pub(crate) local: u8,
     pub(crate) spec: AgentSpec,
+    /// Removed from a running engine: in no domain's list, its id never reused.
+    pub(crate) removed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -273,6 +290,12 @@ impl Topology {
     /// The agents of a domain.
     pub fn agents_of(&self, d: DomainId) -> &[AgentId] {
         self.domains.get(usize::from(d.0)).map_or(&[], |d| &d.agents)
+    }
+
+    /// Whether agent `a` was removed from the running engine this topology describes
+    /// ([`crate::Engine::remove_agent`]); a removed agent keeps its id and its counters.
+    pub fn is_removed(&self, a: AgentId) -> bool {
+        self.agents.get(usize::from(a.0)).is_some_and(|a| a.removed)
     }
 
     /// The domain an agent belongs to.
@@ -380,7 +403,7 @@ impl TopologyBuilder {
         let id = AgentId(self.agents.len() as u16);
         let local = dom.agents.len() as u8;
         self.domains[d].agents.push(id);
-        self.agents.push(AgentDef { name, domain, local, spec });
+        self.agents.push(AgentDef { name, domain, local, spec, removed: false });
         Ok(id)
     }
 
@@ -398,6 +421,31 @@ impl TopologyBuilder {
         spec.validate().map_err(|m| Error::topology(format!("agent {}: {m}", def.name)))?;
         def.spec = spec;
         Ok(self)
+    }
+
+    /// Sets agent `agent`'s routing weight (1 to [`MAX_WEIGHT`]; see [`AgentSpec::weight`]).
+    pub fn agent_weight(&mut self, agent: AgentId, weight: u32) -> Result<&mut Self, Error> {
+        let def = self
+            .agents
+            .get_mut(usize::from(agent.0))
+            .ok_or_else(|| Error::topology(format!("unknown agent id {}", agent.0)))?;
+        let spec = def.spec.clone().weight(weight);
+        spec.validate().map_err(|m| Error::topology(format!("agent {}: {m}", def.name)))?;
+        def.spec = spec;
+        Ok(self)
+    }
+
+    /// The agents of domain `d` so far: (name, spec).
+    pub(crate) fn agents_in(&self, d: DomainId) -> Vec<(String, AgentSpec)> {
+        self.domains.get(usize::from(d.0)).map_or_else(Vec::new, |dom| {
+            dom.agents
+                .iter()
+                .map(|a| {
+                    let def = &self.agents[usize::from(a.0)];
+                    (def.name.clone(), def.spec.clone())
+                })
+                .collect()
+        })
     }
 
     /// The number of agents added so far.
@@ -662,6 +710,7 @@ impl TopologyBuilder {
                     isolated: a.isolated || a.threads.is_some(),
                     threads: a.threads.unwrap_or(1),
                     max_concurrency: a.max_concurrency,
+                    weight: a.weight,
                 };
                 b.agent(id, a.name, spec).map_err(|e| e.context(&format!("domains[{i}].agents[{j}]")))?;
             }
@@ -743,5 +792,11 @@ struct AgentSpecFile {
     threads: Option<usize>,
     #[serde(default)]
     max_concurrency: u32,
+    #[serde(default = "one")]
+    weight: u32,
     sim: Option<SimAgent>,
+}
+
+fn one() -> u32 {
+    1
 }

@@ -241,7 +241,8 @@ impl Worker {
         // in steady state: `worker_capacity`, plus one task's worth of overshoot.
         let cap = sh.cfg.worker_capacity + crate::task::MAX_DOMAINS;
         let policy = sh.policy.load();
-        let domains = sh.topo.domains.len();
+        let topo = sh.topo.load();
+        let domains = topo.domains.len();
         let hub = sh.workers[id].hub.clone();
         let slots = hub.capacity();
         Self {
@@ -267,9 +268,8 @@ impl Worker {
             ],
             timers: BinaryHeap::with_capacity(2 * slots),
             rr: vec![0; domains],
-            budgets: sh.topo.domains.iter().map(|d| d.retry_budget.as_ref().map(Budget::new)).collect(),
-            windows: sh
-                .topo
+            budgets: topo.domains.iter().map(|d| d.retry_budget.as_ref().map(Budget::new)).collect(),
+            windows: topo
                 .domains
                 .iter()
                 .map(|d| match d.hedge {

@@ -377,8 +377,8 @@ fn a_toml_file_reloads_what_can_change_while_tasks_run() {
     assert_eq!((agent.consecutive_failures, agent.timeout), (7, BreakerConfig::agent().timeout));
 
     // Another shape, or a file that does not parse: an error, and nothing changes.
-    let err = engine.reload_toml(&original.replace("name = \"Cache\"", "name = \"Redis\"")).unwrap_err();
-    assert!(err.to_string().contains("missing: agent Database/Cache"), "{err}");
+    let err = engine.reload_toml(&original.replace("name = \"Database\"", "name = \"Store\"")).unwrap_err();
+    assert!(err.to_string().contains("missing: domain Database"), "{err}");
     assert!(engine.reload_toml("[[domains]\nname = ").is_err());
     let bad = changed.replace("consecutive_failures = 5", "consecutive_failures = 5\nhalf_open_probes = 0");
     assert!(engine.reload_toml(&bad).unwrap_err().to_string().contains("half_open_probes"));
@@ -463,4 +463,158 @@ fn an_agent_marked_down_fails_its_calls_and_its_domain_fails_over() {
     assert!(!engine.set_agent_down(AgentId(99), true));
     let last: Vec<_> = engine.audit_log().iter().map(|r| (r.action, r.to.clone())).collect();
     assert_eq!(last.first(), Some(&("agent_down", "true".to_string())));
+}
+
+/// An agent that counts its calls.
+fn counting(calls: &std::sync::Arc<std::sync::atomic::AtomicU64>) -> metafed::AgentSpec {
+    let calls = calls.clone();
+    metafed::AgentSpec::handler(move |_: &metafed::Request<'_>| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(1)
+    })
+}
+
+#[test]
+fn weights_share_a_domains_traffic_and_change_while_running() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (a, b) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut t = Topology::builder();
+    let d = t.domain("D").unwrap();
+    let ia = t.agent(d, "a", counting(&a)).unwrap();
+    let ib = t.agent(d, "b", counting(&b).weight(3)).unwrap();
+    assert!(t.agent(d, "c", counting(&a).weight(0)).unwrap_err().to_string().contains("weight must be 1 to 100"));
+    let engine = Engine::start(t.build().unwrap(), EngineConfig { workers: 1, ..EngineConfig::default() }).unwrap();
+    let run = |n: u64| {
+        for id in 0..n {
+            let c = engine.wait(engine.submit(&Task::new(id, d).waitable(), None).unwrap(), None).unwrap();
+            assert_eq!(c.status, metafed::Status::Ok);
+        }
+    };
+    run(400);
+    // One worker, every call answered: the rotation's cycle of four is followed exactly.
+    assert_eq!((a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)), (100, 300));
+    assert_eq!(engine.agent_weight(ib), Some(3));
+
+    engine.set_agent_weight(ia, 4).unwrap();
+    engine.set_agent_weight(ib, 1).unwrap();
+    run(500);
+    assert_eq!((a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)), (500, 400));
+    assert!(engine.set_agent_weight(ia, 101).unwrap_err().to_string().contains("agent D/a: weight must be 1 to 100"));
+    assert_eq!(engine.stats().agents.iter().map(|s| s.weight).collect::<Vec<_>>(), [4, 1]);
+    let audit: Vec<_> = engine.audit_log().iter().map(|r| (r.action, r.to.clone())).collect();
+    assert_eq!(audit, [("agent_weight", "4".to_string()), ("agent_weight", "1".to_string())]);
+}
+
+#[test]
+fn agents_are_added_and_removed_while_tasks_run_and_no_task_is_lost() {
+    use metafed::{AgentId, Status};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let first = Arc::new(AtomicU64::new(0));
+    let added = Arc::new(AtomicU64::new(0));
+    let mut t = Topology::builder();
+    let d = t.domain("D").unwrap();
+    let old = t.agent(d, "old", counting(&first)).unwrap();
+    let engine = Arc::new(
+        Engine::start(
+            t.build().unwrap(),
+            EngineConfig { workers: 2, pin: false, spare_agents: 2, ..EngineConfig::default() },
+        )
+        .unwrap(),
+    );
+    // Submitters run throughout: every task must complete once, and succeed (the domain always
+    // has an agent in rotation).
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitters: Vec<_> = (0..2u64)
+        .map(|s| {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = engine.submit(&Task::new(s << 32 | n, d).waitable(), None).unwrap();
+                    let c = engine.wait(t, Some(std::time::Duration::from_secs(30))).unwrap();
+                    assert_eq!(c.status, Status::Ok, "{c:?}");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let wait_for = |what: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !what() {
+            assert!(std::time::Instant::now() < deadline, "timed out");
+            std::thread::yield_now();
+        }
+    };
+    wait_for(&|| first.load(Ordering::Relaxed) > 1000);
+    let _actor = metafed::act_as("test", "migration");
+    let new = engine.add_agent(d, "new", counting(&added).weight(2)).unwrap();
+    assert_eq!(new, AgentId(1));
+    wait_for(&|| added.load(Ordering::Relaxed) > 1000);
+    engine.remove_agent(old).unwrap();
+    // Workers see the removal from their next turn: soon no call reaches the old agent.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let calls_then = first.load(Ordering::Relaxed);
+    let added_then = added.load(Ordering::Relaxed);
+    wait_for(&|| added.load(Ordering::Relaxed) > added_then + 1000);
+    assert_eq!(first.load(Ordering::Relaxed), calls_then, "a removed agent is not called");
+    stop.store(true, Ordering::Relaxed);
+    let submitted: u64 = submitters.into_iter().map(|h| h.join().unwrap()).sum();
+    let s = engine.stats();
+    assert_eq!(s.completed, submitted, "every task completed once");
+    assert_eq!(s.agents.len(), 2);
+    assert!(s.agents[0].removed && !s.agents[0].in_rotation && s.agents[1].in_rotation);
+    assert_eq!(s.agents[0].calls + s.agents[1].calls, first.load(Ordering::Relaxed) + added.load(Ordering::Relaxed));
+    assert!(engine.topology().is_removed(old));
+    assert_eq!(engine.topology().agents_of(d), [new]);
+
+    // Refusals name the reason; ids are not reused.
+    let err = |r: Result<AgentId, metafed::Error>| r.unwrap_err().to_string();
+    assert!(err(engine.add_agent(d, "new", counting(&added))).contains("already has an agent named \"new\""));
+    assert!(err(engine.add_agent(metafed::DomainId(5), "x", counting(&added))).contains("domain id 5"));
+    assert!(err(engine.add_agent(d, "iso", counting(&added).isolated())).contains("restart"));
+    assert!(err(engine.add_agent(d, "", counting(&added))).contains("empty"));
+    assert!(engine.remove_agent(old).unwrap_err().to_string().contains("agent D/old was removed"));
+    assert_eq!(engine.add_agent(d, "old", counting(&first)).unwrap(), AgentId(2), "a name can come back");
+    assert!(err(engine.add_agent(d, "more", counting(&added))).contains("no spare agent id left"));
+    let audit: Vec<_> = engine.audit_log().iter().map(|r| (r.actor.clone(), r.action, r.target.clone())).collect();
+    assert_eq!(
+        audit,
+        [
+            ("test".to_string(), "agent_added", "agent D/new".to_string()),
+            ("test".to_string(), "agent_removed", "agent D/old".to_string()),
+            ("test".to_string(), "agent_added", "agent D/old".to_string()),
+        ]
+    );
+    let report =
+        Arc::try_unwrap(engine).ok().expect("the submitters are done").shutdown(std::time::Duration::from_secs(5));
+    assert!(report.unwrap().drained);
+}
+
+#[test]
+fn a_reload_adds_and_removes_agents() {
+    let original = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/topology.toml")).unwrap();
+    let engine = Engine::start(
+        Topology::from_toml(&original).unwrap(),
+        EngineConfig { workers: 1, pin: false, ..EngineConfig::from_toml(&original).unwrap() },
+    )
+    .unwrap();
+    // Cache renamed Redis: Cache goes, Redis comes, with its weight.
+    let renamed = original.replace("name = \"Cache\",", "name = \"Redis\", weight = 2,");
+    let r = engine.reload_toml(&renamed).unwrap();
+    assert_eq!(r.applied, ["agent Database/Cache removed", "agent Database/Redis added"], "{r:?}");
+    let topo = engine.topology();
+    let db = topo.domain_id("Database").unwrap();
+    let redis = topo.agent_id("Database", "Redis").unwrap();
+    assert!(topo.agent_id("Database", "Cache").is_none());
+    assert!(topo.agents_of(db).contains(&redis));
+    assert_eq!(engine.agent_weight(redis), Some(2));
+    // A domain of its own is still a restart; a new agent without a sim table has no handler.
+    let err = engine.reload_toml(&original.replace("name = \"Auth\"", "name = \"Login\"")).unwrap_err();
+    assert!(err.to_string().contains("missing: domain Auth"), "{err}");
+    let unbound = renamed.replace("  { name = \"Redis\"", "  { name = \"Bare\" },\n  { name = \"Redis\"");
+    let err = engine.reload_toml(&unbound).unwrap_err();
+    assert!(err.to_string().contains("Bare") && err.to_string().contains("sim"), "{err}");
 }

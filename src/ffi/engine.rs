@@ -125,6 +125,7 @@ fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, FfiError> {
             rate_limit_per_s: c.rate_limit_per_s,
             rate_limit_burst: c.rate_limit_burst,
         },
+        ..EngineConfig::default()
     };
     cfg.validate().map_err(|m| err(super::METAFED_E_CONFIG, m))?;
     Ok(cfg)
@@ -626,8 +627,8 @@ pub extern "C" fn metafed_engine_domain_name(
 ) -> metafed_status {
     boundary("metafed_engine_domain_name", || {
         with_engine(engine, |e| {
-            let name = e
-                .topology()
+            let topo = e.topology();
+            let name = topo
                 .domain_name(DomainId(domain))
                 .ok_or_else(|| err(super::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))?;
             write_name(name, buf, cap, out_len)
@@ -647,8 +648,8 @@ pub extern "C" fn metafed_engine_agent_name(
 ) -> metafed_status {
     boundary("metafed_engine_agent_name", || {
         with_engine(engine, |e| {
-            let name = e
-                .topology()
+            let topo = e.topology();
+            let name = topo
                 .agent_name(crate::AgentId(agent))
                 .ok_or_else(|| err(METAFED_E_INVALID, format!("agent id {agent} does not exist")))?;
             write_name(name, buf, cap, out_len)

@@ -412,3 +412,94 @@ pub extern "C" fn metafed_engine_drain_events(
         Ok(())
     })
 }
+
+/// Adds agent `agent` of domain `domain`, as topology `from` declares it (its handler or
+/// simulation, concurrency limit and weight; the domain may be the only one `from` has), to the
+/// domain of that name in the running engine, and writes its new id to `*out_agent` (may be
+/// NULL). Workers route to it from their next turn. It takes one of the engine's spare agent
+/// ids (16 by default; `spare_agents` in the TOML `[engine]` table); ids are never reused. The
+/// engine keeps its own reference to the handler: `from` may be freed at once. Refused with
+/// `METAFED_E_CONFIG` and the reason (`metafed_last_error`): an unknown domain or agent, a name
+/// the running domain has, an isolated agent (its threads start with the engine), no spare id
+/// left. Recorded in the audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_add_agent(
+    engine: *mut metafed_engine,
+    from: *const super::topology::metafed_topology,
+    domain: *const c_char,
+    agent: *const c_char,
+    out_agent: *mut u16,
+) -> metafed_status {
+    boundary("metafed_engine_add_agent", || {
+        // SAFETY: NUL-terminated strings per the contract (checked for NULL).
+        let (domain, agent) = unsafe { (str_arg(domain, "domain")?, str_arg(agent, "agent")?) };
+        let spec = super::topology::with_builder(from, |b| {
+            let id = b.agent_id(domain, agent).map_err(|_| {
+                err(METAFED_E_CONFIG, format!("the topology passed as `from` has no agent {domain}/{agent}"))
+            })?;
+            Ok(b.agent_spec(id).expect("an id the builder gave").clone())
+        })?;
+        let id = with_engine(engine, |e| {
+            let d = e.topology().domain_id(domain).ok_or_else(|| {
+                err(super::METAFED_E_UNKNOWN_DOMAIN, format!("the engine has no domain named {domain:?}"))
+            })?;
+            Ok(e.add_agent(d, agent, spec)?)
+        })?;
+        if !out_agent.is_null() {
+            // SAFETY: not NULL; writable per the contract.
+            unsafe { *out_agent = id.0 };
+        }
+        Ok(())
+    })
+}
+
+/// Removes agent `agent` from the running engine: workers stop routing to it from their next
+/// turn; its attempts in flight finish and count as usual; no task is lost. Its id is not
+/// reused and its counters stay (`metafed_engine_agent_stats` still answers for it). A C
+/// handler's finalizer runs once the engine no longer holds it. Recorded in the audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_remove_agent(engine: *mut metafed_engine, agent: u16) -> metafed_status {
+    boundary("metafed_engine_remove_agent", || {
+        with_engine(engine, |e| {
+            e.remove_agent(crate::AgentId(agent)).map_err(|x| err(METAFED_E_INVALID, x.to_string()))
+        })
+    })
+}
+
+/// Changes agent `agent`'s routing weight (1 to `METAFED_MAX_WEIGHT`) while tasks run: an
+/// agent of weight 3 is chosen first three times as often as one of weight 1. Recorded in the
+/// audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_agent_weight(
+    engine: *mut metafed_engine,
+    agent: u16,
+    weight: u32,
+) -> metafed_status {
+    boundary("metafed_engine_set_agent_weight", || {
+        with_engine(engine, |e| {
+            if usize::from(agent) >= e.topology().agent_count() {
+                return Err(err(METAFED_E_INVALID, format!("agent id {agent} does not exist")));
+            }
+            Ok(e.set_agent_weight(crate::AgentId(agent), weight)?)
+        })
+    })
+}
+
+/// Agent `agent`'s routing weight now, into `*out`.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_agent_weight(
+    engine: *mut metafed_engine,
+    agent: u16,
+    out: *mut u32,
+) -> metafed_status {
+    boundary("metafed_engine_agent_weight", || {
+        non_null(out, "out")?;
+        let w = with_engine(engine, |e| {
+            e.agent_weight(crate::AgentId(agent))
+                .ok_or_else(|| err(METAFED_E_INVALID, format!("agent id {agent} does not exist or was removed")))
+        })?;
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *out = w };
+        Ok(())
+    })
+}

@@ -549,6 +549,24 @@ pub extern "C" fn metafed_topology_set_agent_concurrency(
     })
 }
 
+/// Sets agent `agent`'s routing weight (1 to `METAFED_MAX_WEIGHT`, default 1): an agent of
+/// weight 3 is chosen first three times as often as one of weight 1 (smooth weighted
+/// round-robin; failover still tries every agent).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_agent_weight(
+    topology: *mut metafed_topology,
+    agent: u16,
+    weight: u32,
+) -> super::metafed_status {
+    boundary("metafed_topology_set_agent_weight", || {
+        with_builder(topology, |b| {
+            let a = check_agent(b, agent)?;
+            b.agent_weight(a, weight)?;
+            Ok(())
+        })
+    })
+}
+
 /// Runs agent `agent` on a pool of `threads` threads of its own (isolated; 1 to 256), or on the
 /// workers (0). For handlers that block; a handler that waits on I/O is better deferred.
 #[unsafe(no_mangle)]

@@ -99,6 +99,8 @@ pub const METAFED_MAX_NAME_LEN: usize = 256;
 pub const METAFED_MAX_DOMAINS: usize = 64;
 /// The most agents a domain may have.
 pub const METAFED_MAX_AGENTS_PER_DOMAIN: usize = 64;
+/// The largest agent weight (`metafed_topology_set_agent_weight`, `metafed_engine_set_agent_weight`).
+pub const METAFED_MAX_WEIGHT: u32 = 100;
 
 /// Breaker levels, for `metafed_topology_set_breaker` and `metafed_engine_set_breaker_mode`.
 pub const METAFED_LEVEL_META: i32 = 0;

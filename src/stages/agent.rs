@@ -37,7 +37,8 @@ impl Worker {
         let sh = &*self.sh;
         let rt = &sh.agents[ai];
         m.attempt += 1;
-        m.tried |= rt.bit;
+        let bit = rt.bit();
+        m.tried |= bit;
         // SAFETY: the task is ours (admitted).
         unsafe { sh.slab.out(m.ticket.slot()) }.attempts += 1;
         if m.parked != NOT_PARKED {
@@ -61,23 +62,32 @@ impl Worker {
             fanout: req.domains.count_ones(),
             priority: req.priority,
         };
-        let down = sh.down[usize::from(m.domain)].load(Ordering::Relaxed) & rt.bit != 0;
-        let (call, armed) = match &rt.run {
+        let down = sh.down[usize::from(m.domain)].load(Ordering::Relaxed) & bit != 0;
+        // On the workers: the agent's handler (an agent added while running has it in the
+        // snapshot that routed to it); else its pool's index.
+        let local = match &rt.run {
+            AgentRun::Local(agent) => Ok(agent),
+            AgentRun::Added => {
+                Ok(self.policy.handlers[ai].as_ref().expect("a snapshot routes only to agents it holds"))
+            }
+            AgentRun::Pool(p) => Err(*p),
+        };
+        let (call, armed) = match local {
             _ if down => (Call::Failed(FailureKind::Down, DOWN_CODE), None),
-            AgentRun::Local(agent) => {
+            Ok(agent) => {
                 let mut cx = CallCx::on_worker(&self.hub, &mut self.free_slots, self.now, deadline, &sh.ffi_handle);
                 // A panic is a failed attempt; a panic after deferring is the deferred
                 // attempt's business (its handle, dropped while unwinding, fails it).
                 let call = guarded(|| agent.call(&r, &mut cx)).unwrap_or(Call::Failed(FailureKind::Panicked, 0));
                 (call, cx.armed)
             }
-            AgentRun::Pool(p) => match self.free_slots.pop() {
+            Err(p) => match self.free_slots.pop() {
                 None => (Call::Failed(FailureKind::Overloaded, 0), None),
                 Some(idx) => {
                     let g = self.hub.arm(idx);
                     let attempt = Attempt::new(self.hub.clone(), idx, g, deadline);
                     let job = Job { attempt, ticket: m.ticket, domain: m.domain, attempt_no: u32::from(info.number) };
-                    match sh.pools[*p].submit(job) {
+                    match sh.pools[p].submit(job) {
                         Ok(()) => (Call::Pending, Some((idx, g))),
                         Err(job) => {
                             self.free_slots.push(job.attempt.disarm());
@@ -158,7 +168,7 @@ impl Worker {
     /// Domain `d`'s hedge delay now, in nanoseconds (`None`: it does not hedge, or its
     /// percentile is not known yet).
     pub(crate) fn hedge_delay(&mut self, d: usize) -> Option<u64> {
-        let h = self.sh.topo.domains[d].hedge?;
+        let h = self.sh.hedges[d]?;
         match h.delay {
             crate::hedge::HedgeDelay::Fixed(t) => Some(t.as_nanos().min(u128::from(u64::MAX)) as u64),
             crate::hedge::HedgeDelay::Percentile(p) => self.windows[d].as_mut()?.percentile(p, h.min_samples),

@@ -40,14 +40,19 @@ fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u6
     let mut fallback = None;
     let mut forced = false;
     let mut busy = false;
+    // Agents tried by the sub-task, or considered in this round (a weighted rotation lists an
+    // agent more than once).
+    let mut seen = tried;
     for _ in 0..n {
         let a = agents[i];
         i = if i + 1 == n { 0 } else { i + 1 };
         let ai = usize::from(a.0);
         let rt = &sh.agents[ai];
-        if tried & rt.bit != 0 {
+        let bit = rt.bit();
+        if seen & bit != 0 {
             continue;
         }
+        seen |= bit;
         if !rt.bulkhead.reserve() {
             busy = true;
             continue;
@@ -295,7 +300,7 @@ impl Worker {
         let sub = *self.parked.at(p);
         let m = sub.m;
         let d = usize::from(m.domain);
-        let Some(h) = self.sh.topo.domains[d].hedge else { return };
+        let Some(h) = self.sh.hedges[d] else { return };
         if sub.n_live == 0 || u32::from(sub.hedges) >= h.max_extra || u32::from(m.attempt) >= self.sh.max_attempts[d] {
             return;
         }

@@ -143,6 +143,7 @@ impl Worker {
     }
 
     /// One sub-task per domain the task needs, into the domain stage.
+    #[inline(always)] // once per task, from admission
     fn decompose(&mut self, t: Ticket) {
         // SAFETY: the task is ours (admitted).
         let domains = DomainSet(unsafe { self.sh.slab.req(t.slot()) }.domains);

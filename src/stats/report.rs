@@ -86,6 +86,10 @@ pub struct AgentStats {
     pub mean_latency_ns: u64,
     /// Whether its domain routes to it.
     pub in_rotation: bool,
+    /// Its routing weight.
+    pub weight: u32,
+    /// Removed from the running engine (its counters stay).
+    pub removed: bool,
     /// Whether it runs on its own thread.
     pub isolated: bool,
     /// Its breaker.
@@ -183,7 +187,7 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
         w.counters.latency.merge_into(&mut latency);
     }
     let policy = sh.policy.load();
-    let topo = &sh.topo;
+    let topo = sh.topo.load();
     let mut domains: Vec<DomainStats> = topo
         .domains
         .iter()
@@ -230,7 +234,10 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
                 in_flight: sh.agents[a].bulkhead.in_flight(),
                 max_concurrency: sh.agents[a].bulkhead.limit(),
                 mean_latency_ns: s(&|c| c.latency_ns.get()) / calls.max(1),
-                in_rotation: policy.routing[usize::from(def.domain.0)].iter().any(|x| usize::from(x.0) == a),
+                in_rotation: !def.removed
+                    && policy.routing[usize::from(def.domain.0)].iter().any(|x| usize::from(x.0) == a),
+                weight: policy.weights[a],
+                removed: def.removed,
                 isolated: def.spec.isolated,
                 breaker: sh.agent_breakers[a].snapshot(now),
             }
@@ -242,12 +249,12 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
             if s.calls == 0 { 0.0 } else { s.failures as f64 / s.calls as f64 }
         })
     };
-    let per_domain = crate::model::predict_domains(topo, rate);
+    let per_domain = crate::model::predict_domains(&topo, rate);
     for (d, p) in domains.iter_mut().zip(&per_domain) {
         d.predicted_success = p.domain;
     }
     let predicted_success = (0..topo.domain_count())
-        .map(|d| crate::model::task_success(topo, &per_domain, crate::DomainSet::one(crate::DomainId(d as u16))))
+        .map(|d| crate::model::task_success(&topo, &per_domain, crate::DomainSet::one(crate::DomainId(d as u16))))
         .sum::<f64>()
         / topo.domain_count() as f64;
     // Tasks the shutdown sweep (or a submitter racing it) completed as rejected.
@@ -304,7 +311,8 @@ pub(crate) fn health_of(sh: &Shared, reliability: Vec<ReliabilityWindow>) -> Hea
         status = HealthStatus::Unhealthy;
         reasons.push(format!("meta breaker {meta}: degraded mode, essential priorities only"));
     }
-    for (d, dom) in sh.topo.domains.iter().enumerate() {
+    let topo = sh.topo.load();
+    for (d, dom) in topo.domains.iter().enumerate() {
         let state = sh.domain_breakers[d].state();
         let available = policy.routing[d]
             .iter()

@@ -50,6 +50,22 @@ static void http_get(uint16_t port, const char *path, const char *token, char *r
     close(fd);
 }
 
+static unsigned long extra_calls;
+static int extra_finalized;
+
+static int32_t extra_handler(void *user_data, const metafed_request *request, metafed_response *response) {
+    (void)user_data;
+    (void)request;
+    __atomic_fetch_add(&extra_calls, 1, __ATOMIC_RELAXED);
+    response->value = 1;
+    return METAFED_HANDLER_OK;
+}
+
+static void extra_finalizer(void *user_data) {
+    (void)user_data;
+    __atomic_store_n(&extra_finalized, 1, __ATOMIC_RELAXED);
+}
+
 int main(void) {
     metafed_topology *topo = NULL;
     metafed_engine *engine = NULL;
@@ -172,6 +188,40 @@ int main(void) {
     CHECK(strstr(text, "\"action\":\"rate_limit\",\"target\":\"admission\",\"from\":\"none\",\"to\":\"1000/s, burst 10\"") != NULL);
     free(text);
 
+    {
+        /* An agent added to the running engine from a topology that declares it, weighted,
+         * then removed; no task is lost either way. */
+        metafed_topology *extra = NULL;
+        uint16_t api = 0, id = 0, dup = 0;
+        uint32_t weight = 0;
+        unsigned long before;
+        OK(metafed_topology_new(&extra));
+        OK(metafed_topology_add_domain(extra, "API", &api));
+        OK(metafed_topology_add_callback_agent(extra, api, "Extra", extra_handler, NULL, extra_finalizer, 0, &id));
+        FAILS(METAFED_E_TOPOLOGY, metafed_topology_set_agent_weight(extra, id, 0));
+        OK(metafed_topology_set_agent_weight(extra, id, 2));
+        OK(metafed_engine_add_agent(engine, extra, "API", "Extra", &id));
+        CHECK(id == 9);
+        FAILS(METAFED_E_CONFIG, metafed_engine_add_agent(engine, extra, "API", "Extra", &dup));
+        FAILS(METAFED_E_CONFIG, metafed_engine_add_agent(engine, extra, "API", "Nope", &dup));
+        metafed_topology_free(extra); /* the engine holds its own reference */
+        OK(metafed_engine_agent_weight(engine, id, &weight));
+        CHECK(weight == 2);
+        OK(metafed_engine_set_agent_weight(engine, id, 7));
+        FAILS(METAFED_E_CONFIG, metafed_engine_set_agent_weight(engine, id, 101));
+        FAILS(METAFED_E_INVALID, metafed_engine_set_agent_weight(engine, 99, 1));
+        OK(metafed_engine_run_batch(engine, ids, domains, 1, 1000, 0, 0, NULL, counts, &done));
+        CHECK(done == 1000 && counts[0] + counts[1] + counts[2] + counts[3] == 1000 && __atomic_load_n(&extra_calls, __ATOMIC_RELAXED) > 0);
+        OK(metafed_engine_remove_agent(engine, id));
+        FAILS(METAFED_E_INVALID, metafed_engine_remove_agent(engine, id));
+        FAILS(METAFED_E_INVALID, metafed_engine_agent_weight(engine, id, &weight));
+        /* Workers see the removal from their next turn; a batch later, no call reaches it. */
+        OK(metafed_engine_run_batch(engine, ids, domains, 1, 1000, 0, 0, NULL, counts, &done));
+        before = __atomic_load_n(&extra_calls, __ATOMIC_RELAXED);
+        OK(metafed_engine_run_batch(engine, ids, domains, 1, 1000, 0, 0, NULL, counts, &done));
+        CHECK(done == 1000 && counts[0] + counts[1] + counts[2] + counts[3] == 1000 && __atomic_load_n(&extra_calls, __ATOMIC_RELAXED) == before);
+    }
+
     /* The admin endpoint. */
     FAILS(METAFED_E_CONFIG, metafed_engine_serve_admin(engine, "not an address", NULL, &port));
     OK(metafed_engine_serve_admin(engine, "127.0.0.1:0", "tok", &port));
@@ -182,7 +232,7 @@ int main(void) {
     http_get(port, "/ready", NULL, resp, sizeof resp);
     CHECK(strncmp(resp, "HTTP/1.1 401", 12) == 0);
     http_get(port, "/metrics", "tok", resp, sizeof resp);
-    CHECK(strncmp(resp, "HTTP/1.1 200", 12) == 0 && strstr(resp, "metafed_tasks_admitted_total 5000") != NULL);
+    CHECK(strncmp(resp, "HTTP/1.1 200", 12) == 0 && strstr(resp, "metafed_tasks_admitted_total 8000") != NULL);
     http_get(port, "/health", "tok", resp, sizeof resp);
     CHECK(strncmp(resp, "HTTP/1.1 200", 12) == 0 && strstr(resp, "\"status\": \"degraded\"") != NULL);
     OK(metafed_engine_stop_admin(engine));
@@ -190,6 +240,7 @@ int main(void) {
     /* Started again, then left for metafed_engine_free to stop. */
     OK(metafed_engine_serve_admin(engine, "127.0.0.1:0", NULL, NULL));
     metafed_engine_free(engine);
-    printf("ops from C: metrics, health, events, audit, admin endpoint\n");
+    CHECK(__atomic_load_n(&extra_finalized, __ATOMIC_RELAXED) == 1);
+    printf("ops from C: metrics, health, events, audit, live agents, admin endpoint\n");
     return 0;
 }

@@ -106,6 +106,8 @@
 
 #define METAFED_MAX_AGENTS_PER_DOMAIN 64
 
+#define METAFED_MAX_WEIGHT 100
+
 #define METAFED_LEVEL_META 0
 
 #define METAFED_LEVEL_DOMAIN 1
@@ -584,6 +586,22 @@ metafed_status metafed_engine_drain_events(struct metafed_engine *engine,
                                            size_t cap,
                                            size_t *out_n);
 
+metafed_status metafed_engine_add_agent(struct metafed_engine *engine,
+                                        const struct metafed_topology *from,
+                                        const char *domain,
+                                        const char *agent,
+                                        uint16_t *out_agent);
+
+metafed_status metafed_engine_remove_agent(struct metafed_engine *engine, uint16_t agent);
+
+metafed_status metafed_engine_set_agent_weight(struct metafed_engine *engine,
+                                               uint16_t agent,
+                                               uint32_t weight);
+
+metafed_status metafed_engine_agent_weight(struct metafed_engine *engine,
+                                           uint16_t agent,
+                                           uint32_t *out);
+
 metafed_status metafed_topology_new(struct metafed_topology **out);
 
 metafed_status metafed_topology_seed(double agent_error, struct metafed_topology **out);
@@ -646,6 +664,10 @@ metafed_status metafed_topology_set_breaker(struct metafed_topology *topology,
 metafed_status metafed_topology_set_agent_concurrency(struct metafed_topology *topology,
                                                       uint16_t agent,
                                                       uint32_t max_concurrency);
+
+metafed_status metafed_topology_set_agent_weight(struct metafed_topology *topology,
+                                                 uint16_t agent,
+                                                 uint32_t weight);
 
 metafed_status metafed_topology_set_agent_threads(struct metafed_topology *topology,
                                                   uint16_t agent,

@@ -20,6 +20,7 @@ from ._native import (
     EngineClosed,
     EngineFull,
     InvalidArgument,
+    UnknownDomain,
     WaitTimeout,
     check,
     ffi,
@@ -27,7 +28,7 @@ from ._native import (
     refuse_if_engine_thread,
 )
 from ._ops import AuditRecord, EventLogger, Health, audit_of, health_of, metrics_text_of, serve_admin_of
-from ._topology import CALLS, MESSAGES, Topology, apply_breaker_settings
+from ._topology import CALLS, MESSAGES, AsyncHandler, Handler, Topology, apply_breaker_settings
 from ._types import (
     AgentStats,
     BatchResult,
@@ -41,6 +42,7 @@ from ._types import (
     Outcome,
     Reason,
     ShutdownReport,
+    SimAgent,
     Stats,
     Task,
 )
@@ -665,8 +667,9 @@ class Engine:
 
     # -- watching and controlling --------------------------------------------------------
 
-    def _name_lists(self) -> tuple[list[str], list[str]]:
-        if self._names is None:
+    def _name_lists(self, agents_now: Optional[int] = None) -> tuple[list[str], list[str]]:
+        # Ids are never reused: the lists only grow, when agents are added while running.
+        if self._names is None or (agents_now is not None and agents_now != len(self._names[1])):
             l = lib()
             s = ffi.new("metafed_stats *")
             s.struct_size = ffi.sizeof("metafed_stats")
@@ -687,10 +690,11 @@ class Engine:
         self._check_not_closed()
         l = lib()
         h = self._state.h
-        domain_names, agent_names = self._name_lists()
         s = ffi.new("metafed_stats *")
         s.struct_size = ffi.sizeof("metafed_stats")
         check(l.metafed_engine_stats(h, s))
+        domain_names, agent_names = self._name_lists(s.agents)
+        weight = ffi.new("uint32_t *")
         domains, agents = [], []
         ds = ffi.new("metafed_domain_stats *")
         for d in range(s.domains):
@@ -706,11 +710,12 @@ class Engine:
         for i in range(s.agents):
             a.struct_size = ffi.sizeof("metafed_agent_stats")
             check(l.metafed_engine_agent_stats(h, i, a))
+            removed = l.metafed_engine_agent_weight(h, i, weight) != 0  # refused for a removed agent
             agents.append(
                 AgentStats(
                     agent_names[i], BreakerState(a.state), a.calls, a.failures, a.slow, a.panics, a.abandoned, a.overloaded,
                     a.mean_latency_ns, a.trips, bool(a.in_rotation), bool(a.isolated), a.deferred, a.cancelled, a.in_flight,
-                    a.max_concurrency,
+                    a.max_concurrency, 0 if removed else int(weight[0]), removed,
                 )
             )
         return Stats(
@@ -759,6 +764,64 @@ class Engine:
         if not isinstance(down, bool):
             raise TypeError(f"down must be bool, not {type(down).__name__}")
         check(lib().metafed_engine_set_agent_down(self._state.h, agent, int(down)))
+
+    def add_agent(
+        self,
+        domain: Union[int, str],
+        name: str,
+        handler: Union[Handler, AsyncHandler, SimAgent, None] = None,
+        *,
+        sim: Optional[SimAgent] = None,
+        max_concurrency: int = 0,
+        weight: int = 1,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+    ) -> int:
+        """Adds an agent to a domain (id or name) of the running engine and returns its id; the
+        arguments are those of `Topology.add_agent` (an isolated agent needs a restart). Workers
+        route to it from their next turn. It takes one of the engine's spare ids (16 by default:
+        `spare_agents` in TOML's `[engine]`); ids are never reused. ConfigError says why when it
+        cannot (a name the domain has, no spare id left). Recorded in the audit trail."""
+        self._check_not_closed()
+        domains, _ = self._name_lists()
+        if isinstance(domain, bool) or not isinstance(domain, (int, str)):
+            raise TypeError(f"domain must be a domain id or name, not {type(domain).__name__}")
+        dname = domain if isinstance(domain, str) else (domains[domain] if 0 <= domain < len(domains) else None)
+        if dname is None:
+            raise UnknownDomain(6, f"domain id {domain} does not exist")
+        scratch = Topology()
+        try:
+            d = scratch.add_domain(dname)
+            scratch.add_agent(d, name, handler, sim=sim, max_concurrency=max_concurrency, weight=weight, loop=loop)
+            out = ffi.new("uint16_t *")
+            check(lib().metafed_engine_add_agent(self._state.h, scratch.handle, dname.encode(), name.encode(), out))
+            self._keepalive.extend(scratch._agents)
+        finally:
+            scratch.close()
+        return int(out[0])
+
+    def remove_agent(self, agent: int) -> None:
+        """Removes an agent (by id) from the running engine: workers stop routing to it from
+        their next turn, its attempts in flight finish, no task is lost. Its id is not reused
+        and its counters stay in `stats()` (marked `removed`). Recorded in the audit trail."""
+        self._check_not_closed()
+        _int_arg(agent, "agent", 0, 0xFFFF)
+        check(lib().metafed_engine_remove_agent(self._state.h, agent))
+
+    def set_agent_weight(self, agent: int, weight: int) -> None:
+        """Changes an agent's routing weight (1 to 100) while tasks run: an agent of weight 3
+        is chosen first three times as often as one of weight 1. Recorded in the audit trail."""
+        self._check_not_closed()
+        _int_arg(agent, "agent", 0, 0xFFFF)
+        _int_arg(weight, "weight", 0, 2**32 - 1)
+        check(lib().metafed_engine_set_agent_weight(self._state.h, agent, weight))
+
+    def agent_weight(self, agent: int) -> int:
+        """An agent's routing weight now."""
+        self._check_not_closed()
+        _int_arg(agent, "agent", 0, 0xFFFF)
+        out = ffi.new("uint32_t *")
+        check(lib().metafed_engine_agent_weight(self._state.h, agent, out))
+        return int(out[0])
 
     def set_agent_in_rotation(self, agent: int, in_rotation: bool = True) -> None:
         """Takes an agent (by id) out of its domain's rotation, or puts it back."""

@@ -324,6 +324,7 @@ class Topology:
         isolated: bool = False,
         threads: int = 0,
         max_concurrency: int = 0,
+        weight: int = 1,
         loop: Optional[asyncio.AbstractEventLoop] = None,
     ) -> int:
         """Adds an agent and returns its id. It is run by `handler(request)`, or simulated
@@ -338,7 +339,8 @@ class Topology:
         `isolated` (or `threads` > 0) runs a blocking handler on threads of its own (`threads`,
         default 1), so that a handler that blocks stalls only this agent. `max_concurrency` (> 0)
         caps the attempts in flight at once; beyond it the domain picks another agent or the
-        sub-task waits."""
+        sub-task waits. `weight` (1 to 100) is its share of the domain's traffic against its
+        other agents' weights."""
         if not isinstance(name, str):
             raise TypeError(f"name must be str, not {type(name).__name__}")
         if isinstance(handler, SimAgent) and sim is None:
@@ -361,6 +363,10 @@ class Topology:
         a = int(out[0])
         if threads > 1 or max_concurrency:
             self.set_agent_limits(a, threads=threads, max_concurrency=max_concurrency)
+        if weight != 1:
+            if isinstance(weight, bool) or not isinstance(weight, int):
+                raise TypeError(f"weight must be int, not {type(weight).__name__}")
+            check(lib().metafed_topology_set_agent_weight(self.handle, a, min(max(weight, 0), 2**32 - 1)))
         return a
 
     def bind(

@@ -252,6 +252,8 @@ class AgentStats:
     cancelled: int = 0
     in_flight: int = 0
     max_concurrency: int = 0
+    weight: int = 1
+    removed: bool = False
 
 
 @dataclass(frozen=True)

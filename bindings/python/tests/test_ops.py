@@ -221,3 +221,41 @@ def test_an_agent_marked_down_is_failed_over() -> None:
         with pytest.raises(TypeError):
             engine.set_agent_down(0, 1)  # type: ignore[arg-type]
         assert [r.action for r in engine.audit_log()][-2:] == ["agent_down", "agent_down"]
+
+
+def test_agents_are_added_weighted_and_removed_while_running() -> None:
+    calls = {"new": 0}
+
+    def new_agent(req: metafed.Request) -> int:
+        calls["new"] += 1
+        return 1
+
+    with seed_engine() as engine:
+        before = len(engine.stats().agents)
+        with metafed.acting_as("ops", "migration"):
+            a = engine.add_agent("API", "Edge", new_agent, weight=3)
+        assert a == before
+        assert engine.agent_weight(a) == 3
+        assert engine.run_many(range(300), "API").done == 300
+        assert calls["new"] > 0
+        stats = engine.stats().agents
+        assert stats[a].name == "Edge" and stats[a].weight == 3 and stats[a].in_rotation and not stats[a].removed
+        engine.set_agent_weight(a, 1)
+        with pytest.raises(metafed.ConfigError, match="weight must be 1 to 100"):
+            engine.set_agent_weight(a, 0)
+        with pytest.raises(metafed.ConfigError, match="already has an agent named"):
+            engine.add_agent("API", "Edge", new_agent)
+        with pytest.raises(metafed.UnknownDomain):
+            engine.add_agent(42, "X", new_agent)
+        engine.remove_agent(a)
+        with pytest.raises(metafed.InvalidArgument, match="was removed"):
+            engine.remove_agent(a)
+        seen = calls["new"]
+        assert engine.run_many(range(300, 600), "API").done == 300
+        assert calls["new"] == seen
+        stats = engine.stats().agents
+        assert stats[a].removed and not stats[a].in_rotation
+        assert engine.add_agent(0, "Sim", sim=metafed.SimAgent(error_rate=0.0)) == a + 1
+        actions = [(r.actor, r.action, r.target) for r in engine.audit_log()]
+        assert actions[:2] == [("ops", "agent_added", "agent API/Edge"), ("unknown", "agent_weight", "agent API/Edge")]
+        assert ("unknown", "agent_removed", "agent API/Edge") in actions
