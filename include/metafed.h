@@ -83,6 +83,16 @@
 #define METAFED_CAUSE_RESET 6
 
 /*
+ An event of `metafed_engine_set_event_callback`: a breaker changed state.
+ */
+#define METAFED_EVENT_BREAKER 1
+
+/*
+ An event of `metafed_engine_set_event_callback`: an operator action was audited.
+ */
+#define METAFED_EVENT_AUDIT 2
+
+/*
  Outcome of a task (`metafed_completion.outcome`): every sub-task succeeded.
  */
 #define METAFED_OUTCOME_OK 0
@@ -1014,6 +1024,90 @@ typedef struct metafed_shutdown_report {
 } metafed_shutdown_report;
 
 /*
+ A breaker changed state (see `metafed_engine_drain_events`).
+ */
+typedef struct metafed_breaker_event {
+  /*
+   `sizeof(metafed_breaker_event)`; set by the caller in the first element of the array
+   `metafed_engine_drain_events` fills (it is the array's stride), written by the library in
+   every element it fills.
+   */
+  uint32_t struct_size;
+  /*
+   When, in nanoseconds since the engine started.
+   */
+  uint64_t at_ns;
+  /*
+   The task whose admission or result caused it (meta and domain breakers), if `has_task`.
+   */
+  uint64_t task_id;
+  /*
+   1 if `task_id` is set.
+   */
+  uint32_t has_task;
+  /*
+   `METAFED_LEVEL_*`.
+   */
+  int32_t level;
+  /*
+   The domain or agent id (0 for the meta level).
+   */
+  uint32_t index;
+  /*
+   `METAFED_STATE_*` before.
+   */
+  int32_t from;
+  /*
+   `METAFED_STATE_*` after.
+   */
+  int32_t to;
+  /*
+   `METAFED_CAUSE_*`.
+   */
+  int32_t cause;
+} metafed_breaker_event;
+
+/*
+ What `metafed_engine_set_event_callback`'s callback receives. Valid during the call only.
+ */
+typedef struct metafed_event {
+  /*
+   `sizeof(metafed_event)` of the library (check it against yours before reading fields
+   added later).
+   */
+  uint32_t struct_size;
+  /*
+   `METAFED_EVENT_*`.
+   */
+  int32_t kind;
+  /*
+   The transition, for `METAFED_EVENT_BREAKER` (zero otherwise).
+   */
+  struct metafed_breaker_event breaker;
+  /*
+   The audit record's number, for `METAFED_EVENT_AUDIT` (`metafed_engine_audit_json`
+   numbers them alike; 0 otherwise).
+   */
+  uint64_t audit_seq;
+  /*
+   The event as one line of JSON, NUL-terminated (`json_len` bytes before the NUL): for a
+   breaker `{"event":"breaker","at_ns":..,"breaker":"agent API/REST","level":"agent",
+   "index":0,"from":"closed","to":"open","cause":"failures","task_id":7}`, for an audit
+   record `{"event":"audit","seq":..,"actor":..,"action":..,"target":..,"from":..,"to":..}`.
+   */
+  const char *json;
+  /*
+   Its length in bytes.
+   */
+  size_t json_len;
+} metafed_event;
+
+/*
+ Receives each engine event (see `metafed_engine_set_event_callback`).
+ */
+typedef void (*metafed_event_fn)(void *user_data, const struct metafed_event *event);
+
+/*
  The admission settings of a running engine (`metafed_engine_admission`,
  `metafed_engine_set_admission`); the fields mean what the same fields of
  `metafed_engine_config` mean. `struct_size` must be set by the caller.
@@ -1099,50 +1193,6 @@ typedef struct metafed_breaker_config {
    */
   uint32_t reserved;
 } metafed_breaker_config;
-
-/*
- A breaker changed state (see `metafed_engine_drain_events`).
- */
-typedef struct metafed_breaker_event {
-  /*
-   `sizeof(metafed_breaker_event)`; set by the caller in the first element of the array
-   `metafed_engine_drain_events` fills (it is the array's stride), written by the library in
-   every element it fills.
-   */
-  uint32_t struct_size;
-  /*
-   When, in nanoseconds since the engine started.
-   */
-  uint64_t at_ns;
-  /*
-   The task whose admission or result caused it (meta and domain breakers), if `has_task`.
-   */
-  uint64_t task_id;
-  /*
-   1 if `task_id` is set.
-   */
-  uint32_t has_task;
-  /*
-   `METAFED_LEVEL_*`.
-   */
-  int32_t level;
-  /*
-   The domain or agent id (0 for the meta level).
-   */
-  uint32_t index;
-  /*
-   `METAFED_STATE_*` before.
-   */
-  int32_t from;
-  /*
-   `METAFED_STATE_*` after.
-   */
-  int32_t to;
-  /*
-   `METAFED_CAUSE_*`.
-   */
-  int32_t cause;
-} metafed_breaker_event;
 
 /*
  A simulated agent. Initialise with `metafed_sim_agent_init`.
@@ -1576,6 +1626,23 @@ metafed_status metafed_engine_shutdown(struct metafed_engine *engine,
  has returned.
  */
 void metafed_engine_free(struct metafed_engine *engine);
+
+/*
+ Calls `callback(user_data, &event)` with every breaker transition and every audit record
+ of this engine from now on (NULL `callback`: no more calls); a push beside the pull of
+ `metafed_engine_drain_events`. A transition is reported on the thread that caused it, often
+ a worker: the callback must return quickly and never block (hand the event to a queue of
+ yours); it may run on several threads at once. An audit record is reported on the thread
+ of the operator action, after the action. The event and its JSON are valid during the call
+ only. From inside the callback the engine may be read and acted on, except that a
+ reconfiguration from inside a breaker event raised by `metafed_engine_set_breaker` (which
+ holds the reconfiguration lock) fails with `METAFED_E_PANIC` instead of deadlocking.
+ Replacing or clearing the callback does not wait for calls in progress on other threads.
+ Recorded in the audit trail.
+ */
+metafed_status metafed_engine_set_event_callback(struct metafed_engine *engine,
+                                                 metafed_event_fn callback,
+                                                 void *user_data);
 
 /*
  The engine's Prometheus metrics now: the text format when `openmetrics` is 0 (what

@@ -78,11 +78,15 @@ fn cut(s: &str) -> String {
 pub(crate) struct AuditLog {
     records: VecDeque<AuditRecord>,
     next: u64,
+    /// Records to hand to an event listener once the log is unlocked (kept only while one is
+    /// set).
+    pub(crate) pending: Vec<AuditRecord>,
+    pub(crate) listening: bool,
 }
 
 impl AuditLog {
     pub(crate) fn new() -> Self {
-        AuditLog { records: VecDeque::new(), next: 1 }
+        AuditLog { records: VecDeque::new(), next: 1, pending: Vec::new(), listening: false }
     }
 
     pub(crate) fn record(&mut self, action: &'static str, target: String, from: String, to: String) {
@@ -102,6 +106,9 @@ impl AuditLog {
             to = %rec.to,
             "operator action"
         );
+        if self.listening {
+            self.pending.push(rec.clone());
+        }
         if self.records.len() == AUDIT_CAPACITY {
             self.records.pop_front();
         }

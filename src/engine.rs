@@ -276,6 +276,7 @@ impl Engine {
             timeouts_ns: [&levels.meta, &levels.domain, &levels.agent]
                 .map(|c| AtomicU64::new(c.timeout.as_nanos() as u64)),
             audit: std::sync::Mutex::new(crate::audit::AuditLog::new()),
+            listener: Snapshot::new(None),
             monitor: std::sync::Mutex::new(crate::stats::monitor::Monitor::new(
                 topo.domains.len(),
                 std::time::Instant::now(),
@@ -705,10 +706,40 @@ impl Engine {
         true
     }
 
+    /// The reconfiguration lock (one change at a time). Taking it again on a thread that holds
+    /// it (an event listener that reconfigures from inside a reconfiguration) panics rather
+    /// than deadlocks.
+    fn writer(&self) -> crate::shared::Held<std::sync::MutexGuard<'_, ()>> {
+        crate::shared::Held::take(crate::shared::WRITER_LOCK, || lock(&self.policy_writer))
+    }
+
+    /// Calls `listener` with every breaker transition and every audit record from now on
+    /// (`None`: no more calls), beside `tracing` and `drain_events`. A breaker's transition
+    /// is reported on the thread that caused it (often a worker: keep the listener short and
+    /// never block in it); an audit record on the thread of the operator action, after the
+    /// action's locks are released. A listener that panics is logged and the engine runs on.
+    /// It may read the engine (stats, health, the audit log) and act on the event, with one
+    /// exception: `set_breaker_config` holds the reconfiguration lock while it sets each
+    /// breaker's mode, so a reconfiguration (breaker settings, agents, weights, rotation, a
+    /// reload) from inside a breaker event it raised would deadlock; it panics instead (caught
+    /// and logged). Recorded in the audit trail.
+    pub fn set_event_listener(&self, listener: Option<crate::EventListener>) {
+        let on = listener.is_some();
+        let before = {
+            let mut audit = self.sh.audit();
+            audit.listening = on;
+            let before = self.sh.listener.load().is_some();
+            self.sh.listener.store(listener);
+            before
+        };
+        let word = |b: bool| if b { "set" } else { "none" };
+        self.sh.audit().record("event_listener", "engine".into(), word(before).into(), word(on).into());
+    }
+
     /// Changes the routing snapshot under the writer's lock: `f` edits a copy of the current
     /// one, which replaces it if `f` succeeds.
     fn change_policy<R>(&self, f: impl FnOnce(&mut Policy) -> Result<R, Error>) -> Result<R, Error> {
-        let _w = lock(&self.policy_writer);
+        let _w = self.writer();
         let mut next = Policy::clone(&self.sh.policy.load());
         let r = f(&mut next)?;
         self.sh.policy.store(next);
@@ -838,7 +869,7 @@ impl Engine {
     ) -> Result<crate::AgentId, Error> {
         let name = name.into();
         let d = usize::from(domain.0);
-        let _w = lock(&self.policy_writer);
+        let _w = self.writer();
         let mut topo = Topology::clone(&self.sh.topo.load());
         let local = self.vet_new_agent(&topo, domain, &name, &spec)?;
         let path = format!("{}/{name}", topo.domains[d].name);
@@ -881,6 +912,7 @@ impl Engine {
         next.handlers[a] = Some(handler);
         next.route(d);
         self.sh.policy.store(next);
+        drop(_w);
         self.sh.audit().record("agent_added", format!("agent {path}"), "-".into(), format!("weight {weight}"));
         Ok(id)
     }
@@ -896,7 +928,7 @@ impl Engine {
     pub fn remove_agent(&self, agent: crate::AgentId) -> Result<(), Error> {
         let (d, path) = self.live_agent(agent)?;
         let (a, d) = (usize::from(agent.0), usize::from(d.0));
-        let _w = lock(&self.policy_writer);
+        let _w = self.writer();
         let mut next = Policy::clone(&self.sh.policy.load());
         next.members[d].retain(|&x| x != agent);
         next.handlers[a] = None;
@@ -909,6 +941,7 @@ impl Engine {
         // and attempt that holds it.
         topo.agents[a].spec.kind = AgentKind::Unbound;
         self.sh.topo.store(topo);
+        drop(_w);
         self.sh.audit().record("agent_removed", format!("agent {path}"), "in the engine".into(), "-".into());
         Ok(())
     }
@@ -999,7 +1032,7 @@ impl Engine {
     /// in the audit trail.
     pub fn set_breaker_config(&self, level: Level, cfg: &BreakerConfig) -> Result<(), Error> {
         cfg.validate().map_err(|m| Error::Config(format!("breakers.{}: {m}", level_key(level))))?;
-        let _w = lock(&self.policy_writer); // one reconfiguration at a time
+        let _w = self.writer(); // one reconfiguration at a time
         let count = match level {
             Level::Meta => 1,
             Level::Domain => self.sh.domain_breakers.len(),
@@ -1023,6 +1056,7 @@ impl Engine {
             }
         }
         self.sh.timeouts_ns[level as usize].store(cfg.timeout.as_nanos() as u64, Ordering::Relaxed);
+        drop(_w);
         self.sh.audit().record(
             "breaker_config",
             format!("{} breakers", level_key(level)),

@@ -78,6 +78,7 @@ pub use config::{AdmissionConfig, EngineConfig, MAX_DURATION};
 pub use error::{Error, SubmitError, WaitError, WouldDeadlock};
 pub use handler::{DeferredHandler, Handler, OwnedRequest, Reply, Request};
 pub use hedge::{Hedge, HedgeDelay};
+pub use shared::{EngineEvent, EventListener};
 pub use sim::{Latency, SimAgent, SimFault};
 pub use task::{AgentId, AttemptFailure, Completion, DomainId, DomainSet, FailureKind, Reason, Status, Task, Ticket};
 pub use task::{LOWEST_PRIORITY, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS, MAX_RECORDED_FAILURES};

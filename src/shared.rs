@@ -25,6 +25,149 @@ pub(crate) const DRAINING: u8 = 1;
 pub(crate) const STOPPING: u8 = 2;
 pub(crate) const STOPPED: u8 = 3;
 
+/// Something that happened in an engine, for an event listener
+/// ([`crate::Engine::set_event_listener`]).
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum EngineEvent<'a> {
+    /// A breaker changed state; `name` says which, as in the audit trail (`agent API/REST`).
+    Breaker {
+        /// The transition.
+        event: &'a BreakerEvent,
+        /// The breaker's name.
+        name: &'a str,
+    },
+    /// An operator action was recorded in the audit trail.
+    Audit(&'a crate::AuditRecord),
+}
+
+impl EngineEvent<'_> {
+    /// The event as one line of JSON: `{"event":"breaker","at_ns":..,"breaker":"agent
+    /// API/REST","level":"agent","index":0,"from":"closed","to":"open","cause":"failures",
+    /// "task_id":7}` (`task_id` null when no task caused it), or `{"event":"audit",...}` with
+    /// the audit record's fields.
+    pub fn to_json(&self) -> String {
+        let v = match self {
+            EngineEvent::Breaker { event, name } => serde_json::json!({
+                "event": "breaker",
+                "at_ns": event.at_ns,
+                "breaker": name,
+                "level": event.level,
+                "index": event.index,
+                "from": event.transition.from.to_string(),
+                "to": event.transition.to.to_string(),
+                "cause": event.transition.cause.name(),
+                "task_id": event.task,
+            }),
+            EngineEvent::Audit(r) => {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("event".into(), "audit".into());
+                }
+                v
+            }
+        };
+        v.to_string()
+    }
+}
+
+/// An event listener ([`crate::Engine::set_event_listener`]).
+pub type EventListener = std::sync::Arc<dyn Fn(&EngineEvent<'_>) + Send + Sync>;
+
+thread_local! {
+    /// The engine locks this thread holds (bits below): taking one again would deadlock.
+    static HELD: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+/// The audit log's lock.
+pub(crate) const AUDIT_LOCK: u8 = 1;
+/// The reconfiguration lock.
+pub(crate) const WRITER_LOCK: u8 = 2;
+
+/// A lock guard that marks its lock held by this thread while it lives.
+pub(crate) struct Held<G> {
+    guard: Option<G>,
+    bit: u8,
+}
+
+impl<G> Held<G> {
+    /// Takes a lock with `take`, unless this thread holds it already: that is an event listener
+    /// acting from inside the action that called it, and a panic (which the listener's caller
+    /// catches and logs) rather than a deadlock.
+    pub(crate) fn take(bit: u8, take: impl FnOnce() -> G) -> Self {
+        if HELD.with(|h| h.get() & bit != 0) {
+            panic!(
+                "an engine operation was called from an event listener inside the operator action \
+                 that raised the event; it would deadlock (act on the event from another thread)"
+            );
+        }
+        let guard = take();
+        HELD.with(|h| h.set(h.get() | bit));
+        Self { guard: Some(guard), bit }
+    }
+
+    /// Releases the lock.
+    fn release(&mut self) -> Option<G> {
+        let g = self.guard.take();
+        if g.is_some() {
+            HELD.with(|h| h.set(h.get() & !self.bit));
+        }
+        g
+    }
+}
+
+impl<G> Drop for Held<G> {
+    fn drop(&mut self) {
+        drop(self.release());
+    }
+}
+
+impl<G: std::ops::Deref> std::ops::Deref for Held<G> {
+    type Target = G::Target;
+    fn deref(&self) -> &G::Target {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl<G: std::ops::DerefMut> std::ops::DerefMut for Held<G> {
+    fn deref_mut(&mut self) -> &mut G::Target {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+/// The audit log, locked; on unlocking, the records made meanwhile go to the event listener.
+pub(crate) struct AuditGuard<'a> {
+    sh: &'a Shared,
+    held: Held<std::sync::MutexGuard<'a, crate::audit::AuditLog>>,
+}
+
+impl std::ops::Deref for AuditGuard<'_> {
+    type Target = crate::audit::AuditLog;
+    fn deref(&self) -> &crate::audit::AuditLog {
+        &self.held
+    }
+}
+
+impl std::ops::DerefMut for AuditGuard<'_> {
+    fn deref_mut(&mut self) -> &mut crate::audit::AuditLog {
+        &mut self.held
+    }
+}
+
+impl Drop for AuditGuard<'_> {
+    fn drop(&mut self) {
+        let pending = match self.held.guard.as_mut() {
+            Some(log) if !log.pending.is_empty() => std::mem::take(&mut log.pending),
+            _ => return,
+        };
+        drop(self.held.release());
+        if let Some(l) = &*self.sh.listener.load() {
+            for r in &pending {
+                self.sh.tell(l, &EngineEvent::Audit(r));
+            }
+        }
+    }
+}
+
 /// The completion callback's type.
 pub type CompletionCallback = Box<dyn Fn(&mut Completion) + Send + Sync>;
 
@@ -325,6 +468,8 @@ pub(crate) struct Shared {
     pub(crate) timeouts_ns: [AtomicU64; 3],
     /// Operator actions, newest last.
     pub(crate) audit: std::sync::Mutex<crate::audit::AuditLog>,
+    /// The event listener, if one is set.
+    pub(crate) listener: Snapshot<Option<EventListener>>,
     /// The online reliability monitor's samples (read paths only).
     pub(crate) monitor: std::sync::Mutex<crate::stats::monitor::Monitor>,
 }
@@ -434,6 +579,10 @@ impl Shared {
         let ev = BreakerEvent { at_ns: self.clock.now(), level, index: index as u16, transition, task };
         // A subscriber is the application's code: whatever it does, the worker runs on. The name
         // is only spelled out (allocated) for a subscriber that wants the event.
+        if let Some(l) = &*self.listener.load() {
+            let name = self.breaker_name(level, index);
+            self.tell(l, &EngineEvent::Breaker { event: &ev, name: &name });
+        }
         if !tracing::enabled!(target: "metafed::breaker", tracing::Level::INFO) {
             return self.queue_event(ev);
         }
@@ -467,15 +616,20 @@ impl Shared {
     pub(crate) fn set_mode(&self, level: Level, index: usize, mode: BreakerMode) -> bool {
         match self.breaker(level, index) {
             Some(b) => {
-                let mut audit = self.audit();
-                let before = b.mode();
-                self.emit(level, index, b.set_mode(mode));
-                audit.record(
-                    "breaker_mode",
-                    self.breaker_name(level, index),
-                    mode_name(before).into(),
-                    mode_name(mode).into(),
-                );
+                let tr = {
+                    let mut audit = self.audit();
+                    let before = b.mode();
+                    let tr = b.set_mode(mode);
+                    audit.record(
+                        "breaker_mode",
+                        self.breaker_name(level, index),
+                        mode_name(before).into(),
+                        mode_name(mode).into(),
+                    );
+                    tr
+                };
+                // Reported with the audit log unlocked: a listener may read it.
+                self.emit(level, index, tr);
                 true
             }
             None => false,
@@ -483,8 +637,17 @@ impl Shared {
     }
 
     /// The audit log, locked.
-    pub(crate) fn audit(&self) -> std::sync::MutexGuard<'_, crate::audit::AuditLog> {
-        self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    pub(crate) fn audit(&self) -> AuditGuard<'_> {
+        let held = Held::take(AUDIT_LOCK, || self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        AuditGuard { sh: self, held }
+    }
+
+    /// Hands an event to the listener; a panic in it is logged.
+    #[cold]
+    pub(crate) fn tell(&self, l: &EventListener, ev: &EngineEvent<'_>) {
+        if crate::handler::guarded(|| l(ev)).is_none() {
+            crate::handler::guarded(|| tracing::error!("the event listener panicked; the engine runs on"));
+        }
     }
 
     /// A breaker's name in words: `meta`, `domain API`, `agent API/REST`.

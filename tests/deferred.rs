@@ -140,8 +140,11 @@ fn a_dropped_attempt_is_a_failure_and_a_deadline_shorter_than_the_timeout_wins()
     let engine = Engine::start(topo, EngineConfig { workers: 1, ..config() }).unwrap();
     let done = run_all(&engine, d, 10);
     assert!(done.iter().all(Completion::is_ok));
-    let dropped = done.iter().filter(|c| c.failures().first().is_some_and(|f| f.kind == FailureKind::Dropped));
-    assert_eq!(dropped.count(), 5);
+    let dropped = done.iter().filter(|c| c.failures().first().is_some_and(|f| f.kind == FailureKind::Dropped)).count();
+    // Round-robin sends every other first attempt to Drop, or every one when the tasks arrive
+    // one by one (each failover's choice then moves the round-robin past Good): 5 to 10.
+    assert!((5..=10).contains(&dropped), "{dropped} dropped");
+    assert_eq!(engine.stats().agents[0].failures, dropped as u64, "each call to Drop failed as dropped");
 
     // A task whose deadline (5 ms) is shorter than the agent timeout (50 ms) times out at its
     // deadline while its attempt is in flight.
@@ -233,21 +236,24 @@ fn a_hedge_answers_for_a_slow_agent_and_the_slow_attempt_is_cancelled() {
     let engine = Engine::start(b.build().unwrap(), EngineConfig { workers: 1, ..config() }).unwrap();
     let done = run_all(&engine, d, 40);
     assert!(done.iter().all(Completion::is_ok));
-    // Round-robin sends half the first attempts to Slow; each is hedged to Fast and wins.
+    // Round-robin sends about half the first attempts to Slow; each is hedged to Fast and wins.
+    // (About: a hedge's choice moves the round-robin too, and on a loaded machine a hedge timer
+    // may fire between two first attempts, or Fast may take longer than the hedge delay and be
+    // hedged to Slow; Slow loses every race either way.)
     let hedged: Vec<_> = done.iter().filter(|c| c.attempts == 2).collect();
-    assert_eq!(hedged.len(), 20);
+    assert!((15..=40).contains(&hedged.len()), "{} of 40 hedged", hedged.len());
     for c in &hedged {
         assert_eq!(c.body(), Some(&b"fast"[..]));
         assert!(c.latency_ns < 25_000_000, "the hedge answered before the slow agent: {} ns", c.latency_ns);
         assert!(c.failures().is_empty(), "a cancelled attempt is not a failure");
     }
     let s = engine.stats();
-    assert_eq!(s.domains[0].hedges, 20);
-    assert_eq!(s.domains[0].hedge_wins, 20);
-    assert_eq!(s.agents[0].cancelled, 20);
+    assert_eq!(s.domains[0].hedges, hedged.len() as u64);
+    assert!(s.domains[0].hedge_wins >= 15 && s.domains[0].hedge_wins <= s.domains[0].hedges);
+    assert_eq!(s.agents[0].cancelled, hedged.len() as u64, "Slow loses every race");
     // The slow answers come later, for attempts already abandoned: late, and dropped.
     std::thread::sleep(Duration::from_millis(60));
-    assert_eq!(engine.stats().late_results, 20);
+    assert_eq!(engine.stats().late_results, hedged.len() as u64);
 }
 
 #[test]

@@ -618,3 +618,90 @@ fn a_reload_adds_and_removes_agents() {
     let err = engine.reload_toml(&unbound).unwrap_err();
     assert!(err.to_string().contains("Bare") && err.to_string().contains("sim"), "{err}");
 }
+
+#[test]
+fn an_event_listener_hears_breakers_and_operator_actions_and_may_act_on_them() {
+    use metafed::{AgentId, BreakerMode, EngineEvent, Level};
+    use std::sync::{Arc, Mutex};
+    let engine = Arc::new(
+        Engine::start(Topology::seed(0.0).unwrap(), EngineConfig { workers: 1, pin: false, ..EngineConfig::default() })
+            .unwrap(),
+    );
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (seen, weak) = (lines.clone(), Arc::downgrade(&engine));
+    engine.set_event_listener(Some(Arc::new(move |ev: &EngineEvent<'_>| {
+        seen.lock().unwrap().push(ev.to_json());
+        // Acting on an audit record: put an agent taken out of rotation back with weight 2.
+        if let (EngineEvent::Audit(r), Some(engine)) = (ev, weak.upgrade())
+            && r.action == "agent_rotation"
+            && r.to == "out"
+        {
+            engine.set_agent_weight(AgentId(1), 2).unwrap();
+        }
+        if matches!(ev, EngineEvent::Breaker { name, .. } if name.contains("GraphQL")) {
+            panic!("a listener that panics is logged; the engine runs on");
+        }
+    })));
+    assert!(engine.set_breaker_mode(Level::Agent, 0, BreakerMode::ForcedOpen));
+    assert!(engine.set_agent_in_rotation(AgentId(1), false));
+    assert_eq!(engine.agent_weight(AgentId(1)), Some(2), "the listener acted");
+    assert!(engine.set_breaker_mode(Level::Agent, 1, BreakerMode::ForcedOpen)); // its listener panics
+    let ok = engine.wait(engine.submit(&Task::new(1, DomainId(0)).waitable(), None).unwrap(), None).unwrap();
+    assert_eq!(ok.status, metafed::Status::Ok, "the engine runs on");
+    engine.set_event_listener(None);
+    assert!(engine.set_breaker_mode(Level::Agent, 0, BreakerMode::Normal));
+
+    let lines = lines.lock().unwrap().clone();
+    let parsed: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<(&str, &str)> = parsed
+        .iter()
+        .map(|v| (v["event"].as_str().unwrap(), v["action"].as_str().or(v["to"].as_str()).unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("audit", "event_listener"),
+            ("audit", "breaker_mode"),
+            ("breaker", "open"),
+            ("audit", "agent_rotation"),
+            ("audit", "agent_weight"),
+            ("audit", "breaker_mode"),
+            ("breaker", "open"),
+        ],
+        "{lines:#?}"
+    );
+    assert_eq!(parsed[2]["breaker"], "agent API/REST");
+    assert_eq!(parsed[2]["cause"], "forced");
+    assert!(parsed[2]["task_id"].is_null());
+}
+
+#[test]
+fn a_listener_that_reconfigures_inside_a_reconfiguration_panics_instead_of_deadlocking() {
+    use metafed::{AgentId, BreakerConfig, EngineEvent, Level};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let engine = Arc::new(
+        Engine::start(Topology::seed(0.0).unwrap(), EngineConfig { workers: 1, pin: false, ..EngineConfig::default() })
+            .unwrap(),
+    );
+    let (tries, weak) = (Arc::new(AtomicU32::new(0)), Arc::downgrade(&engine));
+    let t = tries.clone();
+    engine.set_event_listener(Some(Arc::new(move |ev: &EngineEvent<'_>| {
+        if let (EngineEvent::Breaker { .. }, Some(engine)) = (ev, weak.upgrade()) {
+            t.fetch_add(1, Ordering::Relaxed);
+            let _ = engine.set_agent_weight(AgentId(0), 5); // would deadlock: panics
+        }
+    })));
+    // Forcing every agent breaker open through the level's settings raises nine events under
+    // the reconfiguration lock; each listener call panics, is logged, and the call returns.
+    engine
+        .set_breaker_config(
+            Level::Agent,
+            &BreakerConfig { mode: metafed::BreakerMode::ForcedOpen, ..BreakerConfig::agent() },
+        )
+        .unwrap();
+    assert_eq!(tries.load(Ordering::Relaxed), 9);
+    assert_eq!(engine.agent_weight(AgentId(0)), Some(1), "nothing changed from inside");
+    // Outside a reconfiguration the same call works.
+    engine.set_agent_weight(AgentId(0), 5).unwrap();
+}

@@ -10,7 +10,7 @@ use super::engine::{engine_arc, level_arg, metafed_engine, with_engine, write_na
 use super::topology::{breaker_config_arg, breaker_config_to_c};
 use super::types::{metafed_admission_config, metafed_breaker_config};
 use super::{METAFED_E_CONFIG, METAFED_E_INVALID, boundary, check_size, err, flag, metafed_status, non_null, str_arg};
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 
 /// Health: every breaker closed, measured reliability as predicted.
 pub const METAFED_HEALTHY: i32 = 0;
@@ -58,6 +58,109 @@ pub struct metafed_breaker_event {
     pub to: i32,
     /// `METAFED_CAUSE_*`.
     pub cause: i32,
+}
+
+/// An event of `metafed_engine_set_event_callback`: a breaker changed state.
+pub const METAFED_EVENT_BREAKER: i32 = 1;
+/// An event of `metafed_engine_set_event_callback`: an operator action was audited.
+pub const METAFED_EVENT_AUDIT: i32 = 2;
+
+/// What `metafed_engine_set_event_callback`'s callback receives. Valid during the call only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct metafed_event {
+    /// `sizeof(metafed_event)` of the library (check it against yours before reading fields
+    /// added later).
+    pub struct_size: u32,
+    /// `METAFED_EVENT_*`.
+    pub kind: i32,
+    /// The transition, for `METAFED_EVENT_BREAKER` (zero otherwise).
+    pub breaker: metafed_breaker_event,
+    /// The audit record's number, for `METAFED_EVENT_AUDIT` (`metafed_engine_audit_json`
+    /// numbers them alike; 0 otherwise).
+    pub audit_seq: u64,
+    /// The event as one line of JSON, NUL-terminated (`json_len` bytes before the NUL): for a
+    /// breaker `{"event":"breaker","at_ns":..,"breaker":"agent API/REST","level":"agent",
+    /// "index":0,"from":"closed","to":"open","cause":"failures","task_id":7}`, for an audit
+    /// record `{"event":"audit","seq":..,"actor":..,"action":..,"target":..,"from":..,"to":..}`.
+    pub json: *const c_char,
+    /// Its length in bytes.
+    pub json_len: usize,
+}
+
+/// Receives each engine event (see `metafed_engine_set_event_callback`).
+pub type metafed_event_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const metafed_event)>;
+
+pub(crate) fn breaker_event_to_c(ev: &crate::BreakerEvent) -> metafed_breaker_event {
+    metafed_breaker_event {
+        struct_size: size_of::<metafed_breaker_event>() as u32,
+        at_ns: ev.at_ns,
+        task_id: ev.task.unwrap_or(0),
+        has_task: u32::from(ev.task.is_some()),
+        level: ev.level as i32,
+        index: u32::from(ev.index),
+        from: ev.transition.from as i32,
+        to: ev.transition.to as i32,
+        cause: ev.transition.cause as i32,
+    }
+}
+
+/// The C caller's event callback and its user data.
+struct CEvents {
+    f: unsafe extern "C" fn(*mut c_void, *const metafed_event),
+    user_data: *mut c_void,
+}
+// SAFETY: the caller guarantees the callback may run on any thread (the contract below).
+unsafe impl Send for CEvents {}
+// SAFETY: as above.
+unsafe impl Sync for CEvents {}
+
+/// Calls `callback(user_data, &event)` with every breaker transition and every audit record
+/// of this engine from now on (NULL `callback`: no more calls); a push beside the pull of
+/// `metafed_engine_drain_events`. A transition is reported on the thread that caused it, often
+/// a worker: the callback must return quickly and never block (hand the event to a queue of
+/// yours); it may run on several threads at once. An audit record is reported on the thread
+/// of the operator action, after the action. The event and its JSON are valid during the call
+/// only. From inside the callback the engine may be read and acted on, except that a
+/// reconfiguration from inside a breaker event raised by `metafed_engine_set_breaker` (which
+/// holds the reconfiguration lock) fails with `METAFED_E_PANIC` instead of deadlocking.
+/// Replacing or clearing the callback does not wait for calls in progress on other threads.
+/// Recorded in the audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_event_callback(
+    engine: *mut metafed_engine,
+    callback: metafed_event_fn,
+    user_data: *mut c_void,
+) -> metafed_status {
+    boundary("metafed_engine_set_event_callback", || {
+        let listener: Option<crate::EventListener> = callback.map(|f| {
+            let c = CEvents { f, user_data };
+            let l: crate::EventListener = std::sync::Arc::new(move |ev: &crate::EngineEvent<'_>| {
+                let json = std::ffi::CString::new(ev.to_json()).unwrap_or_default();
+                let (kind, breaker, audit_seq) = match ev {
+                    crate::EngineEvent::Breaker { event, .. } => (METAFED_EVENT_BREAKER, breaker_event_to_c(event), 0),
+                    crate::EngineEvent::Audit(r) => (METAFED_EVENT_AUDIT, metafed_breaker_event::default(), r.seq),
+                };
+                let v = metafed_event {
+                    struct_size: size_of::<metafed_event>() as u32,
+                    kind,
+                    breaker,
+                    audit_seq,
+                    json_len: json.as_bytes().len(),
+                    json: json.as_ptr(),
+                };
+                let c = &c;
+                // SAFETY: the caller's callback, with its user data, per the contract above;
+                // `v` and the JSON outlive the call.
+                unsafe { (c.f)(c.user_data, &v) };
+            });
+            l
+        });
+        with_engine(engine, |e| {
+            e.set_event_listener(listener);
+            Ok(())
+        })
+    })
 }
 
 /// The engine's Prometheus metrics now: the text format when `openmetrics` is 0 (what
@@ -389,17 +492,7 @@ pub extern "C" fn metafed_engine_drain_events(
             let mut n = 0;
             while n < cap {
                 let Some(ev) = sh.events.pop() else { break };
-                let v = metafed_breaker_event {
-                    struct_size: size_of::<metafed_breaker_event>() as u32,
-                    at_ns: ev.at_ns,
-                    task_id: ev.task.unwrap_or(0),
-                    has_task: u32::from(ev.task.is_some()),
-                    level: ev.level as i32,
-                    index: u32::from(ev.index),
-                    from: ev.transition.from as i32,
-                    to: ev.transition.to as i32,
-                    cause: ev.transition.cause as i32,
-                };
+                let v = breaker_event_to_c(&ev);
                 // SAFETY: `out` holds `cap` writable records of `stride` bytes per the contract
                 // (a stride at least the size of this build's record was checked); n < cap.
                 unsafe { *out.cast::<u8>().add(n * stride).cast::<metafed_breaker_event>() = v };

@@ -66,6 +66,21 @@ static void extra_finalizer(void *user_data) {
     __atomic_store_n(&extra_finalized, 1, __ATOMIC_RELAXED);
 }
 
+/* The event callback: counts events by kind and keeps the last JSON line. */
+static unsigned breaker_events, audit_events;
+static char last_json[1024];
+
+static void on_event(void *user_data, const metafed_event *event) {
+    (void)user_data;
+    if (event->kind == METAFED_EVENT_BREAKER) {
+        breaker_events++;
+    } else if (event->kind == METAFED_EVENT_AUDIT) {
+        audit_events++;
+    }
+    CHECK(event->struct_size >= sizeof *event && strlen(event->json) == event->json_len);
+    snprintf(last_json, sizeof last_json, "%s", event->json);
+}
+
 int main(void) {
     metafed_topology *topo = NULL;
     metafed_engine *engine = NULL;
@@ -101,6 +116,21 @@ int main(void) {
     CHECK(strstr(text, "\"status\":\"healthy\"") != NULL);
     free(text);
 
+    /* Events pushed to a callback (here on this thread: operator actions). */
+    OK(metafed_engine_set_event_callback(engine, on_event, NULL));
+    CHECK(audit_events == 1 && strstr(last_json, "\"action\":\"event_listener\"") != NULL);
+    OK(metafed_engine_set_breaker_mode(engine, METAFED_LEVEL_AGENT, 2, METAFED_BREAKER_FORCED_OPEN));
+    CHECK(audit_events == 2 && breaker_events == 1);
+    CHECK(strstr(last_json, "\"event\":\"breaker\"") != NULL && strstr(last_json, "\"to\":\"open\"") != NULL);
+    CHECK(strstr(last_json, "\"breaker\":\"agent API/WebSocket\"") != NULL);
+    OK(metafed_engine_set_breaker_mode(engine, METAFED_LEVEL_AGENT, 2, METAFED_BREAKER_DISABLED));
+    OK(metafed_engine_set_event_callback(engine, NULL, NULL));
+    CHECK(audit_events == 3 && breaker_events == 1);
+    OK(metafed_engine_drain_events(engine, events, 0, &n)); /* the pull API still works beside it */
+    events[0].struct_size = sizeof events[0];
+    OK(metafed_engine_drain_events(engine, events, 16, &n));
+    CHECK(n == 1 && events[0].index == 2);
+
     /* An operator action, with this thread's actor: an event and an audit record. */
     OK(metafed_set_actor("ops-test", "ticket 7"));
     OK(metafed_engine_set_breaker_mode(engine, METAFED_LEVEL_AGENT, 0, METAFED_BREAKER_FORCED_OPEN));
@@ -122,7 +152,7 @@ int main(void) {
     CHECK(strstr(text, "\"target\":\"agent API/REST\",\"from\":\"disabled\",\"to\":\"forced_open\"") != NULL);
     CHECK(strstr(text, "\"actor\":\"unknown\",\"reason\":\"\",\"action\":\"domain_down\"") != NULL);
     free(text);
-    FETCH(metafed_engine_audit_json(engine, 1, buf, cap, out_len), text);
+    FETCH(metafed_engine_audit_json(engine, 5, buf, cap, out_len), text);
     CHECK(strstr(text, "ops-test") == NULL && strstr(text, "domain_down") != NULL);
     free(text);
     FETCH(metafed_engine_health_json(engine, buf, cap, out_len, &status), text);

@@ -26,6 +26,10 @@
 
 #define METAFED_CAUSE_RESET 6
 
+#define METAFED_EVENT_BREAKER 1
+
+#define METAFED_EVENT_AUDIT 2
+
 #define METAFED_OUTCOME_OK 0
 
 #define METAFED_OUTCOME_FAILED 1
@@ -316,6 +320,29 @@ typedef struct metafed_shutdown_report {
   uint64_t elapsed_us;
 } metafed_shutdown_report;
 
+typedef struct metafed_breaker_event {
+  uint32_t struct_size;
+  uint64_t at_ns;
+  uint64_t task_id;
+  uint32_t has_task;
+  int32_t level;
+  uint32_t index;
+  int32_t from;
+  int32_t to;
+  int32_t cause;
+} metafed_breaker_event;
+
+typedef struct metafed_event {
+  uint32_t struct_size;
+  int32_t kind;
+  struct metafed_breaker_event breaker;
+  uint64_t audit_seq;
+  const char *json;
+  size_t json_len;
+} metafed_event;
+
+typedef void (*metafed_event_fn)(void *user_data, const struct metafed_event *event);
+
 typedef struct metafed_admission_config {
   uint32_t struct_size;
   uint32_t max_concurrent;
@@ -339,18 +366,6 @@ typedef struct metafed_breaker_config {
   uint32_t half_open_probes;
   uint32_t reserved;
 } metafed_breaker_config;
-
-typedef struct metafed_breaker_event {
-  uint32_t struct_size;
-  uint64_t at_ns;
-  uint64_t task_id;
-  uint32_t has_task;
-  int32_t level;
-  uint32_t index;
-  int32_t from;
-  int32_t to;
-  int32_t cause;
-} metafed_breaker_event;
 
 typedef struct metafed_sim_agent {
   uint32_t struct_size;
@@ -524,6 +539,10 @@ metafed_status metafed_engine_shutdown(struct metafed_engine *engine,
                                        struct metafed_shutdown_report *out);
 
 void metafed_engine_free(struct metafed_engine *engine);
+
+metafed_status metafed_engine_set_event_callback(struct metafed_engine *engine,
+                                                 metafed_event_fn callback,
+                                                 void *user_data);
 
 metafed_status metafed_engine_metrics_text(struct metafed_engine *engine,
                                            uint32_t openmetrics,
