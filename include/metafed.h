@@ -1826,6 +1826,27 @@ metafed_status metafed_engine_agent_weight(struct metafed_engine *engine,
                                            uint32_t *out);
 
 /*
+ Adds a domain named `name` to the running engine and writes its id to `*out_domain` (may be
+ NULL): tasks may name it as soon as this returns; add its agents first with
+ `metafed_engine_add_agent` (until then its sub-tasks fail with `METAFED_REASON_NO_AGENT`).
+ It takes one of the engine's spare domain ids (4 by default; `spare_domains` in the TOML
+ `[engine]` table), with a fresh breaker, no injected faults, one attempt per agent, and no
+ hedging or retry budget. `METAFED_E_CONFIG` names the reason it cannot (a name in use, no
+ spare id left). Recorded in the audit trail.
+ */
+metafed_status metafed_engine_add_domain(struct metafed_engine *engine,
+                                         const char *name,
+                                         uint16_t *out_domain);
+
+/*
+ Removes domain `domain` from the running engine: from this call on a task that names it is
+ refused (`METAFED_E_UNKNOWN_DOMAIN`); the sub-tasks already admitted run to their outcome
+ on its agents, so no task is lost or failed by the removal. Its id is not reused; its
+ counters stay (`metafed_engine_domain_stats`). Recorded in the audit trail.
+ */
+metafed_status metafed_engine_remove_domain(struct metafed_engine *engine, uint16_t domain);
+
+/*
  Creates an empty topology. Free it with `metafed_topology_free`.
  */
 metafed_status metafed_topology_new(struct metafed_topology **out);

@@ -39,6 +39,9 @@ pub struct EngineConfig {
     /// Agents that can be added to the running engine ([`crate::Engine::add_agent`]) beyond
     /// those it starts with: their breakers and counters are made at the start. At most 4,096.
     pub spare_agents: usize,
+    /// Domains that can be added to the running engine ([`crate::Engine::add_domain`]) beyond
+    /// those it starts with (together at most [`crate::MAX_DOMAINS`]).
+    pub spare_domains: usize,
     /// Admission control at the meta level.
     pub admission: AdmissionConfig,
 }
@@ -57,6 +60,7 @@ impl Default for EngineConfig {
             panic_routing: true,
             drain_timeout: Duration::from_secs(5),
             spare_agents: 16,
+            spare_domains: 4,
             admission: AdmissionConfig::default(),
         }
     }

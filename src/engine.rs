@@ -198,6 +198,15 @@ impl Engine {
                 u16::MAX
             )));
         }
+        let domains = topo.domains.len() + cfg.spare_domains;
+        if domains > crate::MAX_DOMAINS {
+            return Err(Error::Config(format!(
+                "engine.spare_domains: {} domains and {} spare ids are more than {} in all",
+                topo.domains.len(),
+                cfg.spare_domains,
+                crate::MAX_DOMAINS
+            )));
+        }
         let mut handlers: Vec<Option<Arc<dyn Agent>>> = Vec::with_capacity(capacity);
         let mut agents: Vec<CachePadded<AgentRt>> = Vec::with_capacity(capacity);
         for (i, a) in topo.agents.iter().enumerate() {
@@ -225,8 +234,8 @@ impl Engine {
             }));
         }
         let mut policy = Policy {
-            routing: vec![Vec::new(); topo.domains.len()],
-            members: topo.domains.iter().map(|d| d.agents.clone()).collect(),
+            routing: vec![Vec::new(); domains],
+            members: (0..domains).map(|d| topo.domains.get(d).map_or_else(Vec::new, |d| d.agents.clone())).collect(),
             in_rotation: vec![true; capacity].into(),
             weights: (0..capacity).map(|a| topo.agents.get(a).map_or(1, |d| d.spec.weight)).collect(),
             handlers: handlers.into(),
@@ -243,14 +252,14 @@ impl Engine {
             timer,
             ffi_handle: AtomicU64::new(0),
             agent_breakers: (0..capacity).map(|_| Breaker::new(levels.agent.clone(), n_workers)).collect(),
-            domain_breakers: topo.domains.iter().map(|_| Breaker::new(levels.domain.clone(), n_workers)).collect(),
+            domain_breakers: (0..domains).map(|_| Breaker::new(levels.domain.clone(), n_workers)).collect(),
             meta_breaker: Breaker::new(levels.meta.clone(), n_workers),
             slab: Slab::new(slots, n_workers),
             workers: (0..n_workers)
                 .map(|w| WorkerShared {
                     ingress: Mpmc::new(share),
                     hub: Arc::new(Hub::new(attempt_slots, w as u16, clock)),
-                    counters: WorkerCounters::new(topo.domains.len(), capacity),
+                    counters: WorkerCounters::new(domains, capacity),
                     exited: AtomicBool::new(false),
                 })
                 .collect(),
@@ -259,9 +268,9 @@ impl Engine {
             callback,
             lifecycle: AtomicU8::new(RUNNING),
             policy: Snapshot::new(policy),
-            down: topo.domains.iter().map(|_| AtomicU64::new(0)).collect(),
-            domain_down: topo.domains.iter().map(|_| AtomicBool::new(false)).collect(),
-            agents_down: topo.domains.iter().map(|_| AtomicU64::new(0)).collect(),
+            down: (0..domains).map(|_| AtomicU64::new(0)).collect(),
+            domain_down: (0..domains).map(|_| AtomicBool::new(false)).collect(),
+            agents_down: (0..domains).map(|_| AtomicU64::new(0)).collect(),
             events: Mpmc::new(1024),
             events_dropped: AtomicU64::new(0),
             admission: crate::shared::Admission::new(&cfg.admission, slots),
@@ -270,18 +279,30 @@ impl Engine {
             submit_full: AtomicU64::new(0),
             swept: AtomicU64::new(0),
             pin_failures: AtomicU64::new(0),
-            domain_fault_threshold: topo.domains.iter().map(|d| sim::threshold(d.fault_rate)).collect(),
+            domain_fault_threshold: (0..domains)
+                .map(|d| AtomicU64::new(topo.domains.get(d).map_or(0, |d| sim::threshold(d.fault_rate))))
+                .collect(),
             meta_fault_threshold: sim::threshold(topo.meta_fault_rate),
-            max_attempts: (0..topo.domains.len()).map(|d| topo.max_attempts(crate::DomainId(d as u16))).collect(),
+            max_attempts: (0..domains)
+                .map(|d| {
+                    crate::sync::AtomicU32::new(if d < topo.domains.len() {
+                        topo.max_attempts(crate::DomainId(d as u16))
+                    } else {
+                        0
+                    })
+                })
+                .collect(),
+            live_domains: AtomicU64::new(if topo.domains.len() == 64 {
+                u64::MAX
+            } else {
+                (1u64 << topo.domains.len()) - 1
+            }),
             timeouts_ns: [&levels.meta, &levels.domain, &levels.agent]
                 .map(|c| AtomicU64::new(c.timeout.as_nanos() as u64)),
             audit: std::sync::Mutex::new(crate::audit::AuditLog::new()),
             listener: Snapshot::new(None),
-            monitor: std::sync::Mutex::new(crate::stats::monitor::Monitor::new(
-                topo.domains.len(),
-                std::time::Instant::now(),
-            )),
-            hedges: topo.domains.iter().map(|d| d.hedge).collect(),
+            monitor: std::sync::Mutex::new(crate::stats::monitor::Monitor::new(domains, std::time::Instant::now())),
+            hedges: (0..domains).map(|d| topo.domains.get(d).and_then(|d| d.hedge)).collect(),
             topo: Snapshot::new(topo),
             cfg,
         });
@@ -374,9 +395,11 @@ impl Engine {
         if task.domains.is_empty() {
             return Err(SubmitError::NoDomains);
         }
-        let known = self.sh.domain_breakers.len();
-        if known < 64 && task.domains.0 >> known != 0 {
-            return Err(SubmitError::UnknownDomain((64 - task.domains.0.leading_zeros() - 1) as u16));
+        // Acquire: a domain added while running had its settings written before its bit was
+        // published; the task carries them on to its worker through the ingress queue.
+        let unknown = task.domains.0 & !self.sh.live_domains.load(Ordering::Acquire);
+        if unknown != 0 {
+            return Err(SubmitError::UnknownDomain(unknown.trailing_zeros() as u16));
         }
         if task.priority > crate::task::LOWEST_PRIORITY {
             return Err(SubmitError::InvalidPriority(task.priority));
@@ -671,7 +694,12 @@ impl Engine {
     /// Marks a domain down (every call to its agents fails, a correlated fault) or up again.
     pub fn set_domain_down(&self, domain: crate::DomainId, down: bool) -> bool {
         let d = usize::from(domain.0);
-        match self.sh.domain_down.get(d) {
+        match self
+            .sh
+            .domain_down
+            .get(d)
+            .filter(|_| !self.sh.topo.load().is_domain_removed(domain) && d < self.sh.topo.load().domains.len())
+        {
             Some(flag) => {
                 let mut audit = self.sh.audit();
                 let before = flag.swap(down, Ordering::Relaxed);
@@ -821,6 +849,9 @@ impl Engine {
         }
         spec.validate().map_err(|m| Error::Config(format!("agent {path}: {m}")))?;
         let refuse = |why: &str| Err(Error::Config(format!("agent {path}: {why}")));
+        if dom.removed {
+            return refuse("its domain was removed");
+        }
         match &spec.kind {
             AgentKind::Unbound => return refuse("it has no handler"),
             AgentKind::Sim(s) => {
@@ -904,6 +935,7 @@ impl Engine {
         let weight = spec.weight;
         topo.domains[d].agents.push(id);
         topo.agents.push(crate::topology::AgentDef { name, domain, local, spec, removed: false });
+        self.refresh_max_attempts(&topo, d);
         self.sh.topo.store(topo);
         let mut next = Policy::clone(&self.sh.policy.load());
         next.members[d].push(id);
@@ -915,6 +947,94 @@ impl Engine {
         drop(_w);
         self.sh.audit().record("agent_added", format!("agent {path}"), "-".into(), format!("weight {weight}"));
         Ok(id)
+    }
+
+    /// A domain without a `max_attempts` of its own attempts each of its agents once: when
+    /// agents come or go, so does its limit (at least 1).
+    fn refresh_max_attempts(&self, topo: &Topology, d: usize) {
+        if topo.domains[d].max_attempts.is_none() {
+            let n = topo.domains[d].agents.len().max(1) as u32;
+            self.sh.max_attempts[d].store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds a domain to the running engine and returns its id: tasks may name it as soon as
+    /// this returns; add its agents with [`add_agent`](Self::add_agent) first (until then its
+    /// sub-tasks fail as `NoAgent`). It takes one of the spare domain ids the engine started
+    /// with ([`EngineConfig::spare_domains`]; ids are never reused), with a fresh breaker at the
+    /// domain level's settings now, no injected faults, one attempt per agent, and no hedging
+    /// or retry budget (those are fixed at the start). Refused, with the reason, for a name in
+    /// use or no spare id left. Recorded in the audit trail.
+    pub fn add_domain(&self, name: impl Into<String>) -> Result<crate::DomainId, Error> {
+        self.add_domain_with(&name.into(), 0.0, None)
+    }
+
+    /// [`add_domain`](Self::add_domain) with an injected fault rate and a limit on attempts
+    /// (None: one per agent), as a reloaded file may give them.
+    fn add_domain_with(
+        &self,
+        name: &str,
+        fault_rate: f64,
+        max_attempts: Option<u32>,
+    ) -> Result<crate::DomainId, Error> {
+        let name = name.to_owned();
+        crate::topology::check_name("a domain", &name)?;
+        if !(0.0..=1.0).contains(&fault_rate) {
+            return Err(Error::Config(format!("domain {name}: fault_rate must be in [0, 1], got {fault_rate}")));
+        }
+        if let Some(n) = max_attempts
+            && !(1..=255).contains(&n)
+        {
+            return Err(Error::Config(format!("domain {name}: max_attempts must be 1 to 255, got {n}")));
+        }
+        let _w = self.writer();
+        let mut topo = Topology::clone(&self.sh.topo.load());
+        if topo.domain_id(&name).is_some() {
+            return Err(Error::Config(format!("there is already a domain named {name:?}")));
+        }
+        let d = topo.domains.len();
+        if d >= self.sh.domain_breakers.len() {
+            return Err(Error::Config(format!(
+                "domain {name}: no spare domain id left (the engine started with {} domains and spare_domains = {})",
+                self.sh.domain_breakers.len() - self.sh.cfg.spare_domains,
+                self.sh.cfg.spare_domains
+            )));
+        }
+        let mut def = topo.domains[0].clone();
+        (def.name, def.removed, def.agents) = (name.clone(), false, Vec::new());
+        (def.fault_rate, def.max_attempts, def.hedge, def.retry_budget) = (fault_rate, max_attempts, None, None);
+        topo.domains.push(def);
+        self.sh.domain_fault_threshold[d].store(sim::threshold(fault_rate), Ordering::Relaxed);
+        self.sh.max_attempts[d].store(max_attempts.unwrap_or(1), Ordering::Relaxed);
+        self.sh.topo.store(topo);
+        // Its routing (empty) is in every snapshot already; tasks may name it from now on.
+        self.sh.live_domains.fetch_or(1u64 << d, Ordering::Release);
+        drop(_w);
+        self.sh.audit().record("domain_added", format!("domain {name}"), "-".into(), "in the engine".into());
+        Ok(crate::DomainId(d as u16))
+    }
+
+    /// Removes a domain from the running engine: from this call on, a task that names it is
+    /// refused at submission (`UnknownDomain`); the sub-tasks already admitted run to their
+    /// outcome on its agents, so no task is lost or failed by the removal. Its id is not reused
+    /// (its name may be added again as a new domain); its counters stay in [`Stats`] (marked
+    /// removed), and its agents, which serve those last sub-tasks, are released when the engine
+    /// is dropped. Recorded in the audit trail.
+    pub fn remove_domain(&self, domain: crate::DomainId) -> Result<(), Error> {
+        let d = usize::from(domain.0);
+        let _w = self.writer();
+        let mut topo = Topology::clone(&self.sh.topo.load());
+        let name = match topo.domains.get(d) {
+            Some(def) if def.removed => return Err(Error::Config(format!("domain {} was removed", def.name))),
+            Some(def) => def.name.clone(),
+            None => return Err(Error::Config(format!("domain id {d} does not exist"))),
+        };
+        self.sh.live_domains.fetch_and(!(1u64 << d), Ordering::Release);
+        topo.domains[d].removed = true;
+        self.sh.topo.store(topo);
+        drop(_w);
+        self.sh.audit().record("domain_removed", format!("domain {name}"), "in the engine".into(), "-".into());
+        Ok(())
     }
 
     /// Removes an agent from the running engine: workers stop routing to it from their next
@@ -940,6 +1060,7 @@ impl Engine {
         // The topology keeps the name, not the handler: it is released with the last snapshot
         // and attempt that holds it.
         topo.agents[a].spec.kind = AgentKind::Unbound;
+        self.refresh_max_attempts(&topo, d);
         self.sh.topo.store(topo);
         drop(_w);
         self.sh.audit().record("agent_removed", format!("agent {path}"), "in the engine".into(), "-".into());
@@ -1033,18 +1154,19 @@ impl Engine {
     pub fn set_breaker_config(&self, level: Level, cfg: &BreakerConfig) -> Result<(), Error> {
         cfg.validate().map_err(|m| Error::Config(format!("breakers.{}: {m}", level_key(level))))?;
         let _w = self.writer(); // one reconfiguration at a time
+        // Spare ids' breakers take the settings too, without events of their own.
+        let spare = |all: &[Breaker], used: usize| {
+            for b in &all[used..] {
+                b.set_config(cfg);
+                b.set_mode(cfg.mode);
+            }
+            used
+        };
+        let topo = self.sh.topo.load();
         let count = match level {
             Level::Meta => 1,
-            Level::Domain => self.sh.domain_breakers.len(),
-            Level::Agent => {
-                // Spare ids' breakers take the settings too, without events of their own.
-                let agents = self.sh.topo.load().agents.len();
-                for b in &self.sh.agent_breakers[agents..] {
-                    b.set_config(cfg);
-                    b.set_mode(cfg.mode);
-                }
-                agents
-            }
+            Level::Domain => spare(&self.sh.domain_breakers, topo.domains.len()),
+            Level::Agent => spare(&self.sh.agent_breakers, topo.agents.len()),
         };
         let before = self.sh.breaker(level, 0).map(|b| b.config());
         for i in 0..count {
@@ -1074,38 +1196,67 @@ impl Engine {
 
     /// Applies the settings of a TOML file (the format of `examples/topology.toml`) that can
     /// change while tasks run: each level's breakers and time budget, the admission settings,
-    /// each agent's concurrency limit and weight, and the agents themselves: an agent the file
-    /// adds to a domain (with a `sim` table) is added, a running agent it lacks is removed. The
-    /// file must describe the same domains (names, in any order); anything else that differs
-    /// from the running engine (worker count, slots, fault rates, hedging, an agent's threads)
-    /// is listed in [`Reload::needs_restart`] and left as it is. Checked in full before
+    /// each agent's concurrency limit and weight, and the domains and agents themselves (found
+    /// by name): a domain or an agent the file adds (agents with a `sim` table) is added, a
+    /// running one it lacks is removed. Anything else that differs from the running engine
+    /// (worker count, slots, an agent's threads) is listed in [`Reload::needs_restart`] and left
+    /// as it is. Checked in full before
     /// anything changes: an error changes nothing. What changed is in [`Reload::applied`] and in the audit trail.
     /// `metafed serve --config FILE` calls it on SIGHUP.
     pub fn reload_toml(&self, text: &str) -> Result<Reload, Error> {
         let new = crate::TopologyBuilder::from_toml(text)?;
         let cfg = EngineConfig::from_toml(text)?;
         let topo = self.sh.topo.load();
-        // The shape: the same domains, found by name; agents found by name within them, the
-        // file's new ones added and the running ones it lacks removed.
-        let missing: Vec<&str> =
-            topo.domains.iter().map(|d| d.name.as_str()).filter(|n| new.domain_id(n).is_none()).collect();
-        if !missing.is_empty() || new.domain_count() != topo.domains.len() {
+        // Domains and agents are found by name: the file's new ones are added, the running ones
+        // it lacks removed, and those in both keep their ids.
+        let mut scratch = Topology::clone(&topo); // the topology as it will be, to vet additions
+        let mut remove_domains = Vec::new();
+        for (d, dom) in topo.domains.iter().enumerate().filter(|(_, dom)| !dom.removed) {
+            if new.domain_id(&dom.name).is_none() {
+                remove_domains.push(crate::DomainId(d as u16));
+            }
+        }
+        let mut add_domains = Vec::new(); // (name, fault rate, max attempts)
+        for name in new.domain_names() {
+            if topo.domain_id(&name).is_some() {
+                continue;
+            }
+            let id = new.domain_id(&name).expect("a name the builder has");
+            let (fault_rate, max_attempts, extras) = new.domain_settings(id);
+            if !(0.0..=1.0).contains(&fault_rate) {
+                return Err(Error::Config(format!("domain {name}: fault_rate must be in [0, 1], got {fault_rate}")));
+            }
+            if let Some(n) = max_attempts
+                && !(1..=255).contains(&n)
+            {
+                return Err(Error::Config(format!("domain {name}: max_attempts must be 1 to 255, got {n}")));
+            }
+            if extras {
+                return Err(Error::Config(format!(
+                    "domain {name} is new in the file with hedging or a retry budget: a domain added while \
+                     running has neither (a restart gives it them)"
+                )));
+            }
+            let mut def = scratch.domains[0].clone();
+            (def.name, def.removed, def.agents) = (name.clone(), false, Vec::new());
+            (def.fault_rate, def.max_attempts, def.hedge, def.retry_budget) = (fault_rate, max_attempts, None, None);
+            scratch.domains.push(def);
+            add_domains.push((name, fault_rate, max_attempts));
+        }
+        if add_domains.len() > self.sh.domain_breakers.len() - topo.domains.len() {
             return Err(Error::Config(format!(
-                "the file describes other domains than the running engine ({}); adding or removing a \
-                 domain needs a restart",
-                if missing.is_empty() {
-                    "extra ones in the file".to_owned()
-                } else {
-                    let named: Vec<String> = missing.iter().map(|n| format!("domain {n}")).collect();
-                    format!("missing: {}", named.join(", "))
-                }
+                "the file adds {} domains and the engine has {} spare domain ids (engine.spare_domains is \
+                 read at the start)",
+                add_domains.len(),
+                self.sh.domain_breakers.len() - topo.domains.len()
             )));
         }
         let mut agents = Vec::new(); // (running id, its spec in the file)
-        let mut to_add = Vec::new(); // (domain, name, spec)
+        let mut to_add = Vec::new(); // (domain name, agent name, spec)
         let mut to_remove = Vec::new();
-        for (d, dom) in topo.domains.iter().enumerate() {
-            let file = new.agents_in(new.domain_id(&dom.name).expect("checked above"));
+        for (d, dom) in scratch.domains.clone().iter().enumerate().filter(|(_, dom)| !dom.removed) {
+            let Some(file_id) = new.domain_id(&dom.name) else { continue };
+            let file = new.agents_in(file_id);
             for &a in &dom.agents {
                 let name = &topo.agents[usize::from(a.0)].name;
                 match file.iter().find(|(n, _)| n == name) {
@@ -1122,14 +1273,20 @@ impl Engine {
                              is added with Engine::add_agent"
                         )));
                     }
-                    if spec.isolated {
-                        return Err(Error::Config(format!(
-                            "agent {path} is new in the file and isolated: an isolated agent needs a restart"
-                        )));
-                    }
                     let domain = crate::DomainId(d as u16);
-                    self.vet_new_agent(&topo, domain, &name, &spec)?;
-                    to_add.push((domain, name, spec));
+                    let local = self.vet_new_agent(&scratch, domain, &name, &spec)?;
+                    // In the scratch copy, so that two new agents of a domain are vetted together.
+                    let id = crate::AgentId(scratch.agents.len() as u16);
+                    scratch.domains[d].agents.push(id);
+                    let def = crate::topology::AgentDef {
+                        name: name.clone(),
+                        domain,
+                        local,
+                        spec: spec.clone(),
+                        removed: false,
+                    };
+                    scratch.agents.push(def);
+                    to_add.push((dom.name.clone(), name, spec));
                 }
             }
         }
@@ -1199,12 +1356,22 @@ impl Engine {
             self.set_agent_weight(a, weight)?;
             out.applied.push(format!("agent {}: weight {weight}", self.sh.agent_path(usize::from(a.0))));
         }
+        for d in remove_domains {
+            let name = self.sh.topo.load().domains[usize::from(d.0)].name.clone();
+            self.remove_domain(d)?;
+            out.applied.push(format!("domain {name} removed"));
+        }
         for a in to_remove {
             let path = self.sh.agent_path(usize::from(a.0));
             self.remove_agent(a)?;
             out.applied.push(format!("agent {path} removed"));
         }
-        for (d, name, spec) in to_add {
+        for (name, fault_rate, max_attempts) in add_domains {
+            self.add_domain_with(&name, fault_rate, max_attempts)?;
+            out.applied.push(format!("domain {name} added"));
+        }
+        for (domain, name, spec) in to_add {
+            let d = self.sh.topo.load().domain_id(&domain).expect("added or running");
             let a = self.add_agent(d, name, spec)?;
             out.applied.push(format!("agent {} added", self.sh.agent_path(usize::from(a.0))));
         }

@@ -78,7 +78,6 @@ pub use config::{AdmissionConfig, EngineConfig, MAX_DURATION};
 pub use error::{Error, SubmitError, WaitError, WouldDeadlock};
 pub use handler::{DeferredHandler, Handler, OwnedRequest, Reply, Request};
 pub use hedge::{Hedge, HedgeDelay};
-pub use shared::{EngineEvent, EventListener};
 pub use sim::{Latency, SimAgent, SimFault};
 pub use task::{AgentId, AttemptFailure, Completion, DomainId, DomainSet, FailureKind, Reason, Status, Task, Ticket};
 pub use task::{LOWEST_PRIORITY, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS, MAX_RECORDED_FAILURES};
@@ -88,7 +87,7 @@ pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN, MAX_WEIGHT};
 #[cfg(not(loom))]
 pub use engine::{Engine, EngineBuilder, Reload, ShutdownReport};
 #[cfg(not(loom))]
-pub use shared::{BreakerEvent, CompletionCallback, Level};
+pub use shared::{BreakerEvent, CompletionCallback, EngineEvent, EventListener, Level};
 #[cfg(not(loom))]
 pub use simulation::{OpenLoop, Simulation};
 #[cfg(not(loom))]

@@ -459,10 +459,14 @@ pub(crate) struct Shared {
     /// that raced the shutdown, rather than by a worker.
     pub(crate) swept: AtomicU64,
     pub(crate) pin_failures: AtomicU64,
-    /// Precomputed from the topology.
-    pub(crate) domain_fault_threshold: Box<[u64]>,
+    /// Per domain id (spare ids included), from the topology: the injected fault threshold
+    /// and the attempts a sub-task may make. Written before a domain is published, and
+    /// `max_attempts` again when agents come and go in a domain that attempts each agent.
+    pub(crate) domain_fault_threshold: Box<[AtomicU64]>,
     pub(crate) meta_fault_threshold: u64,
-    pub(crate) max_attempts: Box<[u32]>,
+    pub(crate) max_attempts: Box<[crate::sync::AtomicU32]>,
+    /// The domains tasks may name (bit per id): those not removed.
+    pub(crate) live_domains: AtomicU64,
     /// The time budgets in nanoseconds, indexed by [`Level`]: each level's breaker timeout,
     /// changed with it while tasks run ([`crate::Engine::set_breaker_config`]).
     pub(crate) timeouts_ns: [AtomicU64; 3],
@@ -606,7 +610,8 @@ impl Shared {
     pub(crate) fn breaker(&self, level: Level, index: usize) -> Option<&Breaker> {
         match level {
             Level::Meta => (index == 0).then_some(&self.meta_breaker),
-            Level::Domain => self.domain_breakers.get(index),
+            Level::Domain if index < self.topo.load().domains.len() => self.domain_breakers.get(index),
+            Level::Domain => None,
             // Spare ids' breakers exist but are not agents' yet.
             Level::Agent if index < self.topo.load().agents.len() => self.agent_breakers.get(index),
             Level::Agent => None,

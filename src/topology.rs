@@ -205,6 +205,8 @@ pub(crate) struct AgentDef {
 #[derive(Clone, Debug)]
 pub(crate) struct DomainDef {
     pub(crate) name: String,
+    /// Removed from a running engine: no new task may name it; its id is never reused.
+    pub(crate) removed: bool,
     pub(crate) agents: Vec<AgentId>,
     pub(crate) fault_rate: f64,
     pub(crate) max_attempts: Option<u32>,
@@ -268,7 +270,7 @@ impl Topology {
 
     /// The id of the domain called `name`.
     pub fn domain_id(&self, name: &str) -> Option<DomainId> {
-        self.domains.iter().position(|d| d.name == name).map(|i| DomainId(i as u16))
+        self.domains.iter().position(|d| d.name == name && !d.removed).map(|i| DomainId(i as u16))
     }
 
     /// The id of agent `agent` of domain `domain`.
@@ -290,6 +292,12 @@ impl Topology {
     /// The agents of a domain.
     pub fn agents_of(&self, d: DomainId) -> &[AgentId] {
         self.domains.get(usize::from(d.0)).map_or(&[], |d| &d.agents)
+    }
+
+    /// Whether domain `d` was removed from the running engine this topology describes
+    /// ([`crate::Engine::remove_domain`]).
+    pub fn is_domain_removed(&self, d: DomainId) -> bool {
+        self.domains.get(usize::from(d.0)).is_some_and(|d| d.removed)
     }
 
     /// Whether agent `a` was removed from the running engine this topology describes
@@ -371,6 +379,7 @@ impl TopologyBuilder {
         }
         self.domains.push(DomainDef {
             name,
+            removed: false,
             agents: Vec::new(),
             fault_rate: 0.0,
             max_attempts: None,
@@ -433,6 +442,18 @@ impl TopologyBuilder {
         spec.validate().map_err(|m| Error::topology(format!("agent {}: {m}", def.name)))?;
         def.spec = spec;
         Ok(self)
+    }
+
+    /// The domains' names so far, by id.
+    pub(crate) fn domain_names(&self) -> Vec<String> {
+        self.domains.iter().map(|d| d.name.clone()).collect()
+    }
+
+    /// Domain `d`'s injected fault rate, its limit on attempts, and whether it hedges or has a
+    /// retry budget.
+    pub(crate) fn domain_settings(&self, d: DomainId) -> (f64, Option<u32>, bool) {
+        let dom = &self.domains[usize::from(d.0)];
+        (dom.fault_rate, dom.max_attempts, dom.hedge.is_some() || dom.retry_budget.is_some())
     }
 
     /// The agents of domain `d` so far: (name, spec).

@@ -242,7 +242,8 @@ impl Worker {
         let cap = sh.cfg.worker_capacity + crate::task::MAX_DOMAINS;
         let policy = sh.policy.load();
         let topo = sh.topo.load();
-        let domains = topo.domains.len();
+        // Spare domain ids included (a domain added while running has no budget or hedge).
+        let domains = sh.domain_breakers.len();
         let hub = sh.workers[id].hub.clone();
         let slots = hub.capacity();
         Self {
@@ -268,11 +269,11 @@ impl Worker {
             ],
             timers: BinaryHeap::with_capacity(2 * slots),
             rr: vec![0; domains],
-            budgets: topo.domains.iter().map(|d| d.retry_budget.as_ref().map(Budget::new)).collect(),
-            windows: topo
-                .domains
-                .iter()
-                .map(|d| match d.hedge {
+            budgets: (0..domains)
+                .map(|d| topo.domains.get(d).and_then(|d| d.retry_budget.as_ref().map(Budget::new)))
+                .collect(),
+            windows: (0..domains)
+                .map(|d| match topo.domains.get(d).and_then(|d| d.hedge) {
                     Some(h) if matches!(h.delay, HedgeDelay::Percentile(_)) => Some(LatencyWindow::new(h.period)),
                     _ => None,
                 })

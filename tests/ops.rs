@@ -376,9 +376,10 @@ fn a_toml_file_reloads_what_can_change_while_tasks_run() {
     let agent = engine.breaker_config(Level::Agent).unwrap();
     assert_eq!((agent.consecutive_failures, agent.timeout), (7, BreakerConfig::agent().timeout));
 
-    // Another shape, or a file that does not parse: an error, and nothing changes.
-    let err = engine.reload_toml(&original.replace("name = \"Database\"", "name = \"Store\"")).unwrap_err();
-    assert!(err.to_string().contains("missing: domain Database"), "{err}");
+    // A bad new domain, or a file that does not parse: an error, and nothing changes.
+    let err = engine.reload_toml(&original.replace("name = \"Database\"", "name = \"Store\"\nmax_attempts = 0"));
+    assert!(err.unwrap_err().to_string().contains("domain Store: max_attempts must be 1 to 255"));
+    assert!(engine.topology().domain_id("Database").is_some());
     assert!(engine.reload_toml("[[domains]\nname = ").is_err());
     let bad = changed.replace("consecutive_failures = 5", "consecutive_failures = 5\nhalf_open_probes = 0");
     assert!(engine.reload_toml(&bad).unwrap_err().to_string().contains("half_open_probes"));
@@ -611,9 +612,7 @@ fn a_reload_adds_and_removes_agents() {
     assert!(topo.agent_id("Database", "Cache").is_none());
     assert!(topo.agents_of(db).contains(&redis));
     assert_eq!(engine.agent_weight(redis), Some(2));
-    // A domain of its own is still a restart; a new agent without a sim table has no handler.
-    let err = engine.reload_toml(&original.replace("name = \"Auth\"", "name = \"Login\"")).unwrap_err();
-    assert!(err.to_string().contains("missing: domain Auth"), "{err}");
+    // A new agent without a sim table has no handler.
     let unbound = renamed.replace("  { name = \"Redis\"", "  { name = \"Bare\" },\n  { name = \"Redis\"");
     let err = engine.reload_toml(&unbound).unwrap_err();
     assert!(err.to_string().contains("Bare") && err.to_string().contains("sim"), "{err}");
@@ -704,4 +703,104 @@ fn a_listener_that_reconfigures_inside_a_reconfiguration_panics_instead_of_deadl
     assert_eq!(engine.agent_weight(AgentId(0)), Some(1), "nothing changed from inside");
     // Outside a reconfiguration the same call works.
     engine.set_agent_weight(AgentId(0), 5).unwrap();
+}
+
+#[test]
+fn domains_are_added_and_removed_while_tasks_run() {
+    use metafed::{AgentSpec, SimAgent, Status, SubmitError};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let engine = Arc::new(
+        Engine::start(
+            Topology::seed(0.0).unwrap(),
+            EngineConfig { workers: 2, pin: false, spare_domains: 1, ..EngineConfig::default() },
+        )
+        .unwrap(),
+    );
+    let _actor = metafed::act_as("test", "new region");
+    let geo = engine.add_domain("Geo").unwrap();
+    assert_eq!(geo, DomainId(3));
+    engine.add_agent(geo, "Maps", AgentSpec::sim(SimAgent::default())).unwrap();
+    engine.add_agent(geo, "Tiles", AgentSpec::sim(SimAgent::default())).unwrap();
+    // Tasks across the new domain and an old one, from two threads, while Auth is removed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..2u64)
+        .map(|s| {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = engine
+                        .submit(
+                            &Task::fan_out(s << 32 | n, metafed::DomainSet::one(geo).with(DomainId(0))).waitable(),
+                            None,
+                        )
+                        .unwrap();
+                    assert_eq!(engine.wait(t, Some(std::time::Duration::from_secs(30))).unwrap().status, Status::Ok);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    engine.remove_domain(DomainId(2)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    let submitted: u64 = threads.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(submitted > 0);
+    let s = engine.stats();
+    assert_eq!(s.completed, submitted, "every task completed once");
+    assert_eq!(s.domains[3].name, "Geo");
+    assert_eq!(s.domains[3].subtasks, submitted);
+    assert!(s.domains[2].removed && !s.domains[3].removed);
+    assert_eq!(s.agents.iter().filter(|a| a.domain == "Geo").count(), 2);
+
+    // A removed domain refuses new tasks; its name may come back as a new domain, but the
+    // engine had one spare domain id.
+    assert!(matches!(engine.submit(&Task::new(1, DomainId(2)), None), Err(SubmitError::UnknownDomain(2))));
+    assert!(engine.topology().domain_id("Auth").is_none() && engine.topology().is_domain_removed(DomainId(2)));
+    assert!(engine.remove_domain(DomainId(2)).unwrap_err().to_string().contains("domain Auth was removed"));
+    assert!(engine.add_domain("API").unwrap_err().to_string().contains("already a domain named \"API\""));
+    assert!(engine.add_domain("Auth").unwrap_err().to_string().contains("no spare domain id left"));
+    let err = engine.add_agent(DomainId(2), "JWT2", AgentSpec::sim(SimAgent::default())).unwrap_err();
+    assert!(err.to_string().contains("its domain was removed"), "{err}");
+    assert_eq!(engine.health().status, metafed::HealthStatus::Healthy, "{:?}", engine.health());
+    let audit: Vec<_> = engine.audit_log().iter().map(|r| (r.action, r.target.clone())).collect();
+    assert_eq!(audit[0], ("domain_added", "domain Geo".to_string()));
+    assert!(audit.contains(&("domain_removed", "domain Auth".to_string())));
+}
+
+#[test]
+fn a_reload_adds_and_removes_domains() {
+    let original = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/topology.toml")).unwrap();
+    let engine = Engine::start(
+        Topology::from_toml(&original).unwrap(),
+        EngineConfig { workers: 1, pin: false, ..EngineConfig::from_toml(&original).unwrap() },
+    )
+    .unwrap();
+    // Auth renamed Login, with the same agents: RBAC is isolated (threads of its own), which
+    // needs a restart, and nothing changes.
+    let renamed = original.replace("name = \"Auth\"", "name = \"Login\"");
+    let err = engine.reload_toml(&renamed).unwrap_err().to_string();
+    assert!(err.contains("agent Login/RBAC") && err.contains("restart"), "{err}");
+    assert!(engine.topology().domain_id("Auth").is_some());
+    let renamed = renamed.replace("{ name = \"RBAC\", isolated = true,", "{ name = \"RBAC\",");
+    let r = engine.reload_toml(&renamed).unwrap();
+    assert_eq!(
+        r.applied,
+        [
+            "domain Auth removed",
+            "domain Login added",
+            "agent Login/JWT added",
+            "agent Login/OAuth added",
+            "agent Login/RBAC added"
+        ],
+        "{r:?}"
+    );
+    let topo = engine.topology();
+    let login = topo.domain_id("Login").unwrap();
+    assert_eq!(topo.agents_of(login).len(), 3);
+    let c = engine.wait(engine.submit(&Task::new(1, login).waitable(), None).unwrap(), None).unwrap();
+    assert!(matches!(c.status, metafed::Status::Ok | metafed::Status::Failed), "{c:?}");
 }

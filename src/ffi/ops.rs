@@ -596,3 +596,41 @@ pub extern "C" fn metafed_engine_agent_weight(
         Ok(())
     })
 }
+
+/// Adds a domain named `name` to the running engine and writes its id to `*out_domain` (may be
+/// NULL): tasks may name it as soon as this returns; add its agents first with
+/// `metafed_engine_add_agent` (until then its sub-tasks fail with `METAFED_REASON_NO_AGENT`).
+/// It takes one of the engine's spare domain ids (4 by default; `spare_domains` in the TOML
+/// `[engine]` table), with a fresh breaker, no injected faults, one attempt per agent, and no
+/// hedging or retry budget. `METAFED_E_CONFIG` names the reason it cannot (a name in use, no
+/// spare id left). Recorded in the audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_add_domain(
+    engine: *mut metafed_engine,
+    name: *const c_char,
+    out_domain: *mut u16,
+) -> metafed_status {
+    boundary("metafed_engine_add_domain", || {
+        // SAFETY: a NUL-terminated string per the contract (checked for NULL).
+        let name = unsafe { str_arg(name, "name") }?;
+        let d = with_engine(engine, |e| Ok(e.add_domain(name)?))?;
+        if !out_domain.is_null() {
+            // SAFETY: not NULL; writable per the contract.
+            unsafe { *out_domain = d.0 };
+        }
+        Ok(())
+    })
+}
+
+/// Removes domain `domain` from the running engine: from this call on a task that names it is
+/// refused (`METAFED_E_UNKNOWN_DOMAIN`); the sub-tasks already admitted run to their outcome
+/// on its agents, so no task is lost or failed by the removal. Its id is not reused; its
+/// counters stay (`metafed_engine_domain_stats`). Recorded in the audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_remove_domain(engine: *mut metafed_engine, domain: u16) -> metafed_status {
+    boundary("metafed_engine_remove_domain", || {
+        with_engine(engine, |e| {
+            e.remove_domain(crate::DomainId(domain)).map_err(|x| err(super::METAFED_E_UNKNOWN_DOMAIN, x.to_string()))
+        })
+    })
+}

@@ -8,6 +8,7 @@
 use crate::breaker::{BreakerMode, Permit};
 use crate::shared::{Level, Shared};
 use crate::sim::{DOMAIN_FAULT_SALT, fails_below, oracle_key, splitmix64};
+use crate::sync::Ordering;
 use crate::task::{AgentId, AttemptFailure, DomainId, Reason};
 use crate::worker::{AttemptInfo, Msg, NOT_PARKED, Outcome, Worker};
 
@@ -97,7 +98,7 @@ impl Worker {
             return self.finish_subtask(m, Reason::DomainShed);
         }
         m.domain_permit = permit;
-        let fault = self.sh.domain_fault_threshold[d];
+        let fault = self.sh.domain_fault_threshold[d].load(Ordering::Relaxed);
         if fault != 0 {
             let (id, fanout) = {
                 // SAFETY: the task is ours (admitted).
@@ -230,7 +231,7 @@ impl Worker {
         if self.now.saturating_sub(m.started_ns) > self.sh.domain_timeout_ns() {
             return self.finish_subtask(m, Reason::DomainTimeout);
         }
-        if u32::from(m.attempt) >= self.sh.max_attempts[d] {
+        if u32::from(m.attempt) >= self.sh.max_attempts[d].load(Ordering::Relaxed) {
             return self.finish_subtask(m, Reason::AgentsExhausted);
         }
         let mut choice = choose(&self.sh, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now);
@@ -301,7 +302,10 @@ impl Worker {
         let m = sub.m;
         let d = usize::from(m.domain);
         let Some(h) = self.sh.hedges[d] else { return };
-        if sub.n_live == 0 || u32::from(sub.hedges) >= h.max_extra || u32::from(m.attempt) >= self.sh.max_attempts[d] {
+        if sub.n_live == 0
+            || u32::from(sub.hedges) >= h.max_extra
+            || u32::from(m.attempt) >= self.sh.max_attempts[d].load(Ordering::Relaxed)
+        {
             return;
         }
         let Some(delay) = self.hedge_delay(d) else { return };

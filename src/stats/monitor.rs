@@ -97,12 +97,17 @@ impl Monitor {
         }
         let base = &self.samples[0];
         let window_s = now.saturating_duration_since(base.at).as_secs_f64();
+        // A domain added since the base sample counts from zero.
+        let base_of = |i: usize| base.domains.get(i).copied().unwrap_or((0, 0));
         domains
             .iter()
-            .zip(cur.iter().zip(&base.domains))
-            .map(|(d, (&(ok, fin), &(ok0, fin0)))| {
+            .zip(cur.iter().enumerate().map(|(i, c)| (c, base_of(i))))
+            .map(|(d, (&(ok, fin), (ok0, fin0)))| {
                 let (ok, finished) = (ok.saturating_sub(ok0), fin.saturating_sub(fin0));
                 let (low, high) = wilson(ok, finished, Z999);
+                // All succeeded: the upper bound is 1 (rounding would put it a hair below, and a
+                // prediction of exactly 1 above it).
+                let high = if ok == finished { 1.0 } else { high };
                 let measured = if finished == 0 { 0.0 } else { ok as f64 / finished as f64 };
                 ReliabilityWindow {
                     domain: d.name.to_owned(),
@@ -144,6 +149,9 @@ mod tests {
         assert_eq!((w[0].ok, w[0].finished), (1000, 1000));
         assert!(!w[0].below_prediction);
         assert!((w[0].window_s - 120.0).abs() < 1e-9, "{}", w[0].window_s);
+        // Every sub-task succeeded against a prediction of exactly 1: not below it.
+        let mut m = Monitor::new(1, t0);
+        assert!(!m.observe(&api(5000, 0, 1.0), t0 + Duration::from_secs(10))[0].below_prediction);
         // Too few to judge.
         let mut m = Monitor::new(1, t0);
         assert!(!m.observe(&api(10, 40, 0.99), t0 + Duration::from_secs(1))[0].below_prediction);

@@ -23,6 +23,8 @@ pub struct ReasonCount {
 pub struct DomainStats {
     /// Its name.
     pub name: String,
+    /// Removed from the running engine (its counters stay).
+    pub removed: bool,
     /// Sub-tasks it received.
     pub subtasks: u64,
     /// Sub-tasks that succeeded.
@@ -196,6 +198,7 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
             let s = |f: &dyn Fn(&DomainCounters) -> u64| sum(&|c| f(&c.domain[d]));
             DomainStats {
                 name: def.name.clone(),
+                removed: def.removed,
                 subtasks: s(&|c| c.subtasks.get()),
                 ok: s(&|c| c.ok.get()),
                 failed: s(&|c| c.failed.get()),
@@ -253,10 +256,12 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
     for (d, p) in domains.iter_mut().zip(&per_domain) {
         d.predicted_success = p.domain;
     }
-    let predicted_success = (0..topo.domain_count())
-        .map(|d| crate::model::task_success(&topo, &per_domain, crate::DomainSet::one(crate::DomainId(d as u16))))
+    let live: Vec<usize> = (0..topo.domain_count()).filter(|&d| !topo.domains[d].removed).collect();
+    let predicted_success = live
+        .iter()
+        .map(|&d| crate::model::task_success(&topo, &per_domain, crate::DomainSet::one(crate::DomainId(d as u16))))
         .sum::<f64>()
-        / topo.domain_count() as f64;
+        / live.len().max(1) as f64;
     // Tasks the shutdown sweep (or a submitter racing it) completed as rejected.
     let swept = sh.swept.load(Ordering::Relaxed);
     let by_status = |s: crate::Status| {
@@ -312,7 +317,7 @@ pub(crate) fn health_of(sh: &Shared, reliability: Vec<ReliabilityWindow>) -> Hea
         reasons.push(format!("meta breaker {meta}: degraded mode, essential priorities only"));
     }
     let topo = sh.topo.load();
-    for (d, dom) in topo.domains.iter().enumerate() {
+    for (d, dom) in topo.domains.iter().enumerate().filter(|(_, dom)| !dom.removed) {
         let state = sh.domain_breakers[d].state();
         let available = policy.routing[d]
             .iter()

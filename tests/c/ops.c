@@ -250,6 +250,28 @@ int main(void) {
         before = __atomic_load_n(&extra_calls, __ATOMIC_RELAXED);
         OK(metafed_engine_run_batch(engine, ids, domains, 1, 1000, 0, 0, NULL, counts, &done));
         CHECK(done == 1000 && counts[0] + counts[1] + counts[2] + counts[3] == 1000 && __atomic_load_n(&extra_calls, __ATOMIC_RELAXED) == before);
+        /* A domain added while running, with an agent declared in a topology; then removed. */
+        {
+            metafed_topology *geo = NULL;
+            metafed_sim_agent sim;
+            uint16_t g = 0, in_geo = 0, dom = 0;
+            uint64_t geo_mask[1];
+            OK(metafed_engine_add_domain(engine, "Geo", &dom));
+            CHECK(dom == 3);
+            FAILS(METAFED_E_CONFIG, metafed_engine_add_domain(engine, "API", &g));
+            OK(metafed_topology_new(&geo));
+            OK(metafed_topology_add_domain(geo, "Geo", &g));
+            OK(metafed_sim_agent_init(&sim));
+            OK(metafed_topology_add_sim_agent(geo, g, "Maps", &sim, &in_geo));
+            OK(metafed_engine_add_agent(engine, geo, "Geo", "Maps", &in_geo));
+            metafed_topology_free(geo);
+            geo_mask[0] = 1u << dom;
+            OK(metafed_engine_run_batch(engine, ids, geo_mask, 1, 500, 0, 0, NULL, counts, &done));
+            CHECK(done == 500 && counts[0] == 500);
+            OK(metafed_engine_remove_domain(engine, dom));
+            FAILS(METAFED_E_UNKNOWN_DOMAIN, metafed_engine_remove_domain(engine, dom));
+            FAILS(METAFED_E_UNKNOWN_DOMAIN, metafed_engine_run_batch(engine, ids, geo_mask, 1, 1, 0, 0, NULL, counts, &done));
+        }
     }
 
     /* The admin endpoint. */
@@ -262,7 +284,7 @@ int main(void) {
     http_get(port, "/ready", NULL, resp, sizeof resp);
     CHECK(strncmp(resp, "HTTP/1.1 401", 12) == 0);
     http_get(port, "/metrics", "tok", resp, sizeof resp);
-    CHECK(strncmp(resp, "HTTP/1.1 200", 12) == 0 && strstr(resp, "metafed_tasks_admitted_total 8000") != NULL);
+    CHECK(strncmp(resp, "HTTP/1.1 200", 12) == 0 && strstr(resp, "metafed_tasks_admitted_total 8500") != NULL);
     http_get(port, "/health", "tok", resp, sizeof resp);
     CHECK(strncmp(resp, "HTTP/1.1 200", 12) == 0 && strstr(resp, "\"status\": \"degraded\"") != NULL);
     OK(metafed_engine_stop_admin(engine));

@@ -621,6 +621,12 @@ metafed_status metafed_engine_agent_weight(struct metafed_engine *engine,
                                            uint16_t agent,
                                            uint32_t *out);
 
+metafed_status metafed_engine_add_domain(struct metafed_engine *engine,
+                                         const char *name,
+                                         uint16_t *out_domain);
+
+metafed_status metafed_engine_remove_domain(struct metafed_engine *engine, uint16_t domain);
+
 metafed_status metafed_topology_new(struct metafed_topology **out);
 
 metafed_status metafed_topology_seed(double agent_error, struct metafed_topology **out);

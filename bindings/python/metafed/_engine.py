@@ -380,7 +380,16 @@ class Engine:
         """The id of the domain called `name` (UnknownDomain if there is none)."""
         d = self._domain_ids.get(name)
         if d is None:
-            d = self._domain_ids[name] = self._topology.domain_id(name)
+            try:
+                d = self._topology.domain_id(name)
+            except UnknownDomain:
+                # Added while running: the engine's names (the newest domain of that name).
+                self._names = None
+                domains, _ = self._name_lists()
+                if name not in domains:
+                    raise
+                d = len(domains) - 1 - domains[::-1].index(name)
+            self._domain_ids[name] = d
         return d
 
     def _mask(self, domains: Domains) -> int:
@@ -667,9 +676,10 @@ class Engine:
 
     # -- watching and controlling --------------------------------------------------------
 
-    def _name_lists(self, agents_now: Optional[int] = None) -> tuple[list[str], list[str]]:
-        # Ids are never reused: the lists only grow, when agents are added while running.
-        if self._names is None or (agents_now is not None and agents_now != len(self._names[1])):
+    def _name_lists(self, counts: Optional[tuple[int, int]] = None) -> tuple[list[str], list[str]]:
+        # Ids are never reused: the lists only grow, when domains or agents are added while
+        # running (`counts`, the engine's (domains, agents) now, tells).
+        if self._names is None or (counts is not None and counts != (len(self._names[0]), len(self._names[1]))):
             l = lib()
             s = ffi.new("metafed_stats *")
             s.struct_size = ffi.sizeof("metafed_stats")
@@ -693,7 +703,7 @@ class Engine:
         s = ffi.new("metafed_stats *")
         s.struct_size = ffi.sizeof("metafed_stats")
         check(l.metafed_engine_stats(h, s))
-        domain_names, agent_names = self._name_lists(s.agents)
+        domain_names, agent_names = self._name_lists((s.domains, s.agents))
         weight = ffi.new("uint32_t *")
         domains, agents = [], []
         ds = ffi.new("metafed_domain_stats *")
@@ -782,6 +792,7 @@ class Engine:
         `spare_agents` in TOML's `[engine]`); ids are never reused. ConfigError says why when it
         cannot (a name the domain has, no spare id left). Recorded in the audit trail."""
         self._check_not_closed()
+        self._names = None  # domains may have been added since
         domains, _ = self._name_lists()
         if isinstance(domain, bool) or not isinstance(domain, (int, str)):
             raise TypeError(f"domain must be a domain id or name, not {type(domain).__name__}")
@@ -798,6 +809,31 @@ class Engine:
         finally:
             scratch.close()
         return int(out[0])
+
+    def add_domain(self, name: str) -> int:
+        """Adds a domain to the running engine and returns its id; tasks may name it at once, so
+        add its agents (`add_agent`) first. It takes one of the engine's spare domain ids (4 by
+        default: `spare_domains` in TOML's `[engine]`), with no injected faults, one attempt per
+        agent, and no hedging or retry budget. ConfigError says why when it cannot. Recorded in
+        the audit trail."""
+        self._check_not_closed()
+        if not isinstance(name, str):
+            raise TypeError(f"name must be str, not {type(name).__name__}")
+        out = ffi.new("uint16_t *")
+        check(lib().metafed_engine_add_domain(self._state.h, name.encode(), out))
+        self._names = None
+        return int(out[0])
+
+    def remove_domain(self, domain: Union[int, str]) -> None:
+        """Removes a domain (id or name) from the running engine: tasks that name it are refused
+        from now on (UnknownDomain); the sub-tasks already admitted run to their outcome, so no
+        task is lost. Its id is not reused; its counters stay in `stats()` (marked `removed`).
+        Recorded in the audit trail."""
+        self._check_not_closed()
+        d = self.domain_id(domain) if isinstance(domain, str) else domain
+        _int_arg(d, "domain", 0, 0xFFFF)
+        check(lib().metafed_engine_remove_domain(self._state.h, d))
+        self._domain_ids = {k: v for k, v in self._domain_ids.items() if v != d}
 
     def remove_agent(self, agent: int) -> None:
         """Removes an agent (by id) from the running engine: workers stop routing to it from

@@ -259,3 +259,22 @@ def test_agents_are_added_weighted_and_removed_while_running() -> None:
         actions = [(r.actor, r.action, r.target) for r in engine.audit_log()]
         assert actions[:2] == [("ops", "agent_added", "agent API/Edge"), ("unknown", "agent_weight", "agent API/Edge")]
         assert ("unknown", "agent_removed", "agent API/Edge") in actions
+
+
+def test_domains_are_added_and_removed_while_running() -> None:
+    with seed_engine() as engine:
+        geo = engine.add_domain("Geo")
+        assert geo == 3
+        engine.add_agent("Geo", "Maps", sim=metafed.SimAgent(error_rate=0.0))
+        assert engine.run_many(range(100), "Geo").ok == 100
+        assert engine.run_many(range(100, 200), "Geo").done == 100
+        stats = engine.stats()
+        assert stats.domains[geo].name == "Geo" and stats.domains[geo].subtasks == 200
+        with pytest.raises(metafed.ConfigError, match="already a domain named"):
+            engine.add_domain("API")
+        engine.remove_domain("Auth")
+        with pytest.raises(metafed.UnknownDomain):
+            engine.run_many(range(1), "Auth")
+        with pytest.raises(metafed.UnknownDomain):
+            engine.remove_domain(2)
+        assert [r.action for r in engine.audit_log()][:2] == ["domain_added", "agent_added"]
