@@ -528,4 +528,3 @@ fn an_agent_added_while_running_is_seen_whole_by_a_worker_that_routes_to_it() {
         operator.join().unwrap();
     });
 }
-

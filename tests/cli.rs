@@ -302,6 +302,11 @@ fn simulate_reproducible_gives_the_same_json_under_load() {
     assert_eq!(recovery.len(), 3);
     // The agent's and the domain's breakers open when their fault begins.
     assert!(recovery[..2].iter().all(|r| r["breaker_opened_ms"].is_number()), "{recovery:?}");
+    // The what-if grid: every setting ran the agent outage, and failover kept the domain
+    // serving through it.
+    let what_if = doc["what_if"].as_array().unwrap();
+    assert_eq!(what_if.len(), 16);
+    assert!(what_if.iter().all(|w| w["during_fault"].as_f64().unwrap() > 0.5), "{what_if:?}");
 }
 
 #[cfg(feature = "plot")]

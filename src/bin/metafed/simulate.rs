@@ -249,6 +249,8 @@ struct Report {
     containment: Containment,
     breakers: Breakers,
     recovery: Vec<Recovery>,
+    /// The agent outage of the recovery runs under other agent-breaker settings.
+    what_if: Vec<WhatIf>,
     claims: Vec<Claim>,
 }
 
@@ -516,8 +518,21 @@ pub fn run(args: &Args) -> Result<(), String> {
         return Err(format!("--offered-rps must be 100 to 10000000, got {}", args.offered_rps));
     }
     let recovery_n = 3 * (args.offered_rps * 4.0) as u64;
+    // What-if: the main topology with each agent-breaker setting of the grid.
+    let what_if_topos = WHAT_IF_THRESHOLDS
+        .iter()
+        .flat_map(|&t| WHAT_IF_OPEN_MS.iter().map(move |&o| (t, o)))
+        .map(|(t, o)| {
+            let mut levels = topo_on.breakers().clone();
+            levels.agent.consecutive_failures = t;
+            levels.agent.open_base = std::time::Duration::from_millis(o);
+            levels.agent.open_max = levels.agent.open_max.max(levels.agent.open_base);
+            Ok((t, o, main_with(Some(levels))?))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let what_if_n = what_if_topos.len() as u64 * (args.offered_rps * 4.0) as u64;
     let unloaded_n = if args.reproducible { 0 } else { unloaded_n };
-    let total = (1 + args.repeats) * n + unloaded_n + 3 * n + SWEEP.len() as u64 * n + recovery_n;
+    let total = (1 + args.repeats) * n + unloaded_n + 3 * n + SWEEP.len() as u64 * n + recovery_n + what_if_n;
     let mut r = Runner {
         config,
         seed: args.seed,
@@ -530,7 +545,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         workers: 0,
         finished: Vec::new(),
     };
-    let result = simulate(args, &mut r, &topo_off, &topo_on, &rates, unloaded_n);
+    let result = simulate(args, &mut r, &topo_off, &topo_on, &what_if_topos, &rates, unloaded_n);
     r.progress.finish();
     match result {
         Ok(report) => {
@@ -592,6 +607,7 @@ fn simulate(
     r: &mut Runner,
     topo_off: &Topology,
     topo_on: &Topology,
+    what_if_topos: &[(u32, u64, Topology)],
     rates: &Rates,
     unloaded_n: u64,
 ) -> Result<Report, Halt> {
@@ -723,6 +739,8 @@ fn simulate(
 
     // 6. Recovery and containment of injected faults, in virtual time.
     let recovery = recovery_runs(args, r, topo_on)?;
+    // 8. What-if: the agent outage under other agent-breaker settings.
+    let what_if = what_if_runs(args, r, what_if_topos)?;
 
     let mut claims = judge(
         &levels,
@@ -782,6 +800,7 @@ fn simulate(
         containment,
         breakers,
         recovery,
+        what_if,
         claims,
     })
 }
@@ -794,27 +813,50 @@ fn ms(v: Option<f64>) -> String {
 /// The seed's recovery claims, one fault each, in virtual time at the offered load: a fault
 /// from 1 s to 2 s of a 4 s run (steady state measured from 0.5 s to 1 s).
 fn recovery_runs(args: &Args, r: &mut Runner, topo: &Topology) -> Result<Vec<Recovery>, Halt> {
-    use metafed::{BreakerState, Level as L};
+    ["agent", "domain", "meta"]
+        .into_iter()
+        .map(|level| fault_run(args, r, topo, level, "recovery").map(|f| f.0))
+        .collect()
+}
+
+/// The seed's recovery claim for a fault at `level`: the fault, the claimed time, the breaker
+/// that should catch it.
+fn fault_of(topo: &Topology, level: &str) -> (String, f64, metafed::Level, u16) {
+    use metafed::Level as L;
+    let agent0 = topo.agents_of(DomainId(0))[0];
+    let d0 = topo.domain_name(DomainId(0)).unwrap_or("0").to_string();
+    let a0 = format!("{d0}/{}", topo.agent_name(agent0).unwrap_or("?"));
+    match level {
+        "agent" => (format!("agent {a0} down"), 100.0, L::Agent, agent0.0),
+        "domain" => (format!("domain {d0} down"), 500.0, L::Domain, 0),
+        _ => ("every domain down".to_string(), 2000.0, L::Meta, 0),
+    }
+}
+
+/// One injected fault at `level` ("agent", "domain" or "meta") from 1 s to 2 s of a 4 s run in
+/// virtual time at the offered load (steady state measured from 0.5 s to 1 s): the recovery it
+/// shows, and the run's success over every task and the calls that failed at the faulted agent.
+fn fault_run(
+    args: &Args,
+    r: &mut Runner,
+    topo: &Topology,
+    level: &'static str,
+    step: &str,
+) -> Result<(Recovery, f64, u64), Halt> {
+    use metafed::BreakerState;
     const BUCKET: u64 = 10_000_000; // 10 ms
     let (from_ns, to_ns, end_s) = (1_000_000_000u64, 2_000_000_000u64, 4.0);
     let (steady_from, fault_from, fault_to) = (50usize, 100usize, 200usize); // in buckets
     let rate = args.offered_rps;
     let domains = topo.domain_count();
     let agent0 = topo.agents_of(DomainId(0))[0];
-    let d0 = topo.domain_name(DomainId(0)).unwrap_or("0").to_string();
-    let a0 = format!("{d0}/{}", topo.agent_name(agent0).unwrap_or("?"));
-    let faults = [
-        ("agent", format!("agent {a0} down"), 100.0, L::Agent, agent0.0),
-        ("domain", format!("domain {d0} down"), 500.0, L::Domain, 0),
-        ("meta", "every domain down".to_string(), 2000.0, L::Meta, 0),
-    ];
+    let (fault, claim_ms, lvl, idx) = fault_of(topo, level);
     let n = (rate * end_s) as u64;
-    let mut out = Vec::new();
-    for (level, fault, claim_ms, lvl, idx) in faults {
+    {
         let mut on = false;
         let mut events = Vec::new();
-        let (run, _) = r.run_virtual(
-            &format!("recovery: {fault}"),
+        let (run, stats) = r.run_virtual(
+            &format!("{step}: {fault}"),
             topo.clone(),
             Load::w1(n),
             rate,
@@ -903,7 +945,9 @@ fn recovery_runs(args: &Args, r: &mut Runner, topo: &Topology) -> Result<Vec<Rec
                 (e.at_ns as f64 / 1e9, y)
             })
             .collect();
-        out.push(Recovery {
+        let overall = ratio(run.report.ok, run.report.submitted);
+        let failed_calls = stats.agents[usize::from(agent0.0)].failures;
+        let rec = Recovery {
             timeline,
             states,
             fault,
@@ -919,6 +963,45 @@ fn recovery_runs(args: &Args, r: &mut Runner, topo: &Topology) -> Result<Vec<Rec
             steady_others: share(steady_from..fault_from, false),
             seed_claim_ms: claim_ms,
             holds,
+        };
+        Ok((rec, overall, failed_calls))
+    }
+}
+
+/// The agent breaker's failure thresholds and open times the what-if runs try.
+const WHAT_IF_THRESHOLDS: [u32; 4] = [2, 3, 5, 10];
+const WHAT_IF_OPEN_MS: [u64; 4] = [25, 50, 100, 250];
+
+/// One setting of the agent breaker tried against an agent outage.
+#[derive(Serialize)]
+struct WhatIf {
+    consecutive_failures: u32,
+    open_base_ms: u64,
+    /// Success of the tasks of the faulted agent's domain during the outage.
+    during_fault: f64,
+    /// Success over the whole run (every task, 4 s).
+    overall: f64,
+    /// Calls that failed at the down agent: what the breaker exists to spare.
+    failed_calls: u64,
+    /// After the outage ended: the agent breaker closed, and success came back.
+    breaker_closed_ms: Option<f64>,
+    success_back_ms: Option<f64>,
+}
+
+/// What-if: the agent outage of the recovery runs under each agent-breaker setting of the grid
+/// (`topos`: the main topology with that setting), at the offered load in virtual time.
+fn what_if_runs(args: &Args, r: &mut Runner, topos: &[(u32, u64, Topology)]) -> Result<Vec<WhatIf>, Halt> {
+    let mut out = Vec::new();
+    for (t, o, topo) in topos {
+        let (rec, overall, failed_calls) = fault_run(args, r, topo, "agent", &format!("what-if {t} failures, {o} ms"))?;
+        out.push(WhatIf {
+            consecutive_failures: *t,
+            open_base_ms: *o,
+            during_fault: rec.during_affected,
+            overall,
+            failed_calls,
+            breaker_closed_ms: rec.breaker_closed_ms,
+            success_back_ms: rec.success_back_ms,
         });
     }
     Ok(out)
@@ -1233,4 +1316,34 @@ fn print_tables(r: &Report) {
         println!("   [{verdict}] {}", cl.claim);
         println!("          {}", cl.evidence);
     }
+    println!();
+    let fault = r.recovery.first().map_or("an agent down", |c| c.fault.as_str());
+    println!(
+        "8. What-if: the agent breaker's failure threshold and open time, {fault} from 1 s to 2 s at {:.0} tasks/s",
+        r.offered_rps
+    );
+    println!(
+        "   {:>9} {:>9} {:>14} {:>9} {:>13} {:>10} {:>13}",
+        "failures", "open", "during fault", "overall", "failed calls", "closed", "success back"
+    );
+    for w in &r.what_if {
+        let short = |v: Option<f64>| v.map_or("never".into(), |v| format!("{v:.0} ms"));
+        println!(
+            "   {:>9} {:>9} {:>14} {:>9} {:>13} {:>10} {:>13}",
+            w.consecutive_failures,
+            format!("{} ms", w.open_base_ms),
+            pct(w.during_fault),
+            pct(w.overall),
+            w.failed_calls,
+            short(w.breaker_closed_ms),
+            short(w.success_back_ms)
+        );
+    }
+    println!(
+        "   during fault: success of the tasks of the agent's domain; failed calls: calls the down agent failed (what a"
+    );
+    println!(
+        "   breaker spares); closed, success back: after the outage ended. Other settings as the main runs'; try yours with"
+    );
+    println!("   --offered-rps and --agent-error, or --config FILE.");
 }
