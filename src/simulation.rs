@@ -140,6 +140,8 @@ pub struct OpenLoop {
     /// Per bucket of submission time, per group (the task's domain for routed tasks, 0 for
     /// fan-out): (tasks completed, tasks that succeeded).
     pub buckets: Vec<Vec<(u64, u64)>>,
+    /// Every completed task's latency (virtual nanoseconds), for a distribution.
+    pub latency: Histogram<u64>,
 }
 
 impl Simulation {
@@ -208,7 +210,7 @@ impl Simulation {
         report.elapsed_s = elapsed;
         report.tasks_per_s = report.completed as f64 / elapsed.max(1e-9);
         report.latency_ns = Percentiles::of(&hist);
-        OpenLoop { report, refused, buckets }
+        OpenLoop { report, refused, buckets, latency: hist }
     }
 }
 

@@ -307,6 +307,10 @@ fn simulate_reproducible_gives_the_same_json_under_load() {
     let what_if = doc["what_if"].as_array().unwrap();
     assert_eq!(what_if.len(), 16);
     assert!(what_if.iter().all(|w| w["during_fault"].as_f64().unwrap() > 0.5), "{what_if:?}");
+    // Hedging cuts W3's tail in virtual time, for about 1% more calls.
+    let hedging = doc["hedging"].as_array().unwrap();
+    assert!(hedging[0]["p999_us"].as_f64().unwrap() >= 900.0 && hedging[1]["p999_us"].as_f64().unwrap() < 100.0);
+    assert!(hedging[1]["extra_share"].as_f64().unwrap() < 0.05, "{hedging:?}");
 }
 
 #[cfg(feature = "plot")]
@@ -326,7 +330,9 @@ fn simulate_plot_writes_the_figures() {
         dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for name in ["reliability-vs-error-rate", "recovery-agent", "recovery-domain", "recovery-meta"] {
+    for name in
+        ["reliability-vs-error-rate", "recovery-agent", "recovery-domain", "recovery-meta", "latency-cdf-hedging"]
+    {
         let svg = std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("</svg>") && svg.contains("<polyline"), "{name}");
     }

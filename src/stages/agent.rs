@@ -156,12 +156,14 @@ impl Worker {
         }
     }
 
-    /// Schedules a hedge of parked sub-task `p` one hedge delay after `from`, if its domain
-    /// hedges and the delay is known.
+    /// Schedules a hedge of parked sub-task `p` just past one hedge delay after `from`, if its
+    /// domain hedges and the delay is known: an attempt is hedged once it has been out longer
+    /// than the delay, so one that answers at the delay itself (every attempt, when latencies
+    /// are all equal, as a simulation's can be) is not.
     pub(crate) fn schedule_hedge(&mut self, d: usize, p: u32, parked_gen: u32, from: u64) {
         if let Some(delay) = self.hedge_delay(d) {
             let key = HEDGE | (u64::from(parked_gen & 0x7fff_ffff) << 32) | u64::from(p);
-            self.timers.push(Reverse((from.saturating_add(delay), key)));
+            self.timers.push(Reverse((from.saturating_add(delay).saturating_add(1), key)));
         }
     }
 

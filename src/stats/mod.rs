@@ -130,6 +130,18 @@ impl Histogram {
         (((1 << SUB) + sub) << (msb - SUB)) + width / 2
     }
 
+    /// The largest value of bucket `i`: a percentile read as this is never below the values
+    /// counted up to it.
+    pub(crate) fn upper(i: usize) -> u64 {
+        if i < (1 << SUB) {
+            return i as u64;
+        }
+        let msb = (i >> SUB) as u32 + SUB - 1;
+        let sub = (i & ((1 << SUB) - 1)) as u64;
+        let width = 1u64 << (msb - SUB);
+        (((1 << SUB) + sub) << (msb - SUB)) + width - 1
+    }
+
     #[inline]
     pub(crate) fn record(&self, v: u64) {
         self.buckets[Self::index(v)].inc();
@@ -196,7 +208,10 @@ mod tests {
             assert_eq!(Histogram::index(v), i, "value {v} maps back to bucket {i}");
             last = v;
         }
-        for v in [9u64, 100, 1_000, 123_456, 10_000_000_000] {
+        for v in [9u64, 100, 1_000, 10_000, 123_456, 10_000_000_000] {
+            let i = Histogram::index(v);
+            assert!(Histogram::upper(i) >= v && (i + 1 == BUCKETS || Histogram::upper(i) < Histogram::value(i + 1)));
+            assert_eq!(Histogram::index(Histogram::upper(i)), i, "{v}: the upper value stays in its bucket");
             let m = Histogram::value(Histogram::index(v));
             assert!((m as f64 - v as f64).abs() / v as f64 <= 0.0625, "{v} -> {m}");
         }

@@ -251,6 +251,8 @@ struct Report {
     recovery: Vec<Recovery>,
     /// The agent outage of the recovery runs under other agent-breaker settings.
     what_if: Vec<WhatIf>,
+    /// W3's tail in virtual time, without hedging and with it.
+    hedging: Vec<Hedging>,
     claims: Vec<Claim>,
 }
 
@@ -531,8 +533,10 @@ pub fn run(args: &Args) -> Result<(), String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     let what_if_n = what_if_topos.len() as u64 * (args.offered_rps * 4.0) as u64;
+    let hedging_n = 2 * hedging_tasks(args);
     let unloaded_n = if args.reproducible { 0 } else { unloaded_n };
-    let total = (1 + args.repeats) * n + unloaded_n + 3 * n + SWEEP.len() as u64 * n + recovery_n + what_if_n;
+    let total =
+        (1 + args.repeats) * n + unloaded_n + 3 * n + SWEEP.len() as u64 * n + recovery_n + what_if_n + hedging_n;
     let mut r = Runner {
         config,
         seed: args.seed,
@@ -741,6 +745,8 @@ fn simulate(
     let recovery = recovery_runs(args, r, topo_on)?;
     // 8. What-if: the agent outage under other agent-breaker settings.
     let what_if = what_if_runs(args, r, what_if_topos)?;
+    // 9. W3's tail, without and with hedging, in virtual time.
+    let hedging = hedging_runs(args, r)?;
 
     let mut claims = judge(
         &levels,
@@ -801,6 +807,7 @@ fn simulate(
         breakers,
         recovery,
         what_if,
+        hedging,
         claims,
     })
 }
@@ -966,6 +973,83 @@ fn fault_run(
         };
         Ok((rec, overall, failed_calls))
     }
+}
+
+/// Tasks of each hedging run: a fifth of --tasks, at least 10,000.
+fn hedging_tasks(args: &Args) -> u64 {
+    (args.tasks / 5).max(10_000)
+}
+
+/// W3 in virtual time, without hedging or with it: latency percentiles and the extra calls.
+#[derive(Serialize)]
+struct Hedging {
+    hedge: &'static str,
+    tasks: u64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    max_us: f64,
+    /// Hedged attempts sent: the hedges' cost in calls.
+    extra_calls: u64,
+    extra_share: f64,
+    success: f64,
+    /// For the plot: (latency in microseconds, share of tasks at or below it).
+    #[serde(skip)]
+    cdf: Vec<(f64, f64)>,
+}
+
+/// W3 (WORKLOADS.md) in virtual time at the offered load: the seed's 3 x 3 with p = 0 and no
+/// injected faults or breakers, every agent an I/O agent answering after 10 us except the first
+/// attempt of 1 task in 100, which takes 1 ms; run without hedging, and with a hedge after each
+/// domain's p95 latency.
+fn hedging_runs(args: &Args, r: &mut Runner) -> Result<Vec<Hedging>, Halt> {
+    let mut out = Vec::new();
+    for (name, hedge) in [("none", None), ("after the domain's p95", Some(metafed::Hedge::at_percentile(95.0)))] {
+        let mut b = TopologyBuilder::default();
+        for (domain, agents) in metafed::SEED_DOMAINS {
+            let d = b.domain(domain).map_err(|e| e.to_string())?;
+            for (i, a) in agents.iter().enumerate() {
+                let latency = metafed::Latency::LongTail { base_us: 10.0, slow_us: 1000.0, slow_rate: 0.01 };
+                let sim = SimAgent { error_rate: 0.0, latency, io: true, seed: i as u64, ..SimAgent::default() };
+                b.agent(d, *a, AgentSpec::sim(sim)).map_err(|e| e.to_string())?;
+            }
+            if let Some(h) = hedge {
+                b.hedge(d, h).map_err(|e| e.to_string())?;
+            }
+        }
+        b.breakers(Levels::disabled());
+        let topo = b.build().map_err(|e| e.to_string())?;
+        let load = Load::w1(hedging_tasks(args));
+        let (run, stats) = r.run_virtual(
+            &format!("W3, hedge {name}"),
+            topo,
+            load,
+            args.offered_rps,
+            10_000_000,
+            |_, _| {},
+            &mut Vec::new(),
+        )?;
+        let h = &run.latency;
+        let us = |q: f64| h.value_at_quantile(q) as f64 / 1e3;
+        let subtasks: u64 = stats.domains.iter().map(|d| d.subtasks).sum();
+        let extra: u64 = stats.domains.iter().map(|d| d.hedges).sum();
+        let mut cdf: Vec<(f64, f64)> =
+            h.iter_quantiles(8).map(|v| (v.value_iterated_to() as f64 / 1e3, v.quantile_iterated_to())).collect();
+        cdf.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        out.push(Hedging {
+            hedge: name,
+            tasks: run.report.submitted,
+            p50_us: us(0.5),
+            p99_us: us(0.99),
+            p999_us: us(0.999),
+            max_us: h.max() as f64 / 1e3,
+            extra_calls: extra,
+            extra_share: ratio(extra, subtasks),
+            success: ratio(run.report.ok, run.report.submitted),
+            cdf,
+        });
+    }
+    Ok(out)
 }
 
 /// The agent breaker's failure thresholds and open times the what-if runs try.
@@ -1346,4 +1430,29 @@ fn print_tables(r: &Report) {
         "   breaker spares); closed, success back: after the outage ended. Other settings as the main runs'; try yours with"
     );
     println!("   --offered-rps and --agent-error, or --config FILE.");
+    println!();
+    println!(
+        "9. Hedging (W3 in virtual time at {:.0} tasks/s): 10 us calls, the first attempt of 1 task in 100 takes 1 ms",
+        r.offered_rps
+    );
+    println!(
+        "   {:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13}",
+        "hedge", "tasks", "p50", "p99", "p99.9", "max", "extra calls"
+    );
+    for h in &r.hedging {
+        println!(
+            "   {:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13}",
+            h.hedge,
+            h.tasks,
+            format!("{:.0} us", h.p50_us),
+            format!("{:.0} us", h.p99_us),
+            format!("{:.0} us", h.p999_us),
+            format!("{:.0} us", h.max_us),
+            format!("{} ({})", h.extra_calls, pct(h.extra_share))
+        );
+    }
+    println!(
+        "   In virtual time no thread hands work over, so this is what hedging does to the tail by itself; a live engine"
+    );
+    println!("   adds its hand-offs (metafed bench --workloads w3 measures that).");
 }

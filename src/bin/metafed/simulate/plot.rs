@@ -19,7 +19,62 @@ pub(super) fn figures(dir: &Path, r: &Report) -> Res<Vec<PathBuf>> {
     for rec in &r.recovery {
         out.push(recovery(&dir.join(format!("recovery-{}.svg", rec.level)), rec, r.offered_rps)?);
     }
+    if !r.hedging.is_empty() {
+        out.push(latency_cdf(&dir.join("latency-cdf-hedging.svg"), r)?);
+    }
     Ok(out)
+}
+
+/// The tail of task latency (W3 in virtual time), without hedging and with it: the share of
+/// tasks slower than each latency, both axes on a log scale (the tail is where hedging acts).
+fn latency_cdf(path: &Path, r: &Report) -> Res<PathBuf> {
+    const FLOOR: f64 = 1e-6;
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let max = r.hedging.iter().flat_map(|h| h.cdf.iter().map(|p| p.0)).fold(1.0f64, f64::max) * 1.5;
+    let min = r.hedging.iter().flat_map(|h| h.cdf.iter().map(|p| p.0)).fold(max, f64::min).max(0.1) / 1.5;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("Latency tail, W3 in virtual time at {:.0} tasks/s: without and with hedging", r.offered_rps),
+            ("sans-serif", 20),
+        )
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d((min..max).log_scale(), (FLOOR..1.0).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (us, log scale)")
+        .y_desc("share of tasks slower (log scale)")
+        .y_label_formatter(&|y: &f64| format!("{y:e}"))
+        .draw()
+        .map_err(err)?;
+    for (h, color) in r.hedging.iter().zip([RED, BLUE]) {
+        let label = format!("hedge: {} (p99.9 {:.0} us, {} extra calls)", h.hedge, h.p999_us, h.extra_calls);
+        let style = color.stroke_width(3);
+        // A step line: the share slower than x holds until the next recorded latency.
+        let mut steps = vec![(min, 1.0)];
+        for &(x, q) in &h.cdf {
+            let last = steps.last().map_or(1.0, |p: &(f64, f64)| p.1);
+            steps.push((x.max(min), last));
+            steps.push((x.max(min), (1.0 - q).max(FLOOR)));
+        }
+        chart
+            .draw_series(LineSeries::new(steps, style))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(path.to_path_buf())
 }
 
 /// Reliability against the agents' error rate: single agent and 3 x 3 federation, measured and
