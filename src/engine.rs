@@ -208,9 +208,11 @@ impl Engine {
             )));
         }
         let mut handlers: Vec<Option<Arc<dyn Agent>>> = Vec::with_capacity(capacity);
+        let mut sims = Vec::with_capacity(capacity);
         let mut agents: Vec<CachePadded<AgentRt>> = Vec::with_capacity(capacity);
         for (i, a) in topo.agents.iter().enumerate() {
-            let agent = make_agent(&a.spec.kind, &timer);
+            let (agent, control) = make_agent(&a.spec.kind, &timer);
+            sims.push(control);
             handlers.push(None);
             let run = if a.spec.isolated {
                 let id = crate::AgentId(i as u16);
@@ -301,6 +303,7 @@ impl Engine {
                 .map(|c| AtomicU64::new(c.timeout.as_nanos() as u64)),
             audit: std::sync::Mutex::new(crate::audit::AuditLog::new()),
             listener: Snapshot::new(None),
+            sims: std::sync::Mutex::new(sims),
             monitor: std::sync::Mutex::new(crate::stats::monitor::Monitor::new(domains, std::time::Instant::now())),
             hedges: (0..domains).map(|d| topo.domains.get(d).and_then(|d| d.hedge)).collect(),
             topo: Snapshot::new(topo),
@@ -712,6 +715,43 @@ impl Engine {
         }
     }
 
+    /// Changes a simulated agent while tasks run, for fault schedules and drills: its error rate
+    /// (the oracle's p per attempt, 0 to 1) and latency added to each of its calls (a slow
+    /// agent; zero removes it). An I/O agent (and every agent with a latency in a simulation)
+    /// waits the added latency on the engine's timer; any other waits it on the calling worker.
+    /// `None` keeps a setting. Refused for an agent that is not simulated. Audited.
+    pub fn set_sim_agent(
+        &self,
+        agent: crate::AgentId,
+        error_rate: Option<f64>,
+        extra_latency: Option<Duration>,
+    ) -> Result<(), Error> {
+        let (_, path) = self.live_agent(agent)?;
+        if let Some(p) = error_rate
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(Error::Config(format!("agent {path}: error_rate must be in [0, 1], got {p}")));
+        }
+        if let Some(d) = extra_latency
+            && d > crate::MAX_DURATION
+        {
+            return Err(Error::Config(format!("agent {path}: the added latency must be at most 30 days, got {d:?}")));
+        }
+        let control = {
+            let sims = self.sh.sims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            sims.get(usize::from(agent.0)).cloned().flatten()
+        };
+        let Some(control) = control else {
+            return Err(Error::Config(format!("agent {path} is not a simulated agent")));
+        };
+        let mut audit = self.sh.audit();
+        let words = |(p, d): (f64, Duration)| format!("error_rate {p}, added latency {d:?}");
+        let before = control.get();
+        control.set(error_rate, extra_latency);
+        audit.record("sim_agent", format!("agent {path}"), words(before), words(control.get()));
+        Ok(())
+    }
+
     /// Marks one agent down (every call to it fails, as `FailureKind::Down`: an outage of one
     /// dependency, for drills and simulations) or up again. Its breaker and its domain react as
     /// to any failing agent. Returns false if there is no such agent (or it was removed).
@@ -931,7 +971,12 @@ impl Engine {
         }
         rt.bit.store(1u64 << local, Ordering::Relaxed);
         rt.bulkhead.init(spec.max_concurrency);
-        let handler = make_agent(&spec.kind, &self.sh.timer);
+        let (handler, control) = make_agent(&spec.kind, &self.sh.timer);
+        {
+            let mut sims = self.sh.sims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            sims.resize(a + 1, None);
+            sims[a] = control;
+        }
         let weight = spec.weight;
         topo.domains[d].agents.push(id);
         topo.agents.push(crate::topology::AgentDef { name, domain, local, spec, removed: false });
@@ -1568,12 +1613,16 @@ fn backoff(round: &mut u32) {
 
 /// A level's name as in the TOML file's `[breakers.LEVEL]` tables.
 /// The call behind an agent's declared behaviour.
-fn make_agent(kind: &AgentKind, timer: &Option<Arc<Timer>>) -> Arc<dyn Agent> {
+fn make_agent(kind: &AgentKind, timer: &Option<Arc<Timer>>) -> (Arc<dyn Agent>, Option<Arc<sim::SimControl>>) {
     match kind {
-        AgentKind::Sim(s) => Arc::new(s.clone().into_handler(timer.clone())),
-        AgentKind::Handler(h) => Arc::new(Immediate(h.clone())),
-        AgentKind::Deferred(h) => Arc::new(Deferred(h.clone())),
-        AgentKind::Foreign(f) => f.0.clone(),
+        AgentKind::Sim(s) => {
+            let h = s.clone().into_handler(timer.clone());
+            let control = h.control.clone();
+            (Arc::new(h), Some(control))
+        }
+        AgentKind::Handler(h) => (Arc::new(Immediate(h.clone())), None),
+        AgentKind::Deferred(h) => (Arc::new(Deferred(h.clone())), None),
+        AgentKind::Foreign(f) => (f.0.clone(), None),
         AgentKind::Unbound => unreachable!("build() and add_agent() refuse unbound agents"),
     }
 }

@@ -472,6 +472,8 @@ pub(crate) struct Shared {
     pub(crate) timeouts_ns: [AtomicU64; 3],
     /// Operator actions, newest last.
     pub(crate) audit: std::sync::Mutex<crate::audit::AuditLog>,
+    /// By agent id: the live controls of simulated agents ([`crate::Engine::set_sim_agent`]).
+    pub(crate) sims: std::sync::Mutex<Vec<Option<std::sync::Arc<crate::sim::SimControl>>>>,
     /// The event listener, if one is set.
     pub(crate) listener: Snapshot<Option<EventListener>>,
     /// The online reliability monitor's samples (read paths only).

@@ -17,6 +17,7 @@ use crate::task::FailureKind;
 use crate::timer::Timer;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Sebastiano Vigna's splitmix64 finaliser (wrapping arithmetic on `u64`).
@@ -182,20 +183,57 @@ impl SimAgent {
     pub(crate) fn into_handler(self, timer: Option<Arc<Timer>>) -> SimHandler {
         let plain = self.latency == Latency::None && self.fault == SimFault::None && !self.io;
         SimHandler {
-            threshold: threshold(self.error_rate),
-            plain,
+            control: Arc::new(SimControl {
+                threshold: AtomicU64::new(threshold(self.error_rate)),
+                rate_bits: AtomicU64::new(self.error_rate.to_bits()),
+                extra_ns: AtomicU64::new(0),
+                plain: AtomicBool::new(plain),
+                plain_at_start: plain,
+            }),
             timer: if self.io { timer } else { None },
             spec: self,
         }
     }
 }
 
+/// What an operator may change of a running simulated agent
+/// ([`crate::Engine::set_sim_agent`]): its error rate, and latency added to every call (a slow
+/// agent). Relaxed loads where the fields were read.
+pub(crate) struct SimControl {
+    threshold: AtomicU64,
+    /// The error rate as given (for reading back).
+    rate_bits: AtomicU64,
+    extra_ns: AtomicU64,
+    /// No latency (its own or added), no fault, no timer: the oracle alone.
+    plain: AtomicBool,
+    plain_at_start: bool,
+}
+
+impl SimControl {
+    /// Changes the error rate and the added latency.
+    pub(crate) fn set(&self, error_rate: Option<f64>, extra: Option<Duration>) {
+        if let Some(p) = error_rate {
+            self.threshold.store(threshold(p), Ordering::Relaxed);
+            self.rate_bits.store(p.to_bits(), Ordering::Relaxed);
+        }
+        if let Some(d) = extra {
+            let ns = d.as_nanos().min(u128::from(u64::MAX)) as u64;
+            self.extra_ns.store(ns, Ordering::Relaxed);
+            self.plain.store(self.plain_at_start && ns == 0, Ordering::Relaxed);
+        }
+    }
+
+    /// The error rate (the oracle's p) and the added latency now.
+    pub(crate) fn get(&self) -> (f64, Duration) {
+        let p = f64::from_bits(self.rate_bits.load(Ordering::Relaxed));
+        (p, Duration::from_nanos(self.extra_ns.load(Ordering::Relaxed)))
+    }
+}
+
 /// A [`SimAgent`] ready to run, with its oracle threshold precomputed.
 pub(crate) struct SimHandler {
     spec: SimAgent,
-    threshold: u64,
-    /// No latency, no fault, no timer: the oracle alone (the benchmarks' agents).
-    plain: bool,
+    pub(crate) control: Arc<SimControl>,
     /// The engine's timer, for an I/O agent.
     timer: Option<Arc<Timer>>,
 }
@@ -210,8 +248,9 @@ impl Agent for SimHandler {
     fn call(&self, req: &Request<'_>, cx: &mut CallCx<'_>) -> Call {
         let key = oracle_key(req.task_id, req.domain.0, req.fanout);
         let attempt = u64::from(req.attempt);
-        if self.plain {
-            return if fails_below(key, attempt, self.threshold) {
+        let c = &*self.control;
+        if c.plain.load(Ordering::Relaxed) {
+            return if fails_below(key, attempt, c.threshold.load(Ordering::Relaxed)) {
                 Call::Failed(FailureKind::Error, SIM_ERROR)
             } else {
                 Call::Value(key)
@@ -237,8 +276,8 @@ impl SimHandler {
                 }
             }
         }
-        let us = self.latency_us(key, attempt);
-        let ok = !fails_below(key, attempt, self.threshold);
+        let us = self.latency_us(key, attempt) + self.control.extra_ns.load(Ordering::Relaxed) as f64 / 1e3;
+        let ok = !fails_below(key, attempt, self.control.threshold.load(Ordering::Relaxed));
         if let Some(timer) = &self.timer {
             let Some(a) = cx.defer() else { return Call::Failed(FailureKind::Overloaded, 0) };
             let answer = if ok { Answer::ok(key, Vec::new()) } else { Answer::failed(FailureKind::Error, SIM_ERROR) };

@@ -155,13 +155,39 @@ impl Simulation {
         load: &Load,
         rate_per_s: f64,
         bucket_ns: u64,
+        hook: impl FnMut(&Engine, u64),
+    ) -> OpenLoop {
+        self.open_loop_steps(load, &[(0, rate_per_s)], bucket_ns, hook)
+    }
+
+    /// As [`open_loop`](Self::open_loop), with an offered load that changes in steps: `steps`
+    /// holds (from, tasks per second) pairs, `from` in nanoseconds of virtual time after the
+    /// start, the first from 0, in increasing order; a burst is a short step. The load's tasks
+    /// are submitted at those rates until they are all out.
+    pub fn open_loop_steps(
+        &mut self,
+        load: &Load,
+        steps: &[(u64, f64)],
+        bucket_ns: u64,
         mut hook: impl FnMut(&Engine, u64),
     ) -> OpenLoop {
-        assert!(rate_per_s > 0.0 && bucket_ns > 0, "a positive rate and bucket");
+        assert!(bucket_ns > 0, "a positive bucket");
+        assert!(steps.first().is_some_and(|s| s.0 == 0), "the first step starts at 0");
+        assert!(steps.iter().all(|s| s.1 > 0.0 && s.1.is_finite()), "positive rates");
+        assert!(steps.windows(2).all(|w| w[0].0 < w[1].0), "steps in increasing order");
+        // Each step's first task: the tasks its predecessors' spans hold.
+        let mut firsts = vec![0f64];
+        for w in steps.windows(2) {
+            let last = *firsts.last().expect("one per step");
+            firsts.push(last + (w[1].0 - w[0].0) as f64 * w[0].1 / 1e9);
+        }
+        let time_of = |i: u64| -> u64 {
+            let k = firsts.iter().rposition(|&f| f <= i as f64).unwrap_or(0);
+            steps[k].0 + ((i as f64 - firsts[k]) * 1e9 / steps[k].1) as u64
+        };
         let domains = self.engine.topology().domain_count();
         let all = DomainSet::first(domains);
         let start = self.now_ns();
-        let gap = 1e9 / rate_per_s;
         let n = load.tasks;
         let mut seen = vec![0u64; n.div_ceil(64) as usize];
         let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds");
@@ -175,7 +201,7 @@ impl Simulation {
             for c in &out[..got] {
                 let Some(i) = report.count(c, load.first_id, n, &mut seen) else { continue };
                 let _ = hist.record(c.latency_ns.max(1));
-                let b = ((i as f64 * gap) as u64 / bucket_ns) as usize;
+                let b = (time_of(i) / bucket_ns) as usize;
                 if buckets.len() <= b {
                     buckets.resize(b + 1, vec![(0, 0); groups]);
                 }
@@ -188,7 +214,7 @@ impl Simulation {
             }
         };
         for i in 0..n {
-            let t = start + (i as f64 * gap) as u64;
+            let t = start + time_of(i);
             self.run_until(t);
             take(self, &mut report, &mut buckets);
             hook(&self.engine, t);

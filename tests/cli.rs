@@ -311,6 +311,15 @@ fn simulate_reproducible_gives_the_same_json_under_load() {
     let hedging = doc["hedging"].as_array().unwrap();
     assert!(hedging[0]["p999_us"].as_f64().unwrap() >= 900.0 && hedging[1]["p999_us"].as_f64().unwrap() < 100.0);
     assert!(hedging[1]["extra_share"].as_f64().unwrap() < 0.05, "{hedging:?}");
+    // The schedule: seven phases; each fault is contained in its agent (its domain keeps most of
+    // its success) and trips that agent's breaker.
+    let phases = doc["schedule"].as_array().unwrap();
+    assert_eq!(phases.len(), 7);
+    for p in phases.iter().filter(|p| {
+        p["what"].as_str().unwrap().contains("Database/SQL") || p["what"].as_str().unwrap().contains("API/REST")
+    }) {
+        assert!(p["domain_success"].as_f64().unwrap() > 0.8 && p["breaker_opened_ms"].is_number(), "{p:?}");
+    }
 }
 
 #[cfg(feature = "plot")]

@@ -212,3 +212,39 @@ fn randomized_runs_lose_nothing_and_replay_by_their_seed() {
         assert!(randomized(s) == first, "seed {s}: the same seed gave another run");
     }
 }
+
+#[test]
+fn a_load_in_steps_and_a_simulated_agent_changed_while_running() {
+    use metafed::{AgentId, driver::Load};
+    let mut b = TopologyBuilder::default();
+    let d = b.domain("D").unwrap();
+    let sim = SimAgent { latency: Latency::Fixed { us: 100.0 }, ..SimAgent::default() };
+    b.agent(d, "only", AgentSpec::sim(sim)).unwrap();
+    b.breakers(metafed::Levels::disabled());
+    let mut sim = Engine::builder(b.build().unwrap()).simulate().unwrap();
+    // 1,000 tasks/s for 1 s, then 4,000/s: 5,000 tasks over 2 s of virtual time. From 1.5 s the
+    // agent fails every call; from then on every task fails.
+    let mut failing = false;
+    let run = sim.open_loop_steps(&Load::w1(5_000), &[(0, 1_000.0), (1_000_000_000, 4_000.0)], 100_000_000, |e, t| {
+        if t >= 1_500_000_000 && !failing {
+            failing = true;
+            e.set_sim_agent(AgentId(0), Some(1.0), Some(std::time::Duration::from_micros(50))).unwrap();
+        }
+    });
+    assert_eq!(run.report.completed, 5_000);
+    let per_bucket: Vec<u64> = run.buckets.iter().map(|b| b[0].0).collect();
+    assert_eq!(per_bucket[..10], [100; 10], "1,000/s in the first second");
+    assert_eq!(per_bucket[10..20], [400; 10], "4,000/s in the second");
+    let ok: Vec<u64> = run.buckets.iter().map(|b| b[0].1).collect();
+    assert_eq!(ok[..15].iter().sum::<u64>(), 3_000, "all succeed before the change");
+    assert_eq!(ok[15..].iter().sum::<u64>(), 0, "none after");
+    assert!(sim.engine().stats().failed == 2_000 && run.report.ok == 3_000);
+    let audit = sim.engine().audit_log();
+    assert_eq!(audit[0].action, "sim_agent");
+    assert!(audit[0].to.contains("error_rate 1") && audit[0].to.contains("50"), "{:?}", audit[0]);
+    // Bad values name themselves; only simulated agents can be changed this way.
+    let err = sim.engine().set_sim_agent(AgentId(0), Some(1.5), None).unwrap_err();
+    assert!(err.to_string().contains("error_rate must be in [0, 1]"), "{err}");
+    let h = sim.engine().add_agent(d, "real", AgentSpec::handler(|_: &metafed::Request<'_>| Ok(1))).unwrap();
+    assert!(sim.engine().set_sim_agent(h, Some(0.5), None).unwrap_err().to_string().contains("not a simulated agent"));
+}

@@ -253,6 +253,8 @@ struct Report {
     what_if: Vec<WhatIf>,
     /// W3's tail in virtual time, without hedging and with it.
     hedging: Vec<Hedging>,
+    /// A run with a varying load and a fault schedule, phase by phase.
+    schedule: Vec<Phase>,
     claims: Vec<Claim>,
 }
 
@@ -344,12 +346,28 @@ impl Runner {
         &mut self,
         step: &str,
         topology: Topology,
-        mut load: Load,
+        load: Load,
         rate: f64,
+        bucket_ns: u64,
+        hook: impl FnMut(&Engine, u64),
+        events: &mut Vec<metafed::BreakerEvent>,
+    ) -> Result<(metafed::OpenLoop, Stats), Halt> {
+        self.run_virtual_steps(step, topology, load, &[(0, rate)], bucket_ns, hook, events)
+    }
+
+    /// As [`Runner::run_virtual`], with an offered load in steps ((from ns, tasks per second)).
+    #[allow(clippy::too_many_arguments)]
+    fn run_virtual_steps(
+        &mut self,
+        step: &str,
+        topology: Topology,
+        mut load: Load,
+        steps: &[(u64, f64)],
         bucket_ns: u64,
         mut hook: impl FnMut(&Engine, u64),
         events: &mut Vec<metafed::BreakerEvent>,
     ) -> Result<(metafed::OpenLoop, Stats), Halt> {
+        let rate = steps.iter().map(|s| s.1).fold(0.0, f64::max);
         if crate::interrupted() {
             return Err(Halt::Interrupted);
         }
@@ -360,7 +378,7 @@ impl Runner {
         let every = (rate as u64 / 10).max(1);
         let (base, progress) = (self.done_before, &mut self.progress);
         let mut k = 0u64;
-        let run = sim.open_loop(&load, rate, bucket_ns, |engine, t| {
+        let run = sim.open_loop_steps(&load, steps, bucket_ns, |engine, t| {
             hook(engine, t);
             engine.drain_events(events);
             k += 1;
@@ -533,7 +551,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     let what_if_n = what_if_topos.len() as u64 * (args.offered_rps * 4.0) as u64;
-    let hedging_n = 2 * hedging_tasks(args);
+    let hedging_n = 2 * hedging_tasks(args) + schedule_tasks(args.offered_rps);
     let unloaded_n = if args.reproducible { 0 } else { unloaded_n };
     let total =
         (1 + args.repeats) * n + unloaded_n + 3 * n + SWEEP.len() as u64 * n + recovery_n + what_if_n + hedging_n;
@@ -747,6 +765,8 @@ fn simulate(
     let what_if = what_if_runs(args, r, what_if_topos)?;
     // 9. W3's tail, without and with hedging, in virtual time.
     let hedging = hedging_runs(args, r)?;
+    // 10. A varying load and a fault schedule, in virtual time.
+    let schedule = schedule_run(args, r, rates)?;
 
     let mut claims = judge(
         &levels,
@@ -808,6 +828,7 @@ fn simulate(
         recovery,
         what_if,
         hedging,
+        schedule,
         claims,
     })
 }
@@ -973,6 +994,138 @@ fn fault_run(
         };
         Ok((rec, overall, failed_calls))
     }
+}
+
+/// One phase of the scheduled run.
+#[derive(Serialize)]
+struct Phase {
+    from_s: f64,
+    to_s: f64,
+    /// Offered load, tasks per second.
+    offered: f64,
+    /// What happens in it.
+    what: String,
+    tasks: u64,
+    success: f64,
+    /// Success of the tasks of the faulted agent's domain (of API when nothing is faulted).
+    domain_success: f64,
+    /// The faulted agent's breaker: opened, after the phase began; closed, after it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breaker_opened_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breaker_closed_ms: Option<f64>,
+}
+
+/// The scheduled run's phases: (from s, to s, load as a multiple of --offered-rps / 2, fault).
+/// Fault 1: API/REST's error rate 0.6; fault 2: Database/SQL 80 ms slower (its timeout is 50).
+const PHASES: [(f64, f64, f64, u8); 7] = [
+    (0.0, 1.0, 1.0, 0),
+    (1.0, 1.5, 4.0, 0),
+    (1.5, 2.0, 1.0, 0),
+    (2.0, 2.5, 1.0, 1),
+    (2.5, 3.0, 1.0, 0),
+    (3.0, 3.5, 1.0, 2),
+    (3.5, 4.0, 1.0, 0),
+];
+
+fn schedule_tasks(rate: f64) -> u64 {
+    PHASES.iter().map(|p| ((p.1 - p.0) * p.2 * rate / 2.0) as u64).sum()
+}
+
+/// A varying load and a fault schedule in virtual time, on the seed's 3 x 3 with the main runs'
+/// error rates and the seed's breakers, every agent answering after an exponential latency of
+/// mean 200 us: half the offered load, a burst of twice it from 1 s to 1.5 s, API/REST failing
+/// 60% of its calls from 2 s to 2.5 s, Database/SQL 80 ms slower from 3 s to 3.5 s.
+fn schedule_run(args: &Args, r: &mut Runner, rates: &Rates) -> Result<Vec<Phase>, Halt> {
+    use metafed::BreakerState;
+    let agent_error = rates.agent.unwrap_or(0.12);
+    let mut b = TopologyBuilder::default();
+    let mut ids = Vec::new();
+    for (domain, agents) in metafed::SEED_DOMAINS {
+        let d = b.domain(domain).map_err(|e| e.to_string())?;
+        b.domain_fault_rate(d, rates.domain.unwrap_or(0.08)).map_err(|e| e.to_string())?;
+        for (i, a) in agents.iter().enumerate() {
+            let latency = metafed::Latency::Exponential { mean_us: 200.0 };
+            let sim = SimAgent { error_rate: agent_error, latency, seed: i as u64, ..SimAgent::default() };
+            ids.push(b.agent(d, *a, AgentSpec::sim(sim)).map_err(|e| e.to_string())?);
+        }
+    }
+    b.meta_fault_rate(rates.meta);
+    let topo = b.build().map_err(|e| e.to_string())?;
+    let (rest, sql) = (ids[0], ids[3]);
+    let half = args.offered_rps / 2.0;
+    let steps: Vec<(u64, f64)> = PHASES.iter().map(|p| ((p.0 * 1e9) as u64, p.2 * half)).collect();
+    let ns = |s: f64| (s * 1e9) as u64;
+    let mut state = 0u8;
+    let mut events = Vec::new();
+    let (run, _) = r.run_virtual_steps(
+        "schedule: load steps and faults",
+        topo,
+        Load::w1(schedule_tasks(args.offered_rps)),
+        &steps,
+        10_000_000,
+        |engine, t| {
+            let want = PHASES.iter().find(|p| ns(p.0) <= t && t < ns(p.1)).map_or(0, |p| p.3);
+            if want != state {
+                let off = |f: u8| match f {
+                    1 => engine.set_sim_agent(rest, Some(agent_error), None),
+                    2 => engine.set_sim_agent(sql, None, Some(std::time::Duration::ZERO)),
+                    _ => Ok(()),
+                };
+                let on = |f: u8| match f {
+                    1 => engine.set_sim_agent(rest, Some(0.6), None),
+                    2 => engine.set_sim_agent(sql, None, Some(std::time::Duration::from_millis(80))),
+                    _ => Ok(()),
+                };
+                off(state).and_then(|_| on(want)).expect("simulated agents");
+                state = want;
+            }
+        },
+        &mut events,
+    )?;
+    let bucket = |s: f64| (s * 100.0).round() as usize; // 10 ms buckets
+    let mut out = Vec::new();
+    for &(from, to, mult, fault) in &PHASES {
+        let (agent, d, what) = match fault {
+            1 => (Some(rest), 0, "API/REST fails 60% of calls".to_string()),
+            2 => (Some(sql), 1, "Database/SQL 80 ms slower".to_string()),
+            _ if mult > 1.0 => (None, 0, format!("burst: {mult:.0}x the steady load")),
+            _ => (None, 0, "steady".to_string()),
+        };
+        let (mut k, mut t, mut dk, mut dt) = (0, 0, 0, 0);
+        for b in bucket(from)..bucket(to).min(run.buckets.len()) {
+            for (g, c) in run.buckets[b].iter().enumerate() {
+                (k, t) = (k + c.1, t + c.0);
+                if g == d {
+                    (dk, dt) = (dk + c.1, dt + c.0);
+                }
+            }
+        }
+        let mine: Vec<_> = agent
+            .map(|a| events.iter().filter(|e| e.level == metafed::Level::Agent && e.index == a.0).collect())
+            .unwrap_or_default();
+        let opened = mine
+            .iter()
+            .find(|e| e.at_ns >= ns(from) && e.transition.to == BreakerState::Open)
+            .map(|e| (e.at_ns - ns(from)) as f64 / 1e6);
+        let closed = opened.and_then(|_| {
+            mine.iter()
+                .find(|e| e.at_ns >= ns(to) && e.transition.to == BreakerState::Closed)
+                .map(|e| (e.at_ns - ns(to)) as f64 / 1e6)
+        });
+        out.push(Phase {
+            from_s: from,
+            to_s: to,
+            offered: mult * half,
+            what,
+            tasks: t,
+            success: ratio(k, t),
+            domain_success: ratio(dk, dt),
+            breaker_opened_ms: opened,
+            breaker_closed_ms: closed,
+        });
+    }
+    Ok(out)
 }
 
 /// Tasks of each hedging run: a fifth of --tasks, at least 10,000.
@@ -1455,4 +1608,30 @@ fn print_tables(r: &Report) {
         "   In virtual time no thread hands work over, so this is what hedging does to the tail by itself; a live engine"
     );
     println!("   adds its hand-offs (metafed bench --workloads w3 measures that).");
+    println!();
+    println!(
+        "10. A schedule in virtual time: load steps and faults on the seed's 3 x 3 (agents of mean latency 200 us)"
+    );
+    println!(
+        "   {:<11} {:>9} {:<30} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "time", "tasks/s", "what", "tasks", "success", "domain", "opened", "closed"
+    );
+    for p in &r.schedule {
+        let short = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} ms"));
+        println!(
+            "   {:<11} {:>9.0} {:<30} {:>8} {:>9} {:>9} {:>9} {:>9}",
+            format!("{:.1}-{:.1} s", p.from_s, p.to_s),
+            p.offered,
+            p.what,
+            p.tasks,
+            pct(p.success),
+            pct(p.domain_success),
+            short(p.breaker_opened_ms),
+            short(p.breaker_closed_ms)
+        );
+    }
+    println!(
+        "   domain: success of the faulted agent's domain (API when none is); opened: the faulted agent's breaker, after"
+    );
+    println!("   the phase began; closed: after it ended. Tasks are counted in the phase they were submitted in.");
 }
