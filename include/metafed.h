@@ -1633,10 +1633,12 @@ void metafed_engine_free(struct metafed_engine *engine);
  `metafed_engine_drain_events`. A transition is reported on the thread that caused it, often
  a worker: the callback must return quickly and never block (hand the event to a queue of
  yours); it may run on several threads at once. An audit record is reported on the thread
- of the operator action, after the action. The event and its JSON are valid during the call
+ of the operator action, after the action, with the audit log unlocked. The event and its JSON are valid during the call
  only. From inside the callback the engine may be read and acted on, except that a
  reconfiguration from inside a breaker event raised by `metafed_engine_set_breaker` (which
- holds the reconfiguration lock) fails with `METAFED_E_PANIC` instead of deadlocking.
+ holds the reconfiguration lock while it sets each breaker's mode, and reports those
+ transitions and their audit records meanwhile) fails with `METAFED_E_PANIC` instead of
+ deadlocking.
  Replacing or clearing the callback does not wait for calls in progress on other threads.
  Recorded in the audit trail.
  */
@@ -1788,12 +1790,13 @@ metafed_status metafed_engine_drain_events(struct metafed_engine *engine,
  Adds agent `agent` of domain `domain`, as topology `from` declares it (its handler or
  simulation, concurrency limit and weight; the domain may be the only one `from` has), to the
  domain of that name in the running engine, and writes its new id to `*out_agent` (may be
- NULL). Workers route to it from their next turn. It takes one of the engine's spare agent
- ids (16 by default; `spare_agents` in the TOML `[engine]` table); ids are never reused. The
- engine keeps its own reference to the handler: `from` may be freed at once. Refused with
- `METAFED_E_CONFIG` and the reason (`metafed_last_error`): an unknown domain or agent, a name
- the running domain has, an isolated agent (its threads start with the engine), no spare id
- left. Recorded in the audit trail.
+ NULL). Workers route to it from their next turn. It takes one of the engine's 16 spare agent
+ ids (an engine started from C has the default; `metafed_engine_config` has no field for it);
+ ids are never reused. The engine keeps its own reference to the handler: `from` may be freed
+ at once. Refused with the reason (`metafed_last_error`): `METAFED_E_UNKNOWN_DOMAIN` when the
+ engine has no such domain, `METAFED_E_CONFIG` for an agent `from` lacks, a name the running
+ domain has, an isolated agent (its threads start with the engine), no spare id left.
+ Recorded in the audit trail.
  */
 metafed_status metafed_engine_add_agent(struct metafed_engine *engine,
                                         const struct metafed_topology *from,
@@ -1804,7 +1807,8 @@ metafed_status metafed_engine_add_agent(struct metafed_engine *engine,
 /*
  Removes agent `agent` from the running engine: workers stop routing to it from their next
  turn; its attempts in flight finish and count as usual; no task is lost. Its id is not
- reused and its counters stay (`metafed_engine_agent_stats` still answers for it). A C
+ reused and its counters stay (`metafed_engine_agent_stats` still answers for it;
+ `metafed_engine_agent_weight` refuses a removed agent). A C
  handler's finalizer runs once the engine no longer holds it. Recorded in the audit trail.
  */
 metafed_status metafed_engine_remove_agent(struct metafed_engine *engine, uint16_t agent);
@@ -1829,10 +1833,11 @@ metafed_status metafed_engine_agent_weight(struct metafed_engine *engine,
  Adds a domain named `name` to the running engine and writes its id to `*out_domain` (may be
  NULL): tasks may name it as soon as this returns; add its agents first with
  `metafed_engine_add_agent` (until then its sub-tasks fail with `METAFED_REASON_NO_AGENT`).
- It takes one of the engine's spare domain ids (4 by default; `spare_domains` in the TOML
- `[engine]` table), with a fresh breaker, no injected faults, one attempt per agent, and no
- hedging or retry budget. `METAFED_E_CONFIG` names the reason it cannot (a name in use, no
- spare id left). Recorded in the audit trail.
+ It takes one of the engine's 4 spare domain ids (the default: `metafed_engine_config` has no
+ field for it), with a fresh breaker, no injected faults, one attempt per agent, and no
+ hedging or retry budget. Refused with the reason: `METAFED_E_TOPOLOGY` for a bad name (empty,
+ too long, control characters), `METAFED_E_CONFIG` for a name in use or no spare id left.
+ Recorded in the audit trail.
  */
 metafed_status metafed_engine_add_domain(struct metafed_engine *engine,
                                          const char *name,

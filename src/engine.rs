@@ -189,28 +189,24 @@ impl Engine {
             .any(|a| matches!(&a.spec.kind, AgentKind::Sim(s) if s.io))
             .then(|| Arc::new(Timer::new(clock, attempt_slots * n_workers)));
         let mut pools = Vec::new();
-        let capacity = topo.agents.len() + cfg.spare_agents;
-        if capacity > usize::from(u16::MAX) {
-            return Err(Error::Config(format!(
-                "engine.spare_agents: {} agents and {} spare ids are more than {} in all",
-                topo.agents.len(),
-                cfg.spare_agents,
-                u16::MAX
-            )));
-        }
-        let domains = topo.domains.len() + cfg.spare_domains;
-        if domains > crate::MAX_DOMAINS {
-            return Err(Error::Config(format!(
-                "engine.spare_domains: {} domains and {} spare ids are more than {} in all",
-                topo.domains.len(),
-                cfg.spare_domains,
-                crate::MAX_DOMAINS
-            )));
-        }
+        // Spare ids up to the limits (fewer when the topology is near them).
+        let capacity = (topo.agents.len() + cfg.spare_agents).min(usize::from(u16::MAX)).max(topo.agents.len());
+        let domains = (topo.domains.len() + cfg.spare_domains).min(crate::MAX_DOMAINS).max(topo.domains.len());
         let mut handlers: Vec<Option<Arc<dyn Agent>>> = Vec::with_capacity(capacity);
         let mut sims = Vec::with_capacity(capacity);
         let mut agents: Vec<CachePadded<AgentRt>> = Vec::with_capacity(capacity);
         for (i, a) in topo.agents.iter().enumerate() {
+            if a.removed {
+                // A running engine's snapshot started again: the id stays, unused.
+                handlers.push(None);
+                sims.push(None);
+                agents.push(CachePadded::new(AgentRt {
+                    run: AgentRun::Added,
+                    bit: AtomicU64::new(0),
+                    bulkhead: crate::bulkhead::Bulkhead::new(0),
+                }));
+                continue;
+            }
             let (agent, control) = make_agent(&a.spec.kind, &timer);
             sims.push(control);
             handlers.push(None);
@@ -294,15 +290,15 @@ impl Engine {
                     })
                 })
                 .collect(),
-            live_domains: AtomicU64::new(if topo.domains.len() == 64 {
-                u64::MAX
-            } else {
-                (1u64 << topo.domains.len()) - 1
-            }),
+            // Every domain of the topology but those removed (a running engine's snapshot).
+            live_domains: AtomicU64::new(
+                topo.domains.iter().enumerate().filter(|(_, d)| !d.removed).fold(0, |m, (d, _)| m | 1u64 << d),
+            ),
             timeouts_ns: [&levels.meta, &levels.domain, &levels.agent]
                 .map(|c| AtomicU64::new(c.timeout.as_nanos() as u64)),
             audit: std::sync::Mutex::new(crate::audit::AuditLog::new()),
             listener: Snapshot::new(None),
+            listening: AtomicBool::new(false),
             sims: std::sync::Mutex::new(sims),
             monitor: std::sync::Mutex::new(crate::stats::monitor::Monitor::new(domains, std::time::Instant::now())),
             hedges: (0..domains).map(|d| topo.domains.get(d).and_then(|d| d.hedge)).collect(),
@@ -744,6 +740,12 @@ impl Engine {
         let Some(control) = control else {
             return Err(Error::Config(format!("agent {path} is not a simulated agent")));
         };
+        if self.simulated && !control.waits_on_timer && extra_latency.is_some_and(|d| !d.is_zero()) {
+            return Err(Error::Config(format!(
+                "agent {path}: added latency in a simulation needs an agent with a latency of its own \
+                 (it then waits on the simulation's timer; this one would wait in real time)"
+            )));
+        }
         let mut audit = self.sh.audit();
         let words = |(p, d): (f64, Duration)| format!("error_rate {p}, added latency {d:?}");
         let before = control.get();
@@ -757,6 +759,9 @@ impl Engine {
     /// to any failing agent. Returns false if there is no such agent (or it was removed).
     /// Audited.
     pub fn set_agent_down(&self, agent: crate::AgentId, down: bool) -> bool {
+        // Under the reconfiguration lock: a removal and an add cannot hand the agent's bit in
+        // its domain to another agent meanwhile.
+        let _w = self.writer();
         let topo = self.sh.topo.load();
         let Some(def) = topo.agents.get(usize::from(agent.0)).filter(|a| !a.removed) else { return false };
         let d = usize::from(def.domain.0);
@@ -784,8 +789,9 @@ impl Engine {
     /// Calls `listener` with every breaker transition and every audit record from now on
     /// (`None`: no more calls), beside `tracing` and `drain_events`. A breaker's transition
     /// is reported on the thread that caused it (often a worker: keep the listener short and
-    /// never block in it); an audit record on the thread of the operator action, after the
-    /// action's locks are released. A listener that panics is logged and the engine runs on.
+    /// never block in it); an audit record on the thread of the operator action, with the audit
+    /// log unlocked (and, but for `set_breaker_config`'s records of each breaker's mode, the
+    /// reconfiguration lock too). A listener that panics is logged and the engine runs on.
     /// It may read the engine (stats, health, the audit log) and act on the event, with one
     /// exception: `set_breaker_config` holds the reconfiguration lock while it sets each
     /// breaker's mode, so a reconfiguration (breaker settings, agents, weights, rotation, a
@@ -798,20 +804,29 @@ impl Engine {
             audit.listening = on;
             let before = self.sh.listener.load().is_some();
             self.sh.listener.store(listener);
+            self.sh.listening.store(on, Ordering::Release);
             before
         };
         let word = |b: bool| if b { "set" } else { "none" };
         self.sh.audit().record("event_listener", "engine".into(), word(before).into(), word(on).into());
     }
 
-    /// Changes the routing snapshot under the writer's lock: `f` edits a copy of the current
-    /// one, which replaces it if `f` succeeds.
-    fn change_policy<R>(&self, f: impl FnOnce(&mut Policy) -> Result<R, Error>) -> Result<R, Error> {
+    /// Changes the routing of agent `agent`'s domain under the reconfiguration lock (the agent
+    /// checked under it, so that a removal cannot slip in between): `f` edits a copy of the
+    /// current snapshot, which replaces it if `f` succeeds. Returns the agent's path and what
+    /// `f` returned.
+    fn change_routing<R>(
+        &self,
+        agent: crate::AgentId,
+        f: impl FnOnce(&mut Policy) -> Result<R, Error>,
+    ) -> Result<(String, R), Error> {
         let _w = self.writer();
+        let (d, name) = self.live_agent(agent)?;
         let mut next = Policy::clone(&self.sh.policy.load());
         let r = f(&mut next)?;
+        next.route(usize::from(d.0));
         self.sh.policy.store(next);
-        Ok(r)
+        Ok((name, r))
     }
 
     /// The running agent `agent` (not removed), or an error naming it.
@@ -827,14 +842,11 @@ impl Engine {
     /// Takes an agent out of rotation (its domain routes around it) or puts it back. Workers see
     /// the change from their next turn. Returns false if there is no such agent.
     pub fn set_agent_in_rotation(&self, agent: crate::AgentId, in_rotation: bool) -> bool {
-        let Ok((d, name)) = self.live_agent(agent) else { return false };
-        let before = self
-            .change_policy(|p| {
-                let before = std::mem::replace(&mut p.in_rotation[usize::from(agent.0)], in_rotation);
-                p.route(usize::from(d.0));
-                Ok(before)
-            })
-            .expect("infallible");
+        let Ok((name, before)) = self
+            .change_routing(agent, |p| Ok(std::mem::replace(&mut p.in_rotation[usize::from(agent.0)], in_rotation)))
+        else {
+            return false;
+        };
         let word = |b: bool| if b { "in" } else { "out" };
         self.sh.audit().record(
             "agent_rotation",
@@ -849,17 +861,15 @@ impl Engine {
     /// [`AgentSpec::weight`](crate::AgentSpec::weight)) while tasks run; workers route by it
     /// from their next turn. Recorded in the audit trail.
     pub fn set_agent_weight(&self, agent: crate::AgentId, weight: u32) -> Result<(), Error> {
-        let (d, name) = self.live_agent(agent)?;
-        if !(1..=crate::MAX_WEIGHT).contains(&weight) {
-            return Err(Error::Config(format!(
-                "agent {name}: weight must be 1 to {}, got {weight}",
-                crate::MAX_WEIGHT
-            )));
-        }
-        let before = self.change_policy(|p| {
-            let before = std::mem::replace(&mut p.weights[usize::from(agent.0)], weight);
-            p.route(usize::from(d.0));
-            Ok(before)
+        let (name, before) = self.change_routing(agent, |p| {
+            if !(1..=crate::MAX_WEIGHT).contains(&weight) {
+                return Err(Error::Config(format!(
+                    "agent {}: weight must be 1 to {}, got {weight}",
+                    self.sh.agent_path(usize::from(agent.0)),
+                    crate::MAX_WEIGHT
+                )));
+            }
+            Ok(std::mem::replace(&mut p.weights[usize::from(agent.0)], weight))
         })?;
         self.sh.audit().record("agent_weight", format!("agent {name}"), before.to_string(), weight.to_string());
         Ok(())
@@ -1091,9 +1101,9 @@ impl Engine {
     /// agent of a domain is allowed: its sub-tasks then fail as `NoAgent`. Recorded in the
     /// audit trail.
     pub fn remove_agent(&self, agent: crate::AgentId) -> Result<(), Error> {
+        let _w = self.writer();
         let (d, path) = self.live_agent(agent)?;
         let (a, d) = (usize::from(agent.0), usize::from(d.0));
-        let _w = self.writer();
         let mut next = Policy::clone(&self.sh.policy.load());
         next.members[d].retain(|&x| x != agent);
         next.handlers[a] = None;
@@ -1244,8 +1254,9 @@ impl Engine {
     /// each agent's concurrency limit and weight, and the domains and agents themselves (found
     /// by name): a domain or an agent the file adds (agents with a `sim` table) is added, a
     /// running one it lacks is removed. Anything else that differs from the running engine
-    /// (worker count, slots, an agent's threads) is listed in [`Reload::needs_restart`] and left
-    /// as it is. Checked in full before
+    /// (worker count, slots, spare ids, an agent's threads, a simulated agent's settings, a
+    /// running domain's fault rate, attempts, hedging and retry budget) is listed in
+    /// [`Reload::needs_restart`] and left as it is. Checked in full before
     /// anything changes: an error changes nothing. What changed is in [`Reload::applied`] and in the audit trail.
     /// `metafed serve --config FILE` calls it on SIGHUP.
     pub fn reload_toml(&self, text: &str) -> Result<Reload, Error> {
@@ -1268,6 +1279,7 @@ impl Engine {
             }
             let id = new.domain_id(&name).expect("a name the builder has");
             let (fault_rate, max_attempts, extras) = new.domain_settings(id);
+            let extras = extras != "(None, None)"; // a hedge or a retry budget
             if !(0.0..=1.0).contains(&fault_rate) {
                 return Err(Error::Config(format!("domain {name}: fault_rate must be in [0, 1], got {fault_rate}")));
             }
@@ -1376,12 +1388,31 @@ impl Engine {
             if running.isolated != spec.isolated || (spec.isolated && running.threads != spec.threads) {
                 out.needs_restart.push(format!("agent {path}: isolated / threads"));
             }
+            if let (AgentKind::Sim(was), AgentKind::Sim(now)) = (&running.kind, &spec.kind)
+                && was != now
+            {
+                out.needs_restart.push(format!("agent {path}: sim"));
+            }
+        }
+        // What a domain that runs on keeps from the start: its faults, attempts, hedging, budget.
+        for dom in topo.domains.iter().filter(|d| !d.removed) {
+            if let Some(id) = new.domain_id(&dom.name) {
+                let (fault_rate, max_attempts, extras) = new.domain_settings(id);
+                let running = format!("{:?}", (dom.hedge, &dom.retry_budget));
+                if fault_rate != dom.fault_rate || max_attempts != dom.max_attempts || extras != running {
+                    out.needs_restart
+                        .push(format!("domain {}: fault_rate / max_attempts / hedge / retry_budget", dom.name));
+                }
+            }
         }
         let running = &self.sh.cfg;
         let admission_changed = self.admission() != cfg.admission;
         let mut engine_diff = Vec::new();
         if (cfg.workers != 0 && cfg.workers != running.workers) || cfg.max_in_flight != running.max_in_flight {
             engine_diff.push("engine.workers / max_in_flight");
+        }
+        if (cfg.spare_agents, cfg.spare_domains) != (running.spare_agents, running.spare_domains) {
+            engine_diff.push("engine.spare_agents / spare_domains");
         }
         out.needs_restart.extend(engine_diff.into_iter().map(String::from));
         // Everything checked: apply.

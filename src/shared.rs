@@ -474,8 +474,11 @@ pub(crate) struct Shared {
     pub(crate) audit: std::sync::Mutex<crate::audit::AuditLog>,
     /// By agent id: the live controls of simulated agents ([`crate::Engine::set_sim_agent`]).
     pub(crate) sims: std::sync::Mutex<Vec<Option<std::sync::Arc<crate::sim::SimControl>>>>,
-    /// The event listener, if one is set.
+    /// The event listener, if one is set; `listening` says whether to look (one relaxed load,
+    /// so that engines without a listener never touch the snapshot on a worker: arc-swap's
+    /// first load on a thread allocates).
     pub(crate) listener: Snapshot<Option<EventListener>>,
+    pub(crate) listening: AtomicBool,
     /// The online reliability monitor's samples (read paths only).
     pub(crate) monitor: std::sync::Mutex<crate::stats::monitor::Monitor>,
 }
@@ -585,7 +588,9 @@ impl Shared {
         let ev = BreakerEvent { at_ns: self.clock.now(), level, index: index as u16, transition, task };
         // A subscriber is the application's code: whatever it does, the worker runs on. The name
         // is only spelled out (allocated) for a subscriber that wants the event.
-        if let Some(l) = &*self.listener.load() {
+        if self.listening.load(Ordering::Acquire)
+            && let Some(l) = &*self.listener.load()
+        {
             let name = self.breaker_name(level, index);
             self.tell(l, &EngineEvent::Breaker { event: &ev, name: &name });
         }

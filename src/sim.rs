@@ -189,6 +189,7 @@ impl SimAgent {
                 extra_ns: AtomicU64::new(0),
                 plain: AtomicBool::new(plain),
                 plain_at_start: plain,
+                waits_on_timer: self.io && timer.is_some(),
             }),
             timer: if self.io { timer } else { None },
             spec: self,
@@ -207,6 +208,8 @@ pub(crate) struct SimControl {
     /// No latency (its own or added), no fault, no timer: the oracle alone.
     plain: AtomicBool,
     plain_at_start: bool,
+    /// It waits its latency on the engine's timer (else on the calling thread).
+    pub(crate) waits_on_timer: bool,
 }
 
 impl SimControl {

@@ -449,11 +449,11 @@ impl TopologyBuilder {
         self.domains.iter().map(|d| d.name.clone()).collect()
     }
 
-    /// Domain `d`'s injected fault rate, its limit on attempts, and whether it hedges or has a
-    /// retry budget.
-    pub(crate) fn domain_settings(&self, d: DomainId) -> (f64, Option<u32>, bool) {
+    /// Domain `d`'s injected fault rate, its limit on attempts, and its hedging and retry
+    /// budget (as text, to compare).
+    pub(crate) fn domain_settings(&self, d: DomainId) -> (f64, Option<u32>, String) {
         let dom = &self.domains[usize::from(d.0)];
-        (dom.fault_rate, dom.max_attempts, dom.hedge.is_some() || dom.retry_budget.is_some())
+        (dom.fault_rate, dom.max_attempts, format!("{:?}", (dom.hedge, &dom.retry_budget)))
     }
 
     /// The agents of domain `d` so far: (name, spec).

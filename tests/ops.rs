@@ -466,6 +466,18 @@ fn an_agent_marked_down_fails_its_calls_and_its_domain_fails_over() {
     assert_eq!(last.first(), Some(&("agent_down", "true".to_string())));
 }
 
+/// The engine's stats once its completion counters reach `n` (or after 10 s).
+fn settled(engine: &Engine, n: u64) -> metafed::Stats {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let s = engine.stats();
+        if s.completed >= n || std::time::Instant::now() > deadline {
+            return s;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// An agent that counts its calls.
 fn counting(calls: &std::sync::Arc<std::sync::atomic::AtomicU64>) -> metafed::AgentSpec {
     let calls = calls.clone();
@@ -503,8 +515,14 @@ fn weights_share_a_domains_traffic_and_change_while_running() {
     assert_eq!((a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)), (500, 400));
     assert!(engine.set_agent_weight(ia, 101).unwrap_err().to_string().contains("agent D/a: weight must be 1 to 100"));
     assert_eq!(engine.stats().agents.iter().map(|s| s.weight).collect::<Vec<_>>(), [4, 1]);
+    // One of two agents open: degraded, counted once whatever its weight.
+    assert!(engine.set_breaker_mode(metafed::Level::Agent, 1, metafed::BreakerMode::ForcedOpen));
+    let h = engine.health();
+    assert_eq!(h.status, metafed::HealthStatus::Degraded, "{h:?}");
+    assert!(h.reasons.iter().any(|r| r.contains("1/2 agents available")), "{h:?}");
+    assert!(engine.set_breaker_mode(metafed::Level::Agent, 1, metafed::BreakerMode::Normal));
     let audit: Vec<_> = engine.audit_log().iter().map(|r| (r.action, r.to.clone())).collect();
-    assert_eq!(audit, [("agent_weight", "4".to_string()), ("agent_weight", "1".to_string())]);
+    assert_eq!(audit[..2], [("agent_weight", "4".to_string()), ("agent_weight", "1".to_string())]);
 }
 
 #[test]
@@ -563,13 +581,21 @@ fn agents_are_added_and_removed_while_tasks_run_and_no_task_is_lost() {
     assert_eq!(first.load(Ordering::Relaxed), calls_then, "a removed agent is not called");
     stop.store(true, Ordering::Relaxed);
     let submitted: u64 = submitters.into_iter().map(|h| h.join().unwrap()).sum();
-    let s = engine.stats();
+    // A waiter may see its completion a moment before the worker's counters do.
+    let s = settled(&engine, submitted);
     assert_eq!(s.completed, submitted, "every task completed once");
     assert_eq!(s.agents.len(), 2);
     assert!(s.agents[0].removed && !s.agents[0].in_rotation && s.agents[1].in_rotation);
     assert_eq!(s.agents[0].calls + s.agents[1].calls, first.load(Ordering::Relaxed) + added.load(Ordering::Relaxed));
     assert!(engine.topology().is_removed(old));
     assert_eq!(engine.topology().agents_of(d), [new]);
+    let again = Engine::start(
+        Topology::clone(&engine.topology()),
+        EngineConfig { workers: 1, pin: false, ..EngineConfig::default() },
+    )
+    .unwrap();
+    let c = again.wait(again.submit(&Task::new(1, d).waitable(), None).unwrap(), None).unwrap();
+    assert_eq!(c.status, Status::Ok, "a snapshot with a removed agent starts another engine");
 
     // Refusals name the reason; ids are not reused.
     let err = |r: Result<AgentId, metafed::Error>| r.unwrap_err().to_string();
@@ -749,7 +775,8 @@ fn domains_are_added_and_removed_while_tasks_run() {
     stop.store(true, Ordering::Relaxed);
     let submitted: u64 = threads.into_iter().map(|h| h.join().unwrap()).sum();
     assert!(submitted > 0);
-    let s = engine.stats();
+    // A waiter may see its completion a moment before the worker's counters do.
+    let s = settled(&engine, submitted);
     assert_eq!(s.completed, submitted, "every task completed once");
     assert_eq!(s.domains[3].name, "Geo");
     assert_eq!(s.domains[3].subtasks, submitted);
@@ -766,6 +793,15 @@ fn domains_are_added_and_removed_while_tasks_run() {
     let err = engine.add_agent(DomainId(2), "JWT2", AgentSpec::sim(SimAgent::default())).unwrap_err();
     assert!(err.to_string().contains("its domain was removed"), "{err}");
     assert_eq!(engine.health().status, metafed::HealthStatus::Healthy, "{:?}", engine.health());
+    // The running topology, removals included, starts another engine as it stands.
+    let again = Engine::start(
+        metafed::Topology::clone(&engine.topology()),
+        EngineConfig { workers: 1, pin: false, ..EngineConfig::default() },
+    )
+    .unwrap();
+    assert!(matches!(again.submit(&Task::new(1, DomainId(2)), None), Err(SubmitError::UnknownDomain(2))));
+    let c = again.wait(again.submit(&Task::new(2, geo).waitable(), None).unwrap(), None).unwrap();
+    assert_eq!(c.status, Status::Ok);
     let audit: Vec<_> = engine.audit_log().iter().map(|r| (r.action, r.target.clone())).collect();
     assert_eq!(audit[0], ("domain_added", "domain Geo".to_string()));
     assert!(audit.contains(&("domain_removed", "domain Auth".to_string())));
@@ -798,6 +834,11 @@ fn a_reload_adds_and_removes_domains() {
         ],
         "{r:?}"
     );
+    // A domain that runs on keeps its fault rate: a changed one is listed, not applied.
+    let refaulted = renamed.replace("name = \"API\"\nfault_rate = 0.08", "name = \"API\"\nfault_rate = 0.5");
+    let r2 = engine.reload_toml(&refaulted).unwrap();
+    assert!(r2.applied.is_empty(), "{r2:?}");
+    assert_eq!(r2.needs_restart, ["domain API: fault_rate / max_attempts / hedge / retry_budget"]);
     let topo = engine.topology();
     let login = topo.domain_id("Login").unwrap();
     assert_eq!(topo.agents_of(login).len(), 3);

@@ -319,8 +319,10 @@ pub(crate) fn health_of(sh: &Shared, reliability: Vec<ReliabilityWindow>) -> Hea
     let topo = sh.topo.load();
     for (d, dom) in topo.domains.iter().enumerate().filter(|(_, dom)| !dom.removed) {
         let state = sh.domain_breakers[d].state();
-        let available = policy.routing[d]
+        // Distinct agents (a weighted rotation lists an agent more than once).
+        let available = policy.members[d]
             .iter()
+            .filter(|a| policy.in_rotation[usize::from(a.0)])
             .filter(|a| sh.agent_breakers[usize::from(a.0)].state() != BreakerState::Open)
             .count();
         if state == BreakerState::Open || available == 0 {

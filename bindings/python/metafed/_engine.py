@@ -380,15 +380,16 @@ class Engine:
         """The id of the domain called `name` (UnknownDomain if there is none)."""
         d = self._domain_ids.get(name)
         if d is None:
-            try:
-                d = self._topology.domain_id(name)
-            except UnknownDomain:
-                # Added while running: the engine's names (the newest domain of that name).
+            # The engine's names (domains may be added while it runs; a name added again after
+            # a removal is the newest domain of that name).
+            domains, _ = self._name_lists()
+            if name not in domains:
                 self._names = None
                 domains, _ = self._name_lists()
-                if name not in domains:
-                    raise
+            if name in domains:
                 d = len(domains) - 1 - domains[::-1].index(name)
+            else:
+                d = self._topology.domain_id(name)  # raises UnknownDomain, naming it
             self._domain_ids[name] = d
         return d
 
@@ -788,8 +789,8 @@ class Engine:
     ) -> int:
         """Adds an agent to a domain (id or name) of the running engine and returns its id; the
         arguments are those of `Topology.add_agent` (an isolated agent needs a restart). Workers
-        route to it from their next turn. It takes one of the engine's spare ids (16 by default:
-        `spare_agents` in TOML's `[engine]`); ids are never reused. ConfigError says why when it
+        route to it from their next turn. It takes one of the engine's 16 spare agent ids (an
+        engine started from Python has the default); ids are never reused. ConfigError says why when it
         cannot (a name the domain has, no spare id left). Recorded in the audit trail."""
         self._check_not_closed()
         self._names = None  # domains may have been added since
@@ -812,8 +813,8 @@ class Engine:
 
     def add_domain(self, name: str) -> int:
         """Adds a domain to the running engine and returns its id; tasks may name it at once, so
-        add its agents (`add_agent`) first. It takes one of the engine's spare domain ids (4 by
-        default: `spare_domains` in TOML's `[engine]`), with no injected faults, one attempt per
+        add its agents (`add_agent`) first. It takes one of the engine's 4 spare domain ids (an
+        engine started from Python has the default), with no injected faults, one attempt per
         agent, and no hedging or retry budget. ConfigError says why when it cannot. Recorded in
         the audit trail."""
         self._check_not_closed()
@@ -822,13 +823,14 @@ class Engine:
         out = ffi.new("uint16_t *")
         check(lib().metafed_engine_add_domain(self._state.h, name.encode(), out))
         self._names = None
+        self._domain_ids.pop(name, None)
         return int(out[0])
 
     def remove_domain(self, domain: Union[int, str]) -> None:
         """Removes a domain (id or name) from the running engine: tasks that name it are refused
         from now on (UnknownDomain); the sub-tasks already admitted run to their outcome, so no
-        task is lost. Its id is not reused; its counters stay in `stats()` (marked `removed`).
-        Recorded in the audit trail."""
+        task is lost. Its id is not reused; its counters stay in `stats()`. Recorded in the audit
+        trail."""
         self._check_not_closed()
         d = self.domain_id(domain) if isinstance(domain, str) else domain
         _int_arg(d, "domain", 0, 0xFFFF)

@@ -349,6 +349,11 @@ class Topology:
             raise TypeError("give exactly one of handler and sim")
         threads = _count(threads, "threads")
         max_concurrency = _count(max_concurrency, "max_concurrency")
+        # Checked before the agent is added, so that a bad weight adds nothing.
+        if isinstance(weight, bool) or not isinstance(weight, int):
+            raise TypeError(f"weight must be int, not {type(weight).__name__}")
+        if not 1 <= weight <= 100:
+            raise InvalidArgument(4, f"weight must be 1 to 100, got {weight}")
         if isolated and threads == 0:
             threads = 1
         d = self._domain(domain)
@@ -364,9 +369,7 @@ class Topology:
         if threads > 1 or max_concurrency:
             self.set_agent_limits(a, threads=threads, max_concurrency=max_concurrency)
         if weight != 1:
-            if isinstance(weight, bool) or not isinstance(weight, int):
-                raise TypeError(f"weight must be int, not {type(weight).__name__}")
-            check(lib().metafed_topology_set_agent_weight(self.handle, a, min(max(weight, 0), 2**32 - 1)))
+            check(lib().metafed_topology_set_agent_weight(self.handle, a, weight))
         return a
 
     def bind(

@@ -278,3 +278,17 @@ def test_domains_are_added_and_removed_while_running() -> None:
         with pytest.raises(metafed.UnknownDomain):
             engine.remove_domain(2)
         assert [r.action for r in engine.audit_log()][:2] == ["domain_added", "agent_added"]
+
+
+def test_a_domain_name_added_again_after_its_removal_is_the_new_domain() -> None:
+    with seed_engine() as engine:
+        engine.remove_domain("Auth")
+        auth = engine.add_domain("Auth")
+        assert auth == 3
+        engine.add_agent("Auth", "JWT", sim=metafed.SimAgent(error_rate=0.0))
+        assert engine.run_many(range(50), "Auth").ok == 50
+        topology = metafed.Topology()
+        d = topology.add_domain("D")
+        with pytest.raises(metafed.InvalidArgument, match="weight must be 1 to 100, got 0"):
+            topology.add_agent(d, "A", sim=metafed.SimAgent(), weight=0)
+        assert topology.add_agent(d, "A", sim=metafed.SimAgent(), weight=3) == 0
