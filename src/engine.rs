@@ -1278,8 +1278,8 @@ impl Engine {
                 continue;
             }
             let id = new.domain_id(&name).expect("a name the builder has");
-            let (fault_rate, max_attempts, extras) = new.domain_settings(id);
-            let extras = extras != "(None, None)"; // a hedge or a retry budget
+            let (fault_rate, max_attempts, hedge, budget) = new.domain_settings(id);
+            let extras = hedge.is_some() || budget.is_some();
             if !(0.0..=1.0).contains(&fault_rate) {
                 return Err(Error::Config(format!("domain {name}: fault_rate must be in [0, 1], got {fault_rate}")));
             }
@@ -1397,9 +1397,8 @@ impl Engine {
         // What a domain that runs on keeps from the start: its faults, attempts, hedging, budget.
         for dom in topo.domains.iter().filter(|d| !d.removed) {
             if let Some(id) = new.domain_id(&dom.name) {
-                let (fault_rate, max_attempts, extras) = new.domain_settings(id);
-                let running = format!("{:?}", (dom.hedge, &dom.retry_budget));
-                if fault_rate != dom.fault_rate || max_attempts != dom.max_attempts || extras != running {
+                let file = new.domain_settings(id);
+                if file != (dom.fault_rate, dom.max_attempts, dom.hedge, dom.retry_budget) {
                     out.needs_restart
                         .push(format!("domain {}: fault_rate / max_attempts / hedge / retry_budget", dom.name));
                 }

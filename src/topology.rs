@@ -449,11 +449,10 @@ impl TopologyBuilder {
         self.domains.iter().map(|d| d.name.clone()).collect()
     }
 
-    /// Domain `d`'s injected fault rate, its limit on attempts, and its hedging and retry
-    /// budget (as text, to compare).
-    pub(crate) fn domain_settings(&self, d: DomainId) -> (f64, Option<u32>, String) {
+    /// Domain `d`'s injected fault rate, its limit on attempts, its hedging and its retry budget.
+    pub(crate) fn domain_settings(&self, d: DomainId) -> (f64, Option<u32>, Option<Hedge>, Option<RetryBudget>) {
         let dom = &self.domains[usize::from(d.0)];
-        (dom.fault_rate, dom.max_attempts, format!("{:?}", (dom.hedge, &dom.retry_budget)))
+        (dom.fault_rate, dom.max_attempts, dom.hedge, dom.retry_budget)
     }
 
     /// The agents of domain `d` so far: (name, spec).

@@ -53,28 +53,43 @@ fn latency_cdf(path: &Path, r: &Report) -> Res<PathBuf> {
     for (h, color) in r.hedging.iter().zip([RED, BLUE]) {
         let label = format!("hedge: {} (p99.9 {:.0} us, {} extra calls)", h.hedge, h.p999_us, h.extra_calls);
         let style = color.stroke_width(3);
-        // A step line: the share slower than x holds until the next recorded latency.
-        let mut steps = vec![(min, 1.0)];
-        for &(x, q) in &h.cdf {
-            let last = steps.last().map_or(1.0, |p: &(f64, f64)| p.1);
-            steps.push((x.max(min), last));
-            steps.push((x.max(min), (1.0 - q).max(FLOOR)));
-        }
+        // The share slower than x holds until the next recorded latency.
+        let steps = step_line((min, 1.0), h.cdf.iter().map(|&(x, q)| (x.max(min), (1.0 - q).max(FLOOR))));
         chart
             .draw_series(LineSeries::new(steps, style))
             .map_err(err)?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
     }
+    legend(&mut chart)?;
+    root.present().map_err(err)?;
+    Ok(path.to_path_buf())
+}
+
+/// A step line through `points` from `start`: each value holds until the next point.
+fn step_line(start: (f64, f64), points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    let mut steps = vec![start];
+    for (x, y) in points {
+        let last = steps.last().map_or(start.1, |p| p.1);
+        steps.push((x, last));
+        steps.push((x, y));
+    }
+    steps
+}
+
+/// The series' legend, upper right, on a white box.
+fn legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>) -> Res<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(path.to_path_buf())
+        .map_err(err)
 }
 
 /// Reliability against the agents' error rate: single agent and 3 x 3 federation, measured and
@@ -115,13 +130,7 @@ fn reliability(path: &Path, r: &Report) -> Res<PathBuf> {
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(err)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart)?;
     root.present().map_err(err)?;
     Ok(path.to_path_buf())
 }
@@ -173,12 +182,7 @@ fn recovery(path: &Path, rec: &Recovery, rate: f64) -> Res<PathBuf> {
         .draw_series(std::iter::once(Rectangle::new([(rec.from_s, -0.1), (rec.to_s, 1.1)], RED.mix(0.12).filled())))
         .map_err(err)?;
     // A step line: each state holds until the next transition.
-    let mut steps = vec![(0.0, 0.0)];
-    for &(t, y) in &rec.states {
-        let last = steps.last().map_or(0.0, |p: &(f64, f64)| p.1);
-        steps.push((t, last));
-        steps.push((t, y));
-    }
+    let mut steps = step_line((0.0, 0.0), rec.states.iter().copied());
     let last = steps.last().map_or(0.0, |p| p.1);
     steps.push((end, last));
     states.draw_series(LineSeries::new(steps, BLACK.stroke_width(2))).map_err(err)?;
