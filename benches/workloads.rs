@@ -5,8 +5,8 @@
 //! timing. `metafed bench` runs the same set interleaved and reports medians and ratios.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use metafed::driver::Workload;
-use metafed::peers::{NAMES, closed_loop, start};
+use metafed_bench::driver::Workload;
+use metafed_bench::peers::{NAMES, closed_loop, start};
 use std::time::{Duration, Instant};
 
 fn group(c: &mut Criterion, name: &str, workload: Workload, in_flight: usize, block: u64) {

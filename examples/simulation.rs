@@ -2,7 +2,7 @@
 //! 100 ms, and the same answer on any machine. Run with
 //! `cargo run --release --example simulation`.
 
-use metafed::driver::Load;
+use metafed::sim::Load;
 use metafed::{DomainId, Engine, Task, Topology};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,7 +5,7 @@
 #   rustup toolchain install nightly --profile minimal && cargo install cargo-fuzz
 #   scripts/fuzz.sh [SECONDS]
 # scripts/test-all.sh runs it for 20 s per target when both are installed (.ci/run installs
-# them); the corpus itself is replayed on stable in every `cargo test` (tests/fuzz_corpus.rs).
+# them); the corpus itself is replayed on stable in every `cargo test` (bindings/c/tests/fuzz_corpus.rs).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-60}"

@@ -38,12 +38,12 @@ case "$prefix" in /*) ;; *) echo "install.sh: --prefix must be an absolute path,
 libdir="${libdir:-$prefix/lib}"
 case "$libdir" in /*) ;; *) echo "install.sh: --libdir must be an absolute path, got '$libdir'" >&2; exit 2 ;; esac
 
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' bindings/c/Cargo.toml | head -1)"
 major="${version%%.*}"
-[ -n "$version" ] || { echo "install.sh: no version in Cargo.toml" >&2; exit 1; }
+[ -n "$version" ] || { echo "install.sh: no version in bindings/c/Cargo.toml" >&2; exit 1; }
 
 if [ "$build" = 1 ]; then
-  cargo build --release --locked --lib
+  cargo build --release --locked
 fi
 built=target/release
 for f in libmetafed.so libmetafed.a; do

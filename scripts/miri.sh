@@ -16,7 +16,7 @@ seeds=${1:-8}
 cargo +nightly miri --version >/dev/null 2>&1 || { echo "miri is not installed: rustup toolchain install nightly --component miri" >&2; exit 1; }
 export MIRIFLAGS="-Zmiri-disable-isolation ${MIRIFLAGS:-}"
 echo "== Miri: the library's unit tests"
-cargo +nightly miri test --lib
+cargo +nightly miri test -p metafed --lib
 echo "== Miri: a small engine, $seeds schedules"
-MIRIFLAGS="$MIRIFLAGS -Zmiri-many-seeds=0..$seeds" cargo +nightly miri test --test small_engine
+MIRIFLAGS="$MIRIFLAGS -Zmiri-many-seeds=0..$seeds" cargo +nightly miri test -p metafed --test integration small_engine::
 echo "Miri: no undefined behaviour, no data race"

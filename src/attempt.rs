@@ -59,7 +59,7 @@ fn word(generation: u32, state: u64) -> u64 {
 
 /// What a completer hands back to the worker: the attempt's outcome and when it came.
 #[derive(Debug, Default)]
-pub(crate) struct Answer {
+pub struct Answer {
     /// `None` for success.
     pub(crate) failure: Option<FailureKind>,
     /// The handler's error code (0 when it has none).
@@ -73,10 +73,12 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
-    pub(crate) fn ok(value: u64, body: Vec<u8>) -> Self {
+    /// A success with `value` and the reply's bytes.
+    pub fn ok(value: u64, body: Vec<u8>) -> Self {
         Self { failure: None, code: 0, value, body, at_ns: 0 }
     }
-    pub(crate) fn failed(kind: FailureKind, code: i32) -> Self {
+    /// A failure of `kind` with the handler's error code.
+    pub fn failed(kind: FailureKind, code: i32) -> Self {
         Self { failure: Some(kind), code, value: 0, body: Vec::new(), at_ns: 0 }
     }
 }
@@ -98,7 +100,7 @@ unsafe impl Send for Slot {}
 
 /// Why a completion was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub enum Refused {
     /// The worker had abandoned the attempt; the answer was dropped (and, for a completion,
     /// counted as late). The handle is consumed.
     Abandoned,
@@ -349,7 +351,8 @@ impl Attempt {
 
     /// Gives up the Rust handle without completing the attempt: its (worker, slot, generation),
     /// for a C caller who completes it through the engine's handle.
-    pub(crate) fn into_raw(mut self) -> (u16, u32, u32) {
+    #[doc(hidden)]
+    pub fn into_raw(mut self) -> (u16, u32, u32) {
         let worker = self.hub.take().map_or(0, |h| h.worker);
         (worker, self.idx, self.g)
     }

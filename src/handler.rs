@@ -143,7 +143,7 @@ fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
 
 /// What an agent's call returned.
 #[derive(Debug)]
-pub(crate) enum Call {
+pub enum Call {
     /// Success with a value.
     Value(u64),
     /// Success with a value and the reply's bytes.
@@ -156,7 +156,7 @@ pub(crate) enum Call {
 
 /// How the engine runs an agent's attempts: the one interface behind Rust handlers (either
 /// kind), C handlers, Python handlers and simulated agents.
-pub(crate) trait Agent: Send + Sync {
+pub trait Agent: Send + Sync {
     /// Runs (or starts) one attempt.
     fn call(&self, req: &Request<'_>, cx: &mut CallCx<'_>) -> Call;
 }
@@ -190,7 +190,7 @@ impl Agent for Deferred {
 }
 
 /// What an agent's call may use besides the request: the means to defer the attempt.
-pub(crate) struct CallCx<'a> {
+pub struct CallCx<'a> {
     source: Source<'a>,
     /// The attempt deferred during this call, if any: (slot, generation).
     pub(crate) armed: Option<(u32, u32)>,
@@ -242,7 +242,7 @@ impl<'a> CallCx<'a> {
     }
 
     /// The engine's C handle (0 for an engine started from Rust).
-    pub(crate) fn engine_handle(&self) -> u64 {
+    pub fn engine_handle(&self) -> u64 {
         match self.engine {
             Handle::Shared(h) => h.load(crate::sync::Ordering::Relaxed),
             Handle::Value(v) => v,
@@ -252,7 +252,7 @@ impl<'a> CallCx<'a> {
     /// Defers this call's attempt: its handle, to be completed later. `None` if it was already
     /// deferred, or no attempt slot is free (the worker holds as many deferred attempts as it
     /// has slots).
-    pub(crate) fn defer(&mut self) -> Option<Attempt> {
+    pub fn defer(&mut self) -> Option<Attempt> {
         match &mut self.source {
             Source::Worker { hub, free } => {
                 if self.armed.is_some() {
@@ -268,11 +268,16 @@ impl<'a> CallCx<'a> {
     }
 
     /// Whether this call's attempt has been deferred (handed to the handler).
-    pub(crate) fn handed_out(&self) -> bool {
+    pub fn handed_out(&self) -> bool {
         match &self.source {
             Source::Worker { .. } => self.armed.is_some(),
             Source::Held(held) => held.is_none(),
         }
+    }
+
+    /// How long the engine waits for a deferred answer from the call's start, in nanoseconds.
+    pub fn time_left_ns(&self) -> u64 {
+        self.deadline_ns.saturating_sub(self.now_ns)
     }
 
     /// The attempt this context still holds (an isolated call that answered at once).

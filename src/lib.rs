@@ -37,8 +37,8 @@ mod hedge;
 pub mod model;
 mod park;
 mod queue;
-// The SPSC ring: the benchmark's limit peer, and a model under loom.
-#[cfg(any(loom, feature = "peers"))]
+// The SPSC ring: tested, and a model under loom; no stage uses it yet.
+#[cfg(any(loom, test))]
 mod ring;
 pub mod sim;
 mod slab;
@@ -48,21 +48,14 @@ mod task;
 mod topology;
 
 #[cfg(not(loom))]
-pub mod driver;
-#[cfg(not(loom))]
 mod engine;
 #[cfg(not(loom))]
-pub mod ffi;
+#[doc(hidden)]
+pub mod ffi_support;
 #[cfg(not(loom))]
 mod isolated;
 #[cfg(not(loom))]
-pub mod overload;
-#[cfg(all(not(loom), feature = "peers"))]
-pub mod peers;
-#[cfg(not(loom))]
 mod shared;
-#[cfg(not(loom))]
-mod simulation;
 #[cfg(not(loom))]
 mod stages;
 mod timer;
@@ -89,7 +82,7 @@ pub use engine::{Engine, EngineBuilder, Reload, ShutdownReport};
 #[cfg(not(loom))]
 pub use shared::{BreakerEvent, CompletionCallback, EngineEvent, EventListener, Level};
 #[cfg(not(loom))]
-pub use simulation::{OpenLoop, Simulation};
+pub use sim::{OpenLoop, Simulation};
 #[cfg(not(loom))]
 pub use stages::DOWN_CODE;
 #[cfg(not(loom))]

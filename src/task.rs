@@ -133,7 +133,10 @@ impl Ticket {
     pub(crate) fn new(slot: u32, generation: u32) -> Self {
         Self((u64::from(generation) << 32) | u64::from(slot))
     }
-    pub(crate) fn slot(self) -> u32 {
+    /// The task slot it names, below [`Stats::slots`](crate::Stats::slots): a slot holds one
+    /// task at a time, so a caller may keep what it knows of its tasks in flight in an array
+    /// indexed by slot (a ticket's whole value tells an earlier task of the slot apart).
+    pub fn slot(self) -> u32 {
         self.0 as u32
     }
     pub(crate) fn generation(self) -> u32 {

@@ -317,10 +317,10 @@ fn simulated_io_agents_match_the_oracle_exactly() {
     }
     no_breakers(&mut b);
     let engine = Engine::start(b.build().unwrap(), config()).unwrap();
-    let load = metafed::driver::Load { tasks: 20_000, in_flight: 256, ..metafed::driver::Load::w1(20_000) };
-    let report = metafed::driver::closed_loop(&engine, &load, |_| {});
+    let load = metafed_bench::driver::Load { tasks: 20_000, in_flight: 256, ..metafed_bench::driver::Load::w1(20_000) };
+    let report = metafed_bench::driver::closed_loop(&engine, &load, |_| {});
     assert_eq!((report.lost, report.duplicated), (0, 0));
-    assert_eq!(report.ok, metafed::driver::oracle_successes(&load, 3, 0.12, 3));
+    assert_eq!(report.ok, metafed_bench::driver::oracle_successes(&load, 3, 0.12, 3));
     let s = engine.stats();
     assert_eq!(s.agents.iter().map(|a| a.deferred).sum::<u64>(), s.agents.iter().map(|a| a.calls).sum::<u64>());
 }

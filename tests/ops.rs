@@ -3,8 +3,8 @@
 
 #![cfg(feature = "admin")]
 
-use metafed::driver::{Load, closed_loop};
 use metafed::{AdminOptions, DomainId, Engine, EngineConfig, HealthStatus, Levels, Task, Topology};
+use metafed_bench::driver::{Load, closed_loop};
 use std::io::{Read, Write};
 use std::time::Duration;
 

@@ -5,8 +5,8 @@
 
 #![cfg(not(miri))]
 
-use metafed::overload::{self, Plan};
 use metafed::{BreakerConfig, Reason};
+use metafed_bench::overload::{self, Plan};
 use std::time::Duration;
 
 #[test]

@@ -215,7 +215,7 @@ fn randomized_runs_lose_nothing_and_replay_by_their_seed() {
 
 #[test]
 fn a_load_in_steps_and_a_simulated_agent_changed_while_running() {
-    use metafed::{AgentId, driver::Load};
+    use metafed::{AgentId, sim::Load};
     let mut b = TopologyBuilder::default();
     let d = b.domain("D").unwrap();
     let sim = SimAgent { latency: Latency::Fixed { us: 100.0 }, ..SimAgent::default() };

@@ -1,8 +1,8 @@
 //! The canonical workloads of WORKLOADS.md, checked against the failure oracle and the model.
 
-use metafed::driver::{Load, Workload, closed_loop, oracle_successes};
 use metafed::model::{Z999, wilson};
 use metafed::{Engine, EngineConfig, Levels, Topology};
+use metafed_bench::driver::{Load, Workload, closed_loop, oracle_successes};
 
 fn engine(levels: Levels, workers: usize) -> Engine {
     let mut b = Topology::seed_builder(0.12);

@@ -1,8 +1,8 @@
 """Build hooks: the wheel carries the Rust library.
 
-`pip install ./bindings/python` and `python -m build bindings/python` run `cargo build --release
---lib` on the metafed crate (the repository's, or the copy an sdist carries) and put
-`libmetafed.so` inside the package, so the installed package works from any directory, in any
+`pip install ./bindings/python` and `python -m build bindings/python` run `cargo build --release -p
+libmetafed` (the C library crate only) in the metafed workspace (the repository's, or the copy an
+sdist carries) and put `libmetafed.so` inside the package, so the installed package works from any directory, in any
 venv, after `cargo clean` or with the clone gone. The Python code stays version-independent (cffi
 in ABI mode, no extension module), so the wheel is tagged `py3-none-<platform>`.
 
@@ -24,14 +24,15 @@ from setuptools.dist import Distribution
 
 HERE = Path(__file__).resolve().parent
 # The crate files an sdist carries so that a wheel can be built from it alone.
-CRATE_FILES = ["Cargo.toml", "Cargo.lock", "build.rs", "cbindgen.toml", "README.md", "LICENSE-MIT", "LICENSE-APACHE"]
-CRATE_DIRS = ["src", "include", "benches"]
+CRATE_FILES = ["Cargo.toml", "Cargo.lock", "build.rs", "README.md", "LICENSE-MIT", "LICENSE-APACHE"]
+# The workspace members' sources (cargo reads every member's manifest, so each must be there).
+CRATE_DIRS = ["src", "include", "bindings/c", "cli", "benches", "examples", "tests"]
 SDIST_CRATE = "metafed-crate"
 
 
 def crate_dir() -> Path:
     for candidate in (HERE.parent.parent, HERE / SDIST_CRATE):
-        if (candidate / "Cargo.toml").is_file() and (candidate / "src" / "ffi").is_dir():
+        if (candidate / "Cargo.toml").is_file() and (candidate / "bindings" / "c" / "Cargo.toml").is_file():
             return candidate
     raise SystemExit(
         "metafed: cannot find the metafed crate (looked in ../../ and ./" + SDIST_CRATE + "). Build the "
@@ -46,7 +47,7 @@ def build_library() -> Path:
     if os.environ.get("METAFED_SKIP_CARGO") != "1":
         locked = ["--locked"] if (crate / "Cargo.lock").is_file() else []
         try:
-            subprocess.run([cargo, "build", "--release", "--lib", *locked, "--manifest-path", manifest], check=True)
+            subprocess.run([cargo, "build", "--release", "-p", "libmetafed", *locked, "--manifest-path", manifest], check=True)
         except FileNotFoundError:
             raise SystemExit(
                 "metafed: building the package needs Rust's cargo (https://rustup.rs), or set CARGO to its path"
@@ -85,7 +86,7 @@ class Sdist(sdist):
                 shutil.copy2(crate / name, dest / name)
         for name in CRATE_DIRS:
             if (crate / name).is_dir():
-                shutil.copytree(crate / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(crate / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "target"))
 
 
 class NativeDistribution(Distribution):

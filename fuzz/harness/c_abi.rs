@@ -2,9 +2,9 @@
 // configured, used and freed in any order, with any arguments, handles reused after they were
 // freed or passed as the wrong type (the library promises `METAFED_E_HANDLE`, never a touch of
 // freed memory). Every call must return a status, never crash, hang or leak past the end.
-// Shared by the cargo-fuzz target `c_abi` and by `tests/fuzz_corpus.rs`, which replays the corpus.
+// Shared by the cargo-fuzz target `c_abi` and by the C library crate's tests (`bindings/c/tests/fuzz_corpus.rs`), which replay the corpus.
 
-use metafed::ffi::*;
+use metafed_c::*;
 use std::ffi::CString;
 use std::ptr;
 

@@ -1,0 +1,803 @@
+//! `metafed_engine`: starting an engine from a topology, submitting tasks, collecting
+//! completions, watching it, and stopping it.
+
+use super::handles::HandleTable;
+use super::topology::{breaker_mode, builder_snapshot, metafed_topology};
+use super::types::*;
+use super::{FfiError, FfiResult, METAFED_E_INVALID, boundary, check_size, err, flag, metafed_status, non_null};
+use metafed_rs::{AdmissionConfig, Completion, DomainId, Engine, EngineConfig, Level, Task, Ticket};
+use std::ffi::c_void;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A running engine. Opaque; a handle, not a pointer to memory. Every function taking an
+/// engine may be called from any thread, concurrently.
+pub struct metafed_engine {
+    _private: [u8; 0],
+}
+
+static ENGINES: HandleTable<Arc<Engine>> = HandleTable::new("engine", 2);
+
+/// Runs `f` on the engine behind a handle (lock-free; see `handles`).
+pub(super) fn with_engine<R>(
+    e: *const metafed_engine,
+    f: impl FnOnce(&Engine) -> Result<R, FfiError>,
+) -> Result<R, FfiError> {
+    ENGINES.with(e as usize, |arc| f(arc))
+}
+
+/// Runs `f` on the engine whose handle value is `h` (for attempts, which name their engine by
+/// value).
+pub(crate) fn with_engine_by_value<R>(h: usize, f: impl FnOnce(&Engine) -> Result<R, FfiError>) -> Result<R, FfiError> {
+    ENGINES.with(h, |arc| f(arc))
+}
+
+/// Takes a reference-counted handle on the engine, for calls that may block (so that no epoch
+/// guard is held while they wait).
+pub(super) fn engine_arc(e: *const metafed_engine) -> Result<Arc<Engine>, FfiError> {
+    ENGINES.with(e as usize, |arc| Ok(arc.clone()))
+}
+
+/// A timeout in milliseconds: negative (or longer than `METAFED_MAX_DURATION_MS`) waits
+/// forever, 0 does not wait.
+fn timeout(ms: i64) -> Option<Duration> {
+    (ms >= 0 && ms as u64 <= METAFED_MAX_DURATION_MS).then(|| Duration::from_millis(ms as u64))
+}
+
+/// Fills `*out` with a task's defaults: no flags, id 0, no domains (set `domains`), priority 0,
+/// no payload, no deadline.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_task_init(out: *mut metafed_task) -> metafed_status {
+    boundary("metafed_task_init", || {
+        non_null(out, "out")?;
+        let v = metafed_task {
+            struct_size: size_of::<metafed_task>() as u32,
+            flags: 0,
+            id: 0,
+            domains: 0,
+            payload: 0,
+            data: std::ptr::null(),
+            data_len: 0,
+            priority: 0,
+            deadline_us: 0,
+        };
+        // SAFETY: not NULL; points to a `metafed_task` per the contract.
+        unsafe { *out = v };
+        Ok(())
+    })
+}
+
+/// Fills `*out` with the default engine settings.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_config_init(out: *mut metafed_engine_config) -> metafed_status {
+    boundary("metafed_engine_config_init", || {
+        non_null(out, "out")?;
+        let c = EngineConfig::default();
+        let a = &c.admission;
+        let v = metafed_engine_config {
+            struct_size: size_of::<metafed_engine_config>() as u32,
+            workers: c.workers as u32,
+            pin: u32::from(c.pin),
+            max_in_flight: c.max_in_flight as u32,
+            worker_capacity: c.worker_capacity as u32,
+            batch: c.batch as u32,
+            idle_spins: c.idle_spins,
+            idle_yield_us: c.idle_yield_us,
+            isolated_queue: c.isolated_queue as u32,
+            panic_routing: u32::from(c.panic_routing),
+            drain_timeout_ms: c.drain_timeout.as_millis() as u32,
+            max_concurrent: a.max_concurrent as u32,
+            queue_capacity: a.queue_capacity as u32,
+            essential_priority: u32::from(a.essential_priority),
+            priority_reserve: a.priority_reserve,
+            rate_limit_per_s: a.rate_limit_per_s,
+            rate_limit_burst: a.rate_limit_burst,
+            on_complete: None,
+            on_complete_user_data: std::ptr::null_mut(),
+        };
+        // SAFETY: not NULL; points to a `metafed_engine_config` per the contract.
+        unsafe { *out = v };
+        Ok(())
+    })
+}
+
+fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, FfiError> {
+    check_size(c.struct_size, size_of::<metafed_engine_config>(), "metafed_engine_config")?;
+    let cfg = EngineConfig {
+        workers: c.workers as usize,
+        pin: flag(c.pin, "pin")?,
+        max_in_flight: c.max_in_flight as usize,
+        worker_capacity: c.worker_capacity as usize,
+        batch: c.batch as usize,
+        idle_spins: c.idle_spins,
+        idle_yield_us: c.idle_yield_us,
+        isolated_queue: c.isolated_queue as usize,
+        panic_routing: flag(c.panic_routing, "panic_routing")?,
+        drain_timeout: Duration::from_millis(u64::from(c.drain_timeout_ms)),
+        admission: AdmissionConfig {
+            max_concurrent: c.max_concurrent as usize,
+            queue_capacity: c.queue_capacity as usize,
+            essential_priority: c.essential_priority.min(255) as u8,
+            priority_reserve: c.priority_reserve,
+            rate_limit_per_s: c.rate_limit_per_s,
+            rate_limit_burst: c.rate_limit_burst,
+        },
+        ..EngineConfig::default()
+    };
+    cfg.validate().map_err(|m| err(super::METAFED_E_CONFIG, m))?;
+    Ok(cfg)
+}
+
+/// The C caller's completion callback and its user data.
+struct CCallback {
+    f: unsafe extern "C" fn(*mut c_void, *const metafed_completion),
+    user_data: *mut c_void,
+}
+// SAFETY: the caller guarantees the callback may run on the engine's threads.
+unsafe impl Send for CCallback {}
+// SAFETY: as above.
+unsafe impl Sync for CCallback {}
+
+impl CCallback {
+    fn call(&self, c: &mut Completion) {
+        let mut cc = metafed_completion::with_bodies(c);
+        // SAFETY: the caller's callback; the completion is valid for the call.
+        unsafe { (self.f)(self.user_data, &cc) };
+        // SAFETY: made by `with_bodies` just above; the callback does not keep it.
+        unsafe { cc.release() };
+    }
+}
+
+/// Starts an engine running `topology` (which is copied: the topology may be freed or reused
+/// afterwards) with `config` (NULL for the defaults). Free it with `metafed_engine_free`.
+///
+/// With `config->on_complete` set, every completion of a task not submitted as waitable is
+/// passed to it on a worker thread (it must not block for long), and `metafed_engine_poll`
+/// finds none.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_new(
+    topology: *const metafed_topology,
+    config: *const metafed_engine_config,
+    out: *mut *mut metafed_engine,
+) -> metafed_status {
+    boundary("metafed_engine_new", || {
+        non_null(out, "out")?;
+        let topo = builder_snapshot(topology)?.build()?;
+        let (cfg, callback) = if config.is_null() {
+            (EngineConfig::default(), None)
+        } else {
+            // SAFETY: not NULL; points to a `metafed_engine_config` per the contract.
+            let c = unsafe { &*config };
+            let cb = c.on_complete.map(|f| CCallback { f, user_data: c.on_complete_user_data });
+            (engine_config(c)?, cb)
+        };
+        let mut builder = Engine::builder(topo).config(cfg);
+        if let Some(cb) = callback {
+            builder = builder.on_complete_mut(move |c: &mut Completion| cb.call(c));
+        }
+        let engine = Arc::new(builder.start()?);
+        let h = ENGINES.insert(engine.clone())?;
+        metafed_rs::ffi_support::set_engine_handle(&engine, h as u64);
+        // SAFETY: not NULL; points to writable storage per the contract.
+        unsafe { *out = h as *mut metafed_engine };
+        Ok(())
+    })
+}
+
+fn write_ticket(out: *mut u64, t: Ticket) {
+    if !out.is_null() {
+        // SAFETY: not NULL; points to writable storage per the contract.
+        unsafe { *out = t.0 };
+    }
+}
+
+/// Submits a task without blocking; its ticket goes to `*out_ticket` (may be NULL).
+/// `METAFED_E_FULL` is backpressure: poll completions, then retry. An accepted task gets
+/// exactly one completion.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_submit(
+    engine: *mut metafed_engine,
+    task: *const metafed_task,
+    out_ticket: *mut u64,
+) -> metafed_status {
+    boundary("metafed_engine_submit", || {
+        non_null(task, "task")?;
+        // SAFETY: not NULL; per the contract it points to a task whose data is valid for the call.
+        let t = unsafe { super::types::task(&*task) }?;
+        let ticket = with_engine(engine, |e| Ok(e.try_submit(&t)?))?;
+        write_ticket(out_ticket, ticket);
+        Ok(())
+    })
+}
+
+/// Submits a task, waiting while the engine is full for up to `timeout_ms` (negative: forever).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_submit_blocking(
+    engine: *mut metafed_engine,
+    task: *const metafed_task,
+    timeout_ms: i64,
+    out_ticket: *mut u64,
+) -> metafed_status {
+    boundary("metafed_engine_submit_blocking", || {
+        non_null(task, "task")?;
+        // SAFETY: as in `metafed_engine_submit`.
+        let t = unsafe { super::types::task(&*task) }?;
+        let ticket = engine_arc(engine)?.submit(&t, timeout(timeout_ms))?;
+        write_ticket(out_ticket, ticket);
+        Ok(())
+    })
+}
+
+/// Submits `n` tasks in order until one is refused; `tickets[i]` receives task `i`'s ticket and
+/// `*out_submitted` how many were accepted. Returns `METAFED_OK` when at least one was accepted
+/// (check `*out_submitted`), or the reason the first was refused. `tasks` is an array whose
+/// stride is `tasks[0].struct_size`.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_submit_batch(
+    engine: *mut metafed_engine,
+    tasks: *const metafed_task,
+    n: usize,
+    tickets: *mut u64,
+    out_submitted: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_submit_batch", || {
+        non_null(out_submitted, "out_submitted")?;
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *out_submitted = 0 };
+        if n == 0 {
+            return Ok(());
+        }
+        non_null(tasks, "tasks")?;
+        non_null(tickets, "tickets")?;
+        // SAFETY: `tasks` points to at least one task per the contract.
+        let stride = unsafe { (*tasks).struct_size } as usize;
+        check_size(stride as u32, size_of::<metafed_task>(), "metafed_task")?;
+        // SAFETY: the caller provides `n` tickets.
+        let tickets: &mut [Ticket] = unsafe { std::slice::from_raw_parts_mut(tickets.cast::<Ticket>(), n) };
+        with_engine(engine, |e| {
+            const CHUNK: usize = 64;
+            let mut chunk = [Task::new(0, DomainId(0)); CHUNK];
+            let mut done = 0;
+            while done < n {
+                let k = (n - done).min(CHUNK);
+                for (i, slot) in chunk[..k].iter_mut().enumerate() {
+                    // SAFETY: element `done + i` lies within the caller's array of `n` tasks of
+                    // `stride` bytes; its data is valid for the call per the contract.
+                    let raw = unsafe { &*tasks.cast::<u8>().add((done + i) * stride).cast::<metafed_task>() };
+                    // SAFETY: its data is valid for the call per the contract.
+                    match unsafe { super::types::task(raw) } {
+                        Ok(t) => *slot = t,
+                        Err(e) if done + i == 0 => return Err(e),
+                        Err(_) => return Ok(done + i), // submit the prefix; the caller retries the rest
+                    }
+                }
+                match e.submit_batch(&chunk[..k], &mut tickets[done..done + k]) {
+                    Ok(m) => {
+                        done += m;
+                        if m < k {
+                            break;
+                        }
+                    }
+                    Err(err) if done == 0 => return Err(err.into()),
+                    Err(_) => break,
+                }
+            }
+            Ok(done)
+        })
+        .map(|done| {
+            // SAFETY: checked above.
+            unsafe { *out_submitted = done };
+        })
+    })
+}
+
+/// Moves up to `cap` completions into `out` (an array whose stride is `out[0].struct_size`,
+/// which the caller sets) and their count into `*out_n`. Waits up to `timeout_ms` for the first
+/// one when none is ready (0: no wait; negative: until one comes or the engine stops).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_poll(
+    engine: *mut metafed_engine,
+    out: *mut metafed_completion,
+    cap: usize,
+    timeout_ms: i64,
+    out_n: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_poll", || {
+        non_null(out_n, "out_n")?;
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *out_n = 0 };
+        if cap == 0 {
+            return Ok(());
+        }
+        non_null(out, "out")?;
+        // SAFETY: `out` points to at least one completion per the contract.
+        let stride = unsafe { (*out).struct_size } as usize;
+        check_size(stride as u32, size_of::<metafed_completion>(), "metafed_completion")?;
+        let engine = engine_arc(engine)?;
+        let mut buf: [Completion; 64] = std::array::from_fn(|_| Completion::default());
+        let mut total = 0;
+        while total < cap {
+            let want = (cap - total).min(buf.len());
+            let got = if total == 0 && timeout_ms != 0 {
+                engine.poll_wait(&mut buf[..want], timeout(timeout_ms))?
+            } else {
+                engine.poll(&mut buf[..want])
+            };
+            for (i, c) in buf[..got].iter_mut().enumerate() {
+                // SAFETY: element `total + i` < `cap` lies within the caller's array.
+                unsafe {
+                    *out.cast::<u8>().add((total + i) * stride).cast::<metafed_completion>() =
+                        metafed_completion::with_bodies(c)
+                };
+            }
+            total += got;
+            if got < want {
+                break;
+            }
+        }
+        // SAFETY: checked above.
+        unsafe { *out_n = total };
+        Ok(())
+    })
+}
+
+/// Runs `n` tasks as a closed loop from the calling thread, with at most `in_flight` of them in
+/// flight (0: 1024), and returns when all have completed: task `i` has correlation id `ids[i]`
+/// and needs the domains in the bit set `domains[i]` (or `domains[0]` for every task when
+/// `domains_len` is 1). `outcomes` (may be NULL) receives task `i`'s `METAFED_OUTCOME_*` at
+/// index `i`; `counts` (may be NULL) receives the number of tasks per outcome (4 entries);
+/// `*out_done` the tasks completed. The tasks are waitable, so this never takes completions
+/// meant for `metafed_engine_poll` or the callback. Returns `METAFED_E_SHUTTING_DOWN` if the
+/// engine stops first (`*out_done` says how far it got).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn metafed_engine_run_batch(
+    engine: *mut metafed_engine,
+    ids: *const u64,
+    domains: *const u64,
+    domains_len: usize,
+    n: usize,
+    priority: u32,
+    in_flight: usize,
+    outcomes: *mut i32,
+    counts: *mut u64,
+    out_done: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_run_batch", || {
+        non_null(out_done, "out_done")?;
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *out_done = 0 };
+        if n == 0 {
+            return Ok(());
+        }
+        non_null(ids, "ids")?;
+        non_null(domains, "domains")?;
+        if domains_len != 1 && domains_len != n {
+            return Err(err(METAFED_E_INVALID, format!("domains_len must be 1 or n ({n}), got {domains_len}")));
+        }
+        if priority > 3 {
+            return Err(err(METAFED_E_INVALID, format!("priority {priority} is out of range (0 highest .. 3 lowest)")));
+        }
+        // SAFETY: the caller provides `n` ids, `domains_len` domain sets and, when not NULL,
+        // `n` outcomes and 4 counts.
+        let (ids, domains) =
+            unsafe { (std::slice::from_raw_parts(ids, n), std::slice::from_raw_parts(domains, domains_len)) };
+        // SAFETY: when not NULL, the caller provides `n` outcomes.
+        let mut outcomes = (!outcomes.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(outcomes, n) });
+        let mut tally = [0u64; METAFED_OUTCOME_COUNT];
+        let window = if in_flight == 0 { 1024 } else { in_flight };
+        let engine = engine_arc(engine)?;
+        if metafed_rs::ffi_support::on_engine_thread(&engine) {
+            return Err(metafed_rs::WouldDeadlock.into());
+        }
+        let mut pending: std::collections::VecDeque<(usize, Ticket)> =
+            std::collections::VecDeque::with_capacity(window.min(n));
+        let mut chunk = [Task::new(0, DomainId(0)); 64];
+        let mut tickets = [Ticket::default(); 64];
+        let (mut next, mut done) = (0usize, 0usize);
+        let result = loop {
+            // Fill the window.
+            let room = (window - pending.len()).min(n - next).min(chunk.len());
+            let mut refused = None;
+            if room > 0 {
+                for (k, t) in chunk[..room].iter_mut().enumerate() {
+                    let i = next + k;
+                    let d = if domains_len == 1 { domains[0] } else { domains[i] };
+                    *t = Task::fan_out(ids[i], metafed_rs::DomainSet(d)).priority(priority as u8).waitable();
+                }
+                match engine.submit_batch(&chunk[..room], &mut tickets[..room]) {
+                    Ok(m) => {
+                        pending.extend((next..next + m).zip(tickets[..m].iter().copied()));
+                        next += m;
+                    }
+                    Err(metafed_rs::SubmitError::Full) => {}
+                    Err(e) => refused = Some(e),
+                }
+            }
+            // Collect the oldest (waiting only when the window is full or nothing more can go).
+            let Some(&(i, t)) = pending.front() else {
+                match refused {
+                    Some(e) => break Err(FfiError::from(e)),
+                    None if next == n => break Ok(()),
+                    None => continue,
+                }
+            };
+            let must_wait = pending.len() == window || next == n || refused.is_some();
+            let wait = if must_wait { None } else { Some(Duration::ZERO) };
+            match engine.wait(t, wait) {
+                Ok(c) => {
+                    pending.pop_front();
+                    let o = outcome_code(c.status);
+                    tally[o as usize] += 1;
+                    if let Some(out) = outcomes.as_deref_mut() {
+                        out[i] = o;
+                    }
+                    done += 1;
+                }
+                Err(metafed_rs::WaitError::Timeout) => {}
+                Err(e) => break Err(e.into()),
+            }
+        };
+        // SAFETY: checked above.
+        unsafe { *out_done = done };
+        if !counts.is_null() {
+            // SAFETY: the caller provides 4 counts.
+            unsafe { std::ptr::copy_nonoverlapping(tally.as_ptr(), counts, 4) };
+        }
+        result
+    })
+}
+
+/// Waits up to `timeout_ms` (negative: forever) for the waitable task of `ticket` and writes its
+/// completion to `*out`. One thread may wait on a ticket at a time.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_wait(
+    engine: *mut metafed_engine,
+    ticket: u64,
+    timeout_ms: i64,
+    out: *mut metafed_completion,
+) -> metafed_status {
+    boundary("metafed_engine_wait", || {
+        non_null(out, "out")?;
+        // SAFETY: not NULL; readable per the contract.
+        check_size(unsafe { (*out).struct_size }, size_of::<metafed_completion>(), "metafed_completion")?;
+        let mut c = engine_arc(engine)?.wait(Ticket(ticket), timeout(timeout_ms))?;
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *out = metafed_completion::with_bodies(&mut c) };
+        Ok(())
+    })
+}
+
+fn state_code(s: metafed_rs::BreakerState) -> i32 {
+    s as i32
+}
+
+/// Engine-wide counters into `*out` (the caller sets `out->struct_size`).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_stats(engine: *mut metafed_engine, out: *mut metafed_stats) -> metafed_status {
+    boundary("metafed_engine_stats", || {
+        non_null(out, "out")?;
+        // SAFETY: not NULL; readable and writable per the contract.
+        check_size(unsafe { (*out).struct_size }, size_of::<metafed_stats>(), "metafed_stats")?;
+        let s = with_engine(engine, |e| Ok(e.stats()))?;
+        let mut reasons = [0u64; METAFED_REASON_COUNT];
+        for r in &s.reasons {
+            reasons[r.reason as usize] = r.count;
+        }
+        let v = metafed_stats {
+            struct_size: size_of::<metafed_stats>() as u32,
+            workers: s.workers as u32,
+            domains: s.domains.len() as u32,
+            agents: s.agents.len() as u32,
+            slots: s.slots as u64,
+            in_flight: s.in_flight as u64,
+            submit_full: s.submit_full,
+            admitted: s.admitted,
+            completed: s.completed,
+            outcomes: [s.ok, s.failed, s.timed_out, s.rejected],
+            reasons,
+            panic_routed: s.panic_routed,
+            late_results: s.late_results,
+            degraded_admits: s.meta.degraded_admits,
+            latency_p50_ns: s.latency_ns.p50,
+            latency_p99_ns: s.latency_ns.p99,
+            latency_p999_ns: s.latency_ns.p999,
+            meta_state: state_code(s.meta.breaker.state),
+            pin_failures: s.pin_failures as u32,
+            meta_trips: s.meta.breaker.opened + s.meta.breaker.reopened,
+            predicted_success: s.predicted_success,
+        };
+        // SAFETY: checked above.
+        unsafe { *out = v };
+        Ok(())
+    })
+}
+
+/// Counters of domain `domain` into `*out` (the caller sets `out->struct_size`).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_domain_stats(
+    engine: *mut metafed_engine,
+    domain: u16,
+    out: *mut metafed_domain_stats,
+) -> metafed_status {
+    boundary("metafed_engine_domain_stats", || {
+        non_null(out, "out")?;
+        // SAFETY: not NULL; readable and writable per the contract.
+        check_size(unsafe { (*out).struct_size }, size_of::<metafed_domain_stats>(), "metafed_domain_stats")?;
+        let s = with_engine(engine, |e| Ok(e.stats()))?;
+        let d = s
+            .domains
+            .get(usize::from(domain))
+            .ok_or_else(|| err(super::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))?;
+        let v = metafed_domain_stats {
+            struct_size: size_of::<metafed_domain_stats>() as u32,
+            state: state_code(d.breaker.state),
+            subtasks: d.subtasks,
+            ok: d.ok,
+            failed: d.failed,
+            shed: d.shed,
+            faults: d.faults,
+            timeouts: d.timeouts,
+            failovers: d.failovers,
+            recovered: d.recovered,
+            trips: d.breaker.opened + d.breaker.reopened,
+            hedges: d.hedges,
+            hedge_wins: d.hedge_wins,
+            budget_denied: d.budget_denied,
+            waited: d.waited,
+        };
+        // SAFETY: checked above.
+        unsafe { *out = v };
+        Ok(())
+    })
+}
+
+/// Counters of agent `agent` into `*out` (the caller sets `out->struct_size`).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_agent_stats(
+    engine: *mut metafed_engine,
+    agent: u16,
+    out: *mut metafed_agent_stats,
+) -> metafed_status {
+    boundary("metafed_engine_agent_stats", || {
+        non_null(out, "out")?;
+        // SAFETY: not NULL; readable and writable per the contract.
+        check_size(unsafe { (*out).struct_size }, size_of::<metafed_agent_stats>(), "metafed_agent_stats")?;
+        let s = with_engine(engine, |e| Ok(e.stats()))?;
+        let a = s
+            .agents
+            .get(usize::from(agent))
+            .ok_or_else(|| err(METAFED_E_INVALID, format!("agent id {agent} does not exist")))?;
+        let v = metafed_agent_stats {
+            struct_size: size_of::<metafed_agent_stats>() as u32,
+            state: state_code(a.breaker.state),
+            calls: a.calls,
+            failures: a.failures,
+            slow: a.slow,
+            panics: a.panics,
+            abandoned: a.abandoned,
+            overloaded: a.overloaded,
+            mean_latency_ns: a.mean_latency_ns,
+            trips: a.breaker.opened + a.breaker.reopened,
+            in_rotation: u32::from(a.in_rotation),
+            isolated: u32::from(a.isolated),
+            deferred: a.deferred,
+            cancelled: a.cancelled,
+            in_flight: a.in_flight,
+            max_concurrency: a.max_concurrency,
+        };
+        // SAFETY: checked above.
+        unsafe { *out = v };
+        Ok(())
+    })
+}
+
+/// Writes a name into the caller's buffer: NUL-terminated, truncated to `cap - 1` bytes; its
+/// full length (without the NUL) goes to `*out_len` (may be NULL), so that a call with `cap` 0
+/// asks for the size.
+pub(super) fn write_name(name: &str, buf: *mut std::ffi::c_char, cap: usize, out_len: *mut usize) -> FfiResult {
+    if cap > 0 {
+        non_null(buf, "buf")?;
+        let n = name.len().min(cap - 1);
+        // SAFETY: the caller provides `cap` writable bytes at `buf`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(name.as_ptr(), buf.cast::<u8>(), n);
+            *buf.add(n) = 0;
+        }
+    }
+    if !out_len.is_null() {
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *out_len = name.len() };
+    }
+    Ok(())
+}
+
+/// The name of domain `domain`: copied into `buf`
+/// (`cap` bytes, NUL-terminated, truncated if short), its full length to `*out_len` (may be NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_domain_name(
+    engine: *mut metafed_engine,
+    domain: u16,
+    buf: *mut std::ffi::c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_domain_name", || {
+        with_engine(engine, |e| {
+            let topo = e.topology();
+            let name = topo
+                .domain_name(DomainId(domain))
+                .ok_or_else(|| err(super::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))?;
+            write_name(name, buf, cap, out_len)
+        })
+    })
+}
+
+/// The name of agent `agent`: copied into `buf` (`cap` bytes, NUL-terminated, truncated if
+/// short), its full length to `*out_len` (may be NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_agent_name(
+    engine: *mut metafed_engine,
+    agent: u16,
+    buf: *mut std::ffi::c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_agent_name", || {
+        with_engine(engine, |e| {
+            let topo = e.topology();
+            let name = topo
+                .agent_name(metafed_rs::AgentId(agent))
+                .ok_or_else(|| err(METAFED_E_INVALID, format!("agent id {agent} does not exist")))?;
+            write_name(name, buf, cap, out_len)
+        })
+    })
+}
+
+/// A `METAFED_LEVEL_*` argument.
+pub(super) fn level_arg(level: i32) -> Result<Level, FfiError> {
+    match level {
+        METAFED_LEVEL_META => Ok(Level::Meta),
+        METAFED_LEVEL_DOMAIN => Ok(Level::Domain),
+        METAFED_LEVEL_AGENT => Ok(Level::Agent),
+        l => Err(err(METAFED_E_INVALID, format!("unknown breaker level {l}"))),
+    }
+}
+
+/// Forces a breaker open, disables it, or returns it to normal (`METAFED_BREAKER_*`). `level` is
+/// a `METAFED_LEVEL_*`; `index` the domain or agent id (0 for the meta level).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_breaker_mode(
+    engine: *mut metafed_engine,
+    level: i32,
+    index: u32,
+    mode: i32,
+) -> metafed_status {
+    boundary("metafed_engine_set_breaker_mode", || {
+        let level = level_arg(level)?;
+        let mode = breaker_mode(mode)?;
+        with_engine(engine, |e| {
+            if e.set_breaker_mode(level, index as usize, mode) {
+                Ok(())
+            } else {
+                Err(err(METAFED_E_INVALID, format!("no {level:?} breaker with index {index}")))
+            }
+        })
+    })
+}
+
+/// Marks a domain down (`down` 1: every call to its agents fails, a correlated fault) or up
+/// again (0).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_domain_down(
+    engine: *mut metafed_engine,
+    domain: u16,
+    down: u32,
+) -> metafed_status {
+    boundary("metafed_engine_set_domain_down", || {
+        let down = flag(down, "down")?;
+        with_engine(engine, |e| {
+            if e.set_domain_down(DomainId(domain), down) {
+                Ok(())
+            } else {
+                Err(err(super::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))
+            }
+        })
+    })
+}
+
+/// Marks one agent down (`down` 1: every call to it fails, as `METAFED_FAILURE_DOWN`; an outage
+/// of one dependency, for drills) or up again (0). Its breaker and its domain react as to any
+/// failing agent. Recorded in the audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_agent_down(engine: *mut metafed_engine, agent: u16, down: u32) -> metafed_status {
+    boundary("metafed_engine_set_agent_down", || {
+        let down = flag(down, "down")?;
+        with_engine(engine, |e| {
+            if e.set_agent_down(metafed_rs::AgentId(agent), down) {
+                Ok(())
+            } else {
+                Err(err(METAFED_E_INVALID, format!("agent id {agent} does not exist")))
+            }
+        })
+    })
+}
+
+/// Takes an agent out of rotation (`in_rotation` 0) or puts it back (1).
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_agent_in_rotation(
+    engine: *mut metafed_engine,
+    agent: u16,
+    in_rotation: u32,
+) -> metafed_status {
+    boundary("metafed_engine_set_agent_in_rotation", || {
+        let in_rotation = flag(in_rotation, "in_rotation")?;
+        with_engine(engine, |e| {
+            if e.set_agent_in_rotation(metafed_rs::AgentId(agent), in_rotation) {
+                Ok(())
+            } else {
+                Err(err(METAFED_E_INVALID, format!("agent id {agent} does not exist")))
+            }
+        })
+    })
+}
+
+fn report(r: metafed_rs::ShutdownReport) -> metafed_shutdown_report {
+    metafed_shutdown_report {
+        struct_size: size_of::<metafed_shutdown_report>() as u32,
+        drained: u32::from(r.drained),
+        rejected: r.rejected,
+        detached_threads: r.detached_threads as u32,
+        reserved: 0,
+        elapsed_us: r.elapsed_us,
+    }
+}
+
+/// Stops accepting tasks, lets those in flight finish for up to `drain_ms`, then completes the
+/// rest as rejected (`METAFED_REASON_SHUTTING_DOWN`) and stops the threads. No handler is called
+/// after it returns (unless one never returned: see `detached_threads`). Completions stay
+/// available to poll and wait. Idempotent. `out` (may be NULL; set `out->struct_size`) receives
+/// what happened.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_shutdown(
+    engine: *mut metafed_engine,
+    drain_ms: u64,
+    out: *mut metafed_shutdown_report,
+) -> metafed_status {
+    boundary("metafed_engine_shutdown", || {
+        if !out.is_null() {
+            // SAFETY: not NULL; readable per the contract.
+            check_size(unsafe { (*out).struct_size }, size_of::<metafed_shutdown_report>(), "metafed_shutdown_report")?;
+        }
+        let r = engine_arc(engine)?.shutdown(Duration::from_millis(drain_ms.min(METAFED_MAX_DURATION_MS)))?;
+        if !out.is_null() {
+            // SAFETY: checked above.
+            unsafe { *out = report(r) };
+        }
+        Ok(())
+    })
+}
+
+/// Shuts the engine down (with its configured drain timeout, unless already shut down) and
+/// frees it. NULL does nothing; a stale or already freed handle is detected and ignored (with
+/// `metafed_last_error` set). Calls on other threads that are using the engine finish safely.
+/// Called from a handler or a completion callback (one of the engine's own threads), it frees
+/// the handle at once and leaves the shutdown to a thread of its own, which runs once the call
+/// has returned.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_free(engine: *mut metafed_engine) {
+    if engine.is_null() {
+        return;
+    }
+    let _ = boundary("metafed_engine_free", || -> FfiResult {
+        let arc = ENGINES.remove(engine as usize, Arc::clone)?;
+        let drain = arc.config().drain_timeout;
+        if arc.shutdown(drain).is_err() {
+            // On an engine thread: shut down from a thread of our own.
+            let _ = std::thread::Builder::new().name("metafed-shutdown".into()).spawn(move || {
+                let _ = arc.shutdown(drain);
+            });
+        }
+        Ok(())
+    });
+}

@@ -1,0 +1,734 @@
+//! The structs and constants the C ABI exchanges, and their conversions.
+
+use super::{FfiError, METAFED_E_INVALID, check_size, err};
+use metafed_rs::{AttemptFailure, Completion, FailureKind, Reason, Status};
+use std::ffi::c_void;
+
+/// Outcome of a task (`metafed_completion.outcome`): every sub-task succeeded.
+pub const METAFED_OUTCOME_OK: i32 = 0;
+/// Outcome: a sub-task failed (every attempt failed, or a fault).
+pub const METAFED_OUTCOME_FAILED: i32 = 1;
+/// Outcome: its deadline or a level's timeout passed first.
+pub const METAFED_OUTCOME_TIMED_OUT: i32 = 2;
+/// Outcome: the engine refused it (breaker open, shed, throttled, rate limited, shutting down).
+pub const METAFED_OUTCOME_REJECTED: i32 = 3;
+/// How many outcomes there are (the size of `metafed_stats.outcomes` and of the counts of
+/// `metafed_engine_run_batch`).
+pub const METAFED_OUTCOME_COUNT: usize = 4;
+
+/// Reason (`metafed_completion.reason`): none, it succeeded.
+pub const METAFED_REASON_NONE: i32 = 0;
+/// Reason: every attempt in a domain failed.
+pub const METAFED_REASON_AGENTS_EXHAUSTED: i32 = 1;
+/// Reason: an injected domain-level fault.
+pub const METAFED_REASON_DOMAIN_FAULT: i32 = 2;
+/// Reason: an injected meta-level fault.
+pub const METAFED_REASON_META_FAULT: i32 = 3;
+/// Reason: no agent of a domain could take the sub-task.
+pub const METAFED_REASON_NO_AGENT: i32 = 4;
+/// Reason: an open domain breaker shed the sub-task.
+pub const METAFED_REASON_DOMAIN_SHED: i32 = 5;
+/// Reason: degraded mode (meta breaker open) and the priority is not essential.
+pub const METAFED_REASON_DEGRADED: i32 = 6;
+/// Reason: the concurrency throttle's queue was full.
+pub const METAFED_REASON_THROTTLED: i32 = 7;
+/// Reason: the rate limiter refused it.
+pub const METAFED_REASON_RATE_LIMITED: i32 = 8;
+/// Reason: the engine shut down first.
+pub const METAFED_REASON_SHUTTING_DOWN: i32 = 9;
+/// Reason: the task's deadline passed.
+pub const METAFED_REASON_DEADLINE: i32 = 10;
+/// Reason: a sub-task exceeded its domain's timeout.
+pub const METAFED_REASON_DOMAIN_TIMEOUT: i32 = 11;
+/// Reason: an attempt failed and the domain's retry budget allowed no other.
+pub const METAFED_REASON_BUDGET_EXHAUSTED: i32 = 12;
+/// How many reasons there are (the size of `metafed_stats.reasons`).
+pub const METAFED_REASON_COUNT: usize = 13;
+
+/// How an attempt failed (`metafed_failure.kind`): the handler returned an error code.
+pub const METAFED_FAILURE_ERROR: i32 = 0;
+/// The handler panicked, or a C handler returned `METAFED_HANDLER_RAISED`.
+pub const METAFED_FAILURE_PANICKED: i32 = 1;
+/// The handler answered after the agent timeout.
+pub const METAFED_FAILURE_SLOW: i32 = 2;
+/// The attempt (deferred, or at an isolated agent) was not answered in time; it was abandoned.
+pub const METAFED_FAILURE_ABANDONED: i32 = 3;
+/// The agent's queue was full.
+pub const METAFED_FAILURE_OVERLOADED: i32 = 4;
+/// The agent's domain was marked down.
+pub const METAFED_FAILURE_DOWN: i32 = 5;
+/// A C handler returned a code other than the `METAFED_HANDLER_*` ones (the code is kept), or
+/// returned `METAFED_HANDLER_PENDING` without deferring the attempt.
+pub const METAFED_FAILURE_INVALID_REPLY: i32 = 6;
+/// A deferred attempt was dropped without being completed (a Rust handle dropped; from C, an
+/// attempt completed with `METAFED_HANDLER_PENDING`).
+pub const METAFED_FAILURE_DROPPED: i32 = 7;
+
+/// What a handler returns: success; `response->value` is the result.
+pub const METAFED_HANDLER_OK: i32 = 0;
+/// The attempt failed; `response->code` is the error code.
+pub const METAFED_HANDLER_ERROR: i32 = 1;
+/// The handler raised (a C++ exception caught, a Python exception): a failed attempt, counted
+/// as a panic.
+pub const METAFED_HANDLER_RAISED: i32 = 2;
+/// The handler deferred the attempt with `metafed_request_defer` and will complete it later,
+/// from any thread, with `metafed_attempt_complete`.
+pub const METAFED_HANDLER_PENDING: i32 = 3;
+
+/// `metafed_task.flags`: deliver the completion to `metafed_engine_wait` on its ticket, not to
+/// `metafed_engine_poll` or the completion callback.
+pub const METAFED_TASK_WAITABLE: u32 = 1;
+/// Flag for agents: run the agent on a thread of its own (a hang stalls only it); see
+/// `metafed_topology_set_agent_threads` for a pool of several.
+pub const METAFED_AGENT_ISOLATED: u32 = 1;
+/// Flag for simulated agents (`metafed_sim_agent.flags`): wait the latency the way an I/O agent
+/// does, holding no thread (each call is a deferred attempt completed by the engine's timer).
+pub const METAFED_SIM_IO: u32 = 2;
+
+/// Hedge delay kinds (`metafed_hedge_config.delay_kind`): a fixed delay of `delay` ms.
+pub const METAFED_HEDGE_FIXED: i32 = 0;
+/// Hedge after the `delay`-th percentile (0 < delay < 100) of the domain's recent latency.
+pub const METAFED_HEDGE_PERCENTILE: i32 = 1;
+
+/// The longest duration any parameter may have, in milliseconds (30 days): a longer timeout,
+/// open time, window or deadline is refused with `METAFED_E_INVALID`.
+pub const METAFED_MAX_DURATION_MS: u64 = 2_592_000_000;
+/// The most bytes in a domain or agent name.
+pub const METAFED_MAX_NAME_LEN: usize = 256;
+/// The most domains a topology may have (a task's domains are a 64-bit set).
+pub const METAFED_MAX_DOMAINS: usize = 64;
+/// The most agents a domain may have.
+pub const METAFED_MAX_AGENTS_PER_DOMAIN: usize = 64;
+/// The largest agent weight (`metafed_topology_set_agent_weight`, `metafed_engine_set_agent_weight`).
+pub const METAFED_MAX_WEIGHT: u32 = 100;
+
+/// Breaker levels, for `metafed_topology_set_breaker` and `metafed_engine_set_breaker_mode`.
+pub const METAFED_LEVEL_META: i32 = 0;
+/// See `METAFED_LEVEL_META`.
+pub const METAFED_LEVEL_DOMAIN: i32 = 1;
+/// See `METAFED_LEVEL_META`.
+pub const METAFED_LEVEL_AGENT: i32 = 2;
+
+/// Breaker mode: the state machine decides.
+pub const METAFED_BREAKER_NORMAL: i32 = 0;
+/// Breaker mode: every call passes, nothing trips.
+pub const METAFED_BREAKER_DISABLED: i32 = 1;
+/// Breaker mode: every call is refused.
+pub const METAFED_BREAKER_FORCED_OPEN: i32 = 2;
+
+/// Breaker state (in stats): closed.
+pub const METAFED_STATE_CLOSED: i32 = 0;
+/// Breaker state: open.
+pub const METAFED_STATE_OPEN: i32 = 1;
+/// Breaker state: half-open.
+pub const METAFED_STATE_HALF_OPEN: i32 = 2;
+
+/// Simulated latency kinds (`metafed_sim_agent.latency_kind`).
+pub const METAFED_LATENCY_NONE: i32 = 0;
+/// Every call takes `latency_us`.
+pub const METAFED_LATENCY_FIXED: i32 = 1;
+/// Exponential with mean `latency_us`.
+pub const METAFED_LATENCY_EXPONENTIAL: i32 = 2;
+/// `latency_us`, except a `slow_rate` share of first attempts that take `slow_us`.
+pub const METAFED_LATENCY_LONG_TAIL: i32 = 3;
+/// Simulated faults (`metafed_sim_agent.fault_kind`): none.
+pub const METAFED_FAULT_NONE: i32 = 0;
+/// Every call blocks `fault_value` milliseconds, then fails.
+pub const METAFED_FAULT_HANG: i32 = 1;
+/// A call panics with probability `fault_value`.
+pub const METAFED_FAULT_PANIC: i32 = 2;
+
+/// Failed attempts a completion records (later ones are counted in `failures_total`).
+pub const METAFED_MAX_FAILURES: usize = 8;
+
+/// A task to submit. Initialise with `metafed_task_init` (or set every field, `struct_size` to
+/// `sizeof(metafed_task)`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_task {
+    /// `sizeof(metafed_task)`.
+    pub struct_size: u32,
+    /// `METAFED_TASK_*` flags.
+    pub flags: u32,
+    /// The caller's correlation id.
+    pub id: u64,
+    /// The domains it needs, as a bit set (bit `d` = domain id `d`).
+    pub domains: u64,
+    /// An opaque value handlers see.
+    pub payload: u64,
+    /// Opaque bytes handlers see (copied at submission; may be NULL when `data_len` is 0).
+    pub data: *const u8,
+    /// Length of `data`.
+    pub data_len: usize,
+    /// 0 (highest) to 3 (lowest).
+    pub priority: u32,
+    /// A deadline relative to submission, in microseconds; 0 for none (the meta level's timeout
+    /// still applies). At most `METAFED_MAX_DURATION_MS` * 1000.
+    pub deadline_us: u64,
+}
+
+/// One failed attempt of a task.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct metafed_failure {
+    /// The sub-task's domain id.
+    pub domain: u16,
+    /// The agent id.
+    pub agent: u16,
+    /// `METAFED_FAILURE_*`.
+    pub kind: i32,
+    /// The handler's error code (for `METAFED_FAILURE_ERROR` and `_INVALID_REPLY`).
+    pub code: i32,
+    /// The attempt's number within its sub-task (from 0), as `metafed_request.attempt` said.
+    pub attempt: u32,
+}
+
+/// The one completion of an accepted task.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_completion {
+    /// `sizeof(metafed_completion)`; set by the caller in the first element of an output array
+    /// (it is the array's stride), written by the library in every element it fills.
+    pub struct_size: u32,
+    /// `METAFED_OUTCOME_*`.
+    pub outcome: i32,
+    /// `METAFED_REASON_*`.
+    pub reason: i32,
+    /// The task's priority.
+    pub priority: u32,
+    /// The ticket its submission returned.
+    pub ticket: u64,
+    /// The task's correlation id.
+    pub id: u64,
+    /// The sum (wrapping) of the values the successful agents returned, one per sub-task.
+    pub value: u64,
+    /// Submission to completion, in nanoseconds.
+    pub latency_ns: u64,
+    /// Agent attempts made.
+    pub attempts: u32,
+    /// Failed attempts recorded in `failures`.
+    pub failures_len: u32,
+    /// Failed attempts in all.
+    pub failures_total: u32,
+    /// Reserved (0).
+    pub reserved: u32,
+    /// The first failed attempts.
+    pub failures: [metafed_failure; METAFED_MAX_FAILURES],
+    /// How many entries `bodies` has: the sub-tasks whose successful attempt returned bytes.
+    pub bodies_len: u32,
+    /// Reserved (0).
+    pub reserved2: u32,
+    /// The reply bytes, one entry per sub-task that returned some (NULL when `bodies_len` is 0).
+    /// Owned by the library: a completion returned by `metafed_engine_poll` or
+    /// `metafed_engine_wait` with `bodies_len > 0` must be released with
+    /// `metafed_completion_release` once read (releasing any completion is allowed). A
+    /// completion passed to the `on_complete` callback is valid during the call only; the
+    /// library releases it.
+    pub bodies: *const metafed_body,
+}
+
+/// One sub-task's reply bytes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_body {
+    /// The sub-task's domain id.
+    pub domain: u16,
+    /// The bytes (owned by the completion; see `metafed_completion.bodies`).
+    pub data: *const u8,
+    /// How many.
+    pub len: usize,
+}
+
+/// A deferred attempt: what `metafed_request_defer` hands a handler, to be completed once,
+/// later, from any thread, with `metafed_attempt_complete`. A plain value (copy it freely); it
+/// names the attempt by its engine, slot and generation, so completing it twice, or after the
+/// engine is freed, is refused with an error instead of touching anything.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct metafed_attempt {
+    /// The engine's handle value.
+    pub engine: u64,
+    /// The attempt's worker, slot and generation.
+    pub id: u64,
+}
+
+/// What a handler sees for one attempt. Valid for the duration of the call only: a handler that
+/// defers copies what it needs before returning.
+#[repr(C)]
+pub struct metafed_request {
+    /// `sizeof(metafed_request)` of this library.
+    pub struct_size: u32,
+    /// The sub-task's domain id.
+    pub domain: u16,
+    /// The agent id.
+    pub agent: u16,
+    /// The task's correlation id.
+    pub task_id: u64,
+    /// The task's payload value.
+    pub payload: u64,
+    /// The task's payload bytes (NULL when `data_len` is 0).
+    pub data: *const u8,
+    /// Length of `data`.
+    pub data_len: usize,
+    /// The attempt within the sub-task, from 0.
+    pub attempt: u32,
+    /// How many domains the task needs.
+    pub fanout: u32,
+    /// The task's priority.
+    pub priority: u32,
+    /// The task's ticket (what its submission returned): unique among tasks in flight.
+    pub ticket: u64,
+    /// Microseconds until the engine abandons this attempt if it is deferred and not completed
+    /// (the agent timeout, or the task's deadline or domain timeout when sooner).
+    pub timeout_us: u64,
+    /// Library use: identifies the call to `metafed_request_defer`.
+    pub internal: *mut c_void,
+}
+
+/// What a handler writes back (or what a deferred attempt is completed with).
+#[repr(C)]
+pub struct metafed_response {
+    /// `sizeof(metafed_response)`.
+    pub struct_size: u32,
+    /// The error code, with `METAFED_HANDLER_ERROR` (and, if wanted, `_RAISED`).
+    pub code: i32,
+    /// The value, with `METAFED_HANDLER_OK`.
+    pub value: u64,
+    /// Reply bytes, with `METAFED_HANDLER_OK` (may be NULL when `data_len` is 0). The library
+    /// copies them before the handler's call (or `metafed_attempt_complete`) returns; the
+    /// memory stays the caller's.
+    pub data: *const u8,
+    /// Length of `data`.
+    pub data_len: usize,
+}
+
+/// A handler: runs one attempt. Returns `METAFED_HANDLER_OK`, `_ERROR`, `_RAISED`, or
+/// `_PENDING` after `metafed_request_defer`. It may be called from several worker threads at
+/// once unless its agent is isolated.
+pub type metafed_handler_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        request: *const metafed_request,
+        response: *mut metafed_response,
+    ) -> i32,
+>;
+
+/// Releases `user_data` once the library will never call the handler again.
+pub type metafed_finalizer_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+
+/// Receives each completion (on a worker thread) when set in the engine configuration.
+pub type metafed_completion_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, completion: *const metafed_completion)>;
+
+/// A simulated agent. Initialise with `metafed_sim_agent_init`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_sim_agent {
+    /// `sizeof(metafed_sim_agent)`.
+    pub struct_size: u32,
+    /// `METAFED_AGENT_*` flags.
+    pub flags: u32,
+    /// Failure probability per attempt (the oracle's p).
+    pub error_rate: f64,
+    /// `METAFED_LATENCY_*`.
+    pub latency_kind: i32,
+    /// `METAFED_FAULT_*`.
+    pub fault_kind: i32,
+    /// Microseconds (see the latency kinds).
+    pub latency_us: f64,
+    /// Microseconds of a slow call (`METAFED_LATENCY_LONG_TAIL`).
+    pub slow_us: f64,
+    /// Share of slow first attempts (`METAFED_LATENCY_LONG_TAIL`).
+    pub slow_rate: f64,
+    /// Milliseconds (hang) or probability (panic).
+    pub fault_value: f64,
+    /// Seeds the latency draws.
+    pub seed: u64,
+}
+
+/// A domain's hedging policy. Initialise with `metafed_hedge_config_init`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_hedge_config {
+    /// `sizeof(metafed_hedge_config)`.
+    pub struct_size: u32,
+    /// `METAFED_HEDGE_FIXED` or `METAFED_HEDGE_PERCENTILE`.
+    pub delay_kind: i32,
+    /// Milliseconds (fixed), or the percentile (0 < p < 100).
+    pub delay: f64,
+    /// Extra attempts per sub-task at most (1 to 3).
+    pub max_extra: u32,
+    /// With a percentile: latencies needed before hedging starts.
+    pub min_samples: u32,
+    /// With a percentile: the rotating window's period (ms).
+    pub period_ms: f64,
+}
+
+/// A breaker's settings. Initialise with `metafed_breaker_config_init` (the seed's defaults of a
+/// level).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_breaker_config {
+    /// `sizeof(metafed_breaker_config)`.
+    pub struct_size: u32,
+    /// `METAFED_BREAKER_*`.
+    pub mode: i32,
+    /// A call slower than this counts as a failure (ms, > 0).
+    pub timeout_ms: f64,
+    /// Trip after this many failures in a row (0: off).
+    pub consecutive_failures: u32,
+    /// The rate is judged on at least this many calls.
+    pub min_calls: u32,
+    /// Trip at this failure rate over the window (0: off; else in (0, 1]).
+    pub failure_rate: f64,
+    /// The window (ms).
+    pub window_ms: f64,
+    /// The first open time (ms); doubles per failed probe.
+    pub open_base_ms: f64,
+    /// The cap on the open time (ms).
+    pub open_max_ms: f64,
+    /// Probes at once while half-open, and the successes that close it (1 to 255).
+    pub half_open_probes: u32,
+    /// Reserved (0).
+    pub reserved: u32,
+}
+
+/// The engine's settings. Initialise with `metafed_engine_config_init`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_engine_config {
+    /// `sizeof(metafed_engine_config)`.
+    pub struct_size: u32,
+    /// Worker threads; 0 for one per core in the affinity mask.
+    pub workers: u32,
+    /// Pin workers to cores (0 or 1).
+    pub pin: u32,
+    /// Tasks in flight at most (task slots).
+    pub max_in_flight: u32,
+    /// Sub-tasks a worker holds at once.
+    pub worker_capacity: u32,
+    /// Tasks a worker takes per turn.
+    pub batch: u32,
+    /// Idle spins before yielding.
+    pub idle_spins: u32,
+    /// Microseconds of yielding before parking.
+    pub idle_yield_us: u32,
+    /// Ring capacity between a worker and an isolated agent.
+    pub isolated_queue: u32,
+    /// Try an open agent when every remaining one is open (0 or 1).
+    pub panic_routing: u32,
+    /// Drain deadline when an engine is freed without `metafed_engine_shutdown` (ms).
+    pub drain_timeout_ms: u32,
+    /// System-wide concurrency throttle (0: none).
+    pub max_concurrent: u32,
+    /// Tasks waiting for the throttle, per worker.
+    pub queue_capacity: u32,
+    /// Priorities admitted in degraded mode (0 to 3).
+    pub essential_priority: u32,
+    /// Share of slots each priority may not take.
+    pub priority_reserve: [f64; 4],
+    /// Admission rate limit, tasks per second (0: none).
+    pub rate_limit_per_s: f64,
+    /// Rate limit burst, tasks.
+    pub rate_limit_burst: f64,
+    /// Receives every completion instead of `metafed_engine_poll` (NULL: poll).
+    pub on_complete: metafed_completion_fn,
+    /// Passed to `on_complete`.
+    pub on_complete_user_data: *mut c_void,
+}
+
+/// The admission settings of a running engine (`metafed_engine_admission`,
+/// `metafed_engine_set_admission`); the fields mean what the same fields of
+/// `metafed_engine_config` mean. `struct_size` must be set by the caller.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct metafed_admission_config {
+    /// `sizeof(metafed_admission_config)`.
+    pub struct_size: u32,
+    /// System-wide concurrency throttle (0: none).
+    pub max_concurrent: u32,
+    /// Tasks waiting for the throttle, per worker.
+    pub queue_capacity: u32,
+    /// Priorities admitted in degraded mode (0 to 3).
+    pub essential_priority: u32,
+    /// Share of slots each priority may not take.
+    pub priority_reserve: [f64; 4],
+    /// Admission rate limit, tasks per second (0: none).
+    pub rate_limit_per_s: f64,
+    /// Rate limit burst, tasks.
+    pub rate_limit_burst: f64,
+}
+
+/// Engine-wide counters. `struct_size` must be set by the caller.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct metafed_stats {
+    /// `sizeof(metafed_stats)`.
+    pub struct_size: u32,
+    /// Worker threads.
+    pub workers: u32,
+    /// Domains in the topology.
+    pub domains: u32,
+    /// Agents in the topology.
+    pub agents: u32,
+    /// Task slots.
+    pub slots: u64,
+    /// Tasks accepted and not yet delivered.
+    pub in_flight: u64,
+    /// Submissions refused with `METAFED_E_FULL`.
+    pub submit_full: u64,
+    /// Tasks admitted.
+    pub admitted: u64,
+    /// Tasks completed.
+    pub completed: u64,
+    /// Completed by outcome, indexed by `METAFED_OUTCOME_*` (tasks the shutdown completed
+    /// included).
+    pub outcomes: [u64; METAFED_OUTCOME_COUNT],
+    /// Completed by reason, indexed by `METAFED_REASON_*`.
+    pub reasons: [u64; METAFED_REASON_COUNT],
+    /// Attempts panic-routed.
+    pub panic_routed: u64,
+    /// Late answers: deferred attempts (isolated agents' included) completed after they had
+    /// been abandoned; their answers were dropped.
+    pub late_results: u64,
+    /// Tasks admitted in degraded mode.
+    pub degraded_admits: u64,
+    /// Latency percentiles (ns, within ~6%).
+    pub latency_p50_ns: u64,
+    /// See `latency_p50_ns`.
+    pub latency_p99_ns: u64,
+    /// See `latency_p50_ns`.
+    pub latency_p999_ns: u64,
+    /// The meta breaker's state, `METAFED_STATE_*`.
+    pub meta_state: i32,
+    /// Worker threads that could not be pinned.
+    pub pin_failures: u32,
+    /// The meta breaker's trips (closed or half-open to open).
+    pub meta_trips: u64,
+    /// The model's success probability for a single-domain task.
+    pub predicted_success: f64,
+}
+
+/// One domain's counters.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct metafed_domain_stats {
+    /// `sizeof(metafed_domain_stats)`.
+    pub struct_size: u32,
+    /// `METAFED_STATE_*` of its breaker.
+    pub state: i32,
+    /// Sub-tasks received.
+    pub subtasks: u64,
+    /// Succeeded.
+    pub ok: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Shed by its open breaker.
+    pub shed: u64,
+    /// Taken out by injected faults.
+    pub faults: u64,
+    /// Out of time.
+    pub timeouts: u64,
+    /// Failovers.
+    pub failovers: u64,
+    /// Succeeded after a failed attempt.
+    pub recovered: u64,
+    /// Its breaker's trips.
+    pub trips: u64,
+    /// Hedge attempts sent.
+    pub hedges: u64,
+    /// Sub-tasks a hedge attempt won.
+    pub hedge_wins: u64,
+    /// Failovers and hedges the retry budget refused.
+    pub budget_denied: u64,
+    /// Times a sub-task waited for an agent with room (every candidate at its limit).
+    pub waited: u64,
+}
+
+/// One agent's counters.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct metafed_agent_stats {
+    /// `sizeof(metafed_agent_stats)`.
+    pub struct_size: u32,
+    /// `METAFED_STATE_*` of its breaker.
+    pub state: i32,
+    /// Attempts.
+    pub calls: u64,
+    /// Failed attempts.
+    pub failures: u64,
+    /// Slower than the timeout.
+    pub slow: u64,
+    /// Panicked or raised.
+    pub panics: u64,
+    /// Abandoned: not answered within the agent timeout (deferred or isolated).
+    pub abandoned: u64,
+    /// No room: its queue (isolated) or the worker's attempt slots were full.
+    pub overloaded: u64,
+    /// Mean latency (ns).
+    pub mean_latency_ns: u64,
+    /// Its breaker's trips.
+    pub trips: u64,
+    /// 1 if in rotation.
+    pub in_rotation: u32,
+    /// 1 if isolated.
+    pub isolated: u32,
+    /// Attempts deferred (answered later, or by its own threads).
+    pub deferred: u64,
+    /// Attempts abandoned because another attempt of their sub-task answered first.
+    pub cancelled: u64,
+    /// Attempts in flight now (counted only when it has a concurrency limit).
+    pub in_flight: u32,
+    /// Its concurrency limit (0: none).
+    pub max_concurrency: u32,
+}
+
+/// What a shutdown did.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct metafed_shutdown_report {
+    /// `sizeof(metafed_shutdown_report)`.
+    pub struct_size: u32,
+    /// 1 if every task in flight finished before the deadline.
+    pub drained: u32,
+    /// Tasks completed as rejected because the deadline passed.
+    pub rejected: u64,
+    /// Threads detached because a handler did not return.
+    pub detached_threads: u32,
+    /// Reserved (0).
+    pub reserved: u32,
+    /// Microseconds it took.
+    pub elapsed_us: u64,
+}
+
+pub(crate) fn outcome_code(s: Status) -> i32 {
+    s as i32
+}
+
+pub(crate) fn failure_code(k: FailureKind) -> i32 {
+    k as i32
+}
+
+impl metafed_completion {
+    /// The C form of a completion, with no reply bytes (they stay in `c`).
+    pub(crate) fn from_completion(c: &Completion) -> Self {
+        let mut failures = [metafed_failure::default(); METAFED_MAX_FAILURES];
+        for (out, f) in failures.iter_mut().zip(c.failures()) {
+            *out = failure(f);
+        }
+        Self {
+            struct_size: size_of::<Self>() as u32,
+            outcome: outcome_code(c.status),
+            reason: c.reason as i32,
+            priority: u32::from(c.priority),
+            ticket: c.ticket.0,
+            id: c.id,
+            value: c.value,
+            latency_ns: c.latency_ns,
+            attempts: c.attempts,
+            failures_len: c.failures().len() as u32,
+            failures_total: c.failures_total,
+            reserved: 0,
+            failures,
+            bodies_len: 0,
+            reserved2: 0,
+            bodies: std::ptr::null(),
+        }
+    }
+
+    /// The C form of a completion, owning its reply bytes (moved out of `c`): release it with
+    /// [`release`](Self::release) (`metafed_completion_release`).
+    pub(crate) fn with_bodies(c: &mut Completion) -> Self {
+        let mut out = Self::from_completion(c);
+        let bodies = c.take_bodies();
+        if !bodies.is_empty() {
+            let entries: Box<[metafed_body]> = bodies
+                .into_iter()
+                .map(|(d, data)| {
+                    let data = Box::into_raw(data.into_boxed_slice());
+                    metafed_body { domain: d.0, data: data.cast::<u8>(), len: data.len() }
+                })
+                .collect();
+            out.bodies_len = entries.len() as u32;
+            out.bodies = Box::into_raw(entries).cast::<metafed_body>();
+        }
+        out
+    }
+
+    /// Frees the reply bytes this completion owns and clears its fields.
+    ///
+    /// # Safety
+    /// `bodies` and `bodies_len` must be as [`with_bodies`](Self::with_bodies) made them (or
+    /// NULL and 0).
+    pub(crate) unsafe fn release(&mut self) {
+        if self.bodies.is_null() {
+            self.bodies_len = 0;
+            return;
+        }
+        let n = self.bodies_len as usize;
+        // SAFETY: per the contract, `bodies` is a leaked `Box<[metafed_body]>` of `n` entries,
+        // each of whose `data` is a leaked `Box<[u8]>` of `len` bytes; released once, here.
+        unsafe {
+            let entries = Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.bodies.cast_mut(), n));
+            for e in entries.iter() {
+                drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(e.data.cast_mut(), e.len)));
+            }
+        }
+        self.bodies = std::ptr::null();
+        self.bodies_len = 0;
+    }
+}
+
+fn failure(f: &AttemptFailure) -> metafed_failure {
+    metafed_failure {
+        domain: f.domain.0,
+        agent: f.agent.0,
+        kind: failure_code(f.kind),
+        code: f.code,
+        attempt: f.attempt,
+    }
+}
+
+/// Checks a task and turns it into a Rust task that borrows its bytes.
+///
+/// # Safety
+/// `t.data` must be valid for `t.data_len` bytes for the lifetime `'a` (or `data_len` 0).
+pub(crate) unsafe fn task<'a>(t: &metafed_task) -> Result<metafed_rs::Task<'a>, FfiError> {
+    check_size(t.struct_size, size_of::<metafed_task>(), "metafed_task")?;
+    if t.deadline_us > METAFED_MAX_DURATION_MS * 1000 {
+        return Err(err(
+            METAFED_E_INVALID,
+            format!(
+                "deadline_us is {}; at most {} (METAFED_MAX_DURATION_MS)",
+                t.deadline_us,
+                METAFED_MAX_DURATION_MS * 1000
+            ),
+        ));
+    }
+    if t.priority > 3 {
+        return Err(err(METAFED_E_INVALID, format!("priority {} is out of range (0 highest .. 3 lowest)", t.priority)));
+    }
+    if t.flags & !METAFED_TASK_WAITABLE != 0 {
+        return Err(err(METAFED_E_INVALID, format!("unknown task flags {:#x}", t.flags)));
+    }
+    let data: &'a [u8] = if t.data_len == 0 {
+        &[]
+    } else if t.data.is_null() {
+        return Err(err(super::METAFED_E_NULL, "task data is NULL but data_len is not 0"));
+    } else {
+        // SAFETY: per the contract.
+        unsafe { std::slice::from_raw_parts(t.data, t.data_len) }
+    };
+    Ok(metafed_rs::Task {
+        id: t.id,
+        domains: metafed_rs::DomainSet(t.domains),
+        priority: t.priority as u8,
+        payload: t.payload,
+        data,
+        deadline: (t.deadline_us > 0).then(|| std::time::Duration::from_micros(t.deadline_us)),
+        waitable: t.flags & METAFED_TASK_WAITABLE != 0,
+    })
+}
+
+const _: () = assert!(METAFED_REASON_COUNT == Reason::COUNT);
+const _: () = assert!(METAFED_OUTCOME_COUNT == 4 && Status::Rejected as usize == 3);

@@ -1,0 +1,16 @@
+//! The integration tests of the `metafed` library, as one binary (one link of the crate, one
+//! process): a module per area. `cargo test -p metafed --test integration MODULE::` runs one.
+//! The allocation check (`tests/alloc.rs`) is a binary of its own: it counts every allocation of
+//! the process, which other tests running beside it would make.
+
+mod api;
+mod breaker;
+mod deferred;
+mod faults;
+mod future_handler;
+mod http;
+mod ops;
+mod overload;
+mod simulation;
+mod small_engine;
+mod workloads;
