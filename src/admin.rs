@@ -11,8 +11,8 @@
 //! The server reads counters the workers write; it never stops them. It holds the engine weakly
 //! and stops when the engine is dropped or [`Engine::stop_admin`] is called.
 
+use crate::Error;
 use crate::shared::{RUNNING, Shared};
-use crate::{Engine, Error};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -38,13 +38,13 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
 
 /// A running admin endpoint; dropping it stops the server and joins its thread.
 pub(crate) struct AdminServer {
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     server: Arc<Server>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl AdminServer {
-    fn start(sh: &Arc<Shared>, opts: &AdminOptions) -> Result<AdminServer, Error> {
+    pub(crate) fn start(sh: &Arc<Shared>, opts: &AdminOptions) -> Result<AdminServer, Error> {
         if opts.token.as_deref().is_some_and(|t| t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()))
         {
             return Err(Error::Config("admin token: must be non-empty, without spaces or control characters".into()));
@@ -77,50 +77,6 @@ impl Drop for AdminServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-impl Engine {
-    /// Starts the admin endpoint (`/metrics`, `/health`, `/ready`) on a thread of its own and
-    /// returns the address it listens on (useful with port 0). One per engine: a second call
-    /// while it runs is refused. It stops with [`Engine::stop_admin`] or when the engine is
-    /// dropped; after a shutdown it keeps answering (`/health` says the engine stopped).
-    pub fn serve_admin(&self, opts: &AdminOptions) -> Result<SocketAddr, Error> {
-        let mut slot = crate::sync::lock(self.admin_slot());
-        if let Some(s) = slot.as_ref() {
-            return Err(Error::Config(format!("the admin endpoint already listens on {}", s.addr)));
-        }
-        let server = AdminServer::start(self.shared_arc(), opts)?;
-        let addr = server.addr;
-        *slot = Some(server);
-        let auth = if opts.token.is_some() { " (bearer token)" } else { "" };
-        self.shared_arc().audit().record(
-            "admin_endpoint",
-            "admin endpoint".into(),
-            "stopped".into(),
-            format!("listening on {addr}{auth}"),
-        );
-        Ok(addr)
-    }
-
-    /// Stops the admin endpoint; returns false if it was not running.
-    pub fn stop_admin(&self) -> bool {
-        let server = crate::sync::lock(self.admin_slot()).take();
-        let Some(server) = server else { return false };
-        let addr = server.addr;
-        drop(server);
-        self.shared_arc().audit().record(
-            "admin_endpoint",
-            "admin endpoint".into(),
-            format!("listening on {addr}"),
-            "stopped".into(),
-        );
-        true
-    }
-
-    /// Where the admin endpoint listens, if it runs.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        crate::sync::lock(self.admin_slot()).as_ref().map(|s| s.addr)
     }
 }
 

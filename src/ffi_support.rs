@@ -4,7 +4,7 @@
 //! the Rust API, and it changes with the C library, which is built from the same commit.
 
 use crate::engine::Engine;
-use crate::shared::{BreakerEvent, Level};
+use crate::events::{BreakerEvent, Level};
 use crate::topology::AgentSpec;
 use std::sync::Arc;
 

@@ -10,13 +10,12 @@
 //! A pool thread reads the task's request after the task may have completed without it (its
 //! attempt abandoned), so it pins the task's slot while the call runs (see [`crate::slab`]).
 
-use crate::attempt::{Answer, Attempt};
-use crate::handler::{Agent, Call, CallCx, Request, guarded};
-use crate::park::{Idle, WaitList};
+use crate::attempt::Attempt;
+use crate::handler::Agent;
+use crate::park::WaitList;
 use crate::queue::Mpmc;
-use crate::shared::{STOPPING, Shared};
-use crate::sync::{AtomicBool, Ordering};
-use crate::task::{AgentId, DomainId, FailureKind, Ticket};
+use crate::sync::AtomicBool;
+use crate::task::{AgentId, Ticket};
 use std::sync::Arc;
 
 /// One attempt handed to a pool.
@@ -32,8 +31,8 @@ pub(crate) struct Pool {
     pub(crate) agent: AgentId,
     pub(crate) handler: Arc<dyn Agent>,
     pub(crate) threads: usize,
-    jobs: Mpmc<Job>,
-    sleepers: WaitList,
+    pub(crate) jobs: Mpmc<Job>,
+    pub(crate) sleepers: WaitList,
     /// One flag per thread, set when it has returned.
     pub(crate) exited: Box<[AtomicBool]>,
 }
@@ -61,69 +60,4 @@ impl Pool {
     pub(crate) fn wake_all(&self) {
         self.sleepers.notify_all();
     }
-
-    /// Runs one job on this thread.
-    fn run_job(&self, sh: &Shared, job: Job) {
-        let Job { attempt, ticket, domain, attempt_no } = job;
-        if attempt.is_abandoned() {
-            return; // timed out while it queued: dropping the handle retires it
-        }
-        if !sh.slab.try_pin(ticket) {
-            return; // its task finished while the attempt queued (dropped: the worker ignores it)
-        }
-        let mut cx = CallCx::holding(attempt, sh.clock.now(), sh.ffi_handle());
-        let call = {
-            // SAFETY: we pinned the slot of a running task, so its request is not reused until
-            // we unpin it, below, after the call.
-            let req = unsafe { sh.slab.req(ticket.slot()) };
-            let r = Request {
-                ticket,
-                task_id: req.id,
-                payload: req.payload,
-                data: &req.data,
-                domain: DomainId(domain),
-                agent: self.agent,
-                attempt: attempt_no,
-                fanout: req.domains.count_ones(),
-                priority: req.priority,
-            };
-            if sh.domain_down[usize::from(domain)].load(Ordering::Relaxed) {
-                Call::Failed(FailureKind::Down, crate::stages::DOWN_CODE)
-            } else {
-                guarded(|| self.handler.call(&r, &mut cx)).unwrap_or(Call::Failed(FailureKind::Panicked, 0))
-            }
-        };
-        sh.slab.unpin(ticket.slot());
-        // A handler that deferred (a C handler may) keeps the attempt and completes it later.
-        let Some(attempt) = cx.take_held() else { return };
-        let answer = match call {
-            Call::Value(v) => Answer::ok(v, Vec::new()),
-            Call::Body(v, body) => Answer::ok(v, body),
-            Call::Failed(kind, code) => Answer::failed(kind, code),
-            // "Pending" without deferring breaks the contract.
-            Call::Pending => Answer::failed(FailureKind::InvalidReply, 0),
-        };
-        let _ = attempt.finish(answer);
-    }
-}
-
-/// A pool thread: takes jobs and runs them until the engine stops.
-pub(crate) fn run(sh: Arc<Shared>, pool: usize, thread: usize) {
-    crate::shared::enter_engine_thread(&sh);
-    let p = &sh.pools[pool];
-    let mut idle = Idle::new(sh.cfg.idle_spins, u64::from(sh.cfg.idle_yield_us) * 1_000);
-    while sh.lifecycle() < STOPPING {
-        match p.jobs.pop() {
-            Some(job) => {
-                idle.reset();
-                p.run_job(&sh, job);
-            }
-            None => {
-                if idle.wait() {
-                    p.sleepers.sleep(|| !p.jobs.is_empty() || sh.lifecycle() >= STOPPING, None);
-                }
-            }
-        }
-    }
-    p.exited[thread].store(true, Ordering::Release);
 }

@@ -27,15 +27,16 @@
 
 mod attempt;
 mod breaker;
-mod budget;
-mod bulkhead;
+mod buckets;
 mod clock;
 mod config;
+mod duration;
 mod error;
+mod guard;
 mod handler;
-mod hedge;
 pub mod model;
 mod park;
+mod policy;
 mod queue;
 // The SPSC ring: tested, and a model under loom; no stage uses it yet.
 #[cfg(any(loom, test))]
@@ -49,6 +50,8 @@ mod topology;
 
 #[cfg(not(loom))]
 mod engine;
+#[cfg(not(loom))]
+mod events;
 #[cfg(not(loom))]
 #[doc(hidden)]
 pub mod ffi_support;
@@ -66,11 +69,12 @@ pub use attempt::{Abandoned, Attempt};
 pub use breaker::{
     Breaker, BreakerConfig, BreakerMode, BreakerSnapshot, BreakerState, Permit, Transition, TransitionCause,
 };
-pub use budget::RetryBudget;
-pub use config::{AdmissionConfig, EngineConfig, MAX_DURATION};
+pub use config::{AdmissionConfig, EngineConfig};
+pub use duration::MAX_DURATION;
 pub use error::{Error, SubmitError, WaitError, WouldDeadlock};
 pub use handler::{DeferredHandler, Handler, OwnedRequest, Reply, Request};
-pub use hedge::{Hedge, HedgeDelay};
+pub use policy::budget::RetryBudget;
+pub use policy::hedge::{Hedge, HedgeDelay};
 pub use sim::{Latency, SimAgent, SimFault};
 pub use task::{AgentId, AttemptFailure, Completion, DomainId, DomainSet, FailureKind, Reason, Status, Task, Ticket};
 pub use task::{LOWEST_PRIORITY, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS, MAX_RECORDED_FAILURES};
@@ -80,16 +84,16 @@ pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN, MAX_WEIGHT};
 #[cfg(not(loom))]
 pub use engine::{Engine, EngineBuilder, Reload, ShutdownReport};
 #[cfg(not(loom))]
-pub use shared::{BreakerEvent, CompletionCallback, EngineEvent, EventListener, Level};
+pub use events::{BreakerEvent, CompletionCallback, EngineEvent, EventListener, Level};
 #[cfg(not(loom))]
 pub use sim::{OpenLoop, Simulation};
-#[cfg(not(loom))]
-pub use stages::DOWN_CODE;
 #[cfg(not(loom))]
 pub use stats::{
     AgentStats, DomainStats, Health, HealthStatus, LatencySummary, MetaStats, RELIABILITY_MIN_SAMPLE,
     RELIABILITY_WINDOW, ReasonCount, ReliabilityWindow, Stats,
 };
+#[cfg(not(loom))]
+pub use task::DOWN_CODE;
 
 #[cfg(all(test, loom))]
 mod loom_models;

@@ -283,7 +283,7 @@ fn a_sleeping_thread_is_never_left_asleep_with_work_waiting() {
 // worker that armed the attempt, against the worker's own timeout.
 
 use crate::attempt::{Attempt, Hub, Taken};
-use crate::bulkhead::Bulkhead;
+use crate::policy::bulkhead::Bulkhead;
 
 fn hub(slots: usize) -> Arc<Hub> {
     Arc::new(Hub::new(slots, 0, crate::clock::Clock::new()))

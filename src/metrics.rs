@@ -6,10 +6,11 @@
 //! ending in `_total`. Labels name the level's parts: `domain`, `agent`, `outcome`, `reason`,
 //! `kind`, `state`, `worker`.
 
+use crate::buckets;
 use crate::shared::Shared;
 use crate::stats::Histogram;
 use crate::task::Reason;
-use crate::{BreakerState, Engine, Stats};
+use crate::{BreakerState, Stats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -34,32 +35,6 @@ pub struct EngineCollector {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("metafed engine")
-    }
-}
-
-impl Engine {
-    /// A collector of this engine's metrics, to register with an application's own
-    /// `prometheus_client` registry (`registry.register_collector(Box::new(...))`).
-    pub fn metrics_collector(&self) -> EngineCollector {
-        EngineCollector::of(self.shared_arc())
-    }
-
-    /// Registers this engine's metrics with `registry`.
-    pub fn register_metrics(&self, registry: &mut Registry) {
-        registry.register_collector(Box::new(self.metrics_collector()));
-    }
-
-    /// The engine's metrics now, in the OpenMetrics text format (`# EOF` included): what
-    /// `prometheus-client` encodes, served to scrapers that accept
-    /// `application/openmetrics-text`.
-    pub fn metrics_openmetrics(&self) -> String {
-        openmetrics(self.metrics_collector())
-    }
-
-    /// The engine's metrics now, in the Prometheus text format (`text/plain; version=0.0.4`),
-    /// which every Prometheus parser reads (`promtool check metrics` among them).
-    pub fn metrics_text(&self) -> String {
-        prometheus_text(&self.metrics_openmetrics())
     }
 }
 
@@ -503,7 +478,7 @@ impl EngineCollector {
             if c == 0 {
                 continue;
             }
-            let v = Histogram::value(i) as f64 / 1e9;
+            let v = buckets::value(i) as f64 / 1e9;
             sum += v * c as f64;
             count += c;
             for (b, &le) in BUCKETS_S.iter().enumerate() {

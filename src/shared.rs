@@ -5,18 +5,31 @@ use crate::attempt::Hub;
 use crate::breaker::{Breaker, BreakerMode, Transition};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
+use crate::events::{BreakerEvent, CompletionCallback, EngineEvent, EventListener, Level};
+use crate::guard::{AUDIT_LOCK, Held};
 use crate::handler::Agent;
 use crate::isolated::Pool;
 use crate::park::{Parker, WaitList};
+use crate::policy::admission::{Admission, RateLimiter};
+use crate::policy::routing::Policy;
 use crate::queue::Mpmc;
 use crate::slab::Slab;
 use crate::stats::WorkerCounters;
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering, Snapshot};
-use crate::task::{AgentId, Completion, Ticket};
+use crate::task::Ticket;
 use crate::timer::Timer;
 use crate::topology::Topology;
 use crossbeam_utils::CachePadded;
-use serde::Serialize;
+
+/// Marks the calling thread as one of `sh`'s: calls that would block on this engine refuse.
+pub(crate) fn enter_engine_thread(sh: &Shared) {
+    crate::guard::set_engine_thread(sh as *const Shared as usize);
+}
+
+/// Whether the calling thread is one of `sh`'s (a handler or a completion callback runs on it).
+pub(crate) fn on_engine_thread(sh: &Shared) -> bool {
+    crate::guard::engine_thread() == sh as *const Shared as usize
+}
 
 pub(crate) const RUNNING: u8 = 0;
 /// No new tasks; tasks in flight run to completion.
@@ -24,115 +37,6 @@ pub(crate) const DRAINING: u8 = 1;
 /// Workers complete what they hold as rejected and exit.
 pub(crate) const STOPPING: u8 = 2;
 pub(crate) const STOPPED: u8 = 3;
-
-/// Something that happened in an engine, for an event listener
-/// ([`crate::Engine::set_event_listener`]).
-#[derive(Clone, Copy, Debug)]
-#[non_exhaustive]
-pub enum EngineEvent<'a> {
-    /// A breaker changed state; `name` says which, as in the audit trail (`agent API/REST`).
-    Breaker {
-        /// The transition.
-        event: &'a BreakerEvent,
-        /// The breaker's name.
-        name: &'a str,
-    },
-    /// An operator action was recorded in the audit trail.
-    Audit(&'a crate::AuditRecord),
-}
-
-impl EngineEvent<'_> {
-    /// The event as one line of JSON: `{"event":"breaker","at_ns":..,"breaker":"agent
-    /// API/REST","level":"agent","index":0,"from":"closed","to":"open","cause":"failures",
-    /// "task_id":7}` (`task_id` null when no task caused it), or `{"event":"audit",...}` with
-    /// the audit record's fields.
-    pub fn to_json(&self) -> String {
-        let v = match self {
-            EngineEvent::Breaker { event, name } => serde_json::json!({
-                "event": "breaker",
-                "at_ns": event.at_ns,
-                "breaker": name,
-                "level": event.level,
-                "index": event.index,
-                "from": event.transition.from.to_string(),
-                "to": event.transition.to.to_string(),
-                "cause": event.transition.cause.name(),
-                "task_id": event.task,
-            }),
-            EngineEvent::Audit(r) => {
-                let mut v = serde_json::to_value(r).unwrap_or_default();
-                if let Some(m) = v.as_object_mut() {
-                    m.insert("event".into(), "audit".into());
-                }
-                v
-            }
-        };
-        v.to_string()
-    }
-}
-
-/// An event listener ([`crate::Engine::set_event_listener`]).
-pub type EventListener = std::sync::Arc<dyn Fn(&EngineEvent<'_>) + Send + Sync>;
-
-thread_local! {
-    /// The engine locks this thread holds (bits below): taking one again would deadlock.
-    static HELD: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
-}
-/// The audit log's lock.
-pub(crate) const AUDIT_LOCK: u8 = 1;
-/// The reconfiguration lock.
-pub(crate) const WRITER_LOCK: u8 = 2;
-
-/// A lock guard that marks its lock held by this thread while it lives.
-pub(crate) struct Held<G> {
-    guard: Option<G>,
-    bit: u8,
-}
-
-impl<G> Held<G> {
-    /// Takes a lock with `take`, unless this thread holds it already: that is an event listener
-    /// acting from inside the action that called it, and a panic (which the listener's caller
-    /// catches and logs) rather than a deadlock.
-    pub(crate) fn take(bit: u8, take: impl FnOnce() -> G) -> Self {
-        if HELD.with(|h| h.get() & bit != 0) {
-            panic!(
-                "an engine operation was called from an event listener inside the operator action \
-                 that raised the event; it would deadlock (act on the event from another thread)"
-            );
-        }
-        let guard = take();
-        HELD.with(|h| h.set(h.get() | bit));
-        Self { guard: Some(guard), bit }
-    }
-
-    /// Releases the lock.
-    fn release(&mut self) -> Option<G> {
-        let g = self.guard.take();
-        if g.is_some() {
-            HELD.with(|h| h.set(h.get() & !self.bit));
-        }
-        g
-    }
-}
-
-impl<G> Drop for Held<G> {
-    fn drop(&mut self) {
-        drop(self.release());
-    }
-}
-
-impl<G: std::ops::Deref> std::ops::Deref for Held<G> {
-    type Target = G::Target;
-    fn deref(&self) -> &G::Target {
-        self.guard.as_ref().expect("held until dropped")
-    }
-}
-
-impl<G: std::ops::DerefMut> std::ops::DerefMut for Held<G> {
-    fn deref_mut(&mut self) -> &mut G::Target {
-        self.guard.as_mut().expect("held until dropped")
-    }
-}
 
 /// The audit log, locked; on unlocking, the records made meanwhile go to the event listener.
 pub(crate) struct AuditGuard<'a> {
@@ -155,7 +59,7 @@ impl std::ops::DerefMut for AuditGuard<'_> {
 
 impl Drop for AuditGuard<'_> {
     fn drop(&mut self) {
-        let pending = match self.held.guard.as_mut() {
+        let pending = match self.held.guard_mut() {
             Some(log) if !log.pending.is_empty() => std::mem::take(&mut log.pending),
             _ => return,
         };
@@ -166,93 +70,6 @@ impl Drop for AuditGuard<'_> {
             }
         }
     }
-}
-
-/// The completion callback's type.
-pub type CompletionCallback = Box<dyn Fn(&mut Completion) + Send + Sync>;
-
-/// The breaker levels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[repr(u8)]
-pub enum Level {
-    /// The meta orchestrator (one breaker).
-    Meta = 0,
-    /// A domain orchestrator.
-    Domain = 1,
-    /// An agent.
-    Agent = 2,
-}
-
-/// A breaker changed state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct BreakerEvent {
-    /// When, in nanoseconds since the engine started.
-    pub at_ns: u64,
-    /// Which level.
-    pub level: Level,
-    /// The domain or agent index (0 for the meta level).
-    pub index: u16,
-    /// The change.
-    pub transition: Transition,
-    /// The id of the task whose admission or result caused it, where one did (a meta or domain
-    /// breaker's transition; agent breakers' are reported without).
-    pub task: Option<u64>,
-}
-
-/// The live routing table: which agents of each domain are in rotation, in what order (by
-/// weight), and the handlers of the agents that run on the workers. Replaced whole (a snapshot)
-/// when an operator takes an agent out or puts it back, changes a weight, or adds or removes an
-/// agent; workers load it once per turn and never block, and a worker's attempts use the
-/// snapshot they were chosen from (so a removed agent's handler lives until they are done).
-#[derive(Clone)]
-pub(crate) struct Policy {
-    /// Per domain: the rotation, each agent in rotation appearing as often as its weight
-    /// (divided by the weights' common divisor), interleaved (smooth weighted round-robin).
-    pub(crate) routing: Vec<Vec<AgentId>>,
-    /// Per domain: its agents (not removed), in or out of rotation, by id.
-    pub(crate) members: Vec<Vec<AgentId>>,
-    /// By agent id: in rotation, and weight.
-    pub(crate) in_rotation: Box<[bool]>,
-    pub(crate) weights: Box<[u32]>,
-    /// By agent id: the handler of an agent added while the engine runs (None for the agents
-    /// it started with, spare ids, and removed agents).
-    pub(crate) handlers: Box<[Option<std::sync::Arc<dyn Agent>>]>,
-}
-
-impl Policy {
-    /// Recomputes domain `d`'s rotation from its members, rotation flags and weights.
-    pub(crate) fn route(&mut self, d: usize) {
-        let members: Vec<AgentId> =
-            self.members[d].iter().copied().filter(|a| self.in_rotation[usize::from(a.0)]).collect();
-        let w: Vec<u64> = members.iter().map(|a| u64::from(self.weights[usize::from(a.0)])).collect();
-        self.routing[d] = smooth_weighted(&members, &w);
-    }
-}
-
-/// One cycle of smooth weighted round-robin (nginx's): each agent appears `w / gcd` times,
-/// spread out rather than in runs.
-pub(crate) fn smooth_weighted(agents: &[AgentId], weights: &[u64]) -> Vec<AgentId> {
-    fn gcd(a: u64, b: u64) -> u64 {
-        if b == 0 { a } else { gcd(b, a % b) }
-    }
-    let g = weights.iter().copied().fold(0, gcd).max(1);
-    let w: Vec<i64> = weights.iter().map(|&x| (x / g) as i64).collect();
-    let total: i64 = w.iter().sum();
-    let mut current = vec![0i64; w.len()];
-    let mut out = Vec::with_capacity(total as usize);
-    for _ in 0..total {
-        let mut best = 0;
-        for i in 0..w.len() {
-            current[i] += w[i];
-            if current[i] > current[best] {
-                best = i;
-            }
-        }
-        current[best] -= total;
-        out.push(agents[best]);
-    }
-    out
 }
 
 /// One worker's share: its ingress ring, its attempt slots and inbox (with its parker), its
@@ -282,7 +99,7 @@ pub(crate) struct AgentRt {
     /// before a spare id is published in the routing snapshot.
     pub(crate) bit: AtomicU64,
     /// Its limit on attempts in flight.
-    pub(crate) bulkhead: crate::bulkhead::Bulkhead,
+    pub(crate) bulkhead: crate::policy::bulkhead::Bulkhead,
 }
 
 impl AgentRt {
@@ -303,110 +120,6 @@ pub(crate) enum AgentRun {
     Added,
     /// On a pool of threads of its own (index into `Shared::pools`).
     Pool(usize),
-}
-
-thread_local! {
-    /// The engine whose thread this is (a worker or an isolated agent's thread), by address.
-    static ENGINE_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Marks the calling thread as one of `sh`'s: calls that would block on this engine refuse.
-pub(crate) fn enter_engine_thread(sh: &Shared) {
-    ENGINE_THREAD.with(|e| e.set(sh as *const Shared as usize));
-}
-
-/// Whether the calling thread is one of `sh`'s (a handler or a completion callback runs on it).
-pub(crate) fn on_engine_thread(sh: &Shared) -> bool {
-    ENGINE_THREAD.with(|e| e.get() == sh as *const Shared as usize)
-}
-
-/// A token bucket at admission, as GCRA on one atomic: `tat` is the theoretical arrival time of
-/// the next task.
-pub(crate) struct RateLimiter {
-    /// Nanoseconds between admissions at the sustained rate (0: no limit). Operators may change
-    /// it and the tolerance while tasks run; a check sees either setting, both are valid.
-    interval_ns: AtomicU64,
-    tolerance_ns: AtomicU64,
-    tat: AtomicU64,
-}
-
-impl RateLimiter {
-    pub(crate) fn new(per_s: f64, burst: f64) -> Self {
-        let (interval, tolerance) = Self::params(per_s, burst);
-        Self { interval_ns: AtomicU64::new(interval), tolerance_ns: AtomicU64::new(tolerance), tat: AtomicU64::new(0) }
-    }
-
-    fn params(per_s: f64, burst: f64) -> (u64, u64) {
-        let interval_ns = if per_s > 0.0 { (1e9 / per_s).max(1.0) as u64 } else { 0 };
-        (interval_ns, (interval_ns as f64 * (burst - 1.0).max(0.0)) as u64)
-    }
-
-    /// Changes the rate (0: no limit) and the burst, from the next admission on.
-    pub(crate) fn set(&self, per_s: f64, burst: f64) {
-        let (interval, tolerance) = Self::params(per_s, burst);
-        self.tolerance_ns.store(tolerance, Ordering::Relaxed);
-        self.interval_ns.store(interval, Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub(crate) fn allow(&self, now: u64) -> bool {
-        let interval_ns = self.interval_ns.load(Ordering::Relaxed);
-        if interval_ns == 0 {
-            return true;
-        }
-        let tolerance_ns = self.tolerance_ns.load(Ordering::Relaxed);
-        let mut tat = self.tat.load(Ordering::Relaxed);
-        loop {
-            let start = tat.max(now);
-            if start - now > tolerance_ns {
-                return false;
-            }
-            match self.tat.compare_exchange_weak(tat, start + interval_ns, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(actual) => tat = actual,
-            }
-        }
-    }
-}
-
-/// The live admission settings: each is one relaxed load where it is used, and a check sees
-/// either the old or the new value of each (all are valid).
-pub(crate) struct Admission {
-    /// Tasks past the throttle at once (0: no throttle).
-    pub(crate) max_concurrent: AtomicU64,
-    /// Tasks waiting for the throttle, per worker.
-    pub(crate) queue_capacity: AtomicU64,
-    /// The lowest priority admitted while degraded.
-    pub(crate) essential_priority: AtomicU8,
-    /// Per priority: free slots that must remain after a task of that priority takes one.
-    pub(crate) reserve: [AtomicU64; 4],
-}
-
-impl Admission {
-    pub(crate) fn new(a: &crate::config::AdmissionConfig, slots: usize) -> Self {
-        let s = Self {
-            max_concurrent: AtomicU64::new(0),
-            queue_capacity: AtomicU64::new(0),
-            essential_priority: AtomicU8::new(0),
-            reserve: std::array::from_fn(|_| AtomicU64::new(0)),
-        };
-        s.set(a, slots);
-        s
-    }
-
-    pub(crate) fn set(&self, a: &crate::config::AdmissionConfig, slots: usize) {
-        self.max_concurrent.store(a.max_concurrent as u64, Ordering::Relaxed);
-        self.queue_capacity.store(a.queue_capacity as u64, Ordering::Relaxed);
-        self.essential_priority.store(a.essential_priority, Ordering::Relaxed);
-        for (r, f) in self.reserve.iter().zip(a.priority_reserve) {
-            r.store((f * slots as f64) as u64, Ordering::Relaxed);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn max_concurrent(&self) -> u64 {
-        self.max_concurrent.load(Ordering::Relaxed)
-    }
 }
 
 pub(crate) struct Shared {

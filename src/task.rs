@@ -288,6 +288,9 @@ pub enum FailureKind {
     Dropped = 7,
 }
 
+/// The error code of an attempt at an agent whose domain is marked down.
+pub const DOWN_CODE: i32 = -503;
+
 /// One failed attempt: where, how, and the handler's error code (0 when it has none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct AttemptFailure {

@@ -21,182 +21,18 @@
 
 use crate::attempt::Hub;
 use crate::breaker::Permit;
-use crate::budget::Budget;
-use crate::hedge::{HedgeDelay, LatencyWindow};
 use crate::park::Idle;
+use crate::policy::budget::Budget;
+use crate::policy::hedge::{HedgeDelay, LatencyWindow};
 use crate::shared::{STOPPING, Shared};
+use crate::stages::agent::msg::AttemptInfo;
+use crate::stages::domain::msg::{Msg, NOT_PARKED, ParkedTable, Pending, Sub};
 use crate::sync::Ordering;
-use crate::task::{FailureKind, Reason, Ticket};
+use crate::task::{Reason, Ticket};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// `Msg::parked` of a sub-task that is not parked.
-pub(crate) const NOT_PARKED: u32 = u32::MAX;
-
-/// One sub-task (a task's share in one domain) on its way through the domain stage. Small and
-/// `Copy`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Msg {
-    pub(crate) ticket: Ticket,
-    pub(crate) domain: u16,
-    /// Attempts sent so far (failovers and hedges included).
-    pub(crate) attempt: u8,
-    /// The domain breaker's permit for the sub-task (`Denied` until acquired).
-    pub(crate) domain_permit: Permit,
-    /// Outcome of the sub-task, on its way to the join.
-    pub(crate) reason: Reason,
-    /// Agents of the domain already tried (bit = the agent's position in its domain).
-    pub(crate) tried: u64,
-    /// The successful attempt's value.
-    pub(crate) value: u64,
-    /// When the sub-task started (for the domain timeout).
-    pub(crate) started_ns: u64,
-    /// Its entry in the table of parked sub-tasks, or `NOT_PARKED`.
-    pub(crate) parked: u32,
-}
-
-impl Msg {
-    pub(crate) fn new(ticket: Ticket, domain: u16) -> Self {
-        Self {
-            ticket,
-            domain,
-            attempt: 0,
-            domain_permit: Permit::Denied,
-            reason: Reason::None,
-            tried: 0,
-            value: 0,
-            started_ns: 0,
-            parked: NOT_PARKED,
-        }
-    }
-}
-
-/// Most attempts of one sub-task in flight at once (the first and its hedges).
-pub(crate) const MAX_LIVE: usize = 1 + crate::hedge::MAX_HEDGES as usize;
-
-/// A parked sub-task: its state, and its attempts in flight (attempt slots).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Sub {
-    pub(crate) m: Msg,
-    pub(crate) live: [u32; MAX_LIVE],
-    pub(crate) n_live: u8,
-    pub(crate) hedges: u8,
-}
-
-impl Sub {
-    pub(crate) fn remove_live(&mut self, slot: u32) {
-        let n = usize::from(self.n_live);
-        if let Some(i) = self.live[..n].iter().position(|&s| s == slot) {
-            self.live[i] = self.live[n - 1];
-            self.n_live -= 1;
-        }
-    }
-}
-
-/// The parked sub-tasks, by index, with a generation per entry so that a stale reference (an
-/// attempt or a timer that outlived its sub-task) is recognised.
-pub(crate) struct ParkedTable {
-    entries: Vec<(u32, Option<Sub>)>,
-    free: Vec<u32>,
-}
-
-impl ParkedTable {
-    fn with_capacity(n: usize) -> Self {
-        Self { entries: Vec::with_capacity(n), free: Vec::with_capacity(n) }
-    }
-
-    pub(crate) fn insert(&mut self, m: Msg) -> u32 {
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.entries.push((1, None));
-                (self.entries.len() - 1) as u32
-            }
-        };
-        self.entries[idx as usize].1 = Some(Sub { m, live: [0; MAX_LIVE], n_live: 0, hedges: 0 });
-        idx
-    }
-
-    pub(crate) fn generation(&self, idx: u32) -> u32 {
-        self.entries[idx as usize].0
-    }
-
-    pub(crate) fn get(&mut self, idx: u32, generation: u32) -> Option<&mut Sub> {
-        let e = self.entries.get_mut(idx as usize)?;
-        if e.0 == generation { e.1.as_mut() } else { None }
-    }
-
-    /// Whether entry `idx` holds a sub-task whose generation's low 31 bits are `gen31` (the
-    /// form a hedge timer keeps).
-    pub(crate) fn holds(&self, idx: u32, gen31: u32) -> bool {
-        self.entries.get(idx as usize).is_some_and(|e| e.1.is_some() && (e.0 & 0x7fff_ffff) == gen31)
-    }
-
-    pub(crate) fn at(&mut self, idx: u32) -> &mut Sub {
-        self.entries[idx as usize].1.as_mut().expect("a parked sub-task")
-    }
-
-    pub(crate) fn remove(&mut self, idx: u32) -> Sub {
-        let e = &mut self.entries[idx as usize];
-        let sub = e.1.take().expect("a parked sub-task");
-        e.0 = e.0.wrapping_add(1).max(1);
-        self.free.push(idx);
-        sub
-    }
-
-    fn drain(&mut self) -> impl Iterator<Item = Sub> + '_ {
-        self.entries.iter_mut().filter_map(|e| e.1.take())
-    }
-}
-
-/// What the worker remembers of a deferred attempt, by attempt slot.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Pending {
-    /// The slot's generation while this attempt holds it.
-    pub(crate) g: u32,
-    /// The parked sub-task it belongs to and that entry's generation; `NOT_PARKED` once the
-    /// sub-task no longer waits for it.
-    pub(crate) parked: u32,
-    pub(crate) parked_gen: u32,
-    pub(crate) info: AttemptInfo,
-}
-
-/// One attempt: which agent, with which breaker permit, when, which number.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct AttemptInfo {
-    pub(crate) agent: u16,
-    /// `Denied` once the permit has been used (reported or released).
-    pub(crate) permit: Permit,
-    pub(crate) started_ns: u64,
-    pub(crate) number: u8,
-    pub(crate) hedge: bool,
-}
-
-/// How an attempt ended, as the domain stage sees it (its reply bytes, if any, travel beside).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Outcome {
-    pub(crate) failure: Option<FailureKind>,
-    pub(crate) code: i32,
-    pub(crate) value: u64,
-    pub(crate) latency_ns: u64,
-}
-
-impl Outcome {
-    #[inline]
-    pub(crate) fn ok(value: u64, latency_ns: u64) -> Self {
-        Self { failure: None, code: 0, value, latency_ns }
-    }
-    #[inline]
-    pub(crate) fn failed(kind: FailureKind, code: i32, latency_ns: u64) -> Self {
-        Self { failure: Some(kind), code, value: 0, latency_ns }
-    }
-}
-
-/// A timer key: an attempt's slot and generation, or (with `HEDGE`) a parked sub-task's index
-/// and generation.
-pub(crate) const HEDGE: u64 = 1 << 63;
 
 pub(crate) struct Worker {
     pub(crate) id: usize,
@@ -205,7 +41,7 @@ pub(crate) struct Worker {
     /// The clock, read at the start of each turn and after each agent call.
     pub(crate) now: u64,
     /// The routing snapshot, refreshed when an operator changes it.
-    pub(crate) policy: Arc<crate::shared::Policy>,
+    pub(crate) policy: Arc<crate::policy::routing::Policy>,
     policy_version: u64,
     /// Domain stage inbound: new sub-tasks from the meta stage. Each runs to its outcome, or
     /// to parking, before the next starts.

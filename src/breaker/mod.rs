@@ -131,7 +131,7 @@ pub enum Permit {
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// A call slower than this counts as a failure (and the level abandons it where it can).
-    #[serde(with = "crate::config::ms")]
+    #[serde(with = "crate::duration::ms")]
     pub timeout: Duration,
     /// Trip after this many failures in a row; 0 turns this trigger off.
     pub consecutive_failures: u32,
@@ -139,15 +139,15 @@ pub struct BreakerConfig {
     /// turns this trigger off.
     pub failure_rate: f64,
     /// The sliding window over which the rate is measured.
-    #[serde(with = "crate::config::ms")]
+    #[serde(with = "crate::duration::ms")]
     pub window: Duration,
     /// The rate is not judged on fewer calls than this.
     pub min_calls: u32,
     /// The first open time; each re-open from half-open doubles it.
-    #[serde(with = "crate::config::ms")]
+    #[serde(with = "crate::duration::ms")]
     pub open_base: Duration,
     /// The cap on the open time.
-    #[serde(with = "crate::config::ms")]
+    #[serde(with = "crate::duration::ms")]
     pub open_max: Duration,
     /// Probes let through at once while half-open, and the successes that close the breaker
     /// (1 to 255).
@@ -229,7 +229,7 @@ impl BreakerConfig {
             ("open_base", self.open_base),
             ("open_max", self.open_max),
         ] {
-            if d > crate::config::MAX_DURATION {
+            if d > crate::duration::MAX_DURATION {
                 return Err(format!("{what} must be at most 30 days, got {d:?}"));
             }
         }

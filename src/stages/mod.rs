@@ -8,8 +8,6 @@
 //! Each stage is an `impl Worker` block in its own file; the hops between them are the worker's
 //! local stage queues (see [`crate::worker`]).
 
-mod agent;
-mod domain;
+pub(crate) mod agent;
+pub(crate) mod domain;
 mod meta;
-
-pub use agent::DOWN_CODE;

@@ -10,6 +10,7 @@ pub(crate) mod monitor;
 #[cfg(not(loom))]
 pub use monitor::{RELIABILITY_MIN_SAMPLE, RELIABILITY_WINDOW, ReliabilityWindow};
 
+use crate::buckets::{self, BUCKETS};
 use crate::sync::{AtomicU64, Ordering};
 use serde::Serialize;
 
@@ -93,58 +94,18 @@ impl WorkerCounters {
     }
 }
 
-/// Log-linear buckets: exact below 8, then 8 sub-buckets per power of two (12.5% wide, so a
-/// reported percentile is within about 6% of the true value).
-const SUB: u32 = 3;
-const BUCKETS: usize = ((64 - SUB as usize) << SUB) + (1 << SUB);
-
 pub(crate) struct Histogram {
     buckets: Box<[Counter]>,
 }
 
 impl Histogram {
-    /// How many buckets a histogram has.
-    pub(crate) const BUCKETS: usize = BUCKETS;
-
     pub(crate) fn new() -> Self {
         Self { buckets: (0..BUCKETS).map(|_| Counter::default()).collect() }
     }
 
     #[inline]
-    pub(crate) fn index(v: u64) -> usize {
-        if v < (1 << SUB) {
-            return v as usize;
-        }
-        let msb = 63 - v.leading_zeros();
-        (((msb - SUB + 1) as usize) << SUB) + ((v >> (msb - SUB)) & ((1 << SUB) - 1)) as usize
-    }
-
-    /// The middle of bucket `i`.
-    pub(crate) fn value(i: usize) -> u64 {
-        if i < (1 << SUB) {
-            return i as u64;
-        }
-        let msb = (i >> SUB) as u32 + SUB - 1;
-        let sub = (i & ((1 << SUB) - 1)) as u64;
-        let width = 1u64 << (msb - SUB);
-        (((1 << SUB) + sub) << (msb - SUB)) + width / 2
-    }
-
-    /// The largest value of bucket `i`: a percentile read as this is never below the values
-    /// counted up to it.
-    pub(crate) fn upper(i: usize) -> u64 {
-        if i < (1 << SUB) {
-            return i as u64;
-        }
-        let msb = (i >> SUB) as u32 + SUB - 1;
-        let sub = (i & ((1 << SUB) - 1)) as u64;
-        let width = 1u64 << (msb - SUB);
-        (((1 << SUB) + sub) << (msb - SUB)) + width - 1
-    }
-
-    #[inline]
     pub(crate) fn record(&self, v: u64) {
-        self.buckets[Self::index(v)].inc();
+        self.buckets[buckets::index(v)].inc();
     }
 
     pub(crate) fn merge_into(&self, acc: &mut [u64]) {
@@ -169,12 +130,12 @@ impl Histogram {
             for (i, c) in counts.iter().enumerate() {
                 seen += c;
                 if seen >= rank {
-                    return Self::value(i);
+                    return buckets::value(i);
                 }
             }
             0
         };
-        let max = counts.iter().rposition(|&c| c > 0).map_or(0, Self::value);
+        let max = counts.iter().rposition(|&c| c > 0).map_or(0, buckets::value);
         LatencySummary { count: total, p50: at(0.50), p99: at(0.99), p999: at(0.999), max }
     }
 }
@@ -198,24 +159,6 @@ pub struct LatencySummary {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_are_monotonic_and_close() {
-        let mut last = 0;
-        for i in 0..BUCKETS - 1 {
-            let v = Histogram::value(i);
-            assert!(v >= last, "bucket {i}");
-            assert_eq!(Histogram::index(v), i, "value {v} maps back to bucket {i}");
-            last = v;
-        }
-        for v in [9u64, 100, 1_000, 10_000, 123_456, 10_000_000_000] {
-            let i = Histogram::index(v);
-            assert!(Histogram::upper(i) >= v && (i + 1 == BUCKETS || Histogram::upper(i) < Histogram::value(i + 1)));
-            assert_eq!(Histogram::index(Histogram::upper(i)), i, "{v}: the upper value stays in its bucket");
-            let m = Histogram::value(Histogram::index(v));
-            assert!((m as f64 - v as f64).abs() / v as f64 <= 0.0625, "{v} -> {m}");
-        }
-    }
 
     #[test]
     fn percentiles_of_a_known_distribution() {

@@ -1,12 +1,12 @@
 //! `simulate --plot DIR`: the figures, as SVG, drawn with plotters.
 
-use super::{Recovery, Report};
+use super::report::{Recovery, Report, Sweep};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
 type Res<T> = Result<T, String>;
 /// Picks one value of a sweep point.
-type Pick = Box<dyn Fn(&super::Sweep) -> f64>;
+type Pick = Box<dyn Fn(&Sweep) -> f64>;
 
 fn err(e: impl std::fmt::Display) -> String {
     format!("plot: {e}")

@@ -10,18 +10,21 @@
 //! [`Handler`]: crate::Handler
 //! [`DeferredHandler`]: crate::DeferredHandler
 
+pub(crate) mod msg;
+mod pool;
+
+pub(crate) use pool::run as run_pool;
+
 use crate::attempt::{Attempt, Taken};
 use crate::breaker::Permit;
 use crate::handler::{Call, CallCx, Request, guarded};
 use crate::isolated::Job;
 use crate::shared::AgentRun;
+use crate::stages::agent::msg::{AttemptInfo, Outcome};
+use crate::stages::domain::msg::{Msg, NOT_PARKED};
 use crate::sync::Ordering;
-use crate::task::{AgentId, DomainId, FailureKind, Reason};
-use crate::worker::{AttemptInfo, HEDGE, Msg, NOT_PARKED, Outcome, Pending, Worker};
-use std::cmp::Reverse;
-
-/// The error code of an attempt at an agent whose domain is marked down.
-pub const DOWN_CODE: i32 = -503;
+use crate::task::{AgentId, DOWN_CODE, DomainId, FailureKind, Reason};
+use crate::worker::Worker;
 
 impl Worker {
     /// Sends the sub-task's next attempt to agent `a` (holding `permit` from its breaker).
@@ -135,48 +138,6 @@ impl Worker {
         self.sh.agents[a].bulkhead.release();
     }
 
-    /// The attempt was deferred: parks its sub-task (if it is not already) and starts its timer,
-    /// and, for a domain that hedges, the timer of a hedge.
-    fn deferred(&mut self, mut m: Msg, info: AttemptInfo, slot: u32, g: u32, deadline: u64) {
-        self.counters().agent[usize::from(info.agent)].deferred.inc();
-        if m.parked == NOT_PARKED {
-            m.parked = self.parked.insert(m);
-            self.parked.at(m.parked).m = m;
-        }
-        let p = m.parked;
-        let parked_gen = self.parked.generation(p);
-        let sub = self.parked.at(p);
-        sub.live[usize::from(sub.n_live)] = slot;
-        sub.n_live += 1;
-        let hedges = sub.hedges;
-        self.pending_attempts[slot as usize] = Pending { g, parked: p, parked_gen, info };
-        self.timers.push(Reverse((deadline, (u64::from(g) << 32) | u64::from(slot))));
-        if !info.hedge && hedges == 0 {
-            self.schedule_hedge(usize::from(m.domain), p, parked_gen, self.now);
-        }
-    }
-
-    /// Schedules a hedge of parked sub-task `p` just past one hedge delay after `from`, if its
-    /// domain hedges and the delay is known: an attempt is hedged once it has been out longer
-    /// than the delay, so one that answers at the delay itself (every attempt, when latencies
-    /// are all equal, as a simulation's can be) is not.
-    pub(crate) fn schedule_hedge(&mut self, d: usize, p: u32, parked_gen: u32, from: u64) {
-        if let Some(delay) = self.hedge_delay(d) {
-            let key = HEDGE | (u64::from(parked_gen & 0x7fff_ffff) << 32) | u64::from(p);
-            self.timers.push(Reverse((from.saturating_add(delay).saturating_add(1), key)));
-        }
-    }
-
-    /// Domain `d`'s hedge delay now, in nanoseconds (`None`: it does not hedge, or its
-    /// percentile is not known yet).
-    pub(crate) fn hedge_delay(&mut self, d: usize) -> Option<u64> {
-        let h = self.sh.hedges[d]?;
-        match h.delay {
-            crate::hedge::HedgeDelay::Fixed(t) => Some(t.as_nanos().min(u128::from(u64::MAX)) as u64),
-            crate::hedge::HedgeDelay::Percentile(p) => self.windows[d].as_mut()?.percentile(p, h.min_samples),
-        }
-    }
-
     /// Takes the answers of deferred attempts from the inbox, and frees the slots of abandoned
     /// attempts whose handles have been completed or dropped.
     pub(crate) fn collect_deferred(&mut self) -> usize {
@@ -213,62 +174,5 @@ impl Worker {
     fn free_slot(&mut self, slot: u32) {
         self.release_agent(usize::from(self.pending_attempts[slot as usize].info.agent));
         self.free_slots.push(slot);
-    }
-
-    /// Fires the timers that are due: abandons unanswered attempts, sends hedges.
-    pub(crate) fn fire_timers(&mut self) -> usize {
-        let mut n = 0;
-        while let Some(&Reverse((due, key))) = self.timers.peek() {
-            if due > self.now {
-                break;
-            }
-            self.timers.pop();
-            n += 1;
-            if key & HEDGE != 0 {
-                let (p, g) = (key as u32, ((key >> 32) as u32) & 0x7fff_ffff);
-                if self.parked.holds(p, g) {
-                    self.hedge(p);
-                }
-            } else {
-                self.expire(key as u32, (key >> 32) as u32);
-            }
-        }
-        n
-    }
-
-    /// The timer of attempt (`slot`, `g`) is due: abandons it unless its answer came first.
-    fn expire(&mut self, slot: u32, g: u32) {
-        let pa = self.pending_attempts[slot as usize];
-        if pa.g != g || pa.parked == NOT_PARKED {
-            return; // answered, or its sub-task ended and let it go
-        }
-        if !self.hub.abandon(slot, g) {
-            return; // the answer has been claimed: it is on its way
-        }
-        // The slot waits for its handle to be completed or dropped (then it is retired).
-        self.pending_attempts[slot as usize].parked = NOT_PARKED;
-        self.counters().agent[usize::from(pa.info.agent)].abandoned.inc();
-        let out = Outcome::failed(FailureKind::Abandoned, 0, self.now.saturating_sub(pa.info.started_ns));
-        if let Some(sub) = self.parked.get(pa.parked, pa.parked_gen) {
-            sub.remove_live(slot);
-            self.on_parked_answer(pa.parked, pa.info, out, Vec::new());
-        }
-    }
-
-    /// Lets go of every attempt of parked sub-task `p` still in flight (it has ended): each is
-    /// abandoned and its breaker permit released, unless its answer has been claimed (then the
-    /// answer, when it comes, is reported to the agent's breaker and dropped).
-    pub(crate) fn let_go(&mut self, p: u32) {
-        let sub = self.parked.remove(p);
-        for &slot in &sub.live[..usize::from(sub.n_live)] {
-            let pa = &mut self.pending_attempts[slot as usize];
-            pa.parked = NOT_PARKED;
-            if self.hub.abandon(slot, pa.g) {
-                let info = pa.info;
-                pa.info.permit = Permit::Denied;
-                self.sh.agent_breakers[usize::from(info.agent)].release(info.permit);
-                self.counters().agent[usize::from(info.agent)].cancelled.inc();
-            }
-        }
     }
 }

@@ -4,26 +4,19 @@
 //! [`Topology::from_file`]), or take the seed's ([`Topology::seed`]). Validation happens once,
 //! in [`TopologyBuilder::build`], and names the first problem it finds.
 
-use crate::breaker::BreakerConfig;
-use crate::budget::RetryBudget;
-use crate::config::EngineConfig;
-use crate::error::Error;
-use crate::handler::{Agent, DeferredHandler, Handler};
-use crate::hedge::Hedge;
-use crate::sim::SimAgent;
-use crate::task::{AgentId, DomainId, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS};
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+mod seed;
+mod spec;
 
-/// The seed report's domains and agents.
-pub const SEED_DOMAINS: [(&str, [&str; 3]); 3] = [
-    ("API", ["REST", "GraphQL", "WebSocket"]),
-    ("Database", ["SQL", "NoSQL", "Cache"]),
-    ("Auth", ["JWT", "OAuth", "RBAC"]),
-];
+pub use seed::SEED_DOMAINS;
+pub use spec::{AgentKind, AgentSpec, ForeignAgent, MAX_AGENT_THREADS, MAX_WEIGHT};
+
+use crate::breaker::BreakerConfig;
+use crate::error::Error;
+use crate::policy::budget::RetryBudget;
+use crate::policy::hedge::Hedge;
+use crate::task::{AgentId, DomainId, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS};
+use serde::Serialize;
+use std::time::Duration;
 
 /// Breaker settings for the three levels.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -52,130 +45,6 @@ impl Levels {
 
 /// The most bytes in a domain or agent name.
 pub const MAX_NAME_LEN: usize = 256;
-/// The most threads an isolated agent's pool may have.
-pub const MAX_AGENT_THREADS: usize = 256;
-
-/// What runs an agent's attempts.
-#[derive(Clone)]
-pub enum AgentKind {
-    /// The simulator.
-    Sim(SimAgent),
-    /// A caller's handler that answers at once.
-    Handler(Arc<dyn Handler>),
-    /// A caller's handler that answers later (an agent that waits on I/O).
-    Deferred(Arc<dyn DeferredHandler>),
-    /// An agent implemented over the C ABI (a C or Python handler).
-    #[doc(hidden)]
-    Foreign(ForeignAgent),
-    /// Declared (in TOML) but not yet bound to a handler; building fails until it is bound.
-    Unbound,
-}
-
-/// A handler reached through the C ABI: it may answer at once or defer, call by call.
-#[doc(hidden)]
-#[derive(Clone)]
-pub struct ForeignAgent(pub(crate) Arc<dyn Agent>);
-
-impl fmt::Debug for AgentKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Sim(s) => f.debug_tuple("Sim").field(s).finish(),
-            Self::Handler(_) => f.write_str("Handler"),
-            Self::Deferred(_) => f.write_str("Deferred"),
-            Self::Foreign(_) => f.write_str("Foreign"),
-            Self::Unbound => f.write_str("Unbound"),
-        }
-    }
-}
-
-/// An agent as declared: what runs it, where, and how many attempts it may have in flight.
-#[derive(Clone, Debug)]
-pub struct AgentSpec {
-    /// What runs its attempts.
-    pub kind: AgentKind,
-    /// Run its handler on threads of its own (`threads` of them), so that a handler that blocks
-    /// or hangs stalls only this agent: its attempts are abandoned at the agent timeout and fail
-    /// over. For handlers that block; a handler that waits on I/O is better deferred.
-    pub isolated: bool,
-    /// Threads of an isolated agent (1 to 256).
-    pub threads: usize,
-    /// Attempts in flight at once at most (a bulkhead), counted across workers from the call
-    /// (or hand-over) until the answer is taken or, for an abandoned attempt, until its handle
-    /// is completed or dropped. Beyond it the domain picks another agent, or the sub-task waits
-    /// in the domain (not on a thread). 0: no limit.
-    pub max_concurrency: u32,
-    /// Its share of its domain's traffic against the other agents' weights (1 to
-    /// [`MAX_WEIGHT`]): an agent of weight 3 is chosen first three times as often as one of
-    /// weight 1 (smooth weighted round-robin). Failover still tries every agent.
-    pub weight: u32,
-}
-
-/// The largest agent weight.
-pub const MAX_WEIGHT: u32 = 100;
-
-impl AgentSpec {
-    fn of(kind: AgentKind) -> Self {
-        Self { kind, isolated: false, threads: 1, max_concurrency: 0, weight: 1 }
-    }
-    /// A simulated agent.
-    pub fn sim(sim: SimAgent) -> Self {
-        Self::of(AgentKind::Sim(sim))
-    }
-    /// An agent run by `handler`, which answers at once.
-    pub fn handler(handler: impl Handler) -> Self {
-        Self::of(AgentKind::Handler(Arc::new(handler)))
-    }
-    /// An agent run by a shared handler.
-    pub fn shared(handler: Arc<dyn Handler>) -> Self {
-        Self::of(AgentKind::Handler(handler))
-    }
-    /// An agent run by `handler`, which answers later through an [`Attempt`](crate::Attempt).
-    pub fn deferred(handler: impl DeferredHandler) -> Self {
-        Self::of(AgentKind::Deferred(Arc::new(handler)))
-    }
-    pub(crate) fn foreign(agent: Arc<dyn Agent>) -> Self {
-        Self::of(AgentKind::Foreign(ForeignAgent(agent)))
-    }
-    /// Runs the agent on a thread of its own.
-    pub fn isolated(mut self) -> Self {
-        self.isolated = true;
-        self
-    }
-    /// Runs the agent on a pool of `threads` threads of its own (isolated).
-    pub fn threads(mut self, threads: usize) -> Self {
-        self.isolated = true;
-        self.threads = threads;
-        self
-    }
-    /// Allows at most `n` attempts in flight at once (0: no limit).
-    pub fn max_concurrency(mut self, n: u32) -> Self {
-        self.max_concurrency = n;
-        self
-    }
-    /// Sets the agent's routing weight (1 to [`MAX_WEIGHT`]; see [`AgentSpec::weight`]).
-    pub fn weight(mut self, weight: u32) -> Self {
-        self.weight = weight;
-        self
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if !(1..=MAX_WEIGHT).contains(&self.weight) {
-            return Err(format!("weight must be 1 to {MAX_WEIGHT}, got {}", self.weight));
-        }
-        if self.isolated && !(1..=MAX_AGENT_THREADS).contains(&self.threads) {
-            return Err(format!("threads must be 1 to {MAX_AGENT_THREADS}, got {}", self.threads));
-        }
-        if self.isolated && matches!(self.kind, AgentKind::Deferred(_)) {
-            return Err("a deferred agent cannot be isolated (it holds no thread while it waits)".into());
-        }
-        if let AgentKind::Sim(s) = &self.kind {
-            if s.io && self.isolated {
-                return Err("a simulated I/O agent cannot be isolated (it holds no thread while it waits)".into());
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Checks a domain or agent name.
 pub(crate) fn check_name(what: &str, name: &str) -> Result<(), Error> {
@@ -227,35 +96,6 @@ impl Topology {
     /// A builder.
     pub fn builder() -> TopologyBuilder {
         TopologyBuilder::default()
-    }
-
-    /// The seed's 3 x 3 (API, Database, Auth; three agents each) on simulated agents failing at
-    /// `agent_error`, with the seed's breaker defaults and no injected domain or meta faults.
-    pub fn seed(agent_error: f64) -> Result<Self, Error> {
-        Self::seed_builder(agent_error).build()
-    }
-
-    /// [`seed`](Self::seed) as a builder, to adjust before building.
-    pub fn seed_builder(agent_error: f64) -> TopologyBuilder {
-        let mut b = TopologyBuilder::default();
-        for (domain, agents) in SEED_DOMAINS {
-            let d = b.domain(domain).expect("the seed's domain names are valid");
-            for a in agents {
-                b.agent(d, a, AgentSpec::sim(SimAgent::with_error_rate(agent_error)))
-                    .expect("the domain was just added");
-            }
-        }
-        b
-    }
-
-    /// Loads and builds a topology from a TOML file whose agents are all simulated.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
-        TopologyBuilder::from_file(path)?.build()
-    }
-
-    /// Parses and builds a topology from TOML text whose agents are all simulated.
-    pub fn from_toml(text: &str) -> Result<Self, Error> {
-        TopologyBuilder::from_toml(text)?.build()
     }
 
     /// The number of domains.
@@ -359,10 +199,10 @@ impl Topology {
 /// Builds a [`Topology`].
 #[derive(Clone, Debug, Default)]
 pub struct TopologyBuilder {
-    domains: Vec<DomainDef>,
+    pub(crate) domains: Vec<DomainDef>,
     agents: Vec<AgentDef>,
-    breakers: Levels,
-    meta_fault_rate: f64,
+    pub(crate) breakers: Levels,
+    pub(crate) meta_fault_rate: f64,
 }
 
 impl TopologyBuilder {
@@ -701,122 +541,4 @@ impl TopologyBuilder {
             meta_fault_rate: self.meta_fault_rate,
         })
     }
-
-    /// Parses TOML text (see `examples/topology.toml` for the format). Agents with a `sim`
-    /// table are simulated; agents without one must be bound ([`bind`](Self::bind)) before
-    /// building.
-    pub fn from_toml(text: &str) -> Result<Self, Error> {
-        let file: FileSpec = toml::from_str(text).map_err(toml_error)?;
-        let mut b = TopologyBuilder::default();
-        let levels = Levels::default();
-        b.breakers = Levels {
-            agent: overlay(levels.agent, file.breakers.agent, "breakers.agent")?,
-            domain: overlay(levels.domain, file.breakers.domain, "breakers.domain")?,
-            meta: overlay(levels.meta, file.breakers.meta, "breakers.meta")?,
-        };
-        b.meta_fault_rate = file.meta_fault_rate;
-        for (i, d) in file.domains.into_iter().enumerate() {
-            let at = |e: Error| e.context(&format!("domains[{i}]"));
-            let id = b.domain(d.name).map_err(at)?;
-            let def = &mut b.domains[usize::from(id.0)];
-            def.fault_rate = d.fault_rate;
-            def.max_attempts = d.max_attempts;
-            def.hedge = d.hedge;
-            def.retry_budget = d.retry_budget;
-            for (j, a) in d.agents.into_iter().enumerate() {
-                let kind = a.sim.map_or(AgentKind::Unbound, AgentKind::Sim);
-                let spec = AgentSpec {
-                    kind,
-                    isolated: a.isolated || a.threads.is_some(),
-                    threads: a.threads.unwrap_or(1),
-                    max_concurrency: a.max_concurrency,
-                    weight: a.weight,
-                };
-                b.agent(id, a.name, spec).map_err(|e| e.context(&format!("domains[{i}].agents[{j}]")))?;
-            }
-        }
-        Ok(b)
-    }
-
-    /// Reads and parses a TOML file.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref();
-        let text =
-            std::fs::read_to_string(path).map_err(|err| Error::Io(format!("cannot read {}: {err}", path.display())))?;
-        Self::from_toml(&text).map_err(|err| err.context(&path.display().to_string()))
-    }
-}
-
-impl EngineConfig {
-    /// The `[engine]` table of a TOML text (defaults where it is absent).
-    pub fn from_toml(text: &str) -> Result<Self, Error> {
-        let file: FileSpec = toml::from_str(text).map_err(toml_error)?;
-        file.engine.validate().map_err(Error::Config)?;
-        Ok(file.engine)
-    }
-}
-
-/// A TOML error with its line, column and the offending text (toml's own rendering).
-fn toml_error(err: toml::de::Error) -> Error {
-    Error::Config(format!("TOML: {}", err.to_string().trim()))
-}
-
-/// Applies the keys of a partial `[breakers.<level>]` table over that level's defaults.
-fn overlay(base: BreakerConfig, table: Option<toml::Table>, what: &str) -> Result<BreakerConfig, Error> {
-    let Some(table) = table else { return Ok(base) };
-    let mut merged = toml::Table::try_from(&base).map_err(|err| Error::Config(format!("{what}: {err}")))?;
-    merged.extend(table);
-    merged.try_into().map_err(|err: toml::de::Error| Error::Config(format!("{what}: {}", err.message().trim())))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSpec {
-    #[serde(default)]
-    engine: EngineConfig,
-    #[serde(default)]
-    breakers: LevelsSpec,
-    #[serde(default)]
-    meta_fault_rate: f64,
-    #[serde(default)]
-    domains: Vec<DomainSpecFile>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LevelsSpec {
-    agent: Option<toml::Table>,
-    domain: Option<toml::Table>,
-    meta: Option<toml::Table>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DomainSpecFile {
-    name: String,
-    #[serde(default)]
-    fault_rate: f64,
-    max_attempts: Option<u32>,
-    hedge: Option<Hedge>,
-    retry_budget: Option<RetryBudget>,
-    #[serde(default)]
-    agents: Vec<AgentSpecFile>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentSpecFile {
-    name: String,
-    #[serde(default)]
-    isolated: bool,
-    threads: Option<usize>,
-    #[serde(default)]
-    max_concurrency: u32,
-    #[serde(default = "one")]
-    weight: u32,
-    sim: Option<SimAgent>,
-}
-
-fn one() -> u32 {
-    1
 }

@@ -5,15 +5,21 @@
 //! budget), hedges a slow deferred attempt, and reports the sub-task's outcome to the domain
 //! breaker and the meta stage.
 
+pub(crate) mod msg;
+pub(crate) mod timers;
+
 use crate::breaker::{BreakerMode, Permit};
-use crate::shared::{Level, Shared};
+use crate::events::Level;
+use crate::shared::Shared;
 use crate::sim::{DOMAIN_FAULT_SALT, fails_below, oracle_key, splitmix64};
+use crate::stages::agent::msg::{AttemptInfo, Outcome};
+use crate::stages::domain::msg::{Msg, NOT_PARKED};
 use crate::sync::Ordering;
 use crate::task::{AgentId, AttemptFailure, DomainId, Reason};
-use crate::worker::{AttemptInfo, Msg, NOT_PARKED, Outcome, Worker};
+use crate::worker::Worker;
 
 /// The domain's choice for the next attempt.
-enum Choice {
+pub(super) enum Choice {
     Agent(AgentId, Permit),
     /// Every untried agent refused (breaker open), and panic routing is off.
     NoneAvailable,
@@ -28,7 +34,7 @@ enum Choice {
 /// and one was only full, the sub-task waits for room. If every untried agent refuses, panic
 /// routing takes the first of them whose breaker tripped by itself (a `Bypass` permit moves no
 /// breaker state); an agent an operator forced open is never tried.
-fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u64) -> Choice {
+pub(super) fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u64) -> Choice {
     let n = agents.len();
     if n == 0 {
         return Choice::NoneAvailable;
@@ -293,51 +299,6 @@ impl Worker {
             }
         }
         n
-    }
-
-    /// The hedge timer of parked sub-task `p` is due: sends one more attempt to another agent
-    /// if its attempt in flight has been out a hedge delay and its budget allows.
-    pub(crate) fn hedge(&mut self, p: u32) {
-        let sub = *self.parked.at(p);
-        let m = sub.m;
-        let d = usize::from(m.domain);
-        let Some(h) = self.sh.hedges[d] else { return };
-        if sub.n_live == 0
-            || u32::from(sub.hedges) >= h.max_extra
-            || u32::from(m.attempt) >= self.sh.max_attempts[d].load(Ordering::Relaxed)
-        {
-            return;
-        }
-        let Some(delay) = self.hedge_delay(d) else { return };
-        // The newest attempt in flight must have been out a full delay (a failover may have
-        // replaced the attempt this timer was set for).
-        let newest = sub.live[..usize::from(sub.n_live)]
-            .iter()
-            .map(|&s| self.pending_attempts[s as usize].info.started_ns)
-            .max()
-            .unwrap_or(0);
-        if self.now < newest.saturating_add(delay) {
-            let g = self.parked.generation(p);
-            return self.schedule_hedge(d, p, g, newest);
-        }
-        let (a, permit) = match choose(&self.sh, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now) {
-            Choice::Agent(a, permit) => (a, permit),
-            _ => return, // nobody else to ask now
-        };
-        if !self.withdraw(d) {
-            self.sh.agent_breakers[usize::from(a.0)].release(permit);
-            self.sh.agents[usize::from(a.0)].bulkhead.release();
-            return;
-        }
-        self.parked.at(p).hedges += 1;
-        self.counters().domain[d].hedges.inc();
-        let g = self.parked.generation(p);
-        self.send(m, a, permit, true);
-        // Another hedge later, if allowed and the sub-task still waits (the hedge may have
-        // answered at once).
-        if u32::from(sub.hedges) + 1 < h.max_extra && self.parked.get(p, g).is_some_and(|s| s.n_live > 0) {
-            self.schedule_hedge(d, p, g, self.now);
-        }
     }
 
     /// Ends a sub-task: lets go of its attempts still in flight, reports it to the domain

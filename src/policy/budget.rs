@@ -22,7 +22,7 @@ pub struct RetryBudget {
     #[serde(default = "ten")]
     pub min_per_s: f64,
     /// The sliding window.
-    #[serde(with = "crate::config::ms", default = "second")]
+    #[serde(with = "crate::duration::ms", default = "second")]
     pub window: Duration,
 }
 

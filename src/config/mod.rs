@@ -1,6 +1,9 @@
 //! How the engine runs: threads, capacities, admission policy. (What it runs is the
 //! [`Topology`](crate::Topology).)
 
+mod toml;
+
+use crate::duration::{MAX_DURATION, ms};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -141,28 +144,5 @@ impl EngineConfig {
             return Err(format!("engine.admission.rate_limit_burst must be >= 1, got {}", a.rate_limit_burst));
         }
         Ok(())
-    }
-}
-
-/// The longest duration any setting may have (30 days): a timeout, an open time, a window, a
-/// deadline. Longer ones are refused where they are given.
-pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-pub(crate) mod ms {
-    //! Durations as milliseconds in TOML and JSON.
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64() * 1e3)
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let ms = f64::deserialize(d)?;
-        let max = super::MAX_DURATION.as_secs_f64() * 1e3;
-        if !(ms.is_finite() && (0.0..=max).contains(&ms)) {
-            return Err(serde::de::Error::custom(format!("a duration in ms must be 0 to {max} (30 days), got {ms}")));
-        }
-        Ok(Duration::from_secs_f64(ms / 1e3))
     }
 }

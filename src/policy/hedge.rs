@@ -7,7 +7,7 @@
 //! `RotatingHistogram`), so that the estimate follows the traffic without a shared write, and the
 //! percentile is recomputed every few hundred samples rather than per attempt.
 
-use crate::stats::Histogram;
+use crate::buckets;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use std::time::Duration;
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum HedgeDelay {
     /// After a fixed delay.
-    Fixed(#[serde(with = "crate::config::ms")] Duration),
+    Fixed(#[serde(with = "crate::duration::ms")] Duration),
     /// After this percentile (in (0, 100)) of the domain's recent attempt latency.
     Percentile(f64),
 }
@@ -36,7 +36,7 @@ pub struct Hedge {
     #[serde(default = "hundred")]
     pub min_samples: u32,
     /// With a percentile delay: how long a period of the rotating latency window lasts.
-    #[serde(with = "crate::config::ms", default = "second")]
+    #[serde(with = "crate::duration::ms", default = "second")]
     pub period: Duration,
 }
 
@@ -101,7 +101,7 @@ pub(crate) struct LatencyWindow {
 
 impl LatencyWindow {
     pub(crate) fn new(period: Duration) -> Self {
-        let n = Histogram::BUCKETS;
+        let n = buckets::BUCKETS;
         Self {
             current: vec![0; n].into_boxed_slice(),
             previous: vec![0; n].into_boxed_slice(),
@@ -124,7 +124,7 @@ impl LatencyWindow {
             self.since_ns = now;
             self.stale = u32::MAX; // recompute on the next read
         }
-        let b = &mut self.current[Histogram::index(latency_ns)];
+        let b = &mut self.current[buckets::index(latency_ns)];
         *b = b.saturating_add(1);
         self.n_current += 1;
         self.stale = self.stale.saturating_add(1);
@@ -147,7 +147,7 @@ impl LatencyWindow {
                     // The bucket's largest value, not its middle: hedging "after the p-th
                     // percentile" then hedges at most (100 - p)% of attempts (with every
                     // latency equal, the middle lay below them all and every attempt was hedged).
-                    at = Histogram::upper(i);
+                    at = buckets::upper(i);
                     break;
                 }
             }

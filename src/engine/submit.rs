@@ -1,0 +1,240 @@
+//! Submission: a task checked, copied into a slot, and its ticket pushed onto a worker's ingress
+//! ring.
+
+use super::Engine;
+use crate::error::SubmitError;
+use crate::shared::on_engine_thread;
+use crate::shared::{RUNNING, STOPPING};
+use crate::sync::{Ordering, fence};
+use crate::task::{Task, Ticket};
+use std::time::{Duration, Instant};
+
+impl Engine {
+    fn check(&self, task: &Task<'_>) -> Result<(), SubmitError> {
+        if task.domains.is_empty() {
+            return Err(SubmitError::NoDomains);
+        }
+        // Acquire: a domain added while running had its settings written before its bit was
+        // published; the task carries them on to its worker through the ingress queue.
+        let unknown = task.domains.0 & !self.sh.live_domains.load(Ordering::Acquire);
+        if unknown != 0 {
+            return Err(SubmitError::UnknownDomain(unknown.trailing_zeros() as u16));
+        }
+        if task.priority > crate::task::LOWEST_PRIORITY {
+            return Err(SubmitError::InvalidPriority(task.priority));
+        }
+        Ok(())
+    }
+
+    /// Takes a slot, copies the task into it and publishes it. The caller pushes the ticket.
+    #[inline]
+    fn stage(&self, task: &Task<'_>, now: u64) -> Result<Ticket, SubmitError> {
+        let sh = &*self.sh;
+        let reserve = sh.admission.reserve[usize::from(task.priority)].load(Ordering::Relaxed) as usize;
+        if reserve > 0 && sh.slab.free_len() <= reserve {
+            sh.submit_full.fetch_add(1, Ordering::Relaxed);
+            return Err(SubmitError::Full);
+        }
+        let Some(idx) = sh.slab.alloc(self.submitter()) else {
+            sh.submit_full.fetch_add(1, Ordering::Relaxed);
+            return Err(SubmitError::Full);
+        };
+        // SAFETY: we allocated the slot and have not published it.
+        let req = unsafe { sh.slab.req_mut(idx) };
+        req.id = task.id;
+        req.payload = task.payload;
+        req.data.clear();
+        req.data.extend_from_slice(task.data);
+        req.domains = task.domains.0;
+        req.priority = task.priority;
+        req.waitable = task.waitable;
+        req.submit_ns = now;
+        let meta = now.saturating_add(sh.meta_timeout_ns());
+        req.deadline_ns = task.deadline.map_or(meta, |d| meta.min(now.saturating_add(d.as_nanos() as u64)));
+        Ok(sh.slab.publish(idx))
+    }
+
+    /// The worker this thread's next submission should go to: the one it used last, while
+    /// that worker keeps up (its ingress backlog is under two batches); otherwise the next one.
+    /// One submitting thread thus feeds one worker until it needs more, and does not wake (and
+    /// compete for cores with) every worker in turn.
+    #[inline]
+    fn target(&self) -> usize {
+        let n = self.sh.workers.len();
+        if self.simulated {
+            // A simulation: the first worker that keeps up, whoever submits.
+            return (0..n).find(|&w| self.sh.workers[w].ingress.len() < 2 * self.sh.cfg.batch).unwrap_or(0);
+        }
+        let w = PREFERRED.with(|p| p.get().unwrap_or_else(submitter)) % n;
+        if n > 1 && self.sh.workers[w].ingress.len() >= 2 * self.sh.cfg.batch {
+            let next = (w + 1) % n;
+            PREFERRED.with(|p| p.set(Some(next)));
+            return next;
+        }
+        w
+    }
+
+    /// Pushes a published ticket onto worker `w`'s ingress ring, or the next one with room.
+    #[inline]
+    fn push(&self, t: Ticket, w: usize) -> Option<usize> {
+        let n = self.sh.workers.len();
+        (0..n).map(|i| (w + i) % n).find(|&w| self.sh.workers[w].ingress.push(t.0).is_ok())
+    }
+
+    /// After a fence: if the engine began stopping while these tickets were published, the
+    /// shutdown sweep may have missed them, so complete them here (each at most once).
+    #[cold]
+    fn reject_if_stopping(&self, tickets: &[Ticket]) {
+        for &t in tickets {
+            if self.sh.slab.claim_abandoned_ticket(t) {
+                self.sh.slab.finish_swept(t.slot(), self.sh.clock.now());
+                self.sh.swept.fetch_add(1, Ordering::Relaxed);
+                self.sh.deliver(t, t.slot() as usize);
+            }
+        }
+    }
+
+    /// Submits a task without blocking. `Err(Full)` is backpressure: poll, then retry.
+    /// An accepted task gets exactly one completion.
+    #[inline]
+    pub fn try_submit(&self, task: &Task<'_>) -> Result<Ticket, SubmitError> {
+        let sh = &*self.sh;
+        if sh.lifecycle() != RUNNING {
+            return Err(SubmitError::ShuttingDown);
+        }
+        self.check(task)?;
+        let t = self.stage(task, sh.clock.now())?;
+        let Some(w) = self.push(t, self.target()) else {
+            // Every ingress ring full: cannot happen while the rings hold the slot count together, but
+            // stay correct if it does.
+            self.reject_if_stopping(&[t]);
+            return Ok(t);
+        };
+        // Orders the QUEUED store and the ring push before the lifecycle and sleeper checks
+        // (see `park` and `shutdown`).
+        fence(Ordering::SeqCst);
+        if sh.lifecycle() >= STOPPING {
+            self.reject_if_stopping(&[t]);
+        }
+        sh.workers[w].parker().wake_fenced();
+        Ok(t)
+    }
+
+    /// Submits a task, waiting while the engine is full, up to `timeout` (forever if `None`).
+    pub fn submit(&self, task: &Task<'_>, timeout: Option<Duration>) -> Result<Ticket, SubmitError> {
+        if on_engine_thread(&self.sh) && !timeout.is_some_and(|t| t.is_zero()) {
+            return Err(SubmitError::WouldDeadlock);
+        }
+        let deadline = timeout.map(|d| Instant::now() + d);
+        let mut round = 0u32;
+        loop {
+            match self.try_submit(task) {
+                Err(SubmitError::Full) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(SubmitError::Timeout);
+                    }
+                    backoff(&mut round);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Submits tasks in order until one is refused; `tickets[i]` receives task `i`'s ticket.
+    /// Returns how many were accepted (all of them, or a prefix). A refusal after the first
+    /// task is not an error: the count says where it stopped, and retrying the rest returns the
+    /// reason. Cheaper per task than `try_submit`: one fence and one wake-up per batch.
+    pub fn submit_batch(&self, tasks: &[Task<'_>], tickets: &mut [Ticket]) -> Result<usize, SubmitError> {
+        let sh = &*self.sh;
+        if sh.lifecycle() != RUNNING {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let n = tasks.len().min(tickets.len());
+        let workers = sh.workers.len();
+        let mut woken = 0u128; // workers to wake, as a bit set (wraps above 128 workers)
+        let mut done = 0;
+        let mut first_err = None;
+        let now = sh.clock.now();
+        'chunks: while done < n {
+            let end = (done + sh.cfg.batch).min(n);
+            let mut target = self.target();
+            let start = done;
+            for i in start..end {
+                if let Err(e) = self.check(&tasks[i]) {
+                    first_err = Some(e);
+                    break 'chunks;
+                }
+                let t = match self.stage(&tasks[i], now) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        first_err = Some(e);
+                        break 'chunks;
+                    }
+                };
+                tickets[i] = t;
+                match self.push(t, target) {
+                    Some(w) => {
+                        woken |= 1u128 << (w % 128);
+                        target = w;
+                    }
+                    None => self.reject_if_stopping(&[t]),
+                }
+                done = i + 1;
+            }
+        }
+        if done > 0 {
+            fence(Ordering::SeqCst);
+            if sh.lifecycle() >= STOPPING {
+                self.reject_if_stopping(&tickets[..done]);
+            }
+            for w in 0..workers {
+                if woken & (1u128 << (w % 128)) != 0 {
+                    sh.workers[w].parker().wake_fenced();
+                }
+            }
+        }
+        match (done, first_err) {
+            (0, Some(e)) => Err(e),
+            _ => Ok(done),
+        }
+    }
+
+    /// This thread's submitter index (its free-list shard and first completion queue); 0 in a
+    /// simulation, so that a run does not depend on which threads the process ran before.
+    #[inline]
+    pub(super) fn submitter(&self) -> usize {
+        if self.simulated { 0 } else { submitter() }
+    }
+}
+
+thread_local! {
+    /// The worker this thread last submitted to (a hint; shared by all engines).
+    static PREFERRED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    /// This thread's number among the threads that have submitted (to any engine).
+    static SUBMITTER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// A number for the calling thread, distinct from other submitting threads' (in order of first
+/// use): it spreads submitters over workers and over the slot free list's shards, so that they
+/// do not all contend on the same queue.
+pub(super) fn submitter() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    SUBMITTER.with(|s| match s.get() {
+        Some(n) => n,
+        None => {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            s.set(Some(n));
+            n
+        }
+    })
+}
+
+/// Waits a little longer each round: spin, then yield, then sleep up to 1 ms.
+fn backoff(round: &mut u32) {
+    *round = round.saturating_add(1);
+    match *round {
+        0..=64 => std::hint::spin_loop(),
+        65..=128 => std::thread::yield_now(),
+        r => std::thread::sleep(Duration::from_micros(u64::from((r - 128).min(20)) * 50)),
+    }
+}

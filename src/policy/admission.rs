@@ -1,0 +1,94 @@
+//! Admission at the meta level: the rate limiter (GCRA on one atomic) and the live admission
+//! settings (the concurrency throttle, its queue, the essential priority, the slot reserve).
+
+use crate::config::AdmissionConfig;
+use crate::sync::{AtomicU8, AtomicU64, Ordering};
+
+/// A token bucket at admission, as GCRA on one atomic: `tat` is the theoretical arrival time of
+/// the next task.
+pub(crate) struct RateLimiter {
+    /// Nanoseconds between admissions at the sustained rate (0: no limit). Operators may change
+    /// it and the tolerance while tasks run; a check sees either setting, both are valid.
+    interval_ns: AtomicU64,
+    tolerance_ns: AtomicU64,
+    tat: AtomicU64,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(per_s: f64, burst: f64) -> Self {
+        let (interval, tolerance) = Self::params(per_s, burst);
+        Self { interval_ns: AtomicU64::new(interval), tolerance_ns: AtomicU64::new(tolerance), tat: AtomicU64::new(0) }
+    }
+
+    fn params(per_s: f64, burst: f64) -> (u64, u64) {
+        let interval_ns = if per_s > 0.0 { (1e9 / per_s).max(1.0) as u64 } else { 0 };
+        (interval_ns, (interval_ns as f64 * (burst - 1.0).max(0.0)) as u64)
+    }
+
+    /// Changes the rate (0: no limit) and the burst, from the next admission on.
+    pub(crate) fn set(&self, per_s: f64, burst: f64) {
+        let (interval, tolerance) = Self::params(per_s, burst);
+        self.tolerance_ns.store(tolerance, Ordering::Relaxed);
+        self.interval_ns.store(interval, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn allow(&self, now: u64) -> bool {
+        let interval_ns = self.interval_ns.load(Ordering::Relaxed);
+        if interval_ns == 0 {
+            return true;
+        }
+        let tolerance_ns = self.tolerance_ns.load(Ordering::Relaxed);
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let start = tat.max(now);
+            if start - now > tolerance_ns {
+                return false;
+            }
+            match self.tat.compare_exchange_weak(tat, start + interval_ns, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+}
+
+/// The live admission settings: each is one relaxed load where it is used, and a check sees
+/// either the old or the new value of each (all are valid).
+pub(crate) struct Admission {
+    /// Tasks past the throttle at once (0: no throttle).
+    pub(crate) max_concurrent: AtomicU64,
+    /// Tasks waiting for the throttle, per worker.
+    pub(crate) queue_capacity: AtomicU64,
+    /// The lowest priority admitted while degraded.
+    pub(crate) essential_priority: AtomicU8,
+    /// Per priority: free slots that must remain after a task of that priority takes one.
+    pub(crate) reserve: [AtomicU64; 4],
+}
+
+impl Admission {
+    pub(crate) fn new(a: &AdmissionConfig, slots: usize) -> Self {
+        let s = Self {
+            max_concurrent: AtomicU64::new(0),
+            queue_capacity: AtomicU64::new(0),
+            essential_priority: AtomicU8::new(0),
+            reserve: std::array::from_fn(|_| AtomicU64::new(0)),
+        };
+        s.set(a, slots);
+        s
+    }
+
+    pub(crate) fn set(&self, a: &AdmissionConfig, slots: usize) {
+        self.max_concurrent.store(a.max_concurrent as u64, Ordering::Relaxed);
+        self.queue_capacity.store(a.queue_capacity as u64, Ordering::Relaxed);
+        self.essential_priority.store(a.essential_priority, Ordering::Relaxed);
+        for (r, f) in self.reserve.iter().zip(a.priority_reserve) {
+            r.store((f * slots as f64) as u64, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn max_concurrent(&self) -> u64 {
+        self.max_concurrent.load(Ordering::Relaxed)
+    }
+}
