@@ -33,66 +33,6 @@
 #define METAFED_VERSION_PATCH 0
 
 /*
- Health: every breaker closed, measured reliability as predicted.
- */
-#define METAFED_HEALTHY 0
-
-/*
- Health: some agents out, or a domain doing measurably worse than predicted; still served.
- */
-#define METAFED_DEGRADED 1
-
-/*
- Health: a domain cannot be served, the meta level is degraded, or the engine is stopping.
- */
-#define METAFED_UNHEALTHY 2
-
-/*
- Breaker event cause: consecutive failures reached the threshold (closed to open).
- */
-#define METAFED_CAUSE_CONSECUTIVE_FAILURES 0
-
-/*
- Breaker event cause: the failure rate over the window reached the threshold.
- */
-#define METAFED_CAUSE_FAILURE_RATE 1
-
-/*
- Breaker event cause: the open time ended (open to half-open).
- */
-#define METAFED_CAUSE_OPEN_TIME_ELAPSED 2
-
-/*
- Breaker event cause: a probe failed (half-open to open).
- */
-#define METAFED_CAUSE_PROBE_FAILED 3
-
-/*
- Breaker event cause: enough probes succeeded (half-open to closed).
- */
-#define METAFED_CAUSE_PROBES_SUCCEEDED 4
-
-/*
- Breaker event cause: an operator forced the breaker open.
- */
-#define METAFED_CAUSE_FORCED 5
-
-/*
- Breaker event cause: an operator returned the breaker to normal.
- */
-#define METAFED_CAUSE_RESET 6
-
-/*
- An event of `metafed_engine_set_event_callback`: a breaker changed state.
- */
-#define METAFED_EVENT_BREAKER 1
-
-/*
- An event of `metafed_engine_set_event_callback`: an operator action was audited.
- */
-#define METAFED_EVENT_AUDIT 2
-
-/*
  Outcome of a task (`metafed_completion.outcome`): every sub-task succeeded.
  */
 #define METAFED_OUTCOME_OK 0
@@ -392,6 +332,66 @@
 #define METAFED_MAX_FAILURES 8
 
 /*
+ Health: every breaker closed, measured reliability as predicted.
+ */
+#define METAFED_HEALTHY 0
+
+/*
+ Health: some agents out, or a domain doing measurably worse than predicted; still served.
+ */
+#define METAFED_DEGRADED 1
+
+/*
+ Health: a domain cannot be served, the meta level is degraded, or the engine is stopping.
+ */
+#define METAFED_UNHEALTHY 2
+
+/*
+ Breaker event cause: consecutive failures reached the threshold (closed to open).
+ */
+#define METAFED_CAUSE_CONSECUTIVE_FAILURES 0
+
+/*
+ Breaker event cause: the failure rate over the window reached the threshold.
+ */
+#define METAFED_CAUSE_FAILURE_RATE 1
+
+/*
+ Breaker event cause: the open time ended (open to half-open).
+ */
+#define METAFED_CAUSE_OPEN_TIME_ELAPSED 2
+
+/*
+ Breaker event cause: a probe failed (half-open to open).
+ */
+#define METAFED_CAUSE_PROBE_FAILED 3
+
+/*
+ Breaker event cause: enough probes succeeded (half-open to closed).
+ */
+#define METAFED_CAUSE_PROBES_SUCCEEDED 4
+
+/*
+ Breaker event cause: an operator forced the breaker open.
+ */
+#define METAFED_CAUSE_FORCED 5
+
+/*
+ Breaker event cause: an operator returned the breaker to normal.
+ */
+#define METAFED_CAUSE_RESET 6
+
+/*
+ An event of `metafed_engine_set_event_callback`: a breaker changed state.
+ */
+#define METAFED_EVENT_BREAKER 1
+
+/*
+ An event of `metafed_engine_set_event_callback`: an operator action was audited.
+ */
+#define METAFED_EVENT_AUDIT 2
+
+/*
  A running engine. Opaque; a handle, not a pointer to memory. Every function taking an
  engine may be called from any thread, concurrently.
  */
@@ -633,6 +633,177 @@ typedef struct metafed_completion {
    */
   const struct metafed_body *bodies;
 } metafed_completion;
+
+/*
+ A breaker changed state (see `metafed_engine_drain_events`).
+ */
+typedef struct metafed_breaker_event {
+  /*
+   `sizeof(metafed_breaker_event)`; set by the caller in the first element of the array
+   `metafed_engine_drain_events` fills (it is the array's stride), written by the library in
+   every element it fills.
+   */
+  uint32_t struct_size;
+  /*
+   When, in nanoseconds since the engine started.
+   */
+  uint64_t at_ns;
+  /*
+   The task whose admission or result caused it (meta and domain breakers), if `has_task`.
+   */
+  uint64_t task_id;
+  /*
+   1 if `task_id` is set.
+   */
+  uint32_t has_task;
+  /*
+   `METAFED_LEVEL_*`.
+   */
+  int32_t level;
+  /*
+   The domain or agent id (0 for the meta level).
+   */
+  uint32_t index;
+  /*
+   `METAFED_STATE_*` before.
+   */
+  int32_t from;
+  /*
+   `METAFED_STATE_*` after.
+   */
+  int32_t to;
+  /*
+   `METAFED_CAUSE_*`.
+   */
+  int32_t cause;
+} metafed_breaker_event;
+
+/*
+ What `metafed_engine_set_event_callback`'s callback receives. Valid during the call only.
+ */
+typedef struct metafed_event {
+  /*
+   `sizeof(metafed_event)` of the library (check it against yours before reading fields
+   added later).
+   */
+  uint32_t struct_size;
+  /*
+   `METAFED_EVENT_*`.
+   */
+  int32_t kind;
+  /*
+   The transition, for `METAFED_EVENT_BREAKER` (zero otherwise).
+   */
+  struct metafed_breaker_event breaker;
+  /*
+   The audit record's number, for `METAFED_EVENT_AUDIT` (`metafed_engine_audit_json`
+   numbers them alike; 0 otherwise).
+   */
+  uint64_t audit_seq;
+  /*
+   The event as one line of JSON, NUL-terminated (`json_len` bytes before the NUL): for a
+   breaker `{"event":"breaker","at_ns":..,"breaker":"agent API/REST","level":"agent",
+   "index":0,"from":"closed","to":"open","cause":"failures","task_id":7}`, for an audit
+   record `{"event":"audit","seq":..,"actor":..,"action":..,"target":..,"from":..,"to":..}`.
+   */
+  const char *json;
+  /*
+   Its length in bytes.
+   */
+  size_t json_len;
+} metafed_event;
+
+/*
+ Receives each engine event (see `metafed_engine_set_event_callback`).
+ */
+typedef void (*metafed_event_fn)(void *user_data, const struct metafed_event *event);
+
+/*
+ The admission settings of a running engine (`metafed_engine_admission`,
+ `metafed_engine_set_admission`); the fields mean what the same fields of
+ `metafed_engine_config` mean. `struct_size` must be set by the caller.
+ */
+typedef struct metafed_admission_config {
+  /*
+   `sizeof(metafed_admission_config)`.
+   */
+  uint32_t struct_size;
+  /*
+   System-wide concurrency throttle (0: none).
+   */
+  uint32_t max_concurrent;
+  /*
+   Tasks waiting for the throttle, per worker.
+   */
+  uint32_t queue_capacity;
+  /*
+   Priorities admitted in degraded mode (0 to 3).
+   */
+  uint32_t essential_priority;
+  /*
+   Share of slots each priority may not take.
+   */
+  double priority_reserve[4];
+  /*
+   Admission rate limit, tasks per second (0: none).
+   */
+  double rate_limit_per_s;
+  /*
+   Rate limit burst, tasks.
+   */
+  double rate_limit_burst;
+} metafed_admission_config;
+
+/*
+ A breaker's settings. Initialise with `metafed_breaker_config_init` (the seed's defaults of a
+ level).
+ */
+typedef struct metafed_breaker_config {
+  /*
+   `sizeof(metafed_breaker_config)`.
+   */
+  uint32_t struct_size;
+  /*
+   `METAFED_BREAKER_*`.
+   */
+  int32_t mode;
+  /*
+   A call slower than this counts as a failure (ms, > 0).
+   */
+  double timeout_ms;
+  /*
+   Trip after this many failures in a row (0: off).
+   */
+  uint32_t consecutive_failures;
+  /*
+   The rate is judged on at least this many calls.
+   */
+  uint32_t min_calls;
+  /*
+   Trip at this failure rate over the window (0: off; else in (0, 1]).
+   */
+  double failure_rate;
+  /*
+   The window (ms).
+   */
+  double window_ms;
+  /*
+   The first open time (ms); doubles per failed probe.
+   */
+  double open_base_ms;
+  /*
+   The cap on the open time (ms).
+   */
+  double open_max_ms;
+  /*
+   Probes at once while half-open, and the successes that close it (1 to 255).
+   */
+  uint32_t half_open_probes;
+  /*
+   Reserved (0).
+   */
+  uint32_t reserved;
+} metafed_breaker_config;
 
 /*
  A task to submit. Initialise with `metafed_task_init` (or set every field, `struct_size` to
@@ -1024,177 +1195,6 @@ typedef struct metafed_shutdown_report {
 } metafed_shutdown_report;
 
 /*
- A breaker changed state (see `metafed_engine_drain_events`).
- */
-typedef struct metafed_breaker_event {
-  /*
-   `sizeof(metafed_breaker_event)`; set by the caller in the first element of the array
-   `metafed_engine_drain_events` fills (it is the array's stride), written by the library in
-   every element it fills.
-   */
-  uint32_t struct_size;
-  /*
-   When, in nanoseconds since the engine started.
-   */
-  uint64_t at_ns;
-  /*
-   The task whose admission or result caused it (meta and domain breakers), if `has_task`.
-   */
-  uint64_t task_id;
-  /*
-   1 if `task_id` is set.
-   */
-  uint32_t has_task;
-  /*
-   `METAFED_LEVEL_*`.
-   */
-  int32_t level;
-  /*
-   The domain or agent id (0 for the meta level).
-   */
-  uint32_t index;
-  /*
-   `METAFED_STATE_*` before.
-   */
-  int32_t from;
-  /*
-   `METAFED_STATE_*` after.
-   */
-  int32_t to;
-  /*
-   `METAFED_CAUSE_*`.
-   */
-  int32_t cause;
-} metafed_breaker_event;
-
-/*
- What `metafed_engine_set_event_callback`'s callback receives. Valid during the call only.
- */
-typedef struct metafed_event {
-  /*
-   `sizeof(metafed_event)` of the library (check it against yours before reading fields
-   added later).
-   */
-  uint32_t struct_size;
-  /*
-   `METAFED_EVENT_*`.
-   */
-  int32_t kind;
-  /*
-   The transition, for `METAFED_EVENT_BREAKER` (zero otherwise).
-   */
-  struct metafed_breaker_event breaker;
-  /*
-   The audit record's number, for `METAFED_EVENT_AUDIT` (`metafed_engine_audit_json`
-   numbers them alike; 0 otherwise).
-   */
-  uint64_t audit_seq;
-  /*
-   The event as one line of JSON, NUL-terminated (`json_len` bytes before the NUL): for a
-   breaker `{"event":"breaker","at_ns":..,"breaker":"agent API/REST","level":"agent",
-   "index":0,"from":"closed","to":"open","cause":"failures","task_id":7}`, for an audit
-   record `{"event":"audit","seq":..,"actor":..,"action":..,"target":..,"from":..,"to":..}`.
-   */
-  const char *json;
-  /*
-   Its length in bytes.
-   */
-  size_t json_len;
-} metafed_event;
-
-/*
- Receives each engine event (see `metafed_engine_set_event_callback`).
- */
-typedef void (*metafed_event_fn)(void *user_data, const struct metafed_event *event);
-
-/*
- The admission settings of a running engine (`metafed_engine_admission`,
- `metafed_engine_set_admission`); the fields mean what the same fields of
- `metafed_engine_config` mean. `struct_size` must be set by the caller.
- */
-typedef struct metafed_admission_config {
-  /*
-   `sizeof(metafed_admission_config)`.
-   */
-  uint32_t struct_size;
-  /*
-   System-wide concurrency throttle (0: none).
-   */
-  uint32_t max_concurrent;
-  /*
-   Tasks waiting for the throttle, per worker.
-   */
-  uint32_t queue_capacity;
-  /*
-   Priorities admitted in degraded mode (0 to 3).
-   */
-  uint32_t essential_priority;
-  /*
-   Share of slots each priority may not take.
-   */
-  double priority_reserve[4];
-  /*
-   Admission rate limit, tasks per second (0: none).
-   */
-  double rate_limit_per_s;
-  /*
-   Rate limit burst, tasks.
-   */
-  double rate_limit_burst;
-} metafed_admission_config;
-
-/*
- A breaker's settings. Initialise with `metafed_breaker_config_init` (the seed's defaults of a
- level).
- */
-typedef struct metafed_breaker_config {
-  /*
-   `sizeof(metafed_breaker_config)`.
-   */
-  uint32_t struct_size;
-  /*
-   `METAFED_BREAKER_*`.
-   */
-  int32_t mode;
-  /*
-   A call slower than this counts as a failure (ms, > 0).
-   */
-  double timeout_ms;
-  /*
-   Trip after this many failures in a row (0: off).
-   */
-  uint32_t consecutive_failures;
-  /*
-   The rate is judged on at least this many calls.
-   */
-  uint32_t min_calls;
-  /*
-   Trip at this failure rate over the window (0: off; else in (0, 1]).
-   */
-  double failure_rate;
-  /*
-   The window (ms).
-   */
-  double window_ms;
-  /*
-   The first open time (ms); doubles per failed probe.
-   */
-  double open_base_ms;
-  /*
-   The cap on the open time (ms).
-   */
-  double open_max_ms;
-  /*
-   Probes at once while half-open, and the successes that close it (1 to 255).
-   */
-  uint32_t half_open_probes;
-  /*
-   Reserved (0).
-   */
-  uint32_t reserved;
-} metafed_breaker_config;
-
-/*
  A simulated agent. Initialise with `metafed_sim_agent_init`.
  */
 typedef struct metafed_sim_agent {
@@ -1387,23 +1387,6 @@ extern "C" {
 #endif // __cplusplus
 
 /*
- The library's version, "MAJOR.MINOR.PATCH". A static string; never NULL.
- */
-const char *metafed_version(void);
-
-/*
- A static, human-readable name for a status code; never NULL ("unknown status" for codes
- this library does not define).
- */
-const char *metafed_status_str(metafed_status status);
-
-/*
- The detailed message of the last call on this thread that failed ("" if none has). The
- pointer is valid until the next failing call on this thread; copy it to keep it.
- */
-const char *metafed_last_error(void);
-
-/*
  Defers the attempt of the handler call that received `request`: `*out` receives the attempt,
  which the handler completes later, from any thread, with `metafed_attempt_complete`; the
  handler then returns `METAFED_HANDLER_PENDING`. Callable only during that call, once.
@@ -1440,192 +1423,6 @@ metafed_status metafed_attempt_abandoned(struct metafed_attempt attempt, uint32_
  with or without bytes, once; NULL does nothing.
  */
 void metafed_completion_release(struct metafed_completion *completion);
-
-/*
- Fills `*out` with a task's defaults: no flags, id 0, no domains (set `domains`), priority 0,
- no payload, no deadline.
- */
-metafed_status metafed_task_init(struct metafed_task *out);
-
-/*
- Fills `*out` with the default engine settings.
- */
-metafed_status metafed_engine_config_init(struct metafed_engine_config *out);
-
-/*
- Starts an engine running `topology` (which is copied: the topology may be freed or reused
- afterwards) with `config` (NULL for the defaults). Free it with `metafed_engine_free`.
-
- With `config->on_complete` set, every completion of a task not submitted as waitable is
- passed to it on a worker thread (it must not block for long), and `metafed_engine_poll`
- finds none.
- */
-metafed_status metafed_engine_new(const struct metafed_topology *topology,
-                                  const struct metafed_engine_config *config,
-                                  struct metafed_engine **out);
-
-/*
- Submits a task without blocking; its ticket goes to `*out_ticket` (may be NULL).
- `METAFED_E_FULL` is backpressure: poll completions, then retry. An accepted task gets
- exactly one completion.
- */
-metafed_status metafed_engine_submit(struct metafed_engine *engine,
-                                     const struct metafed_task *task,
-                                     uint64_t *out_ticket);
-
-/*
- Submits a task, waiting while the engine is full for up to `timeout_ms` (negative: forever).
- */
-metafed_status metafed_engine_submit_blocking(struct metafed_engine *engine,
-                                              const struct metafed_task *task,
-                                              int64_t timeout_ms,
-                                              uint64_t *out_ticket);
-
-/*
- Submits `n` tasks in order until one is refused; `tickets[i]` receives task `i`'s ticket and
- `*out_submitted` how many were accepted. Returns `METAFED_OK` when at least one was accepted
- (check `*out_submitted`), or the reason the first was refused. `tasks` is an array whose
- stride is `tasks[0].struct_size`.
- */
-metafed_status metafed_engine_submit_batch(struct metafed_engine *engine,
-                                           const struct metafed_task *tasks,
-                                           size_t n,
-                                           uint64_t *tickets,
-                                           size_t *out_submitted);
-
-/*
- Moves up to `cap` completions into `out` (an array whose stride is `out[0].struct_size`,
- which the caller sets) and their count into `*out_n`. Waits up to `timeout_ms` for the first
- one when none is ready (0: no wait; negative: until one comes or the engine stops).
- */
-metafed_status metafed_engine_poll(struct metafed_engine *engine,
-                                   struct metafed_completion *out,
-                                   size_t cap,
-                                   int64_t timeout_ms,
-                                   size_t *out_n);
-
-/*
- Runs `n` tasks as a closed loop from the calling thread, with at most `in_flight` of them in
- flight (0: 1024), and returns when all have completed: task `i` has correlation id `ids[i]`
- and needs the domains in the bit set `domains[i]` (or `domains[0]` for every task when
- `domains_len` is 1). `outcomes` (may be NULL) receives task `i`'s `METAFED_OUTCOME_*` at
- index `i`; `counts` (may be NULL) receives the number of tasks per outcome (4 entries);
- `*out_done` the tasks completed. The tasks are waitable, so this never takes completions
- meant for `metafed_engine_poll` or the callback. Returns `METAFED_E_SHUTTING_DOWN` if the
- engine stops first (`*out_done` says how far it got).
- */
-metafed_status metafed_engine_run_batch(struct metafed_engine *engine,
-                                        const uint64_t *ids,
-                                        const uint64_t *domains,
-                                        size_t domains_len,
-                                        size_t n,
-                                        uint32_t priority,
-                                        size_t in_flight,
-                                        int32_t *outcomes,
-                                        uint64_t *counts,
-                                        size_t *out_done);
-
-/*
- Waits up to `timeout_ms` (negative: forever) for the waitable task of `ticket` and writes its
- completion to `*out`. One thread may wait on a ticket at a time.
- */
-metafed_status metafed_engine_wait(struct metafed_engine *engine,
-                                   uint64_t ticket,
-                                   int64_t timeout_ms,
-                                   struct metafed_completion *out);
-
-/*
- Engine-wide counters into `*out` (the caller sets `out->struct_size`).
- */
-metafed_status metafed_engine_stats(struct metafed_engine *engine, struct metafed_stats *out);
-
-/*
- Counters of domain `domain` into `*out` (the caller sets `out->struct_size`).
- */
-metafed_status metafed_engine_domain_stats(struct metafed_engine *engine,
-                                           uint16_t domain,
-                                           struct metafed_domain_stats *out);
-
-/*
- Counters of agent `agent` into `*out` (the caller sets `out->struct_size`).
- */
-metafed_status metafed_engine_agent_stats(struct metafed_engine *engine,
-                                          uint16_t agent,
-                                          struct metafed_agent_stats *out);
-
-/*
- The name of domain `domain`: copied into `buf`
- (`cap` bytes, NUL-terminated, truncated if short), its full length to `*out_len` (may be NULL).
- */
-metafed_status metafed_engine_domain_name(struct metafed_engine *engine,
-                                          uint16_t domain,
-                                          char *buf,
-                                          size_t cap,
-                                          size_t *out_len);
-
-/*
- The name of agent `agent`: copied into `buf` (`cap` bytes, NUL-terminated, truncated if
- short), its full length to `*out_len` (may be NULL).
- */
-metafed_status metafed_engine_agent_name(struct metafed_engine *engine,
-                                         uint16_t agent,
-                                         char *buf,
-                                         size_t cap,
-                                         size_t *out_len);
-
-/*
- Forces a breaker open, disables it, or returns it to normal (`METAFED_BREAKER_*`). `level` is
- a `METAFED_LEVEL_*`; `index` the domain or agent id (0 for the meta level).
- */
-metafed_status metafed_engine_set_breaker_mode(struct metafed_engine *engine,
-                                               int32_t level,
-                                               uint32_t index,
-                                               int32_t mode);
-
-/*
- Marks a domain down (`down` 1: every call to its agents fails, a correlated fault) or up
- again (0).
- */
-metafed_status metafed_engine_set_domain_down(struct metafed_engine *engine,
-                                              uint16_t domain,
-                                              uint32_t down);
-
-/*
- Marks one agent down (`down` 1: every call to it fails, as `METAFED_FAILURE_DOWN`; an outage
- of one dependency, for drills) or up again (0). Its breaker and its domain react as to any
- failing agent. Recorded in the audit trail.
- */
-metafed_status metafed_engine_set_agent_down(struct metafed_engine *engine,
-                                             uint16_t agent,
-                                             uint32_t down);
-
-/*
- Takes an agent out of rotation (`in_rotation` 0) or puts it back (1).
- */
-metafed_status metafed_engine_set_agent_in_rotation(struct metafed_engine *engine,
-                                                    uint16_t agent,
-                                                    uint32_t in_rotation);
-
-/*
- Stops accepting tasks, lets those in flight finish for up to `drain_ms`, then completes the
- rest as rejected (`METAFED_REASON_SHUTTING_DOWN`) and stops the threads. No handler is called
- after it returns (unless one never returned: see `detached_threads`). Completions stay
- available to poll and wait. Idempotent. `out` (may be NULL; set `out->struct_size`) receives
- what happened.
- */
-metafed_status metafed_engine_shutdown(struct metafed_engine *engine,
-                                       uint64_t drain_ms,
-                                       struct metafed_shutdown_report *out);
-
-/*
- Shuts the engine down (with its configured drain timeout, unless already shut down) and
- frees it. NULL does nothing; a stale or already freed handle is detected and ignored (with
- `metafed_last_error` set). Calls on other threads that are using the engine finish safely.
- Called from a handler or a completion callback (one of the engine's own threads), it frees
- the handle at once and leaves the shutdown to a thread of its own, which runs once the call
- has returned.
- */
-void metafed_engine_free(struct metafed_engine *engine);
 
 /*
  Calls `callback(user_data, &event)` with every breaker transition and every audit record
@@ -1850,6 +1647,209 @@ metafed_status metafed_engine_add_domain(struct metafed_engine *engine,
  counters stay (`metafed_engine_domain_stats`). Recorded in the audit trail.
  */
 metafed_status metafed_engine_remove_domain(struct metafed_engine *engine, uint16_t domain);
+
+/*
+ Fills `*out` with a task's defaults: no flags, id 0, no domains (set `domains`), priority 0,
+ no payload, no deadline.
+ */
+metafed_status metafed_task_init(struct metafed_task *out);
+
+/*
+ Fills `*out` with the default engine settings.
+ */
+metafed_status metafed_engine_config_init(struct metafed_engine_config *out);
+
+/*
+ Starts an engine running `topology` (which is copied: the topology may be freed or reused
+ afterwards) with `config` (NULL for the defaults). Free it with `metafed_engine_free`.
+
+ With `config->on_complete` set, every completion of a task not submitted as waitable is
+ passed to it on a worker thread (it must not block for long), and `metafed_engine_poll`
+ finds none.
+ */
+metafed_status metafed_engine_new(const struct metafed_topology *topology,
+                                  const struct metafed_engine_config *config,
+                                  struct metafed_engine **out);
+
+/*
+ Submits a task without blocking; its ticket goes to `*out_ticket` (may be NULL).
+ `METAFED_E_FULL` is backpressure: poll completions, then retry. An accepted task gets
+ exactly one completion.
+ */
+metafed_status metafed_engine_submit(struct metafed_engine *engine,
+                                     const struct metafed_task *task,
+                                     uint64_t *out_ticket);
+
+/*
+ Submits a task, waiting while the engine is full for up to `timeout_ms` (negative: forever).
+ */
+metafed_status metafed_engine_submit_blocking(struct metafed_engine *engine,
+                                              const struct metafed_task *task,
+                                              int64_t timeout_ms,
+                                              uint64_t *out_ticket);
+
+/*
+ Submits `n` tasks in order until one is refused; `tickets[i]` receives task `i`'s ticket and
+ `*out_submitted` how many were accepted. Returns `METAFED_OK` when at least one was accepted
+ (check `*out_submitted`), or the reason the first was refused. `tasks` is an array whose
+ stride is `tasks[0].struct_size`.
+ */
+metafed_status metafed_engine_submit_batch(struct metafed_engine *engine,
+                                           const struct metafed_task *tasks,
+                                           size_t n,
+                                           uint64_t *tickets,
+                                           size_t *out_submitted);
+
+/*
+ Moves up to `cap` completions into `out` (an array whose stride is `out[0].struct_size`,
+ which the caller sets) and their count into `*out_n`. Waits up to `timeout_ms` for the first
+ one when none is ready (0: no wait; negative: until one comes or the engine stops).
+ */
+metafed_status metafed_engine_poll(struct metafed_engine *engine,
+                                   struct metafed_completion *out,
+                                   size_t cap,
+                                   int64_t timeout_ms,
+                                   size_t *out_n);
+
+/*
+ Runs `n` tasks as a closed loop from the calling thread, with at most `in_flight` of them in
+ flight (0: 1024), and returns when all have completed: task `i` has correlation id `ids[i]`
+ and needs the domains in the bit set `domains[i]` (or `domains[0]` for every task when
+ `domains_len` is 1). `outcomes` (may be NULL) receives task `i`'s `METAFED_OUTCOME_*` at
+ index `i`; `counts` (may be NULL) receives the number of tasks per outcome (4 entries);
+ `*out_done` the tasks completed. The tasks are waitable, so this never takes completions
+ meant for `metafed_engine_poll` or the callback. Returns `METAFED_E_SHUTTING_DOWN` if the
+ engine stops first (`*out_done` says how far it got).
+ */
+metafed_status metafed_engine_run_batch(struct metafed_engine *engine,
+                                        const uint64_t *ids,
+                                        const uint64_t *domains,
+                                        size_t domains_len,
+                                        size_t n,
+                                        uint32_t priority,
+                                        size_t in_flight,
+                                        int32_t *outcomes,
+                                        uint64_t *counts,
+                                        size_t *out_done);
+
+/*
+ Waits up to `timeout_ms` (negative: forever) for the waitable task of `ticket` and writes its
+ completion to `*out`. One thread may wait on a ticket at a time.
+ */
+metafed_status metafed_engine_wait(struct metafed_engine *engine,
+                                   uint64_t ticket,
+                                   int64_t timeout_ms,
+                                   struct metafed_completion *out);
+
+/*
+ Engine-wide counters into `*out` (the caller sets `out->struct_size`).
+ */
+metafed_status metafed_engine_stats(struct metafed_engine *engine, struct metafed_stats *out);
+
+/*
+ Counters of domain `domain` into `*out` (the caller sets `out->struct_size`).
+ */
+metafed_status metafed_engine_domain_stats(struct metafed_engine *engine,
+                                           uint16_t domain,
+                                           struct metafed_domain_stats *out);
+
+/*
+ Counters of agent `agent` into `*out` (the caller sets `out->struct_size`).
+ */
+metafed_status metafed_engine_agent_stats(struct metafed_engine *engine,
+                                          uint16_t agent,
+                                          struct metafed_agent_stats *out);
+
+/*
+ The name of domain `domain`: copied into `buf`
+ (`cap` bytes, NUL-terminated, truncated if short), its full length to `*out_len` (may be NULL).
+ */
+metafed_status metafed_engine_domain_name(struct metafed_engine *engine,
+                                          uint16_t domain,
+                                          char *buf,
+                                          size_t cap,
+                                          size_t *out_len);
+
+/*
+ The name of agent `agent`: copied into `buf` (`cap` bytes, NUL-terminated, truncated if
+ short), its full length to `*out_len` (may be NULL).
+ */
+metafed_status metafed_engine_agent_name(struct metafed_engine *engine,
+                                         uint16_t agent,
+                                         char *buf,
+                                         size_t cap,
+                                         size_t *out_len);
+
+/*
+ Forces a breaker open, disables it, or returns it to normal (`METAFED_BREAKER_*`). `level` is
+ a `METAFED_LEVEL_*`; `index` the domain or agent id (0 for the meta level).
+ */
+metafed_status metafed_engine_set_breaker_mode(struct metafed_engine *engine,
+                                               int32_t level,
+                                               uint32_t index,
+                                               int32_t mode);
+
+/*
+ Marks a domain down (`down` 1: every call to its agents fails, a correlated fault) or up
+ again (0).
+ */
+metafed_status metafed_engine_set_domain_down(struct metafed_engine *engine,
+                                              uint16_t domain,
+                                              uint32_t down);
+
+/*
+ Marks one agent down (`down` 1: every call to it fails, as `METAFED_FAILURE_DOWN`; an outage
+ of one dependency, for drills) or up again (0). Its breaker and its domain react as to any
+ failing agent. Recorded in the audit trail.
+ */
+metafed_status metafed_engine_set_agent_down(struct metafed_engine *engine,
+                                             uint16_t agent,
+                                             uint32_t down);
+
+/*
+ Takes an agent out of rotation (`in_rotation` 0) or puts it back (1).
+ */
+metafed_status metafed_engine_set_agent_in_rotation(struct metafed_engine *engine,
+                                                    uint16_t agent,
+                                                    uint32_t in_rotation);
+
+/*
+ Stops accepting tasks, lets those in flight finish for up to `drain_ms`, then completes the
+ rest as rejected (`METAFED_REASON_SHUTTING_DOWN`) and stops the threads. No handler is called
+ after it returns (unless one never returned: see `detached_threads`). Completions stay
+ available to poll and wait. Idempotent. `out` (may be NULL; set `out->struct_size`) receives
+ what happened.
+ */
+metafed_status metafed_engine_shutdown(struct metafed_engine *engine,
+                                       uint64_t drain_ms,
+                                       struct metafed_shutdown_report *out);
+
+/*
+ Shuts the engine down (with its configured drain timeout, unless already shut down) and
+ frees it. NULL does nothing; a stale or already freed handle is detected and ignored (with
+ `metafed_last_error` set). Calls on other threads that are using the engine finish safely.
+ Called from a handler or a completion callback (one of the engine's own threads), it frees
+ the handle at once and leaves the shutdown to a thread of its own, which runs once the call
+ has returned.
+ */
+void metafed_engine_free(struct metafed_engine *engine);
+
+/*
+ The library's version, "MAJOR.MINOR.PATCH". A static string; never NULL.
+ */
+const char *metafed_version(void);
+
+/*
+ A static, human-readable name for a status code; never NULL ("unknown status" for codes
+ this library does not define).
+ */
+const char *metafed_status_str(metafed_status status);
+
+/*
+ The detailed message of the last call on this thread that failed ("" if none has). The
+ pointer is valid until the next failing call on this thread; copy it to keep it.
+ */
+const char *metafed_last_error(void);
 
 /*
  Creates an empty topology. Free it with `metafed_topology_free`.

@@ -8,28 +8,11 @@
 //! costs nothing): the engine reuses the attempt's slot only after that. A second completion,
 //! or a completion after the engine was freed, is refused with `METAFED_E_HANDLE`.
 
-use super::types::*;
-use super::{
-    FfiError, METAFED_E_ABANDONED, METAFED_E_HANDLE, METAFED_E_INVALID, boundary, err, metafed_status, non_null,
-};
-use metafed_rs::FailureKind;
-use metafed_rs::ffi_support::{Answer, CallCx, Refused};
-use std::ffi::c_void;
-
-thread_local! {
-    /// The context of the C handler call running on this thread, if any: what
-    /// `metafed_request_defer` checks a request's `internal` field against, so that a request
-    /// kept past its call is refused instead of followed.
-    static CURRENT_CALL: std::cell::Cell<*mut c_void> = const { std::cell::Cell::new(std::ptr::null_mut()) };
-}
-
-/// Runs `f` (a C handler's call) with `cx` registered as the current call.
-pub(crate) fn with_current_call<R>(cx: *mut c_void, f: impl FnOnce() -> R) -> R {
-    let previous = CURRENT_CALL.with(|c| c.replace(cx));
-    let r = f();
-    CURRENT_CALL.with(|c| c.set(previous));
-    r
-}
+use crate::convert::{answer, non_null};
+use crate::error::{METAFED_E_ABANDONED, METAFED_E_HANDLE, METAFED_E_INVALID, boundary, err, metafed_status};
+use crate::handler::CURRENT_CALL;
+use crate::types::{metafed_attempt, metafed_completion, metafed_request, metafed_response};
+use metafed_rs::ffi_support::{CallCx, Refused};
 
 /// Packs a C attempt id: generation, worker, slot.
 fn pack(worker: u16, slot: u32, g: u32) -> u64 {
@@ -66,44 +49,13 @@ pub extern "C" fn metafed_request_defer(request: *const metafed_request, out: *m
             return Err(if cx.handed_out() {
                 err(METAFED_E_INVALID, "this call's attempt is already deferred")
             } else {
-                err(super::METAFED_E_FULL, "no attempt slot is free on this worker; answer at once")
+                err(crate::error::METAFED_E_FULL, "no attempt slot is free on this worker; answer at once")
             });
         };
         let (worker, slot, g) = attempt.into_raw();
         // SAFETY: not NULL; writable per the contract.
         unsafe { *out = metafed_attempt { engine, id: pack(worker, slot, g) } };
         Ok(())
-    })
-}
-
-fn answer(result: i32, response: *const metafed_response) -> Result<Answer, FfiError> {
-    let (code, value, data) = if response.is_null() {
-        (0, 0, Vec::new())
-    } else {
-        // SAFETY: not NULL; points to a response per the contract.
-        let r = unsafe { &*response };
-        super::check_size(r.struct_size, size_of::<metafed_response>(), "metafed_response")?;
-        let data = if r.data_len == 0 || result != METAFED_HANDLER_OK {
-            Vec::new()
-        } else if r.data.is_null() {
-            return Err(err(super::METAFED_E_NULL, "response data is NULL but data_len is not 0"));
-        } else {
-            // SAFETY: per the contract, `data` holds `data_len` readable bytes.
-            unsafe { std::slice::from_raw_parts(r.data, r.data_len) }.to_vec()
-        };
-        (r.code, r.value, data)
-    };
-    Ok(match result {
-        METAFED_HANDLER_OK => Answer::ok(value, data),
-        METAFED_HANDLER_ERROR => Answer::failed(FailureKind::Error, code),
-        METAFED_HANDLER_RAISED => Answer::failed(FailureKind::Panicked, code),
-        METAFED_HANDLER_PENDING => Answer::failed(FailureKind::Dropped, code),
-        other => {
-            return Err(err(
-                METAFED_E_INVALID,
-                format!("result must be METAFED_HANDLER_OK, _ERROR, _RAISED or _PENDING (to drop it), got {other}"),
-            ));
-        }
     })
 }
 
@@ -125,7 +77,7 @@ pub extern "C" fn metafed_attempt_complete(
     boundary("metafed_attempt_complete", || {
         let answer = answer(result, response)?;
         let (worker, slot, g) = unpack(attempt.id);
-        super::engine::with_engine_by_value(attempt.engine as usize, |e| {
+        crate::handles::with_engine_by_value(attempt.engine as usize, |e| {
             match metafed_rs::ffi_support::complete_attempt(e, worker, slot, g, answer) {
                 None => Err(err(METAFED_E_HANDLE, "the attempt handle names no attempt")),
                 Some(Ok(())) => Ok(()),
@@ -156,7 +108,7 @@ pub extern "C" fn metafed_attempt_abandoned(attempt: metafed_attempt, out: *mut 
     boundary("metafed_attempt_abandoned", || {
         non_null(out, "out")?;
         let (worker, slot, g) = unpack(attempt.id);
-        let abandoned = super::engine::with_engine_by_value(attempt.engine as usize, |e| {
+        let abandoned = crate::handles::with_engine_by_value(attempt.engine as usize, |e| {
             Ok(metafed_rs::ffi_support::attempt_abandoned(e, worker, slot, g))
         })
         .unwrap_or(true); // its engine is gone: nobody waits for it

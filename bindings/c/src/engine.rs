@@ -1,48 +1,20 @@
 //! `metafed_engine`: starting an engine from a topology, submitting tasks, collecting
 //! completions, watching it, and stopping it.
 
-use super::handles::HandleTable;
-use super::topology::{breaker_mode, builder_snapshot, metafed_topology};
-use super::types::*;
-use super::{FfiError, FfiResult, METAFED_E_INVALID, boundary, check_size, err, flag, metafed_status, non_null};
-use metafed_rs::{AdmissionConfig, Completion, DomainId, Engine, EngineConfig, Level, Task, Ticket};
-use std::ffi::c_void;
+use crate::convert::{
+    breaker_mode, check_size, engine_config, flag, level_arg, non_null, outcome_code, report, state_code, timeout,
+    write_name, write_ticket,
+};
+use crate::error::{FfiError, FfiResult, METAFED_E_INVALID, boundary, err, metafed_status};
+use crate::handler::CCallback;
+use crate::handles::{ENGINES, builder_snapshot, engine_arc, metafed_engine, metafed_topology, with_engine};
+use crate::types::{
+    METAFED_MAX_DURATION_MS, METAFED_OUTCOME_COUNT, METAFED_REASON_COUNT, metafed_agent_stats, metafed_completion,
+    metafed_domain_stats, metafed_engine_config, metafed_shutdown_report, metafed_stats, metafed_task,
+};
+use metafed_rs::{Completion, DomainId, Engine, EngineConfig, Task, Ticket};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A running engine. Opaque; a handle, not a pointer to memory. Every function taking an
-/// engine may be called from any thread, concurrently.
-pub struct metafed_engine {
-    _private: [u8; 0],
-}
-
-static ENGINES: HandleTable<Arc<Engine>> = HandleTable::new("engine", 2);
-
-/// Runs `f` on the engine behind a handle (lock-free; see `handles`).
-pub(super) fn with_engine<R>(
-    e: *const metafed_engine,
-    f: impl FnOnce(&Engine) -> Result<R, FfiError>,
-) -> Result<R, FfiError> {
-    ENGINES.with(e as usize, |arc| f(arc))
-}
-
-/// Runs `f` on the engine whose handle value is `h` (for attempts, which name their engine by
-/// value).
-pub(crate) fn with_engine_by_value<R>(h: usize, f: impl FnOnce(&Engine) -> Result<R, FfiError>) -> Result<R, FfiError> {
-    ENGINES.with(h, |arc| f(arc))
-}
-
-/// Takes a reference-counted handle on the engine, for calls that may block (so that no epoch
-/// guard is held while they wait).
-pub(super) fn engine_arc(e: *const metafed_engine) -> Result<Arc<Engine>, FfiError> {
-    ENGINES.with(e as usize, |arc| Ok(arc.clone()))
-}
-
-/// A timeout in milliseconds: negative (or longer than `METAFED_MAX_DURATION_MS`) waits
-/// forever, 0 does not wait.
-fn timeout(ms: i64) -> Option<Duration> {
-    (ms >= 0 && ms as u64 <= METAFED_MAX_DURATION_MS).then(|| Duration::from_millis(ms as u64))
-}
 
 /// Fills `*out` with a task's defaults: no flags, id 0, no domains (set `domains`), priority 0,
 /// no payload, no deadline.
@@ -101,52 +73,10 @@ pub extern "C" fn metafed_engine_config_init(out: *mut metafed_engine_config) ->
     })
 }
 
-fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, FfiError> {
-    check_size(c.struct_size, size_of::<metafed_engine_config>(), "metafed_engine_config")?;
-    let cfg = EngineConfig {
-        workers: c.workers as usize,
-        pin: flag(c.pin, "pin")?,
-        max_in_flight: c.max_in_flight as usize,
-        worker_capacity: c.worker_capacity as usize,
-        batch: c.batch as usize,
-        idle_spins: c.idle_spins,
-        idle_yield_us: c.idle_yield_us,
-        isolated_queue: c.isolated_queue as usize,
-        panic_routing: flag(c.panic_routing, "panic_routing")?,
-        drain_timeout: Duration::from_millis(u64::from(c.drain_timeout_ms)),
-        admission: AdmissionConfig {
-            max_concurrent: c.max_concurrent as usize,
-            queue_capacity: c.queue_capacity as usize,
-            essential_priority: c.essential_priority.min(255) as u8,
-            priority_reserve: c.priority_reserve,
-            rate_limit_per_s: c.rate_limit_per_s,
-            rate_limit_burst: c.rate_limit_burst,
-        },
-        ..EngineConfig::default()
-    };
-    cfg.validate().map_err(|m| err(super::METAFED_E_CONFIG, m))?;
-    Ok(cfg)
-}
-
-/// The C caller's completion callback and its user data.
-struct CCallback {
-    f: unsafe extern "C" fn(*mut c_void, *const metafed_completion),
-    user_data: *mut c_void,
-}
 // SAFETY: the caller guarantees the callback may run on the engine's threads.
 unsafe impl Send for CCallback {}
 // SAFETY: as above.
 unsafe impl Sync for CCallback {}
-
-impl CCallback {
-    fn call(&self, c: &mut Completion) {
-        let mut cc = metafed_completion::with_bodies(c);
-        // SAFETY: the caller's callback; the completion is valid for the call.
-        unsafe { (self.f)(self.user_data, &cc) };
-        // SAFETY: made by `with_bodies` just above; the callback does not keep it.
-        unsafe { cc.release() };
-    }
-}
 
 /// Starts an engine running `topology` (which is copied: the topology may be freed or reused
 /// afterwards) with `config` (NULL for the defaults). Free it with `metafed_engine_free`.
@@ -184,13 +114,6 @@ pub extern "C" fn metafed_engine_new(
     })
 }
 
-fn write_ticket(out: *mut u64, t: Ticket) {
-    if !out.is_null() {
-        // SAFETY: not NULL; points to writable storage per the contract.
-        unsafe { *out = t.0 };
-    }
-}
-
 /// Submits a task without blocking; its ticket goes to `*out_ticket` (may be NULL).
 /// `METAFED_E_FULL` is backpressure: poll completions, then retry. An accepted task gets
 /// exactly one completion.
@@ -203,7 +126,7 @@ pub extern "C" fn metafed_engine_submit(
     boundary("metafed_engine_submit", || {
         non_null(task, "task")?;
         // SAFETY: not NULL; per the contract it points to a task whose data is valid for the call.
-        let t = unsafe { super::types::task(&*task) }?;
+        let t = unsafe { crate::convert::task(&*task) }?;
         let ticket = with_engine(engine, |e| Ok(e.try_submit(&t)?))?;
         write_ticket(out_ticket, ticket);
         Ok(())
@@ -221,7 +144,7 @@ pub extern "C" fn metafed_engine_submit_blocking(
     boundary("metafed_engine_submit_blocking", || {
         non_null(task, "task")?;
         // SAFETY: as in `metafed_engine_submit`.
-        let t = unsafe { super::types::task(&*task) }?;
+        let t = unsafe { crate::convert::task(&*task) }?;
         let ticket = engine_arc(engine)?.submit(&t, timeout(timeout_ms))?;
         write_ticket(out_ticket, ticket);
         Ok(())
@@ -265,7 +188,7 @@ pub extern "C" fn metafed_engine_submit_batch(
                     // `stride` bytes; its data is valid for the call per the contract.
                     let raw = unsafe { &*tasks.cast::<u8>().add((done + i) * stride).cast::<metafed_task>() };
                     // SAFETY: its data is valid for the call per the contract.
-                    match unsafe { super::types::task(raw) } {
+                    match unsafe { crate::convert::task(raw) } {
                         Ok(t) => *slot = t,
                         Err(e) if done + i == 0 => return Err(e),
                         Err(_) => return Ok(done + i), // submit the prefix; the caller retries the rest
@@ -468,10 +391,6 @@ pub extern "C" fn metafed_engine_wait(
     })
 }
 
-fn state_code(s: metafed_rs::BreakerState) -> i32 {
-    s as i32
-}
-
 /// Engine-wide counters into `*out` (the caller sets `out->struct_size`).
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_stats(engine: *mut metafed_engine, out: *mut metafed_stats) -> metafed_status {
@@ -528,7 +447,7 @@ pub extern "C" fn metafed_engine_domain_stats(
         let d = s
             .domains
             .get(usize::from(domain))
-            .ok_or_else(|| err(super::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))?;
+            .ok_or_else(|| err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))?;
         let v = metafed_domain_stats {
             struct_size: size_of::<metafed_domain_stats>() as u32,
             state: state_code(d.breaker.state),
@@ -592,26 +511,6 @@ pub extern "C" fn metafed_engine_agent_stats(
     })
 }
 
-/// Writes a name into the caller's buffer: NUL-terminated, truncated to `cap - 1` bytes; its
-/// full length (without the NUL) goes to `*out_len` (may be NULL), so that a call with `cap` 0
-/// asks for the size.
-pub(super) fn write_name(name: &str, buf: *mut std::ffi::c_char, cap: usize, out_len: *mut usize) -> FfiResult {
-    if cap > 0 {
-        non_null(buf, "buf")?;
-        let n = name.len().min(cap - 1);
-        // SAFETY: the caller provides `cap` writable bytes at `buf`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(name.as_ptr(), buf.cast::<u8>(), n);
-            *buf.add(n) = 0;
-        }
-    }
-    if !out_len.is_null() {
-        // SAFETY: not NULL; writable per the contract.
-        unsafe { *out_len = name.len() };
-    }
-    Ok(())
-}
-
 /// The name of domain `domain`: copied into `buf`
 /// (`cap` bytes, NUL-terminated, truncated if short), its full length to `*out_len` (may be NULL).
 #[unsafe(no_mangle)]
@@ -627,7 +526,7 @@ pub extern "C" fn metafed_engine_domain_name(
             let topo = e.topology();
             let name = topo
                 .domain_name(DomainId(domain))
-                .ok_or_else(|| err(super::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))?;
+                .ok_or_else(|| err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))?;
             write_name(name, buf, cap, out_len)
         })
     })
@@ -652,16 +551,6 @@ pub extern "C" fn metafed_engine_agent_name(
             write_name(name, buf, cap, out_len)
         })
     })
-}
-
-/// A `METAFED_LEVEL_*` argument.
-pub(super) fn level_arg(level: i32) -> Result<Level, FfiError> {
-    match level {
-        METAFED_LEVEL_META => Ok(Level::Meta),
-        METAFED_LEVEL_DOMAIN => Ok(Level::Domain),
-        METAFED_LEVEL_AGENT => Ok(Level::Agent),
-        l => Err(err(METAFED_E_INVALID, format!("unknown breaker level {l}"))),
-    }
 }
 
 /// Forces a breaker open, disables it, or returns it to normal (`METAFED_BREAKER_*`). `level` is
@@ -700,7 +589,7 @@ pub extern "C" fn metafed_engine_set_domain_down(
             if e.set_domain_down(DomainId(domain), down) {
                 Ok(())
             } else {
-                Err(err(super::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))
+                Err(err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))
             }
         })
     })
@@ -740,17 +629,6 @@ pub extern "C" fn metafed_engine_set_agent_in_rotation(
             }
         })
     })
-}
-
-fn report(r: metafed_rs::ShutdownReport) -> metafed_shutdown_report {
-    metafed_shutdown_report {
-        struct_size: size_of::<metafed_shutdown_report>() as u32,
-        drained: u32::from(r.drained),
-        rejected: r.rejected,
-        detached_threads: r.detached_threads as u32,
-        reserved: 0,
-        elapsed_us: r.elapsed_us,
-    }
 }
 
 /// Stops accepting tasks, lets those in flight finish for up to `drain_ms`, then completes the

@@ -8,10 +8,13 @@
 //! handle of another type (an engine passed as a topology) or a made-up value is refused with
 //! `METAFED_E_HANDLE` instead of touching memory.
 
-use super::{FfiError, METAFED_E_HANDLE, METAFED_E_INVALID, err};
-use crossbeam_epoch::{self as epoch, Atomic, Owned};
-use std::sync::Mutex;
+use crate::convert::non_null;
+use crate::error::{FfiError, FfiResult, METAFED_E_HANDLE, METAFED_E_INVALID, err};
+use metafed_rs::{Engine, TopologyBuilder};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_epoch::{self as epoch, Atomic, Owned};
 
 const SLOTS: usize = 1 << 16;
 const INDEX_BITS: u32 = 17;
@@ -136,4 +139,63 @@ impl<T: Send + Sync> HandleTable<T> {
         }
         Ok(result)
     }
+}
+
+/// A running engine. Opaque; a handle, not a pointer to memory. Every function taking an
+/// engine may be called from any thread, concurrently.
+pub struct metafed_engine {
+    _private: [u8; 0],
+}
+
+pub(crate) static ENGINES: HandleTable<Arc<Engine>> = HandleTable::new("engine", 2);
+
+/// Runs `f` on the engine behind a handle (lock-free; see `handles`).
+pub(crate) fn with_engine<R>(
+    e: *const metafed_engine,
+    f: impl FnOnce(&Engine) -> Result<R, FfiError>,
+) -> Result<R, FfiError> {
+    ENGINES.with(e as usize, |arc| f(arc))
+}
+
+/// Runs `f` on the engine whose handle value is `h` (for attempts, which name their engine by
+/// value).
+pub(crate) fn with_engine_by_value<R>(h: usize, f: impl FnOnce(&Engine) -> Result<R, FfiError>) -> Result<R, FfiError> {
+    ENGINES.with(h, |arc| f(arc))
+}
+
+/// Takes a reference-counted handle on the engine, for calls that may block (so that no epoch
+/// guard is held while they wait).
+pub(crate) fn engine_arc(e: *const metafed_engine) -> Result<Arc<Engine>, FfiError> {
+    ENGINES.with(e as usize, |arc| Ok(arc.clone()))
+}
+
+/// A topology under construction: domains, agents, breakers, injected faults. Opaque; a handle,
+/// not a pointer to memory. Not thread-safe to build from several threads at once (calls are
+/// serialised, but the result would depend on their order).
+pub struct metafed_topology {
+    _private: [u8; 0],
+}
+
+pub(crate) static TOPOLOGIES: HandleTable<Mutex<TopologyBuilder>> = HandleTable::new("topology", 1);
+
+/// Runs `f` on the builder behind a topology handle.
+pub(crate) fn with_builder<R>(
+    t: *const metafed_topology,
+    f: impl FnOnce(&mut TopologyBuilder) -> Result<R, FfiError>,
+) -> Result<R, FfiError> {
+    TOPOLOGIES.with(t as usize, |m| f(&mut m.lock().unwrap_or_else(|e| e.into_inner())))
+}
+
+pub(crate) fn new_handle(b: TopologyBuilder, out: *mut *mut metafed_topology) -> FfiResult {
+    non_null(out, "out")?;
+    let h = TOPOLOGIES.insert(Mutex::new(b))?;
+    // SAFETY: `out` is not NULL and, per the API contract, points to writable storage.
+    unsafe { *out = h as *mut metafed_topology };
+    Ok(())
+}
+
+/// A copy of the builder behind a topology handle (an engine starts from a copy, so the
+/// topology stays usable).
+pub(crate) fn builder_snapshot(t: *const metafed_topology) -> Result<TopologyBuilder, FfiError> {
+    with_builder(t, |b| Ok(b.clone()))
 }

@@ -1,54 +1,32 @@
 //! `metafed_topology`: building a topology from C (in code, or from TOML), with simulated agents
 //! and agents backed by C callbacks.
 
-use super::handles::HandleTable;
-use super::types::*;
-use super::{FfiError, FfiResult, METAFED_E_INVALID, boundary, check_size, duration_ms, err, non_null, str_arg};
-use metafed_rs::Request;
-use metafed_rs::ffi_support::{Agent, Call, CallCx};
-use metafed_rs::{
-    AgentId, AgentSpec, BreakerConfig, BreakerMode, DomainId, FailureKind, Hedge, HedgeDelay, Latency, RetryBudget,
-    SimAgent, SimFault, TopologyBuilder,
+use crate::convert::{
+    breaker_config_arg, breaker_config_to_c, check_flags, check_size, duration_ms, level_config, non_null, rate,
+    sim_agent, str_arg, write_opt,
 };
+use crate::error::{FfiError, METAFED_E_INVALID, boundary, err};
+use crate::handler::callback_spec;
+use crate::handles::{TOPOLOGIES, metafed_topology, new_handle, with_builder};
+use crate::types::{
+    METAFED_AGENT_ISOLATED, METAFED_FAULT_NONE, METAFED_HEDGE_FIXED, METAFED_HEDGE_PERCENTILE, METAFED_LATENCY_NONE,
+    METAFED_LEVEL_DOMAIN, METAFED_LEVEL_META, METAFED_SIM_IO, metafed_breaker_config, metafed_finalizer_fn,
+    metafed_handler_fn, metafed_hedge_config, metafed_sim_agent,
+};
+use metafed_rs::{AgentId, AgentSpec, DomainId, Hedge, HedgeDelay, RetryBudget, TopologyBuilder};
 use std::ffi::{c_char, c_void};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A topology under construction: domains, agents, breakers, injected faults. Opaque; a handle,
-/// not a pointer to memory. Not thread-safe to build from several threads at once (calls are
-/// serialised, but the result would depend on their order).
-pub struct metafed_topology {
-    _private: [u8; 0],
-}
-
-pub(crate) static TOPOLOGIES: HandleTable<Mutex<TopologyBuilder>> = HandleTable::new("topology", 1);
-
-/// Runs `f` on the builder behind a topology handle.
-pub(crate) fn with_builder<R>(
-    t: *const metafed_topology,
-    f: impl FnOnce(&mut TopologyBuilder) -> Result<R, FfiError>,
-) -> Result<R, FfiError> {
-    TOPOLOGIES.with(t as usize, |m| f(&mut m.lock().unwrap_or_else(|e| e.into_inner())))
-}
-
-fn new_handle(b: TopologyBuilder, out: *mut *mut metafed_topology) -> FfiResult {
-    non_null(out, "out")?;
-    let h = TOPOLOGIES.insert(Mutex::new(b))?;
-    // SAFETY: `out` is not NULL and, per the API contract, points to writable storage.
-    unsafe { *out = h as *mut metafed_topology };
-    Ok(())
-}
 
 /// Creates an empty topology. Free it with `metafed_topology_free`.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_topology_new(out: *mut *mut metafed_topology) -> super::metafed_status {
+pub extern "C" fn metafed_topology_new(out: *mut *mut metafed_topology) -> crate::error::metafed_status {
     boundary("metafed_topology_new", || new_handle(TopologyBuilder::default(), out))
 }
 
 /// Creates the seed's 3 x 3 topology (API, Database, Auth; three simulated agents each, failing
 /// at `agent_error`), with the seed's breaker defaults.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_topology_seed(agent_error: f64, out: *mut *mut metafed_topology) -> super::metafed_status {
+pub extern "C" fn metafed_topology_seed(agent_error: f64, out: *mut *mut metafed_topology) -> crate::error::metafed_status {
     boundary("metafed_topology_seed", || {
         if !(0.0..=1.0).contains(&agent_error) {
             return Err(err(METAFED_E_INVALID, format!("agent_error must be in [0, 1], got {agent_error}")));
@@ -64,7 +42,7 @@ pub extern "C" fn metafed_topology_seed(agent_error: f64, out: *mut *mut metafed
 pub extern "C" fn metafed_topology_from_toml(
     text: *const c_char,
     out: *mut *mut metafed_topology,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_from_toml", || {
         // SAFETY: the caller passes a NUL-terminated string (or NULL, refused).
         let text = unsafe { str_arg(text, "text") }?;
@@ -77,7 +55,7 @@ pub extern "C" fn metafed_topology_from_toml(
 pub extern "C" fn metafed_topology_from_file(
     path: *const c_char,
     out: *mut *mut metafed_topology,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_from_file", || {
         // SAFETY: the caller passes a NUL-terminated string (or NULL, refused).
         let path = unsafe { str_arg(path, "path") }?;
@@ -93,7 +71,7 @@ pub extern "C" fn metafed_topology_add_domain(
     topology: *mut metafed_topology,
     name: *const c_char,
     out_domain: *mut u16,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_add_domain", || {
         // SAFETY: as above.
         let name = unsafe { str_arg(name, "name") }?;
@@ -103,28 +81,14 @@ pub extern "C" fn metafed_topology_add_domain(
     })
 }
 
-fn write_opt<T>(out: *mut T, v: T) {
-    if !out.is_null() {
-        // SAFETY: not NULL; per the API contract it points to writable storage.
-        unsafe { *out = v };
-    }
-}
-
 fn check_domain(b: &TopologyBuilder, domain: u16) -> Result<DomainId, FfiError> {
     if usize::from(domain) >= b.domain_count() {
         return Err(err(
-            crate::METAFED_E_UNKNOWN_DOMAIN,
+            crate::error::METAFED_E_UNKNOWN_DOMAIN,
             format!("domain id {domain} does not exist ({} domains)", b.domain_count()),
         ));
     }
     Ok(DomainId(domain))
-}
-
-fn check_flags(flags: u32, allowed: u32) -> Result<bool, FfiError> {
-    if flags & !allowed != 0 {
-        return Err(err(METAFED_E_INVALID, format!("unknown agent flags {:#x}", flags & !allowed)));
-    }
-    Ok(flags & METAFED_AGENT_ISOLATED != 0)
 }
 
 fn check_agent(b: &TopologyBuilder, agent: u16) -> Result<AgentId, FfiError> {
@@ -137,7 +101,7 @@ fn check_agent(b: &TopologyBuilder, agent: u16) -> Result<AgentId, FfiError> {
 
 /// Fills `*out` with a simulated agent's defaults (no errors, no latency, no fault).
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_sim_agent_init(out: *mut metafed_sim_agent) -> super::metafed_status {
+pub extern "C" fn metafed_sim_agent_init(out: *mut metafed_sim_agent) -> crate::error::metafed_status {
     boundary("metafed_sim_agent_init", || {
         non_null(out, "out")?;
         let v = metafed_sim_agent {
@@ -158,31 +122,6 @@ pub extern "C" fn metafed_sim_agent_init(out: *mut metafed_sim_agent) -> super::
     })
 }
 
-fn sim_agent(s: &metafed_sim_agent) -> Result<SimAgent, FfiError> {
-    check_size(s.struct_size, size_of::<metafed_sim_agent>(), "metafed_sim_agent")?;
-    let latency = match s.latency_kind {
-        METAFED_LATENCY_NONE => Latency::None,
-        METAFED_LATENCY_FIXED => Latency::Fixed { us: s.latency_us },
-        METAFED_LATENCY_EXPONENTIAL => Latency::Exponential { mean_us: s.latency_us },
-        METAFED_LATENCY_LONG_TAIL => {
-            Latency::LongTail { base_us: s.latency_us, slow_us: s.slow_us, slow_rate: s.slow_rate }
-        }
-        k => return Err(err(METAFED_E_INVALID, format!("unknown latency_kind {k}"))),
-    };
-    let fault = match s.fault_kind {
-        METAFED_FAULT_NONE => SimFault::None,
-        METAFED_FAULT_HANG if s.fault_value >= 0.0 && s.fault_value.is_finite() => {
-            SimFault::Hang { ms: s.fault_value as u64 }
-        }
-        METAFED_FAULT_PANIC => SimFault::Panic { rate: s.fault_value },
-        k => return Err(err(METAFED_E_INVALID, format!("invalid fault_kind {k} with fault_value {}", s.fault_value))),
-    };
-    let io = s.flags & METAFED_SIM_IO != 0;
-    let agent = SimAgent { error_rate: s.error_rate, latency, seed: s.seed, fault, io };
-    agent.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
-    Ok(agent)
-}
-
 /// Adds a simulated agent to a domain; its id goes to `*out_agent` (may be NULL).
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_topology_add_sim_agent(
@@ -191,7 +130,7 @@ pub extern "C" fn metafed_topology_add_sim_agent(
     name: *const c_char,
     spec: *const metafed_sim_agent,
     out_agent: *mut u16,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_add_sim_agent", || {
         // SAFETY: as above.
         let name = unsafe { str_arg(name, "name") }?;
@@ -208,86 +147,6 @@ pub extern "C" fn metafed_topology_add_sim_agent(
         write_opt(out_agent, a.0);
         Ok(())
     })
-}
-
-/// A handler behind a C function pointer. The caller of `metafed_topology_add_callback_agent`
-/// promises that `f` may be called with `user_data` from the threads the documentation names.
-struct CHandler {
-    f: unsafe extern "C" fn(*mut c_void, *const metafed_request, *mut metafed_response) -> i32,
-    user_data: *mut c_void,
-    finalizer: metafed_finalizer_fn,
-}
-
-// SAFETY: the C caller guarantees `f` and `user_data` may be used from the engine's threads
-// (documented on `metafed_topology_add_callback_agent`).
-unsafe impl Send for CHandler {}
-// SAFETY: as above.
-unsafe impl Sync for CHandler {}
-
-impl Agent for CHandler {
-    fn call(&self, r: &Request<'_>, cx: &mut CallCx<'_>) -> Call {
-        let ctx = (cx as *mut CallCx<'_>).cast::<c_void>();
-        let req = metafed_request {
-            struct_size: size_of::<metafed_request>() as u32,
-            domain: r.domain.0,
-            agent: r.agent.0,
-            task_id: r.task_id,
-            payload: r.payload,
-            data: if r.data.is_empty() { std::ptr::null() } else { r.data.as_ptr() },
-            data_len: r.data.len(),
-            attempt: r.attempt,
-            fanout: r.fanout,
-            priority: u32::from(r.priority),
-            ticket: r.ticket.0,
-            timeout_us: cx.time_left_ns() / 1000,
-            internal: ctx,
-        };
-        let mut resp = metafed_response {
-            struct_size: size_of::<metafed_response>() as u32,
-            code: 0,
-            value: 0,
-            data: std::ptr::null(),
-            data_len: 0,
-        };
-        // SAFETY: `f` is the caller's handler; both pointers are valid for the call.
-        let rc = super::attempt::with_current_call(ctx, || unsafe { (self.f)(self.user_data, &req, &mut resp) });
-        match rc {
-            METAFED_HANDLER_OK if resp.data_len == 0 => Call::Value(resp.value),
-            METAFED_HANDLER_OK if resp.data.is_null() => Call::Failed(FailureKind::InvalidReply, rc),
-            METAFED_HANDLER_OK => {
-                // SAFETY: per the contract, `data` holds `data_len` bytes until the handler
-                // returns, which it has; we copy them now.
-                let body = unsafe { std::slice::from_raw_parts(resp.data, resp.data_len) }.to_vec();
-                Call::Body(resp.value, body)
-            }
-            METAFED_HANDLER_ERROR => Call::Failed(FailureKind::Error, resp.code),
-            METAFED_HANDLER_RAISED => Call::Failed(FailureKind::Panicked, resp.code),
-            METAFED_HANDLER_PENDING => Call::Pending,
-            other => Call::Failed(FailureKind::InvalidReply, other),
-        }
-    }
-}
-
-impl Drop for CHandler {
-    fn drop(&mut self) {
-        if let Some(fin) = self.finalizer {
-            // SAFETY: the caller's finalizer, called once, when nothing can call `f` again.
-            unsafe { fin(self.user_data) };
-        }
-    }
-}
-
-fn callback_spec(
-    handler: metafed_handler_fn,
-    user_data: *mut c_void,
-    finalizer: metafed_finalizer_fn,
-    flags: u32,
-) -> Result<AgentSpec, FfiError> {
-    let Some(f) = handler else { return Err(err(super::METAFED_E_NULL, "handler is NULL")) };
-    let isolated = check_flags(flags, METAFED_AGENT_ISOLATED)?;
-    let h = CHandler { f, user_data, finalizer };
-    let spec = metafed_rs::ffi_support::agent_spec(Arc::new(h));
-    Ok(if isolated { spec.isolated() } else { spec })
 }
 
 /// Adds an agent run by the C function `handler` to a domain; its id goes to `*out_agent` (may
@@ -319,7 +178,7 @@ pub extern "C" fn metafed_topology_add_callback_agent(
     finalizer: metafed_finalizer_fn,
     flags: u32,
     out_agent: *mut u16,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_add_callback_agent", || {
         // SAFETY: as above.
         let name = unsafe { str_arg(name, "name") }?;
@@ -346,7 +205,7 @@ pub extern "C" fn metafed_topology_bind_callback(
     finalizer: metafed_finalizer_fn,
     flags: u32,
     out_agent: *mut u16,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_bind_callback", || {
         // SAFETY: as above.
         let (domain, agent) = unsafe { (str_arg(domain, "domain")?, str_arg(agent, "agent")?) };
@@ -364,25 +223,17 @@ pub extern "C" fn metafed_topology_domain_id(
     topology: *const metafed_topology,
     name: *const c_char,
     out_domain: *mut u16,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_domain_id", || {
         // SAFETY: as above.
         let name = unsafe { str_arg(name, "name") }?;
         non_null(out_domain, "out_domain")?;
         let d = with_builder(topology, |b| {
-            b.domain_id(name).ok_or_else(|| err(crate::METAFED_E_UNKNOWN_DOMAIN, format!("no domain named {name:?}")))
+            b.domain_id(name).ok_or_else(|| err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("no domain named {name:?}")))
         })?;
         write_opt(out_domain, d.0);
         Ok(())
     })
-}
-
-fn rate(r: f64, what: &str) -> Result<f64, FfiError> {
-    if (0.0..=1.0).contains(&r) {
-        Ok(r)
-    } else {
-        Err(err(METAFED_E_INVALID, format!("{what} must be in [0, 1], got {r}")))
-    }
 }
 
 /// Sets the injected fault rate of a domain's sub-tasks (a correlated failure, whatever its
@@ -392,7 +243,7 @@ pub extern "C" fn metafed_topology_set_domain_fault_rate(
     topology: *mut metafed_topology,
     domain: u16,
     fault_rate: f64,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_set_domain_fault_rate", || {
         let r = rate(fault_rate, "fault_rate")?;
         with_builder(topology, |b| {
@@ -408,7 +259,7 @@ pub extern "C" fn metafed_topology_set_domain_fault_rate(
 pub extern "C" fn metafed_topology_set_meta_fault_rate(
     topology: *mut metafed_topology,
     fault_rate: f64,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_set_meta_fault_rate", || {
         let r = rate(fault_rate, "fault_rate")?;
         with_builder(topology, |b| {
@@ -424,7 +275,7 @@ pub extern "C" fn metafed_topology_set_max_attempts(
     topology: *mut metafed_topology,
     domain: u16,
     attempts: u32,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_set_max_attempts", || {
         if attempts == 0 || attempts > 255 {
             return Err(err(METAFED_E_INVALID, format!("attempts must be 1 to 255, got {attempts}")));
@@ -437,49 +288,9 @@ pub extern "C" fn metafed_topology_set_max_attempts(
     })
 }
 
-fn level_config(level: i32) -> Result<BreakerConfig, FfiError> {
-    match level {
-        METAFED_LEVEL_META => Ok(BreakerConfig::meta()),
-        METAFED_LEVEL_DOMAIN => Ok(BreakerConfig::domain()),
-        METAFED_LEVEL_AGENT => Ok(BreakerConfig::agent()),
-        l => Err(err(METAFED_E_INVALID, format!("unknown breaker level {l}"))),
-    }
-}
-
-/// Reads and checks a caller's `metafed_breaker_config`.
-pub(crate) fn breaker_config_arg(config: *const metafed_breaker_config) -> Result<BreakerConfig, FfiError> {
-    non_null(config, "config")?;
-    // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.
-    let c = unsafe { &*config };
-    check_size(c.struct_size, size_of::<metafed_breaker_config>(), "metafed_breaker_config")?;
-    let dur = duration_ms;
-    let cfg = BreakerConfig {
-        timeout: dur(c.timeout_ms, "timeout_ms")?,
-        consecutive_failures: c.consecutive_failures,
-        failure_rate: c.failure_rate,
-        window: dur(c.window_ms, "window_ms")?,
-        min_calls: c.min_calls,
-        open_base: dur(c.open_base_ms, "open_base_ms")?,
-        open_max: dur(c.open_max_ms, "open_max_ms")?,
-        half_open_probes: c.half_open_probes,
-        mode: breaker_mode(c.mode)?,
-    };
-    cfg.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
-    Ok(cfg)
-}
-
-pub(crate) fn breaker_mode(mode: i32) -> Result<BreakerMode, FfiError> {
-    match mode {
-        METAFED_BREAKER_NORMAL => Ok(BreakerMode::Normal),
-        METAFED_BREAKER_DISABLED => Ok(BreakerMode::Disabled),
-        METAFED_BREAKER_FORCED_OPEN => Ok(BreakerMode::ForcedOpen),
-        m => Err(err(METAFED_E_INVALID, format!("unknown breaker mode {m}"))),
-    }
-}
-
 /// Fills `*out` with the seed's breaker defaults of `level` (`METAFED_LEVEL_*`).
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_breaker_config_init(level: i32, out: *mut metafed_breaker_config) -> super::metafed_status {
+pub extern "C" fn metafed_breaker_config_init(level: i32, out: *mut metafed_breaker_config) -> crate::error::metafed_status {
     boundary("metafed_breaker_config_init", || {
         non_null(out, "out")?;
         // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.
@@ -488,31 +299,13 @@ pub extern "C" fn metafed_breaker_config_init(level: i32, out: *mut metafed_brea
     })
 }
 
-/// A breaker configuration as the C struct.
-pub(crate) fn breaker_config_to_c(c: &BreakerConfig) -> metafed_breaker_config {
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    metafed_breaker_config {
-        struct_size: size_of::<metafed_breaker_config>() as u32,
-        mode: c.mode as i32,
-        timeout_ms: ms(c.timeout),
-        consecutive_failures: c.consecutive_failures,
-        min_calls: c.min_calls,
-        failure_rate: c.failure_rate,
-        window_ms: ms(c.window),
-        open_base_ms: ms(c.open_base),
-        open_max_ms: ms(c.open_max),
-        half_open_probes: c.half_open_probes,
-        reserved: 0,
-    }
-}
-
 /// Sets the breaker settings of one level (`METAFED_LEVEL_*`) for every breaker of that level.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_topology_set_breaker(
     topology: *mut metafed_topology,
     level: i32,
     config: *const metafed_breaker_config,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_set_breaker", || {
         level_config(level)?;
         let cfg = breaker_config_arg(config)?;
@@ -537,7 +330,7 @@ pub extern "C" fn metafed_topology_set_agent_concurrency(
     topology: *mut metafed_topology,
     agent: u16,
     max_concurrency: u32,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_set_agent_concurrency", || {
         with_builder(topology, |b| {
             let a = check_agent(b, agent)?;
@@ -557,7 +350,7 @@ pub extern "C" fn metafed_topology_set_agent_weight(
     topology: *mut metafed_topology,
     agent: u16,
     weight: u32,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_set_agent_weight", || {
         with_builder(topology, |b| {
             let a = check_agent(b, agent)?;
@@ -574,7 +367,7 @@ pub extern "C" fn metafed_topology_set_agent_threads(
     topology: *mut metafed_topology,
     agent: u16,
     threads: u32,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_set_agent_threads", || {
         with_builder(topology, |b| {
             let a = check_agent(b, agent)?;
@@ -588,7 +381,7 @@ pub extern "C" fn metafed_topology_set_agent_threads(
 /// Fills `*out` with hedging defaults: once, after the 95th percentile of the domain's recent
 /// latency (once 100 latencies are known, over a 1 s rotating window).
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_hedge_config_init(out: *mut metafed_hedge_config) -> super::metafed_status {
+pub extern "C" fn metafed_hedge_config_init(out: *mut metafed_hedge_config) -> crate::error::metafed_status {
     boundary("metafed_hedge_config_init", || {
         non_null(out, "out")?;
         let v = metafed_hedge_config {
@@ -613,7 +406,7 @@ pub extern "C" fn metafed_topology_set_hedge(
     topology: *mut metafed_topology,
     domain: u16,
     config: *const metafed_hedge_config,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_set_hedge", || {
         let hedge = if config.is_null() {
             None
@@ -657,7 +450,7 @@ pub extern "C" fn metafed_topology_set_retry_budget(
     ratio: f64,
     min_per_s: f64,
     window_ms: f64,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_set_retry_budget", || {
         let budget = if ratio < 0.0 {
             None
@@ -688,7 +481,7 @@ pub extern "C" fn metafed_topology_set_timeouts(
     agent_ms: f64,
     domain_ms: f64,
     meta_ms: f64,
-) -> super::metafed_status {
+) -> crate::error::metafed_status {
     boundary("metafed_topology_set_timeouts", || {
         let t = |ms: f64, what: &str| -> Result<Option<Duration>, FfiError> {
             if ms < 0.0 { Ok(None) } else { duration_ms(ms, what).map(Some) }
@@ -703,7 +496,7 @@ pub extern "C" fn metafed_topology_set_timeouts(
 
 /// Disables every breaker (results still counted): the configuration of the exactness checks.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_topology_disable_breakers(topology: *mut metafed_topology) -> super::metafed_status {
+pub extern "C" fn metafed_topology_disable_breakers(topology: *mut metafed_topology) -> crate::error::metafed_status {
     boundary("metafed_topology_disable_breakers", || {
         with_builder(topology, |b| {
             b.breakers(metafed_rs::Levels::disabled());
@@ -720,10 +513,4 @@ pub extern "C" fn metafed_topology_free(topology: *mut metafed_topology) {
         return;
     }
     let _ = boundary("metafed_topology_free", || TOPOLOGIES.remove(topology as usize, |_| ()));
-}
-
-/// A copy of the builder behind a topology handle (an engine starts from a copy, so the
-/// topology stays usable).
-pub(crate) fn builder_snapshot(t: *const metafed_topology) -> Result<TopologyBuilder, FfiError> {
-    with_builder(t, |b| Ok(b.clone()))
 }

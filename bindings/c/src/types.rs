@@ -1,8 +1,7 @@
 //! The structs and constants the C ABI exchanges, and their conversions.
 
-use super::{FfiError, METAFED_E_INVALID, check_size, err};
-use metafed_rs::{AttemptFailure, Completion, FailureKind, Reason, Status};
-use std::ffi::c_void;
+use metafed_rs::{Reason, Status};
+use std::ffi::{c_char, c_void};
 
 /// Outcome of a task (`metafed_completion.outcome`): every sub-task succeeded.
 pub const METAFED_OUTCOME_OK: i32 = 0;
@@ -601,134 +600,93 @@ pub struct metafed_shutdown_report {
     pub elapsed_us: u64,
 }
 
-pub(crate) fn outcome_code(s: Status) -> i32 {
-    s as i32
-}
-
-pub(crate) fn failure_code(k: FailureKind) -> i32 {
-    k as i32
-}
-
-impl metafed_completion {
-    /// The C form of a completion, with no reply bytes (they stay in `c`).
-    pub(crate) fn from_completion(c: &Completion) -> Self {
-        let mut failures = [metafed_failure::default(); METAFED_MAX_FAILURES];
-        for (out, f) in failures.iter_mut().zip(c.failures()) {
-            *out = failure(f);
-        }
-        Self {
-            struct_size: size_of::<Self>() as u32,
-            outcome: outcome_code(c.status),
-            reason: c.reason as i32,
-            priority: u32::from(c.priority),
-            ticket: c.ticket.0,
-            id: c.id,
-            value: c.value,
-            latency_ns: c.latency_ns,
-            attempts: c.attempts,
-            failures_len: c.failures().len() as u32,
-            failures_total: c.failures_total,
-            reserved: 0,
-            failures,
-            bodies_len: 0,
-            reserved2: 0,
-            bodies: std::ptr::null(),
-        }
-    }
-
-    /// The C form of a completion, owning its reply bytes (moved out of `c`): release it with
-    /// [`release`](Self::release) (`metafed_completion_release`).
-    pub(crate) fn with_bodies(c: &mut Completion) -> Self {
-        let mut out = Self::from_completion(c);
-        let bodies = c.take_bodies();
-        if !bodies.is_empty() {
-            let entries: Box<[metafed_body]> = bodies
-                .into_iter()
-                .map(|(d, data)| {
-                    let data = Box::into_raw(data.into_boxed_slice());
-                    metafed_body { domain: d.0, data: data.cast::<u8>(), len: data.len() }
-                })
-                .collect();
-            out.bodies_len = entries.len() as u32;
-            out.bodies = Box::into_raw(entries).cast::<metafed_body>();
-        }
-        out
-    }
-
-    /// Frees the reply bytes this completion owns and clears its fields.
-    ///
-    /// # Safety
-    /// `bodies` and `bodies_len` must be as [`with_bodies`](Self::with_bodies) made them (or
-    /// NULL and 0).
-    pub(crate) unsafe fn release(&mut self) {
-        if self.bodies.is_null() {
-            self.bodies_len = 0;
-            return;
-        }
-        let n = self.bodies_len as usize;
-        // SAFETY: per the contract, `bodies` is a leaked `Box<[metafed_body]>` of `n` entries,
-        // each of whose `data` is a leaked `Box<[u8]>` of `len` bytes; released once, here.
-        unsafe {
-            let entries = Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.bodies.cast_mut(), n));
-            for e in entries.iter() {
-                drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(e.data.cast_mut(), e.len)));
-            }
-        }
-        self.bodies = std::ptr::null();
-        self.bodies_len = 0;
-    }
-}
-
-fn failure(f: &AttemptFailure) -> metafed_failure {
-    metafed_failure {
-        domain: f.domain.0,
-        agent: f.agent.0,
-        kind: failure_code(f.kind),
-        code: f.code,
-        attempt: f.attempt,
-    }
-}
-
-/// Checks a task and turns it into a Rust task that borrows its bytes.
-///
-/// # Safety
-/// `t.data` must be valid for `t.data_len` bytes for the lifetime `'a` (or `data_len` 0).
-pub(crate) unsafe fn task<'a>(t: &metafed_task) -> Result<metafed_rs::Task<'a>, FfiError> {
-    check_size(t.struct_size, size_of::<metafed_task>(), "metafed_task")?;
-    if t.deadline_us > METAFED_MAX_DURATION_MS * 1000 {
-        return Err(err(
-            METAFED_E_INVALID,
-            format!(
-                "deadline_us is {}; at most {} (METAFED_MAX_DURATION_MS)",
-                t.deadline_us,
-                METAFED_MAX_DURATION_MS * 1000
-            ),
-        ));
-    }
-    if t.priority > 3 {
-        return Err(err(METAFED_E_INVALID, format!("priority {} is out of range (0 highest .. 3 lowest)", t.priority)));
-    }
-    if t.flags & !METAFED_TASK_WAITABLE != 0 {
-        return Err(err(METAFED_E_INVALID, format!("unknown task flags {:#x}", t.flags)));
-    }
-    let data: &'a [u8] = if t.data_len == 0 {
-        &[]
-    } else if t.data.is_null() {
-        return Err(err(super::METAFED_E_NULL, "task data is NULL but data_len is not 0"));
-    } else {
-        // SAFETY: per the contract.
-        unsafe { std::slice::from_raw_parts(t.data, t.data_len) }
-    };
-    Ok(metafed_rs::Task {
-        id: t.id,
-        domains: metafed_rs::DomainSet(t.domains),
-        priority: t.priority as u8,
-        payload: t.payload,
-        data,
-        deadline: (t.deadline_us > 0).then(|| std::time::Duration::from_micros(t.deadline_us)),
-        waitable: t.flags & METAFED_TASK_WAITABLE != 0,
-    })
-}
-
 const _: () = assert!(METAFED_REASON_COUNT == Reason::COUNT);
 const _: () = assert!(METAFED_OUTCOME_COUNT == 4 && Status::Rejected as usize == 3);
+
+/// Health: every breaker closed, measured reliability as predicted.
+pub const METAFED_HEALTHY: i32 = 0;
+
+/// Health: some agents out, or a domain doing measurably worse than predicted; still served.
+pub const METAFED_DEGRADED: i32 = 1;
+
+/// Health: a domain cannot be served, the meta level is degraded, or the engine is stopping.
+pub const METAFED_UNHEALTHY: i32 = 2;
+
+/// Breaker event cause: consecutive failures reached the threshold (closed to open).
+pub const METAFED_CAUSE_CONSECUTIVE_FAILURES: i32 = 0;
+
+/// Breaker event cause: the failure rate over the window reached the threshold.
+pub const METAFED_CAUSE_FAILURE_RATE: i32 = 1;
+
+/// Breaker event cause: the open time ended (open to half-open).
+pub const METAFED_CAUSE_OPEN_TIME_ELAPSED: i32 = 2;
+
+/// Breaker event cause: a probe failed (half-open to open).
+pub const METAFED_CAUSE_PROBE_FAILED: i32 = 3;
+
+/// Breaker event cause: enough probes succeeded (half-open to closed).
+pub const METAFED_CAUSE_PROBES_SUCCEEDED: i32 = 4;
+
+/// Breaker event cause: an operator forced the breaker open.
+pub const METAFED_CAUSE_FORCED: i32 = 5;
+
+/// Breaker event cause: an operator returned the breaker to normal.
+pub const METAFED_CAUSE_RESET: i32 = 6;
+
+/// A breaker changed state (see `metafed_engine_drain_events`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct metafed_breaker_event {
+    /// `sizeof(metafed_breaker_event)`; set by the caller in the first element of the array
+    /// `metafed_engine_drain_events` fills (it is the array's stride), written by the library in
+    /// every element it fills.
+    pub struct_size: u32,
+    /// When, in nanoseconds since the engine started.
+    pub at_ns: u64,
+    /// The task whose admission or result caused it (meta and domain breakers), if `has_task`.
+    pub task_id: u64,
+    /// 1 if `task_id` is set.
+    pub has_task: u32,
+    /// `METAFED_LEVEL_*`.
+    pub level: i32,
+    /// The domain or agent id (0 for the meta level).
+    pub index: u32,
+    /// `METAFED_STATE_*` before.
+    pub from: i32,
+    /// `METAFED_STATE_*` after.
+    pub to: i32,
+    /// `METAFED_CAUSE_*`.
+    pub cause: i32,
+}
+
+/// An event of `metafed_engine_set_event_callback`: a breaker changed state.
+pub const METAFED_EVENT_BREAKER: i32 = 1;
+
+/// An event of `metafed_engine_set_event_callback`: an operator action was audited.
+pub const METAFED_EVENT_AUDIT: i32 = 2;
+
+/// What `metafed_engine_set_event_callback`'s callback receives. Valid during the call only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct metafed_event {
+    /// `sizeof(metafed_event)` of the library (check it against yours before reading fields
+    /// added later).
+    pub struct_size: u32,
+    /// `METAFED_EVENT_*`.
+    pub kind: i32,
+    /// The transition, for `METAFED_EVENT_BREAKER` (zero otherwise).
+    pub breaker: metafed_breaker_event,
+    /// The audit record's number, for `METAFED_EVENT_AUDIT` (`metafed_engine_audit_json`
+    /// numbers them alike; 0 otherwise).
+    pub audit_seq: u64,
+    /// The event as one line of JSON, NUL-terminated (`json_len` bytes before the NUL): for a
+    /// breaker `{"event":"breaker","at_ns":..,"breaker":"agent API/REST","level":"agent",
+    /// "index":0,"from":"closed","to":"open","cause":"failures","task_id":7}`, for an audit
+    /// record `{"event":"audit","seq":..,"actor":..,"action":..,"target":..,"from":..,"to":..}`.
+    pub json: *const c_char,
+    /// Its length in bytes.
+    pub json_len: usize,
+}
+
+/// Receives each engine event (see `metafed_engine_set_event_callback`).
+pub type metafed_event_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const metafed_event)>;

@@ -6,30 +6,6 @@
 
 #define METAFED_VERSION_PATCH 0
 
-#define METAFED_HEALTHY 0
-
-#define METAFED_DEGRADED 1
-
-#define METAFED_UNHEALTHY 2
-
-#define METAFED_CAUSE_CONSECUTIVE_FAILURES 0
-
-#define METAFED_CAUSE_FAILURE_RATE 1
-
-#define METAFED_CAUSE_OPEN_TIME_ELAPSED 2
-
-#define METAFED_CAUSE_PROBE_FAILED 3
-
-#define METAFED_CAUSE_PROBES_SUCCEEDED 4
-
-#define METAFED_CAUSE_FORCED 5
-
-#define METAFED_CAUSE_RESET 6
-
-#define METAFED_EVENT_BREAKER 1
-
-#define METAFED_EVENT_AUDIT 2
-
 #define METAFED_OUTCOME_OK 0
 
 #define METAFED_OUTCOME_FAILED 1
@@ -146,6 +122,30 @@
 
 #define METAFED_MAX_FAILURES 8
 
+#define METAFED_HEALTHY 0
+
+#define METAFED_DEGRADED 1
+
+#define METAFED_UNHEALTHY 2
+
+#define METAFED_CAUSE_CONSECUTIVE_FAILURES 0
+
+#define METAFED_CAUSE_FAILURE_RATE 1
+
+#define METAFED_CAUSE_OPEN_TIME_ELAPSED 2
+
+#define METAFED_CAUSE_PROBE_FAILED 3
+
+#define METAFED_CAUSE_PROBES_SUCCEEDED 4
+
+#define METAFED_CAUSE_FORCED 5
+
+#define METAFED_CAUSE_RESET 6
+
+#define METAFED_EVENT_BREAKER 1
+
+#define METAFED_EVENT_AUDIT 2
+
 typedef struct metafed_engine metafed_engine;
 
 typedef struct metafed_topology metafed_topology;
@@ -213,6 +213,53 @@ typedef struct metafed_completion {
   uint32_t reserved2;
   const struct metafed_body *bodies;
 } metafed_completion;
+
+typedef struct metafed_breaker_event {
+  uint32_t struct_size;
+  uint64_t at_ns;
+  uint64_t task_id;
+  uint32_t has_task;
+  int32_t level;
+  uint32_t index;
+  int32_t from;
+  int32_t to;
+  int32_t cause;
+} metafed_breaker_event;
+
+typedef struct metafed_event {
+  uint32_t struct_size;
+  int32_t kind;
+  struct metafed_breaker_event breaker;
+  uint64_t audit_seq;
+  const char *json;
+  size_t json_len;
+} metafed_event;
+
+typedef void (*metafed_event_fn)(void *user_data, const struct metafed_event *event);
+
+typedef struct metafed_admission_config {
+  uint32_t struct_size;
+  uint32_t max_concurrent;
+  uint32_t queue_capacity;
+  uint32_t essential_priority;
+  double priority_reserve[4];
+  double rate_limit_per_s;
+  double rate_limit_burst;
+} metafed_admission_config;
+
+typedef struct metafed_breaker_config {
+  uint32_t struct_size;
+  int32_t mode;
+  double timeout_ms;
+  uint32_t consecutive_failures;
+  uint32_t min_calls;
+  double failure_rate;
+  double window_ms;
+  double open_base_ms;
+  double open_max_ms;
+  uint32_t half_open_probes;
+  uint32_t reserved;
+} metafed_breaker_config;
 
 typedef struct metafed_task {
   uint32_t struct_size;
@@ -320,53 +367,6 @@ typedef struct metafed_shutdown_report {
   uint64_t elapsed_us;
 } metafed_shutdown_report;
 
-typedef struct metafed_breaker_event {
-  uint32_t struct_size;
-  uint64_t at_ns;
-  uint64_t task_id;
-  uint32_t has_task;
-  int32_t level;
-  uint32_t index;
-  int32_t from;
-  int32_t to;
-  int32_t cause;
-} metafed_breaker_event;
-
-typedef struct metafed_event {
-  uint32_t struct_size;
-  int32_t kind;
-  struct metafed_breaker_event breaker;
-  uint64_t audit_seq;
-  const char *json;
-  size_t json_len;
-} metafed_event;
-
-typedef void (*metafed_event_fn)(void *user_data, const struct metafed_event *event);
-
-typedef struct metafed_admission_config {
-  uint32_t struct_size;
-  uint32_t max_concurrent;
-  uint32_t queue_capacity;
-  uint32_t essential_priority;
-  double priority_reserve[4];
-  double rate_limit_per_s;
-  double rate_limit_burst;
-} metafed_admission_config;
-
-typedef struct metafed_breaker_config {
-  uint32_t struct_size;
-  int32_t mode;
-  double timeout_ms;
-  uint32_t consecutive_failures;
-  uint32_t min_calls;
-  double failure_rate;
-  double window_ms;
-  double open_base_ms;
-  double open_max_ms;
-  uint32_t half_open_probes;
-  uint32_t reserved;
-} metafed_breaker_config;
-
 typedef struct metafed_sim_agent {
   uint32_t struct_size;
   uint32_t flags;
@@ -433,12 +433,6 @@ typedef struct metafed_hedge_config {
 
 #define METAFED_E_ABANDONED 18
 
-const char *metafed_version(void);
-
-const char *metafed_status_str(metafed_status status);
-
-const char *metafed_last_error(void);
-
 metafed_status metafed_request_defer(const struct metafed_request *request,
                                      struct metafed_attempt *out);
 
@@ -449,6 +443,93 @@ metafed_status metafed_attempt_complete(struct metafed_attempt attempt,
 metafed_status metafed_attempt_abandoned(struct metafed_attempt attempt, uint32_t *out);
 
 void metafed_completion_release(struct metafed_completion *completion);
+
+metafed_status metafed_engine_set_event_callback(struct metafed_engine *engine,
+                                                 metafed_event_fn callback,
+                                                 void *user_data);
+
+metafed_status metafed_engine_metrics_text(struct metafed_engine *engine,
+                                           uint32_t openmetrics,
+                                           char *buf,
+                                           size_t cap,
+                                           size_t *out_len);
+
+metafed_status metafed_engine_health_json(struct metafed_engine *engine,
+                                          char *buf,
+                                          size_t cap,
+                                          size_t *out_len,
+                                          int32_t *out_status);
+
+metafed_status metafed_engine_serve_admin(struct metafed_engine *engine,
+                                          const char *addr,
+                                          const char *token,
+                                          uint16_t *out_port);
+
+metafed_status metafed_engine_stop_admin(struct metafed_engine *engine);
+
+metafed_status metafed_engine_set_rate_limit(struct metafed_engine *engine,
+                                             double per_s,
+                                             double burst);
+
+metafed_status metafed_engine_admission(struct metafed_engine *engine,
+                                        struct metafed_admission_config *out);
+
+metafed_status metafed_engine_set_admission(struct metafed_engine *engine,
+                                            const struct metafed_admission_config *config);
+
+metafed_status metafed_engine_set_breaker(struct metafed_engine *engine,
+                                          int32_t level,
+                                          const struct metafed_breaker_config *config);
+
+metafed_status metafed_engine_breaker_config(struct metafed_engine *engine,
+                                             int32_t level,
+                                             struct metafed_breaker_config *out);
+
+metafed_status metafed_engine_set_agent_max_concurrency(struct metafed_engine *engine,
+                                                        uint16_t agent,
+                                                        uint32_t limit);
+
+metafed_status metafed_set_actor(const char *actor, const char *reason);
+
+metafed_status metafed_engine_audit_json(struct metafed_engine *engine,
+                                         uint64_t after_seq,
+                                         char *buf,
+                                         size_t cap,
+                                         size_t *out_len);
+
+metafed_status metafed_engine_breaker_name(struct metafed_engine *engine,
+                                           int32_t level,
+                                           uint32_t index,
+                                           char *buf,
+                                           size_t cap,
+                                           size_t *out_len);
+
+metafed_status metafed_engine_drain_events(struct metafed_engine *engine,
+                                           struct metafed_breaker_event *out,
+                                           size_t cap,
+                                           size_t *out_n);
+
+metafed_status metafed_engine_add_agent(struct metafed_engine *engine,
+                                        const struct metafed_topology *from,
+                                        const char *domain,
+                                        const char *agent,
+                                        uint16_t *out_agent);
+
+metafed_status metafed_engine_remove_agent(struct metafed_engine *engine, uint16_t agent);
+
+metafed_status metafed_engine_set_agent_weight(struct metafed_engine *engine,
+                                               uint16_t agent,
+                                               uint32_t weight);
+
+metafed_status metafed_engine_agent_weight(struct metafed_engine *engine,
+                                           uint16_t agent,
+                                           uint32_t *out);
+
+metafed_status metafed_engine_add_domain(struct metafed_engine *engine,
+                                         const char *name,
+                                         uint16_t *out_domain);
+
+metafed_status metafed_engine_remove_domain(struct metafed_engine *engine, uint16_t domain);
 
 metafed_status metafed_task_init(struct metafed_task *out);
 
@@ -540,92 +621,11 @@ metafed_status metafed_engine_shutdown(struct metafed_engine *engine,
 
 void metafed_engine_free(struct metafed_engine *engine);
 
-metafed_status metafed_engine_set_event_callback(struct metafed_engine *engine,
-                                                 metafed_event_fn callback,
-                                                 void *user_data);
+const char *metafed_version(void);
 
-metafed_status metafed_engine_metrics_text(struct metafed_engine *engine,
-                                           uint32_t openmetrics,
-                                           char *buf,
-                                           size_t cap,
-                                           size_t *out_len);
+const char *metafed_status_str(metafed_status status);
 
-metafed_status metafed_engine_health_json(struct metafed_engine *engine,
-                                          char *buf,
-                                          size_t cap,
-                                          size_t *out_len,
-                                          int32_t *out_status);
-
-metafed_status metafed_engine_serve_admin(struct metafed_engine *engine,
-                                          const char *addr,
-                                          const char *token,
-                                          uint16_t *out_port);
-
-metafed_status metafed_engine_stop_admin(struct metafed_engine *engine);
-
-metafed_status metafed_engine_set_rate_limit(struct metafed_engine *engine,
-                                             double per_s,
-                                             double burst);
-
-metafed_status metafed_engine_admission(struct metafed_engine *engine,
-                                        struct metafed_admission_config *out);
-
-metafed_status metafed_engine_set_admission(struct metafed_engine *engine,
-                                            const struct metafed_admission_config *config);
-
-metafed_status metafed_engine_set_breaker(struct metafed_engine *engine,
-                                          int32_t level,
-                                          const struct metafed_breaker_config *config);
-
-metafed_status metafed_engine_breaker_config(struct metafed_engine *engine,
-                                             int32_t level,
-                                             struct metafed_breaker_config *out);
-
-metafed_status metafed_engine_set_agent_max_concurrency(struct metafed_engine *engine,
-                                                        uint16_t agent,
-                                                        uint32_t limit);
-
-metafed_status metafed_set_actor(const char *actor, const char *reason);
-
-metafed_status metafed_engine_audit_json(struct metafed_engine *engine,
-                                         uint64_t after_seq,
-                                         char *buf,
-                                         size_t cap,
-                                         size_t *out_len);
-
-metafed_status metafed_engine_breaker_name(struct metafed_engine *engine,
-                                           int32_t level,
-                                           uint32_t index,
-                                           char *buf,
-                                           size_t cap,
-                                           size_t *out_len);
-
-metafed_status metafed_engine_drain_events(struct metafed_engine *engine,
-                                           struct metafed_breaker_event *out,
-                                           size_t cap,
-                                           size_t *out_n);
-
-metafed_status metafed_engine_add_agent(struct metafed_engine *engine,
-                                        const struct metafed_topology *from,
-                                        const char *domain,
-                                        const char *agent,
-                                        uint16_t *out_agent);
-
-metafed_status metafed_engine_remove_agent(struct metafed_engine *engine, uint16_t agent);
-
-metafed_status metafed_engine_set_agent_weight(struct metafed_engine *engine,
-                                               uint16_t agent,
-                                               uint32_t weight);
-
-metafed_status metafed_engine_agent_weight(struct metafed_engine *engine,
-                                           uint16_t agent,
-                                           uint32_t *out);
-
-metafed_status metafed_engine_add_domain(struct metafed_engine *engine,
-                                         const char *name,
-                                         uint16_t *out_domain);
-
-metafed_status metafed_engine_remove_domain(struct metafed_engine *engine, uint16_t domain);
+const char *metafed_last_error(void);
 
 metafed_status metafed_topology_new(struct metafed_topology **out);
 

@@ -6,114 +6,18 @@
 //! to `*out_len`, so that a call with `cap` 0 asks for the size. Counters move between two
 //! calls, so a text can grow: leave some room, and call again if `*out_len >= cap`.
 
-use super::engine::{engine_arc, level_arg, metafed_engine, with_engine, write_name};
-use super::topology::{breaker_config_arg, breaker_config_to_c};
-use super::types::{metafed_admission_config, metafed_breaker_config};
-use super::{METAFED_E_CONFIG, METAFED_E_INVALID, boundary, check_size, err, flag, metafed_status, non_null, str_arg};
+use crate::convert::{
+    breaker_config_arg, breaker_config_to_c, breaker_event_to_c, check_size, flag, level_arg, non_null, str_arg,
+    write_name,
+};
+use crate::error::{METAFED_E_CONFIG, METAFED_E_INVALID, boundary, err, metafed_status};
+use crate::handler::CEvents;
+use crate::handles::{engine_arc, metafed_engine, with_engine};
+use crate::types::{
+    METAFED_EVENT_AUDIT, METAFED_EVENT_BREAKER, metafed_admission_config, metafed_breaker_config,
+    metafed_breaker_event, metafed_event, metafed_event_fn,
+};
 use std::ffi::{c_char, c_void};
-
-/// Health: every breaker closed, measured reliability as predicted.
-pub const METAFED_HEALTHY: i32 = 0;
-/// Health: some agents out, or a domain doing measurably worse than predicted; still served.
-pub const METAFED_DEGRADED: i32 = 1;
-/// Health: a domain cannot be served, the meta level is degraded, or the engine is stopping.
-pub const METAFED_UNHEALTHY: i32 = 2;
-
-/// Breaker event cause: consecutive failures reached the threshold (closed to open).
-pub const METAFED_CAUSE_CONSECUTIVE_FAILURES: i32 = 0;
-/// Breaker event cause: the failure rate over the window reached the threshold.
-pub const METAFED_CAUSE_FAILURE_RATE: i32 = 1;
-/// Breaker event cause: the open time ended (open to half-open).
-pub const METAFED_CAUSE_OPEN_TIME_ELAPSED: i32 = 2;
-/// Breaker event cause: a probe failed (half-open to open).
-pub const METAFED_CAUSE_PROBE_FAILED: i32 = 3;
-/// Breaker event cause: enough probes succeeded (half-open to closed).
-pub const METAFED_CAUSE_PROBES_SUCCEEDED: i32 = 4;
-/// Breaker event cause: an operator forced the breaker open.
-pub const METAFED_CAUSE_FORCED: i32 = 5;
-/// Breaker event cause: an operator returned the breaker to normal.
-pub const METAFED_CAUSE_RESET: i32 = 6;
-
-/// A breaker changed state (see `metafed_engine_drain_events`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct metafed_breaker_event {
-    /// `sizeof(metafed_breaker_event)`; set by the caller in the first element of the array
-    /// `metafed_engine_drain_events` fills (it is the array's stride), written by the library in
-    /// every element it fills.
-    pub struct_size: u32,
-    /// When, in nanoseconds since the engine started.
-    pub at_ns: u64,
-    /// The task whose admission or result caused it (meta and domain breakers), if `has_task`.
-    pub task_id: u64,
-    /// 1 if `task_id` is set.
-    pub has_task: u32,
-    /// `METAFED_LEVEL_*`.
-    pub level: i32,
-    /// The domain or agent id (0 for the meta level).
-    pub index: u32,
-    /// `METAFED_STATE_*` before.
-    pub from: i32,
-    /// `METAFED_STATE_*` after.
-    pub to: i32,
-    /// `METAFED_CAUSE_*`.
-    pub cause: i32,
-}
-
-/// An event of `metafed_engine_set_event_callback`: a breaker changed state.
-pub const METAFED_EVENT_BREAKER: i32 = 1;
-/// An event of `metafed_engine_set_event_callback`: an operator action was audited.
-pub const METAFED_EVENT_AUDIT: i32 = 2;
-
-/// What `metafed_engine_set_event_callback`'s callback receives. Valid during the call only.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct metafed_event {
-    /// `sizeof(metafed_event)` of the library (check it against yours before reading fields
-    /// added later).
-    pub struct_size: u32,
-    /// `METAFED_EVENT_*`.
-    pub kind: i32,
-    /// The transition, for `METAFED_EVENT_BREAKER` (zero otherwise).
-    pub breaker: metafed_breaker_event,
-    /// The audit record's number, for `METAFED_EVENT_AUDIT` (`metafed_engine_audit_json`
-    /// numbers them alike; 0 otherwise).
-    pub audit_seq: u64,
-    /// The event as one line of JSON, NUL-terminated (`json_len` bytes before the NUL): for a
-    /// breaker `{"event":"breaker","at_ns":..,"breaker":"agent API/REST","level":"agent",
-    /// "index":0,"from":"closed","to":"open","cause":"failures","task_id":7}`, for an audit
-    /// record `{"event":"audit","seq":..,"actor":..,"action":..,"target":..,"from":..,"to":..}`.
-    pub json: *const c_char,
-    /// Its length in bytes.
-    pub json_len: usize,
-}
-
-/// Receives each engine event (see `metafed_engine_set_event_callback`).
-pub type metafed_event_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const metafed_event)>;
-
-pub(crate) fn breaker_event_to_c(ev: &metafed_rs::BreakerEvent) -> metafed_breaker_event {
-    metafed_breaker_event {
-        struct_size: size_of::<metafed_breaker_event>() as u32,
-        at_ns: ev.at_ns,
-        task_id: ev.task.unwrap_or(0),
-        has_task: u32::from(ev.task.is_some()),
-        level: ev.level as i32,
-        index: u32::from(ev.index),
-        from: ev.transition.from as i32,
-        to: ev.transition.to as i32,
-        cause: ev.transition.cause as i32,
-    }
-}
-
-/// The C caller's event callback and its user data.
-struct CEvents {
-    f: unsafe extern "C" fn(*mut c_void, *const metafed_event),
-    user_data: *mut c_void,
-}
-// SAFETY: the caller guarantees the callback may run on any thread (the contract below).
-unsafe impl Send for CEvents {}
-// SAFETY: as above.
-unsafe impl Sync for CEvents {}
 
 /// Calls `callback(user_data, &event)` with every breaker transition and every audit record
 /// of this engine from now on (NULL `callback`: no more calls); a push beside the pull of
@@ -439,7 +343,7 @@ pub extern "C" fn metafed_engine_breaker_name(
     out_len: *mut usize,
 ) -> metafed_status {
     boundary("metafed_engine_breaker_name", || {
-        let level = super::engine::level_arg(level)?;
+        let level = level_arg(level)?;
         with_engine(engine, |e| {
             let Some(name) = metafed_rs::ffi_support::breaker_name(e, level, index as usize) else {
                 return Err(err(METAFED_E_INVALID, format!("no {level:?} breaker with index {index}")));
@@ -502,7 +406,7 @@ pub extern "C" fn metafed_engine_drain_events(
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_add_agent(
     engine: *mut metafed_engine,
-    from: *const super::topology::metafed_topology,
+    from: *const crate::handles::metafed_topology,
     domain: *const c_char,
     agent: *const c_char,
     out_agent: *mut u16,
@@ -510,7 +414,7 @@ pub extern "C" fn metafed_engine_add_agent(
     boundary("metafed_engine_add_agent", || {
         // SAFETY: NUL-terminated strings per the contract (checked for NULL).
         let (domain, agent) = unsafe { (str_arg(domain, "domain")?, str_arg(agent, "agent")?) };
-        let spec = super::topology::with_builder(from, |b| {
+        let spec = crate::handles::with_builder(from, |b| {
             let id = b.agent_id(domain, agent).map_err(|_| {
                 err(METAFED_E_CONFIG, format!("the topology passed as `from` has no agent {domain}/{agent}"))
             })?;
@@ -518,7 +422,7 @@ pub extern "C" fn metafed_engine_add_agent(
         })?;
         let id = with_engine(engine, |e| {
             let d = e.topology().domain_id(domain).ok_or_else(|| {
-                err(super::METAFED_E_UNKNOWN_DOMAIN, format!("the engine has no domain named {domain:?}"))
+                err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("the engine has no domain named {domain:?}"))
             })?;
             Ok(e.add_agent(d, agent, spec)?)
         })?;
@@ -617,7 +521,7 @@ pub extern "C" fn metafed_engine_remove_domain(engine: *mut metafed_engine, doma
     boundary("metafed_engine_remove_domain", || {
         with_engine(engine, |e| {
             e.remove_domain(metafed_rs::DomainId(domain))
-                .map_err(|x| err(super::METAFED_E_UNKNOWN_DOMAIN, x.to_string()))
+                .map_err(|x| err(crate::error::METAFED_E_UNKNOWN_DOMAIN, x.to_string()))
         })
     })
 }
