@@ -7,6 +7,9 @@ started=$SECONDS
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "Imports point down (scripts/check-imports.py)"
+scripts/check-imports.py
+
 # Every cargo command below selects the whole workspace, as a plain `cargo build --release` at the
 # top does: the crates are built with one set of features, once, and a later build compiles
 # nothing.

@@ -11,7 +11,7 @@
 //! The server reads counters the workers write; it never stops them. It holds the engine weakly
 //! and stops when the engine is dropped or [`Engine::stop_admin`] is called.
 
-use crate::Error;
+use crate::error::Error;
 use crate::shared::{RUNNING, Shared};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Weak};
@@ -135,7 +135,7 @@ fn answer(req: &Request, sh: &Weak<Shared>, token: Option<&str>) -> Reply {
         }
         "/health" => {
             let h = crate::stats::health(&sh);
-            let status = if h.status == crate::HealthStatus::Unhealthy { 503 } else { 200 };
+            let status = if h.status == crate::stats::HealthStatus::Unhealthy { 503 } else { 200 };
             let mut body = serde_json::to_string_pretty(&h).expect("health serialises");
             body.push('\n');
             Response::from_string(body).with_status_code(status).with_header(header("Content-Type", "application/json"))

@@ -302,7 +302,7 @@ impl Attempt {
     }
 
     /// Completes the attempt with a handler's reply: `Ok(value)` or `Err(code)`.
-    pub fn complete(self, reply: crate::Reply) -> Result<(), Abandoned> {
+    pub fn complete(self, reply: Result<u64, i32>) -> Result<(), Abandoned> {
         match reply {
             Ok(v) => self.succeed(v),
             Err(code) => self.fail(code),

@@ -30,11 +30,14 @@ mod breaker;
 mod buckets;
 mod clock;
 mod config;
+mod counters;
 mod duration;
 mod error;
 mod guard;
 mod handler;
 pub mod model;
+#[cfg(not(loom))]
+mod monitor;
 mod park;
 mod policy;
 mod queue;
@@ -43,9 +46,12 @@ mod queue;
 mod ring;
 pub mod sim;
 mod slab;
+#[cfg(not(loom))]
 mod stats;
 mod sync;
 mod task;
+#[cfg(not(loom))]
+mod toml_file;
 mod topology;
 
 #[cfg(not(loom))]
@@ -62,8 +68,6 @@ mod shared;
 #[cfg(not(loom))]
 mod stages;
 mod timer;
-#[cfg(not(loom))]
-mod worker;
 
 pub use attempt::{Abandoned, Attempt};
 pub use breaker::{
@@ -84,9 +88,9 @@ pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN, MAX_WEIGHT};
 #[cfg(not(loom))]
 pub use engine::{Engine, EngineBuilder, Reload, ShutdownReport};
 #[cfg(not(loom))]
-pub use events::{BreakerEvent, CompletionCallback, EngineEvent, EventListener, Level};
+pub use engine::{OpenLoop, Simulation};
 #[cfg(not(loom))]
-pub use sim::{OpenLoop, Simulation};
+pub use events::{BreakerEvent, CompletionCallback, EngineEvent, EventListener, Level};
 #[cfg(not(loom))]
 pub use stats::{
     AgentStats, DomainStats, Health, HealthStatus, LatencySummary, MetaStats, RELIABILITY_MIN_SAMPLE,

@@ -173,7 +173,7 @@ fn a_waiter_gets_the_completion_exactly_once() {
         worker.join().unwrap();
         assert_eq!((c.id, c.reason), (7, Reason::AgentsExhausted));
         // Delivered once: the slot is free again and the ticket is stale.
-        assert_eq!(slab.wait(t, None), Err(crate::WaitError::UnknownTicket));
+        assert_eq!(slab.wait(t, None), Err(crate::error::WaitError::UnknownTicket));
         assert_eq!(slab.free_len(), 1);
     });
 }
@@ -359,7 +359,7 @@ fn a_dropped_handle_of_an_abandoned_attempt_retires_it_without_counting_it_late(
         match take_next(&h) {
             Taken::Answer(0, a) => {
                 assert!(!abandoned);
-                assert_eq!(a.failure, Some(crate::FailureKind::Dropped));
+                assert_eq!(a.failure, Some(crate::task::FailureKind::Dropped));
             }
             Taken::Retired(0) => assert!(abandoned),
             _ => unreachable!(),

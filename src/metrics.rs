@@ -6,11 +6,12 @@
 //! ending in `_total`. Labels name the level's parts: `domain`, `agent`, `outcome`, `reason`,
 //! `kind`, `state`, `worker`.
 
+use crate::breaker::BreakerState;
 use crate::buckets;
+use crate::counters::Histogram;
 use crate::shared::Shared;
-use crate::stats::Histogram;
+use crate::stats::Stats;
 use crate::task::Reason;
-use crate::{BreakerState, Stats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -244,8 +245,8 @@ impl Collector for EngineCollector {
         )?;
 
         // The online reliability monitor, per domain.
-        let windows = sh.observe_reliability(&s);
-        let per_window = |f: &dyn Fn(&crate::ReliabilityWindow) -> f64| -> Vec<(Labels, f64)> {
+        let windows = crate::stats::observe_reliability(&sh, &s);
+        let per_window = |f: &dyn Fn(&crate::stats::ReliabilityWindow) -> f64| -> Vec<(Labels, f64)> {
             windows.iter().map(|w| (base(&[("domain", &w.domain)]), f(w))).collect()
         };
         family(
@@ -298,7 +299,7 @@ impl Collector for EngineCollector {
         )?;
 
         // Domains.
-        let per_domain = |f: &dyn Fn(&crate::DomainStats) -> u64| -> Vec<(Labels, u64)> {
+        let per_domain = |f: &dyn Fn(&crate::stats::DomainStats) -> u64| -> Vec<(Labels, u64)> {
             s.domains.iter().map(|d| (base(&[("domain", &d.name)]), f(d))).collect()
         };
         family(
@@ -358,8 +359,8 @@ impl Collector for EngineCollector {
         )?;
 
         // Agents.
-        let agent_labels = |a: &crate::AgentStats| base(&[("domain", &a.domain), ("agent", &a.name)]);
-        let per_agent = |f: &dyn Fn(&crate::AgentStats) -> u64| -> Vec<(Labels, u64)> {
+        let agent_labels = |a: &crate::stats::AgentStats| base(&[("domain", &a.domain), ("agent", &a.name)]);
+        let per_agent = |f: &dyn Fn(&crate::stats::AgentStats) -> u64| -> Vec<(Labels, u64)> {
             s.agents.iter().map(|a| (agent_labels(a), f(a))).collect()
         };
         family(
@@ -507,7 +508,7 @@ impl EngineCollector {
     }
 
     fn breakers(&self, enc: &mut DescriptorEncoder, s: &Stats, base: LabelFn<'_>) -> Result<(), std::fmt::Error> {
-        let mut all: Vec<(Labels, &crate::BreakerSnapshot)> =
+        let mut all: Vec<(Labels, &crate::breaker::BreakerSnapshot)> =
             vec![(base(&[("level", "meta"), ("name", "meta")]), &s.meta.breaker)];
         all.extend(s.domains.iter().map(|d| (base(&[("level", "domain"), ("name", &d.name)]), &d.breaker)));
         all.extend(s.agents.iter().map(|a| {
@@ -549,12 +550,12 @@ impl EngineCollector {
     }
 }
 
-fn status_name(s: crate::Status) -> &'static str {
+fn status_name(s: crate::task::Status) -> &'static str {
     match s {
-        crate::Status::Ok => "ok",
-        crate::Status::Failed => "failed",
-        crate::Status::TimedOut => "timed_out",
-        crate::Status::Rejected => "rejected",
+        crate::task::Status::Ok => "ok",
+        crate::task::Status::Failed => "failed",
+        crate::task::Status::TimedOut => "timed_out",
+        crate::task::Status::Rejected => "rejected",
     }
 }
 

@@ -51,7 +51,7 @@ pub struct DomainPrediction {
 }
 
 /// Predicts each domain from its agents' failure rates (`rate(agent)`), attempts and fault rate.
-pub fn predict_domains(topo: &Topology, rate: impl Fn(crate::AgentId) -> f64) -> Vec<DomainPrediction> {
+pub fn predict_domains(topo: &Topology, rate: impl Fn(crate::task::AgentId) -> f64) -> Vec<DomainPrediction> {
     (0..topo.domain_count())
         .map(|d| {
             let d = DomainId(d as u16);
@@ -63,7 +63,7 @@ pub fn predict_domains(topo: &Topology, rate: impl Fn(crate::AgentId) -> f64) ->
 }
 
 /// Success probability of a task that needs `domains`, given per-domain predictions.
-pub fn task_success(topo: &Topology, per_domain: &[DomainPrediction], domains: crate::DomainSet) -> f64 {
+pub fn task_success(topo: &Topology, per_domain: &[DomainPrediction], domains: crate::task::DomainSet) -> f64 {
     (1.0 - topo.meta_fault_rate()) * domains.iter().map(|d| per_domain[usize::from(d.0)].domain).product::<f64>()
 }
 

@@ -5,6 +5,7 @@ use crate::attempt::Hub;
 use crate::breaker::{Breaker, BreakerMode, Transition};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
+use crate::counters::WorkerCounters;
 use crate::events::{BreakerEvent, CompletionCallback, EngineEvent, EventListener, Level};
 use crate::guard::{AUDIT_LOCK, Held};
 use crate::handler::Agent;
@@ -14,7 +15,6 @@ use crate::policy::admission::{Admission, RateLimiter};
 use crate::policy::routing::Policy;
 use crate::queue::Mpmc;
 use crate::slab::Slab;
-use crate::stats::WorkerCounters;
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering, Snapshot};
 use crate::task::Ticket;
 use crate::timer::Timer;
@@ -126,7 +126,7 @@ pub(crate) struct Shared {
     /// The topology now (agents added and removed while running included).
     pub(crate) topo: Snapshot<Topology>,
     /// Per domain: its hedging policy (fixed at the start).
-    pub(crate) hedges: Box<[Option<crate::Hedge>]>,
+    pub(crate) hedges: Box<[Option<crate::policy::hedge::Hedge>]>,
     pub(crate) cfg: EngineConfig,
     pub(crate) clock: Clock,
     /// How each agent runs, by agent id.
@@ -193,7 +193,7 @@ pub(crate) struct Shared {
     pub(crate) listener: Snapshot<Option<EventListener>>,
     pub(crate) listening: AtomicBool,
     /// The online reliability monitor's samples (read paths only).
-    pub(crate) monitor: std::sync::Mutex<crate::stats::monitor::Monitor>,
+    pub(crate) monitor: std::sync::Mutex<crate::monitor::Monitor>,
 }
 
 /// A breaker mode's name, as in the audit trail and the C constants.
@@ -232,13 +232,6 @@ impl Shared {
     #[inline]
     pub(crate) fn meta_timeout_ns(&self) -> u64 {
         self.timeouts_ns[Level::Meta as usize].load(Ordering::Relaxed)
-    }
-
-    /// Each domain's success over the monitor's window, beside its prediction.
-    pub(crate) fn observe_reliability(&self, s: &crate::Stats) -> Vec<crate::stats::ReliabilityWindow> {
-        let counts = crate::stats::monitor::DomainCount::of(s);
-        let mut m = self.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.observe(&counts, std::time::Instant::now())
     }
 
     /// Hands a finished task's outcome to its one destination: the waiter on its ticket, the
@@ -313,7 +306,7 @@ impl Shared {
         crate::handler::guarded(|| {
             let name = self.breaker_name(level, index);
             let (from, to, cause) = (transition.from, transition.to, transition.cause.name());
-            let msg = if to == crate::BreakerState::Open { "breaker opened" } else { "breaker transition" };
+            let msg = if to == crate::breaker::BreakerState::Open { "breaker opened" } else { "breaker transition" };
             tracing::info!(target: "metafed::breaker", breaker = %name, %from, %to, cause = %cause, task, "{msg}");
         });
         self.queue_event(ev);

@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, default_value_t = 400)]
     budget_ms: u64,
     /// Worker threads of the engine and of the pool and tokio peers (0: one per core).
-    #[arg(long, allow_hyphen_values = true, value_parser = crate::parse_workers, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::parse::parse_workers, default_value_t = 0)]
     workers: usize,
     /// Print one JSON document instead of tables.
     #[arg(long)]
@@ -475,7 +475,7 @@ pub fn probe(tasks: u64, workers: usize) -> Result<(), String> {
 #[derive(clap::Args)]
 pub struct ScaleArgs {
     /// Worker counts to measure.
-    #[arg(long, allow_hyphen_values = true, value_parser = crate::parse_workers, value_delimiter = ',', default_value = "1,2")]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::parse::parse_workers, value_delimiter = ',', default_value = "1,2")]
     workers: Vec<usize>,
     /// Submitting threads, each running its own closed loop (1024 in flight) on the one engine.
     #[arg(long, default_value_t = 1)]

@@ -8,8 +8,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod bench_io;
 mod overload;
+mod parse;
 mod progress;
 mod serve;
+mod signals;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -71,7 +73,7 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         tasks: u64,
         /// Worker threads, 0 (one per core) to 1,024.
-        #[arg(long, default_value = "1", allow_hyphen_values = true, value_parser = parse_workers)]
+        #[arg(long, default_value = "1", allow_hyphen_values = true, value_parser = parse::parse_workers)]
         workers: usize,
     },
     /// Print the peak resident memory (KiB) of this process after running the default engine
@@ -79,73 +81,6 @@ enum Command {
     #[command(hide = true)]
     BenchRss,
 }
-
-/// A count argument of at least `MIN`, with a message that names the rule (a negative number is
-/// a bad value, not an unknown option).
-pub fn parse_count<const MIN: u64>(s: &str) -> Result<u64, String> {
-    match s.trim().replace('_', "").parse::<i128>() {
-        Ok(v) if v >= i128::from(MIN) && v <= i128::from(u64::MAX) => Ok(v as u64),
-        Ok(v) => Err(format!("must be at least {MIN}, got {v}")),
-        Err(_) => Err(format!("must be a whole number of at least {MIN}, got {s:?}")),
-    }
-}
-
-/// A worker count: 0 (one per core) to 1,024.
-pub fn parse_workers(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<i64>() {
-        Ok(v) if (0..=1024).contains(&v) => Ok(v as usize),
-        _ => Err(format!("must be 0 (one per core) to 1024, got {s:?}")),
-    }
-}
-
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Set by the first Ctrl-C: runs stop submitting, drain, and what ran is reported.
-pub fn stop_flag() -> &'static std::sync::atomic::AtomicBool {
-    &STOP
-}
-
-pub fn interrupted() -> bool {
-    STOP.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-#[cfg(target_os = "linux")]
-fn on_ctrl_c() {
-    extern "C" fn handler(_: libc::c_int) {
-        // Async-signal-safe: an atomic store, then the default action for the next Ctrl-C.
-        STOP.store(true, std::sync::atomic::Ordering::Relaxed);
-        // SAFETY: restoring the default disposition is async-signal-safe.
-        unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
-    }
-    // SAFETY: installs a handler that only touches an atomic and the signal disposition.
-    unsafe { libc::signal(libc::SIGINT, handler as *const () as libc::sighandler_t) };
-    // SIGTERM (a service manager stopping `serve`) is treated like a first Ctrl-C.
-    // SAFETY: as above.
-    unsafe { libc::signal(libc::SIGTERM, handler as *const () as libc::sighandler_t) };
-}
-
-#[cfg(not(target_os = "linux"))]
-fn on_ctrl_c() {}
-
-static RELOAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether a SIGHUP arrived since the last call (after [`on_sighup`]).
-pub fn take_reload() -> bool {
-    RELOAD.swap(false, std::sync::atomic::Ordering::Relaxed)
-}
-
-/// From now on SIGHUP asks for a reload ([`take_reload`]) instead of ending the process.
-#[cfg(target_os = "linux")]
-pub fn on_sighup() {
-    extern "C" fn handler(_: libc::c_int) {
-        RELOAD.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-    // SAFETY: installs a handler that only touches an atomic.
-    unsafe { libc::signal(libc::SIGHUP, handler as *const () as libc::sighandler_t) };
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn on_sighup() {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -170,7 +105,7 @@ fn main() -> ExitCode {
         // One JSON object per line: time, level, target, and the event's fields flattened.
         LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).init(),
     }
-    on_ctrl_c();
+    signals::on_ctrl_c();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(args) => bench::run(&args),

@@ -12,19 +12,19 @@ pub struct Args {
     #[arg(long, default_value_t = 50.0)]
     factor: f64,
     /// Seconds of overload.
-    #[arg(long, default_value = "10", value_parser = crate::parse_count::<1>)]
+    #[arg(long, default_value = "10", value_parser = crate::parse::parse_count::<1>)]
     duration: u64,
     /// Submitting threads (1 to 64).
-    #[arg(long, default_value = "2", value_parser = crate::parse_count::<1>)]
+    #[arg(long, default_value = "2", value_parser = crate::parse::parse_count::<1>)]
     submitters: u64,
     /// Worker threads, 0 (one per core) to 1,024.
-    #[arg(long, default_value = "2", allow_hyphen_values = true, value_parser = crate::parse_workers)]
+    #[arg(long, default_value = "2", allow_hyphen_values = true, value_parser = crate::parse::parse_workers)]
     workers: usize,
     /// Each agent call's latency in microseconds (an I/O agent: no thread held).
     #[arg(long, default_value_t = 1000.0)]
     latency_us: f64,
     /// The concurrency throttle: tasks past admission at once (256 more wait per worker).
-    #[arg(long, default_value = "32", value_parser = crate::parse_count::<1>)]
+    #[arg(long, default_value = "32", value_parser = crate::parse::parse_count::<1>)]
     max_concurrent: u64,
     /// No faults: overload alone.
     #[arg(long)]

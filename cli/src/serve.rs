@@ -23,7 +23,7 @@ pub struct Args {
     agent_error: f64,
     /// Tasks offered per second, at a steady pace (1 to 10,000,000). Task i needs domain i mod D;
     /// every tenth needs them all.
-    #[arg(long, default_value = "2000", allow_hyphen_values = true, value_parser = crate::parse_count::<1>)]
+    #[arg(long, default_value = "2000", allow_hyphen_values = true, value_parser = crate::parse::parse_count::<1>)]
     offered_rps: u64,
     /// Where the admin endpoint listens (GET /metrics, /health, /ready); port 0 picks a free
     /// port. The address it got is printed on stdout.
@@ -46,7 +46,7 @@ pub struct Args {
     progress_every: u64,
     /// Worker threads, 0 to 1,024 (0: one per core in the affinity mask; default 1, leaving
     /// the machine to the load and the scraper).
-    #[arg(long, default_value = "1", allow_hyphen_values = true, value_parser = crate::parse_workers)]
+    #[arg(long, default_value = "1", allow_hyphen_values = true, value_parser = crate::parse::parse_workers)]
     workers: usize,
 }
 
@@ -92,7 +92,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let _ = std::io::stdout().flush();
 
     if args.config.is_some() {
-        crate::on_sighup();
+        crate::signals::on_sighup();
     }
     let started = Instant::now();
     let end = (args.duration > 0).then(|| started + Duration::from_secs(args.duration));
@@ -101,7 +101,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let (mut offered, mut refused) = (0u64, 0u64);
     let mut next_progress = started + Duration::from_secs(args.progress_every.max(1));
     let all = DomainSet::first(domains);
-    while !crate::interrupted() && end.is_none_or(|e| Instant::now() < e) {
+    while !crate::signals::interrupted() && end.is_none_or(|e| Instant::now() < e) {
         // Submit what the pace owes by now, then sleep a millisecond.
         let owed = (started.elapsed().as_secs_f64() * args.offered_rps as f64) as u64;
         while offered < owed {
@@ -127,7 +127,7 @@ pub fn run(args: &Args) -> Result<(), String> {
                 down = want;
             }
         }
-        if let Some(path) = args.config.as_ref().filter(|_| crate::take_reload()) {
+        if let Some(path) = args.config.as_ref().filter(|_| crate::signals::take_reload()) {
             reload(&engine, path);
         }
         if args.progress_every > 0 && Instant::now() >= next_progress {

@@ -6,6 +6,7 @@ use crate::attempt::Hub;
 use crate::breaker::Breaker;
 use crate::clock::Clock;
 use crate::config::EngineConfig;
+use crate::counters::WorkerCounters;
 use crate::error::Error;
 use crate::events::CompletionCallback;
 use crate::handler::{Agent, Deferred, Immediate};
@@ -19,11 +20,10 @@ use crate::shared::{AgentRt, AgentRun, Shared, WorkerShared};
 use crate::sim;
 use crate::slab::Slab;
 use crate::stages::agent::run_pool;
-use crate::stats::WorkerCounters;
+use crate::stages::worker::Worker;
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, Snapshot, lock};
 use crate::timer::Timer;
 use crate::topology::{AgentKind, Topology};
-use crate::worker::Worker;
 use crossbeam_utils::CachePadded;
 use std::sync::Arc;
 
@@ -91,7 +91,7 @@ impl Engine {
         let mut pools = Vec::new();
         // Spare ids up to the limits (fewer when the topology is near them).
         let capacity = (topo.agents.len() + cfg.spare_agents).min(usize::from(u16::MAX)).max(topo.agents.len());
-        let domains = (topo.domains.len() + cfg.spare_domains).min(crate::MAX_DOMAINS).max(topo.domains.len());
+        let domains = (topo.domains.len() + cfg.spare_domains).min(crate::task::MAX_DOMAINS).max(topo.domains.len());
         let mut handlers: Vec<Option<Arc<dyn Agent>>> = Vec::with_capacity(capacity);
         let mut sims = Vec::with_capacity(capacity);
         let mut agents: Vec<CachePadded<AgentRt>> = Vec::with_capacity(capacity);
@@ -111,7 +111,7 @@ impl Engine {
             sims.push(control);
             handlers.push(None);
             let run = if a.spec.isolated {
-                let id = crate::AgentId(i as u16);
+                let id = crate::task::AgentId(i as u16);
                 pools.push(Pool::new(id, agent, a.spec.threads, cfg.isolated_queue));
                 AgentRun::Pool(pools.len() - 1)
             } else {
@@ -184,7 +184,7 @@ impl Engine {
             max_attempts: (0..domains)
                 .map(|d| {
                     crate::sync::AtomicU32::new(if d < topo.domains.len() {
-                        topo.max_attempts(crate::DomainId(d as u16))
+                        topo.max_attempts(crate::task::DomainId(d as u16))
                     } else {
                         0
                     })
@@ -200,7 +200,7 @@ impl Engine {
             listener: Snapshot::new(None),
             listening: AtomicBool::new(false),
             sims: std::sync::Mutex::new(sims),
-            monitor: std::sync::Mutex::new(crate::stats::monitor::Monitor::new(domains, std::time::Instant::now())),
+            monitor: std::sync::Mutex::new(crate::monitor::Monitor::new(domains, std::time::Instant::now())),
             hedges: (0..domains).map(|d| topo.domains.get(d).and_then(|d| d.hedge)).collect(),
             topo: Snapshot::new(topo),
             cfg,

@@ -18,7 +18,7 @@ impl Engine {
     }
 
     /// Marks a domain down (every call to its agents fails, a correlated fault) or up again.
-    pub fn set_domain_down(&self, domain: crate::DomainId, down: bool) -> bool {
+    pub fn set_domain_down(&self, domain: crate::task::DomainId, down: bool) -> bool {
         let d = usize::from(domain.0);
         match self
             .sh
@@ -45,7 +45,7 @@ impl Engine {
     /// `None` keeps a setting. Refused for an agent that is not simulated. Audited.
     pub fn set_sim_agent(
         &self,
-        agent: crate::AgentId,
+        agent: crate::task::AgentId,
         error_rate: Option<f64>,
         extra_latency: Option<Duration>,
     ) -> Result<(), Error> {
@@ -56,7 +56,7 @@ impl Engine {
             return Err(Error::Config(format!("agent {path}: error_rate must be in [0, 1], got {p}")));
         }
         if let Some(d) = extra_latency
-            && d > crate::MAX_DURATION
+            && d > crate::duration::MAX_DURATION
         {
             return Err(Error::Config(format!("agent {path}: the added latency must be at most 30 days, got {d:?}")));
         }
@@ -85,7 +85,7 @@ impl Engine {
     /// dependency, for drills and simulations) or up again. Its breaker and its domain react as
     /// to any failing agent. Returns false if there is no such agent (or it was removed).
     /// Audited.
-    pub fn set_agent_down(&self, agent: crate::AgentId, down: bool) -> bool {
+    pub fn set_agent_down(&self, agent: crate::task::AgentId, down: bool) -> bool {
         // Under the reconfiguration lock: a removal and an add cannot hand the agent's bit in
         // its domain to another agent meanwhile.
         let _w = self.writer();
@@ -124,7 +124,7 @@ impl Engine {
     /// breaker's mode, so a reconfiguration (breaker settings, agents, weights, rotation, a
     /// reload) from inside a breaker event it raised would deadlock; it panics instead (caught
     /// and logged). Recorded in the audit trail.
-    pub fn set_event_listener(&self, listener: Option<crate::EventListener>) {
+    pub fn set_event_listener(&self, listener: Option<crate::events::EventListener>) {
         let on = listener.is_some();
         let before = {
             let mut audit = self.sh.audit();
@@ -144,7 +144,7 @@ impl Engine {
     /// `f` returned.
     fn change_routing<R>(
         &self,
-        agent: crate::AgentId,
+        agent: crate::task::AgentId,
         f: impl FnOnce(&mut Policy) -> Result<R, Error>,
     ) -> Result<(String, R), Error> {
         let _w = self.writer();
@@ -158,7 +158,7 @@ impl Engine {
 
     /// Takes an agent out of rotation (its domain routes around it) or puts it back. Workers see
     /// the change from their next turn. Returns false if there is no such agent.
-    pub fn set_agent_in_rotation(&self, agent: crate::AgentId, in_rotation: bool) -> bool {
+    pub fn set_agent_in_rotation(&self, agent: crate::task::AgentId, in_rotation: bool) -> bool {
         let Ok((name, before)) = self
             .change_routing(agent, |p| Ok(std::mem::replace(&mut p.in_rotation[usize::from(agent.0)], in_rotation)))
         else {
@@ -177,13 +177,13 @@ impl Engine {
     /// Changes an agent's routing weight (1 to [`crate::MAX_WEIGHT`]; see
     /// [`AgentSpec::weight`](crate::AgentSpec::weight)) while tasks run; workers route by it
     /// from their next turn. Recorded in the audit trail.
-    pub fn set_agent_weight(&self, agent: crate::AgentId, weight: u32) -> Result<(), Error> {
+    pub fn set_agent_weight(&self, agent: crate::task::AgentId, weight: u32) -> Result<(), Error> {
         let (name, before) = self.change_routing(agent, |p| {
-            if !(1..=crate::MAX_WEIGHT).contains(&weight) {
+            if !(1..=crate::topology::MAX_WEIGHT).contains(&weight) {
                 return Err(Error::Config(format!(
                     "agent {}: weight must be 1 to {}, got {weight}",
                     self.sh.agent_path(usize::from(agent.0)),
-                    crate::MAX_WEIGHT
+                    crate::topology::MAX_WEIGHT
                 )));
             }
             Ok(std::mem::replace(&mut p.weights[usize::from(agent.0)], weight))
@@ -193,7 +193,7 @@ impl Engine {
     }
 
     /// An agent's routing weight now.
-    pub fn agent_weight(&self, agent: crate::AgentId) -> Option<u32> {
+    pub fn agent_weight(&self, agent: crate::task::AgentId) -> Option<u32> {
         self.live_agent(agent).ok().map(|_| self.sh.policy.load().weights[usize::from(agent.0)])
     }
 
@@ -258,7 +258,7 @@ impl Engine {
     /// Changes an agent's limit on attempts in flight while tasks run (both the old and the new
     /// limit at least 1: an agent started without a limit cannot get one, nor lose it). Attempts
     /// over a lowered limit finish; new ones wait for room. Recorded in the audit trail.
-    pub fn set_agent_max_concurrency(&self, agent: crate::AgentId, limit: u32) -> Result<(), Error> {
+    pub fn set_agent_max_concurrency(&self, agent: crate::task::AgentId, limit: u32) -> Result<(), Error> {
         let a = usize::from(agent.0);
         self.live_agent(agent)?;
         let rt = &self.sh.agents[a];

@@ -10,7 +10,7 @@ use crate::topology::{AgentKind, Topology};
 
 impl Engine {
     /// The running agent `agent` (not removed), or an error naming it.
-    pub(super) fn live_agent(&self, agent: crate::AgentId) -> Result<(crate::DomainId, String), Error> {
+    pub(super) fn live_agent(&self, agent: crate::task::AgentId) -> Result<(crate::task::DomainId, String), Error> {
         let topo = self.sh.topo.load();
         match topo.agents.get(usize::from(agent.0)) {
             Some(def) if !def.removed => Ok((def.domain, self.sh.agent_path(usize::from(agent.0)))),
@@ -24,9 +24,9 @@ impl Engine {
     pub(super) fn vet_new_agent(
         &self,
         topo: &Topology,
-        domain: crate::DomainId,
+        domain: crate::task::DomainId,
         name: &str,
-        spec: &crate::AgentSpec,
+        spec: &crate::topology::AgentSpec,
     ) -> Result<u8, Error> {
         let Some(dom) = topo.domains.get(usize::from(domain.0)) else {
             return Err(Error::Config(format!("domain id {} does not exist", domain.0)));
@@ -45,13 +45,13 @@ impl Engine {
             AgentKind::Unbound => return refuse("it has no handler"),
             AgentKind::Sim(s) => {
                 s.validate().map_err(|m| Error::Config(format!("agent {path}: {m}")))?;
-                if (s.io || self.simulated && s.latency != crate::Latency::None) && self.sh.timer.is_none() {
+                if (s.io || self.simulated && s.latency != crate::sim::Latency::None) && self.sh.timer.is_none() {
                     return refuse(
                         "a simulated I/O agent needs the engine's timer, which starts only with an engine that \
                          has one: start the engine with it",
                     );
                 }
-                if self.simulated && matches!(s.fault, crate::SimFault::Hang { .. }) {
+                if self.simulated && matches!(s.fault, crate::sim::SimFault::Hang { .. }) {
                     return refuse("a hanging simulated agent blocks a thread and cannot be simulated");
                 }
             }
@@ -67,7 +67,7 @@ impl Engine {
         if used == u64::MAX {
             return refuse(&format!(
                 "the domain has {} agents, the most a domain may have",
-                crate::MAX_AGENTS_PER_DOMAIN
+                crate::task::MAX_AGENTS_PER_DOMAIN
             ));
         }
         Ok((!used).trailing_zeros() as u8)
@@ -83,10 +83,10 @@ impl Engine {
     /// domain or no spare id left. Recorded in the audit trail.
     pub fn add_agent(
         &self,
-        domain: crate::DomainId,
+        domain: crate::task::DomainId,
         name: impl Into<String>,
-        spec: crate::AgentSpec,
-    ) -> Result<crate::AgentId, Error> {
+        spec: crate::topology::AgentSpec,
+    ) -> Result<crate::task::AgentId, Error> {
         let name = name.into();
         let d = usize::from(domain.0);
         let _w = self.writer();
@@ -105,11 +105,11 @@ impl Engine {
         let mut spec = spec;
         if self.simulated
             && let AgentKind::Sim(s) = &mut spec.kind
-            && s.latency != crate::Latency::None
+            && s.latency != crate::sim::Latency::None
         {
             s.io = true; // latency is waited in virtual time, as for the agents it started with
         }
-        let id = crate::AgentId(a as u16);
+        let id = crate::task::AgentId(a as u16);
         let rt = &self.sh.agents[a];
         // Before the snapshot publishes the id: its bit (an agent of this domain that was
         // removed may have had it: its down flag goes with it) and its limit.
@@ -159,7 +159,7 @@ impl Engine {
     /// domain level's settings now, no injected faults, one attempt per agent, and no hedging
     /// or retry budget (those are fixed at the start). Refused, with the reason, for a name in
     /// use or no spare id left. Recorded in the audit trail.
-    pub fn add_domain(&self, name: impl Into<String>) -> Result<crate::DomainId, Error> {
+    pub fn add_domain(&self, name: impl Into<String>) -> Result<crate::task::DomainId, Error> {
         self.add_domain_with(&name.into(), 0.0, None)
     }
 
@@ -170,7 +170,7 @@ impl Engine {
         name: &str,
         fault_rate: f64,
         max_attempts: Option<u32>,
-    ) -> Result<crate::DomainId, Error> {
+    ) -> Result<crate::task::DomainId, Error> {
         let name = name.to_owned();
         crate::topology::check_name("a domain", &name)?;
         if !(0.0..=1.0).contains(&fault_rate) {
@@ -205,7 +205,7 @@ impl Engine {
         self.sh.live_domains.fetch_or(1u64 << d, Ordering::Release);
         drop(_w);
         self.sh.audit().record("domain_added", format!("domain {name}"), "-".into(), "in the engine".into());
-        Ok(crate::DomainId(d as u16))
+        Ok(crate::task::DomainId(d as u16))
     }
 
     /// Removes a domain from the running engine: from this call on, a task that names it is
@@ -214,7 +214,7 @@ impl Engine {
     /// (its name may be added again as a new domain); its counters stay in [`Stats`] (marked
     /// removed), and its agents, which serve those last sub-tasks, are released when the engine
     /// is dropped. Recorded in the audit trail.
-    pub fn remove_domain(&self, domain: crate::DomainId) -> Result<(), Error> {
+    pub fn remove_domain(&self, domain: crate::task::DomainId) -> Result<(), Error> {
         let d = usize::from(domain.0);
         let _w = self.writer();
         let mut topo = Topology::clone(&self.sh.topo.load());
@@ -239,7 +239,7 @@ impl Engine {
     /// longer hold it (an isolated agent's threads idle until shutdown). Removing the last
     /// agent of a domain is allowed: its sub-tasks then fail as `NoAgent`. Recorded in the
     /// audit trail.
-    pub fn remove_agent(&self, agent: crate::AgentId) -> Result<(), Error> {
+    pub fn remove_agent(&self, agent: crate::task::AgentId) -> Result<(), Error> {
         let _w = self.writer();
         let (d, path) = self.live_agent(agent)?;
         let (a, d) = (usize::from(agent.0), usize::from(d.0));

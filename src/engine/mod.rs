@@ -3,8 +3,8 @@
 //! One file per concern, every `impl Engine` among them: [`build`] (start-up), [`submit`],
 //! [`complete`] (poll and wait), [`control`] (operator settings while tasks run), [`membership`]
 //! (agents and domains added and removed), [`reload`] (a TOML file applied live), [`observe`]
-//! (stats, health, events, audit; metrics and the admin endpoint with their features) and
-//! [`shutdown`].
+//! (stats, health, events, audit; metrics and the admin endpoint with their features),
+//! [`shutdown`], and [`simulation`] (an engine run in virtual time).
 
 mod build;
 mod complete;
@@ -13,10 +13,12 @@ mod membership;
 mod observe;
 mod reload;
 mod shutdown;
+mod simulation;
 mod submit;
 
 pub use reload::Reload;
 pub use shutdown::ShutdownReport;
+pub use simulation::{OpenLoop, Simulation};
 
 use crate::config::EngineConfig;
 use crate::error::Error;
@@ -95,9 +97,9 @@ impl EngineBuilder {
     /// it as I/O agents do (on the simulation's timer, in virtual time); isolated simulated
     /// agents run on the workers. Isolated handlers, and simulated agents that hang, need real
     /// threads and are refused.
-    pub fn simulate(self) -> Result<crate::Simulation, Error> {
+    pub fn simulate(self) -> Result<Simulation, Error> {
         let (engine, workers) = Engine::build(self.topology, self.config, self.callback, true)?;
-        Ok(crate::Simulation::new(engine, workers))
+        Ok(Simulation::new(engine, workers))
     }
 }
 

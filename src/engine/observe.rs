@@ -28,12 +28,12 @@ impl Engine {
 
     /// The operator actions recorded so far (the newest [`crate::AUDIT_CAPACITY`]), oldest
     /// first. See [`crate::act_as`] for how an action names its actor.
-    pub fn audit_log(&self) -> Vec<crate::AuditRecord> {
+    pub fn audit_log(&self) -> Vec<crate::audit::AuditRecord> {
         self.sh.audit().since(0)
     }
 
     /// The records numbered above `seq` (to follow the trail without reading it all again).
-    pub fn audit_since(&self, seq: u64) -> Vec<crate::AuditRecord> {
+    pub fn audit_since(&self, seq: u64) -> Vec<crate::audit::AuditRecord> {
         self.sh.audit().since(seq)
     }
 

@@ -19,7 +19,7 @@ impl Engine {
     /// anything changes: an error changes nothing. What changed is in [`Reload::applied`] and in the audit trail.
     /// `metafed serve --config FILE` calls it on SIGHUP.
     pub fn reload_toml(&self, text: &str) -> Result<Reload, Error> {
-        let new = crate::TopologyBuilder::from_toml(text)?;
+        let new = crate::topology::TopologyBuilder::from_toml(text)?;
         let cfg = EngineConfig::from_toml(text)?;
         let topo = self.sh.topo.load();
         // Domains and agents are found by name: the file's new ones are added, the running ones
@@ -28,7 +28,7 @@ impl Engine {
         let mut remove_domains = Vec::new();
         for (d, dom) in topo.domains.iter().enumerate().filter(|(_, dom)| !dom.removed) {
             if new.domain_id(&dom.name).is_none() {
-                remove_domains.push(crate::DomainId(d as u16));
+                remove_domains.push(crate::task::DomainId(d as u16));
             }
         }
         let mut add_domains = Vec::new(); // (name, fault rate, max attempts)
@@ -89,10 +89,10 @@ impl Engine {
                              is added with Engine::add_agent"
                         )));
                     }
-                    let domain = crate::DomainId(d as u16);
+                    let domain = crate::task::DomainId(d as u16);
                     let local = self.vet_new_agent(&scratch, domain, &name, &spec)?;
                     // In the scratch copy, so that two new agents of a domain are vetted together.
-                    let id = crate::AgentId(scratch.agents.len() as u16);
+                    let id = crate::task::AgentId(scratch.agents.len() as u16);
                     scratch.domains[d].agents.push(id);
                     let def = crate::topology::AgentDef {
                         name: name.clone(),
@@ -127,7 +127,7 @@ impl Engine {
         }
         let mut limits = Vec::new();
         let policy = self.sh.policy.load();
-        let weights: Vec<(crate::AgentId, u32)> = agents
+        let weights: Vec<(crate::task::AgentId, u32)> = agents
             .iter()
             .filter(|(a, spec)| policy.weights[usize::from(a.0)] != spec.weight)
             .map(|(a, spec)| (*a, spec.weight))

@@ -3,13 +3,13 @@
 //! domain, the join of sub-task outcomes, and the completion.
 
 use crate::breaker::Permit;
+use crate::counters::WorkerCounters;
 use crate::events::Level;
 use crate::sim::{META_FAULT_SALT, fails_below, splitmix64};
 use crate::stages::domain::msg::Msg;
-use crate::stats::WorkerCounters;
+use crate::stages::worker::Worker;
 use crate::sync::Ordering;
 use crate::task::{DomainSet, Reason, Status, Ticket};
-use crate::worker::Worker;
 
 impl Worker {
     pub(crate) fn counters(&self) -> &WorkerCounters {

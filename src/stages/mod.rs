@@ -5,9 +5,10 @@
 //! handler) -> domain (fail over, or done) -> meta (join, complete) -> caller
 //! ```
 //!
-//! Each stage is an `impl Worker` block in its own file; the hops between them are the worker's
-//! local stage queues (see [`crate::worker`]).
+//! A [`worker`] hosts a shard of every stage on one thread; each stage is an `impl Worker` block
+//! in its own module, and the hops between them are the worker's local stage queues.
 
 pub(crate) mod agent;
 pub(crate) mod domain;
 mod meta;
+pub(crate) mod worker;

@@ -2,7 +2,7 @@
 //! actors, nine agent actors, the same messages as the thread-per-stage peer, scheduled by tokio's
 //! work-stealing runtime instead of the OS.
 
-use super::{AGENTS, DOMAINS, Federation, Router};
+use super::federation::{AGENTS, DOMAINS, Federation, Router};
 use metafed::sim::oracle_key;
 use std::collections::HashMap;
 use tokio::sync::mpsc::{self, Receiver, UnboundedSender};

@@ -1,7 +1,7 @@
 //! The engine itself behind the benchmark trait: the seed's 3 x 3 on simulated agents at
 //! p = 0.12, breakers disabled (the exactness configuration), batch submission, blocking poll.
 
-use super::Federation;
+use super::federation::Federation;
 use metafed::{Completion, DomainSet, Engine, EngineConfig, Levels, Task, Ticket, Topology};
 
 /// The engine under test.
@@ -15,7 +15,7 @@ pub struct EnginePeer {
 impl EnginePeer {
     /// The seed's 3 x 3 with `workers` workers (0: one per core).
     pub fn new(workers: usize) -> Self {
-        let mut b = Topology::seed_builder(super::P);
+        let mut b = Topology::seed_builder(super::federation::P);
         b.breakers(Levels::disabled());
         let engine = Engine::start(
             b.build().expect("the seed topology is valid"),

@@ -2,7 +2,8 @@
 //! simulated I/O agents (each call a deferred attempt completed by the engine's timer thread),
 //! and W5's peer, the same routing on tokio with a timeout and a concurrency limit per agent.
 
-use super::{AGENTS, DOMAINS, EnginePeer, Federation};
+use super::engine::EnginePeer;
+use super::federation::{AGENTS, DOMAINS, Federation};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use metafed::sim::{Latency, SimAgent, fails_below, oracle_key, threshold};
 use metafed::{AgentSpec, Hedge, Levels, SEED_DOMAINS, Topology};

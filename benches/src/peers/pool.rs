@@ -2,7 +2,7 @@
 //! channel and running its whole route (every sub-task, with failover), then sending the
 //! completion back on another channel.
 
-use super::{Federation, Router};
+use super::federation::{Federation, Router};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use std::thread::JoinHandle;
 

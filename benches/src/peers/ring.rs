@@ -2,7 +2,7 @@
 //! no stages, no breakers: the cost of crossing to another core and back, plus the routing. The
 //! rings are rtrb's (the wait-free SPSC ring a Rust user would pick).
 
-use super::{Federation, Router};
+use super::federation::{Federation, Router};
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! (choose an agent, fail over), nine agent threads (run the attempt). Every hop is a channel
 //! send and a receive on another thread: the design the engine's workers exist to avoid.
 
-use super::{AGENTS, DOMAINS, Federation, Router};
+use super::federation::{AGENTS, DOMAINS, Federation, Router};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use metafed::sim::oracle_key;
 use std::collections::HashMap;

@@ -524,9 +524,9 @@ pub extern "C" fn metafed_engine_domain_name(
     boundary("metafed_engine_domain_name", || {
         with_engine(engine, |e| {
             let topo = e.topology();
-            let name = topo
-                .domain_name(DomainId(domain))
-                .ok_or_else(|| err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))?;
+            let name = topo.domain_name(DomainId(domain)).ok_or_else(|| {
+                err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist"))
+            })?;
             write_name(name, buf, cap, out_len)
         })
     })

@@ -26,7 +26,10 @@ pub extern "C" fn metafed_topology_new(out: *mut *mut metafed_topology) -> crate
 /// Creates the seed's 3 x 3 topology (API, Database, Auth; three simulated agents each, failing
 /// at `agent_error`), with the seed's breaker defaults.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_topology_seed(agent_error: f64, out: *mut *mut metafed_topology) -> crate::error::metafed_status {
+pub extern "C" fn metafed_topology_seed(
+    agent_error: f64,
+    out: *mut *mut metafed_topology,
+) -> crate::error::metafed_status {
     boundary("metafed_topology_seed", || {
         if !(0.0..=1.0).contains(&agent_error) {
             return Err(err(METAFED_E_INVALID, format!("agent_error must be in [0, 1], got {agent_error}")));
@@ -229,7 +232,8 @@ pub extern "C" fn metafed_topology_domain_id(
         let name = unsafe { str_arg(name, "name") }?;
         non_null(out_domain, "out_domain")?;
         let d = with_builder(topology, |b| {
-            b.domain_id(name).ok_or_else(|| err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("no domain named {name:?}")))
+            b.domain_id(name)
+                .ok_or_else(|| err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("no domain named {name:?}")))
         })?;
         write_opt(out_domain, d.0);
         Ok(())
@@ -290,7 +294,10 @@ pub extern "C" fn metafed_topology_set_max_attempts(
 
 /// Fills `*out` with the seed's breaker defaults of `level` (`METAFED_LEVEL_*`).
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_breaker_config_init(level: i32, out: *mut metafed_breaker_config) -> crate::error::metafed_status {
+pub extern "C" fn metafed_breaker_config_init(
+    level: i32,
+    out: *mut metafed_breaker_config,
+) -> crate::error::metafed_status {
     boundary("metafed_breaker_config_init", || {
         non_null(out, "out")?;
         // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 pub struct Args {
     /// Tasks per run (at least 1,000): each of the main runs, each depth x breadth
     /// configuration; each sweep point runs half as many.
-    #[arg(long, default_value = "1000000", allow_hyphen_values = true, value_parser = crate::parse_count::<1000>)]
+    #[arg(long, default_value = "1000000", allow_hyphen_values = true, value_parser = crate::parse::parse_count::<1000>)]
     pub(super) tasks: u64,
     /// Runs with breakers enabled, each on other task ids (so other oracle draws); the table
     /// reports their spread (1 to 20). They run in virtual time (see --offered-rps), so the
     /// same arguments give the same results on any machine.
-    #[arg(long, default_value = "3", allow_hyphen_values = true, value_parser = crate::parse_count::<1>)]
+    #[arg(long, default_value = "3", allow_hyphen_values = true, value_parser = crate::parse::parse_count::<1>)]
     pub(super) repeats: u64,
     /// The offered load of the runs with breakers and of the recovery runs, in tasks per second
     /// of virtual time (default: the seed's 47,207). Breakers, windows, timeouts and open times

@@ -29,15 +29,11 @@ use metafed::{DomainId, EngineConfig, Levels, Reason, Stats, Topology, TopologyB
 use metafed_bench::driver::{Load, RunReport};
 use recovery::recovery_runs;
 use report::{Breakers, Claim, Config, Containment, Level, Point, Report, Runs, Sweep};
+use report::{SEED_SWEEP, SWEEP};
 use runner::{Halt, Runner, flat_topology, seed_topology};
 use schedule::{schedule_run, schedule_tasks};
 use tables::print_tables;
 use what_if::{WHAT_IF_OPEN_MS, WHAT_IF_THRESHOLDS, what_if_runs};
-
-pub(super) const SWEEP: [f64; 5] = [0.05, 0.10, 0.15, 0.20, 0.25];
-/// The seed report's sweep: (single agent, 3 x 3 federation) reliability.
-pub(super) const SEED_SWEEP: [(f64, f64); 5] =
-    [(0.950, 0.874), (0.900, 0.873), (0.850, 0.871), (0.800, 0.867), (0.750, 0.860)];
 
 pub fn run(args: &Args) -> Result<(), String> {
     let (agent_error, domain_error, meta_error) =

@@ -4,6 +4,12 @@ use super::args::Rates;
 use metafed_bench::driver::Percentiles;
 use serde::Serialize;
 
+/// The error rates of the sweep (section 3).
+pub(super) const SWEEP: [f64; 5] = [0.05, 0.10, 0.15, 0.20, 0.25];
+/// The seed report's sweep: (single agent, 3 x 3 federation) reliability.
+pub(super) const SEED_SWEEP: [(f64, f64); 5] =
+    [(0.950, 0.874), (0.900, 0.873), (0.850, 0.871), (0.800, 0.867), (0.750, 0.860)];
+
 #[derive(Serialize)]
 pub(super) struct Level {
     pub(super) level: u8,

@@ -58,7 +58,7 @@ impl Runner {
 
     /// Runs `load` on a fresh engine; returns what the submitter saw and what the engine counted.
     pub(super) fn run(&mut self, step: &str, topology: Topology, mut load: Load) -> Result<(RunReport, Stats), Halt> {
-        if crate::interrupted() {
+        if crate::signals::interrupted() {
             return Err(Halt::Interrupted);
         }
         self.progress.step(step);
@@ -68,7 +68,7 @@ impl Runner {
         self.workers = engine.workers();
         let base = self.done_before;
         let progress = &mut self.progress;
-        let report = closed_loop_until(&engine, &load, |done| progress.set(base + done), crate::stop_flag());
+        let report = closed_loop_until(&engine, &load, |done| progress.set(base + done), crate::signals::stop_flag());
         let stats = engine.stats();
         engine.shutdown(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;
         self.account(step, load.tasks, &report)?;
@@ -116,7 +116,7 @@ impl Runner {
         events: &mut Vec<metafed::BreakerEvent>,
     ) -> Result<(metafed::OpenLoop, Stats), Halt> {
         let rate = steps.iter().map(|s| s.1).fold(0.0, f64::max);
-        if crate::interrupted() {
+        if crate::signals::interrupted() {
             return Err(Halt::Interrupted);
         }
         self.progress.step(step);

@@ -22,9 +22,9 @@ use crate::isolated::Job;
 use crate::shared::AgentRun;
 use crate::stages::agent::msg::{AttemptInfo, Outcome};
 use crate::stages::domain::msg::{Msg, NOT_PARKED};
+use crate::stages::worker::Worker;
 use crate::sync::Ordering;
 use crate::task::{AgentId, DOWN_CODE, DomainId, FailureKind, Reason};
-use crate::worker::Worker;
 
 impl Worker {
     /// Sends the sub-task's next attempt to agent `a` (holding `permit` from its breaker).

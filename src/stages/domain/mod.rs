@@ -14,9 +14,9 @@ use crate::shared::Shared;
 use crate::sim::{DOMAIN_FAULT_SALT, fails_below, oracle_key, splitmix64};
 use crate::stages::agent::msg::{AttemptInfo, Outcome};
 use crate::stages::domain::msg::{Msg, NOT_PARKED};
+use crate::stages::worker::Worker;
 use crate::sync::Ordering;
 use crate::task::{AgentId, AttemptFailure, DomainId, Reason};
-use crate::worker::Worker;
 
 /// The domain's choice for the next attempt.
 pub(super) enum Choice {
@@ -162,7 +162,7 @@ impl Worker {
     pub(crate) fn report_to_breaker(&mut self, info: &AttemptInfo, out: &mut Outcome) {
         let a = usize::from(info.agent);
         if out.failure.is_none() && out.latency_ns > self.sh.agent_timeout_ns() {
-            out.failure = Some(crate::FailureKind::Slow);
+            out.failure = Some(crate::task::FailureKind::Slow);
         }
         let ok = out.failure.is_none();
         if info.permit != Permit::Denied {
@@ -175,9 +175,9 @@ impl Worker {
         if let Some(kind) = out.failure {
             ctr.failures.inc();
             match kind {
-                crate::FailureKind::Slow => ctr.slow.inc(),
-                crate::FailureKind::Panicked => ctr.panics.inc(),
-                crate::FailureKind::Overloaded => ctr.overloaded.inc(),
+                crate::task::FailureKind::Slow => ctr.slow.inc(),
+                crate::task::FailureKind::Panicked => ctr.panics.inc(),
+                crate::task::FailureKind::Overloaded => ctr.overloaded.inc(),
                 _ => {}
             }
         }

@@ -5,9 +5,9 @@ use super::{Choice, choose};
 use crate::breaker::Permit;
 use crate::stages::agent::msg::{AttemptInfo, Outcome};
 use crate::stages::domain::msg::{Msg, NOT_PARKED, Pending};
+use crate::stages::worker::Worker;
 use crate::sync::Ordering;
 use crate::task::FailureKind;
-use crate::worker::Worker;
 use std::cmp::Reverse;
 
 /// A timer key: an attempt's slot and generation, or (with `HEDGE`) a parked sub-task's index

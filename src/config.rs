@@ -1,8 +1,6 @@
 //! How the engine runs: threads, capacities, admission policy. (What it runs is the
 //! [`Topology`](crate::Topology).)
 
-mod toml;
-
 use crate::duration::{MAX_DURATION, ms};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

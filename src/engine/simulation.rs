@@ -20,11 +20,11 @@
 //! This is the approach of FoundationDB's and TigerBeetle's simulators (and of Rust's
 //! `turmoil` and `madsim`): run the production code, replace time and scheduling.
 
-use super::load::{LatencyHistogram, Load, Percentiles, RunReport, Workload};
 use crate::engine::Engine;
 use crate::error::SubmitError;
+use crate::sim::{LatencyHistogram, Load, Percentiles, RunReport, Workload};
+use crate::stages::worker::Worker;
 use crate::task::{Completion, DomainId, DomainSet, Status, Task};
-use crate::worker::Worker;
 use std::sync::atomic::Ordering;
 
 /// An engine running in virtual time; see the module documentation.
@@ -112,7 +112,7 @@ impl Simulation {
     /// Ends the simulation: what is still held is completed as shut down (as a live shutdown
     /// past its drain deadline does), then the engine stops. Idempotent; dropping the
     /// simulation does it too.
-    pub fn finish(&mut self) -> crate::ShutdownReport {
+    pub fn finish(&mut self) -> crate::engine::ShutdownReport {
         if !self.finished {
             self.finished = true;
             let sh = self.engine.shared();

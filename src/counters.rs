@@ -1,14 +1,6 @@
-//! Counters and the latency histogram. Each worker writes its own (a plain load and store, no
-//! read-modify-write, no shared cache line); readers sum them into a [`Stats`] report.
-
-#[cfg(not(loom))]
-mod report;
-#[cfg(not(loom))]
-pub use report::*;
-#[cfg(not(loom))]
-pub(crate) mod monitor;
-#[cfg(not(loom))]
-pub use monitor::{RELIABILITY_MIN_SAMPLE, RELIABILITY_WINDOW, ReliabilityWindow};
+//! The counters each worker writes for its own shard (a plain load and store, no
+//! read-modify-write, no shared cache line), and the latency histogram; readers sum them into a
+//! [`Stats`](crate::stats::Stats) report.
 
 use crate::buckets::{self, BUCKETS};
 use crate::sync::{AtomicU64, Ordering};
@@ -156,6 +148,7 @@ pub struct LatencySummary {
     pub max: u64,
 }
 
+#[cfg(all(test, not(loom)))]
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

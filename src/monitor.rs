@@ -8,7 +8,6 @@
 //! whenever health, stats or metrics are read; the admin endpoint reads them at least once a
 //! second while it runs. Nothing here touches the workers.
 
-use super::Stats;
 use crate::model::{Z999, wilson};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -60,20 +59,6 @@ pub(crate) struct DomainCount<'a> {
     pub(crate) ok: u64,
     pub(crate) finished: u64,
     pub(crate) predicted: f64,
-}
-
-impl<'a> DomainCount<'a> {
-    pub(crate) fn of(s: &'a Stats) -> Vec<DomainCount<'a>> {
-        s.domains
-            .iter()
-            .map(|d| DomainCount {
-                name: &d.name,
-                ok: d.ok,
-                finished: d.ok + d.failed + d.shed + d.faults + d.timeouts,
-                predicted: d.predicted_success,
-            })
-            .collect()
-    }
 }
 
 impl Monitor {

@@ -1,8 +1,14 @@
 //! The public report: [`Stats`] and [`Health`], summed from the workers' counters.
+//!
+//! The counters themselves are [`crate::counters`]'s (each worker writes its own); the online
+//! reliability monitor is [`crate::monitor`]'s.
 
-use super::monitor::ReliabilityWindow;
-use super::{AgentCounters, Counter, DomainCounters, Histogram, LatencySummary, WorkerCounters};
+pub use crate::counters::LatencySummary;
+pub use crate::monitor::{RELIABILITY_MIN_SAMPLE, RELIABILITY_WINDOW, ReliabilityWindow};
+
 use crate::breaker::{BreakerSnapshot, BreakerState};
+use crate::counters::{AgentCounters, Counter, DomainCounters, Histogram, WorkerCounters};
+use crate::monitor::DomainCount;
 use crate::shared::Shared;
 use crate::shared::{DRAINING, RUNNING, STOPPING};
 use crate::sync::Ordering;
@@ -246,7 +252,7 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
             }
         })
         .collect();
-    let rate = |a: crate::AgentId| {
+    let rate = |a: crate::task::AgentId| {
         topo.sim_error_rate(a).unwrap_or_else(|| {
             let s = &agents[usize::from(a.0)];
             if s.calls == 0 { 0.0 } else { s.failures as f64 / s.calls as f64 }
@@ -259,13 +265,15 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
     let live: Vec<usize> = (0..topo.domain_count()).filter(|&d| !topo.domains[d].removed).collect();
     let predicted_success = live
         .iter()
-        .map(|&d| crate::model::task_success(&topo, &per_domain, crate::DomainSet::one(crate::DomainId(d as u16))))
+        .map(|&d| {
+            crate::model::task_success(&topo, &per_domain, crate::task::DomainSet::one(crate::task::DomainId(d as u16)))
+        })
         .sum::<f64>()
         / live.len().max(1) as f64;
     // Tasks the shutdown sweep (or a submitter racing it) completed as rejected.
     let swept = sh.swept.load(Ordering::Relaxed);
-    let by_status = |s: crate::Status| {
-        sum(&|c| c.completed[s as usize].get()) + if s == crate::Status::Rejected { swept } else { 0 }
+    let by_status = |s: crate::task::Status| {
+        sum(&|c| c.completed[s as usize].get()) + if s == crate::task::Status::Rejected { swept } else { 0 }
     };
     Stats {
         workers: ws.len(),
@@ -275,10 +283,10 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
         submit_full: sh.submit_full.load(Ordering::Relaxed),
         admitted: sum(&|c| c.admitted.get()),
         completed: sum(&|c| c.completed.iter().map(Counter::get).sum()) + swept,
-        ok: by_status(crate::Status::Ok),
-        failed: by_status(crate::Status::Failed),
-        timed_out: by_status(crate::Status::TimedOut),
-        rejected: by_status(crate::Status::Rejected),
+        ok: by_status(crate::task::Status::Ok),
+        failed: by_status(crate::task::Status::Failed),
+        timed_out: by_status(crate::task::Status::TimedOut),
+        rejected: by_status(crate::task::Status::Rejected),
         reasons: Reason::ALL
             .iter()
             .map(|&reason| {
@@ -302,7 +310,7 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
 /// lifecycle.
 pub(crate) fn health(sh: &Shared) -> Health {
     let stats = collect(sh);
-    let reliability = sh.observe_reliability(&stats);
+    let reliability = observe_reliability(sh, &stats);
     health_of(sh, reliability)
 }
 
@@ -369,4 +377,25 @@ pub(crate) fn health_of(sh: &Shared, reliability: Vec<ReliabilityWindow>) -> Hea
         ));
     }
     Health { status, lifecycle, reasons, reliability }
+}
+
+impl<'a> DomainCount<'a> {
+    pub(crate) fn of(s: &'a Stats) -> Vec<DomainCount<'a>> {
+        s.domains
+            .iter()
+            .map(|d| DomainCount {
+                name: &d.name,
+                ok: d.ok,
+                finished: d.ok + d.failed + d.shed + d.faults + d.timeouts,
+                predicted: d.predicted_success,
+            })
+            .collect()
+    }
+}
+
+/// Each domain's success over the monitor's window, beside its prediction.
+pub(crate) fn observe_reliability(sh: &Shared, s: &Stats) -> Vec<ReliabilityWindow> {
+    let counts = DomainCount::of(s);
+    let mut m = sh.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    m.observe(&counts, std::time::Instant::now())
 }
