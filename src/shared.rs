@@ -76,7 +76,7 @@ impl Drop for AuditGuard<'_> {
 /// counters.
 pub(crate) struct WorkerShared {
     /// Tickets of submitted tasks; any thread pushes, this worker pops.
-    pub(crate) ingress: Mpmc<u64>,
+    pub(crate) ingress: Mpmc<Ticket>,
     /// Its deferred attempts, and the parker every publisher wakes it with.
     pub(crate) hub: std::sync::Arc<Hub>,
     pub(crate) counters: WorkerCounters,
@@ -232,6 +232,16 @@ impl Shared {
     #[inline]
     pub(crate) fn meta_timeout_ns(&self) -> u64 {
         self.timeouts_ns[Level::Meta as usize].load(Ordering::Relaxed)
+    }
+
+    /// Completes task `t` as rejected (`ShuttingDown`) on behalf of the engine, its slot claimed
+    /// by the caller (the shutdown sweep, or a submitter that raced the shutdown), and hands it to
+    /// its destination.
+    #[cold]
+    pub(crate) fn deliver_swept(&self, t: Ticket) {
+        self.slab.finish_swept(t.slot(), self.clock.now());
+        self.swept.fetch_add(1, Ordering::Relaxed);
+        self.deliver(t, t.slot() as usize);
     }
 
     /// Hands a finished task's outcome to its one destination: the waiter on its ticket, the

@@ -102,9 +102,7 @@ fn stop(sh: &Shared, threads: &mut Threads, drain: Duration) -> ShutdownReport {
     let mut swept = 0;
     for idx in 0..cap {
         if let Some(t) = sh.slab.claim_abandoned(idx) {
-            sh.slab.finish_swept(idx, sh.clock.now());
-            sh.swept.fetch_add(1, Ordering::Relaxed);
-            sh.deliver(t, idx as usize);
+            sh.deliver_swept(t);
             swept += 1;
         }
     }

@@ -78,7 +78,7 @@ impl Engine {
     #[inline]
     fn push(&self, t: Ticket, w: usize) -> Option<usize> {
         let n = self.sh.workers.len();
-        (0..n).map(|i| (w + i) % n).find(|&w| self.sh.workers[w].ingress.push(t.0).is_ok())
+        (0..n).map(|i| (w + i) % n).find(|&w| self.sh.workers[w].ingress.push(t).is_ok())
     }
 
     /// After a fence: if the engine began stopping while these tickets were published, the
@@ -87,9 +87,7 @@ impl Engine {
     fn reject_if_stopping(&self, tickets: &[Ticket]) {
         for &t in tickets {
             if self.sh.slab.claim_abandoned_ticket(t) {
-                self.sh.slab.finish_swept(t.slot(), self.sh.clock.now());
-                self.sh.swept.fetch_add(1, Ordering::Relaxed);
-                self.sh.deliver(t, t.slot() as usize);
+                self.sh.deliver_swept(t);
             }
         }
     }

@@ -47,8 +47,8 @@ impl Worker {
         let cap = self.sh.cfg.worker_capacity;
         let mut n = 0;
         while n < max && self.live < cap {
-            let Some(raw) = self.sh.workers[from].ingress.pop() else { break };
-            self.admit(Ticket(raw));
+            let Some(t) = self.sh.workers[from].ingress.pop() else { break };
+            self.admit(t);
             n += 1;
         }
         n

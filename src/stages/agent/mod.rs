@@ -1,11 +1,11 @@
 //! The agent stage: runs an attempt and hands its answer to the domain stage.
 //!
-//! An agent on the workers is called inline. A call that answers at once (a [`Handler`], a
-//! simulated agent, most C calls) comes straight back to the domain stage. A call that defers
-//! the attempt (a [`DeferredHandler`], a simulated I/O agent, a C handler that returned
-//! "pending") parks its sub-task: the attempt's answer comes back later through this worker's
-//! inbox, or its timer abandons it first. An isolated agent's attempts go to its pool's threads
-//! as deferred attempts ([`crate::isolated`]).
+//! An agent on the workers is called inline. [`Worker::send`] runs the attempt and returns what
+//! became of it to the domain stage ([`Sent`]): an answer at once (a [`Handler`], a simulated
+//! agent, most C calls), or a deferred attempt (a [`DeferredHandler`], a simulated I/O agent, a
+//! C handler that returned "pending"), whose answer comes back later through this worker's
+//! inbox ([`Worker::collect_deferred`]) unless the domain's timer abandons it first. An isolated
+//! agent's attempts go to its pool's threads as deferred attempts ([`crate::isolated`]).
 //!
 //! [`Handler`]: crate::Handler
 //! [`DeferredHandler`]: crate::DeferredHandler
@@ -20,23 +20,54 @@ use crate::breaker::Permit;
 use crate::handler::{Call, CallCx, Request, guarded};
 use crate::isolated::Job;
 use crate::shared::AgentRun;
+use crate::slab::Req;
 use crate::stages::agent::msg::{AttemptInfo, Outcome};
 use crate::stages::domain::msg::{Msg, NOT_PARKED};
 use crate::stages::worker::Worker;
 use crate::sync::Ordering;
-use crate::task::{AgentId, DOWN_CODE, DomainId, FailureKind, Reason};
+use crate::task::{AgentId, DOWN_CODE, DomainId, FailureKind, Ticket};
+
+/// What the agent stage hands back to the domain stage for an attempt it was given.
+pub(crate) enum Sent {
+    /// The agent answered at once, `latency_ns` after the attempt started.
+    Answered { call: Call, latency_ns: u64 },
+    /// The attempt was deferred (slot `slot` of generation `g`): its answer comes through the
+    /// inbox, or the domain's timer abandons it at `deadline`.
+    Deferred { slot: u32, g: u32, deadline: u64 },
+    /// The engine is stopping: no handler is called again, and the task is to be rejected.
+    Stopping,
+}
+
+/// The request an agent's handler sees for attempt `attempt` of task `req`'s sub-task in
+/// `domain`: one builder for the workers and for isolated agents' threads.
+#[inline]
+pub(crate) fn request<'a>(req: &'a Req, ticket: Ticket, domain: u16, agent: AgentId, attempt: u32) -> Request<'a> {
+    Request {
+        ticket,
+        task_id: req.id,
+        payload: req.payload,
+        data: &req.data,
+        domain: DomainId(domain),
+        agent,
+        attempt,
+        fanout: req.domains.count_ones(),
+        priority: req.priority,
+    }
+}
 
 impl Worker {
-    /// Sends the sub-task's next attempt to agent `a` (holding `permit` from its breaker).
-    pub(crate) fn send(&mut self, mut m: Msg, a: AgentId, permit: Permit, hedge: bool) {
+    /// Runs the sub-task's next attempt at agent `a` (holding `permit` from its breaker): calls
+    /// the agent's handler on this worker, or hands the attempt to its pool. Counts the attempt
+    /// on `m`, and returns the attempt and what became of it, for the domain stage.
+    #[inline(always)] // into the domain stage's `attempt`: one function per attempt, as one call
+    pub(crate) fn send(&mut self, m: &mut Msg, a: AgentId, permit: Permit, hedge: bool) -> (AttemptInfo, Sent) {
         let ai = usize::from(a.0);
-        // Once the engine is stopping, no handler is called again (a C caller may free what its
-        // handlers use as soon as shutdown returns): the task is rejected as shutting down. Its
-        // other sub-tasks, if any, find it completed (the slot's claim fails) and stop there.
-        if self.sh.lifecycle() >= crate::shared::STOPPING {
-            return self.complete(m.ticket, Reason::ShuttingDown);
-        }
         let info = AttemptInfo { agent: a.0, permit, started_ns: self.now, number: m.attempt, hedge };
+        // Once the engine is stopping, no handler is called again (a C caller may free what its
+        // handlers use as soon as shutdown returns).
+        if self.sh.lifecycle() >= crate::shared::STOPPING {
+            return (info, Sent::Stopping);
+        }
         let sh = &*self.sh;
         let rt = &sh.agents[ai];
         m.attempt += 1;
@@ -45,7 +76,7 @@ impl Worker {
         // SAFETY: the task is ours (admitted).
         unsafe { sh.slab.out(m.ticket.slot()) }.attempts += 1;
         if m.parked != NOT_PARKED {
-            self.parked.at(m.parked).m = m;
+            self.parked.at(m.parked).m = *m;
         }
         // SAFETY: the task is ours (admitted); its request is read-only.
         let req = unsafe { sh.slab.req(m.ticket.slot()) };
@@ -54,17 +85,7 @@ impl Worker {
         // (Times are engine nanoseconds, below 2^63, and timeouts at most 30 days: no overflow.)
         let deadline =
             (self.now + sh.agent_timeout_ns()).min(req.deadline_ns).min(m.started_ns + sh.domain_timeout_ns());
-        let r = Request {
-            ticket: m.ticket,
-            task_id: req.id,
-            payload: req.payload,
-            data: &req.data,
-            domain: DomainId(m.domain),
-            agent: a,
-            attempt: u32::from(info.number),
-            fanout: req.domains.count_ones(),
-            priority: req.priority,
-        };
+        let r = request(req, m.ticket, m.domain, a, u32::from(info.number));
         let down = sh.down[usize::from(m.domain)].load(Ordering::Relaxed) & bit != 0;
         // On the workers: the agent's handler (an agent added while running has it in the
         // snapshot that routed to it); else its pool's index.
@@ -103,32 +124,12 @@ impl Worker {
         if let Some((slot, g)) = armed {
             // Deferred (a call that also answered at once broke the contract: the deferred
             // attempt's answer, which its holder still owes, is the one that counts).
-            return self.deferred(m, info, slot, g, deadline);
+            return (info, Sent::Deferred { slot, g, deadline });
         }
         let end = self.sh.clock.now();
         self.now = end;
-        let latency = end.saturating_sub(info.started_ns);
         self.release_agent(ai);
-        match call {
-            // The common case, kept short: a success at once, in time, of a sub-task not parked.
-            Call::Value(v) if m.parked == NOT_PARKED && latency <= self.sh.agent_timeout_ns() => {
-                self.report_success(&info, latency);
-                if info.number > 0 {
-                    self.counters().domain[usize::from(m.domain)].recovered.inc();
-                }
-                if let Some(w) = &mut self.windows[usize::from(m.domain)] {
-                    w.record(end, latency);
-                }
-                m.value = v;
-                self.finish_subtask(m, Reason::None);
-            }
-            Call::Value(v) => self.answered(m, info, Outcome::ok(v, latency), Vec::new()),
-            Call::Body(v, body) => self.answered(m, info, Outcome::ok(v, latency), body),
-            Call::Failed(kind, code) => self.answered(m, info, Outcome::failed(kind, code, latency), Vec::new()),
-            Call::Pending => {
-                self.answered(m, info, Outcome::failed(FailureKind::InvalidReply, 0, latency), Vec::new());
-            }
-        }
+        (info, Sent::Answered { call, latency_ns: end.saturating_sub(info.started_ns) })
     }
 
     /// An attempt at agent `a` is no longer in flight (its bulkhead has room again; the place

@@ -2,13 +2,14 @@
 //! the agent's handler on them, completing each attempt as a deferred one (see
 //! [`crate::isolated`]).
 
+use super::request;
 use crate::attempt::Answer;
-use crate::handler::{Call, CallCx, Request, guarded};
+use crate::handler::{Call, CallCx, guarded};
 use crate::isolated::{Job, Pool};
 use crate::park::Idle;
 use crate::shared::{STOPPING, Shared};
 use crate::sync::Ordering;
-use crate::task::{DOWN_CODE, DomainId, FailureKind};
+use crate::task::{DOWN_CODE, FailureKind};
 use std::sync::Arc;
 
 impl Pool {
@@ -26,17 +27,7 @@ impl Pool {
             // SAFETY: we pinned the slot of a running task, so its request is not reused until
             // we unpin it, below, after the call.
             let req = unsafe { sh.slab.req(ticket.slot()) };
-            let r = Request {
-                ticket,
-                task_id: req.id,
-                payload: req.payload,
-                data: &req.data,
-                domain: DomainId(domain),
-                agent: self.agent,
-                attempt: attempt_no,
-                fanout: req.domains.count_ones(),
-                priority: req.priority,
-            };
+            let r = request(req, ticket, domain, self.agent, attempt_no);
             if sh.domain_down[usize::from(domain)].load(Ordering::Relaxed) {
                 Call::Failed(FailureKind::Down, DOWN_CODE)
             } else {

@@ -10,13 +10,15 @@ pub(crate) mod timers;
 
 use crate::breaker::{BreakerMode, Permit};
 use crate::events::Level;
+use crate::handler::Call;
 use crate::shared::Shared;
 use crate::sim::{DOMAIN_FAULT_SALT, fails_below, oracle_key, splitmix64};
+use crate::stages::agent::Sent;
 use crate::stages::agent::msg::{AttemptInfo, Outcome};
 use crate::stages::domain::msg::{Msg, NOT_PARKED};
 use crate::stages::worker::Worker;
 use crate::sync::Ordering;
-use crate::task::{AgentId, AttemptFailure, DomainId, Reason};
+use crate::task::{AgentId, AttemptFailure, DomainId, FailureKind, Reason};
 
 /// The domain's choice for the next attempt.
 pub(super) enum Choice {
@@ -259,7 +261,44 @@ impl Worker {
         if permit == Permit::Bypass {
             self.counters().panic_routed.inc();
         }
-        self.send(m, a, permit, false);
+        self.attempt(m, a, permit, false);
+    }
+
+    /// Sends an attempt of the sub-task to agent `a` through the agent stage, and acts on what
+    /// comes back: an answer at once (done, or fail over), a deferred attempt (the sub-task
+    /// parks, its timers start), or a stopping engine (the task is rejected as shutting down;
+    /// its other sub-tasks, if any, find it completed and stop there).
+    #[inline(never)] // one copy, the agent stage's call inlined in it, for failover and hedges
+    pub(crate) fn attempt(&mut self, mut m: Msg, a: AgentId, permit: Permit, hedge: bool) {
+        match self.send(&mut m, a, permit, hedge) {
+            (info, Sent::Answered { call, latency_ns }) => self.answered_at_once(m, info, call, latency_ns),
+            (info, Sent::Deferred { slot, g, deadline }) => self.deferred(m, info, slot, g, deadline),
+            (_, Sent::Stopping) => self.complete(m.ticket, Reason::ShuttingDown),
+        }
+    }
+
+    /// The agent answered at once: done, or fail over.
+    #[inline(always)]
+    fn answered_at_once(&mut self, mut m: Msg, info: AttemptInfo, call: Call, latency: u64) {
+        match call {
+            // The common case, kept short: a success at once, in time, of a sub-task not parked.
+            Call::Value(v) if m.parked == NOT_PARKED && latency <= self.sh.agent_timeout_ns() => {
+                self.report_success(&info, latency);
+                if info.number > 0 {
+                    self.counters().domain[usize::from(m.domain)].recovered.inc();
+                }
+                if let Some(w) = &mut self.windows[usize::from(m.domain)] {
+                    w.record(self.now, latency);
+                }
+                m.value = v;
+                self.finish_subtask(m, Reason::None);
+            }
+            Call::Value(v) => self.answered(m, info, Outcome::ok(v, latency), Vec::new()),
+            Call::Body(v, body) => self.answered(m, info, Outcome::ok(v, latency), body),
+            Call::Failed(kind, code) => self.answered(m, info, Outcome::failed(kind, code, latency), Vec::new()),
+            // "Pending" without deferring breaks the contract.
+            Call::Pending => self.answered(m, info, Outcome::failed(FailureKind::InvalidReply, 0, latency), Vec::new()),
+        }
     }
 
     /// Takes a retry from domain `d`'s budget, if it has one; false if the budget is spent.

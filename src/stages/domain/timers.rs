@@ -52,7 +52,7 @@ impl Worker {
         self.parked.at(p).hedges += 1;
         self.counters().domain[d].hedges.inc();
         let g = self.parked.generation(p);
-        self.send(m, a, permit, true);
+        self.attempt(m, a, permit, true);
         // Another hedge later, if allowed and the sub-task still waits (the hedge may have
         // answered at once).
         if u32::from(sub.hedges) + 1 < h.max_extra && self.parked.get(p, g).is_some_and(|s| s.n_live > 0) {
