@@ -9,7 +9,7 @@
 //! `HEAD` works wherever `GET` does. With a token, every request must carry
 //! `Authorization: Bearer <token>` (401 otherwise). Other methods get 405, other paths 404.
 //! The server reads counters the workers write; it never stops them. It holds the engine weakly
-//! and stops when the engine is dropped or [`Engine::stop_admin`] is called.
+//! and stops when the engine is dropped or [`Engine::stop_admin`](crate::Engine::stop_admin) is called.
 
 use crate::error::Error;
 use crate::shared::{RUNNING, Shared};

@@ -57,7 +57,7 @@ pub fn pop_event(engine: &Engine) -> Option<BreakerEvent> {
 }
 
 /// Sets (or, with `None`, clears) the actor the audit trail names for this thread's operator
-/// actions, until it is set again (the C form of [`act_as`](crate::act_as), which has no scope).
+/// actions, until it is set again (the C form of [`act_as`](crate::audit::act_as), which has no scope).
 pub fn set_actor(actor: Option<(&str, &str)>) {
     crate::audit::set_actor(actor);
 }

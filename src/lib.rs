@@ -18,108 +18,105 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! The crate root holds the engine ([`Engine`], [`EngineConfig`], [`Simulation`]), the tasks
+//! ([`Task`], [`Completion`]), the topology ([`Topology`], [`AgentSpec`]), the handlers
+//! ([`Handler`], [`DeferredHandler`], [`Attempt`]) and the errors. The rest sits in modules by
+//! theme: [`breaker`], [`policy`] (hedging, retry budgets), [`stats`], [`events`], [`audit`],
+//! [`sim`] (simulated agents and workloads), [`model`] (the reliability model), and with their
+//! cargo features `metrics` (Prometheus) and `admin` (an HTTP endpoint).
+//!
 //! See the README for the architecture, the breakers' behaviour and the measurements.
 
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 // Under loom only the primitives are built (the models exercise them); the rest is unused.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
+// docs.rs (`--cfg docsrs`, nightly) marks what each cargo feature adds.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The public face: modules by theme.
+#[cfg(all(not(loom), feature = "admin"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
+#[cfg(not(loom))]
+pub mod audit;
+pub mod breaker;
+#[cfg(not(loom))]
+pub mod events;
+#[cfg(all(not(loom), feature = "metrics"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+pub mod model;
+pub mod policy;
+pub mod sim;
+#[cfg(not(loom))]
+pub mod stats;
+
+// What the C library needs beyond the Rust API (hidden; see the module).
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod ffi_support;
+
+// The engine's parts, from the engine down to its primitives.
 mod attempt;
-mod breaker;
 mod buckets;
 mod clock;
 mod config;
 mod counters;
 mod duration;
+#[cfg(not(loom))]
+mod engine;
 mod error;
+#[cfg(all(not(loom), feature = "tokio"))]
+mod future_handler;
 mod guard;
 mod handler;
-pub mod model;
+#[cfg(not(loom))]
+mod isolated;
 #[cfg(not(loom))]
 mod monitor;
 mod park;
-mod policy;
 mod queue;
-// The SPSC ring: tested, and a model under loom; no stage uses it yet.
-#[cfg(any(loom, test))]
-mod ring;
-pub mod sim;
-mod slab;
-#[cfg(not(loom))]
-mod stats;
-mod sync;
-mod task;
-#[cfg(not(loom))]
-mod toml_file;
-mod topology;
-
-#[cfg(not(loom))]
-mod engine;
-#[cfg(not(loom))]
-mod events;
-#[cfg(not(loom))]
-#[doc(hidden)]
-pub mod ffi_support;
-#[cfg(not(loom))]
-mod isolated;
 #[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]
 mod stages;
+#[cfg(not(loom))]
+mod toml_file;
+// The SPSC ring: tested, and a model under loom; no stage uses it yet.
+#[cfg(any(loom, test))]
+mod ring;
+mod slab;
+mod sync;
+mod task;
 mod timer;
-
-pub use attempt::{Abandoned, Attempt};
-pub use breaker::{
-    Breaker, BreakerConfig, BreakerMode, BreakerSnapshot, BreakerState, Permit, Transition, TransitionCause,
-};
-pub use config::{AdmissionConfig, EngineConfig};
-pub use duration::MAX_DURATION;
-pub use error::{Error, SubmitError, WaitError, WouldDeadlock};
-pub use handler::{DeferredHandler, Handler, OwnedRequest, Reply, Request};
-pub use policy::budget::RetryBudget;
-pub use policy::hedge::{Hedge, HedgeDelay};
-pub use sim::{Latency, SimAgent, SimFault};
-pub use task::{AgentId, AttemptFailure, Completion, DomainId, DomainSet, FailureKind, Reason, Status, Task, Ticket};
-pub use task::{LOWEST_PRIORITY, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS, MAX_RECORDED_FAILURES};
-pub use topology::{AgentKind, AgentSpec, ForeignAgent, Levels, SEED_DOMAINS, Topology, TopologyBuilder};
-pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN, MAX_WEIGHT};
-
-#[cfg(not(loom))]
-pub use engine::{Engine, EngineBuilder, Reload, ShutdownReport};
-#[cfg(not(loom))]
-pub use engine::{OpenLoop, Simulation};
-#[cfg(not(loom))]
-pub use events::{BreakerEvent, CompletionCallback, EngineEvent, EventListener, Level};
-#[cfg(not(loom))]
-pub use stats::{
-    AgentStats, DomainStats, Health, HealthStatus, LatencySummary, MetaStats, RELIABILITY_MIN_SAMPLE,
-    RELIABILITY_WINDOW, ReasonCount, ReliabilityWindow, Stats,
-};
-#[cfg(not(loom))]
-pub use task::DOWN_CODE;
+mod topology;
 
 #[cfg(all(test, loom))]
 mod loom_models;
 
+// The engine.
+pub use config::{AdmissionConfig, EngineConfig};
+pub use duration::MAX_DURATION;
 #[cfg(not(loom))]
-mod audit;
+pub use engine::{Engine, EngineBuilder, OpenLoop, Reload, ShutdownReport, Simulation};
 #[cfg(not(loom))]
-pub use audit::{AUDIT_CAPACITY, ActorGuard, AuditRecord, MAX_ACTOR_LEN, act_as};
-#[cfg(all(not(loom), feature = "admin"))]
-mod admin;
-#[cfg(all(not(loom), feature = "metrics"))]
-mod metrics;
-#[cfg(all(not(loom), feature = "admin"))]
-pub use admin::{AdminOptions, DEFAULT_ADDR as DEFAULT_ADMIN_ADDR};
-#[cfg(all(not(loom), feature = "metrics"))]
-pub use metrics::EngineCollector;
-/// The Prometheus client the metrics are encoded with (to register them with an application's
-/// own registry).
-#[cfg(all(not(loom), feature = "metrics"))]
-pub use prometheus_client;
+pub use events::Level;
 
+// Tasks and their outcomes.
+pub use task::{AgentId, AttemptFailure, Completion, DomainId, DomainSet, FailureKind, Reason, Status, Task, Ticket};
+pub use task::{DOWN_CODE, LOWEST_PRIORITY, MAX_AGENTS_PER_DOMAIN, MAX_DOMAINS, MAX_RECORDED_FAILURES};
+
+// The topology.
+pub use topology::{AgentKind, AgentSpec, ForeignAgent, Levels, SEED_DOMAINS, Topology, TopologyBuilder};
+pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN, MAX_WEIGHT};
+
+// Handlers.
+pub use attempt::{Abandoned, Attempt};
 #[cfg(all(not(loom), feature = "tokio"))]
-mod future_handler;
-#[cfg(all(not(loom), feature = "tokio"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use future_handler::{IntoAnswer, future_handler};
+pub use handler::{DeferredHandler, Handler, OwnedRequest, Reply, Request};
+
+// Errors.
+pub use error::{Error, SubmitError, WaitError, WouldDeadlock};

@@ -6,6 +6,10 @@
 //! ending in `_total`. Labels name the level's parts: `domain`, `agent`, `outcome`, `reason`,
 //! `kind`, `state`, `worker`.
 
+/// The Prometheus client the metrics are encoded with (to register them with an application's
+/// own registry: [`Engine::register_metrics`](crate::Engine::register_metrics)).
+pub use prometheus_client;
+
 use crate::breaker::BreakerState;
 use crate::buckets;
 use crate::counters::Histogram;

@@ -1,7 +1,8 @@
 //! The public report: [`Stats`] and [`Health`], summed from the workers' counters.
 //!
-//! The counters themselves are [`crate::counters`]'s (each worker writes its own); the online
-//! reliability monitor is [`crate::monitor`]'s.
+//! Each worker writes its own counters (a plain load and store, no read-modify-write, no shared
+//! cache line); a report sums them. The reliability windows come from the engine's online
+//! monitor, which judges each domain's recent success against the model.
 
 pub use crate::counters::LatencySummary;
 pub use crate::monitor::{RELIABILITY_MIN_SAMPLE, RELIABILITY_WINDOW, ReliabilityWindow};

@@ -133,7 +133,7 @@ impl Ticket {
     pub(crate) fn new(slot: u32, generation: u32) -> Self {
         Self((u64::from(generation) << 32) | u64::from(slot))
     }
-    /// The task slot it names, below [`Stats::slots`](crate::Stats::slots): a slot holds one
+    /// The task slot it names, below [`Stats::slots`](crate::stats::Stats::slots): a slot holds one
     /// task at a time, so a caller may keep what it knows of its tasks in flight in an array
     /// indexed by slot (a ticket's whole value tells an earlier task of the slot apart).
     pub fn slot(self) -> u32 {

@@ -1,9 +1,11 @@
 //! The engine's API: bad input gets a clear error, never a panic; each delivery mode delivers
 //! once; admission control behaves as documented.
 
+use metafed::breaker::BreakerMode;
+use metafed::sim::SimAgent;
 use metafed::{
-    AdmissionConfig, AgentSpec, BreakerMode, Completion, DomainId, DomainSet, Engine, EngineConfig, Error, Level,
-    Levels, Reason, Request, SimAgent, Status, SubmitError, Task, Ticket, Topology, TopologyBuilder, WaitError,
+    AdmissionConfig, AgentSpec, Completion, DomainId, DomainSet, Engine, EngineConfig, Error, Level, Levels, Reason,
+    Request, Status, SubmitError, Task, Ticket, Topology, TopologyBuilder, WaitError,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -251,11 +253,11 @@ fn an_open_meta_breaker_runs_degraded_essential_priorities_only() {
     };
     assert_eq!(run(0).status, Status::Ok, "essential work goes on");
     assert_eq!((run(1).status, run(1).reason), (Status::Rejected, Reason::Degraded));
-    assert_eq!(engine.health().status, metafed::HealthStatus::Unhealthy);
+    assert_eq!(engine.health().status, metafed::stats::HealthStatus::Unhealthy);
     assert_eq!(engine.stats().meta.degraded_admits, 1);
     engine.set_breaker_mode(Level::Meta, 0, BreakerMode::Normal);
     assert_eq!(run(3).status, Status::Ok);
-    assert_eq!(engine.health().status, metafed::HealthStatus::Healthy);
+    assert_eq!(engine.health().status, metafed::stats::HealthStatus::Healthy);
 }
 
 #[test]
@@ -347,7 +349,7 @@ fn the_readme_toml_example_parses_into_what_it_says() {
     let text = &readme[start..start + readme[start..].find("```").unwrap()];
     let t = Topology::from_toml(text).unwrap();
     let api = t.domain_id("API").unwrap();
-    assert_eq!(t.hedge(api).map(|h| h.delay), Some(metafed::HedgeDelay::Percentile(95.0)));
+    assert_eq!(t.hedge(api).map(|h| h.delay), Some(metafed::policy::HedgeDelay::Percentile(95.0)));
     assert_eq!(t.retry_budget(api).map(|b| b.ratio), Some(0.2));
     let rest = t.agent_spec(t.agent_id("API", "REST").unwrap()).unwrap();
     assert_eq!(rest.max_concurrency, 256);

@@ -2,7 +2,7 @@
 //! (in the manner of resilience4j's `CircuitBreakerStateMachineTest`). Time is the `now` argument;
 //! nothing here sleeps.
 
-use metafed::{Breaker, BreakerConfig, BreakerMode, BreakerState, Permit, Transition, TransitionCause};
+use metafed::breaker::{Breaker, BreakerConfig, BreakerMode, BreakerState, Permit, Transition, TransitionCause};
 use std::time::Duration;
 
 const MS: u64 = 1_000_000;

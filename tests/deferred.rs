@@ -2,9 +2,11 @@
 //! and abandonment, late and dropped completions, reply bytes, concurrency limits, hedging, the
 //! retry budget, isolated pools, and calls that would deadlock an engine thread.
 
+use metafed::policy::{Hedge, RetryBudget};
+use metafed::sim::SimAgent;
 use metafed::{
-    AgentSpec, Attempt, Completion, DomainId, DomainSet, Engine, EngineConfig, FailureKind, Hedge, Levels, Reason,
-    Request, RetryBudget, SimAgent, Status, SubmitError, Task, Topology, WaitError,
+    AgentSpec, Attempt, Completion, DomainId, DomainSet, Engine, EngineConfig, FailureKind, Levels, Reason, Request,
+    Status, SubmitError, Task, Topology, WaitError,
 };
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -306,8 +308,12 @@ fn an_isolated_pool_runs_blocking_handlers_side_by_side() {
 #[test]
 fn simulated_io_agents_match_the_oracle_exactly() {
     // W5 at small scale: every call completes 200 us later on the timer thread, p = 0.12.
-    let sim =
-        SimAgent { error_rate: 0.12, latency: metafed::Latency::Fixed { us: 200.0 }, io: true, ..SimAgent::default() };
+    let sim = SimAgent {
+        error_rate: 0.12,
+        latency: metafed::sim::Latency::Fixed { us: 200.0 },
+        io: true,
+        ..SimAgent::default()
+    };
     let mut b = Topology::builder();
     for (name, agents) in metafed::SEED_DOMAINS {
         let d = b.domain(name).unwrap();

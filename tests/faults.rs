@@ -1,9 +1,11 @@
 //! Injected faults: failures, a hung agent, panicking handlers, a domain down, shutdown in the
 //! middle of a run. Whatever happens, every accepted task completes exactly once.
 
+use metafed::breaker::BreakerMode;
+use metafed::sim::{SimAgent, SimFault};
 use metafed::{
-    AgentSpec, BreakerMode, Completion, DomainId, Engine, EngineConfig, FailureKind, Level, Levels, Reason, Request,
-    SimAgent, SimFault, Status, SubmitError, Task, Ticket, Topology,
+    AgentSpec, Completion, DomainId, Engine, EngineConfig, FailureKind, Level, Levels, Reason, Request, Status,
+    SubmitError, Task, Ticket, Topology,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -159,9 +161,9 @@ fn a_domain_down_trips_its_breaker_and_is_shed_while_others_run() {
     let mut events = Vec::new();
     engine.drain_events(&mut events);
     assert!(
-        events
-            .iter()
-            .any(|e| e.level == Level::Domain && e.index == 2 && e.transition.to == metafed::BreakerState::Open)
+        events.iter().any(|e| e.level == Level::Domain
+            && e.index == 2
+            && e.transition.to == metafed::breaker::BreakerState::Open)
     );
 }
 

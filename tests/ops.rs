@@ -3,7 +3,9 @@
 
 #![cfg(feature = "admin")]
 
-use metafed::{AdminOptions, DomainId, Engine, EngineConfig, HealthStatus, Levels, Task, Topology};
+use metafed::admin::AdminOptions;
+use metafed::stats::HealthStatus;
+use metafed::{DomainId, Engine, EngineConfig, Levels, Task, Topology};
 use metafed_bench::driver::{Load, closed_loop};
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -93,15 +95,15 @@ fn metrics_pass_promtool_and_agree_with_stats() {
 #[test]
 fn an_application_registry_includes_the_engine() {
     let engine = engine();
-    let mut registry = metafed::prometheus_client::registry::Registry::default();
+    let mut registry = metafed::metrics::prometheus_client::registry::Registry::default();
     engine.register_metrics(&mut registry);
     let mut text = String::new();
-    metafed::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    metafed::metrics::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(text.contains("metafed_tasks_admitted_total 0"));
     drop(engine);
     // The collector holds the engine weakly: once it is gone, it reports nothing.
     let mut text = String::new();
-    metafed::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    metafed::metrics::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(!text.contains("metafed_tasks_admitted"));
 }
 
@@ -264,7 +266,7 @@ fn the_rate_limit_and_an_agents_concurrency_change_while_tasks_run() {
 
     // One task a minute, no burst: of 50 submitted at once, the first passes, the rest are
     // rate limited.
-    let _actor = metafed::act_as("test", "rate limit drill");
+    let _actor = metafed::audit::act_as("test", "rate limit drill");
     engine.set_rate_limit(1.0 / 60.0, 1.0).unwrap();
     let done = run(100, 50);
     let limited = done.iter().filter(|c| c.reason == Reason::RateLimited).count();
@@ -298,7 +300,8 @@ fn the_rate_limit_and_an_agents_concurrency_change_while_tasks_run() {
 
 #[test]
 fn breaker_settings_and_time_budgets_change_while_tasks_run() {
-    use metafed::{AgentSpec, BreakerConfig, BreakerMode, FailureKind, Level, Request, Status};
+    use metafed::breaker::{BreakerConfig, BreakerMode};
+    use metafed::{AgentSpec, FailureKind, Level, Request, Status};
     let mut b = Topology::builder();
     let d = b.domain("D").unwrap();
     // An agent that takes 30 ms: inside the seed's 50 ms agent budget, outside 20 ms.
@@ -316,7 +319,7 @@ fn breaker_settings_and_time_budgets_change_while_tasks_run() {
     assert_eq!(run(1).status, Status::Ok);
     assert_eq!(engine.breaker_config(Level::Agent), Some(BreakerConfig::agent()));
 
-    let _actor = metafed::act_as("test", "tighter budget");
+    let _actor = metafed::audit::act_as("test", "tighter budget");
     let tight = BreakerConfig {
         timeout: Duration::from_millis(20),
         consecutive_failures: 100,
@@ -352,7 +355,8 @@ fn breaker_settings_and_time_budgets_change_while_tasks_run() {
 
 #[test]
 fn a_toml_file_reloads_what_can_change_while_tasks_run() {
-    use metafed::{BreakerConfig, Level};
+    use metafed::Level;
+    use metafed::breaker::BreakerConfig;
     let original = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/topology.toml")).unwrap();
     let topology = Topology::from_toml(&original).unwrap();
     let config = EngineConfig { workers: 1, pin: false, ..EngineConfig::from_toml(&original).unwrap() };
@@ -447,7 +451,7 @@ fn an_agent_marked_down_fails_its_calls_and_its_domain_fails_over() {
         Engine::start(Topology::seed(0.0).unwrap(), EngineConfig { workers: 1, ..EngineConfig::default() }).unwrap();
     let run =
         |id: u64| engine.wait(engine.submit(&Task::new(id, DomainId(0)).waitable(), None).unwrap(), None).unwrap();
-    let _actor = metafed::act_as("test", "outage drill");
+    let _actor = metafed::audit::act_as("test", "outage drill");
     assert!(engine.set_agent_down(AgentId(0), true));
     // Every task still succeeds (the domain fails over); the first agent's calls fail as Down.
     for id in 0..30 {
@@ -467,7 +471,7 @@ fn an_agent_marked_down_fails_its_calls_and_its_domain_fails_over() {
 }
 
 /// The engine's stats once its completion counters reach `n` (or after 10 s).
-fn settled(engine: &Engine, n: u64) -> metafed::Stats {
+fn settled(engine: &Engine, n: u64) -> metafed::stats::Stats {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let s = engine.stats();
@@ -516,11 +520,11 @@ fn weights_share_a_domains_traffic_and_change_while_running() {
     assert!(engine.set_agent_weight(ia, 101).unwrap_err().to_string().contains("agent D/a: weight must be 1 to 100"));
     assert_eq!(engine.stats().agents.iter().map(|s| s.weight).collect::<Vec<_>>(), [4, 1]);
     // One of two agents open: degraded, counted once whatever its weight.
-    assert!(engine.set_breaker_mode(metafed::Level::Agent, 1, metafed::BreakerMode::ForcedOpen));
+    assert!(engine.set_breaker_mode(metafed::Level::Agent, 1, metafed::breaker::BreakerMode::ForcedOpen));
     let h = engine.health();
-    assert_eq!(h.status, metafed::HealthStatus::Degraded, "{h:?}");
+    assert_eq!(h.status, metafed::stats::HealthStatus::Degraded, "{h:?}");
     assert!(h.reasons.iter().any(|r| r.contains("1/2 agents available")), "{h:?}");
-    assert!(engine.set_breaker_mode(metafed::Level::Agent, 1, metafed::BreakerMode::Normal));
+    assert!(engine.set_breaker_mode(metafed::Level::Agent, 1, metafed::breaker::BreakerMode::Normal));
     let audit: Vec<_> = engine.audit_log().iter().map(|r| (r.action, r.to.clone())).collect();
     assert_eq!(audit[..2], [("agent_weight", "4".to_string()), ("agent_weight", "1".to_string())]);
 }
@@ -568,7 +572,7 @@ fn agents_are_added_and_removed_while_tasks_run_and_no_task_is_lost() {
         }
     };
     wait_for(&|| first.load(Ordering::Relaxed) > 1000);
-    let _actor = metafed::act_as("test", "migration");
+    let _actor = metafed::audit::act_as("test", "migration");
     let new = engine.add_agent(d, "new", counting(&added).weight(2)).unwrap();
     assert_eq!(new, AgentId(1));
     wait_for(&|| added.load(Ordering::Relaxed) > 1000);
@@ -646,7 +650,9 @@ fn a_reload_adds_and_removes_agents() {
 
 #[test]
 fn an_event_listener_hears_breakers_and_operator_actions_and_may_act_on_them() {
-    use metafed::{AgentId, BreakerMode, EngineEvent, Level};
+    use metafed::breaker::BreakerMode;
+    use metafed::events::EngineEvent;
+    use metafed::{AgentId, Level};
     use std::sync::{Arc, Mutex};
     let engine = Arc::new(
         Engine::start(Topology::seed(0.0).unwrap(), EngineConfig { workers: 1, pin: false, ..EngineConfig::default() })
@@ -702,7 +708,9 @@ fn an_event_listener_hears_breakers_and_operator_actions_and_may_act_on_them() {
 
 #[test]
 fn a_listener_that_reconfigures_inside_a_reconfiguration_panics_instead_of_deadlocking() {
-    use metafed::{AgentId, BreakerConfig, EngineEvent, Level};
+    use metafed::breaker::BreakerConfig;
+    use metafed::events::EngineEvent;
+    use metafed::{AgentId, Level};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     let engine = Arc::new(
@@ -722,7 +730,7 @@ fn a_listener_that_reconfigures_inside_a_reconfiguration_panics_instead_of_deadl
     engine
         .set_breaker_config(
             Level::Agent,
-            &BreakerConfig { mode: metafed::BreakerMode::ForcedOpen, ..BreakerConfig::agent() },
+            &BreakerConfig { mode: metafed::breaker::BreakerMode::ForcedOpen, ..BreakerConfig::agent() },
         )
         .unwrap();
     assert_eq!(tries.load(Ordering::Relaxed), 9);
@@ -733,7 +741,8 @@ fn a_listener_that_reconfigures_inside_a_reconfiguration_panics_instead_of_deadl
 
 #[test]
 fn domains_are_added_and_removed_while_tasks_run() {
-    use metafed::{AgentSpec, SimAgent, Status, SubmitError};
+    use metafed::sim::SimAgent;
+    use metafed::{AgentSpec, Status, SubmitError};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let engine = Arc::new(
@@ -743,7 +752,7 @@ fn domains_are_added_and_removed_while_tasks_run() {
         )
         .unwrap(),
     );
-    let _actor = metafed::act_as("test", "new region");
+    let _actor = metafed::audit::act_as("test", "new region");
     let geo = engine.add_domain("Geo").unwrap();
     assert_eq!(geo, DomainId(3));
     engine.add_agent(geo, "Maps", AgentSpec::sim(SimAgent::default())).unwrap();
@@ -792,7 +801,7 @@ fn domains_are_added_and_removed_while_tasks_run() {
     assert!(engine.add_domain("Auth").unwrap_err().to_string().contains("no spare domain id left"));
     let err = engine.add_agent(DomainId(2), "JWT2", AgentSpec::sim(SimAgent::default())).unwrap_err();
     assert!(err.to_string().contains("its domain was removed"), "{err}");
-    assert_eq!(engine.health().status, metafed::HealthStatus::Healthy, "{:?}", engine.health());
+    assert_eq!(engine.health().status, metafed::stats::HealthStatus::Healthy, "{:?}", engine.health());
     // The running topology, removals included, starts another engine as it stands.
     let again = Engine::start(
         metafed::Topology::clone(&engine.topology()),

@@ -5,7 +5,8 @@
 
 #![cfg(not(miri))]
 
-use metafed::{BreakerConfig, Reason};
+use metafed::Reason;
+use metafed::breaker::BreakerConfig;
 use metafed_bench::overload::{self, Plan};
 use std::time::Duration;
 

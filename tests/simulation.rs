@@ -3,10 +3,9 @@
 
 #![cfg(not(miri))]
 
-use metafed::{
-    AgentSpec, BreakerEvent, Completion, DomainId, DomainSet, Engine, EngineConfig, Latency, SimAgent, Task,
-    TopologyBuilder,
-};
+use metafed::events::BreakerEvent;
+use metafed::sim::{Latency, SimAgent};
+use metafed::{AgentSpec, Completion, DomainId, DomainSet, Engine, EngineConfig, Task, TopologyBuilder};
 use std::sync::{Arc, Mutex};
 
 /// The seed's 3 x 3 with 12% agent failures and exponential latency (mean 200 us), the seed's

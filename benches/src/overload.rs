@@ -121,11 +121,11 @@ pub fn seed_io_topology(latency_us: f64) -> metafed::TopologyBuilder {
     for (domain, agents) in metafed::SEED_DOMAINS {
         let d = b.domain(domain).expect("the seed's domain names are valid");
         for a in agents {
-            let sim = metafed::SimAgent {
+            let sim = metafed::sim::SimAgent {
                 error_rate: 0.12,
-                latency: metafed::Latency::Fixed { us: latency_us },
+                latency: metafed::sim::Latency::Fixed { us: latency_us },
                 io: true,
-                ..metafed::SimAgent::default()
+                ..metafed::sim::SimAgent::default()
             };
             b.agent(d, a, metafed::AgentSpec::sim(sim)).expect("the domain was just added");
         }
@@ -249,7 +249,7 @@ pub fn run(topology: Topology, config: EngineConfig, plan: &Plan) -> Result<Repo
     // The main thread: the fault schedule and the memory samples.
     let mut rss = [0u64; 3];
     let mut down = false;
-    let _actor = metafed::act_as("metafed overload", "W4 fault schedule");
+    let _actor = metafed::audit::act_as("metafed overload", "W4 fault schedule");
     while started.elapsed() < plan.duration {
         let f = started.elapsed().as_secs_f64() / plan.duration.as_secs_f64();
         if plan.faults {

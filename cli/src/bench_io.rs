@@ -161,8 +161,9 @@ pub fn w3(
             if !r.exact() {
                 return Err(format!("engine on w3 (hedge {name}): {} ok of {}, {} lost", r.ok, r.tasks, r.lost));
             }
-            let sum =
-                |s: &metafed::Stats, f: &dyn Fn(&metafed::DomainStats) -> u64| s.domains.iter().map(f).sum::<u64>();
+            let sum = |s: &metafed::stats::Stats, f: &dyn Fn(&metafed::stats::DomainStats) -> u64| {
+                s.domains.iter().map(f).sum::<u64>()
+            };
             let hedges = sum(&after, &|d| d.hedges) - sum(&before, &|d| d.hedges);
             let wins = sum(&after, &|d| d.hedge_wins) - sum(&before, &|d| d.hedge_wins);
             let per = |x: u64| 100.0 * x as f64 / r.tasks.max(1) as f64;

@@ -3,9 +3,8 @@
 //! trip and recover. Optionally takes a domain down now and then (`--outage-every`), as an
 //! operator would, recorded in the audit trail.
 
-use metafed::{
-    AdminOptions, Completion, DomainId, DomainSet, Engine, EngineConfig, Status, Task, Topology, TopologyBuilder,
-};
+use metafed::admin::AdminOptions;
+use metafed::{Completion, DomainId, DomainSet, Engine, EngineConfig, Status, Task, Topology, TopologyBuilder};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +26,7 @@ pub struct Args {
     offered_rps: u64,
     /// Where the admin endpoint listens (GET /metrics, /health, /ready); port 0 picks a free
     /// port. The address it got is printed on stdout.
-    #[arg(long, default_value = metafed::DEFAULT_ADMIN_ADDR)]
+    #[arg(long, default_value = metafed::admin::DEFAULT_ADDR)]
     listen: String,
     /// A bearer token the admin endpoint requires (default: none). Prefer the environment
     /// variable METAFED_ADMIN_TOKEN, which other users of the machine cannot read from `ps`.
@@ -80,7 +79,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         })
         .start()
         .map_err(|e| e.to_string())?;
-    let _actor = metafed::act_as("metafed serve", "started from the command line");
+    let _actor = metafed::audit::act_as("metafed serve", "started from the command line");
     let addr = engine
         .serve_admin(&AdminOptions { addr: args.listen.clone(), token: args.token.clone() })
         .map_err(|e| format!("--listen: {e}"))?;
@@ -117,7 +116,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             let within = started.elapsed().saturating_sub(period * cycle as u32);
             let want = (cycle > 0 && within < period / 4).then(|| (cycle as usize - 1) % domains);
             if want != down {
-                let _g = metafed::act_as("metafed serve", "--outage-every drill");
+                let _g = metafed::audit::act_as("metafed serve", "--outage-every drill");
                 if let Some(d) = down {
                     engine.set_domain_down(DomainId(d as u16), false);
                 }
@@ -161,7 +160,7 @@ pub fn run(args: &Args) -> Result<(), String> {
 /// SIGHUP: reads the file again and applies what can change while tasks run. A file that does
 /// not parse, or describes other domains or agents, changes nothing; the engine runs on.
 fn reload(engine: &Engine, path: &std::path::Path) {
-    let _g = metafed::act_as("metafed serve", "SIGHUP reload");
+    let _g = metafed::audit::act_as("metafed serve", "SIGHUP reload");
     let result = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
         .and_then(|text| engine.reload_toml(&text).map_err(|e| format!("{}: {e}", path.display())));

@@ -76,7 +76,7 @@ impl Engine {
     /// Adds an agent to domain `domain` of the running engine and returns its id; workers route
     /// to it from their next turn, in rotation with its weight, with a fresh breaker at the
     /// agent level's settings now and its own concurrency limit. It takes one of the spare ids
-    /// the engine started with ([`EngineConfig::spare_agents`]; ids are never reused). An
+    /// the engine started with ([`EngineConfig::spare_agents`](crate::EngineConfig::spare_agents); ids are never reused). An
     /// isolated agent (threads of its own) and a simulated agent with latency or I/O in an
     /// engine started without one cannot be added: they need threads started with the engine.
     /// Refused, with the reason, for an unknown domain, a name taken in the domain, a full
@@ -155,7 +155,7 @@ impl Engine {
     /// Adds a domain to the running engine and returns its id: tasks may name it as soon as
     /// this returns; add its agents with [`add_agent`](Self::add_agent) first (until then its
     /// sub-tasks fail as `NoAgent`). It takes one of the spare domain ids the engine started
-    /// with ([`EngineConfig::spare_domains`]; ids are never reused), with a fresh breaker at the
+    /// with ([`EngineConfig::spare_domains`](crate::EngineConfig::spare_domains); ids are never reused), with a fresh breaker at the
     /// domain level's settings now, no injected faults, one attempt per agent, and no hedging
     /// or retry budget (those are fixed at the start). Refused, with the reason, for a name in
     /// use or no spare id left. Recorded in the audit trail.
@@ -211,7 +211,7 @@ impl Engine {
     /// Removes a domain from the running engine: from this call on, a task that names it is
     /// refused at submission (`UnknownDomain`); the sub-tasks already admitted run to their
     /// outcome on its agents, so no task is lost or failed by the removal. Its id is not reused
-    /// (its name may be added again as a new domain); its counters stay in [`Stats`] (marked
+    /// (its name may be added again as a new domain); its counters stay in [`Stats`](crate::stats::Stats) (marked
     /// removed), and its agents, which serve those last sub-tasks, are released when the engine
     /// is dropped. Recorded in the audit trail.
     pub fn remove_domain(&self, domain: crate::task::DomainId) -> Result<(), Error> {
@@ -234,7 +234,7 @@ impl Engine {
     /// Removes an agent from the running engine: workers stop routing to it from their next
     /// turn; its attempts in flight finish (or are abandoned at their timeout) and count as
     /// usual, sub-tasks that wait for it choose again, and no task is lost. Its id is not
-    /// reused, its counters stay in [`Stats`] (marked removed), and the handler of an agent on
+    /// reused, its counters stay in [`Stats`](crate::stats::Stats) (marked removed), and the handler of an agent on
     /// the workers is released once the workers' snapshots and its attempts in flight no
     /// longer hold it (an isolated agent's threads idle until shutdown). Removing the last
     /// agent of a domain is allowed: its sub-tasks then fail as `NoAgent`. Recorded in the

@@ -73,7 +73,7 @@ impl EngineBuilder {
 
     /// Delivers completions to `f` (on the thread that completed the task) instead of to
     /// `poll`. Waitable tasks still go to `wait`. `f` must not block for long: it runs on a
-    /// worker, where calls that would block on this engine are refused ([`WouldDeadlock`]).
+    /// worker, where calls that would block on this engine are refused ([`WouldDeadlock`](crate::WouldDeadlock)).
     pub fn on_complete(mut self, f: impl Fn(&Completion) + Send + Sync + 'static) -> Self {
         self.callback = Some(Box::new(move |c: &mut Completion| f(c)));
         self

@@ -26,8 +26,8 @@ impl Engine {
         out.len() - before
     }
 
-    /// The operator actions recorded so far (the newest [`crate::AUDIT_CAPACITY`]), oldest
-    /// first. See [`crate::act_as`] for how an action names its actor.
+    /// The operator actions recorded so far (the newest [`AUDIT_CAPACITY`](crate::audit::AUDIT_CAPACITY)), oldest
+    /// first. See [`act_as`](crate::audit::act_as) for how an action names its actor.
     pub fn audit_log(&self) -> Vec<crate::audit::AuditRecord> {
         self.sh.audit().since(0)
     }

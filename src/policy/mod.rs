@@ -1,7 +1,11 @@
 //! The policies the stages apply, each a small module with one idea: hedging a slow attempt
-//! ([`hedge`]), the retry budget ([`budget`]), an agent's limit on attempts in flight
-//! ([`bulkhead`]), admission at the meta level ([`admission`]) and the routing snapshot
-//! ([`routing`]).
+//! ([`Hedge`]), the retry budget ([`RetryBudget`]), an agent's limit on attempts in flight (the
+//! bulkhead), admission at the meta level and the routing snapshot. The first two are set per
+//! domain ([`TopologyBuilder::hedge`](crate::TopologyBuilder::hedge),
+//! [`TopologyBuilder::retry_budget`](crate::TopologyBuilder::retry_budget)).
+
+pub use budget::RetryBudget;
+pub use hedge::{Hedge, HedgeDelay, MAX_HEDGES};
 
 pub(crate) mod admission;
 pub(crate) mod budget;

@@ -5,8 +5,9 @@
 use super::engine::EnginePeer;
 use super::federation::{AGENTS, DOMAINS, Federation};
 use crossbeam_channel::{Receiver, Sender, bounded};
+use metafed::policy::Hedge;
 use metafed::sim::{Latency, SimAgent, fails_below, oracle_key, threshold};
-use metafed::{AgentSpec, Hedge, Levels, SEED_DOMAINS, Topology};
+use metafed::{AgentSpec, Levels, SEED_DOMAINS, Topology};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

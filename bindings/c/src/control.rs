@@ -39,30 +39,33 @@ pub extern "C" fn metafed_engine_set_event_callback(
     user_data: *mut c_void,
 ) -> metafed_status {
     boundary("metafed_engine_set_event_callback", || {
-        let listener: Option<metafed_rs::EventListener> = callback.map(|f| {
+        let listener: Option<metafed_rs::events::EventListener> = callback.map(|f| {
             let c = CEvents { f, user_data };
-            let l: metafed_rs::EventListener = std::sync::Arc::new(move |ev: &metafed_rs::EngineEvent<'_>| {
-                let json = std::ffi::CString::new(ev.to_json()).unwrap_or_default();
-                let (kind, breaker, audit_seq) = match ev {
-                    metafed_rs::EngineEvent::Breaker { event, .. } => {
-                        (METAFED_EVENT_BREAKER, breaker_event_to_c(event), 0)
-                    }
-                    metafed_rs::EngineEvent::Audit(r) => (METAFED_EVENT_AUDIT, metafed_breaker_event::default(), r.seq),
-                    _ => return, // a kind of event this C ABI does not know
-                };
-                let v = metafed_event {
-                    struct_size: size_of::<metafed_event>() as u32,
-                    kind,
-                    breaker,
-                    audit_seq,
-                    json_len: json.as_bytes().len(),
-                    json: json.as_ptr(),
-                };
-                let c = &c;
-                // SAFETY: the caller's callback, with its user data, per the contract above;
-                // `v` and the JSON outlive the call.
-                unsafe { (c.f)(c.user_data, &v) };
-            });
+            let l: metafed_rs::events::EventListener =
+                std::sync::Arc::new(move |ev: &metafed_rs::events::EngineEvent<'_>| {
+                    let json = std::ffi::CString::new(ev.to_json()).unwrap_or_default();
+                    let (kind, breaker, audit_seq) = match ev {
+                        metafed_rs::events::EngineEvent::Breaker { event, .. } => {
+                            (METAFED_EVENT_BREAKER, breaker_event_to_c(event), 0)
+                        }
+                        metafed_rs::events::EngineEvent::Audit(r) => {
+                            (METAFED_EVENT_AUDIT, metafed_breaker_event::default(), r.seq)
+                        }
+                        _ => return, // a kind of event this C ABI does not know
+                    };
+                    let v = metafed_event {
+                        struct_size: size_of::<metafed_event>() as u32,
+                        kind,
+                        breaker,
+                        audit_seq,
+                        json_len: json.as_bytes().len(),
+                        json: json.as_ptr(),
+                    };
+                    let c = &c;
+                    // SAFETY: the caller's callback, with its user data, per the contract above;
+                    // `v` and the JSON outlive the call.
+                    unsafe { (c.f)(c.user_data, &v) };
+                });
             l
         });
         with_engine(engine, |e| {
@@ -135,7 +138,7 @@ pub extern "C" fn metafed_engine_serve_admin(
 ) -> metafed_status {
     boundary("metafed_engine_serve_admin", || {
         {
-            let mut opts = metafed_rs::AdminOptions::default();
+            let mut opts = metafed_rs::admin::AdminOptions::default();
             if !addr.is_null() {
                 // SAFETY: not NULL; a NUL-terminated string per the contract.
                 opts.addr = unsafe { str_arg(addr, "addr") }?.to_owned();

@@ -11,11 +11,10 @@ use crate::types::{
     metafed_breaker_config, metafed_breaker_event, metafed_completion, metafed_engine_config, metafed_failure,
     metafed_response, metafed_shutdown_report, metafed_sim_agent, metafed_task,
 };
+use metafed_rs::breaker::{BreakerConfig, BreakerMode};
 use metafed_rs::ffi_support::Answer;
-use metafed_rs::{
-    AdmissionConfig, AttemptFailure, BreakerConfig, BreakerMode, Completion, EngineConfig, FailureKind, Latency, Level,
-    SimAgent, SimFault, Status, Ticket,
-};
+use metafed_rs::sim::{Latency, SimAgent, SimFault};
+use metafed_rs::{AdmissionConfig, AttemptFailure, Completion, EngineConfig, FailureKind, Level, Status, Ticket};
 use std::ffi::{CStr, c_char};
 use std::time::Duration;
 
@@ -104,7 +103,7 @@ pub(crate) fn write_ticket(out: *mut u64, t: Ticket) {
     }
 }
 
-pub(crate) fn state_code(s: metafed_rs::BreakerState) -> i32 {
+pub(crate) fn state_code(s: metafed_rs::breaker::BreakerState) -> i32 {
     s as i32
 }
 
@@ -247,7 +246,7 @@ pub(crate) fn breaker_config_to_c(c: &BreakerConfig) -> metafed_breaker_config {
     }
 }
 
-pub(crate) fn breaker_event_to_c(ev: &metafed_rs::BreakerEvent) -> metafed_breaker_event {
+pub(crate) fn breaker_event_to_c(ev: &metafed_rs::events::BreakerEvent) -> metafed_breaker_event {
     metafed_breaker_event {
         struct_size: size_of::<metafed_breaker_event>() as u32,
         at_ns: ev.at_ns,

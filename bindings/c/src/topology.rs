@@ -13,7 +13,8 @@ use crate::types::{
     METAFED_LEVEL_DOMAIN, METAFED_LEVEL_META, METAFED_SIM_IO, metafed_breaker_config, metafed_finalizer_fn,
     metafed_handler_fn, metafed_hedge_config, metafed_sim_agent,
 };
-use metafed_rs::{AgentId, AgentSpec, DomainId, Hedge, HedgeDelay, RetryBudget, TopologyBuilder};
+use metafed_rs::policy::{Hedge, HedgeDelay, RetryBudget};
+use metafed_rs::{AgentId, AgentSpec, DomainId, TopologyBuilder};
 use std::ffi::{c_char, c_void};
 use std::time::Duration;
 

@@ -4,7 +4,8 @@ use super::args::Args;
 use super::figures::ratio;
 use super::report::Hedging;
 use super::runner::{Halt, Runner};
-use metafed::{AgentSpec, Levels, SimAgent, TopologyBuilder};
+use metafed::sim::SimAgent;
+use metafed::{AgentSpec, Levels, TopologyBuilder};
 use metafed_bench::driver::Load;
 
 /// Tasks of each hedging run: a fifth of --tasks, at least 10,000.
@@ -18,12 +19,13 @@ pub(super) fn hedging_tasks(args: &Args) -> u64 {
 /// domain's p95 latency.
 pub(super) fn hedging_runs(args: &Args, r: &mut Runner) -> Result<Vec<Hedging>, Halt> {
     let mut out = Vec::new();
-    for (name, hedge) in [("none", None), ("after the domain's p95", Some(metafed::Hedge::at_percentile(95.0)))] {
+    for (name, hedge) in [("none", None), ("after the domain's p95", Some(metafed::policy::Hedge::at_percentile(95.0)))]
+    {
         let mut b = TopologyBuilder::default();
         for (domain, agents) in metafed::SEED_DOMAINS {
             let d = b.domain(domain).map_err(|e| e.to_string())?;
             for (i, a) in agents.iter().enumerate() {
-                let latency = metafed::Latency::LongTail { base_us: 10.0, slow_us: 1000.0, slow_rate: 0.01 };
+                let latency = metafed::sim::Latency::LongTail { base_us: 10.0, slow_us: 1000.0, slow_rate: 0.01 };
                 let sim = SimAgent { error_rate: 0.0, latency, io: true, seed: i as u64, ..SimAgent::default() };
                 b.agent(d, *a, AgentSpec::sim(sim)).map_err(|e| e.to_string())?;
             }

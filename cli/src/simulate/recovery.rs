@@ -40,7 +40,7 @@ pub(super) fn fault_run(
     level: &'static str,
     step: &str,
 ) -> Result<(Recovery, f64, u64), Halt> {
-    use metafed::BreakerState;
+    use metafed::breaker::BreakerState;
     const BUCKET: u64 = 10_000_000; // 10 ms
     let (from_ns, to_ns, end_s) = (1_000_000_000u64, 2_000_000_000u64, 4.0);
     let (steady_from, fault_from, fault_to) = (50usize, 100usize, 200usize); // in buckets

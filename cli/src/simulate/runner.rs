@@ -2,7 +2,9 @@
 //! topologies the sections run; progress and Ctrl-C.
 
 use crate::progress::Progress;
-use metafed::{AgentSpec, DomainId, Engine, EngineConfig, Levels, SimAgent, Stats, Topology};
+use metafed::sim::SimAgent;
+use metafed::stats::Stats;
+use metafed::{AgentSpec, DomainId, Engine, EngineConfig, Levels, Topology};
 use metafed_bench::driver::{Load, RunReport, closed_loop_until};
 use serde::Serialize;
 
@@ -98,7 +100,7 @@ impl Runner {
         rate: f64,
         bucket_ns: u64,
         hook: impl FnMut(&Engine, u64),
-        events: &mut Vec<metafed::BreakerEvent>,
+        events: &mut Vec<metafed::events::BreakerEvent>,
     ) -> Result<(metafed::OpenLoop, Stats), Halt> {
         self.run_virtual_steps(step, topology, load, &[(0, rate)], bucket_ns, hook, events)
     }
@@ -113,7 +115,7 @@ impl Runner {
         steps: &[(u64, f64)],
         bucket_ns: u64,
         mut hook: impl FnMut(&Engine, u64),
-        events: &mut Vec<metafed::BreakerEvent>,
+        events: &mut Vec<metafed::events::BreakerEvent>,
     ) -> Result<(metafed::OpenLoop, Stats), Halt> {
         let rate = steps.iter().map(|s| s.1).fold(0.0, f64::max);
         if crate::signals::interrupted() {

@@ -4,7 +4,8 @@ use super::args::{Args, Rates};
 use super::figures::ratio;
 use super::report::Phase;
 use super::runner::{Halt, Runner};
-use metafed::{AgentSpec, SimAgent, TopologyBuilder};
+use metafed::sim::SimAgent;
+use metafed::{AgentSpec, TopologyBuilder};
 use metafed_bench::driver::Load;
 
 /// The scheduled run's phases: (from s, to s, load as a multiple of --offered-rps / 2, fault).
@@ -28,7 +29,7 @@ pub(super) fn schedule_tasks(rate: f64) -> u64 {
 /// mean 200 us: half the offered load, a burst of twice it from 1 s to 1.5 s, API/REST failing
 /// 60% of its calls from 2 s to 2.5 s, Database/SQL 80 ms slower from 3 s to 3.5 s.
 pub(super) fn schedule_run(args: &Args, r: &mut Runner, rates: &Rates) -> Result<Vec<Phase>, Halt> {
-    use metafed::BreakerState;
+    use metafed::breaker::BreakerState;
     let agent_error = rates.agent.unwrap_or(0.12);
     let mut b = TopologyBuilder::default();
     let mut ids = Vec::new();
@@ -36,7 +37,7 @@ pub(super) fn schedule_run(args: &Args, r: &mut Runner, rates: &Rates) -> Result
         let d = b.domain(domain).map_err(|e| e.to_string())?;
         b.domain_fault_rate(d, rates.domain.unwrap_or(0.08)).map_err(|e| e.to_string())?;
         for (i, a) in agents.iter().enumerate() {
-            let latency = metafed::Latency::Exponential { mean_us: 200.0 };
+            let latency = metafed::sim::Latency::Exponential { mean_us: 200.0 };
             let sim = SimAgent { error_rate: agent_error, latency, seed: i as u64, ..SimAgent::default() };
             ids.push(b.agent(d, *a, AgentSpec::sim(sim)).map_err(|e| e.to_string())?);
         }
