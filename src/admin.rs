@@ -152,6 +152,28 @@ fn answer(req: &Request, sh: &Weak<Shared>, token: Option<&str>) -> Reply {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether the token a request presents (`given`) is the endpoint's (`token`), in time that
+/// depends on the presented token's length only: neither the position of a first difference nor
+/// the real token's length shows in how long a refusal takes.
+fn constant_time_eq(given: &[u8], token: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != token.len());
+    for (i, &x) in given.iter().enumerate() {
+        // The token is never empty (refused at start): index it modulo its length.
+        diff |= x ^ token[i % token.len()];
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn the_token_comparison_is_exact() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cre", b"s3cret"), "a prefix");
+        assert!(!constant_time_eq(b"s3crets3cret", b"s3cret"), "the token twice");
+        assert!(!constant_time_eq(b"s3creT", b"s3cret"));
+        assert!(!constant_time_eq(b"", b"s3cret"));
+    }
 }

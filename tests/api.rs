@@ -356,3 +356,66 @@ fn the_readme_toml_example_parses_into_what_it_says() {
     let legacy = t.agent_spec(t.agent_id("API", "Legacy").unwrap()).unwrap();
     assert!(legacy.isolated && legacy.threads == 4);
 }
+
+#[test]
+fn the_meta_level_gives_a_task_500_ms_from_its_submission_by_default() {
+    use metafed::breaker::BreakerConfig;
+    use metafed::{Attempt, FailureKind};
+    assert_eq!(BreakerConfig::meta().timeout, Duration::from_millis(500));
+    assert_eq!(Levels::default().meta.timeout, Duration::from_millis(500));
+    // In virtual time: an agent that never answers, and agent and domain budgets longer than
+    // the meta level's: the task times out at 500 ms, its attempt abandoned then.
+    let kept = Arc::new(std::sync::Mutex::new(Vec::<Attempt>::new()));
+    let k = kept.clone();
+    let mut b = Topology::builder();
+    let d = b.domain("D").unwrap();
+    b.agent(d, "Hang", AgentSpec::deferred(move |_: &Request<'_>, a: Attempt| k.lock().unwrap().push(a))).unwrap();
+    let long = Duration::from_secs(10);
+    let defaults = Levels::default();
+    b.breakers(Levels {
+        agent: BreakerConfig { timeout: long, ..defaults.agent.disabled() },
+        domain: BreakerConfig { timeout: long, ..defaults.domain.disabled() },
+        meta: defaults.meta.disabled(),
+    });
+    let mut sim = Engine::builder(b.build().unwrap()).simulate().unwrap();
+    sim.engine().try_submit(&Task::new(1, d)).unwrap();
+    sim.run_idle(u64::MAX);
+    let c = crate::common::poll_all(sim.engine()).pop().unwrap();
+    assert_eq!((c.status, c.reason), (Status::TimedOut, Reason::Deadline), "{c:?}");
+    assert_eq!(c.latency_ns, 500_000_000);
+    assert_eq!(c.failures()[0].kind, FailureKind::Abandoned);
+    assert!(kept.lock().unwrap()[0].is_abandoned());
+}
+
+/// The CPUs the calling thread may run on, as Linux lists them (`0-1`, `3`).
+#[cfg(target_os = "linux")]
+fn cpus_allowed() -> String {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn pinned_workers_run_on_one_core_each_and_unpinned_ones_anywhere() {
+    for pin in [true, false] {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let s = seen.clone();
+        let spec = AgentSpec::handler(move |r: &Request<'_>| {
+            s.lock().unwrap().push(cpus_allowed());
+            Ok(r.task_id)
+        });
+        let (topo, d) = crate::common::one_domain(vec![("A", spec)]);
+        let engine = Engine::start(topo, EngineConfig { workers: 2, pin, ..EngineConfig::default() }).unwrap();
+        let done = crate::common::run_all(&engine, d, 50);
+        assert!(done.iter().all(Completion::is_ok));
+        assert_eq!(engine.stats().pin_failures, 0, "pinning to a core of the process's mask succeeds");
+        let seen = seen.lock().unwrap();
+        if pin {
+            // One core: a single number, no range or list.
+            assert!(seen.iter().all(|m| m.parse::<u32>().is_ok()), "pinned workers ran on {seen:?}");
+        } else {
+            let mine = cpus_allowed();
+            assert!(seen.iter().all(|m| *m == mine), "unpinned workers ran on {seen:?}, the process on {mine}");
+        }
+    }
+}

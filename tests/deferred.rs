@@ -2,11 +2,12 @@
 //! and abandonment, late and dropped completions, reply bytes, concurrency limits, hedging, the
 //! retry budget, isolated pools, and calls that would deadlock an engine thread.
 
+use crate::common::{config, no_breakers, one_domain, poll_all, run_all, wait_for};
 use metafed::policy::{Hedge, RetryBudget};
 use metafed::sim::SimAgent;
 use metafed::{
-    AgentSpec, Attempt, Completion, DomainId, DomainSet, Engine, EngineConfig, FailureKind, Levels, Reason, Request,
-    Status, SubmitError, Task, Topology, WaitError,
+    AgentSpec, Attempt, Completion, DomainId, DomainSet, Engine, EngineConfig, FailureKind, Reason, Request, Status,
+    SubmitError, Task, Topology, WaitError,
 };
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -52,30 +53,6 @@ impl Reactor {
     }
 }
 
-fn no_breakers(b: &mut metafed::TopologyBuilder) {
-    b.breakers(Levels::disabled());
-}
-
-fn one_domain(agents: Vec<(&str, AgentSpec)>) -> (Topology, DomainId) {
-    let mut b = Topology::builder();
-    let d = b.domain("D").unwrap();
-    for (name, spec) in agents {
-        b.agent(d, name, spec).unwrap();
-    }
-    no_breakers(&mut b);
-    (b.build().unwrap(), d)
-}
-
-fn config() -> EngineConfig {
-    EngineConfig { workers: 2, pin: false, ..EngineConfig::default() }
-}
-
-/// Runs `n` waitable tasks of domain `d` and returns their completions, in id order.
-fn run_all(engine: &Engine, d: DomainId, n: u64) -> Vec<Completion> {
-    let tickets: Vec<_> = (0..n).map(|i| engine.submit(&Task::new(i, d).waitable(), None).unwrap()).collect();
-    tickets.into_iter().map(|t| engine.wait(t, Some(Duration::from_secs(60))).unwrap()).collect()
-}
-
 #[test]
 fn answers_from_another_thread_carry_values_and_bytes() {
     let reactor = Arc::new(Reactor::start());
@@ -102,25 +79,31 @@ fn answers_from_another_thread_carry_values_and_bytes() {
 
 #[test]
 fn an_unanswered_attempt_is_abandoned_at_the_agent_timeout_and_fails_over() {
-    // "Hang" keeps its attempts; "Good" answers at once. Round-robin sends every other task's
-    // first attempt to Hang: those fail over after the 50 ms agent timeout.
+    // In virtual time: "Hang" keeps its attempts; "Good" answers at once. Round-robin sends
+    // every other task's first attempt to Hang: those fail over at the 50 ms agent timeout.
     let kept: Arc<Mutex<Vec<Attempt>>> = Arc::default();
     let k = kept.clone();
     let (topo, d) = one_domain(vec![
         ("Hang", AgentSpec::deferred(move |_: &Request<'_>, a: Attempt| k.lock().unwrap().push(a))),
         ("Good", AgentSpec::handler(|r: &Request<'_>| Ok(r.task_id))),
     ]);
-    let engine = Engine::start(topo, EngineConfig { workers: 1, ..config() }).unwrap();
-    let t0 = Instant::now();
-    let done = run_all(&engine, d, 20);
+    let timeout = topo.breakers().agent.timeout;
+    assert_eq!(timeout, Duration::from_millis(50));
+    let mut sim = Engine::builder(topo).simulate().unwrap();
+    for i in 0..20 {
+        sim.engine().try_submit(&Task::new(i, d)).unwrap();
+    }
+    sim.run_idle(u64::MAX);
+    let done = poll_all(sim.engine());
+    assert_eq!(done.len(), 20);
     assert!(done.iter().all(Completion::is_ok), "{done:?}");
     let failed_over: Vec<_> = done.iter().filter(|c| c.attempts == 2).collect();
     assert_eq!(failed_over.len(), 10);
     for c in &failed_over {
         assert_eq!(c.failures()[0].kind, FailureKind::Abandoned);
-        assert!(c.latency_ns >= 45_000_000, "abandoned at the 50 ms agent timeout: {} ns", c.latency_ns);
+        assert_eq!(c.latency_ns, timeout.as_nanos() as u64, "abandoned at the 50 ms agent timeout");
     }
-    assert!(t0.elapsed() >= Duration::from_millis(45));
+    assert!(done.iter().filter(|c| c.attempts == 1).all(|c| c.latency_ns == 0), "Good answers at once");
     // The kept attempts were abandoned: completing them now is late, and counted.
     let attempts: Vec<Attempt> = std::mem::take(&mut *kept.lock().unwrap());
     assert_eq!(attempts.len(), 10);
@@ -128,7 +111,8 @@ fn an_unanswered_attempt_is_abandoned_at_the_agent_timeout_and_fails_over() {
         assert!(a.is_abandoned());
         assert!(a.succeed(1).is_err(), "a late completion is refused");
     }
-    let s = engine.stats();
+    sim.settle();
+    let s = sim.engine().stats();
     assert_eq!(s.late_results, 10);
     assert_eq!(s.agents[0].abandoned, 10);
 }
@@ -154,11 +138,12 @@ fn a_dropped_attempt_is_a_failure_and_a_deadline_shorter_than_the_timeout_wins()
     let k = kept.clone();
     let (topo, d) =
         one_domain(vec![("Hang", AgentSpec::deferred(move |_: &Request<'_>, a: Attempt| k.lock().unwrap().push(a)))]);
-    let engine = Engine::start(topo, config()).unwrap();
-    let t = engine.submit(&Task::new(1, d).deadline(Duration::from_millis(5)).waitable(), None).unwrap();
-    let c = engine.wait(t, Some(Duration::from_secs(10))).unwrap();
+    let mut sim = Engine::builder(topo).simulate().unwrap();
+    sim.engine().try_submit(&Task::new(1, d).deadline(Duration::from_millis(5))).unwrap();
+    sim.run_idle(u64::MAX);
+    let c = poll_all(sim.engine()).pop().unwrap();
     assert_eq!((c.status, c.reason), (Status::TimedOut, Reason::Deadline), "{c:?}");
-    assert!(c.latency_ns < 40_000_000, "at the deadline, not the agent timeout: {} ns", c.latency_ns);
+    assert_eq!(c.latency_ns, 5_000_000, "at the deadline, not the agent timeout");
 }
 
 #[test]
@@ -213,49 +198,48 @@ fn the_engine_never_has_more_attempts_out_than_the_limit() {
 
 #[test]
 fn a_hedge_answers_for_a_slow_agent_and_the_slow_attempt_is_cancelled() {
-    let reactor = Arc::new(Reactor::start());
-    let (r1, r2) = (reactor.clone(), reactor.clone());
+    // In virtual time: "Slow" answers 30 ms later (a simulated I/O agent), "Fast" at once with
+    // its reply bytes; the domain hedges an attempt out for 2 ms.
     let mut b = Topology::builder();
     let d = b.domain("D").unwrap();
-    b.agent(
-        d,
-        "Slow",
-        AgentSpec::deferred(move |req: &Request<'_>, a: Attempt| {
-            r1.after(Duration::from_millis(30), a, Ok((req.task_id, b"slow".to_vec())));
-        }),
-    )
-    .unwrap();
+    let slow = SimAgent { latency: metafed::sim::Latency::Fixed { us: 30_000.0 }, ..SimAgent::default() };
+    b.agent(d, "Slow", AgentSpec::sim(slow)).unwrap();
     b.agent(
         d,
         "Fast",
-        AgentSpec::deferred(move |req: &Request<'_>, a: Attempt| {
-            r2.after(Duration::from_micros(100), a, Ok((req.task_id, b"fast".to_vec())));
+        AgentSpec::deferred(|req: &Request<'_>, a: Attempt| {
+            let _ = a.succeed_with(req.task_id, b"fast".to_vec());
         }),
     )
     .unwrap();
     b.hedge(d, Hedge::after(Duration::from_millis(2))).unwrap();
     no_breakers(&mut b);
-    let engine = Engine::start(b.build().unwrap(), EngineConfig { workers: 1, ..config() }).unwrap();
-    let done = run_all(&engine, d, 40);
+    let mut sim = Engine::builder(b.build().unwrap()).simulate().unwrap();
+    for i in 0..40 {
+        sim.engine().try_submit(&Task::new(i, d)).unwrap();
+    }
+    // Past the hedges, before the slow answers.
+    sim.run_until(10_000_000);
+    let done = poll_all(sim.engine());
+    assert_eq!(done.len(), 40);
     assert!(done.iter().all(Completion::is_ok));
-    // Round-robin sends about half the first attempts to Slow; each is hedged to Fast and wins.
-    // (About: a hedge's choice moves the round-robin too, and on a loaded machine a hedge timer
-    // may fire between two first attempts, or Fast may take longer than the hedge delay and be
-    // hedged to Slow; Slow loses every race either way.)
+    // Round-robin sends every other first attempt to Slow; each is hedged to Fast and wins.
     let hedged: Vec<_> = done.iter().filter(|c| c.attempts == 2).collect();
-    assert!((15..=40).contains(&hedged.len()), "{} of 40 hedged", hedged.len());
+    assert_eq!(hedged.len(), 20);
     for c in &hedged {
         assert_eq!(c.body(), Some(&b"fast"[..]));
-        assert!(c.latency_ns < 25_000_000, "the hedge answered before the slow agent: {} ns", c.latency_ns);
+        assert_eq!(c.latency_ns, 2_000_001, "hedged just past the 2 ms delay, answered at once");
         assert!(c.failures().is_empty(), "a cancelled attempt is not a failure");
     }
-    let s = engine.stats();
-    assert_eq!(s.domains[0].hedges, hedged.len() as u64);
-    assert!(s.domains[0].hedge_wins >= 15 && s.domains[0].hedge_wins <= s.domains[0].hedges);
-    assert_eq!(s.agents[0].cancelled, hedged.len() as u64, "Slow loses every race");
-    // The slow answers come later, for attempts already abandoned: late, and dropped.
-    std::thread::sleep(Duration::from_millis(60));
-    assert_eq!(engine.stats().late_results, hedged.len() as u64);
+    let s = sim.engine().stats();
+    assert_eq!(s.domains[0].hedges, 20);
+    assert_eq!(s.domains[0].hedge_wins, 20);
+    assert_eq!(s.agents[0].cancelled, 20, "Slow loses every race");
+    assert_eq!(s.late_results, 0);
+    // The slow answers come at 30 ms, for attempts already abandoned: late, and dropped.
+    sim.run_idle(u64::MAX);
+    assert_eq!(sim.engine().stats().late_results, 20);
+    assert!(poll_all(sim.engine()).is_empty(), "no second completion");
 }
 
 #[test]
@@ -412,11 +396,7 @@ fn dropping_the_last_engine_in_a_handler_shuts_it_down_elsewhere() {
     let engine = Engine::start(topo, EngineConfig { workers: 1, ..config() }).unwrap();
     engine.try_submit(&Task::new(1, d)).unwrap();
     *holder.lock().unwrap() = Some(engine);
-    let t0 = Instant::now();
-    while !released.load(Ordering::SeqCst) {
-        assert!(t0.elapsed() < Duration::from_secs(10), "the handler never ran");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for("the handler to drop the engine", || released.load(Ordering::SeqCst));
 }
 
 #[test]
@@ -427,9 +407,7 @@ fn shutdown_abandons_attempts_in_flight_and_completes_every_task_once() {
         one_domain(vec![("Hang", AgentSpec::deferred(move |_: &Request<'_>, a: Attempt| k.lock().unwrap().push(a)))]);
     let engine = Engine::start(topo, config()).unwrap();
     let tickets: Vec<_> = (0..100).map(|i| engine.submit(&Task::new(i, d).waitable(), None).unwrap()).collect();
-    while kept.lock().unwrap().len() < 100 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for("every task's attempt to reach the agent", || kept.lock().unwrap().len() == 100);
     let report = engine.shutdown(Duration::ZERO).unwrap();
     assert_eq!(report.detached_threads, 0);
     for t in tickets {

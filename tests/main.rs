@@ -3,6 +3,8 @@
 //! The allocation check (`tests/alloc.rs`) is a binary of its own: it counts every allocation of
 //! the process, which other tests running beside it would make.
 
+mod common;
+
 mod api;
 mod breaker;
 mod deferred;

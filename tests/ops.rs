@@ -3,6 +3,7 @@
 
 #![cfg(feature = "admin")]
 
+use crate::common::wait_for;
 use metafed::admin::AdminOptions;
 use metafed::stats::HealthStatus;
 use metafed::{DomainId, Engine, EngineConfig, Levels, Task, Topology};
@@ -188,11 +189,7 @@ fn the_admin_endpoint_serves_metrics_health_and_readiness() {
     assert!(engine.stop_admin());
     assert!(!engine.stop_admin());
     // The listener closes (tiny_http's accept thread ends on its own, soon after).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_ok() {
-        assert!(std::time::Instant::now() < deadline, "the port stays open");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for("the admin port to close", || std::net::TcpStream::connect(addr).is_err());
 }
 
 #[test]
@@ -314,10 +311,16 @@ fn breaker_settings_and_time_budgets_change_while_tasks_run() {
         }),
     )
     .unwrap();
+    // Settings of the file's own, not the defaults: reading them back must return these.
+    let started = BreakerConfig { consecutive_failures: 4, half_open_probes: 2, ..BreakerConfig::agent() };
+    let domain = BreakerConfig { consecutive_failures: 9, ..BreakerConfig::domain() };
+    b.breakers(Levels { agent: started.clone(), domain: domain.clone(), ..Levels::default() });
     let engine = Engine::start(b.build().unwrap(), EngineConfig { workers: 1, ..EngineConfig::default() }).unwrap();
     let run = |id: u64| engine.wait(engine.submit(&Task::new(id, d).waitable(), None).unwrap(), None).unwrap();
     assert_eq!(run(1).status, Status::Ok);
-    assert_eq!(engine.breaker_config(Level::Agent), Some(BreakerConfig::agent()));
+    assert_eq!(engine.breaker_config(Level::Agent), Some(started));
+    assert_eq!(engine.breaker_config(Level::Domain), Some(domain.clone()));
+    assert_ne!(domain, BreakerConfig::domain());
 
     let _actor = metafed::audit::act_as("test", "tighter budget");
     let tight = BreakerConfig {
@@ -340,7 +343,7 @@ fn breaker_settings_and_time_budgets_change_while_tasks_run() {
     let bad = BreakerConfig { half_open_probes: 0, ..BreakerConfig::domain() };
     let err = engine.set_breaker_config(Level::Domain, &bad).unwrap_err();
     assert!(err.to_string().contains("breakers.domain") && err.to_string().contains("half_open_probes"), "{err}");
-    assert_eq!(engine.breaker_config(Level::Domain), Some(BreakerConfig::domain()), "a refused change changes nothing");
+    assert_eq!(engine.breaker_config(Level::Domain), Some(domain), "a refused change changes nothing");
 
     let actions: Vec<_> = engine.audit_log().iter().map(|r| (r.action, r.target.clone())).collect();
     assert_eq!(
@@ -427,15 +430,14 @@ fn the_throttle_changes_while_tasks_wait_for_it() {
 
     // Turned off: the waiting tasks go on; every task completes once the agent answers.
     engine.set_admission(&AdmissionConfig { max_concurrent: 0, ..admission }).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut answered = 0;
-    while answered < 5 && std::time::Instant::now() < deadline {
+    wait_for("the waiting tasks to reach the agent", || {
         for a in std::mem::take(&mut *held.lock().unwrap()) {
             a.succeed(1).unwrap();
             answered += 1;
         }
-        std::thread::yield_now();
-    }
+        answered >= 5
+    });
     assert_eq!(answered, 5, "the waiting tasks reached the agent");
     for &t in &tickets[..5] {
         assert_eq!(engine.wait(t, Some(std::time::Duration::from_secs(30))).unwrap().status, Status::Ok);
@@ -470,16 +472,11 @@ fn an_agent_marked_down_fails_its_calls_and_its_domain_fails_over() {
     assert_eq!(last.first(), Some(&("agent_down", "true".to_string())));
 }
 
-/// The engine's stats once its completion counters reach `n` (or after 10 s).
+/// The engine's stats once its completion counters reach `n` (a waiter may see its completion
+/// a moment before the worker's counters do).
 fn settled(engine: &Engine, n: u64) -> metafed::stats::Stats {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let s = engine.stats();
-        if s.completed >= n || std::time::Instant::now() > deadline {
-            return s;
-        }
-        std::thread::yield_now();
-    }
+    wait_for("the completion counters to catch up", || engine.stats().completed >= n);
+    engine.stats()
 }
 
 /// An agent that counts its calls.
@@ -564,24 +561,19 @@ fn agents_are_added_and_removed_while_tasks_run_and_no_task_is_lost() {
             })
         })
         .collect();
-    let wait_for = |what: &dyn Fn() -> bool| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !what() {
-            assert!(std::time::Instant::now() < deadline, "timed out");
-            std::thread::yield_now();
-        }
-    };
-    wait_for(&|| first.load(Ordering::Relaxed) > 1000);
+    wait_for("calls to the first agent", || first.load(Ordering::Relaxed) > 1000);
     let _actor = metafed::audit::act_as("test", "migration");
     let new = engine.add_agent(d, "new", counting(&added).weight(2)).unwrap();
     assert_eq!(new, AgentId(1));
-    wait_for(&|| added.load(Ordering::Relaxed) > 1000);
+    wait_for("calls to the added agent", || added.load(Ordering::Relaxed) > 1000);
     engine.remove_agent(old).unwrap();
-    // Workers see the removal from their next turn: soon no call reaches the old agent.
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // Workers see the removal from their next turn: once the new agent has taken another
+    // thousand calls (every worker has turned since), no call reaches the old agent.
+    let added_then = added.load(Ordering::Relaxed);
+    wait_for("more calls to the added agent", || added.load(Ordering::Relaxed) > added_then + 1000);
     let calls_then = first.load(Ordering::Relaxed);
     let added_then = added.load(Ordering::Relaxed);
-    wait_for(&|| added.load(Ordering::Relaxed) > added_then + 1000);
+    wait_for("still more calls to the added agent", || added.load(Ordering::Relaxed) > added_then + 1000);
     assert_eq!(first.load(Ordering::Relaxed), calls_then, "a removed agent is not called");
     stop.store(true, Ordering::Relaxed);
     let submitted: u64 = submitters.into_iter().map(|h| h.join().unwrap()).sum();
@@ -759,9 +751,10 @@ fn domains_are_added_and_removed_while_tasks_run() {
     engine.add_agent(geo, "Tiles", AgentSpec::sim(SimAgent::default())).unwrap();
     // Tasks across the new domain and an old one, from two threads, while Auth is removed.
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let threads: Vec<_> = (0..2u64)
         .map(|s| {
-            let (engine, stop) = (engine.clone(), stop.clone());
+            let (engine, stop, done) = (engine.clone(), stop.clone(), done.clone());
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -772,15 +765,17 @@ fn domains_are_added_and_removed_while_tasks_run() {
                         )
                         .unwrap();
                     assert_eq!(engine.wait(t, Some(std::time::Duration::from_secs(30))).unwrap().status, Status::Ok);
+                    done.fetch_add(1, Ordering::Relaxed);
                     n += 1;
                 }
                 n
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    wait_for("tasks through the new domain", || done.load(Ordering::Relaxed) >= 200);
     engine.remove_domain(DomainId(2)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let then = done.load(Ordering::Relaxed);
+    wait_for("tasks after the removal", || done.load(Ordering::Relaxed) >= then + 200);
     stop.store(true, Ordering::Relaxed);
     let submitted: u64 = threads.into_iter().map(|h| h.join().unwrap()).sum();
     assert!(submitted > 0);
@@ -853,4 +848,23 @@ fn a_reload_adds_and_removes_domains() {
     assert_eq!(topo.agents_of(login).len(), 3);
     let c = engine.wait(engine.submit(&Task::new(1, login).waitable(), None).unwrap(), None).unwrap();
     assert!(matches!(c.status, metafed::Status::Ok | metafed::Status::Failed), "{c:?}");
+}
+
+#[test]
+fn the_admin_endpoint_listens_on_loopback_by_default() {
+    let opts = AdminOptions::default();
+    assert_eq!(opts.addr, "127.0.0.1:9464");
+    assert_eq!(metafed::admin::DEFAULT_ADDR, "127.0.0.1:9464");
+    assert!(opts.token.is_none());
+    let engine = engine();
+    match engine.serve_admin(&opts) {
+        Ok(addr) => {
+            assert!(addr.ip().is_loopback(), "{addr}");
+            assert_eq!(addr.port(), 9464);
+            assert!(engine.stop_admin());
+        }
+        // Another program holds Prometheus' exporter port here: the error still names where
+        // the default would listen.
+        Err(e) => assert!(e.to_string().contains("127.0.0.1:9464"), "{e}"),
+    }
 }

@@ -87,7 +87,9 @@ pub fn closed_loop_until(
         }
         // Collect what is done; when there is nothing to submit either, wait for it rather than
         // spin (a spinning caller competes with the workers for cores).
-        let got = if room == 0 {
+        // (With nothing in flight there is nothing to wait for: a stop before the first
+        // submission ends the run here.)
+        let got = if room == 0 && in_flight > 0 {
             engine.poll_wait(&mut out, None).expect("the driver runs on its own thread")
         } else {
             engine.poll(&mut out)

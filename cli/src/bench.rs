@@ -125,7 +125,7 @@ fn machine() -> String {
 
 /// CPU time (user + system, all threads) this process uses over one second while a started
 /// engine sits idle after a burst of work: its workers should be parked.
-fn idle_cpu() -> Option<f64> {
+pub fn idle_cpu() -> Option<f64> {
     fn cpu_ticks() -> Option<u64> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();

@@ -80,6 +80,10 @@ enum Command {
     /// (used by `bench`).
     #[command(hide = true)]
     BenchRss,
+    /// Print the CPU time (percent of one core) this process uses over one second while the
+    /// default engine sits idle after a burst of work (used by `bench` and the tests).
+    #[command(hide = true)]
+    IdleCpu,
 }
 
 fn main() -> ExitCode {
@@ -121,6 +125,13 @@ fn main() -> ExitCode {
             bench::rss_probe();
             Ok(())
         }
+        Command::IdleCpu => match bench::idle_cpu() {
+            Some(percent) => {
+                println!("{percent}");
+                Ok(())
+            }
+            None => Err("idle-cpu: /proc/self/stat is not readable here".into()),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

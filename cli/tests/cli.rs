@@ -1,6 +1,7 @@
 //! The `metafed` command line: `simulate --json` parses, and its figures hold together; `serve`
 //! serves its admin endpoint and stops when asked; logs come as text or JSON lines.
 
+use crate::common::{Lines, catches, wait_for};
 use std::process::Command;
 
 fn metafed(args: &[&str]) -> std::process::Output {
@@ -66,7 +67,8 @@ fn simulate_names_bad_counts_and_says_n_a_without_samples() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be at least 1000, got -5"));
     let out = metafed(&["simulate", "--workers", "5000"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must be 0 to 1024") || !out.status.success());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("5000 is not in 0..=1024"), "{out:?}");
     // Every task fails at the meta level: the agents get no sample, and the verdict says so.
     let out = metafed(&["simulate", "--tasks", "2000", "--meta-error", "1", "--repeats", "1", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -104,7 +106,8 @@ fn ctrl_c_prints_what_completed() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Once the process catches SIGINT (its handler is installed), Ctrl-C means "stop and report".
+    wait_for("metafed to catch SIGINT", || catches(child.id(), 2));
     // SIGINT, as Ctrl-C sends it.
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
@@ -137,8 +140,9 @@ fn serve(args: &[&str]) -> (std::process::Child, String) {
 #[cfg(target_os = "linux")]
 #[test]
 fn serve_runs_until_sigterm_with_its_admin_endpoint_on() {
-    let (child, addr) =
+    let (mut child, addr) =
         serve(&["--listen", "127.0.0.1:0", "--offered-rps", "3000", "--progress-every", "1", "--outage-every", "2"]);
+    let stderr = Lines::of(child.stderr.take().unwrap());
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(std::time::Duration::from_secs(20)))
@@ -150,17 +154,18 @@ fn serve_runs_until_sigterm_with_its_admin_endpoint_on() {
         text.lines().find_map(|l| l.strip_prefix("metafed_tasks_admitted_total ")).unwrap().parse().unwrap()
     };
     let first = admitted();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    assert!(admitted() > first);
+    wait_for("more tasks admitted", || admitted() > first);
     let health = agent.get(&format!("http://{addr}/health")).call().unwrap().body_mut().read_to_string().unwrap();
     let h: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(h["lifecycle"], "running");
+    // A progress line a second.
+    wait_for("a progress line", || stderr.text().contains("offered"));
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = stderr.text();
+    assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("metafed serve: ran") && stdout.contains("drained true"), "{stdout}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("offered") && stderr.contains("health"), "progress lines: {stderr}");
 }
 
@@ -172,8 +177,9 @@ fn serve_reloads_its_config_file_on_sighup() {
     let file = dir.join("topology.toml");
     let original = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/topology.toml")).unwrap();
     std::fs::write(&file, &original).unwrap();
-    let (child, _addr) =
+    let (mut child, _addr) =
         serve(&["--config", file.to_str().unwrap(), "--listen", "127.0.0.1:0", "--progress-every", "0"]);
+    let stderr = Lines::of(child.stderr.take().unwrap());
     let hup = || assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
     // A tighter agent breaker and another worker count: the first applies, the second waits.
     let changed = original
@@ -181,16 +187,17 @@ fn serve_reloads_its_config_file_on_sighup() {
         .replace("max_in_flight = 8192", "max_in_flight = 4096");
     assert_ne!(changed, original);
     std::fs::write(&file, changed).unwrap();
+    wait_for("serve to catch SIGHUP", || catches(child.id(), 1));
     hup();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    wait_for("the first reload", || stderr.text().contains("SIGHUP: reloaded"));
     // A file whose new domain has an isolated agent (threads of its own: a restart) changes
     // nothing.
     std::fs::write(&file, original.replace("name = \"Auth\"", "name = \"Other\"")).unwrap();
     hup();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    wait_for("the second reload", || stderr.text().contains("nothing changed"));
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr.text();
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("SIGHUP: reloaded") && stderr.contains("breakers.agent"), "{stderr}");
     assert!(stderr.contains("need a restart: engine.workers / max_in_flight"), "{stderr}");
@@ -344,4 +351,16 @@ fn simulate_plot_writes_the_figures() {
         assert!(svg.starts_with("<svg") && svg.contains("</svg>") && svg.contains("<polyline"), "{name}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_engine_uses_no_cpu() {
+    // In a process of its own (the test binary runs other engines meanwhile): the default
+    // engine after 200,000 tasks, then one second of nothing. Its workers park: CPU time over
+    // that second is 0 clock ticks when idle; 5 ticks (5% of a core) leaves room for a noisy host.
+    let out = metafed(&["idle-cpu"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let percent: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(percent <= 5.0, "an idle engine used {percent}% of a core");
 }

@@ -2,3 +2,4 @@
 //! user would and reads what it prints.
 
 mod cli;
+mod common;
