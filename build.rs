@@ -25,7 +25,12 @@ fn main() {
     cdef.sys_includes = Vec::new();
     cdef.cpp_compat = false;
     cdef.documentation = false;
-    generate(cdef, &crate_dir, &out.with_file_name("metafed_cdef.h"));
+    let cdef_path = out.with_file_name("metafed_cdef.h");
+    generate(cdef, &crate_dir, &cdef_path);
+    // cffi reads a #define only as a number literal: spell `<stdint.h>`'s UINT64_MAX out.
+    let text = std::fs::read_to_string(&cdef_path).expect("read the cdef");
+    let text = text.replace(" UINT64_MAX\n", " 0xFFFFFFFFFFFFFFFF\n");
+    std::fs::write(&cdef_path, text).expect("write the cdef");
 }
 
 fn generate(config: cbindgen::Config, crate_dir: &std::path::Path, out: &std::path::Path) {

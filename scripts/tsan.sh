@@ -28,7 +28,6 @@ CARGO_TARGET_DIR=target/tsan cargo +nightly test -Zbuild-std --target x86_64-unk
 CARGO_TARGET_DIR=target/tsan cargo +nightly build -Zbuild-std --target x86_64-unknown-linux-gnu --release -p libmetafed
 rt="$(rustc +nightly --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/lib/librustc-nightly_rt.tsan.a"
 lib="$PWD/target/tsan/x86_64-unknown-linux-gnu/release"
-ln -sf libmetafed.so "$lib/libmetafed.so.0"
 out="$PWD/target/tsan/ctests"
 mkdir -p "$out"
 for t in w1 faults bad_args deferred ops; do

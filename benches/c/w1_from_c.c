@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
     uint32_t workers = argc > 3 ? (uint32_t)strtoul(argv[3], NULL, 10) : 0;
     metafed_topology *topo = NULL;
     metafed_engine *engine = NULL;
-    metafed_engine_config cfg;
+    metafed_engine_config cfg = {.struct_size = sizeof cfg};
     uint64_t sent = 0, done = 0, ok = 0;
     double t0;
 
@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
             }
         }
     } else {
-        CHECK(metafed_topology_seed(0.12, &topo));
+        CHECK(metafed_topology_new_seed(0.12, &topo));
     }
     CHECK(metafed_topology_disable_breakers(topo));
     CHECK(metafed_engine_config_init(&cfg));
@@ -109,7 +109,7 @@ int main(int argc, char **argv) {
             }
             if (room) CHECK(metafed_engine_submit_batch(engine, batch, (size_t)room, tickets, &submitted));
             sent += submitted;
-            CHECK(metafed_engine_poll(engine, out, 256, room == 0 && sent > done ? -1 : 0, &got));
+            CHECK(metafed_engine_poll(engine, out, 256, room == 0 && sent > done ? METAFED_FOREVER : 0, &got));
             for (k = 0; k < got; k++) ok += out[k].outcome == METAFED_OUTCOME_OK;
             done += got;
         }

@@ -43,10 +43,10 @@ extern "C" int32_t lookup(void *, const metafed_request *req, metafed_response *
 
 int main() try {
     metafed_topology *t = nullptr;
-    check(metafed_topology_seed(0.12, &t), "topology");
+    check(metafed_topology_new_seed(0.12, &t), "topology");
     Topology topo(t);
     uint16_t db = 0;
-    check(metafed_topology_domain_id(topo.get(), "Database", &db), "domain");
+    check(metafed_topology_get_domain_id(topo.get(), "Database", &db), "domain");
     check(metafed_topology_add_callback_agent(topo.get(), db, "Lookup", lookup, nullptr, nullptr, 0, nullptr), "agent");
     metafed_engine *e = nullptr;
     check(metafed_engine_new(topo.get(), nullptr, &e), "engine");
@@ -54,20 +54,21 @@ int main() try {
 
     std::vector<uint64_t> tickets;
     for (uint64_t id = 1; id <= 200; ++id) {
-        metafed_task task;
-        metafed_task_init(&task);
+        metafed_task task{};
+        task.struct_size = sizeof task;  // every struct starts with its size, set before _init
+        check(metafed_task_init(&task), "task");
         task.id = id;
         task.domains = 1ull << db;
         task.flags = METAFED_TASK_WAITABLE;
         uint64_t ticket = 0;
-        check(metafed_engine_submit_blocking(engine.get(), &task, -1, &ticket), "submit");
+        check(metafed_engine_submit_blocking(engine.get(), &task, METAFED_FOREVER, &ticket), "submit");
         tickets.push_back(ticket);
     }
     unsigned ok = 0;
     for (uint64_t ticket : tickets) {
         metafed_completion c{};
         c.struct_size = sizeof c;
-        check(metafed_engine_wait(engine.get(), ticket, -1, &c), "wait");
+        check(metafed_engine_wait(engine.get(), ticket, METAFED_FOREVER, &c), "wait");
         ok += c.outcome == METAFED_OUTCOME_OK;
         metafed_completion_release(&c);
     }

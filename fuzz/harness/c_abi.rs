@@ -98,6 +98,14 @@ impl Handles {
 }
 
 const MAX_ENGINES: usize = 2;
+/// A millisecond in the nanoseconds of the ABI.
+const MS: u64 = 1_000_000;
+
+/// Nanoseconds from a float, as a careless caller would convert one: saturating (NaN and
+/// negatives to 0, infinities and huge values to `u64::MAX`, which the library refuses).
+fn ns(x: f64) -> u64 {
+    x as u64
+}
 const MAX_CALLS: usize = 256;
 
 /// What a sequence did: calls made, calls that returned `METAFED_OK`, engines started, tasks
@@ -131,7 +139,7 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
             }
             1 => {
                 let mut t = ptr::null_mut();
-                let s = metafed_topology_seed(inp.f64(), &mut t);
+                let s = metafed_topology_new_seed(inp.f64(), &mut t);
                 if s == METAFED_OK {
                     h.topologies.push(t);
                 }
@@ -146,11 +154,18 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
                 let (t, domain, name) = (h.topology(&mut inp), u16::from(inp.byte() % 4), inp.name());
                 // SAFETY: a plain C struct of numbers; all zeroes is a valid value.
                 let mut spec: metafed_sim_agent = unsafe { std::mem::zeroed() };
+                spec.struct_size = std::mem::size_of::<metafed_sim_agent>() as u32;
                 metafed_sim_agent_init(&mut spec);
                 spec.struct_size = inp.size(std::mem::size_of::<metafed_sim_agent>());
                 spec.error_rate = inp.f64();
-                spec.latency_kind = i32::from(inp.byte() % 5) - 1;
-                spec.latency_us = inp.f64();
+                let (form, latency) = (inp.byte() % 5, ns(inp.f64() * 1e3));
+                match form {
+                    0 => {}
+                    1 => spec.latency_ns = latency,
+                    2 => spec.exponential_mean_ns = latency,
+                    3 => (spec.latency_ns, spec.slow_latency_ns, spec.slow_rate) = (latency, latency.wrapping_mul(10), 0.1),
+                    _ => (spec.latency_ns, spec.exponential_mean_ns) = (latency, latency), // two forms: refused
+                }
                 spec.seed = inp.u64();
                 let mut a = 0u16;
                 metafed_topology_add_sim_agent(t, domain, name.as_ptr(), &spec, &mut a)
@@ -162,17 +177,18 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
             5 => {
                 let t = h.topology(&mut inp);
                 match inp.byte() % 4 {
-                    0 => metafed_topology_set_timeouts(t, inp.f64() * 100.0, inp.f64() * 400.0, inp.f64() * 900.0),
+                    0 => metafed_topology_set_timeouts(t, ns(inp.f64() * 100e6), ns(inp.f64() * 400e6), ns(inp.f64() * 900e6)),
                     1 => metafed_topology_disable_breakers(t),
                     2 => metafed_topology_set_max_attempts(t, u16::from(inp.byte() % 4), u32::from(inp.byte())),
                     _ => {
                         // SAFETY: as above.
                         let mut cfg: metafed_breaker_config = unsafe { std::mem::zeroed() };
                         let level = i32::from(inp.byte() % 4);
+                        cfg.struct_size = std::mem::size_of::<metafed_breaker_config>() as u32;
                         metafed_breaker_config_init(level, &mut cfg);
                         cfg.consecutive_failures = u32::from(inp.byte());
-                        cfg.timeout_ms = inp.f64() * 100.0;
-                        metafed_topology_set_breaker(t, level, &cfg)
+                        cfg.timeout_ns = ns(inp.f64() * 100e6);
+                        metafed_topology_set_breaker_config(t, level, &cfg)
                     }
                 }
             }
@@ -180,12 +196,13 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
                 let t = h.topology(&mut inp);
                 // SAFETY: as above (the callback is NULL: none).
                 let mut cfg: metafed_engine_config = unsafe { std::mem::zeroed() };
+                cfg.struct_size = std::mem::size_of::<metafed_engine_config>() as u32;
                 metafed_engine_config_init(&mut cfg);
                 cfg.struct_size = inp.size(std::mem::size_of::<metafed_engine_config>());
                 cfg.workers = u32::from(inp.byte() % 3);
                 cfg.pin = 0;
                 cfg.max_in_flight = u32::from(inp.byte() % 64);
-                cfg.drain_timeout_ms = u32::from(inp.byte() % 20);
+                cfg.drain_timeout_ns = u64::from(inp.byte() % 20) * MS;
                 cfg.rate_limit_per_s = if inp.byte() % 4 == 0 { inp.f64() * 1e4 } else { 0.0 };
                 let mut e = ptr::null_mut();
                 let s = metafed_engine_new(t, &cfg, &mut e);
@@ -200,13 +217,14 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
                 let e = h.engine(&mut inp);
                 // SAFETY: as above (`data` NULL with length 0).
                 let mut task: metafed_task = unsafe { std::mem::zeroed() };
+                task.struct_size = std::mem::size_of::<metafed_task>() as u32;
                 metafed_task_init(&mut task);
                 task.struct_size = inp.size(std::mem::size_of::<metafed_task>());
                 task.flags = u32::from(inp.byte() % 4);
                 task.id = inp.u64();
                 task.domains = if inp.byte() % 8 == 0 { inp.u64() } else { u64::from(inp.byte() % 8) };
                 task.priority = u32::from(inp.byte() % 6);
-                task.deadline_us = if inp.byte() % 4 == 0 { inp.u64() % 2_000_000 } else { 0 };
+                task.deadline_ns = if inp.byte() % 4 == 0 { inp.u64() % 2_000_000 * 1_000 } else { 0 };
                 let payload = [inp.byte(); 3];
                 if inp.byte() % 2 == 0 {
                     task.data = payload.as_ptr();
@@ -227,7 +245,7 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
                 out[0].struct_size = inp.size(std::mem::size_of::<metafed_completion>());
                 let cap = usize::from(inp.byte() % 5);
                 let mut n = 0;
-                let s = metafed_engine_poll(e, out.as_mut_ptr(), cap, i64::from(inp.byte() % 3), &mut n);
+                let s = metafed_engine_poll(e, out.as_mut_ptr(), cap, u64::from(inp.byte() % 3) * MS, &mut n);
                 if s == METAFED_OK {
                     for c in out.iter_mut().take(n) {
                         metafed_completion_release(c);
@@ -240,7 +258,7 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
                 // SAFETY: as above.
                 let mut c: metafed_completion = unsafe { std::mem::zeroed() };
                 c.struct_size = inp.size(std::mem::size_of::<metafed_completion>());
-                let s = metafed_engine_wait(e, ticket, i64::from(inp.byte() % 3), &mut c);
+                let s = metafed_engine_wait(e, ticket, u64::from(inp.byte() % 3) * MS, &mut c);
                 if s == METAFED_OK {
                     metafed_completion_release(&mut c);
                 }
@@ -251,7 +269,7 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
                 // SAFETY: as above.
                 let mut st: metafed_stats = unsafe { std::mem::zeroed() };
                 st.struct_size = inp.size(std::mem::size_of::<metafed_stats>());
-                metafed_engine_stats(e, &mut st)
+                metafed_engine_get_stats(e, &mut st)
             }
             13 => {
                 let e = h.engine(&mut inp);
@@ -276,15 +294,15 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
                 let cap = (usize::from(inp.byte()) * 2).min(buf.len());
                 let mut len = 0;
                 match inp.byte() % 4 {
-                    0 => metafed_engine_metrics_text(e, u32::from(inp.byte() % 3), buf.as_mut_ptr(), cap, &mut len),
+                    0 => metafed_engine_get_metrics_text(e, u32::from(inp.byte() % 3), buf.as_mut_ptr(), cap, &mut len),
                     1 => {
                         let mut health = 0;
-                        metafed_engine_health_json(e, buf.as_mut_ptr(), cap, &mut len, &mut health)
+                        metafed_engine_get_health_json(e, buf.as_mut_ptr(), cap, &mut len, &mut health)
                     }
-                    2 => metafed_engine_audit_json(e, u64::from(inp.byte() % 3), buf.as_mut_ptr(), cap, &mut len),
+                    2 => metafed_engine_get_audit_json(e, u64::from(inp.byte() % 3), buf.as_mut_ptr(), cap, &mut len),
                     _ => {
                         let (level, index) = (i32::from(inp.byte() % 4), u32::from(inp.byte() % 12));
-                        metafed_engine_breaker_name(e, level, index, buf.as_mut_ptr(), cap, &mut len)
+                        metafed_engine_get_breaker_name(e, level, index, buf.as_mut_ptr(), cap, &mut len)
                     }
                 }
             }
@@ -300,7 +318,7 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
                 // SAFETY: as above.
                 let mut r: metafed_shutdown_report = unsafe { std::mem::zeroed() };
                 r.struct_size = inp.size(std::mem::size_of::<metafed_shutdown_report>());
-                metafed_engine_shutdown(e, u64::from(inp.byte() % 10), &mut r)
+                metafed_engine_shutdown(e, u64::from(inp.byte() % 10) * MS, &mut r)
             }
             19 => {
                 let e = h.engine(&mut inp);
@@ -314,7 +332,7 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
                 let text: Vec<u8> = (0..usize::from(inp.byte() % 64)).map(|_| inp.byte().max(1)).collect();
                 let text = CString::new(text).unwrap();
                 let mut t = ptr::null_mut();
-                let s = metafed_topology_from_toml(text.as_ptr(), &mut t);
+                let s = metafed_topology_new_from_toml(text.as_ptr(), &mut t);
                 if s == METAFED_OK {
                     h.topologies.push(t);
                 }
@@ -323,20 +341,20 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
             21 => {
                 let (t, name) = (h.topology(&mut inp), inp.name());
                 let mut d = 0u16;
-                metafed_topology_domain_id(t, name.as_ptr(), &mut d);
+                metafed_topology_get_domain_id(t, name.as_ptr(), &mut d);
                 let (domain, rate) = (u16::from(inp.byte() % 4), inp.f64());
                 metafed_topology_set_domain_fault_rate(t, domain, rate)
             }
             22 => {
                 let (actor, reason, clear) = (inp.name(), inp.name(), inp.byte() % 4 == 0);
-                metafed_set_actor(if clear { ptr::null() } else { actor.as_ptr() }, reason.as_ptr())
+                metafed_audit_set_actor(if clear { ptr::null() } else { actor.as_ptr() }, reason.as_ptr())
             }
             _ => {
                 let e = h.engine(&mut inp);
                 let (d, a) = (inp.u16() % 6, inp.u16() % 13);
                 let mut len = 0;
-                metafed_engine_domain_name(e, d, buf.as_mut_ptr(), buf.len(), &mut len);
-                metafed_engine_agent_name(e, a, buf.as_mut_ptr(), buf.len(), &mut len)
+                metafed_engine_get_domain_name(e, d, buf.as_mut_ptr(), buf.len(), &mut len);
+                metafed_engine_get_agent_name(e, a, buf.as_mut_ptr(), buf.len(), &mut len)
             }
         };
         sum.ok += usize::from(status == METAFED_OK);
@@ -348,6 +366,6 @@ pub fn fuzz_c_abi(data: &[u8]) -> Summary {
     for t in h.topologies {
         metafed_topology_free(t);
     }
-    metafed_set_actor(ptr::null(), ptr::null());
+    metafed_audit_set_actor(ptr::null(), ptr::null());
     sum
 }

@@ -11,7 +11,7 @@ pub fn fuzz_toml(data: &[u8]) {
     // The C entry point parses the same text behind a NUL-terminated string.
     if let Ok(c) = std::ffi::CString::new(text) {
         let mut topo = std::ptr::null_mut();
-        if metafed_c::metafed_topology_from_toml(c.as_ptr(), &mut topo) == metafed_c::METAFED_OK {
+        if metafed_c::metafed_topology_new_from_toml(c.as_ptr(), &mut topo) == metafed_c::METAFED_OK {
             metafed_c::metafed_topology_free(topo);
         }
     }

@@ -39,6 +39,9 @@
         CHECK(metafed_last_error()[0] != '\0');                                               \
     } while (0)
 
+/* Milliseconds as the nanoseconds every duration of the ABI is in. */
+#define MS(n) ((uint64_t)(n) * 1000000u)
+
 static inline uint64_t splitmix64(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;

@@ -51,6 +51,7 @@ int main() {
     for (uint64_t id : {7ull, 13ull}) {
         metafed_task task{};
         task.struct_size = sizeof task;
+        check(metafed_task_init(&task), "task_init");
         task.flags = METAFED_TASK_WAITABLE;
         task.id = id;
         task.domains = 1ull << d;
@@ -58,7 +59,7 @@ int main() {
         check(metafed_engine_submit(engine.get(), &task, &ticket), "submit");
         metafed_completion c{};
         c.struct_size = sizeof c;
-        check(metafed_engine_wait(engine.get(), ticket, -1, &c), "wait");
+        check(metafed_engine_wait(engine.get(), ticket, METAFED_FOREVER, &c), "wait");
         if (id == 7 && (c.outcome != METAFED_OUTCOME_OK || c.value != 70)) return 1;
         if (id == 13 && (c.outcome != METAFED_OUTCOME_FAILED || c.failures_len != 1 || c.failures[0].kind != METAFED_FAILURE_PANICKED)) return 2;
     }

@@ -126,8 +126,8 @@ static int32_t answer_now(void *user_data, const metafed_request *req, metafed_r
 static metafed_engine *self_engine = NULL;
 static int blocked_calls_refused = 0;
 static int32_t blocking_handler(void *user_data, const metafed_request *req, metafed_response *resp) {
-    metafed_task t;
-    metafed_completion c;
+    metafed_task t = {.struct_size = sizeof t};
+    metafed_completion c = {.struct_size = sizeof c};
     uint64_t ticket = 0;
     size_t n = 0;
     (void)user_data;
@@ -138,16 +138,15 @@ static int32_t blocking_handler(void *user_data, const metafed_request *req, met
     t.domains = 1;
     t.flags = METAFED_TASK_WAITABLE;
     OK(metafed_engine_submit(self_engine, &t, &ticket)); /* non-blocking: fine */
-    c.struct_size = sizeof c;
-    if (metafed_engine_wait(self_engine, ticket, -1, &c) == METAFED_E_WOULD_DEADLOCK) blocked_calls_refused++;
-    if (metafed_engine_poll(self_engine, &c, 1, -1, &n) == METAFED_E_WOULD_DEADLOCK) blocked_calls_refused++;
-    if (metafed_engine_submit_blocking(self_engine, &t, -1, &ticket) == METAFED_E_WOULD_DEADLOCK) blocked_calls_refused++;
-    if (metafed_engine_shutdown(self_engine, 1000, NULL) == METAFED_E_WOULD_DEADLOCK) blocked_calls_refused++;
+    if (metafed_engine_wait(self_engine, ticket, METAFED_FOREVER, &c) == METAFED_E_WOULD_DEADLOCK) blocked_calls_refused++;
+    if (metafed_engine_poll(self_engine, &c, 1, METAFED_FOREVER, &n) == METAFED_E_WOULD_DEADLOCK) blocked_calls_refused++;
+    if (metafed_engine_submit_blocking(self_engine, &t, METAFED_FOREVER, &ticket) == METAFED_E_WOULD_DEADLOCK) blocked_calls_refused++;
+    if (metafed_engine_shutdown(self_engine, MS(1000), NULL) == METAFED_E_WOULD_DEADLOCK) blocked_calls_refused++;
     return METAFED_HANDLER_OK;
 }
 
 static metafed_engine *start(metafed_topology *t, uint32_t workers) {
-    metafed_engine_config cfg;
+    metafed_engine_config cfg = {.struct_size = sizeof cfg};
     metafed_engine *e = NULL;
     OK(metafed_engine_config_init(&cfg));
     cfg.workers = workers;
@@ -160,16 +159,16 @@ static void run_waitable(metafed_engine *e, uint16_t d, uint32_t n, metafed_comp
     static uint64_t tickets[TASKS];
     uint32_t i;
     for (i = 0; i < n; i++) {
-        metafed_task t;
+        metafed_task t = {.struct_size = sizeof t};
         OK(metafed_task_init(&t));
         t.id = i;
         t.domains = 1ull << d;
         t.flags = METAFED_TASK_WAITABLE;
-        OK(metafed_engine_submit_blocking(e, &t, -1, &tickets[i]));
+        OK(metafed_engine_submit_blocking(e, &t, METAFED_FOREVER, &tickets[i]));
     }
     for (i = 0; i < n; i++) {
         out[i].struct_size = sizeof out[i];
-        OK(metafed_engine_wait(e, tickets[i], 30000, &out[i]));
+        OK(metafed_engine_wait(e, tickets[i], MS(30000), &out[i]));
     }
 }
 
@@ -186,7 +185,7 @@ static void deferred_answers_with_bytes(void) {
     OK(metafed_topology_disable_breakers(t));
     /* Budgets far above the reactor's delay, so that a slow machine (or ThreadSanitizer, 5-15x
        slower) does not turn answers into abandoned attempts. */
-    OK(metafed_topology_set_timeouts(t, 10000.0, 20000.0, 30000.0));
+    OK(metafed_topology_set_timeouts(t, MS(10000), MS(20000), MS(30000)));
     e = start(t, 2);
     run_waitable(e, d, TASKS, out);
     for (i = 0; i < TASKS; i++) {
@@ -200,7 +199,7 @@ static void deferred_answers_with_bytes(void) {
         metafed_completion_release(&out[i]); /* releasing twice is harmless */
     }
     s.struct_size = sizeof s;
-    OK(metafed_engine_stats(e, &s));
+    OK(metafed_engine_get_stats(e, &s));
     CHECK(s.late_results == 0);
     metafed_engine_free(e);
     metafed_topology_free(t);
@@ -232,11 +231,11 @@ static void abandoned_attempts_fail_over(void) {
     }
     CHECK(failed_over == 20 && kept_len == 20);
     for (i = 0; i < kept_len; i++) {
-        OK(metafed_attempt_abandoned(kept[i], &abandoned));
+        OK(metafed_attempt_is_abandoned(kept[i], &abandoned));
         CHECK(abandoned == 1);
     }
     as.struct_size = sizeof as;
-    OK(metafed_engine_agent_stats(e, hang, &as));
+    OK(metafed_engine_get_agent_stats(e, hang, &as));
     CHECK(as.abandoned == 20 && as.deferred == 20);
     /* The reactor completes the kept attempts at 80 ms: each is refused as abandoned, late. */
     for (;;) {
@@ -248,7 +247,7 @@ static void abandoned_attempts_fail_over(void) {
         nanosleep(&ts, NULL);
     }
     s.struct_size = sizeof s;
-    OK(metafed_engine_stats(e, &s));
+    OK(metafed_engine_get_stats(e, &s));
     CHECK(s.late_results == 20);
     metafed_engine_free(e);
     /* After the engine is freed, an attempt handle names nothing. */
@@ -258,8 +257,8 @@ static void abandoned_attempts_fail_over(void) {
 
 static void blocking_calls_are_refused_in_handlers(void) {
     metafed_topology *t = NULL;
-    metafed_completion c;
-    metafed_task task;
+    metafed_completion c = {.struct_size = sizeof c};
+    metafed_task task = {.struct_size = sizeof task};
     uint64_t ticket;
     uint16_t d;
     OK(metafed_topology_new(&t));
@@ -271,8 +270,7 @@ static void blocking_calls_are_refused_in_handlers(void) {
     task.domains = 1;
     task.flags = METAFED_TASK_WAITABLE;
     OK(metafed_engine_submit(self_engine, &task, &ticket));
-    c.struct_size = sizeof c;
-    OK(metafed_engine_wait(self_engine, ticket, 10000, &c));
+    OK(metafed_engine_wait(self_engine, ticket, MS(10000), &c));
     CHECK(c.outcome == METAFED_OUTCOME_OK);
     CHECK(blocked_calls_refused == 4);
     metafed_engine_free(self_engine);
@@ -282,10 +280,10 @@ static void blocking_calls_are_refused_in_handlers(void) {
 static void interfaces_refuse_bad_input_where_it_is_given(void) {
     metafed_topology *t = NULL;
     metafed_engine *e;
-    metafed_breaker_config bc;
-    metafed_sim_agent sim;
-    metafed_hedge_config h;
-    metafed_task task;
+    metafed_breaker_config bc = {.struct_size = sizeof bc};
+    metafed_sim_agent sim = {.struct_size = sizeof sim};
+    metafed_hedge_config h = {.struct_size = sizeof h};
+    metafed_task task = {.struct_size = sizeof task};
     metafed_request fake;
     metafed_attempt a;
     metafed_stats s;
@@ -312,37 +310,41 @@ static void interfaces_refuse_bad_input_where_it_is_given(void) {
     FAILS(METAFED_E_TOPOLOGY, metafed_topology_add_domain(t, "one too many", NULL));
     metafed_topology_free(t);
 
-    /* Durations: finite and at most METAFED_MAX_DURATION_MS, never a panic. */
-    OK(metafed_topology_seed(0.1, &t));
+    /* Durations: at most METAFED_MAX_DURATION_NS, never a panic. */
+    OK(metafed_topology_new_seed(0.1, &t));
     OK(metafed_breaker_config_init(METAFED_LEVEL_AGENT, &bc));
-    bc.timeout_ms = 1e300;
-    FAILS(METAFED_E_INVALID, metafed_topology_set_breaker(t, METAFED_LEVEL_AGENT, &bc));
-    bc.timeout_ms = 18446744073709.6;
-    FAILS(METAFED_E_INVALID, metafed_topology_set_breaker(t, METAFED_LEVEL_AGENT, &bc));
+    bc.timeout_ns = METAFED_FOREVER;
+    FAILS(METAFED_E_INVALID, metafed_topology_set_breaker_config(t, METAFED_LEVEL_AGENT, &bc));
+    bc.timeout_ns = METAFED_MAX_DURATION_NS + 1;
+    FAILS(METAFED_E_INVALID, metafed_topology_set_breaker_config(t, METAFED_LEVEL_AGENT, &bc));
+    bc.timeout_ns = METAFED_MAX_DURATION_NS;
+    bc.open_max_ns = METAFED_MAX_DURATION_NS;
+    OK(metafed_topology_set_breaker_config(t, METAFED_LEVEL_AGENT, &bc));
     OK(metafed_sim_agent_init(&sim));
-    sim.latency_kind = METAFED_LATENCY_FIXED;
-    sim.latency_us = 1e300;
+    sim.latency_ns = UINT64_MAX;
     FAILS(METAFED_E_INVALID, metafed_topology_add_sim_agent(t, 0, "slow", &sim, NULL));
     /* New per-agent and per-domain settings. */
     OK(metafed_sim_agent_init(&sim));
     sim.flags = METAFED_SIM_IO;
-    sim.latency_kind = METAFED_LATENCY_FIXED;
-    sim.latency_us = 100;
+    sim.latency_ns = 100000;
     OK(metafed_topology_add_sim_agent(t, 0, "io", &sim, &agent));
-    OK(metafed_topology_set_agent_concurrency(t, agent, 8));
+    OK(metafed_topology_set_agent_max_concurrency(t, agent, 8));
     FAILS(METAFED_E_TOPOLOGY, metafed_topology_set_agent_threads(t, agent, 2)); /* I/O agents hold no thread */
     FAILS(METAFED_E_INVALID, metafed_topology_set_agent_threads(t, 999, 2));
     OK(metafed_hedge_config_init(&h));
     OK(metafed_topology_set_hedge(t, 0, &h));
-    h.delay = 100.0;
+    h.delay_ns = MS(100); /* with the default percentile too: one of the two */
     FAILS(METAFED_E_INVALID, metafed_topology_set_hedge(t, 0, &h));
+    h.percentile = 0.0;
+    OK(metafed_topology_set_hedge(t, 0, &h));
     OK(metafed_topology_set_hedge(t, 0, NULL));
-    OK(metafed_topology_set_retry_budget(t, 0, 0.2, 10, 1000));
-    FAILS(METAFED_E_INVALID, metafed_topology_set_retry_budget(t, 0, 0.2, 10, 1e300));
+    OK(metafed_topology_set_retry_budget(t, 0, 0.2, 10, MS(1000)));
+    FAILS(METAFED_E_INVALID, metafed_topology_set_retry_budget(t, 0, 0.2, 10, UINT64_MAX));
+    OK(metafed_topology_remove_retry_budget(t, 0));
     e = start(t, 1);
     OK(metafed_task_init(&task));
     task.domains = 1;
-    task.deadline_us = (UINT64_MAX / 1000) + 1;
+    task.deadline_ns = UINT64_MAX;
     FAILS(METAFED_E_INVALID, metafed_engine_submit(e, &task, &ticket));
     /* Boolean-like parameters are 0 or 1. */
     FAILS(METAFED_E_INVALID, metafed_engine_set_domain_down(e, 0, 2));
@@ -354,7 +356,7 @@ static void interfaces_refuse_bad_input_where_it_is_given(void) {
     a.id = 0;
     FAILS(METAFED_E_HANDLE, metafed_attempt_complete(a, METAFED_HANDLER_OK, NULL));
     /* Tasks caught by the shutdown sweep are counted in the stats. */
-    task.deadline_us = 0;
+    task.deadline_ns = 0;
     for (i = 0; i < 64; i++) {
         task.id = (uint64_t)i;
         if (metafed_engine_submit(e, &task, &ticket) != METAFED_OK) break;
@@ -369,7 +371,7 @@ static void interfaces_refuse_bad_input_where_it_is_given(void) {
         got += k;
     }
     s.struct_size = sizeof s;
-    OK(metafed_engine_stats(e, &s));
+    OK(metafed_engine_get_stats(e, &s));
     CHECK(got == n && s.completed == n);
     CHECK(s.outcomes[METAFED_OUTCOME_OK] + s.outcomes[METAFED_OUTCOME_FAILED] + s.outcomes[METAFED_OUTCOME_TIMED_OUT] +
               s.outcomes[METAFED_OUTCOME_REJECTED] ==
@@ -388,7 +390,7 @@ static int32_t frees_its_engine(void *user_data, const metafed_request *req, met
 
 static void freeing_the_engine_from_a_handler_is_safe(void) {
     metafed_topology *t = NULL;
-    metafed_task task;
+    metafed_task task = {.struct_size = sizeof task};
     uint64_t ticket;
     uint16_t d;
     struct timespec ts = {0, 50000000};

@@ -65,7 +65,7 @@ static void *shutdown_soon(void *p) {
     struct timespec ts = {0, 20000000}; /* let the run get going */
     nanosleep(&ts, NULL);
     a->report.struct_size = sizeof a->report;
-    OK(metafed_engine_shutdown(a->engine, 5, &a->report));
+    OK(metafed_engine_shutdown(a->engine, MS(5), &a->report));
     return NULL;
 }
 
@@ -80,7 +80,7 @@ int main(void) {
     static metafed_completion out[512];
     metafed_topology *topo = make_topology();
     metafed_engine *engine = NULL;
-    metafed_engine_config cfg;
+    metafed_engine_config cfg = {.struct_size = sizeof cfg};
     struct shutdown_arg arg;
     pthread_t th;
     size_t accepted, nseen = 0, got, i;
@@ -152,12 +152,12 @@ int main(void) {
         t.struct_size = sizeof t;
         t.id = accepted;
         t.domains = 1; /* Flaky: the raising agent is tried */
-        s = metafed_engine_submit_blocking(engine, &t, -1, &tickets[accepted]);
+        s = metafed_engine_submit_blocking(engine, &t, METAFED_FOREVER, &tickets[accepted]);
         OK(s);
         accepted++;
     }
     arg.report.struct_size = sizeof arg.report;
-    OK(metafed_engine_shutdown(engine, 60000, &arg.report));
+    OK(metafed_engine_shutdown(engine, MS(60000), &arg.report));
     CHECK(arg.report.drained == 1);
     CHECK(callback_count == accepted);
     out[0].struct_size = sizeof out[0];
@@ -166,7 +166,7 @@ int main(void) {
     {
         metafed_agent_stats as;
         as.struct_size = sizeof as;
-        OK(metafed_engine_agent_stats(engine, 2, &as));
+        OK(metafed_engine_get_agent_stats(engine, 2, &as));
         CHECK(as.calls > 0 && as.failures == as.calls);
         CHECK(as.panics > 0); /* METAFED_HANDLER_RAISED counts as a panic */
     }
@@ -186,7 +186,7 @@ int main(void) {
         t.domains = 1;
         OK(metafed_engine_submit(engine, &t, &ticket));
         c.struct_size = sizeof c;
-        OK(metafed_engine_wait(engine, ticket, -1, &c));
+        OK(metafed_engine_wait(engine, ticket, METAFED_FOREVER, &c));
         CHECK(c.ticket == ticket && c.id == i);
         for (f = 0; f < c.failures_len; f++) {
             saw_invalid |= c.failures[f].kind == METAFED_FAILURE_INVALID_REPLY && c.failures[f].code == 7;

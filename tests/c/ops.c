@@ -73,8 +73,11 @@ static char last_json[1024];
 static void on_event(void *user_data, const metafed_event *event) {
     (void)user_data;
     if (event->kind == METAFED_EVENT_BREAKER) {
+        CHECK(event->breaker != NULL && event->breaker->struct_size >= sizeof *event->breaker);
+        CHECK(event->breaker->level == METAFED_LEVEL_AGENT && event->breaker->to == METAFED_STATE_OPEN);
         breaker_events++;
     } else if (event->kind == METAFED_EVENT_AUDIT) {
+        CHECK(event->breaker == NULL && event->audit_seq > 0);
         audit_events++;
     }
     CHECK(event->struct_size >= sizeof *event && strlen(event->json) == event->json_len);
@@ -92,7 +95,7 @@ int main(void) {
     uint16_t port = 0;
     static char resp[1 << 16];
 
-    OK(metafed_topology_seed(0.12, &topo));
+    OK(metafed_topology_new_seed(0.12, &topo));
     OK(metafed_topology_disable_breakers(topo));
     OK(metafed_engine_new(topo, NULL, &engine));
     metafed_topology_free(topo);
@@ -101,17 +104,17 @@ int main(void) {
     CHECK(done == TASKS);
 
     /* Metrics: the Prometheus text format, and OpenMetrics. */
-    FETCH(metafed_engine_metrics_text(engine, 0, buf, cap, out_len), text);
+    FETCH(metafed_engine_get_metrics_text(engine, 0, buf, cap, out_len), text);
     CHECK(strstr(text, "metafed_tasks_admitted_total 5000\n") != NULL);
     CHECK(strstr(text, "# TYPE metafed_task_latency_seconds histogram") != NULL);
     free(text);
-    FETCH(metafed_engine_metrics_text(engine, 1, buf, cap, out_len), text);
+    FETCH(metafed_engine_get_metrics_text(engine, 1, buf, cap, out_len), text);
     CHECK(strlen(text) > 6 && strcmp(text + strlen(text) - 6, "# EOF\n") == 0);
     free(text);
-    FAILS(METAFED_E_INVALID, metafed_engine_metrics_text(engine, 2, NULL, 0, NULL));
+    FAILS(METAFED_E_INVALID, metafed_engine_get_metrics_text(engine, 2, NULL, 0, NULL));
 
     /* Health. */
-    FETCH(metafed_engine_health_json(engine, buf, cap, out_len, &status), text);
+    FETCH(metafed_engine_get_health_json(engine, buf, cap, out_len, &status), text);
     CHECK(status == METAFED_HEALTHY);
     CHECK(strstr(text, "\"status\":\"healthy\"") != NULL);
     free(text);
@@ -132,9 +135,9 @@ int main(void) {
     CHECK(n == 1 && events[0].index == 2);
 
     /* An operator action, with this thread's actor: an event and an audit record. */
-    OK(metafed_set_actor("ops-test", "ticket 7"));
+    OK(metafed_audit_set_actor("ops-test", "ticket 7"));
     OK(metafed_engine_set_breaker_mode(engine, METAFED_LEVEL_AGENT, 0, METAFED_BREAKER_FORCED_OPEN));
-    OK(metafed_set_actor(NULL, NULL));
+    OK(metafed_audit_set_actor(NULL, NULL));
     OK(metafed_engine_set_domain_down(engine, 2, 1));
     events[0].struct_size = 0; /* the stride is the caller's to set */
     FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_drain_events(engine, events, 16, &n));
@@ -147,15 +150,15 @@ int main(void) {
     OK(metafed_engine_drain_events(engine, events, 16, &n));
     CHECK(n == 0);
     FAILS(METAFED_E_NULL, metafed_engine_drain_events(engine, NULL, 16, &n));
-    FETCH(metafed_engine_audit_json(engine, 0, buf, cap, out_len), text);
+    FETCH(metafed_engine_get_audit_json(engine, 0, buf, cap, out_len), text);
     CHECK(strstr(text, "\"actor\":\"ops-test\",\"reason\":\"ticket 7\",\"action\":\"breaker_mode\"") != NULL);
     CHECK(strstr(text, "\"target\":\"agent API/REST\",\"from\":\"disabled\",\"to\":\"forced_open\"") != NULL);
     CHECK(strstr(text, "\"actor\":\"unknown\",\"reason\":\"\",\"action\":\"domain_down\"") != NULL);
     free(text);
-    FETCH(metafed_engine_audit_json(engine, 5, buf, cap, out_len), text);
+    FETCH(metafed_engine_get_audit_json(engine, 5, buf, cap, out_len), text);
     CHECK(strstr(text, "ops-test") == NULL && strstr(text, "domain_down") != NULL);
     free(text);
-    FETCH(metafed_engine_health_json(engine, buf, cap, out_len, &status), text);
+    FETCH(metafed_engine_get_health_json(engine, buf, cap, out_len, &status), text);
     CHECK(status == METAFED_DEGRADED);
     free(text);
 
@@ -172,34 +175,32 @@ int main(void) {
     FAILS(METAFED_E_INVALID, metafed_engine_set_agent_down(engine, 1, 2));
     {
         /* Breaker settings of a level, read and changed while the engine runs. */
-        metafed_breaker_config cfg;
-        cfg.struct_size = sizeof cfg;
-        OK(metafed_engine_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
-        CHECK(cfg.timeout_ms == 200.0 && cfg.consecutive_failures == 5);
+        metafed_breaker_config cfg = {.struct_size = sizeof cfg};
+        OK(metafed_engine_get_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        CHECK(cfg.timeout_ns == MS(200) && cfg.consecutive_failures == 5);
         cfg.consecutive_failures = 8;
-        cfg.timeout_ms = 150.0;
-        OK(metafed_engine_set_breaker(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        cfg.timeout_ns = MS(150);
+        OK(metafed_engine_set_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
         cfg.consecutive_failures = 0;
-        OK(metafed_engine_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
-        CHECK(cfg.timeout_ms == 150.0 && cfg.consecutive_failures == 8);
+        OK(metafed_engine_get_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        CHECK(cfg.timeout_ns == MS(150) && cfg.consecutive_failures == 8);
         cfg.half_open_probes = 0;
-        FAILS(METAFED_E_INVALID, metafed_engine_set_breaker(engine, METAFED_LEVEL_DOMAIN, &cfg));
-        FAILS(METAFED_E_INVALID, metafed_engine_set_breaker(engine, 7, &cfg));
-        FAILS(METAFED_E_NULL, metafed_engine_set_breaker(engine, METAFED_LEVEL_DOMAIN, NULL));
+        FAILS(METAFED_E_INVALID, metafed_engine_set_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        FAILS(METAFED_E_INVALID, metafed_engine_set_breaker_config(engine, 7, &cfg));
+        FAILS(METAFED_E_NULL, metafed_engine_set_breaker_config(engine, METAFED_LEVEL_DOMAIN, NULL));
         cfg.struct_size = 0;
-        FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_breaker_config(engine, METAFED_LEVEL_META, &cfg));
+        FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_get_breaker_config(engine, METAFED_LEVEL_META, &cfg));
     }
     {
         /* Admission settings, read and changed while the engine runs. */
-        metafed_admission_config adm;
-        adm.struct_size = sizeof adm;
-        OK(metafed_engine_admission(engine, &adm));
+        metafed_admission_config adm = {.struct_size = sizeof adm};
+        OK(metafed_engine_get_admission(engine, &adm));
         CHECK(adm.max_concurrent == 0 && adm.rate_limit_per_s == 0.0);
         adm.max_concurrent = 64;
         adm.queue_capacity = 128;
         OK(metafed_engine_set_admission(engine, &adm));
         adm.max_concurrent = 0;
-        OK(metafed_engine_admission(engine, &adm));
+        OK(metafed_engine_get_admission(engine, &adm));
         CHECK(adm.max_concurrent == 64 && adm.queue_capacity == 128);
         adm.priority_reserve[3] = 1.5;
         FAILS(METAFED_E_CONFIG, metafed_engine_set_admission(engine, &adm));
@@ -208,13 +209,13 @@ int main(void) {
         FAILS(METAFED_E_CONFIG, metafed_engine_set_admission(engine, &adm));
         FAILS(METAFED_E_NULL, metafed_engine_set_admission(engine, NULL));
         adm.struct_size = 3;
-        FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_admission(engine, &adm));
+        FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_get_admission(engine, &adm));
         adm.struct_size = sizeof adm;
         adm.essential_priority = 0;
         adm.max_concurrent = 0;
         OK(metafed_engine_set_admission(engine, &adm));
     }
-    FETCH(metafed_engine_audit_json(engine, 2, buf, cap, out_len), text);
+    FETCH(metafed_engine_get_audit_json(engine, 2, buf, cap, out_len), text);
     CHECK(strstr(text, "\"action\":\"rate_limit\",\"target\":\"admission\",\"from\":\"none\",\"to\":\"1000/s, burst 10\"") != NULL);
     free(text);
 
@@ -235,7 +236,7 @@ int main(void) {
         FAILS(METAFED_E_CONFIG, metafed_engine_add_agent(engine, extra, "API", "Extra", &dup));
         FAILS(METAFED_E_CONFIG, metafed_engine_add_agent(engine, extra, "API", "Nope", &dup));
         metafed_topology_free(extra); /* the engine holds its own reference */
-        OK(metafed_engine_agent_weight(engine, id, &weight));
+        OK(metafed_engine_get_agent_weight(engine, id, &weight));
         CHECK(weight == 2);
         OK(metafed_engine_set_agent_weight(engine, id, 7));
         FAILS(METAFED_E_CONFIG, metafed_engine_set_agent_weight(engine, id, 101));
@@ -244,7 +245,7 @@ int main(void) {
         CHECK(done == 1000 && counts[0] + counts[1] + counts[2] + counts[3] == 1000 && __atomic_load_n(&extra_calls, __ATOMIC_RELAXED) > 0);
         OK(metafed_engine_remove_agent(engine, id));
         FAILS(METAFED_E_INVALID, metafed_engine_remove_agent(engine, id));
-        FAILS(METAFED_E_INVALID, metafed_engine_agent_weight(engine, id, &weight));
+        FAILS(METAFED_E_INVALID, metafed_engine_get_agent_weight(engine, id, &weight));
         /* Workers see the removal from their next turn; a batch later, no call reaches it. */
         OK(metafed_engine_run_batch(engine, ids, domains, 1, 1000, 0, 0, NULL, counts, &done));
         before = __atomic_load_n(&extra_calls, __ATOMIC_RELAXED);
@@ -253,7 +254,7 @@ int main(void) {
         /* A domain added while running, with an agent declared in a topology; then removed. */
         {
             metafed_topology *geo = NULL;
-            metafed_sim_agent sim;
+            metafed_sim_agent sim = {.struct_size = sizeof sim};
             uint16_t g = 0, in_geo = 0, dom = 0;
             uint64_t geo_mask[1];
             OK(metafed_engine_add_domain(engine, "Geo", &dom));

@@ -7,9 +7,9 @@ lib="$root/target/release"
 out="$root/target/ctests"
 mkdir -p "$out"
 test -f "$lib/libmetafed.so" || { echo "missing $lib/libmetafed.so: run cargo build --release" >&2; exit 1; }
-# The library's soname is libmetafed.so.0; cargo writes libmetafed.so. Link it as an install would.
-ln -sf libmetafed.so "$lib/libmetafed.so.0"
-readelf -d "$lib/libmetafed.so" | grep -q 'SONAME.*libmetafed.so.0' || { echo "libmetafed.so has no soname" >&2; exit 1; }
+# The library's soname is libmetafed.so.1; the build puts its link beside libmetafed.so.
+readelf -d "$lib/libmetafed.so" | grep -q 'SONAME.*libmetafed.so.1' || { echo "libmetafed.so has no soname" >&2; exit 1; }
+test "$(readlink "$lib/libmetafed.so.1")" = libmetafed.so || { echo "the build made no libmetafed.so.1 link" >&2; exit 1; }
 warn=(-Wall -Wextra -Werror -pedantic)
 san=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -g)
 link=(-L"$lib" -lmetafed -Wl,-rpath,"$lib" -pthread)

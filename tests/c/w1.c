@@ -67,14 +67,14 @@ int main(void) {
             t->data = NULL;
             t->data_len = 0;
             t->priority = 0;
-            t->deadline_us = 0;
+            t->deadline_ns = 0;
         }
         if (room > 0) {
             metafed_status s = metafed_engine_submit_batch(engine, batch, (size_t)room, tickets, &submitted);
             CHECK(s == METAFED_OK || s == METAFED_E_FULL);
             sent += submitted;
         }
-        OK(metafed_engine_poll(engine, out, 256, room == 0 ? -1 : 0, &got));
+        OK(metafed_engine_poll(engine, out, 256, room == 0 ? METAFED_FOREVER : 0, &got));
         for (n = 0; n < got; n++) {
             CHECK(out[n].outcome == METAFED_OUTCOME_OK || out[n].reason == METAFED_REASON_AGENTS_EXHAUSTED);
             ok += out[n].outcome == METAFED_OUTCOME_OK;

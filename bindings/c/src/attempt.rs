@@ -4,7 +4,7 @@
 //!
 //! Ownership: the handler owns the attempt from `metafed_request_defer` until it completes it.
 //! It must complete every attempt it deferred exactly once, even one the engine has abandoned
-//! (`metafed_attempt_abandoned` says so; completing it then returns `METAFED_E_ABANDONED` and
+//! (`metafed_attempt_is_abandoned` says so; completing it then returns `METAFED_E_ABANDONED` and
 //! costs nothing): the engine reuses the attempt's slot only after that. A second completion,
 //! or a completion after the engine was freed, is refused with `METAFED_E_HANDLE`.
 
@@ -104,8 +104,8 @@ pub extern "C" fn metafed_attempt_complete(
 /// Whether the engine has abandoned a deferred attempt (`*out` 1) or still waits for it (0): a
 /// handler can drop the work of an abandoned one (then complete it, which costs nothing).
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_attempt_abandoned(attempt: metafed_attempt, out: *mut u32) -> metafed_status {
-    boundary("metafed_attempt_abandoned", || {
+pub extern "C" fn metafed_attempt_is_abandoned(attempt: metafed_attempt, out: *mut u32) -> metafed_status {
+    boundary("metafed_attempt_is_abandoned", || {
         non_null(out, "out")?;
         let (worker, slot, g) = unpack(attempt.id);
         let abandoned = crate::handles::with_engine_by_value(attempt.engine as usize, |e| {

@@ -7,8 +7,8 @@
 //! calls, so a text can grow: leave some room, and call again if `*out_len >= cap`.
 
 use crate::convert::{
-    breaker_config_arg, breaker_config_to_c, breaker_event_to_c, check_size, flag, level_arg, non_null, str_arg,
-    write_name,
+    admission_to_c, breaker_config_arg, breaker_config_to_c, breaker_event_to_c, flag, level_arg, non_null, read_in,
+    str_arg, stride_of, write_name, write_out,
 };
 use crate::error::{METAFED_E_CONFIG, METAFED_E_INVALID, boundary, err, metafed_status};
 use crate::handler::CEvents;
@@ -26,7 +26,7 @@ use std::ffi::{c_char, c_void};
 /// yours); it may run on several threads at once. An audit record is reported on the thread
 /// of the operator action, after the action, with the audit log unlocked. The event and its JSON are valid during the call
 /// only. From inside the callback the engine may be read and acted on, except that a
-/// reconfiguration from inside a breaker event raised by `metafed_engine_set_breaker` (which
+/// reconfiguration from inside a breaker event raised by `metafed_engine_set_breaker_config` (which
 /// holds the reconfiguration lock while it sets each breaker's mode, and reports those
 /// transitions and their audit records meanwhile) fails with `METAFED_E_PANIC` instead of
 /// deadlocking.
@@ -46,17 +46,15 @@ pub extern "C" fn metafed_engine_set_event_callback(
                     let json = std::ffi::CString::new(ev.to_json()).unwrap_or_default();
                     let (kind, breaker, audit_seq) = match ev {
                         metafed_rs::events::EngineEvent::Breaker { event, .. } => {
-                            (METAFED_EVENT_BREAKER, breaker_event_to_c(event), 0)
+                            (METAFED_EVENT_BREAKER, Some(breaker_event_to_c(event)), 0)
                         }
-                        metafed_rs::events::EngineEvent::Audit(r) => {
-                            (METAFED_EVENT_AUDIT, metafed_breaker_event::default(), r.seq)
-                        }
+                        metafed_rs::events::EngineEvent::Audit(r) => (METAFED_EVENT_AUDIT, None, r.seq),
                         _ => return, // a kind of event this C ABI does not know
                     };
                     let v = metafed_event {
                         struct_size: size_of::<metafed_event>() as u32,
                         kind,
-                        breaker,
+                        breaker: breaker.as_ref().map_or(std::ptr::null(), |b| b as *const metafed_breaker_event),
                         audit_seq,
                         json_len: json.as_bytes().len(),
                         json: json.as_ptr(),
@@ -81,14 +79,14 @@ pub extern "C" fn metafed_engine_set_event_callback(
 /// (without the NUL) goes to `*out_len` (may be NULL), so that a call with `cap` 0 asks for the
 /// size. Metric names and labels are in the README ("Operating metafed").
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_metrics_text(
+pub extern "C" fn metafed_engine_get_metrics_text(
     engine: *mut metafed_engine,
     openmetrics: u32,
     buf: *mut c_char,
     cap: usize,
     out_len: *mut usize,
 ) -> metafed_status {
-    boundary("metafed_engine_metrics_text", || {
+    boundary("metafed_engine_get_metrics_text", || {
         let openmetrics = flag(openmetrics, "openmetrics")?;
         with_engine(engine, |e| {
             let text = if openmetrics { e.metrics_openmetrics() } else { e.metrics_text() };
@@ -102,14 +100,14 @@ pub extern "C" fn metafed_engine_metrics_text(
 /// described at the top of this section; `*out_status` (may be NULL) gets `METAFED_HEALTHY`,
 /// `METAFED_DEGRADED` or `METAFED_UNHEALTHY`.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_health_json(
+pub extern "C" fn metafed_engine_get_health_json(
     engine: *mut metafed_engine,
     buf: *mut c_char,
     cap: usize,
     out_len: *mut usize,
     out_status: *mut i32,
 ) -> metafed_status {
-    boundary("metafed_engine_health_json", || {
+    boundary("metafed_engine_get_health_json", || {
         with_engine(engine, |e| {
             let h = e.health();
             let json = serde_json::to_string(&h).expect("health serialises");
@@ -177,35 +175,22 @@ pub extern "C" fn metafed_engine_set_rate_limit(engine: *mut metafed_engine, per
 /// The admission settings now into `*out` (the caller sets `out->struct_size`): as the engine
 /// started with them or as `metafed_engine_set_admission` last set them.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_admission(
+pub extern "C" fn metafed_engine_get_admission(
     engine: *mut metafed_engine,
     out: *mut metafed_admission_config,
 ) -> metafed_status {
-    boundary("metafed_engine_admission", || {
+    boundary("metafed_engine_get_admission", || {
         non_null(out, "out")?;
-        // SAFETY: not NULL; points to a `metafed_admission_config` per the contract.
-        let size = unsafe { (*out).struct_size };
-        check_size(size, size_of::<metafed_admission_config>(), "metafed_admission_config")?;
         let a = with_engine(engine, |e| Ok(e.admission()))?;
-        let v = metafed_admission_config {
-            struct_size: size_of::<metafed_admission_config>() as u32,
-            max_concurrent: a.max_concurrent.min(u32::MAX as usize) as u32,
-            queue_capacity: a.queue_capacity.min(u32::MAX as usize) as u32,
-            essential_priority: u32::from(a.essential_priority),
-            priority_reserve: a.priority_reserve,
-            rate_limit_per_s: a.rate_limit_per_s,
-            rate_limit_burst: a.rate_limit_burst,
-        };
-        // SAFETY: as above.
-        unsafe { *out = v };
-        Ok(())
+        // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+        unsafe { write_out(out, &admission_to_c(&a)) }
     })
 }
 
 /// Changes the admission settings while tasks run, from the next admission on: the throttle
 /// (`max_concurrent`, 0: none; tasks waiting for it go on when it has room, at once when it is
 /// turned off), its queue, the essential priority, the slot reserve per priority and the rate
-/// limit. Read them with `metafed_engine_admission`, change what you need, and pass them back.
+/// limit. Read them with `metafed_engine_get_admission`, change what you need, and pass them back.
 /// Checked whole first: `METAFED_E_CONFIG` names a bad setting and changes nothing. Each changed
 /// setting is an audit record.
 #[unsafe(no_mangle)]
@@ -215,9 +200,10 @@ pub extern "C" fn metafed_engine_set_admission(
 ) -> metafed_status {
     boundary("metafed_engine_set_admission", || {
         non_null(config, "config")?;
-        // SAFETY: not NULL; points to a `metafed_admission_config` per the contract.
-        let c = unsafe { *config };
-        check_size(c.struct_size, size_of::<metafed_admission_config>(), "metafed_admission_config")?;
+        // Fields an older header lacks keep their values now.
+        let now = with_engine(engine, |e| Ok(e.admission()))?;
+        // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+        let c = unsafe { read_in(config, admission_to_c(&now)) }?;
         if c.essential_priority > 255 {
             return Err(err(
                 METAFED_E_CONFIG,
@@ -237,17 +223,17 @@ pub extern "C" fn metafed_engine_set_admission(
 }
 
 /// Changes the breaker settings of level `level` (`METAFED_LEVEL_*`) while tasks run: every
-/// breaker of the level takes `*config` (as `metafed_topology_set_breaker` sets it before the
-/// start, the mode included), and the level's time budget becomes `config->timeout_ms`. Breakers
+/// breaker of the level takes `*config` (as `metafed_topology_set_breaker_config` sets it before the
+/// start, the mode included), and the level's time budget becomes `config->timeout_ns`. Breakers
 /// keep their state; a changed window starts over; attempts already running keep the budget
 /// they started with. Recorded in the audit trail. `METAFED_E_INVALID` names a bad setting.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_set_breaker(
+pub extern "C" fn metafed_engine_set_breaker_config(
     engine: *mut metafed_engine,
     level: i32,
     config: *const metafed_breaker_config,
 ) -> metafed_status {
-    boundary("metafed_engine_set_breaker", || {
+    boundary("metafed_engine_set_breaker_config", || {
         let level = level_arg(level)?;
         let cfg = breaker_config_arg(config)?;
         with_engine(engine, |e| Ok(e.set_breaker_config(level, &cfg)?))
@@ -257,21 +243,18 @@ pub extern "C" fn metafed_engine_set_breaker(
 /// The breaker settings of level `level` now (`METAFED_LEVEL_*`) into `*out` (the caller sets
 /// `out->struct_size`), the mode of the level's first breaker included.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_breaker_config(
+pub extern "C" fn metafed_engine_get_breaker_config(
     engine: *mut metafed_engine,
     level: i32,
     out: *mut metafed_breaker_config,
 ) -> metafed_status {
-    boundary("metafed_engine_breaker_config", || {
+    boundary("metafed_engine_get_breaker_config", || {
         non_null(out, "out")?;
-        // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.
-        check_size(unsafe { (*out).struct_size }, size_of::<metafed_breaker_config>(), "metafed_breaker_config")?;
         let level = level_arg(level)?;
         let cfg = with_engine(engine, |e| Ok(e.breaker_config(level)))?;
         let cfg = cfg.ok_or_else(|| err(METAFED_E_INVALID, format!("the engine has no {level:?} breaker")))?;
-        // SAFETY: as above.
-        unsafe { *out = breaker_config_to_c(&cfg) };
-        Ok(())
+        // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+        unsafe { write_out(out, &breaker_config_to_c(&cfg)) }
     })
 }
 
@@ -299,8 +282,8 @@ pub extern "C" fn metafed_engine_set_agent_max_concurrency(
 /// system, `reason` (may be NULL) says why. NULL `actor` clears it (actions are then recorded as
 /// by `unknown`). Each is kept up to `METAFED_MAX_NAME_LEN` bytes.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_set_actor(actor: *const c_char, reason: *const c_char) -> metafed_status {
-    boundary("metafed_set_actor", || {
+pub extern "C" fn metafed_audit_set_actor(actor: *const c_char, reason: *const c_char) -> metafed_status {
+    boundary("metafed_audit_set_actor", || {
         if actor.is_null() {
             metafed_rs::ffi_support::set_actor(None);
             return Ok(());
@@ -318,14 +301,14 @@ pub extern "C" fn metafed_set_actor(actor: *const c_char, reason: *const c_char)
 /// `action`, `target`, `from`, `to`), oldest first: those numbered above `after_seq` (0: every
 /// record kept, the newest 1,024). Into `buf` as described at the top of this section.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_audit_json(
+pub extern "C" fn metafed_engine_get_audit_json(
     engine: *mut metafed_engine,
     after_seq: u64,
     buf: *mut c_char,
     cap: usize,
     out_len: *mut usize,
 ) -> metafed_status {
-    boundary("metafed_engine_audit_json", || {
+    boundary("metafed_engine_get_audit_json", || {
         with_engine(engine, |e| {
             let json = serde_json::to_string(&e.audit_since(after_seq)).expect("records serialise");
             write_name(&json, buf, cap, out_len)
@@ -337,7 +320,7 @@ pub extern "C" fn metafed_engine_audit_json(
 /// `agent API/REST`. `level` is a `METAFED_LEVEL_*`, `index` the domain or agent id. Into `buf`
 /// as described at the top of this section.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_breaker_name(
+pub extern "C" fn metafed_engine_get_breaker_name(
     engine: *mut metafed_engine,
     level: i32,
     index: u32,
@@ -345,7 +328,7 @@ pub extern "C" fn metafed_engine_breaker_name(
     cap: usize,
     out_len: *mut usize,
 ) -> metafed_status {
-    boundary("metafed_engine_breaker_name", || {
+    boundary("metafed_engine_get_breaker_name", || {
         let level = level_arg(level)?;
         with_engine(engine, |e| {
             let Some(name) = metafed_rs::ffi_support::breaker_name(e, level, index as usize) else {
@@ -375,8 +358,7 @@ pub extern "C" fn metafed_engine_drain_events(
         if cap > 0 {
             non_null(out, "out")?;
             // SAFETY: `out` points to at least one event per the contract.
-            stride = unsafe { (*out).struct_size } as usize;
-            check_size(stride as u32, size_of::<metafed_breaker_event>(), "metafed_breaker_event")?;
+            stride = unsafe { stride_of(out) }?;
         }
         let n = with_engine(engine, |e| {
             let mut n = 0;
@@ -384,8 +366,13 @@ pub extern "C" fn metafed_engine_drain_events(
                 let Some(ev) = metafed_rs::ffi_support::pop_event(e) else { break };
                 let v = breaker_event_to_c(&ev);
                 // SAFETY: `out` holds `cap` writable records of `stride` bytes per the contract
-                // (a stride at least the size of this build's record was checked); n < cap.
-                unsafe { *out.cast::<u8>().add(n * stride).cast::<metafed_breaker_event>() = v };
+                // (a stride this library accepts was checked); n < cap. Each element's
+                // `struct_size` is the stride.
+                unsafe {
+                    let at = out.cast::<u8>().add(n * stride).cast::<metafed_breaker_event>();
+                    at.cast::<u32>().write_unaligned(stride as u32);
+                    write_out(at, &v)?;
+                }
                 n += 1;
             }
             Ok(n)
@@ -439,8 +426,8 @@ pub extern "C" fn metafed_engine_add_agent(
 
 /// Removes agent `agent` from the running engine: workers stop routing to it from their next
 /// turn; its attempts in flight finish and count as usual; no task is lost. Its id is not
-/// reused and its counters stay (`metafed_engine_agent_stats` still answers for it;
-/// `metafed_engine_agent_weight` refuses a removed agent). A C
+/// reused and its counters stay (`metafed_engine_get_agent_stats` still answers for it;
+/// `metafed_engine_get_agent_weight` refuses a removed agent). A C
 /// handler's finalizer runs once the engine no longer holds it. Recorded in the audit trail.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_remove_agent(engine: *mut metafed_engine, agent: u16) -> metafed_status {
@@ -472,12 +459,12 @@ pub extern "C" fn metafed_engine_set_agent_weight(
 
 /// Agent `agent`'s routing weight now, into `*out`.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_agent_weight(
+pub extern "C" fn metafed_engine_get_agent_weight(
     engine: *mut metafed_engine,
     agent: u16,
     out: *mut u32,
 ) -> metafed_status {
-    boundary("metafed_engine_agent_weight", || {
+    boundary("metafed_engine_get_agent_weight", || {
         non_null(out, "out")?;
         let w = with_engine(engine, |e| {
             e.agent_weight(metafed_rs::AgentId(agent))
@@ -518,7 +505,7 @@ pub extern "C" fn metafed_engine_add_domain(
 /// Removes domain `domain` from the running engine: from this call on a task that names it is
 /// refused (`METAFED_E_UNKNOWN_DOMAIN`); the sub-tasks already admitted run to their outcome
 /// on its agents, so no task is lost or failed by the removal. Its id is not reused; its
-/// counters stay (`metafed_engine_domain_stats`). Recorded in the audit trail.
+/// counters stay (`metafed_engine_get_domain_stats`). Recorded in the audit trail.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_remove_domain(engine: *mut metafed_engine, domain: u16) -> metafed_status {
     boundary("metafed_engine_remove_domain", || {

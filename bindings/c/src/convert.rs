@@ -4,12 +4,12 @@
 use crate::error::{FfiError, FfiResult, METAFED_E_INVALID, METAFED_E_NULL, METAFED_E_STRUCT_SIZE, err};
 use crate::types::{
     METAFED_AGENT_ISOLATED, METAFED_BREAKER_DISABLED, METAFED_BREAKER_FORCED_OPEN, METAFED_BREAKER_NORMAL,
-    METAFED_FAULT_HANG, METAFED_FAULT_NONE, METAFED_FAULT_PANIC, METAFED_HANDLER_ERROR, METAFED_HANDLER_OK,
-    METAFED_HANDLER_PENDING, METAFED_HANDLER_RAISED, METAFED_LATENCY_EXPONENTIAL, METAFED_LATENCY_FIXED,
-    METAFED_LATENCY_LONG_TAIL, METAFED_LATENCY_NONE, METAFED_LEVEL_AGENT, METAFED_LEVEL_DOMAIN, METAFED_LEVEL_META,
-    METAFED_MAX_DURATION_MS, METAFED_MAX_FAILURES, METAFED_SIM_IO, METAFED_TASK_WAITABLE, metafed_body,
-    metafed_breaker_config, metafed_breaker_event, metafed_completion, metafed_engine_config, metafed_failure,
-    metafed_response, metafed_shutdown_report, metafed_sim_agent, metafed_task,
+    METAFED_FOREVER, METAFED_HANDLER_ERROR, METAFED_HANDLER_OK, METAFED_HANDLER_PENDING, METAFED_HANDLER_RAISED,
+    METAFED_LEVEL_AGENT, METAFED_LEVEL_DOMAIN, METAFED_LEVEL_META, METAFED_MAX_DURATION_NS, METAFED_MAX_FAILURES,
+    METAFED_SIM_IO, METAFED_TASK_WAITABLE, metafed_admission_config, metafed_agent_stats, metafed_body,
+    metafed_breaker_config, metafed_breaker_event, metafed_completion, metafed_domain_stats, metafed_engine_config,
+    metafed_event, metafed_failure, metafed_hedge_config, metafed_request, metafed_response, metafed_shutdown_report,
+    metafed_sim_agent, metafed_stats, metafed_task,
 };
 use metafed_rs::breaker::{BreakerConfig, BreakerMode};
 use metafed_rs::ffi_support::Answer;
@@ -33,13 +33,18 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str
     unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| err(METAFED_E_INVALID, format!("{what} is not valid UTF-8")))
 }
 
-/// A duration argument in milliseconds: finite, from 0 to `METAFED_MAX_DURATION_MS`.
-pub(crate) fn duration_ms(ms: f64, what: &str) -> Result<std::time::Duration, FfiError> {
-    if ms.is_finite() && (0.0..=METAFED_MAX_DURATION_MS as f64).contains(&ms) {
-        Ok(std::time::Duration::from_secs_f64(ms / 1e3))
+/// A duration argument in nanoseconds: at most `METAFED_MAX_DURATION_NS` (30 days).
+pub(crate) fn duration_ns(ns: u64, what: &str) -> Result<Duration, FfiError> {
+    if ns <= METAFED_MAX_DURATION_NS {
+        Ok(Duration::from_nanos(ns))
     } else {
-        Err(err(METAFED_E_INVALID, format!("{what} must be 0 to {METAFED_MAX_DURATION_MS} ms (30 days), got {ms}")))
+        Err(err(METAFED_E_INVALID, format!("{what} must be at most {METAFED_MAX_DURATION_NS} ns (30 days), got {ns}")))
     }
+}
+
+/// A duration as the C ABI reports it: nanoseconds, saturating.
+pub(crate) fn ns_of(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A boolean-like argument: 0 or 1, nothing else.
@@ -51,26 +56,106 @@ pub(crate) fn flag(v: u32, what: &str) -> Result<bool, FfiError> {
     }
 }
 
-/// Checks the `struct_size` a caller gave: at least the size of the struct in this library's
-/// header, and not absurd.
-pub(crate) fn check_size(given: u32, ours: usize, what: &str) -> Result<(), FfiError> {
-    if (given as usize) < ours || given > 65_536 {
+/// A struct of the C ABI that starts with `uint32_t struct_size`. Structs only grow, by fields
+/// appended at the end: `MIN_SIZE` is the size of its first form in ABI 1, and the library
+/// accepts every size from it to its own, reading and writing only the fields a size holds.
+///
+/// # Safety
+/// `Self` is `#[repr(C)]`, starts with a `u32` struct_size, and every bit pattern of its
+/// fields' bytes that a C caller may write is a valid value (integers, floats, raw pointers,
+/// `Option` of function pointers).
+pub(crate) unsafe trait CStruct: Copy {
+    /// The name C sees, for messages.
+    const NAME: &'static str;
+    /// The size of the struct as ABI 1.0 declared it.
+    const MIN_SIZE: usize = size_of::<Self>();
+}
+
+/// Checks a caller's `struct_size` for `T`: from `T::MIN_SIZE` (ABI 1.0) to this library's.
+pub(crate) fn check_size<T: CStruct>(given: u32) -> Result<usize, FfiError> {
+    let (given, ours) = (given as usize, size_of::<T>());
+    if given == 0 {
         return Err(err(
             METAFED_E_STRUCT_SIZE,
-            format!("{what}.struct_size is {given}; this library expects at least {ours} (set it to sizeof({what}))"),
+            format!("{}.struct_size is 0: set it to sizeof({}) before the call", T::NAME, T::NAME),
         ));
     }
+    if given < T::MIN_SIZE {
+        return Err(err(
+            METAFED_E_STRUCT_SIZE,
+            format!(
+                "{}.struct_size is {given}, below the {} bytes of its first form (ABI 1.0): set it to sizeof({})",
+                T::NAME,
+                T::MIN_SIZE,
+                T::NAME
+            ),
+        ));
+    }
+    if given > ours {
+        return Err(err(
+            METAFED_E_STRUCT_SIZE,
+            format!(
+                "{}.struct_size is {given}; this library's is {ours}: the header is newer than the library (use the \
+                 library that came with it)",
+                T::NAME
+            ),
+        ));
+    }
+    Ok(given)
+}
+
+/// Reads a struct the caller filled: its `struct_size` checked, the fields that size holds
+/// copied over `defaults` (those of a later form keep their defaults).
+///
+/// # Safety
+/// `p` is not NULL and points to `p->struct_size` readable bytes.
+pub(crate) unsafe fn read_in<T: CStruct>(p: *const T, defaults: T) -> Result<T, FfiError> {
+    // SAFETY: per the contract, the struct starts with a readable `u32`.
+    let given = check_size::<T>(unsafe { p.cast::<u32>().read_unaligned() })?;
+    let mut v = defaults;
+    // SAFETY: `given` bytes are readable at `p` (the caller's struct) and writable in `v`
+    // (`given` is at most `size_of::<T>()`); any bytes are valid for `T` (CStruct's contract).
+    unsafe { std::ptr::copy_nonoverlapping(p.cast::<u8>(), (&raw mut v).cast::<u8>(), given) };
+    Ok(v)
+}
+
+/// Writes `value` into a struct the caller provides, as far as its `struct_size` (checked, and
+/// kept) reaches: a caller with an older header gets the fields it knows.
+///
+/// # Safety
+/// `p` is not NULL and points to `p->struct_size` writable bytes, `struct_size` first.
+pub(crate) unsafe fn write_out<T: CStruct>(p: *mut T, value: &T) -> Result<(), FfiError> {
+    // SAFETY: per the contract, the struct starts with a readable `u32`.
+    let given = check_size::<T>(unsafe { p.cast::<u32>().read_unaligned() })?;
+    // SAFETY: `given` bytes are writable at `p` and readable in `value` (at most its size).
+    unsafe { std::ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), p.cast::<u8>(), given) };
+    // SAFETY: as above; the caller's size stays (the copy wrote ours over it).
+    unsafe { p.cast::<u32>().write_unaligned(given as u32) };
     Ok(())
 }
 
-/// A timeout in milliseconds: negative (or longer than `METAFED_MAX_DURATION_MS`) waits
-/// forever, 0 does not wait.
-pub(crate) fn timeout(ms: i64) -> Option<Duration> {
-    (ms >= 0 && ms as u64 <= METAFED_MAX_DURATION_MS).then(|| Duration::from_millis(ms as u64))
+/// The stride of an array the caller provides: its first element's `struct_size`, checked.
+///
+/// # Safety
+/// `p` is not NULL and points to at least one element.
+pub(crate) unsafe fn stride_of<T: CStruct>(p: *const T) -> Result<usize, FfiError> {
+    // SAFETY: per the contract.
+    check_size::<T>(unsafe { p.cast::<u32>().read_unaligned() })
+}
+
+/// A timeout in nanoseconds: `METAFED_FOREVER` waits forever (`None`), 0 does not wait; any
+/// other value above `METAFED_MAX_DURATION_NS` is refused.
+pub(crate) fn timeout(ns: u64, what: &str) -> Result<Option<Duration>, FfiError> {
+    if ns == METAFED_FOREVER { Ok(None) } else { duration_ns(ns, what).map(Some) }
 }
 
 pub(crate) fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, FfiError> {
-    check_size(c.struct_size, size_of::<metafed_engine_config>(), "metafed_engine_config")?;
+    let idle_yield_us = u32::try_from(c.idle_yield_ns / 1_000).map_err(|_| {
+        err(
+            crate::error::METAFED_E_CONFIG,
+            format!("idle_yield_ns must be at most {} ns, got {}", u64::from(u32::MAX) * 1_000, c.idle_yield_ns),
+        )
+    })?;
     let cfg = EngineConfig {
         workers: c.workers as usize,
         pin: flag(c.pin, "pin")?,
@@ -78,10 +163,10 @@ pub(crate) fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, F
         worker_capacity: c.worker_capacity as usize,
         batch: c.batch as usize,
         idle_spins: c.idle_spins,
-        idle_yield_us: c.idle_yield_us,
+        idle_yield_us,
         isolated_queue: c.isolated_queue as usize,
         panic_routing: flag(c.panic_routing, "panic_routing")?,
-        drain_timeout: Duration::from_millis(u64::from(c.drain_timeout_ms)),
+        drain_timeout: duration_ns(c.drain_timeout_ns, "drain_timeout_ns")?,
         admission: AdmissionConfig {
             max_concurrent: c.max_concurrent as usize,
             queue_capacity: c.queue_capacity as usize,
@@ -144,7 +229,7 @@ pub(crate) fn report(r: metafed_rs::ShutdownReport) -> metafed_shutdown_report {
         rejected: r.rejected,
         detached_threads: r.detached_threads as u32,
         reserved: 0,
-        elapsed_us: r.elapsed_us,
+        elapsed_ns: r.elapsed_us.saturating_mul(1_000),
     }
 }
 
@@ -156,23 +241,38 @@ pub(crate) fn write_opt<T>(out: *mut T, v: T) {
 }
 
 pub(crate) fn sim_agent(s: &metafed_sim_agent) -> Result<SimAgent, FfiError> {
-    check_size(s.struct_size, size_of::<metafed_sim_agent>(), "metafed_sim_agent")?;
-    let latency = match s.latency_kind {
-        METAFED_LATENCY_NONE => Latency::None,
-        METAFED_LATENCY_FIXED => Latency::Fixed { us: s.latency_us },
-        METAFED_LATENCY_EXPONENTIAL => Latency::Exponential { mean_us: s.latency_us },
-        METAFED_LATENCY_LONG_TAIL => {
-            Latency::LongTail { base_us: s.latency_us, slow_us: s.slow_us, slow_rate: s.slow_rate }
+    for (ns, what) in [
+        (s.latency_ns, "latency_ns"),
+        (s.exponential_mean_ns, "exponential_mean_ns"),
+        (s.slow_latency_ns, "slow_latency_ns"),
+        (s.hang_ns, "hang_ns"),
+    ] {
+        duration_ns(ns, what)?;
+    }
+    let us = |ns: u64| ns as f64 / 1e3;
+    let latency = match (s.latency_ns, s.exponential_mean_ns, s.slow_latency_ns, s.slow_rate) {
+        (0, 0, 0, 0.0) => Latency::None,
+        (l, 0, 0, 0.0) => Latency::Fixed { us: us(l) },
+        (0, m, 0, 0.0) => Latency::Exponential { mean_us: us(m) },
+        (l, 0, slow, r) if r > 0.0 => Latency::LongTail { base_us: us(l), slow_us: us(slow), slow_rate: r },
+        (l, m, slow, r) => {
+            return Err(err(
+                METAFED_E_INVALID,
+                format!(
+                    "a latency is none, latency_ns alone, exponential_mean_ns alone, or latency_ns with \
+                     slow_latency_ns and slow_rate; got latency_ns {l}, exponential_mean_ns {m}, slow_latency_ns \
+                     {slow}, slow_rate {r}"
+                ),
+            ));
         }
-        k => return Err(err(METAFED_E_INVALID, format!("unknown latency_kind {k}"))),
     };
-    let fault = match s.fault_kind {
-        METAFED_FAULT_NONE => SimFault::None,
-        METAFED_FAULT_HANG if s.fault_value >= 0.0 && s.fault_value.is_finite() => {
-            SimFault::Hang { ms: s.fault_value as u64 }
+    let fault = match (s.hang_ns, s.panic_rate) {
+        (0, 0.0) => SimFault::None,
+        (h, 0.0) => SimFault::Hang { ms: h.div_ceil(1_000_000) },
+        (0, r) => SimFault::Panic { rate: r },
+        (h, r) => {
+            return Err(err(METAFED_E_INVALID, format!("set hang_ns or panic_rate, not both: got {h} and {r}")));
         }
-        METAFED_FAULT_PANIC => SimFault::Panic { rate: s.fault_value },
-        k => return Err(err(METAFED_E_INVALID, format!("invalid fault_kind {k} with fault_value {}", s.fault_value))),
     };
     let io = s.flags & METAFED_SIM_IO != 0;
     let agent = SimAgent { error_rate: s.error_rate, latency, seed: s.seed, fault, io };
@@ -200,18 +300,35 @@ pub(crate) fn level_config(level: i32) -> Result<BreakerConfig, FfiError> {
 /// Reads and checks a caller's `metafed_breaker_config`.
 pub(crate) fn breaker_config_arg(config: *const metafed_breaker_config) -> Result<BreakerConfig, FfiError> {
     non_null(config, "config")?;
-    // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.
-    let c = unsafe { &*config };
-    check_size(c.struct_size, size_of::<metafed_breaker_config>(), "metafed_breaker_config")?;
-    let dur = duration_ms;
+    // SAFETY: not NULL; a struct of `struct_size` bytes per the contract. (No default stands in
+    // for a field: every field is in ABI 1.0's form.)
+    let c = unsafe { read_in(config, breaker_config_to_c(&BreakerConfig::agent())) }?;
+    // The durations' own checks, naming the C fields (the rest are named alike in Rust).
+    let zero = |what: &str| err(METAFED_E_INVALID, format!("{what} must be greater than zero"));
+    if c.timeout_ns == 0 {
+        return Err(zero("timeout_ns"));
+    }
+    if c.open_base_ns == 0 {
+        return Err(zero("open_base_ns"));
+    }
+    if c.failure_rate > 0.0 && c.window_ns == 0 {
+        return Err(err(METAFED_E_INVALID, "window_ns must be greater than zero when failure_rate is set"));
+    }
+    if c.open_max_ns < c.open_base_ns {
+        return Err(err(
+            METAFED_E_INVALID,
+            format!("open_max_ns must be at least open_base_ns, got {} and {}", c.open_max_ns, c.open_base_ns),
+        ));
+    }
+    let dur = duration_ns;
     let cfg = BreakerConfig {
-        timeout: dur(c.timeout_ms, "timeout_ms")?,
+        timeout: dur(c.timeout_ns, "timeout_ns")?,
         consecutive_failures: c.consecutive_failures,
         failure_rate: c.failure_rate,
-        window: dur(c.window_ms, "window_ms")?,
+        window: dur(c.window_ns, "window_ns")?,
         min_calls: c.min_calls,
-        open_base: dur(c.open_base_ms, "open_base_ms")?,
-        open_max: dur(c.open_max_ms, "open_max_ms")?,
+        open_base: dur(c.open_base_ns, "open_base_ns")?,
+        open_max: dur(c.open_max_ns, "open_max_ns")?,
         half_open_probes: c.half_open_probes,
         mode: breaker_mode(c.mode)?,
     };
@@ -230,17 +347,16 @@ pub(crate) fn breaker_mode(mode: i32) -> Result<BreakerMode, FfiError> {
 
 /// A breaker configuration as the C struct.
 pub(crate) fn breaker_config_to_c(c: &BreakerConfig) -> metafed_breaker_config {
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     metafed_breaker_config {
         struct_size: size_of::<metafed_breaker_config>() as u32,
         mode: c.mode as i32,
-        timeout_ms: ms(c.timeout),
+        timeout_ns: ns_of(c.timeout),
         consecutive_failures: c.consecutive_failures,
         min_calls: c.min_calls,
         failure_rate: c.failure_rate,
-        window_ms: ms(c.window),
-        open_base_ms: ms(c.open_base),
-        open_max_ms: ms(c.open_max),
+        window_ns: ns_of(c.window),
+        open_base_ns: ns_of(c.open_base),
+        open_max_ns: ns_of(c.open_max),
         half_open_probes: c.half_open_probes,
         reserved: 0,
     }
@@ -305,7 +421,12 @@ impl metafed_completion {
                 .into_iter()
                 .map(|(d, data)| {
                     let data = Box::into_raw(data.into_boxed_slice());
-                    metafed_body { domain: d.0, data: data.cast::<u8>(), len: data.len() }
+                    metafed_body {
+                        struct_size: size_of::<metafed_body>() as u32,
+                        domain: d.0,
+                        data: data.cast::<u8>(),
+                        len: data.len(),
+                    }
                 })
                 .collect();
             out.bodies_len = entries.len() as u32;
@@ -348,20 +469,41 @@ pub(crate) fn failure(f: &AttemptFailure) -> metafed_failure {
     }
 }
 
-/// Checks a task and turns it into a Rust task that borrows its bytes.
+/// Reads a caller's task (checked, as far as its `struct_size` reaches) into a Rust task that
+/// borrows its bytes.
 ///
 /// # Safety
-/// `t.data` must be valid for `t.data_len` bytes for the lifetime `'a` (or `data_len` 0).
-pub(crate) unsafe fn task<'a>(t: &metafed_task) -> Result<metafed_rs::Task<'a>, FfiError> {
-    check_size(t.struct_size, size_of::<metafed_task>(), "metafed_task")?;
-    if t.deadline_us > METAFED_MAX_DURATION_MS * 1000 {
+/// `t` is not NULL and points to `t->struct_size` readable bytes; `t->data` is valid for
+/// `t->data_len` bytes for the lifetime `'a` (or `data_len` is 0).
+pub(crate) unsafe fn task<'a>(t: *const metafed_task) -> Result<metafed_rs::Task<'a>, FfiError> {
+    // SAFETY: per the contract.
+    let t = unsafe { read_in(t, metafed_task::defaults()) }?;
+    // SAFETY: as above.
+    unsafe { task_from(t) }
+}
+
+/// [`task`] for an element of an array of `stride` bytes each (the first element's
+/// `struct_size`, checked by the caller): the element's own `struct_size` is not read.
+///
+/// # Safety
+/// `t` points to `stride` readable bytes, `stride` a size [`check_size`] accepted; its data as
+/// for [`task`].
+pub(crate) unsafe fn task_of_size<'a>(t: *const metafed_task, stride: usize) -> Result<metafed_rs::Task<'a>, FfiError> {
+    let mut v = metafed_task::defaults();
+    // SAFETY: `stride` bytes are readable at `t` and, accepted by `check_size`, at most
+    // `size_of::<metafed_task>()`; any bytes are valid for the struct.
+    unsafe { std::ptr::copy_nonoverlapping(t.cast::<u8>(), (&raw mut v).cast::<u8>(), stride) };
+    // SAFETY: as above.
+    unsafe { task_from(v) }
+}
+
+/// # Safety
+/// `t.data` is valid for `t.data_len` bytes for `'a` (or `data_len` is 0).
+unsafe fn task_from<'a>(t: metafed_task) -> Result<metafed_rs::Task<'a>, FfiError> {
+    if t.deadline_ns > METAFED_MAX_DURATION_NS {
         return Err(err(
             METAFED_E_INVALID,
-            format!(
-                "deadline_us is {}; at most {} (METAFED_MAX_DURATION_MS)",
-                t.deadline_us,
-                METAFED_MAX_DURATION_MS * 1000
-            ),
+            format!("deadline_ns is {}; at most {METAFED_MAX_DURATION_NS} (30 days)", t.deadline_ns),
         ));
     }
     if t.priority > 3 {
@@ -384,7 +526,7 @@ pub(crate) unsafe fn task<'a>(t: &metafed_task) -> Result<metafed_rs::Task<'a>, 
         priority: t.priority as u8,
         payload: t.payload,
         data,
-        deadline: (t.deadline_us > 0).then(|| std::time::Duration::from_micros(t.deadline_us)),
+        deadline: (t.deadline_ns > 0).then(|| Duration::from_nanos(t.deadline_ns)),
         waitable: t.flags & METAFED_TASK_WAITABLE != 0,
     })
 }
@@ -393,9 +535,15 @@ pub(crate) fn answer(result: i32, response: *const metafed_response) -> Result<A
     let (code, value, data) = if response.is_null() {
         (0, 0, Vec::new())
     } else {
-        // SAFETY: not NULL; points to a response per the contract.
-        let r = unsafe { &*response };
-        check_size(r.struct_size, size_of::<metafed_response>(), "metafed_response")?;
+        let empty = metafed_response {
+            struct_size: size_of::<metafed_response>() as u32,
+            code: 0,
+            value: 0,
+            data: std::ptr::null(),
+            data_len: 0,
+        };
+        // SAFETY: not NULL; a response of `struct_size` bytes per the contract.
+        let r = unsafe { read_in(response, empty) }?;
         let data = if r.data_len == 0 || result != METAFED_HANDLER_OK {
             Vec::new()
         } else if r.data.is_null() {
@@ -425,4 +573,129 @@ pub(crate) fn check_flags(flags: u32, allowed: u32) -> Result<bool, FfiError> {
         return Err(err(METAFED_E_INVALID, format!("unknown agent flags {:#x}", flags & !allowed)));
     }
     Ok(flags & METAFED_AGENT_ISOLATED != 0)
+}
+
+// SAFETY (each impl below): a `#[repr(C)]` struct of types.rs that starts with `u32 struct_size`
+// and holds only integers, floats, raw pointers and `Option`s of function pointers.
+macro_rules! c_structs {
+    ($($t:ident),* $(,)?) => {
+        $(
+            // SAFETY: see above.
+            unsafe impl CStruct for $t {
+                const NAME: &'static str = stringify!($t);
+            }
+        )*
+    };
+}
+c_structs!(
+    metafed_task,
+    metafed_completion,
+    metafed_body,
+    metafed_request,
+    metafed_response,
+    metafed_sim_agent,
+    metafed_hedge_config,
+    metafed_breaker_config,
+    metafed_engine_config,
+    metafed_admission_config,
+    metafed_stats,
+    metafed_domain_stats,
+    metafed_agent_stats,
+    metafed_shutdown_report,
+    metafed_breaker_event,
+    metafed_event,
+);
+
+impl metafed_task {
+    /// What `metafed_task_init` fills: no flags, id 0, no domains, priority 0, no payload, no
+    /// deadline.
+    pub(crate) fn defaults() -> Self {
+        Self {
+            struct_size: size_of::<Self>() as u32,
+            flags: 0,
+            id: 0,
+            domains: 0,
+            payload: 0,
+            data: std::ptr::null(),
+            data_len: 0,
+            priority: 0,
+            deadline_ns: 0,
+        }
+    }
+}
+
+impl metafed_engine_config {
+    /// What `metafed_engine_config_init` fills: the engine's defaults.
+    pub(crate) fn defaults() -> Self {
+        let c = EngineConfig::default();
+        let a = admission_to_c(&c.admission);
+        Self {
+            struct_size: size_of::<Self>() as u32,
+            workers: c.workers as u32,
+            pin: u32::from(c.pin),
+            max_in_flight: c.max_in_flight as u32,
+            worker_capacity: c.worker_capacity as u32,
+            batch: c.batch as u32,
+            idle_spins: c.idle_spins,
+            isolated_queue: c.isolated_queue as u32,
+            idle_yield_ns: u64::from(c.idle_yield_us) * 1_000,
+            drain_timeout_ns: ns_of(c.drain_timeout),
+            panic_routing: u32::from(c.panic_routing),
+            max_concurrent: a.max_concurrent,
+            queue_capacity: a.queue_capacity,
+            essential_priority: a.essential_priority,
+            priority_reserve: a.priority_reserve,
+            rate_limit_per_s: a.rate_limit_per_s,
+            rate_limit_burst: a.rate_limit_burst,
+            on_complete: None,
+            on_complete_user_data: std::ptr::null_mut(),
+        }
+    }
+}
+
+impl metafed_sim_agent {
+    /// What `metafed_sim_agent_init` fills: never fails, answers at once, no fault.
+    pub(crate) fn defaults() -> Self {
+        Self {
+            struct_size: size_of::<Self>() as u32,
+            flags: 0,
+            error_rate: 0.0,
+            latency_ns: 0,
+            exponential_mean_ns: 0,
+            slow_latency_ns: 0,
+            slow_rate: 0.0,
+            hang_ns: 0,
+            panic_rate: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+impl metafed_hedge_config {
+    /// What `metafed_hedge_config_init` fills: once, after the 95th percentile of the domain's
+    /// recent latency, once 100 latencies are known, over a 1 s rotating window.
+    pub(crate) fn defaults() -> Self {
+        Self {
+            struct_size: size_of::<Self>() as u32,
+            max_extra: 1,
+            delay_ns: 0,
+            percentile: 95.0,
+            min_samples: 100,
+            reserved: 0,
+            period_ns: 1_000_000_000,
+        }
+    }
+}
+
+/// Admission settings as the C struct.
+pub(crate) fn admission_to_c(a: &AdmissionConfig) -> metafed_admission_config {
+    metafed_admission_config {
+        struct_size: size_of::<metafed_admission_config>() as u32,
+        max_concurrent: a.max_concurrent.min(u32::MAX as usize) as u32,
+        queue_capacity: a.queue_capacity.min(u32::MAX as usize) as u32,
+        essential_priority: u32::from(a.essential_priority),
+        priority_reserve: a.priority_reserve,
+        rate_limit_per_s: a.rate_limit_per_s,
+        rate_limit_burst: a.rate_limit_burst,
+    }
 }

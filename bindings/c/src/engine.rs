@@ -2,74 +2,38 @@
 //! completions, watching it, and stopping it.
 
 use crate::convert::{
-    breaker_mode, check_size, engine_config, flag, level_arg, non_null, outcome_code, report, state_code, timeout,
-    write_name, write_ticket,
+    breaker_mode, duration_ns, engine_config, flag, level_arg, non_null, outcome_code, read_in, report, state_code,
+    stride_of, timeout, write_name, write_out, write_ticket,
 };
 use crate::error::{FfiError, FfiResult, METAFED_E_INVALID, boundary, err, metafed_status};
 use crate::handler::CCallback;
 use crate::handles::{ENGINES, builder_snapshot, engine_arc, metafed_engine, metafed_topology, with_engine};
 use crate::types::{
-    METAFED_MAX_DURATION_MS, METAFED_OUTCOME_COUNT, METAFED_REASON_COUNT, metafed_agent_stats, metafed_completion,
-    metafed_domain_stats, metafed_engine_config, metafed_shutdown_report, metafed_stats, metafed_task,
+    METAFED_OUTCOME_COUNT, METAFED_REASON_COUNT, metafed_agent_stats, metafed_completion, metafed_domain_stats,
+    metafed_engine_config, metafed_shutdown_report, metafed_stats, metafed_task,
 };
 use metafed_rs::{Completion, DomainId, Engine, EngineConfig, Task, Ticket};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Fills `*out` with a task's defaults: no flags, id 0, no domains (set `domains`), priority 0,
-/// no payload, no deadline.
+/// no payload, no deadline. Set `out->struct_size` first.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_task_init(out: *mut metafed_task) -> metafed_status {
     boundary("metafed_task_init", || {
         non_null(out, "out")?;
-        let v = metafed_task {
-            struct_size: size_of::<metafed_task>() as u32,
-            flags: 0,
-            id: 0,
-            domains: 0,
-            payload: 0,
-            data: std::ptr::null(),
-            data_len: 0,
-            priority: 0,
-            deadline_us: 0,
-        };
-        // SAFETY: not NULL; points to a `metafed_task` per the contract.
-        unsafe { *out = v };
-        Ok(())
+        // SAFETY: not NULL; a `metafed_task` of `struct_size` bytes per the contract.
+        unsafe { write_out(out, &metafed_task::defaults()) }
     })
 }
 
-/// Fills `*out` with the default engine settings.
+/// Fills `*out` with the default engine settings. Set `out->struct_size` first.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_config_init(out: *mut metafed_engine_config) -> metafed_status {
     boundary("metafed_engine_config_init", || {
         non_null(out, "out")?;
-        let c = EngineConfig::default();
-        let a = &c.admission;
-        let v = metafed_engine_config {
-            struct_size: size_of::<metafed_engine_config>() as u32,
-            workers: c.workers as u32,
-            pin: u32::from(c.pin),
-            max_in_flight: c.max_in_flight as u32,
-            worker_capacity: c.worker_capacity as u32,
-            batch: c.batch as u32,
-            idle_spins: c.idle_spins,
-            idle_yield_us: c.idle_yield_us,
-            isolated_queue: c.isolated_queue as u32,
-            panic_routing: u32::from(c.panic_routing),
-            drain_timeout_ms: c.drain_timeout.as_millis() as u32,
-            max_concurrent: a.max_concurrent as u32,
-            queue_capacity: a.queue_capacity as u32,
-            essential_priority: u32::from(a.essential_priority),
-            priority_reserve: a.priority_reserve,
-            rate_limit_per_s: a.rate_limit_per_s,
-            rate_limit_burst: a.rate_limit_burst,
-            on_complete: None,
-            on_complete_user_data: std::ptr::null_mut(),
-        };
-        // SAFETY: not NULL; points to a `metafed_engine_config` per the contract.
-        unsafe { *out = v };
-        Ok(())
+        // SAFETY: not NULL; a `metafed_engine_config` of `struct_size` bytes per the contract.
+        unsafe { write_out(out, &metafed_engine_config::defaults()) }
     })
 }
 
@@ -96,10 +60,10 @@ pub extern "C" fn metafed_engine_new(
         let (cfg, callback) = if config.is_null() {
             (EngineConfig::default(), None)
         } else {
-            // SAFETY: not NULL; points to a `metafed_engine_config` per the contract.
-            let c = unsafe { &*config };
+            // SAFETY: not NULL; a `metafed_engine_config` of `struct_size` bytes per the contract.
+            let c = unsafe { read_in(config, metafed_engine_config::defaults()) }?;
             let cb = c.on_complete.map(|f| CCallback { f, user_data: c.on_complete_user_data });
-            (engine_config(c)?, cb)
+            (engine_config(&c)?, cb)
         };
         let mut builder = Engine::builder(topo).config(cfg);
         if let Some(cb) = callback {
@@ -126,26 +90,28 @@ pub extern "C" fn metafed_engine_submit(
     boundary("metafed_engine_submit", || {
         non_null(task, "task")?;
         // SAFETY: not NULL; per the contract it points to a task whose data is valid for the call.
-        let t = unsafe { crate::convert::task(&*task) }?;
+        let t = unsafe { crate::convert::task(task) }?;
         let ticket = with_engine(engine, |e| Ok(e.try_submit(&t)?))?;
         write_ticket(out_ticket, ticket);
         Ok(())
     })
 }
 
-/// Submits a task, waiting while the engine is full for up to `timeout_ms` (negative: forever).
+/// Submits a task, waiting while the engine is full for up to `timeout_ns` (`METAFED_FOREVER`:
+/// as long as it takes).
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_submit_blocking(
     engine: *mut metafed_engine,
     task: *const metafed_task,
-    timeout_ms: i64,
+    timeout_ns: u64,
     out_ticket: *mut u64,
 ) -> metafed_status {
     boundary("metafed_engine_submit_blocking", || {
         non_null(task, "task")?;
+        let timeout = timeout(timeout_ns, "timeout_ns")?;
         // SAFETY: as in `metafed_engine_submit`.
-        let t = unsafe { crate::convert::task(&*task) }?;
-        let ticket = engine_arc(engine)?.submit(&t, timeout(timeout_ms))?;
+        let t = unsafe { crate::convert::task(task) }?;
+        let ticket = engine_arc(engine)?.submit(&t, timeout)?;
         write_ticket(out_ticket, ticket);
         Ok(())
     })
@@ -173,8 +139,7 @@ pub extern "C" fn metafed_engine_submit_batch(
         non_null(tasks, "tasks")?;
         non_null(tickets, "tickets")?;
         // SAFETY: `tasks` points to at least one task per the contract.
-        let stride = unsafe { (*tasks).struct_size } as usize;
-        check_size(stride as u32, size_of::<metafed_task>(), "metafed_task")?;
+        let stride = unsafe { stride_of(tasks) }?;
         // SAFETY: the caller provides `n` tickets.
         let tickets: &mut [Ticket] = unsafe { std::slice::from_raw_parts_mut(tickets.cast::<Ticket>(), n) };
         with_engine(engine, |e| {
@@ -186,9 +151,9 @@ pub extern "C" fn metafed_engine_submit_batch(
                 for (i, slot) in chunk[..k].iter_mut().enumerate() {
                     // SAFETY: element `done + i` lies within the caller's array of `n` tasks of
                     // `stride` bytes; its data is valid for the call per the contract.
-                    let raw = unsafe { &*tasks.cast::<u8>().add((done + i) * stride).cast::<metafed_task>() };
-                    // SAFETY: its data is valid for the call per the contract.
-                    match unsafe { crate::convert::task(raw) } {
+                    let raw = unsafe { tasks.cast::<u8>().add((done + i) * stride).cast::<metafed_task>() };
+                    // SAFETY: as above: a task of `stride` bytes whose data is valid for the call.
+                    match unsafe { crate::convert::task_of_size(raw, stride) } {
                         Ok(t) => *slot = t,
                         Err(e) if done + i == 0 => return Err(e),
                         Err(_) => return Ok(done + i), // submit the prefix; the caller retries the rest
@@ -215,43 +180,46 @@ pub extern "C" fn metafed_engine_submit_batch(
 }
 
 /// Moves up to `cap` completions into `out` (an array whose stride is `out[0].struct_size`,
-/// which the caller sets) and their count into `*out_n`. Waits up to `timeout_ms` for the first
-/// one when none is ready (0: no wait; negative: until one comes or the engine stops).
+/// which the caller sets) and their count into `*out_n`. Waits up to `timeout_ns` for the first
+/// one when none is ready (0: no wait; `METAFED_FOREVER`: until one comes or the engine stops).
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_poll(
     engine: *mut metafed_engine,
     out: *mut metafed_completion,
     cap: usize,
-    timeout_ms: i64,
+    timeout_ns: u64,
     out_n: *mut usize,
 ) -> metafed_status {
     boundary("metafed_engine_poll", || {
         non_null(out_n, "out_n")?;
         // SAFETY: not NULL; writable per the contract.
         unsafe { *out_n = 0 };
+        let timeout = timeout(timeout_ns, "timeout_ns")?;
         if cap == 0 {
             return Ok(());
         }
         non_null(out, "out")?;
         // SAFETY: `out` points to at least one completion per the contract.
-        let stride = unsafe { (*out).struct_size } as usize;
-        check_size(stride as u32, size_of::<metafed_completion>(), "metafed_completion")?;
+        let stride = unsafe { stride_of(out) }?;
         let engine = engine_arc(engine)?;
         let mut buf: [Completion; 64] = std::array::from_fn(|_| Completion::default());
         let mut total = 0;
         while total < cap {
             let want = (cap - total).min(buf.len());
-            let got = if total == 0 && timeout_ms != 0 {
-                engine.poll_wait(&mut buf[..want], timeout(timeout_ms))?
+            let got = if total == 0 && timeout != Some(Duration::ZERO) {
+                engine.poll_wait(&mut buf[..want], timeout)?
             } else {
                 engine.poll(&mut buf[..want])
             };
             for (i, c) in buf[..got].iter_mut().enumerate() {
-                // SAFETY: element `total + i` < `cap` lies within the caller's array.
+                let v = metafed_completion::with_bodies(c);
+                // SAFETY: element `total + i` < `cap` lies within the caller's array of `stride`
+                // bytes each, its `struct_size` written first (the stride).
                 unsafe {
-                    *out.cast::<u8>().add((total + i) * stride).cast::<metafed_completion>() =
-                        metafed_completion::with_bodies(c)
-                };
+                    let at = out.cast::<u8>().add((total + i) * stride).cast::<metafed_completion>();
+                    at.cast::<u32>().write_unaligned(stride as u32);
+                    write_out(at, &v)?;
+                }
             }
             total += got;
             if got < want {
@@ -371,40 +339,39 @@ pub extern "C" fn metafed_engine_run_batch(
     })
 }
 
-/// Waits up to `timeout_ms` (negative: forever) for the waitable task of `ticket` and writes its
-/// completion to `*out`. One thread may wait on a ticket at a time.
+/// Waits up to `timeout_ns` (`METAFED_FOREVER`: as long as it takes) for the waitable task of
+/// `ticket` and writes its completion to `*out` (set `out->struct_size`). One thread may wait
+/// on a ticket at a time.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_wait(
     engine: *mut metafed_engine,
     ticket: u64,
-    timeout_ms: i64,
+    timeout_ns: u64,
     out: *mut metafed_completion,
 ) -> metafed_status {
     boundary("metafed_engine_wait", || {
         non_null(out, "out")?;
+        let timeout = timeout(timeout_ns, "timeout_ns")?;
         // SAFETY: not NULL; readable per the contract.
-        check_size(unsafe { (*out).struct_size }, size_of::<metafed_completion>(), "metafed_completion")?;
-        let mut c = engine_arc(engine)?.wait(Ticket(ticket), timeout(timeout_ms))?;
-        // SAFETY: not NULL; writable per the contract.
-        unsafe { *out = metafed_completion::with_bodies(&mut c) };
-        Ok(())
+        unsafe { stride_of(out) }?;
+        let mut c = engine_arc(engine)?.wait(Ticket(ticket), timeout)?;
+        // SAFETY: not NULL; a completion of `struct_size` bytes per the contract.
+        unsafe { write_out(out, &metafed_completion::with_bodies(&mut c)) }
     })
 }
 
 /// Engine-wide counters into `*out` (the caller sets `out->struct_size`).
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_stats(engine: *mut metafed_engine, out: *mut metafed_stats) -> metafed_status {
-    boundary("metafed_engine_stats", || {
+pub extern "C" fn metafed_engine_get_stats(engine: *mut metafed_engine, out: *mut metafed_stats) -> metafed_status {
+    boundary("metafed_engine_get_stats", || {
         non_null(out, "out")?;
-        // SAFETY: not NULL; readable and writable per the contract.
-        check_size(unsafe { (*out).struct_size }, size_of::<metafed_stats>(), "metafed_stats")?;
         let s = with_engine(engine, |e| Ok(e.stats()))?;
         let mut reasons = [0u64; METAFED_REASON_COUNT];
         for r in &s.reasons {
             reasons[r.reason as usize] = r.count;
         }
         let v = metafed_stats {
-            struct_size: size_of::<metafed_stats>() as u32,
+            struct_size: 0,
             workers: s.workers as u32,
             domains: s.domains.len() as u32,
             agents: s.agents.len() as u32,
@@ -426,30 +393,27 @@ pub extern "C" fn metafed_engine_stats(engine: *mut metafed_engine, out: *mut me
             meta_trips: s.meta.breaker.opened + s.meta.breaker.reopened,
             predicted_success: s.predicted_success,
         };
-        // SAFETY: checked above.
-        unsafe { *out = v };
-        Ok(())
+        // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+        unsafe { write_out(out, &v) }
     })
 }
 
 /// Counters of domain `domain` into `*out` (the caller sets `out->struct_size`).
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_domain_stats(
+pub extern "C" fn metafed_engine_get_domain_stats(
     engine: *mut metafed_engine,
     domain: u16,
     out: *mut metafed_domain_stats,
 ) -> metafed_status {
-    boundary("metafed_engine_domain_stats", || {
+    boundary("metafed_engine_get_domain_stats", || {
         non_null(out, "out")?;
-        // SAFETY: not NULL; readable and writable per the contract.
-        check_size(unsafe { (*out).struct_size }, size_of::<metafed_domain_stats>(), "metafed_domain_stats")?;
         let s = with_engine(engine, |e| Ok(e.stats()))?;
         let d = s
             .domains
             .get(usize::from(domain))
             .ok_or_else(|| err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")))?;
         let v = metafed_domain_stats {
-            struct_size: size_of::<metafed_domain_stats>() as u32,
+            struct_size: 0,
             state: state_code(d.breaker.state),
             subtasks: d.subtasks,
             ok: d.ok,
@@ -465,30 +429,27 @@ pub extern "C" fn metafed_engine_domain_stats(
             budget_denied: d.budget_denied,
             waited: d.waited,
         };
-        // SAFETY: checked above.
-        unsafe { *out = v };
-        Ok(())
+        // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+        unsafe { write_out(out, &v) }
     })
 }
 
 /// Counters of agent `agent` into `*out` (the caller sets `out->struct_size`).
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_agent_stats(
+pub extern "C" fn metafed_engine_get_agent_stats(
     engine: *mut metafed_engine,
     agent: u16,
     out: *mut metafed_agent_stats,
 ) -> metafed_status {
-    boundary("metafed_engine_agent_stats", || {
+    boundary("metafed_engine_get_agent_stats", || {
         non_null(out, "out")?;
-        // SAFETY: not NULL; readable and writable per the contract.
-        check_size(unsafe { (*out).struct_size }, size_of::<metafed_agent_stats>(), "metafed_agent_stats")?;
         let s = with_engine(engine, |e| Ok(e.stats()))?;
         let a = s
             .agents
             .get(usize::from(agent))
             .ok_or_else(|| err(METAFED_E_INVALID, format!("agent id {agent} does not exist")))?;
         let v = metafed_agent_stats {
-            struct_size: size_of::<metafed_agent_stats>() as u32,
+            struct_size: 0,
             state: state_code(a.breaker.state),
             calls: a.calls,
             failures: a.failures,
@@ -505,23 +466,22 @@ pub extern "C" fn metafed_engine_agent_stats(
             in_flight: a.in_flight,
             max_concurrency: a.max_concurrency,
         };
-        // SAFETY: checked above.
-        unsafe { *out = v };
-        Ok(())
+        // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+        unsafe { write_out(out, &v) }
     })
 }
 
 /// The name of domain `domain`: copied into `buf`
 /// (`cap` bytes, NUL-terminated, truncated if short), its full length to `*out_len` (may be NULL).
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_domain_name(
+pub extern "C" fn metafed_engine_get_domain_name(
     engine: *mut metafed_engine,
     domain: u16,
     buf: *mut std::ffi::c_char,
     cap: usize,
     out_len: *mut usize,
 ) -> metafed_status {
-    boundary("metafed_engine_domain_name", || {
+    boundary("metafed_engine_get_domain_name", || {
         with_engine(engine, |e| {
             let topo = e.topology();
             let name = topo.domain_name(DomainId(domain)).ok_or_else(|| {
@@ -535,14 +495,14 @@ pub extern "C" fn metafed_engine_domain_name(
 /// The name of agent `agent`: copied into `buf` (`cap` bytes, NUL-terminated, truncated if
 /// short), its full length to `*out_len` (may be NULL).
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_engine_agent_name(
+pub extern "C" fn metafed_engine_get_agent_name(
     engine: *mut metafed_engine,
     agent: u16,
     buf: *mut std::ffi::c_char,
     cap: usize,
     out_len: *mut usize,
 ) -> metafed_status {
-    boundary("metafed_engine_agent_name", || {
+    boundary("metafed_engine_get_agent_name", || {
         with_engine(engine, |e| {
             let topo = e.topology();
             let name = topo
@@ -631,7 +591,7 @@ pub extern "C" fn metafed_engine_set_agent_in_rotation(
     })
 }
 
-/// Stops accepting tasks, lets those in flight finish for up to `drain_ms`, then completes the
+/// Stops accepting tasks, lets those in flight finish for up to `drain_ns`, then completes the
 /// rest as rejected (`METAFED_REASON_SHUTTING_DOWN`) and stops the threads. No handler is called
 /// after it returns (unless one never returned: see `detached_threads`). Completions stay
 /// available to poll and wait. Idempotent. `out` (may be NULL; set `out->struct_size`) receives
@@ -639,18 +599,19 @@ pub extern "C" fn metafed_engine_set_agent_in_rotation(
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_shutdown(
     engine: *mut metafed_engine,
-    drain_ms: u64,
+    drain_ns: u64,
     out: *mut metafed_shutdown_report,
 ) -> metafed_status {
     boundary("metafed_engine_shutdown", || {
+        let drain = duration_ns(drain_ns, "drain_ns")?;
         if !out.is_null() {
-            // SAFETY: not NULL; readable per the contract.
-            check_size(unsafe { (*out).struct_size }, size_of::<metafed_shutdown_report>(), "metafed_shutdown_report")?;
+            // SAFETY: not NULL; readable per the contract (checked before anything stops).
+            unsafe { stride_of(out) }?;
         }
-        let r = engine_arc(engine)?.shutdown(Duration::from_millis(drain_ms.min(METAFED_MAX_DURATION_MS)))?;
+        let r = engine_arc(engine)?.shutdown(drain)?;
         if !out.is_null() {
-            // SAFETY: checked above.
-            unsafe { *out = report(r) };
+            // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+            unsafe { write_out(out, &report(r)) }?;
         }
         Ok(())
     })

@@ -69,10 +69,10 @@ pub const METAFED_E_WOULD_DEADLOCK: metafed_status = 17;
 pub const METAFED_E_ABANDONED: metafed_status = 18;
 
 /// The version, as `METAFED_VERSION_MAJOR.MINOR.PATCH` (checked against Cargo.toml by a test).
-pub const METAFED_VERSION_MAJOR: u32 = 0;
+pub const METAFED_VERSION_MAJOR: u32 = 1;
 
 /// See `METAFED_VERSION_MAJOR`.
-pub const METAFED_VERSION_MINOR: u32 = 1;
+pub const METAFED_VERSION_MINOR: u32 = 0;
 
 /// See `METAFED_VERSION_MAJOR`.
 pub const METAFED_VERSION_PATCH: u32 = 0;

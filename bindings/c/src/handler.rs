@@ -57,7 +57,7 @@ impl Agent for CHandler {
             fanout: r.fanout,
             priority: u32::from(r.priority),
             ticket: r.ticket.0,
-            timeout_us: cx.time_left_ns() / 1000,
+            time_left_ns: cx.time_left_ns(),
             internal: ctx,
         };
         let mut resp = metafed_response {

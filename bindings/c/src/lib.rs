@@ -8,11 +8,11 @@
 //!   `metafed_last_error` gives a detailed message for the last failed call on this thread;
 //! - C integers are taken and converted; no Rust enum crosses the boundary;
 //! - a panic never crosses the boundary: the call returns `METAFED_E_PANIC`;
-//! - every struct the library reads or writes starts with `struct_size`, which the caller sets
-//!   to `sizeof` of the struct as its header declares it (the `_init` functions set it); the
-//!   library refuses a smaller size (a header older than the library) with
-//!   `METAFED_E_STRUCT_SIZE`, and sets it in every struct it writes. For an array the library
-//!   fills, the first element's `struct_size` is the array's stride;
+//! - the rules of the header (its preamble, `cbindgen.toml`) hold everywhere: durations in
+//!   `uint64_t` nanoseconds, one meaning per field, and `struct_size` first in every struct the
+//!   caller fills or provides, read and written through [`convert::read_in`] and
+//!   [`convert::write_out`] so that a caller compiled against an earlier header of ABI 1 is
+//!   served (structs only grow at their end; see [`convert::CStruct`]);
 //! - handles are not pointers to memory: they name an entry in a handle table with a
 //!   generation, so a stale or double-freed handle is reported (`METAFED_E_HANDLE`), never
 //!   undefined behaviour.

@@ -2,16 +2,15 @@
 //! and agents backed by C callbacks.
 
 use crate::convert::{
-    breaker_config_arg, breaker_config_to_c, check_flags, check_size, duration_ms, level_config, non_null, rate,
-    sim_agent, str_arg, write_opt,
+    breaker_config_arg, breaker_config_to_c, check_flags, duration_ns, level_config, non_null, rate, read_in,
+    sim_agent, str_arg, write_opt, write_out,
 };
 use crate::error::{FfiError, METAFED_E_INVALID, boundary, err};
 use crate::handler::callback_spec;
 use crate::handles::{TOPOLOGIES, metafed_topology, new_handle, with_builder};
 use crate::types::{
-    METAFED_AGENT_ISOLATED, METAFED_FAULT_NONE, METAFED_HEDGE_FIXED, METAFED_HEDGE_PERCENTILE, METAFED_LATENCY_NONE,
-    METAFED_LEVEL_DOMAIN, METAFED_LEVEL_META, METAFED_SIM_IO, metafed_breaker_config, metafed_finalizer_fn,
-    metafed_handler_fn, metafed_hedge_config, metafed_sim_agent,
+    METAFED_AGENT_ISOLATED, METAFED_LEVEL_DOMAIN, METAFED_LEVEL_META, METAFED_SIM_IO, metafed_breaker_config,
+    metafed_finalizer_fn, metafed_handler_fn, metafed_hedge_config, metafed_sim_agent,
 };
 use metafed_rs::policy::{Hedge, HedgeDelay, RetryBudget};
 use metafed_rs::{AgentId, AgentSpec, DomainId, TopologyBuilder};
@@ -27,11 +26,11 @@ pub extern "C" fn metafed_topology_new(out: *mut *mut metafed_topology) -> crate
 /// Creates the seed's 3 x 3 topology (API, Database, Auth; three simulated agents each, failing
 /// at `agent_error`), with the seed's breaker defaults.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_topology_seed(
+pub extern "C" fn metafed_topology_new_seed(
     agent_error: f64,
     out: *mut *mut metafed_topology,
 ) -> crate::error::metafed_status {
-    boundary("metafed_topology_seed", || {
+    boundary("metafed_topology_new_seed", || {
         if !(0.0..=1.0).contains(&agent_error) {
             return Err(err(METAFED_E_INVALID, format!("agent_error must be in [0, 1], got {agent_error}")));
         }
@@ -40,14 +39,14 @@ pub extern "C" fn metafed_topology_seed(
 }
 
 /// Parses a topology from NUL-terminated TOML text (the format of `examples/topology.toml`).
-/// Agents without a `sim` table must be bound with `metafed_topology_bind_callback` before an
+/// Agents without a `sim` table must be bound with `metafed_topology_bind_callback_agent` before an
 /// engine is started.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_topology_from_toml(
+pub extern "C" fn metafed_topology_new_from_toml(
     text: *const c_char,
     out: *mut *mut metafed_topology,
 ) -> crate::error::metafed_status {
-    boundary("metafed_topology_from_toml", || {
+    boundary("metafed_topology_new_from_toml", || {
         // SAFETY: the caller passes a NUL-terminated string (or NULL, refused).
         let text = unsafe { str_arg(text, "text") }?;
         new_handle(TopologyBuilder::from_toml(text)?, out)
@@ -56,11 +55,11 @@ pub extern "C" fn metafed_topology_from_toml(
 
 /// Reads and parses a TOML topology file.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_topology_from_file(
+pub extern "C" fn metafed_topology_new_from_file(
     path: *const c_char,
     out: *mut *mut metafed_topology,
 ) -> crate::error::metafed_status {
-    boundary("metafed_topology_from_file", || {
+    boundary("metafed_topology_new_from_file", || {
         // SAFETY: the caller passes a NUL-terminated string (or NULL, refused).
         let path = unsafe { str_arg(path, "path") }?;
         new_handle(TopologyBuilder::from_file(path)?, out)
@@ -103,26 +102,14 @@ fn check_agent(b: &TopologyBuilder, agent: u16) -> Result<AgentId, FfiError> {
     Ok(AgentId(agent))
 }
 
-/// Fills `*out` with a simulated agent's defaults (no errors, no latency, no fault).
+/// Fills `*out` with a simulated agent's defaults (no errors, no latency, no fault). Set
+/// `out->struct_size` first.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_sim_agent_init(out: *mut metafed_sim_agent) -> crate::error::metafed_status {
     boundary("metafed_sim_agent_init", || {
         non_null(out, "out")?;
-        let v = metafed_sim_agent {
-            struct_size: size_of::<metafed_sim_agent>() as u32,
-            flags: 0,
-            error_rate: 0.0,
-            latency_kind: METAFED_LATENCY_NONE,
-            fault_kind: METAFED_FAULT_NONE,
-            latency_us: 0.0,
-            slow_us: 0.0,
-            slow_rate: 0.0,
-            fault_value: 0.0,
-            seed: 0,
-        };
-        // SAFETY: not NULL; points to a `metafed_sim_agent` per the contract.
-        unsafe { *out = v };
-        Ok(())
+        // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+        unsafe { write_out(out, &metafed_sim_agent::defaults()) }
     })
 }
 
@@ -139,9 +126,9 @@ pub extern "C" fn metafed_topology_add_sim_agent(
         // SAFETY: as above.
         let name = unsafe { str_arg(name, "name") }?;
         non_null(spec, "spec")?;
-        // SAFETY: not NULL; points to a `metafed_sim_agent` per the contract.
-        let spec = unsafe { &*spec };
-        let sim = sim_agent(spec)?;
+        // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+        let spec = unsafe { read_in(spec, metafed_sim_agent::defaults()) }?;
+        let sim = sim_agent(&spec)?;
         let isolated = check_flags(spec.flags, METAFED_AGENT_ISOLATED | METAFED_SIM_IO)?;
         let a = with_builder(topology, |b| {
             let d = check_domain(b, domain)?;
@@ -200,7 +187,7 @@ pub extern "C" fn metafed_topology_add_callback_agent(
 /// `metafed_topology_add_callback_agent`.
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
-pub extern "C" fn metafed_topology_bind_callback(
+pub extern "C" fn metafed_topology_bind_callback_agent(
     topology: *mut metafed_topology,
     domain: *const c_char,
     agent: *const c_char,
@@ -210,7 +197,7 @@ pub extern "C" fn metafed_topology_bind_callback(
     flags: u32,
     out_agent: *mut u16,
 ) -> crate::error::metafed_status {
-    boundary("metafed_topology_bind_callback", || {
+    boundary("metafed_topology_bind_callback_agent", || {
         // SAFETY: as above.
         let (domain, agent) = unsafe { (str_arg(domain, "domain")?, str_arg(agent, "agent")?) };
         with_builder(topology, |b| b.agent_id(domain, agent).map(|_| ()).map_err(FfiError::from))?;
@@ -223,12 +210,12 @@ pub extern "C" fn metafed_topology_bind_callback(
 
 /// The id of the domain called `name`.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_topology_domain_id(
+pub extern "C" fn metafed_topology_get_domain_id(
     topology: *const metafed_topology,
     name: *const c_char,
     out_domain: *mut u16,
 ) -> crate::error::metafed_status {
-    boundary("metafed_topology_domain_id", || {
+    boundary("metafed_topology_get_domain_id", || {
         // SAFETY: as above.
         let name = unsafe { str_arg(name, "name") }?;
         non_null(out_domain, "out_domain")?;
@@ -293,7 +280,8 @@ pub extern "C" fn metafed_topology_set_max_attempts(
     })
 }
 
-/// Fills `*out` with the seed's breaker defaults of `level` (`METAFED_LEVEL_*`).
+/// Fills `*out` with the seed's breaker defaults of `level` (`METAFED_LEVEL_*`). Set
+/// `out->struct_size` first.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_breaker_config_init(
     level: i32,
@@ -301,20 +289,20 @@ pub extern "C" fn metafed_breaker_config_init(
 ) -> crate::error::metafed_status {
     boundary("metafed_breaker_config_init", || {
         non_null(out, "out")?;
-        // SAFETY: not NULL; points to a `metafed_breaker_config` per the contract.
-        unsafe { *out = breaker_config_to_c(&level_config(level)?) };
-        Ok(())
+        let v = breaker_config_to_c(&level_config(level)?);
+        // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+        unsafe { write_out(out, &v) }
     })
 }
 
 /// Sets the breaker settings of one level (`METAFED_LEVEL_*`) for every breaker of that level.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_topology_set_breaker(
+pub extern "C" fn metafed_topology_set_breaker_config(
     topology: *mut metafed_topology,
     level: i32,
     config: *const metafed_breaker_config,
 ) -> crate::error::metafed_status {
-    boundary("metafed_topology_set_breaker", || {
+    boundary("metafed_topology_set_breaker_config", || {
         level_config(level)?;
         let cfg = breaker_config_arg(config)?;
         with_builder(topology, |b| {
@@ -334,12 +322,12 @@ pub extern "C" fn metafed_topology_set_breaker(
 /// (0: no limit). Beyond it the domain picks another agent, or the sub-task waits in the domain
 /// (not on a thread) until one has room.
 #[unsafe(no_mangle)]
-pub extern "C" fn metafed_topology_set_agent_concurrency(
+pub extern "C" fn metafed_topology_set_agent_max_concurrency(
     topology: *mut metafed_topology,
     agent: u16,
     max_concurrency: u32,
 ) -> crate::error::metafed_status {
-    boundary("metafed_topology_set_agent_concurrency", || {
+    boundary("metafed_topology_set_agent_max_concurrency", || {
         with_builder(topology, |b| {
             let a = check_agent(b, agent)?;
             let spec = b.agent_spec(a).expect("checked");
@@ -387,22 +375,14 @@ pub extern "C" fn metafed_topology_set_agent_threads(
 }
 
 /// Fills `*out` with hedging defaults: once, after the 95th percentile of the domain's recent
-/// latency (once 100 latencies are known, over a 1 s rotating window).
+/// latency (once 100 latencies are known, over a 1 s rotating window). Set `out->struct_size`
+/// first.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_hedge_config_init(out: *mut metafed_hedge_config) -> crate::error::metafed_status {
     boundary("metafed_hedge_config_init", || {
         non_null(out, "out")?;
-        let v = metafed_hedge_config {
-            struct_size: size_of::<metafed_hedge_config>() as u32,
-            delay_kind: METAFED_HEDGE_PERCENTILE,
-            delay: 95.0,
-            max_extra: 1,
-            min_samples: 100,
-            period_ms: 1000.0,
-        };
-        // SAFETY: not NULL; points to a `metafed_hedge_config` per the contract.
-        unsafe { *out = v };
-        Ok(())
+        // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+        unsafe { write_out(out, &metafed_hedge_config::defaults()) }
     })
 }
 
@@ -419,19 +399,23 @@ pub extern "C" fn metafed_topology_set_hedge(
         let hedge = if config.is_null() {
             None
         } else {
-            // SAFETY: not NULL; points to a `metafed_hedge_config` per the contract.
-            let c = unsafe { &*config };
-            check_size(c.struct_size, size_of::<metafed_hedge_config>(), "metafed_hedge_config")?;
-            let delay = match c.delay_kind {
-                METAFED_HEDGE_FIXED => HedgeDelay::Fixed(duration_ms(c.delay, "delay")?),
-                METAFED_HEDGE_PERCENTILE => HedgeDelay::Percentile(c.delay),
-                k => return Err(err(METAFED_E_INVALID, format!("unknown delay_kind {k}"))),
+            // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+            let c = unsafe { read_in(config, metafed_hedge_config::defaults()) }?;
+            let delay = match (c.delay_ns, c.percentile) {
+                (0, p) if p != 0.0 => HedgeDelay::Percentile(p),
+                (ns, p) if ns != 0 && p == 0.0 => HedgeDelay::Fixed(duration_ns(ns, "delay_ns")?),
+                (ns, p) => {
+                    return Err(err(
+                        METAFED_E_INVALID,
+                        format!("set exactly one of delay_ns and percentile (the other 0), got {ns} and {p}"),
+                    ));
+                }
             };
             let h = Hedge {
                 delay,
                 max_extra: c.max_extra,
                 min_samples: c.min_samples,
-                period: duration_ms(c.period_ms, "period_ms")?,
+                period: duration_ns(c.period_ns, "period_ns")?,
             };
             h.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
             Some(h)
@@ -449,52 +433,60 @@ pub extern "C" fn metafed_topology_set_hedge(
 
 /// Holds domain `domain`'s failovers and hedges to a retry budget: at most `ratio` retries per
 /// sub-task (0 to 10), plus `min_per_s` per second per worker, over a sliding window of
-/// `window_ms`. A failed attempt the budget does not allow to retry ends its sub-task with
-/// `METAFED_REASON_BUDGET_EXHAUSTED`. A negative `ratio` removes the budget.
+/// `window_ns`. A failed attempt the budget does not allow to retry ends its sub-task with
+/// `METAFED_REASON_BUDGET_EXHAUSTED`. `metafed_topology_remove_retry_budget` removes it.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_topology_set_retry_budget(
     topology: *mut metafed_topology,
     domain: u16,
     ratio: f64,
     min_per_s: f64,
-    window_ms: f64,
+    window_ns: u64,
 ) -> crate::error::metafed_status {
     boundary("metafed_topology_set_retry_budget", || {
-        let budget = if ratio < 0.0 {
-            None
-        } else {
-            let b = RetryBudget { ratio, min_per_s, window: duration_ms(window_ms, "window_ms")? };
-            b.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
-            Some(b)
-        };
+        let budget = RetryBudget { ratio, min_per_s, window: duration_ns(window_ns, "window_ns")? };
+        budget.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
         with_builder(topology, |b| {
             let d = check_domain(b, domain)?;
-            match budget {
-                Some(r) => b.retry_budget(d, r)?,
-                None => b.no_retry_budget(d)?,
-            };
+            b.retry_budget(d, budget)?;
             Ok(())
         })
     })
 }
 
-/// Sets the three levels' timeouts in milliseconds, keeping the rest of their breaker settings;
-/// a negative value leaves one unchanged. `agent_ms`: one attempt (a deferred attempt is
-/// abandoned after it); `domain_ms`: a sub-task across its attempts; `meta_ms`: a task from
-/// submission, whatever its own deadline. They apply whether or not the breakers are enabled
-/// (defaults 50, 200 and 500 ms).
+/// Removes domain `domain`'s retry budget: its failovers and hedges are bounded by its attempts
+/// alone.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_remove_retry_budget(
+    topology: *mut metafed_topology,
+    domain: u16,
+) -> crate::error::metafed_status {
+    boundary("metafed_topology_remove_retry_budget", || {
+        with_builder(topology, |b| {
+            let d = check_domain(b, domain)?;
+            b.no_retry_budget(d)?;
+            Ok(())
+        })
+    })
+}
+
+/// Sets the three levels' timeouts in nanoseconds, keeping the rest of their breaker settings;
+/// 0 leaves one unchanged. `agent_ns`: one attempt (a deferred attempt is abandoned after it);
+/// `domain_ns`: a sub-task across its attempts; `meta_ns`: a task from submission, whatever its
+/// own deadline. They apply whether or not the breakers are enabled (defaults 50, 200 and
+/// 500 ms).
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_topology_set_timeouts(
     topology: *mut metafed_topology,
-    agent_ms: f64,
-    domain_ms: f64,
-    meta_ms: f64,
+    agent_ns: u64,
+    domain_ns: u64,
+    meta_ns: u64,
 ) -> crate::error::metafed_status {
     boundary("metafed_topology_set_timeouts", || {
-        let t = |ms: f64, what: &str| -> Result<Option<Duration>, FfiError> {
-            if ms < 0.0 { Ok(None) } else { duration_ms(ms, what).map(Some) }
+        let t = |ns: u64, what: &str| -> Result<Option<Duration>, FfiError> {
+            if ns == 0 { Ok(None) } else { duration_ns(ns, what).map(Some) }
         };
-        let (a, d, m) = (t(agent_ms, "agent_ms")?, t(domain_ms, "domain_ms")?, t(meta_ms, "meta_ms")?);
+        let (a, d, m) = (t(agent_ns, "agent_ns")?, t(domain_ns, "domain_ns")?, t(meta_ns, "meta_ns")?);
         with_builder(topology, |b| {
             b.timeouts(a, d, m)?;
             Ok(())

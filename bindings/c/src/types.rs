@@ -84,14 +84,11 @@ pub const METAFED_AGENT_ISOLATED: u32 = 1;
 /// does, holding no thread (each call is a deferred attempt completed by the engine's timer).
 pub const METAFED_SIM_IO: u32 = 2;
 
-/// Hedge delay kinds (`metafed_hedge_config.delay_kind`): a fixed delay of `delay` ms.
-pub const METAFED_HEDGE_FIXED: i32 = 0;
-/// Hedge after the `delay`-th percentile (0 < delay < 100) of the domain's recent latency.
-pub const METAFED_HEDGE_PERCENTILE: i32 = 1;
-
-/// The longest duration any parameter may have, in milliseconds (30 days): a longer timeout,
+/// The longest duration any parameter may have, in nanoseconds (30 days): a longer timeout,
 /// open time, window or deadline is refused with `METAFED_E_INVALID`.
-pub const METAFED_MAX_DURATION_MS: u64 = 2_592_000_000;
+pub const METAFED_MAX_DURATION_NS: u64 = 2_592_000_000_000_000;
+/// A wait without end, where a function takes a timeout (`timeout_ns`): `UINT64_MAX`.
+pub const METAFED_FOREVER: u64 = u64::MAX;
 /// The most bytes in a domain or agent name.
 pub const METAFED_MAX_NAME_LEN: usize = 256;
 /// The most domains a topology may have (a task's domains are a 64-bit set).
@@ -101,7 +98,7 @@ pub const METAFED_MAX_AGENTS_PER_DOMAIN: usize = 64;
 /// The largest agent weight (`metafed_topology_set_agent_weight`, `metafed_engine_set_agent_weight`).
 pub const METAFED_MAX_WEIGHT: u32 = 100;
 
-/// Breaker levels, for `metafed_topology_set_breaker` and `metafed_engine_set_breaker_mode`.
+/// Breaker levels, for `metafed_topology_set_breaker_config` and `metafed_engine_set_breaker_mode`.
 pub const METAFED_LEVEL_META: i32 = 0;
 /// See `METAFED_LEVEL_META`.
 pub const METAFED_LEVEL_DOMAIN: i32 = 1;
@@ -122,30 +119,14 @@ pub const METAFED_STATE_OPEN: i32 = 1;
 /// Breaker state: half-open.
 pub const METAFED_STATE_HALF_OPEN: i32 = 2;
 
-/// Simulated latency kinds (`metafed_sim_agent.latency_kind`).
-pub const METAFED_LATENCY_NONE: i32 = 0;
-/// Every call takes `latency_us`.
-pub const METAFED_LATENCY_FIXED: i32 = 1;
-/// Exponential with mean `latency_us`.
-pub const METAFED_LATENCY_EXPONENTIAL: i32 = 2;
-/// `latency_us`, except a `slow_rate` share of first attempts that take `slow_us`.
-pub const METAFED_LATENCY_LONG_TAIL: i32 = 3;
-/// Simulated faults (`metafed_sim_agent.fault_kind`): none.
-pub const METAFED_FAULT_NONE: i32 = 0;
-/// Every call blocks `fault_value` milliseconds, then fails.
-pub const METAFED_FAULT_HANG: i32 = 1;
-/// A call panics with probability `fault_value`.
-pub const METAFED_FAULT_PANIC: i32 = 2;
-
 /// Failed attempts a completion records (later ones are counted in `failures_total`).
 pub const METAFED_MAX_FAILURES: usize = 8;
 
-/// A task to submit. Initialise with `metafed_task_init` (or set every field, `struct_size` to
-/// `sizeof(metafed_task)`).
+/// A task to submit. Set `struct_size`, then `metafed_task_init` fills the defaults.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct metafed_task {
-    /// `sizeof(metafed_task)`.
+    /// `sizeof(metafed_task)`, set by the caller.
     pub struct_size: u32,
     /// `METAFED_TASK_*` flags.
     pub flags: u32,
@@ -161,12 +142,13 @@ pub struct metafed_task {
     pub data_len: usize,
     /// 0 (highest) to 3 (lowest).
     pub priority: u32,
-    /// A deadline relative to submission, in microseconds; 0 for none (the meta level's timeout
-    /// still applies). At most `METAFED_MAX_DURATION_MS` * 1000.
-    pub deadline_us: u64,
+    /// A deadline relative to submission, in nanoseconds; 0 for none (the meta level's timeout
+    /// still applies). At most `METAFED_MAX_DURATION_NS`.
+    pub deadline_ns: u64,
 }
 
-/// One failed attempt of a task.
+/// One failed attempt of a task. Embedded in `metafed_completion` (which carries the size), so
+/// it has no `struct_size` of its own and never changes.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct metafed_failure {
@@ -186,8 +168,9 @@ pub struct metafed_failure {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct metafed_completion {
-    /// `sizeof(metafed_completion)`; set by the caller in the first element of an output array
-    /// (it is the array's stride), written by the library in every element it fills.
+    /// `sizeof(metafed_completion)`, set by the caller: in the first element of an output array
+    /// (it is the array's stride); the library writes it in every element it fills. A
+    /// completion the library hands a callback carries the library's size.
     pub struct_size: u32,
     /// `METAFED_OUTCOME_*`.
     pub outcome: i32,
@@ -226,10 +209,12 @@ pub struct metafed_completion {
     pub bodies: *const metafed_body,
 }
 
-/// One sub-task's reply bytes.
+/// One sub-task's reply bytes, in an array the library allocates (`metafed_completion.bodies`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct metafed_body {
+    /// The library's `sizeof(metafed_body)`: the array's stride.
+    pub struct_size: u32,
     /// The sub-task's domain id.
     pub domain: u16,
     /// The bytes (owned by the completion; see `metafed_completion.bodies`).
@@ -241,7 +226,8 @@ pub struct metafed_body {
 /// A deferred attempt: what `metafed_request_defer` hands a handler, to be completed once,
 /// later, from any thread, with `metafed_attempt_complete`. A plain value (copy it freely); it
 /// names the attempt by its engine, slot and generation, so completing it twice, or after the
-/// engine is freed, is refused with an error instead of touching anything.
+/// engine is freed, is refused with an error instead of touching anything. A handle, not a
+/// struct the caller fills: it has no `struct_size` and never changes.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct metafed_attempt {
@@ -254,8 +240,9 @@ pub struct metafed_attempt {
 /// What a handler sees for one attempt. Valid for the duration of the call only: a handler that
 /// defers copies what it needs before returning.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct metafed_request {
-    /// `sizeof(metafed_request)` of this library.
+    /// The library's `sizeof(metafed_request)`: read only the fields below it.
     pub struct_size: u32,
     /// The sub-task's domain id.
     pub domain: u16,
@@ -277,15 +264,17 @@ pub struct metafed_request {
     pub priority: u32,
     /// The task's ticket (what its submission returned): unique among tasks in flight.
     pub ticket: u64,
-    /// Microseconds until the engine abandons this attempt if it is deferred and not completed
+    /// Nanoseconds until the engine abandons this attempt if it is deferred and not completed
     /// (the agent timeout, or the task's deadline or domain timeout when sooner).
-    pub timeout_us: u64,
+    pub time_left_ns: u64,
     /// Library use: identifies the call to `metafed_request_defer`.
     pub internal: *mut c_void,
 }
 
-/// What a handler writes back (or what a deferred attempt is completed with).
+/// What a handler writes back (or what a deferred attempt is completed with). The library hands a
+/// handler one with `struct_size` set to its own size; a caller completing an attempt sets it.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct metafed_response {
     /// `sizeof(metafed_response)`.
     pub struct_size: u32,
@@ -319,84 +308,94 @@ pub type metafed_finalizer_fn = Option<unsafe extern "C" fn(user_data: *mut c_vo
 pub type metafed_completion_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, completion: *const metafed_completion)>;
 
-/// A simulated agent. Initialise with `metafed_sim_agent_init`.
+/// A simulated agent. Set `struct_size`, then `metafed_sim_agent_init` fills the defaults (an
+/// agent that never fails and answers at once). Its latency: none (every latency field 0),
+/// `latency_ns` on every call, exponential with mean `exponential_mean_ns`, or the long tail of
+/// `latency_ns` with `slow_latency_ns` on a `slow_rate` share of first attempts. Its fault: none,
+/// a hang of `hang_ns` on every call, or a panic on a `panic_rate` share of calls.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct metafed_sim_agent {
-    /// `sizeof(metafed_sim_agent)`.
+    /// `sizeof(metafed_sim_agent)`, set by the caller.
     pub struct_size: u32,
-    /// `METAFED_AGENT_*` flags.
+    /// `METAFED_AGENT_*` and `METAFED_SIM_*` flags.
     pub flags: u32,
-    /// Failure probability per attempt (the oracle's p).
+    /// Failure probability per attempt (the oracle's p), 0 to 1.
     pub error_rate: f64,
-    /// `METAFED_LATENCY_*`.
-    pub latency_kind: i32,
-    /// `METAFED_FAULT_*`.
-    pub fault_kind: i32,
-    /// Microseconds (see the latency kinds).
-    pub latency_us: f64,
-    /// Microseconds of a slow call (`METAFED_LATENCY_LONG_TAIL`).
-    pub slow_us: f64,
-    /// Share of slow first attempts (`METAFED_LATENCY_LONG_TAIL`).
+    /// Every call's latency (ns); with `slow_rate`, the common case's. 0: none.
+    pub latency_ns: u64,
+    /// The mean of an exponentially distributed latency (ns), drawn per call. 0: not exponential.
+    pub exponential_mean_ns: u64,
+    /// The latency of a slow first attempt (ns), with `slow_rate`.
+    pub slow_latency_ns: u64,
+    /// The share of tasks whose first attempt takes `slow_latency_ns` (0: none).
     pub slow_rate: f64,
-    /// Milliseconds (hang) or probability (panic).
-    pub fault_value: f64,
+    /// Every call blocks this long (ns), then fails: a hung agent. 0: none.
+    pub hang_ns: u64,
+    /// The share of calls that panic (0: none).
+    pub panic_rate: f64,
     /// Seeds the latency draws.
     pub seed: u64,
 }
 
-/// A domain's hedging policy. Initialise with `metafed_hedge_config_init`.
+/// A domain's hedging policy. Set `struct_size`, then `metafed_hedge_config_init` fills the
+/// defaults. A hedge goes out after a fixed delay (`delay_ns`) or after a percentile of the
+/// domain's recent latency (`percentile`): exactly one of the two is set, the other 0.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct metafed_hedge_config {
-    /// `sizeof(metafed_hedge_config)`.
+    /// `sizeof(metafed_hedge_config)`, set by the caller.
     pub struct_size: u32,
-    /// `METAFED_HEDGE_FIXED` or `METAFED_HEDGE_PERCENTILE`.
-    pub delay_kind: i32,
-    /// Milliseconds (fixed), or the percentile (0 < p < 100).
-    pub delay: f64,
     /// Extra attempts per sub-task at most (1 to 3).
     pub max_extra: u32,
+    /// A fixed hedge delay (ns); 0 with a percentile.
+    pub delay_ns: u64,
+    /// Hedge after this percentile (0 < p < 100) of the domain's recent latency; 0 with a
+    /// fixed delay.
+    pub percentile: f64,
     /// With a percentile: latencies needed before hedging starts.
     pub min_samples: u32,
-    /// With a percentile: the rotating window's period (ms).
-    pub period_ms: f64,
+    /// Reserved (0).
+    pub reserved: u32,
+    /// With a percentile: the rotating window's period (ns).
+    pub period_ns: u64,
 }
 
-/// A breaker's settings. Initialise with `metafed_breaker_config_init` (the seed's defaults of a
-/// level).
+/// A breaker's settings. Set `struct_size`, then `metafed_breaker_config_init` fills the seed's
+/// defaults of a level.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct metafed_breaker_config {
-    /// `sizeof(metafed_breaker_config)`.
+    /// `sizeof(metafed_breaker_config)`, set by the caller.
     pub struct_size: u32,
     /// `METAFED_BREAKER_*`.
     pub mode: i32,
-    /// A call slower than this counts as a failure (ms, > 0).
-    pub timeout_ms: f64,
+    /// A call slower than this counts as a failure (ns, > 0); also the level's time budget.
+    pub timeout_ns: u64,
     /// Trip after this many failures in a row (0: off).
     pub consecutive_failures: u32,
     /// The rate is judged on at least this many calls.
     pub min_calls: u32,
     /// Trip at this failure rate over the window (0: off; else in (0, 1]).
     pub failure_rate: f64,
-    /// The window (ms).
-    pub window_ms: f64,
-    /// The first open time (ms); doubles per failed probe.
-    pub open_base_ms: f64,
-    /// The cap on the open time (ms).
-    pub open_max_ms: f64,
+    /// The window the rate is judged over (ns).
+    pub window_ns: u64,
+    /// The first open time (ns); doubles per failed probe.
+    pub open_base_ns: u64,
+    /// The cap on the open time (ns).
+    pub open_max_ns: u64,
     /// Probes at once while half-open, and the successes that close it (1 to 255).
     pub half_open_probes: u32,
     /// Reserved (0).
     pub reserved: u32,
 }
 
-/// The engine's settings. Initialise with `metafed_engine_config_init`.
+/// The engine's settings. Set `struct_size`, then `metafed_engine_config_init` fills the
+/// defaults.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct metafed_engine_config {
-    /// `sizeof(metafed_engine_config)`.
+    /// `sizeof(metafed_engine_config)`, set by the caller.
     pub struct_size: u32,
     /// Worker threads; 0 for one per core in the affinity mask.
     pub workers: u32,
@@ -410,14 +409,15 @@ pub struct metafed_engine_config {
     pub batch: u32,
     /// Idle spins before yielding.
     pub idle_spins: u32,
-    /// Microseconds of yielding before parking.
-    pub idle_yield_us: u32,
     /// Ring capacity between a worker and an isolated agent.
     pub isolated_queue: u32,
+    /// Yielding before parking, once the spins are done (ns, counted in whole microseconds; at
+    /// most 4,294 s).
+    pub idle_yield_ns: u64,
+    /// Drain deadline when an engine is freed without `metafed_engine_shutdown` (ns).
+    pub drain_timeout_ns: u64,
     /// Try an open agent when every remaining one is open (0 or 1).
     pub panic_routing: u32,
-    /// Drain deadline when an engine is freed without `metafed_engine_shutdown` (ms).
-    pub drain_timeout_ms: u32,
     /// System-wide concurrency throttle (0: none).
     pub max_concurrent: u32,
     /// Tasks waiting for the throttle, per worker.
@@ -436,7 +436,7 @@ pub struct metafed_engine_config {
     pub on_complete_user_data: *mut c_void,
 }
 
-/// The admission settings of a running engine (`metafed_engine_admission`,
+/// The admission settings of a running engine (`metafed_engine_get_admission`,
 /// `metafed_engine_set_admission`); the fields mean what the same fields of
 /// `metafed_engine_config` mean. `struct_size` must be set by the caller.
 #[repr(C)]
@@ -596,8 +596,8 @@ pub struct metafed_shutdown_report {
     pub detached_threads: u32,
     /// Reserved (0).
     pub reserved: u32,
-    /// Microseconds it took.
-    pub elapsed_us: u64,
+    /// How long it took (ns).
+    pub elapsed_ns: u64,
 }
 
 const _: () = assert!(METAFED_REASON_COUNT == Reason::COUNT);
@@ -637,9 +637,9 @@ pub const METAFED_CAUSE_RESET: i32 = 6;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct metafed_breaker_event {
-    /// `sizeof(metafed_breaker_event)`; set by the caller in the first element of the array
-    /// `metafed_engine_drain_events` fills (it is the array's stride), written by the library in
-    /// every element it fills.
+    /// `sizeof(metafed_breaker_event)`, set by the caller in the first element of the array
+    /// `metafed_engine_drain_events` fills (it is the array's stride); the library writes it in
+    /// every element it fills. An event a callback receives carries the library's size.
     pub struct_size: u32,
     /// When, in nanoseconds since the engine started.
     pub at_ns: u64,
@@ -669,14 +669,14 @@ pub const METAFED_EVENT_AUDIT: i32 = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct metafed_event {
-    /// `sizeof(metafed_event)` of the library (check it against yours before reading fields
-    /// added later).
+    /// The library's `sizeof(metafed_event)`: read only the fields below it.
     pub struct_size: u32,
     /// `METAFED_EVENT_*`.
     pub kind: i32,
-    /// The transition, for `METAFED_EVENT_BREAKER` (zero otherwise).
-    pub breaker: metafed_breaker_event,
-    /// The audit record's number, for `METAFED_EVENT_AUDIT` (`metafed_engine_audit_json`
+    /// The transition, for `METAFED_EVENT_BREAKER` (NULL otherwise); valid during the call, and
+    /// carrying the library's `struct_size`.
+    pub breaker: *const metafed_breaker_event,
+    /// The audit record's number, for `METAFED_EVENT_AUDIT` (`metafed_engine_get_audit_json`
     /// numbers them alike; 0 otherwise).
     pub audit_seq: u64,
     /// The event as one line of JSON, NUL-terminated (`json_len` bytes before the NUL): for a

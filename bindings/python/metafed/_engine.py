@@ -17,6 +17,9 @@ from typing import Any, Iterable, Literal, Optional, Sequence, Union, overload
 
 from ._native import (
     ENGINE_THREAD,
+    MS,
+    US,
+    S,
     EngineClosed,
     EngineFull,
     InvalidArgument,
@@ -25,10 +28,11 @@ from ._native import (
     check,
     ffi,
     lib,
+    duration_ns,
     refuse_if_engine_thread,
 )
 from ._ops import AuditRecord, EventLogger, Health, audit_of, health_of, metrics_text_of, serve_admin_of
-from ._topology import CALLS, MESSAGES, AsyncHandler, Handler, Topology, apply_breaker_settings
+from ._topology import CALLS, MESSAGES, AsyncHandler, Handler, Topology, apply_breaker_settings, breaker_settings
 from ._types import (
     AgentStats,
     BatchResult,
@@ -146,7 +150,7 @@ def _dispatch(state: _State) -> None:
             state.events.pump()
         stopped = state.stopped  # read before polling: then an empty poll means drained
         buf[0].struct_size = ffi.sizeof("metafed_completion")
-        if l.metafed_engine_poll(state.h, buf, 256, 50, n) != 0:
+        if l.metafed_engine_poll(state.h, buf, 256, 50 * MS, n) != 0:
             break
         k = n[0]
         if k == 0:
@@ -188,11 +192,11 @@ def _shutdown_state(state: _State, drain: float) -> ShutdownReport:
         return state.report
     r = ffi.new("metafed_shutdown_report *")
     r.struct_size = ffi.sizeof("metafed_shutdown_report")
-    check(lib().metafed_engine_shutdown(state.h, max(0, int(drain * 1000)), r))
+    check(lib().metafed_engine_shutdown(state.h, duration_ns(max(0.0, drain), "drain", S), r))
     state.stopped = True
     if state.dispatcher is not None and state.dispatcher is not threading.current_thread():
         state.dispatcher.join()
-    state.report = ShutdownReport(bool(r.drained), int(r.rejected), int(r.detached_threads), r.elapsed_us / 1e6)
+    state.report = ShutdownReport(bool(r.drained), int(r.rejected), int(r.detached_threads), r.elapsed_ns / 1e9)
     return state.report
 
 
@@ -309,6 +313,7 @@ class Engine:
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a metafed.Topology, not {type(topology).__name__}")
         cfg = ffi.new("metafed_engine_config *")
+        cfg.struct_size = ffi.sizeof("metafed_engine_config")
         check(lib().metafed_engine_config_init(cfg))
         ints = {
             "workers": workers,
@@ -316,9 +321,7 @@ class Engine:
             "worker_capacity": worker_capacity,
             "batch": batch,
             "idle_spins": idle_spins,
-            "idle_yield_us": idle_yield_us,
             "isolated_queue": isolated_queue,
-            "drain_timeout_ms": drain_timeout_ms,
             "max_concurrent": max_concurrent,
             "queue_capacity": queue_capacity,
             "essential_priority": essential_priority,
@@ -326,6 +329,10 @@ class Engine:
         for key, value in ints.items():
             if value is not None:
                 setattr(cfg, key, _int_arg(value, key, 0, 2**32 - 1))
+        if idle_yield_us is not None:
+            cfg.idle_yield_ns = _int_arg(idle_yield_us, "idle_yield_us", 0, 2**32 - 1) * US
+        if drain_timeout_ms is not None:
+            cfg.drain_timeout_ns = duration_ns(_int_arg(drain_timeout_ms, "drain_timeout_ms", 0, 2**32 - 1), "drain_timeout_ms", MS)
         for key, flag in (("pin", pin), ("panic_routing", panic_routing)):
             if flag is not None:
                 if not isinstance(flag, bool):
@@ -438,7 +445,7 @@ class Engine:
         t.data = keep
         t.data_len = len(data)
         t.priority = priority
-        t.deadline_us = 0 if deadline is None else max(1, int(deadline * 1e6))
+        t.deadline_ns = 0 if deadline is None else max(1, round(deadline * S))
         return keep
 
     @overload
@@ -684,14 +691,14 @@ class Engine:
             l = lib()
             s = ffi.new("metafed_stats *")
             s.struct_size = ffi.sizeof("metafed_stats")
-            check(l.metafed_engine_stats(self._state.h, s))
+            check(l.metafed_engine_get_stats(self._state.h, s))
             buf = ffi.new("char[512]")
             domains, agents = [], []
             for d in range(s.domains):
-                check(l.metafed_engine_domain_name(self._state.h, d, buf, 512, ffi.NULL))
+                check(l.metafed_engine_get_domain_name(self._state.h, d, buf, 512, ffi.NULL))
                 domains.append(ffi.string(buf).decode())
             for a in range(s.agents):
-                check(l.metafed_engine_agent_name(self._state.h, a, buf, 512, ffi.NULL))
+                check(l.metafed_engine_get_agent_name(self._state.h, a, buf, 512, ffi.NULL))
                 agents.append(ffi.string(buf).decode())
             self._names = (domains, agents)
         return self._names
@@ -703,14 +710,14 @@ class Engine:
         h = self._state.h
         s = ffi.new("metafed_stats *")
         s.struct_size = ffi.sizeof("metafed_stats")
-        check(l.metafed_engine_stats(h, s))
+        check(l.metafed_engine_get_stats(h, s))
         domain_names, agent_names = self._name_lists((s.domains, s.agents))
         weight = ffi.new("uint32_t *")
         domains, agents = [], []
         ds = ffi.new("metafed_domain_stats *")
         for d in range(s.domains):
             ds.struct_size = ffi.sizeof("metafed_domain_stats")
-            check(l.metafed_engine_domain_stats(h, d, ds))
+            check(l.metafed_engine_get_domain_stats(h, d, ds))
             domains.append(
                 DomainStats(
                     domain_names[d], BreakerState(ds.state), ds.subtasks, ds.ok, ds.failed, ds.shed, ds.faults, ds.timeouts,
@@ -720,8 +727,8 @@ class Engine:
         a = ffi.new("metafed_agent_stats *")
         for i in range(s.agents):
             a.struct_size = ffi.sizeof("metafed_agent_stats")
-            check(l.metafed_engine_agent_stats(h, i, a))
-            removed = l.metafed_engine_agent_weight(h, i, weight) != 0  # refused for a removed agent
+            check(l.metafed_engine_get_agent_stats(h, i, a))
+            removed = l.metafed_engine_get_agent_weight(h, i, weight) != 0  # refused for a removed agent
             agents.append(
                 AgentStats(
                     agent_names[i], BreakerState(a.state), a.calls, a.failures, a.slow, a.panics, a.abandoned, a.overloaded,
@@ -858,7 +865,7 @@ class Engine:
         self._check_not_closed()
         _int_arg(agent, "agent", 0, 0xFFFF)
         out = ffi.new("uint32_t *")
-        check(lib().metafed_engine_agent_weight(self._state.h, agent, out))
+        check(lib().metafed_engine_get_agent_weight(self._state.h, agent, out))
         return int(out[0])
 
     def set_agent_in_rotation(self, agent: int, in_rotation: bool = True) -> None:
@@ -919,7 +926,7 @@ class Engine:
         self._check_not_closed()
         cfg = ffi.new("metafed_admission_config *")
         cfg.struct_size = ffi.sizeof("metafed_admission_config")
-        check(lib().metafed_engine_admission(self._state.h, cfg))
+        check(lib().metafed_engine_get_admission(self._state.h, cfg))
         out: dict[str, Any] = {k: getattr(cfg, k) for k in self._ADMISSION_FIELDS}
         out["priority_reserve"] = list(cfg.priority_reserve)
         return out
@@ -932,7 +939,7 @@ class Engine:
         self._check_not_closed()
         cfg = ffi.new("metafed_admission_config *")
         cfg.struct_size = ffi.sizeof("metafed_admission_config")
-        check(lib().metafed_engine_admission(self._state.h, cfg))
+        check(lib().metafed_engine_get_admission(self._state.h, cfg))
         for key, v in settings.items():
             if key not in self._ADMISSION_FIELDS:
                 raise TypeError(f"set_admission() got an unexpected setting {key!r}; "
@@ -962,20 +969,13 @@ class Engine:
         _int_arg(limit, "limit", 1, 2**32 - 1)
         check(lib().metafed_engine_set_agent_max_concurrency(self._state.h, agent, limit))
 
-    _BREAKER_FIELDS = (
-        "timeout_ms", "consecutive_failures", "failure_rate", "window_ms", "min_calls", "open_base_ms",
-        "open_max_ms", "half_open_probes", "mode",
-    )
-
     def breaker_config(self, level: Level) -> dict[str, float]:
         """A level's breaker settings now (the keys `set_breaker` takes; `mode` a BreakerMode)."""
         self._check_not_closed()
         cfg = ffi.new("metafed_breaker_config *")
         cfg.struct_size = ffi.sizeof("metafed_breaker_config")
-        check(lib().metafed_engine_breaker_config(self._state.h, int(level), cfg))
-        out: dict[str, float] = {k: getattr(cfg, k) for k in self._BREAKER_FIELDS}
-        out["mode"] = BreakerMode(cfg.mode)
-        return out
+        check(lib().metafed_engine_get_breaker_config(self._state.h, int(level), cfg))
+        return breaker_settings(cfg)
 
     def set_breaker(self, level: Level, **settings: float) -> None:
         """Changes a level's breaker settings while tasks run (keys as `Topology.set_breaker`:
@@ -986,9 +986,9 @@ class Engine:
         self._check_not_closed()
         cfg = ffi.new("metafed_breaker_config *")
         cfg.struct_size = ffi.sizeof("metafed_breaker_config")
-        check(lib().metafed_engine_breaker_config(self._state.h, int(level), cfg))
+        check(lib().metafed_engine_get_breaker_config(self._state.h, int(level), cfg))
         apply_breaker_settings(cfg, settings)
-        check(lib().metafed_engine_set_breaker(self._state.h, int(level), cfg))
+        check(lib().metafed_engine_set_breaker_config(self._state.h, int(level), cfg))
 
     def audit_log(self, after: int = 0) -> list[AuditRecord]:
         """The operator actions recorded (the newest 1,024), oldest first; with `after`, those

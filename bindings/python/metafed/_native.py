@@ -127,6 +127,27 @@ def last_error() -> str:
     return rest if sep and head.startswith("metafed_") and " " not in head else message
 
 
+MAX_DURATION_NS = 2_592_000 * 10**9  # METAFED_MAX_DURATION_NS: 30 days
+FOREVER = 2**64 - 1  # METAFED_FOREVER
+
+MS = 1_000_000  # nanoseconds per unit, for duration_ns
+US = 1_000
+S = 1_000_000_000
+
+
+def duration_ns(value: object, what: str, unit_ns: int, *, positive: bool = False) -> int:
+    """A duration in the unit of `what` (`unit_ns` nanoseconds each) as the nanoseconds of the C
+    ABI. Refuses, naming `what`, a value that is not a number, negative, not finite, above 30
+    days, or (with `positive`) zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number, not {type(value).__name__}")
+    ns = value * unit_ns
+    if not 0 <= ns <= MAX_DURATION_NS or (positive and ns == 0):
+        floor = "more than 0" if positive else "at least 0"
+        raise InvalidArgument(4, f"{what} must be {floor} and at most 30 days, got {value}")
+    return max(1, round(ns)) if positive else round(ns)
+
+
 def check(status: int) -> None:
     """Raises the exception for a failed call's status."""
     if status == 0:

@@ -84,16 +84,16 @@ def acting_as(actor: str, reason: str = "") -> Iterator[None]:
     if not isinstance(reason, str):
         raise TypeError(f"reason must be str, not {type(reason).__name__}")
     _ACTOR.stack.append((actor, reason))
-    check(lib().metafed_set_actor(actor.encode(), reason.encode()))
+    check(lib().metafed_audit_set_actor(actor.encode(), reason.encode()))
     try:
         yield
     finally:
         _ACTOR.stack.pop()
         if _ACTOR.stack:
             a, r = _ACTOR.stack[-1]
-            check(lib().metafed_set_actor(a.encode(), r.encode()))
+            check(lib().metafed_audit_set_actor(a.encode(), r.encode()))
         else:
-            check(lib().metafed_set_actor(ffi.NULL, ffi.NULL))
+            check(lib().metafed_audit_set_actor(ffi.NULL, ffi.NULL))
 
 
 def read_text(call: Callable[[Any, int, Any], int]) -> str:
@@ -112,7 +112,7 @@ def read_text(call: Callable[[Any, int, Any], int]) -> str:
 
 def health_of(handle: Any) -> Health:
     status = ffi.new("int32_t *")
-    text = read_text(lambda b, c, n: lib().metafed_engine_health_json(handle, b, c, n, status))
+    text = read_text(lambda b, c, n: lib().metafed_engine_get_health_json(handle, b, c, n, status))
     h = json.loads(text)
     return Health(
         status=HealthStatus(h["status"]),
@@ -123,7 +123,7 @@ def health_of(handle: Any) -> Health:
 
 
 def audit_of(handle: Any, after: int) -> list[AuditRecord]:
-    text = read_text(lambda b, c, n: lib().metafed_engine_audit_json(handle, after, b, c, n))
+    text = read_text(lambda b, c, n: lib().metafed_engine_get_audit_json(handle, after, b, c, n))
     out = []
     for r in json.loads(text):
         r["from_"] = r.pop("from")
@@ -157,7 +157,7 @@ class EventLogger:
     def breaker_name(self, level: int, index: int) -> str:
         key = (level, index)
         if key not in self.names:
-            self.names[key] = read_text(lambda b, c, n: lib().metafed_engine_breaker_name(self.h, level, index, b, c, n))
+            self.names[key] = read_text(lambda b, c, n: lib().metafed_engine_get_breaker_name(self.h, level, index, b, c, n))
         return self.names[key]
 
     def pump(self) -> None:
@@ -208,7 +208,7 @@ class EventLogger:
 
 
 def metrics_text_of(handle: Any, openmetrics: bool) -> str:
-    return read_text(lambda b, c, n: lib().metafed_engine_metrics_text(handle, int(openmetrics), b, c, n))
+    return read_text(lambda b, c, n: lib().metafed_engine_get_metrics_text(handle, int(openmetrics), b, c, n))
 
 
 def serve_admin_of(handle: Any, addr: str, token: Optional[str]) -> int:

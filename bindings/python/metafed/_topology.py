@@ -12,8 +12,8 @@ from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
 from . import _aio
-from ._native import ENGINE_THREAD, InvalidArgument, TopologyError, check, ffi, lib
-from ._types import AgentError, Level, Reply, Request, SimAgent
+from ._native import ENGINE_THREAD, MS, US, InvalidArgument, TopologyError, check, duration_ns, ffi, lib
+from ._types import AgentError, BreakerMode, Level, Reply, Request, SimAgent
 
 HandlerResult = Union[int, bytes, bytearray, memoryview, Tuple[int, bytes], Reply, None]
 """What a handler returns: the value (int, 0 to 2**64-1), the reply's bytes (value 0), both as
@@ -150,7 +150,7 @@ def _request(req: Any) -> Request:
         int(req.attempt),
         int(req.fanout),
         int(req.priority),
-        req.timeout_us / 1e6,
+        req.time_left_ns / 1e9,
     )
 
 
@@ -230,13 +230,35 @@ def _complete(handle: tuple[int, int], key: tuple[int, int, int], value: object,
     lib().metafed_attempt_complete(attempt[0], rc, resp)
 
 
+# The breaker settings Python takes and gives, in milliseconds where they are durations (the
+# C struct holds nanoseconds: `timeout_ms` is its `timeout_ns`).
+_BREAKER_DURATIONS = ("timeout_ms", "window_ms", "open_base_ms", "open_max_ms")
+_BREAKER_COUNTS = ("consecutive_failures", "min_calls", "half_open_probes", "mode")
+BREAKER_SETTINGS = ("timeout_ms", "consecutive_failures", "failure_rate", "window_ms", "min_calls", "open_base_ms",
+                    "open_max_ms", "half_open_probes", "mode")
+
+
+def breaker_settings(cfg: Any) -> dict[str, Any]:
+    """A `metafed_breaker_config` as the keyword settings `apply_breaker_settings` takes."""
+    out: dict[str, Any] = {}
+    for key in BREAKER_SETTINGS:
+        out[key] = getattr(cfg, key[:-3] + "_ns") / MS if key in _BREAKER_DURATIONS else getattr(cfg, key)
+    out["mode"] = BreakerMode(cfg.mode)
+    return out
+
+
 def apply_breaker_settings(cfg: Any, settings: dict[str, float]) -> None:
     """Writes keyword settings into a `metafed_breaker_config`, naming a bad key or value."""
     for key, value in settings.items():
-        if key in ("struct_size", "reserved") or not hasattr(cfg, key):
-            raise TypeError(f"unknown breaker setting {key!r}")
+        if key not in BREAKER_SETTINGS:
+            raise TypeError(f"unknown breaker setting {key!r}; known: {', '.join(BREAKER_SETTINGS)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"breaker setting {key} must be a number, not {type(value).__name__}")
+        if key in _BREAKER_DURATIONS:
+            setattr(cfg, key[:-3] + "_ns", duration_ns(value, f"breaker setting {key}", MS))
+            continue
+        if key in _BREAKER_COUNTS and not isinstance(value, int):
+            raise TypeError(f"breaker setting {key} must be int, not {type(value).__name__}")
         try:
             setattr(cfg, key, value)
         except OverflowError:
@@ -268,19 +290,19 @@ class Topology:
     def seed(cls, agent_error: float = 0.12) -> "Topology":
         """The seed report's 3 x 3 (API, Database, Auth; three simulated agents each, failing at
         `agent_error`), with the seed's breakers."""
-        return cls._wrap(lambda out: lib().metafed_topology_seed(_number(agent_error, "agent_error"), out))
+        return cls._wrap(lambda out: lib().metafed_topology_new_seed(_number(agent_error, "agent_error"), out))
 
     @classmethod
     def from_toml(cls, text: str) -> "Topology":
         """A topology from TOML text (agents without `sim` must be bound with `bind`)."""
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
-        return cls._wrap(lambda out: lib().metafed_topology_from_toml(text.encode(), out))
+        return cls._wrap(lambda out: lib().metafed_topology_new_from_toml(text.encode(), out))
 
     @classmethod
     def from_file(cls, path: str) -> "Topology":
         """A topology from a TOML file."""
-        return cls._wrap(lambda out: lib().metafed_topology_from_file(str(path).encode(), out))
+        return cls._wrap(lambda out: lib().metafed_topology_new_from_file(str(path).encode(), out))
 
     @property
     def handle(self) -> Any:
@@ -294,7 +316,7 @@ class Topology:
         if not isinstance(name, str):
             raise TypeError(f"a domain name must be str, not {type(name).__name__}")
         out = ffi.new("uint16_t *")
-        check(lib().metafed_topology_domain_id(self.handle, name.encode(), out))
+        check(lib().metafed_topology_get_domain_id(self.handle, name.encode(), out))
         return int(out[0])
 
     def _domain(self, d: DomainRef) -> int:
@@ -394,7 +416,7 @@ class Topology:
         a = _make_agent(handler, loop)
         out = ffi.new("uint16_t *")
         flags = 1 if threads > 0 else 0
-        check(lib().metafed_topology_bind_callback(self.handle, domain.encode(), agent.encode(), _trampoline, a.handle, ffi.NULL, flags, out))
+        check(lib().metafed_topology_bind_callback_agent(self.handle, domain.encode(), agent.encode(), _trampoline, a.handle, ffi.NULL, flags, out))
         self._agents.append(a)
         agent_id = int(out[0])
         if threads > 1 or max_concurrency:
@@ -409,7 +431,7 @@ class Topology:
         if threads is not None:
             check(lib().metafed_topology_set_agent_threads(self.handle, agent, _count(threads, "threads")))
         if max_concurrency is not None:
-            check(lib().metafed_topology_set_agent_concurrency(self.handle, agent, _count(max_concurrency, "max_concurrency")))
+            check(lib().metafed_topology_set_agent_max_concurrency(self.handle, agent, _count(max_concurrency, "max_concurrency")))
 
     def set_domain_fault_rate(self, domain: DomainRef, rate: float) -> None:
         """Injects correlated faults: a share `rate` (0 to 1) of the domain's sub-tasks fail
@@ -431,7 +453,8 @@ class Topology:
         async handler is abandoned), a sub-task across its attempts (`domain_ms`, default 200),
         and a task from submission (`task_ms`, default 500: it bounds every task, whatever its own
         deadline, time spent waiting for a worker included). None leaves a budget as it is."""
-        vals = [-1.0 if v is None else _number(v, n) for v, n in ((agent_ms, "agent_ms"), (domain_ms, "domain_ms"), (task_ms, "task_ms"))]
+        # 0 is "unchanged" to the C ABI; here None is, and a budget of 0 is refused.
+        vals = [0 if v is None else duration_ns(v, n, MS, positive=True) for v, n in ((agent_ms, "agent_ms"), (domain_ms, "domain_ms"), (task_ms, "task_ms"))]
         check(lib().metafed_topology_set_timeouts(self.handle, *vals))
 
     def set_hedge(
@@ -449,33 +472,42 @@ class Topology:
         domain's recent latency, gets one more attempt at another agent (up to `max_extra`); the
         first success wins. Give one of `after_ms` and `percentile`; neither turns hedging off."""
         h = ffi.new("metafed_hedge_config *")
+        h.struct_size = ffi.sizeof("metafed_hedge_config")
         check(lib().metafed_hedge_config_init(h))
         if after_ms is not None and percentile is not None:
             raise TypeError("give one of after_ms and percentile")
         if after_ms is None and percentile is None:
             check(lib().metafed_topology_set_hedge(self.handle, self._domain(domain), ffi.NULL))
             return
-        h.delay_kind = 0 if after_ms is not None else 1
-        h.delay = _number(after_ms if after_ms is not None else percentile, "after_ms" if after_ms is not None else "percentile")
+        if after_ms is not None:
+            h.delay_ns = duration_ns(after_ms, "after_ms", MS, positive=True)
+            h.percentile = 0.0
+        else:
+            h.percentile = _number(percentile, "percentile")
         h.max_extra = _count(max_extra, "max_extra")
         h.min_samples = _count(min_samples, "min_samples")
-        h.period_ms = _number(period_ms, "period_ms")
+        h.period_ns = duration_ns(period_ms, "period_ms", MS)
         check(lib().metafed_topology_set_hedge(self.handle, self._domain(domain), h))
 
     def set_retry_budget(self, domain: DomainRef, ratio: Optional[float], *, min_per_s: float = 10.0, window_ms: float = 1000.0) -> None:
         """Holds `domain`'s failovers and hedges to `ratio` retries per sub-task (plus
         `min_per_s` per second per worker) over a sliding window; None removes the budget."""
-        r = -1.0 if ratio is None else _number(ratio, "ratio")
-        check(lib().metafed_topology_set_retry_budget(self.handle, self._domain(domain), r, _number(min_per_s, "min_per_s"), _number(window_ms, "window_ms")))
+        d = self._domain(domain)
+        if ratio is None:
+            check(lib().metafed_topology_remove_retry_budget(self.handle, d))
+            return
+        window = duration_ns(window_ms, "window_ms", MS, positive=True)
+        check(lib().metafed_topology_set_retry_budget(self.handle, d, _number(ratio, "ratio"), _number(min_per_s, "min_per_s"), window))
 
     def set_breaker(self, level: Level, **settings: float) -> None:
         """Changes a level's breaker settings (fields of `metafed_breaker_config`: timeout_ms,
         consecutive_failures, failure_rate, window_ms, min_calls, open_base_ms, open_max_ms,
         half_open_probes, mode); the others keep the level's seed defaults."""
         cfg = ffi.new("metafed_breaker_config *")
+        cfg.struct_size = ffi.sizeof("metafed_breaker_config")
         check(lib().metafed_breaker_config_init(int(level), cfg))
         apply_breaker_settings(cfg, settings)
-        check(lib().metafed_topology_set_breaker(self.handle, int(level), cfg))
+        check(lib().metafed_topology_set_breaker_config(self.handle, int(level), cfg))
 
     def disable_breakers(self) -> None:
         """Disables every breaker (results still counted). The time budgets (`set_timeouts`)
@@ -512,21 +544,28 @@ def _make_agent(handler: Any, loop: Optional[asyncio.AbstractEventLoop]) -> _Age
     return _Agent(handler, is_async, loop)
 
 
-_LATENCY_KINDS = {"fixed": 1, "exponential": 2, "long_tail": 3}
+_LATENCY_FORMS = ("fixed", "exponential", "long_tail")
 
 
 def _sim_spec(sim: SimAgent, isolated: bool) -> Any:
     spec = ffi.new("metafed_sim_agent *")
+    spec.struct_size = ffi.sizeof("metafed_sim_agent")
     check(lib().metafed_sim_agent_init(spec))
     spec.flags = (1 if isolated else 0) | (2 if sim.io else 0)
     spec.error_rate = _number(sim.error_rate, "error_rate")
-    spec.latency_us = _number(sim.latency_us, "latency_us")
-    if sim.latency not in _LATENCY_KINDS:
-        raise InvalidArgument(4, f"latency must be one of {', '.join(_LATENCY_KINDS)}, got {sim.latency!r}")
-    kind = _LATENCY_KINDS[sim.latency]
-    spec.latency_kind = kind if (sim.latency_us > 0 or kind == 3) else 0
-    spec.slow_us = _number(sim.slow_us, "slow_us")
-    spec.slow_rate = _number(sim.slow_rate, "slow_rate")
+    if sim.latency not in _LATENCY_FORMS:
+        raise InvalidArgument(4, f"latency must be one of {', '.join(_LATENCY_FORMS)}, got {sim.latency!r}")
+    latency = duration_ns(sim.latency_us, "latency_us", US)
+    slow = duration_ns(sim.slow_us, "slow_us", US)
+    slow_rate = _number(sim.slow_rate, "slow_rate")
+    if sim.latency == "exponential":
+        spec.exponential_mean_ns = latency
+    else:
+        spec.latency_ns = latency
+    if sim.latency == "long_tail" and slow_rate != 0:
+        # With no slow share, a long tail is its common latency alone (the C ABI's form for it).
+        spec.slow_latency_ns = slow
+        spec.slow_rate = slow_rate
     if isinstance(sim.seed, bool) or not isinstance(sim.seed, int) or not 0 <= sim.seed < _U64:
         raise InvalidArgument(4, f"seed must be an int from 0 to 2**64-1, got {sim.seed!r}")
     spec.seed = sim.seed
