@@ -12,8 +12,10 @@
 #                         pointer per function, so struct layouts, enums and parameters are in it)
 #
 # Policy (README, "ABI stability"): within one soname major version the ABI only grows. New
-# functions pass with a note; a removed or changed function, variable or type fails the check
-# unless the major version in Cargo.toml (and so the soname) has moved past the record's.
+# functions pass with a note, and so do fields appended at the end of a struct that starts with
+# struct_size (the header's growth rule: the library serves every earlier size); a removed or
+# changed function, variable or type, or any other change to a struct, fails the check unless
+# the major version in Cargo.toml (and so the soname) has moved past the record's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-check}"
@@ -39,6 +41,19 @@ functions="$(sed -nE 's/^[A-Za-z][A-Za-z0-9_ ]*[ *](metafed_[a-z0-9_]+)\(.*/\1/p
 } > "$work/probe.c"
 gcc -std=gnu99 -g -O0 -fPIC -shared -Iinclude "$work/probe.c" -o "$work/libmetafed-c.so" -L"$(dirname "$lib")" -lmetafed
 
+# The growth rule as an abidiff suppression: appending to a struct whose first field is
+# struct_size is compatible. Which structs those are is read from the header itself.
+sized="$(awk '/^typedef struct metafed_[a-z_]+ \{/ {name=$3; want=1; next}
+  want && /^  [a-z]/ { if ($0 ~ /^  uint32_t struct_size;/) print name; want=0 }' include/metafed.h | paste -sd'|')"
+[ -n "$sized" ] || { echo "abi.sh: found no struct with struct_size in include/metafed.h" >&2; exit 1; }
+cat > "$work/struct-size.supp" <<EOF
+[suppress_type]
+  label = the struct_size rule: fields appended to a struct that starts with struct_size
+  type_kind = struct
+  name_regexp = ^($sized)\$
+  has_data_member_inserted_at = end
+EOF
+
 dump() { abidw --no-corpus-path --no-comp-dir-path --no-show-locs --out-file "$2" "$1"; }
 dump "$lib" "$work/libmetafed.abi"
 dump "$work/libmetafed-c.so" "$work/metafed-c.abi"
@@ -53,12 +68,21 @@ fi
 test -f abi/libmetafed.abi -a -f abi/metafed-c.abi || { echo "abi.sh: no record in abi/: run scripts/abi.sh record" >&2; exit 1; }
 recorded="$(soname abi/libmetafed.abi)" current="$(soname "$work/libmetafed.abi")"
 status=0
+# The layouts first: abidiff's suppression above is laxer than the rule (abi-layout.py says how).
+if ! python3 scripts/abi-layout.py abi/metafed-c.abi "$work/metafed-c.abi"; then
+  if [ "$recorded" != "$current" ]; then
+    echo "abi: struct layouts changed, and the soname moved from $recorded to $current: allowed"
+  else
+    echo "abi.sh: struct layouts changed against the struct_size rule within soname $current (above)" >&2
+    status=1
+  fi
+fi
 for pair in "libmetafed.abi:the exported symbols" "metafed-c.abi:the C prototypes and types"; do
   file="${pair%%:*}" what="${pair#*:}"
   # Additions are compatible and reported as a note; anything else makes abidiff return non-zero.
-  if report="$(abidiff --no-added-syms abi/"$file" "$work/$file")"; then
+  if report="$(abidiff --suppressions "$work/struct-size.supp" --no-added-syms abi/"$file" "$work/$file")"; then
     if ! abidiff abi/"$file" "$work/$file" >/dev/null; then
-      echo "abi: $what: only additions since the record (scripts/abi.sh record records them)"
+      echo "abi: $what: only additions since the record (new functions, fields appended by the struct_size rule; scripts/abi.sh record records them)"
     fi
   else
     rc=$?

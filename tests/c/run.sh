@@ -21,7 +21,7 @@ export UBSAN_OPTIONS="print_stacktrace=1"
 gcc -std=c99 "${warn[@]}" -I"$root/include" -c "$root/tests/c/header_twice.c" -o "$out/header_twice.o"
 g++ -std=c++17 "${warn[@]}" -I"$root/include" -x c++ -c "$root/tests/c/header_twice.c" -o "$out/header_twice_cpp.o"
 
-for t in w1 faults bad_args deferred ops; do
+for t in w1 faults bad_args deferred ops growth; do
   gcc -std=c99 "${warn[@]}" "${san[@]}" -I"$root/include" "$root/tests/c/$t.c" -o "$out/$t" "${link[@]}"
   echo "-- $t"
   "$out/$t"
@@ -29,6 +29,19 @@ done
 g++ -std=c++17 "${warn[@]}" "${san[@]}" -I"$root/include" "$root/tests/c/cpp17.cpp" -o "$out/cpp17" "${link[@]}"
 echo "-- cpp17"
 "$out/cpp17"
+
+# Programs built against an earlier header of ABI 1 run against this library: the tests, as
+# compiled against the 1.0 header kept in tests/c/compat/ (the struct_size rule serves them).
+for v in 1.0; do
+  for t in w1 faults bad_args deferred ops; do
+    gcc -std=c99 "${warn[@]}" "${san[@]}" -I"$root/tests/c/compat/$v" "$root/tests/c/$t.c" -o "$out/${t}_$v" "${link[@]}"
+    echo "-- $t, built against the $v header"
+    "$out/${t}_$v"
+  done
+  g++ -std=c++17 "${warn[@]}" "${san[@]}" -I"$root/tests/c/compat/$v" "$root/tests/c/cpp17.cpp" -o "$out/cpp17_$v" "${link[@]}"
+  echo "-- cpp17, built against the $v header"
+  "$out/cpp17_$v"
+done
 
 # The example client builds with its documented command line (static library).
 (cd "$root" && cc -std=c99 -O2 "${warn[@]}" examples/c/client.c -Iinclude target/release/libmetafed.a -lpthread -ldl -lm -o "$out/client")

@@ -386,9 +386,8 @@ pub extern "C" fn metafed_engine_drain_events(
 /// Adds agent `agent` of domain `domain`, as topology `from` declares it (its handler or
 /// simulation, concurrency limit and weight; the domain may be the only one `from` has), to the
 /// domain of that name in the running engine, and writes its new id to `*out_agent` (may be
-/// NULL). Workers route to it from their next turn. It takes one of the engine's 16 spare agent
-/// ids (an engine started from C has the default; `metafed_engine_config` has no field for it);
-/// ids are never reused. The engine keeps its own reference to the handler: `from` may be freed
+/// NULL). Workers route to it from their next turn. It takes one of the engine's spare agent
+/// ids (`metafed_engine_config.spare_agents`, 16 by default); ids are never reused. The engine keeps its own reference to the handler: `from` may be freed
 /// at once. Refused with the reason (`metafed_last_error`): `METAFED_E_UNKNOWN_DOMAIN` when the
 /// engine has no such domain, `METAFED_E_CONFIG` for an agent `from` lacks, a name the running
 /// domain has, an isolated agent (its threads start with the engine), no spare id left.
@@ -479,8 +478,8 @@ pub extern "C" fn metafed_engine_get_agent_weight(
 /// Adds a domain named `name` to the running engine and writes its id to `*out_domain` (may be
 /// NULL): tasks may name it as soon as this returns; add its agents first with
 /// `metafed_engine_add_agent` (until then its sub-tasks fail with `METAFED_REASON_NO_AGENT`).
-/// It takes one of the engine's 4 spare domain ids (the default: `metafed_engine_config` has no
-/// field for it), with a fresh breaker, no injected faults, one attempt per agent, and no
+/// It takes one of the engine's spare domain ids (`metafed_engine_config.spare_domains`, 4 by
+/// default), with a fresh breaker, no injected faults, one attempt per agent, and no
 /// hedging or retry budget. Refused with the reason: `METAFED_E_TOPOLOGY` for a bad name (empty,
 /// too long, control characters), `METAFED_E_CONFIG` for a name in use or no spare id left.
 /// Recorded in the audit trail.

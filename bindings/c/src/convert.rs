@@ -167,6 +167,8 @@ pub(crate) fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, F
         isolated_queue: c.isolated_queue as usize,
         panic_routing: flag(c.panic_routing, "panic_routing")?,
         drain_timeout: duration_ns(c.drain_timeout_ns, "drain_timeout_ns")?,
+        spare_agents: c.spare_agents as usize,
+        spare_domains: c.spare_domains as usize,
         admission: AdmissionConfig {
             max_concurrent: c.max_concurrent as usize,
             queue_capacity: c.queue_capacity as usize,
@@ -175,7 +177,6 @@ pub(crate) fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, F
             rate_limit_per_s: c.rate_limit_per_s,
             rate_limit_burst: c.rate_limit_burst,
         },
-        ..EngineConfig::default()
     };
     cfg.validate().map_err(|m| err(crate::error::METAFED_E_CONFIG, m))?;
     Ok(cfg)
@@ -587,6 +588,12 @@ macro_rules! c_structs {
         )*
     };
 }
+// SAFETY: as above.
+unsafe impl CStruct for metafed_engine_config {
+    const NAME: &'static str = "metafed_engine_config";
+    /// ABI 1.0's form ended before `spare_agents` (1.1 appended it and `spare_domains`).
+    const MIN_SIZE: usize = std::mem::offset_of!(metafed_engine_config, spare_agents);
+}
 c_structs!(
     metafed_task,
     metafed_completion,
@@ -596,7 +603,6 @@ c_structs!(
     metafed_sim_agent,
     metafed_hedge_config,
     metafed_breaker_config,
-    metafed_engine_config,
     metafed_admission_config,
     metafed_stats,
     metafed_domain_stats,
@@ -649,6 +655,8 @@ impl metafed_engine_config {
             rate_limit_burst: a.rate_limit_burst,
             on_complete: None,
             on_complete_user_data: std::ptr::null_mut(),
+            spare_agents: c.spare_agents as u32,
+            spare_domains: c.spare_domains as u32,
         }
     }
 }

@@ -434,6 +434,14 @@ pub struct metafed_engine_config {
     pub on_complete: metafed_completion_fn,
     /// Passed to `on_complete`.
     pub on_complete_user_data: *mut c_void,
+    /// Agents that can be added to the running engine (`metafed_engine_add_agent`) beyond those
+    /// it starts with, at most 4,096: their breakers and counters are made at the start.
+    /// Since ABI 1.1: a caller with the 1.0 header gets the default, 16.
+    pub spare_agents: u32,
+    /// Domains that can be added to the running engine (`metafed_engine_add_domain`) beyond
+    /// those it starts with (together at most `METAFED_MAX_DOMAINS`). Since ABI 1.1: a caller
+    /// with the 1.0 header gets the default, 4.
+    pub spare_domains: u32,
 }
 
 /// The admission settings of a running engine (`metafed_engine_get_admission`,

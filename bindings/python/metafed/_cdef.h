@@ -2,7 +2,7 @@
 
 #define METAFED_VERSION_MAJOR 1
 
-#define METAFED_VERSION_MINOR 0
+#define METAFED_VERSION_MINOR 1
 
 #define METAFED_VERSION_PATCH 0
 
@@ -280,6 +280,8 @@ typedef struct metafed_engine_config {
   double rate_limit_burst;
   metafed_completion_fn on_complete;
   void *on_complete_user_data;
+  uint32_t spare_agents;
+  uint32_t spare_domains;
 } metafed_engine_config;
 
 typedef struct metafed_stats {

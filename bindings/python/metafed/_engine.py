@@ -288,7 +288,8 @@ class Engine:
     `workers` (0: one per core), `pin`, `max_in_flight` (task slots), `worker_capacity`,
     `batch`, `idle_spins`, `idle_yield_us`, `isolated_queue`, `panic_routing`,
     `drain_timeout_ms`, `max_concurrent`, `queue_capacity`, `essential_priority`,
-    `rate_limit_per_s`, `rate_limit_burst`."""
+    `rate_limit_per_s`, `rate_limit_burst`, and `spare_agents` (16) and `spare_domains` (4), the
+    agents and domains `add_agent` and `add_domain` can add while the engine runs."""
 
     def __init__(
         self,
@@ -309,6 +310,8 @@ class Engine:
         essential_priority: Optional[int] = None,
         rate_limit_per_s: Optional[float] = None,
         rate_limit_burst: Optional[float] = None,
+        spare_agents: Optional[int] = None,
+        spare_domains: Optional[int] = None,
     ) -> None:
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a metafed.Topology, not {type(topology).__name__}")
@@ -325,6 +328,8 @@ class Engine:
             "max_concurrent": max_concurrent,
             "queue_capacity": queue_capacity,
             "essential_priority": essential_priority,
+            "spare_agents": spare_agents,
+            "spare_domains": spare_domains,
         }
         for key, value in ints.items():
             if value is not None:

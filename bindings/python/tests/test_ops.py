@@ -292,3 +292,17 @@ def test_a_domain_name_added_again_after_its_removal_is_the_new_domain() -> None
         with pytest.raises(metafed.InvalidArgument, match="weight must be 1 to 100, got 0"):
             topology.add_agent(d, "A", sim=metafed.SimAgent(), weight=0)
         assert topology.add_agent(d, "A", sim=metafed.SimAgent(), weight=3) == 0
+
+
+def test_spare_ids_bound_what_can_be_added_while_running() -> None:
+    t = Topology.seed(agent_error=0.0)
+    with Engine(t, workers=1, spare_agents=1, spare_domains=1) as engine:
+        engine.add_domain("Geo")
+        with pytest.raises(metafed.ConfigError, match="spare_domains = 1"):
+            engine.add_domain("Maps")
+        engine.add_agent("Geo", "A", sim=metafed.SimAgent())
+        with pytest.raises(metafed.ConfigError, match="spare_agents = 1"):
+            engine.add_agent("Geo", "B", sim=metafed.SimAgent())
+        assert engine.run_many(range(10), "Geo").ok == 10
+    with pytest.raises(metafed.ConfigError, match="spare_agents must be at most 4096"):
+        Engine(t, spare_agents=5000)
