@@ -327,6 +327,60 @@ fn simulate_reproducible_gives_the_same_json_under_load() {
     }
 }
 
+/// `--reproducible` leaves out what the wall clock measures and nothing else: every figure of
+/// the reproducible report is the plain run's too (same runs, same task ids), and the plain
+/// report adds only wall-clock figures.
+#[test]
+fn simulate_reproducible_leaves_out_only_the_wall_clock() {
+    let args = ["simulate", "--tasks", "2000", "--repeats", "2", "--offered-rps", "5000", "--json", "--workers", "2"];
+    let plain = metafed(&args);
+    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    let reproducible = metafed(&[&args[..], &["--reproducible"]].concat());
+    assert!(reproducible.status.success(), "{}", String::from_utf8_lossy(&reproducible.stderr));
+    let plain: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    let reproducible: serde_json::Value = serde_json::from_slice(&reproducible.stdout).unwrap();
+    // What only the plain report has: throughput and latency, and the unloaded run.
+    const WALL: [&str; 5] =
+        ["tasks_per_s", "latency_ns", "throughput_tasks_per_s", "unloaded_latency_ns", "unloaded_without_breakers"];
+    fn same(plain: &serde_json::Value, repro: &serde_json::Value, path: &str, wall: &[&str], diffs: &mut Vec<String>) {
+        use serde_json::Value::{Array, Object};
+        match (plain, repro) {
+            (Object(p), Object(r)) => {
+                // A claim judged on the wall clock: the reproducible report says it left it out.
+                if r.get("holds").is_some_and(|h| h.is_null())
+                    && r["evidence"].as_str().is_some_and(|e| e.contains("--reproducible"))
+                {
+                    return;
+                }
+                for (k, v) in p {
+                    match r.get(k) {
+                        Some(rv) => same(v, rv, &format!("{path}/{k}"), wall, diffs),
+                        None if wall.contains(&k.as_str()) => {}
+                        None => diffs.push(format!("{path}/{k}: only in the plain report")),
+                    }
+                }
+                diffs.extend(
+                    r.keys()
+                        .filter(|k| !p.contains_key(*k))
+                        .map(|k| format!("{path}/{k}: only in the reproducible report")),
+                );
+            }
+            (Array(p), Array(r)) if p.len() == r.len() => {
+                for (i, (a, b)) in p.iter().zip(r).enumerate() {
+                    same(a, b, &format!("{path}[{i}]"), wall, diffs);
+                }
+            }
+            (p, r) if p == r => {}
+            (p, r) => diffs.push(format!("{path}: plain {p}, reproducible {r}")),
+        }
+    }
+    let mut diffs = Vec::new();
+    same(&plain, &reproducible, "", &WALL, &mut diffs);
+    assert!(diffs.is_empty(), "the modes differ beyond the wall clock:\n{}", diffs.join("\n"));
+    assert!(plain["runs"]["unloaded_without_breakers"]["tasks"].as_u64().unwrap() > 0);
+    assert_eq!(plain["tasks_total"], reproducible["tasks_total"]);
+}
+
 #[cfg(feature = "plot")]
 #[test]
 fn simulate_plot_writes_the_figures() {

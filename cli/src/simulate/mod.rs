@@ -197,7 +197,9 @@ fn simulate(
     // 1. The main runs: W1 on the main topology, without breakers (live: with breakers off
     // every outcome is the oracle's, whatever the timing) and with breakers (in virtual time at
     // the offered load: breakers act on time, so a live run's result would depend on how fast
-    // the machine pushes tasks; repeated on other task ids for the spread); and unloaded.
+    // the machine pushes tasks; repeated on other task ids for the spread). The unloaded run,
+    // measured on the wall clock, comes last (below), so that leaving it out (--reproducible)
+    // changes no other run's task ids.
     let (off, _) = r.run("W1, breakers off", topo_off.clone(), Load::w1(n))?;
     let mut with: Vec<(RunReport, Stats)> = Vec::new();
     for k in 0..args.repeats {
@@ -218,10 +220,6 @@ fn simulate(
     let spread =
         [ratio(with[0].0.ok, with[0].0.submitted), ratio(with[with.len() - 1].0.ok, with[with.len() - 1].0.submitted)];
     let (on, on_stats) = with.swap_remove(with.len() / 2);
-    let unloaded_load = Load { in_flight: 1, sample_every: 1, ..Load::w1(unloaded_n) };
-    // Latency and throughput are judged on runs where every task takes the whole path (with
-    // breakers, shed tasks fail fast and would flatter both).
-    let unloaded = if wall { Some(r.run("W1 unloaded", topo_off.clone(), unloaded_load)?.0) } else { None };
 
     let per_domain = model::predict_domains(topo_off, |a| topo_off.sim_error_rate(a).unwrap_or(0.0));
     let mean =
@@ -326,6 +324,12 @@ fn simulate(
     let hedging = hedging_runs(args, r)?;
     // 10. A varying load and a fault schedule, in virtual time.
     let schedule = schedule_run(args, r, rates)?;
+    // The runs every mode makes end here: the total counts them, whatever the mode.
+    let tasks_total = r.tasks_total;
+    // Latency and throughput are judged on runs where every task takes the whole path (with
+    // breakers, shed tasks fail fast and would flatter both).
+    let unloaded_load = Load { in_flight: 1, sample_every: 1, ..Load::w1(unloaded_n) };
+    let unloaded = if wall { Some(r.run("W1 unloaded", topo_off.clone(), unloaded_load)?.0) } else { None };
 
     let mut claims = judge(
         &levels,
@@ -362,7 +366,7 @@ fn simulate(
     }
     Ok(Report {
         tasks: n,
-        tasks_total: r.tasks_total,
+        tasks_total,
         lost: r.lost,
         duplicated: r.duplicated,
         workers: r.workers,

@@ -160,6 +160,8 @@ pub(super) struct Recovery {
 #[derive(Serialize)]
 pub(super) struct Report {
     pub(super) tasks: u64,
+    /// The tasks of every run but the unloaded one (measured on the wall clock, left out by
+    /// --reproducible; its tasks are in `runs.unloaded_without_breakers`): the same in both modes.
     pub(super) tasks_total: u64,
     pub(super) lost: u64,
     pub(super) duplicated: u64,

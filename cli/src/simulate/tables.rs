@@ -9,14 +9,15 @@ pub(super) fn print_tables(r: &Report) {
     println!("metafed simulate: {topo}, simulated agents failing by the WORKLOADS.md oracle");
     let rate = |v: Option<f64>, varies: &str| v.map_or(varies.to_string(), pct);
     println!(
-        "error rates: agents {}, domain faults {}, meta faults {}; {} {}; {} tasks per run, {} in all",
+        "error rates: agents {}, domain faults {}, meta faults {}; {} {}; {} tasks per run, {} in all{}",
         rate(r.rates.agent, "per agent (from the file)"),
         rate(r.rates.domain, "per domain (from the file)"),
         pct(r.rates.meta),
         r.workers,
         if r.workers == 1 { "worker" } else { "workers" },
         r.tasks,
-        r.tasks_total
+        r.tasks_total,
+        r.runs.unloaded_without_breakers.as_ref().map_or(String::new(), |u| format!(" (and {} unloaded)", u.tasks))
     );
     println!();
     println!("1. Reliability per level (cumulative; W1 routing; 95% Wilson intervals)");
