@@ -100,4 +100,19 @@ class BdistWheel(bdist_wheel):
         return "py3", "none", platform
 
 
-setup(distclass=NativeDistribution, cmdclass={"build_py": BuildPy, "sdist": Sdist, "bdist_wheel": BdistWheel})
+def scratch_dir() -> str:
+    """Where setuptools works (its build/ and *.egg-info): under the workspace's target/ when
+    building from a clone, so that `pip install ./bindings/python` leaves nothing in the clone;
+    beside setup.py otherwise (an unpacked sdist, which pip discards)."""
+    repo_target = HERE.parent.parent / "target"
+    base = repo_target / "python-build" if (HERE.parent.parent / "Cargo.toml").is_file() else HERE / "build"
+    base.mkdir(parents=True, exist_ok=True)
+    return str(base)
+
+
+SCRATCH = scratch_dir()
+setup(
+    distclass=NativeDistribution,
+    cmdclass={"build_py": BuildPy, "sdist": Sdist, "bdist_wheel": BdistWheel},
+    options={"build": {"build_base": SCRATCH}, "egg_info": {"egg_base": SCRATCH}},
+)

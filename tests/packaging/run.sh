@@ -16,6 +16,10 @@ prefix="$tmp/prefix"
 # From a copy of the examples outside the repository: nothing may come from the source tree.
 cp -r examples/c examples/cpp "$tmp/"
 
+# --help prints the usage, from the script's opening comment, and nothing of its code.
+help="$(scripts/install.sh --help)"
+grep -q '^Usage: scripts/install.sh' <<<"$help" && ! grep -q 'set -euo' <<<"$help" \
+  || { echo "install.sh --help printed:" >&2; echo "$help" >&2; exit 1; }
 scripts/install.sh --no-build --prefix "$prefix"
 version="$(pkg-config --modversion --with-path="$prefix/lib/pkgconfig" metafed)"
 major="${version%%.*}"

@@ -38,6 +38,9 @@ def test_the_wheel_carries_the_library_and_works_in_a_fresh_venv(tmp_path: Path)
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
     assert "metafed/libmetafed.so" in names and "metafed/_cdef.h" in names, names
+    # Building from the clone leaves nothing in it (setuptools works under target/).
+    litter = [p.name for p in PACKAGE.iterdir() if p.name == "build" or p.name.endswith(".egg-info")]
+    assert not litter, f"the build left {litter} in {PACKAGE}"
 
     env_dir = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
