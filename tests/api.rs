@@ -344,7 +344,7 @@ fn stats_count_what_happened() {
 
 #[test]
 fn the_readme_toml_example_parses_into_what_it_says() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/architecture.md")).unwrap();
     let start = readme.find("Settings in TOML:\n\n```toml\n").expect("the README's TOML example") + 27;
     let text = &readme[start..start + readme[start..].find("```").unwrap()];
     let t = Topology::from_toml(text).unwrap();
