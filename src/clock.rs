@@ -87,7 +87,13 @@ fn invariant_tsc() -> bool {
     // CPUID exists on every x86-64 processor; leaf 0x8000_0000 says whether the extended leaf
     // 0x8000_0007 exists before we read it.
     use core::arch::x86_64::__cpuid;
-    __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
+    // `__cpuid` is a safe function in recent Rust (its target feature is always enabled on
+    // x86-64) and an unsafe one in 1.88, the minimum supported: the block serves both.
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID is available on every x86-64 processor.
+    unsafe {
+        __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
+    }
 }
 
 /// Elsewhere, and under Miri (which runs neither CPUID nor RDTSC): `Instant`.

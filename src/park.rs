@@ -41,10 +41,11 @@ impl Parker {
     /// consistent fence after making its work visible.
     #[inline]
     pub(crate) fn wake_fenced(&self) {
-        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
-            if let Some(t) = lock(&self.thread).as_ref() {
-                t.unpark();
-            }
+        if self.sleeping.load(Ordering::Relaxed)
+            && self.sleeping.swap(false, Ordering::AcqRel)
+            && let Some(t) = lock(&self.thread).as_ref()
+        {
+            t.unpark();
         }
     }
 

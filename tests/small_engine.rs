@@ -20,8 +20,12 @@ fn every_hand_off_once() {
     });
     let mut b = Topology::builder();
     let api = b.domain("API").unwrap();
-    b.agent(api, "flaky", AgentSpec::handler(|r: &Request<'_>| if r.task_id % 3 == 0 { Err(7) } else { Ok(1) }))
-        .unwrap();
+    b.agent(
+        api,
+        "flaky",
+        AgentSpec::handler(|r: &Request<'_>| if r.task_id.is_multiple_of(3) { Err(7) } else { Ok(1) }),
+    )
+    .unwrap();
     b.agent(api, "iso", AgentSpec::handler(|_: &Request<'_>| Ok(2)).isolated()).unwrap();
     let db = b.domain("DB").unwrap();
     b.agent(

@@ -77,7 +77,7 @@ pub fn closed_loop_until(
                 Err(e) => panic!("submission refused: {e}"),
             };
             for (k, t) in tickets[..accepted].iter().enumerate() {
-                if (next + k as u64) % every == 0 {
+                if (next + k as u64).is_multiple_of(every) {
                     sampled[t.slot() as usize] = (*t, t0);
                 }
             }

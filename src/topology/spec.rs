@@ -121,10 +121,11 @@ impl AgentSpec {
         if self.isolated && matches!(self.kind, AgentKind::Deferred(_)) {
             return Err("a deferred agent cannot be isolated (it holds no thread while it waits)".into());
         }
-        if let AgentKind::Sim(s) = &self.kind {
-            if s.io && self.isolated {
-                return Err("a simulated I/O agent cannot be isolated (it holds no thread while it waits)".into());
-            }
+        if let AgentKind::Sim(s) = &self.kind
+            && s.io
+            && self.isolated
+        {
+            return Err("a simulated I/O agent cannot be isolated (it holds no thread while it waits)".into());
         }
         Ok(())
     }

@@ -207,7 +207,7 @@ pub fn closed_loop_sampled(
             seen[w] |= b;
             done += 1;
             ok += u64::from(success);
-            if i % sample == 0 {
+            if i.is_multiple_of(sample) {
                 hist.record((t1 - sent_at[((i / sample) as usize) % SLOTS]).as_nanos().max(1) as u64);
             }
         }

@@ -132,7 +132,7 @@ impl Runner {
             hook(engine, t);
             engine.drain_events(events);
             k += 1;
-            if k % every == 0 {
+            if k.is_multiple_of(every) {
                 progress.set(base + k);
             }
         });
