@@ -202,8 +202,11 @@ def _start_async(agent: _Agent, req: Any, r: Request, resp: Any, key: tuple[int,
 
 
 async def _bounded(coro: Awaitable[HandlerResult], timeout: float) -> HandlerResult:
-    # The engine abandons the attempt at `timeout`: stop its work then, too.
-    return await asyncio.wait_for(coro, max(timeout, 1e-3))
+    # The engine abandons the attempt at `timeout` (its timer decides, and records it as
+    # abandoned): stop the work soon after, too. The grace keeps this backstop from firing
+    # first, which would complete the attempt as dropped instead (the loop's timer starts after
+    # the engine's, but can run early by its clock resolution, or the engine's timer thread late).
+    return await asyncio.wait_for(coro, max(timeout, 1e-3) * 1.1 + 0.005)
 
 
 def _done(handle: tuple[int, int], key: tuple[int, int, int], future: Any) -> None:
