@@ -25,7 +25,8 @@
 //! [`sim`] (simulated agents and workloads), [`model`] (the reliability model), and with their
 //! cargo features `metrics` (Prometheus) and `admin` (an HTTP endpoint).
 //!
-//! See the README for the architecture, the breakers' behaviour and the measurements.
+//! The README and `docs/` in the repository hold the architecture, the breakers' behaviour, the
+//! C and Python interfaces and the measurements.
 
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -33,6 +34,21 @@
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 // docs.rs (`--cfg docsrs`, nightly) marks what each cargo feature adds.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The Rust programs of the README and of docs/, compiled and run as doctests (`cargo test
+// --doc`): what a newcomer copies works as printed.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/rust.md")]
+struct DocsRustDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/simulate.md")]
+struct DocsSimulateDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/architecture.md")]
+struct DocsArchitectureDoctests;
 
 // The public face: modules by theme.
 #[cfg(all(not(loom), feature = "admin"))]

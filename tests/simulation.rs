@@ -204,7 +204,9 @@ fn randomized_runs_lose_nothing_and_replay_by_their_seed() {
     let seed = std::env::var("METAFED_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
     });
-    eprintln!("seed {seed}; replay with METAFED_SEED={seed} cargo test --release --test simulation randomized");
+    eprintln!(
+        "seed {seed}; replay with METAFED_SEED={seed} cargo test --release -p metafed --test integration simulation::randomized"
+    );
     for k in 0..3u64 {
         let s = seed.wrapping_add(k);
         let first = randomized(s);

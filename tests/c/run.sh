@@ -43,6 +43,15 @@ for v in 1.0; do
   "$out/cpp17_$v"
 done
 
+# Every C program in README.md and docs/, as printed there.
+python3 "$root/tests/c/snippets.py" "$out/snippets" > "$out/snippets.list"
+for src in $(cat "$out/snippets.list"); do
+  exe="${src%.c}"
+  gcc -std=c99 "${warn[@]}" "${san[@]}" -I"$root/include" "$src" -o "$exe" "${link[@]}"
+  echo "-- $(head -1 "$src" | sed 's|/\* \(.*\) \*/|\1|')"
+  "$exe"
+done
+
 # The example client builds with its documented command line (static library).
 (cd "$root" && cc -std=c99 -O2 "${warn[@]}" examples/c/client.c -Iinclude target/release/libmetafed.a -lpthread -ldl -lm -o "$out/client")
 echo "-- examples/c/client"
