@@ -33,6 +33,10 @@
  *   metafed_completion) and metafed_attempt (a handle passed by value) have no struct_size and
  *   never change.
  * - Flags and enumerations are C integers (the METAFED_* constants); no Rust enum crosses.
+ * - Texts (names, metrics, JSON) are copied into the caller's buffer of cap bytes:
+ *   NUL-terminated, cut at cap - 1 bytes if it is short, with the full length (without the NUL)
+ *   written to *out_len, so that a call with cap 0 asks for the size. Counters move between two
+ *   calls, so a text can grow: leave some room, and call again if *out_len >= cap.
  * - Handles are opaque and checked: a stale or freed handle yields METAFED_E_HANDLE.
  * - Unless a function says otherwise, it may be called from any thread.
  */
@@ -697,7 +701,7 @@ typedef struct metafed_event {
   /*
    The event as one line of JSON, NUL-terminated (`json_len` bytes before the NUL): for a
    breaker `{"event":"breaker","at_ns":..,"breaker":"agent API/REST","level":"agent",
-   "index":0,"from":"closed","to":"open","cause":"failures","task_id":7}`, for an audit
+   "index":0,"from":"closed","to":"open","cause":"consecutive_failures","task_id":7}`, for an audit
    record `{"event":"audit","seq":..,"actor":..,"action":..,"target":..,"from":..,"to":..}`.
    */
   const char *json;
@@ -1033,6 +1037,11 @@ typedef struct metafed_stats {
    The model's success probability for a single-domain task.
    */
   double predicted_success;
+  /*
+   Breaker events `metafed_engine_drain_events` could not keep (it keeps 1,024 between
+   drains). Since ABI 1.1: a caller with the 1.0 header does not get it.
+   */
+  uint64_t events_dropped;
 } metafed_stats;
 
 /*
@@ -1466,7 +1475,7 @@ metafed_status metafed_engine_set_event_callback(struct metafed_engine *engine,
  `promtool check metrics` and every Prometheus parser read), the OpenMetrics format when 1.
  Copied into `buf` (`cap` bytes, NUL-terminated, truncated if short); its full length
  (without the NUL) goes to `*out_len` (may be NULL), so that a call with `cap` 0 asks for the
- size. Metric names and labels are in the README ("Operating metafed").
+ size. Metric names and labels are in docs/operating.md.
  */
 metafed_status metafed_engine_get_metrics_text(struct metafed_engine *engine,
                                                uint32_t openmetrics,
@@ -1476,8 +1485,8 @@ metafed_status metafed_engine_get_metrics_text(struct metafed_engine *engine,
 
 /*
  The engine's health as JSON (`status`, `lifecycle`, `reasons`, and per domain the measured
- reliability beside the prediction; the README's "Operating metafed" shows it), into `buf` as
- described at the top of this section; `*out_status` (may be NULL) gets `METAFED_HEALTHY`,
+ reliability beside the prediction; docs/operating.md shows it), into `buf` by the header's
+ rule for texts; `*out_status` (may be NULL) gets `METAFED_HEALTHY`,
  `METAFED_DEGRADED` or `METAFED_UNHEALTHY`.
  */
 metafed_status metafed_engine_get_health_json(struct metafed_engine *engine,
@@ -1570,7 +1579,7 @@ metafed_status metafed_audit_set_actor(const char *actor, const char *reason);
 /*
  The audit trail as a JSON array of records (`seq`, `at_unix_ms`, `actor`, `reason`,
  `action`, `target`, `from`, `to`), oldest first: those numbered above `after_seq` (0: every
- record kept, the newest 1,024). Into `buf` as described at the top of this section.
+ record kept, the newest 1,024). Into `buf` by the header's rule for texts.
  */
 metafed_status metafed_engine_get_audit_json(struct metafed_engine *engine,
                                              uint64_t after_seq,
@@ -1581,7 +1590,7 @@ metafed_status metafed_engine_get_audit_json(struct metafed_engine *engine,
 /*
  A breaker's name in words, as events and the audit trail say it: `meta`, `domain API`,
  `agent API/REST`. `level` is a `METAFED_LEVEL_*`, `index` the domain or agent id. Into `buf`
- as described at the top of this section.
+ by the header's rule for texts.
  */
 metafed_status metafed_engine_get_breaker_name(struct metafed_engine *engine,
                                                int32_t level,

@@ -25,7 +25,7 @@ pub enum EngineEvent<'a> {
 
 impl EngineEvent<'_> {
     /// The event as one line of JSON: `{"event":"breaker","at_ns":..,"breaker":"agent
-    /// API/REST","level":"agent","index":0,"from":"closed","to":"open","cause":"failures",
+    /// API/REST","level":"agent","index":0,"from":"closed","to":"open","cause":"consecutive_failures",
     /// "task_id":7}` (`task_id` null when no task caused it), or `{"event":"audit",...}` with
     /// the audit record's fields.
     pub fn to_json(&self) -> String {

@@ -1,7 +1,7 @@
 /* The struct_size rule across ABI 1.0 and 1.1: metafed_engine_config gained spare_agents and
- * spare_domains in 1.1. A caller whose struct is 1.0's size (as a program compiled against the
- * 1.0 header passes) gets their defaults, and the library writes nothing past that size; a 1.1
- * caller sets them. run.sh also builds every C test against tests/c/compat/1.0/metafed.h and runs
+ * spare_domains in 1.1, metafed_stats gained events_dropped. A caller whose struct is 1.0's size
+ * (as a program compiled against the 1.0 header passes) gets the defaults of what it does not
+ * know, and the library writes nothing past that size; a 1.1 caller sets and reads them. run.sh also builds every C test against tests/c/compat/1.0/metafed.h and runs
  * it against this library. */
 #include "common.h"
 #include <stddef.h>
@@ -82,7 +82,22 @@ int main(void) {
     FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_new(seed, &cfg, &e));
     cfg.struct_size = sizeof cfg + 8;
     FAILS(METAFED_E_STRUCT_SIZE, metafed_engine_config_init(&cfg));
+
+    /* An output struct: a 1.0-sized metafed_stats gets the 1.0 fields and nothing past them. */
+    {
+        metafed_stats stats;
+        OK(metafed_engine_new(seed, NULL, &e));
+        memset(&stats, 0xCD, sizeof stats);
+        stats.struct_size = (uint32_t)offsetof(metafed_stats, events_dropped);
+        OK(metafed_engine_get_stats(e, &stats));
+        CHECK(stats.struct_size == offsetof(metafed_stats, events_dropped) && stats.domains == 3 && stats.agents == 9);
+        CHECK(stats.events_dropped == 0xCDCDCDCDCDCDCDCDull);
+        stats.struct_size = sizeof stats;
+        OK(metafed_engine_get_stats(e, &stats));
+        CHECK(stats.events_dropped == 0);
+        metafed_engine_free(e);
+    }
     metafed_topology_free(seed);
-    printf("growth from C: 1.0-sized and 1.1-sized engine configs both served\n");
+    printf("growth from C: 1.0-sized and 1.1-sized engine configs and stats both served\n");
     return 0;
 }

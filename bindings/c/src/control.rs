@@ -77,7 +77,7 @@ pub extern "C" fn metafed_engine_set_event_callback(
 /// `promtool check metrics` and every Prometheus parser read), the OpenMetrics format when 1.
 /// Copied into `buf` (`cap` bytes, NUL-terminated, truncated if short); its full length
 /// (without the NUL) goes to `*out_len` (may be NULL), so that a call with `cap` 0 asks for the
-/// size. Metric names and labels are in the README ("Operating metafed").
+/// size. Metric names and labels are in docs/operating.md.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_get_metrics_text(
     engine: *mut metafed_engine,
@@ -96,8 +96,8 @@ pub extern "C" fn metafed_engine_get_metrics_text(
 }
 
 /// The engine's health as JSON (`status`, `lifecycle`, `reasons`, and per domain the measured
-/// reliability beside the prediction; the README's "Operating metafed" shows it), into `buf` as
-/// described at the top of this section; `*out_status` (may be NULL) gets `METAFED_HEALTHY`,
+/// reliability beside the prediction; docs/operating.md shows it), into `buf` by the header's
+/// rule for texts; `*out_status` (may be NULL) gets `METAFED_HEALTHY`,
 /// `METAFED_DEGRADED` or `METAFED_UNHEALTHY`.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_get_health_json(
@@ -299,7 +299,7 @@ pub extern "C" fn metafed_audit_set_actor(actor: *const c_char, reason: *const c
 
 /// The audit trail as a JSON array of records (`seq`, `at_unix_ms`, `actor`, `reason`,
 /// `action`, `target`, `from`, `to`), oldest first: those numbered above `after_seq` (0: every
-/// record kept, the newest 1,024). Into `buf` as described at the top of this section.
+/// record kept, the newest 1,024). Into `buf` by the header's rule for texts.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_get_audit_json(
     engine: *mut metafed_engine,
@@ -318,7 +318,7 @@ pub extern "C" fn metafed_engine_get_audit_json(
 
 /// A breaker's name in words, as events and the audit trail say it: `meta`, `domain API`,
 /// `agent API/REST`. `level` is a `METAFED_LEVEL_*`, `index` the domain or agent id. Into `buf`
-/// as described at the top of this section.
+/// by the header's rule for texts.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_get_breaker_name(
     engine: *mut metafed_engine,

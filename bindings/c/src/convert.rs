@@ -594,6 +594,12 @@ unsafe impl CStruct for metafed_engine_config {
     /// ABI 1.0's form ended before `spare_agents` (1.1 appended it and `spare_domains`).
     const MIN_SIZE: usize = std::mem::offset_of!(metafed_engine_config, spare_agents);
 }
+// SAFETY: as above.
+unsafe impl CStruct for metafed_stats {
+    const NAME: &'static str = "metafed_stats";
+    /// ABI 1.0's form ended before `events_dropped` (appended in 1.1).
+    const MIN_SIZE: usize = std::mem::offset_of!(metafed_stats, events_dropped);
+}
 c_structs!(
     metafed_task,
     metafed_completion,
@@ -604,7 +610,6 @@ c_structs!(
     metafed_hedge_config,
     metafed_breaker_config,
     metafed_admission_config,
-    metafed_stats,
     metafed_domain_stats,
     metafed_agent_stats,
     metafed_shutdown_report,

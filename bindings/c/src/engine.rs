@@ -392,6 +392,7 @@ pub extern "C" fn metafed_engine_get_stats(engine: *mut metafed_engine, out: *mu
             pin_failures: s.pin_failures as u32,
             meta_trips: s.meta.breaker.opened + s.meta.breaker.reopened,
             predicted_success: s.predicted_success,
+            events_dropped: s.events_dropped,
         };
         // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
         unsafe { write_out(out, &v) }

@@ -514,6 +514,9 @@ pub struct metafed_stats {
     pub meta_trips: u64,
     /// The model's success probability for a single-domain task.
     pub predicted_success: f64,
+    /// Breaker events `metafed_engine_drain_events` could not keep (it keeps 1,024 between
+    /// drains). Since ABI 1.1: a caller with the 1.0 header does not get it.
+    pub events_dropped: u64,
 }
 
 /// One domain's counters.
@@ -689,7 +692,7 @@ pub struct metafed_event {
     pub audit_seq: u64,
     /// The event as one line of JSON, NUL-terminated (`json_len` bytes before the NUL): for a
     /// breaker `{"event":"breaker","at_ns":..,"breaker":"agent API/REST","level":"agent",
-    /// "index":0,"from":"closed","to":"open","cause":"failures","task_id":7}`, for an audit
+    /// "index":0,"from":"closed","to":"open","cause":"consecutive_failures","task_id":7}`, for an audit
     /// record `{"event":"audit","seq":..,"actor":..,"action":..,"target":..,"from":..,"to":..}`.
     pub json: *const c_char,
     /// Its length in bytes.

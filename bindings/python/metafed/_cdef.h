@@ -306,6 +306,7 @@ typedef struct metafed_stats {
   uint32_t pin_failures;
   uint64_t meta_trips;
   double predicted_success;
+  uint64_t events_dropped;
 } metafed_stats;
 
 typedef struct metafed_domain_stats {

@@ -763,6 +763,7 @@ class Engine:
             domains=domains,
             agents=agents,
             late_results=s.late_results,
+            events_dropped=s.events_dropped,
         )
 
     def set_breaker_mode(self, level: Level, index: int, mode: BreakerMode) -> None:
@@ -801,8 +802,8 @@ class Engine:
     ) -> int:
         """Adds an agent to a domain (id or name) of the running engine and returns its id; the
         arguments are those of `Topology.add_agent` (an isolated agent needs a restart). Workers
-        route to it from their next turn. It takes one of the engine's 16 spare agent ids (an
-        engine started from Python has the default); ids are never reused. ConfigError says why when it
+        route to it from their next turn. It takes one of the engine's spare agent ids
+        (`Engine(..., spare_agents=)`, 16 by default); ids are never reused. ConfigError says why when it
         cannot (a name the domain has, no spare id left). Recorded in the audit trail."""
         self._check_not_closed()
         self._names = None  # domains may have been added since
@@ -825,8 +826,8 @@ class Engine:
 
     def add_domain(self, name: str) -> int:
         """Adds a domain to the running engine and returns its id; tasks may name it at once, so
-        add its agents (`add_agent`) first. It takes one of the engine's 4 spare domain ids (an
-        engine started from Python has the default), with no injected faults, one attempt per
+        add its agents (`add_agent`) first. It takes one of the engine's spare domain ids
+        (`Engine(..., spare_domains=)`, 4 by default), with no injected faults, one attempt per
         agent, and no hedging or retry budget. ConfigError says why when it cannot. Recorded in
         the audit trail."""
         self._check_not_closed()

@@ -260,7 +260,8 @@ class AgentStats:
 class Stats:
     """Counters per level, breaker states, latency, and the model's prediction. `reasons`
     counts completions by reason; `late_results` the answers of deferred attempts that came
-    after their attempt was abandoned."""
+    after their attempt was abandoned; `events_dropped` the breaker events the engine could not
+    keep for the `metafed` logger (it keeps 1,024 between the quarter-second drains)."""
 
     workers: int
     slots: int
@@ -283,6 +284,7 @@ class Stats:
     domains: list[DomainStats] = field(default_factory=list)
     agents: list[AgentStats] = field(default_factory=list)
     late_results: int = 0
+    events_dropped: int = 0
 
 
 @dataclass(frozen=True)
