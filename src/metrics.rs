@@ -23,9 +23,9 @@ use prometheus_client::registry::{Registry, Unit};
 use std::sync::{Arc, Weak};
 
 /// Latency buckets, in seconds: from 100 ns to 10 s, 1-2.5-5 per decade.
-const BUCKETS_S: [f64; 24] = [
+const BUCKETS_S: [f64; 25] = [
     1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
-    5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// The engine's metrics, read at each scrape. Holds the engine weakly: once the engine is gone it
@@ -587,5 +587,19 @@ pub(crate) fn reason_name(r: Reason) -> &'static str {
         Reason::Deadline => "deadline",
         Reason::DomainTimeout => "domain_timeout",
         Reason::BudgetExhausted => "budget_exhausted",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// 1, 2.5 and 5 in every decade from 100 ns to 5 s, then 10 s.
+    #[test]
+    fn the_latency_buckets_are_one_two_and_a_half_five_per_decade() {
+        let want: Vec<f64> =
+            (-7..=0).flat_map(|e| [1.0, 2.5, 5.0].map(|m| m * 10f64.powi(e))).chain(std::iter::once(10.0)).collect();
+        assert_eq!(super::BUCKETS_S.len(), want.len());
+        for (got, want) in super::BUCKETS_S.iter().zip(&want) {
+            assert!((got / want - 1.0).abs() < 1e-9, "{got} != {want}");
+        }
     }
 }
