@@ -111,7 +111,8 @@ EOF
 cat > "$lib/cmake/metafed/metafedConfigVersion.cmake" <<EOF
 # Compatible when the major version (the soname's) is the one asked for, and not older.
 set(PACKAGE_VERSION "$version")
-if(PACKAGE_FIND_VERSION_MAJOR AND NOT PACKAGE_FIND_VERSION_MAJOR STREQUAL "$major")
+# (Compared as text: a request for major version 0 is a version too, not "none".)
+if(NOT "\${PACKAGE_FIND_VERSION}" STREQUAL "" AND NOT "\${PACKAGE_FIND_VERSION_MAJOR}" STREQUAL "$major")
   set(PACKAGE_VERSION_COMPATIBLE FALSE)
 elseif(PACKAGE_VERSION VERSION_LESS PACKAGE_FIND_VERSION)
   set(PACKAGE_VERSION_COMPATIBLE FALSE)

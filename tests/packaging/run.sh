@@ -56,6 +56,15 @@ cmake --build "$tmp/cpp-build" >/dev/null
 if readelf -d "$tmp/cpp-build/client_static" | grep -q 'NEEDED.*libmetafed'; then echo "client_static (C++) needs libmetafed.so" >&2; exit 1; fi
 "$tmp/cpp-build/client_static"
 
+echo "-- find_package(metafed) refuses another major version, and a newer minor"
+for asked in 0.1 2.0 "$major.999"; do
+  mkdir -p "$tmp/ask"
+  printf 'cmake_minimum_required(VERSION 3.16)\nproject(ask NONE)\nfind_package(metafed %s REQUIRED)\n' "$asked" >"$tmp/ask/CMakeLists.txt"
+  if cmake -S "$tmp/ask" -B "$tmp/ask/build-$asked" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null 2>&1; then
+    echo "find_package(metafed $asked) accepted metafed $version" >&2; exit 1
+  fi
+done
+
 echo "-- a staged install (--destdir) says the final prefix, not the stage"
 scripts/install.sh --no-build --prefix /opt/metafed --destdir "$tmp/stage" >/dev/null
 grep -q '^prefix=/opt/metafed$' "$tmp/stage/opt/metafed/lib/pkgconfig/metafed.pc"
