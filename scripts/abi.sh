@@ -11,11 +11,11 @@
 #                         reads include/metafed.h (abidw on a probe compiled with -g: one exported
 #                         pointer per function, so struct layouts, enums and parameters are in it)
 #
-# Policy (README, "ABI stability"): within one soname major version the ABI only grows. New
+# Policy (docs/c.md, "ABI stability"): within one soname major version the ABI only grows. New
 # functions pass with a note, and so do fields appended at the end of a struct that starts with
 # struct_size (the header's growth rule: the library serves every earlier size); a removed or
 # changed function, variable or type, or any other change to a struct, fails the check unless
-# the major version in Cargo.toml (and so the soname) has moved past the record's.
+# the major version in bindings/c/lib/Cargo.toml (and so the soname) has moved past the record's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-check}"
@@ -103,7 +103,7 @@ done
 if [ $status -ne 0 ]; then
   cat >&2 <<EOF
 abi.sh: a removed or changed function or type breaks programs linked against $current. Undo the
-change, or raise the major version in Cargo.toml (the soname follows it). A change that is
+change, or raise the major version in bindings/c/lib/Cargo.toml (the soname follows it). A change that is
 compatible by the struct_size rule (a field appended to a struct that starts with struct_size)
 is reviewed, then recorded with scripts/abi.sh record in the same commit.
 EOF

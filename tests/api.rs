@@ -343,10 +343,10 @@ fn stats_count_what_happened() {
 }
 
 #[test]
-fn the_readme_toml_example_parses_into_what_it_says() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/architecture.md")).unwrap();
-    let start = readme.find("Settings in TOML:\n\n```toml\n").expect("the README's TOML example") + 27;
-    let text = &readme[start..start + readme[start..].find("```").unwrap()];
+fn the_architecture_docs_toml_example_parses_into_what_it_says() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/architecture.md")).unwrap();
+    let start = doc.find("Settings in TOML:\n\n```toml\n").expect("the TOML example in docs/architecture.md") + 27;
+    let text = &doc[start..start + doc[start..].find("```").unwrap()];
     let t = Topology::from_toml(text).unwrap();
     let api = t.domain_id("API").unwrap();
     assert_eq!(t.hedge(api).map(|h| h.delay), Some(metafed::policy::HedgeDelay::Percentile(95.0)));

@@ -1,6 +1,6 @@
 //! The fuzz targets' harnesses (`fuzz/harness/`) over the committed corpus (`fuzz/corpus/`), on
 //! stable Rust in every `cargo test`: whatever libFuzzer once found and we kept stays fixed.
-//! Fuzzing itself needs nightly and cargo-fuzz (see "Verification" in the README).
+//! Fuzzing itself needs nightly and cargo-fuzz (see docs/verification.md).
 
 #![cfg(not(miri))]
 

@@ -1,4 +1,4 @@
-"""`mypy --strict` accepts code written as the README and the example write it (the package
+"""`mypy --strict` accepts code written as docs/python.md and the example write it (the package
 ships py.typed and precise signatures)."""
 
 import shutil
