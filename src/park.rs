@@ -39,14 +39,22 @@ impl Parker {
 
     /// [`wake`](Self::wake) for a publisher that has already issued the sequentially
     /// consistent fence after making its work visible.
+    /// Returns whether the owner was asleep (and is now woken).
     #[inline]
-    pub(crate) fn wake_fenced(&self) {
-        if self.sleeping.load(Ordering::Relaxed)
-            && self.sleeping.swap(false, Ordering::AcqRel)
-            && let Some(t) = lock(&self.thread).as_ref()
-        {
-            t.unpark();
+    pub(crate) fn wake_fenced(&self) -> bool {
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
+            if let Some(t) = lock(&self.thread).as_ref() {
+                t.unpark();
+            }
+            return true;
         }
+        false
+    }
+
+    /// Whether the owner is parked (or about to park).
+    #[inline]
+    pub(crate) fn is_sleeping(&self) -> bool {
+        self.sleeping.load(Ordering::Relaxed)
     }
 
     /// Called by the owner when it has found nothing to do: sleeps unless `has_work` finds

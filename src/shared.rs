@@ -80,6 +80,9 @@ pub(crate) struct WorkerShared {
     /// Its deferred attempts, and the parker every publisher wakes it with.
     pub(crate) hub: std::sync::Arc<Hub>,
     pub(crate) counters: WorkerCounters,
+    /// The clock when the worker began its current turn (its own cache line: written once a
+    /// turn, read by submitters to see a worker stuck in one turn, see `Engine::conserve`).
+    pub(crate) turn_ns: CachePadded<AtomicU64>,
     /// Set when the worker thread has returned.
     pub(crate) exited: AtomicBool,
 }

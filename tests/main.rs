@@ -13,6 +13,7 @@ mod future_handler;
 mod http;
 mod ops;
 mod overload;
+mod scheduling;
 mod simulation;
 mod small_engine;
 mod workloads;

@@ -158,6 +158,7 @@ impl Engine {
                     ingress: Mpmc::new(share),
                     hub: Arc::new(Hub::new(attempt_slots, w as u16, clock)),
                     counters: WorkerCounters::new(domains, capacity),
+                    turn_ns: CachePadded::new(AtomicU64::new(0)),
                     exited: AtomicBool::new(false),
                 })
                 .collect(),

@@ -5,6 +5,7 @@ use super::Engine;
 use crate::error::SubmitError;
 use crate::shared::on_engine_thread;
 use crate::shared::{RUNNING, STOPPING};
+use crate::stages::worker::STALL_NS;
 use crate::sync::{Ordering, fence};
 use crate::task::{Task, Ticket};
 use std::time::{Duration, Instant};
@@ -101,7 +102,8 @@ impl Engine {
             return Err(SubmitError::ShuttingDown);
         }
         self.check(task)?;
-        let t = self.stage(task, sh.clock.now())?;
+        let now = sh.clock.now();
+        let t = self.stage(task, now)?;
         let Some(w) = self.push(t, self.target()) else {
             // Every ingress ring full: cannot happen while the rings hold the slot count together, but
             // stay correct if it does.
@@ -114,7 +116,9 @@ impl Engine {
         if sh.lifecycle() >= STOPPING {
             self.reject_if_stopping(&[t]);
         }
-        sh.workers[w].parker().wake_fenced();
+        if !sh.workers[w].parker().wake_fenced() {
+            self.conserve(w, now);
+        }
         Ok(t)
     }
 
@@ -186,14 +190,43 @@ impl Engine {
                 self.reject_if_stopping(&tickets[..done]);
             }
             for w in 0..workers {
-                if woken & (1u128 << (w % 128)) != 0 {
-                    sh.workers[w].parker().wake_fenced();
+                if woken & (1u128 << (w % 128)) != 0 && !sh.workers[w].parker().wake_fenced() {
+                    self.conserve(w, now);
                 }
             }
         }
         match (done, first_err) {
             (0, Some(e)) => Err(e),
             _ => Ok(done),
+        }
+    }
+
+    /// Work conservation: no task waits in a ring while a worker sleeps. Worker `w`, just given
+    /// work and not asleep, normally takes it within its turn; but one that has been inside the
+    /// same turn for longer than [`STALL_NS`] (a handler that blocks, a long batch) leaves it
+    /// waiting. Then one sleeping worker is woken to steal it (idle workers steal from the
+    /// others' rings), and this thread's next tasks go to that worker. Tokio's rule ("notify a
+    /// parked worker when work is pushed"), narrowed to a worker that is stuck, so that a push
+    /// to a worker that keeps up wakes nobody: one load of the target's turn clock per push.
+    #[inline]
+    fn conserve(&self, w: usize, now: u64) {
+        let sh = &*self.sh;
+        if sh.workers.len() > 1 && now.saturating_sub(sh.workers[w].turn_ns.load(Ordering::Relaxed)) > STALL_NS {
+            self.wake_idle(w);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake_idle(&self, stuck: usize) {
+        if self.simulated {
+            return; // a simulation's workers are turned by its driver, not woken
+        }
+        let n = self.sh.workers.len();
+        if let Some(v) = (1..n).map(|i| (stuck + i) % n).find(|&v| self.sh.workers[v].parker().is_sleeping())
+            && self.sh.workers[v].parker().wake_fenced()
+        {
+            PREFERRED.with(|p| p.set(Some(v)));
         }
     }
 

@@ -69,7 +69,15 @@ pub(crate) struct Worker {
     pub(crate) windows: Vec<Option<LatencyWindow>>,
     /// Sub-tasks admitted and not yet joined.
     pub(crate) live: usize,
+    /// The turn start last published in `turn_ns`.
+    turn_published: u64,
 }
+
+/// How long a worker may be inside one turn before a task pushed to it wakes a sleeping worker
+/// to steal it (see `Engine::conserve`): long against a turn that keeps up (a batch of fast
+/// attempts takes microseconds), short against a handler that blocks. A worker publishes its turn
+/// start at most every quarter of this, so it counts as stuck after 150 to 200 us in one turn.
+pub(crate) const STALL_NS: u64 = 200_000;
 
 impl Worker {
     pub(crate) fn new(id: usize, sh: Arc<Shared>) -> Self {
@@ -115,6 +123,7 @@ impl Worker {
                 })
                 .collect(),
             live: 0,
+            turn_published: 0,
             hub,
             sh,
         }
@@ -144,6 +153,12 @@ impl Worker {
     /// One turn; returns how much work it did.
     pub(crate) fn turn(&mut self) -> usize {
         self.now = self.sh.clock.now();
+        // Published at most every quarter of the stall threshold: a worker spinning through empty
+        // turns would otherwise write the line a submitter reads on every push.
+        if self.now.wrapping_sub(self.turn_published) > STALL_NS / 4 {
+            self.turn_published = self.now;
+            self.sh.workers[self.id].turn_ns.store(self.now, Ordering::Relaxed);
+        }
         self.sh.policy.refresh(&mut self.policy, &mut self.policy_version);
         // Deferred attempts out (slots not free) may have answers in the inbox; a worker whose
         // agents all answer at once never looks.
