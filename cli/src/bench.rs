@@ -8,7 +8,7 @@
 //! neighbours is much less so.
 
 use metafed_bench::driver::{Percentiles, Workload};
-use metafed_bench::peers::{NAMES, Run, closed_loop, start};
+use metafed_bench::peers::{NAMES, Run, closed_loop, engine_for, start};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,8 +19,10 @@ pub struct Args {
     /// w5 (agents that wait 1 ms on I/O, against tokio), w3 (the tail, without and with hedging).
     #[arg(long, value_delimiter = ',', default_value = "w1,w1-unloaded,w2,w5,w3")]
     workloads: Vec<String>,
-    /// Peers to compare with: stages, pool, actors, ring, inline.
-    #[arg(long, value_delimiter = ',', default_value = "stages,pool,actors,ring,inline")]
+    /// Peers to compare with: stages, pool, actors, ring, inline (against the engine with its
+    /// breakers disabled); pool-failsafe, tokio-tower (with breakers, a rate limiter and counters,
+    /// against the engine with the same on: engine-guarded).
+    #[arg(long, value_delimiter = ',', default_value = "stages,pool,actors,ring,inline,pool-failsafe,tokio-tower")]
     peers: Vec<String>,
     /// Pairs of runs (engine, peer) per peer and workload.
     #[arg(long, default_value_t = 5)]
@@ -158,8 +160,10 @@ pub fn rss_probe() {
 
 pub fn run(args: &Args) -> Result<(), String> {
     for p in &args.peers {
-        if p == "engine" || !NAMES.contains(&p.as_str()) {
-            return Err(format!("unknown peer {p:?} (peers: stages, pool, actors, ring, inline)"));
+        if p.starts_with("engine") || !NAMES.contains(&p.as_str()) {
+            return Err(format!(
+                "unknown peer {p:?} in --peers (peers: stages, pool, actors, ring, inline, pool-failsafe, tokio-tower)"
+            ));
         }
     }
     if args.pairs == 0 {
@@ -208,7 +212,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         for _ in 0..args.pairs {
             for peer in &args.peers {
                 let mut pair = Vec::with_capacity(2);
-                for name in ["engine", peer.as_str()] {
+                for name in [engine_for(peer), peer.as_str()] {
                     let mut f = start(name, args.workers).expect("known");
                     let r = closed_loop(&mut *f, workload, in_flight, tasks, budget, next_ids());
                     drop(f);
@@ -287,6 +291,32 @@ fn targets(workloads: &[WorkloadReport], rss: Option<u64>) -> Vec<Target> {
                 target: "W1 loaded throughput >= 2x the best peer",
                 met: ratio >= 2.0,
                 figure: format!("{ratio:.2}x the best peer ({best}, {:.0} tasks/s)", r.tasks_per_s),
+            });
+        }
+        for (peer, want, what) in [
+            ("pool", 1.0, "W1 features off: engine / crossbeam pool >= 1.0x"),
+            ("pool-failsafe", 2.0, "W1 features on: engine-guarded / pool + failsafe-rs + governor >= 2.0x"),
+            ("tokio-tower", 5.0, "W1 features on: engine-guarded / tokio + tower + failsafe-rs + governor >= 5.0x"),
+        ] {
+            if let Some(r) = w1.implementations.get(peer) {
+                let ratio = r.ratio.unwrap_or(0.0);
+                t.push(Target {
+                    target: what,
+                    met: ratio >= want,
+                    figure: format!("{ratio:.2}x ({peer}: {:.0} tasks/s)", r.tasks_per_s),
+                });
+            }
+        }
+        if let (Some(on), Some(off)) = (w1.implementations.get("engine-guarded"), w1.implementations.get("engine")) {
+            t.push(Target {
+                target: "W1: what the features cost the engine (engine-guarded / engine), reported",
+                met: true,
+                figure: format!(
+                    "{:.2}x (medians: {:.0} / {:.0} tasks/s)",
+                    on.tasks_per_s / off.tasks_per_s.max(1e-9),
+                    on.tasks_per_s,
+                    off.tasks_per_s
+                ),
             });
         }
         if let Some(ring) = w1.implementations.get("ring") {
@@ -397,17 +427,18 @@ fn print_report(r: &Report) {
     for w in &r.workloads {
         println!();
         println!(
-            "{} ({} in flight): medians over the runs; ratio = median of the pairwise engine/peer ratios",
+            "{} ({} in flight): medians over the runs; ratio = median of the pairwise engine/peer ratios \
+             (engine-guarded for pool-failsafe and tokio-tower)",
             w.workload, w.in_flight
         );
         println!(
-            "  {:<8} {:>14} {:>10} {:>10} {:>10} {:>16} {:>14}",
+            "  {:<14} {:>14} {:>10} {:>10} {:>10} {:>16} {:>14}",
             "impl", "tasks/s", "p50", "p99", "p99.9", "engine/impl", "p50 eng/impl"
         );
         for (name, i) in &w.implementations {
             let us = |ns: u64| format!("{:.2} us", ns as f64 / 1e3);
             println!(
-                "  {:<8} {:>14.0} {:>10} {:>10} {:>10} {:>16} {:>14}",
+                "  {:<14} {:>14.0} {:>10} {:>10} {:>10} {:>16} {:>14}",
                 name,
                 i.tasks_per_s,
                 us(i.latency_ns.p50),

@@ -418,3 +418,37 @@ fn an_idle_engine_uses_no_cpu() {
     let percent: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(percent <= 5.0, "an idle engine used {percent}% of a core");
 }
+
+/// The peers with the features on run against the engine with the same on, each run exact
+/// against the oracle, with their targets reported; an unknown peer is refused by name.
+#[test]
+fn bench_runs_the_guarded_peers_against_the_guarded_engine() {
+    let out = metafed(&[
+        "bench",
+        "--workloads",
+        "w1",
+        "--pairs",
+        "1",
+        "--tasks",
+        "20000",
+        "--peers",
+        "pool,pool-failsafe,tokio-tower",
+        "--workers",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let imps = &v["workloads"][0]["implementations"];
+    for name in ["engine", "engine-guarded", "pool", "pool-failsafe", "tokio-tower"] {
+        assert_eq!(imps[name]["exact"], true, "{name}: {imps}");
+    }
+    for peer in ["pool", "pool-failsafe", "tokio-tower"] {
+        assert!(imps[peer]["ratio"].as_f64().unwrap() > 0.0, "{peer}: {imps}");
+    }
+    let targets: Vec<&str> = v["targets"].as_array().unwrap().iter().map(|t| t["target"].as_str().unwrap()).collect();
+    assert!(targets.iter().any(|t| t.contains("features on") && t.contains("failsafe")), "{targets:?}");
+    let out = metafed(&["bench", "--peers", "engine-guarded"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown peer \"engine-guarded\" in --peers"));
+}

@@ -5,8 +5,14 @@ use crate::config::AdmissionConfig;
 use crate::sync::{AtomicU8, AtomicU64, Ordering};
 
 /// A token bucket at admission, as GCRA on one atomic: `tat` is the theoretical arrival time of
-/// the next task.
-pub(crate) struct RateLimiter {
+/// the next task. The engine's limiter ([`AdmissionConfig::rate_limit_per_s`]); public so that its
+/// cost per check can be measured beside governor's (`benches/per_call.rs`).
+///
+/// ```
+/// let limiter = metafed::policy::RateLimiter::new(1_000.0, 10.0);
+/// assert!(limiter.allow(0)); // the clock is in nanoseconds, any origin
+/// ```
+pub struct RateLimiter {
     /// Nanoseconds between admissions at the sustained rate (0: no limit). Operators may change
     /// it and the tolerance while tasks run; a check sees either setting, both are valid.
     interval_ns: AtomicU64,
@@ -15,7 +21,9 @@ pub(crate) struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub(crate) fn new(per_s: f64, burst: f64) -> Self {
+    /// `per_s` admissions per second sustained (0: no limit), bursts of up to `burst` (at least
+    /// 1).
+    pub fn new(per_s: f64, burst: f64) -> Self {
         let (interval, tolerance) = Self::params(per_s, burst);
         Self { interval_ns: AtomicU64::new(interval), tolerance_ns: AtomicU64::new(tolerance), tat: AtomicU64::new(0) }
     }
@@ -26,14 +34,15 @@ impl RateLimiter {
     }
 
     /// Changes the rate (0: no limit) and the burst, from the next admission on.
-    pub(crate) fn set(&self, per_s: f64, burst: f64) {
+    pub fn set(&self, per_s: f64, burst: f64) {
         let (interval, tolerance) = Self::params(per_s, burst);
         self.tolerance_ns.store(tolerance, Ordering::Relaxed);
         self.interval_ns.store(interval, Ordering::Relaxed);
     }
 
+    /// Whether an admission at `now` (nanoseconds) is within the rate; if so, it is counted.
     #[inline]
-    pub(crate) fn allow(&self, now: u64) -> bool {
+    pub fn allow(&self, now: u64) -> bool {
         let interval_ns = self.interval_ns.load(Ordering::Relaxed);
         if interval_ns == 0 {
             return true;

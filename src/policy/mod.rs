@@ -4,6 +4,7 @@
 //! domain ([`TopologyBuilder::hedge`](crate::TopologyBuilder::hedge),
 //! [`TopologyBuilder::retry_budget`](crate::TopologyBuilder::retry_budget)).
 
+pub use admission::RateLimiter;
 pub use budget::RetryBudget;
 pub use hedge::{Hedge, HedgeDelay, MAX_HEDGES};
 

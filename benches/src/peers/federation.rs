@@ -59,12 +59,24 @@ impl Router {
         ok
     }
 
+    /// Where the round-robin over `domain`'s agents starts for its next sub-task (and moves on).
+    #[inline]
+    pub fn next_start(&mut self, domain: usize) -> u32 {
+        let start = self.cursors[domain];
+        self.cursors[domain] = start.wrapping_add(1);
+        start
+    }
+
+    /// The failure threshold of the oracle (see [`metafed::sim::threshold`]).
+    pub fn threshold(&self) -> u64 {
+        self.threshold
+    }
+
     /// One sub-task: the attempts at the domain's agents in turn.
     #[inline]
     pub fn subtask(&mut self, id: u64, domain: usize, fanout: u32) -> bool {
         let key = oracle_key(id, domain as u16, fanout);
-        let start = self.cursors[domain];
-        self.cursors[domain] = start.wrapping_add(1);
+        let start = self.next_start(domain);
         (0..AGENTS as u64).any(|attempt| self.attempt(key, attempt, (start as usize + attempt as usize) % AGENTS))
     }
 

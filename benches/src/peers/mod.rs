@@ -12,10 +12,18 @@
 //! 3. `actors`: tokio mpsc, one task (actor) per stage on a multi-thread runtime.
 //! 4. `ring`: the limit: a bare SPSC ring out and back, one thread routing inline.
 //! 5. `inline`: the floor: the routing as plain function calls on the submitting thread.
+//!
+//! With the features on (breakers at three levels, a rate limiter, counters; see [`guarded`]),
+//! against `engine-guarded`:
+//!
+//! 6. `pool-failsafe`: the pool with failsafe-rs breakers, a governor limiter, atomic counters.
+//! 7. `tokio-tower`: a tokio task per request, tower's timeout and concurrency limit per agent,
+//!    failsafe-rs's futures breakers, governor, atomic counters.
 
 mod actors;
 mod engine;
 mod federation;
+pub mod guarded;
 pub mod io;
 mod pool;
 mod ring;
@@ -27,12 +35,23 @@ pub use federation::{
 };
 
 pub use actors::ActorsPeer;
+pub use guarded::{GuardedPoolPeer, TowerPeer};
 pub use pool::PoolPeer;
 pub use ring::RingPeer;
 pub use stages::StagesPeer;
 
 /// The implementations `metafed bench` knows, by name.
-pub const NAMES: [&str; 6] = ["engine", "stages", "pool", "actors", "ring", "inline"];
+pub const NAMES: [&str; 9] =
+    ["engine", "stages", "pool", "actors", "ring", "inline", "engine-guarded", "pool-failsafe", "tokio-tower"];
+
+/// The peers run with the engine's features on: they pair with `engine-guarded`.
+pub const GUARDED: [&str; 2] = ["pool-failsafe", "tokio-tower"];
+
+/// The engine a peer is compared with: `engine-guarded` for the peers with features on, else
+/// `engine`.
+pub fn engine_for(peer: &str) -> &'static str {
+    if GUARDED.contains(&peer) { "engine-guarded" } else { "engine" }
+}
 
 /// Starts implementation `name` with `workers` threads where it has a choice (0: one per core).
 pub fn start(name: &str, workers: usize) -> Option<Box<dyn Federation>> {
@@ -45,6 +64,9 @@ pub fn start(name: &str, workers: usize) -> Option<Box<dyn Federation>> {
         "actors" => Box::new(ActorsPeer::new(w)),
         "ring" => Box::new(RingPeer::new()),
         "inline" => Box::new(InlinePeer::default()),
+        "engine-guarded" => Box::new(EnginePeer::guarded(workers)),
+        "pool-failsafe" => Box::new(GuardedPoolPeer::new(w)),
+        "tokio-tower" => Box::new(TowerPeer::new(w)),
         _ => return None,
     })
 }
