@@ -55,7 +55,7 @@
 /*
  See `METAFED_VERSION_MAJOR`.
  */
-#define METAFED_VERSION_MINOR 1
+#define METAFED_VERSION_MINOR 2
 
 /*
  See `METAFED_VERSION_MAJOR`.
@@ -223,6 +223,14 @@
 #define METAFED_HANDLER_PENDING 3
 
 /*
+ For completing a deferred attempt only (`metafed_attempt_complete`,
+ `metafed_attempts_complete`): the attempt ran out of the time it was given (a queued
+ attempt's `timeout_ns`); a failure of kind `METAFED_FAILURE_ABANDONED`. Since ABI 1.2. (4 is
+ left unassigned: a handler's unknown code is recorded as `METAFED_FAILURE_INVALID_REPLY`.)
+ */
+#define METAFED_HANDLER_TIMED_OUT 5
+
+/*
  `metafed_task.flags`: deliver the completion to `metafed_engine_wait` on its ticket, not to
  `metafed_engine_poll` or the completion callback.
  */
@@ -380,6 +388,13 @@
  An event of `metafed_engine_set_event_callback`: an operator action was audited.
  */
 #define METAFED_EVENT_AUDIT 2
+
+/*
+ A queue of deferred attempts that an event loop takes and runs. Opaque; a handle, not a
+ pointer to memory. Agents added with `metafed_topology_add_queue_agent` queue their attempts
+ in it; any thread may take them, one taker at a time.
+ */
+typedef struct metafed_attempt_queue metafed_attempt_queue;
 
 /*
  A running engine. Opaque; a handle, not a pointer to memory. Every function taking an
@@ -1211,6 +1226,114 @@ typedef struct metafed_shutdown_report {
 } metafed_shutdown_report;
 
 /*
+ An attempt taken from a `metafed_attempt_queue` (`metafed_attempt_queue_take` fills an array
+ of them; the caller sets the first one's `struct_size`). Since ABI 1.2.
+ */
+typedef struct metafed_queued_attempt {
+  /*
+   `sizeof(metafed_queued_attempt)`.
+   */
+  uint32_t struct_size;
+  /*
+   The sub-task's domain.
+   */
+  uint16_t domain;
+  /*
+   The agent.
+   */
+  uint16_t agent;
+  /*
+   The attempt, to complete once (`metafed_attempt_complete` or `metafed_attempts_complete`).
+   */
+  struct metafed_attempt attempt;
+  /*
+   The tag the agent was added with (`metafed_topology_add_queue_agent`).
+   */
+  uint64_t tag;
+  /*
+   The task's ticket.
+   */
+  uint64_t ticket;
+  /*
+   The task's id.
+   */
+  uint64_t task_id;
+  /*
+   The task's payload.
+   */
+  uint64_t payload;
+  /*
+   The task's bytes (NULL when `data_len` is 0), kept by the queue until its next take.
+   */
+  const uint8_t *data;
+  /*
+   Length of `data`.
+   */
+  size_t data_len;
+  /*
+   How long the attempt waited in the queue.
+   */
+  uint64_t waited_ns;
+  /*
+   How long the taker has to complete it, from the take: the agent timeout, or less when the
+   task's deadline or the domain timeout comes sooner. Past it, complete it with
+   `METAFED_HANDLER_TIMED_OUT` (the engine abandons it at the task's deadline or domain
+   timeout in any case).
+   */
+  uint64_t timeout_ns;
+  /*
+   The attempt's number within its sub-task (0 first), as `metafed_request.attempt`.
+   */
+  uint32_t attempt_number;
+  /*
+   How many domains the task needs.
+   */
+  uint32_t fanout;
+  /*
+   The task's priority.
+   */
+  uint32_t priority;
+} metafed_queued_attempt;
+
+/*
+ What a `metafed_attempt_queue` has seen (`metafed_attempt_queue_get_stats`). Since ABI 1.2.
+ */
+typedef struct metafed_attempt_queue_stats {
+  /*
+   `sizeof(metafed_attempt_queue_stats)`.
+   */
+  uint32_t struct_size;
+  /*
+   Attempts it can hold.
+   */
+  uint64_t capacity;
+  /*
+   Attempts waiting now.
+   */
+  uint64_t waiting;
+  /*
+   The most that waited at once.
+   */
+  uint64_t high_water;
+  /*
+   Attempts queued since it was made.
+   */
+  uint64_t queued;
+  /*
+   Attempts taken.
+   */
+  uint64_t taken;
+  /*
+   Attempts the engine abandoned while they waited (never handed out).
+   */
+  uint64_t expired;
+  /*
+   Attempts refused because it was full (failed at once as overloaded).
+   */
+  uint64_t refused;
+} metafed_attempt_queue_stats;
+
+/*
  A simulated agent. Set `struct_size`, then `metafed_sim_agent_init` fills the defaults (an
  agent that never fails and answers at once). Its latency: none (every latency field 0),
  `latency_ns` on every call, exponential with mean `exponential_mean_ns`, or the long tail of
@@ -1878,6 +2001,74 @@ const char *metafed_status_str(metafed_status status);
  pointer is valid until the next failing call on this thread; copy it to keep it.
  */
 const char *metafed_last_error(void);
+
+/*
+ Makes a queue for at most `capacity` waiting attempts (0: 65,536); `*out` receives it. An
+ attempt that finds the queue full fails at once as overloaded (the domain fails over).
+ */
+metafed_status metafed_attempt_queue_new(uint32_t capacity, struct metafed_attempt_queue **out);
+
+/*
+ Frees the caller's handle on a queue (NULL does nothing). Agents that use it keep it until
+ their topology and engines are freed; attempts still waiting then fail (kind
+ `METAFED_FAILURE_DROPPED`), never lost.
+ */
+void metafed_attempt_queue_free(struct metafed_attempt_queue *queue);
+
+/*
+ The queue's file descriptor: readable while attempts wait (level-triggered: it stays readable
+ until a take leaves the queue empty). Watch it for reading (`poll`, `epoll`,
+ `loop.add_reader`); never read, write or close it: `metafed_attempt_queue_take` reads it.
+ */
+metafed_status metafed_attempt_queue_get_fd(const struct metafed_attempt_queue *queue,
+                                            int32_t *out_fd);
+
+/*
+ Adds an agent whose attempts wait in `queue` for the caller's loop; its id goes to
+ `*out_agent` (may be NULL). `tag` comes back with each of its attempts
+ (`metafed_queued_attempt.tag`), to tell the loop which of its handlers runs them. `flags`
+ must be 0. The topology (and every engine started from it) holds the queue from here on.
+ */
+metafed_status metafed_topology_add_queue_agent(struct metafed_topology *topology,
+                                                uint16_t domain,
+                                                const char *name,
+                                                const struct metafed_attempt_queue *queue,
+                                                uint64_t tag,
+                                                uint32_t flags,
+                                                uint16_t *out_agent);
+
+/*
+ Takes up to `cap` waiting attempts into `out` (an array whose stride is `out[0].struct_size`,
+ which the caller sets), oldest first; their count goes to `*out_n` (0 when none waits: it
+ never waits). Each one's agent timeout counts from now: complete it within its `timeout_ns`
+ (`METAFED_HANDLER_TIMED_OUT` when it runs out). Attempts the engine abandoned while they
+ waited are not handed out. The `data` of each points to bytes the queue keeps until the next
+ take from this queue or its free. One taker at a time (calls are serialised).
+ */
+metafed_status metafed_attempt_queue_take(struct metafed_attempt_queue *queue,
+                                          struct metafed_queued_attempt *out,
+                                          size_t cap,
+                                          size_t *out_n);
+
+/*
+ What the queue has seen, into `*out` (its `struct_size` set by the caller).
+ */
+metafed_status metafed_attempt_queue_get_stats(const struct metafed_attempt_queue *queue,
+                                               struct metafed_attempt_queue_stats *out);
+
+/*
+ Completes `n` deferred attempts in one call, each as `metafed_attempt_complete` would with
+ `results[i]` and `responses[i]` (`responses` may be NULL: values and codes 0; else an array
+ whose stride is `responses[0].struct_size`), waking each worker once. Each attempt's status
+ goes to `statuses[i]` (may be NULL): `METAFED_OK`, `METAFED_E_ABANDONED`, `METAFED_E_HANDLE`
+ or `METAFED_E_INVALID` (a bad result code; that attempt is not completed). Returns
+ `METAFED_OK` once every attempt has been looked at, whatever their statuses.
+ */
+metafed_status metafed_attempts_complete(const struct metafed_attempt *attempts,
+                                         const int32_t *results,
+                                         const struct metafed_response *responses,
+                                         size_t n,
+                                         metafed_status *statuses);
 
 /*
  Creates an empty topology. Free it with `metafed_topology_free`.

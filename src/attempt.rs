@@ -70,16 +70,19 @@ pub struct Answer {
     pub(crate) body: Vec<u8>,
     /// When the completer claimed the slot, on the engine clock.
     pub(crate) at_ns: u64,
+    /// When the attempt's handler started it, if later than the worker's hand-over (an attempt
+    /// taken from an [`AttemptQueue`](crate::AttemptQueue)); 0 otherwise.
+    pub(crate) started_ns: u64,
 }
 
 impl Answer {
     /// A success with `value` and the reply's bytes.
     pub fn ok(value: u64, body: Vec<u8>) -> Self {
-        Self { failure: None, code: 0, value, body, at_ns: 0 }
+        Self { failure: None, code: 0, value, body, at_ns: 0, started_ns: 0 }
     }
     /// A failure of `kind` with the handler's error code.
     pub fn failed(kind: FailureKind, code: i32) -> Self {
-        Self { failure: Some(kind), code, value: 0, body: Vec::new(), at_ns: 0 }
+        Self { failure: Some(kind), code, value: 0, body: Vec::new(), at_ns: 0, started_ns: 0 }
     }
 }
 
@@ -90,6 +93,10 @@ pub(crate) struct Slot {
     /// Written by the completer between its claim and its post; read by the worker after it
     /// takes a posted slot (release on the post, acquire on the take).
     answer: UnsafeCell<Answer>,
+    /// When the holder started the attempt (engine nanoseconds; 0: at the hand-over). Written by
+    /// the holder before it completes the attempt, read by the worker when it takes the answer
+    /// (ordered by the post and the take), and reset by the worker.
+    started: AtomicU64,
 }
 
 // SAFETY: `answer` is accessed under the protocol of the state word: only the completer that
@@ -135,7 +142,11 @@ impl Hub {
     pub(crate) fn new(slots: usize, worker: u16, clock: Clock) -> Self {
         Self {
             slots: (0..slots)
-                .map(|_| Slot { word: AtomicU64::new(word(1, FREE)), answer: UnsafeCell::new(Answer::default()) })
+                .map(|_| Slot {
+                    word: AtomicU64::new(word(1, FREE)),
+                    answer: UnsafeCell::new(Answer::default()),
+                    started: AtomicU64::new(0),
+                })
                 .collect(),
             inbox: Mpmc::new(slots.max(1)),
             parker: Parker::new(),
@@ -223,6 +234,16 @@ impl Hub {
         s.word.compare_exchange(word(g, ARMED), word(g, ABANDONED), Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 
+    #[cfg_attr(loom, allow(dead_code))]
+    /// The holder of attempt (`idx`, `g`) starts it now: its latency counts from here. Returns the
+    /// time, or `None` if the engine has abandoned it.
+    pub(crate) fn start(&self, idx: u32, g: u32) -> Option<u64> {
+        let s = &self.slots[idx as usize];
+        let now = self.clock.now();
+        s.started.store(now, Ordering::Relaxed);
+        (s.word.load(Ordering::Acquire) == word(g, ARMED)).then_some(now)
+    }
+
     /// Whether attempt (`idx`, `g`) has been abandoned (and not yet retired).
     pub(crate) fn is_abandoned(&self, idx: u32, g: u32) -> bool {
         self.slots.get(idx as usize).is_some_and(|s| s.word.load(Ordering::Acquire) == word(g, ABANDONED))
@@ -236,8 +257,16 @@ impl Hub {
         let taken = match state(w) {
             // SAFETY: the slot was posted (release) and we read the word with acquire: the
             // completer's write of the answer is visible, and it will not write again.
-            POSTED => Taken::Answer(idx, s.answer.with_mut(|p| unsafe { std::mem::take(&mut *p) })),
-            RETIRED => Taken::Retired(idx),
+            POSTED => {
+                // SAFETY: as above.
+                let mut a = s.answer.with_mut(|p| unsafe { std::mem::take(&mut *p) });
+                a.started_ns = s.started.swap(0, Ordering::Relaxed);
+                Taken::Answer(idx, a)
+            }
+            RETIRED => {
+                s.started.store(0, Ordering::Relaxed);
+                Taken::Retired(idx)
+            }
             other => unreachable!("attempt slot {idx} in the inbox in state {other}"),
         };
         // Release: our read of the answer happens before the next generation's write.
@@ -309,6 +338,13 @@ impl Attempt {
         }
     }
 
+    /// Completes the attempt as timed out: its handler gave up at the time it was given
+    /// ([`QueuedAttempt::timeout`](crate::QueuedAttempt::timeout)). A failure of kind
+    /// [`Abandoned`](FailureKind::Abandoned); the domain fails over.
+    pub fn time_out(self) -> Result<(), Abandoned> {
+        self.finish(Answer::failed(FailureKind::Abandoned, 0))
+    }
+
     /// Whether the engine has given up on this attempt (its answer would be dropped).
     pub fn is_abandoned(&self) -> bool {
         self.hub.as_ref().is_some_and(|h| h.is_abandoned(self.idx, self.g))
@@ -338,6 +374,12 @@ impl Attempt {
         let hub = self.hub.take().expect("an attempt is completed once: complete consumes it");
         let _ = hub.complete(self.idx, self.g, answer, true, false);
         hub
+    }
+
+    /// Its holder starts it now (see [`Hub::start`]): the engine time, or `None` if abandoned.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn start(&self) -> Option<u64> {
+        self.hub.as_ref().and_then(|h| h.start(self.idx, self.g))
     }
 
     /// (slot, generation).

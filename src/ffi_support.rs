@@ -37,6 +37,41 @@ pub fn complete_attempt(
     Some(w.hub.complete(slot, generation, answer, true, true))
 }
 
+/// Completes raw attempts as [`complete_attempt`] does, but wakes each worker once, when the
+/// batch is dropped.
+#[derive(Default)]
+pub struct CompletionBatch {
+    wake: Vec<Arc<crate::attempt::Hub>>,
+}
+
+impl CompletionBatch {
+    /// Completes the raw attempt (`worker`, `slot`, `generation`) of `engine`; `None` when the
+    /// worker does not exist.
+    pub fn complete(
+        &mut self,
+        engine: &Engine,
+        worker: usize,
+        slot: u32,
+        generation: u32,
+        answer: Answer,
+    ) -> Option<Result<(), Refused>> {
+        let w = engine.shared().workers.get(worker)?;
+        let r = w.hub.complete(slot, generation, answer, true, false);
+        if !self.wake.iter().any(|h| Arc::ptr_eq(h, &w.hub)) {
+            self.wake.push(w.hub.clone());
+        }
+        Some(r)
+    }
+}
+
+impl Drop for CompletionBatch {
+    fn drop(&mut self) {
+        for h in self.wake.drain(..) {
+            h.parker.wake();
+        }
+    }
+}
+
 /// Whether the engine has abandoned the raw attempt (`worker`, `slot`, `generation`); true for a
 /// worker that does not exist.
 pub fn attempt_abandoned(engine: &Engine, worker: usize, slot: u32, generation: u32) -> bool {

@@ -196,6 +196,8 @@ pub struct CallCx<'a> {
     pub(crate) armed: Option<(u32, u32)>,
     /// When the engine will abandon a deferred attempt, on the engine clock.
     pub(crate) deadline_ns: u64,
+    /// The latest `deadline_ns` may become: the task's deadline or its domain timeout.
+    limit_ns: u64,
     /// The engine's clock reading when the call started.
     pub(crate) now_ns: u64,
     /// The engine's C handle (0 when it has none), for C handlers that defer.
@@ -223,12 +225,14 @@ impl<'a> CallCx<'a> {
         free: &'a mut Vec<u32>,
         now_ns: u64,
         deadline_ns: u64,
+        limit_ns: u64,
         engine_handle: &'a crate::sync::AtomicU64,
     ) -> Self {
         Self {
             source: Source::Worker { hub, free },
             armed: None,
             deadline_ns,
+            limit_ns,
             now_ns,
             engine: Handle::Shared(engine_handle),
         }
@@ -238,7 +242,14 @@ impl<'a> CallCx<'a> {
     pub(crate) fn holding(attempt: Attempt, now_ns: u64, engine_handle: u64) -> CallCx<'static> {
         let deadline_ns = attempt.deadline_ns();
         let armed = Some(attempt.id());
-        CallCx { source: Source::Held(Some(attempt)), armed, deadline_ns, now_ns, engine: Handle::Value(engine_handle) }
+        CallCx {
+            source: Source::Held(Some(attempt)),
+            armed,
+            deadline_ns,
+            limit_ns: deadline_ns,
+            now_ns,
+            engine: Handle::Value(engine_handle),
+        }
     }
 
     /// The engine's C handle (0 for an engine started from Rust).
@@ -264,6 +275,32 @@ impl<'a> CallCx<'a> {
                 Some(Attempt::new(Arc::clone(hub), idx, g, self.deadline_ns))
             }
             Source::Held(held) => held.take(),
+        }
+    }
+
+    /// Before [`defer`](Self::defer): the attempt's agent timeout will count from when its
+    /// holder starts it ([`crate::AttemptQueue::take`]), so the engine waits for it until the
+    /// task's deadline or the domain timeout only. Returns the agent timeout the holder then has
+    /// (the time this call would have had).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn count_timeout_from_start(&mut self) -> u64 {
+        let budget = self.time_left_ns();
+        if matches!(self.source, Source::Worker { .. }) && self.armed.is_none() {
+            self.deadline_ns = self.limit_ns;
+        }
+        budget
+    }
+
+    /// Takes back an attempt this call deferred and could not hand over: the call answers at
+    /// once instead.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn undefer(&mut self, attempt: Attempt) {
+        match &mut self.source {
+            Source::Worker { free, .. } => {
+                free.push(attempt.disarm());
+                self.armed = None;
+            }
+            Source::Held(held) => *held = Some(attempt),
         }
     }
 

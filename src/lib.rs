@@ -75,6 +75,8 @@ pub mod ffi_support;
 
 // The engine's parts, from the engine down to its primitives.
 mod attempt;
+#[cfg(not(loom))]
+mod attempt_queue;
 mod buckets;
 mod clock;
 mod config;
@@ -129,6 +131,8 @@ pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN, MAX_WEIGHT};
 
 // Handlers.
 pub use attempt::{Abandoned, Attempt};
+#[cfg(not(loom))]
+pub use attempt_queue::{AttemptQueue, AttemptQueueStats, DEFAULT_QUEUE_CAPACITY, QueuedAttempt};
 #[cfg(all(not(loom), feature = "tokio"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use future_handler::{IntoAnswer, future_handler};

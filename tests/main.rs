@@ -13,6 +13,7 @@ mod future_handler;
 mod http;
 mod ops;
 mod overload;
+mod queue;
 mod scheduling;
 mod simulation;
 mod small_engine;

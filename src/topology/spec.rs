@@ -86,6 +86,13 @@ impl AgentSpec {
     pub fn deferred(handler: impl DeferredHandler) -> Self {
         Self::of(AgentKind::Deferred(Arc::new(handler)))
     }
+    /// An agent whose attempts wait in `queue` for a loop of the caller's to take and run them
+    /// ([`AttemptQueue`](crate::AttemptQueue)); `tag` tells the loop which of its handlers runs
+    /// this agent's attempts. The agent timeout counts from the take.
+    #[cfg(not(loom))]
+    pub fn queued(queue: crate::attempt_queue::AttemptQueue, tag: u64) -> Self {
+        Self::foreign(Arc::new(crate::attempt_queue::QueueAgent { queue, tag }))
+    }
     pub(crate) fn foreign(agent: Arc<dyn Agent>) -> Self {
         Self::of(AgentKind::Foreign(ForeignAgent(agent)))
     }

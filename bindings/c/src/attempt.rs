@@ -15,11 +15,11 @@ use crate::types::{metafed_attempt, metafed_completion, metafed_request, metafed
 use metafed_rs::ffi_support::{CallCx, Refused};
 
 /// Packs a C attempt id: generation, worker, slot.
-fn pack(worker: u16, slot: u32, g: u32) -> u64 {
+pub(crate) fn pack(worker: u16, slot: u32, g: u32) -> u64 {
     (u64::from(g) << 32) | (u64::from(worker) << 22) | u64::from(slot & ((1 << 22) - 1))
 }
 
-fn unpack(id: u64) -> (usize, u32, u32) {
+pub(crate) fn unpack(id: u64) -> (usize, u32, u32) {
     (((id >> 22) & 0x3ff) as usize, (id & ((1 << 22) - 1)) as u32, (id >> 32) as u32)
 }
 

@@ -5,11 +5,12 @@ use crate::error::{FfiError, FfiResult, METAFED_E_INVALID, METAFED_E_NULL, METAF
 use crate::types::{
     METAFED_AGENT_ISOLATED, METAFED_BREAKER_DISABLED, METAFED_BREAKER_FORCED_OPEN, METAFED_BREAKER_NORMAL,
     METAFED_FOREVER, METAFED_HANDLER_ERROR, METAFED_HANDLER_OK, METAFED_HANDLER_PENDING, METAFED_HANDLER_RAISED,
-    METAFED_LEVEL_AGENT, METAFED_LEVEL_DOMAIN, METAFED_LEVEL_META, METAFED_MAX_DURATION_NS, METAFED_MAX_FAILURES,
-    METAFED_SIM_IO, METAFED_TASK_WAITABLE, metafed_admission_config, metafed_agent_stats, metafed_body,
-    metafed_breaker_config, metafed_breaker_event, metafed_completion, metafed_domain_stats, metafed_engine_config,
-    metafed_event, metafed_failure, metafed_hedge_config, metafed_request, metafed_response, metafed_shutdown_report,
-    metafed_sim_agent, metafed_stats, metafed_task,
+    METAFED_HANDLER_TIMED_OUT, METAFED_LEVEL_AGENT, METAFED_LEVEL_DOMAIN, METAFED_LEVEL_META, METAFED_MAX_DURATION_NS,
+    METAFED_MAX_FAILURES, METAFED_SIM_IO, METAFED_TASK_WAITABLE, metafed_admission_config, metafed_agent_stats,
+    metafed_attempt_queue_stats, metafed_body, metafed_breaker_config, metafed_breaker_event, metafed_completion,
+    metafed_domain_stats, metafed_engine_config, metafed_event, metafed_failure, metafed_hedge_config,
+    metafed_queued_attempt, metafed_request, metafed_response, metafed_shutdown_report, metafed_sim_agent,
+    metafed_stats, metafed_task,
 };
 use metafed_rs::breaker::{BreakerConfig, BreakerMode};
 use metafed_rs::ffi_support::Answer;
@@ -533,37 +534,63 @@ unsafe fn task_from<'a>(t: metafed_task) -> Result<metafed_rs::Task<'a>, FfiErro
 }
 
 pub(crate) fn answer(result: i32, response: *const metafed_response) -> Result<Answer, FfiError> {
-    let (code, value, data) = if response.is_null() {
-        (0, 0, Vec::new())
+    let r = if response.is_null() {
+        None
     } else {
-        let empty = metafed_response {
-            struct_size: size_of::<metafed_response>() as u32,
-            code: 0,
-            value: 0,
-            data: std::ptr::null(),
-            data_len: 0,
-        };
         // SAFETY: not NULL; a response of `struct_size` bytes per the contract.
-        let r = unsafe { read_in(response, empty) }?;
-        let data = if r.data_len == 0 || result != METAFED_HANDLER_OK {
-            Vec::new()
-        } else if r.data.is_null() {
-            return Err(err(crate::error::METAFED_E_NULL, "response data is NULL but data_len is not 0"));
-        } else {
-            // SAFETY: per the contract, `data` holds `data_len` readable bytes.
-            unsafe { std::slice::from_raw_parts(r.data, r.data_len) }.to_vec()
-        };
-        (r.code, r.value, data)
+        Some(unsafe { read_in(response, metafed_response::empty()) }?)
+    };
+    answer_of(result, r)
+}
+
+impl metafed_response {
+    /// A response with no value, code or bytes.
+    pub(crate) fn empty() -> Self {
+        Self { struct_size: size_of::<Self>() as u32, code: 0, value: 0, data: std::ptr::null(), data_len: 0 }
+    }
+}
+
+/// Reads element `i` of an array of structs whose stride (checked, `stride_of`) is `stride`:
+/// the fields that size holds, over `defaults`; the element's own `struct_size` is not read.
+///
+/// # Safety
+/// `p` points to at least `i + 1` elements of `stride` bytes.
+pub(crate) unsafe fn read_element<T: CStruct>(p: *const T, i: usize, stride: usize, defaults: T) -> T {
+    let mut v = defaults;
+    // SAFETY: `stride` (at most `size_of::<T>()`, checked) bytes are readable at element `i` and
+    // writable in `v`; any bytes are valid for `T` (CStruct's contract).
+    unsafe { std::ptr::copy_nonoverlapping(p.cast::<u8>().add(i * stride), (&raw mut v).cast::<u8>(), stride) };
+    v
+}
+
+/// A completion's answer from `result` and the caller's response (`None`: values and codes 0).
+pub(crate) fn answer_of(result: i32, r: Option<metafed_response>) -> Result<Answer, FfiError> {
+    let (code, value, data) = match r {
+        None => (0, 0, Vec::new()),
+        Some(r) => {
+            let data = if r.data_len == 0 || result != METAFED_HANDLER_OK {
+                Vec::new()
+            } else if r.data.is_null() {
+                return Err(err(crate::error::METAFED_E_NULL, "response data is NULL but data_len is not 0"));
+            } else {
+                // SAFETY: per the contract, `data` holds `data_len` readable bytes.
+                unsafe { std::slice::from_raw_parts(r.data, r.data_len) }.to_vec()
+            };
+            (r.code, r.value, data)
+        }
     };
     Ok(match result {
         METAFED_HANDLER_OK => Answer::ok(value, data),
         METAFED_HANDLER_ERROR => Answer::failed(FailureKind::Error, code),
         METAFED_HANDLER_RAISED => Answer::failed(FailureKind::Panicked, code),
         METAFED_HANDLER_PENDING => Answer::failed(FailureKind::Dropped, code),
+        METAFED_HANDLER_TIMED_OUT => Answer::failed(FailureKind::Abandoned, code),
         other => {
             return Err(err(
                 METAFED_E_INVALID,
-                format!("result must be METAFED_HANDLER_OK, _ERROR, _RAISED or _PENDING (to drop it), got {other}"),
+                format!(
+                    "result must be METAFED_HANDLER_OK, _ERROR, _RAISED, _TIMED_OUT or _PENDING (to drop it), got {other}"
+                ),
             ));
         }
     })
@@ -615,6 +642,8 @@ c_structs!(
     metafed_shutdown_report,
     metafed_breaker_event,
     metafed_event,
+    metafed_queued_attempt,
+    metafed_attempt_queue_stats,
 );
 
 impl metafed_task {

@@ -31,6 +31,7 @@ mod handler;
 mod handles;
 #[cfg(test)]
 mod header_tests;
+mod queue;
 mod topology;
 mod types;
 
@@ -39,5 +40,6 @@ pub use control::*;
 pub use engine::*;
 pub use error::*;
 pub use handles::{metafed_engine, metafed_topology};
+pub use queue::*;
 pub use topology::*;
 pub use types::*;

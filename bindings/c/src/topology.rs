@@ -84,7 +84,7 @@ pub extern "C" fn metafed_topology_add_domain(
     })
 }
 
-fn check_domain(b: &TopologyBuilder, domain: u16) -> Result<DomainId, FfiError> {
+pub(crate) fn check_domain(b: &TopologyBuilder, domain: u16) -> Result<DomainId, FfiError> {
     if usize::from(domain) >= b.domain_count() {
         return Err(err(
             crate::error::METAFED_E_UNKNOWN_DOMAIN,

@@ -73,6 +73,11 @@ pub const METAFED_HANDLER_RAISED: i32 = 2;
 /// The handler deferred the attempt with `metafed_request_defer` and will complete it later,
 /// from any thread, with `metafed_attempt_complete`.
 pub const METAFED_HANDLER_PENDING: i32 = 3;
+/// For completing a deferred attempt only (`metafed_attempt_complete`,
+/// `metafed_attempts_complete`): the attempt ran out of the time it was given (a queued
+/// attempt's `timeout_ns`); a failure of kind `METAFED_FAILURE_ABANDONED`. Since ABI 1.2. (4 is
+/// left unassigned: a handler's unknown code is recorded as `METAFED_FAILURE_INVALID_REPLY`.)
+pub const METAFED_HANDLER_TIMED_OUT: i32 = 5;
 
 /// `metafed_task.flags`: deliver the completion to `metafed_engine_wait` on its ticket, not to
 /// `metafed_engine_poll` or the completion callback.
@@ -235,6 +240,68 @@ pub struct metafed_attempt {
     pub engine: u64,
     /// The attempt's worker, slot and generation.
     pub id: u64,
+}
+
+/// An attempt taken from a `metafed_attempt_queue` (`metafed_attempt_queue_take` fills an array
+/// of them; the caller sets the first one's `struct_size`). Since ABI 1.2.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_queued_attempt {
+    /// `sizeof(metafed_queued_attempt)`.
+    pub struct_size: u32,
+    /// The sub-task's domain.
+    pub domain: u16,
+    /// The agent.
+    pub agent: u16,
+    /// The attempt, to complete once (`metafed_attempt_complete` or `metafed_attempts_complete`).
+    pub attempt: metafed_attempt,
+    /// The tag the agent was added with (`metafed_topology_add_queue_agent`).
+    pub tag: u64,
+    /// The task's ticket.
+    pub ticket: u64,
+    /// The task's id.
+    pub task_id: u64,
+    /// The task's payload.
+    pub payload: u64,
+    /// The task's bytes (NULL when `data_len` is 0), kept by the queue until its next take.
+    pub data: *const u8,
+    /// Length of `data`.
+    pub data_len: usize,
+    /// How long the attempt waited in the queue.
+    pub waited_ns: u64,
+    /// How long the taker has to complete it, from the take: the agent timeout, or less when the
+    /// task's deadline or the domain timeout comes sooner. Past it, complete it with
+    /// `METAFED_HANDLER_TIMED_OUT` (the engine abandons it at the task's deadline or domain
+    /// timeout in any case).
+    pub timeout_ns: u64,
+    /// The attempt's number within its sub-task (0 first), as `metafed_request.attempt`.
+    pub attempt_number: u32,
+    /// How many domains the task needs.
+    pub fanout: u32,
+    /// The task's priority.
+    pub priority: u32,
+}
+
+/// What a `metafed_attempt_queue` has seen (`metafed_attempt_queue_get_stats`). Since ABI 1.2.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct metafed_attempt_queue_stats {
+    /// `sizeof(metafed_attempt_queue_stats)`.
+    pub struct_size: u32,
+    /// Attempts it can hold.
+    pub capacity: u64,
+    /// Attempts waiting now.
+    pub waiting: u64,
+    /// The most that waited at once.
+    pub high_water: u64,
+    /// Attempts queued since it was made.
+    pub queued: u64,
+    /// Attempts taken.
+    pub taken: u64,
+    /// Attempts the engine abandoned while they waited (never handed out).
+    pub expired: u64,
+    /// Attempts refused because it was full (failed at once as overloaded).
+    pub refused: u64,
 }
 
 /// What a handler sees for one attempt. Valid for the duration of the call only: a handler that

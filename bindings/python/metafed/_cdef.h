@@ -2,7 +2,7 @@
 
 #define METAFED_VERSION_MAJOR 1
 
-#define METAFED_VERSION_MINOR 1
+#define METAFED_VERSION_MINOR 2
 
 #define METAFED_VERSION_PATCH 0
 
@@ -68,6 +68,8 @@
 
 #define METAFED_HANDLER_PENDING 3
 
+#define METAFED_HANDLER_TIMED_OUT 5
+
 #define METAFED_TASK_WAITABLE 1
 
 #define METAFED_AGENT_ISOLATED 1
@@ -129,6 +131,8 @@
 #define METAFED_EVENT_BREAKER 1
 
 #define METAFED_EVENT_AUDIT 2
+
+typedef struct metafed_attempt_queue metafed_attempt_queue;
 
 typedef struct metafed_engine metafed_engine;
 
@@ -354,6 +358,35 @@ typedef struct metafed_shutdown_report {
   uint32_t reserved;
   uint64_t elapsed_ns;
 } metafed_shutdown_report;
+
+typedef struct metafed_queued_attempt {
+  uint32_t struct_size;
+  uint16_t domain;
+  uint16_t agent;
+  struct metafed_attempt attempt;
+  uint64_t tag;
+  uint64_t ticket;
+  uint64_t task_id;
+  uint64_t payload;
+  const uint8_t *data;
+  size_t data_len;
+  uint64_t waited_ns;
+  uint64_t timeout_ns;
+  uint32_t attempt_number;
+  uint32_t fanout;
+  uint32_t priority;
+} metafed_queued_attempt;
+
+typedef struct metafed_attempt_queue_stats {
+  uint32_t struct_size;
+  uint64_t capacity;
+  uint64_t waiting;
+  uint64_t high_water;
+  uint64_t queued;
+  uint64_t taken;
+  uint64_t expired;
+  uint64_t refused;
+} metafed_attempt_queue_stats;
 
 typedef struct metafed_sim_agent {
   uint32_t struct_size;
@@ -615,6 +648,35 @@ const char *metafed_version(void);
 const char *metafed_status_str(metafed_status status);
 
 const char *metafed_last_error(void);
+
+metafed_status metafed_attempt_queue_new(uint32_t capacity, struct metafed_attempt_queue **out);
+
+void metafed_attempt_queue_free(struct metafed_attempt_queue *queue);
+
+metafed_status metafed_attempt_queue_get_fd(const struct metafed_attempt_queue *queue,
+                                            int32_t *out_fd);
+
+metafed_status metafed_topology_add_queue_agent(struct metafed_topology *topology,
+                                                uint16_t domain,
+                                                const char *name,
+                                                const struct metafed_attempt_queue *queue,
+                                                uint64_t tag,
+                                                uint32_t flags,
+                                                uint16_t *out_agent);
+
+metafed_status metafed_attempt_queue_take(struct metafed_attempt_queue *queue,
+                                          struct metafed_queued_attempt *out,
+                                          size_t cap,
+                                          size_t *out_n);
+
+metafed_status metafed_attempt_queue_get_stats(const struct metafed_attempt_queue *queue,
+                                               struct metafed_attempt_queue_stats *out);
+
+metafed_status metafed_attempts_complete(const struct metafed_attempt *attempts,
+                                         const int32_t *results,
+                                         const struct metafed_response *responses,
+                                         size_t n,
+                                         metafed_status *statuses);
 
 metafed_status metafed_topology_new(struct metafed_topology **out);
 

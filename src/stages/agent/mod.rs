@@ -83,8 +83,8 @@ impl Worker {
         // When the attempt is abandoned if it is deferred and not answered: the agent timeout, or
         // the task's deadline or the sub-task's domain timeout when sooner.
         // (Times are engine nanoseconds, below 2^63, and timeouts at most 30 days: no overflow.)
-        let deadline =
-            (self.now + sh.agent_timeout_ns()).min(req.deadline_ns).min(m.started_ns + sh.domain_timeout_ns());
+        let limit = req.deadline_ns.min(m.started_ns + sh.domain_timeout_ns());
+        let deadline = (self.now + sh.agent_timeout_ns()).min(limit);
         let r = request(req, m.ticket, m.domain, a, u32::from(info.number));
         let down = sh.down[usize::from(m.domain)].load(Ordering::Relaxed) & bit != 0;
         // On the workers: the agent's handler (an agent added while running has it in the
@@ -96,26 +96,28 @@ impl Worker {
             }
             AgentRun::Pool(p) => Err(*p),
         };
-        let (call, armed) = match local {
-            _ if down => (Call::Failed(FailureKind::Down, DOWN_CODE), None),
+        let (call, armed, deadline) = match local {
+            _ if down => (Call::Failed(FailureKind::Down, DOWN_CODE), None, deadline),
             Ok(agent) => {
-                let mut cx = CallCx::on_worker(&self.hub, &mut self.free_slots, self.now, deadline, &sh.ffi_handle);
+                let mut cx =
+                    CallCx::on_worker(&self.hub, &mut self.free_slots, self.now, deadline, limit, &sh.ffi_handle);
                 // A panic is a failed attempt; a panic after deferring is the deferred
                 // attempt's business (its handle, dropped while unwinding, fails it).
                 let call = guarded(|| agent.call(&r, &mut cx)).unwrap_or(Call::Failed(FailureKind::Panicked, 0));
-                (call, cx.armed)
+                // A queued agent's attempt waits until `limit` (its agent timeout counts later).
+                (call, cx.armed, cx.deadline_ns)
             }
             Err(p) => match self.free_slots.pop() {
-                None => (Call::Failed(FailureKind::Overloaded, 0), None),
+                None => (Call::Failed(FailureKind::Overloaded, 0), None, deadline),
                 Some(idx) => {
                     let g = self.hub.arm(idx);
                     let attempt = Attempt::new(self.hub.clone(), idx, g, deadline);
                     let job = Job { attempt, ticket: m.ticket, domain: m.domain, attempt_no: u32::from(info.number) };
                     match sh.pools[p].submit(job) {
-                        Ok(()) => (Call::Pending, Some((idx, g))),
+                        Ok(()) => (Call::Pending, Some((idx, g)), deadline),
                         Err(job) => {
                             self.free_slots.push(job.attempt.disarm());
-                            (Call::Failed(FailureKind::Overloaded, 0), None)
+                            (Call::Failed(FailureKind::Overloaded, 0), None, deadline)
                         }
                     }
                 }
@@ -154,7 +156,9 @@ impl Worker {
                         failure: answer.failure,
                         code: answer.code,
                         value: answer.value,
-                        latency_ns: answer.at_ns.saturating_sub(pa.info.started_ns),
+                        // From the hand-over, or from its start by the holder when later (a
+                        // queued attempt's wait for its loop is not the agent's latency).
+                        latency_ns: answer.at_ns.saturating_sub(pa.info.started_ns.max(answer.started_ns)),
                     };
                     match self.parked.get(pa.parked, pa.parked_gen) {
                         Some(sub) => {

@@ -1,0 +1,304 @@
+//! A queue of deferred attempts, for agents whose attempts run on an event loop of the caller's
+//! (an asyncio loop, libuv, epoll, a tokio task that drains it).
+//!
+//! An agent made with [`AgentSpec::queued`](crate::AgentSpec::queued) answers nothing on the
+//! worker: the worker defers the attempt and pushes it, with a copy of its request, onto the
+//! agent's [`AttemptQueue`], and goes on. No foreign code runs on the worker, so a worker never
+//! waits for a lock of the caller's (Python's GIL) to hand an attempt over. The loop learns that
+//! attempts wait from the queue's file descriptor, which is readable while the queue is not
+//! empty (written once each time the queue goes from drained to waiting, not once per attempt),
+//! takes them in batches with [`AttemptQueue::take`], and completes each one once, from any
+//! thread, as any deferred attempt.
+//!
+//! **Time.** A queued attempt's agent timeout counts from when it is taken, not from when it was
+//! queued: a loop that falls behind makes attempts wait, not time out in a cascade of failovers.
+//! While it waits, the task's deadline and its domain timeout still bound it: an attempt the
+//! engine abandons while it waits is never handed out ([`AttemptQueueStats::expired`]). Each
+//! taken attempt says how long its taker has ([`QueuedAttempt::timeout`]); the taker enforces it
+//! and completes a late attempt as timed out ([`Attempt::time_out`]). Latency, for the agent's
+//! breaker and hedging, counts from the take too.
+//!
+//! **Bounds.** The queue holds at most its capacity; an attempt that finds it full fails at once
+//! as overloaded (the domain fails over), counted in [`AttemptQueueStats::refused`]. Attempts
+//! still queued when the last handle to the queue goes are failed (kind `Dropped`), never lost.
+
+use crate::attempt::Attempt;
+use crate::handler::{Agent, Call, CallCx, Request};
+use crate::task::{AgentId, DomainId, FailureKind, Ticket};
+use crossbeam_queue::ArrayQueue;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The capacity of [`AttemptQueue::default`].
+pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+
+/// A queue of deferred attempts that a loop of the caller's takes and runs (see the module
+/// documentation). Cheap to clone: clones share the queue.
+#[derive(Clone)]
+pub struct AttemptQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    items: ArrayQueue<QueuedAttempt>,
+    /// Set when the wake-up byte has been written and not yet read back by a take.
+    signaled: AtomicBool,
+    #[cfg(unix)]
+    wake: Option<(std::os::unix::net::UnixStream, std::os::unix::net::UnixStream)>,
+    queued: AtomicU64,
+    taken: AtomicU64,
+    expired: AtomicU64,
+    refused: AtomicU64,
+    /// The most attempts seen waiting at once.
+    high_water: AtomicU64,
+    /// Takers serialise on this (the consumer side of the file descriptor).
+    take_lock: std::sync::Mutex<()>,
+}
+
+/// An attempt taken from an [`AttemptQueue`]: the attempt to complete, and the request it is for.
+#[derive(Debug)]
+pub struct QueuedAttempt {
+    /// Complete it once (it fails as `Dropped` if dropped).
+    pub attempt: Attempt,
+    /// The tag the agent was given ([`AgentSpec::queued`](crate::AgentSpec::queued)): which of the
+    /// loop's handlers runs it.
+    pub tag: u64,
+    /// The task's ticket.
+    pub ticket: Ticket,
+    /// The task's id.
+    pub task_id: u64,
+    /// The task's payload.
+    pub payload: u64,
+    /// The task's bytes (copied when queued).
+    pub data: Vec<u8>,
+    /// The sub-task's domain.
+    pub domain: DomainId,
+    /// The agent.
+    pub agent: AgentId,
+    /// The attempt's number within its sub-task (0 first).
+    pub number: u32,
+    /// How many domains the task needs.
+    pub fanout: u32,
+    /// The task's priority.
+    pub priority: u8,
+    /// How long it waited in the queue (set by [`AttemptQueue::take`]).
+    pub waited: Duration,
+    /// How long the taker has to complete it, from the take: the agent timeout, or less when the
+    /// task's deadline or the domain timeout comes sooner (set by [`AttemptQueue::take`]).
+    pub timeout: Duration,
+    /// The engine's C handle (0 for an engine started from Rust).
+    engine_handle: u64,
+    /// Engine nanoseconds when queued, and the agent timeout then.
+    queued_ns: u64,
+    budget_ns: u64,
+}
+
+impl QueuedAttempt {
+    /// The engine's C handle, for the C library (0 for an engine started from Rust).
+    #[doc(hidden)]
+    pub fn engine_handle(&self) -> u64 {
+        self.engine_handle
+    }
+}
+
+/// What an [`AttemptQueue`] has seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttemptQueueStats {
+    /// Attempts waiting now.
+    pub waiting: u64,
+    /// The most that waited at once.
+    pub high_water: u64,
+    /// Attempts queued since the queue was made.
+    pub queued: u64,
+    /// Attempts taken.
+    pub taken: u64,
+    /// Attempts the engine abandoned while they waited (the task's deadline or its domain
+    /// timeout passed, another attempt won, or the engine stopped), never handed out.
+    pub expired: u64,
+    /// Attempts refused because the queue was full (failed at once as overloaded).
+    pub refused: u64,
+}
+
+impl Default for AttemptQueue {
+    fn default() -> Self {
+        Self::new(DEFAULT_QUEUE_CAPACITY)
+    }
+}
+
+impl std::fmt::Debug for AttemptQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttemptQueue")
+            .field("capacity", &self.inner.items.capacity())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl AttemptQueue {
+    /// A queue for at most `capacity` waiting attempts (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        #[cfg(unix)]
+        let wake = std::os::unix::net::UnixStream::pair().ok().and_then(|(r, w)| {
+            r.set_nonblocking(true).ok()?;
+            w.set_nonblocking(true).ok()?;
+            Some((r, w))
+        });
+        Self {
+            inner: Arc::new(Inner {
+                items: ArrayQueue::new(capacity.max(1)),
+                signaled: AtomicBool::new(false),
+                #[cfg(unix)]
+                wake,
+                queued: AtomicU64::new(0),
+                taken: AtomicU64::new(0),
+                expired: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                high_water: AtomicU64::new(0),
+                take_lock: std::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The file descriptor a loop watches: readable while attempts wait (a level, not an edge: it
+    /// stays readable until a take leaves the queue empty). `None` where the platform has none.
+    #[cfg(unix)]
+    pub fn fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.inner.wake.as_ref().map(|(r, _)| r.as_raw_fd())
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> usize {
+        self.inner.items.capacity()
+    }
+
+    /// Attempts waiting now.
+    pub fn len(&self) -> usize {
+        self.inner.items.len()
+    }
+
+    /// Whether no attempt waits.
+    pub fn is_empty(&self) -> bool {
+        self.inner.items.is_empty()
+    }
+
+    /// What the queue has seen.
+    pub fn stats(&self) -> AttemptQueueStats {
+        let i = &self.inner;
+        AttemptQueueStats {
+            waiting: i.items.len() as u64,
+            high_water: i.high_water.load(Ordering::Relaxed),
+            queued: i.queued.load(Ordering::Relaxed),
+            taken: i.taken.load(Ordering::Relaxed),
+            expired: i.expired.load(Ordering::Relaxed),
+            refused: i.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes up to `max` waiting attempts, oldest first, appending them to `out`; returns how many.
+    /// Attempts the engine abandoned while they waited are dropped here (counted as expired), so
+    /// everything taken still has time ([`QueuedAttempt::timeout`] is above zero). Each taken
+    /// attempt's agent timeout and latency count from now. Never blocks on the engine: a loop
+    /// calls it when the file descriptor is readable, or polls it.
+    pub fn take(&self, max: usize, out: &mut Vec<QueuedAttempt>) -> usize {
+        let i = &self.inner;
+        let _one_taker = i.take_lock.lock().unwrap_or_else(|e| e.into_inner());
+        #[cfg(unix)]
+        if let Some((r, _)) = &i.wake {
+            use std::io::Read;
+            let mut buf = [0u8; 64];
+            while matches!((&*r).read(&mut buf), Ok(n) if n > 0) {}
+        }
+        // Cleared before the queue is read (an acquire RMW): a push after our last pop sees it
+        // clear and signals again; a push whose signal we skip is one our pops see (its release
+        // RMW on the flag is read by ours).
+        i.signaled.swap(false, Ordering::AcqRel);
+        let mut n = 0;
+        while n < max {
+            let Some(mut q) = i.items.pop() else { break };
+            let Some(now) = q.attempt.start() else {
+                // Abandoned while it waited: dropping the handle retires it.
+                i.expired.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let left = q.attempt.deadline_ns().saturating_sub(now);
+            q.waited = Duration::from_nanos(now.saturating_sub(q.queued_ns));
+            q.timeout = Duration::from_nanos(q.budget_ns.min(left).max(1));
+            out.push(q);
+            n += 1;
+        }
+        i.taken.fetch_add(n as u64, Ordering::Relaxed);
+        if !i.items.is_empty() {
+            // Left for the next take: the descriptor stays readable.
+            self.signal();
+        }
+        n
+    }
+
+    fn signal(&self) {
+        let i = &self.inner;
+        if !i.signaled.swap(true, Ordering::AcqRel) {
+            #[cfg(unix)]
+            if let Some((_, w)) = &i.wake {
+                use std::io::Write;
+                // A full socket buffer already holds a byte for the reader: nothing is lost.
+                let _ = (&*w).write(&[1]);
+            }
+        }
+    }
+
+    /// Queues an attempt; gives its handle back when the queue is full.
+    fn push(&self, q: QueuedAttempt) -> Result<(), Attempt> {
+        let i = &self.inner;
+        if let Err(q) = i.items.push(q) {
+            i.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(q.attempt);
+        }
+        i.queued.fetch_add(1, Ordering::Relaxed);
+        let len = i.items.len() as u64;
+        if len > i.high_water.load(Ordering::Relaxed) {
+            i.high_water.fetch_max(len, Ordering::Relaxed);
+        }
+        self.signal();
+        Ok(())
+    }
+}
+
+/// The agent behind [`AgentSpec::queued`](crate::AgentSpec::queued).
+pub(crate) struct QueueAgent {
+    pub(crate) queue: AttemptQueue,
+    pub(crate) tag: u64,
+}
+
+impl Agent for QueueAgent {
+    fn call(&self, req: &Request<'_>, cx: &mut CallCx<'_>) -> Call {
+        let budget_ns = cx.count_timeout_from_start();
+        let Some(attempt) = cx.defer() else { return Call::Failed(FailureKind::Overloaded, 0) };
+        let q = QueuedAttempt {
+            attempt,
+            tag: self.tag,
+            ticket: req.ticket,
+            task_id: req.task_id,
+            payload: req.payload,
+            data: req.data.to_vec(),
+            domain: req.domain,
+            agent: req.agent,
+            number: req.attempt,
+            fanout: req.fanout,
+            priority: req.priority,
+            waited: Duration::ZERO,
+            timeout: Duration::ZERO,
+            engine_handle: cx.engine_handle(),
+            queued_ns: cx.now_ns,
+            budget_ns,
+        };
+        match self.queue.push(q) {
+            Ok(()) => Call::Pending,
+            Err(attempt) => {
+                cx.undefer(attempt);
+                Call::Failed(FailureKind::Overloaded, 0)
+            }
+        }
+    }
+}
