@@ -15,6 +15,7 @@ Handlers are plain functions (they answer at once, on an engine thread) or `asyn
 coroutines (they answer later, on an asyncio loop, holding no engine thread).
 """
 
+from ._aio import async_queue_stats
 from ._engine import Domains, Engine, Ticket
 from ._native import (
     ConfigError,
@@ -68,5 +69,5 @@ __all__ = [
     "ConfigError", "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "Handler",
     "HandlerResult", "Health", "HealthStatus", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Reason", "ReliabilityWindow", "Reply",
     "Request", "ShutdownReport", "SimAgent", "Stats", "Task", "Ticket", "Topology", "TopologyError", "UnknownDomain",
-    "WaitTimeout", "WouldDeadlock", "acting_as", "library_path", "version",
+    "WaitTimeout", "WouldDeadlock", "acting_as", "async_queue_stats", "library_path", "version",
 ]

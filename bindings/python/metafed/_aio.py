@@ -1,11 +1,24 @@
-"""The asyncio loop that runs `async def` handlers when their agent names none: one per process,
-started on first use on a daemon thread of its own."""
+"""asyncio for `async def` handlers: the loop the package runs when an agent names none, and the
+path of attempts to and from a loop.
+
+Attempts of an `async def` agent wait in a native queue, one per loop (the library's
+`metafed_attempt_queue`): an engine thread queues them without running any Python, so it never
+waits for the GIL. The loop watches the queue's file descriptor; once woken it takes every
+attempt that waits in one call, starts a task for each, and gives the answers back to the engine
+in one call per loop iteration. An attempt's timeout counts from when the loop takes it, so a
+loop that falls behind makes attempts wait (the task's deadline and the domain timeout still
+bound the wait), not time out in a cascade of failovers."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import threading
-from typing import Optional
+import weakref
+from typing import Any, Callable, Optional
+
+from ._native import check, ffi, lib
 
 _lock = threading.Lock()
 _loop: Optional[asyncio.AbstractEventLoop] = None
@@ -28,3 +41,169 @@ def default_loop() -> asyncio.AbstractEventLoop:
             ready.wait()
             _loop = loop
         return _loop
+
+
+_HANDLER_OK, _HANDLER_ERROR, _HANDLER_RAISED, _HANDLER_PENDING, _HANDLER_TIMED_OUT = 0, 1, 2, 3, 5
+_BATCH = 256
+
+
+class LoopQueue:
+    """The queue of one loop's `async def` attempts, and its handlers by tag.
+
+    `reply(value, error, key)` (from the topology module) turns a handler's result or exception
+    into (return code, code, value, bytes)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, reply: Callable[..., tuple[int, int, int, bytes]], request: Callable[..., Any]) -> None:
+        self.loop = loop
+        self._reply = reply
+        self._request = request
+        out = ffi.new("metafed_attempt_queue **")
+        check(lib().metafed_attempt_queue_new(0, out))
+        self.handle = ffi.gc(out[0], lib().metafed_attempt_queue_free)
+        fd = ffi.new("int32_t *")
+        check(lib().metafed_attempt_queue_get_fd(self.handle, fd))
+        self.fd = int(fd[0])
+        self.handlers: list[Callable[..., Any]] = []
+        self._lock = threading.Lock()
+        self._watching = False
+        self._take = ffi.new(f"metafed_queued_attempt[{_BATCH}]")
+        self._n = ffi.new("size_t *")
+        self._answers: list[tuple[int, int, int, int, int, bytes]] = []
+        self._flush_at: Optional[asyncio.Handle] = None
+        self._timed_out: set[asyncio.Task[Any]] = set()
+        self._attempts = ffi.new(f"metafed_attempt[{_BATCH}]")
+        self._results = ffi.new(f"int32_t[{_BATCH}]")
+        self._responses = ffi.new(f"metafed_response[{_BATCH}]")
+
+    def add(self, fn: Callable[..., Any]) -> int:
+        """Registers a handler; returns its tag. Starts watching the descriptor on first use."""
+        with self._lock:
+            self.handlers.append(fn)
+            tag = len(self.handlers) - 1
+            if not self._watching:
+                self._watching = True
+                # From any thread, before or while the loop runs.
+                self.loop.call_soon_threadsafe(self.loop.add_reader, self.fd, self._drain)
+        return tag
+
+    def stats(self) -> dict[str, int]:
+        s = ffi.new("metafed_attempt_queue_stats *")
+        s.struct_size = ffi.sizeof("metafed_attempt_queue_stats")
+        check(lib().metafed_attempt_queue_get_stats(self.handle, s))
+        return {k: int(getattr(s, k)) for k in ("capacity", "waiting", "high_water", "queued", "taken", "expired", "refused")}
+
+    # -- on the loop ----------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        l = lib()
+        buf, n = self._take, self._n
+        loop = self.loop
+        while True:
+            buf[0].struct_size = ffi.sizeof("metafed_queued_attempt")
+            check(l.metafed_attempt_queue_take(self.handle, buf, _BATCH, n))
+            k = int(n[0])
+            groups: dict[int, list[asyncio.Task[Any]]] = {}
+            for i in range(k):
+                it = buf[i]
+                handle = (int(it.attempt.engine), int(it.attempt.id))
+                r = self._request(it)
+                key = (r.ticket, r.domain, r.attempt)
+                try:
+                    coro = self.handlers[it.tag](r)
+                    if not inspect.isawaitable(coro):
+                        raise TypeError(f"an async handler returned {type(coro).__name__}, not an awaitable")
+                    task = asyncio.ensure_future(coro, loop=loop)
+                except BaseException as e:  # noqa: BLE001 - the attempt fails; the loop goes on
+                    self._answer(handle, key, None, e)
+                    continue
+                task.add_done_callback(functools.partial(self._done, handle, key))
+                groups.setdefault(int(it.timeout_ns), []).append(task)
+            # One timer per batch and timeout (the attempts of a batch mostly share one).
+            for timeout_ns, tasks in groups.items():
+                loop.call_later(timeout_ns / 1e9, self._expire, tasks)
+            if k < _BATCH:
+                return
+
+    def _expire(self, tasks: list[asyncio.Task[Any]]) -> None:
+        for t in tasks:
+            if not t.done():
+                self._timed_out.add(t)
+                t.cancel()
+
+    def _done(self, handle: tuple[int, int], key: tuple[int, int, int], task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            if task in self._timed_out:
+                self._timed_out.discard(task)
+                self._queue(handle, _HANDLER_TIMED_OUT, 0, 0, b"")
+            else:
+                self._queue(handle, _HANDLER_PENDING, 0, 0, b"")  # cancelled by someone else: dropped
+            return
+        e = task.exception()
+        self._answer(handle, key, None if e is not None else task.result(), e)
+
+    def _answer(self, handle: tuple[int, int], key: tuple[int, int, int], value: object, error: Optional[BaseException]) -> None:
+        rc, code, v, data = self._reply(value, error, key)
+        self._queue(handle, rc, code, v, data)
+
+    def _queue(self, handle: tuple[int, int], rc: int, code: int, value: int, data: bytes) -> None:
+        self._answers.append((handle[0], handle[1], rc, code, value, data))
+        if self._flush_at is None:
+            self._flush_at = self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Gives this iteration's answers back to the engine, up to 256 a call."""
+        self._flush_at = None
+        answers, self._answers = self._answers, []
+        l = lib()
+        att, res, resp = self._attempts, self._results, self._responses
+        for lo in range(0, len(answers), _BATCH):
+            chunk = answers[lo : lo + _BATCH]
+            keep = []
+            resp[0].struct_size = ffi.sizeof("metafed_response")
+            for i, (engine, aid, rc, code, value, data) in enumerate(chunk):
+                att[i].engine = engine
+                att[i].id = aid
+                res[i] = rc
+                r = resp[i]
+                r.code = code
+                r.value = value
+                if data:
+                    b = ffi.from_buffer(data)
+                    keep.append(b)
+                    r.data = b
+                    r.data_len = len(data)
+                else:
+                    r.data = ffi.NULL
+                    r.data_len = 0
+            # Abandoned or stale attempts need nothing more: the statuses are not read.
+            l.metafed_attempts_complete(att, res, resp, len(chunk), ffi.NULL)
+            del keep
+
+
+_queues: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopQueue]" = weakref.WeakKeyDictionary()
+
+
+def loop_queue(loop: asyncio.AbstractEventLoop, reply: Callable[..., tuple[int, int, int, bytes]], request: Callable[..., Any]) -> LoopQueue:
+    """The queue of `loop`'s `async def` attempts (made on first use)."""
+    with _lock:
+        q = _queues.get(loop)
+        if q is None:
+            if loop.is_closed():
+                raise RuntimeError("the event loop is closed")
+            q = _queues[loop] = LoopQueue(loop, reply, request)
+        return q
+
+
+def async_queue_stats() -> dict[str, int]:
+    """What the queues of `async def` attempts have seen, summed over the loops that run them:
+    `waiting` now, `high_water` (the most that waited in one queue at once), and since start the
+    attempts `queued`, `taken` by their loop, `expired` (abandoned by the engine while they
+    waited: the task's deadline or domain timeout passed first) and `refused` (a full queue)."""
+    with _lock:
+        qs = list(_queues.values())
+    out = {"waiting": 0, "high_water": 0, "queued": 0, "taken": 0, "expired": 0, "refused": 0}
+    for q in qs:
+        s = q.stats()
+        for k in out:
+            out[k] = max(out[k], s[k]) if k == "high_water" else out[k] + s[k]
+    return out

@@ -118,7 +118,8 @@ class _State:
     def __init__(self, handle: Any) -> None:
         self.h = handle
         self.lock = threading.Lock()  # guards futures; held across submit and registration
-        self.futures: dict[int, Ticket] = {}
+        # A Ticket, or for `Engine.run` the asyncio future and its loop (resolved in batches).
+        self.futures: dict[int, Union[Ticket, tuple[asyncio.AbstractEventLoop, "asyncio.Future[Completion]"]]] = {}
         self.untracked: deque[Completion] = deque()
         self.untracked_ready = threading.Condition(threading.Lock())
         self.stopped = False  # the C shutdown has returned: every completion is queued
@@ -162,6 +163,7 @@ def _dispatch(state: _State) -> None:
             done.append(_completion(buf[i]))
             l.metafed_completion_release(buf + i)
         resolved = []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Completion], Any]]] = {}
         with state.lock:
             for c in done:
                 fut = state.futures.pop(c.ticket, None)
@@ -169,8 +171,13 @@ def _dispatch(state: _State) -> None:
                     with state.untracked_ready:
                         state.untracked.append(c)
                         state.untracked_ready.notify_all()
+                elif isinstance(fut, tuple):
+                    by_loop.setdefault(fut[0], []).append((fut[1], c))
                 else:
                     resolved.append((fut, c))
+        # One wake-up of each asyncio loop for all of its completions in this batch.
+        for loop, items in by_loop.items():
+            _to_loop(loop, _resolve_many, items)
         for fut, c in resolved:
             try:
                 fut.set_result(c)
@@ -180,11 +187,33 @@ def _dispatch(state: _State) -> None:
     # Anything left would never complete: say so rather than hang.
     with state.lock:
         left, state.futures = state.futures, {}
+    closed = EngineClosed(9, "the engine closed before the task completed")
     for fut in left.values():
+        if isinstance(fut, tuple):
+            _to_loop(fut[0], _fail_one, fut[1], closed)
+            continue
         try:
-            fut.set_exception(EngineClosed(9, "the engine closed before the task completed"))
+            fut.set_exception(closed)
         except Exception:  # noqa: BLE001
             pass
+
+
+def _to_loop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop is closed: nobody awaits these any more
+        pass
+
+
+def _resolve_many(items: list[tuple["asyncio.Future[Completion]", Completion]]) -> None:
+    for fut, c in items:
+        if not fut.done():  # its awaiter may have been cancelled
+            fut.set_result(c)
+
+
+def _fail_one(fut: "asyncio.Future[Completion]", e: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(e)
 
 
 def _shutdown_state(state: _State, drain: float) -> ShutdownReport:
@@ -501,29 +530,47 @@ class Engine:
         completion `poll` returns. From a handler it never waits: a full engine raises
         WouldDeadlock."""
         self._check_open()
-        state = self._state
-        l = lib()
         end = None if timeout is None else time.monotonic() + timeout
         pause = 1e-5
         while True:
-            with state.lock:
-                keep = self._fill(self._task, task_id, domains, payload, data, priority, deadline)
-                status = l.metafed_engine_submit(state.h, self._task, self._ticket_out)
-                if status == 0:
-                    ticket = int(self._ticket_out[0])
-                    if not track:
-                        return ticket
-                    fut = Ticket(ticket)
-                    state.futures[ticket] = fut
-                    return fut
-            del keep
-            if status != _FULL:
-                check(status)
+            got: Union[Ticket, int, None] = self._submit_now(task_id, domains, payload, data, priority, deadline, Ticket if track else None)
+            if got is not None:
+                return got
             if end is not None and time.monotonic() >= end:
                 raise EngineFull(_FULL, "the engine stayed full until the timeout")
             refuse_if_engine_thread("submit() on a full engine")
             time.sleep(pause)  # backpressure: let completions drain (the GIL is released)
             pause = min(pause * 2, 1e-3)
+
+    def _submit_now(
+        self,
+        task_id: int,
+        domains: Domains,
+        payload: int,
+        data: bytes,
+        priority: int,
+        deadline: Optional[float],
+        waiter: Any,
+    ) -> Any:
+        """One try at submitting: None when the engine is full; else the ticket number
+        (`waiter` None), a new `Ticket` (`waiter` is the Ticket class), or `waiter` itself, an
+        (asyncio loop, future) pair that the completion thread resolves on its loop."""
+        state = self._state
+        with state.lock:
+            keep = self._fill(self._task, task_id, domains, payload, data, priority, deadline)
+            status = lib().metafed_engine_submit(state.h, self._task, self._ticket_out)
+            if status == 0:
+                ticket = int(self._ticket_out[0])
+                if waiter is None:
+                    return ticket
+                if waiter is Ticket:
+                    waiter = Ticket(ticket)
+                state.futures[ticket] = waiter
+                return waiter
+        del keep
+        if status != _FULL:
+            check(status)
+        return None
 
     def submit_many(self, tasks: Iterable[Task], *, timeout: Optional[float] = None) -> list[Ticket]:
         """Submits tasks in batches (one call into the library per batch); returns their tickets."""
@@ -576,20 +623,20 @@ class Engine:
         """Submits a task and awaits its completion (asyncio). While the engine is full it awaits
         (the event loop runs on), up to `timeout` seconds. Cancelling it (or
         `asyncio.wait_for` timing out) is safe: the task runs to its end regardless."""
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Completion] = loop.create_future()
         end = None if timeout is None else time.monotonic() + timeout
         pause = 1e-4
-        while True:
-            try:
-                ticket = self.submit(
-                    task_id, domains, payload=payload, data=data, priority=priority, deadline=deadline, timeout=0
-                )
-                break
-            except EngineFull:
-                if end is not None and time.monotonic() >= end:
-                    raise
+        # The completion thread resolves `fut` on this loop, with the other completions of its
+        # batch in one wake-up of the loop.
+        while self._submit_now(task_id, domains, payload, data, priority, deadline, (loop, fut)) is None:
+            if end is not None and time.monotonic() >= end:
+                raise EngineFull(_FULL, "the engine stayed full until the timeout")
             await asyncio.sleep(pause)
             pause = min(pause * 2, 5e-3)
-        return await asyncio.wrap_future(ticket)
+        # Cancelling the awaiter cancels `fut` only; the task runs to its end regardless.
+        return await fut
 
     def wait(self, ticket: Ticket, timeout: Optional[float] = None) -> Completion:
         """The completion of `ticket`, waiting up to `timeout` seconds (TimeoutError after)."""

@@ -126,6 +126,48 @@ def _failed(e: BaseException, resp: Any, req_key: tuple[int, int, int]) -> int:
     return _HANDLER_RAISED
 
 
+def _reply_of(value: object, error: Optional[BaseException], key: tuple[int, int, int]) -> tuple[int, int, int, bytes]:
+    """(return code, error code, value, bytes) of an async handler's result or exception, for
+    completing its attempt."""
+    if error is not None:
+        if isinstance(error, AgentError):
+            if error.message:
+                MESSAGES.record(*key, error.message)
+            return _HANDLER_ERROR, error.code, 0, b""
+        MESSAGES.record(*key, f"{type(error).__name__}: {error}")
+        return _HANDLER_RAISED, 0, 0, b""
+    rc, v, data, message = _to_reply(value)
+    if message is not None:
+        # A deferred attempt has no "invalid reply" completion: it fails as raised, with the message.
+        MESSAGES.record(*key, message)
+        return _HANDLER_RAISED, _INVALID_REPLY_CODE, 0, b""
+    return rc, 0, v, data
+
+
+def _queued_request(it: Any) -> Request:
+    data = bytes(ffi.buffer(it.data, it.data_len)) if it.data_len else b""
+    return Request(
+        int(it.ticket),
+        int(it.task_id),
+        int(it.payload),
+        data,
+        int(it.domain),
+        int(it.agent),
+        int(it.attempt_number),
+        int(it.fanout),
+        int(it.priority),
+        it.timeout_ns / 1e9,
+    )
+
+
+def _add_queued(topology: Any, d: int, name: str, agent: "_Agent", out: Any) -> None:
+    """Adds an `async def` agent whose attempts wait for its loop in the loop's queue."""
+    loop = agent.loop if agent.loop is not None else _aio.default_loop()
+    q = _aio.loop_queue(loop, _reply_of, _queued_request)
+    tag = q.add(agent.fn)
+    check(lib().metafed_topology_add_queue_agent(topology, d, name.encode(), q.handle, tag, 0, out))
+
+
 class _Agent:
     """A Python handler, kept alive by its topology and every engine started from it."""
 
@@ -388,7 +430,10 @@ class Topology:
         else:
             agent = _make_agent(handler, loop)
             flags = 1 if threads > 0 else 0
-            check(lib().metafed_topology_add_callback_agent(self.handle, d, name.encode(), _trampoline, agent.handle, ffi.NULL, flags, out))
+            if agent.is_async and not flags:
+                _add_queued(self.handle, d, name, agent, out)
+            else:
+                check(lib().metafed_topology_add_callback_agent(self.handle, d, name.encode(), _trampoline, agent.handle, ffi.NULL, flags, out))
             self._agents.append(agent)
         a = int(out[0])
         if threads > 1 or max_concurrency:
