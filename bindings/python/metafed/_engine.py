@@ -288,7 +288,8 @@ def _after_fork_in_child() -> None:
             s.forked = True
 
 
-if hasattr(os, "register_at_fork"):
+_AT_FORK = hasattr(os, "register_at_fork")
+if _AT_FORK:
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
@@ -397,7 +398,9 @@ class Engine:
     # -- checks ----------------------------------------------------------------------------
 
     def _check_process(self) -> None:
-        if self._state.forked or os.getpid() != self._pid:
+        # The at-fork hook marks a child's engines; without one (no os.register_at_fork), ask for
+        # the pid, a system call on every call.
+        if self._state.forked or (not _AT_FORK and os.getpid() != self._pid):
             self._state.forked = True
             raise EngineClosed(
                 9,
