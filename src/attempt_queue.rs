@@ -23,8 +23,8 @@
 //! still queued when the last handle to the queue goes are failed (kind `Dropped`), never lost.
 
 use crate::attempt::Attempt;
-use crate::handler::{Agent, Call, CallCx, Request};
-use crate::task::{AgentId, DomainId, FailureKind, Ticket};
+use crate::handler::{Agent, Call, CallCx, OwnedRequest, Request};
+use crate::task::FailureKind;
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,7 +46,6 @@ struct Inner {
     signaled: AtomicBool,
     #[cfg(unix)]
     wake: Option<(std::os::unix::net::UnixStream, std::os::unix::net::UnixStream)>,
-    queued: AtomicU64,
     taken: AtomicU64,
     expired: AtomicU64,
     refused: AtomicU64,
@@ -64,24 +63,8 @@ pub struct QueuedAttempt {
     /// The tag the agent was given ([`AgentSpec::queued`](crate::AgentSpec::queued)): which of the
     /// loop's handlers runs it.
     pub tag: u64,
-    /// The task's ticket.
-    pub ticket: Ticket,
-    /// The task's id.
-    pub task_id: u64,
-    /// The task's payload.
-    pub payload: u64,
-    /// The task's bytes (copied when queued).
-    pub data: Vec<u8>,
-    /// The sub-task's domain.
-    pub domain: DomainId,
-    /// The agent.
-    pub agent: AgentId,
-    /// The attempt's number within its sub-task (0 first).
-    pub number: u32,
-    /// How many domains the task needs.
-    pub fanout: u32,
-    /// The task's priority.
-    pub priority: u8,
+    /// The request, as a handler would see it (its bytes copied when queued).
+    pub request: OwnedRequest,
     /// How long it waited in the queue (set by [`AttemptQueue::take`]).
     pub waited: Duration,
     /// How long the taker has to complete it, from the take: the agent timeout, or less when the
@@ -150,7 +133,6 @@ impl AttemptQueue {
                 signaled: AtomicBool::new(false),
                 #[cfg(unix)]
                 wake,
-                queued: AtomicU64::new(0),
                 taken: AtomicU64::new(0),
                 expired: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
@@ -186,12 +168,16 @@ impl AttemptQueue {
     /// What the queue has seen.
     pub fn stats(&self) -> AttemptQueueStats {
         let i = &self.inner;
+        let (taken, expired) = (i.taken.load(Ordering::Relaxed), i.expired.load(Ordering::Relaxed));
+        let waiting = i.items.len() as u64;
         AttemptQueueStats {
-            waiting: i.items.len() as u64,
+            waiting,
             high_water: i.high_water.load(Ordering::Relaxed),
-            queued: i.queued.load(Ordering::Relaxed),
-            taken: i.taken.load(Ordering::Relaxed),
-            expired: i.expired.load(Ordering::Relaxed),
+            // Every attempt queued is waiting, taken or expired (no counter on the workers' path;
+            // a take in progress can hide the few it holds).
+            queued: waiting + taken + expired,
+            taken,
+            expired,
             refused: i.refused.load(Ordering::Relaxed),
         }
     }
@@ -255,7 +241,6 @@ impl AttemptQueue {
             i.refused.fetch_add(1, Ordering::Relaxed);
             return Err(q.attempt);
         }
-        i.queued.fetch_add(1, Ordering::Relaxed);
         let len = i.items.len() as u64;
         if len > i.high_water.load(Ordering::Relaxed) {
             i.high_water.fetch_max(len, Ordering::Relaxed);
@@ -278,15 +263,7 @@ impl Agent for QueueAgent {
         let q = QueuedAttempt {
             attempt,
             tag: self.tag,
-            ticket: req.ticket,
-            task_id: req.task_id,
-            payload: req.payload,
-            data: req.data.to_vec(),
-            domain: req.domain,
-            agent: req.agent,
-            number: req.attempt,
-            fanout: req.fanout,
-            priority: req.priority,
+            request: req.to_owned(),
             waited: Duration::ZERO,
             timeout: Duration::ZERO,
             engine_handle: cx.engine_handle(),

@@ -276,6 +276,9 @@ pub(super) fn make_agent(
         AgentKind::Handler(h) => (Arc::new(Immediate(h.clone())), None),
         AgentKind::Deferred(h) => (Arc::new(Deferred(h.clone())), None),
         AgentKind::Foreign(f) => (f.0.clone(), None),
+        AgentKind::Queued(queue, tag) => {
+            (Arc::new(crate::attempt_queue::QueueAgent { queue: queue.clone(), tag: *tag }), None)
+        }
         AgentKind::Unbound => unreachable!("build() and add_agent() refuse unbound agents"),
     }
 }

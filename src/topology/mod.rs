@@ -519,6 +519,8 @@ impl TopologyBuilder {
                         )));
                     }
                     AgentKind::Handler(_) | AgentKind::Deferred(_) | AgentKind::Foreign(_) => {}
+                    #[cfg(not(loom))]
+                    AgentKind::Queued(..) => {}
                 }
                 agent.spec.validate().map_err(|m| e(format!("agent {}/{}: {m}", d.name, agent.name)))?;
             }

@@ -17,6 +17,10 @@ pub enum AgentKind {
     Handler(Arc<dyn Handler>),
     /// A caller's handler that answers later (an agent that waits on I/O).
     Deferred(Arc<dyn DeferredHandler>),
+    /// Attempts that wait in a queue for a loop of the caller's, and the tag the loop knows the
+    /// agent by ([`AgentSpec::queued`]).
+    #[cfg(not(loom))]
+    Queued(crate::attempt_queue::AttemptQueue, u64),
     /// An agent implemented over the C ABI (a C or Python handler).
     #[doc(hidden)]
     Foreign(ForeignAgent),
@@ -35,6 +39,8 @@ impl fmt::Debug for AgentKind {
             Self::Sim(s) => f.debug_tuple("Sim").field(s).finish(),
             Self::Handler(_) => f.write_str("Handler"),
             Self::Deferred(_) => f.write_str("Deferred"),
+            #[cfg(not(loom))]
+            Self::Queued(_, tag) => f.debug_tuple("Queued").field(tag).finish(),
             Self::Foreign(_) => f.write_str("Foreign"),
             Self::Unbound => f.write_str("Unbound"),
         }
@@ -91,7 +97,7 @@ impl AgentSpec {
     /// this agent's attempts. The agent timeout counts from the take.
     #[cfg(not(loom))]
     pub fn queued(queue: crate::attempt_queue::AttemptQueue, tag: u64) -> Self {
-        Self::foreign(Arc::new(crate::attempt_queue::QueueAgent { queue, tag }))
+        Self::of(AgentKind::Queued(queue, tag))
     }
     pub(crate) fn foreign(agent: Arc<dyn Agent>) -> Self {
         Self::of(AgentKind::Foreign(ForeignAgent(agent)))
@@ -127,6 +133,10 @@ impl AgentSpec {
         }
         if self.isolated && matches!(self.kind, AgentKind::Deferred(_)) {
             return Err("a deferred agent cannot be isolated (it holds no thread while it waits)".into());
+        }
+        #[cfg(not(loom))]
+        if self.isolated && matches!(self.kind, AgentKind::Queued(..)) {
+            return Err("a queued agent cannot be isolated (its attempts run on the caller's loop)".into());
         }
         if let AgentKind::Sim(s) = &self.kind
             && s.io

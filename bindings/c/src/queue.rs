@@ -24,11 +24,11 @@ pub struct metafed_attempt_queue {
     _private: [u8; 0],
 }
 
-/// A queue and the reply bytes of the attempts its last take handed out (valid until the next).
+/// A queue, and what its takes reuse: the attempts taken, and the request bytes of those the
+/// last take handed out (valid until the next).
 struct Queue {
     queue: AttemptQueue,
-    taken: Mutex<Vec<QueuedAttempt>>,
-    data: Mutex<Vec<Vec<u8>>>,
+    scratch: Mutex<(Vec<QueuedAttempt>, Vec<Vec<u8>>)>,
 }
 
 static QUEUES: HandleTable<Queue> = HandleTable::new("attempt queue", 3);
@@ -53,7 +53,7 @@ pub extern "C" fn metafed_attempt_queue_new(capacity: u32, out: *mut *mut metafe
             ));
         }
         let queue = if capacity == 0 { AttemptQueue::default() } else { AttemptQueue::new(capacity as usize) };
-        let h = QUEUES.insert(Queue { queue, taken: Mutex::new(Vec::new()), data: Mutex::new(Vec::new()) })?;
+        let h = QUEUES.insert(Queue { queue, scratch: Mutex::new((Vec::new(), Vec::new())) })?;
         // SAFETY: not NULL; writable per the contract.
         unsafe { *out = h as *mut metafed_attempt_queue };
         Ok(())
@@ -146,29 +146,30 @@ pub extern "C" fn metafed_attempt_queue_take(
         // SAFETY: `out` points to at least one element per the contract.
         let stride = unsafe { stride_of(out) }?;
         with_queue(queue, |q| {
-            let mut taken = q.taken.lock().unwrap_or_else(|e| e.into_inner());
-            let mut data = q.data.lock().unwrap_or_else(|e| e.into_inner());
+            let mut scratch = q.scratch.lock().unwrap_or_else(|e| e.into_inner());
+            let (taken, data) = &mut *scratch;
             taken.clear();
             data.clear();
-            let n = q.queue.take(cap, &mut taken);
+            let n = q.queue.take(cap, taken);
             for (i, a) in taken.drain(..).enumerate() {
                 let engine = a.engine_handle();
-                let bytes = a.data;
+                let r = a.request;
+                let bytes = r.data;
                 let (worker, slot, g) = a.attempt.into_raw();
                 let v = metafed_queued_attempt {
                     struct_size: size_of::<metafed_queued_attempt>() as u32,
-                    domain: a.domain.0,
-                    agent: a.agent.0,
+                    domain: r.domain.0,
+                    agent: r.agent.0,
                     attempt: metafed_attempt { engine, id: pack(worker, slot, g) },
                     tag: a.tag,
-                    ticket: a.ticket.0,
-                    task_id: a.task_id,
-                    payload: a.payload,
+                    ticket: r.ticket.0,
+                    task_id: r.task_id,
+                    payload: r.payload,
                     data: if bytes.is_empty() { std::ptr::null() } else { bytes.as_ptr() },
                     data_len: bytes.len(),
-                    attempt_number: a.number,
-                    fanout: a.fanout,
-                    priority: u32::from(a.priority),
+                    attempt_number: r.attempt,
+                    fanout: r.fanout,
+                    priority: u32::from(r.priority),
                     waited_ns: a.waited.as_nanos().min(u128::from(u64::MAX)) as u64,
                     timeout_ns: a.timeout.as_nanos().min(u128::from(u64::MAX)) as u64,
                 };
@@ -198,10 +199,10 @@ pub extern "C" fn metafed_attempt_queue_get_stats(
 ) -> metafed_status {
     boundary("metafed_attempt_queue_get_stats", || {
         non_null(out, "out")?;
-        let s = with_queue(queue, |q| Ok(q.queue.stats()))?;
+        let (s, capacity) = with_queue(queue, |q| Ok((q.queue.stats(), q.queue.capacity() as u64)))?;
         let v = metafed_attempt_queue_stats {
             struct_size: size_of::<metafed_attempt_queue_stats>() as u32,
-            capacity: with_queue(queue, |q| Ok(q.queue.capacity() as u64))?,
+            capacity,
             waiting: s.waiting,
             high_water: s.high_water,
             queued: s.queued,

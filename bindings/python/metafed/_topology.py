@@ -145,19 +145,8 @@ def _reply_of(value: object, error: Optional[BaseException], key: tuple[int, int
 
 
 def _queued_request(it: Any) -> Request:
-    data = bytes(ffi.buffer(it.data, it.data_len)) if it.data_len else b""
-    return Request(
-        int(it.ticket),
-        int(it.task_id),
-        int(it.payload),
-        data,
-        int(it.domain),
-        int(it.agent),
-        int(it.attempt_number),
-        int(it.fanout),
-        int(it.priority),
-        it.timeout_ns / 1e9,
-    )
+    """The request of an attempt taken from a queue (`metafed_queued_attempt`)."""
+    return _request_of(it, int(it.attempt_number), it.timeout_ns)
 
 
 def _add_queued(topology: Any, d: int, name: str, agent: "_Agent", out: Any) -> None:
@@ -181,18 +170,23 @@ class _Agent:
 
 
 def _request(req: Any) -> Request:
-    data = bytes(ffi.buffer(req.data, req.data_len)) if req.data_len else b""
+    """The request of a handler call (`metafed_request`)."""
+    return _request_of(req, int(req.attempt), req.time_left_ns)
+
+
+def _request_of(r: Any, attempt: int, timeout_ns: int) -> Request:
+    data = bytes(ffi.buffer(r.data, r.data_len)) if r.data_len else b""
     return Request(
-        int(req.ticket),
-        int(req.task_id),
-        int(req.payload),
+        int(r.ticket),
+        int(r.task_id),
+        int(r.payload),
         data,
-        int(req.domain),
-        int(req.agent),
-        int(req.attempt),
-        int(req.fanout),
-        int(req.priority),
-        req.time_left_ns / 1e9,
+        int(r.domain),
+        int(r.agent),
+        attempt,
+        int(r.fanout),
+        int(r.priority),
+        timeout_ns / 1e9,
     )
 
 
