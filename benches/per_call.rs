@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 fn breaker(c: &mut Criterion) {
     let mut g = c.benchmark_group("breaker");
     let cfg = BreakerConfig { consecutive_failures: u32::MAX, failure_rate: 1.0, ..BreakerConfig::agent() };
-    let ours = Breaker::new(cfg, 1);
+    let ours = Breaker::new(cfg.clone(), 1);
     let mut i = 0u64;
     g.bench_function("metafed", |b| {
         b.iter(|| {
@@ -33,6 +33,25 @@ fn breaker(c: &mut Criterion) {
             black_box(ours.on_result(permit, now, 50, !i.is_multiple_of(8), 0));
         })
     });
+    // resilience4j's options: the count window (a shared ring) and the slow-call rate.
+    for (name, cfg) in [
+        ("metafed-count-window", BreakerConfig { count_window: 100, ..cfg.clone() }),
+        (
+            "metafed-slow-call-rate",
+            BreakerConfig { slow_call_duration: Duration::from_nanos(40), slow_call_rate: 1.0, ..cfg.clone() },
+        ),
+    ] {
+        let ours = Breaker::new(cfg, 1);
+        let mut i = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i += 1;
+                let now = i * 100;
+                let (permit, _) = ours.try_acquire(now);
+                black_box(ours.on_result(permit, now, 30 + i % 16 * 2, !i.is_multiple_of(8), 0));
+            })
+        });
+    }
     let theirs = guarded::breaker();
     let mut j = 0u64;
     g.bench_function("failsafe", |b| {

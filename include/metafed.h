@@ -55,7 +55,7 @@
 /*
  See `METAFED_VERSION_MAJOR`.
  */
-#define METAFED_VERSION_MINOR 2
+#define METAFED_VERSION_MINOR 3
 
 /*
  See `METAFED_VERSION_MAJOR`.
@@ -378,6 +378,11 @@
  Breaker event cause: an operator returned the breaker to normal.
  */
 #define METAFED_CAUSE_RESET 6
+
+/*
+ Breaker event cause: the slow-call rate over the window reached the threshold (ABI 1.3).
+ */
+#define METAFED_CAUSE_SLOW_CALL_RATE 7
 
 /*
  An event of `metafed_engine_set_event_callback`: a breaker changed state.
@@ -789,7 +794,8 @@ typedef struct metafed_breaker_config {
    */
   uint32_t consecutive_failures;
   /*
-   The rate is judged on at least this many calls.
+   The rates are judged on at least this many calls (with a count window, on at least the
+   smaller of this and `count_window`).
    */
   uint32_t min_calls;
   /*
@@ -797,7 +803,7 @@ typedef struct metafed_breaker_config {
    */
   double failure_rate;
   /*
-   The window the rate is judged over (ns).
+   The time window the rates are judged over (ns), unless `count_window` is set.
    */
   uint64_t window_ns;
   /*
@@ -816,6 +822,24 @@ typedef struct metafed_breaker_config {
    Reserved (0).
    */
   uint32_t reserved;
+  /*
+   ABI 1.3: a call slower than this is slow, whatever it returned (ns; 0: none is).
+   */
+  uint64_t slow_call_duration_ns;
+  /*
+   ABI 1.3: trip when slow calls reach this fraction of the window's calls (0: off; else in
+   (0, 1], with `slow_call_duration_ns` set). A slow probe fails while it is set.
+   */
+  double slow_call_rate;
+  /*
+   ABI 1.3: when non-zero, the rates are judged over the last this many calls instead of
+   over `window_ns` (a count window, at most 1,000,000).
+   */
+  uint32_t count_window;
+  /*
+   Reserved (0).
+   */
+  uint32_t reserved2;
 } metafed_breaker_config;
 
 /*

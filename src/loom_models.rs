@@ -19,20 +19,24 @@ use std::time::Duration;
 
 /// A breaker with only the consecutive-failure trigger (no window: fewer atomics to explore).
 fn breaker(threshold: u32, probes: u32) -> Breaker {
-    Breaker::new(
-        BreakerConfig {
-            timeout: Duration::from_millis(50),
-            consecutive_failures: threshold,
-            failure_rate: 0.0,
-            window: Duration::from_secs(1),
-            min_calls: 1,
-            open_base: Duration::from_nanos(10),
-            open_max: Duration::from_nanos(1000),
-            half_open_probes: probes,
-            mode: BreakerMode::Normal,
-        },
-        1,
-    )
+    Breaker::new(breaker_config(threshold, probes), 1)
+}
+
+fn breaker_config(threshold: u32, probes: u32) -> BreakerConfig {
+    BreakerConfig {
+        timeout: Duration::from_millis(50),
+        consecutive_failures: threshold,
+        failure_rate: 0.0,
+        window: Duration::from_secs(1),
+        min_calls: 1,
+        count_window: 0,
+        slow_call_duration: Duration::ZERO,
+        slow_call_rate: 0.0,
+        open_base: Duration::from_nanos(10),
+        open_max: Duration::from_nanos(1000),
+        half_open_probes: probes,
+        mode: BreakerMode::Normal,
+    }
 }
 
 #[test]
@@ -88,6 +92,32 @@ fn ring_drops_what_was_not_consumed_exactly_once() {
         drop(c);
         // The producer half is gone; the consumer half was the last owner of the ring.
         assert_eq!(Arc::strong_count(&item), 1);
+    });
+}
+
+#[test]
+fn a_count_window_filled_by_racing_failures_trips_once_and_counts_exactly() {
+    loom::model(|| {
+        // A count window of two calls holding two successes; two threads each record a failure
+        // over them. Whichever records last sees both failures and trips; the other may or may
+        // not: exactly one transition, and the totals are the ring's contents.
+        let cfg = BreakerConfig {
+            consecutive_failures: 0,
+            failure_rate: 1.0,
+            min_calls: 2,
+            count_window: 2,
+            ..breaker_config(0, 1)
+        };
+        let b = Arc::new(Breaker::new(cfg, 2));
+        b.on_result(Permit::Call, 1, 1, true, 0);
+        b.on_result(Permit::Call, 1, 1, true, 0);
+        let b2 = b.clone();
+        let t = thread::spawn(move || b2.on_result(Permit::Call, 2, 1, false, 1).is_some() as u32);
+        let here = b.on_result(Permit::Call, 2, 1, false, 0).is_some() as u32;
+        let there = t.join().unwrap();
+        assert_eq!(here + there, 1, "exactly one thread makes the transition");
+        let s = b.snapshot(3);
+        assert_eq!((s.window_calls, s.window_failures, s.opened), (2, 2, 1));
     });
 }
 

@@ -102,6 +102,20 @@ impl<T> Snapshot<T> {
         lock(&self.inner).clone()
     }
 
+    /// Runs `f` on the current value without touching its reference count: arc-swap's guard
+    /// (a per-thread slot, no shared read-modify-write), or the lock under loom.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.inner.load())
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        let v = lock(&self.inner).clone();
+        f(&v)
+    }
+
     /// Replaces the value; readers see the old one or the new one, never a mix.
     pub(crate) fn store(&self, v: T) {
         #[cfg(not(loom))]

@@ -14,6 +14,9 @@ fn cfg() -> BreakerConfig {
         failure_rate: 0.0,
         window: Duration::from_secs(1),
         min_calls: 10,
+        count_window: 0,
+        slow_call_duration: Duration::ZERO,
+        slow_call_rate: 0.0,
         open_base: Duration::from_millis(100),
         open_max: Duration::from_millis(400),
         half_open_probes: 1,
@@ -297,4 +300,204 @@ fn invalid_settings_are_named() {
     assert!(bad(BreakerConfig { half_open_probes: 0, ..cfg() }).contains("half_open_probes"));
     assert!(bad(BreakerConfig { open_max: Duration::from_millis(1), ..cfg() }).contains("open_max"));
     assert!(cfg().validate().is_ok());
+}
+
+// Parity with resilience4j's breaker: the count window, and the slow-call rate judged apart from
+// the failure rate, each only past the minimum number of calls.
+
+fn rates(failure_rate: f64, count_window: u32) -> BreakerConfig {
+    BreakerConfig { consecutive_failures: 0, failure_rate, min_calls: 10, count_window, ..cfg() }
+}
+
+#[test]
+fn nine_failures_of_nine_calls_under_a_minimum_of_ten_keep_it_closed() {
+    for count_window in [0, 100] {
+        let b = Breaker::new(rates(0.5, count_window), 1);
+        for i in 0..9u64 {
+            assert_eq!(call(&b, i * MS, false, 1).2, None, "call {i}, count_window {count_window}");
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!((b.snapshot(9 * MS).window_calls, b.snapshot(9 * MS).window_failures), (9, 9));
+        // The tenth call makes ten: 100% >= 50%.
+        assert_eq!(
+            call(&b, 9 * MS, false, 1).2,
+            t(BreakerState::Closed, BreakerState::Open, TransitionCause::FailureRate),
+            "count_window {count_window}"
+        );
+    }
+}
+
+#[test]
+fn the_count_window_judges_the_last_n_calls_whenever_they_came() {
+    let b = Breaker::new(BreakerConfig { min_calls: 5, ..rates(0.5, 5) }, 1);
+    // Two failures long ago still count: a count window has no time in it.
+    call(&b, 0, false, 1);
+    call(&b, MS, false, 1);
+    for i in 0..3u64 {
+        assert_eq!(call(&b, 3_600_000 * MS + i, true, 1).2, None);
+    }
+    assert_eq!(b.snapshot(3_600_000 * MS).window_calls, 5);
+    // Failure six replaces the first failure: 2 of the last 5, below 50%.
+    assert_eq!(call(&b, 3_600_001 * MS, false, 1).2, None);
+    // Failure seven replaces the second failure: still 2 of 5; failure eight replaces a success:
+    // 3 of 5.
+    assert_eq!(call(&b, 3_600_002 * MS, false, 1).2, None);
+    assert_eq!(
+        call(&b, 3_600_003 * MS, false, 1).2,
+        t(BreakerState::Closed, BreakerState::Open, TransitionCause::FailureRate)
+    );
+}
+
+#[test]
+fn a_count_window_shorter_than_min_calls_judges_once_it_is_full() {
+    // resilience4j: for a count window, the minimum is the smaller of min_calls and its length.
+    let b = Breaker::new(BreakerConfig { min_calls: 100, ..rates(0.5, 4) }, 1);
+    call(&b, 0, true, 1);
+    call(&b, 1, false, 1);
+    assert_eq!(call(&b, 2, false, 1).2, None, "three calls: below the window's four");
+    assert_eq!(call(&b, 3, true, 1).2, None, "a success never trips");
+    assert_eq!(call(&b, 4, false, 1).2, t(BreakerState::Closed, BreakerState::Open, TransitionCause::FailureRate));
+}
+
+fn slow(count_window: u32) -> BreakerConfig {
+    BreakerConfig { slow_call_duration: Duration::from_millis(10), slow_call_rate: 0.5, ..rates(0.0, count_window) }
+}
+
+#[test]
+fn trips_on_the_slow_call_rate_even_when_every_call_succeeds() {
+    for count_window in [0, 20] {
+        let b = Breaker::new(slow(count_window), 1);
+        // Alternate fast and slow successes (15 ms > 10 ms); the tenth call is slow: 5 of 10.
+        for i in 0..9u64 {
+            let lat = if i % 2 == 1 { 15 * MS } else { MS };
+            assert_eq!(call(&b, i * MS, true, lat).2, None, "call {i}");
+        }
+        assert_eq!(b.snapshot(9 * MS).window_slow, 4);
+        assert_eq!(
+            call(&b, 9 * MS, true, 15 * MS).2,
+            t(BreakerState::Closed, BreakerState::Open, TransitionCause::SlowCallRate),
+            "count_window {count_window}"
+        );
+        assert_eq!(b.snapshot(9 * MS).opened, 1);
+    }
+}
+
+#[test]
+fn a_call_exactly_at_the_slow_duration_is_not_slow() {
+    // resilience4j: slow is strictly slower than the threshold.
+    let b = Breaker::new(BreakerConfig { min_calls: 1, slow_call_rate: 1.0, ..slow(0) }, 1);
+    assert_eq!(call(&b, 0, true, 10 * MS).2, None);
+    assert_eq!(b.snapshot(0).window_slow, 0);
+    assert_eq!(call(&b, 1, true, 10 * MS + 1).2, None, "1 slow of 2 calls is below 100%");
+    assert_eq!(call(&b, 2, true, 10 * MS + 1).2, None, "2 of 3: below 100% still; the rate needs every call slow");
+    assert_eq!(b.snapshot(2).window_slow, 2);
+}
+
+#[test]
+fn the_slow_call_rate_is_judged_apart_from_the_failure_rate() {
+    // Failure rate 50%, slow-call rate 50%: slow successes do not raise the failure rate, fast
+    // failures do not raise the slow-call rate.
+    let c = BreakerConfig { failure_rate: 0.5, ..slow(0) };
+    let b = Breaker::new(c, 1);
+    for i in 0..4u64 {
+        call(&b, i, false, MS); // fast failures
+        call(&b, i + 100, true, 20 * MS); // slow successes
+    }
+    // 8 calls: 4 failures, 4 slow; nothing judged under ten.
+    assert_eq!(b.state(), BreakerState::Closed);
+    assert_eq!(call(&b, 200, true, MS).2, None, "a fast success trips nothing");
+    // The tenth call, slow and failed, makes 5 of 10 of each: the failure rate is named.
+    assert_eq!(
+        call(&b, 201, false, 20 * MS).2,
+        t(BreakerState::Closed, BreakerState::Open, TransitionCause::FailureRate)
+    );
+}
+
+#[test]
+fn a_slow_call_is_a_failure_only_past_the_timeout() {
+    // slow_call_duration 10 ms, timeout 50 ms, consecutive failures 3: slow successes at 20 ms
+    // never make a run of failures; calls at 60 ms do.
+    let b = Breaker::new(BreakerConfig { consecutive_failures: 3, slow_call_rate: 1.0, min_calls: 100, ..slow(0) }, 1);
+    for i in 0..10 {
+        assert_eq!(call(&b, i, true, 20 * MS).2, None);
+    }
+    assert_eq!(b.snapshot(10).consecutive_failures, 0);
+    call(&b, 11, true, 60 * MS);
+    call(&b, 12, true, 60 * MS);
+    assert_eq!(
+        call(&b, 13, true, 60 * MS).2,
+        t(BreakerState::Closed, BreakerState::Open, TransitionCause::ConsecutiveFailures)
+    );
+}
+
+#[test]
+fn a_slow_probe_reopens_while_the_slow_call_rate_is_set() {
+    let b = Breaker::new(BreakerConfig { min_calls: 1, slow_call_rate: 1.0, ..slow(0) }, 1);
+    assert_eq!(
+        call(&b, 0, true, 20 * MS).2,
+        t(BreakerState::Closed, BreakerState::Open, TransitionCause::SlowCallRate)
+    );
+    // Open for 100 ms; the probe at 100 ms is slow: open again for 200 ms.
+    let (p, t1, t2) = call(&b, 100 * MS, true, 20 * MS);
+    assert_eq!(p, Permit::Probe);
+    assert_eq!(t1, t(BreakerState::Open, BreakerState::HalfOpen, TransitionCause::OpenTimeElapsed));
+    assert_eq!(t2, t(BreakerState::HalfOpen, BreakerState::Open, TransitionCause::ProbeFailed));
+    assert_eq!(b.try_acquire(299 * MS).0, Permit::Denied);
+    // A fast probe at 300 ms closes it.
+    let (p, _, t2) = call(&b, 300 * MS, true, MS);
+    assert_eq!(p, Permit::Probe);
+    assert_eq!(t2, t(BreakerState::HalfOpen, BreakerState::Closed, TransitionCause::ProbesSucceeded));
+}
+
+#[test]
+fn switching_to_a_count_window_live_starts_it_empty() {
+    let b = Breaker::new(rates(0.5, 0), 1);
+    for i in 0..8u64 {
+        call(&b, i, false, 1);
+    }
+    b.set_config(&rates(0.5, 10));
+    assert_eq!(b.config().count_window, 10);
+    assert_eq!(b.snapshot(9).window_calls, 0, "a new window starts over");
+    for i in 0..9u64 {
+        assert_eq!(call(&b, 10 + i, false, 1).2, None);
+    }
+    assert_eq!(call(&b, 20, false, 1).2, t(BreakerState::Closed, BreakerState::Open, TransitionCause::FailureRate));
+    // Back to the time window (its length unchanged): it recorded nothing while the count window
+    // judged, so it holds the eight failures from before the switch; a reset closes the breaker
+    // and keeps the window.
+    b.set_config(&rates(0.5, 0));
+    assert_eq!(b.config().count_window, 0);
+    assert_eq!(b.snapshot(20).window_calls, 8);
+    assert_eq!(b.set_mode(BreakerMode::ForcedOpen), t(BreakerState::Open, BreakerState::Open, TransitionCause::Forced));
+    assert_eq!(b.set_mode(BreakerMode::Normal), t(BreakerState::Open, BreakerState::Closed, TransitionCause::Reset));
+    assert_eq!(call(&b, 21, false, 1).2, None, "nine calls in the time window now");
+}
+
+#[test]
+fn invalid_rate_settings_are_named() {
+    let bad = |c: BreakerConfig| c.validate().unwrap_err();
+    assert!(bad(BreakerConfig { slow_call_rate: 1.5, ..slow(0) }).contains("slow_call_rate"));
+    assert!(bad(BreakerConfig { slow_call_duration: Duration::ZERO, ..slow(0) }).contains("slow_call_duration"));
+    assert!(bad(BreakerConfig { count_window: 1_000_001, ..rates(0.5, 0) }).contains("count_window"));
+    let no_window = BreakerConfig { window: Duration::ZERO, ..slow(0) };
+    assert!(bad(no_window.clone()).contains("window"));
+    assert!(BreakerConfig { count_window: 50, ..no_window }.validate().is_ok(), "a count window needs no time window");
+    assert!(slow(0).validate().is_ok());
+}
+
+#[test]
+fn the_rate_options_load_from_toml_and_bad_ones_are_named() {
+    use metafed::Topology;
+    let text = |extra: &str| {
+        format!(
+            "[breakers.domain]\ncount_window = 100\nslow_call_duration = 150.0\n{extra}\n[[domains]]\nname = \"A\"\nagents = [{{ name = \"X\", sim = {{ error_rate = 0.0 }} }}]\n"
+        )
+    };
+    let t = Topology::from_toml(&text("slow_call_rate = 0.8")).unwrap();
+    let d = &t.breakers().domain;
+    assert_eq!((d.count_window, d.slow_call_duration, d.slow_call_rate), (100, Duration::from_millis(150), 0.8));
+    assert_eq!(d.consecutive_failures, 5, "keys not given keep the level's default");
+    assert_eq!(t.breakers().agent.count_window, 0, "off in the seed");
+    let bad = Topology::from_toml(&text("slow_call_rate = 1.2")).unwrap_err().to_string();
+    assert!(bad.contains("breakers.domain") && bad.contains("slow_call_rate"), "{bad}");
 }

@@ -3,10 +3,15 @@
 //! A breaker is closed (calls pass), open (calls are refused until its open time ends) or
 //! half-open (a bounded number of probe calls pass; enough successes close it, one failure opens
 //! it again with twice the open time, up to a cap). It trips from closed to open on a run of
-//! consecutive failures, or on a failure rate over a sliding window once the window holds a
-//! minimum number of calls. A call slower than the level's timeout counts as a failure. Two
-//! modes override the state machine: disabled (every call passes, nothing trips) and
-//! forced-open (every call is refused).
+//! consecutive failures, on a failure rate, or on a slow-call rate, each rate judged over a
+//! sliding window once the window holds a minimum number of calls. The window is a time window
+//! (the last `window`) or a count window (the last `count_window` calls), resilience4j's two
+//! kinds, and the rates follow resilience4j's semantics: a call slower than `slow_call_duration`
+//! is slow whatever it returned, the failure rate and the slow-call rate are judged separately,
+//! each `>=` its threshold, and not at all on fewer than `min_calls` calls (for a count window,
+//! on fewer than the smaller of `min_calls` and its length). A call slower than the level's
+//! timeout counts as a failure. Two modes override the state machine: disabled (every call
+//! passes, nothing trips) and forced-open (every call is refused).
 //!
 //! All mutable state is in one `AtomicU64` (state, mode, probes in flight, probe successes,
 //! backoff exponent, consecutive failures), so every transition is one compare-and-swap and two
@@ -19,11 +24,11 @@
 
 mod window;
 
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
-use window::Window;
+use window::{CountWindow, Totals, Window};
 
 /// The three states of a breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,6 +86,8 @@ pub enum TransitionCause {
     Forced = 5,
     /// An operator returned the breaker to normal (it restarts closed).
     Reset = 6,
+    /// Closed to open: the slow-call rate over the window reached the threshold.
+    SlowCallRate = 7,
 }
 
 impl TransitionCause {
@@ -94,6 +101,7 @@ impl TransitionCause {
             Self::ProbesSucceeded => "probes_succeeded",
             Self::Forced => "forced",
             Self::Reset => "reset",
+            Self::SlowCallRate => "slow_call_rate",
         }
     }
 }
@@ -141,8 +149,20 @@ pub struct BreakerConfig {
     /// The sliding window over which the rate is measured.
     #[serde(with = "crate::duration::ms")]
     pub window: Duration,
-    /// The rate is not judged on fewer calls than this.
+    /// The rates are not judged on fewer calls than this (with a count window, on fewer than
+    /// the smaller of this and `count_window`).
     pub min_calls: u32,
+    /// When non-zero, the rates are judged over the last this many calls (a count window, like
+    /// resilience4j's `COUNT_BASED`, at most 1,000,000) instead of over `window`.
+    pub count_window: u32,
+    /// A call slower than this is a slow call, whatever it returned (0: none is). A slow call
+    /// is not a failure unless it is also slower than `timeout`.
+    #[serde(with = "crate::duration::ms")]
+    pub slow_call_duration: Duration,
+    /// Trip when slow calls reach this fraction of the window's calls (0 < rate <= 1; 0 turns
+    /// this trigger off), judged apart from the failure rate. While half-open, a slow probe
+    /// counts as a failed one when this is set.
+    pub slow_call_rate: f64,
     /// The first open time; each re-open from half-open doubles it.
     #[serde(with = "crate::duration::ms")]
     pub open_base: Duration,
@@ -172,6 +192,9 @@ impl BreakerConfig {
             failure_rate: 0.5,
             window: Duration::from_secs(1),
             min_calls: 20,
+            count_window: 0,
+            slow_call_duration: Duration::ZERO,
+            slow_call_rate: 0.0,
             open_base: Duration::from_millis(50),
             open_max: Duration::from_secs(5),
             half_open_probes: 1,
@@ -188,6 +211,9 @@ impl BreakerConfig {
             failure_rate: 0.5,
             window: Duration::from_secs(1),
             min_calls: 50,
+            count_window: 0,
+            slow_call_duration: Duration::ZERO,
+            slow_call_rate: 0.0,
             open_base: Duration::from_millis(200),
             open_max: Duration::from_secs(10),
             half_open_probes: 3,
@@ -205,6 +231,9 @@ impl BreakerConfig {
             failure_rate: 0.5,
             window: Duration::from_secs(2),
             min_calls: 100,
+            count_window: 0,
+            slow_call_duration: Duration::ZERO,
+            slow_call_rate: 0.0,
             open_base: Duration::from_millis(500),
             open_max: Duration::from_secs(30),
             half_open_probes: 5,
@@ -228,6 +257,7 @@ impl BreakerConfig {
             ("window", self.window),
             ("open_base", self.open_base),
             ("open_max", self.open_max),
+            ("slow_call_duration", self.slow_call_duration),
         ] {
             if d > crate::duration::MAX_DURATION {
                 return Err(format!("{what} must be at most 30 days, got {d:?}"));
@@ -237,8 +267,21 @@ impl BreakerConfig {
         if !(0.0..=1.0).contains(&r) {
             return Err(format!("failure_rate must be in [0, 1] (0 = off), got {r}"));
         }
-        if r > 0.0 && self.window.is_zero() {
-            return Err("window must be greater than zero when failure_rate is set".into());
+        let slow = self.slow_call_rate;
+        if !(0.0..=1.0).contains(&slow) {
+            return Err(format!("slow_call_rate must be in [0, 1] (0 = off), got {slow}"));
+        }
+        if slow > 0.0 && self.slow_call_duration.is_zero() {
+            return Err("slow_call_duration must be greater than zero when slow_call_rate is set".into());
+        }
+        if self.count_window > MAX_COUNT_WINDOW {
+            return Err(format!("count_window must be at most {MAX_COUNT_WINDOW} calls, got {}", self.count_window));
+        }
+        if (r > 0.0 || slow > 0.0) && self.count_window == 0 && self.window.is_zero() {
+            return Err(
+                "window must be greater than zero when failure_rate or slow_call_rate is set (or give count_window)"
+                    .into(),
+            );
         }
         if self.open_base.is_zero() {
             return Err("open_base must be greater than zero".into());
@@ -252,6 +295,9 @@ impl BreakerConfig {
         Ok(())
     }
 }
+
+/// The longest count window, in calls (one byte each).
+pub const MAX_COUNT_WINDOW: u32 = 1_000_000;
 
 // The state word. Changing any field is one compare-and-swap of the whole word.
 const STATE_MASK: u64 = 0b111;
@@ -316,10 +362,13 @@ pub struct BreakerSnapshot {
     pub mode: BreakerMode,
     /// The current run of consecutive failures.
     pub consecutive_failures: u32,
-    /// Calls and failures in the sliding window now.
+    /// Calls and failures in the sliding window now (the time or the count window; empty when
+    /// no rate is judged).
     pub window_calls: u64,
     /// See `window_calls`.
     pub window_failures: u64,
+    /// Slow calls in the window now (counted while `slow_call_rate` is set).
+    pub window_slow: u64,
     /// Closed-to-open transitions so far.
     pub opened: u64,
     /// Half-open-to-open transitions so far.
@@ -340,6 +389,13 @@ struct Live {
     /// `f64::to_bits` of the failure rate.
     failure_rate: AtomicU64,
     min_calls: AtomicU32,
+    count_window: AtomicU32,
+    slow_call_ns: AtomicU64,
+    /// `f64::to_bits` of the slow-call rate.
+    slow_call_rate: AtomicU64,
+    /// What `on_result` records, decided when the settings are stored (one load on the hot
+    /// path): `RECORD_TIME`, `RECORD_COUNT`, `JUDGE_SLOW`.
+    judged: AtomicU32,
     open_base_ns: AtomicU64,
     open_max_ns: AtomicU64,
     half_open_probes: AtomicU32,
@@ -352,6 +408,10 @@ impl Live {
             consecutive_failures: AtomicU32::new(0),
             failure_rate: AtomicU64::new(0),
             min_calls: AtomicU32::new(0),
+            count_window: AtomicU32::new(0),
+            slow_call_ns: AtomicU64::new(0),
+            slow_call_rate: AtomicU64::new(0),
+            judged: AtomicU32::new(0),
             open_base_ns: AtomicU64::new(0),
             open_max_ns: AtomicU64::new(0),
             half_open_probes: AtomicU32::new(0),
@@ -366,6 +426,16 @@ impl Live {
         self.consecutive_failures.store(cfg.consecutive_failures, r);
         self.failure_rate.store(cfg.failure_rate.to_bits(), r);
         self.min_calls.store(cfg.min_calls, r);
+        self.count_window.store(cfg.count_window, r);
+        self.slow_call_ns.store(cfg.slow_call_duration.as_nanos() as u64, r);
+        self.slow_call_rate.store(cfg.slow_call_rate.to_bits(), r);
+        let rates = cfg.failure_rate > 0.0 || cfg.slow_call_rate > 0.0;
+        let judged = match (rates, cfg.count_window) {
+            (false, _) => 0,
+            (true, 0) => RECORD_TIME,
+            (true, _) => RECORD_COUNT,
+        } | if cfg.slow_call_rate > 0.0 { JUDGE_SLOW } else { 0 };
+        self.judged.store(judged, r);
         self.open_base_ns.store(cfg.open_base.as_nanos() as u64, r);
         self.open_max_ns.store(cfg.open_max.as_nanos() as u64, r);
         self.half_open_probes.store(cfg.half_open_probes, r);
@@ -375,7 +445,16 @@ impl Live {
     fn failure_rate(&self) -> f64 {
         f64::from_bits(self.failure_rate.load(Ordering::Relaxed))
     }
+
+    #[inline]
+    fn slow_call_rate(&self) -> f64 {
+        f64::from_bits(self.slow_call_rate.load(Ordering::Relaxed))
+    }
 }
+
+const RECORD_TIME: u32 = 1;
+const RECORD_COUNT: u32 = 2;
+const JUDGE_SLOW: u32 = 4;
 
 /// A circuit breaker; see the module documentation.
 pub struct Breaker {
@@ -386,10 +465,13 @@ pub struct Breaker {
     /// While the state is `Open`: the clock reading at which it may move to half-open. Written
     /// only by the thread that won the transition to `Opening`, before it publishes `Open`.
     open_until: AtomicU64,
-    /// Per-thread stripes of calls and failures over the window.
+    /// Per-thread stripes of calls, failures and slow calls over the time window.
     window: Window,
+    /// The count window, when `count_window` is set (replaced whole when its length changes;
+    /// a one-call placeholder otherwise).
+    counts: Snapshot<CountWindow>,
     /// Transition counters, indexed by [`TransitionCause`].
-    transitions: [AtomicU64; 7],
+    transitions: [AtomicU64; 8],
 }
 
 impl fmt::Debug for Breaker {
@@ -409,6 +491,7 @@ impl Breaker {
             word: AtomicU64::new(mode_bits),
             open_until: AtomicU64::new(0),
             window,
+            counts: Snapshot::new(CountWindow::new(cfg.count_window)),
             transitions: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -422,6 +505,9 @@ impl Breaker {
             failure_rate: self.live.failure_rate(),
             window: Duration::from_nanos(self.window.len_ns()),
             min_calls: self.live.min_calls.load(r),
+            count_window: self.live.count_window.load(r),
+            slow_call_duration: Duration::from_nanos(self.live.slow_call_ns.load(r)),
+            slow_call_rate: self.live.slow_call_rate(),
             open_base: Duration::from_nanos(self.live.open_base_ns.load(r)),
             open_max: Duration::from_nanos(self.live.open_max_ns.load(r)),
             half_open_probes: self.live.half_open_probes.load(r),
@@ -432,11 +518,15 @@ impl Breaker {
     /// Changes the settings while calls run (the mode is not among them: see
     /// [`set_mode`](Self::set_mode)). The state is kept: an open breaker stays open until the
     /// deadline it had, a run of failures keeps counting toward the new threshold. A changed
-    /// window starts over. `cfg` must be valid ([`BreakerConfig::validate`]).
+    /// window (its length, or a count window of another length) starts over. `cfg` must be
+    /// valid ([`BreakerConfig::validate`]).
     pub fn set_config(&self, cfg: &BreakerConfig) {
         debug_assert!(cfg.validate().is_ok());
         if cfg.window.as_nanos() as u64 / window::BUCKETS as u64 != self.window.len_ns() / window::BUCKETS as u64 {
             self.window.set_len(cfg.window.as_nanos() as u64);
+        }
+        if cfg.count_window != self.live.count_window.load(Ordering::Relaxed) {
+            self.counts.store(CountWindow::new(cfg.count_window));
         }
         self.live.store(cfg);
     }
@@ -523,15 +613,40 @@ impl Breaker {
         if self.disabled() {
             return None; // nothing to judge; the engine's counters still count the call
         }
+        self.judge(permit, now_ns, latency_ns, ok, stripe)
+    }
+
+    /// `on_result` past the disabled check, kept apart so that the check inlines alone.
+    #[inline(always)]
+    fn judge(&self, permit: Permit, now_ns: u64, latency_ns: u64, ok: bool, stripe: usize) -> Option<Transition> {
         let failure = !ok || latency_ns > self.timeout_ns();
-        if self.live.failure_rate() > 0.0 {
-            self.window.record(stripe, now_ns, failure);
-        }
+        let judged = self.live.judged.load(Ordering::Relaxed);
+        // The seed's settings (a failure rate over the time window) take the first branch, with
+        // nothing of the slow-call rate in it.
+        let slow = if judged == RECORD_TIME {
+            self.window.record(stripe, now_ns, failure, false);
+            false
+        } else {
+            judged != 0 && self.record(judged, stripe, now_ns, latency_ns, failure)
+        };
         match permit {
-            Permit::Call => self.on_closed_result(now_ns, failure),
-            Permit::Probe => self.on_probe_result(now_ns, failure),
+            Permit::Call => self.on_closed_result(now_ns, failure, slow),
+            Permit::Probe => self.on_probe_result(now_ns, failure || slow),
             Permit::Denied | Permit::Bypass => None,
         }
+    }
+
+    /// Records a call in the window the settings judge (`judged` != 0) when the slow-call rate
+    /// or the count window is on; returns whether it was slow.
+    #[inline(never)]
+    fn record(&self, judged: u32, stripe: usize, now_ns: u64, latency_ns: u64, failure: bool) -> bool {
+        let slow = judged & JUDGE_SLOW != 0 && latency_ns > self.live.slow_call_ns.load(Ordering::Relaxed);
+        if judged & RECORD_TIME != 0 {
+            self.window.record(stripe, now_ns, failure, slow);
+        } else {
+            self.counts.with(|c| c.record(failure, slow));
+        }
+        slow
     }
 
     /// Frees a permit whose call ended with no outcome that should count (the work was refused
@@ -551,13 +666,20 @@ impl Breaker {
         }
     }
 
-    fn on_closed_result(&self, now_ns: u64, failure: bool) -> Option<Transition> {
+    fn on_closed_result(&self, now_ns: u64, failure: bool, slow: bool) -> Option<Transition> {
         loop {
             let w = self.word.load(Ordering::Acquire);
             if mode_of(w) != BreakerMode::Normal || st(w) != S_CLOSED {
                 return None; // disabled, forced, or a result from before the breaker opened
             }
             if !failure {
+                // A slow success may trip the slow-call rate; it still ends a run of failures.
+                if slow && let Some(cause) = self.rate_tripped(now_ns, false, true) {
+                    if let Some(t) = self.trip(w, now_ns, 0, BreakerState::Closed, cause) {
+                        return Some(t);
+                    }
+                    continue;
+                }
                 // The common path: read-only unless a run of failures must be reset.
                 if consec(w) == 0 || self.cas(w, w & ((1 << CONSEC_SHIFT) - 1)) {
                     return None;
@@ -568,8 +690,8 @@ impl Breaker {
             let threshold = u64::from(self.live.consecutive_failures.load(Ordering::Relaxed));
             let cause = if threshold > 0 && run >= threshold {
                 TransitionCause::ConsecutiveFailures
-            } else if self.rate_tripped(now_ns) {
-                TransitionCause::FailureRate
+            } else if let Some(cause) = self.rate_tripped(now_ns, true, slow) {
+                cause
             } else {
                 let next = (w & ((1 << CONSEC_SHIFT) - 1)) | (run.min(u64::from(u32::MAX)) << CONSEC_SHIFT);
                 if self.cas(w, next) {
@@ -639,13 +761,46 @@ impl Breaker {
         Some(self.count(from, BreakerState::Open, cause))
     }
 
-    fn rate_tripped(&self, now_ns: u64) -> bool {
-        let rate = self.live.failure_rate();
-        if rate <= 0.0 {
-            return false;
+    /// What the window holds now: the count window's totals when one is set, else the time
+    /// window's.
+    fn totals(&self, now_ns: u64) -> Totals {
+        let judged = self.live.judged.load(Ordering::Relaxed);
+        if judged & RECORD_COUNT != 0 {
+            self.counts.with(|c| c.totals())
+        } else if judged & RECORD_TIME != 0 {
+            self.window.totals(now_ns, judged & JUDGE_SLOW != 0)
+        } else {
+            Totals::default()
         }
-        let (calls, failures) = self.window.totals(now_ns);
-        calls >= u64::from(self.live.min_calls.load(Ordering::Relaxed).max(1)) && failures as f64 >= rate * calls as f64
+    }
+
+    /// Whether a rate trips the breaker after a call that failed (`failure`) or was slow
+    /// (`slow`): the failure rate is asked only after a failure and the slow-call rate only
+    /// after a slow call (no other call can raise them), each once the window holds the
+    /// minimum number of calls. The failure rate is named first when both trip. Out of line: it
+    /// runs only after a failure or a slow call, and the success path stays small.
+    #[inline(never)]
+    fn rate_tripped(&self, now_ns: u64, failure: bool, slow: bool) -> Option<TransitionCause> {
+        let failure_rate = if failure { self.live.failure_rate() } else { 0.0 };
+        let slow_rate = if slow { self.live.slow_call_rate() } else { 0.0 };
+        if failure_rate <= 0.0 && slow_rate <= 0.0 {
+            return None;
+        }
+        let t = self.totals(now_ns);
+        let mut min_calls = self.live.min_calls.load(Ordering::Relaxed).max(1);
+        if self.live.judged.load(Ordering::Relaxed) & RECORD_COUNT != 0 {
+            min_calls = min_calls.min(self.counts.with(|c| c.len()));
+        }
+        if t.calls < u64::from(min_calls) {
+            return None;
+        }
+        if failure_rate > 0.0 && t.failures as f64 >= failure_rate * t.calls as f64 {
+            Some(TransitionCause::FailureRate)
+        } else if slow_rate > 0.0 && t.slow as f64 >= slow_rate * t.calls as f64 {
+            Some(TransitionCause::SlowCallRate)
+        } else {
+            None
+        }
     }
 
     /// Sets the operator's override. Forcing open and returning to normal are transitions;
@@ -682,15 +837,18 @@ impl Breaker {
     /// A point-in-time view (the counts are read one by one, not as one atomic snapshot).
     pub fn snapshot(&self, now_ns: u64) -> BreakerSnapshot {
         let w = self.word.load(Ordering::Acquire);
-        let (window_calls, window_failures) = self.window.totals(now_ns);
+        let totals = self.totals(now_ns);
         let n = |c: TransitionCause| self.transitions[c as usize].load(Ordering::Relaxed);
         BreakerSnapshot {
             state: self.state(),
             mode: mode_of(w),
             consecutive_failures: consec(w).min(u64::from(u32::MAX)) as u32,
-            window_calls,
-            window_failures,
-            opened: n(TransitionCause::ConsecutiveFailures) + n(TransitionCause::FailureRate),
+            window_calls: totals.calls,
+            window_failures: totals.failures,
+            window_slow: totals.slow,
+            opened: n(TransitionCause::ConsecutiveFailures)
+                + n(TransitionCause::FailureRate)
+                + n(TransitionCause::SlowCallRate),
             reopened: n(TransitionCause::ProbeFailed),
             half_opened: n(TransitionCause::OpenTimeElapsed),
             closed: n(TransitionCause::ProbesSucceeded),

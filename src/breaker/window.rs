@@ -1,4 +1,6 @@
-//! The breaker's sliding window: calls and failures over the last `window`, in ten buckets.
+//! The breaker's sliding windows: calls, failures and slow calls over the last `window` (the
+//! time window, ten buckets), or over the last N calls (the count window, resilience4j's
+//! `COUNT_BASED`).
 //!
 //! Every recording thread owns one stripe (a worker records into the stripe of its index), and a
 //! stripe is written by that thread alone, with a plain load and store: the success path of a
@@ -8,9 +10,17 @@
 //! A bucket is one `u64`: the bucket's epoch (`now / bucket_len`, low 32 bits) in the high half,
 //! then 16 bits of calls and 16 bits of failures. A bucket from an older epoch reads as empty;
 //! a bucket that reaches 65,535 calls stops counting until its epoch ends, which keeps the
-//! failure *rate* of its first 65,535 calls rather than overflowing.
+//! failure *rate* of its first 65,535 calls rather than overflowing. Slow calls are counted in a
+//! second word per bucket, written only when the breaker judges a slow-call rate.
+//!
+//! The count window ([`CountWindow`]) is a ring of one byte per call, shared by every recording
+//! thread: a call takes the next position with one `fetch_add`, swaps its outcome in, and moves
+//! the running totals by the difference from the outcome it replaced. Each swap is atomic, so
+//! once the recordings in flight have landed the totals equal the ring's contents exactly; a
+//! reader in between may see a total one or two calls off, which a rate tolerates. It costs
+//! three or four shared read-modify-writes per call, which is why it is an option.
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU8, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 
 /// Buckets per window.
@@ -26,13 +36,33 @@ pub(crate) struct Window {
     recip: AtomicU64,
     /// One stripe per recording thread; stripe `i` is written only by the thread that records
     /// with `stripe == i`.
-    stripes: Box<[CachePadded<[AtomicU64; BUCKETS]>]>,
+    stripes: Box<[CachePadded<Stripe>]>,
+}
+
+/// One thread's buckets: calls and failures, and slow calls (same epoch scheme).
+struct Stripe {
+    main: [AtomicU64; BUCKETS],
+    slow: [AtomicU64; BUCKETS],
+}
+
+/// What a window holds now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
 }
 
 impl Window {
     pub(crate) fn new(window_ns: u64, stripes: usize) -> Self {
-        let stripes =
-            (0..stripes.max(1)).map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0)))).collect();
+        let stripes = (0..stripes.max(1))
+            .map(|_| {
+                CachePadded::new(Stripe {
+                    main: std::array::from_fn(|_| AtomicU64::new(0)),
+                    slow: std::array::from_fn(|_| AtomicU64::new(0)),
+                })
+            })
+            .collect();
         let w = Self { bucket_ns: AtomicU64::new(2), recip: AtomicU64::new(1 << 63), stripes };
         w.set_len(window_ns);
         w
@@ -49,7 +79,7 @@ impl Window {
         self.bucket_ns.store(bucket_ns, Ordering::Relaxed);
         self.recip.store(recip as u64, Ordering::Relaxed);
         for stripe in self.stripes.iter() {
-            for bucket in stripe.iter() {
+            for bucket in stripe.main.iter().chain(stripe.slow.iter()) {
                 bucket.store(0, Ordering::Relaxed);
             }
         }
@@ -69,9 +99,11 @@ impl Window {
     /// out-of-range stripe is folded into range, which keeps memory safety but may lose counts
     /// if two threads then share a stripe.
     #[inline]
-    pub(crate) fn record(&self, stripe: usize, now_ns: u64, failure: bool) {
+    pub(crate) fn record(&self, stripe: usize, now_ns: u64, failure: bool, slow: bool) {
         let epoch = self.epoch(now_ns);
-        let bucket = &self.stripes[stripe % self.stripes.len()][(epoch % BUCKETS as u64) as usize];
+        let stripe = &self.stripes[stripe % self.stripes.len()];
+        let index = (epoch % BUCKETS as u64) as usize;
+        let bucket = &stripe.main[index];
         let word = bucket.load(Ordering::Relaxed);
         let fail = u64::from(failure) << 16;
         let next = if word >> 32 != epoch & 0xffff_ffff {
@@ -82,27 +114,108 @@ impl Window {
             word + fail + 1
         };
         bucket.store(next, Ordering::Relaxed);
+        if slow {
+            let bucket = &stripe.slow[index];
+            let word = bucket.load(Ordering::Relaxed);
+            // Counted only while the call was (the call count above has not saturated).
+            let next = if word >> 32 != epoch & 0xffff_ffff { ((epoch & 0xffff_ffff) << 32) | 1 } else { word + 1 };
+            bucket.store(next, Ordering::Relaxed);
+        }
     }
 
-    /// Calls and failures recorded in the window that ends at `now_ns`, over all stripes.
-    pub(crate) fn totals(&self, now_ns: u64) -> (u64, u64) {
+    /// Calls, failures and (with `slow`) slow calls recorded in the window that ends at
+    /// `now_ns`, over all stripes.
+    pub(crate) fn totals(&self, now_ns: u64, slow: bool) -> Totals {
         let current = self.epoch(now_ns);
         let oldest = current.saturating_sub(BUCKETS as u64 - 1);
-        let (mut calls, mut failures) = (0, 0);
+        // Whether a bucket word belongs to the window: its full epoch is rebuilt from the low
+        // 32 bits it keeps, relative to `current`.
+        let live = |word: u64| {
+            let epoch = (current & !0xffff_ffff) | (word >> 32);
+            let epoch = if epoch > current { epoch.wrapping_sub(1 << 32) } else { epoch };
+            epoch >= oldest && epoch <= current
+        };
+        let mut t = Totals::default();
         for stripe in self.stripes.iter() {
-            for bucket in stripe.iter() {
+            for bucket in stripe.main.iter() {
                 let word = bucket.load(Ordering::Relaxed);
-                let low = word >> 32;
-                // Rebuild the full epoch from its low 32 bits, relative to `current`.
-                let epoch = (current & !0xffff_ffff) | low;
-                let epoch = if epoch > current { epoch.wrapping_sub(1 << 32) } else { epoch };
-                if epoch >= oldest && epoch <= current {
-                    calls += word & 0xffff;
-                    failures += (word >> 16) & 0xffff;
+                if live(word) {
+                    t.calls += word & 0xffff;
+                    t.failures += (word >> 16) & 0xffff;
+                }
+            }
+            if slow {
+                for bucket in stripe.slow.iter() {
+                    let word = bucket.load(Ordering::Relaxed);
+                    if live(word) {
+                        t.slow += word & 0xffff;
+                    }
                 }
             }
         }
-        (calls, failures)
+        t
+    }
+}
+
+/// The count window: the outcomes of the last `len` calls (see the module docs).
+pub(crate) struct CountWindow {
+    /// Calls recorded since the window was made; the next call takes `head % len`.
+    head: AtomicU64,
+    /// Failures and slow calls among the ring's contents, moved by wrapping differences (a
+    /// reader clamps a transiently negative value to zero).
+    failures: AtomicU64,
+    slow: AtomicU64,
+    /// One outcome per call: 0 empty, else `RECORDED | FAILED? | SLOW?`.
+    ring: Box<[AtomicU8]>,
+}
+
+const RECORDED: u8 = 1;
+const FAILED: u8 = 2;
+const SLOW: u8 = 4;
+
+impl CountWindow {
+    /// A window over the last `len` calls (at least 1).
+    pub(crate) fn new(len: u32) -> Self {
+        Self {
+            head: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            slow: AtomicU64::new(0),
+            ring: (0..len.max(1)).map(|_| AtomicU8::new(0)).collect(),
+        }
+    }
+
+    /// The number of calls it holds when full.
+    pub(crate) fn len(&self) -> u32 {
+        self.ring.len() as u32
+    }
+
+    /// Records one call.
+    #[inline]
+    pub(crate) fn record(&self, failure: bool, slow: bool) {
+        let at = self.head.fetch_add(1, Ordering::Relaxed) % self.ring.len() as u64;
+        let new = RECORDED | if failure { FAILED } else { 0 } | if slow { SLOW } else { 0 };
+        let old = self.ring[at as usize].swap(new, Ordering::Relaxed);
+        let moved = |counter: &AtomicU64, bit: u8| match (old & bit != 0, new & bit != 0) {
+            (false, true) => {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                counter.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        };
+        moved(&self.failures, FAILED);
+        moved(&self.slow, SLOW);
+    }
+
+    /// What the window holds now.
+    pub(crate) fn totals(&self) -> Totals {
+        let clamp = |v: u64| if (v as i64) < 0 { 0 } else { v };
+        Totals {
+            calls: self.head.load(Ordering::Relaxed).min(self.ring.len() as u64),
+            failures: clamp(self.failures.load(Ordering::Relaxed)),
+            slow: clamp(self.slow.load(Ordering::Relaxed)),
+        }
     }
 }
 
@@ -110,20 +223,24 @@ impl Window {
 mod tests {
     use super::*;
 
+    fn tot(calls: u64, failures: u64, slow: u64) -> Totals {
+        Totals { calls, failures, slow }
+    }
+
     #[test]
     fn counts_only_the_live_window() {
         let w = Window::new(1_000, 2); // ten buckets of 100 ns
         for t in 0..10 {
-            w.record(0, t * 100, t % 2 == 0);
+            w.record(0, t * 100, t % 2 == 0, t < 3);
         }
-        w.record(1, 950, true);
-        assert_eq!(w.totals(999), (11, 6));
+        w.record(1, 950, true, false);
+        assert_eq!(w.totals(999, true), tot(11, 6, 3));
         // At t = 1000 the bucket of epoch 0 has left the window.
-        assert_eq!(w.totals(1_000), (10, 5));
+        assert_eq!(w.totals(1_000, true), tot(10, 5, 2));
         // A recording in a new epoch reuses the old bucket from scratch.
-        w.record(0, 1_000, false);
-        assert_eq!(w.totals(1_000), (11, 5));
-        assert_eq!(w.totals(50_000), (0, 0));
+        w.record(0, 1_000, false, true);
+        assert_eq!(w.totals(1_000, true), tot(11, 5, 3));
+        assert_eq!(w.totals(50_000, true), tot(0, 0, 0));
     }
 
     #[test]
@@ -142,24 +259,66 @@ mod tests {
     #[test]
     fn a_changed_window_counts_in_its_new_buckets() {
         let w = Window::new(1_000, 1);
-        w.record(0, 500, true);
-        assert_eq!(w.totals(500), (1, 1));
+        w.record(0, 500, true, true);
+        assert_eq!(w.totals(500, true), tot(1, 1, 1));
         w.set_len(10_000); // buckets of 1,000 ns
         assert_eq!(w.len_ns(), 10_000);
-        assert_eq!(w.totals(500), (0, 0), "a changed window starts empty");
-        w.record(0, 600, false);
-        w.record(0, 9_000, true);
-        assert_eq!(w.totals(9_500), (2, 1));
+        assert_eq!(w.totals(500, true), tot(0, 0, 0), "a changed window starts empty");
+        w.record(0, 600, false, false);
+        w.record(0, 9_000, true, false);
+        assert_eq!(w.totals(9_500, true), tot(2, 1, 0));
     }
 
     #[test]
     fn saturates_instead_of_overflowing() {
         let w = Window::new(1_000_000, 1);
         for i in 0..70_000u64 {
-            w.record(0, 5, i % 4 == 0);
+            w.record(0, 5, i % 4 == 0, i % 2 == 0);
         }
-        let (calls, failures) = w.totals(5);
-        assert_eq!(calls, 0xffff);
-        assert_eq!(failures, 0xffff / 4 + 1);
+        let t = w.totals(5, true);
+        assert_eq!(t.calls, 0xffff);
+        assert_eq!(t.failures, 0xffff / 4 + 1);
+        assert_eq!(t.slow, 0xffff / 2 + 1, "slow calls stop counting with the calls");
+    }
+
+    #[test]
+    fn the_count_window_holds_the_last_n_calls() {
+        let w = CountWindow::new(4);
+        assert_eq!(w.totals(), tot(0, 0, 0));
+        w.record(true, false);
+        w.record(true, true);
+        assert_eq!(w.totals(), tot(2, 2, 1));
+        w.record(false, false);
+        w.record(false, true);
+        assert_eq!(w.totals(), tot(4, 2, 2));
+        // The fifth call replaces the first (a failure), the sixth the second.
+        w.record(false, false);
+        assert_eq!(w.totals(), tot(4, 1, 2));
+        w.record(false, false);
+        assert_eq!(w.totals(), tot(4, 0, 1));
+        for _ in 0..4 {
+            w.record(true, true);
+        }
+        assert_eq!(w.totals(), tot(4, 4, 4));
+    }
+
+    #[test]
+    fn the_count_window_is_exact_after_concurrent_recording() {
+        let w = std::sync::Arc::new(CountWindow::new(100));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000u32 {
+                        w.record((i + t) % 3 == 0, (i + t) % 5 == 0);
+                    }
+                })
+            })
+            .collect();
+        for h in threads {
+            h.join().unwrap();
+        }
+        let ring = |bit: u8| w.ring.iter().filter(|b| b.load(Ordering::Relaxed) & bit != 0).count() as u64;
+        assert_eq!(w.totals(), tot(100, ring(FAILED), ring(SLOW)));
     }
 }

@@ -336,12 +336,18 @@ pub(super) fn level_key(level: Level) -> &'static str {
 
 /// Breaker settings in a few words, for the audit trail.
 fn settings_words(c: &BreakerConfig) -> String {
+    let window =
+        if c.count_window > 0 { format!("the last {} calls", c.count_window) } else { format!("{:?}", c.window) };
+    let slow = if c.slow_call_rate > 0.0 {
+        format!(", slow_call_rate {} of calls over {:?}", c.slow_call_rate, c.slow_call_duration)
+    } else {
+        String::new()
+    };
     format!(
-        "timeout {:?}, consecutive_failures {}, failure_rate {} over {:?} (min_calls {}), open {:?}..{:?}, probes {}, mode {:?}",
+        "timeout {:?}, consecutive_failures {}, failure_rate {}{slow} over {window} (min_calls {}), open {:?}..{:?}, probes {}, mode {:?}",
         c.timeout,
         c.consecutive_failures,
         c.failure_rate,
-        c.window,
         c.min_calls,
         c.open_base,
         c.open_max,

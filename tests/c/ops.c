@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -184,6 +185,41 @@ int main(void) {
         cfg.consecutive_failures = 0;
         OK(metafed_engine_get_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
         CHECK(cfg.timeout_ns == MS(150) && cfg.consecutive_failures == 8);
+#if METAFED_VERSION_MINOR >= 3
+        /* ABI 1.3: a count window and a slow-call rate, resilience4j's options. (Built against
+         * an earlier header, as run.sh also builds this file, the block is left out.) */
+        CHECK(cfg.count_window == 0 && cfg.slow_call_rate == 0.0 && cfg.slow_call_duration_ns == 0);
+        cfg.count_window = 100;
+        cfg.slow_call_duration_ns = MS(80);
+        cfg.slow_call_rate = 0.6;
+        OK(metafed_engine_set_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        memset(&cfg, 0, sizeof cfg);
+        cfg.struct_size = sizeof cfg;
+        OK(metafed_engine_get_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        CHECK(cfg.count_window == 100 && cfg.slow_call_duration_ns == MS(80) && cfg.slow_call_rate == 0.6);
+        CHECK(cfg.consecutive_failures == 8);
+        cfg.slow_call_duration_ns = 0;
+        FAILS(METAFED_E_INVALID, metafed_engine_set_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        CHECK(strstr(metafed_last_error(), "slow_call_duration_ns") != NULL);
+        cfg.slow_call_duration_ns = MS(80);
+        cfg.count_window = 2000000;
+        FAILS(METAFED_E_INVALID, metafed_engine_set_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
+        CHECK(strstr(metafed_last_error(), "count_window") != NULL);
+        {
+            /* A client of ABI 1.2 gives the struct without 1.3's fields: they read as off, and
+             * a read gives it only the fields it knows. */
+            metafed_breaker_config old = cfg;
+            old.struct_size = (uint32_t)offsetof(metafed_breaker_config, slow_call_duration_ns);
+            old.count_window = 77;   /* beyond its size: never read */
+            old.slow_call_rate = 2.0;
+            OK(metafed_engine_set_breaker_config(engine, METAFED_LEVEL_DOMAIN, &old));
+            OK(metafed_engine_get_breaker_config(engine, METAFED_LEVEL_DOMAIN, &old));
+            CHECK(old.count_window == 77 && old.slow_call_rate == 2.0);
+            CHECK(old.struct_size == offsetof(metafed_breaker_config, slow_call_duration_ns));
+            OK(metafed_engine_get_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
+            CHECK(cfg.count_window == 0 && cfg.slow_call_rate == 0.0 && cfg.consecutive_failures == 8);
+        }
+#endif
         cfg.half_open_probes = 0;
         FAILS(METAFED_E_INVALID, metafed_engine_set_breaker_config(engine, METAFED_LEVEL_DOMAIN, &cfg));
         FAILS(METAFED_E_INVALID, metafed_engine_set_breaker_config(engine, 7, &cfg));

@@ -302,8 +302,9 @@ pub(crate) fn level_config(level: i32) -> Result<BreakerConfig, FfiError> {
 /// Reads and checks a caller's `metafed_breaker_config`.
 pub(crate) fn breaker_config_arg(config: *const metafed_breaker_config) -> Result<BreakerConfig, FfiError> {
     non_null(config, "config")?;
-    // SAFETY: not NULL; a struct of `struct_size` bytes per the contract. (No default stands in
-    // for a field: every field is in ABI 1.0's form.)
+    // SAFETY: not NULL; a struct of `struct_size` bytes per the contract. A caller of ABI 1.0
+    // to 1.2 gives none of 1.3's fields: they keep the defaults (no slow-call rate, the time
+    // window).
     let c = unsafe { read_in(config, breaker_config_to_c(&BreakerConfig::agent())) }?;
     // The durations' own checks, naming the C fields (the rest are named alike in Rust).
     let zero = |what: &str| err(METAFED_E_INVALID, format!("{what} must be greater than zero"));
@@ -313,8 +314,17 @@ pub(crate) fn breaker_config_arg(config: *const metafed_breaker_config) -> Resul
     if c.open_base_ns == 0 {
         return Err(zero("open_base_ns"));
     }
-    if c.failure_rate > 0.0 && c.window_ns == 0 {
-        return Err(err(METAFED_E_INVALID, "window_ns must be greater than zero when failure_rate is set"));
+    if (c.failure_rate > 0.0 || c.slow_call_rate > 0.0) && c.count_window == 0 && c.window_ns == 0 {
+        return Err(err(
+            METAFED_E_INVALID,
+            "window_ns must be greater than zero when failure_rate or slow_call_rate is set (or give count_window)",
+        ));
+    }
+    if c.slow_call_rate > 0.0 && c.slow_call_duration_ns == 0 {
+        return Err(err(
+            METAFED_E_INVALID,
+            "slow_call_duration_ns must be greater than zero when slow_call_rate is set",
+        ));
     }
     if c.open_max_ns < c.open_base_ns {
         return Err(err(
@@ -329,6 +339,9 @@ pub(crate) fn breaker_config_arg(config: *const metafed_breaker_config) -> Resul
         failure_rate: c.failure_rate,
         window: dur(c.window_ns, "window_ns")?,
         min_calls: c.min_calls,
+        count_window: c.count_window,
+        slow_call_duration: dur(c.slow_call_duration_ns, "slow_call_duration_ns")?,
+        slow_call_rate: c.slow_call_rate,
         open_base: dur(c.open_base_ns, "open_base_ns")?,
         open_max: dur(c.open_max_ns, "open_max_ns")?,
         half_open_probes: c.half_open_probes,
@@ -361,6 +374,10 @@ pub(crate) fn breaker_config_to_c(c: &BreakerConfig) -> metafed_breaker_config {
         open_max_ns: ns_of(c.open_max),
         half_open_probes: c.half_open_probes,
         reserved: 0,
+        slow_call_duration_ns: ns_of(c.slow_call_duration),
+        slow_call_rate: c.slow_call_rate,
+        count_window: c.count_window,
+        reserved2: 0,
     }
 }
 
@@ -627,6 +644,13 @@ unsafe impl CStruct for metafed_stats {
     /// ABI 1.0's form ended before `events_dropped` (appended in 1.1).
     const MIN_SIZE: usize = std::mem::offset_of!(metafed_stats, events_dropped);
 }
+// SAFETY: as above.
+unsafe impl CStruct for metafed_breaker_config {
+    const NAME: &'static str = "metafed_breaker_config";
+    /// ABI 1.0's form ended before `slow_call_duration_ns` (1.3 appended it, `slow_call_rate`
+    /// and `count_window`).
+    const MIN_SIZE: usize = std::mem::offset_of!(metafed_breaker_config, slow_call_duration_ns);
+}
 c_structs!(
     metafed_task,
     metafed_completion,
@@ -635,7 +659,6 @@ c_structs!(
     metafed_response,
     metafed_sim_agent,
     metafed_hedge_config,
-    metafed_breaker_config,
     metafed_admission_config,
     metafed_domain_stats,
     metafed_agent_stats,

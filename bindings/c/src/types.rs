@@ -441,11 +441,12 @@ pub struct metafed_breaker_config {
     pub timeout_ns: u64,
     /// Trip after this many failures in a row (0: off).
     pub consecutive_failures: u32,
-    /// The rate is judged on at least this many calls.
+    /// The rates are judged on at least this many calls (with a count window, on at least the
+    /// smaller of this and `count_window`).
     pub min_calls: u32,
     /// Trip at this failure rate over the window (0: off; else in (0, 1]).
     pub failure_rate: f64,
-    /// The window the rate is judged over (ns).
+    /// The time window the rates are judged over (ns), unless `count_window` is set.
     pub window_ns: u64,
     /// The first open time (ns); doubles per failed probe.
     pub open_base_ns: u64,
@@ -455,6 +456,16 @@ pub struct metafed_breaker_config {
     pub half_open_probes: u32,
     /// Reserved (0).
     pub reserved: u32,
+    /// ABI 1.3: a call slower than this is slow, whatever it returned (ns; 0: none is).
+    pub slow_call_duration_ns: u64,
+    /// ABI 1.3: trip when slow calls reach this fraction of the window's calls (0: off; else in
+    /// (0, 1], with `slow_call_duration_ns` set). A slow probe fails while it is set.
+    pub slow_call_rate: f64,
+    /// ABI 1.3: when non-zero, the rates are judged over the last this many calls instead of
+    /// over `window_ns` (a count window, at most 1,000,000).
+    pub count_window: u32,
+    /// Reserved (0).
+    pub reserved2: u32,
 }
 
 /// The engine's settings. Set `struct_size`, then `metafed_engine_config_init` fills the
@@ -710,6 +721,9 @@ pub const METAFED_CAUSE_FORCED: i32 = 5;
 
 /// Breaker event cause: an operator returned the breaker to normal.
 pub const METAFED_CAUSE_RESET: i32 = 6;
+
+/// Breaker event cause: the slow-call rate over the window reached the threshold (ABI 1.3).
+pub const METAFED_CAUSE_SLOW_CALL_RATE: i32 = 7;
 
 /// A breaker changed state (see `metafed_engine_drain_events`).
 #[repr(C)]

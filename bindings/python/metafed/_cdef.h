@@ -2,7 +2,7 @@
 
 #define METAFED_VERSION_MAJOR 1
 
-#define METAFED_VERSION_MINOR 2
+#define METAFED_VERSION_MINOR 3
 
 #define METAFED_VERSION_PATCH 0
 
@@ -128,6 +128,8 @@
 
 #define METAFED_CAUSE_RESET 6
 
+#define METAFED_CAUSE_SLOW_CALL_RATE 7
+
 #define METAFED_EVENT_BREAKER 1
 
 #define METAFED_EVENT_AUDIT 2
@@ -248,6 +250,10 @@ typedef struct metafed_breaker_config {
   uint64_t open_max_ns;
   uint32_t half_open_probes;
   uint32_t reserved;
+  uint64_t slow_call_duration_ns;
+  double slow_call_rate;
+  uint32_t count_window;
+  uint32_t reserved2;
 } metafed_breaker_config;
 
 typedef struct metafed_task {

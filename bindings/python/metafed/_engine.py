@@ -1036,7 +1036,8 @@ class Engine:
     def set_breaker(self, level: Level, **settings: float) -> None:
         """Changes a level's breaker settings while tasks run (keys as `Topology.set_breaker`:
         timeout_ms, consecutive_failures, failure_rate, window_ms, min_calls, open_base_ms,
-        open_max_ms, half_open_probes, mode); those not given keep their current values.
+        open_max_ms, half_open_probes, mode, count_window, slow_call_duration_ms,
+        slow_call_rate); those not given keep their current values.
         `timeout_ms` is also the level's time budget. Breakers keep their state. Recorded in the
         audit trail."""
         self._check_not_closed()

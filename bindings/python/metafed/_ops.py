@@ -139,6 +139,7 @@ _CAUSES = {
     4: "probes_succeeded",
     5: "forced",
     6: "reset",
+    7: "slow_call_rate",
 }
 
 

@@ -271,10 +271,11 @@ def _complete(handle: tuple[int, int], key: tuple[int, int, int], value: object,
 
 # The breaker settings Python takes and gives, in milliseconds where they are durations (the
 # C struct holds nanoseconds: `timeout_ms` is its `timeout_ns`).
-_BREAKER_DURATIONS = ("timeout_ms", "window_ms", "open_base_ms", "open_max_ms")
-_BREAKER_COUNTS = ("consecutive_failures", "min_calls", "half_open_probes", "mode")
+_BREAKER_DURATIONS = ("timeout_ms", "window_ms", "open_base_ms", "open_max_ms", "slow_call_duration_ms")
+_BREAKER_COUNTS = ("consecutive_failures", "min_calls", "half_open_probes", "mode", "count_window")
 BREAKER_SETTINGS = ("timeout_ms", "consecutive_failures", "failure_rate", "window_ms", "min_calls", "open_base_ms",
-                    "open_max_ms", "half_open_probes", "mode")
+                    "open_max_ms", "half_open_probes", "mode", "count_window", "slow_call_duration_ms",
+                    "slow_call_rate")
 
 
 def breaker_settings(cfg: Any) -> dict[str, Any]:
@@ -544,7 +545,8 @@ class Topology:
     def set_breaker(self, level: Level, **settings: float) -> None:
         """Changes a level's breaker settings (fields of `metafed_breaker_config`: timeout_ms,
         consecutive_failures, failure_rate, window_ms, min_calls, open_base_ms, open_max_ms,
-        half_open_probes, mode); the others keep the level's seed defaults."""
+        half_open_probes, mode, and resilience4j's count_window, slow_call_duration_ms and
+        slow_call_rate); the others keep the level's seed defaults."""
         cfg = ffi.new("metafed_breaker_config *")
         cfg.struct_size = ffi.sizeof("metafed_breaker_config")
         check(lib().metafed_breaker_config_init(int(level), cfg))

@@ -306,3 +306,35 @@ def test_spare_ids_bound_what_can_be_added_while_running() -> None:
         assert engine.run_many(range(10), "Geo").ok == 10
     with pytest.raises(metafed.ConfigError, match="spare_agents must be at most 4096"):
         Engine(t, spare_agents=5000)
+
+
+def test_slow_calls_trip_an_agent_breaker_by_their_rate(caplog: pytest.LogCaptureFixture) -> None:
+    """resilience4j's slow-call rate over a count window: an agent whose calls all succeed, but
+    slowly, leaves rotation; its fast peer takes the work and never trips."""
+    import time
+
+    caplog.set_level(logging.INFO, logger="metafed")
+    t = Topology()
+    d = t.add_domain("D")
+
+    def slow_handler(request: metafed.Request) -> bytes:
+        time.sleep(0.03)
+        return b"slow"
+
+    slow = t.add_agent(d, "slow", slow_handler)
+    fast = t.add_agent(d, "fast", lambda request: b"fast")
+    t.set_breaker(Level.AGENT, timeout_ms=1000.0, consecutive_failures=0, failure_rate=0.0, count_window=10,
+                  min_calls=5, slow_call_duration_ms=20.0, slow_call_rate=0.5)
+    with Engine(t, workers=1) as engine:
+        cfg = engine.breaker_config(Level.AGENT)
+        assert (cfg["count_window"], cfg["slow_call_duration_ms"], cfg["slow_call_rate"]) == (10, 20.0, 0.5)
+        result = engine.run_many(range(60), "D")
+        assert result.ok == 60
+        stats = engine.stats()
+        assert stats.agents[slow].trips >= 1 and stats.agents[fast].trips == 0
+        with pytest.raises(metafed.InvalidArgument, match="slow_call_duration"):
+            engine.set_breaker(Level.AGENT, slow_call_duration_ms=0.0)
+        with pytest.raises(TypeError, match="count_window must be int"):
+            engine.set_breaker(Level.AGENT, count_window=2.5)
+    tripped = [r for r in caplog.records if getattr(r, "breaker", None) == "agent D/slow" and r.to_state == "open"]
+    assert tripped and tripped[0].cause == "slow_call_rate"
