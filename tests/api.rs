@@ -270,6 +270,47 @@ fn the_rate_limiter_rejects_beyond_its_burst() {
     assert_eq!(reasons, [Reason::None, Reason::None, Reason::None, Reason::RateLimited, Reason::RateLimited]);
 }
 
+/// A limiter held at its quota by two threads that offer far more admits within 1% of
+/// `burst + rate x elapsed`, though each thread reads its clock once per 64 checks (as a worker
+/// reads it once per turn): the stale reading never refuses what the rate allows, and the
+/// fresh one never admits more.
+#[test]
+fn a_limiter_at_its_quota_admits_within_one_percent() {
+    use metafed::policy::RateLimiter;
+    use std::time::Instant;
+    // A burst of 100 ms of the rate: both threads may be descheduled that long on a busy machine
+    // without losing admissions the quota allows.
+    let (rate, burst) = (20_000.0, 2_000.0);
+    let limiter = Arc::new(RateLimiter::new(rate, burst));
+    let origin = Instant::now();
+    let now = move || origin.elapsed().as_nanos() as u64;
+    let run_ns = 1_000_000_000;
+    let admitted: u64 = (0..2)
+        .map(|_| {
+            let limiter = limiter.clone();
+            std::thread::spawn(move || {
+                let (mut admitted, mut stale) = (0u64, now());
+                for i in 0u64.. {
+                    if i % 64 == 0 {
+                        stale = now();
+                        if stale >= run_ns {
+                            break;
+                        }
+                    }
+                    admitted += u64::from(limiter.allow_fresh(stale, now));
+                }
+                admitted
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .sum();
+    let expected = burst + rate * run_ns as f64 / 1e9;
+    let error = (admitted as f64 - expected).abs() / expected;
+    assert!(error <= 0.01, "admitted {admitted}, expected {expected}: {:.2}% off", error * 100.0);
+}
+
 #[test]
 fn the_throttle_queues_by_priority() {
     let release = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -55,3 +55,23 @@ fn w1_with_the_seed_breakers_stays_within_the_model_interval() {
     let s = engine.stats();
     assert!(s.agents.iter().map(|a| a.breaker.opened).sum::<u64>() > 0, "{s:?}");
 }
+
+/// The global limiter set a thousand times above the offered load refuses nothing: a worker
+/// whose clock reading went stale during its turn (or while it was preempted) checks a refusal
+/// again on a fresh reading, instead of refusing against a bucket another worker moved with a
+/// newer one. Every task of W1 is then exactly the oracle's.
+#[test]
+fn a_limiter_far_above_the_load_refuses_nothing() {
+    let admission = metafed::AdmissionConfig { rate_limit_per_s: 1e9, rate_limit_burst: 1e6, ..Default::default() };
+    let mut b = Topology::seed_builder(0.12);
+    b.breakers(Levels::disabled());
+    let engine =
+        Engine::start(b.build().unwrap(), EngineConfig { workers: 2, admission, ..EngineConfig::default() }).unwrap();
+    let tasks = 1_000_000;
+    let load = Load::w1(tasks);
+    let r = closed_loop(&engine, &load, |_| {});
+    let rejected = engine.stats().rejected;
+    assert_eq!(rejected, 0, "tasks refused as RateLimited: {r:?}");
+    assert_eq!((r.lost, r.duplicated, r.unknown), (0, 0, 0), "{r:?}");
+    assert_eq!(r.ok, oracle_successes(&load, 3, 0.12, 3), "{r:?}");
+}

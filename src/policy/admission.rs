@@ -40,6 +40,21 @@ impl RateLimiter {
         self.interval_ns.store(interval, Ordering::Relaxed);
     }
 
+    /// [`allow`](Self::allow) for a caller whose `now` may be stale (read once per batch, or
+    /// before it was preempted): a refusal at `now` is checked once more at `fresh()`, so that
+    /// another thread's newer clock reading in the bucket never refuses a task the rate admits.
+    /// Only refusals pay for the second reading.
+    #[inline]
+    pub fn allow_fresh(&self, now: u64, fresh: impl FnOnce() -> u64) -> bool {
+        self.allow(now) || self.recheck(fresh())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn recheck(&self, now: u64) -> bool {
+        self.allow(now)
+    }
+
     /// Whether an admission at `now` (nanoseconds) is within the rate; if so, it is counted.
     #[inline]
     pub fn allow(&self, now: u64) -> bool {

@@ -88,7 +88,10 @@ impl Worker {
         if fault != 0 && fails_below(splitmix64(id ^ META_FAULT_SALT), 0, fault) {
             return self.complete(t, Reason::MetaFault);
         }
-        if !self.sh.rate.allow(self.now) {
+        // `self.now` was read at the start of the turn; another worker may have moved the bucket
+        // with a newer reading since, so a refusal is checked again on a fresh one.
+        let clock = &self.sh.clock;
+        if !self.sh.rate.allow_fresh(self.now, || clock.now()) {
             return self.complete(t, Reason::RateLimited);
         }
         if self.sh.admission.max_concurrent() > 0 && !self.throttle_acquire(idx) {
