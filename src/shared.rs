@@ -101,8 +101,13 @@ pub(crate) struct AgentRt {
     /// Its bit in a sub-task's set of tried agents (its position in its domain). Written once,
     /// before a spare id is published in the routing snapshot.
     pub(crate) bit: AtomicU64,
-    /// Its limit on attempts in flight.
+    /// Its limit on attempts in flight (which also counts them when its domain balances by
+    /// peak EWMA).
     pub(crate) bulkhead: crate::policy::bulkhead::Bulkhead,
+    /// Its latency estimate, kept while its domain balances by peak EWMA.
+    pub(crate) ewma: crate::policy::balance::PeakEwma,
+    /// Its domain's id (written before a spare id is published).
+    pub(crate) domain: crate::sync::AtomicU32,
 }
 
 impl AgentRt {
@@ -181,6 +186,11 @@ pub(crate) struct Shared {
     pub(crate) domain_fault_threshold: Box<[AtomicU64]>,
     pub(crate) meta_fault_threshold: u64,
     pub(crate) max_attempts: Box<[crate::sync::AtomicU32]>,
+    /// Per domain id (spare ids included): how it chooses its agents, changed live
+    /// ([`crate::Engine::set_domain_balance`]).
+    pub(crate) balance: Box<[crate::policy::balance::DomainBalance]>,
+    /// Bit `d` set while domain `d` balances by peak EWMA: the choice's one load and test.
+    pub(crate) peak_ewma: AtomicU64,
     /// The domains tasks may name (bit per id): those not removed.
     pub(crate) live_domains: AtomicU64,
     /// The time budgets in nanoseconds, indexed by [`Level`]: each level's breaker timeout,

@@ -45,6 +45,7 @@ impl TopologyBuilder {
             def.max_attempts = d.max_attempts;
             def.hedge = d.hedge;
             def.retry_budget = d.retry_budget;
+            def.balance = d.balance;
             for (j, a) in d.agents.into_iter().enumerate() {
                 let kind = a.sim.map_or(AgentKind::Unbound, AgentKind::Sim);
                 let spec = AgentSpec {
@@ -121,6 +122,8 @@ struct DomainSpecFile {
     max_attempts: Option<u32>,
     hedge: Option<Hedge>,
     retry_budget: Option<RetryBudget>,
+    #[serde(default)]
+    balance: crate::policy::Balance,
     #[serde(default)]
     agents: Vec<AgentSpecFile>,
 }

@@ -6,6 +6,7 @@
 mod common;
 
 mod api;
+mod balance;
 mod breaker;
 mod deferred;
 mod faults;

@@ -104,6 +104,8 @@ impl Engine {
                     run: AgentRun::Added,
                     bit: AtomicU64::new(0),
                     bulkhead: crate::policy::bulkhead::Bulkhead::new(0),
+                    ewma: crate::policy::balance::PeakEwma::new(),
+                    domain: crate::sync::AtomicU32::new(u32::from(a.domain.0)),
                 }));
                 continue;
             }
@@ -120,7 +122,13 @@ impl Engine {
             agents.push(CachePadded::new(AgentRt {
                 run,
                 bit: AtomicU64::new(1u64 << a.local),
-                bulkhead: crate::policy::bulkhead::Bulkhead::new(a.spec.max_concurrency),
+                bulkhead: {
+                    let b = crate::policy::bulkhead::Bulkhead::new(a.spec.max_concurrency);
+                    b.set_tracked(topo.domains[usize::from(a.domain.0)].balance != crate::policy::Balance::RoundRobin);
+                    b
+                },
+                ewma: crate::policy::balance::PeakEwma::new(),
+                domain: crate::sync::AtomicU32::new(u32::from(a.domain.0)),
             }));
         }
         for _ in topo.agents.len()..capacity {
@@ -129,6 +137,8 @@ impl Engine {
                 run: AgentRun::Added,
                 bit: AtomicU64::new(0),
                 bulkhead: crate::policy::bulkhead::Bulkhead::new(0),
+                ewma: crate::policy::balance::PeakEwma::new(),
+                domain: crate::sync::AtomicU32::new(0),
             }));
         }
         let mut policy = Policy {
@@ -189,6 +199,20 @@ impl Engine {
                     } else {
                         0
                     })
+                })
+                .collect(),
+            peak_ewma: AtomicU64::new(
+                topo.domains
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| d.balance != crate::policy::Balance::RoundRobin)
+                    .fold(0, |m, (d, _)| m | 1u64 << d),
+            ),
+            balance: (0..domains)
+                .map(|d| {
+                    crate::policy::balance::DomainBalance::new(
+                        &topo.domains.get(d).map_or(crate::policy::Balance::RoundRobin, |d| d.balance),
+                    )
                 })
                 .collect(),
             // Every domain of the topology but those removed (a running engine's snapshot).

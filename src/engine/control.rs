@@ -197,6 +197,60 @@ impl Engine {
         self.live_agent(agent).ok().map(|_| self.sh.policy.load().weights[usize::from(agent.0)])
     }
 
+    /// Changes how a domain chooses its agents while tasks run (round-robin or peak EWMA; see
+    /// [`Balance`](crate::policy::Balance)): workers choose by it from their next attempt.
+    /// Switching to peak EWMA starts every agent of the domain at the default RTT and counts its
+    /// attempts in flight from zero; changing only its decay or default RTT keeps the estimates.
+    /// Refused for a domain that does not exist or was removed. Recorded in the audit trail.
+    pub fn set_domain_balance(
+        &self,
+        domain: crate::task::DomainId,
+        balance: crate::policy::Balance,
+    ) -> Result<(), Error> {
+        let d = usize::from(domain.0);
+        let _w = self.writer();
+        let topo = self.sh.topo.load();
+        let name = match topo.domains.get(d) {
+            Some(def) if !def.removed => def.name.clone(),
+            Some(def) => return Err(Error::Config(format!("domain {} was removed", def.name))),
+            None => return Err(Error::Config(format!("domain id {d} does not exist"))),
+        };
+        balance.validate().map_err(|m| Error::Config(format!("domain {name}: {m}")))?;
+        let before = self.sh.balance[d].get();
+        let peak = !matches!(balance, crate::policy::Balance::RoundRobin);
+        let switched = std::mem::discriminant(&before) != std::mem::discriminant(&balance);
+        for &a in &topo.domains[d].agents {
+            let rt = &self.sh.agents[usize::from(a.0)];
+            if switched {
+                rt.ewma.reset();
+            }
+            rt.bulkhead.set_tracked(peak);
+        }
+        self.sh.balance[d].set(&balance);
+        if peak {
+            self.sh.peak_ewma.fetch_or(1u64 << d, Ordering::Relaxed);
+        } else {
+            self.sh.peak_ewma.fetch_and(!(1u64 << d), Ordering::Relaxed);
+        }
+        let mut next = crate::topology::Topology::clone(&topo);
+        next.domains[d].balance = balance;
+        self.sh.topo.store(next);
+        drop(_w);
+        self.sh.audit().record(
+            "domain_balance",
+            format!("domain {name}"),
+            balance_words(&before),
+            balance_words(&balance),
+        );
+        Ok(())
+    }
+
+    /// How a domain chooses its agents now (None for an id that does not exist).
+    pub fn domain_balance(&self, domain: crate::task::DomainId) -> Option<crate::policy::Balance> {
+        let d = usize::from(domain.0);
+        (d < self.sh.topo.load().domains.len()).then(|| self.sh.balance[d].get())
+    }
+
     /// Changes the admission rate limit while tasks run: `per_s` tasks per second sustained (0:
     /// no limit), bursts of up to `burst` (at least 1). From the next admission on; recorded in
     /// the audit trail.
@@ -331,6 +385,16 @@ pub(super) fn level_key(level: Level) -> &'static str {
         Level::Meta => "meta",
         Level::Domain => "domain",
         Level::Agent => "agent",
+    }
+}
+
+/// A domain's balance in a few words, for the audit trail.
+fn balance_words(b: &crate::policy::Balance) -> String {
+    match b {
+        crate::policy::Balance::RoundRobin => "round_robin".into(),
+        crate::policy::Balance::PeakEwma { decay, default_rtt } => {
+            format!("peak_ewma (decay {decay:?}, default_rtt {default_rtt:?})")
+        }
     }
 }
 

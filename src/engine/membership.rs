@@ -120,6 +120,9 @@ impl Engine {
         }
         rt.bit.store(1u64 << local, Ordering::Relaxed);
         rt.bulkhead.init(spec.max_concurrency);
+        rt.bulkhead.set_tracked(self.sh.balance[d].is_peak_ewma());
+        rt.ewma.reset();
+        rt.domain.store(d as u32, Ordering::Relaxed);
         let (handler, control) = make_agent(&spec.kind, &self.sh.timer);
         {
             let mut sims = self.sh.sims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -197,7 +200,10 @@ impl Engine {
         let mut def = topo.domains[0].clone();
         (def.name, def.removed, def.agents) = (name.clone(), false, Vec::new());
         (def.fault_rate, def.max_attempts, def.hedge, def.retry_budget) = (fault_rate, max_attempts, None, None);
+        def.balance = crate::policy::Balance::RoundRobin;
         topo.domains.push(def);
+        self.sh.balance[d].set(&crate::policy::Balance::RoundRobin);
+        self.sh.peak_ewma.fetch_and(!(1u64 << d), Ordering::Relaxed);
         self.sh.domain_fault_threshold[d].store(sim::threshold(fault_rate), Ordering::Relaxed);
         self.sh.max_attempts[d].store(max_attempts.unwrap_or(1), Ordering::Relaxed);
         self.sh.topo.store(topo);

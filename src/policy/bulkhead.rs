@@ -2,33 +2,61 @@
 //! worker, with a reservation that cannot overshoot (a compare-and-swap, not a check and then an
 //! increment: two workers that both see room could otherwise both take it).
 //!
-//! An agent with no limit (0) costs one branch and no shared write.
+//! An agent with no limit (0) costs one branch and no shared write, unless its domain balances
+//! by peak EWMA: then the bulkhead counts its attempts in flight without limiting them (the
+//! `TRACK` bit of the limit word, so the untracked, unlimited path stays one load and one branch).
 
 use crate::sync::{AtomicU32, Ordering};
 
 pub(crate) struct Bulkhead {
-    /// The most attempts in flight at once; 0 for no limit. An operator may change one limit
-    /// into another while attempts run (never to or from 0: without a limit nothing is counted).
+    /// The most attempts in flight at once (the low 31 bits; 0 for no limit), and `TRACK`: count
+    /// them even without a limit. An operator may change one limit into another while attempts
+    /// run (never to or from 0: without a limit or `TRACK`, nothing is counted).
     limit: AtomicU32,
-    /// Attempts in flight, counted only when there is a limit. Any worker reserves and
-    /// releases.
+    /// Attempts in flight, counted only when there is a limit or `TRACK`. Any worker reserves
+    /// and releases.
     inflight: AtomicU32,
 }
 
+/// The limit word's flag: count the attempts in flight of an agent without a limit.
+const TRACK: u32 = 1 << 31;
+
+/// The largest limit (the top bit of the word is `TRACK`).
+pub(crate) const MAX_LIMIT: u32 = TRACK - 1;
+
 impl Bulkhead {
     pub(crate) fn new(limit: u32) -> Self {
-        Self { limit: AtomicU32::new(limit), inflight: AtomicU32::new(0) }
+        Self { limit: AtomicU32::new(limit.min(MAX_LIMIT)), inflight: AtomicU32::new(0) }
     }
 
     /// The limit now (0: none).
     /// Sets the limit of a spare agent id's bulkhead, before the id is published (nothing is
     /// in flight).
     pub(crate) fn init(&self, limit: u32) {
-        self.limit.store(limit, Ordering::Relaxed);
+        self.limit.store(limit.min(MAX_LIMIT), Ordering::Relaxed);
+        self.inflight.store(0, Ordering::Relaxed);
     }
 
     pub(crate) fn limit(&self) -> u32 {
-        self.limit.load(Ordering::Relaxed)
+        self.limit.load(Ordering::Relaxed) & MAX_LIMIT
+    }
+
+    /// Counts the attempts in flight even without a limit (`on`), or stops counting them. Turned
+    /// on, the count of an unlimited agent starts from zero: attempts already in flight then
+    /// release without going below it (the count is a load estimate, not a limit).
+    pub(crate) fn set_tracked(&self, on: bool) {
+        let word = self.limit.load(Ordering::Relaxed);
+        if (word & TRACK != 0) == on {
+            return;
+        }
+        if on && word & MAX_LIMIT == 0 {
+            self.inflight.store(0, Ordering::Relaxed);
+        }
+        if on {
+            self.limit.fetch_or(TRACK, Ordering::Relaxed);
+        } else {
+            self.limit.fetch_and(MAX_LIMIT, Ordering::Relaxed);
+        }
     }
 
     /// Changes a limit into another (both at least 1). Attempts over a lowered limit finish;
@@ -37,15 +65,21 @@ impl Bulkhead {
         if limit == 0 || self.limit() == 0 {
             return Err("an agent's concurrency limit can be changed, not added or removed, while the engine runs");
         }
-        self.limit.store(limit, Ordering::Relaxed);
+        let limit = limit.min(MAX_LIMIT);
+        let _ = self.limit.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| Some((w & TRACK) | limit));
         Ok(())
     }
 
     /// Takes a place for one more attempt, if there is no limit or room under it.
     #[inline]
     pub(crate) fn reserve(&self) -> bool {
-        let limit = self.limit.load(Ordering::Relaxed);
+        let word = self.limit.load(Ordering::Relaxed);
+        if word == 0 {
+            return true;
+        }
+        let limit = word & MAX_LIMIT;
         if limit == 0 {
+            self.inflight.fetch_add(1, Ordering::Relaxed); // tracked only
             return true;
         }
         let mut n = self.inflight.load(Ordering::Relaxed);
@@ -63,13 +97,63 @@ impl Bulkhead {
     /// Gives back a place taken by [`reserve`](Self::reserve).
     #[inline]
     pub(crate) fn release(&self) {
-        if self.limit.load(Ordering::Relaxed) != 0 {
+        let word = self.limit.load(Ordering::Relaxed);
+        if word == 0 {
+            return;
+        }
+        if word & MAX_LIMIT != 0 {
             self.inflight.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            // Tracked only: an attempt reserved before tracking began was not counted.
+            let _ = self.inflight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         }
     }
 
-    /// Attempts in flight now (0 when there is no limit).
+    /// Whether it counts for its domain's peak EWMA (one relaxed load).
+    #[inline]
+    pub(crate) fn tracked(&self) -> bool {
+        self.limit.load(Ordering::Relaxed) & TRACK != 0
+    }
+
+    /// Attempts in flight now (0 when there is no limit and no tracking).
     pub(crate) fn in_flight(&self) -> u32 {
         self.inflight.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tracking_tests {
+    use super::*;
+
+    #[test]
+    fn a_tracked_bulkhead_counts_without_limiting_and_never_goes_below_zero() {
+        let b = Bulkhead::new(0);
+        assert!(b.reserve());
+        assert_eq!(b.in_flight(), 0, "untracked and unlimited: nothing counted");
+        b.set_tracked(true);
+        assert!(b.tracked() && b.limit() == 0);
+        b.release(); // the attempt reserved before tracking began
+        assert_eq!(b.in_flight(), 0);
+        for _ in 0..5 {
+            assert!(b.reserve());
+        }
+        assert_eq!(b.in_flight(), 5);
+        b.release();
+        assert_eq!(b.in_flight(), 4);
+        b.set_tracked(false);
+        assert!(b.reserve());
+        assert_eq!(b.in_flight(), 4, "no longer counted");
+        b.set_tracked(true);
+        assert_eq!(b.in_flight(), 0, "tracking starts again from zero");
+
+        // A limited agent counts either way, and its limit is kept through the flag.
+        let l = Bulkhead::new(2);
+        l.set_tracked(true);
+        assert_eq!(l.limit(), 2);
+        assert!(l.reserve() && l.reserve() && !l.reserve());
+        l.set_limit(3).unwrap();
+        assert!(l.tracked() && l.limit() == 3 && l.reserve());
+        l.set_tracked(false);
+        assert_eq!((l.limit(), l.in_flight()), (3, 3));
     }
 }

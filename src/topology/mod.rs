@@ -81,6 +81,7 @@ pub(crate) struct DomainDef {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) hedge: Option<Hedge>,
     pub(crate) retry_budget: Option<RetryBudget>,
+    pub(crate) balance: crate::policy::Balance,
 }
 
 /// A validated topology.
@@ -172,6 +173,11 @@ impl Topology {
         self.meta_fault_rate
     }
 
+    /// How domain `d` chooses its agents.
+    pub fn balance(&self, d: DomainId) -> Option<crate::policy::Balance> {
+        self.domains.get(usize::from(d.0)).map(|d| d.balance)
+    }
+
     /// Domain `d`'s hedging policy, if it hedges.
     pub fn hedge(&self, d: DomainId) -> Option<&Hedge> {
         self.domains.get(usize::from(d.0))?.hedge.as_ref()
@@ -225,6 +231,7 @@ impl TopologyBuilder {
             max_attempts: None,
             hedge: None,
             retry_budget: None,
+            balance: crate::policy::Balance::RoundRobin,
         });
         Ok(DomainId((self.domains.len() - 1) as u16))
     }
@@ -334,6 +341,13 @@ impl TopologyBuilder {
     pub fn hedge(&mut self, domain: DomainId, hedge: Hedge) -> Result<&mut Self, Error> {
         hedge.validate().map_err(Error::topology)?;
         self.domain_mut(domain)?.hedge = Some(hedge);
+        Ok(self)
+    }
+
+    /// Sets how a domain chooses its agents (round-robin by default, or peak EWMA).
+    pub fn balance(&mut self, domain: DomainId, balance: crate::policy::Balance) -> Result<&mut Self, Error> {
+        balance.validate().map_err(Error::topology)?;
+        self.domain_mut(domain)?.balance = balance;
         Ok(self)
     }
 
@@ -497,6 +511,7 @@ impl TopologyBuilder {
             if let Some(h) = &d.hedge {
                 h.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
             }
+            d.balance.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
             if let Some(b) = &d.retry_budget {
                 b.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
             }

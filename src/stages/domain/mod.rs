@@ -35,8 +35,26 @@ pub(super) enum Choice {
 /// those at their concurrency limit; the first whose breaker grants a permit wins. If none does
 /// and one was only full, the sub-task waits for room. If every untried agent refuses, panic
 /// routing takes the first of them whose breaker tripped by itself (a `Bypass` permit moves no
-/// breaker state); an agent an operator forced open is never tried.
-pub(super) fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u64) -> Choice {
+/// breaker state); an agent an operator forced open is never tried. A domain balanced by peak
+/// EWMA starts the round at the cheaper of two agents drawn at random instead of at the cursor
+/// (the test is one load of a mask, so a round-robin domain's choice is what it always was).
+#[inline(always)]
+pub(super) fn choose(sh: &Shared, d: usize, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u64) -> Choice {
+    if sh.peak_ewma.load(Ordering::Relaxed) & (1u64 << d) != 0 {
+        choose_by_peak_ewma(sh, d, agents, cursor, tried, now)
+    } else {
+        choose_from(sh, agents, cursor, None, tried, now)
+    }
+}
+
+#[inline(never)]
+fn choose_by_peak_ewma(sh: &Shared, d: usize, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u64) -> Choice {
+    choose_from(sh, agents, cursor, Some(d), tried, now)
+}
+
+/// `choose` from the cursor, or (`peak`, with the domain) from the better of two choices.
+#[inline(always)]
+fn choose_from(sh: &Shared, agents: &[AgentId], cursor: &mut u32, peak: Option<usize>, tried: u64, now: u64) -> Choice {
     let n = agents.len();
     if n == 0 {
         return Choice::NoneAvailable;
@@ -46,6 +64,11 @@ pub(super) fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u
         i = 0;
     }
     *cursor = if i + 1 == n { 0 } else { i as u32 + 1 };
+    if let Some(d) = peak
+        && n > 1
+    {
+        i = two_choices(sh, d, agents, i, tried, now);
+    }
     let mut fallback = None;
     let mut forced = false;
     let mut busy = false;
@@ -88,6 +111,45 @@ pub(super) fn choose(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u
         None if forced => Choice::NoneAvailable,
         None => Choice::AllTried,
     }
+}
+
+/// The power of two choices: of two distinct positions of the rotation drawn at random (from
+/// the clock, the cursor and the tried set, so a simulation stays reproducible), the one whose
+/// agent costs less (peak-EWMA latency x (in flight + 1)); an agent the sub-task already tried
+/// loses to one it did not.
+#[inline(never)]
+fn two_choices(sh: &Shared, d: usize, agents: &[AgentId], cursor: usize, tried: u64, now: u64) -> usize {
+    let n = agents.len() as u64;
+    let h = splitmix64(now ^ (cursor as u64).rotate_left(32) ^ tried);
+    let x = (h % n) as usize;
+    let y = ((x as u64 + 1 + (h >> 32) % (n - 1)) % n) as usize;
+    let (decay, default_rtt) = sh.balance[d].params();
+    let cost = |k: usize| {
+        let rt = &sh.agents[usize::from(agents[k].0)];
+        if tried & rt.bit() != 0 {
+            return f64::INFINITY;
+        }
+        rt.ewma.estimate(now, decay, default_rtt) * f64::from(rt.bulkhead.in_flight() + 1)
+    };
+    if cost(y) < cost(x) { y } else { x }
+}
+
+/// Feeds an attempt's latency to its agent's peak-EWMA estimate when its domain balances by
+/// it (one relaxed load of the agent's bulkhead word otherwise).
+#[inline(always)]
+fn observe_latency(sh: &Shared, agent: usize, now: u64, latency_ns: u64) {
+    if sh.peak_ewma.load(Ordering::Relaxed) != 0 {
+        let rt = &sh.agents[agent];
+        if rt.bulkhead.tracked() {
+            observe_tracked(sh, rt, now, latency_ns);
+        }
+    }
+}
+
+#[inline(never)]
+fn observe_tracked(sh: &Shared, rt: &crate::shared::AgentRt, now: u64, latency_ns: u64) {
+    let (decay, _) = sh.balance[rt.domain.load(Ordering::Relaxed) as usize].params();
+    rt.ewma.observe(now, latency_ns, decay);
 }
 
 impl Worker {
@@ -154,6 +216,7 @@ impl Worker {
             let tr = self.sh.agent_breakers[a].on_result(info.permit, self.now, latency_ns, true, self.id);
             self.sh.emit(Level::Agent, a, tr);
         }
+        observe_latency(&self.sh, a, self.now, latency_ns);
         let ctr = &self.sh.workers[self.id].counters.agent[a];
         ctr.calls.inc();
         ctr.latency_ns.add(latency_ns);
@@ -171,6 +234,7 @@ impl Worker {
             let tr = self.sh.agent_breakers[a].on_result(info.permit, self.now, out.latency_ns, ok, self.id);
             self.sh.emit(Level::Agent, a, tr);
         }
+        observe_latency(&self.sh, a, self.now, out.latency_ns);
         let ctr = &self.sh.workers[self.id].counters.agent[a];
         ctr.calls.inc();
         ctr.latency_ns.add(out.latency_ns);
@@ -242,11 +306,11 @@ impl Worker {
         if u32::from(m.attempt) >= self.sh.max_attempts[d].load(Ordering::Relaxed) {
             return self.finish_subtask(m, Reason::AgentsExhausted);
         }
-        let mut choice = choose(&self.sh, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now);
+        let mut choice = choose(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now);
         if matches!(choice, Choice::AllTried) {
             // More attempts allowed than agents: start another round over them.
             m.tried = 0;
-            choice = choose(&self.sh, &self.policy.routing[d], &mut self.rr[d], 0, self.now);
+            choice = choose(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], 0, self.now);
         }
         let (a, permit) = match choice {
             Choice::Agent(a, p) => (a, p),

@@ -40,7 +40,7 @@ impl Worker {
             let g = self.parked.generation(p);
             return self.schedule_hedge(d, p, g, newest);
         }
-        let (a, permit) = match choose(&self.sh, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now) {
+        let (a, permit) = match choose(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now) {
             Choice::Agent(a, permit) => (a, permit),
             _ => return, // nobody else to ask now
         };
