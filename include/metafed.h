@@ -385,6 +385,17 @@
 #define METAFED_CAUSE_SLOW_CALL_RATE 7
 
 /*
+ A domain's balance: smooth weighted round-robin (the default; ABI 1.3).
+ */
+#define METAFED_BALANCE_ROUND_ROBIN 0
+
+/*
+ A domain's balance: the power of two choices over peak-EWMA latency x (in flight + 1) (ABI
+ 1.3).
+ */
+#define METAFED_BALANCE_PEAK_EWMA 1
+
+/*
  An event of `metafed_engine_set_event_callback`: a breaker changed state.
  */
 #define METAFED_EVENT_BREAKER 1
@@ -1597,6 +1608,41 @@ metafed_status metafed_attempt_is_abandoned(struct metafed_attempt attempt, uint
  with or without bytes, once; NULL does nothing.
  */
 void metafed_completion_release(struct metafed_completion *completion);
+
+/*
+ Sets how domain `domain` chooses its agents: `METAFED_BALANCE_ROUND_ROBIN` (smooth weighted
+ round-robin, the default) or `METAFED_BALANCE_PEAK_EWMA` (of two agents drawn at random, the
+ one with the lower peak-EWMA latency x (attempts in flight + 1); `decay_ns` is the estimate's
+ time constant and `default_rtt_ns` the estimate of an agent without a sample, 0 for the
+ defaults of 10 s and 30 ms). The durations are ignored for round-robin.
+ */
+metafed_status metafed_topology_set_domain_balance(struct metafed_topology *topology,
+                                                   uint16_t domain,
+                                                   int32_t kind,
+                                                   uint64_t decay_ns,
+                                                   uint64_t default_rtt_ns);
+
+/*
+ Changes how domain `domain` chooses its agents while tasks run (arguments as
+ `metafed_topology_set_domain_balance`); switching to peak EWMA starts its agents' estimates
+ afresh. Recorded in the audit trail.
+ */
+metafed_status metafed_engine_set_domain_balance(struct metafed_engine *engine,
+                                                 uint16_t domain,
+                                                 int32_t kind,
+                                                 uint64_t decay_ns,
+                                                 uint64_t default_rtt_ns);
+
+/*
+ How domain `domain` chooses its agents now: `*kind` (`METAFED_BALANCE_*`) and, for peak
+ EWMA, `*decay_ns` and `*default_rtt_ns` (0 for round-robin). Each pointer may be NULL but
+ `kind`.
+ */
+metafed_status metafed_engine_get_domain_balance(struct metafed_engine *engine,
+                                                 uint16_t domain,
+                                                 int32_t *kind,
+                                                 uint64_t *decay_ns,
+                                                 uint64_t *default_rtt_ns);
 
 /*
  Calls `callback(user_data, &event)` with every breaker transition and every audit record

@@ -23,6 +23,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod attempt;
+mod balance;
 mod control;
 mod convert;
 mod engine;

@@ -725,6 +725,13 @@ pub const METAFED_CAUSE_RESET: i32 = 6;
 /// Breaker event cause: the slow-call rate over the window reached the threshold (ABI 1.3).
 pub const METAFED_CAUSE_SLOW_CALL_RATE: i32 = 7;
 
+/// A domain's balance: smooth weighted round-robin (the default; ABI 1.3).
+pub const METAFED_BALANCE_ROUND_ROBIN: i32 = 0;
+
+/// A domain's balance: the power of two choices over peak-EWMA latency x (in flight + 1) (ABI
+/// 1.3).
+pub const METAFED_BALANCE_PEAK_EWMA: i32 = 1;
+
 /// A breaker changed state (see `metafed_engine_drain_events`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -37,6 +37,7 @@ from ._topology import AsyncHandler, Handler, HandlerResult, Topology
 from ._types import (
     AgentError,
     AgentStats,
+    Balance,
     BatchResult,
     BreakerMode,
     BreakerState,
@@ -65,7 +66,7 @@ def version() -> str:
 __version__ = "0.1.0"
 
 __all__ = [
-    "AgentError", "AgentStats", "AsyncHandler", "AuditRecord", "BatchResult", "BreakerMode", "BreakerState", "Completion",
+    "AgentError", "AgentStats", "AsyncHandler", "AuditRecord", "Balance", "BatchResult", "BreakerMode", "BreakerState", "Completion",
     "ConfigError", "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "Handler",
     "HandlerResult", "Health", "HealthStatus", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Reason", "ReliabilityWindow", "Reply",
     "Request", "ShutdownReport", "SimAgent", "Stats", "Task", "Ticket", "Topology", "TopologyError", "UnknownDomain",

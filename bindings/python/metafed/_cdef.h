@@ -130,6 +130,10 @@
 
 #define METAFED_CAUSE_SLOW_CALL_RATE 7
 
+#define METAFED_BALANCE_ROUND_ROBIN 0
+
+#define METAFED_BALANCE_PEAK_EWMA 1
+
 #define METAFED_EVENT_BREAKER 1
 
 #define METAFED_EVENT_AUDIT 2
@@ -471,6 +475,24 @@ metafed_status metafed_attempt_complete(struct metafed_attempt attempt,
 metafed_status metafed_attempt_is_abandoned(struct metafed_attempt attempt, uint32_t *out);
 
 void metafed_completion_release(struct metafed_completion *completion);
+
+metafed_status metafed_topology_set_domain_balance(struct metafed_topology *topology,
+                                                   uint16_t domain,
+                                                   int32_t kind,
+                                                   uint64_t decay_ns,
+                                                   uint64_t default_rtt_ns);
+
+metafed_status metafed_engine_set_domain_balance(struct metafed_engine *engine,
+                                                 uint16_t domain,
+                                                 int32_t kind,
+                                                 uint64_t decay_ns,
+                                                 uint64_t default_rtt_ns);
+
+metafed_status metafed_engine_get_domain_balance(struct metafed_engine *engine,
+                                                 uint16_t domain,
+                                                 int32_t *kind,
+                                                 uint64_t *decay_ns,
+                                                 uint64_t *default_rtt_ns);
 
 metafed_status metafed_engine_set_event_callback(struct metafed_engine *engine,
                                                  metafed_event_fn callback,

@@ -32,9 +32,19 @@ from ._native import (
     refuse_if_engine_thread,
 )
 from ._ops import AuditRecord, EventLogger, Health, audit_of, health_of, metrics_text_of, serve_admin_of
-from ._topology import CALLS, MESSAGES, AsyncHandler, Handler, Topology, apply_breaker_settings, breaker_settings
+from ._topology import (
+    CALLS,
+    MESSAGES,
+    AsyncHandler,
+    Handler,
+    Topology,
+    apply_breaker_settings,
+    balance_args,
+    breaker_settings,
+)
 from ._types import (
     AgentStats,
+    Balance,
     BatchResult,
     BreakerMode,
     BreakerState,
@@ -829,6 +839,22 @@ class Engine:
         if not isinstance(down, bool):
             raise TypeError(f"down must be bool, not {type(down).__name__}")
         check(lib().metafed_engine_set_domain_down(self._state.h, self._check_domain(domain), int(down)))
+
+    def set_balance(self, domain: Union[int, str], balance: Balance) -> None:
+        """Changes how `domain` chooses its agents while tasks run (see `Balance`); switching to
+        peak EWMA starts its agents' estimates afresh. Recorded in the audit trail."""
+        self._check_not_closed()
+        args = balance_args(balance)
+        check(lib().metafed_engine_set_domain_balance(self._state.h, self._check_domain(domain), *args))
+
+    def balance(self, domain: Union[int, str]) -> Balance:
+        """How `domain` chooses its agents now."""
+        self._check_not_closed()
+        kind, decay, rtt = ffi.new("int32_t *"), ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        check(lib().metafed_engine_get_domain_balance(self._state.h, self._check_domain(domain), kind, decay, rtt))
+        if kind[0] == 0:
+            return Balance()
+        return Balance("peak_ewma", decay[0] / MS, rtt[0] / MS)
 
     def set_agent_down(self, agent: int, down: bool = True) -> None:
         """Marks one agent (by id) down (every call to it fails, kind DOWN: an outage drill) or

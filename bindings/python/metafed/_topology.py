@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
 from . import _aio
 from ._native import ENGINE_THREAD, MS, US, InvalidArgument, TopologyError, check, duration_ns, ffi, lib
-from ._types import AgentError, BreakerMode, Level, Reply, Request, SimAgent
+from ._types import AgentError, Balance, BreakerMode, Level, Reply, Request, SimAgent
 
 HandlerResult = Union[int, bytes, bytearray, memoryview, Tuple[int, bytes], Reply, None]
 """What a handler returns: the value (int, 0 to 2**64-1), the reply's bytes (value 0), both as
@@ -276,6 +276,14 @@ _BREAKER_COUNTS = ("consecutive_failures", "min_calls", "half_open_probes", "mod
 BREAKER_SETTINGS = ("timeout_ms", "consecutive_failures", "failure_rate", "window_ms", "min_calls", "open_base_ms",
                     "open_max_ms", "half_open_probes", "mode", "count_window", "slow_call_duration_ms",
                     "slow_call_rate")
+
+
+def balance_args(balance: object) -> tuple[int, int, int]:
+    """A `Balance` as the C functions take it: kind, decay and default RTT in nanoseconds."""
+    if not isinstance(balance, Balance):
+        raise TypeError(f"balance must be a metafed.Balance, not {type(balance).__name__}")
+    kind = Balance.KINDS.index(balance.kind)
+    return kind, duration_ns(balance.decay_ms, "decay_ms", MS), duration_ns(balance.default_rtt_ms, "default_rtt_ms", MS)
 
 
 def breaker_settings(cfg: Any) -> dict[str, Any]:
@@ -542,6 +550,10 @@ class Topology:
         window = duration_ns(window_ms, "window_ms", MS, positive=True)
         check(lib().metafed_topology_set_retry_budget(self.handle, d, _number(ratio, "ratio"), _number(min_per_s, "min_per_s"), window))
 
+    def set_balance(self, domain: DomainRef, balance: Balance) -> None:
+        """Sets how `domain` chooses its agents (see `Balance`)."""
+        check(lib().metafed_topology_set_domain_balance(self.handle, self._domain(domain), *balance_args(balance)))
+
     def set_breaker(self, level: Level, **settings: float) -> None:
         """Changes a level's breaker settings (fields of `metafed_breaker_config`: timeout_ms,
         consecutive_failures, failure_rate, window_ms, min_calls, open_base_ms, open_max_ms,
@@ -606,6 +618,9 @@ def _sim_spec(sim: SimAgent, isolated: bool) -> Any:
         spec.exponential_mean_ns = latency
     else:
         spec.latency_ns = latency
+    if sim.latency != "long_tail" and (slow or slow_rate):
+        # Silently dropped before: a slow share is only a long tail's.
+        raise InvalidArgument(4, f"slow_us and slow_rate need latency=\"long_tail\", not {sim.latency!r}")
     if sim.latency == "long_tail" and slow_rate != 0:
         # With no slow share, a long tail is its common latency alone (the C ABI's form for it).
         spec.slow_latency_ns = slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Mapping, NamedTuple, Optional, Sequence, Union
+from typing import ClassVar, Mapping, NamedTuple, Optional, Sequence, Union
 
 
 class Outcome(enum.IntEnum):
@@ -139,6 +139,36 @@ class Request:
 
     def __repr__(self) -> str:
         return f"Request(task_id={self.task_id}, domain={self.domain}, agent={self.agent}, attempt={self.attempt})"
+
+
+@dataclass(frozen=True)
+class Balance:
+    """How a domain chooses its agents: `"round_robin"` (smooth weighted round-robin, the
+    default) or `"peak_ewma"` (of two agents drawn at random, the one with the lower peak-EWMA
+    latency x (attempts in flight + 1); `decay_ms` is the estimate's time constant and
+    `default_rtt_ms` the estimate of an agent before its first answer). The durations matter
+    only for peak EWMA."""
+
+    kind: str = "round_robin"
+    decay_ms: float = 10_000.0
+    default_rtt_ms: float = 30.0
+
+    KINDS: ClassVar[tuple[str, ...]] = ("round_robin", "peak_ewma")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"balance kind must be one of {', '.join(self.KINDS)}, not {self.kind!r}")
+        for what in ("decay_ms", "default_rtt_ms"):
+            v = getattr(self, what)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{what} must be a number, not {type(v).__name__}")
+            if not v > 0:
+                raise ValueError(f"{what} must be greater than zero, got {v}")
+
+    @classmethod
+    def peak_ewma(cls, decay_ms: float = 10_000.0, default_rtt_ms: float = 30.0) -> "Balance":
+        """Peak EWMA (Finagle's and Linkerd's defaults: decay 10 s, default RTT 30 ms)."""
+        return cls("peak_ewma", decay_ms, default_rtt_ms)
 
 
 @dataclass(frozen=True)

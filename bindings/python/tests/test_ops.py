@@ -338,3 +338,43 @@ def test_slow_calls_trip_an_agent_breaker_by_their_rate(caplog: pytest.LogCaptur
             engine.set_breaker(Level.AGENT, count_window=2.5)
     tripped = [r for r in caplog.records if getattr(r, "breaker", None) == "agent D/slow" and r.to_state == "open"]
     assert tripped and tripped[0].cause == "slow_call_rate"
+
+
+def test_a_domain_balanced_by_peak_ewma_avoids_its_slow_agent() -> None:
+    """W6 on one domain: three simulated I/O agents of 1 ms, one 10 ms on 30% of its calls.
+    Round-robin gives it a third of the calls; peak EWMA, set while the engine runs, much less."""
+    t = Topology()
+    d = t.add_domain("D")
+    for i, name in enumerate(("a", "b", "slow")):
+        sim = metafed.SimAgent(latency_us=1000.0, io=True, seed=i + 1)
+        if name == "slow":
+            sim = metafed.SimAgent(latency_us=1000.0, latency="long_tail", slow_us=10_000.0, slow_rate=0.3, io=True, seed=3)
+        t.add_agent(d, name, sim=sim)
+    with pytest.raises(metafed.InvalidArgument, match="long_tail"):
+        t.add_agent(d, "x", sim=metafed.SimAgent(slow_us=5.0, slow_rate=0.1))
+    t.disable_breakers()
+    t.set_balance("D", metafed.Balance())
+    with pytest.raises(TypeError, match="metafed.Balance"):
+        t.set_balance("D", "peak_ewma")  # type: ignore[arg-type]
+    with Engine(t, workers=2) as engine:
+        assert engine.balance("D") == metafed.Balance()
+
+        def slow_share(first: int) -> float:
+            before = [a.calls for a in engine.stats().agents]
+            result = engine.run_many(range(first, first + 2000), "D", in_flight=16)
+            assert result.ok == 2000
+            calls = [a.calls - b for a, b in zip(engine.stats().agents, before)]
+            return calls[2] / sum(calls)
+
+        assert 0.30 < slow_share(0) < 0.37
+        with metafed.acting_as("test", "W6"):
+            engine.set_balance("D", metafed.Balance.peak_ewma())
+        assert engine.balance(d) == metafed.Balance("peak_ewma", 10_000.0, 30.0)
+        assert slow_share(2000) < 0.15
+        assert engine.audit_log()[-1].action == "domain_balance"
+        with pytest.raises(ValueError, match="kind"):
+            metafed.Balance("least_loaded")
+        with pytest.raises(ValueError, match="decay_ms"):
+            metafed.Balance.peak_ewma(decay_ms=0)
+        with pytest.raises(metafed.UnknownDomain):
+            engine.set_balance(7, metafed.Balance())

@@ -1,0 +1,89 @@
+/* ABI 1.3: how a domain chooses its agents. A domain of three simulated I/O agents of 1 ms, the
+ * third 10 ms on 30% of its calls (W6): by peak EWMA the slow agent gets a small share of the
+ * calls where round-robin gives it a third; the balance is set on the topology, changed while
+ * the engine runs, read back, and bad arguments are refused with a message naming them. */
+#include "common.h"
+#include <string.h>
+
+#define TASKS 3000
+
+static metafed_topology *w6(void) {
+    metafed_topology *t = NULL;
+    metafed_sim_agent s = {.struct_size = sizeof s};
+    uint16_t d = 0;
+    const char *names[3] = {"a", "b", "slow"};
+    int i;
+    OK(metafed_topology_new(&t));
+    OK(metafed_topology_add_domain(t, "D", &d));
+    for (i = 0; i < 3; i++) {
+        OK(metafed_sim_agent_init(&s));
+        s.flags = METAFED_SIM_IO;
+        s.latency_ns = MS(1);
+        s.seed = (uint64_t)i + 1;
+        if (i == 2) {
+            s.slow_latency_ns = MS(10);
+            s.slow_rate = 0.3;
+        }
+        OK(metafed_topology_add_sim_agent(t, d, names[i], &s, NULL));
+    }
+    OK(metafed_topology_disable_breakers(t));
+    return t;
+}
+
+/* Runs TASKS tasks 16 at a time; returns the slow agent's share of the calls. */
+static double slow_share(metafed_engine *e, uint64_t first) {
+    static uint64_t ids[TASKS];
+    uint64_t domains[1] = {1}, counts[METAFED_OUTCOME_COUNT] = {0}, calls[3];
+    metafed_agent_stats a = {.struct_size = sizeof a};
+    size_t done = 0, i;
+    for (i = 0; i < TASKS; i++) ids[i] = first + i;
+    for (i = 0; i < 3; i++) {
+        OK(metafed_engine_get_agent_stats(e, (uint16_t)i, &a));
+        calls[i] = a.calls;
+    }
+    OK(metafed_engine_run_batch(e, ids, domains, 1, TASKS, 0, 16, NULL, counts, &done));
+    CHECK(done == TASKS && counts[METAFED_OUTCOME_OK] == TASKS);
+    for (i = 0; i < 3; i++) {
+        OK(metafed_engine_get_agent_stats(e, (uint16_t)i, &a));
+        calls[i] = a.calls - calls[i];
+    }
+    return (double)calls[2] / (double)(calls[0] + calls[1] + calls[2]);
+}
+
+int main(void) {
+    metafed_topology *t = w6();
+    metafed_engine *e = NULL;
+    int32_t kind = -1;
+    uint64_t decay = 1, rtt = 1;
+    double rr, ewma;
+
+    /* Set on the topology: round-robin first. */
+    OK(metafed_topology_set_domain_balance(t, 0, METAFED_BALANCE_ROUND_ROBIN, 0, 0));
+    FAILS(METAFED_E_UNKNOWN_DOMAIN, metafed_topology_set_domain_balance(t, 5, METAFED_BALANCE_ROUND_ROBIN, 0, 0));
+    FAILS(METAFED_E_INVALID, metafed_topology_set_domain_balance(t, 0, 9, 0, 0));
+    CHECK(strstr(metafed_last_error(), "balance kind 9") != NULL);
+    OK(metafed_engine_new(t, NULL, &e));
+    metafed_topology_free(t);
+    OK(metafed_engine_get_domain_balance(e, 0, &kind, &decay, &rtt));
+    CHECK(kind == METAFED_BALANCE_ROUND_ROBIN && decay == 0 && rtt == 0);
+    rr = slow_share(e, 0);
+    CHECK(rr > 0.30 && rr < 0.37);
+
+    /* Changed while the engine runs: peak EWMA with its defaults (0, 0). */
+    OK(metafed_engine_set_domain_balance(e, 0, METAFED_BALANCE_PEAK_EWMA, 0, 0));
+    OK(metafed_engine_get_domain_balance(e, 0, &kind, &decay, &rtt));
+    CHECK(kind == METAFED_BALANCE_PEAK_EWMA && decay == 10000000000u && rtt == MS(30));
+    ewma = slow_share(e, TASKS);
+    CHECK(ewma < 0.15);
+
+    FAILS(METAFED_E_UNKNOWN_DOMAIN, metafed_engine_set_domain_balance(e, 3, METAFED_BALANCE_PEAK_EWMA, 0, 0));
+    FAILS(METAFED_E_INVALID, metafed_engine_set_domain_balance(e, 0, METAFED_BALANCE_PEAK_EWMA, METAFED_FOREVER, 0));
+    CHECK(strstr(metafed_last_error(), "decay_ns") != NULL);
+    FAILS(METAFED_E_NULL, metafed_engine_get_domain_balance(e, 0, NULL, NULL, NULL));
+    OK(metafed_engine_set_domain_balance(e, 0, METAFED_BALANCE_PEAK_EWMA, MS(500), MS(2)));
+    OK(metafed_engine_get_domain_balance(e, 0, &kind, NULL, &rtt));
+    CHECK(kind == METAFED_BALANCE_PEAK_EWMA && rtt == MS(2));
+    metafed_engine_free(e);
+    printf("balance from C: the slow agent's share %.3f by round-robin, %.3f by peak EWMA\n", rr, ewma);
+    return 0;
+}
