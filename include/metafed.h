@@ -664,6 +664,51 @@ typedef struct metafed_completion {
 } metafed_completion;
 
 /*
+ A domain's outlier detection (ABI 1.3). Set `struct_size`, then `metafed_outlier_config_init`
+ fills the defaults (Envoy's: 5 failures in a row; failure rate and latency off; 30 s
+ ejections up to 300 s; at most 10% of the agents out, but one always may be, never the last).
+ */
+typedef struct metafed_outlier_config {
+  /*
+   `sizeof(metafed_outlier_config)`, set by the caller.
+   */
+  uint32_t struct_size;
+  /*
+   Eject after this many failures in a row (0: off).
+   */
+  uint32_t consecutive_failures;
+  /*
+   Eject at this failure rate over the agent's last `min_calls` calls (0: off; else in (0, 1]).
+   */
+  double failure_rate;
+  /*
+   The calls the failure rate is judged over (at least 1).
+   */
+  uint32_t min_calls;
+  /*
+   Latency samples an agent needs before its latency is judged (at least 1).
+   */
+  uint32_t min_samples;
+  /*
+   Eject when the agent's peak-EWMA latency exceeds this factor times its peers' median (0:
+   off; else above 1).
+   */
+  double latency_factor;
+  /*
+   The first ejection's time (ns); each ejection in a row adds as much.
+   */
+  uint64_t base_ejection_ns;
+  /*
+   The longest ejection (ns).
+   */
+  uint64_t max_ejection_ns;
+  /*
+   The most agents out at once, in percent of the domain's (0 to 100).
+   */
+  double max_ejected_percent;
+} metafed_outlier_config;
+
+/*
  A breaker changed state (see `metafed_engine_drain_events`).
  */
 typedef struct metafed_breaker_event {
@@ -1228,6 +1273,10 @@ typedef struct metafed_agent_stats {
    Its concurrency limit (0: none).
    */
   uint32_t max_concurrency;
+  /*
+   ABI 1.3: times the domain's outlier detection ejected it.
+   */
+  uint64_t ejections;
 } metafed_agent_stats;
 
 /*
@@ -1643,6 +1692,40 @@ metafed_status metafed_engine_get_domain_balance(struct metafed_engine *engine,
                                                  int32_t *kind,
                                                  uint64_t *decay_ns,
                                                  uint64_t *default_rtt_ns);
+
+/*
+ Fills `*out` with the outlier detection's defaults (Envoy's where it has them: ejection after
+ 5 failures in a row, for 30 s growing by 30 s per ejection in a row up to 300 s, at most 10%
+ of the agents out but one always may be; the failure rate and latency triggers off). Set
+ `out->struct_size` first.
+ */
+metafed_status metafed_outlier_config_init(struct metafed_outlier_config *out);
+
+/*
+ Gives domain `domain` outlier detection (`config`), or removes it (NULL): an agent that fails
+ in a row, fails at a rate, or answers far slower than its peers is ejected through its
+ breaker for a while.
+ */
+metafed_status metafed_topology_set_domain_outlier(struct metafed_topology *topology,
+                                                   uint16_t domain,
+                                                   const struct metafed_outlier_config *config);
+
+/*
+ Changes domain `domain`'s outlier detection while tasks run (NULL: off). Recorded in the
+ audit trail.
+ */
+metafed_status metafed_engine_set_domain_outlier(struct metafed_engine *engine,
+                                                 uint16_t domain,
+                                                 const struct metafed_outlier_config *config);
+
+/*
+ Domain `domain`'s outlier detection now: `*on` is 1 and `*out` its settings (the caller sets
+ `out->struct_size`), or `*on` is 0 and `*out` is left as it is.
+ */
+metafed_status metafed_engine_get_domain_outlier(struct metafed_engine *engine,
+                                                 uint16_t domain,
+                                                 struct metafed_outlier_config *out,
+                                                 int32_t *on);
 
 /*
  Calls `callback(user_data, &event)` with every breaker transition and every audit record

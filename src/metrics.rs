@@ -535,18 +535,24 @@ impl EngineCollector {
             states,
         )?;
         let transitions = all.iter().flat_map(|(l, b)| {
-            [("open", b.opened), ("reopen", b.reopened), ("half_open", b.half_opened), ("close", b.closed)]
-                .into_iter()
-                .map(move |(t, n)| {
-                    let mut l = l.clone();
-                    l.push(("transition".into(), t.into()));
-                    (l, n)
-                })
+            [
+                ("open", b.opened),
+                ("reopen", b.reopened),
+                ("half_open", b.half_opened),
+                ("close", b.closed),
+                ("eject", b.ejected),
+            ]
+            .into_iter()
+            .map(move |(t, n)| {
+                let mut l = l.clone();
+                l.push(("transition".into(), t.into()));
+                (l, n)
+            })
         });
         family(
             enc,
             "metafed_breaker_transitions",
-            "Breaker state changes, by transition.",
+            "Breaker state changes, by transition (eject: an outlier ejection of an agent).",
             None,
             MetricType::Counter,
             transitions,

@@ -108,6 +108,8 @@ pub(crate) struct AgentRt {
     pub(crate) ewma: crate::policy::balance::PeakEwma,
     /// Its domain's id (written before a spare id is published).
     pub(crate) domain: crate::sync::AtomicU32,
+    /// Its outlier counts, kept while its domain has outlier detection.
+    pub(crate) outlier: crate::policy::outlier::AgentOutlier,
 }
 
 impl AgentRt {
@@ -191,6 +193,12 @@ pub(crate) struct Shared {
     pub(crate) balance: Box<[crate::policy::balance::DomainBalance]>,
     /// Bit `d` set while domain `d` balances by peak EWMA: the choice's one load and test.
     pub(crate) peak_ewma: AtomicU64,
+    /// Per domain id: its outlier detection (read while its bit in `outlier_on` is set).
+    pub(crate) outlier: Box<[crate::policy::outlier::DomainOutlier]>,
+    pub(crate) outlier_on: AtomicU64,
+    /// `peak_ewma | outlier_on`: the domains whose attempts' outcomes are watched (one load and
+    /// test per outcome for the others).
+    pub(crate) watched: AtomicU64,
     /// The domains tasks may name (bit per id): those not removed.
     pub(crate) live_domains: AtomicU64,
     /// The time budgets in nanoseconds, indexed by [`Level`]: each level's breaker timeout,
@@ -294,6 +302,18 @@ impl Shared {
 
     /// Publishes a breaker transition (bounded queue; the oldest events are kept).
     #[inline]
+    /// Sets or clears domain `d`'s bit in `mask` (`peak_ewma` or `outlier_on`), and keeps
+    /// `watched` their union.
+    pub(crate) fn set_domain_bit(&self, mask: &AtomicU64, d: usize, on: bool) {
+        if on {
+            mask.fetch_or(1u64 << d, Ordering::Relaxed);
+        } else {
+            mask.fetch_and(!(1u64 << d), Ordering::Relaxed);
+        }
+        let union = self.peak_ewma.load(Ordering::Relaxed) | self.outlier_on.load(Ordering::Relaxed);
+        self.watched.store(union, Ordering::Relaxed);
+    }
+
     pub(crate) fn emit(&self, level: Level, index: usize, tr: Option<Transition>) {
         if let Some(transition) = tr {
             self.publish(level, index, transition, None);

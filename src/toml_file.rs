@@ -46,6 +46,7 @@ impl TopologyBuilder {
             def.hedge = d.hedge;
             def.retry_budget = d.retry_budget;
             def.balance = d.balance;
+            def.outlier = d.outlier;
             for (j, a) in d.agents.into_iter().enumerate() {
                 let kind = a.sim.map_or(AgentKind::Unbound, AgentKind::Sim);
                 let spec = AgentSpec {
@@ -124,6 +125,7 @@ struct DomainSpecFile {
     retry_budget: Option<RetryBudget>,
     #[serde(default)]
     balance: crate::policy::Balance,
+    outlier: Option<crate::policy::Outlier>,
     #[serde(default)]
     agents: Vec<AgentSpecFile>,
 }

@@ -13,6 +13,7 @@ mod faults;
 mod future_handler;
 mod http;
 mod ops;
+mod outlier;
 mod overload;
 mod queue;
 mod scheduling;

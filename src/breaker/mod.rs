@@ -88,6 +88,12 @@ pub enum TransitionCause {
     Reset = 6,
     /// Closed to open: the slow-call rate over the window reached the threshold.
     SlowCallRate = 7,
+    /// Closed to open: the domain's outlier detection ejected the agent for a run of failures.
+    OutlierFailures = 8,
+    /// Closed to open: ejected for its failure rate.
+    OutlierFailureRate = 9,
+    /// Closed to open: ejected for a latency far above its peers'.
+    OutlierLatency = 10,
 }
 
 impl TransitionCause {
@@ -102,7 +108,15 @@ impl TransitionCause {
             Self::Forced => "forced",
             Self::Reset => "reset",
             Self::SlowCallRate => "slow_call_rate",
+            Self::OutlierFailures => "outlier_failures",
+            Self::OutlierFailureRate => "outlier_failure_rate",
+            Self::OutlierLatency => "outlier_latency",
         }
+    }
+
+    /// Whether it is an outlier ejection.
+    pub fn is_ejection(self) -> bool {
+        matches!(self, Self::OutlierFailures | Self::OutlierFailureRate | Self::OutlierLatency)
     }
 }
 
@@ -369,8 +383,10 @@ pub struct BreakerSnapshot {
     pub window_failures: u64,
     /// Slow calls in the window now (counted while `slow_call_rate` is set).
     pub window_slow: u64,
-    /// Closed-to-open transitions so far.
+    /// Closed-to-open transitions so far (outlier ejections not included).
     pub opened: u64,
+    /// Outlier ejections (closed to open by the domain's outlier detection) so far.
+    pub ejected: u64,
     /// Half-open-to-open transitions so far.
     pub reopened: u64,
     /// Open-to-half-open transitions so far.
@@ -471,7 +487,7 @@ pub struct Breaker {
     /// a one-call placeholder otherwise).
     counts: Snapshot<CountWindow>,
     /// Transition counters, indexed by [`TransitionCause`].
-    transitions: [AtomicU64; 8],
+    transitions: [AtomicU64; 11],
 }
 
 impl fmt::Debug for Breaker {
@@ -739,11 +755,24 @@ impl Breaker {
     /// Moves from the state seen in `w` to open with backoff exponent `e`: claims the move with
     /// one CAS (to the transient `Opening`), writes the deadline, then publishes `Open`.
     fn trip(&self, w: u64, now_ns: u64, e: u64, from: BreakerState, cause: TransitionCause) -> Option<Transition> {
+        let base = self.live.open_base_ns.load(Ordering::Relaxed);
+        let open_ns = base.saturating_mul(1u64 << e.min(40)).min(self.live.open_max_ns.load(Ordering::Relaxed));
+        self.open_for(w, now_ns, open_ns, e, from, cause)
+    }
+
+    /// The move of [`trip`](Self::trip) and [`eject`](Self::eject): to open for `open_ns`.
+    fn open_for(
+        &self,
+        w: u64,
+        now_ns: u64,
+        open_ns: u64,
+        e: u64,
+        from: BreakerState,
+        cause: TransitionCause,
+    ) -> Option<Transition> {
         if !self.cas(w, pack(S_OPENING, w & MODE_MASK, 0, 0, e, 0)) {
             return None;
         }
-        let base = self.live.open_base_ns.load(Ordering::Relaxed);
-        let open_ns = base.saturating_mul(1u64 << e.min(40)).min(self.live.open_max_ns.load(Ordering::Relaxed));
         self.open_until.store(now_ns.saturating_add(open_ns), Ordering::Relaxed);
         // Only the winner of the CAS above changes the state bits while they say `Opening`;
         // an operator may change the mode bits meanwhile, so keep whatever mode is there.
@@ -803,6 +832,19 @@ impl Breaker {
         }
     }
 
+    /// Ejects the agent this breaker guards (the domain's outlier detection, `cause` one of the
+    /// outlier causes): from closed to open for `open_ns`, after which it probes as after any
+    /// trip. Only a closed breaker in normal mode is ejected (a disabled or forced one, or one
+    /// already open, is left as it is).
+    pub fn eject(&self, now_ns: u64, open_ns: u64, cause: TransitionCause) -> Option<Transition> {
+        debug_assert!(cause.is_ejection());
+        let w = self.word.load(Ordering::Acquire);
+        if mode_of(w) != BreakerMode::Normal || st(w) != S_CLOSED {
+            return None;
+        }
+        self.open_for(w, now_ns, open_ns, exp(w), BreakerState::Closed, cause)
+    }
+
     /// Sets the operator's override. Forcing open and returning to normal are transitions;
     /// a breaker returned to normal restarts closed with its counts cleared.
     pub fn set_mode(&self, mode: BreakerMode) -> Option<Transition> {
@@ -849,6 +891,9 @@ impl Breaker {
             opened: n(TransitionCause::ConsecutiveFailures)
                 + n(TransitionCause::FailureRate)
                 + n(TransitionCause::SlowCallRate),
+            ejected: n(TransitionCause::OutlierFailures)
+                + n(TransitionCause::OutlierFailureRate)
+                + n(TransitionCause::OutlierLatency),
             reopened: n(TransitionCause::ProbeFailed),
             half_opened: n(TransitionCause::OpenTimeElapsed),
             closed: n(TransitionCause::ProbesSucceeded),

@@ -105,6 +105,7 @@ impl Engine {
                     bit: AtomicU64::new(0),
                     bulkhead: crate::policy::bulkhead::Bulkhead::new(0),
                     ewma: crate::policy::balance::PeakEwma::new(),
+                    outlier: crate::policy::outlier::AgentOutlier::new(),
                     domain: crate::sync::AtomicU32::new(u32::from(a.domain.0)),
                 }));
                 continue;
@@ -128,6 +129,7 @@ impl Engine {
                     b
                 },
                 ewma: crate::policy::balance::PeakEwma::new(),
+                outlier: crate::policy::outlier::AgentOutlier::new(),
                 domain: crate::sync::AtomicU32::new(u32::from(a.domain.0)),
             }));
         }
@@ -138,6 +140,7 @@ impl Engine {
                 bit: AtomicU64::new(0),
                 bulkhead: crate::policy::bulkhead::Bulkhead::new(0),
                 ewma: crate::policy::balance::PeakEwma::new(),
+                outlier: crate::policy::outlier::AgentOutlier::new(),
                 domain: crate::sync::AtomicU32::new(0),
             }));
         }
@@ -208,6 +211,23 @@ impl Engine {
                     .filter(|(_, d)| d.balance != crate::policy::Balance::RoundRobin)
                     .fold(0, |m, (d, _)| m | 1u64 << d),
             ),
+            outlier_on: AtomicU64::new(
+                topo.domains.iter().enumerate().filter(|(_, d)| d.outlier.is_some()).fold(0, |m, (d, _)| m | 1u64 << d),
+            ),
+            watched: AtomicU64::new(
+                topo.domains
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| d.outlier.is_some() || d.balance != crate::policy::Balance::RoundRobin)
+                    .fold(0, |m, (d, _)| m | 1u64 << d),
+            ),
+            outlier: (0..domains)
+                .map(|d| {
+                    crate::policy::outlier::DomainOutlier::new(
+                        &topo.domains.get(d).and_then(|d| d.outlier).unwrap_or_default(),
+                    )
+                })
+                .collect(),
             balance: (0..domains)
                 .map(|d| {
                     crate::policy::balance::DomainBalance::new(

@@ -210,11 +210,7 @@ impl Engine {
         let d = usize::from(domain.0);
         let _w = self.writer();
         let topo = self.sh.topo.load();
-        let name = match topo.domains.get(d) {
-            Some(def) if !def.removed => def.name.clone(),
-            Some(def) => return Err(Error::Config(format!("domain {} was removed", def.name))),
-            None => return Err(Error::Config(format!("domain id {d} does not exist"))),
-        };
+        let name = live_domain_name(&topo, d)?;
         balance.validate().map_err(|m| Error::Config(format!("domain {name}: {m}")))?;
         let before = self.sh.balance[d].get();
         let peak = !matches!(balance, crate::policy::Balance::RoundRobin);
@@ -227,11 +223,7 @@ impl Engine {
             rt.bulkhead.set_tracked(peak);
         }
         self.sh.balance[d].set(&balance);
-        if peak {
-            self.sh.peak_ewma.fetch_or(1u64 << d, Ordering::Relaxed);
-        } else {
-            self.sh.peak_ewma.fetch_and(!(1u64 << d), Ordering::Relaxed);
-        }
+        self.sh.set_domain_bit(&self.sh.peak_ewma, d, peak);
         let mut next = crate::topology::Topology::clone(&topo);
         next.domains[d].balance = balance;
         self.sh.topo.store(next);
@@ -243,6 +235,61 @@ impl Engine {
             balance_words(&balance),
         );
         Ok(())
+    }
+
+    /// Gives a domain outlier detection while tasks run, changes it, or (`None`) removes it (see
+    /// [`Outlier`](crate::policy::Outlier)): from each worker's next outcome. Turning it on or
+    /// changing it starts the agents' counts afresh; agents ejected stay out until their
+    /// ejection time ends. Recorded in the audit trail.
+    pub fn set_domain_outlier(
+        &self,
+        domain: crate::task::DomainId,
+        outlier: Option<crate::policy::Outlier>,
+    ) -> Result<(), Error> {
+        let d = usize::from(domain.0);
+        let _w = self.writer();
+        let topo = self.sh.topo.load();
+        let name = live_domain_name(&topo, d)?;
+        if let Some(o) = &outlier {
+            o.validate().map_err(|m| Error::Config(format!("domain {name}: {m}")))?;
+        }
+        let before = topo.domains[d].outlier;
+        // Off while the settings and the counts change, so no outcome is judged half-way.
+        self.sh.set_domain_bit(&self.sh.outlier_on, d, false);
+        if let Some(o) = &outlier {
+            self.sh.outlier[d].set(o);
+            for &a in &topo.domains[d].agents {
+                self.sh.agents[usize::from(a.0)].outlier.forget();
+            }
+            self.sh.set_domain_bit(&self.sh.outlier_on, d, true);
+        }
+        let mut next = crate::topology::Topology::clone(&topo);
+        next.domains[d].outlier = outlier;
+        self.sh.topo.store(next);
+        drop(_w);
+        let words = |o: &Option<crate::policy::Outlier>| match o {
+            None => "off".to_string(),
+            Some(o) => format!(
+                "consecutive_failures {}, failure_rate {} of {}, latency_factor {} (min_samples {}), ejection {:?}..{:?}, max {}%",
+                o.consecutive_failures,
+                o.failure_rate,
+                o.min_calls,
+                o.latency_factor,
+                o.min_samples,
+                o.base_ejection,
+                o.max_ejection,
+                o.max_ejected_percent
+            ),
+        };
+        self.sh.audit().record("domain_outlier", format!("domain {name}"), words(&before), words(&outlier));
+        Ok(())
+    }
+
+    /// A domain's outlier detection now (None when it has none or the id does not exist).
+    pub fn domain_outlier(&self, domain: crate::task::DomainId) -> Option<crate::policy::Outlier> {
+        let d = usize::from(domain.0);
+        (self.sh.outlier_on.load(Ordering::Relaxed) & (1u64 << (d % 64)) != 0 && d < self.sh.outlier.len())
+            .then(|| self.sh.outlier[d].get())
     }
 
     /// How a domain chooses its agents now (None for an id that does not exist).
@@ -385,6 +432,15 @@ pub(super) fn level_key(level: Level) -> &'static str {
         Level::Meta => "meta",
         Level::Domain => "domain",
         Level::Agent => "agent",
+    }
+}
+
+/// The name of domain `d` of `topo`, refused if it does not exist or was removed.
+fn live_domain_name(topo: &crate::topology::Topology, d: usize) -> Result<String, Error> {
+    match topo.domains.get(d) {
+        Some(def) if !def.removed => Ok(def.name.clone()),
+        Some(def) => Err(Error::Config(format!("domain {} was removed", def.name))),
+        None => Err(Error::Config(format!("domain id {d} does not exist"))),
     }
 }
 

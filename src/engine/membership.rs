@@ -122,6 +122,7 @@ impl Engine {
         rt.bulkhead.init(spec.max_concurrency);
         rt.bulkhead.set_tracked(self.sh.balance[d].is_peak_ewma());
         rt.ewma.reset();
+        rt.outlier.reset();
         rt.domain.store(d as u32, Ordering::Relaxed);
         let (handler, control) = make_agent(&spec.kind, &self.sh.timer);
         {
@@ -200,10 +201,12 @@ impl Engine {
         let mut def = topo.domains[0].clone();
         (def.name, def.removed, def.agents) = (name.clone(), false, Vec::new());
         (def.fault_rate, def.max_attempts, def.hedge, def.retry_budget) = (fault_rate, max_attempts, None, None);
-        def.balance = crate::policy::Balance::RoundRobin;
+        (def.balance, def.outlier) = (crate::policy::Balance::RoundRobin, None);
         topo.domains.push(def);
         self.sh.balance[d].set(&crate::policy::Balance::RoundRobin);
-        self.sh.peak_ewma.fetch_and(!(1u64 << d), Ordering::Relaxed);
+        for mask in [&self.sh.peak_ewma, &self.sh.outlier_on, &self.sh.watched] {
+            mask.fetch_and(!(1u64 << d), Ordering::Relaxed);
+        }
         self.sh.domain_fault_threshold[d].store(sim::threshold(fault_rate), Ordering::Relaxed);
         self.sh.max_attempts[d].store(max_attempts.unwrap_or(1), Ordering::Relaxed);
         self.sh.topo.store(topo);

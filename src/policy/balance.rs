@@ -91,7 +91,12 @@ pub(crate) struct DomainBalance {
 
 impl DomainBalance {
     pub(crate) fn new(b: &Balance) -> Self {
-        let d = Self { kind: AtomicU8::new(0), decay_ns: AtomicU64::new(1), default_rtt_ns: AtomicU64::new(1) };
+        // The defaults' durations even for round-robin: outlier detection reads the decay too.
+        let d = Self {
+            kind: AtomicU8::new(0),
+            decay_ns: AtomicU64::new(default_decay().as_nanos() as u64),
+            default_rtt_ns: AtomicU64::new(default_rtt().as_nanos() as u64),
+        };
         d.set(b);
         d
     }
@@ -178,6 +183,12 @@ impl PeakEwma {
             }
         }
         self.stamp.store(now.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether it has a sample.
+    #[inline]
+    pub(crate) fn sampled(&self) -> bool {
+        self.stamp.load(Ordering::Relaxed) != 0
     }
 
     /// Forgets every sample (the agent's domain changed its balance, or the id is reused).

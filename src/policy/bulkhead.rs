@@ -109,12 +109,6 @@ impl Bulkhead {
         }
     }
 
-    /// Whether it counts for its domain's peak EWMA (one relaxed load).
-    #[inline]
-    pub(crate) fn tracked(&self) -> bool {
-        self.limit.load(Ordering::Relaxed) & TRACK != 0
-    }
-
     /// Attempts in flight now (0 when there is no limit and no tracking).
     pub(crate) fn in_flight(&self) -> u32 {
         self.inflight.load(Ordering::Relaxed)
@@ -131,7 +125,7 @@ mod tracking_tests {
         assert!(b.reserve());
         assert_eq!(b.in_flight(), 0, "untracked and unlimited: nothing counted");
         b.set_tracked(true);
-        assert!(b.tracked() && b.limit() == 0);
+        assert_eq!(b.limit(), 0);
         b.release(); // the attempt reserved before tracking began
         assert_eq!(b.in_flight(), 0);
         for _ in 0..5 {
@@ -152,7 +146,7 @@ mod tracking_tests {
         assert_eq!(l.limit(), 2);
         assert!(l.reserve() && l.reserve() && !l.reserve());
         l.set_limit(3).unwrap();
-        assert!(l.tracked() && l.limit() == 3 && l.reserve());
+        assert!(l.limit() == 3 && l.reserve());
         l.set_tracked(false);
         assert_eq!((l.limit(), l.in_flight()), (3, 3));
     }

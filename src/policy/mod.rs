@@ -1,6 +1,6 @@
 //! The policies the stages apply, each a small module with one idea: hedging a slow attempt
 //! ([`Hedge`]), the retry budget ([`RetryBudget`]), how a domain chooses its agent ([`Balance`]:
-//! round-robin or peak EWMA), an agent's limit on attempts in flight (the
+//! round-robin or peak EWMA), outlier ejection ([`Outlier`]), an agent's limit on attempts in flight (the
 //! bulkhead), admission at the meta level and the routing snapshot. The first two are set per
 //! domain ([`TopologyBuilder::hedge`](crate::TopologyBuilder::hedge),
 //! [`TopologyBuilder::retry_budget`](crate::TopologyBuilder::retry_budget)).
@@ -9,10 +9,12 @@ pub use admission::RateLimiter;
 pub use balance::Balance;
 pub use budget::RetryBudget;
 pub use hedge::{Hedge, HedgeDelay, MAX_HEDGES};
+pub use outlier::Outlier;
 
 pub(crate) mod admission;
 pub(crate) mod balance;
 pub(crate) mod budget;
 pub(crate) mod bulkhead;
 pub(crate) mod hedge;
+pub(crate) mod outlier;
 pub(crate) mod routing;

@@ -82,6 +82,7 @@ pub(crate) struct DomainDef {
     pub(crate) hedge: Option<Hedge>,
     pub(crate) retry_budget: Option<RetryBudget>,
     pub(crate) balance: crate::policy::Balance,
+    pub(crate) outlier: Option<crate::policy::Outlier>,
 }
 
 /// A validated topology.
@@ -178,6 +179,11 @@ impl Topology {
         self.domains.get(usize::from(d.0)).map(|d| d.balance)
     }
 
+    /// Domain `d`'s outlier detection, if it has one.
+    pub fn outlier(&self, d: DomainId) -> Option<&crate::policy::Outlier> {
+        self.domains.get(usize::from(d.0))?.outlier.as_ref()
+    }
+
     /// Domain `d`'s hedging policy, if it hedges.
     pub fn hedge(&self, d: DomainId) -> Option<&Hedge> {
         self.domains.get(usize::from(d.0))?.hedge.as_ref()
@@ -232,6 +238,7 @@ impl TopologyBuilder {
             hedge: None,
             retry_budget: None,
             balance: crate::policy::Balance::RoundRobin,
+            outlier: None,
         });
         Ok(DomainId((self.domains.len() - 1) as u16))
     }
@@ -348,6 +355,20 @@ impl TopologyBuilder {
     pub fn balance(&mut self, domain: DomainId, balance: crate::policy::Balance) -> Result<&mut Self, Error> {
         balance.validate().map_err(Error::topology)?;
         self.domain_mut(domain)?.balance = balance;
+        Ok(self)
+    }
+
+    /// Gives a domain outlier detection: agents that fail in a row, fail at a rate, or answer
+    /// far slower than their peers are ejected for a while (see [`Outlier`](crate::policy::Outlier)).
+    pub fn outlier(&mut self, domain: DomainId, outlier: crate::policy::Outlier) -> Result<&mut Self, Error> {
+        outlier.validate().map_err(Error::topology)?;
+        self.domain_mut(domain)?.outlier = Some(outlier);
+        Ok(self)
+    }
+
+    /// Removes a domain's outlier detection.
+    pub fn no_outlier(&mut self, domain: DomainId) -> Result<&mut Self, Error> {
+        self.domain_mut(domain)?.outlier = None;
         Ok(self)
     }
 
@@ -512,6 +533,9 @@ impl TopologyBuilder {
                 h.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
             }
             d.balance.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
+            if let Some(o) = &d.outlier {
+                o.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
+            }
             if let Some(b) = &d.retry_budget {
                 b.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
             }

@@ -83,6 +83,60 @@ int main(void) {
     OK(metafed_engine_set_domain_balance(e, 0, METAFED_BALANCE_PEAK_EWMA, MS(500), MS(2)));
     OK(metafed_engine_get_domain_balance(e, 0, &kind, NULL, &rtt));
     CHECK(kind == METAFED_BALANCE_PEAK_EWMA && rtt == MS(2));
+
+    /* Outlier detection: defaults, set while running, read back, bad settings named; an agent
+     * that always fails is ejected after five failures in a row. */
+    {
+        metafed_outlier_config oc = {.struct_size = sizeof oc}, got = {.struct_size = sizeof got};
+        metafed_agent_stats a = {.struct_size = sizeof a};
+        int32_t on = -1;
+        uint64_t ids[200], domains[1] = {1}, counts[METAFED_OUTCOME_COUNT] = {0};
+        size_t done = 0, i;
+        OK(metafed_outlier_config_init(&oc));
+        CHECK(oc.consecutive_failures == 5 && oc.base_ejection_ns == 30000000000u && oc.max_ejected_percent == 10.0);
+        OK(metafed_engine_get_domain_outlier(e, 0, &got, &on));
+        CHECK(on == 0);
+        oc.latency_factor = 0.5;
+        FAILS(METAFED_E_INVALID, metafed_engine_set_domain_outlier(e, 0, &oc));
+        CHECK(strstr(metafed_last_error(), "latency_factor") != NULL);
+        oc.latency_factor = 3.0;
+        OK(metafed_engine_set_domain_outlier(e, 0, &oc));
+        OK(metafed_engine_get_domain_outlier(e, 0, &got, &on));
+        CHECK(on == 1 && got.latency_factor == 3.0 && got.consecutive_failures == 5);
+        FAILS(METAFED_E_UNKNOWN_DOMAIN, metafed_engine_set_domain_outlier(e, 4, &oc));
+        OK(metafed_engine_set_domain_outlier(e, 0, NULL));
+        OK(metafed_engine_get_domain_outlier(e, 0, &got, &on));
+        CHECK(on == 0);
+        metafed_engine_free(e);
+
+        /* A domain of two agents, one always failing, with the seed's agent breakers made quiet
+         * (no trigger of their own): outlier detection ejects it. */
+        {
+            metafed_topology *t2 = NULL;
+            metafed_sim_agent s = {.struct_size = sizeof s};
+            metafed_breaker_config bc = {.struct_size = sizeof bc};
+            uint16_t d = 0;
+            OK(metafed_topology_new(&t2));
+            OK(metafed_topology_add_domain(t2, "D", &d));
+            OK(metafed_sim_agent_init(&s));
+            OK(metafed_topology_add_sim_agent(t2, d, "good", &s, NULL));
+            s.error_rate = 1.0;
+            OK(metafed_topology_add_sim_agent(t2, d, "broken", &s, NULL));
+            OK(metafed_breaker_config_init(METAFED_LEVEL_AGENT, &bc));
+            bc.consecutive_failures = 0;
+            bc.failure_rate = 0.0;
+            OK(metafed_topology_set_breaker_config(t2, METAFED_LEVEL_AGENT, &bc));
+            OK(metafed_outlier_config_init(&oc));
+            OK(metafed_topology_set_domain_outlier(t2, d, &oc));
+            OK(metafed_engine_new(t2, NULL, &e));
+            metafed_topology_free(t2);
+            for (i = 0; i < 200; i++) ids[i] = i;
+            OK(metafed_engine_run_batch(e, ids, domains, 1, 200, 0, 1, NULL, counts, &done));
+            CHECK(done == 200 && counts[METAFED_OUTCOME_OK] == 200);
+            OK(metafed_engine_get_agent_stats(e, 1, &a));
+            CHECK(a.ejections == 1 && a.calls < 20);
+        }
+    }
     metafed_engine_free(e);
     printf("balance from C: the slow agent's share %.3f by round-robin, %.3f by peak EWMA\n", rr, ewma);
     return 0;

@@ -1,12 +1,21 @@
-//! How a domain chooses its agents, from C: round-robin or peak EWMA (ABI 1.3).
+//! How a domain chooses its agents (round-robin or peak EWMA) and ejects its outliers, from C
+//! (ABI 1.3).
 
-use crate::convert::{duration_ns, non_null, ns_of};
+use crate::convert::{duration_ns, non_null, ns_of, read_in, write_out};
 use crate::error::{FfiError, METAFED_E_INVALID, boundary, err, metafed_status};
 use crate::handles::{metafed_engine, metafed_topology, with_builder, with_engine};
 use crate::topology::check_domain;
-use crate::types::{METAFED_BALANCE_PEAK_EWMA, METAFED_BALANCE_ROUND_ROBIN};
+use crate::types::{METAFED_BALANCE_PEAK_EWMA, METAFED_BALANCE_ROUND_ROBIN, metafed_outlier_config};
 use metafed_rs::DomainId;
-use metafed_rs::policy::Balance;
+use metafed_rs::policy::{Balance, Outlier};
+
+/// Domain id `domain` of a running engine, or `METAFED_E_UNKNOWN_DOMAIN`.
+fn engine_domain(e: &metafed_rs::Engine, domain: u16) -> Result<DomainId, FfiError> {
+    if usize::from(domain) >= e.topology().domain_count() {
+        return Err(err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")));
+    }
+    Ok(DomainId(domain))
+}
 
 /// A balance from its C form: `kind` (`METAFED_BALANCE_*`) and, for peak EWMA, its decay and
 /// default RTT in nanoseconds (0: the defaults, 10 s and 30 ms).
@@ -67,10 +76,8 @@ pub extern "C" fn metafed_engine_set_domain_balance(
     boundary("metafed_engine_set_domain_balance", || {
         let balance = balance_arg(kind, decay_ns, default_rtt_ns)?;
         with_engine(engine, |e| {
-            if usize::from(domain) >= e.topology().domain_count() {
-                return Err(err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")));
-            }
-            Ok(e.set_domain_balance(DomainId(domain), balance)?)
+            let d = engine_domain(e, domain)?;
+            Ok(e.set_domain_balance(d, balance)?)
         })
     })
 }
@@ -108,5 +115,118 @@ pub extern "C" fn metafed_engine_get_domain_balance(
             }
         }
         Ok(())
+    })
+}
+
+fn outlier_to_c(o: &Outlier) -> metafed_outlier_config {
+    metafed_outlier_config {
+        struct_size: size_of::<metafed_outlier_config>() as u32,
+        consecutive_failures: o.consecutive_failures,
+        failure_rate: o.failure_rate,
+        min_calls: o.min_calls,
+        min_samples: o.min_samples,
+        latency_factor: o.latency_factor,
+        base_ejection_ns: ns_of(o.base_ejection),
+        max_ejection_ns: ns_of(o.max_ejection),
+        max_ejected_percent: o.max_ejected_percent,
+    }
+}
+
+/// Reads a caller's `metafed_outlier_config` (NULL: no outlier detection), checked.
+fn outlier_arg(config: *const metafed_outlier_config) -> Result<Option<Outlier>, FfiError> {
+    if config.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
+    let c = unsafe { read_in(config, outlier_to_c(&Outlier::default())) }?;
+    let o = Outlier {
+        consecutive_failures: c.consecutive_failures,
+        failure_rate: c.failure_rate,
+        min_calls: c.min_calls,
+        latency_factor: c.latency_factor,
+        min_samples: c.min_samples,
+        base_ejection: duration_ns(c.base_ejection_ns, "base_ejection_ns")?,
+        max_ejection: duration_ns(c.max_ejection_ns, "max_ejection_ns")?,
+        max_ejected_percent: c.max_ejected_percent,
+    };
+    o.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
+    Ok(Some(o))
+}
+
+/// Fills `*out` with the outlier detection's defaults (Envoy's where it has them: ejection after
+/// 5 failures in a row, for 30 s growing by 30 s per ejection in a row up to 300 s, at most 10%
+/// of the agents out but one always may be; the failure rate and latency triggers off). Set
+/// `out->struct_size` first.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_outlier_config_init(out: *mut metafed_outlier_config) -> metafed_status {
+    boundary("metafed_outlier_config_init", || {
+        non_null(out, "out")?;
+        // SAFETY: not NULL; `struct_size` writable bytes per the contract.
+        unsafe { write_out(out, &outlier_to_c(&Outlier::default())) }
+    })
+}
+
+/// Gives domain `domain` outlier detection (`config`), or removes it (NULL): an agent that fails
+/// in a row, fails at a rate, or answers far slower than its peers is ejected through its
+/// breaker for a while.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_domain_outlier(
+    topology: *mut metafed_topology,
+    domain: u16,
+    config: *const metafed_outlier_config,
+) -> metafed_status {
+    boundary("metafed_topology_set_domain_outlier", || {
+        let o = outlier_arg(config)?;
+        with_builder(topology, |b| {
+            let d = check_domain(b, domain)?;
+            match o {
+                Some(o) => b.outlier(d, o)?,
+                None => b.no_outlier(d)?,
+            };
+            Ok(())
+        })
+    })
+}
+
+/// Changes domain `domain`'s outlier detection while tasks run (NULL: off). Recorded in the
+/// audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_domain_outlier(
+    engine: *mut metafed_engine,
+    domain: u16,
+    config: *const metafed_outlier_config,
+) -> metafed_status {
+    boundary("metafed_engine_set_domain_outlier", || {
+        let o = outlier_arg(config)?;
+        with_engine(engine, |e| {
+            let d = engine_domain(e, domain)?;
+            Ok(e.set_domain_outlier(d, o)?)
+        })
+    })
+}
+
+/// Domain `domain`'s outlier detection now: `*on` is 1 and `*out` its settings (the caller sets
+/// `out->struct_size`), or `*on` is 0 and `*out` is left as it is.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_get_domain_outlier(
+    engine: *mut metafed_engine,
+    domain: u16,
+    out: *mut metafed_outlier_config,
+    on: *mut i32,
+) -> metafed_status {
+    boundary("metafed_engine_get_domain_outlier", || {
+        non_null(out, "out")?;
+        non_null(on, "on")?;
+        let o = with_engine(engine, |e| {
+            let d = engine_domain(e, domain)?;
+            Ok(e.domain_outlier(d))
+        })?;
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *on = i32::from(o.is_some()) };
+        match o {
+            // SAFETY: not NULL; `struct_size` writable bytes per the contract.
+            Some(o) => unsafe { write_out(out, &outlier_to_c(&o)) },
+            None => Ok(()),
+        }
     })
 }

@@ -9,8 +9,8 @@ use crate::types::{
     METAFED_MAX_FAILURES, METAFED_SIM_IO, METAFED_TASK_WAITABLE, metafed_admission_config, metafed_agent_stats,
     metafed_attempt_queue_stats, metafed_body, metafed_breaker_config, metafed_breaker_event, metafed_completion,
     metafed_domain_stats, metafed_engine_config, metafed_event, metafed_failure, metafed_hedge_config,
-    metafed_queued_attempt, metafed_request, metafed_response, metafed_shutdown_report, metafed_sim_agent,
-    metafed_stats, metafed_task,
+    metafed_outlier_config, metafed_queued_attempt, metafed_request, metafed_response, metafed_shutdown_report,
+    metafed_sim_agent, metafed_stats, metafed_task,
 };
 use metafed_rs::breaker::{BreakerConfig, BreakerMode};
 use metafed_rs::ffi_support::Answer;
@@ -651,7 +651,14 @@ unsafe impl CStruct for metafed_breaker_config {
     /// and `count_window`).
     const MIN_SIZE: usize = std::mem::offset_of!(metafed_breaker_config, slow_call_duration_ns);
 }
+// SAFETY: as above.
+unsafe impl CStruct for metafed_agent_stats {
+    const NAME: &'static str = "metafed_agent_stats";
+    /// ABI 1.0's form ended before `ejections` (appended in 1.3).
+    const MIN_SIZE: usize = std::mem::offset_of!(metafed_agent_stats, ejections);
+}
 c_structs!(
+    metafed_outlier_config,
     metafed_task,
     metafed_completion,
     metafed_body,
@@ -661,7 +668,6 @@ c_structs!(
     metafed_hedge_config,
     metafed_admission_config,
     metafed_domain_stats,
-    metafed_agent_stats,
     metafed_shutdown_report,
     metafed_breaker_event,
     metafed_event,

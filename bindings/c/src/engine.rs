@@ -466,6 +466,7 @@ pub extern "C" fn metafed_engine_get_agent_stats(
             cancelled: a.cancelled,
             in_flight: a.in_flight,
             max_concurrency: a.max_concurrency,
+            ejections: a.breaker.ejected,
         };
         // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
         unsafe { write_out(out, &v) }

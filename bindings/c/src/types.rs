@@ -669,6 +669,8 @@ pub struct metafed_agent_stats {
     pub in_flight: u32,
     /// Its concurrency limit (0: none).
     pub max_concurrency: u32,
+    /// ABI 1.3: times the domain's outlier detection ejected it.
+    pub ejections: u64,
 }
 
 /// What a shutdown did.
@@ -724,6 +726,33 @@ pub const METAFED_CAUSE_RESET: i32 = 6;
 
 /// Breaker event cause: the slow-call rate over the window reached the threshold (ABI 1.3).
 pub const METAFED_CAUSE_SLOW_CALL_RATE: i32 = 7;
+
+/// A domain's outlier detection (ABI 1.3). Set `struct_size`, then `metafed_outlier_config_init`
+/// fills the defaults (Envoy's: 5 failures in a row; failure rate and latency off; 30 s
+/// ejections up to 300 s; at most 10% of the agents out, but one always may be, never the last).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_outlier_config {
+    /// `sizeof(metafed_outlier_config)`, set by the caller.
+    pub struct_size: u32,
+    /// Eject after this many failures in a row (0: off).
+    pub consecutive_failures: u32,
+    /// Eject at this failure rate over the agent's last `min_calls` calls (0: off; else in (0, 1]).
+    pub failure_rate: f64,
+    /// The calls the failure rate is judged over (at least 1).
+    pub min_calls: u32,
+    /// Latency samples an agent needs before its latency is judged (at least 1).
+    pub min_samples: u32,
+    /// Eject when the agent's peak-EWMA latency exceeds this factor times its peers' median (0:
+    /// off; else above 1).
+    pub latency_factor: f64,
+    /// The first ejection's time (ns); each ejection in a row adds as much.
+    pub base_ejection_ns: u64,
+    /// The longest ejection (ns).
+    pub max_ejection_ns: u64,
+    /// The most agents out at once, in percent of the domain's (0 to 100).
+    pub max_ejected_percent: f64,
+}
 
 /// A domain's balance: smooth weighted round-robin (the default; ABI 1.3).
 pub const METAFED_BALANCE_ROUND_ROBIN: i32 = 0;

@@ -38,6 +38,7 @@ from ._types import (
     AgentError,
     AgentStats,
     Balance,
+    Outlier,
     BatchResult,
     BreakerMode,
     BreakerState,
@@ -68,7 +69,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AgentError", "AgentStats", "AsyncHandler", "AuditRecord", "Balance", "BatchResult", "BreakerMode", "BreakerState", "Completion",
     "ConfigError", "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "Handler",
-    "HandlerResult", "Health", "HealthStatus", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Reason", "ReliabilityWindow", "Reply",
+    "HandlerResult", "Health", "HealthStatus", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Outlier", "Reason", "ReliabilityWindow", "Reply",
     "Request", "ShutdownReport", "SimAgent", "Stats", "Task", "Ticket", "Topology", "TopologyError", "UnknownDomain",
     "WaitTimeout", "WouldDeadlock", "acting_as", "async_queue_stats", "library_path", "version",
 ]

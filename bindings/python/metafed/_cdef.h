@@ -209,6 +209,18 @@ typedef struct metafed_completion {
   const struct metafed_body *bodies;
 } metafed_completion;
 
+typedef struct metafed_outlier_config {
+  uint32_t struct_size;
+  uint32_t consecutive_failures;
+  double failure_rate;
+  uint32_t min_calls;
+  uint32_t min_samples;
+  double latency_factor;
+  uint64_t base_ejection_ns;
+  uint64_t max_ejection_ns;
+  double max_ejected_percent;
+} metafed_outlier_config;
+
 typedef struct metafed_breaker_event {
   uint32_t struct_size;
   uint64_t at_ns;
@@ -358,6 +370,7 @@ typedef struct metafed_agent_stats {
   uint64_t cancelled;
   uint32_t in_flight;
   uint32_t max_concurrency;
+  uint64_t ejections;
 } metafed_agent_stats;
 
 typedef struct metafed_shutdown_report {
@@ -493,6 +506,21 @@ metafed_status metafed_engine_get_domain_balance(struct metafed_engine *engine,
                                                  int32_t *kind,
                                                  uint64_t *decay_ns,
                                                  uint64_t *default_rtt_ns);
+
+metafed_status metafed_outlier_config_init(struct metafed_outlier_config *out);
+
+metafed_status metafed_topology_set_domain_outlier(struct metafed_topology *topology,
+                                                   uint16_t domain,
+                                                   const struct metafed_outlier_config *config);
+
+metafed_status metafed_engine_set_domain_outlier(struct metafed_engine *engine,
+                                                 uint16_t domain,
+                                                 const struct metafed_outlier_config *config);
+
+metafed_status metafed_engine_get_domain_outlier(struct metafed_engine *engine,
+                                                 uint16_t domain,
+                                                 struct metafed_outlier_config *out,
+                                                 int32_t *on);
 
 metafed_status metafed_engine_set_event_callback(struct metafed_engine *engine,
                                                  metafed_event_fn callback,

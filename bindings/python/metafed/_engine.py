@@ -40,11 +40,14 @@ from ._topology import (
     Topology,
     apply_breaker_settings,
     balance_args,
+    outlier_config,
+    outlier_of,
     breaker_settings,
 )
 from ._types import (
     AgentStats,
     Balance,
+    Outlier,
     BatchResult,
     BreakerMode,
     BreakerState,
@@ -798,7 +801,7 @@ class Engine:
                 AgentStats(
                     agent_names[i], BreakerState(a.state), a.calls, a.failures, a.slow, a.panics, a.abandoned, a.overloaded,
                     a.mean_latency_ns, a.trips, bool(a.in_rotation), bool(a.isolated), a.deferred, a.cancelled, a.in_flight,
-                    a.max_concurrency, 0 if removed else int(weight[0]), removed,
+                    a.max_concurrency, 0 if removed else int(weight[0]), removed, a.ejections,
                 )
             )
         return Stats(
@@ -846,6 +849,22 @@ class Engine:
         self._check_not_closed()
         args = balance_args(balance)
         check(lib().metafed_engine_set_domain_balance(self._state.h, self._check_domain(domain), *args))
+
+    def set_outlier(self, domain: Union[int, str], outlier: Optional[Outlier]) -> None:
+        """Gives `domain` outlier detection while tasks run, changes it, or (None) removes it
+        (see `Outlier`). Recorded in the audit trail."""
+        self._check_not_closed()
+        cfg = outlier_config(outlier)
+        check(lib().metafed_engine_set_domain_outlier(self._state.h, self._check_domain(domain), cfg))
+
+    def outlier(self, domain: Union[int, str]) -> Optional[Outlier]:
+        """`domain`'s outlier detection now, or None."""
+        self._check_not_closed()
+        cfg = ffi.new("metafed_outlier_config *")
+        cfg.struct_size = ffi.sizeof("metafed_outlier_config")
+        on = ffi.new("int32_t *")
+        check(lib().metafed_engine_get_domain_outlier(self._state.h, self._check_domain(domain), cfg, on))
+        return outlier_of(cfg) if on[0] else None
 
     def balance(self, domain: Union[int, str]) -> Balance:
         """How `domain` chooses its agents now."""

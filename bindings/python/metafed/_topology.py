@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
 from . import _aio
 from ._native import ENGINE_THREAD, MS, US, InvalidArgument, TopologyError, check, duration_ns, ffi, lib
-from ._types import AgentError, Balance, BreakerMode, Level, Reply, Request, SimAgent
+from ._types import AgentError, Balance, BreakerMode, Level, Outlier, Reply, Request, SimAgent
 
 HandlerResult = Union[int, bytes, bytearray, memoryview, Tuple[int, bytes], Reply, None]
 """What a handler returns: the value (int, 0 to 2**64-1), the reply's bytes (value 0), both as
@@ -286,6 +286,33 @@ def balance_args(balance: object) -> tuple[int, int, int]:
     return kind, duration_ns(balance.decay_ms, "decay_ms", MS), duration_ns(balance.default_rtt_ms, "default_rtt_ms", MS)
 
 
+def outlier_config(outlier: object) -> Any:
+    """An `Outlier` (or None: off) as the C functions take it."""
+    if outlier is None:
+        return ffi.NULL
+    if not isinstance(outlier, Outlier):
+        raise TypeError(f"outlier must be a metafed.Outlier or None, not {type(outlier).__name__}")
+    cfg = ffi.new("metafed_outlier_config *")
+    cfg.struct_size = ffi.sizeof("metafed_outlier_config")
+    cfg.consecutive_failures = outlier.consecutive_failures
+    cfg.failure_rate = outlier.failure_rate
+    cfg.min_calls = outlier.min_calls
+    cfg.min_samples = outlier.min_samples
+    cfg.latency_factor = outlier.latency_factor
+    cfg.base_ejection_ns = duration_ns(outlier.base_ejection_ms, "base_ejection_ms", MS)
+    cfg.max_ejection_ns = duration_ns(outlier.max_ejection_ms, "max_ejection_ms", MS)
+    cfg.max_ejected_percent = outlier.max_ejected_percent
+    return cfg
+
+
+def outlier_of(cfg: Any) -> Outlier:
+    """A `metafed_outlier_config` as an `Outlier`."""
+    return Outlier(
+        int(cfg.consecutive_failures), float(cfg.failure_rate), int(cfg.min_calls), float(cfg.latency_factor),
+        int(cfg.min_samples), cfg.base_ejection_ns / MS, cfg.max_ejection_ns / MS, float(cfg.max_ejected_percent),
+    )
+
+
 def breaker_settings(cfg: Any) -> dict[str, Any]:
     """A `metafed_breaker_config` as the keyword settings `apply_breaker_settings` takes."""
     out: dict[str, Any] = {}
@@ -549,6 +576,10 @@ class Topology:
             return
         window = duration_ns(window_ms, "window_ms", MS, positive=True)
         check(lib().metafed_topology_set_retry_budget(self.handle, d, _number(ratio, "ratio"), _number(min_per_s, "min_per_s"), window))
+
+    def set_outlier(self, domain: DomainRef, outlier: Optional[Outlier]) -> None:
+        """Gives `domain` outlier detection, or (None) none (see `Outlier`)."""
+        check(lib().metafed_topology_set_domain_outlier(self.handle, self._domain(domain), outlier_config(outlier)))
 
     def set_balance(self, domain: DomainRef, balance: Balance) -> None:
         """Sets how `domain` chooses its agents (see `Balance`)."""

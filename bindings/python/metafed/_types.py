@@ -172,6 +172,35 @@ class Balance:
 
 
 @dataclass(frozen=True)
+class Outlier:
+    """A domain's outlier detection: an agent that fails `consecutive_failures` times in a row,
+    fails at `failure_rate` over its last `min_calls` calls, or whose latency estimate exceeds
+    `latency_factor` times its peers' median (after `min_samples` samples) is ejected through its
+    breaker for `base_ejection_ms` (more for ejections in a row, up to `max_ejection_ms`); at
+    most `max_ejected_percent` of the domain's agents are out, but one always may be and never
+    the last. 0 turns a trigger off. The defaults are Envoy's."""
+
+    consecutive_failures: int = 5
+    failure_rate: float = 0.0
+    min_calls: int = 50
+    latency_factor: float = 0.0
+    min_samples: int = 20
+    base_ejection_ms: float = 30_000.0
+    max_ejection_ms: float = 300_000.0
+    max_ejected_percent: float = 10.0
+
+    def __post_init__(self) -> None:
+        for what in ("consecutive_failures", "min_calls", "min_samples"):
+            v = getattr(self, what)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{what} must be int, not {type(v).__name__}")
+        for what in ("failure_rate", "latency_factor", "base_ejection_ms", "max_ejection_ms", "max_ejected_percent"):
+            v = getattr(self, what)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{what} must be a number, not {type(v).__name__}")
+
+
+@dataclass(frozen=True)
 class Failure:
     """One failed attempt: where (domain and agent ids), which attempt, how, the error code, and
     the handler's message if it raised (or raised `AgentError` with one)."""
@@ -284,6 +313,7 @@ class AgentStats:
     max_concurrency: int = 0
     weight: int = 1
     removed: bool = False
+    ejections: int = 0
 
 
 @dataclass(frozen=True)

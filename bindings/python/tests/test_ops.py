@@ -378,3 +378,29 @@ def test_a_domain_balanced_by_peak_ewma_avoids_its_slow_agent() -> None:
             metafed.Balance.peak_ewma(decay_ms=0)
         with pytest.raises(metafed.UnknownDomain):
             engine.set_balance(7, metafed.Balance())
+
+
+def test_outlier_detection_ejects_an_always_failing_agent() -> None:
+    t = Topology()
+    d = t.add_domain("D")
+    t.add_agent(d, "good", sim=metafed.SimAgent())
+    t.add_agent(d, "broken", sim=metafed.SimAgent(error_rate=1.0))
+    # Agent breakers with no trigger of their own: only outlier detection takes an agent out.
+    t.set_breaker(Level.AGENT, consecutive_failures=0, failure_rate=0.0)
+    t.set_outlier("D", metafed.Outlier())
+    with pytest.raises(TypeError, match="metafed.Outlier"):
+        t.set_outlier("D", {"consecutive_failures": 5})  # type: ignore[arg-type]
+    with Engine(t, workers=1) as engine:
+        assert engine.outlier("D") == metafed.Outlier()
+        assert engine.run_many(range(200), "D", in_flight=1).ok == 200
+        broken = engine.stats().agents[1]
+        assert broken.ejections == 1 and broken.calls < 20
+        with pytest.raises(metafed.InvalidArgument, match="latency_factor"):
+            engine.set_outlier("D", metafed.Outlier(latency_factor=0.5))
+        engine.set_outlier("D", metafed.Outlier(latency_factor=3.0, min_samples=5))
+        assert engine.outlier("D") == metafed.Outlier(latency_factor=3.0, min_samples=5)
+        engine.set_outlier("D", None)
+        assert engine.outlier("D") is None
+        assert [r.action for r in engine.audit_log()][-2:] == ["domain_outlier", "domain_outlier"]
+    with pytest.raises(TypeError, match="min_calls must be int"):
+        metafed.Outlier(min_calls=2.5)  # type: ignore[arg-type]

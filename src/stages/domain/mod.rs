@@ -134,22 +134,81 @@ fn two_choices(sh: &Shared, d: usize, agents: &[AgentId], cursor: usize, tried: 
     if cost(y) < cost(x) { y } else { x }
 }
 
-/// Feeds an attempt's latency to its agent's peak-EWMA estimate when its domain balances by
-/// it (one relaxed load of the agent's bulkhead word otherwise).
+/// Watches an attempt's outcome at `agent` when its domain balances by peak EWMA or has
+/// outlier detection (one relaxed load of a mask otherwise): feeds the latency estimate and
+/// judges the agent an outlier or not.
 #[inline(always)]
-fn observe_latency(sh: &Shared, agent: usize, now: u64, latency_ns: u64) {
-    if sh.peak_ewma.load(Ordering::Relaxed) != 0 {
-        let rt = &sh.agents[agent];
-        if rt.bulkhead.tracked() {
-            observe_tracked(sh, rt, now, latency_ns);
-        }
+fn watch(sh: &Shared, members: &[Vec<AgentId>], agent: usize, now: u64, latency_ns: u64, failed: bool) {
+    if sh.watched.load(Ordering::Relaxed) != 0 {
+        watch_domain(sh, members, agent, now, latency_ns, failed);
     }
 }
 
 #[inline(never)]
-fn observe_tracked(sh: &Shared, rt: &crate::shared::AgentRt, now: u64, latency_ns: u64) {
-    let (decay, _) = sh.balance[rt.domain.load(Ordering::Relaxed) as usize].params();
-    rt.ewma.observe(now, latency_ns, decay);
+fn watch_domain(sh: &Shared, members: &[Vec<AgentId>], agent: usize, now: u64, latency_ns: u64, failed: bool) {
+    let rt = &sh.agents[agent];
+    let d = rt.domain.load(Ordering::Relaxed) as usize;
+    let bit = 1u64 << d;
+    if sh.watched.load(Ordering::Relaxed) & bit == 0 {
+        return;
+    }
+    let (decay, default_rtt) = sh.balance[d].params();
+    let outlier = (sh.outlier_on.load(Ordering::Relaxed) & bit != 0).then(|| &sh.outlier[d]);
+    let factor = outlier.map_or(0.0, |o| o.latency_factor());
+    if sh.peak_ewma.load(Ordering::Relaxed) & bit != 0 || factor > 0.0 {
+        rt.ewma.observe(now, latency_ns, decay);
+    }
+    let Some(o) = outlier else { return };
+    let mut trigger = rt.outlier.count(o, failed);
+    let peers = members.get(d).map_or(&[][..], Vec::as_slice);
+    if trigger.is_none() && factor > 0.0 && rt.outlier.sampled(o) {
+        let mut est = [0f64; 64];
+        let mut n = 0;
+        for p in peers.iter().filter(|p| usize::from(p.0) != agent).map(|p| &sh.agents[usize::from(p.0)]) {
+            if p.ewma.sampled() && n < est.len() {
+                est[n] = p.ewma.estimate(now, decay, default_rtt);
+                n += 1;
+            }
+        }
+        if let Some(median) = crate::policy::outlier::median(&mut est[..n])
+            && rt.ewma.estimate(now, decay, default_rtt) > factor * median
+        {
+            trigger = Some(crate::policy::outlier::Trigger::Latency);
+        }
+    }
+    if let Some(t) = trigger {
+        eject(sh, o, peers, agent, now, t);
+    }
+}
+
+/// Ejects `agent` (one of `peers`, its domain's members) for `trigger`, unless as many of the
+/// domain's agents as may be out already are (their breakers open for any reason).
+fn eject(
+    sh: &Shared,
+    o: &crate::policy::outlier::DomainOutlier,
+    peers: &[AgentId],
+    agent: usize,
+    now: u64,
+    trigger: crate::policy::outlier::Trigger,
+) {
+    use crate::breaker::{BreakerState, TransitionCause};
+    use crate::policy::outlier::Trigger;
+    let out = peers.iter().filter(|p| sh.agent_breakers[usize::from(p.0)].state() != BreakerState::Closed).count();
+    if out >= o.max_out(peers.len()) {
+        return;
+    }
+    let rt = &sh.agents[agent];
+    let (k, ns) = rt.outlier.next_ejection(o, now);
+    let cause = match trigger {
+        Trigger::Failures => TransitionCause::OutlierFailures,
+        Trigger::FailureRate => TransitionCause::OutlierFailureRate,
+        Trigger::Latency => TransitionCause::OutlierLatency,
+    };
+    let tr = sh.agent_breakers[agent].eject(now, ns, cause);
+    if tr.is_some() {
+        rt.outlier.ejected(k, now, ns);
+    }
+    sh.emit(Level::Agent, agent, tr);
 }
 
 impl Worker {
@@ -216,7 +275,7 @@ impl Worker {
             let tr = self.sh.agent_breakers[a].on_result(info.permit, self.now, latency_ns, true, self.id);
             self.sh.emit(Level::Agent, a, tr);
         }
-        observe_latency(&self.sh, a, self.now, latency_ns);
+        watch(&self.sh, &self.policy.members, a, self.now, latency_ns, false);
         let ctr = &self.sh.workers[self.id].counters.agent[a];
         ctr.calls.inc();
         ctr.latency_ns.add(latency_ns);
@@ -234,7 +293,7 @@ impl Worker {
             let tr = self.sh.agent_breakers[a].on_result(info.permit, self.now, out.latency_ns, ok, self.id);
             self.sh.emit(Level::Agent, a, tr);
         }
-        observe_latency(&self.sh, a, self.now, out.latency_ns);
+        watch(&self.sh, &self.policy.members, a, self.now, out.latency_ns, !ok);
         let ctr = &self.sh.workers[self.id].counters.agent[a];
         ctr.calls.inc();
         ctr.latency_ns.add(out.latency_ns);
