@@ -34,7 +34,10 @@ use report::{SEED_SWEEP, SWEEP};
 use runner::{Halt, Runner, flat_topology, seed_topology};
 use schedule::{schedule_run, schedule_tasks};
 use tables::print_tables;
-use what_if::{WHAT_IF_OPEN_MS, WHAT_IF_THRESHOLDS, what_if_runs};
+use what_if::{WHAT_IF_DOMAIN, WHAT_IF_OPEN_MS, WHAT_IF_THRESHOLDS, what_if_domain_runs, what_if_runs};
+
+/// The what-if grids' topologies: the agent settings (threshold, open time), the domain ones.
+type WhatIfTopologies<'a> = (&'a [(u32, u64, Topology)], &'a [(&'static str, Topology)]);
 
 pub fn run(args: &Args) -> Result<(), String> {
     let (agent_error, domain_error, meta_error) =
@@ -107,7 +110,8 @@ pub fn run(args: &Args) -> Result<(), String> {
     if !(args.offered_rps.is_finite() && (100.0..=10_000_000.0).contains(&args.offered_rps)) {
         return Err(format!("--offered-rps must be 100 to 10000000, got {}", args.offered_rps));
     }
-    let recovery_n = 3 * (args.offered_rps * 4.0) as u64;
+    // Each fault's run and its paired control.
+    let recovery_n = 2 * 3 * (args.offered_rps * 4.0) as u64;
     // What-if: the main topology with each agent-breaker setting of the grid.
     let what_if_topos = WHAT_IF_THRESHOLDS
         .iter()
@@ -120,7 +124,18 @@ pub fn run(args: &Args) -> Result<(), String> {
             Ok((t, o, main_with(Some(levels))?))
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let what_if_n = what_if_topos.len() as u64 * (args.offered_rps * 4.0) as u64;
+    // What-if for the domain level: the main topology with each domain-breaker setting.
+    let what_if_domain_topos = WHAT_IF_DOMAIN
+        .iter()
+        .map(|&(name, t, rate)| {
+            let mut levels = topo_on.breakers().clone();
+            levels.domain.consecutive_failures = t;
+            levels.domain.failure_rate = rate;
+            Ok((name, main_with(Some(levels))?))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let what_if_n = (what_if_topos.len() + what_if_domain_topos.len()) as u64 * (args.offered_rps * 4.0) as u64
+        + what_if_domain_topos.len() as u64 * (args.offered_rps * what_if::CHANCE_S) as u64;
     let hedging_n = 2 * hedging_tasks(args) + schedule_tasks(args.offered_rps);
     let unloaded_n = if args.reproducible { 0 } else { unloaded_n };
     let total =
@@ -131,13 +146,17 @@ pub fn run(args: &Args) -> Result<(), String> {
         progress: Progress::new(total, !args.json),
         done_before: 0,
         runs: 0,
+        repeat_ids: false,
+        last_first_id: 0,
+        pin_ids: None,
         tasks_total: 0,
         lost: 0,
         duplicated: 0,
         workers: 0,
         finished: Vec::new(),
     };
-    let result = simulate(args, &mut r, &topo_off, &topo_on, &what_if_topos, &rates, unloaded_n);
+    let result =
+        simulate(args, &mut r, &topo_off, &topo_on, (&what_if_topos, &what_if_domain_topos), &rates, unloaded_n);
     r.progress.finish();
     match result {
         Ok(report) => {
@@ -188,7 +207,7 @@ fn simulate(
     r: &mut Runner,
     topo_off: &Topology,
     topo_on: &Topology,
-    what_if_topos: &[(u32, u64, Topology)],
+    (what_if_topos, what_if_domain_topos): WhatIfTopologies<'_>,
     rates: &Rates,
     unloaded_n: u64,
 ) -> Result<Report, Halt> {
@@ -320,6 +339,7 @@ fn simulate(
     let recovery = recovery_runs(args, r, topo_on)?;
     // 8. What-if: the agent outage under other agent-breaker settings.
     let what_if = what_if_runs(args, r, what_if_topos)?;
+    let what_if_domain = what_if_domain_runs(args, r, what_if_domain_topos)?;
     // 9. W3's tail, without and with hedging, in virtual time.
     let hedging = hedging_runs(args, r)?;
     // 10. A varying load and a fault schedule, in virtual time.
@@ -390,6 +410,7 @@ fn simulate(
         breakers,
         recovery,
         what_if,
+        what_if_domain,
         hedging,
         schedule,
         claims,

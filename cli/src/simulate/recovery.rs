@@ -2,7 +2,7 @@
 
 use super::args::Args;
 use super::figures::ratio;
-use super::report::Recovery;
+use super::report::{Paired, Recovery};
 use super::runner::{Halt, Runner};
 use metafed::{DomainId, Topology};
 use metafed_bench::driver::Load;
@@ -12,7 +12,7 @@ use metafed_bench::driver::Load;
 pub(super) fn recovery_runs(args: &Args, r: &mut Runner, topo: &Topology) -> Result<Vec<Recovery>, Halt> {
     ["agent", "domain", "meta"]
         .into_iter()
-        .map(|level| fault_run(args, r, topo, level, "recovery").map(|f| f.0))
+        .map(|level| fault_run(args, r, topo, level, "recovery", true).map(|f| f.0))
         .collect()
 }
 
@@ -33,12 +33,17 @@ pub(super) fn fault_of(topo: &Topology, level: &str) -> (String, f64, metafed::L
 /// One injected fault at `level` ("agent", "domain" or "meta") from 1 s to 2 s of a 4 s run in
 /// virtual time at the offered load (steady state measured from 0.5 s to 1 s): the recovery it
 /// shows, and the run's success over every task and the calls that failed at the faulted agent.
+/// With `control`, the same run (the same task ids) without the fault follows, and the fault's
+/// effect on the tasks that do not need the faulted part is the difference between the two over
+/// the fault's span: exact in virtual time, where a comparison with the steady value before the
+/// fault also counts whatever chance did meanwhile (another domain's breaker tripping, say).
 pub(super) fn fault_run(
     args: &Args,
     r: &mut Runner,
     topo: &Topology,
     level: &'static str,
     step: &str,
+    control: bool,
 ) -> Result<(Recovery, f64, u64), Halt> {
     use metafed::breaker::BreakerState;
     const BUCKET: u64 = 10_000_000; // 10 ms
@@ -144,6 +149,32 @@ pub(super) fn fault_run(
             .collect();
         let overall = ratio(run.report.ok, run.report.submitted);
         let failed_calls = stats.agents[usize::from(agent0.0)].failures;
+        let during_others = share(fault_from..fault_to, false);
+        let paired = if control && during_others.is_some() {
+            r.repeat_ids = true;
+            let (run_c, stats_c) = r.run_virtual(
+                &format!("{step}: {fault}, control"),
+                topo.clone(),
+                Load::w1(n),
+                rate,
+                BUCKET,
+                |_, _| {},
+                &mut Vec::new(),
+            )?;
+            let others = (fault_from..fault_to.min(run_c.buckets.len()))
+                .flat_map(|b| run_c.buckets[b].iter().enumerate().filter(|&(g, _)| !affected(g)).map(|(_, c)| *c))
+                .fold((0u64, 0u64), |(k, t), c| (k + c.1, t + c.0));
+            let (shed, subtasks) = stats_c.domains.iter().fold((0u64, 0u64), |(s, n), d| (s + d.shed, n + d.subtasks));
+            let trips: u64 = stats_c.domains.iter().map(|d| d.breaker.opened).sum();
+            Some(Paired {
+                others: ratio(others.0, others.1),
+                effect_pp: 100.0 * (during_others.unwrap_or(0.0) - ratio(others.0, others.1)),
+                chance_domain_trips: trips,
+                chance_shed_percent: 100.0 * ratio(shed, subtasks),
+            })
+        } else {
+            None
+        };
         let rec = Recovery {
             timeline,
             states,
@@ -156,7 +187,8 @@ pub(super) fn fault_run(
             success_back_ms: back,
             steady,
             during_affected: share(fault_from..fault_to, true).unwrap_or(0.0),
-            during_others: share(fault_from..fault_to, false),
+            during_others,
+            paired,
             steady_others: share(steady_from..fault_from, false),
             seed_claim_ms: claim_ms,
             holds,

@@ -145,6 +145,9 @@ pub(super) struct Recovery {
     /// Success of the rest during the fault, before it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) steady_others: Option<f64>,
+    /// The same run without the fault (the same task ids), where there are other tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) paired: Option<Paired>,
     pub(super) seed_claim_ms: f64,
     /// Breaker closed and success back within the seed's time.
     pub(super) holds: Option<bool>,
@@ -155,6 +158,20 @@ pub(super) struct Recovery {
     /// breaker (0 closed, 0.5 half-open, 1 open).
     #[serde(skip)]
     pub(super) states: Vec<(f64, f64)>,
+}
+
+/// A fault run's paired control: the same run, the same task ids, no fault.
+#[derive(Serialize)]
+pub(super) struct Paired {
+    /// Success of the tasks that do not need the faulted part over the fault's span.
+    pub(super) others: f64,
+    /// The fault's effect on them: their success with the fault minus without, in percentage
+    /// points (0 when the fault stays in its scope).
+    pub(super) effect_pp: f64,
+    /// In the control: domain breakers that tripped by chance over the whole run, and the share
+    /// of sub-tasks they shed.
+    pub(super) chance_domain_trips: u64,
+    pub(super) chance_shed_percent: f64,
 }
 
 #[derive(Serialize)]
@@ -190,6 +207,7 @@ pub(super) struct Report {
     pub(super) recovery: Vec<Recovery>,
     /// The agent outage of the recovery runs under other agent-breaker settings.
     pub(super) what_if: Vec<WhatIf>,
+    pub(super) what_if_domain: Vec<WhatIfDomain>,
     /// W3's tail in virtual time, without hedging and with it.
     pub(super) hedging: Vec<Hedging>,
     /// A run with a varying load and a fault schedule, phase by phase.
@@ -248,6 +266,21 @@ pub(super) struct WhatIf {
     pub(super) failed_calls: u64,
     /// After the outage ended: the agent breaker closed, and success came back.
     pub(super) breaker_closed_ms: Option<f64>,
+    pub(super) success_back_ms: Option<f64>,
+}
+
+/// One domain-breaker setting of the domain what-if.
+#[derive(Serialize)]
+pub(super) struct WhatIfDomain {
+    pub(super) setting: &'static str,
+    /// In a fault-free run of 60 s at the offered load: domain-breaker trips, and the share of
+    /// sub-tasks they shed.
+    pub(super) chance_trips: u64,
+    pub(super) chance_shed_percent: f64,
+    /// With the domain down from 1 s to 2 s: its breaker opened after (from the fault's start),
+    /// closed after and success back after (from its end).
+    pub(super) opened_ms: Option<f64>,
+    pub(super) closed_ms: Option<f64>,
     pub(super) success_back_ms: Option<f64>,
 }
 

@@ -35,6 +35,12 @@ pub(super) struct Runner {
     pub(super) progress: Progress,
     pub(super) done_before: u64,
     pub(super) runs: u64,
+    /// The next virtual run takes the task ids of the one before (a paired control).
+    pub(super) repeat_ids: bool,
+    pub(super) last_first_id: u64,
+    /// Every virtual run takes these task ids while set (rows of a table that differ only in
+    /// a setting).
+    pub(super) pin_ids: Option<u64>,
     pub(super) tasks_total: u64,
     pub(super) lost: u64,
     pub(super) duplicated: u64,
@@ -122,7 +128,12 @@ impl Runner {
             return Err(Halt::Interrupted);
         }
         self.progress.step(step);
-        load.first_id = (self.seed << 40) + (self.runs << 32);
+        load.first_id = match (std::mem::take(&mut self.repeat_ids), self.pin_ids) {
+            (_, Some(id)) => id,
+            (true, None) => self.last_first_id,
+            (false, None) => (self.seed << 40) + (self.runs << 32),
+        };
+        self.last_first_id = load.first_id;
         self.runs += 1;
         let mut sim = Engine::builder(topology).config(self.config.clone()).simulate().map_err(|e| e.to_string())?;
         let every = (rate as u64 / 10).max(1);

@@ -147,6 +147,19 @@ pub(super) fn print_tables(r: &Report) {
     println!(
         "   success). During: success of the tasks that need the faulted part, and of the others (their steady value)."
     );
+    for c in r.recovery.iter().filter(|c| c.paired.is_some()) {
+        let p = c.paired.as_ref().expect("filtered");
+        println!(
+            "   {}: the others' success {} with the fault, {} without it (the same task ids): effect {:+.2} points; \
+             in the control, domain breakers tripped {} times by chance and shed {:.3}% of sub-tasks",
+            c.fault,
+            c.during_others.map_or("-".into(), pct),
+            pct(p.others),
+            p.effect_pp,
+            p.chance_domain_trips,
+            p.chance_shed_percent
+        );
+    }
     println!();
     println!("7. The seed's claims");
     for cl in &r.claims {
@@ -188,6 +201,31 @@ pub(super) fn print_tables(r: &Report) {
         "   breaker spares); closed, success back: after the outage ended. Other settings as the main runs'; try yours with"
     );
     println!("   --offered-rps and --agent-error, or --config FILE.");
+    println!();
+    println!(
+        "   The domain breaker's trigger: domain {} down from 1 s to 2 s, and 60 s with nothing down (chance):",
+        r.recovery.get(1).map_or("0", |c| c.fault.trim_start_matches("domain ").trim_end_matches(" down"))
+    );
+    println!(
+        "   {:<20} {:>13} {:>12} {:>10} {:>10} {:>13}",
+        "trips on", "chance trips", "chance shed", "opened", "closed", "success back"
+    );
+    for w in &r.what_if_domain {
+        let short = |v: Option<f64>| v.map_or("never".into(), |v| format!("{v:.0} ms"));
+        println!(
+            "   {:<20} {:>13} {:>12} {:>10} {:>10} {:>13}",
+            w.setting,
+            w.chance_trips,
+            format!("{:.3}%", w.chance_shed_percent),
+            short(w.opened_ms),
+            short(w.closed_ms),
+            short(w.success_back_ms)
+        );
+    }
+    println!(
+        "   chance trips and shed: with nothing down, domain breakers tripped by chance and shed that share of healthy"
+    );
+    println!("   sub-tasks (all domains, 60 s); opened: after the outage began; closed, success back: after it ended.");
     println!();
     println!(
         "9. Hedging (W3 in virtual time at {:.0} tasks/s): 10 us calls, the first attempt of 1 task in 100 takes 1 ms",
