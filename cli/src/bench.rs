@@ -16,7 +16,8 @@ use std::time::Duration;
 #[derive(clap::Args)]
 pub struct Args {
     /// Workloads: w1 (loaded, 1024 in flight), w1-unloaded (1 in flight), w2 (fan-out),
-    /// w5 (agents that wait 1 ms on I/O, against tokio), w3 (the tail, without and with hedging).
+    /// w5 (agents that wait 1 ms on I/O, against tokio), w3 (the tail, without and with hedging),
+    /// w6 (a slow agent per domain: round-robin, peak EWMA, latency ejection; not in the default).
     #[arg(long, value_delimiter = ',', default_value = "w1,w1-unloaded,w2,w5,w3")]
     workloads: Vec<String>,
     /// Peers to compare with: stages, pool, actors, ring, inline (against the engine with its
@@ -33,7 +34,7 @@ pub struct Args {
     /// Tasks per unloaded run at most.
     #[arg(long, default_value_t = 100_000)]
     unloaded_tasks: u64,
-    /// Tasks per W5 and W3 run (they run to the count, not to the time budget).
+    /// Tasks per W5 and W3 run (they run to the count, not to the time budget); W6 runs a tenth.
     #[arg(long, default_value_t = 200_000)]
     io_tasks: u64,
     /// Tasks in flight in W3 (a tail shows where service time, not queueing, dominates).
@@ -88,6 +89,8 @@ struct Report {
     w5: Option<Vec<crate::bench_io::W5Row>>,
     /// W3 (the tail), without and with hedging.
     w3: Option<Vec<crate::bench_io::W3Row>>,
+    /// W6 (a slow agent per domain) under each domain policy.
+    w6: Option<Vec<crate::bench_io::W6Row>>,
     rss_kib: Option<u64>,
     /// CPU used by a started engine while idle (after a burst of work), percent of one core.
     idle_cpu_percent: Option<f64>,
@@ -176,7 +179,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         id_base += 1;
         id_base << 32
     };
-    let (mut w5, mut w3) = (None, None);
+    let (mut w5, mut w3, mut w6) = (None, None, None);
     for w in &args.workloads {
         let (workload, in_flight, tasks) = match w.as_str() {
             "w1" => (Workload::Route, 1024, args.tasks),
@@ -202,7 +205,21 @@ pub fn run(args: &Args) -> Result<(), String> {
                 )?);
                 continue;
             }
-            other => return Err(format!("unknown workload {other:?} (w1, w1-unloaded, w2, w5, w3)")),
+            "w6" => {
+                if !args.json {
+                    eprintln!("w6: {} rounds of round-robin, peak EWMA and latency ejection ...", args.pairs);
+                }
+                // Calls of 1 ms at 16 in flight: a tenth of the I/O runs' tasks takes about 1.3 s.
+                w6 = Some(crate::bench_io::w6(
+                    args.pairs,
+                    (args.io_tasks / 10).max(1_000),
+                    args.workers,
+                    args.w3_in_flight,
+                    &mut next_ids,
+                )?);
+                continue;
+            }
+            other => return Err(format!("unknown workload {other:?} (w1, w1-unloaded, w2, w5, w3, w6)")),
         };
         if !args.json {
             eprintln!("{w}: {} pairs against {} ...", args.pairs, args.peers.join(", "));
@@ -264,6 +281,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         workloads,
         w5,
         w3,
+        w6,
         rss_kib,
         idle_cpu_percent,
         targets,
@@ -454,6 +472,9 @@ fn print_report(r: &Report) {
     }
     if let Some(rows) = &r.w3 {
         crate::bench_io::print_w3(rows);
+    }
+    if let Some(rows) = &r.w6 {
+        crate::bench_io::print_w6(rows);
     }
     println!();
     if let Some(p) = r.idle_cpu_percent {

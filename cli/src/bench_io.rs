@@ -40,6 +40,22 @@ pub struct W3Row {
     pub exact: bool,
 }
 
+/// W6 (a slow agent per domain) on the engine under one domain policy: medians over the pairs.
+#[derive(Clone, Debug, Serialize)]
+pub struct W6Row {
+    pub policy: &'static str,
+    pub runs: usize,
+    pub in_flight: usize,
+    pub tasks_per_s: f64,
+    pub latency_ns: Percentiles,
+    /// The slow agents' share of the attempts, percent.
+    pub slow_share_percent: f64,
+    /// Attempts beyond one per sub-task, per task, percent.
+    pub extra_calls_percent: f64,
+    pub ejections: u64,
+    pub exact: bool,
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -213,6 +229,106 @@ pub fn print_w5(rows: &[W5Row]) {
             ms(r.latency_ns.p999),
             r.exact,
             r.engine_ratio.map_or("-".into(), |x| format!("{x:.2}x"))
+        );
+    }
+}
+
+/// W6's common call, live: 1 ms (W5's scale). At W3's 10 us the engine's timer thread, which
+/// completes simulated I/O, rounds every call to tens of microseconds and hides the slow agent.
+pub const W6_BASE_US: f64 = 1_000.0;
+
+/// W6 (WORKLOADS.md): a slow agent per domain, under round-robin, peak EWMA and round-robin with
+/// latency ejection, interleaved (A B C A B C ...), each run after a warm-up.
+pub fn w6(
+    pairs: usize,
+    tasks: u64,
+    workers: usize,
+    in_flight: usize,
+    next_ids: &mut dyn FnMut() -> u64,
+) -> Result<Vec<W6Row>, String> {
+    let policies = metafed_bench::peers::io::w6_policies();
+    let mut runs: Vec<Vec<(Run, f64, f64, u64)>> = vec![Vec::new(); policies.len()];
+    for _ in 0..pairs {
+        for (k, (name, balance, outlier)) in policies.iter().enumerate() {
+            let mut peer = metafed_bench::peers::io::w6_engine(W6_BASE_US, *balance, *outlier, workers);
+            let _ = closed_loop_sampled(
+                &mut peer,
+                Workload::Route,
+                in_flight,
+                5_000,
+                Duration::from_secs(60),
+                next_ids(),
+                0.0,
+                64,
+            );
+            let before = peer.engine().stats();
+            let r = closed_loop_sampled(
+                &mut peer,
+                Workload::Route,
+                in_flight,
+                tasks,
+                Duration::from_secs(3600),
+                next_ids(),
+                0.0,
+                1,
+            );
+            let after = peer.engine().stats();
+            if !r.exact() {
+                return Err(format!("engine on w6 ({name}): {} ok of {}, {} lost", r.ok, r.tasks, r.lost));
+            }
+            let calls = |s: &metafed::stats::Stats| s.agents.iter().map(|a| a.calls).sum::<u64>();
+            let slow = |s: &metafed::stats::Stats| s.agents.iter().skip(2).step_by(3).map(|a| a.calls).sum::<u64>();
+            let subtasks = |s: &metafed::stats::Stats| s.domains.iter().map(|d| d.subtasks).sum::<u64>();
+            let ejected = |s: &metafed::stats::Stats| s.agents.iter().map(|a| a.breaker.ejected).sum::<u64>();
+            let n = (calls(&after) - calls(&before)).max(1);
+            let share = 100.0 * (slow(&after) - slow(&before)) as f64 / n as f64;
+            let extra = 100.0 * n.saturating_sub(subtasks(&after) - subtasks(&before)) as f64 / r.tasks.max(1) as f64;
+            runs[k].push((r.clone(), share, extra, ejected(&after)));
+        }
+    }
+    Ok(policies
+        .iter()
+        .zip(runs)
+        .map(|((name, _, _), rs)| {
+            let plain: Vec<Run> = rs.iter().map(|x| x.0.clone()).collect();
+            W6Row {
+                policy: name,
+                runs: rs.len(),
+                in_flight,
+                tasks_per_s: median(plain.iter().map(|r| r.tasks_per_s).collect()),
+                latency_ns: median_latency(&plain),
+                slow_share_percent: median(rs.iter().map(|x| x.1).collect()),
+                extra_calls_percent: median(rs.iter().map(|x| x.2).collect()),
+                ejections: rs.iter().map(|x| x.3).max().unwrap_or(0),
+                exact: plain.iter().all(Run::exact),
+            }
+        })
+        .collect())
+}
+
+pub fn print_w6(rows: &[W6Row]) {
+    println!();
+    let in_flight = rows.first().map_or(0, |r| r.in_flight);
+    println!(
+        "w6 slow agent ({in_flight} in flight, calls of {:.0} us, the third agent of each domain 10x slower on 30% of its calls; medians)",
+        W6_BASE_US
+    );
+    println!(
+        "  {:<12} {:>12} {:>10} {:>10} {:>10} {:>11} {:>12} {:>10}",
+        "policy", "tasks/s", "p50", "p99", "p99.9", "slow share", "extra calls", "ejections"
+    );
+    for r in rows {
+        let us = |ns: u64| format!("{:.1} us", ns as f64 / 1e3);
+        println!(
+            "  {:<12} {:>12.0} {:>10} {:>10} {:>10} {:>10.2}% {:>11.2}% {:>10}",
+            r.policy,
+            r.tasks_per_s,
+            us(r.latency_ns.p50),
+            us(r.latency_ns.p99),
+            us(r.latency_ns.p999),
+            r.slow_share_percent,
+            r.extra_calls_percent,
+            r.ejections
         );
     }
 }

@@ -50,6 +50,59 @@ pub fn w3_engine(hedge_percentile: Option<f64>, workers: usize) -> EnginePeer {
     EnginePeer::with_topology(io_topology(0.0, latency, hedge_percentile.map(Hedge::at_percentile)), workers)
 }
 
+/// W6's domain policies: (name, balance, outlier detection), each on the engine alone (no peer
+/// has them: tower's p2c needs a discovery stream, and no outlier ejection by latency exists).
+pub fn w6_policies() -> [(&'static str, metafed::policy::Balance, Option<metafed::policy::Outlier>); 3] {
+    let latency = metafed::policy::Outlier {
+        consecutive_failures: 0,
+        latency_factor: 2.0,
+        min_samples: 20,
+        base_ejection: Duration::from_secs(1),
+        max_ejection: Duration::from_secs(10),
+        ..metafed::policy::Outlier::default()
+    };
+    [
+        ("round-robin", metafed::policy::Balance::RoundRobin, None),
+        ("peak-ewma", metafed::policy::Balance::peak_ewma(), None),
+        ("rr+ejection", metafed::policy::Balance::RoundRobin, Some(latency)),
+    ]
+}
+
+/// W6 on the engine: calls of `base_us` with the third agent of each domain ten times slower on
+/// 30% of its calls, each domain with `balance` and `outlier`; agent breakers on with no trigger
+/// of their own (only outlier detection takes an agent out), the other levels off.
+pub fn w6_engine(
+    base_us: f64,
+    balance: metafed::policy::Balance,
+    outlier: Option<metafed::policy::Outlier>,
+    workers: usize,
+) -> EnginePeer {
+    let mut b = Topology::builder();
+    for (domain, agents) in SEED_DOMAINS {
+        let d = b.domain(domain).expect("a valid name");
+        for (i, a) in agents.iter().enumerate() {
+            let latency = if i == 2 {
+                Latency::LongTail { base_us, slow_us: 10.0 * base_us, slow_rate: 0.3 }
+            } else {
+                Latency::Fixed { us: base_us }
+            };
+            let sim = SimAgent { latency, io: true, seed: i as u64, ..SimAgent::default() };
+            b.agent(d, *a, AgentSpec::sim(sim).max_concurrency(AGENT_LIMIT)).expect("a valid agent");
+        }
+        b.balance(d, balance).expect("a valid balance");
+        if let Some(o) = outlier {
+            b.outlier(d, o).expect("a valid outlier detection");
+        }
+    }
+    let quiet = metafed::breaker::BreakerConfig {
+        consecutive_failures: 0,
+        failure_rate: 0.0,
+        ..metafed::breaker::BreakerConfig::agent()
+    };
+    b.breakers(Levels { agent: quiet, ..Levels::disabled() });
+    EnginePeer::with_topology(b.build().expect("a valid topology"), workers)
+}
+
 /// An agent of the tokio peer: a concurrency limit (a semaphore) and a timeout around the call.
 struct TokioAgent {
     limit: tokio::sync::Semaphore,

@@ -14,6 +14,7 @@ mod recovery;
 mod report;
 mod runner;
 mod schedule;
+mod slow_agent;
 mod tables;
 mod what_if;
 
@@ -136,7 +137,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         .collect::<Result<Vec<_>, String>>()?;
     let what_if_n = (what_if_topos.len() + what_if_domain_topos.len()) as u64 * (args.offered_rps * 4.0) as u64
         + what_if_domain_topos.len() as u64 * (args.offered_rps * what_if::CHANCE_S) as u64;
-    let hedging_n = 2 * hedging_tasks(args) + schedule_tasks(args.offered_rps);
+    let hedging_n = (2 + 3) * hedging_tasks(args) + schedule_tasks(args.offered_rps);
     let unloaded_n = if args.reproducible { 0 } else { unloaded_n };
     let total =
         (1 + args.repeats) * n + unloaded_n + 3 * n + SWEEP.len() as u64 * n + recovery_n + what_if_n + hedging_n;
@@ -342,6 +343,8 @@ fn simulate(
     let what_if_domain = what_if_domain_runs(args, r, what_if_domain_topos)?;
     // 9. W3's tail, without and with hedging, in virtual time.
     let hedging = hedging_runs(args, r)?;
+    // W6: a slow agent in each domain, under each way of choosing agents, in virtual time.
+    let slow_agent = slow_agent::slow_agent_runs(args, r)?;
     // 10. A varying load and a fault schedule, in virtual time.
     let schedule = schedule_run(args, r, rates)?;
     // The runs every mode makes end here: the total counts them, whatever the mode.
@@ -412,6 +415,7 @@ fn simulate(
         what_if,
         what_if_domain,
         hedging,
+        slow_agent,
         schedule,
         claims,
     })

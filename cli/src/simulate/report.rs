@@ -208,6 +208,7 @@ pub(super) struct Report {
     /// The agent outage of the recovery runs under other agent-breaker settings.
     pub(super) what_if: Vec<WhatIf>,
     pub(super) what_if_domain: Vec<WhatIfDomain>,
+    pub(super) slow_agent: Vec<SlowAgent>,
     /// W3's tail in virtual time, without hedging and with it.
     pub(super) hedging: Vec<Hedging>,
     /// A run with a varying load and a fault schedule, phase by phase.
@@ -251,6 +252,22 @@ pub(super) struct Hedging {
     /// For the plot: (latency in microseconds, share of tasks at or below it).
     #[serde(skip)]
     pub(super) cdf: Vec<(f64, f64)>,
+}
+
+/// W6 under one of the domains' policies.
+#[derive(Serialize)]
+pub(super) struct SlowAgent {
+    pub(super) policy: &'static str,
+    pub(super) tasks: u64,
+    pub(super) p50_us: f64,
+    pub(super) p99_us: f64,
+    pub(super) p999_us: f64,
+    /// The slow agents' share of all attempts.
+    pub(super) slow_share: f64,
+    /// Attempts beyond one per sub-task.
+    pub(super) extra_calls: u64,
+    pub(super) ejections: u64,
+    pub(super) success: f64,
 }
 
 /// One setting of the agent breaker tried against an agent outage.

@@ -253,6 +253,27 @@ pub(super) fn print_tables(r: &Report) {
     println!("   adds its hand-offs (metafed bench --workloads w3 measures that).");
     println!();
     println!(
+        "   W6: W3's calls, the third agent of each domain 10x slower (100 us) on 30% of its calls, by domain policy:"
+    );
+    println!(
+        "   {:<32} {:>9} {:>9} {:>9} {:>10} {:>11} {:>10}",
+        "policy", "p50", "p99", "p99.9", "slow share", "extra calls", "ejections"
+    );
+    for w in &r.slow_agent {
+        println!(
+            "   {:<32} {:>9} {:>9} {:>9} {:>10} {:>11} {:>10}",
+            w.policy,
+            format!("{:.0} us", w.p50_us),
+            format!("{:.0} us", w.p99_us),
+            format!("{:.0} us", w.p999_us),
+            pct(w.slow_share),
+            w.extra_calls,
+            w.ejections
+        );
+    }
+    println!("   slow share: the slow agents' share of the attempts; extra calls: attempts beyond one per sub-task.");
+    println!();
+    println!(
         "10. A schedule in virtual time: load steps and faults on the seed's 3 x 3 (agents of mean latency 200 us)"
     );
     println!(
