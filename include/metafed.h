@@ -154,7 +154,14 @@
 #define METAFED_REASON_BUDGET_EXHAUSTED 12
 
 /*
- How many reasons there are (the size of `metafed_stats.reasons`).
+ Reason: the domain was overloaded (its queue time above its target for an interval, or its
+ wait queue full) and shed the sub-task (ABI 1.3; counted in `metafed_stats.domain_overloaded`).
+ */
+#define METAFED_REASON_DOMAIN_OVERLOADED 13
+
+/*
+ The reasons of ABI 1.0, the size of `metafed_stats.reasons` (kept: later reasons have fields
+ of their own, appended).
  */
 #define METAFED_REASON_COUNT 13
 
@@ -1137,6 +1144,10 @@ typedef struct metafed_stats {
    drains). Since ABI 1.1: a caller with the 1.0 header does not get it.
    */
   uint64_t events_dropped;
+  /*
+   ABI 1.3: tasks completed with `METAFED_REASON_DOMAIN_OVERLOADED` (not in `reasons`).
+   */
+  uint64_t domain_overloaded;
 } metafed_stats;
 
 /*
@@ -1726,6 +1737,39 @@ metafed_status metafed_engine_get_domain_outlier(struct metafed_engine *engine,
                                                  uint16_t domain,
                                                  struct metafed_outlier_config *out,
                                                  int32_t *on);
+
+/*
+ Gives domain `domain` adaptive shedding (CoDel's idea): while its sub-tasks' shortest wait
+ for an agent has stayed above `target_ns` for an interval (`interval_ns`, 0: 100 ms), a
+ sub-task that has waited longer than the target is rejected with
+ `METAFED_REASON_DOMAIN_OVERLOADED`, as is one that finds the wait queue full
+ (`queue_capacity` per worker, 0: no bound). `target_ns` 0 removes it.
+ */
+metafed_status metafed_topology_set_domain_shedding(struct metafed_topology *topology,
+                                                    uint16_t domain,
+                                                    uint64_t target_ns,
+                                                    uint64_t interval_ns,
+                                                    uint32_t queue_capacity);
+
+/*
+ Changes domain `domain`'s adaptive shedding while tasks run (arguments as
+ `metafed_topology_set_domain_shedding`). Recorded in the audit trail.
+ */
+metafed_status metafed_engine_set_domain_shedding(struct metafed_engine *engine,
+                                                  uint16_t domain,
+                                                  uint64_t target_ns,
+                                                  uint64_t interval_ns,
+                                                  uint32_t queue_capacity);
+
+/*
+ Domain `domain`'s adaptive shedding now: its target, interval and queue capacity (all 0 when
+ it has none). Each pointer may be NULL.
+ */
+metafed_status metafed_engine_get_domain_shedding(struct metafed_engine *engine,
+                                                  uint16_t domain,
+                                                  uint64_t *target_ns,
+                                                  uint64_t *interval_ns,
+                                                  uint32_t *queue_capacity);
 
 /*
  Calls `callback(user_data, &event)` with every breaker transition and every audit record

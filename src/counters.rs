@@ -43,6 +43,8 @@ pub(crate) struct DomainCounters {
     pub(crate) budget_denied: Counter,
     /// Times a sub-task had to wait for an agent with room.
     pub(crate) waited: Counter,
+    /// Sub-tasks shed because the domain was overloaded (adaptive shedding).
+    pub(crate) overloaded: Counter,
 }
 
 #[derive(Default)]

@@ -593,6 +593,7 @@ pub(crate) fn reason_name(r: Reason) -> &'static str {
         Reason::Deadline => "deadline",
         Reason::DomainTimeout => "domain_timeout",
         Reason::BudgetExhausted => "budget_exhausted",
+        Reason::DomainOverloaded => "domain_overloaded",
     }
 }
 

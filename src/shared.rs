@@ -199,6 +199,9 @@ pub(crate) struct Shared {
     /// `peak_ewma | outlier_on`: the domains whose attempts' outcomes are watched (one load and
     /// test per outcome for the others).
     pub(crate) watched: AtomicU64,
+    /// Per domain id: its adaptive shedding (read while its bit in `shedding_on` is set).
+    pub(crate) shedding: Box<[crate::policy::shedding::DomainShedding]>,
+    pub(crate) shedding_on: AtomicU64,
     /// The domains tasks may name (bit per id): those not removed.
     pub(crate) live_domains: AtomicU64,
     /// The time budgets in nanoseconds, indexed by [`Level`]: each level's breaker timeout,

@@ -40,6 +40,9 @@ pub struct DomainStats {
     pub failed: u64,
     /// Sub-tasks shed by its open breaker.
     pub shed: u64,
+    /// Sub-tasks shed because it was overloaded (adaptive shedding: queue time above its target
+    /// for an interval, or its wait queue full). Not failures of the domain.
+    pub overloaded: u64,
     /// Sub-tasks taken out by an injected domain fault.
     pub faults: u64,
     /// Sub-tasks that ran out of time.
@@ -210,6 +213,7 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
                 ok: s(&|c| c.ok.get()),
                 failed: s(&|c| c.failed.get()),
                 shed: s(&|c| c.shed.get()),
+                overloaded: s(&|c| c.overloaded.get()),
                 faults: s(&|c| c.faults.get()),
                 timeouts: s(&|c| c.timeouts.get()),
                 failovers: s(&|c| c.failovers.get()),

@@ -205,6 +205,10 @@ pub enum Reason {
     DomainTimeout = 11,
     /// Failed: an attempt failed and the domain's retry budget allowed no other.
     BudgetExhausted = 12,
+    /// Rejected: the domain was overloaded (its sub-tasks had waited for an agent longer than
+    /// its target queue time for a whole interval, or its wait queue was full) and shed the
+    /// sub-task (see [`Shedding`](crate::policy::Shedding)).
+    DomainOverloaded = 13,
 }
 
 impl Reason {
@@ -215,15 +219,18 @@ impl Reason {
             Self::AgentsExhausted | Self::DomainFault | Self::MetaFault | Self::NoAgent | Self::BudgetExhausted => {
                 Status::Failed
             }
-            Self::DomainShed | Self::Degraded | Self::Throttled | Self::RateLimited | Self::ShuttingDown => {
-                Status::Rejected
-            }
+            Self::DomainShed
+            | Self::Degraded
+            | Self::Throttled
+            | Self::RateLimited
+            | Self::ShuttingDown
+            | Self::DomainOverloaded => Status::Rejected,
             Self::Deadline | Self::DomainTimeout => Status::TimedOut,
         }
     }
 
     /// How many reasons there are (their codes are `0..COUNT`).
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// Every reason, in code order.
     pub const ALL: [Reason; Self::COUNT] = [
@@ -240,6 +247,7 @@ impl Reason {
         Self::Deadline,
         Self::DomainTimeout,
         Self::BudgetExhausted,
+        Self::DomainOverloaded,
     ];
 
     /// A short description.
@@ -258,6 +266,7 @@ impl Reason {
             Self::Deadline => "deadline passed",
             Self::DomainTimeout => "domain timeout",
             Self::BudgetExhausted => "retry budget exhausted",
+            Self::DomainOverloaded => "shed by an overloaded domain",
         }
     }
 }

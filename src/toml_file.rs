@@ -47,6 +47,7 @@ impl TopologyBuilder {
             def.retry_budget = d.retry_budget;
             def.balance = d.balance;
             def.outlier = d.outlier;
+            def.shedding = d.shedding;
             for (j, a) in d.agents.into_iter().enumerate() {
                 let kind = a.sim.map_or(AgentKind::Unbound, AgentKind::Sim);
                 let spec = AgentSpec {
@@ -126,6 +127,7 @@ struct DomainSpecFile {
     #[serde(default)]
     balance: crate::policy::Balance,
     outlier: Option<crate::policy::Outlier>,
+    shedding: Option<crate::policy::Shedding>,
     #[serde(default)]
     agents: Vec<AgentSpecFile>,
 }

@@ -17,6 +17,7 @@ mod outlier;
 mod overload;
 mod queue;
 mod scheduling;
+mod shedding;
 mod simulation;
 mod small_engine;
 mod workloads;

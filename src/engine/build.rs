@@ -221,6 +221,20 @@ impl Engine {
                     .filter(|(_, d)| d.outlier.is_some() || d.balance != crate::policy::Balance::RoundRobin)
                     .fold(0, |m, (d, _)| m | 1u64 << d),
             ),
+            shedding_on: AtomicU64::new(
+                topo.domains
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| d.shedding.is_some())
+                    .fold(0, |m, (d, _)| m | 1u64 << d),
+            ),
+            shedding: (0..domains)
+                .map(|d| {
+                    crate::policy::shedding::DomainShedding::new(
+                        &topo.domains.get(d).and_then(|d| d.shedding).unwrap_or_default(),
+                    )
+                })
+                .collect(),
             outlier: (0..domains)
                 .map(|d| {
                     crate::policy::outlier::DomainOutlier::new(

@@ -285,6 +285,52 @@ impl Engine {
         Ok(())
     }
 
+    /// Gives a domain adaptive shedding while tasks run, changes it, or (`None`) removes it (see
+    /// [`Shedding`](crate::policy::Shedding)): from each worker's next look at its wait queue.
+    /// Recorded in the audit trail.
+    pub fn set_domain_shedding(
+        &self,
+        domain: crate::task::DomainId,
+        shedding: Option<crate::policy::Shedding>,
+    ) -> Result<(), Error> {
+        let d = usize::from(domain.0);
+        let _w = self.writer();
+        let topo = self.sh.topo.load();
+        let name = live_domain_name(&topo, d)?;
+        if let Some(s) = &shedding {
+            s.validate().map_err(|m| Error::Config(format!("domain {name}: {m}")))?;
+        }
+        let before = topo.domains[d].shedding;
+        if let Some(s) = &shedding {
+            self.sh.shedding[d].set(s);
+            self.sh.shedding_on.fetch_or(1u64 << d, Ordering::Relaxed);
+        } else {
+            self.sh.shedding_on.fetch_and(!(1u64 << d), Ordering::Relaxed);
+        }
+        let mut next = crate::topology::Topology::clone(&topo);
+        next.domains[d].shedding = shedding;
+        self.sh.topo.store(next);
+        drop(_w);
+        let words = |s: &Option<crate::policy::Shedding>| match s {
+            None => "off".to_string(),
+            Some(s) => format!(
+                "target {:?} over {:?}, queue {}",
+                s.target,
+                s.interval,
+                if s.queue_capacity == 0 { "unbounded".to_string() } else { s.queue_capacity.to_string() }
+            ),
+        };
+        self.sh.audit().record("domain_shedding", format!("domain {name}"), words(&before), words(&shedding));
+        Ok(())
+    }
+
+    /// A domain's adaptive shedding now (None when it has none or the id does not exist).
+    pub fn domain_shedding(&self, domain: crate::task::DomainId) -> Option<crate::policy::Shedding> {
+        let d = usize::from(domain.0);
+        (d < self.sh.shedding.len() && self.sh.shedding_on.load(Ordering::Relaxed) & (1u64 << (d % 64)) != 0)
+            .then(|| self.sh.shedding[d].get())
+    }
+
     /// A domain's outlier detection now (None when it has none or the id does not exist).
     pub fn domain_outlier(&self, domain: crate::task::DomainId) -> Option<crate::policy::Outlier> {
         let d = usize::from(domain.0);

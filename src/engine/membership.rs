@@ -201,10 +201,10 @@ impl Engine {
         let mut def = topo.domains[0].clone();
         (def.name, def.removed, def.agents) = (name.clone(), false, Vec::new());
         (def.fault_rate, def.max_attempts, def.hedge, def.retry_budget) = (fault_rate, max_attempts, None, None);
-        (def.balance, def.outlier) = (crate::policy::Balance::RoundRobin, None);
+        (def.balance, def.outlier, def.shedding) = (crate::policy::Balance::RoundRobin, None, None);
         topo.domains.push(def);
         self.sh.balance[d].set(&crate::policy::Balance::RoundRobin);
-        for mask in [&self.sh.peak_ewma, &self.sh.outlier_on, &self.sh.watched] {
+        for mask in [&self.sh.peak_ewma, &self.sh.outlier_on, &self.sh.watched, &self.sh.shedding_on] {
             mask.fetch_and(!(1u64 << d), Ordering::Relaxed);
         }
         self.sh.domain_fault_threshold[d].store(sim::threshold(fault_rate), Ordering::Relaxed);

@@ -1,6 +1,6 @@
 //! The policies the stages apply, each a small module with one idea: hedging a slow attempt
 //! ([`Hedge`]), the retry budget ([`RetryBudget`]), how a domain chooses its agent ([`Balance`]:
-//! round-robin or peak EWMA), outlier ejection ([`Outlier`]), an agent's limit on attempts in flight (the
+//! round-robin or peak EWMA), outlier ejection ([`Outlier`]), adaptive shedding ([`Shedding`]), an agent's limit on attempts in flight (the
 //! bulkhead), admission at the meta level and the routing snapshot. The first two are set per
 //! domain ([`TopologyBuilder::hedge`](crate::TopologyBuilder::hedge),
 //! [`TopologyBuilder::retry_budget`](crate::TopologyBuilder::retry_budget)).
@@ -10,6 +10,7 @@ pub use balance::Balance;
 pub use budget::RetryBudget;
 pub use hedge::{Hedge, HedgeDelay, MAX_HEDGES};
 pub use outlier::Outlier;
+pub use shedding::Shedding;
 
 pub(crate) mod admission;
 pub(crate) mod balance;
@@ -18,3 +19,4 @@ pub(crate) mod bulkhead;
 pub(crate) mod hedge;
 pub(crate) mod outlier;
 pub(crate) mod routing;
+pub(crate) mod shedding;

@@ -51,6 +51,8 @@ pub(crate) struct Worker {
     /// Per domain: sub-tasks waiting for an agent with room (every candidate at its limit).
     pub(crate) waiting: Vec<VecDeque<Msg>>,
     pub(crate) waiting_len: usize,
+    /// Per domain: the wait queue's CoDel state, for a domain with adaptive shedding.
+    pub(crate) codel: Vec<crate::policy::shedding::Codel>,
     /// Sub-tasks with attempts in flight elsewhere.
     pub(crate) parked: ParkedTable,
     /// Free attempt slots of this worker's hub.
@@ -99,6 +101,7 @@ impl Worker {
             pending: std::array::from_fn(|_| VecDeque::with_capacity(sh.cfg.admission.queue_capacity.min(cap))),
             waiting: (0..domains).map(|_| VecDeque::new()).collect(),
             waiting_len: 0,
+            codel: vec![crate::policy::shedding::Codel::default(); domains],
             parked: ParkedTable::with_capacity(cap.min(slots)),
             free_slots: (0..slots as u32).rev().collect(),
             free_capacity: slots,

@@ -83,6 +83,7 @@ pub(crate) struct DomainDef {
     pub(crate) retry_budget: Option<RetryBudget>,
     pub(crate) balance: crate::policy::Balance,
     pub(crate) outlier: Option<crate::policy::Outlier>,
+    pub(crate) shedding: Option<crate::policy::Shedding>,
 }
 
 /// A validated topology.
@@ -179,6 +180,11 @@ impl Topology {
         self.domains.get(usize::from(d.0)).map(|d| d.balance)
     }
 
+    /// Domain `d`'s adaptive shedding, if it has one.
+    pub fn shedding(&self, d: DomainId) -> Option<&crate::policy::Shedding> {
+        self.domains.get(usize::from(d.0))?.shedding.as_ref()
+    }
+
     /// Domain `d`'s outlier detection, if it has one.
     pub fn outlier(&self, d: DomainId) -> Option<&crate::policy::Outlier> {
         self.domains.get(usize::from(d.0))?.outlier.as_ref()
@@ -239,6 +245,7 @@ impl TopologyBuilder {
             retry_budget: None,
             balance: crate::policy::Balance::RoundRobin,
             outlier: None,
+            shedding: None,
         });
         Ok(DomainId((self.domains.len() - 1) as u16))
     }
@@ -363,6 +370,21 @@ impl TopologyBuilder {
     pub fn outlier(&mut self, domain: DomainId, outlier: crate::policy::Outlier) -> Result<&mut Self, Error> {
         outlier.validate().map_err(Error::topology)?;
         self.domain_mut(domain)?.outlier = Some(outlier);
+        Ok(self)
+    }
+
+    /// Gives a domain adaptive shedding: a sub-task that waits for an agent longer than the
+    /// target while the domain is overloaded, or finds its wait queue full, is rejected with
+    /// `Reason::DomainOverloaded` (see [`Shedding`](crate::policy::Shedding)).
+    pub fn shedding(&mut self, domain: DomainId, shedding: crate::policy::Shedding) -> Result<&mut Self, Error> {
+        shedding.validate().map_err(Error::topology)?;
+        self.domain_mut(domain)?.shedding = Some(shedding);
+        Ok(self)
+    }
+
+    /// Removes a domain's adaptive shedding.
+    pub fn no_shedding(&mut self, domain: DomainId) -> Result<&mut Self, Error> {
+        self.domain_mut(domain)?.shedding = None;
         Ok(self)
     }
 
@@ -535,6 +557,9 @@ impl TopologyBuilder {
             d.balance.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
             if let Some(o) = &d.outlier {
                 o.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
+            }
+            if let Some(s) = &d.shedding {
+                s.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
             }
             if let Some(b) = &d.retry_budget {
                 b.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;

@@ -138,6 +138,47 @@ int main(void) {
         }
     }
     metafed_engine_free(e);
+
+    /* Adaptive shedding: a domain whose agents take 4 attempts at once and a burst of 100
+     * sub-tasks, with a wait queue of 8 per worker: the rest are rejected at once with their own
+     * reason, counted in metafed_stats.domain_overloaded. */
+    {
+        metafed_topology *t3 = NULL;
+        metafed_sim_agent s = {.struct_size = sizeof s};
+        metafed_stats st = {.struct_size = sizeof st};
+        metafed_engine_config ec = {.struct_size = sizeof ec};
+        uint64_t target = 1, interval = 1, ids[100], domains[1] = {1}, counts[METAFED_OUTCOME_COUNT] = {0};
+        uint32_t cap = 1;
+        size_t done = 0, i;
+        uint16_t d = 0;
+        OK(metafed_topology_new(&t3));
+        OK(metafed_topology_add_domain(t3, "D", &d));
+        OK(metafed_sim_agent_init(&s));
+        s.flags = METAFED_SIM_IO;
+        s.latency_ns = MS(20);
+        OK(metafed_topology_add_sim_agent(t3, d, "a", &s, NULL));
+        OK(metafed_topology_set_agent_max_concurrency(t3, 0, 4));
+        OK(metafed_topology_disable_breakers(t3));
+        FAILS(METAFED_E_INVALID, metafed_topology_set_domain_shedding(t3, d, METAFED_FOREVER, 0, 0));
+        CHECK(strstr(metafed_last_error(), "target_ns") != NULL);
+        OK(metafed_topology_set_domain_shedding(t3, d, MS(5), 0, 8));
+        OK(metafed_engine_config_init(&ec));
+        ec.workers = 1;
+        OK(metafed_engine_new(t3, &ec, &e));
+        metafed_topology_free(t3);
+        OK(metafed_engine_get_domain_shedding(e, 0, &target, &interval, &cap));
+        CHECK(target == MS(5) && interval == MS(100) && cap == 8);
+        for (i = 0; i < 100; i++) ids[i] = i;
+        OK(metafed_engine_run_batch(e, ids, domains, 1, 100, 0, 100, NULL, counts, &done));
+        CHECK(done == 100 && counts[METAFED_OUTCOME_OK] >= 12 && counts[METAFED_OUTCOME_REJECTED] >= 50);
+        OK(metafed_engine_get_stats(e, &st));
+        CHECK(st.domain_overloaded == counts[METAFED_OUTCOME_REJECTED]);
+        OK(metafed_engine_set_domain_shedding(e, 0, 0, 0, 0));
+        OK(metafed_engine_get_domain_shedding(e, 0, &target, NULL, NULL));
+        CHECK(target == 0);
+        FAILS(METAFED_E_UNKNOWN_DOMAIN, metafed_engine_set_domain_shedding(e, 9, MS(5), 0, 0));
+    }
+    metafed_engine_free(e);
     printf("balance from C: the slow agent's share %.3f by round-robin, %.3f by peak EWMA\n", rr, ewma);
     return 0;
 }

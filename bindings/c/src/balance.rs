@@ -1,5 +1,5 @@
-//! How a domain chooses its agents (round-robin or peak EWMA) and ejects its outliers, from C
-//! (ABI 1.3).
+//! How a domain chooses its agents (round-robin or peak EWMA), ejects its outliers and sheds
+//! when overloaded, from C (ABI 1.3).
 
 use crate::convert::{duration_ns, non_null, ns_of, read_in, write_out};
 use crate::error::{FfiError, METAFED_E_INVALID, boundary, err, metafed_status};
@@ -7,7 +7,7 @@ use crate::handles::{metafed_engine, metafed_topology, with_builder, with_engine
 use crate::topology::check_domain;
 use crate::types::{METAFED_BALANCE_PEAK_EWMA, METAFED_BALANCE_ROUND_ROBIN, metafed_outlier_config};
 use metafed_rs::DomainId;
-use metafed_rs::policy::{Balance, Outlier};
+use metafed_rs::policy::{Balance, Outlier, Shedding};
 
 /// Domain id `domain` of a running engine, or `METAFED_E_UNKNOWN_DOMAIN`.
 fn engine_domain(e: &metafed_rs::Engine, domain: u16) -> Result<DomainId, FfiError> {
@@ -228,5 +228,101 @@ pub extern "C" fn metafed_engine_get_domain_outlier(
             Some(o) => unsafe { write_out(out, &outlier_to_c(&o)) },
             None => Ok(()),
         }
+    })
+}
+
+/// A shedding setting from its C form: `target_ns` 0 turns it off; `interval_ns` 0 is CoDel's
+/// 100 ms.
+fn shedding_arg(target_ns: u64, interval_ns: u64, queue_capacity: u32) -> Result<Option<Shedding>, FfiError> {
+    if target_ns == 0 {
+        return Ok(None);
+    }
+    let s = Shedding {
+        target: duration_ns(target_ns, "target_ns")?,
+        interval: if interval_ns == 0 {
+            Shedding::default().interval
+        } else {
+            duration_ns(interval_ns, "interval_ns")?
+        },
+        queue_capacity,
+    };
+    s.validate().map_err(|m| err(METAFED_E_INVALID, m))?;
+    Ok(Some(s))
+}
+
+/// Gives domain `domain` adaptive shedding (CoDel's idea): while its sub-tasks' shortest wait
+/// for an agent has stayed above `target_ns` for an interval (`interval_ns`, 0: 100 ms), a
+/// sub-task that has waited longer than the target is rejected with
+/// `METAFED_REASON_DOMAIN_OVERLOADED`, as is one that finds the wait queue full
+/// (`queue_capacity` per worker, 0: no bound). `target_ns` 0 removes it.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_topology_set_domain_shedding(
+    topology: *mut metafed_topology,
+    domain: u16,
+    target_ns: u64,
+    interval_ns: u64,
+    queue_capacity: u32,
+) -> metafed_status {
+    boundary("metafed_topology_set_domain_shedding", || {
+        let s = shedding_arg(target_ns, interval_ns, queue_capacity)?;
+        with_builder(topology, |b| {
+            let d = check_domain(b, domain)?;
+            match s {
+                Some(s) => b.shedding(d, s)?,
+                None => b.no_shedding(d)?,
+            };
+            Ok(())
+        })
+    })
+}
+
+/// Changes domain `domain`'s adaptive shedding while tasks run (arguments as
+/// `metafed_topology_set_domain_shedding`). Recorded in the audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_domain_shedding(
+    engine: *mut metafed_engine,
+    domain: u16,
+    target_ns: u64,
+    interval_ns: u64,
+    queue_capacity: u32,
+) -> metafed_status {
+    boundary("metafed_engine_set_domain_shedding", || {
+        let s = shedding_arg(target_ns, interval_ns, queue_capacity)?;
+        with_engine(engine, |e| {
+            let d = engine_domain(e, domain)?;
+            Ok(e.set_domain_shedding(d, s)?)
+        })
+    })
+}
+
+/// Domain `domain`'s adaptive shedding now: its target, interval and queue capacity (all 0 when
+/// it has none). Each pointer may be NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_get_domain_shedding(
+    engine: *mut metafed_engine,
+    domain: u16,
+    target_ns: *mut u64,
+    interval_ns: *mut u64,
+    queue_capacity: *mut u32,
+) -> metafed_status {
+    boundary("metafed_engine_get_domain_shedding", || {
+        let s = with_engine(engine, |e| {
+            let d = engine_domain(e, domain)?;
+            Ok(e.domain_shedding(d))
+        })?;
+        let (t, i, c) = s.map_or((0, 0, 0), |s| (ns_of(s.target), ns_of(s.interval), s.queue_capacity));
+        // SAFETY: each pointer is checked; writable per the contract.
+        unsafe {
+            if !target_ns.is_null() {
+                *target_ns = t;
+            }
+            if !interval_ns.is_null() {
+                *interval_ns = i;
+            }
+            if !queue_capacity.is_null() {
+                *queue_capacity = c;
+            }
+        }
+        Ok(())
     })
 }

@@ -367,8 +367,12 @@ pub extern "C" fn metafed_engine_get_stats(engine: *mut metafed_engine, out: *mu
         non_null(out, "out")?;
         let s = with_engine(engine, |e| Ok(e.stats()))?;
         let mut reasons = [0u64; METAFED_REASON_COUNT];
+        let mut domain_overloaded = 0;
         for r in &s.reasons {
-            reasons[r.reason as usize] = r.count;
+            match reasons.get_mut(r.reason as usize) {
+                Some(slot) => *slot = r.count,
+                None => domain_overloaded = r.count, // the one reason past ABI 1.0's array
+            }
         }
         let v = metafed_stats {
             struct_size: 0,
@@ -393,6 +397,7 @@ pub extern "C" fn metafed_engine_get_stats(engine: *mut metafed_engine, out: *mu
             meta_trips: s.meta.breaker.opened + s.meta.breaker.reopened,
             predicted_success: s.predicted_success,
             events_dropped: s.events_dropped,
+            domain_overloaded,
         };
         // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
         unsafe { write_out(out, &v) }

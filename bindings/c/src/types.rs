@@ -41,7 +41,11 @@ pub const METAFED_REASON_DEADLINE: i32 = 10;
 pub const METAFED_REASON_DOMAIN_TIMEOUT: i32 = 11;
 /// Reason: an attempt failed and the domain's retry budget allowed no other.
 pub const METAFED_REASON_BUDGET_EXHAUSTED: i32 = 12;
-/// How many reasons there are (the size of `metafed_stats.reasons`).
+/// Reason: the domain was overloaded (its queue time above its target for an interval, or its
+/// wait queue full) and shed the sub-task (ABI 1.3; counted in `metafed_stats.domain_overloaded`).
+pub const METAFED_REASON_DOMAIN_OVERLOADED: i32 = 13;
+/// The reasons of ABI 1.0, the size of `metafed_stats.reasons` (kept: later reasons have fields
+/// of their own, appended).
 pub const METAFED_REASON_COUNT: usize = 13;
 
 /// How an attempt failed (`metafed_failure.kind`): the handler returned an error code.
@@ -595,6 +599,8 @@ pub struct metafed_stats {
     /// Breaker events `metafed_engine_drain_events` could not keep (it keeps 1,024 between
     /// drains). Since ABI 1.1: a caller with the 1.0 header does not get it.
     pub events_dropped: u64,
+    /// ABI 1.3: tasks completed with `METAFED_REASON_DOMAIN_OVERLOADED` (not in `reasons`).
+    pub domain_overloaded: u64,
 }
 
 /// One domain's counters.
@@ -691,7 +697,7 @@ pub struct metafed_shutdown_report {
     pub elapsed_ns: u64,
 }
 
-const _: () = assert!(METAFED_REASON_COUNT == Reason::COUNT);
+const _: () = assert!(METAFED_REASON_COUNT + 1 == Reason::COUNT);
 const _: () = assert!(METAFED_OUTCOME_COUNT == 4 && Status::Rejected as usize == 3);
 
 /// Health: every breaker closed, measured reliability as predicted.

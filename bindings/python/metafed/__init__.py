@@ -39,6 +39,7 @@ from ._types import (
     AgentStats,
     Balance,
     Outlier,
+    Shedding,
     BatchResult,
     BreakerMode,
     BreakerState,
@@ -70,6 +71,6 @@ __all__ = [
     "AgentError", "AgentStats", "AsyncHandler", "AuditRecord", "Balance", "BatchResult", "BreakerMode", "BreakerState", "Completion",
     "ConfigError", "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "Handler",
     "HandlerResult", "Health", "HealthStatus", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Outlier", "Reason", "ReliabilityWindow", "Reply",
-    "Request", "ShutdownReport", "SimAgent", "Stats", "Task", "Ticket", "Topology", "TopologyError", "UnknownDomain",
+    "Request", "Shedding", "ShutdownReport", "SimAgent", "Stats", "Task", "Ticket", "Topology", "TopologyError", "UnknownDomain",
     "WaitTimeout", "WouldDeadlock", "acting_as", "async_queue_stats", "library_path", "version",
 ]

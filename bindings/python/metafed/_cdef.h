@@ -42,6 +42,8 @@
 
 #define METAFED_REASON_BUDGET_EXHAUSTED 12
 
+#define METAFED_REASON_DOMAIN_OVERLOADED 13
+
 #define METAFED_REASON_COUNT 13
 
 #define METAFED_FAILURE_ERROR 0
@@ -333,6 +335,7 @@ typedef struct metafed_stats {
   uint64_t meta_trips;
   double predicted_success;
   uint64_t events_dropped;
+  uint64_t domain_overloaded;
 } metafed_stats;
 
 typedef struct metafed_domain_stats {
@@ -521,6 +524,24 @@ metafed_status metafed_engine_get_domain_outlier(struct metafed_engine *engine,
                                                  uint16_t domain,
                                                  struct metafed_outlier_config *out,
                                                  int32_t *on);
+
+metafed_status metafed_topology_set_domain_shedding(struct metafed_topology *topology,
+                                                    uint16_t domain,
+                                                    uint64_t target_ns,
+                                                    uint64_t interval_ns,
+                                                    uint32_t queue_capacity);
+
+metafed_status metafed_engine_set_domain_shedding(struct metafed_engine *engine,
+                                                  uint16_t domain,
+                                                  uint64_t target_ns,
+                                                  uint64_t interval_ns,
+                                                  uint32_t queue_capacity);
+
+metafed_status metafed_engine_get_domain_shedding(struct metafed_engine *engine,
+                                                  uint16_t domain,
+                                                  uint64_t *target_ns,
+                                                  uint64_t *interval_ns,
+                                                  uint32_t *queue_capacity);
 
 metafed_status metafed_engine_set_event_callback(struct metafed_engine *engine,
                                                  metafed_event_fn callback,

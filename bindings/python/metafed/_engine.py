@@ -42,12 +42,14 @@ from ._topology import (
     balance_args,
     outlier_config,
     outlier_of,
+    shedding_args,
     breaker_settings,
 )
 from ._types import (
     AgentStats,
     Balance,
     Outlier,
+    Shedding,
     BatchResult,
     BreakerMode,
     BreakerState,
@@ -313,6 +315,15 @@ def _int_arg(v: object, what: str, lo: int = 0, hi: int = _U64 - 1) -> int:
         raise InvalidArgument(4, f"{what} must be {lo} to {hi}, got {v}")
     return v
 
+
+
+def _reasons_of(s: Any) -> dict[Reason, int]:
+    """Completions by reason from a `metafed_stats`: ABI 1.0's array, and the reasons after it
+    (each a field of its own)."""
+    out = {Reason(r): int(s.reasons[r]) for r in range(len(s.reasons)) if s.reasons[r]}
+    if s.domain_overloaded:
+        out[Reason.DOMAIN_OVERLOADED] = int(s.domain_overloaded)
+    return out
 
 class Engine:
     """A running federation. Use it as a context manager, or call `close()`; an engine dropped
@@ -815,7 +826,7 @@ class Engine:
             failed=s.outcomes[1],
             timed_out=s.outcomes[2],
             rejected=s.outcomes[3],
-            reasons={Reason(r): s.reasons[r] for r in range(len(Reason)) if s.reasons[r]},
+            reasons=_reasons_of(s),
             panic_routed=s.panic_routed,
             latency_p50_ns=s.latency_p50_ns,
             latency_p99_ns=s.latency_p99_ns,
@@ -856,6 +867,20 @@ class Engine:
         self._check_not_closed()
         cfg = outlier_config(outlier)
         check(lib().metafed_engine_set_domain_outlier(self._state.h, self._check_domain(domain), cfg))
+
+    def set_shedding(self, domain: Union[int, str], shedding: Optional[Shedding]) -> None:
+        """Gives `domain` adaptive shedding while tasks run, changes it, or (None) removes it
+        (see `Shedding`). Recorded in the audit trail."""
+        self._check_not_closed()
+        args = shedding_args(shedding)
+        check(lib().metafed_engine_set_domain_shedding(self._state.h, self._check_domain(domain), *args))
+
+    def shedding(self, domain: Union[int, str]) -> Optional[Shedding]:
+        """`domain`'s adaptive shedding now, or None."""
+        self._check_not_closed()
+        t, i, c = ffi.new("uint64_t *"), ffi.new("uint64_t *"), ffi.new("uint32_t *")
+        check(lib().metafed_engine_get_domain_shedding(self._state.h, self._check_domain(domain), t, i, c))
+        return Shedding(t[0] / MS, i[0] / MS, int(c[0])) if t[0] else None
 
     def outlier(self, domain: Union[int, str]) -> Optional[Outlier]:
         """`domain`'s outlier detection now, or None."""

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
 from . import _aio
 from ._native import ENGINE_THREAD, MS, US, InvalidArgument, TopologyError, check, duration_ns, ffi, lib
-from ._types import AgentError, Balance, BreakerMode, Level, Outlier, Reply, Request, SimAgent
+from ._types import AgentError, Balance, BreakerMode, Level, Outlier, Reply, Request, Shedding, SimAgent
 
 HandlerResult = Union[int, bytes, bytearray, memoryview, Tuple[int, bytes], Reply, None]
 """What a handler returns: the value (int, 0 to 2**64-1), the reply's bytes (value 0), both as
@@ -305,6 +305,19 @@ def outlier_config(outlier: object) -> Any:
     return cfg
 
 
+def shedding_args(shedding: object) -> tuple[int, int, int]:
+    """A `Shedding` (or None: off) as the C functions take it: target, interval, capacity."""
+    if shedding is None:
+        return 0, 0, 0
+    if not isinstance(shedding, Shedding):
+        raise TypeError(f"shedding must be a metafed.Shedding or None, not {type(shedding).__name__}")
+    target = duration_ns(shedding.target_ms, "target_ms", MS)
+    interval = duration_ns(shedding.interval_ms, "interval_ms", MS)
+    if not 0 <= shedding.queue_capacity < 2**32:
+        raise InvalidArgument(4, f"queue_capacity must be 0 to 2**32-1, got {shedding.queue_capacity}")
+    return target, interval, shedding.queue_capacity
+
+
 def outlier_of(cfg: Any) -> Outlier:
     """A `metafed_outlier_config` as an `Outlier`."""
     return Outlier(
@@ -576,6 +589,10 @@ class Topology:
             return
         window = duration_ns(window_ms, "window_ms", MS, positive=True)
         check(lib().metafed_topology_set_retry_budget(self.handle, d, _number(ratio, "ratio"), _number(min_per_s, "min_per_s"), window))
+
+    def set_shedding(self, domain: DomainRef, shedding: Optional[Shedding]) -> None:
+        """Gives `domain` adaptive shedding, or (None) none (see `Shedding`)."""
+        check(lib().metafed_topology_set_domain_shedding(self.handle, self._domain(domain), *shedding_args(shedding)))
 
     def set_outlier(self, domain: DomainRef, outlier: Optional[Outlier]) -> None:
         """Gives `domain` outlier detection, or (None) none (see `Outlier`)."""

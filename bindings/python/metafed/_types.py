@@ -35,6 +35,7 @@ class Reason(enum.IntEnum):
     DEADLINE = 10
     DOMAIN_TIMEOUT = 11
     BUDGET_EXHAUSTED = 12
+    DOMAIN_OVERLOADED = 13
 
     def __str__(self) -> str:
         return self.name
@@ -198,6 +199,28 @@ class Outlier:
             v = getattr(self, what)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise TypeError(f"{what} must be a number, not {type(v).__name__}")
+
+
+@dataclass(frozen=True)
+class Shedding:
+    """A domain's adaptive shedding (CoDel's idea): while its sub-tasks' shortest wait for an
+    agent has stayed above `target_ms` for `interval_ms`, one that has waited longer than the
+    target is rejected (`Reason.DOMAIN_OVERLOADED`), as is one that finds the wait queue full
+    (`queue_capacity` per worker, 0: no bound). The defaults are CoDel's."""
+
+    target_ms: float = 5.0
+    interval_ms: float = 100.0
+    queue_capacity: int = 0
+
+    def __post_init__(self) -> None:
+        for what in ("target_ms", "interval_ms"):
+            v = getattr(self, what)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{what} must be a number, not {type(v).__name__}")
+            if not v > 0:
+                raise ValueError(f"{what} must be greater than zero, got {v}")
+        if isinstance(self.queue_capacity, bool) or not isinstance(self.queue_capacity, int):
+            raise TypeError(f"queue_capacity must be int, not {type(self.queue_capacity).__name__}")
 
 
 @dataclass(frozen=True)

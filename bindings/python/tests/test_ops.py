@@ -404,3 +404,25 @@ def test_outlier_detection_ejects_an_always_failing_agent() -> None:
         assert [r.action for r in engine.audit_log()][-2:] == ["domain_outlier", "domain_outlier"]
     with pytest.raises(TypeError, match="min_calls must be int"):
         metafed.Outlier(min_calls=2.5)  # type: ignore[arg-type]
+
+
+def test_adaptive_shedding_rejects_with_its_own_reason() -> None:
+    """A domain whose only agent takes 4 attempts at once (20 ms each) and a burst of 100: with a
+    wait queue of 8 the rest are rejected at once as DOMAIN_OVERLOADED, and counted."""
+    t = Topology()
+    d = t.add_domain("D")
+    t.add_agent(d, "a", sim=metafed.SimAgent(latency_us=20_000.0, io=True), max_concurrency=4)
+    t.disable_breakers()
+    t.set_shedding("D", metafed.Shedding(queue_capacity=8))
+    with Engine(t, workers=1) as engine:
+        assert engine.shedding("D") == metafed.Shedding(5.0, 100.0, 8)
+        result = engine.run_many(range(100), "D", in_flight=100, outcomes=True)
+        stats = engine.stats()
+        assert result.ok >= 12 and result.rejected >= 50
+        assert stats.reasons.get(metafed.Reason.DOMAIN_OVERLOADED) == result.rejected
+        engine.set_shedding("D", None)
+        assert engine.shedding("D") is None
+        with pytest.raises(TypeError, match="metafed.Shedding"):
+            engine.set_shedding("D", 5.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="target_ms"):
+        metafed.Shedding(target_ms=0)

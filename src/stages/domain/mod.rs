@@ -211,6 +211,9 @@ fn eject(
     sh.emit(Level::Agent, agent, tr);
 }
 
+/// A pass over a domain's wait queue stops after this many sub-tasks in a row found no room.
+const RETRY_MISSES: usize = 16;
+
 impl Worker {
     pub(crate) fn domain_step(&mut self, m: Msg) {
         self.start_subtask(m)
@@ -441,23 +444,90 @@ impl Worker {
             self.parked.remove(m.parked);
             m.parked = NOT_PARKED;
         }
-        self.counters().domain[usize::from(m.domain)].waited.inc();
-        self.waiting[usize::from(m.domain)].push_back(m);
+        let d = usize::from(m.domain);
+        if m.waiting_since == 0 {
+            if self.sh.shedding_on.load(Ordering::Relaxed) & (1u64 << d) != 0 {
+                let cap = self.sh.shedding[d].capacity() as usize;
+                if cap != 0 && self.waiting[d].len() >= cap {
+                    return self.shed_overloaded(m); // the wait queue is full
+                }
+            }
+            m.waiting_since = self.now.max(1);
+        }
+        self.counters().domain[d].waited.inc();
+        self.waiting[d].push_back(m);
         self.waiting_len += 1;
     }
 
+    /// Ends a sub-task shed by its overloaded domain: not an outcome of the domain (its
+    /// breaker's permit is handed back unjudged).
+    fn shed_overloaded(&mut self, mut m: Msg) {
+        let d = usize::from(m.domain);
+        if m.domain_permit != Permit::Denied {
+            self.sh.domain_breakers[d].release(m.domain_permit);
+            m.domain_permit = Permit::Denied;
+        }
+        self.finish_subtask(m, Reason::DomainOverloaded);
+    }
+
     /// Sends the sub-tasks that wait for room again (those that still find none wait on).
+    /// Returns how many left the wait queue: a sub-task that finds no room again is no progress
+    /// (a simulation's turn would otherwise never settle, and a live worker never idle).
     pub(crate) fn retry_waiting(&mut self) -> usize {
         if self.waiting_len == 0 {
             return 0;
         }
         let mut n = 0;
+        let shedding_on = self.sh.shedding_on.load(Ordering::Relaxed);
         for d in 0..self.waiting.len() {
-            for _ in 0..self.waiting[d].len() {
-                let Some(m) = self.waiting[d].pop_front() else { break };
+            if self.waiting[d].is_empty() {
+                continue;
+            }
+            let shedding = shedding_on & (1u64 << d) != 0;
+            if shedding {
+                let oldest = self.waiting[d].front().map_or(0, |m| self.now.saturating_sub(m.waiting_since));
+                self.codel[d].tick(self.now, oldest, &self.sh.shedding[d]);
+            }
+            // A pass stops after a run of sub-tasks that still find no room (the rest would
+            // almost surely find none either: they want the same agents), so that a long queue
+            // costs a turn little; the order of the queue is kept.
+            let (mut misses, mut requeued) = (0usize, 0usize);
+            let len = self.waiting[d].len();
+            for _ in 0..len {
+                if misses == RETRY_MISSES {
+                    if requeued < self.waiting[d].len() {
+                        self.waiting[d].rotate_right(requeued);
+                    }
+                    break;
+                }
+                let Some(mut m) = self.waiting[d].pop_front() else { break };
                 self.waiting_len -= 1;
-                n += 1;
+                let (since, wait) = (m.waiting_since, self.now.saturating_sub(m.waiting_since));
+                if shedding && self.codel[d].overloaded && wait > self.sh.shedding[d].target_ns() {
+                    self.codel[d].left(wait);
+                    self.shed_overloaded(m);
+                    n += 1;
+                    continue;
+                }
+                m.waiting_since = 0;
+                let queued = self.waiting[d].len();
                 self.dispatch(m);
+                if self.waiting[d].len() > queued {
+                    // Still no room: it waits on, from when it began.
+                    if let Some(back) = self.waiting[d].back_mut() {
+                        back.waiting_since = since;
+                    }
+                    (misses, requeued) = (misses + 1, requeued + 1);
+                } else {
+                    misses = 0;
+                    n += 1;
+                    if shedding {
+                        self.codel[d].left(wait);
+                    }
+                }
+            }
+            if shedding && self.waiting[d].is_empty() {
+                self.codel[d].drained = true;
             }
         }
         n
@@ -487,6 +557,7 @@ impl Worker {
             Reason::None => ctr.ok.inc(),
             Reason::Deadline | Reason::DomainTimeout => ctr.timeouts.inc(),
             Reason::DomainShed => {}
+            Reason::DomainOverloaded => ctr.overloaded.inc(),
             _ => ctr.failed.inc(),
         }
         m.reason = reason;

@@ -28,6 +28,8 @@ pub(crate) struct Msg {
     pub(crate) started_ns: u64,
     /// Its entry in the table of parked sub-tasks, or `NOT_PARKED`.
     pub(crate) parked: u32,
+    /// When it began waiting for an agent with room (0: it does not wait).
+    pub(crate) waiting_since: u64,
 }
 
 impl Msg {
@@ -42,6 +44,7 @@ impl Msg {
             value: 0,
             started_ns: 0,
             parked: NOT_PARKED,
+            waiting_since: 0,
         }
     }
 }
