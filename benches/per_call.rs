@@ -8,6 +8,8 @@
 //!   The engine passes the clock in (a worker reads it once per turn); failsafe reads its own.
 //! - `limiter`: one admission, metafed's GCRA (`policy::RateLimiter::allow`) against governor's
 //!   direct limiter (`check`) and keyed limiter (`check_key`, one key), never limiting.
+//! - `keyed`: one keyed check at 1 and 2 threads over 1,000 keys per thread, never limiting:
+//!   metafed's `policy::KeyedLimiter` against governor's keyed limiter.
 //! - `task`: one W1 task through the engine with nothing else on (breakers disabled, no limiter),
 //!   1,024 in flight from one submitting thread, on 1 and 2 workers, beside the crossbeam pool.
 
@@ -79,6 +81,57 @@ fn limiter(c: &mut Criterion) {
     let keyed = governor::RateLimiter::<u64, _, _>::keyed(quota);
     g.bench_function("governor-keyed", |b| b.iter(|| black_box(keyed.check_key(&7).is_ok())));
     g.finish();
+    keyed_limiter(c);
+}
+
+/// Keyed checks at 1 and 2 threads over 1,000 keys each (never limiting): metafed's
+/// `KeyedLimiter` (striped tables, a mutex per stripe) against governor's keyed limiter (a
+/// dashmap of GCRA cells), per check.
+fn keyed_limiter(c: &mut Criterion) {
+    let mut g = c.benchmark_group("keyed");
+    let limits = metafed::policy::KeyedLimits {
+        capacity: 65_536,
+        default_per_s: f64::from(u32::MAX),
+        default_burst: f64::from(u32::MAX),
+        ..metafed::policy::KeyedLimits::default()
+    };
+    let ours = std::sync::Arc::new(metafed::policy::KeyedLimiter::new(&limits));
+    let theirs =
+        std::sync::Arc::new(governor::RateLimiter::<u64, _, _>::keyed(governor::Quota::per_second(NonZeroU32::MAX)));
+    for threads in [1u64, 2] {
+        let o = ours.clone();
+        g.bench_function(format!("metafed/{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, |t, i| {
+                    black_box(o.allow_key(1 + t * 1_000 + i % 1_000, i * 100));
+                })
+            })
+        });
+        let th = theirs.clone();
+        g.bench_function(format!("governor/{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, |t, i| {
+                    black_box(th.check_key(&(1 + t * 1_000 + i % 1_000)).is_ok());
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Runs `iters` calls of `f(thread, i)` spread over `threads` threads and returns the wall time
+/// (criterion divides it by `iters`: the wall time per check with the checks spread over the
+/// threads, so 2 threads show what two cores do together).
+fn run_threads(threads: u64, iters: u64, f: impl Fn(u64, u64) + Sync) -> Duration {
+    let per = iters.div_ceil(threads);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let f = &f;
+            s.spawn(move || (0..per).for_each(|i| f(t, i)));
+        }
+    });
+    start.elapsed()
 }
 
 fn task(c: &mut Criterion) {

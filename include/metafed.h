@@ -946,6 +946,11 @@ typedef struct metafed_task {
    still applies). At most `METAFED_MAX_DURATION_NS`.
    */
   uint64_t deadline_ns;
+  /*
+   ABI 1.3: its key for the keyed rate limits (a tenant, a client; `metafed_key_of` hashes a
+   name), 0 for none.
+   */
+  uint64_t key;
 } metafed_task;
 
 /*
@@ -1047,6 +1052,13 @@ typedef struct metafed_engine_config {
    with the 1.0 header gets the default, 4.
    */
   uint32_t spare_domains;
+  /*
+   ABI 1.3: keyed rate limits, as JSON (the fields of `[engine.keyed_limits]` in TOML:
+   `{"capacity": 65536, "default_per_s": 100, "default_burst": 10, "classes": [{"name":
+   "gold", "per_s": 1000, "burst": 100, "keys": ["acme", 42]}]}`); NULL for none. Read when
+   the engine starts; the capacity is fixed then.
+   */
+  const char *keyed_limits_json;
 } metafed_engine_config;
 
 /*
@@ -1770,6 +1782,30 @@ metafed_status metafed_engine_get_domain_shedding(struct metafed_engine *engine,
                                                   uint64_t *target_ns,
                                                   uint64_t *interval_ns,
                                                   uint32_t *queue_capacity);
+
+/*
+ The key of a name (a tenant, a client address) for `metafed_task.key`: the engine's hash of
+ the NUL-terminated `name`, stable across runs and builds, never 0. Into `*out`.
+ */
+metafed_status metafed_key_of(const char *name, uint64_t *out);
+
+/*
+ Changes the keyed rate limits' quotas and classes while tasks run, from JSON (as
+ `metafed_engine_config.keyed_limits_json`; the capacity stays as it started). Refused
+ (`METAFED_E_CONFIG`) by an engine started without keyed limits. Recorded in the audit trail.
+ */
+metafed_status metafed_engine_set_keyed_limits_json(struct metafed_engine *engine,
+                                                    const char *json);
+
+/*
+ What the keyed rate limits counted, as JSON (`{"tracked":..,"capacity":..,"evicted":..,
+ "table_full":..,"classes":[["default",admitted,refused],..]}`; `null` without keyed limits),
+ into `buf` by the header's rule for texts.
+ */
+metafed_status metafed_engine_get_keyed_stats_json(struct metafed_engine *engine,
+                                                   char *buf,
+                                                   size_t cap,
+                                                   size_t *out_len);
 
 /*
  Calls `callback(user_data, &event)` with every breaker transition and every audit record

@@ -45,6 +45,10 @@ pub struct EngineConfig {
     pub spare_domains: usize,
     /// Admission control at the meta level.
     pub admission: AdmissionConfig,
+    /// Rate limits per key (a task's `key`: a tenant, a client), in a table of fixed capacity
+    /// (None: no keyed limits; tasks' keys are then ignored). See
+    /// [`KeyedLimits`](crate::policy::KeyedLimits).
+    pub keyed_limits: Option<crate::policy::KeyedLimits>,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +67,7 @@ impl Default for EngineConfig {
             spare_agents: 16,
             spare_domains: 4,
             admission: AdmissionConfig::default(),
+            keyed_limits: None,
         }
     }
 }
@@ -125,6 +130,9 @@ impl EngineConfig {
         }
         if self.workers > 1024 {
             return Err(format!("engine.workers must be at most 1024, got {}", self.workers));
+        }
+        if let Some(k) = &self.keyed_limits {
+            k.validate().map_err(|m| format!("engine.{m}"))?;
         }
         let a = &self.admission;
         if a.essential_priority > crate::task::LOWEST_PRIORITY {

@@ -177,6 +177,8 @@ pub(crate) struct Shared {
     /// Tasks admitted past the throttle and not completed (only when it is configured).
     pub(crate) throttle: AtomicU64,
     pub(crate) rate: RateLimiter,
+    /// The keyed rate limits, when configured.
+    pub(crate) keyed: Option<crate::policy::KeyedLimiter>,
     pub(crate) submit_full: AtomicU64,
     /// Tasks completed as rejected (`ShuttingDown`) by the shutdown sweep or by a submitter
     /// that raced the shutdown, rather than by a worker.

@@ -73,6 +73,8 @@ pub(crate) struct Req {
     pub(crate) submit_ns: u64,
     /// Absolute, on the engine clock; `u64::MAX` for none.
     pub(crate) deadline_ns: u64,
+    /// For the keyed rate limits; 0 for none.
+    pub(crate) key: u64,
 }
 
 /// The task's progress. Touched only by the worker that admitted it, between `ADMITTED` and

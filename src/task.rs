@@ -85,6 +85,9 @@ pub struct Task<'a> {
     /// Delivered to [`Engine::wait`](crate::Engine::wait) on its ticket instead of to
     /// `poll` or the completion callback.
     pub waitable: bool,
+    /// Its key for the keyed rate limits (a tenant, a client; [`key_of`](crate::policy::key_of)
+    /// hashes a name): 0 for none.
+    pub key: u64,
 }
 
 impl<'a> Task<'a> {
@@ -94,7 +97,12 @@ impl<'a> Task<'a> {
     }
     /// A task that needs every domain in `domains`.
     pub fn fan_out(id: u64, domains: DomainSet) -> Self {
-        Self { id, domains, priority: 0, payload: 0, data: &[], deadline: None, waitable: false }
+        Self { id, domains, priority: 0, payload: 0, data: &[], deadline: None, waitable: false, key: 0 }
+    }
+    /// Sets the key for the keyed rate limits (0: none).
+    pub fn key(mut self, key: u64) -> Self {
+        self.key = key;
+        self
     }
     /// Sets the priority (0 highest .. 3 lowest).
     pub fn priority(mut self, p: u8) -> Self {

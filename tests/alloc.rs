@@ -29,6 +29,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The tests count every allocation of the process: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `n` tasks through a closed loop of 256 in flight with buffers made beforehand.
 fn run(engine: &Engine, tasks: &[Task<'_>], n: usize, out: &mut [Completion], tickets: &mut [Ticket]) {
     let (mut sent, mut done, mut in_flight) = (0, 0, 0usize);
@@ -47,6 +50,7 @@ fn run(engine: &Engine, tasks: &[Task<'_>], n: usize, out: &mut [Completion], ti
 
 #[test]
 fn steady_state_allocates_nothing_per_task() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     // The seed's breakers (they trip and emit events), 12% failures, payload bytes, W1 and W2.
     let engine = Engine::start(Topology::seed(0.12).unwrap(), EngineConfig::default()).unwrap();
     let data = [7u8; 48];
@@ -66,4 +70,46 @@ fn steady_state_allocates_nothing_per_task() {
     run(&engine, &tasks, n, &mut out, &mut tickets);
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
     assert_eq!(allocations, 0, "{allocations} allocations for {n} tasks");
+}
+
+/// A million distinct keys through keyed limits whose table holds 4,096: idle keys are forgotten
+/// to make room, the table stays at its capacity, and nothing is allocated per task (so memory
+/// stays flat whatever the number of keys).
+#[test]
+fn a_million_distinct_keys_keep_the_table_at_its_capacity_and_allocate_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let limits = metafed::policy::KeyedLimits {
+        capacity: 4096,
+        default_per_s: 1_000_000.0,
+        default_burst: 1.0,
+        ..metafed::policy::KeyedLimits::default()
+    };
+    let cfg = EngineConfig { keyed_limits: Some(limits), ..EngineConfig::default() };
+    let engine = Engine::start(Topology::seed(0.0).unwrap(), cfg).unwrap();
+    let mut out = vec![Completion::default(); 256];
+    let mut key = 0u64;
+    let mut go = |n: u64| {
+        let (mut sent, mut done, mut in_flight) = (0u64, 0u64, 0u64);
+        while done < n {
+            while in_flight < 256 && sent < n {
+                key += 1;
+                match engine.try_submit(&Task::new(key, DomainId((key % 3) as u16)).key(key)) {
+                    Ok(_) => (sent, in_flight) = (sent + 1, in_flight + 1),
+                    Err(_) => break,
+                }
+            }
+            let got = engine.poll(&mut out) as u64;
+            done += got;
+            in_flight -= got;
+        }
+    };
+    go(50_000);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    go(1_000_000);
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let s = engine.keyed_stats().unwrap();
+    assert_eq!(allocations, 0, "{allocations} allocations for a million keys");
+    assert!(s.tracked <= s.capacity && s.capacity >= 4096, "{s:?}");
+    assert!(s.evicted >= 1_000_000, "{s:?}");
+    assert_eq!(s.classes[0].1 + s.classes[0].2, 1_050_000, "{s:?}");
 }

@@ -12,6 +12,7 @@ mod deferred;
 mod faults;
 mod future_handler;
 mod http;
+mod keyed;
 mod ops;
 mod outlier;
 mod overload;

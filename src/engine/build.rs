@@ -188,6 +188,7 @@ impl Engine {
             admission: crate::policy::admission::Admission::new(&cfg.admission, slots),
             throttle: AtomicU64::new(0),
             rate: RateLimiter::new(cfg.admission.rate_limit_per_s, cfg.admission.rate_limit_burst),
+            keyed: cfg.keyed_limits.as_ref().map(crate::policy::KeyedLimiter::new),
             submit_full: AtomicU64::new(0),
             swept: AtomicU64::new(0),
             pin_failures: AtomicU64::new(0),

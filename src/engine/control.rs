@@ -344,6 +344,34 @@ impl Engine {
         (d < self.sh.topo.load().domains.len()).then(|| self.sh.balance[d].get())
     }
 
+    /// Changes the keyed rate limits' quotas and classes while tasks run (the capacity stays as
+    /// the engine started with it; an engine started without keyed limits refuses). A tracked
+    /// key keeps its bucket and is judged by its class's new quota. Recorded in the audit trail.
+    pub fn set_keyed_limits(&self, limits: &crate::policy::KeyedLimits) -> Result<(), Error> {
+        let Some(keyed) = &self.sh.keyed else {
+            return Err(Error::Config(
+                "keyed limits: the engine started without them (engine.keyed_limits is read at the start)".into(),
+            ));
+        };
+        limits.validate().map_err(Error::Config)?;
+        let _w = self.writer();
+        keyed.set(limits);
+        drop(_w);
+        let words = format!(
+            "default {}/s, burst {}; {} classes",
+            limits.default_per_s,
+            limits.default_burst,
+            limits.classes.len()
+        );
+        self.sh.audit().record("keyed_limits", "engine".into(), "-".into(), words);
+        Ok(())
+    }
+
+    /// What the keyed rate limits counted, per quota class (None without keyed limits).
+    pub fn keyed_stats(&self) -> Option<crate::policy::KeyedStats> {
+        self.sh.keyed.as_ref().map(|k| k.stats())
+    }
+
     /// Changes the admission rate limit while tasks run: `per_s` tasks per second sustained (0:
     /// no limit), bursts of up to `burst` (at least 1). From the next admission on; recorded in
     /// the audit trail.

@@ -49,6 +49,7 @@ impl Engine {
         req.domains = task.domains.0;
         req.priority = task.priority;
         req.waitable = task.waitable;
+        req.key = task.key;
         req.submit_ns = now;
         let meta = now.saturating_add(sh.meta_timeout_ns());
         req.deadline_ns = task.deadline.map_or(meta, |d| meta.min(now.saturating_add(d.as_nanos() as u64)));

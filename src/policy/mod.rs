@@ -9,6 +9,7 @@ pub use admission::RateLimiter;
 pub use balance::Balance;
 pub use budget::RetryBudget;
 pub use hedge::{Hedge, HedgeDelay, MAX_HEDGES};
+pub use keyed::{Key, KeyedLimiter, KeyedLimits, KeyedStats, QuotaClass, key_of};
 pub use outlier::Outlier;
 pub use shedding::Shedding;
 
@@ -17,6 +18,7 @@ pub(crate) mod balance;
 pub(crate) mod budget;
 pub(crate) mod bulkhead;
 pub(crate) mod hedge;
+pub(crate) mod keyed;
 pub(crate) mod outlier;
 pub(crate) mod routing;
 pub(crate) mod shedding;

@@ -43,6 +43,17 @@ impl Worker {
         0
     }
 
+    /// The keyed rate limits' check of the task in slot `idx` (out of line: engines without
+    /// keyed limits pay one test).
+    #[inline(never)]
+    fn keyed_allow(&self, idx: u32) -> bool {
+        let Some(keyed) = &self.sh.keyed else { return true };
+        // SAFETY: the caller admitted the slot: its request is read-only while it holds the task.
+        let key = unsafe { self.sh.slab.req(idx) }.key;
+        let clock = &self.sh.clock;
+        key == 0 || keyed.allow(key, self.now, || clock.now()).is_ok()
+    }
+
     fn ingest_from(&mut self, from: usize, max: usize) -> usize {
         let cap = self.sh.cfg.worker_capacity;
         let mut n = 0;
@@ -92,6 +103,9 @@ impl Worker {
         // with a newer reading since, so a refusal is checked again on a fresh one.
         let clock = &self.sh.clock;
         if !self.sh.rate.allow_fresh(self.now, || clock.now()) {
+            return self.complete(t, Reason::RateLimited);
+        }
+        if self.sh.keyed.is_some() && !self.keyed_allow(idx) {
             return self.complete(t, Reason::RateLimited);
         }
         if self.sh.admission.max_concurrent() > 0 && !self.throttle_acquire(idx) {

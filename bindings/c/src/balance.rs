@@ -326,3 +326,51 @@ pub extern "C" fn metafed_engine_get_domain_shedding(
         Ok(())
     })
 }
+
+/// The key of a name (a tenant, a client address) for `metafed_task.key`: the engine's hash of
+/// the NUL-terminated `name`, stable across runs and builds, never 0. Into `*out`.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_key_of(name: *const std::ffi::c_char, out: *mut u64) -> metafed_status {
+    boundary("metafed_key_of", || {
+        non_null(out, "out")?;
+        // SAFETY: the caller passes a NUL-terminated string (or NULL, refused).
+        let name = unsafe { crate::convert::str_arg(name, "name") }?;
+        // SAFETY: not NULL; writable per the contract.
+        unsafe { *out = metafed_rs::policy::key_of(name) };
+        Ok(())
+    })
+}
+
+/// Changes the keyed rate limits' quotas and classes while tasks run, from JSON (as
+/// `metafed_engine_config.keyed_limits_json`; the capacity stays as it started). Refused
+/// (`METAFED_E_CONFIG`) by an engine started without keyed limits. Recorded in the audit trail.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_set_keyed_limits_json(
+    engine: *mut metafed_engine,
+    json: *const std::ffi::c_char,
+) -> metafed_status {
+    boundary("metafed_engine_set_keyed_limits_json", || {
+        // SAFETY: the caller passes a NUL-terminated string (or NULL, refused).
+        let json = unsafe { crate::convert::str_arg(json, "json") }?;
+        let limits = crate::convert::keyed_limits_arg(json)?;
+        with_engine(engine, |e| Ok(e.set_keyed_limits(&limits)?))
+    })
+}
+
+/// What the keyed rate limits counted, as JSON (`{"tracked":..,"capacity":..,"evicted":..,
+/// "table_full":..,"classes":[["default",admitted,refused],..]}`; `null` without keyed limits),
+/// into `buf` by the header's rule for texts.
+#[unsafe(no_mangle)]
+pub extern "C" fn metafed_engine_get_keyed_stats_json(
+    engine: *mut metafed_engine,
+    buf: *mut std::ffi::c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> metafed_status {
+    boundary("metafed_engine_get_keyed_stats_json", || {
+        with_engine(engine, |e| {
+            let json = serde_json::to_string(&e.keyed_stats()).expect("stats serialise");
+            crate::convert::write_name(&json, buf, cap, out_len)
+        })
+    })
+}

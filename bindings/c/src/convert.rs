@@ -178,6 +178,13 @@ pub(crate) fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, F
             rate_limit_per_s: c.rate_limit_per_s,
             rate_limit_burst: c.rate_limit_burst,
         },
+        keyed_limits: if c.keyed_limits_json.is_null() {
+            None
+        } else {
+            // SAFETY: not NULL: a NUL-terminated string, per the contract.
+            let json = unsafe { str_arg(c.keyed_limits_json, "keyed_limits_json") }?;
+            Some(keyed_limits_arg(json)?)
+        },
     };
     cfg.validate().map_err(|m| err(crate::error::METAFED_E_CONFIG, m))?;
     Ok(cfg)
@@ -358,6 +365,14 @@ pub(crate) fn breaker_mode(mode: i32) -> Result<BreakerMode, FfiError> {
         METAFED_BREAKER_FORCED_OPEN => Ok(BreakerMode::ForcedOpen),
         m => Err(err(METAFED_E_INVALID, format!("unknown breaker mode {m}"))),
     }
+}
+
+/// Keyed rate limits from their JSON form, checked.
+pub(crate) fn keyed_limits_arg(json: &str) -> Result<metafed_rs::policy::KeyedLimits, FfiError> {
+    let k: metafed_rs::policy::KeyedLimits = serde_json::from_str(json)
+        .map_err(|e| err(crate::error::METAFED_E_CONFIG, format!("keyed limits JSON: {e}")))?;
+    k.validate().map_err(|m| err(crate::error::METAFED_E_CONFIG, m))?;
+    Ok(k)
 }
 
 /// A breaker configuration as the C struct.
@@ -547,6 +562,7 @@ unsafe fn task_from<'a>(t: metafed_task) -> Result<metafed_rs::Task<'a>, FfiErro
         data,
         deadline: (t.deadline_ns > 0).then(|| Duration::from_nanos(t.deadline_ns)),
         waitable: t.flags & METAFED_TASK_WAITABLE != 0,
+        key: t.key,
     })
 }
 
@@ -657,9 +673,14 @@ unsafe impl CStruct for metafed_agent_stats {
     /// ABI 1.0's form ended before `ejections` (appended in 1.3).
     const MIN_SIZE: usize = std::mem::offset_of!(metafed_agent_stats, ejections);
 }
+// SAFETY: as above.
+unsafe impl CStruct for metafed_task {
+    const NAME: &'static str = "metafed_task";
+    /// ABI 1.0's form ended before `key` (appended in 1.3).
+    const MIN_SIZE: usize = std::mem::offset_of!(metafed_task, key);
+}
 c_structs!(
     metafed_outlier_config,
-    metafed_task,
     metafed_completion,
     metafed_body,
     metafed_request,
@@ -689,6 +710,7 @@ impl metafed_task {
             data_len: 0,
             priority: 0,
             deadline_ns: 0,
+            key: 0,
         }
     }
 }
@@ -720,6 +742,7 @@ impl metafed_engine_config {
             on_complete_user_data: std::ptr::null_mut(),
             spare_agents: c.spare_agents as u32,
             spare_domains: c.spare_domains as u32,
+            keyed_limits_json: std::ptr::null(),
         }
     }
 }

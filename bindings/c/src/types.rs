@@ -154,6 +154,9 @@ pub struct metafed_task {
     /// A deadline relative to submission, in nanoseconds; 0 for none (the meta level's timeout
     /// still applies). At most `METAFED_MAX_DURATION_NS`.
     pub deadline_ns: u64,
+    /// ABI 1.3: its key for the keyed rate limits (a tenant, a client; `metafed_key_of` hashes a
+    /// name), 0 for none.
+    pub key: u64,
 }
 
 /// One failed attempt of a task. Embedded in `metafed_completion` (which carries the size), so
@@ -524,6 +527,11 @@ pub struct metafed_engine_config {
     /// those it starts with (together at most `METAFED_MAX_DOMAINS`). Since ABI 1.1: a caller
     /// with the 1.0 header gets the default, 4.
     pub spare_domains: u32,
+    /// ABI 1.3: keyed rate limits, as JSON (the fields of `[engine.keyed_limits]` in TOML:
+    /// `{"capacity": 65536, "default_per_s": 100, "default_burst": 10, "classes": [{"name":
+    /// "gold", "per_s": 1000, "burst": 100, "keys": ["acme", 42]}]}`); NULL for none. Read when
+    /// the engine starts; the capacity is fixed then.
+    pub keyed_limits_json: *const c_char,
 }
 
 /// The admission settings of a running engine (`metafed_engine_get_admission`,

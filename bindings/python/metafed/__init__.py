@@ -16,7 +16,7 @@ coroutines (they answer later, on an asyncio loop, holding no engine thread).
 """
 
 from ._aio import async_queue_stats
-from ._engine import Domains, Engine, Ticket
+from ._engine import Domains, Engine, Ticket, key_of
 from ._native import (
     ConfigError,
     EngineClosed,
@@ -72,5 +72,5 @@ __all__ = [
     "ConfigError", "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "Handler",
     "HandlerResult", "Health", "HealthStatus", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Outlier", "Reason", "ReliabilityWindow", "Reply",
     "Request", "Shedding", "ShutdownReport", "SimAgent", "Stats", "Task", "Ticket", "Topology", "TopologyError", "UnknownDomain",
-    "WaitTimeout", "WouldDeadlock", "acting_as", "async_queue_stats", "library_path", "version",
+    "WaitTimeout", "WouldDeadlock", "acting_as", "async_queue_stats", "key_of", "library_path", "version",
 ]

@@ -284,6 +284,7 @@ typedef struct metafed_task {
   size_t data_len;
   uint32_t priority;
   uint64_t deadline_ns;
+  uint64_t key;
 } metafed_task;
 
 typedef void (*metafed_completion_fn)(void *user_data, const struct metafed_completion *completion);
@@ -310,6 +311,7 @@ typedef struct metafed_engine_config {
   void *on_complete_user_data;
   uint32_t spare_agents;
   uint32_t spare_domains;
+  const char *keyed_limits_json;
 } metafed_engine_config;
 
 typedef struct metafed_stats {
@@ -542,6 +544,16 @@ metafed_status metafed_engine_get_domain_shedding(struct metafed_engine *engine,
                                                   uint64_t *target_ns,
                                                   uint64_t *interval_ns,
                                                   uint32_t *queue_capacity);
+
+metafed_status metafed_key_of(const char *name, uint64_t *out);
+
+metafed_status metafed_engine_set_keyed_limits_json(struct metafed_engine *engine,
+                                                    const char *json);
+
+metafed_status metafed_engine_get_keyed_stats_json(struct metafed_engine *engine,
+                                                   char *buf,
+                                                   size_t cap,
+                                                   size_t *out_len);
 
 metafed_status metafed_engine_set_event_callback(struct metafed_engine *engine,
                                                  metafed_event_fn callback,

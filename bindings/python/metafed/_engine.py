@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import os
 import sys
 import threading
@@ -13,7 +14,7 @@ import weakref
 from array import array
 from collections import deque
 from concurrent.futures import Future
-from typing import Any, Iterable, Literal, Optional, Sequence, Union, overload
+from typing import Any, Iterable, Literal, Mapping, Optional, Sequence, Union, overload
 
 from ._native import (
     ENGINE_THREAD,
@@ -31,7 +32,7 @@ from ._native import (
     duration_ns,
     refuse_if_engine_thread,
 )
-from ._ops import AuditRecord, EventLogger, Health, audit_of, health_of, metrics_text_of, serve_admin_of
+from ._ops import AuditRecord, EventLogger, Health, audit_of, health_of, metrics_text_of, read_text, serve_admin_of
 from ._topology import (
     CALLS,
     MESSAGES,
@@ -317,6 +318,27 @@ def _int_arg(v: object, what: str, lo: int = 0, hi: int = _U64 - 1) -> int:
 
 
 
+def key_of(name: str) -> int:
+    """The engine's key for a name (a tenant, a client): what `submit(..., key=name)` uses."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be str, not {type(name).__name__}")
+    out = ffi.new("uint64_t *")
+    check(lib().metafed_key_of(name.encode(), out))
+    return int(out[0])
+
+
+def _key_arg(key: object) -> int:
+    if key is None:
+        return 0
+    if isinstance(key, str):
+        return key_of(key)
+    if isinstance(key, bool) or not isinstance(key, int):
+        raise TypeError(f"key must be an int or a str, not {type(key).__name__}")
+    if not 0 <= key < 2**64:
+        raise InvalidArgument(4, f"key must be 0 to 2**64-1, got {key}")
+    return key
+
+
 def _reasons_of(s: Any) -> dict[Reason, int]:
     """Completions by reason from a `metafed_stats`: ABI 1.0's array, and the reasons after it
     (each a field of its own)."""
@@ -343,7 +365,10 @@ class Engine:
     `batch`, `idle_spins`, `idle_yield_us`, `isolated_queue`, `panic_routing`,
     `drain_timeout_ms`, `max_concurrent`, `queue_capacity`, `essential_priority`,
     `rate_limit_per_s`, `rate_limit_burst`, and `spare_agents` (16) and `spare_domains` (4), the
-    agents and domains `add_agent` and `add_domain` can add while the engine runs."""
+    agents and domains `add_agent` and `add_domain` can add while the engine runs.
+    `keyed_limits` is a mapping of the fields of `[engine.keyed_limits]` in TOML (`capacity`,
+    `default_per_s`, `default_burst`, `classes`: [{`name`, `per_s`, `burst`, `keys`}]): rate
+    limits per task key (`submit(..., key=)`)."""
 
     def __init__(
         self,
@@ -366,6 +391,7 @@ class Engine:
         rate_limit_burst: Optional[float] = None,
         spare_agents: Optional[int] = None,
         spare_domains: Optional[int] = None,
+        keyed_limits: Optional[Mapping[str, Any]] = None,
     ) -> None:
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a metafed.Topology, not {type(topology).__name__}")
@@ -402,8 +428,15 @@ class Engine:
                 if isinstance(num, bool) or not isinstance(num, (int, float)):
                     raise TypeError(f"{key} must be a number, not {type(num).__name__}")
                 setattr(cfg, key, float(num))
+        keyed_json = None
+        if keyed_limits is not None:
+            if not isinstance(keyed_limits, Mapping):
+                raise TypeError(f"keyed_limits must be a mapping (the fields of [engine.keyed_limits]), not {type(keyed_limits).__name__}")
+            keyed_json = ffi.new("char[]", json.dumps(dict(keyed_limits)).encode())
+            cfg.keyed_limits_json = keyed_json
         out = ffi.new("metafed_engine **")
         check(lib().metafed_engine_new(topology.handle, cfg, out))
+        del keyed_json
         self._state = _State(out[0])
         self._pid = os.getpid()
         self._topology = topology
@@ -486,7 +519,10 @@ class Engine:
             raise InvalidArgument(4, f"domain id {d} is out of range (0 to 63)")
         return d
 
-    def _fill(self, t: Any, task_id: int, domains: Domains, payload: int, data: bytes, priority: int, deadline: Optional[float]) -> Any:
+    def _fill(
+        self, t: Any, task_id: int, domains: Domains, payload: int, data: bytes, priority: int, deadline: Optional[float],
+        key: Union[int, str, None] = None,
+    ) -> Any:
         _int_arg(task_id, "task_id")
         _int_arg(payload, "payload")
         _int_arg(priority, "priority", 0, 3)
@@ -507,6 +543,7 @@ class Engine:
         t.data_len = len(data)
         t.priority = priority
         t.deadline_ns = 0 if deadline is None else max(1, round(deadline * S))
+        t.key = _key_arg(key)
         return keep
 
     @overload
@@ -521,6 +558,7 @@ class Engine:
         deadline: Optional[float] = None,
         timeout: Optional[float] = None,
         track: Literal[True] = True,
+        key: Union[int, str, None] = None,
     ) -> Ticket: ...
 
     @overload
@@ -535,6 +573,7 @@ class Engine:
         deadline: Optional[float] = None,
         timeout: Optional[float] = None,
         track: Literal[False],
+        key: Union[int, str, None] = None,
     ) -> int: ...
 
     def submit(
@@ -548,19 +587,23 @@ class Engine:
         deadline: Optional[float] = None,
         timeout: Optional[float] = None,
         track: bool = True,
+        key: Union[int, str, None] = None,
     ) -> Union[Ticket, int]:
         """Submits a task: `task_id` (0 to 2**64-1) is its correlation id, `domains` what it
         needs, `payload` and `data` what handlers see, `priority` 0 (highest) to 3, `deadline`
         seconds from now (the task budget of 500 ms applies anyway). Waits while the engine is
         full, up to `timeout` seconds (forever if None; EngineFull after). Returns a `Ticket`
         (a Future of its `Completion`), or with `track=False` the ticket number, whose
-        completion `poll` returns. From a handler it never waits: a full engine raises
-        WouldDeadlock."""
+        completion `poll` returns. `key` (an int, or a str the engine hashes; see `key_of`) is the
+        task's key for the engine's keyed rate limits. From a handler it never waits: a full
+        engine raises WouldDeadlock."""
         self._check_open()
         end = None if timeout is None else time.monotonic() + timeout
         pause = 1e-5
         while True:
-            got: Union[Ticket, int, None] = self._submit_now(task_id, domains, payload, data, priority, deadline, Ticket if track else None)
+            got: Union[Ticket, int, None] = self._submit_now(
+                task_id, domains, payload, data, priority, deadline, Ticket if track else None, key
+            )
             if got is not None:
                 return got
             if end is not None and time.monotonic() >= end:
@@ -578,13 +621,14 @@ class Engine:
         priority: int,
         deadline: Optional[float],
         waiter: Any,
+        key: Union[int, str, None] = None,
     ) -> Any:
         """One try at submitting: None when the engine is full; else the ticket number
         (`waiter` None), a new `Ticket` (`waiter` is the Ticket class), or `waiter` itself, an
         (asyncio loop, future) pair that the completion thread resolves on its loop."""
         state = self._state
         with state.lock:
-            keep = self._fill(self._task, task_id, domains, payload, data, priority, deadline)
+            keep = self._fill(self._task, task_id, domains, payload, data, priority, deadline, key)
             status = lib().metafed_engine_submit(state.h, self._task, self._ticket_out)
             if status == 0:
                 ticket = int(self._ticket_out[0])
@@ -646,6 +690,7 @@ class Engine:
         priority: int = 0,
         deadline: Optional[float] = None,
         timeout: Optional[float] = None,
+        key: Union[int, str, None] = None,
     ) -> Completion:
         """Submits a task and awaits its completion (asyncio). While the engine is full it awaits
         (the event loop runs on), up to `timeout` seconds. Cancelling it (or
@@ -657,7 +702,7 @@ class Engine:
         pause = 1e-4
         # The completion thread resolves `fut` on this loop, with the other completions of its
         # batch in one wake-up of the loop.
-        while self._submit_now(task_id, domains, payload, data, priority, deadline, (loop, fut)) is None:
+        while self._submit_now(task_id, domains, payload, data, priority, deadline, (loop, fut), key) is None:
             if end is not None and time.monotonic() >= end:
                 raise EngineFull(_FULL, "the engine stayed full until the timeout")
             await asyncio.sleep(pause)
@@ -853,6 +898,23 @@ class Engine:
         if not isinstance(down, bool):
             raise TypeError(f"down must be bool, not {type(down).__name__}")
         check(lib().metafed_engine_set_domain_down(self._state.h, self._check_domain(domain), int(down)))
+
+    def set_keyed_limits(self, keyed_limits: Mapping[str, Any]) -> None:
+        """Changes the keyed rate limits' quotas and classes while tasks run (a mapping as
+        `Engine(keyed_limits=)` takes; the capacity stays as it started). Audited."""
+        self._check_not_closed()
+        if not isinstance(keyed_limits, Mapping):
+            raise TypeError(f"keyed_limits must be a mapping, not {type(keyed_limits).__name__}")
+        check(lib().metafed_engine_set_keyed_limits_json(self._state.h, json.dumps(dict(keyed_limits)).encode()))
+
+    def keyed_stats(self) -> Optional[dict[str, Any]]:
+        """What the keyed rate limits counted (`tracked`, `capacity`, `evicted`, `table_full`,
+        `classes`: [name, admitted, refused] per quota class), or None without keyed limits."""
+        self._check_not_closed()
+        h = self._state.h
+        text = read_text(lambda b, c, n: lib().metafed_engine_get_keyed_stats_json(h, b, c, n))
+        out: Optional[dict[str, Any]] = json.loads(text)
+        return out
 
     def set_balance(self, domain: Union[int, str], balance: Balance) -> None:
         """Changes how `domain` chooses its agents while tasks run (see `Balance`); switching to

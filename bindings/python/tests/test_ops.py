@@ -426,3 +426,30 @@ def test_adaptive_shedding_rejects_with_its_own_reason() -> None:
             engine.set_shedding("D", 5.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="target_ms"):
         metafed.Shedding(target_ms=0)
+
+
+def test_keyed_rate_limits_per_tenant() -> None:
+    """A tenant's key holds it to its class's quota; another tenant is not affected; the quotas
+    change while the engine runs."""
+    limits = {"capacity": 1024, "default_per_s": 0.001, "default_burst": 2,
+              "classes": [{"name": "gold", "per_s": 0.001, "burst": 5, "keys": ["acme"]}]}
+    with Engine(Topology.seed(0.0), workers=1, keyed_limits=limits) as engine:
+        acme = [engine.submit(i, "API", key="acme").result(5) for i in range(8)]
+        assert [c.ok for c in acme] == [True] * 5 + [False] * 3
+        assert all(c.reason == metafed.Reason.RATE_LIMITED for c in acme[5:])
+        other = [engine.submit(i, "API", key="globex").result(5) for i in range(3)]
+        assert [c.ok for c in other] == [True, True, False]
+        assert engine.submit(99, "API").result(5).ok, "a task without a key is not limited"
+        assert engine.submit(100, "API", key=metafed.key_of("acme")).result(5).reason == metafed.Reason.RATE_LIMITED
+        stats = engine.keyed_stats()
+        assert stats is not None and stats["tracked"] == 2
+        assert ["gold", 5, 4] in stats["classes"]
+        engine.set_keyed_limits({**limits, "classes": [{"name": "gold", "per_s": 0.001, "burst": 50, "keys": ["acme"]}]})
+        assert engine.submit(101, "API", key="acme").result(5).ok
+        with pytest.raises(metafed.ConfigError, match="burst"):
+            engine.set_keyed_limits({**limits, "default_burst": 0})
+        with pytest.raises(TypeError, match="key must be"):
+            engine.submit(1, "API", key=1.5)  # type: ignore[call-overload]
+    with pytest.raises(metafed.ConfigError, match="capacity"):
+        Engine(Topology.seed(0.0), keyed_limits={"capacity": 0})
+    assert metafed.key_of("acme") == metafed.key_of("acme") != metafed.key_of("globex")
