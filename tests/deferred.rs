@@ -157,7 +157,8 @@ fn sub_tasks_beyond_a_concurrency_limit_wait_in_the_domain_and_nothing_is_lost()
     let (topo, d) = one_domain(vec![("Limited", spec)]);
     let engine = Engine::start(topo, config()).unwrap();
     let done = run_all(&engine, d, 300);
-    assert!(done.iter().all(Completion::is_ok));
+    let bad: Vec<_> = done.iter().filter(|c| !c.is_ok()).map(|c| (c.id, c.reason, c.latency_ns)).collect();
+    assert!(bad.is_empty(), "{} not ok: {:?}", bad.len(), &bad[..bad.len().min(5)]);
     let s = engine.stats();
     assert_eq!(s.agents[0].max_concurrency, 3);
     assert_eq!(s.agents[0].in_flight, 0, "every attempt released its place");

@@ -51,6 +51,8 @@ pub(crate) struct Worker {
     /// Per domain: sub-tasks waiting for an agent with room (every candidate at its limit).
     pub(crate) waiting: Vec<VecDeque<Msg>>,
     pub(crate) waiting_len: usize,
+    /// Whether the engine runs in virtual time (a simulation drives the turns).
+    pub(crate) simulated: bool,
     /// Per domain: the wait queue's CoDel state, for a domain with adaptive shedding.
     pub(crate) codel: Vec<crate::policy::shedding::Codel>,
     /// Sub-tasks with attempts in flight elsewhere.
@@ -102,6 +104,7 @@ impl Worker {
             waiting: (0..domains).map(|_| VecDeque::new()).collect(),
             waiting_len: 0,
             codel: vec![crate::policy::shedding::Codel::default(); domains],
+            simulated: sh.clock.is_virtual(),
             parked: ParkedTable::with_capacity(cap.min(slots)),
             free_slots: (0..slots as u32).rev().collect(),
             free_capacity: slots,
@@ -167,6 +170,12 @@ impl Worker {
         // agents all answer at once never looks.
         let mut work = if self.free_slots.len() < self.free_capacity { self.collect_deferred() } else { 0 };
         work += self.fire_timers() + self.retry_waiting();
+        if self.waiting_len > 0 && !self.simulated {
+            // Sub-tasks wait for room that another worker's answers may free: a live worker keeps
+            // turning (a sleeping one would leave its queue to the workers its answers wake, and
+            // starve it). A simulation's turn settles: its clock only moves between turns.
+            work += 1;
+        }
         work += self.promote_pending() + self.ingest();
         work += self.drain();
         if work > 0 {

@@ -472,7 +472,8 @@ impl Worker {
 
     /// Sends the sub-tasks that wait for room again (those that still find none wait on).
     /// Returns how many left the wait queue: a sub-task that finds no room again is no progress
-    /// (a simulation's turn would otherwise never settle, and a live worker never idle).
+    /// (a simulation's turn would otherwise never settle; a live worker keeps turning while
+    /// sub-tasks wait, see `Worker::turn`).
     pub(crate) fn retry_waiting(&mut self) -> usize {
         if self.waiting_len == 0 {
             return 0;
