@@ -392,6 +392,22 @@
 #define METAFED_CAUSE_SLOW_CALL_RATE 7
 
 /*
+ Breaker event cause: the domain's outlier detection ejected the agent for a run of failures
+ (ABI 1.3).
+ */
+#define METAFED_CAUSE_OUTLIER_FAILURES 8
+
+/*
+ Breaker event cause: ejected for its failure rate (ABI 1.3).
+ */
+#define METAFED_CAUSE_OUTLIER_FAILURE_RATE 9
+
+/*
+ Breaker event cause: ejected for a latency far above its peers' (ABI 1.3).
+ */
+#define METAFED_CAUSE_OUTLIER_LATENCY 10
+
+/*
  A domain's balance: smooth weighted round-robin (the default; ABI 1.3).
  */
 #define METAFED_BALANCE_ROUND_ROBIN 0

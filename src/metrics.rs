@@ -315,11 +315,51 @@ impl Collector for EngineCollector {
             per_domain(&|d| d.subtasks),
         )?;
         let results = s.domains.iter().flat_map(|d| {
-            [("ok", d.ok), ("failed", d.failed), ("shed", d.shed), ("fault", d.faults), ("timeout", d.timeouts)]
-                .into_iter()
-                .map(|(r, n)| (base(&[("domain", &d.name), ("result", r)]), n))
+            [
+                ("ok", d.ok),
+                ("failed", d.failed),
+                ("shed", d.shed),
+                ("fault", d.faults),
+                ("timeout", d.timeouts),
+                ("overloaded", d.overloaded),
+            ]
+            .into_iter()
+            .map(|(r, n)| (base(&[("domain", &d.name), ("result", r)]), n))
         });
         family(&mut enc, "metafed_domain_subtasks_finished", "Sub-tasks finished, by result.", None, counter, results)?;
+        // Keyed rate limits, per quota class (never per key: keys are unbounded).
+        if let Some(k) = &sh.keyed {
+            let ks = k.stats();
+            let checks = ks.classes.iter().flat_map(|(class, admitted, refused)| {
+                [("admitted", *admitted), ("limited", *refused)]
+                    .into_iter()
+                    .map(move |(r, n)| (base(&[("class", class.as_str()), ("result", r)]), n))
+            });
+            family(
+                &mut enc,
+                "metafed_keyed_checks",
+                "Keyed rate-limit checks, by quota class and result.",
+                None,
+                counter,
+                checks,
+            )?;
+            family(
+                &mut enc,
+                "metafed_keyed_keys",
+                "Keys tracked by the keyed rate limits.",
+                None,
+                gauge,
+                vec![(base(&[]), ks.tracked as f64)],
+            )?;
+            family(
+                &mut enc,
+                "metafed_keyed_evictions",
+                "Idle keys forgotten to make room, and new keys refused because every key was active.",
+                None,
+                counter,
+                vec![(base(&[("kind", "idle")]), ks.evicted), (base(&[("kind", "table_full")]), ks.table_full)],
+            )?;
+        }
         family(
             &mut enc,
             "metafed_domain_failovers",

@@ -116,6 +116,13 @@ fn keyed_limits_load_from_toml_change_live_and_are_checked() {
     assert_eq!(engine.audit_log().last().unwrap().action, "keyed_limits");
     gold.default_burst = 0.0;
     assert!(engine.set_keyed_limits(&gold).unwrap_err().to_string().contains("burst"));
+    // Metrics per quota class, never per key.
+    let t = engine.submit(&Task::new(1, DomainId(0)).key(key_of("acme")).waitable(), None).unwrap();
+    assert!(engine.wait(t, None).unwrap().is_ok());
+    let text = engine.metrics_text();
+    assert!(text.contains(r#"metafed_keyed_checks_total{class="gold",result="admitted"} 1"#), "{text}");
+    assert!(text.contains("metafed_keyed_keys 1"), "{text}");
+    assert!(!text.contains(&key_of("acme").to_string()));
     engine.shutdown(std::time::Duration::from_secs(1)).unwrap();
     // An engine started without keyed limits refuses them, and ignores tasks' keys.
     let plain = Engine::start(topology(), EngineConfig { workers: 1, pin: false, ..EngineConfig::default() }).unwrap();

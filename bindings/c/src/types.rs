@@ -706,6 +706,13 @@ pub struct metafed_shutdown_report {
 }
 
 const _: () = assert!(METAFED_REASON_COUNT + 1 == Reason::COUNT);
+const _: () = assert!(METAFED_REASON_DOMAIN_OVERLOADED == Reason::DomainOverloaded as i32);
+const _: () = assert!(
+    METAFED_CAUSE_SLOW_CALL_RATE == metafed_rs::breaker::TransitionCause::SlowCallRate as i32
+        && METAFED_CAUSE_OUTLIER_FAILURES == metafed_rs::breaker::TransitionCause::OutlierFailures as i32
+        && METAFED_CAUSE_OUTLIER_FAILURE_RATE == metafed_rs::breaker::TransitionCause::OutlierFailureRate as i32
+        && METAFED_CAUSE_OUTLIER_LATENCY == metafed_rs::breaker::TransitionCause::OutlierLatency as i32
+);
 const _: () = assert!(METAFED_OUTCOME_COUNT == 4 && Status::Rejected as usize == 3);
 
 /// Health: every breaker closed, measured reliability as predicted.
@@ -740,6 +747,16 @@ pub const METAFED_CAUSE_RESET: i32 = 6;
 
 /// Breaker event cause: the slow-call rate over the window reached the threshold (ABI 1.3).
 pub const METAFED_CAUSE_SLOW_CALL_RATE: i32 = 7;
+
+/// Breaker event cause: the domain's outlier detection ejected the agent for a run of failures
+/// (ABI 1.3).
+pub const METAFED_CAUSE_OUTLIER_FAILURES: i32 = 8;
+
+/// Breaker event cause: ejected for its failure rate (ABI 1.3).
+pub const METAFED_CAUSE_OUTLIER_FAILURE_RATE: i32 = 9;
+
+/// Breaker event cause: ejected for a latency far above its peers' (ABI 1.3).
+pub const METAFED_CAUSE_OUTLIER_LATENCY: i32 = 10;
 
 /// A domain's outlier detection (ABI 1.3). Set `struct_size`, then `metafed_outlier_config_init`
 /// fills the defaults (Envoy's: 5 failures in a row; failure rate and latency off; 30 s

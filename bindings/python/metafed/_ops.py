@@ -140,6 +140,9 @@ _CAUSES = {
     5: "forced",
     6: "reset",
     7: "slow_call_rate",
+    8: "outlier_failures",
+    9: "outlier_failure_rate",
+    10: "outlier_latency",
 }
 
 
