@@ -771,7 +771,11 @@ class Engine:
         out_p = ffi.from_buffer("int32_t[]", out_arr) if out_arr is not None and n else ffi.NULL
         per_task = len(dom_arr) > 1
         start = time.perf_counter()
-        pos, chunk = 0, 4096
+        # A slice holds at least the window (`in_flight`), and starts at that: a slice ends when
+        # all its tasks have, so with slow tasks a slice of thousands kept Ctrl-C waiting for
+        # seconds (12.5 s with 200 ms tasks at 64 in flight).
+        floor = in_flight
+        pos, chunk = 0, min(4096, max(floor, 64))
         end = None if timeout is None else time.monotonic() + timeout
 
         def result() -> BatchResult:
@@ -799,7 +803,7 @@ class Engine:
             # Slices of about 20 ms: short enough for Ctrl-C and timeouts, long enough that the
             # window drained at each slice's end costs little.
             took = max(time.perf_counter() - t0, 1e-6)
-            chunk = max(1024, min(1 << 22, int(chunk * 0.02 / took)))
+            chunk = max(floor, min(1 << 22, int(chunk * 0.02 / took)))
             if end is not None and time.monotonic() >= end and pos < n:
                 e = WaitTimeout(11, f"run_many timed out after {pos} of {n} tasks")
                 e.result = result()  # type: ignore[attr-defined]

@@ -110,3 +110,30 @@ def test_a_missing_library_is_explained():
     p = subprocess.run([sys.executable, "-c", "import metafed; metafed.Topology()"], env=env, capture_output=True, text=True)
     assert p.returncode != 0
     assert "cannot find libmetafed.so" in p.stderr and "cargo build --release" in p.stderr
+
+
+def test_ctrl_c_interrupts_run_many_within_a_slice():
+    """Slow tasks (200 ms) at 64 in flight: Ctrl-C raises KeyboardInterrupt at the end of the
+    slice running, one task's time, not after thousands of tasks (12.5 s before)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    t = metafed.Topology()
+    d = t.add_domain("D")
+    t.add_agent(d, "slow", sim=metafed.SimAgent(latency_us=200_000.0, io=True))
+    t.set_timeouts(agent_ms=10_000, domain_ms=20_000, task_ms=30_000)
+    sent = []
+
+    def interrupt():
+        time.sleep(0.3)
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with metafed.Engine(t, workers=1) as e:
+        threading.Thread(target=interrupt, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            e.run_many(range(10_000), "D", in_flight=64)
+        late = time.monotonic() - sent[0]
+    assert late < 2.0, f"KeyboardInterrupt {late:.2f} s after the signal"
