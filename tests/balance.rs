@@ -117,3 +117,47 @@ fn the_balance_loads_from_toml() {
     let bad = Topology::from_toml(&text.replace("peak_ewma", "least_loaded")).unwrap_err().to_string();
     assert!(bad.contains("least_loaded") && bad.contains("round_robin"), "{bad}");
 }
+
+#[test]
+fn a_reload_applies_the_domain_policies_and_refuses_bad_ones_whole() {
+    let text = |extra: &str| {
+        format!(
+            "[[domains]]\nname = \"D\"\n{extra}\nagents = [{{ name = \"a\", sim = {{ error_rate = 0.0 }} }}, {{ name = \"b\", sim = {{ error_rate = 0.0 }} }}]\n"
+        )
+    };
+    let engine = Engine::start(
+        Topology::from_toml(&text("")).unwrap(),
+        metafed::EngineConfig { workers: 1, pin: false, ..Default::default() },
+    )
+    .unwrap();
+    let d = DomainId(0);
+    let r = engine
+        .reload_toml(&text(
+            "balance = { kind = \"peak_ewma\" }\noutlier = { latency_factor = 3.0 }\nshedding = { target = 10.0 }",
+        ))
+        .unwrap();
+    assert!(r.applied.iter().any(|a| a == "domain D: balance"), "{r:?}");
+    assert!(r.applied.iter().any(|a| a == "domain D: outlier") && r.applied.iter().any(|a| a == "domain D: shedding"));
+    assert_eq!(engine.domain_balance(d), Some(Balance::peak_ewma()));
+    assert_eq!(engine.domain_outlier(d).map(|o| o.latency_factor), Some(3.0));
+    assert_eq!(engine.domain_shedding(d).map(|s| s.target), Some(std::time::Duration::from_millis(10)));
+    // A bad setting refuses the whole file: nothing changes.
+    let err = engine
+        .reload_toml(&text("balance = { kind = \"round_robin\" }\noutlier = { latency_factor = 0.5 }"))
+        .unwrap_err();
+    assert!(err.to_string().contains("latency_factor"), "{err}");
+    assert_eq!(engine.domain_balance(d), Some(Balance::peak_ewma()));
+    // The same file again changes nothing; a file without them turns them off.
+    let same = engine
+        .reload_toml(&text(
+            "balance = { kind = \"peak_ewma\" }\noutlier = { latency_factor = 3.0 }\nshedding = { target = 10.0 }",
+        ))
+        .unwrap();
+    assert!(same.applied.is_empty(), "{same:?}");
+    engine.reload_toml(&text("")).unwrap();
+    assert_eq!(
+        (engine.domain_balance(d), engine.domain_outlier(d), engine.domain_shedding(d)),
+        (Some(Balance::RoundRobin), None, None)
+    );
+    engine.shutdown(std::time::Duration::from_secs(1)).unwrap();
+}

@@ -130,3 +130,22 @@ fn keyed_limits_load_from_toml_change_live_and_are_checked() {
     assert!(plain.keyed_stats().is_none());
     plain.shutdown(std::time::Duration::from_secs(1)).unwrap();
 }
+
+#[test]
+fn a_reload_changes_the_quotas_and_names_a_new_capacity_as_needing_a_restart() {
+    let text = |capacity: u32, per_s: f64| {
+        format!(
+            "[engine]\nworkers = 1\npin = false\n[engine.keyed_limits]\ncapacity = {capacity}\ndefault_per_s = {per_s}\n\
+             [[domains]]\nname = \"D\"\nagents = [{{ name = \"a\", sim = {{ error_rate = 0.0 }} }}]\n"
+        )
+    };
+    let t = text(512, 10.0);
+    let engine = Engine::start(Topology::from_toml(&t).unwrap(), EngineConfig::from_toml(&t).unwrap()).unwrap();
+    let r = engine.reload_toml(&text(512, 20.0)).unwrap();
+    assert!(r.applied.iter().any(|a| a == "engine.keyed_limits"), "{r:?}");
+    let r = engine.reload_toml(&text(512, 20.0)).unwrap();
+    assert!(!r.applied.iter().any(|a| a == "engine.keyed_limits"), "unchanged: {r:?}");
+    let r = engine.reload_toml(&text(1024, 20.0)).unwrap();
+    assert!(r.needs_restart.iter().any(|n| n.contains("keyed_limits")), "{r:?}");
+    engine.shutdown(std::time::Duration::from_secs(1)).unwrap();
+}

@@ -10,11 +10,13 @@ use crate::topology::{AgentKind, Topology};
 impl Engine {
     /// Applies the settings of a TOML file (the format of `examples/topology.toml`) that can
     /// change while tasks run: each level's breakers and time budget, the admission settings,
+    /// the keyed rate limits' quotas, each domain's balance, outlier detection and shedding,
     /// each agent's concurrency limit and weight, and the domains and agents themselves (found
     /// by name): a domain or an agent the file adds (agents with a `sim` table) is added, a
     /// running one it lacks is removed. Anything else that differs from the running engine
     /// (worker count, slots, spare ids, an agent's threads, a simulated agent's settings, a
-    /// running domain's fault rate, attempts, hedging and retry budget) is listed in
+    /// running domain's fault rate, attempts, hedging and retry budget, keyed limits added,
+    /// removed or resized) is listed in
     /// [`Reload::needs_restart`] and left as it is. Checked in full before
     /// anything changes: an error changes nothing. What changed is in [`Reload::applied`] and in the audit trail.
     /// `metafed serve --config FILE` calls it on SIGHUP.
@@ -154,15 +156,37 @@ impl Engine {
             }
         }
         // What a domain that runs on keeps from the start: its faults, attempts, hedging, budget.
-        for dom in topo.domains.iter().filter(|d| !d.removed) {
-            if let Some(id) = new.domain_id(&dom.name) {
+        // Its balance, outlier detection and shedding change live (and a new domain takes them).
+        let mut policies = Vec::new(); // (name, balance, outlier, shedding) to apply
+        for dom in scratch.domains.iter().filter(|d| !d.removed) {
+            let Some(id) = new.domain_id(&dom.name) else { continue };
+            if topo.domain_id(&dom.name).is_some() {
                 let file = new.domain_settings(id);
                 if file != (dom.fault_rate, dom.max_attempts, dom.hedge, dom.retry_budget) {
                     out.needs_restart
                         .push(format!("domain {}: fault_rate / max_attempts / hedge / retry_budget", dom.name));
                 }
             }
+            let (balance, outlier, shedding) = new.domain_policies(id);
+            let named = |m: String| Error::Config(format!("domain {}: {m}", dom.name));
+            balance.validate().map_err(named)?;
+            outlier.map_or(Ok(()), |o| o.validate()).map_err(named)?;
+            shedding.map_or(Ok(()), |s| s.validate()).map_err(named)?;
+            if (balance, outlier, shedding) != (dom.balance, dom.outlier, dom.shedding) {
+                policies.push((dom.name.clone(), balance, outlier, shedding));
+            }
         }
+        let keyed_change = match (&self.sh.keyed, &cfg.keyed_limits) {
+            (None, None) => None,
+            (Some(running), Some(k)) if k.capacity == running.limits().capacity => {
+                k.validate().map_err(Error::Config)?;
+                (running.limits() != *k).then(|| k.clone())
+            }
+            _ => {
+                out.needs_restart.push("engine.keyed_limits (added, removed, or a new capacity)".into());
+                None
+            }
+        };
         let running = &self.sh.cfg;
         let admission_changed = self.admission() != cfg.admission;
         let mut engine_diff = Vec::new();
@@ -208,6 +232,27 @@ impl Engine {
             let d = self.sh.topo.load().domain_id(&domain).expect("added or running");
             let a = self.add_agent(d, name, spec)?;
             out.applied.push(format!("agent {} added", self.sh.agent_path(usize::from(a.0))));
+        }
+        for (name, balance, outlier, shedding) in policies {
+            let now = self.sh.topo.load();
+            let d = now.domain_id(&name).expect("added or running");
+            let (b, o, s) = (now.balance(d), now.outlier(d).copied(), now.shedding(d).copied());
+            if b != Some(balance) {
+                self.set_domain_balance(d, balance)?;
+                out.applied.push(format!("domain {name}: balance"));
+            }
+            if o != outlier {
+                self.set_domain_outlier(d, outlier)?;
+                out.applied.push(format!("domain {name}: outlier"));
+            }
+            if s != shedding {
+                self.set_domain_shedding(d, shedding)?;
+                out.applied.push(format!("domain {name}: shedding"));
+            }
+        }
+        if let Some(k) = keyed_change {
+            self.set_keyed_limits(&k)?;
+            out.applied.push("engine.keyed_limits".into());
         }
         Ok(out)
     }

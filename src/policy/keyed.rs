@@ -291,6 +291,8 @@ pub struct KeyedLimiter {
     /// Per class index (the configuration's classes after the default), up to 1,025.
     counts: Box<[ClassCounts]>,
     names: Mutex<Vec<String>>,
+    /// The settings now.
+    current: Mutex<KeyedLimits>,
     evicted: AtomicU64,
     table_full: AtomicU64,
     capacity: usize,
@@ -306,6 +308,7 @@ impl KeyedLimiter {
             quotas: crate::sync::Snapshot::new(Self::quotas(limits)),
             counts: (0..=1024).map(|_| ClassCounts::default()).collect(),
             names: Mutex::new(Self::names(limits)),
+            current: Mutex::new(limits.clone()),
             evicted: AtomicU64::new(0),
             table_full: AtomicU64::new(0),
             capacity: stripes * per,
@@ -331,6 +334,8 @@ impl KeyedLimiter {
     /// Changes the quotas and classes while tasks run (the capacity stays as it started): a
     /// tracked key keeps its bucket and is judged by its class's new quota.
     pub fn set(&self, limits: &KeyedLimits) {
+        let capacity = lock(&self.current).capacity;
+        *lock(&self.current) = KeyedLimits { capacity, ..limits.clone() };
         *lock(&self.names) = Self::names(limits);
         self.quotas.store(Self::quotas(limits));
     }
@@ -389,6 +394,11 @@ impl KeyedLimiter {
     /// governor's keyed limiter (`benches/per_call.rs`).
     pub fn allow_key(&self, key: u64, now: u64) -> bool {
         self.allow(key, now, || now).is_ok()
+    }
+
+    /// The settings now (the capacity as it started).
+    pub fn limits(&self) -> KeyedLimits {
+        lock(&self.current).clone()
     }
 
     /// What it counted.

@@ -316,6 +316,15 @@ impl TopologyBuilder {
         (dom.fault_rate, dom.max_attempts, dom.hedge, dom.retry_budget)
     }
 
+    /// Domain `d`'s policies that change while tasks run: balance, outlier detection, shedding.
+    pub(crate) fn domain_policies(
+        &self,
+        d: DomainId,
+    ) -> (crate::policy::Balance, Option<crate::policy::Outlier>, Option<crate::policy::Shedding>) {
+        let dom = &self.domains[usize::from(d.0)];
+        (dom.balance, dom.outlier, dom.shedding)
+    }
+
     /// The agents of domain `d` so far: (name, spec).
     pub(crate) fn agents_in(&self, d: DomainId) -> Vec<(String, AgentSpec)> {
         self.domains.get(usize::from(d.0)).map_or_else(Vec::new, |dom| {
