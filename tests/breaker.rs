@@ -501,3 +501,24 @@ fn the_rate_options_load_from_toml_and_bad_ones_are_named() {
     let bad = Topology::from_toml(&text("slow_call_rate = 1.2")).unwrap_err().to_string();
     assert!(bad.contains("breakers.domain") && bad.contains("slow_call_rate"), "{bad}");
 }
+
+#[test]
+fn a_breaker_closed_again_judges_its_rates_afresh() {
+    // resilience4j resets its window on the move to closed: the failures that tripped it do not
+    // trip it again at the first failure after it closes.
+    for count_window in [0, 10] {
+        let b = Breaker::new(BreakerConfig { min_calls: 4, ..rates(0.5, count_window) }, 1);
+        for i in 0..4u64 {
+            call(&b, i, false, 1);
+        }
+        assert_eq!(b.state(), BreakerState::Open, "count_window {count_window}");
+        // The probe at 200 ms succeeds: closed, window empty.
+        assert_eq!(
+            call(&b, 200 * MS, true, 1).2,
+            t(BreakerState::HalfOpen, BreakerState::Closed, TransitionCause::ProbesSucceeded)
+        );
+        assert_eq!(b.snapshot(200 * MS).window_calls, 0);
+        assert_eq!(call(&b, 201 * MS, false, 1).2, None, "one failure of one call is under the minimum");
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+}

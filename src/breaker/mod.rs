@@ -737,6 +737,7 @@ impl Breaker {
             let s = succ(w) + 1;
             if s >= u64::from(self.live.half_open_probes.load(Ordering::Relaxed)) {
                 if self.cas(w, w & MODE_MASK) {
+                    self.clear_window(); // as resilience4j: closed again, judged afresh
                     return Some(self.count(
                         BreakerState::HalfOpen,
                         BreakerState::Closed,
@@ -788,6 +789,16 @@ impl Breaker {
             }
         }
         Some(self.count(from, BreakerState::Open, cause))
+    }
+
+    /// Empties the window the settings judge by (none when no rate is judged).
+    fn clear_window(&self) {
+        let judged = self.live.judged.load(Ordering::Relaxed);
+        if judged & RECORD_COUNT != 0 {
+            self.counts.with(|c| c.clear());
+        } else if judged & RECORD_TIME != 0 {
+            self.window.clear();
+        }
     }
 
     /// What the window holds now: the count window's totals when one is set, else the time
@@ -861,6 +872,9 @@ impl Breaker {
             };
             match self.word.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
+                    if mode == BreakerMode::Normal {
+                        self.clear_window(); // restarts closed with its counts cleared
+                    }
                     let before =
                         if old_mode == BreakerMode::ForcedOpen { BreakerState::Open } else { public_state(cur) };
                     return match mode {

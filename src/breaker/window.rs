@@ -85,6 +85,16 @@ impl Window {
         }
     }
 
+    /// Empties the window (the breaker closed again: the calls that tripped it are judged no
+    /// more). A call recorded meanwhile may survive or be lost.
+    pub(crate) fn clear(&self) {
+        for stripe in self.stripes.iter() {
+            for bucket in stripe.main.iter().chain(stripe.slow.iter()) {
+                bucket.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The window's length in nanoseconds (a multiple of ten buckets).
     pub(crate) fn len_ns(&self) -> u64 {
         self.bucket_ns.load(Ordering::Relaxed) * BUCKETS as u64
@@ -182,6 +192,16 @@ impl CountWindow {
             slow: AtomicU64::new(0),
             ring: (0..len.max(1)).map(|_| AtomicU8::new(0)).collect(),
         }
+    }
+
+    /// Empties the window (see [`Window::clear`]).
+    pub(crate) fn clear(&self) {
+        for slot in self.ring.iter() {
+            slot.store(0, Ordering::Relaxed);
+        }
+        self.failures.store(0, Ordering::Relaxed);
+        self.slow.store(0, Ordering::Relaxed);
+        self.head.store(0, Ordering::Relaxed);
     }
 
     /// The number of calls it holds when full.

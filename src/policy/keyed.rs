@@ -77,7 +77,8 @@ fn one() -> f64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeyedLimits {
-    /// Keys tracked at once at most (fixed when the engine starts; about 36 bytes each).
+    /// Keys tracked at once (fixed when the engine starts; about 36 bytes each). The table holds
+    /// up to a tenth more, as room for the keys' uneven spread over its stripes.
     pub capacity: usize,
     /// The quota of a key in no class: tasks per second (0: unlimited) ...
     pub default_per_s: f64,
@@ -96,6 +97,9 @@ impl Default for KeyedLimits {
 /// The largest capacity.
 pub const MAX_KEYED_CAPACITY: usize = 1 << 26;
 
+/// The smallest non-zero quota: one task a day.
+pub const MIN_PER_S: f64 = 1.0 / 86_400.0;
+
 impl KeyedLimits {
     /// Checks the settings, naming the first problem.
     pub fn validate(&self) -> Result<(), String> {
@@ -103,8 +107,10 @@ impl KeyedLimits {
             return Err(format!("keyed_limits.capacity must be 1 to {MAX_KEYED_CAPACITY}, got {}", self.capacity));
         }
         let quota = |what: &str, per_s: f64, burst: f64| {
-            if !(per_s.is_finite() && per_s >= 0.0) {
-                return Err(format!("{what}: per_s must be a number >= 0, got {per_s}"));
+            if !(per_s.is_finite() && (per_s == 0.0 || per_s >= MIN_PER_S)) {
+                return Err(format!(
+                    "{what}: per_s must be 0 (unlimited) or at least {MIN_PER_S} (one a day), got {per_s}"
+                ));
             }
             if !(burst.is_finite() && burst >= 1.0) {
                 return Err(format!("{what}: burst must be >= 1, got {burst}"));
@@ -301,8 +307,12 @@ pub struct KeyedLimiter {
 impl KeyedLimiter {
     /// A limiter with `limits` (which must be valid), its table sized for `limits.capacity` keys.
     pub fn new(limits: &KeyedLimits) -> Self {
-        let stripes = 64usize.min(limits.capacity.next_power_of_two());
-        let per = limits.capacity.div_ceil(stripes);
+        // Stripes of at least 256 keys (up to 64 stripes), each with a tenth more room than its
+        // share: keys hash unevenly over the stripes, and a stripe's share alone would refuse
+        // new keys well before the table held `capacity` (a stripe of 2 keys of 64 such).
+        let stripes = (limits.capacity / 256).clamp(1, 64).next_power_of_two().min(64);
+        let share = limits.capacity.div_ceil(stripes);
+        let per = share + share / 10;
         Self {
             stripes: (0..stripes).map(|_| CachePadded::new(Mutex::new(Stripe::new(per)))).collect(),
             quotas: crate::sync::Snapshot::new(Self::quotas(limits)),
@@ -351,12 +361,17 @@ impl KeyedLimiter {
                 counts.admitted.fetch_add(1, Ordering::Relaxed);
                 return Ok(()); // unlimited: nothing to track
             }
+            // A refusal is judged again on a fresh reading: a stale `now` may make a key look
+            // over its quota, or every key of a stripe look active.
             let r = match self.check(key, class, g, now, q) {
-                Err(Refused::Limited) => self.check(key, class, g, fresh(), q),
-                other => other,
+                Err(_) => self.check(key, class, g, fresh(), q),
+                ok => ok,
             };
             let c = if r.is_ok() { &counts.admitted } else { &counts.limited };
             c.fetch_add(1, Ordering::Relaxed);
+            if r == Err(Refused::TableFull) {
+                self.table_full.fetch_add(1, Ordering::Relaxed);
+            }
             r
         })
     }
@@ -370,20 +385,19 @@ impl KeyedLimiter {
                 if start - now > g.tolerance_ns {
                     return Err(Refused::Limited);
                 }
-                s.tats[i] = start + g.interval_ns;
+                s.tats[i] = start.saturating_add(g.interval_ns);
                 s.classes[i] = class;
                 Ok(())
             }
             None => {
                 if s.len >= s.max {
                     if !s.evict_idle(now, q) {
-                        self.table_full.fetch_add(1, Ordering::Relaxed);
                         return Err(Refused::TableFull);
                     }
                     self.evicted.fetch_add(1, Ordering::Relaxed);
                 }
                 // A new key (or one forgotten while idle) starts with a full bucket.
-                s.insert(key, h, now + g.interval_ns, class);
+                s.insert(key, h, now.saturating_add(g.interval_ns), class);
                 Ok(())
             }
         }
@@ -458,6 +472,17 @@ mod tests {
         assert_eq!((s.tracked, s.evicted, s.table_full), (1, 1, 1));
         // Key 1, seen again while key 2 is active, is refused: forgetting never lets it through.
         assert_eq!(l.allow(1, t + 1_000 * MS, || t + 1_000 * MS), Err(Refused::TableFull));
+    }
+
+    #[test]
+    fn the_table_takes_about_its_capacity_of_active_keys() {
+        for capacity in [100usize, 4096, 65_536] {
+            let l = KeyedLimiter::new(&limits(capacity, 1.0, 1.0)); // each key active for 1 s
+            let n = capacity * 9 / 10;
+            let refused = (1..=n as u64).filter(|&k| l.allow(k * 0x9e37_79b9, 5, || 5).is_err()).count();
+            assert_eq!(refused, 0, "capacity {capacity}: {refused} of {n} active keys refused");
+            assert!(l.stats().capacity >= capacity as u64);
+        }
     }
 
     #[test]

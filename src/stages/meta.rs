@@ -101,11 +101,13 @@ impl Worker {
         }
         // `self.now` was read at the start of the turn; another worker may have moved the bucket
         // with a newer reading since, so a refusal is checked again on a fresh one.
-        let clock = &self.sh.clock;
-        if !self.sh.rate.allow_fresh(self.now, || clock.now()) {
+        // The keyed limits first: a key over its quota must not use up the global bucket that
+        // the other keys share.
+        if self.sh.keyed.is_some() && !self.keyed_allow(idx) {
             return self.complete(t, Reason::RateLimited);
         }
-        if self.sh.keyed.is_some() && !self.keyed_allow(idx) {
+        let clock = &self.sh.clock;
+        if !self.sh.rate.allow_fresh(self.now, || clock.now()) {
             return self.complete(t, Reason::RateLimited);
         }
         if self.sh.admission.max_concurrent() > 0 && !self.throttle_acquire(idx) {

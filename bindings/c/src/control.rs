@@ -7,8 +7,8 @@
 //! calls, so a text can grow: leave some room, and call again if `*out_len >= cap`.
 
 use crate::convert::{
-    admission_to_c, breaker_config_arg, breaker_config_to_c, breaker_event_to_c, flag, level_arg, non_null, read_in,
-    str_arg, stride_of, write_name, write_out,
+    admission_to_c, breaker_config_arg_over, breaker_config_to_c, breaker_event_to_c, flag, level_arg, non_null,
+    read_in, str_arg, stride_of, write_name, write_out,
 };
 use crate::error::{METAFED_E_CONFIG, METAFED_E_INVALID, boundary, err, metafed_status};
 use crate::handler::CEvents;
@@ -235,8 +235,13 @@ pub extern "C" fn metafed_engine_set_breaker_config(
 ) -> metafed_status {
     boundary("metafed_engine_set_breaker_config", || {
         let level = level_arg(level)?;
-        let cfg = breaker_config_arg(config)?;
-        with_engine(engine, |e| Ok(e.set_breaker_config(level, &cfg)?))
+        with_engine(engine, |e| {
+            // A caller of an earlier ABI gives no 1.3 fields: they keep the level's settings now,
+            // not the defaults (a get, change the timeout, set must not wipe a slow-call rate).
+            let now = e.breaker_config(level).unwrap_or_else(metafed_rs::breaker::BreakerConfig::agent);
+            let cfg = breaker_config_arg_over(config, &now)?;
+            Ok(e.set_breaker_config(level, &cfg)?)
+        })
     })
 }
 

@@ -306,13 +306,17 @@ pub(crate) fn level_config(level: i32) -> Result<BreakerConfig, FfiError> {
     }
 }
 
-/// Reads and checks a caller's `metafed_breaker_config`.
-pub(crate) fn breaker_config_arg(config: *const metafed_breaker_config) -> Result<BreakerConfig, FfiError> {
+/// Reads and checks a caller's `metafed_breaker_config`, the fields its (earlier, smaller) struct
+/// does not hold taken from `base` (the level's settings now).
+pub(crate) fn breaker_config_arg_over(
+    config: *const metafed_breaker_config,
+    base: &BreakerConfig,
+) -> Result<BreakerConfig, FfiError> {
     non_null(config, "config")?;
     // SAFETY: not NULL; a struct of `struct_size` bytes per the contract. A caller of ABI 1.0
     // to 1.2 gives none of 1.3's fields: they keep the defaults (no slow-call rate, the time
     // window).
-    let c = unsafe { read_in(config, breaker_config_to_c(&BreakerConfig::agent())) }?;
+    let c = unsafe { read_in(config, breaker_config_to_c(base)) }?;
     // The durations' own checks, naming the C fields (the rest are named alike in Rust).
     let zero = |what: &str| err(METAFED_E_INVALID, format!("{what} must be greater than zero"));
     if c.timeout_ns == 0 {

@@ -2,8 +2,8 @@
 //! and agents backed by C callbacks.
 
 use crate::convert::{
-    breaker_config_arg, breaker_config_to_c, check_flags, duration_ns, level_config, non_null, rate, read_in,
-    sim_agent, str_arg, write_opt, write_out,
+    breaker_config_to_c, check_flags, duration_ns, level_config, non_null, rate, read_in, sim_agent, str_arg,
+    write_opt, write_out,
 };
 use crate::error::{FfiError, METAFED_E_INVALID, boundary, err};
 use crate::handler::callback_spec;
@@ -304,9 +304,15 @@ pub extern "C" fn metafed_topology_set_breaker_config(
 ) -> crate::error::metafed_status {
     boundary("metafed_topology_set_breaker_config", || {
         level_config(level)?;
-        let cfg = breaker_config_arg(config)?;
         with_builder(topology, |b| {
             let mut levels = b.levels().clone();
+            // A caller of an earlier ABI gives no 1.3 fields: they keep the level's settings.
+            let now = match level {
+                METAFED_LEVEL_META => &levels.meta,
+                METAFED_LEVEL_DOMAIN => &levels.domain,
+                _ => &levels.agent,
+            };
+            let cfg = crate::convert::breaker_config_arg_over(config, now)?;
             match level {
                 METAFED_LEVEL_META => levels.meta = cfg,
                 METAFED_LEVEL_DOMAIN => levels.domain = cfg,
