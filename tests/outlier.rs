@@ -180,3 +180,19 @@ fn outlier_detection_changes_while_tasks_run_and_loads_from_toml() {
     let bad = Topology::from_toml(&text.replace("4.0", "0.5")).unwrap_err().to_string();
     assert!(bad.contains("latency_factor"), "{bad}");
 }
+
+#[test]
+fn equal_agents_at_low_traffic_are_never_ejected_by_latency() {
+    // Three equal 1 ms agents, 5 tasks a second for 20 s: each agent's estimate is compared as
+    // its last sample left it with its peers' as theirs left them (a peer's estimate read 0.6 s
+    // 0.4 s after its sample has decayed by 4% and made the agent just sampled look slow).
+    let agents = [("a", io(1_000.0, 0.0, 1)), ("b", io(1_000.0, 0.0, 2)), ("c", io(1_000.0, 0.0, 3))];
+    let o = Outlier { consecutive_failures: 0, latency_factor: 1.01, min_samples: 5, ..Outlier::default() };
+    let mut sim = Engine::builder(domain(&agents, Some(o))).simulate().unwrap();
+    let load = Load { tasks: 100, in_flight: 1, first_id: 0, workload: Workload::Route, sample_every: 1 };
+    let r = sim.open_loop(&load, 5.0, 1_000 * MS, |_, _| {});
+    assert_eq!(r.report.ok, 100);
+    let ejected: u64 = sim.engine().stats().agents.iter().map(|a| a.breaker.ejected).sum();
+    assert_eq!(ejected, 0);
+    sim.finish();
+}

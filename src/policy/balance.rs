@@ -185,10 +185,12 @@ impl PeakEwma {
         self.stamp.store(now.max(1), Ordering::Relaxed);
     }
 
-    /// Whether it has a sample.
+    /// The estimate as its last sample left it (not decayed since), if it has one: what
+    /// outlier detection compares, so that an agent just sampled is not judged against peers
+    /// whose estimates decayed while they waited for their next sample.
     #[inline]
-    pub(crate) fn sampled(&self) -> bool {
-        self.stamp.load(Ordering::Relaxed) != 0
+    pub(crate) fn stored(&self) -> Option<f64> {
+        (self.stamp.load(Ordering::Relaxed) != 0).then(|| f64::from_bits(self.estimate.load(Ordering::Relaxed)))
     }
 
     /// Forgets every sample (the agent's domain changed its balance, or the id is reused).

@@ -152,7 +152,7 @@ fn watch_domain(sh: &Shared, members: &[Vec<AgentId>], agent: usize, now: u64, l
     if sh.watched.load(Ordering::Relaxed) & bit == 0 {
         return;
     }
-    let (decay, default_rtt) = sh.balance[d].params();
+    let (decay, _) = sh.balance[d].params();
     let outlier = (sh.outlier_on.load(Ordering::Relaxed) & bit != 0).then(|| &sh.outlier[d]);
     let factor = outlier.map_or(0.0, |o| o.latency_factor());
     if sh.peak_ewma.load(Ordering::Relaxed) & bit != 0 || factor > 0.0 {
@@ -162,16 +162,22 @@ fn watch_domain(sh: &Shared, members: &[Vec<AgentId>], agent: usize, now: u64, l
     let mut trigger = rt.outlier.count(o, failed);
     let peers = members.get(d).map_or(&[][..], Vec::as_slice);
     if trigger.is_none() && factor > 0.0 && rt.outlier.sampled(o) {
+        // The estimates as their last samples left them (a peer's decays while it waits for its
+        // next), of the peers in service (an ejected peer's is stale).
         let mut est = [0f64; 64];
         let mut n = 0;
-        for p in peers.iter().filter(|p| usize::from(p.0) != agent).map(|p| &sh.agents[usize::from(p.0)]) {
-            if p.ewma.sampled() && n < est.len() {
-                est[n] = p.ewma.estimate(now, decay, default_rtt);
+        for &p in peers.iter().filter(|p| usize::from(p.0) != agent) {
+            let pi = usize::from(p.0);
+            if let Some(e) = sh.agents[pi].ewma.stored()
+                && sh.agent_breakers[pi].state() == crate::breaker::BreakerState::Closed
+                && n < est.len()
+            {
+                est[n] = e;
                 n += 1;
             }
         }
-        if let Some(median) = crate::policy::outlier::median(&mut est[..n])
-            && rt.ewma.estimate(now, decay, default_rtt) > factor * median
+        if let (Some(median), Some(mine)) = (crate::policy::outlier::median(&mut est[..n]), rt.ewma.stored())
+            && mine > factor * median
         {
             trigger = Some(crate::policy::outlier::Trigger::Latency);
         }
