@@ -422,6 +422,25 @@ pub(crate) fn failure_code(k: FailureKind) -> i32 {
     k as i32
 }
 
+/// Whether this process's C code knows ABI 1.3's reasons: set when an engine is made with a
+/// `metafed_engine_config` of 1.3's size. A program built against an earlier header may index an
+/// array of `METAFED_REASON_COUNT` by `completion.reason`, so until then a sub-task shed by an
+/// overloaded domain is reported as `METAFED_REASON_DOMAIN_SHED` (shed by the domain), never as
+/// a reason it cannot know.
+static KNOWS_1_3_REASONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn knows_abi_1_3() {
+    KNOWS_1_3_REASONS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A reason as this process's C code may see it (see `KNOWS_1_3_REASONS`).
+fn reason_code(r: metafed_rs::Reason) -> i32 {
+    if r == metafed_rs::Reason::DomainOverloaded && !KNOWS_1_3_REASONS.load(std::sync::atomic::Ordering::Relaxed) {
+        return crate::types::METAFED_REASON_DOMAIN_SHED;
+    }
+    r as i32
+}
+
 impl metafed_completion {
     /// The C form of a completion, with no reply bytes (they stay in `c`).
     pub(crate) fn from_completion(c: &Completion) -> Self {
@@ -432,7 +451,7 @@ impl metafed_completion {
         Self {
             struct_size: size_of::<Self>() as u32,
             outcome: outcome_code(c.status),
-            reason: c.reason as i32,
+            reason: reason_code(c.reason),
             priority: u32::from(c.priority),
             ticket: c.ticket.0,
             id: c.id,

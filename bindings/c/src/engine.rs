@@ -62,6 +62,10 @@ pub extern "C" fn metafed_engine_new(
         } else {
             // SAFETY: not NULL; a `metafed_engine_config` of `struct_size` bytes per the contract.
             let c = unsafe { read_in(config, metafed_engine_config::defaults()) }?;
+            // SAFETY: as above: the struct starts with a readable `u32`.
+            if unsafe { config.cast::<u32>().read_unaligned() } as usize >= size_of::<metafed_engine_config>() {
+                crate::convert::knows_abi_1_3();
+            }
             let cb = c.on_complete.map(|f| CCallback { f, user_data: c.on_complete_user_data });
             (engine_config(&c)?, cb)
         };

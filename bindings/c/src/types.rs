@@ -43,6 +43,8 @@ pub const METAFED_REASON_DOMAIN_TIMEOUT: i32 = 11;
 pub const METAFED_REASON_BUDGET_EXHAUSTED: i32 = 12;
 /// Reason: the domain was overloaded (its queue time above its target for an interval, or its
 /// wait queue full) and shed the sub-task (ABI 1.3; counted in `metafed_stats.domain_overloaded`).
+/// Reported only once the process has made an engine with a `metafed_engine_config` of ABI 1.3's
+/// size; before, as `METAFED_REASON_DOMAIN_SHED` (an earlier program does not know 13).
 pub const METAFED_REASON_DOMAIN_OVERLOADED: i32 = 13;
 /// The reasons of ABI 1.0, the size of `metafed_stats.reasons` (kept: later reasons have fields
 /// of their own, appended).
