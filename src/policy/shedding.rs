@@ -63,11 +63,18 @@ pub(crate) struct DomainShedding {
     target_ns: AtomicU64,
     interval_ns: AtomicU64,
     capacity: AtomicU32,
+    /// Bumped by each change: a worker's state from before a change starts over.
+    generation: AtomicU64,
 }
 
 impl DomainShedding {
     pub(crate) fn new(s: &Shedding) -> Self {
-        let d = Self { target_ns: AtomicU64::new(1), interval_ns: AtomicU64::new(1), capacity: AtomicU32::new(0) };
+        let d = Self {
+            target_ns: AtomicU64::new(1),
+            interval_ns: AtomicU64::new(1),
+            capacity: AtomicU32::new(0),
+            generation: AtomicU64::new(0),
+        };
         d.set(s);
         d
     }
@@ -76,6 +83,7 @@ impl DomainShedding {
         self.target_ns.store((s.target.as_nanos() as u64).max(1), Ordering::Relaxed);
         self.interval_ns.store((s.interval.as_nanos() as u64).max(1), Ordering::Relaxed);
         self.capacity.store(s.queue_capacity, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn get(&self) -> Shedding {
@@ -109,6 +117,8 @@ pub(crate) struct Codel {
     interval_end: u64,
     /// The shortest wait of a sub-task that left the queue in this interval (`u64::MAX`: none).
     min_wait: u64,
+    /// The settings' generation this state belongs to.
+    generation: u64,
     /// Shedding in this interval.
     pub(crate) overloaded: bool,
     /// The wait queue was empty at some point of this interval.
@@ -117,7 +127,7 @@ pub(crate) struct Codel {
 
 impl Default for Codel {
     fn default() -> Self {
-        Self { interval_end: 0, min_wait: u64::MAX, overloaded: false, drained: false }
+        Self { interval_end: 0, generation: 0, min_wait: u64::MAX, overloaded: false, drained: false }
     }
 }
 
@@ -132,6 +142,11 @@ impl Codel {
     /// in it; `oldest_wait_ns` is how long the oldest sub-task still waiting has waited (0: none
     /// waits).
     pub(crate) fn tick(&mut self, now: u64, oldest_wait_ns: u64, s: &DomainShedding) {
+        let generation = s.generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            // Shedding was turned on again or changed: judge afresh.
+            *self = Self { generation, ..Self::default() };
+        }
         if self.interval_end == 0 {
             self.interval_end = now + s.interval_ns();
             return;

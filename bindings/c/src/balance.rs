@@ -217,6 +217,9 @@ pub extern "C" fn metafed_engine_get_domain_outlier(
     boundary("metafed_engine_get_domain_outlier", || {
         non_null(out, "out")?;
         non_null(on, "on")?;
+        // SAFETY: not NULL; the struct starts with a readable `u32` per the contract. Checked
+        // before anything is written, whether or not there is a setting to write.
+        crate::convert::check_size::<metafed_outlier_config>(unsafe { out.cast::<u32>().read_unaligned() })?;
         let o = with_engine(engine, |e| {
             let d = engine_domain(e, domain)?;
             Ok(e.domain_outlier(d))

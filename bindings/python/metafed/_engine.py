@@ -661,7 +661,10 @@ class Engine:
         i = 0
         while i < len(tasks):
             chunk = tasks[i : i + batch]
-            keep = [self._fill(arr[k], t.id, t.domains, t.payload, t.data, t.priority, t.deadline) for k, t in enumerate(chunk)]
+            keep = [
+                self._fill(arr[k], t.id, t.domains, t.payload, t.data, t.priority, t.deadline, t.key)
+                for k, t in enumerate(chunk)
+            ]
             with state.lock:
                 status = l.metafed_engine_submit_batch(state.h, arr, len(chunk), tickets, n_out)
                 m = n_out[0]

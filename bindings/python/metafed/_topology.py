@@ -283,7 +283,8 @@ def balance_args(balance: object) -> tuple[int, int, int]:
     if not isinstance(balance, Balance):
         raise TypeError(f"balance must be a metafed.Balance, not {type(balance).__name__}")
     kind = Balance.KINDS.index(balance.kind)
-    return kind, duration_ns(balance.decay_ms, "decay_ms", MS), duration_ns(balance.default_rtt_ms, "default_rtt_ms", MS)
+    decay = duration_ns(balance.decay_ms, "decay_ms", MS, positive=True)
+    return kind, decay, duration_ns(balance.default_rtt_ms, "default_rtt_ms", MS, positive=True)
 
 
 def outlier_config(outlier: object) -> Any:
@@ -299,8 +300,8 @@ def outlier_config(outlier: object) -> Any:
     cfg.min_calls = outlier.min_calls
     cfg.min_samples = outlier.min_samples
     cfg.latency_factor = outlier.latency_factor
-    cfg.base_ejection_ns = duration_ns(outlier.base_ejection_ms, "base_ejection_ms", MS)
-    cfg.max_ejection_ns = duration_ns(outlier.max_ejection_ms, "max_ejection_ms", MS)
+    cfg.base_ejection_ns = duration_ns(outlier.base_ejection_ms, "base_ejection_ms", MS, positive=True)
+    cfg.max_ejection_ns = duration_ns(outlier.max_ejection_ms, "max_ejection_ms", MS, positive=True)
     cfg.max_ejected_percent = outlier.max_ejected_percent
     return cfg
 
@@ -311,8 +312,8 @@ def shedding_args(shedding: object) -> tuple[int, int, int]:
         return 0, 0, 0
     if not isinstance(shedding, Shedding):
         raise TypeError(f"shedding must be a metafed.Shedding or None, not {type(shedding).__name__}")
-    target = duration_ns(shedding.target_ms, "target_ms", MS)
-    interval = duration_ns(shedding.interval_ms, "interval_ms", MS)
+    target = duration_ns(shedding.target_ms, "target_ms", MS, positive=True)
+    interval = duration_ns(shedding.interval_ms, "interval_ms", MS, positive=True)
     if not 0 <= shedding.queue_capacity < 2**32:
         raise InvalidArgument(4, f"queue_capacity must be 0 to 2**32-1, got {shedding.queue_capacity}")
     return target, interval, shedding.queue_capacity

@@ -195,6 +195,8 @@ class Outlier:
             v = getattr(self, what)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise TypeError(f"{what} must be int, not {type(v).__name__}")
+            if not 0 <= v < 2**32:
+                raise ValueError(f"{what} must be 0 to 2**32-1, got {v}")
         for what in ("failure_rate", "latency_factor", "base_ejection_ms", "max_ejection_ms", "max_ejected_percent"):
             v = getattr(self, what)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -221,6 +223,8 @@ class Shedding:
                 raise ValueError(f"{what} must be greater than zero, got {v}")
         if isinstance(self.queue_capacity, bool) or not isinstance(self.queue_capacity, int):
             raise TypeError(f"queue_capacity must be int, not {type(self.queue_capacity).__name__}")
+        if not 0 <= self.queue_capacity < 2**32:
+            raise ValueError(f"queue_capacity must be 0 to 2**32-1, got {self.queue_capacity}")
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,7 @@ class Task:
     data: bytes = b""
     priority: int = 0
     deadline: Optional[float] = None  # seconds
+    key: Union[int, str, None] = None  # for the keyed rate limits (a str is hashed: key_of)
 
 
 @dataclass(frozen=True)
