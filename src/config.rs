@@ -49,6 +49,10 @@ pub struct EngineConfig {
     /// (None: no keyed limits; tasks' keys are then ignored). See
     /// [`KeyedLimits`](crate::policy::KeyedLimits).
     pub keyed_limits: Option<crate::policy::KeyedLimits>,
+    /// An adaptive throttle (AIMD): the admission throttle's limit moved by the admitted tasks'
+    /// latency, starting from its `initial_limit` (it then owns `admission.max_concurrent`).
+    /// See [`AdaptiveThrottle`](crate::policy::AdaptiveThrottle).
+    pub adaptive_throttle: Option<crate::policy::AdaptiveThrottle>,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +72,7 @@ impl Default for EngineConfig {
             spare_domains: 4,
             admission: AdmissionConfig::default(),
             keyed_limits: None,
+            adaptive_throttle: None,
         }
     }
 }
@@ -133,6 +138,9 @@ impl EngineConfig {
         }
         if let Some(k) = &self.keyed_limits {
             k.validate().map_err(|m| format!("engine.{m}"))?;
+        }
+        if let Some(a) = &self.adaptive_throttle {
+            a.validate().map_err(|m| format!("engine.{m}"))?;
         }
         let a = &self.admission;
         if a.essential_priority > crate::task::LOWEST_PRIORITY {

@@ -179,6 +179,8 @@ pub(crate) struct Shared {
     pub(crate) rate: RateLimiter,
     /// The keyed rate limits, when configured.
     pub(crate) keyed: Option<crate::policy::KeyedLimiter>,
+    /// The adaptive throttle, when configured: it moves `admission.max_concurrent`.
+    pub(crate) aimd: Option<crate::policy::adaptive::Aimd>,
     pub(crate) submit_full: AtomicU64,
     /// Tasks completed as rejected (`ShuttingDown`) by the shutdown sweep or by a submitter
     /// that raced the shutdown, rather than by a worker.

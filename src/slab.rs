@@ -87,6 +87,9 @@ pub(crate) struct Run {
     pub(crate) meta_permit: Option<Permit>,
     /// Whether the task holds one of the concurrency throttle's permits.
     pub(crate) holds_permit: bool,
+    /// When it took the permit (the adaptive throttle judges the time from there: its wait for
+    /// the permit is the throttle's own queue, not the load it measures).
+    pub(crate) permit_ns: u64,
 }
 
 impl Run {

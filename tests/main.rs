@@ -5,6 +5,7 @@
 
 mod common;
 
+mod adaptive;
 mod api;
 mod balance;
 mod breaker;

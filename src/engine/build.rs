@@ -185,10 +185,20 @@ impl Engine {
             agents_down: (0..domains).map(|_| AtomicU64::new(0)).collect(),
             events: Mpmc::new(1024),
             events_dropped: AtomicU64::new(0),
-            admission: crate::policy::admission::Admission::new(&cfg.admission, slots),
+            admission: crate::policy::admission::Admission::new(
+                &crate::config::AdmissionConfig {
+                    // The adaptive throttle, when there is one, starts the limit.
+                    max_concurrent: cfg
+                        .adaptive_throttle
+                        .map_or(cfg.admission.max_concurrent, |a| a.initial_limit as usize),
+                    ..cfg.admission.clone()
+                },
+                slots,
+            ),
             throttle: AtomicU64::new(0),
             rate: RateLimiter::new(cfg.admission.rate_limit_per_s, cfg.admission.rate_limit_burst),
             keyed: cfg.keyed_limits.as_ref().map(crate::policy::KeyedLimiter::new),
+            aimd: cfg.adaptive_throttle.map(crate::policy::adaptive::Aimd::new),
             submit_full: AtomicU64::new(0),
             swept: AtomicU64::new(0),
             pin_failures: AtomicU64::new(0),

@@ -367,6 +367,11 @@ impl Engine {
         Ok(())
     }
 
+    /// The adaptive throttle's limit now and its moves (None without one).
+    pub fn adaptive_throttle(&self) -> Option<crate::policy::AdaptiveStats> {
+        self.sh.aimd.as_ref().map(|a| a.stats())
+    }
+
     /// What the keyed rate limits counted, per quota class (None without keyed limits).
     pub fn keyed_stats(&self) -> Option<crate::policy::KeyedStats> {
         self.sh.keyed.as_ref().map(|k| k.stats())
@@ -391,7 +396,12 @@ impl Engine {
     /// per-priority slot reserve and the rate limit, as the engine started with them or as
     /// [`set_admission`](Self::set_admission) last set them.
     pub fn admission(&self) -> crate::config::AdmissionConfig {
-        lock(&self.admission_setting).clone()
+        let mut a = lock(&self.admission_setting).clone();
+        if self.sh.aimd.is_some() {
+            // The adaptive throttle owns the limit: the one in force now.
+            a.max_concurrent = self.sh.admission.max_concurrent() as usize;
+        }
+        a
     }
 
     /// Changes the admission settings while tasks run, from the next admission on: the

@@ -188,13 +188,21 @@ impl Engine {
             }
         };
         let running = &self.sh.cfg;
-        let admission_changed = self.admission() != cfg.admission;
+        // With an adaptive throttle the limit in force is its own, not the file's.
+        let mut file_admission = cfg.admission.clone();
+        if self.sh.aimd.is_some() {
+            file_admission.max_concurrent = self.admission().max_concurrent;
+        }
+        let admission_changed = self.admission() != file_admission;
         let mut engine_diff = Vec::new();
         if (cfg.workers != 0 && cfg.workers != running.workers) || cfg.max_in_flight != running.max_in_flight {
             engine_diff.push("engine.workers / max_in_flight");
         }
         if (cfg.spare_agents, cfg.spare_domains) != (running.spare_agents, running.spare_domains) {
             engine_diff.push("engine.spare_agents / spare_domains");
+        }
+        if cfg.adaptive_throttle != running.adaptive_throttle {
+            engine_diff.push("engine.adaptive_throttle");
         }
         out.needs_restart.extend(engine_diff.into_iter().map(String::from));
         // Everything checked: apply.
@@ -207,7 +215,7 @@ impl Engine {
             out.applied.push(format!("agent {}: max_concurrency {want}", self.sh.agent_path(usize::from(a.0))));
         }
         if admission_changed {
-            self.set_admission(&cfg.admission)?;
+            self.set_admission(&file_admission)?;
             out.applied.push("engine.admission".into());
         }
         for (a, weight) in weights {

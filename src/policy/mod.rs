@@ -5,6 +5,7 @@
 //! domain ([`TopologyBuilder::hedge`](crate::TopologyBuilder::hedge),
 //! [`TopologyBuilder::retry_budget`](crate::TopologyBuilder::retry_budget)).
 
+pub use adaptive::{AdaptiveStats, AdaptiveThrottle};
 pub use admission::RateLimiter;
 pub use balance::Balance;
 pub use budget::RetryBudget;
@@ -13,6 +14,7 @@ pub use keyed::{Key, KeyedLimiter, KeyedLimits, KeyedStats, QuotaClass, key_of};
 pub use outlier::Outlier;
 pub use shedding::Shedding;
 
+pub(crate) mod adaptive;
 pub(crate) mod admission;
 pub(crate) mod balance;
 pub(crate) mod budget;

@@ -43,6 +43,18 @@ impl Worker {
         0
     }
 
+    /// Feeds a completed task that held a throttle permit to the adaptive throttle (out of line:
+    /// engines without one pay one test): a task that ran out of time or took longer than the
+    /// target from its permit on is a drop.
+    #[inline(never)]
+    fn adapt(&mut self, status: Status, rtt: u64, in_flight: u64) {
+        let Some(aimd) = &self.sh.aimd else { return };
+        let dropped = status == Status::TimedOut || rtt > aimd.target_ns();
+        if let Some(limit) = aimd.sample(&mut self.aimd_batch, dropped, in_flight) {
+            self.sh.admission.max_concurrent.store(limit, Ordering::Relaxed);
+        }
+    }
+
     /// The keyed rate limits' check of the task in slot `idx` (out of line: engines without
     /// keyed limits pay one test).
     #[inline(never)]
@@ -128,7 +140,8 @@ impl Worker {
         }
         if self.sh.throttle.fetch_add(1, Ordering::AcqRel) < max {
             // SAFETY: the task is ours (admitted).
-            unsafe { self.sh.slab.run(idx) }.holds_permit = true;
+            let run = unsafe { self.sh.slab.run(idx) };
+            (run.holds_permit, run.permit_ns) = (true, self.now);
             true
         } else {
             self.sh.throttle.fetch_sub(1, Ordering::AcqRel);
@@ -219,7 +232,11 @@ impl Worker {
             }
         }
         if std::mem::take(&mut run.holds_permit) {
-            self.sh.throttle.fetch_sub(1, Ordering::AcqRel);
+            let in_flight = self.sh.throttle.fetch_sub(1, Ordering::AcqRel);
+            if self.sh.aimd.is_some() {
+                let rtt = self.now.saturating_sub(run.permit_ns);
+                self.adapt(status, rtt, in_flight);
+            }
         }
         if !self.sh.slab.claim(t) {
             return; // the shutdown sweep completed it (this worker was stuck in a handler)

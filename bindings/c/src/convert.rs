@@ -185,6 +185,7 @@ pub(crate) fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, F
             let json = unsafe { str_arg(c.keyed_limits_json, "keyed_limits_json") }?;
             Some(keyed_limits_arg(json)?)
         },
+        adaptive_throttle: None,
     };
     cfg.validate().map_err(|m| err(crate::error::METAFED_E_CONFIG, m))?;
     Ok(cfg)
