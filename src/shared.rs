@@ -178,9 +178,9 @@ pub(crate) struct Shared {
     pub(crate) throttle: AtomicU64,
     pub(crate) rate: RateLimiter,
     /// The keyed rate limits, when configured.
-    pub(crate) keyed: Option<crate::policy::KeyedLimiter>,
+    pub(crate) keyed: Option<Box<crate::policy::KeyedLimiter>>,
     /// The adaptive throttle, when configured: it moves `admission.max_concurrent`.
-    pub(crate) aimd: Option<crate::policy::adaptive::Aimd>,
+    pub(crate) aimd: Option<Box<crate::policy::adaptive::Aimd>>,
     pub(crate) submit_full: AtomicU64,
     /// Tasks completed as rejected (`ShuttingDown`) by the shutdown sweep or by a submitter
     /// that raced the shutdown, rather than by a worker.
