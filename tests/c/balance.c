@@ -222,6 +222,22 @@ int main(void) {
         metafed_engine_free(e);
         ec.keyed_limits_json = "{\"capacity\": 0}";
         FAILS(METAFED_E_CONFIG, metafed_engine_new(t4, &ec, &e));
+        /* An adaptive throttle starts the limit at its initial value. */
+        {
+            metafed_admission_config adm = {.struct_size = sizeof adm};
+            ec.keyed_limits_json = NULL;
+            ec.adaptive_throttle_json = "{\"initial_limit\": 40, \"min_limit\": 8, \"max_limit\": 400, \"target_latency\": 20.0}";
+            OK(metafed_engine_new(t4, &ec, &e));
+            OK(metafed_engine_get_admission(e, &adm));
+            CHECK(adm.max_concurrent == 40);
+            metafed_engine_free(e);
+            ec.adaptive_throttle_json = "{\"initial_limit\": 4, \"min_limit\": 8}";
+            FAILS(METAFED_E_CONFIG, metafed_engine_new(t4, &ec, &e));
+            CHECK(strstr(metafed_last_error(), "initial_limit") != NULL);
+            ec.adaptive_throttle_json = "{\"colour\": 1}";
+            FAILS(METAFED_E_CONFIG, metafed_engine_new(t4, &ec, &e));
+            CHECK(strstr(metafed_last_error(), "colour") != NULL);
+        }
         metafed_topology_free(t4);
         e = NULL;
     }

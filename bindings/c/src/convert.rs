@@ -185,7 +185,15 @@ pub(crate) fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, F
             let json = unsafe { str_arg(c.keyed_limits_json, "keyed_limits_json") }?;
             Some(keyed_limits_arg(json)?)
         },
-        adaptive_throttle: None,
+        adaptive_throttle: if c.adaptive_throttle_json.is_null() {
+            None
+        } else {
+            // SAFETY: not NULL: a NUL-terminated string, per the contract.
+            let json = unsafe { str_arg(c.adaptive_throttle_json, "adaptive_throttle_json") }?;
+            let a: metafed_rs::policy::AdaptiveThrottle = serde_json::from_str(json)
+                .map_err(|e| err(crate::error::METAFED_E_CONFIG, format!("adaptive throttle JSON: {e}")))?;
+            Some(a)
+        },
     };
     cfg.validate().map_err(|m| err(crate::error::METAFED_E_CONFIG, m))?;
     Ok(cfg)
@@ -767,6 +775,7 @@ impl metafed_engine_config {
             spare_agents: c.spare_agents as u32,
             spare_domains: c.spare_domains as u32,
             keyed_limits_json: std::ptr::null(),
+            adaptive_throttle_json: std::ptr::null(),
         }
     }
 }

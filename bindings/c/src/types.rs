@@ -534,6 +534,11 @@ pub struct metafed_engine_config {
     /// "gold", "per_s": 1000, "burst": 100, "keys": ["acme", 42]}]}`); NULL for none. Read when
     /// the engine starts; the capacity is fixed then.
     pub keyed_limits_json: *const c_char,
+    /// ABI 1.3: an adaptive throttle, as JSON (the fields of `[engine.adaptive_throttle]`:
+    /// `{"initial_limit": 20, "min_limit": 20, "max_limit": 200, "backoff_ratio": 0.9,
+    /// "target_latency": 5000.0}`, the latency in ms); NULL for none. It then owns
+    /// `max_concurrent`.
+    pub adaptive_throttle_json: *const c_char,
 }
 
 /// The admission settings of a running engine (`metafed_engine_get_admission`,

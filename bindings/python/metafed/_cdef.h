@@ -318,6 +318,7 @@ typedef struct metafed_engine_config {
   uint32_t spare_agents;
   uint32_t spare_domains;
   const char *keyed_limits_json;
+  const char *adaptive_throttle_json;
 } metafed_engine_config;
 
 typedef struct metafed_stats {

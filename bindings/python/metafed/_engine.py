@@ -368,7 +368,10 @@ class Engine:
     agents and domains `add_agent` and `add_domain` can add while the engine runs.
     `keyed_limits` is a mapping of the fields of `[engine.keyed_limits]` in TOML (`capacity`,
     `default_per_s`, `default_burst`, `classes`: [{`name`, `per_s`, `burst`, `keys`}]): rate
-    limits per task key (`submit(..., key=)`)."""
+    limits per task key (`submit(..., key=)`). `adaptive_throttle` is a mapping of the fields of
+    `[engine.adaptive_throttle]` (`initial_limit`, `min_limit`, `max_limit`, `backoff_ratio`,
+    `target_latency` in ms): the throttle's limit moved by latency (AIMD); `admission()` then
+    reports the limit in force."""
 
     def __init__(
         self,
@@ -392,6 +395,7 @@ class Engine:
         spare_agents: Optional[int] = None,
         spare_domains: Optional[int] = None,
         keyed_limits: Optional[Mapping[str, Any]] = None,
+        adaptive_throttle: Optional[Mapping[str, Any]] = None,
     ) -> None:
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a metafed.Topology, not {type(topology).__name__}")
@@ -434,9 +438,15 @@ class Engine:
                 raise TypeError(f"keyed_limits must be a mapping (the fields of [engine.keyed_limits]), not {type(keyed_limits).__name__}")
             keyed_json = ffi.new("char[]", json.dumps(dict(keyed_limits)).encode())
             cfg.keyed_limits_json = keyed_json
+        adaptive_json = None
+        if adaptive_throttle is not None:
+            if not isinstance(adaptive_throttle, Mapping):
+                raise TypeError(f"adaptive_throttle must be a mapping (the fields of [engine.adaptive_throttle]), not {type(adaptive_throttle).__name__}")
+            adaptive_json = ffi.new("char[]", json.dumps(dict(adaptive_throttle)).encode())
+            cfg.adaptive_throttle_json = adaptive_json
         out = ffi.new("metafed_engine **")
         check(lib().metafed_engine_new(topology.handle, cfg, out))
-        del keyed_json
+        del keyed_json, adaptive_json
         self._state = _State(out[0])
         self._pid = os.getpid()
         self._topology = topology

@@ -453,3 +453,11 @@ def test_keyed_rate_limits_per_tenant() -> None:
     with pytest.raises(metafed.ConfigError, match="capacity"):
         Engine(Topology.seed(0.0), keyed_limits={"capacity": 0})
     assert metafed.key_of("acme") == metafed.key_of("acme") != metafed.key_of("globex")
+
+
+def test_an_adaptive_throttle_starts_at_its_initial_limit() -> None:
+    with Engine(Topology.seed(0.0), workers=1, adaptive_throttle={"initial_limit": 40, "min_limit": 8, "max_limit": 400, "target_latency": 20.0}) as engine:
+        assert engine.admission()["max_concurrent"] == 40
+        assert engine.run_many(range(2000), "API").ok == 2000
+    with pytest.raises(metafed.ConfigError, match="initial_limit"):
+        Engine(Topology.seed(0.0), adaptive_throttle={"initial_limit": 4, "min_limit": 8})
