@@ -3,7 +3,7 @@
 
 use metafed_bench::driver::{Percentiles, Workload};
 use metafed_bench::peers::io::{TokioIoPeer, W5_DELAY, w3_engine, w5_engine};
-use metafed_bench::peers::{Federation, Run, closed_loop_sampled};
+use metafed_bench::peers::{EnginePeer, Federation, Run, closed_loop_sampled};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -138,6 +138,23 @@ pub fn w5(pairs: usize, tasks: u64, workers: usize, next_ids: &mut dyn FnMut() -
     Ok(rows)
 }
 
+/// A warm-up of 5,000 tasks, then `tasks` with every task's latency recorded: the measured run,
+/// and the engine's stats before and after it.
+fn warm_then_measure(
+    mut peer: EnginePeer,
+    in_flight: usize,
+    tasks: u64,
+    next_ids: &mut dyn FnMut() -> u64,
+) -> (Run, metafed::stats::Stats, metafed::stats::Stats) {
+    let mut run = |peer: &mut EnginePeer, n: u64, budget: Duration, every: u64| {
+        closed_loop_sampled(peer, Workload::Route, in_flight, n, budget, next_ids(), 0.0, every)
+    };
+    let _ = run(&mut peer, 5_000, Duration::from_secs(60), 64);
+    let before = peer.engine().stats();
+    let r = run(&mut peer, tasks, Duration::from_secs(3600), 1);
+    (r, before, peer.engine().stats())
+}
+
 /// W3: the engine without hedging and with a hedge after the observed p95, in turn.
 pub fn w3(
     pairs: usize,
@@ -150,30 +167,8 @@ pub fn w3(
     let mut runs: Vec<Vec<(Run, f64, f64)>> = vec![Vec::new(), Vec::new()];
     for _ in 0..pairs {
         for (k, (name, hedge)) in policies.iter().enumerate() {
-            let mut peer = w3_engine(*hedge, workers);
-            // A warm-up, so that the percentile delay is known before the measured run.
-            let _ = closed_loop_sampled(
-                &mut peer,
-                Workload::Route,
-                in_flight,
-                5_000,
-                Duration::from_secs(60),
-                next_ids(),
-                0.0,
-                64,
-            );
-            let before = peer.engine().stats();
-            let r = closed_loop_sampled(
-                &mut peer,
-                Workload::Route,
-                in_flight,
-                tasks,
-                Duration::from_secs(3600),
-                next_ids(),
-                0.0,
-                1,
-            );
-            let after = peer.engine().stats();
+            // The warm-up makes the percentile delay known before the measured run.
+            let (r, before, after) = warm_then_measure(w3_engine(*hedge, workers), in_flight, tasks, next_ids);
             if !r.exact() {
                 return Err(format!("engine on w3 (hedge {name}): {} ok of {}, {} lost", r.ok, r.tasks, r.lost));
             }
@@ -250,29 +245,8 @@ pub fn w6(
     let mut runs: Vec<Vec<(Run, f64, f64, u64)>> = vec![Vec::new(); policies.len()];
     for _ in 0..pairs {
         for (k, (name, balance, outlier)) in policies.iter().enumerate() {
-            let mut peer = metafed_bench::peers::io::w6_engine(W6_BASE_US, *balance, *outlier, workers);
-            let _ = closed_loop_sampled(
-                &mut peer,
-                Workload::Route,
-                in_flight,
-                5_000,
-                Duration::from_secs(60),
-                next_ids(),
-                0.0,
-                64,
-            );
-            let before = peer.engine().stats();
-            let r = closed_loop_sampled(
-                &mut peer,
-                Workload::Route,
-                in_flight,
-                tasks,
-                Duration::from_secs(3600),
-                next_ids(),
-                0.0,
-                1,
-            );
-            let after = peer.engine().stats();
+            let peer = metafed_bench::peers::io::w6_engine(W6_BASE_US, *balance, *outlier, workers);
+            let (r, before, after) = warm_then_measure(peer, in_flight, tasks, next_ids);
             if !r.exact() {
                 return Err(format!("engine on w6 ({name}): {} ok of {}, {} lost", r.ok, r.tasks, r.lost));
             }
