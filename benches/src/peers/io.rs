@@ -77,6 +77,15 @@ pub fn w6_engine(
     outlier: Option<metafed::policy::Outlier>,
     workers: usize,
 ) -> EnginePeer {
+    EnginePeer::with_topology(w6_topology(base_us, balance, outlier), workers)
+}
+
+/// W6's topology (see [`w6_engine`]), for the live engine and for `metafed simulate`.
+pub fn w6_topology(
+    base_us: f64,
+    balance: metafed::policy::Balance,
+    outlier: Option<metafed::policy::Outlier>,
+) -> Topology {
     let mut b = Topology::builder();
     for (domain, agents) in SEED_DOMAINS {
         let d = b.domain(domain).expect("a valid name");
@@ -100,7 +109,7 @@ pub fn w6_engine(
         ..metafed::breaker::BreakerConfig::agent()
     };
     b.breakers(Levels { agent: quiet, ..Levels::disabled() });
-    EnginePeer::with_topology(b.build().expect("a valid topology"), workers)
+    b.build().expect("a valid topology")
 }
 
 /// An agent of the tokio peer: a concurrency limit (a semaphore) and a timeout around the call.
