@@ -531,9 +531,9 @@ fn live_domain_name(topo: &crate::topology::Topology, d: usize) -> Result<String
 /// A domain's balance in a few words, for the audit trail.
 fn balance_words(b: &crate::policy::Balance) -> String {
     match b {
-        crate::policy::Balance::RoundRobin => "round_robin".into(),
+        crate::policy::Balance::RoundRobin => b.name().into(),
         crate::policy::Balance::PeakEwma { decay, default_rtt } => {
-            format!("peak_ewma (decay {decay:?}, default_rtt {default_rtt:?})")
+            format!("{} (decay {decay:?}, default_rtt {default_rtt:?})", b.name())
         }
     }
 }

@@ -102,11 +102,6 @@ impl Outlier {
         }
         Ok(())
     }
-
-    /// Whether it judges latency (and so needs the agents' latency estimates).
-    pub fn judges_latency(&self) -> bool {
-        self.latency_factor > 0.0
-    }
 }
 
 /// A domain's outlier detection as the workers read it: each setting in an atomic of its own,
