@@ -149,3 +149,22 @@ fn a_reload_changes_the_quotas_and_names_a_new_capacity_as_needing_a_restart() {
     assert!(r.needs_restart.iter().any(|n| n.contains("keyed_limits")), "{r:?}");
     engine.shutdown(std::time::Duration::from_secs(1)).unwrap();
 }
+
+#[test]
+fn a_key_over_its_quota_does_not_use_up_the_global_limit() {
+    // Global: 5 tasks, then (near) nothing; every key: 2. Ten tasks of one key: 2 admitted, 8
+    // refused by the key, which must leave 3 of the global 5 for everyone else.
+    let admission = metafed::AdmissionConfig { rate_limit_per_s: 0.001, rate_limit_burst: 5.0, ..Default::default() };
+    let keyed = KeyedLimits { capacity: 64, default_per_s: 0.001, default_burst: 2.0, classes: Vec::new() };
+    let config =
+        EngineConfig { workers: 1, pin: false, admission, keyed_limits: Some(keyed), ..EngineConfig::default() };
+    let engine = Engine::start(topology(), config).unwrap();
+    let run = |id: u64, key: u64| {
+        let t = engine.submit(&Task::new(id, DomainId(0)).key(key).waitable(), None).unwrap();
+        engine.wait(t, None).unwrap().is_ok()
+    };
+    let noisy = (0..10).filter(|&i| run(i, 7)).count();
+    let others = (10..20).filter(|&i| run(i, 0)).count();
+    assert_eq!((noisy, others), (2, 3));
+    engine.shutdown(std::time::Duration::from_secs(1)).unwrap();
+}
