@@ -45,6 +45,8 @@ pub(crate) struct DomainCounters {
     pub(crate) waited: Counter,
     /// Sub-tasks shed because the domain was overloaded (adaptive shedding).
     pub(crate) overloaded: Counter,
+    /// Sub-tasks that failed here and were handed to an alternate domain.
+    pub(crate) rerouted: Counter,
 }
 
 #[derive(Default)]

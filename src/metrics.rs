@@ -327,6 +327,14 @@ impl Collector for EngineCollector {
             .map(|(r, n)| (base(&[("domain", &d.name), ("result", r)]), n))
         });
         family(&mut enc, "metafed_domain_subtasks_finished", "Sub-tasks finished, by result.", None, counter, results)?;
+        family(
+            &mut enc,
+            "metafed_domain_rerouted",
+            "Sub-tasks that failed at a domain and were handed to an alternate domain.",
+            None,
+            counter,
+            per_domain(&|d| d.rerouted),
+        )?;
         // Keyed rate limits, per quota class (never per key: keys are unbounded).
         if let Some(k) = &sh.keyed {
             let ks = k.stats();

@@ -59,6 +59,9 @@ pub struct DomainStats {
     pub budget_denied: u64,
     /// Times a sub-task waited for an agent with room (every candidate at its limit).
     pub waited: u64,
+    /// Sub-tasks that failed here and were handed to an alternate domain (counted in `failed`,
+    /// `shed`, `overloaded` or `timeouts` too; the alternate counts them in its `subtasks`).
+    pub rerouted: u64,
     /// Its breaker.
     pub breaker: BreakerSnapshot,
     /// The model's success probability for one of its sub-tasks, from its agents' error rates
@@ -222,6 +225,7 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
                 hedge_wins: s(&|c| c.hedge_wins.get()),
                 budget_denied: s(&|c| c.budget_denied.get()),
                 waited: s(&|c| c.waited.get()),
+                rerouted: s(&|c| c.rerouted.get()),
                 breaker: sh.domain_breakers[d].snapshot(now),
                 predicted_success: 0.0,
             }

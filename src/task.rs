@@ -342,6 +342,12 @@ pub struct Completion {
     pub latency_ns: u64,
     /// The task's priority.
     pub priority: u8,
+    /// The domains whose sub-tasks succeeded: those the task asked for, except that a sub-task
+    /// rerouted after failing at its domain answered from an alternate (see
+    /// [`TopologyBuilder::alternates`](crate::TopologyBuilder::alternates)).
+    pub answered: DomainSet,
+    /// Times a sub-task was handed to an alternate domain (0 for a task that never was).
+    pub reroutes: u32,
     failures: [AttemptFailure; MAX_RECORDED_FAILURES],
     failures_len: u8,
     /// Failed attempts in all, recorded or not.
@@ -404,6 +410,8 @@ impl Completion {
         self.attempts = 0;
         self.latency_ns = 0;
         self.priority = 0;
+        self.answered = DomainSet(0);
+        self.reroutes = 0;
         self.failures_len = 0;
         self.failures_total = 0;
         self.bodies.clear();

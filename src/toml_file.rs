@@ -37,6 +37,8 @@ impl TopologyBuilder {
             meta: overlay(levels.meta, file.breakers.meta, "breakers.meta")?,
         };
         b.meta_fault_rate = file.meta_fault_rate;
+        // Alternates may name domains declared later: resolved once every domain exists.
+        let mut alternates = Vec::new();
         for (i, d) in file.domains.into_iter().enumerate() {
             let at = |e: Error| e.context(&format!("domains[{i}]"));
             let id = b.domain(d.name).map_err(at)?;
@@ -48,6 +50,7 @@ impl TopologyBuilder {
             def.balance = d.balance;
             def.outlier = d.outlier;
             def.shedding = d.shedding;
+            alternates.push((id, d.alternates));
             for (j, a) in d.agents.into_iter().enumerate() {
                 let kind = a.sim.map_or(AgentKind::Unbound, AgentKind::Sim);
                 let spec = AgentSpec {
@@ -59,6 +62,18 @@ impl TopologyBuilder {
                 };
                 b.agent(id, a.name, spec).map_err(|e| e.context(&format!("domains[{i}].agents[{j}]")))?;
             }
+        }
+        for (i, (id, names)) in alternates.into_iter().enumerate() {
+            let ids = names
+                .iter()
+                .map(|n| {
+                    b.domain_names().iter().position(|x| x == n).map(|k| crate::task::DomainId(k as u16)).ok_or_else(
+                        || Error::topology(format!("alternates names {n:?}, which is not a domain of the file")),
+                    )
+                })
+                .collect::<Result<Vec<_>, Error>>()
+                .map_err(|e| e.context(&format!("domains[{i}]")))?;
+            b.alternates(id, &ids).map_err(|e| e.context(&format!("domains[{i}]")))?;
         }
         Ok(b)
     }
@@ -128,6 +143,8 @@ struct DomainSpecFile {
     balance: crate::policy::Balance,
     outlier: Option<crate::policy::Outlier>,
     shedding: Option<crate::policy::Shedding>,
+    #[serde(default)]
+    alternates: Vec<String>,
     #[serde(default)]
     agents: Vec<AgentSpecFile>,
 }

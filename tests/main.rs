@@ -18,6 +18,7 @@ mod ops;
 mod outlier;
 mod overload;
 mod queue;
+mod reroute;
 mod scheduling;
 mod shedding;
 mod simulation;

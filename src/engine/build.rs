@@ -150,6 +150,9 @@ impl Engine {
             in_rotation: vec![true; capacity].into(),
             weights: (0..capacity).map(|a| topo.agents.get(a).map_or(1, |d| d.spec.weight)).collect(),
             handlers: handlers.into(),
+            alternates: (0..domains)
+                .map(|d| topo.domains.get(d).map_or_else(Default::default, |d| d.alternates.clone().into()))
+                .collect(),
         };
         for d in 0..topo.domains.len() {
             policy.route(d);

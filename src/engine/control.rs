@@ -237,6 +237,47 @@ impl Engine {
         Ok(())
     }
 
+    /// Names the domains a sub-task of `domain` is rerouted to, in order, when it fails at
+    /// `domain` (see [`TopologyBuilder::alternates`](crate::TopologyBuilder::alternates)); an
+    /// empty list stops its rerouting. Workers reroute by it from their next turn; sub-tasks
+    /// already on their way through alternates follow the list they started with. Refused, with
+    /// the reason, for a domain or alternate that does not exist or was removed, the domain
+    /// itself, a repeated alternate, or more than [`MAX_ALTERNATES`](crate::policy::MAX_ALTERNATES).
+    /// An alternate removed later is skipped. Recorded in the audit trail.
+    pub fn set_domain_alternates(
+        &self,
+        domain: crate::task::DomainId,
+        alternates: &[crate::task::DomainId],
+    ) -> Result<(), Error> {
+        let d = usize::from(domain.0);
+        let _w = self.writer();
+        let topo = self.sh.topo.load();
+        let name = live_domain_name(&topo, d)?;
+        let names: Vec<&str> = topo.domains.iter().map(|d| d.name.as_str()).collect();
+        crate::policy::reroute::validate(domain, alternates, &names, |a| topo.is_domain_removed(a))
+            .map_err(Error::Config)?;
+        let words = |alts: &[crate::task::DomainId]| {
+            let v: Vec<&str> = alts.iter().map(|a| names[usize::from(a.0)]).collect();
+            if v.is_empty() { "none".to_owned() } else { v.join(", ") }
+        };
+        let (before, after) = (words(&topo.domains[d].alternates), words(alternates));
+        let mut next = Policy::clone(&self.sh.policy.load());
+        next.alternates[d] = alternates.into();
+        self.sh.policy.store(next);
+        let mut t = crate::topology::Topology::clone(&topo);
+        t.domains[d].alternates = alternates.to_vec();
+        self.sh.topo.store(t);
+        drop(_w);
+        self.sh.audit().record("domain_alternates", format!("domain {name}"), before, after);
+        Ok(())
+    }
+
+    /// The domains a sub-task of `domain` is rerouted to now, in order (`None` for a domain
+    /// that does not exist).
+    pub fn domain_alternates(&self, domain: crate::task::DomainId) -> Option<Vec<crate::task::DomainId>> {
+        self.sh.topo.load().domains.get(usize::from(domain.0)).map(|d| d.alternates.clone())
+    }
+
     /// Gives a domain outlier detection while tasks run, changes it, or (`None`) removes it (see
     /// [`Outlier`](crate::policy::Outlier)): from each worker's next outcome. Turning it on or
     /// changing it starts the agents' counts afresh; agents ejected stay out until their

@@ -10,7 +10,8 @@ use crate::topology::{AgentKind, Topology};
 impl Engine {
     /// Applies the settings of a TOML file (the format of `examples/topology.toml`) that can
     /// change while tasks run: each level's breakers and time budget, the admission settings,
-    /// the keyed rate limits' quotas, each domain's balance, outlier detection and shedding,
+    /// the keyed rate limits' quotas, each domain's balance, outlier detection, shedding and
+    /// alternates,
     /// each agent's concurrency limit and weight, and the domains and agents themselves (found
     /// by name): a domain or an agent the file adds (agents with a `sim` table) is added, a
     /// running one it lacks is removed. Anything else that differs from the running engine
@@ -58,6 +59,7 @@ impl Engine {
             let mut def = scratch.domains[0].clone();
             (def.name, def.removed, def.agents) = (name.clone(), false, Vec::new());
             (def.fault_rate, def.max_attempts, def.hedge, def.retry_budget) = (fault_rate, max_attempts, None, None);
+            def.alternates = Vec::new();
             scratch.domains.push(def);
             add_domains.push((name, fault_rate, max_attempts));
         }
@@ -158,8 +160,16 @@ impl Engine {
         // What a domain that runs on keeps from the start: its faults, attempts, hedging, budget.
         // Its balance, outlier detection and shedding change live (and a new domain takes them).
         let mut policies = Vec::new(); // (name, balance, outlier, shedding) to apply
+        let mut alternates = Vec::new(); // (name, its alternates' names) to apply
         for dom in scratch.domains.iter().filter(|d| !d.removed) {
             let Some(id) = new.domain_id(&dom.name) else { continue };
+            let file_names = new.domain_names();
+            let want: Vec<String> =
+                new.domain_alternates(id).iter().map(|a| file_names[usize::from(a.0)].clone()).collect();
+            let running: Vec<&str> = dom.alternates.iter().filter_map(|a| scratch.domain_name(*a)).collect();
+            if want != running {
+                alternates.push((dom.name.clone(), want));
+            }
             if topo.domain_id(&dom.name).is_some() {
                 let file = new.domain_settings(id);
                 if file != (dom.fault_rate, dom.max_attempts, dom.hedge, dom.retry_budget) {
@@ -257,6 +267,14 @@ impl Engine {
                 self.set_domain_shedding(d, shedding)?;
                 out.applied.push(format!("domain {name}: shedding"));
             }
+        }
+        for (name, alts) in alternates {
+            let now = self.sh.topo.load();
+            let d = now.domain_id(&name).expect("added or running");
+            let ids: Vec<crate::task::DomainId> =
+                alts.iter().map(|a| now.domain_id(a).expect("a domain of the file, added or running")).collect();
+            self.set_domain_alternates(d, &ids)?;
+            out.applied.push(format!("domain {name}: alternates"));
         }
         if let Some(k) = keyed_change {
             self.set_keyed_limits(&k)?;

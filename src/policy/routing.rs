@@ -1,8 +1,9 @@
 //! The routing snapshot a domain chooses its agents from: members, rotation, weights (smooth
-//! weighted round-robin), and the handlers of agents added while the engine runs.
+//! weighted round-robin), the handlers of agents added while the engine runs, and the alternate
+//! domains a failed sub-task is rerouted to.
 
 use crate::handler::Agent;
-use crate::task::AgentId;
+use crate::task::{AgentId, DomainId};
 
 /// The live routing table: which agents of each domain are in rotation, in what order (by
 /// weight), and the handlers of the agents that run on the workers. Replaced whole (a snapshot)
@@ -22,6 +23,9 @@ pub(crate) struct Policy {
     /// By agent id: the handler of an agent added while the engine runs (None for the agents
     /// it started with, spare ids, and removed agents).
     pub(crate) handlers: Box<[Option<std::sync::Arc<dyn Agent>>]>,
+    /// Per domain: the domains its failed sub-tasks are rerouted to, in order (see
+    /// `policy::reroute`).
+    pub(crate) alternates: Vec<Box<[DomainId]>>,
 }
 
 impl Policy {

@@ -198,6 +198,7 @@ impl Worker {
         // SAFETY: as above: the outcome record is ours until we finish the slot.
         let out = unsafe { self.sh.slab.out(m.ticket.slot()) };
         out.value = out.value.wrapping_add(m.value);
+        out.answered.0 |= u64::from(m.reason == Reason::None) << m.domain;
         if m.reason != Reason::None && out.reason == Reason::None {
             out.reason = m.reason;
         }

@@ -84,6 +84,8 @@ pub(crate) struct DomainDef {
     pub(crate) balance: crate::policy::Balance,
     pub(crate) outlier: Option<crate::policy::Outlier>,
     pub(crate) shedding: Option<crate::policy::Shedding>,
+    /// The domains its failed sub-tasks are rerouted to, in order.
+    pub(crate) alternates: Vec<DomainId>,
 }
 
 /// A validated topology.
@@ -190,6 +192,12 @@ impl Topology {
         self.domains.get(usize::from(d.0))?.outlier.as_ref()
     }
 
+    /// The domains a sub-task of domain `d` is rerouted to, in order, when it fails at `d` (see
+    /// [`TopologyBuilder::alternates`]).
+    pub fn alternates(&self, d: DomainId) -> &[DomainId] {
+        self.domains.get(usize::from(d.0)).map_or(&[], |d| &d.alternates)
+    }
+
     /// Domain `d`'s hedging policy, if it hedges.
     pub fn hedge(&self, d: DomainId) -> Option<&Hedge> {
         self.domains.get(usize::from(d.0))?.hedge.as_ref()
@@ -246,6 +254,7 @@ impl TopologyBuilder {
             balance: crate::policy::Balance::RoundRobin,
             outlier: None,
             shedding: None,
+            alternates: Vec::new(),
         });
         Ok(DomainId((self.domains.len() - 1) as u16))
     }
@@ -314,6 +323,11 @@ impl TopologyBuilder {
     pub(crate) fn domain_settings(&self, d: DomainId) -> (f64, Option<u32>, Option<Hedge>, Option<RetryBudget>) {
         let dom = &self.domains[usize::from(d.0)];
         (dom.fault_rate, dom.max_attempts, dom.hedge, dom.retry_budget)
+    }
+
+    /// Domain `d`'s alternates so far.
+    pub(crate) fn domain_alternates(&self, d: DomainId) -> &[DomainId] {
+        &self.domains[usize::from(d.0)].alternates
     }
 
     /// Domain `d`'s policies that change while tasks run: balance, outlier detection, shedding.
@@ -388,6 +402,20 @@ impl TopologyBuilder {
     pub fn shedding(&mut self, domain: DomainId, shedding: crate::policy::Shedding) -> Result<&mut Self, Error> {
         shedding.validate().map_err(Error::topology)?;
         self.domain_mut(domain)?.shedding = Some(shedding);
+        Ok(self)
+    }
+
+    /// Names the domains a sub-task of `domain` is rerouted to, in order, when it fails at
+    /// `domain` (its breaker open or shedding, every agent failed or none available, its
+    /// injected fault, its time or retry budget spent) while the task's deadline has not passed.
+    /// Alternates must be domains added before, not `domain` itself, each once, at most
+    /// [`MAX_ALTERNATES`](crate::policy::MAX_ALTERNATES); an empty list removes them. A sub-task
+    /// follows the alternates of the domain it started in only (not theirs).
+    pub fn alternates(&mut self, domain: DomainId, alternates: &[DomainId]) -> Result<&mut Self, Error> {
+        self.domain_mut(domain)?;
+        let names: Vec<&str> = self.domains.iter().map(|d| d.name.as_str()).collect();
+        crate::policy::reroute::validate(domain, alternates, &names, |_| false).map_err(Error::topology)?;
+        self.domains[usize::from(domain.0)].alternates = alternates.to_vec();
         Ok(self)
     }
 
@@ -573,6 +601,11 @@ impl TopologyBuilder {
             if let Some(b) = &d.retry_budget {
                 b.validate().map_err(|m| e(format!("domain {:?}: {m}", d.name)))?;
             }
+            let names: Vec<&str> = self.domains.iter().map(|d| d.name.as_str()).collect();
+            crate::policy::reroute::validate(DomainId(i as u16), &d.alternates, &names, |a| {
+                self.domains[usize::from(a.0)].removed
+            })
+            .map_err(e)?;
             for (j, a) in d.agents.iter().enumerate() {
                 let agent = &self.agents[usize::from(a.0)];
                 if agent.name.trim().is_empty() {

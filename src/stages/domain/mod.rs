@@ -567,7 +567,34 @@ impl Worker {
             Reason::DomainOverloaded => ctr.overloaded.inc(),
             _ => ctr.failed.inc(),
         }
+        if reason != Reason::None && crate::policy::reroute::reroutable(reason) && self.reroute(&m) {
+            return;
+        }
         m.reason = reason;
         self.join(m);
+    }
+
+    /// Hands sub-task `m`, which failed at its domain, to the next alternate of the domain its
+    /// task asked for (skipping removed ones), if the task's deadline has not passed. False if
+    /// there is none: the sub-task ends with its failure.
+    #[inline(never)]
+    fn reroute(&mut self, m: &Msg) -> bool {
+        let live = self.sh.live_domains.load(Ordering::Relaxed);
+        let next = {
+            let alts = &self.policy.alternates[usize::from(m.origin)];
+            (usize::from(m.reroutes)..alts.len()).find(|&k| live & (1u64 << alts[k].0) != 0).map(|k| (k, alts[k]))
+        };
+        let Some((k, alt)) = next else { return false };
+        // SAFETY: the task is ours (admitted, with this sub-task in flight).
+        if self.now >= unsafe { self.sh.slab.req(m.ticket.slot()) }.deadline_ns {
+            return false;
+        }
+        self.counters().domain[usize::from(m.domain)].rerouted.inc();
+        // SAFETY: as above: the outcome record is ours until we finish the slot.
+        unsafe { self.sh.slab.out(m.ticket.slot()) }.reroutes += 1;
+        let mut next = Msg::new(m.ticket, alt.0);
+        (next.origin, next.reroutes) = (m.origin, k as u8 + 1);
+        self.start_subtask(next);
+        true
     }
 }

@@ -30,6 +30,10 @@ pub(crate) struct Msg {
     pub(crate) parked: u32,
     /// When it began waiting for an agent with room (0: it does not wait).
     pub(crate) waiting_since: u64,
+    /// The domain the task asked for (the one whose alternates a failed sub-task goes to).
+    pub(crate) origin: u16,
+    /// Alternates of `origin` passed so far (0: it runs in `origin`).
+    pub(crate) reroutes: u8,
 }
 
 impl Msg {
@@ -45,6 +49,8 @@ impl Msg {
             started_ns: 0,
             parked: NOT_PARKED,
             waiting_since: 0,
+            origin: domain,
+            reroutes: 0,
         }
     }
 }

@@ -1,0 +1,179 @@
+//! Cross-domain rerouting: a sub-task that fails at its domain goes to the domain's alternates,
+//! in order, within the task's deadline; the completion says which domains answered.
+
+use crate::common::{PATIENCE, config, no_breakers};
+use metafed::breaker::BreakerMode;
+use metafed::events::Level;
+use metafed::Request;
+use metafed::{AgentSpec, DomainId, DomainSet, Engine, Reason, Status, Task, Topology, TopologyBuilder};
+use std::time::Duration;
+
+/// A handler that answers `value`, or fails with `code` when `value` is 0.
+fn agent(value: u64) -> AgentSpec {
+    AgentSpec::handler(move |_: &Request<'_>| if value == 0 { Err(7) } else { Ok(value) })
+}
+
+/// Domains "Primary" (its two agents fail), "Replica" (answers 20) and "Backup" (answers 30),
+/// without breakers; Primary's alternates are `alternates` (names).
+fn federation(alternates: &[&str]) -> (TopologyBuilder, [DomainId; 3]) {
+    let mut b = Topology::builder();
+    let p = b.domain("Primary").unwrap();
+    let r = b.domain("Replica").unwrap();
+    let k = b.domain("Backup").unwrap();
+    b.agent(p, "p1", agent(0)).unwrap();
+    b.agent(p, "p2", agent(0)).unwrap();
+    b.agent(r, "r1", agent(20)).unwrap();
+    b.agent(k, "k1", agent(30)).unwrap();
+    no_breakers(&mut b);
+    let ids = [p, r, k];
+    let alts: Vec<DomainId> =
+        alternates.iter().map(|n| ids[["Primary", "Replica", "Backup"].iter().position(|x| x == n).unwrap()]).collect();
+    b.alternates(p, &alts).unwrap();
+    (b, ids)
+}
+
+fn run(engine: &Engine, task: Task<'_>) -> metafed::Completion {
+    let t = engine.submit(&task.waitable(), None).unwrap();
+    engine.wait(t, Some(PATIENCE)).unwrap()
+}
+
+#[test]
+fn a_sub_task_that_fails_at_its_domain_is_answered_by_its_alternate() {
+    let (b, [p, r, _]) = federation(&["Replica"]);
+    let engine = Engine::builder(b.build().unwrap()).config(config()).start().unwrap();
+    let c = run(&engine, Task::new(1, p));
+    assert_eq!((c.status, c.reason, c.value), (Status::Ok, Reason::None, 20), "{c:?}");
+    assert_eq!(c.answered, DomainSet::one(r));
+    assert_eq!(c.reroutes, 1);
+    // The primary's two failed attempts are on the record, then the replica's success.
+    assert_eq!(c.failures().len(), 2);
+    assert!(c.failures().iter().all(|f| f.domain == p && f.code == 7));
+    assert_eq!(c.attempts, 3);
+    let s = engine.stats();
+    let (sp, sr) = (&s.domains[usize::from(p.0)], &s.domains[usize::from(r.0)]);
+    assert_eq!((sp.subtasks, sp.failed, sp.rerouted), (1, 1, 1));
+    assert_eq!((sr.subtasks, sr.ok, sr.rerouted), (1, 1, 0));
+    // A task that needs the primary and the replica: both answers come from the replica.
+    let c = run(&engine, Task::fan_out(2, DomainSet::one(p).with(r)));
+    assert_eq!((c.status, c.value, c.reroutes, c.answered), (Status::Ok, 40, 1, DomainSet::one(r)));
+    #[cfg(feature = "metrics")]
+    assert!(engine.metrics_text().contains("metafed_domain_rerouted_total{domain=\"Primary\"} 2"));
+}
+
+#[test]
+fn without_alternates_a_failed_domain_fails_its_task() {
+    let (b, [p, ..]) = federation(&[]);
+    let engine = Engine::builder(b.build().unwrap()).config(config()).start().unwrap();
+    let c = run(&engine, Task::new(1, p));
+    assert_eq!(
+        (c.status, c.reason, c.reroutes, c.answered),
+        (Status::Failed, Reason::AgentsExhausted, 0, DomainSet(0))
+    );
+}
+
+#[test]
+fn alternates_are_tried_in_order_and_the_last_failure_is_the_reason() {
+    // Replica fails too (its breaker forced open: it sheds), Backup answers.
+    let (b, [p, r, k]) = federation(&["Replica", "Backup"]);
+    let engine = Engine::builder(b.build().unwrap()).config(config()).start().unwrap();
+    assert!(engine.set_breaker_mode(Level::Domain, usize::from(r.0), BreakerMode::ForcedOpen));
+    let c = run(&engine, Task::new(1, p));
+    assert_eq!((c.status, c.value, c.reroutes, c.answered), (Status::Ok, 30, 2, DomainSet::one(k)), "{c:?}");
+    assert_eq!(engine.stats().domains[usize::from(r.0)].rerouted, 1);
+    // Backup down as well: the sub-task ends where its last alternate left it.
+    assert!(engine.set_breaker_mode(Level::Domain, usize::from(k.0), BreakerMode::ForcedOpen));
+    let c = run(&engine, Task::new(2, p));
+    assert_eq!((c.status, c.reason, c.reroutes), (Status::Rejected, Reason::DomainShed, 2), "{c:?}");
+    // Alternates of an alternate are not followed: Replica's alternate is Primary, and a task
+    // that starts in Replica goes to Primary only.
+    engine.set_domain_alternates(r, &[p]).unwrap();
+    let c = run(&engine, Task::new(3, r));
+    assert_eq!((c.status, c.reason, c.reroutes), (Status::Failed, Reason::AgentsExhausted, 1), "{c:?}");
+}
+
+#[test]
+fn a_passed_deadline_ends_rerouting() {
+    // The primary's agents fail slowly: by the time they have, the task's deadline is gone.
+    let mut b = Topology::builder();
+    let p = b.domain("Primary").unwrap();
+    let r = b.domain("Replica").unwrap();
+    b.agent(
+        p,
+        "slow",
+        AgentSpec::handler(|_: &Request<'_>| {
+            std::thread::sleep(Duration::from_millis(30));
+            Err(1)
+        }),
+    )
+    .unwrap();
+    b.agent(r, "r1", agent(20)).unwrap();
+    no_breakers(&mut b);
+    b.alternates(p, &[r]).unwrap();
+    let engine = Engine::builder(b.build().unwrap()).config(config()).start().unwrap();
+    let c = run(&engine, Task::new(1, p).deadline(Duration::from_millis(5)));
+    assert_eq!((c.status, c.reroutes), (Status::TimedOut, 0), "{c:?}");
+    assert_eq!(engine.stats().domains[usize::from(r.0)].subtasks, 0);
+}
+
+#[test]
+fn alternates_change_live_are_audited_and_a_removed_one_is_skipped() {
+    let (b, [p, r, k]) = federation(&[]);
+    let engine = Engine::builder(b.build().unwrap()).config(config()).start().unwrap();
+    assert_eq!(run(&engine, Task::new(1, p)).status, Status::Failed);
+    engine.set_domain_alternates(p, &[r, k]).unwrap();
+    assert_eq!(engine.domain_alternates(p), Some(vec![r, k]));
+    let rec = engine.audit_log().into_iter().find(|a| a.action == "domain_alternates").expect("audited");
+    assert_eq!(
+        (rec.target.as_str(), rec.from.as_str(), rec.to.as_str()),
+        ("domain Primary", "none", "Replica, Backup")
+    );
+    let c = run(&engine, Task::new(2, p));
+    assert_eq!((c.value, c.answered), (20, DomainSet::one(r)));
+    engine.remove_domain(r).unwrap();
+    let c = run(&engine, Task::new(3, p));
+    assert_eq!((c.value, c.answered, c.reroutes), (30, DomainSet::one(k), 1), "{c:?}");
+    // Refusals name the problem, and change nothing.
+    let err = |alts: &[DomainId]| engine.set_domain_alternates(p, alts).unwrap_err().to_string();
+    assert!(err(&[p]).contains("cannot be its own alternate"), "{}", err(&[p]));
+    assert!(err(&[r]).contains("alternate \"Replica\" was removed"), "{}", err(&[r]));
+    assert!(err(&[k, k]).contains("named twice"));
+    assert!(err(&[DomainId(40)]).contains("does not exist"));
+    assert_eq!(engine.domain_alternates(p), Some(vec![r, k]));
+    engine.set_domain_alternates(p, &[]).unwrap();
+    assert_eq!(run(&engine, Task::new(4, p)).status, Status::Failed);
+}
+
+#[test]
+fn alternates_come_from_toml_and_reload() {
+    let toml = |alts: &str| {
+        format!(
+            r#"
+[[domains]]
+name = "Database"
+alternates = [{alts}]
+agents = [{{ name = "sql", sim = {{ error_rate = 1.0 }} }}]
+
+[[domains]]
+name = "ReadReplica"
+agents = [{{ name = "replica", sim = {{ error_rate = 0.0 }} }}]
+"#
+        )
+    };
+    let b = TopologyBuilder::from_toml(&toml("\"ReadReplica\"")).unwrap();
+    let topo = b.build().unwrap();
+    let (db, replica) = (topo.domain_id("Database").unwrap(), topo.domain_id("ReadReplica").unwrap());
+    assert_eq!(topo.alternates(db), &[replica]);
+    let err = TopologyBuilder::from_toml(&toml("\"Cache\"")).unwrap_err().to_string();
+    assert!(err.contains("domains[0]") && err.contains("\"Cache\", which is not a domain"), "{err}");
+    let err = TopologyBuilder::from_toml(&toml("\"Database\"")).unwrap_err().to_string();
+    assert!(err.contains("cannot be its own alternate"), "{err}");
+    let engine = Engine::builder(topo).config(config()).start().unwrap();
+    assert_eq!(run(&engine, Task::new(1, db)).answered, DomainSet::one(replica));
+    let out = engine.reload_toml(&toml("")).unwrap();
+    assert_eq!(out.applied, vec!["domain Database: alternates".to_owned()]);
+    assert_eq!(engine.domain_alternates(db), Some(vec![]));
+    assert_eq!(run(&engine, Task::new(2, db)).status, Status::Failed);
+    let out = engine.reload_toml(&toml("\"ReadReplica\"")).unwrap();
+    assert_eq!(out.applied, vec!["domain Database: alternates".to_owned()]);
+    assert!(engine.reload_toml(&toml("\"ReadReplica\"")).unwrap().applied.is_empty());
+}
