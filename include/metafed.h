@@ -55,7 +55,7 @@
 /*
  See `METAFED_VERSION_MAJOR`.
  */
-#define METAFED_VERSION_MINOR 3
+#define METAFED_VERSION_MINOR 4
 
 /*
  See `METAFED_VERSION_MAJOR`.
@@ -686,6 +686,20 @@ typedef struct metafed_completion {
    library releases it.
    */
   const struct metafed_body *bodies;
+  /*
+   ABI 1.4: the domains whose sub-tasks succeeded (bit `d` for domain id `d`): those the
+   task asked for, except that a sub-task rerouted after failing at its domain answered from
+   an alternate (`metafed_topology_set_domain_alternates`).
+   */
+  uint64_t answered;
+  /*
+   ABI 1.4: times a sub-task was handed to an alternate domain.
+   */
+  uint32_t reroutes;
+  /*
+   Reserved (0).
+   */
+  uint32_t reserved3;
 } metafed_completion;
 
 /*
@@ -1251,6 +1265,10 @@ typedef struct metafed_domain_stats {
    Times a sub-task waited for an agent with room (every candidate at its limit).
    */
   uint64_t waited;
+  /*
+   ABI 1.4: sub-tasks that failed here and were handed to an alternate domain.
+   */
+  uint64_t rerouted;
 } metafed_domain_stats;
 
 /*
@@ -2327,6 +2345,45 @@ metafed_status metafed_attempts_complete(const struct metafed_attempt *attempts,
                                          const struct metafed_response *responses,
                                          size_t n,
                                          metafed_status *statuses);
+
+/*
+ Names the domains (`n` ids at `alternates`, in order) that a sub-task of `domain` is
+ rerouted to when it fails at `domain` through the domain's own fault (its breaker open or
+ shedding, every agent failed or none available, its injected fault, its time or retry budget
+ spent), while the task's deadline has not passed; the completion's `answered` and
+ `reroutes` tell what happened. Alternates must already be domains of the topology, not
+ `domain` itself, each once, at most 8; `n` = 0 removes them. A sub-task follows the
+ alternates of the domain it started in only. `METAFED_E_UNKNOWN_DOMAIN` for an unknown
+ `domain`, `METAFED_E_TOPOLOGY` (with the reason) for a bad list, `METAFED_E_INVALID` for
+ more than 8.
+ */
+metafed_status metafed_topology_set_domain_alternates(struct metafed_topology *topology,
+                                                      uint16_t domain,
+                                                      const uint16_t *alternates,
+                                                      size_t n);
+
+/*
+ Changes domain `domain`'s alternates while tasks run (arguments as
+ `metafed_topology_set_domain_alternates`, but a bad list is `METAFED_E_CONFIG`; an
+ alternate must not have been removed). Workers
+ reroute by them from their next turn; an alternate removed later is skipped. Recorded in the
+ audit trail.
+ */
+metafed_status metafed_engine_set_domain_alternates(struct metafed_engine *engine,
+                                                    uint16_t domain,
+                                                    const uint16_t *alternates,
+                                                    size_t n);
+
+/*
+ Writes domain `domain`'s alternates, in order, into `out` (room for `cap` ids; NULL allowed
+ when `cap` is 0) and their number into `*out_n` (which may exceed `cap`: call again with
+ more room).
+ */
+metafed_status metafed_engine_get_domain_alternates(struct metafed_engine *engine,
+                                                    uint16_t domain,
+                                                    uint16_t *out,
+                                                    size_t cap,
+                                                    size_t *out_n);
 
 /*
  Creates an empty topology. Free it with `metafed_topology_free`.

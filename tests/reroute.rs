@@ -2,9 +2,9 @@
 //! in order, within the task's deadline; the completion says which domains answered.
 
 use crate::common::{PATIENCE, config, no_breakers};
+use metafed::Request;
 use metafed::breaker::BreakerMode;
 use metafed::events::Level;
-use metafed::Request;
 use metafed::{AgentSpec, DomainId, DomainSet, Engine, Reason, Status, Task, Topology, TopologyBuilder};
 use std::time::Duration;
 

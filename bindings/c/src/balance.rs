@@ -10,7 +10,7 @@ use metafed_rs::DomainId;
 use metafed_rs::policy::{Balance, Outlier, Shedding};
 
 /// Domain id `domain` of a running engine, or `METAFED_E_UNKNOWN_DOMAIN`.
-fn engine_domain(e: &metafed_rs::Engine, domain: u16) -> Result<DomainId, FfiError> {
+pub(crate) fn engine_domain(e: &metafed_rs::Engine, domain: u16) -> Result<DomainId, FfiError> {
     if usize::from(domain) >= e.topology().domain_count() {
         return Err(err(crate::error::METAFED_E_UNKNOWN_DOMAIN, format!("domain id {domain} does not exist")));
     }

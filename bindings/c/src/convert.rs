@@ -474,6 +474,9 @@ impl metafed_completion {
             bodies_len: 0,
             reserved2: 0,
             bodies: std::ptr::null(),
+            answered: c.answered.0,
+            reroutes: c.reroutes,
+            reserved3: 0,
         }
     }
 
@@ -711,16 +714,26 @@ unsafe impl CStruct for metafed_task {
     /// ABI 1.0's form ended before `key` (appended in 1.3).
     const MIN_SIZE: usize = std::mem::offset_of!(metafed_task, key);
 }
+// SAFETY: as above.
+unsafe impl CStruct for metafed_completion {
+    const NAME: &'static str = "metafed_completion";
+    /// ABI 1.0's form ended before `answered` (1.4 appended it and `reroutes`).
+    const MIN_SIZE: usize = std::mem::offset_of!(metafed_completion, answered);
+}
+// SAFETY: as above.
+unsafe impl CStruct for metafed_domain_stats {
+    const NAME: &'static str = "metafed_domain_stats";
+    /// ABI 1.0's form ended before `rerouted` (appended in 1.4).
+    const MIN_SIZE: usize = std::mem::offset_of!(metafed_domain_stats, rerouted);
+}
 c_structs!(
     metafed_outlier_config,
-    metafed_completion,
     metafed_body,
     metafed_request,
     metafed_response,
     metafed_sim_agent,
     metafed_hedge_config,
     metafed_admission_config,
-    metafed_domain_stats,
     metafed_shutdown_report,
     metafed_breaker_event,
     metafed_event,

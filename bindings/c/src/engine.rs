@@ -438,6 +438,7 @@ pub extern "C" fn metafed_engine_get_domain_stats(
             hedge_wins: d.hedge_wins,
             budget_denied: d.budget_denied,
             waited: d.waited,
+            rerouted: d.rerouted,
         };
         // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
         unsafe { write_out(out, &v) }

@@ -33,6 +33,7 @@ mod handles;
 #[cfg(test)]
 mod header_tests;
 mod queue;
+mod reroute;
 mod topology;
 mod types;
 

@@ -221,6 +221,14 @@ pub struct metafed_completion {
     /// completion passed to the `on_complete` callback is valid during the call only; the
     /// library releases it.
     pub bodies: *const metafed_body,
+    /// ABI 1.4: the domains whose sub-tasks succeeded (bit `d` for domain id `d`): those the
+    /// task asked for, except that a sub-task rerouted after failing at its domain answered from
+    /// an alternate (`metafed_topology_set_domain_alternates`).
+    pub answered: u64,
+    /// ABI 1.4: times a sub-task was handed to an alternate domain.
+    pub reroutes: u32,
+    /// Reserved (0).
+    pub reserved3: u32,
 }
 
 /// One sub-task's reply bytes, in an array the library allocates (`metafed_completion.bodies`).
@@ -652,6 +660,8 @@ pub struct metafed_domain_stats {
     pub budget_denied: u64,
     /// Times a sub-task waited for an agent with room (every candidate at its limit).
     pub waited: u64,
+    /// ABI 1.4: sub-tasks that failed here and were handed to an alternate domain.
+    pub rerouted: u64,
 }
 
 /// One agent's counters.

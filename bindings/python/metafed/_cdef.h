@@ -2,7 +2,7 @@
 
 #define METAFED_VERSION_MAJOR 1
 
-#define METAFED_VERSION_MINOR 3
+#define METAFED_VERSION_MINOR 4
 
 #define METAFED_VERSION_PATCH 0
 
@@ -215,6 +215,9 @@ typedef struct metafed_completion {
   uint32_t bodies_len;
   uint32_t reserved2;
   const struct metafed_body *bodies;
+  uint64_t answered;
+  uint32_t reroutes;
+  uint32_t reserved3;
 } metafed_completion;
 
 typedef struct metafed_outlier_config {
@@ -363,6 +366,7 @@ typedef struct metafed_domain_stats {
   uint64_t hedge_wins;
   uint64_t budget_denied;
   uint64_t waited;
+  uint64_t rerouted;
 } metafed_domain_stats;
 
 typedef struct metafed_agent_stats {
@@ -773,6 +777,22 @@ metafed_status metafed_attempts_complete(const struct metafed_attempt *attempts,
                                          const struct metafed_response *responses,
                                          size_t n,
                                          metafed_status *statuses);
+
+metafed_status metafed_topology_set_domain_alternates(struct metafed_topology *topology,
+                                                      uint16_t domain,
+                                                      const uint16_t *alternates,
+                                                      size_t n);
+
+metafed_status metafed_engine_set_domain_alternates(struct metafed_engine *engine,
+                                                    uint16_t domain,
+                                                    const uint16_t *alternates,
+                                                    size_t n);
+
+metafed_status metafed_engine_get_domain_alternates(struct metafed_engine *engine,
+                                                    uint16_t domain,
+                                                    uint16_t *out,
+                                                    size_t cap,
+                                                    size_t *out_n);
 
 metafed_status metafed_topology_new(struct metafed_topology **out);
 
