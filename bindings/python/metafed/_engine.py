@@ -39,6 +39,7 @@ from ._topology import (
     AsyncHandler,
     Handler,
     Topology,
+    alternate_list,
     apply_breaker_settings,
     balance_args,
     outlier_config,
@@ -124,7 +125,14 @@ def _completion(c: Any) -> Completion:
         failures=tuple(failures),
         failures_total=int(c.failures_total),
         bodies=bodies,
+        answered=_domain_ids(int(c.answered)),
+        reroutes=int(c.reroutes),
     )
+
+
+def _domain_ids(mask: int) -> frozenset[int]:
+    """The domain ids of a bit set."""
+    return frozenset(d for d in range(64) if mask >> d & 1) if mask else frozenset()
 
 
 class _State:
@@ -863,6 +871,7 @@ class Engine:
                 DomainStats(
                     domain_names[d], BreakerState(ds.state), ds.subtasks, ds.ok, ds.failed, ds.shed, ds.faults, ds.timeouts,
                     ds.failovers, ds.recovered, ds.trips, ds.hedges, ds.hedge_wins, ds.budget_denied, ds.waited,
+                    ds.rerouted,
                 )
             )
         a = ffi.new("metafed_agent_stats *")
@@ -939,6 +948,21 @@ class Engine:
         self._check_not_closed()
         args = balance_args(balance)
         check(lib().metafed_engine_set_domain_balance(self._state.h, self._check_domain(domain), *args))
+
+    def set_alternates(self, domain: Union[int, str], alternates: Sequence[Union[int, str]]) -> None:
+        """Changes the domains (ids or names, in order) that a sub-task of `domain` is rerouted
+        to when it fails at `domain` (see `Topology.set_alternates`); an empty list stops its
+        rerouting. Workers reroute by them from their next turn. Recorded in the audit trail."""
+        self._check_not_closed()
+        ids = [self._check_domain(a) for a in alternate_list(alternates)]
+        check(lib().metafed_engine_set_domain_alternates(self._state.h, self._check_domain(domain), ids, len(ids)))
+
+    def alternates(self, domain: Union[int, str]) -> list[int]:
+        """The ids of the domains a sub-task of `domain` is rerouted to now, in order."""
+        self._check_not_closed()
+        out, n = ffi.new("uint16_t[8]"), ffi.new("size_t *")
+        check(lib().metafed_engine_get_domain_alternates(self._state.h, self._check_domain(domain), out, 8, n))
+        return [int(out[i]) for i in range(min(int(n[0]), 8))]
 
     def set_outlier(self, domain: Union[int, str], outlier: Optional[Outlier]) -> None:
         """Gives `domain` outlier detection while tasks run, changes it, or (None) removes it

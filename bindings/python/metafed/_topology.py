@@ -9,7 +9,7 @@ import functools
 import inspect
 import threading
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Optional, Sequence, Tuple, Union
 
 from . import _aio
 from ._native import ENGINE_THREAD, MS, US, InvalidArgument, TopologyError, check, duration_ns, ffi, lib
@@ -276,6 +276,15 @@ _BREAKER_COUNTS = ("consecutive_failures", "min_calls", "half_open_probes", "mod
 BREAKER_SETTINGS = ("timeout_ms", "consecutive_failures", "failure_rate", "window_ms", "min_calls", "open_base_ms",
                     "open_max_ms", "half_open_probes", "mode", "count_window", "slow_call_duration_ms",
                     "slow_call_rate")
+
+
+def alternate_list(alternates: object) -> list[Any]:
+    """A list of alternates, refusing a lone name (a str is a sequence of letters)."""
+    if isinstance(alternates, (str, bytes)) or not isinstance(alternates, (list, tuple)):
+        raise TypeError(f"alternates must be a list of domain ids or names, not {type(alternates).__name__}")
+    if len(alternates) > 8:
+        raise InvalidArgument(4, f"a domain has at most 8 alternates, got {len(alternates)}")
+    return list(alternates)
 
 
 def balance_args(balance: object) -> tuple[int, int, int]:
@@ -598,6 +607,17 @@ class Topology:
     def set_outlier(self, domain: DomainRef, outlier: Optional[Outlier]) -> None:
         """Gives `domain` outlier detection, or (None) none (see `Outlier`)."""
         check(lib().metafed_topology_set_domain_outlier(self.handle, self._domain(domain), outlier_config(outlier)))
+
+    def set_alternates(self, domain: DomainRef, alternates: Sequence[DomainRef]) -> None:
+        """Names the domains (ids or names, in order) that a sub-task of `domain` is rerouted to
+        when it fails at `domain` through the domain's own fault (its breaker open or shedding,
+        every agent failed or none available, its injected fault, its time or retry budget
+        spent), while the task's deadline has not passed. Alternates must be domains already
+        added, not `domain`, each once, at most 8; an empty list removes them. A sub-task follows
+        the alternates of the domain it started in only. `Completion.answered` and
+        `Completion.reroutes` tell what happened."""
+        ids = [self._domain(a) for a in alternate_list(alternates)]
+        check(lib().metafed_topology_set_domain_alternates(self.handle, self._domain(domain), ids, len(ids)))
 
     def set_balance(self, domain: DomainRef, balance: Balance) -> None:
         """Sets how `domain` chooses its agents (see `Balance`)."""

@@ -244,7 +244,9 @@ class Failure:
 class Completion:
     """The one outcome of a task. `bodies` holds the reply bytes of each sub-task whose
     successful attempt returned some, by domain id; `body` is the first (a one-domain task's
-    reply)."""
+    reply). `answered` holds the ids of the domains whose sub-tasks succeeded: those the task
+    asked for, except that a sub-task rerouted after failing at its domain answered from an
+    alternate (`Topology.set_alternates`); `reroutes` counts the moves to an alternate."""
 
     ticket: int
     id: int
@@ -257,6 +259,8 @@ class Completion:
     failures: tuple[Failure, ...]
     failures_total: int
     bodies: Mapping[int, bytes] = field(default_factory=dict)
+    answered: frozenset[int] = frozenset()
+    reroutes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -317,6 +321,7 @@ class DomainStats:
     hedge_wins: int = 0
     budget_denied: int = 0
     waited: int = 0
+    rerouted: int = 0
 
 
 @dataclass(frozen=True)
