@@ -32,6 +32,9 @@ pub struct Request<'a> {
     pub data: &'a [u8],
     /// The sub-task's domain.
     pub domain: DomainId,
+    /// The domain the task asked for: `domain`, unless the sub-task failed there and was
+    /// rerouted to `domain` as one of its alternates.
+    pub origin: DomainId,
     /// The agent being called.
     pub agent: AgentId,
     /// The attempt within the sub-task, from 0.
@@ -51,6 +54,7 @@ impl Request<'_> {
             payload: self.payload,
             data: self.data.to_vec(),
             domain: self.domain,
+            origin: self.origin,
             agent: self.agent,
             attempt: self.attempt,
             fanout: self.fanout,
@@ -72,6 +76,8 @@ pub struct OwnedRequest {
     pub data: Vec<u8>,
     /// The sub-task's domain.
     pub domain: DomainId,
+    /// The domain the task asked for (see [`Request::origin`]).
+    pub origin: DomainId,
     /// The agent being called.
     pub agent: AgentId,
     /// The attempt within the sub-task, from 0.

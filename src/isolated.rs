@@ -23,6 +23,8 @@ pub(crate) struct Job {
     pub(crate) attempt: Attempt,
     pub(crate) ticket: Ticket,
     pub(crate) domain: u16,
+    /// The domain the task asked for (`domain` unless rerouted).
+    pub(crate) origin: u16,
     pub(crate) attempt_no: u32,
 }
 

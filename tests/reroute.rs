@@ -177,3 +177,40 @@ agents = [{{ name = "replica", sim = {{ error_rate = 0.0 }} }}]
     assert_eq!(out.applied, vec!["domain Database: alternates".to_owned()]);
     assert!(engine.reload_toml(&toml("\"ReadReplica\"")).unwrap().applied.is_empty());
 }
+
+#[test]
+fn the_seed_federation_with_alternates_matches_the_extended_model() {
+    use metafed::model::{self, Z999, wilson};
+    use metafed::sim::{Load, SimAgent, Workload};
+    // The seed's 3 x 3 at its error rates, each domain with one alternate of the same kind;
+    // tasks ask for the three primaries only. Breakers off: every outcome is the oracle's.
+    let mut b = Topology::builder();
+    let mut primaries = Vec::new();
+    for name in ["API", "Database", "Auth", "API-alt", "Database-alt", "Auth-alt"] {
+        let d = b.domain(name).unwrap();
+        for a in 0..3 {
+            b.agent(d, format!("a{a}"), AgentSpec::sim(SimAgent::with_error_rate(0.12))).unwrap();
+        }
+        b.domain_fault_rate(d, 0.08).unwrap();
+        primaries.push(d);
+    }
+    for k in 0..3 {
+        b.alternates(primaries[k], &[primaries[k + 3]]).unwrap();
+    }
+    b.meta_fault_rate(0.05);
+    no_breakers(&mut b);
+    let topo = b.build().unwrap();
+    let p = model::predict_domains(&topo, |a| topo.sim_error_rate(a).unwrap());
+    let predicted = (0..3).map(|d| model::task_success(&topo, &p, DomainSet::one(DomainId(d)))).sum::<f64>() / 3.0;
+    let without = model::seed_formula(&[(0.12, 3), (0.08, 1), (0.05, 1)]);
+    assert!(predicted > without + 0.07, "{predicted} against {without}");
+    let engine = Engine::builder(topo).config(config()).start().unwrap();
+    let n = 150_000;
+    let load = Load { workload: Workload::RouteFirst(3), ..Load::w1(n) };
+    let r = metafed_bench::driver::closed_loop(&engine, &load, |_| {});
+    assert_eq!((r.lost, r.duplicated, r.submitted), (0, 0, n));
+    let (lo, hi) = wilson(r.ok, n, Z999);
+    assert!(lo <= predicted && predicted <= hi, "measured {} ({lo} - {hi}), model {predicted}", r.ok as f64 / n as f64);
+    let rerouted: u64 = engine.stats().domains.iter().map(|d| d.rerouted).sum();
+    assert!(rerouted > n / 20, "{rerouted} sub-tasks rerouted");
+}

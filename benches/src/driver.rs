@@ -4,7 +4,7 @@
 
 use metafed::sim::LatencyHistogram;
 pub use metafed::sim::{Load, Percentiles, RunReport, Workload};
-use metafed::{Completion, DomainId, DomainSet, Engine, Reason, SubmitError, Task, Ticket};
+use metafed::{Completion, Engine, Reason, SubmitError, Task, Ticket};
 use std::time::Instant;
 
 /// Runs `load` against `engine` from the calling thread. `progress(done)` is called about every
@@ -22,14 +22,7 @@ pub fn closed_loop_until(
     stop: &std::sync::atomic::AtomicBool,
 ) -> RunReport {
     let domains = engine.topology().domain_count();
-    let all = DomainSet::first(domains);
-    let task_for = |i: u64| {
-        let id = load.first_id.wrapping_add(i);
-        match load.workload {
-            Workload::Route => Task::new(id, DomainId((i % domains as u64) as u16)),
-            Workload::FanOut => Task::fan_out(id, all),
-        }
-    };
+    let task_for = |i: u64| Task::fan_out(load.first_id.wrapping_add(i), load.workload.domains_of(i, domains));
     let n = load.tasks;
     let mut seen = vec![0u64; n.div_ceil(64) as usize];
     // Submit times of sampled tasks, by slot (each slot holds one task at a time).
@@ -129,7 +122,7 @@ pub fn oracle_successes(load: &Load, domains: usize, p: f64, attempts: u32) -> u
         .filter(|&i| {
             let id = load.first_id.wrapping_add(i);
             match load.workload {
-                Workload::Route => sub_ok(id),
+                Workload::Route | Workload::RouteFirst(_) => sub_ok(id),
                 Workload::FanOut => {
                     (0..domains as u64).all(|d| sub_ok(metafed::sim::oracle_key(id, d as u16, domains as u32)))
                 }

@@ -22,9 +22,9 @@
 
 use crate::engine::Engine;
 use crate::error::SubmitError;
-use crate::sim::{LatencyHistogram, Load, Percentiles, RunReport, Workload};
+use crate::sim::{LatencyHistogram, Load, Percentiles, RunReport};
 use crate::stages::worker::Worker;
-use crate::task::{Completion, DomainId, DomainSet, Status, Task};
+use crate::task::{Completion, Status, Task};
 use std::sync::atomic::Ordering;
 
 /// An engine running in virtual time; see the module documentation.
@@ -185,13 +185,12 @@ impl Simulation {
             steps[k].0 + ((i as f64 - firsts[k]) * 1e9 / steps[k].1) as u64
         };
         let domains = self.engine.topology().domain_count();
-        let all = DomainSet::first(domains);
         let start = self.now_ns();
         let n = load.tasks;
         let mut seen = vec![0u64; n.div_ceil(64) as usize];
         let mut hist = LatencyHistogram::new();
         let mut report = RunReport::default();
-        let groups = if load.workload == Workload::Route { domains } else { 1 };
+        let groups = load.workload.groups(domains);
         let mut buckets: Vec<Vec<(u64, u64)>> = Vec::new();
         let mut refused = 0;
         let mut out = vec![Completion::default(); 256];
@@ -218,10 +217,7 @@ impl Simulation {
             take(self, &mut report, &mut buckets);
             hook(&self.engine, t);
             let id = load.first_id.wrapping_add(i);
-            let task = match load.workload {
-                Workload::Route => Task::new(id, DomainId((i % domains as u64) as u16)),
-                Workload::FanOut => Task::fan_out(id, all),
-            };
+            let task = Task::fan_out(id, load.workload.domains_of(i, domains));
             match self.engine.try_submit(&task) {
                 Ok(_) => report.submitted += 1,
                 Err(SubmitError::Full) => refused += 1,

@@ -14,6 +14,32 @@ pub enum Workload {
     Route,
     /// W2: every task needs every domain.
     FanOut,
+    /// W1 over the first `k` domains only: task `i` needs domain `i mod k` (a topology whose
+    /// later domains serve as alternates, which no task asks for).
+    RouteFirst(u16),
+}
+
+impl Workload {
+    /// The domains task `i` of the load needs, on a topology of `domains` domains.
+    pub fn domains_of(self, i: u64, domains: usize) -> crate::task::DomainSet {
+        use crate::task::{DomainId, DomainSet};
+        let route = |k: usize| DomainSet::one(DomainId((i % k.max(1) as u64) as u16));
+        match self {
+            Self::Route => route(domains),
+            Self::RouteFirst(k) => route(usize::from(k).min(domains)),
+            Self::FanOut => DomainSet::first(domains),
+        }
+    }
+
+    /// How many groups a load's tasks fall in by their domain (task `i` in group `i mod
+    /// groups`): one per domain routed to, or one when every task needs every domain.
+    pub fn groups(self, domains: usize) -> usize {
+        match self {
+            Self::Route => domains,
+            Self::RouteFirst(k) => usize::from(k).min(domains),
+            Self::FanOut => 1,
+        }
+    }
 }
 
 /// A closed-loop run.

@@ -43,8 +43,8 @@ pub(crate) struct Worker {
     /// The routing snapshot, refreshed when an operator changes it.
     pub(crate) policy: Arc<crate::policy::routing::Policy>,
     policy_version: u64,
-    /// Domain stage inbound: new sub-tasks from the meta stage. Each runs to its outcome, or
-    /// to parking, before the next starts.
+    /// Domain stage inbound: new sub-tasks from the meta stage, and sub-tasks rerouted to an
+    /// alternate domain. Each runs to its outcome, or to parking, before the next starts.
     pub(crate) domain_in: VecDeque<Msg>,
     /// Tasks waiting for the concurrency throttle, by priority.
     pub(crate) pending: [VecDeque<Ticket>; 4],

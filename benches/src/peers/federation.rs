@@ -178,10 +178,7 @@ pub fn closed_loop_sampled(
 ) -> Run {
     let sample = sample_every.max(1);
     const SLOTS: usize = 4096;
-    let mask_of = |i: u64| match workload {
-        Workload::Route => 1u64 << (i % DOMAINS as u64),
-        Workload::FanOut => (1u64 << DOMAINS) - 1,
-    };
+    let mask_of = |i: u64| workload.domains_of(i, DOMAINS).0;
     let mut seen = vec![0u64; max_tasks.div_ceil(64) as usize];
     let mut sent_at = vec![Instant::now(); SLOTS];
     let mut hist = LatencyHistogram::new();

@@ -12,6 +12,7 @@ mod hedging;
 mod plot;
 mod recovery;
 mod report;
+mod reroute;
 mod runner;
 mod schedule;
 mod slow_agent;
@@ -139,8 +140,14 @@ pub fn run(args: &Args) -> Result<(), String> {
         + what_if_domain_topos.len() as u64 * (args.offered_rps * what_if::CHANCE_S) as u64;
     let hedging_n = (2 + 3) * hedging_tasks(args) + schedule_tasks(args.offered_rps);
     let unloaded_n = if args.reproducible { 0 } else { unloaded_n };
-    let total =
-        (1 + args.repeats) * n + unloaded_n + 3 * n + SWEEP.len() as u64 * n + recovery_n + what_if_n + hedging_n;
+    let total = (1 + args.repeats) * n
+        + unloaded_n
+        + 3 * n
+        + SWEEP.len() as u64 * n
+        + recovery_n
+        + what_if_n
+        + hedging_n
+        + reroute::reroute_tasks(n);
     let mut r = Runner {
         config,
         seed: args.seed,
@@ -347,6 +354,8 @@ fn simulate(
     let slow_agent = slow_agent::slow_agent_runs(args, r)?;
     // 10. A varying load and a fault schedule, in virtual time.
     let schedule = schedule_run(args, r, rates)?;
+    // 11. Cross-domain rerouting, breakers off.
+    let reroute = reroute::reroute_runs(r, n, (e, fd, fm))?;
     // The runs every mode makes end here: the total counts them, whatever the mode.
     let tasks_total = r.tasks_total;
     // Latency and throughput are judged on runs where every task takes the whole path (with
@@ -416,6 +425,7 @@ fn simulate(
         what_if_domain,
         hedging,
         slow_agent,
+        reroute,
         schedule,
         claims,
     })

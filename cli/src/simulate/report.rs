@@ -209,6 +209,8 @@ pub(super) struct Report {
     pub(super) what_if: Vec<WhatIf>,
     pub(super) what_if_domain: Vec<WhatIfDomain>,
     pub(super) slow_agent: Vec<SlowAgent>,
+    /// Cross-domain rerouting against the model with breadth at the domain level.
+    pub(super) reroute: Reroute,
     /// W3's tail in virtual time, without hedging and with it.
     pub(super) hedging: Vec<Hedging>,
     /// A run with a varying load and a fault schedule, phase by phase.
@@ -252,6 +254,28 @@ pub(super) struct Hedging {
     /// For the plot: (latency in microseconds, share of tasks at or below it).
     #[serde(skip)]
     pub(super) cdf: Vec<(f64, f64)>,
+}
+
+/// Section 11: the seed's 3 x 3 without alternates and with one per domain, and depth x breadth
+/// with breadth at the domain level.
+#[derive(Serialize)]
+pub(super) struct Reroute {
+    pub(super) seed: Vec<Breadth>,
+    pub(super) grid: Vec<Breadth>,
+}
+
+/// One shape of section 11: agents per domain, domains per sub-task (the one asked for and its
+/// alternates), the model's and the measured task success.
+#[derive(Serialize)]
+pub(super) struct Breadth {
+    pub(super) agent_breadth: u32,
+    pub(super) domain_breadth: u32,
+    pub(super) predicted: f64,
+    pub(super) measured: f64,
+    pub(super) ci95: [f64; 2],
+    pub(super) tasks: u64,
+    /// Sub-tasks handed to an alternate, per task.
+    pub(super) reroutes_per_task: f64,
 }
 
 /// W6 under one of the domains' policies.

@@ -298,4 +298,41 @@ pub(super) fn print_tables(r: &Report) {
         "   domain: success of the faulted agent's domain (API when none is); opened: the faulted agent's breaker, after"
     );
     println!("   the phase began; closed: after it ended. Tasks are counted in the phase they were submitted in.");
+    println!();
+    println!("11. Cross-domain rerouting: a sub-task that fails at its domain goes to the domain's alternates in turn");
+    println!(
+        "   (breakers off; alternates are domains of the same kind and error rates; model: P(d) = 1 - (1 - D(d)) x prod(1 - D(alt)))"
+    );
+    let row = |label: String, b: &super::report::Breadth| {
+        println!(
+            "   {:<34} {:>9} {:>9} {:>21} {:>14}",
+            label,
+            pct(b.predicted),
+            pct(b.measured),
+            format!("{} - {}", pct(b.ci95[0]), pct(b.ci95[1])),
+            format!("{:.4}", b.reroutes_per_task)
+        );
+    };
+    println!(
+        "   {:<34} {:>9} {:>9} {:>21} {:>14}",
+        "the seed's 3 x 3 (W1)", "model", "measured", "95% CI", "reroutes/task"
+    );
+    for b in &r.reroute.seed {
+        let label = match b.domain_breadth {
+            1 => "no alternates".to_owned(),
+            k => format!("{} alternate(s) per domain", k - 1),
+        };
+        row(label, b);
+    }
+    println!(
+        "   {:<34} {:>9} {:>9} {:>21} {:>14}",
+        "depth x breadth (one domain asked)", "model", "measured", "95% CI", "reroutes/task"
+    );
+    for b in &r.reroute.grid {
+        row(format!("{} agent(s) x {} domain(s)", b.agent_breadth, b.domain_breadth), b);
+    }
+    println!(
+        "   With breadth at the agent and domain levels, failure falls as a power of the breadth at each; the meta level"
+    );
+    println!("   (one meta orchestrator, its fault rate) stays a factor that no breadth below it removes.");
 }

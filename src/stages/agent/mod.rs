@@ -41,13 +41,20 @@ pub(crate) enum Sent {
 /// The request an agent's handler sees for attempt `attempt` of task `req`'s sub-task in
 /// `domain`: one builder for the workers and for isolated agents' threads.
 #[inline]
-pub(crate) fn request<'a>(req: &'a Req, ticket: Ticket, domain: u16, agent: AgentId, attempt: u32) -> Request<'a> {
+pub(crate) fn request<'a>(
+    req: &'a Req,
+    ticket: Ticket,
+    (domain, origin): (u16, u16),
+    agent: AgentId,
+    attempt: u32,
+) -> Request<'a> {
     Request {
         ticket,
         task_id: req.id,
         payload: req.payload,
         data: &req.data,
         domain: DomainId(domain),
+        origin: DomainId(origin),
         agent,
         attempt,
         fanout: req.domains.count_ones(),
@@ -85,7 +92,7 @@ impl Worker {
         // (Times are engine nanoseconds, below 2^63, and timeouts at most 30 days: no overflow.)
         let limit = req.deadline_ns.min(m.started_ns + sh.domain_timeout_ns());
         let deadline = (self.now + sh.agent_timeout_ns()).min(limit);
-        let r = request(req, m.ticket, m.domain, a, u32::from(info.number));
+        let r = request(req, m.ticket, (m.domain, m.origin), a, u32::from(info.number));
         let down = sh.down[usize::from(m.domain)].load(Ordering::Relaxed) & bit != 0;
         // On the workers: the agent's handler (an agent added while running has it in the
         // snapshot that routed to it); else its pool's index.
@@ -112,7 +119,13 @@ impl Worker {
                 Some(idx) => {
                     let g = self.hub.arm(idx);
                     let attempt = Attempt::new(self.hub.clone(), idx, g, deadline);
-                    let job = Job { attempt, ticket: m.ticket, domain: m.domain, attempt_no: u32::from(info.number) };
+                    let job = Job {
+                        attempt,
+                        ticket: m.ticket,
+                        domain: m.domain,
+                        origin: m.origin,
+                        attempt_no: u32::from(info.number),
+                    };
                     match sh.pools[p].submit(job) {
                         Ok(()) => (Call::Pending, Some((idx, g)), deadline),
                         Err(job) => {

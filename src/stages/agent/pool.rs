@@ -15,7 +15,7 @@ use std::sync::Arc;
 impl Pool {
     /// Runs one job on this thread.
     fn run_job(&self, sh: &Shared, job: Job) {
-        let Job { attempt, ticket, domain, attempt_no } = job;
+        let Job { attempt, ticket, domain, origin, attempt_no } = job;
         if attempt.is_abandoned() {
             return; // timed out while it queued: dropping the handle retires it
         }
@@ -27,7 +27,7 @@ impl Pool {
             // SAFETY: we pinned the slot of a running task, so its request is not reused until
             // we unpin it, below, after the call.
             let req = unsafe { sh.slab.req(ticket.slot()) };
-            let r = request(req, ticket, domain, self.agent, attempt_no);
+            let r = request(req, ticket, (domain, origin), self.agent, attempt_no);
             if sh.domain_down[usize::from(domain)].load(Ordering::Relaxed) {
                 Call::Failed(FailureKind::Down, DOWN_CODE)
             } else {

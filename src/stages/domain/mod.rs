@@ -12,7 +12,7 @@ use crate::breaker::{BreakerMode, Permit};
 use crate::events::Level;
 use crate::handler::Call;
 use crate::shared::Shared;
-use crate::sim::{DOMAIN_FAULT_SALT, fails_below, oracle_key, splitmix64};
+use crate::sim::{DOMAIN_FAULT_SALT, fails_below, rerouted_key, splitmix64};
 use crate::stages::agent::Sent;
 use crate::stages::agent::msg::{AttemptInfo, Outcome};
 use crate::stages::domain::msg::{Msg, NOT_PARKED};
@@ -243,7 +243,7 @@ impl Worker {
                 let r = unsafe { self.sh.slab.req(m.ticket.slot()) };
                 (r.id, r.domains.count_ones())
             };
-            if fails_below(splitmix64(oracle_key(id, m.domain, fanout) ^ DOMAIN_FAULT_SALT), 0, fault) {
+            if fails_below(splitmix64(rerouted_key(id, m.domain, m.origin, fanout) ^ DOMAIN_FAULT_SALT), 0, fault) {
                 self.counters().domain[d].faults.inc();
                 return self.finish_subtask(m, Reason::DomainFault);
             }
@@ -575,8 +575,10 @@ impl Worker {
     }
 
     /// Hands sub-task `m`, which failed at its domain, to the next alternate of the domain its
-    /// task asked for (skipping removed ones), if the task's deadline has not passed. False if
-    /// there is none: the sub-task ends with its failure.
+    /// task asked for (skipping removed ones), if the task's deadline has not passed: into the
+    /// domain stage's inbound queue, which this turn drains (a queue, not a call: the stage's
+    /// entry stays inlined in the turn, and reroutes do not nest). False if there is none: the
+    /// sub-task ends with its failure.
     #[inline(never)]
     fn reroute(&mut self, m: &Msg) -> bool {
         let live = self.sh.live_domains.load(Ordering::Relaxed);
@@ -594,7 +596,7 @@ impl Worker {
         unsafe { self.sh.slab.out(m.ticket.slot()) }.reroutes += 1;
         let mut next = Msg::new(m.ticket, alt.0);
         (next.origin, next.reroutes) = (m.origin, k as u8 + 1);
-        self.start_subtask(next);
+        self.domain_in.push_back(next);
         true
     }
 }
