@@ -77,6 +77,11 @@ pub struct Report {
     pub rss_kib: [u64; 3],
     /// Whether the shutdown drained everything in flight in time.
     pub drained: bool,
+    /// Submission to completion of the tasks that succeeded, in nanoseconds.
+    pub ok_latency_ns: metafed::sim::Percentiles,
+    /// The adaptive throttle's limit over the run, (seconds from the start, limit), every
+    /// 100 ms; empty without an adaptive throttle.
+    pub limit_path: Vec<(f64, u64)>,
 }
 
 impl Report {
@@ -112,6 +117,9 @@ struct Counts {
     reasons: [AtomicU64; Reason::COUNT],
     completed: AtomicU64,
     duplicates: AtomicU64,
+    /// The latency of the tasks that succeeded (recorded at the rate the engine completes
+    /// them, not the offered rate: a lock is cheap enough).
+    ok_latency: std::sync::Mutex<metafed::sim::LatencyHistogram>,
 }
 
 /// W4's federation: the seed's 3 x 3, every agent an I/O agent (a deferred attempt answered by
@@ -189,6 +197,9 @@ pub fn run(topology: Topology, config: EngineConfig, plan: &Plan) -> Result<Repo
                 Status::Rejected => 3,
             };
             c2.by_status[usize::from(c.priority.min(3))][col].fetch_add(1, Ordering::Relaxed);
+            if col == 0 {
+                c2.ok_latency.lock().unwrap_or_else(|e| e.into_inner()).record(c.latency_ns);
+            }
             c2.reasons[c.reason as usize].fetch_add(1, Ordering::Relaxed);
             c2.completed.fetch_add(1, Ordering::Relaxed);
         })
@@ -248,6 +259,8 @@ pub fn run(topology: Topology, config: EngineConfig, plan: &Plan) -> Result<Repo
 
     // The main thread: the fault schedule and the memory samples.
     let mut rss = [0u64; 3];
+    let mut limit_path = Vec::new();
+    let mut next_sample = Duration::ZERO;
     let mut down = false;
     let _actor = metafed::audit::act_as("metafed overload", "W4 fault schedule");
     while started.elapsed() < plan.duration {
@@ -259,6 +272,12 @@ pub fn run(topology: Topology, config: EngineConfig, plan: &Plan) -> Result<Repo
                 down = want;
             }
             tight.store((0.55..0.80).contains(&f), Ordering::Relaxed);
+        }
+        if started.elapsed() >= next_sample
+            && let Some(a) = engine.adaptive_throttle()
+        {
+            limit_path.push((started.elapsed().as_secs_f64(), a.limit));
+            next_sample += Duration::from_millis(100);
         }
         let now = rss_kib();
         rss[1] = rss[1].max(now);
@@ -312,5 +331,7 @@ pub fn run(topology: Topology, config: EngineConfig, plan: &Plan) -> Result<Repo
             .collect(),
         rss_kib: rss,
         drained: report.drained,
+        ok_latency_ns: counts.ok_latency.lock().unwrap_or_else(|e| e.into_inner()).percentiles(),
+        limit_path,
     })
 }
