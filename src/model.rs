@@ -128,11 +128,11 @@ mod tests {
 
     #[test]
     fn alternates_add_breadth_to_the_domain_level() {
-        let mut b = crate::Topology::builder();
+        let mut b = crate::topology::Topology::builder();
         let mut ids = Vec::new();
         for (name, fault) in [("A", 0.1), ("B", 0.2), ("C", 0.5)] {
             let d = b.domain(name).unwrap();
-            b.agent(d, "x", crate::AgentSpec::sim(crate::sim::SimAgent::with_error_rate(0.0))).unwrap();
+            b.agent(d, "x", crate::topology::AgentSpec::sim(crate::sim::SimAgent::with_error_rate(0.0))).unwrap();
             b.domain_fault_rate(d, fault).unwrap();
             ids.push(d);
         }
