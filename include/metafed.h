@@ -618,7 +618,9 @@ typedef struct metafed_completion {
   /*
    `sizeof(metafed_completion)`, set by the caller: in the first element of an output array
    (it is the array's stride); the library writes it in every element it fills. A
-   completion the library hands a callback carries the library's size.
+   completion the library hands a callback carries the library's size (ABI 1.0's when the
+   engine was made with a `metafed_engine_config` of a size before ABI 1.3): read a field
+   appended later only when `struct_size` reaches past it.
    */
   uint32_t struct_size;
   /*

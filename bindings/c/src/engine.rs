@@ -63,10 +63,18 @@ pub extern "C" fn metafed_engine_new(
             // SAFETY: not NULL; a `metafed_engine_config` of `struct_size` bytes per the contract.
             let c = unsafe { read_in(config, metafed_engine_config::defaults()) }?;
             // SAFETY: as above: the struct starts with a readable `u32`.
-            if unsafe { config.cast::<u32>().read_unaligned() } as usize >= size_of::<metafed_engine_config>() {
+            let known = unsafe { config.cast::<u32>().read_unaligned() } as usize >= size_of::<metafed_engine_config>();
+            if known {
                 crate::convert::knows_abi_1_3();
             }
-            let cb = c.on_complete.map(|f| CCallback { f, user_data: c.on_complete_user_data });
+            // A program whose config is of a size before ABI 1.3 knows the completion of ABI 1.0
+            // (it grew in 1.4): its callback gets completions that say that size, as they did.
+            let completion_size = if known {
+                size_of::<metafed_completion>()
+            } else {
+                <metafed_completion as crate::convert::CStruct>::MIN_SIZE
+            } as u32;
+            let cb = c.on_complete.map(|f| CCallback { f, user_data: c.on_complete_user_data, completion_size });
             (engine_config(&c)?, cb)
         };
         let mut builder = Engine::builder(topo).config(cfg);

@@ -112,11 +112,15 @@ pub(crate) fn callback_spec(
 pub(crate) struct CCallback {
     pub(crate) f: unsafe extern "C" fn(*mut c_void, *const metafed_completion),
     pub(crate) user_data: *mut c_void,
+    /// The `struct_size` its completions say: the library's, or ABI 1.0's for a program that
+    /// made its engine with an earlier config (every field is there either way).
+    pub(crate) completion_size: u32,
 }
 
 impl CCallback {
     pub(crate) fn call(&self, c: &mut Completion) {
         let mut cc = metafed_completion::with_bodies(c);
+        cc.struct_size = self.completion_size;
         // SAFETY: the caller's callback; the completion is valid for the call.
         unsafe { (self.f)(self.user_data, &cc) };
         // SAFETY: made by `with_bodies` just above; the callback does not keep it.
