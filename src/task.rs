@@ -374,7 +374,9 @@ impl Completion {
         self.bodies.first().map(|(_, b)| b.as_slice())
     }
 
-    /// The reply bytes of domain `d`'s sub-task, if its successful attempt returned some.
+    /// The reply bytes of domain `d`'s sub-task, if its successful attempt returned some (`d`
+    /// as the task asked for it: the reply of an alternate that answered for `d` is here too;
+    /// [`answered`](Self::answered) says which domain it was).
     pub fn body_of(&self, d: DomainId) -> Option<&[u8]> {
         self.bodies.iter().find(|(x, _)| *x == d).map(|(_, b)| b.as_slice())
     }

@@ -93,26 +93,34 @@ fn alternates_are_tried_in_order_and_the_last_failure_is_the_reason() {
 
 #[test]
 fn a_passed_deadline_ends_rerouting() {
-    // The primary's agents fail slowly: by the time they have, the task's deadline is gone.
+    // A task needs Slow (its agent takes 30 ms) and Primary (its breaker forced open: it sheds
+    // at once). Slow's sub-task runs first and uses up the 5 ms deadline, so Primary's, shed
+    // after it, is not rerouted: the replica never sees it.
     let mut b = Topology::builder();
+    let slow = b.domain("Slow").unwrap();
     let p = b.domain("Primary").unwrap();
     let r = b.domain("Replica").unwrap();
     b.agent(
-        p,
+        slow,
         "slow",
         AgentSpec::handler(|_: &Request<'_>| {
             std::thread::sleep(Duration::from_millis(30));
-            Err(1)
+            Ok(1)
         }),
     )
     .unwrap();
+    b.agent(p, "p1", agent(10)).unwrap();
     b.agent(r, "r1", agent(20)).unwrap();
     no_breakers(&mut b);
     b.alternates(p, &[r]).unwrap();
     let engine = Engine::builder(b.build().unwrap()).config(config()).start().unwrap();
-    let c = run(&engine, Task::new(1, p).deadline(Duration::from_millis(5)));
-    assert_eq!((c.status, c.reroutes), (Status::TimedOut, 0), "{c:?}");
+    assert!(engine.set_breaker_mode(Level::Domain, usize::from(p.0), BreakerMode::ForcedOpen));
+    let c = run(&engine, Task::fan_out(1, DomainSet::one(slow).with(p)).deadline(Duration::from_millis(5)));
+    assert_eq!((c.reason, c.reroutes), (Reason::DomainShed, 0), "{c:?}");
     assert_eq!(engine.stats().domains[usize::from(r.0)].subtasks, 0);
+    // With time left, the same task is rerouted.
+    let c = run(&engine, Task::fan_out(2, DomainSet::one(slow).with(p)));
+    assert_eq!((c.status, c.reroutes, c.value), (Status::Ok, 1, 21), "{c:?}");
 }
 
 #[test]
@@ -213,4 +221,49 @@ fn the_seed_federation_with_alternates_matches_the_extended_model() {
     assert!(lo <= predicted && predicted <= hi, "measured {} ({lo} - {hi}), model {predicted}", r.ok as f64 / n as f64);
     let rerouted: u64 = engine.stats().domains.iter().map(|d| d.rerouted).sum();
     assert!(rerouted > n / 20, "{rerouted} sub-tasks rerouted");
+}
+
+#[test]
+fn an_alternates_reply_is_the_asked_domains_body_and_its_handler_sees_the_origin() {
+    let mut b = Topology::builder();
+    let p = b.domain("Primary").unwrap();
+    let r = b.domain("Replica").unwrap();
+    b.agent(p, "p1", agent(0)).unwrap();
+    b.agent(
+        r,
+        "r1",
+        AgentSpec::deferred(|req: &Request<'_>, a: metafed::Attempt| {
+            let _ = a.succeed_with(5, format!("{}->{}", req.origin.0, req.domain.0));
+        }),
+    )
+    .unwrap();
+    no_breakers(&mut b);
+    b.alternates(p, &[r]).unwrap();
+    let engine = Engine::builder(b.build().unwrap()).config(config()).start().unwrap();
+    let c = run(&engine, Task::new(1, p));
+    assert_eq!((c.status, c.answered), (Status::Ok, DomainSet::one(r)), "{c:?}");
+    assert_eq!(c.body_of(p), Some(&b"0->1"[..]));
+    assert_eq!(c.body_of(r), None);
+    // Asked of the replica directly, its handler sees itself as the origin.
+    assert_eq!(run(&engine, Task::new(2, r)).body_of(r), Some(&b"1->1"[..]));
+}
+
+#[test]
+fn a_reroute_reports_the_failed_domain_to_its_breaker_once() {
+    // The primary's breaker trips after 3 failures in a row: three tasks rerouted, then it
+    // sheds (and the fourth is rerouted from the shed), each failure counted once.
+    let (mut b, [p, r, _]) = federation(&["Replica"]);
+    let mut levels = metafed::Levels::disabled();
+    levels.domain = metafed::breaker::BreakerConfig { consecutive_failures: 3, ..metafed::Levels::default().domain };
+    b.breakers(levels);
+    let engine = Engine::builder(b.build().unwrap()).config(config()).start().unwrap();
+    for i in 0..4 {
+        let c = run(&engine, Task::new(i, p));
+        assert_eq!((c.status, c.answered, c.reroutes), (Status::Ok, DomainSet::one(r), 1), "task {i}: {c:?}");
+    }
+    let s = engine.stats();
+    let sp = &s.domains[usize::from(p.0)];
+    assert_eq!((sp.failed, sp.shed, sp.rerouted), (3, 1, 4), "{sp:?}");
+    assert_eq!(sp.breaker.opened, 1, "{:?}", sp.breaker);
+    assert_eq!(s.domains[usize::from(r.0)].breaker.opened, 0);
 }

@@ -239,8 +239,9 @@ impl Engine {
 
     /// Names the domains a sub-task of `domain` is rerouted to, in order, when it fails at
     /// `domain` (see [`TopologyBuilder::alternates`](crate::TopologyBuilder::alternates)); an
-    /// empty list stops its rerouting. Workers reroute by it from their next turn; sub-tasks
-    /// already on their way through alternates follow the list they started with. Refused, with
+    /// empty list stops its rerouting. Workers reroute by it from their next turn; a sub-task
+    /// already on its way through the alternates goes on from its position in the list as it
+    /// then is (after a reorder it may skip one or meet one again). Refused, with
     /// the reason, for a domain or alternate that does not exist or was removed, the domain
     /// itself, a repeated alternate, or more than [`MAX_ALTERNATES`](crate::policy::MAX_ALTERNATES).
     /// An alternate removed later is skipped. Recorded in the audit trail.

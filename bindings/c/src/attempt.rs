@@ -127,8 +127,9 @@ pub extern "C" fn metafed_completion_release(completion: *mut metafed_completion
         return;
     }
     let _ = boundary("metafed_completion_release", || {
-        // SAFETY: not NULL; a completion the library wrote, per the contract.
-        unsafe { (*completion).release() };
+        // SAFETY: not NULL; a completion the library wrote (of the caller's size, at least
+        // ABI 1.0's), per the contract.
+        unsafe { metafed_completion::release_at(completion) };
         Ok(())
     });
 }

@@ -510,21 +510,37 @@ impl metafed_completion {
     /// `bodies` and `bodies_len` must be as [`with_bodies`](Self::with_bodies) made them (or
     /// NULL and 0).
     pub(crate) unsafe fn release(&mut self) {
-        if self.bodies.is_null() {
-            self.bodies_len = 0;
-            return;
-        }
-        let n = self.bodies_len as usize;
-        // SAFETY: per the contract, `bodies` is a leaked `Box<[metafed_body]>` of `n` entries,
-        // each of whose `data` is a leaked `Box<[u8]>` of `len` bytes; released once, here.
-        unsafe {
-            let entries = Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.bodies.cast_mut(), n));
-            for e in entries.iter() {
-                drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(e.data.cast_mut(), e.len)));
+        // SAFETY: a whole completion, as the contract above.
+        unsafe { Self::release_at(self) }
+    }
+
+    /// [`release`](Self::release) through a pointer to a caller's completion, which may be of
+    /// an earlier, shorter form (its `struct_size`): only `bodies` and `bodies_len`, fields of
+    /// every form, are touched, and no reference to the whole struct is made.
+    ///
+    /// # Safety
+    /// `c` points to a completion of at least ABI 1.0's size whose `bodies` and `bodies_len` are
+    /// as [`with_bodies`](Self::with_bodies) made them (or NULL and 0).
+    pub(crate) unsafe fn release_at(c: *mut Self) {
+        // SAFETY: both fields lie within ABI 1.0's form, which `c` points to.
+        let (bodies, len) = unsafe { (std::ptr::addr_of_mut!((*c).bodies), std::ptr::addr_of_mut!((*c).bodies_len)) };
+        // SAFETY: as above; plain reads of the caller's fields.
+        let (b, n) = unsafe { (bodies.read_unaligned(), len.read_unaligned() as usize) };
+        if !b.is_null() {
+            // SAFETY: per the contract, `b` is a leaked `Box<[metafed_body]>` of `n` entries,
+            // each of whose `data` is a leaked `Box<[u8]>` of `len` bytes; released once, here.
+            unsafe {
+                let entries = Box::from_raw(std::ptr::slice_from_raw_parts_mut(b.cast_mut(), n));
+                for e in entries.iter() {
+                    drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(e.data.cast_mut(), e.len)));
+                }
             }
         }
-        self.bodies = std::ptr::null();
-        self.bodies_len = 0;
+        // SAFETY: as above.
+        unsafe {
+            bodies.write_unaligned(std::ptr::null());
+            len.write_unaligned(0);
+        }
     }
 }
 

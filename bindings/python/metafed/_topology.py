@@ -5,6 +5,7 @@ loop without holding an engine thread)."""
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import functools
 import inspect
 import threading
@@ -280,7 +281,7 @@ BREAKER_SETTINGS = ("timeout_ms", "consecutive_failures", "failure_rate", "windo
 
 def alternate_list(alternates: object) -> list[Any]:
     """A list of alternates, refusing a lone name (a str is a sequence of letters)."""
-    if isinstance(alternates, (str, bytes)) or not isinstance(alternates, (list, tuple)):
+    if isinstance(alternates, (str, bytes)) or not isinstance(alternates, collections.abc.Sequence):
         raise TypeError(f"alternates must be a list of domain ids or names, not {type(alternates).__name__}")
     if len(alternates) > 8:
         raise InvalidArgument(4, f"a domain has at most 8 alternates, got {len(alternates)}")

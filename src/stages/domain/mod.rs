@@ -354,7 +354,8 @@ impl Worker {
         m.value = value;
         if !body.is_empty() {
             // SAFETY: the task is ours (admitted, with this sub-task in flight).
-            unsafe { self.sh.slab.out(m.ticket.slot()) }.push_body(DomainId(m.domain), body);
+            // Under the domain the task asked for, also when an alternate answered for it.
+            unsafe { self.sh.slab.out(m.ticket.slot()) }.push_body(DomainId(m.origin), body);
         }
         self.finish_subtask(m, Reason::None);
     }
