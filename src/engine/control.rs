@@ -207,33 +207,50 @@ impl Engine {
         domain: crate::task::DomainId,
         balance: crate::policy::Balance,
     ) -> Result<(), Error> {
+        self.change_domain(domain, "domain_balance", |topo, d, name, def| {
+            balance.validate().map_err(|m| Error::Config(format!("domain {name}: {m}")))?;
+            let before = self.sh.balance[d].get();
+            let peak = !matches!(balance, crate::policy::Balance::RoundRobin);
+            let switched = std::mem::discriminant(&before) != std::mem::discriminant(&balance);
+            for &a in &topo.domains[d].agents {
+                let rt = &self.sh.agents[usize::from(a.0)];
+                if switched {
+                    rt.ewma.reset();
+                }
+                rt.bulkhead.set_tracked(peak);
+            }
+            self.sh.balance[d].set(&balance);
+            self.sh.set_domain_bit(&self.sh.peak_ewma, d, peak);
+            def.balance = balance;
+            Ok((balance_words(&before), balance_words(&balance)))
+        })
+    }
+
+    /// Applies a change to live domain `domain` under the reconfiguration lock and records it in
+    /// the audit trail as `action`: `change(running topology, id, name, the domain's definition
+    /// in the next topology)` validates, applies the live state and returns the (before, after)
+    /// words; the next topology is stored when it succeeds. Refused for a domain that does not
+    /// exist or was removed.
+    fn change_domain(
+        &self,
+        domain: crate::task::DomainId,
+        action: &'static str,
+        change: impl FnOnce(
+            &crate::topology::Topology,
+            usize,
+            &str,
+            &mut crate::topology::DomainDef,
+        ) -> Result<(String, String), Error>,
+    ) -> Result<(), Error> {
         let d = usize::from(domain.0);
-        let _w = self.writer();
+        let w = self.writer();
         let topo = self.sh.topo.load();
         let name = live_domain_name(&topo, d)?;
-        balance.validate().map_err(|m| Error::Config(format!("domain {name}: {m}")))?;
-        let before = self.sh.balance[d].get();
-        let peak = !matches!(balance, crate::policy::Balance::RoundRobin);
-        let switched = std::mem::discriminant(&before) != std::mem::discriminant(&balance);
-        for &a in &topo.domains[d].agents {
-            let rt = &self.sh.agents[usize::from(a.0)];
-            if switched {
-                rt.ewma.reset();
-            }
-            rt.bulkhead.set_tracked(peak);
-        }
-        self.sh.balance[d].set(&balance);
-        self.sh.set_domain_bit(&self.sh.peak_ewma, d, peak);
         let mut next = crate::topology::Topology::clone(&topo);
-        next.domains[d].balance = balance;
+        let (from, to) = change(&topo, d, &name, &mut next.domains[d])?;
         self.sh.topo.store(next);
-        drop(_w);
-        self.sh.audit().record(
-            "domain_balance",
-            format!("domain {name}"),
-            balance_words(&before),
-            balance_words(&balance),
-        );
+        drop(w);
+        self.sh.audit().record(action, format!("domain {name}"), from, to);
         Ok(())
     }
 
@@ -250,27 +267,21 @@ impl Engine {
         domain: crate::task::DomainId,
         alternates: &[crate::task::DomainId],
     ) -> Result<(), Error> {
-        let d = usize::from(domain.0);
-        let _w = self.writer();
-        let topo = self.sh.topo.load();
-        let name = live_domain_name(&topo, d)?;
-        let names: Vec<&str> = topo.domains.iter().map(|d| d.name.as_str()).collect();
-        crate::policy::reroute::validate(domain, alternates, &names, |a| topo.is_domain_removed(a))
-            .map_err(Error::Config)?;
-        let words = |alts: &[crate::task::DomainId]| {
-            let v: Vec<&str> = alts.iter().map(|a| names[usize::from(a.0)]).collect();
-            if v.is_empty() { "none".to_owned() } else { v.join(", ") }
-        };
-        let (before, after) = (words(&topo.domains[d].alternates), words(alternates));
-        let mut next = Policy::clone(&self.sh.policy.load());
-        next.alternates[d] = alternates.into();
-        self.sh.policy.store(next);
-        let mut t = crate::topology::Topology::clone(&topo);
-        t.domains[d].alternates = alternates.to_vec();
-        self.sh.topo.store(t);
-        drop(_w);
-        self.sh.audit().record("domain_alternates", format!("domain {name}"), before, after);
-        Ok(())
+        self.change_domain(domain, "domain_alternates", |topo, d, _, def| {
+            let names: Vec<&str> = topo.domains.iter().map(|d| d.name.as_str()).collect();
+            crate::policy::reroute::validate(domain, alternates, &names, |a| topo.is_domain_removed(a))
+                .map_err(Error::Config)?;
+            let words = |alts: &[crate::task::DomainId]| {
+                let v: Vec<&str> = alts.iter().map(|a| names[usize::from(a.0)]).collect();
+                if v.is_empty() { "none".to_owned() } else { v.join(", ") }
+            };
+            let mut next = Policy::clone(&self.sh.policy.load());
+            next.alternates[d] = alternates.into();
+            self.sh.policy.store(next);
+            let before = words(&def.alternates);
+            def.alternates = alternates.to_vec();
+            Ok((before, words(alternates)))
+        })
     }
 
     /// The domains a sub-task of `domain` is rerouted to now, in order (`None` for a domain
@@ -288,43 +299,36 @@ impl Engine {
         domain: crate::task::DomainId,
         outlier: Option<crate::policy::Outlier>,
     ) -> Result<(), Error> {
-        let d = usize::from(domain.0);
-        let _w = self.writer();
-        let topo = self.sh.topo.load();
-        let name = live_domain_name(&topo, d)?;
-        if let Some(o) = &outlier {
-            o.validate().map_err(|m| Error::Config(format!("domain {name}: {m}")))?;
-        }
-        let before = topo.domains[d].outlier;
-        // Off while the settings and the counts change, so no outcome is judged half-way.
-        self.sh.set_domain_bit(&self.sh.outlier_on, d, false);
-        if let Some(o) = &outlier {
-            self.sh.outlier[d].set(o);
-            for &a in &topo.domains[d].agents {
-                self.sh.agents[usize::from(a.0)].outlier.forget();
+        self.change_domain(domain, "domain_outlier", |topo, d, name, def| {
+            if let Some(o) = &outlier {
+                o.validate().map_err(|m| Error::Config(format!("domain {name}: {m}")))?;
             }
-            self.sh.set_domain_bit(&self.sh.outlier_on, d, true);
-        }
-        let mut next = crate::topology::Topology::clone(&topo);
-        next.domains[d].outlier = outlier;
-        self.sh.topo.store(next);
-        drop(_w);
-        let words = |o: &Option<crate::policy::Outlier>| match o {
-            None => "off".to_string(),
-            Some(o) => format!(
-                "consecutive_failures {}, failure_rate {} of {}, latency_factor {} (min_samples {}), ejection {:?}..{:?}, max {}%",
-                o.consecutive_failures,
-                o.failure_rate,
-                o.min_calls,
-                o.latency_factor,
-                o.min_samples,
-                o.base_ejection,
-                o.max_ejection,
-                o.max_ejected_percent
-            ),
-        };
-        self.sh.audit().record("domain_outlier", format!("domain {name}"), words(&before), words(&outlier));
-        Ok(())
+            // Off while the settings and the counts change, so no outcome is judged half-way.
+            self.sh.set_domain_bit(&self.sh.outlier_on, d, false);
+            if let Some(o) = &outlier {
+                self.sh.outlier[d].set(o);
+                for &a in &topo.domains[d].agents {
+                    self.sh.agents[usize::from(a.0)].outlier.forget();
+                }
+                self.sh.set_domain_bit(&self.sh.outlier_on, d, true);
+            }
+            let words = |o: &Option<crate::policy::Outlier>| match o {
+                None => "off".to_string(),
+                Some(o) => format!(
+                    "consecutive_failures {}, failure_rate {} of {}, latency_factor {} (min_samples {}), ejection {:?}..{:?}, max {}%",
+                    o.consecutive_failures,
+                    o.failure_rate,
+                    o.min_calls,
+                    o.latency_factor,
+                    o.min_samples,
+                    o.base_ejection,
+                    o.max_ejection,
+                    o.max_ejected_percent
+                ),
+            };
+            let before = std::mem::replace(&mut def.outlier, outlier);
+            Ok((words(&before), words(&outlier)))
+        })
     }
 
     /// Gives a domain adaptive shedding while tasks run, changes it, or (`None`) removes it (see
@@ -335,35 +339,26 @@ impl Engine {
         domain: crate::task::DomainId,
         shedding: Option<crate::policy::Shedding>,
     ) -> Result<(), Error> {
-        let d = usize::from(domain.0);
-        let _w = self.writer();
-        let topo = self.sh.topo.load();
-        let name = live_domain_name(&topo, d)?;
-        if let Some(s) = &shedding {
-            s.validate().map_err(|m| Error::Config(format!("domain {name}: {m}")))?;
-        }
-        let before = topo.domains[d].shedding;
-        if let Some(s) = &shedding {
-            self.sh.shedding[d].set(s);
-            self.sh.shedding_on.fetch_or(1u64 << d, Ordering::Relaxed);
-        } else {
-            self.sh.shedding_on.fetch_and(!(1u64 << d), Ordering::Relaxed);
-        }
-        let mut next = crate::topology::Topology::clone(&topo);
-        next.domains[d].shedding = shedding;
-        self.sh.topo.store(next);
-        drop(_w);
-        let words = |s: &Option<crate::policy::Shedding>| match s {
-            None => "off".to_string(),
-            Some(s) => format!(
-                "target {:?} over {:?}, queue {}",
-                s.target,
-                s.interval,
-                if s.queue_capacity == 0 { "unbounded".to_string() } else { s.queue_capacity.to_string() }
-            ),
-        };
-        self.sh.audit().record("domain_shedding", format!("domain {name}"), words(&before), words(&shedding));
-        Ok(())
+        self.change_domain(domain, "domain_shedding", |_, d, name, def| {
+            if let Some(s) = &shedding {
+                s.validate().map_err(|m| Error::Config(format!("domain {name}: {m}")))?;
+                self.sh.shedding[d].set(s);
+                self.sh.shedding_on.fetch_or(1u64 << d, Ordering::Relaxed);
+            } else {
+                self.sh.shedding_on.fetch_and(!(1u64 << d), Ordering::Relaxed);
+            }
+            let words = |s: &Option<crate::policy::Shedding>| match s {
+                None => "off".to_string(),
+                Some(s) => format!(
+                    "target {:?} over {:?}, queue {}",
+                    s.target,
+                    s.interval,
+                    if s.queue_capacity == 0 { "unbounded".to_string() } else { s.queue_capacity.to_string() }
+                ),
+            };
+            let before = std::mem::replace(&mut def.shedding, shedding);
+            Ok((words(&before), words(&shedding)))
+        })
     }
 
     /// A domain's adaptive shedding now (None when it has none or the id does not exist).
