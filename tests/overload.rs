@@ -28,6 +28,29 @@ fn overload_with_faults_loses_nothing_live() {
     assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "exactly once");
     assert_eq!(r.completed, r.accepted);
     assert!(r.accepted > 0);
+    // The latency of every task that succeeded, and no limit's path with a fixed throttle.
+    assert_eq!(r.ok_latency_ns.samples, r.by_priority.iter().map(|c| c.ok).sum::<u64>());
+    assert!(r.ok_latency_ns.p99 >= r.ok_latency_ns.p50 && r.ok_latency_ns.p50 > 0);
+    assert!(r.limit_path.is_empty());
+}
+
+#[test]
+fn overload_reports_the_adaptive_limits_path() {
+    let plan = Plan { duration: Duration::from_secs(1), offered_per_s: 0.0, submitters: 2, faults: false };
+    let mut config = overload::throttled_config(2, 32);
+    config.adaptive_throttle = Some(metafed::policy::AdaptiveThrottle {
+        initial_limit: 32,
+        min_limit: 4,
+        max_limit: 256,
+        backoff_ratio: 0.9,
+        target_latency: Duration::from_millis(5),
+    });
+    let r = overload::run(w4_topology(), config, &plan).unwrap();
+    assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "exactly once");
+    // A sample every 100 ms from the start, each within the limit's bounds.
+    assert!(r.limit_path.len() >= 5, "{:?}", r.limit_path);
+    assert!(r.limit_path.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(r.limit_path.iter().all(|&(_, l)| (4..=256).contains(&l)), "{:?}", r.limit_path);
 }
 
 /// W4 in virtual time: 1 s at 200,000 tasks/s against a throttle of 32 tasks on 1 ms agents
