@@ -568,7 +568,7 @@ impl Worker {
             Reason::DomainOverloaded => ctr.overloaded.inc(),
             _ => ctr.failed.inc(),
         }
-        if reason != Reason::None && crate::policy::reroute::reroutable(reason) && self.reroute(&m) {
+        if crate::policy::reroute::reroutable(reason) && self.reroute(&m) {
             return;
         }
         m.reason = reason;
