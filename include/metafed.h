@@ -48,6 +48,26 @@
 #include <stdint.h>
 
 /*
+ A classifier's verdict: the task is classified (the engine reads `*out`).
+ */
+#define METAFED_CLASSIFY_OK 0
+
+/*
+ `metafed_classification.flags`: `priority` replaces the task's priority.
+ */
+#define METAFED_CLASSIFY_PRIORITY 1
+
+/*
+ `metafed_classification.flags`: `deadline_ns` is the task's deadline from submission.
+ */
+#define METAFED_CLASSIFY_DEADLINE 2
+
+/*
+ `metafed_classification.flags`: `key` keys a task that carries none.
+ */
+#define METAFED_CLASSIFY_KEY 4
+
+/*
  The version, as `METAFED_VERSION_MAJOR.MINOR.PATCH` (checked against Cargo.toml by a test).
  */
 #define METAFED_VERSION_MAJOR 1
@@ -55,7 +75,7 @@
 /*
  See `METAFED_VERSION_MAJOR`.
  */
-#define METAFED_VERSION_MINOR 4
+#define METAFED_VERSION_MINOR 5
 
 /*
  See `METAFED_VERSION_MAJOR`.
@@ -166,6 +186,15 @@
  of their own, appended).
  */
 #define METAFED_REASON_COUNT 13
+
+/*
+ ABI 1.5: rejected: the task named no domain (`domains` 0) and could not be classified: the
+ engine has no classifier, or it refused, crashed, or named no domain (or an unknown one, or a
+ priority out of range). Counted in `metafed_stats.unclassified` (not in `reasons`). A
+ program that has used no ABI 1.5 function sees it as `METAFED_REASON_DEGRADED` (refused at
+ the meta level).
+ */
+#define METAFED_REASON_UNCLASSIFIED 14
 
 /*
  How an attempt failed (`metafed_failure.kind`): the handler returned an error code.
@@ -337,6 +366,21 @@
  Failed attempts a completion records (later ones are counted in `failures_total`).
  */
 #define METAFED_MAX_FAILURES 8
+
+/*
+ ABI 1.5: at most this many attributes per task.
+ */
+#define METAFED_MAX_ATTRS 16
+
+/*
+ ABI 1.5: an attribute's name is at most this many bytes.
+ */
+#define METAFED_MAX_ATTR_NAME 64
+
+/*
+ ABI 1.5: an attribute's value is at most this many bytes.
+ */
+#define METAFED_MAX_ATTR_VALUE 4096
 
 /*
  Health: every breaker closed, measured reliability as predicted.
@@ -702,6 +746,16 @@ typedef struct metafed_completion {
    Reserved (0).
    */
   uint32_t reserved3;
+  /*
+   ABI 1.5: the domains the task needed: those it named, or those its classifier chose (0
+   for a task rejected before it was classified).
+   */
+  uint64_t domains;
+  /*
+   ABI 1.5: its complexity score from its classifier, 0 to 1 (0 for a task that named its
+   domains).
+   */
+  double complexity;
 } metafed_completion;
 
 /*
@@ -748,6 +802,126 @@ typedef struct metafed_outlier_config {
    */
   double max_ejected_percent;
 } metafed_outlier_config;
+
+/*
+ ABI 1.5: a task attribute. On submission a length of 0 with a non-NULL pointer means a
+ NUL-terminated string (so `{"path", 0, "/api/x", 0}` works); names are 1 to
+ `METAFED_MAX_ATTR_NAME` bytes, values at most `METAFED_MAX_ATTR_VALUE`, both UTF-8. In a
+ classifier's input the lengths are always given and the strings are not NUL-terminated.
+ */
+typedef struct metafed_attr {
+  /*
+   The name.
+   */
+  const char *name;
+  /*
+   Its length in bytes (0: NUL-terminated, on submission).
+   */
+  size_t name_len;
+  /*
+   The value (NULL: empty).
+   */
+  const char *value;
+  /*
+   Its length in bytes (0: NUL-terminated, or empty when `value` is NULL).
+   */
+  size_t value_len;
+} metafed_attr;
+
+/*
+ What a classifier sees of a task (valid during the call only).
+ */
+typedef struct metafed_classify_input {
+  /*
+   `sizeof(metafed_classify_input)` of the library.
+   */
+  uint32_t struct_size;
+  /*
+   The priority it was submitted with.
+   */
+  uint32_t priority;
+  /*
+   The caller's id.
+   */
+  uint64_t id;
+  /*
+   The caller's payload value.
+   */
+  uint64_t payload;
+  /*
+   Its bytes (NULL when `data_len` is 0).
+   */
+  const uint8_t *data;
+  /*
+   Their length.
+   */
+  size_t data_len;
+  /*
+   Its attributes, lengths given, strings not NUL-terminated (NULL when `attrs_len` is 0).
+   */
+  const struct metafed_attr *attrs;
+  /*
+   How many.
+   */
+  size_t attrs_len;
+  /*
+   Its key (0: none).
+   */
+  uint64_t key;
+} metafed_classify_input;
+
+/*
+ A classifier's verdict, which it fills. The library zeroes it and sets `struct_size` before
+ the call.
+ */
+typedef struct metafed_classification {
+  /*
+   `sizeof(metafed_classification)` of the library.
+   */
+  uint32_t struct_size;
+  /*
+   `METAFED_CLASSIFY_*` flags: which optional fields are set.
+   */
+  uint32_t flags;
+  /*
+   The domains the task needs (bit `d` for domain id `d`; not 0).
+   */
+  uint64_t domains;
+  /*
+   Its complexity, 0 to 1 (clamped).
+   */
+  double complexity;
+  /*
+   With `METAFED_CLASSIFY_PRIORITY`: 0 (highest) to 3.
+   */
+  uint32_t priority;
+  /*
+   Reserved (0).
+   */
+  uint32_t reserved;
+  /*
+   With `METAFED_CLASSIFY_DEADLINE`: nanoseconds from submission.
+   */
+  uint64_t deadline_ns;
+  /*
+   With `METAFED_CLASSIFY_KEY`: its key for the keyed rate limits.
+   */
+  uint64_t key;
+} metafed_classification;
+
+/*
+ A classifier: fills `*out` and returns `METAFED_CLASSIFY_OK`, or returns anything else to
+ refuse the task (it completes `METAFED_REASON_UNCLASSIFIED`; the value is logged). Called on
+ a worker thread, possibly from several at once.
+ */
+typedef int32_t (*metafed_classify_fn)(void *user_data,
+                                       const struct metafed_classify_input *task,
+                                       struct metafed_classification *out);
+
+/*
+ Releases `user_data` once the library will never call the handler again.
+ */
+typedef void (*metafed_finalizer_fn)(void *user_data);
 
 /*
  A breaker changed state (see `metafed_engine_drain_events`).
@@ -867,6 +1041,15 @@ typedef struct metafed_admission_config {
    Rate limit burst, tasks.
    */
   double rate_limit_burst;
+  /*
+   ABI 1.5: a concurrency budget in complexity units (0: none): admitted tasks together cost
+   at most this much, a task costing its complexity and at least `min_cost`.
+   */
+  double max_cost;
+  /*
+   ABI 1.5: the least a task costs against `max_cost`, in (0, 1].
+   */
+  double min_cost;
 } metafed_admission_config;
 
 /*
@@ -985,6 +1168,16 @@ typedef struct metafed_task {
    name), 0 for none.
    */
   uint64_t key;
+  /*
+   ABI 1.5: named strings the engine's classifier reads (a path, an operation, a tenant),
+   `attrs_len` of them (at most `METAFED_MAX_ATTRS`; may be NULL when `attrs_len` is 0),
+   copied at submission. A task with `domains` 0 is classified by them.
+   */
+  const struct metafed_attr *attrs;
+  /*
+   ABI 1.5: how many `attrs`.
+   */
+  size_t attrs_len;
 } metafed_task;
 
 /*
@@ -1100,6 +1293,14 @@ typedef struct metafed_engine_config {
    `max_concurrent`.
    */
   const char *adaptive_throttle_json;
+  /*
+   ABI 1.5: see `metafed_admission_config.max_cost`.
+   */
+  double max_cost;
+  /*
+   ABI 1.5: see `metafed_admission_config.min_cost`.
+   */
+  double min_cost;
 } metafed_engine_config;
 
 /*
@@ -1201,6 +1402,18 @@ typedef struct metafed_stats {
    ABI 1.3: tasks completed with `METAFED_REASON_DOMAIN_OVERLOADED` (not in `reasons`).
    */
   uint64_t domain_overloaded;
+  /*
+   ABI 1.5: tasks that named no domain and were classified.
+   */
+  uint64_t classified;
+  /*
+   ABI 1.5: tasks completed with `METAFED_REASON_UNCLASSIFIED` (not in `reasons`).
+   */
+  uint64_t unclassified;
+  /*
+   ABI 1.5: complexity units the admitted tasks hold of the cost budget.
+   */
+  double cost_held;
 } metafed_stats;
 
 /*
@@ -1545,11 +1758,6 @@ typedef int32_t (*metafed_handler_fn)(void *user_data,
                                       struct metafed_response *response);
 
 /*
- Releases `user_data` once the library will never call the handler again.
- */
-typedef void (*metafed_finalizer_fn)(void *user_data);
-
-/*
  A domain's hedging policy. Set `struct_size`, then `metafed_hedge_config_init` fills the
  defaults. A hedge goes out after a fixed delay (`delay_ns`) or after a percentile of the
  domain's recent latency (`percentile`): exactly one of the two is set, the other 0.
@@ -1851,6 +2059,43 @@ metafed_status metafed_engine_get_keyed_stats_json(struct metafed_engine *engine
                                                    char *buf,
                                                    size_t cap,
                                                    size_t *out_len);
+
+/*
+ Gives the topology a classifier for tasks that name no domain (`metafed_task.domains` 0), in
+ place of rules: `f` is called with `user_data` from the engine's worker threads, possibly
+ from several at once, and `finalizer` (may be NULL) with `user_data` once `f` will never be
+ called again. NULL `f`: `METAFED_E_NULL`. The topology must have no `[classify]` rules
+ (bands and the key attribute still apply).
+ */
+metafed_status metafed_topology_set_classifier(struct metafed_topology *topology,
+                                               metafed_classify_fn f,
+                                               void *user_data,
+                                               metafed_finalizer_fn finalizer);
+
+/*
+ Sets the topology's decision-engine settings from TOML text holding a `[classify]` table
+ (rules, bands, key attribute, as in a topology file); rules name the topology's domains,
+ checked when the engine is made. `METAFED_E_CONFIG` names a bad field.
+ */
+metafed_status metafed_topology_set_classify_toml(struct metafed_topology *topology,
+                                                  const char *toml);
+
+/*
+ Installs a classifier while tasks run (arguments as `metafed_topology_set_classifier`), or
+ removes it with a NULL `f` (the rules classify again; without rules, tasks must name their
+ domains). `METAFED_E_CONFIG` while the engine has rules. Recorded in the audit trail.
+ */
+metafed_status metafed_engine_set_classifier(struct metafed_engine *engine,
+                                             metafed_classify_fn f,
+                                             void *user_data,
+                                             metafed_finalizer_fn finalizer);
+
+/*
+ Replaces the decision engine's settings while tasks run, from TOML text holding a
+ `[classify]` table (an empty text removes the rules). `METAFED_E_CONFIG` names a bad field
+ and changes nothing. Recorded in the audit trail.
+ */
+metafed_status metafed_engine_set_classify_toml(struct metafed_engine *engine, const char *toml);
 
 /*
  Calls `callback(user_data, &event)` with every breaker transition and every audit record

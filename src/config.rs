@@ -97,6 +97,15 @@ pub struct AdmissionConfig {
     pub rate_limit_per_s: f64,
     /// The token bucket's burst, in tasks.
     pub rate_limit_burst: f64,
+    /// A concurrency budget in complexity units (0: none): the tasks admitted past the meta
+    /// stage and not yet completed may cost this much together, a task's cost being its
+    /// complexity score ([`classify`](crate::classify)) and at least `min_cost`. Tasks over it
+    /// wait in priority order with the throttled ones (and are `Throttled` when that queue is
+    /// full); a task that costs more than the whole budget runs when no other holds any.
+    pub max_cost: f64,
+    /// The least a task costs against `max_cost`, in (0, 1]: a task that named its domains has
+    /// complexity 0 and costs this.
+    pub min_cost: f64,
 }
 
 impl Default for AdmissionConfig {
@@ -108,6 +117,8 @@ impl Default for AdmissionConfig {
             priority_reserve: [0.0, 0.05, 0.10, 0.20],
             rate_limit_per_s: 0.0,
             rate_limit_burst: 1.0,
+            max_cost: 0.0,
+            min_cost: 0.1,
         }
     }
 }
@@ -156,6 +167,12 @@ impl EngineConfig {
         }
         if a.rate_limit_per_s > 0.0 && !(a.rate_limit_burst.is_finite() && a.rate_limit_burst >= 1.0) {
             return Err(format!("engine.admission.rate_limit_burst must be >= 1, got {}", a.rate_limit_burst));
+        }
+        if !(a.max_cost.is_finite() && (0.0..=1e9).contains(&a.max_cost)) {
+            return Err(format!("engine.admission.max_cost must be 0 to 1e9, got {}", a.max_cost));
+        }
+        if !(a.min_cost > 0.0 && a.min_cost <= 1.0) {
+            return Err(format!("engine.admission.min_cost must be in (0, 1], got {}", a.min_cost));
         }
         Ok(())
     }

@@ -3,7 +3,11 @@
 //! [`Stats`](crate::stats::Stats) report.
 
 use crate::buckets::{self, BUCKETS};
+use crate::classify::{
+    COMPLEXITY_BUCKETS, ClassifyStats, Complexity, ComplexityHistogram, MAX_TRACKED_SETS, bucket_of,
+};
 use crate::sync::{AtomicU64, Ordering};
+use crate::task::DomainSet;
 use serde::Serialize;
 
 /// A counter with a single writer.
@@ -73,6 +77,7 @@ pub(crate) struct WorkerCounters {
     pub(crate) domain: Box<[DomainCounters]>,
     pub(crate) agent: Box<[AgentCounters]>,
     pub(crate) latency: Histogram,
+    pub(crate) classify: ClassifyCounters,
 }
 
 impl WorkerCounters {
@@ -86,6 +91,7 @@ impl WorkerCounters {
             domain: (0..domains).map(|_| DomainCounters::default()).collect(),
             agent: (0..agents).map(|_| AgentCounters::default()).collect(),
             latency: Histogram::new(),
+            classify: ClassifyCounters::default(),
         }
     }
 }
@@ -171,5 +177,91 @@ mod tests {
         assert!(close(s.p50, 500_000), "{s:?}");
         assert!(close(s.p99, 990_000), "{s:?}");
         assert!(close(s.max, 1_000_000), "{s:?}");
+    }
+}
+
+/// The decision engine's counters of one worker, and its classified tasks' complexity per
+/// domain set: up to [`MAX_TRACKED_SETS`] sets, each published by its length's release store
+/// after its set was written, and one more entry for every other set.
+pub(crate) struct ClassifyCounters {
+    pub(crate) classified: Counter,
+    pub(crate) failed: Counter,
+    pub(crate) panicked: Counter,
+    pub(crate) no_domain: Counter,
+    pub(crate) invalid: Counter,
+    pub(crate) no_classifier: Counter,
+    sets: Box<[SetCounters]>,
+    tracked: AtomicU64,
+}
+
+#[derive(Default)]
+struct SetCounters {
+    domains: AtomicU64,
+    buckets: [Counter; COMPLEXITY_BUCKETS],
+    sum_units: Counter,
+}
+
+impl Default for ClassifyCounters {
+    fn default() -> Self {
+        Self {
+            classified: Counter::default(),
+            failed: Counter::default(),
+            panicked: Counter::default(),
+            no_domain: Counter::default(),
+            invalid: Counter::default(),
+            no_classifier: Counter::default(),
+            sets: (0..=MAX_TRACKED_SETS).map(|_| SetCounters::default()).collect(),
+            tracked: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ClassifyCounters {
+    /// A task classified into `domains` with score `c` (the worker's own shard).
+    pub(crate) fn record(&self, domains: u64, c: Complexity) {
+        self.classified.inc();
+        let n = self.tracked.load(Ordering::Relaxed) as usize;
+        let i = match self.sets[..n].iter().position(|s| s.domains.load(Ordering::Relaxed) == domains) {
+            Some(i) => i,
+            None if n < MAX_TRACKED_SETS => {
+                self.sets[n].domains.store(domains, Ordering::Relaxed);
+                self.tracked.store(n as u64 + 1, Ordering::Release);
+                n
+            }
+            None => MAX_TRACKED_SETS,
+        };
+        let s = &self.sets[i];
+        s.buckets[bucket_of(c)].inc();
+        s.sum_units.add(u64::from(c.units()));
+    }
+
+    /// Adds this worker's counts to `acc`.
+    pub(crate) fn merge_into(&self, acc: &mut ClassifyStats) {
+        acc.classified += self.classified.get();
+        acc.failed += self.failed.get();
+        acc.panicked += self.panicked.get();
+        acc.no_domain += self.no_domain.get();
+        acc.invalid += self.invalid.get();
+        acc.no_classifier += self.no_classifier.get();
+        let n = self.tracked.load(Ordering::Acquire) as usize;
+        for (i, s) in self.sets.iter().enumerate().filter(|(i, _)| *i < n || *i == MAX_TRACKED_SETS) {
+            let domains = if i == MAX_TRACKED_SETS { u64::MAX } else { s.domains.load(Ordering::Relaxed) };
+            let counts: Vec<u64> = s.buckets.iter().map(Counter::get).collect();
+            if counts.iter().all(|&c| c == 0) {
+                continue;
+            }
+            let pos = match acc.complexity.iter().position(|h| h.domains.0 == domains) {
+                Some(p) => p,
+                None => {
+                    acc.complexity.push(ComplexityHistogram { domains: DomainSet(domains), ..Default::default() });
+                    acc.complexity.len() - 1
+                }
+            };
+            let h = &mut acc.complexity[pos];
+            for (b, c) in h.buckets.iter_mut().zip(counts) {
+                *b += c;
+            }
+            h.sum += s.sum_units.get() as f64 / f64::from(Complexity::SCALE);
+        }
     }
 }

@@ -56,8 +56,10 @@ pub enum SubmitError {
     ShuttingDown,
     /// The task names a domain the topology does not have (its index).
     UnknownDomain(u16),
-    /// The task names no domain.
+    /// The task names no domain and the engine has no classifier.
     NoDomains,
+    /// The task's attributes break a limit (which, and where).
+    InvalidAttrs(crate::classify::AttrError),
     /// The priority is above 3.
     InvalidPriority(u8),
     /// A blocking submission found no room before its timeout.
@@ -73,7 +75,10 @@ impl fmt::Display for SubmitError {
             Self::Full => f.write_str("the engine is full (backpressure): poll completions and retry"),
             Self::ShuttingDown => f.write_str("the engine is shutting down and accepts no tasks"),
             Self::UnknownDomain(d) => write!(f, "the task names domain {d}, which the topology does not have"),
-            Self::NoDomains => f.write_str("the task names no domain"),
+            Self::NoDomains => {
+                f.write_str("the task names no domain and the engine has no classifier (see TopologyBuilder::classify)")
+            }
+            Self::InvalidAttrs(e) => write!(f, "the task's attributes: {e}"),
             Self::InvalidPriority(p) => write!(f, "priority {p} is out of range (0 highest .. 3 lowest)"),
             Self::Timeout => f.write_str("no room for the task before the submission timeout"),
             Self::WouldDeadlock => f.write_str(WOULD_DEADLOCK),

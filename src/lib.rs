@@ -57,6 +57,7 @@ pub mod admin;
 #[cfg(not(loom))]
 pub mod audit;
 pub mod breaker;
+pub mod classify;
 #[cfg(not(loom))]
 pub mod events;
 #[cfg(all(not(loom), feature = "metrics"))]

@@ -216,6 +216,15 @@ impl Collector for EngineCollector {
         )?;
         family(
             &mut enc,
+            "metafed_admission_cost_held",
+            "Complexity units the admitted tasks hold of the admission's cost budget.",
+            None,
+            gauge,
+            vec![(base(&[]), s.meta.cost_held)],
+        )?;
+        self.classify(&mut enc, &sh, &s, &base)?;
+        family(
+            &mut enc,
             "metafed_late_results",
             "Answers of deferred attempts that came after the attempt was abandoned.",
             None,
@@ -518,6 +527,69 @@ impl Collector for EngineCollector {
 }
 
 impl EngineCollector {
+    /// The decision engine: classified and unclassified tasks, and a complexity histogram per
+    /// domain set (labelled by the domains' names joined with `+`; `other` for the sets past
+    /// those each worker tracks).
+    fn classify(
+        &self,
+        enc: &mut DescriptorEncoder,
+        sh: &Shared,
+        s: &Stats,
+        base: LabelFn<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        let c = &s.classify;
+        family(
+            enc,
+            "metafed_tasks_classified",
+            "Tasks that named no domain and were classified.",
+            None,
+            MetricType::Counter,
+            vec![(base(&[]), c.classified)],
+        )?;
+        let causes = [
+            ("failed", c.failed),
+            ("panicked", c.panicked),
+            ("no_domain", c.no_domain),
+            ("invalid", c.invalid),
+            ("no_classifier", c.no_classifier),
+        ];
+        family(
+            enc,
+            "metafed_tasks_unclassified",
+            "Tasks that named no domain and could not be classified, by cause.",
+            None,
+            MetricType::Counter,
+            causes.iter().map(|(cause, n)| (base(&[("cause", cause)]), *n)),
+        )?;
+        if c.complexity.is_empty() {
+            return Ok(());
+        }
+        let topo = sh.topo.load();
+        let mut m = enc.encode_descriptor(
+            "metafed_task_complexity",
+            "Classified tasks' complexity score (0 to 1), by domain set.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for h in &c.complexity {
+            let set = if h.domains.0 == u64::MAX {
+                "other".to_string()
+            } else {
+                h.domains.iter().map(|d| topo.domain_name(d).unwrap_or("?")).collect::<Vec<_>>().join("+")
+            };
+            let buckets: Vec<(f64, u64)> = h
+                .buckets
+                .iter()
+                .enumerate()
+                .map(|(k, &n)| ((k + 1) as f64 / crate::classify::COMPLEXITY_BUCKETS as f64, n))
+                .chain(std::iter::once((f64::MAX, 0)))
+                .collect();
+            let labels = base(&[("domains", &set)]);
+            m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(h.sum, h.count(), &buckets, None)?;
+        }
+        Ok(())
+    }
+
     fn latency(&self, enc: &mut DescriptorEncoder, sh: &Shared) -> Result<(), std::fmt::Error> {
         let mut counts = Histogram::empty_counts();
         for w in sh.workers.iter() {
@@ -642,6 +714,7 @@ pub(crate) fn reason_name(r: Reason) -> &'static str {
         Reason::DomainTimeout => "domain_timeout",
         Reason::BudgetExhausted => "budget_exhausted",
         Reason::DomainOverloaded => "domain_overloaded",
+        Reason::Unclassified => "unclassified",
     }
 }
 

@@ -176,6 +176,10 @@ pub(crate) struct Shared {
     pub(crate) admission: Admission,
     /// Tasks admitted past the throttle and not completed (only when it is configured).
     pub(crate) throttle: AtomicU64,
+    /// Complexity units the admitted tasks hold of the cost budget (only when it is set).
+    pub(crate) cost_held: AtomicU64,
+    /// The decision engine: the classifier of tasks that name no domain, if any.
+    pub(crate) decider: Snapshot<Option<crate::classify::Decider>>,
     pub(crate) rate: RateLimiter,
     /// The keyed rate limits, when configured.
     pub(crate) keyed: Option<Box<crate::policy::KeyedLimiter>>,

@@ -59,6 +59,56 @@ fn with_state(w: u64, s: u64) -> u64 {
     (w & !STATE) | s
 }
 
+/// A request field the worker that admitted the task may rewrite: the classifier's verdict
+/// (domains, priority, deadline, key) replaces what a task that named no domain was submitted
+/// with. Relaxed atomics, so that the shutdown sweep and `take`, which may read the request of a
+/// task whose worker is stuck in a classifier, never race a plain write. Not a synchronisation
+/// point (the slot's word is), hence std's atomics, which loom need not model; a relaxed load
+/// or store is a plain `mov`.
+#[derive(Default)]
+pub(crate) struct Field<T: FieldAtomic>(T::Atomic);
+
+pub(crate) trait FieldAtomic: Copy {
+    type Atomic: Default;
+    fn load(a: &Self::Atomic) -> Self;
+    fn store(a: &Self::Atomic, v: Self);
+}
+
+impl FieldAtomic for u64 {
+    type Atomic = std::sync::atomic::AtomicU64;
+    #[inline]
+    fn load(a: &Self::Atomic) -> Self {
+        a.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[inline]
+    fn store(a: &Self::Atomic, v: Self) {
+        a.store(v, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl FieldAtomic for u8 {
+    type Atomic = std::sync::atomic::AtomicU8;
+    #[inline]
+    fn load(a: &Self::Atomic) -> Self {
+        a.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[inline]
+    fn store(a: &Self::Atomic, v: Self) {
+        a.store(v, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl<T: FieldAtomic> Field<T> {
+    #[inline]
+    pub(crate) fn get(&self) -> T {
+        T::load(&self.0)
+    }
+    #[inline]
+    pub(crate) fn set(&self, v: T) {
+        T::store(&self.0, v)
+    }
+}
+
 /// What the submitter wrote. Written only while the slot is `FILLING` (by the thread that
 /// allocated it); read-only from `QUEUED` until the slot is freed.
 #[derive(Default)]
@@ -67,14 +117,16 @@ pub(crate) struct Req {
     pub(crate) payload: u64,
     /// Reused from task to task, so steady-state submission does not allocate.
     pub(crate) data: Vec<u8>,
-    pub(crate) domains: u64,
-    pub(crate) priority: u8,
+    pub(crate) domains: Field<u64>,
+    pub(crate) priority: Field<u8>,
     pub(crate) waitable: bool,
     pub(crate) submit_ns: u64,
     /// Absolute, on the engine clock; `u64::MAX` for none.
-    pub(crate) deadline_ns: u64,
+    pub(crate) deadline_ns: Field<u64>,
     /// For the keyed rate limits; 0 for none.
-    pub(crate) key: u64,
+    pub(crate) key: Field<u64>,
+    /// For the classifier; reused from task to task like `data`.
+    pub(crate) attrs: crate::classify::AttrList,
 }
 
 /// The task's progress. Touched only by the worker that admitted it, between `ADMITTED` and
@@ -90,6 +142,8 @@ pub(crate) struct Run {
     /// When it took the permit (the adaptive throttle judges the time from there: its wait for
     /// the permit is the throttle's own queue, not the load it measures).
     pub(crate) permit_ns: u64,
+    /// The complexity units it holds of the admission's cost budget (0: none).
+    pub(crate) cost: u32,
 }
 
 impl Run {
@@ -290,7 +344,7 @@ impl Slab {
             c.status = crate::task::Status::Rejected;
             c.reason = crate::task::Reason::ShuttingDown;
             c.latency_ns = s.swept_at.load(Ordering::Relaxed).saturating_sub(req.submit_ns);
-            c.priority = req.priority;
+            c.priority = req.priority.get();
             c
         };
         self.release(t.slot());

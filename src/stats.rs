@@ -118,6 +118,9 @@ pub struct MetaStats {
     pub degraded_admits: u64,
     /// Its breaker.
     pub breaker: BreakerSnapshot,
+    /// Complexity units the admitted tasks hold of the cost budget
+    /// ([`AdmissionConfig::max_cost`](crate::AdmissionConfig::max_cost); 0 without one).
+    pub cost_held: f64,
 }
 
 /// Everything the engine counts. Sums of per-worker counters, read one by one (not an atomic
@@ -159,6 +162,8 @@ pub struct Stats {
     pub latency_ns: LatencySummary,
     /// The meta level.
     pub meta: MetaStats,
+    /// The decision engine: tasks classified, refused, and their complexity by domain set.
+    pub classify: crate::classify::ClassifyStats,
     /// Per domain.
     pub domains: Vec<DomainStats>,
     /// Per agent.
@@ -308,7 +313,15 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
         panic_routed: sum(&|c| c.panic_routed.get()),
         events_dropped: sh.events_dropped.load(Ordering::Relaxed),
         latency_ns: Histogram::percentiles(&latency),
-        meta: MetaStats { degraded_admits: sum(&|c| c.degraded_admits.get()), breaker: sh.meta_breaker.snapshot(now) },
+        meta: MetaStats {
+            degraded_admits: sum(&|c| c.degraded_admits.get()),
+            breaker: sh.meta_breaker.snapshot(now),
+            cost_held: sh.cost_held.load(Ordering::Relaxed) as f64 / f64::from(crate::classify::Complexity::SCALE),
+        },
+        classify: ws.iter().fold(crate::classify::ClassifyStats::default(), |mut acc, w| {
+            w.counters.classify.merge_into(&mut acc);
+            acc
+        }),
         domains,
         agents,
         predicted_success,

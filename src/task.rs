@@ -22,7 +22,7 @@ pub struct DomainId(pub u16);
 pub struct AgentId(pub u16);
 
 /// A set of domains (a 64-bit mask).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct DomainSet(pub u64);
 
 impl DomainSet {
@@ -88,6 +88,9 @@ pub struct Task<'a> {
     /// Its key for the keyed rate limits (a tenant, a client; [`key_of`](crate::policy::key_of)
     /// hashes a name): 0 for none.
     pub key: u64,
+    /// Named strings a classifier reads (a path, an operation, a tenant): at most
+    /// [`MAX_ATTRS`](crate::classify::MAX_ATTRS), copied at submission.
+    pub attrs: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> Task<'a> {
@@ -97,7 +100,17 @@ impl<'a> Task<'a> {
     }
     /// A task that needs every domain in `domains`.
     pub fn fan_out(id: u64, domains: DomainSet) -> Self {
-        Self { id, domains, priority: 0, payload: 0, data: &[], deadline: None, waitable: false, key: 0 }
+        Self { id, domains, priority: 0, payload: 0, data: &[], deadline: None, waitable: false, key: 0, attrs: &[] }
+    }
+    /// A task that names no domain: the engine's classifier decides its domains and complexity
+    /// from its attributes and bytes (see [`classify`](crate::classify)).
+    pub fn classified(id: u64) -> Self {
+        Self::fan_out(id, DomainSet::default())
+    }
+    /// Sets the attributes a classifier reads.
+    pub fn attrs(mut self, attrs: &'a [(&'a str, &'a str)]) -> Self {
+        self.attrs = attrs;
+        self
     }
     /// Sets the key for the keyed rate limits (0: none).
     pub fn key(mut self, key: u64) -> Self {
@@ -217,6 +230,10 @@ pub enum Reason {
     /// its target queue time for a whole interval, or its wait queue was full) and shed the
     /// sub-task (see [`Shedding`](crate::policy::Shedding)).
     DomainOverloaded = 13,
+    /// Rejected: the task named no domain and could not be classified: the engine has no
+    /// classifier, or it failed, panicked, or named no domain (or an unknown one, or a priority
+    /// out of range); see [`ClassifyStats`](crate::classify::ClassifyStats).
+    Unclassified = 14,
 }
 
 impl Reason {
@@ -232,13 +249,14 @@ impl Reason {
             | Self::Throttled
             | Self::RateLimited
             | Self::ShuttingDown
-            | Self::DomainOverloaded => Status::Rejected,
+            | Self::DomainOverloaded
+            | Self::Unclassified => Status::Rejected,
             Self::Deadline | Self::DomainTimeout => Status::TimedOut,
         }
     }
 
     /// How many reasons there are (their codes are `0..COUNT`).
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
 
     /// Every reason, in code order.
     pub const ALL: [Reason; Self::COUNT] = [
@@ -256,6 +274,7 @@ impl Reason {
         Self::DomainTimeout,
         Self::BudgetExhausted,
         Self::DomainOverloaded,
+        Self::Unclassified,
     ];
 
     /// A short description.
@@ -275,6 +294,7 @@ impl Reason {
             Self::DomainTimeout => "domain timeout",
             Self::BudgetExhausted => "retry budget exhausted",
             Self::DomainOverloaded => "shed by an overloaded domain",
+            Self::Unclassified => "could not be classified",
         }
     }
 }
@@ -348,6 +368,11 @@ pub struct Completion {
     pub answered: DomainSet,
     /// Times a sub-task was handed to an alternate domain (0 for a task that never was).
     pub reroutes: u32,
+    /// The domains the task needed: those it named, or those its classifier chose (empty for a
+    /// task rejected before it was classified).
+    pub domains: DomainSet,
+    /// Its complexity score, from its classifier (0 for a task that named its domains).
+    pub complexity: crate::classify::Complexity,
     failures: [AttemptFailure; MAX_RECORDED_FAILURES],
     failures_len: u8,
     /// Failed attempts in all, recorded or not.
@@ -414,6 +439,8 @@ impl Completion {
         self.priority = 0;
         self.answered = DomainSet(0);
         self.reroutes = 0;
+        self.domains = DomainSet(0);
+        self.complexity = crate::classify::Complexity::default();
         self.failures_len = 0;
         self.failures_total = 0;
         self.bodies.clear();

@@ -37,6 +37,7 @@ impl TopologyBuilder {
             meta: overlay(levels.meta, file.breakers.meta, "breakers.meta")?,
         };
         b.meta_fault_rate = file.meta_fault_rate;
+        b.classify = file.classify;
         // Alternates may name domains declared later: resolved once every domain exists.
         let mut alternates = Vec::new();
         for (i, d) in file.domains.into_iter().enumerate() {
@@ -96,6 +97,21 @@ impl EngineConfig {
     }
 }
 
+impl crate::classify::ClassifyConfig {
+    /// The `[classify]` table of a TOML text (a topology file, or a text holding only that
+    /// table; defaults where it is absent). Errors name the field.
+    pub fn from_toml(text: &str) -> Result<Self, Error> {
+        #[derive(Deserialize)]
+        struct ClassifyOnly {
+            #[serde(default)]
+            classify: crate::classify::ClassifyConfig,
+        }
+        let file: ClassifyOnly = toml::from_str(text).map_err(toml_error)?;
+        file.classify.validate().map_err(Error::Config)?;
+        Ok(file.classify)
+    }
+}
+
 /// A TOML error with its line, column and the offending text (toml's own rendering).
 fn toml_error(err: toml::de::Error) -> Error {
     Error::Config(format!("TOML: {}", err.to_string().trim()))
@@ -120,6 +136,8 @@ struct FileSpec {
     meta_fault_rate: f64,
     #[serde(default)]
     domains: Vec<DomainSpecFile>,
+    #[serde(default)]
+    classify: crate::classify::ClassifyConfig,
 }
 
 #[derive(Default, Deserialize)]

@@ -9,6 +9,7 @@ mod adaptive;
 mod api;
 mod balance;
 mod breaker;
+mod classify;
 mod deferred;
 mod faults;
 mod future_handler;

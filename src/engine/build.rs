@@ -159,6 +159,7 @@ impl Engine {
         }
         let agents: Box<[CachePadded<AgentRt>]> = agents.into();
         let levels = topo.breakers.clone();
+        let (topo_classify, topo_classifier) = (topo.classify.clone(), topo.classifier.clone());
         let sh = Arc::new(Shared {
             clock,
             agents,
@@ -199,6 +200,11 @@ impl Engine {
                 slots,
             ),
             throttle: AtomicU64::new(0),
+            cost_held: AtomicU64::new(0),
+            decider: Snapshot::new(
+                crate::classify::Decider::new(&topo.classify, topo.classifier.as_ref(), |n| topo.domain_id(n))
+                    .map_err(Error::topology)?,
+            ),
             rate: RateLimiter::new(cfg.admission.rate_limit_per_s, cfg.admission.rate_limit_burst),
             keyed: cfg.keyed_limits.as_ref().map(|k| Box::new(crate::policy::KeyedLimiter::new(k))),
             aimd: cfg.adaptive_throttle.map(|a| Box::new(crate::policy::adaptive::Aimd::new(a))),
@@ -284,6 +290,7 @@ impl Engine {
             threads: Mutex::new(Threads::default()),
             policy_writer: Mutex::new(()),
             admission_setting: Mutex::new(sh.cfg.admission.clone()),
+            classify_setting: Mutex::new((topo_classify, topo_classifier)),
             simulated,
             #[cfg(feature = "admin")]
             admin: Mutex::new(None),

@@ -468,6 +468,8 @@ impl Engine {
             ("queue_capacity", before.queue_capacity.to_string(), want.queue_capacity.to_string()),
             ("essential_priority", before.essential_priority.to_string(), want.essential_priority.to_string()),
             ("priority_reserve", format!("{:?}", before.priority_reserve), format!("{:?}", want.priority_reserve)),
+            ("max_cost", before.max_cost.to_string(), want.max_cost.to_string()),
+            ("min_cost", before.min_cost.to_string(), want.min_cost.to_string()),
         ];
         for (what, from, to) in changes {
             if from != to {

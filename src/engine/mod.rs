@@ -9,6 +9,7 @@
 mod build;
 mod complete;
 mod control;
+mod decide;
 mod membership;
 mod observe;
 mod reload;
@@ -40,6 +41,9 @@ pub struct Engine {
     /// The rate limit in force (per second, burst), for the audit trail.
     /// The admission settings now (the engine's atomics hold them as used).
     admission_setting: Mutex<crate::config::AdmissionConfig>,
+    /// The decision engine's settings and custom classifier now (the worker reads the compiled
+    /// form in `Shared::decider`).
+    classify_setting: Mutex<(crate::classify::ClassifyConfig, Option<crate::classify::Custom>)>,
     /// A simulation's engine (virtual clock, no threads): submissions pick workers and shards
     /// without regard to the calling thread. Kept here, next to the hot path's other reads.
     simulated: bool,

@@ -5,13 +5,14 @@ use super::control::level_key;
 use crate::config::EngineConfig;
 use crate::error::Error;
 use crate::events::Level;
+use crate::sync::lock;
 use crate::topology::{AgentKind, Topology};
 
 impl Engine {
     /// Applies the settings of a TOML file (the format of `examples/topology.toml`) that can
     /// change while tasks run: each level's breakers and time budget, the admission settings,
-    /// the keyed rate limits' quotas, each domain's balance, outlier detection, shedding and
-    /// alternates,
+    /// the keyed rate limits' quotas, the decision engine's `[classify]` table, each domain's
+    /// balance, outlier detection, shedding and alternates,
     /// each agent's concurrency limit and weight, and the domains and agents themselves (found
     /// by name): a domain or an agent the file adds (agents with a `sim` table) is added, a
     /// running one it lacks is removed. Anything else that differs from the running engine
@@ -215,6 +216,13 @@ impl Engine {
             engine_diff.push("engine.adaptive_throttle");
         }
         out.needs_restart.extend(engine_diff.into_iter().map(String::from));
+        // The decision engine's rules name the file's domains, which the running topology has
+        // once the file's are added.
+        let classify_change = (self.classify_config() != new.classify).then(|| new.classify.clone());
+        if let Some(c) = &classify_change {
+            let custom = lock(&self.classify_setting).1.clone();
+            crate::classify::Decider::new(c, custom.as_ref(), |n| new.domain_id(n)).map_err(Error::Config)?;
+        }
         // Everything checked: apply.
         for (level, want) in breakers {
             self.set_breaker_config(level, &want)?;
@@ -279,6 +287,10 @@ impl Engine {
         if let Some(k) = keyed_change {
             self.set_keyed_limits(&k)?;
             out.applied.push("engine.keyed_limits".into());
+        }
+        if let Some(c) = classify_change {
+            self.set_classify(&c)?;
+            out.applied.push("classify".into());
         }
         Ok(out)
     }

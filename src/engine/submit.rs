@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 
 impl Engine {
     fn check(&self, task: &Task<'_>) -> Result<(), SubmitError> {
-        if task.domains.is_empty() {
+        if task.domains.is_empty() && !self.classifies() {
             return Err(SubmitError::NoDomains);
+        }
+        if !task.attrs.is_empty() {
+            crate::classify::check_attrs(task.attrs).map_err(SubmitError::InvalidAttrs)?;
         }
         // Acquire: a domain added while running had its settings written before its bit was
         // published; the task carries them on to its worker through the ingress queue.
@@ -25,6 +28,12 @@ impl Engine {
             return Err(SubmitError::InvalidPriority(task.priority));
         }
         Ok(())
+    }
+
+    /// Whether tasks may name no domain: the engine has a classifier (cold: only such tasks ask).
+    #[cold]
+    fn classifies(&self) -> bool {
+        self.sh.decider.with(|d| d.is_some())
     }
 
     /// Takes a slot, copies the task into it and publishes it. The caller pushes the ticket.
@@ -46,13 +55,16 @@ impl Engine {
         req.payload = task.payload;
         req.data.clear();
         req.data.extend_from_slice(task.data);
-        req.domains = task.domains.0;
-        req.priority = task.priority;
+        req.domains.set(task.domains.0);
+        req.priority.set(task.priority);
         req.waitable = task.waitable;
-        req.key = task.key;
+        req.key.set(task.key);
+        if !(task.attrs.is_empty() && req.attrs.is_empty()) {
+            req.attrs.set(task.attrs);
+        }
         req.submit_ns = now;
         let meta = now.saturating_add(sh.meta_timeout_ns());
-        req.deadline_ns = task.deadline.map_or(meta, |d| meta.min(now.saturating_add(d.as_nanos() as u64)));
+        req.deadline_ns.set(task.deadline.map_or(meta, |d| meta.min(now.saturating_add(d.as_nanos() as u64))));
         Ok(sh.slab.publish(idx))
     }
 

@@ -88,6 +88,10 @@ pub(crate) struct Admission {
     pub(crate) essential_priority: AtomicU8,
     /// Per priority: free slots that must remain after a task of that priority takes one.
     pub(crate) reserve: [AtomicU64; 4],
+    /// The cost budget in complexity units (ten-thousandths; 0: none).
+    pub(crate) max_cost: AtomicU64,
+    /// The least a task costs, in the same units.
+    pub(crate) min_cost: AtomicU64,
 }
 
 impl Admission {
@@ -97,6 +101,8 @@ impl Admission {
             queue_capacity: AtomicU64::new(0),
             essential_priority: AtomicU8::new(0),
             reserve: std::array::from_fn(|_| AtomicU64::new(0)),
+            max_cost: AtomicU64::new(0),
+            min_cost: AtomicU64::new(0),
         };
         s.set(a, slots);
         s
@@ -106,6 +112,9 @@ impl Admission {
         self.max_concurrent.store(a.max_concurrent as u64, Ordering::Relaxed);
         self.queue_capacity.store(a.queue_capacity as u64, Ordering::Relaxed);
         self.essential_priority.store(a.essential_priority, Ordering::Relaxed);
+        let units = |c: f64| (c * f64::from(crate::classify::Complexity::SCALE)).round() as u64;
+        self.min_cost.store(units(a.min_cost).max(1), Ordering::Relaxed);
+        self.max_cost.store(units(a.max_cost), Ordering::Relaxed);
         for (r, f) in self.reserve.iter().zip(a.priority_reserve) {
             r.store((f * slots as f64) as u64, Ordering::Relaxed);
         }
@@ -114,5 +123,11 @@ impl Admission {
     #[inline]
     pub(crate) fn max_concurrent(&self) -> u64 {
         self.max_concurrent.load(Ordering::Relaxed)
+    }
+
+    /// Whether admission holds tasks back by count or by cost.
+    #[inline]
+    pub(crate) fn gated(&self) -> bool {
+        (self.max_concurrent.load(Ordering::Relaxed) | self.max_cost.load(Ordering::Relaxed)) != 0
     }
 }

@@ -61,7 +61,7 @@ impl Worker {
     fn keyed_allow(&self, idx: u32) -> bool {
         let Some(keyed) = &self.sh.keyed else { return true };
         // SAFETY: the caller admitted the slot: its request is read-only while it holds the task.
-        let key = unsafe { self.sh.slab.req(idx) }.key;
+        let key = unsafe { self.sh.slab.req(idx) }.key.get();
         let clock = &self.sh.clock;
         key == 0 || keyed.allow(key, self.now, || clock.now()).is_ok()
     }
@@ -83,15 +83,23 @@ impl Worker {
         }
         self.counters().admitted.inc();
         let idx = t.slot();
-        let (deadline, priority, id) = {
+        let (mut deadline, mut priority, id, domains) = {
             // SAFETY: we admitted the slot: its request is read-only and its run record ours.
             let r = unsafe { self.sh.slab.req(idx) };
-            (r.deadline_ns, r.priority, r.id)
+            (r.deadline_ns.get(), r.priority.get(), r.id, r.domains.get())
         };
         // SAFETY: as above.
         unsafe { self.sh.slab.run(idx) }.reset();
         // SAFETY: as above: the outcome record is ours until we finish the slot.
         unsafe { self.sh.slab.out(idx) }.reset();
+        if domains == 0 {
+            if !self.classify(t) {
+                return self.complete(t, Reason::Unclassified);
+            }
+            // SAFETY: as above.
+            let r = unsafe { self.sh.slab.req(idx) };
+            (deadline, priority) = (r.deadline_ns.get(), r.priority.get());
+        }
         if self.now >= deadline {
             return self.complete(t, Reason::Deadline);
         }
@@ -122,7 +130,7 @@ impl Worker {
         if !self.sh.rate.allow_fresh(self.now, || clock.now()) {
             return self.complete(t, Reason::RateLimited);
         }
-        if self.sh.admission.max_concurrent() > 0 && !self.throttle_acquire(idx) {
+        if self.sh.admission.gated() && !self.throttle_acquire(idx) {
             let q = &mut self.pending[usize::from(priority)];
             if q.len() as u64 >= self.sh.admission.queue_capacity.load(Ordering::Relaxed) {
                 return self.complete(t, Reason::Throttled);
@@ -133,33 +141,56 @@ impl Worker {
         self.decompose(t);
     }
 
+    /// Takes a throttle permit and the task's cost from the budget, where each is on; false
+    /// (holding neither) when either is out.
     fn throttle_acquire(&mut self, idx: u32) -> bool {
         let max = self.sh.admission.max_concurrent();
-        if max == 0 {
-            return true; // the throttle was turned off while the task waited
-        }
-        if self.sh.throttle.fetch_add(1, Ordering::AcqRel) < max {
-            // SAFETY: the task is ours (admitted).
-            let run = unsafe { self.sh.slab.run(idx) };
-            (run.holds_permit, run.permit_ns) = (true, self.now);
-            true
-        } else {
+        if max > 0 && self.sh.throttle.fetch_add(1, Ordering::AcqRel) >= max {
             self.sh.throttle.fetch_sub(1, Ordering::AcqRel);
-            false
+            return false;
+        }
+        let cost = if self.sh.admission.max_cost.load(Ordering::Relaxed) == 0 { 0 } else { self.cost_acquire(idx) };
+        if cost == u32::MAX {
+            if max > 0 {
+                self.sh.throttle.fetch_sub(1, Ordering::AcqRel);
+            }
+            return false;
+        }
+        // SAFETY: the task is ours (admitted).
+        let run = unsafe { self.sh.slab.run(idx) };
+        (run.holds_permit, run.permit_ns, run.cost) = (max > 0, self.now, cost);
+        true
+    }
+
+    /// Takes the task's cost from the budget: its units, or `u32::MAX` when they do not fit
+    /// (a task costing more than the whole budget fits when nothing else holds any).
+    #[inline(never)]
+    fn cost_acquire(&self, idx: u32) -> u32 {
+        let a = &self.sh.admission;
+        // SAFETY: the task is ours (admitted).
+        let score = u64::from(unsafe { self.sh.slab.out(idx) }.complexity.units());
+        let cost = score.max(a.min_cost.load(Ordering::Relaxed));
+        let max = a.max_cost.load(Ordering::Relaxed);
+        let held = self.sh.cost_held.fetch_add(cost, Ordering::AcqRel);
+        if held == 0 || held + cost <= max {
+            cost as u32
+        } else {
+            self.sh.cost_held.fetch_sub(cost, Ordering::AcqRel);
+            u32::MAX
         }
     }
 
     /// Admits throttled tasks, highest priority first, while the throttle has room (all of
     /// them once an operator turned the throttle off).
     pub(crate) fn promote_pending(&mut self) -> usize {
-        if self.sh.admission.max_concurrent() == 0 && self.pending.iter().all(|q| q.is_empty()) {
+        if !self.sh.admission.gated() && self.pending.iter().all(|q| q.is_empty()) {
             return 0;
         }
         let mut n = 0;
         for p in 0..self.pending.len() {
             while let Some(&t) = self.pending[p].front() {
                 // SAFETY: a pending task is admitted by us.
-                let deadline = unsafe { self.sh.slab.req(t.slot()) }.deadline_ns;
+                let deadline = unsafe { self.sh.slab.req(t.slot()) }.deadline_ns.get();
                 if self.now >= deadline {
                     self.pending[p].pop_front();
                     self.complete(t, Reason::Deadline);
@@ -179,7 +210,7 @@ impl Worker {
     #[inline(always)] // once per task, from admission
     fn decompose(&mut self, t: Ticket) {
         // SAFETY: the task is ours (admitted).
-        let domains = DomainSet(unsafe { self.sh.slab.req(t.slot()) }.domains);
+        let domains = DomainSet(unsafe { self.sh.slab.req(t.slot()) }.domains.get());
         // SAFETY: as above.
         unsafe { self.sh.slab.run(t.slot()) }.remaining = domains.len();
         self.live += domains.len() as usize;
@@ -212,10 +243,10 @@ impl Worker {
     /// permit, claims the slot and delivers the outcome.
     pub(crate) fn complete(&mut self, t: Ticket, reason: Reason) {
         let idx = t.slot();
-        let (submit_ns, id, priority) = {
+        let (submit_ns, id, priority, domains) = {
             // SAFETY: the task is ours (admitted).
             let r = unsafe { self.sh.slab.req(idx) };
-            (r.submit_ns, r.id, r.priority)
+            (r.submit_ns, r.id, r.priority.get(), r.domains.get())
         };
         let status = reason.status();
         let latency = self.now.saturating_sub(submit_ns);
@@ -231,6 +262,9 @@ impl Worker {
                 let tr = self.sh.meta_breaker.on_result(p, self.now, latency, status == Status::Ok, self.id);
                 self.sh.emit_for(Level::Meta, 0, tr, t);
             }
+        }
+        if run.cost != 0 {
+            self.sh.cost_held.fetch_sub(u64::from(std::mem::take(&mut run.cost)), Ordering::AcqRel);
         }
         if std::mem::take(&mut run.holds_permit) {
             let in_flight = self.sh.throttle.fetch_sub(1, Ordering::AcqRel);
@@ -250,6 +284,7 @@ impl Worker {
         c.reason = reason;
         c.latency_ns = latency;
         c.priority = priority;
+        c.domains = DomainSet(domains);
         self.sh.slab.finish(idx);
         let ctr = self.counters();
         ctr.completed[status as usize].inc();

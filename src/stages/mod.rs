@@ -9,6 +9,7 @@
 //! in its own module, and the hops between them are the worker's local stage queues.
 
 pub(crate) mod agent;
+mod decide;
 pub(crate) mod domain;
 mod meta;
 pub(crate) mod worker;

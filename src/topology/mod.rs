@@ -95,6 +95,8 @@ pub struct Topology {
     pub(crate) agents: Vec<AgentDef>,
     pub(crate) breakers: Levels,
     pub(crate) meta_fault_rate: f64,
+    pub(crate) classify: crate::classify::ClassifyConfig,
+    pub(crate) classifier: Option<crate::classify::Custom>,
 }
 
 impl Topology {
@@ -229,6 +231,8 @@ pub struct TopologyBuilder {
     agents: Vec<AgentDef>,
     pub(crate) breakers: Levels,
     pub(crate) meta_fault_rate: f64,
+    pub(crate) classify: crate::classify::ClassifyConfig,
+    pub(crate) classifier: Option<crate::classify::Custom>,
 }
 
 impl TopologyBuilder {
@@ -554,6 +558,21 @@ impl TopologyBuilder {
             .ok_or_else(|| Error::topology(format!("unknown domain id {}", domain.0)))
     }
 
+    /// The decision engine's settings: the default classifier's rules (which name domains of
+    /// this topology), the complexity bands and the key attribute (see
+    /// [`classify`](crate::classify)). Checked when the topology is built.
+    pub fn classify(&mut self, cfg: crate::classify::ClassifyConfig) -> &mut Self {
+        self.classify = cfg;
+        self
+    }
+
+    /// A classifier of its own for tasks that name no domain, in place of the rules (the
+    /// bands and the key attribute of [`classify`](Self::classify) still apply).
+    pub fn classifier(&mut self, c: impl crate::classify::Classifier) -> &mut Self {
+        self.classifier = Some(crate::classify::Custom(std::sync::Arc::new(c)));
+        self
+    }
+
     /// Validates and builds.
     pub fn build(self) -> Result<Topology, Error> {
         let e = Error::topology;
@@ -642,11 +661,18 @@ impl TopologyBuilder {
         {
             cfg.validate().map_err(|m| e(format!("breakers.{level}: {m}")))?;
         }
+        let names: Vec<&str> = self.domains.iter().map(|d| d.name.as_str()).collect();
+        crate::classify::Decider::new(&self.classify, self.classifier.as_ref(), |n| {
+            names.iter().position(|x| *x == n).map(|i| DomainId(i as u16))
+        })
+        .map_err(e)?;
         Ok(Topology {
             domains: self.domains,
             agents: self.agents,
             breakers: self.breakers,
             meta_fault_rate: self.meta_fault_rate,
+            classify: self.classify,
+            classifier: self.classifier,
         })
     }
 }

@@ -217,6 +217,8 @@ pub extern "C" fn metafed_engine_set_admission(
             priority_reserve: c.priority_reserve,
             rate_limit_per_s: c.rate_limit_per_s,
             rate_limit_burst: c.rate_limit_burst,
+            max_cost: c.max_cost,
+            min_cost: c.min_cost,
         };
         with_engine(engine, |e| Ok(e.set_admission(&a)?))
     })

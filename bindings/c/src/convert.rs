@@ -177,6 +177,8 @@ pub(crate) fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, F
             priority_reserve: c.priority_reserve,
             rate_limit_per_s: c.rate_limit_per_s,
             rate_limit_burst: c.rate_limit_burst,
+            max_cost: c.max_cost,
+            min_cost: c.min_cost,
         },
         keyed_limits: if c.keyed_limits_json.is_null() {
             None
@@ -438,12 +440,24 @@ pub(crate) fn failure_code(k: FailureKind) -> i32 {
 /// a reason it cannot know.
 static KNOWS_1_3_REASONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Set once this process's C code used a function or a struct of ABI 1.5 (a classifier, rules,
+/// a task with attributes): until then `METAFED_REASON_UNCLASSIFIED` is reported as
+/// `METAFED_REASON_DEGRADED`.
+static KNOWS_1_5_REASONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn knows_abi_1_5() {
+    KNOWS_1_5_REASONS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub(crate) fn knows_abi_1_3() {
     KNOWS_1_3_REASONS.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// A reason as this process's C code may see it (see `KNOWS_1_3_REASONS`).
 fn reason_code(r: metafed_rs::Reason) -> i32 {
+    if r == metafed_rs::Reason::Unclassified && !KNOWS_1_5_REASONS.load(std::sync::atomic::Ordering::Relaxed) {
+        return crate::types::METAFED_REASON_DEGRADED;
+    }
     if r == metafed_rs::Reason::DomainOverloaded && !KNOWS_1_3_REASONS.load(std::sync::atomic::Ordering::Relaxed) {
         return crate::types::METAFED_REASON_DOMAIN_SHED;
     }
@@ -477,6 +491,8 @@ impl metafed_completion {
             answered: c.answered.0,
             reroutes: c.reroutes,
             reserved3: 0,
+            domains: c.domains.0,
+            complexity: f64::from(c.complexity.get()),
         }
     }
 
@@ -560,11 +576,74 @@ pub(crate) fn failure(f: &AttemptFailure) -> metafed_failure {
 /// # Safety
 /// `t` is not NULL and points to `t->struct_size` readable bytes; `t->data` is valid for
 /// `t->data_len` bytes for the lifetime `'a` (or `data_len` is 0).
-pub(crate) unsafe fn task<'a>(t: *const metafed_task) -> Result<metafed_rs::Task<'a>, FfiError> {
+/// Its attributes (ABI 1.5) are appended to `store`; the range they take is returned with the
+/// task, whose `attrs` the caller points at them once `store` is complete.
+pub(crate) unsafe fn task<'a>(
+    t: *const metafed_task,
+    store: &mut Vec<(&'a str, &'a str)>,
+) -> Result<(metafed_rs::Task<'a>, std::ops::Range<usize>), FfiError> {
     // SAFETY: per the contract.
     let t = unsafe { read_in(t, metafed_task::defaults()) }?;
     // SAFETY: as above.
-    unsafe { task_from(t) }
+    let task = unsafe { task_from(t) }?;
+    // SAFETY: as above: the attributes are valid for the call.
+    let range = unsafe { attrs_into(&t, store) }?;
+    Ok((task, range))
+}
+
+/// Appends a task's attributes to `store` (checked: NULL pointers, UTF-8, the limits; errors
+/// name the attribute).
+///
+/// # Safety
+/// `t.attrs` points to `t.attrs_len` attributes whose strings are valid for `'a` (or
+/// `attrs_len` is 0).
+unsafe fn attrs_into<'a>(
+    t: &metafed_task,
+    store: &mut Vec<(&'a str, &'a str)>,
+) -> Result<std::ops::Range<usize>, FfiError> {
+    let start = store.len();
+    if t.attrs_len == 0 {
+        return Ok(start..start);
+    }
+    crate::convert::knows_abi_1_5();
+    non_null(t.attrs, "task attrs")?;
+    if t.attrs_len > crate::types::METAFED_MAX_ATTRS {
+        return Err(err(
+            METAFED_E_INVALID,
+            format!("attrs_len is {}; a task has at most {} attributes", t.attrs_len, crate::types::METAFED_MAX_ATTRS),
+        ));
+    }
+    // SAFETY: per the contract.
+    let attrs = unsafe { std::slice::from_raw_parts(t.attrs, t.attrs_len) };
+    for (i, a) in attrs.iter().enumerate() {
+        // SAFETY: per the contract.
+        let name = unsafe { attr_str(a.name, a.name_len, &format!("attrs[{i}].name")) }?;
+        let value = if a.value.is_null() && a.value_len == 0 {
+            ""
+        } else {
+            // SAFETY: as above.
+            unsafe { attr_str(a.value, a.value_len, &format!("attrs[{i}].value")) }?
+        };
+        store.push((name, value));
+    }
+    metafed_rs::classify::check_attrs(&store[start..]).map_err(|e| err(METAFED_E_INVALID, e.to_string()))?;
+    Ok(start..store.len())
+}
+
+/// A string of an attribute: `len` bytes, or NUL-terminated when `len` is 0.
+///
+/// # Safety
+/// `p` points to `len` readable bytes, or (`len` 0) to a NUL-terminated string.
+unsafe fn attr_str<'a>(p: *const c_char, len: usize, what: &str) -> Result<&'a str, FfiError> {
+    non_null(p, what)?;
+    let bytes = if len == 0 {
+        // SAFETY: NUL-terminated per the contract.
+        unsafe { CStr::from_ptr(p) }.to_bytes()
+    } else {
+        // SAFETY: `len` readable bytes per the contract.
+        unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }
+    };
+    std::str::from_utf8(bytes).map_err(|_| err(METAFED_E_INVALID, format!("{what} is not valid UTF-8")))
 }
 
 /// [`task`] for an element of an array of `stride` bytes each (the first element's
@@ -573,13 +652,20 @@ pub(crate) unsafe fn task<'a>(t: *const metafed_task) -> Result<metafed_rs::Task
 /// # Safety
 /// `t` points to `stride` readable bytes, `stride` a size [`check_size`] accepted; its data as
 /// for [`task`].
-pub(crate) unsafe fn task_of_size<'a>(t: *const metafed_task, stride: usize) -> Result<metafed_rs::Task<'a>, FfiError> {
+pub(crate) unsafe fn task_of_size<'a>(
+    t: *const metafed_task,
+    stride: usize,
+    store: &mut Vec<(&'a str, &'a str)>,
+) -> Result<(metafed_rs::Task<'a>, std::ops::Range<usize>), FfiError> {
     let mut v = metafed_task::defaults();
     // SAFETY: `stride` bytes are readable at `t` and, accepted by `check_size`, at most
     // `size_of::<metafed_task>()`; any bytes are valid for the struct.
     unsafe { std::ptr::copy_nonoverlapping(t.cast::<u8>(), (&raw mut v).cast::<u8>(), stride) };
     // SAFETY: as above.
-    unsafe { task_from(v) }
+    let task = unsafe { task_from(v) }?;
+    // SAFETY: as above.
+    let range = unsafe { attrs_into(&v, store) }?;
+    Ok((task, range))
 }
 
 /// # Safety
@@ -614,6 +700,7 @@ unsafe fn task_from<'a>(t: metafed_task) -> Result<metafed_rs::Task<'a>, FfiErro
         deadline: (t.deadline_ns > 0).then(|| Duration::from_nanos(t.deadline_ns)),
         waitable: t.flags & METAFED_TASK_WAITABLE != 0,
         key: t.key,
+        attrs: &[],
     })
 }
 
@@ -772,6 +859,8 @@ impl metafed_task {
             priority: 0,
             deadline_ns: 0,
             key: 0,
+            attrs: std::ptr::null(),
+            attrs_len: 0,
         }
     }
 }
@@ -805,6 +894,8 @@ impl metafed_engine_config {
             spare_domains: c.spare_domains as u32,
             keyed_limits_json: std::ptr::null(),
             adaptive_throttle_json: std::ptr::null(),
+            max_cost: a.max_cost,
+            min_cost: a.min_cost,
         }
     }
 }
@@ -853,5 +944,7 @@ pub(crate) fn admission_to_c(a: &AdmissionConfig) -> metafed_admission_config {
         priority_reserve: a.priority_reserve,
         rate_limit_per_s: a.rate_limit_per_s,
         rate_limit_burst: a.rate_limit_burst,
+        max_cost: a.max_cost,
+        min_cost: a.min_cost,
     }
 }

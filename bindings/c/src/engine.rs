@@ -101,8 +101,10 @@ pub extern "C" fn metafed_engine_submit(
 ) -> metafed_status {
     boundary("metafed_engine_submit", || {
         non_null(task, "task")?;
+        let mut store = Vec::new();
         // SAFETY: not NULL; per the contract it points to a task whose data is valid for the call.
-        let t = unsafe { crate::convert::task(task) }?;
+        let (mut t, attrs) = unsafe { crate::convert::task(task, &mut store) }?;
+        t.attrs = &store[attrs];
         let ticket = with_engine(engine, |e| Ok(e.try_submit(&t)?))?;
         write_ticket(out_ticket, ticket);
         Ok(())
@@ -121,8 +123,10 @@ pub extern "C" fn metafed_engine_submit_blocking(
     boundary("metafed_engine_submit_blocking", || {
         non_null(task, "task")?;
         let timeout = timeout(timeout_ns, "timeout_ns")?;
+        let mut store = Vec::new();
         // SAFETY: as in `metafed_engine_submit`.
-        let t = unsafe { crate::convert::task(task) }?;
+        let (mut t, attrs) = unsafe { crate::convert::task(task, &mut store) }?;
+        t.attrs = &store[attrs];
         let ticket = engine_arc(engine)?.submit(&t, timeout)?;
         write_ticket(out_ticket, ticket);
         Ok(())
@@ -156,20 +160,34 @@ pub extern "C" fn metafed_engine_submit_batch(
         let tickets: &mut [Ticket] = unsafe { std::slice::from_raw_parts_mut(tickets.cast::<Ticket>(), n) };
         with_engine(engine, |e| {
             const CHUNK: usize = 64;
-            let mut chunk = [Task::new(0, DomainId(0)); CHUNK];
             let mut done = 0;
             while done < n {
                 let k = (n - done).min(CHUNK);
+                let mut chunk = [Task::new(0, DomainId(0)); CHUNK];
+                // The chunk's attributes (ABI 1.5), and each task's range of them.
+                let mut store = Vec::new();
+                let mut ranges: [std::ops::Range<usize>; CHUNK] = std::array::from_fn(|_| 0..0);
+                let mut converted = k;
                 for (i, slot) in chunk[..k].iter_mut().enumerate() {
                     // SAFETY: element `done + i` lies within the caller's array of `n` tasks of
                     // `stride` bytes; its data is valid for the call per the contract.
                     let raw = unsafe { tasks.cast::<u8>().add((done + i) * stride).cast::<metafed_task>() };
                     // SAFETY: as above: a task of `stride` bytes whose data is valid for the call.
-                    match unsafe { crate::convert::task_of_size(raw, stride) } {
-                        Ok(t) => *slot = t,
+                    match unsafe { crate::convert::task_of_size(raw, stride, &mut store) } {
+                        Ok((t, r)) => (*slot, ranges[i]) = (t, r),
                         Err(e) if done + i == 0 => return Err(e),
-                        Err(_) => return Ok(done + i), // submit the prefix; the caller retries the rest
+                        Err(_) => {
+                            converted = i; // submit the prefix; the caller retries the rest
+                            break;
+                        }
                     }
+                }
+                for (slot, r) in chunk[..converted].iter_mut().zip(&ranges) {
+                    slot.attrs = &store[r.clone()];
+                }
+                let k = converted;
+                if k == 0 {
+                    return Ok(done);
                 }
                 match e.submit_batch(&chunk[..k], &mut tickets[done..done + k]) {
                     Ok(m) => {
@@ -379,11 +397,12 @@ pub extern "C" fn metafed_engine_get_stats(engine: *mut metafed_engine, out: *mu
         non_null(out, "out")?;
         let s = with_engine(engine, |e| Ok(e.stats()))?;
         let mut reasons = [0u64; METAFED_REASON_COUNT];
-        let mut domain_overloaded = 0;
+        let (mut domain_overloaded, mut unclassified) = (0, 0);
         for r in &s.reasons {
-            match reasons.get_mut(r.reason as usize) {
-                Some(slot) => *slot = r.count,
-                None => domain_overloaded = r.count, // the one reason past ABI 1.0's array
+            match (reasons.get_mut(r.reason as usize), r.reason) {
+                (Some(slot), _) => *slot = r.count,
+                (None, metafed_rs::Reason::DomainOverloaded) => domain_overloaded = r.count,
+                (None, _) => unclassified += r.count, // past ABI 1.0's array
             }
         }
         let v = metafed_stats {
@@ -410,6 +429,9 @@ pub extern "C" fn metafed_engine_get_stats(engine: *mut metafed_engine, out: *mu
             predicted_success: s.predicted_success,
             events_dropped: s.events_dropped,
             domain_overloaded,
+            classified: s.classify.classified,
+            unclassified,
+            cost_held: s.meta.cost_held,
         };
         // SAFETY: not NULL; a struct of `struct_size` bytes per the contract.
         unsafe { write_out(out, &v) }

@@ -72,7 +72,7 @@ pub const METAFED_E_ABANDONED: metafed_status = 18;
 pub const METAFED_VERSION_MAJOR: u32 = 1;
 
 /// See `METAFED_VERSION_MAJOR`.
-pub const METAFED_VERSION_MINOR: u32 = 4;
+pub const METAFED_VERSION_MINOR: u32 = 5;
 
 /// See `METAFED_VERSION_MAJOR`.
 pub const METAFED_VERSION_PATCH: u32 = 0;
@@ -108,7 +108,7 @@ impl From<metafed_rs::SubmitError> for FfiError {
             S::Full => METAFED_E_FULL,
             S::ShuttingDown => METAFED_E_SHUTTING_DOWN,
             S::UnknownDomain(_) | S::NoDomains => METAFED_E_UNKNOWN_DOMAIN,
-            S::InvalidPriority(_) => METAFED_E_INVALID,
+            S::InvalidPriority(_) | S::InvalidAttrs(_) => METAFED_E_INVALID,
             S::Timeout => METAFED_E_TIMEOUT,
             S::WouldDeadlock => METAFED_E_WOULD_DEADLOCK,
         };

@@ -24,6 +24,7 @@
 
 mod attempt;
 mod balance;
+mod classify;
 mod control;
 mod convert;
 mod engine;

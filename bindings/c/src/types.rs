@@ -50,6 +50,13 @@ pub const METAFED_REASON_DOMAIN_OVERLOADED: i32 = 13;
 /// of their own, appended).
 pub const METAFED_REASON_COUNT: usize = 13;
 
+/// ABI 1.5: rejected: the task named no domain (`domains` 0) and could not be classified: the
+/// engine has no classifier, or it refused, crashed, or named no domain (or an unknown one, or a
+/// priority out of range). Counted in `metafed_stats.unclassified` (not in `reasons`). A
+/// program that has used no ABI 1.5 function sees it as `METAFED_REASON_DEGRADED` (refused at
+/// the meta level).
+pub const METAFED_REASON_UNCLASSIFIED: i32 = 14;
+
 /// How an attempt failed (`metafed_failure.kind`): the handler returned an error code.
 pub const METAFED_FAILURE_ERROR: i32 = 0;
 /// The handler panicked, or a C handler returned `METAFED_HANDLER_RAISED`.
@@ -159,7 +166,37 @@ pub struct metafed_task {
     /// ABI 1.3: its key for the keyed rate limits (a tenant, a client; `metafed_key_of` hashes a
     /// name), 0 for none.
     pub key: u64,
+    /// ABI 1.5: named strings the engine's classifier reads (a path, an operation, a tenant),
+    /// `attrs_len` of them (at most `METAFED_MAX_ATTRS`; may be NULL when `attrs_len` is 0),
+    /// copied at submission. A task with `domains` 0 is classified by them.
+    pub attrs: *const metafed_attr,
+    /// ABI 1.5: how many `attrs`.
+    pub attrs_len: usize,
 }
+
+/// ABI 1.5: a task attribute. On submission a length of 0 with a non-NULL pointer means a
+/// NUL-terminated string (so `{"path", 0, "/api/x", 0}` works); names are 1 to
+/// `METAFED_MAX_ATTR_NAME` bytes, values at most `METAFED_MAX_ATTR_VALUE`, both UTF-8. In a
+/// classifier's input the lengths are always given and the strings are not NUL-terminated.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct metafed_attr {
+    /// The name.
+    pub name: *const c_char,
+    /// Its length in bytes (0: NUL-terminated, on submission).
+    pub name_len: usize,
+    /// The value (NULL: empty).
+    pub value: *const c_char,
+    /// Its length in bytes (0: NUL-terminated, or empty when `value` is NULL).
+    pub value_len: usize,
+}
+
+/// ABI 1.5: at most this many attributes per task.
+pub const METAFED_MAX_ATTRS: usize = 16;
+/// ABI 1.5: an attribute's name is at most this many bytes.
+pub const METAFED_MAX_ATTR_NAME: usize = 64;
+/// ABI 1.5: an attribute's value is at most this many bytes.
+pub const METAFED_MAX_ATTR_VALUE: usize = 4096;
 
 /// One failed attempt of a task. Embedded in `metafed_completion` (which carries the size), so
 /// it has no `struct_size` of its own and never changes.
@@ -231,6 +268,12 @@ pub struct metafed_completion {
     pub reroutes: u32,
     /// Reserved (0).
     pub reserved3: u32,
+    /// ABI 1.5: the domains the task needed: those it named, or those its classifier chose (0
+    /// for a task rejected before it was classified).
+    pub domains: u64,
+    /// ABI 1.5: its complexity score from its classifier, 0 to 1 (0 for a task that named its
+    /// domains).
+    pub complexity: f64,
 }
 
 /// One sub-task's reply bytes, in an array the library allocates (`metafed_completion.bodies`).
@@ -549,6 +592,10 @@ pub struct metafed_engine_config {
     /// "target_latency": 5000.0}`, the latency in ms); NULL for none. It then owns
     /// `max_concurrent`.
     pub adaptive_throttle_json: *const c_char,
+    /// ABI 1.5: see `metafed_admission_config.max_cost`.
+    pub max_cost: f64,
+    /// ABI 1.5: see `metafed_admission_config.min_cost`.
+    pub min_cost: f64,
 }
 
 /// The admission settings of a running engine (`metafed_engine_get_admission`,
@@ -571,6 +618,11 @@ pub struct metafed_admission_config {
     pub rate_limit_per_s: f64,
     /// Rate limit burst, tasks.
     pub rate_limit_burst: f64,
+    /// ABI 1.5: a concurrency budget in complexity units (0: none): admitted tasks together cost
+    /// at most this much, a task costing its complexity and at least `min_cost`.
+    pub max_cost: f64,
+    /// ABI 1.5: the least a task costs against `max_cost`, in (0, 1].
+    pub min_cost: f64,
 }
 
 /// Engine-wide counters. `struct_size` must be set by the caller.
@@ -626,6 +678,12 @@ pub struct metafed_stats {
     pub events_dropped: u64,
     /// ABI 1.3: tasks completed with `METAFED_REASON_DOMAIN_OVERLOADED` (not in `reasons`).
     pub domain_overloaded: u64,
+    /// ABI 1.5: tasks that named no domain and were classified.
+    pub classified: u64,
+    /// ABI 1.5: tasks completed with `METAFED_REASON_UNCLASSIFIED` (not in `reasons`).
+    pub unclassified: u64,
+    /// ABI 1.5: complexity units the admitted tasks hold of the cost budget.
+    pub cost_held: f64,
 }
 
 /// One domain's counters.
@@ -724,7 +782,13 @@ pub struct metafed_shutdown_report {
     pub elapsed_ns: u64,
 }
 
-const _: () = assert!(METAFED_REASON_COUNT + 1 == Reason::COUNT);
+const _: () = assert!(METAFED_REASON_COUNT + 2 == Reason::COUNT);
+const _: () = assert!(METAFED_REASON_UNCLASSIFIED == Reason::Unclassified as i32);
+const _: () = assert!(
+    METAFED_MAX_ATTRS == metafed_rs::classify::MAX_ATTRS
+        && METAFED_MAX_ATTR_NAME == metafed_rs::classify::MAX_ATTR_NAME
+        && METAFED_MAX_ATTR_VALUE == metafed_rs::classify::MAX_ATTR_VALUE
+);
 const _: () = assert!(METAFED_REASON_DOMAIN_OVERLOADED == Reason::DomainOverloaded as i32);
 const _: () = assert!(
     METAFED_CAUSE_SLOW_CALL_RATE == metafed_rs::breaker::TransitionCause::SlowCallRate as i32

@@ -57,8 +57,8 @@ pub(crate) fn request<'a>(
         origin: DomainId(origin),
         agent,
         attempt,
-        fanout: req.domains.count_ones(),
-        priority: req.priority,
+        fanout: req.domains.get().count_ones(),
+        priority: req.priority.get(),
     }
 }
 
@@ -90,7 +90,7 @@ impl Worker {
         // When the attempt is abandoned if it is deferred and not answered: the agent timeout, or
         // the task's deadline or the sub-task's domain timeout when sooner.
         // (Times are engine nanoseconds, below 2^63, and timeouts at most 30 days: no overflow.)
-        let limit = req.deadline_ns.min(m.started_ns + sh.domain_timeout_ns());
+        let limit = req.deadline_ns.get().min(m.started_ns + sh.domain_timeout_ns());
         let deadline = (self.now + sh.agent_timeout_ns()).min(limit);
         let r = request(req, m.ticket, (m.domain, m.origin), a, u32::from(info.number));
         let down = sh.down[usize::from(m.domain)].load(Ordering::Relaxed) & bit != 0;

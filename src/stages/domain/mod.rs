@@ -241,7 +241,7 @@ impl Worker {
             let (id, fanout) = {
                 // SAFETY: the task is ours (admitted).
                 let r = unsafe { self.sh.slab.req(m.ticket.slot()) };
-                (r.id, r.domains.count_ones())
+                (r.id, r.domains.get().count_ones())
             };
             if fails_below(splitmix64(rerouted_key(id, m.domain, m.origin, fanout) ^ DOMAIN_FAULT_SALT), 0, fault) {
                 self.counters().domain[d].faults.inc();
@@ -365,7 +365,7 @@ impl Worker {
     pub(crate) fn dispatch(&mut self, mut m: Msg) {
         let d = usize::from(m.domain);
         // SAFETY: the task is ours (admitted).
-        let deadline = unsafe { self.sh.slab.req(m.ticket.slot()) }.deadline_ns;
+        let deadline = unsafe { self.sh.slab.req(m.ticket.slot()) }.deadline_ns.get();
         if self.now >= deadline {
             return self.finish_subtask(m, Reason::Deadline);
         }
@@ -589,7 +589,7 @@ impl Worker {
         };
         let Some((k, alt)) = next else { return false };
         // SAFETY: the task is ours (admitted, with this sub-task in flight).
-        if self.now >= unsafe { self.sh.slab.req(m.ticket.slot()) }.deadline_ns {
+        if self.now >= unsafe { self.sh.slab.req(m.ticket.slot()) }.deadline_ns.get() {
             return false;
         }
         self.counters().domain[usize::from(m.domain)].rerouted.inc();
