@@ -16,6 +16,7 @@ coroutines (they answer later, on an asyncio loop, holding no engine thread).
 """
 
 from ._aio import async_queue_stats
+from ._classify import Classification, ClassifyInput
 from ._engine import Domains, Engine, Ticket, key_of
 from ._native import (
     ConfigError,
@@ -68,7 +69,7 @@ def version() -> str:
 __version__ = "0.1.0"
 
 __all__ = [
-    "AgentError", "AgentStats", "AsyncHandler", "AuditRecord", "Balance", "BatchResult", "BreakerMode", "BreakerState", "Completion",
+    "AgentError", "AgentStats", "AsyncHandler", "AuditRecord", "Balance", "BatchResult", "BreakerMode", "BreakerState", "Classification", "ClassifyInput", "Completion",
     "ConfigError", "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "Handler",
     "HandlerResult", "Health", "HealthStatus", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Outlier", "Reason", "ReliabilityWindow", "Reply",
     "Request", "Shedding", "ShutdownReport", "SimAgent", "Stats", "Task", "Ticket", "Topology", "TopologyError", "UnknownDomain",

@@ -32,6 +32,10 @@ from ._native import (
     duration_ns,
     refuse_if_engine_thread,
 )
+from ._classify import Attrs, Classification, ClassifyInput, attr_pairs, fill_attrs
+from ._classify import register as register_classifier
+from ._classify import release as release_classifier
+from ._classify import trampoline as classify_trampoline
 from ._ops import AuditRecord, EventLogger, Health, audit_of, health_of, metrics_text_of, read_text, serve_admin_of
 from ._topology import (
     CALLS,
@@ -68,7 +72,7 @@ from ._types import (
     Task,
 )
 
-Domains = Union[int, str, Iterable[Union[int, str]]]
+Domains = Union[int, str, Iterable[Union[int, str]], None]
 """A task's domains: one id, one name, or several of either."""
 
 _FULL = 8
@@ -127,6 +131,8 @@ def _completion(c: Any) -> Completion:
         bodies=bodies,
         answered=_domain_ids(int(c.answered)),
         reroutes=int(c.reroutes),
+        domains=_domain_ids(int(c.domains)),
+        complexity=float(c.complexity),
     )
 
 
@@ -353,6 +359,8 @@ def _reasons_of(s: Any) -> dict[Reason, int]:
     out = {Reason(r): int(s.reasons[r]) for r in range(len(s.reasons)) if s.reasons[r]}
     if s.domain_overloaded:
         out[Reason.DOMAIN_OVERLOADED] = int(s.domain_overloaded)
+    if s.unclassified:
+        out[Reason.UNCLASSIFIED] = int(s.unclassified)
     return out
 
 class Engine:
@@ -517,6 +525,8 @@ class Engine:
             raise TypeError("domains must be a domain id, a name, or several")
         if isinstance(domains, (int, str)):
             domains = (domains,)
+        if domains is None:
+            raise InvalidArgument(4, "domains names no domain")
         try:
             items = list(domains)
         except TypeError:
@@ -539,7 +549,7 @@ class Engine:
 
     def _fill(
         self, t: Any, task_id: int, domains: Domains, payload: int, data: bytes, priority: int, deadline: Optional[float],
-        key: Union[int, str, None] = None,
+        key: Union[int, str, None] = None, attrs: Attrs = None,
     ) -> Any:
         _int_arg(task_id, "task_id")
         _int_arg(payload, "payload")
@@ -554,10 +564,11 @@ class Engine:
         t.struct_size = ffi.sizeof("metafed_task")
         t.flags = 0
         t.id = task_id
-        t.domains = self._mask(domains)
+        t.domains = 0 if domains is None else self._mask(domains)
         t.payload = payload
-        keep = ffi.from_buffer(data) if len(data) else ffi.NULL
-        t.data = keep
+        keep_attrs = fill_attrs(t, attr_pairs(attrs))
+        keep = (ffi.from_buffer(data) if len(data) else ffi.NULL, keep_attrs)
+        t.data = keep[0]
         t.data_len = len(data)
         t.priority = priority
         t.deadline_ns = 0 if deadline is None else max(1, round(deadline * S))
@@ -577,6 +588,7 @@ class Engine:
         timeout: Optional[float] = None,
         track: Literal[True] = True,
         key: Union[int, str, None] = None,
+        attrs: Attrs = None,
     ) -> Ticket: ...
 
     @overload
@@ -592,6 +604,7 @@ class Engine:
         timeout: Optional[float] = None,
         track: Literal[False],
         key: Union[int, str, None] = None,
+        attrs: Attrs = None,
     ) -> int: ...
 
     def submit(
@@ -606,6 +619,7 @@ class Engine:
         timeout: Optional[float] = None,
         track: bool = True,
         key: Union[int, str, None] = None,
+        attrs: Attrs = None,
     ) -> Union[Ticket, int]:
         """Submits a task: `task_id` (0 to 2**64-1) is its correlation id, `domains` what it
         needs, `payload` and `data` what handlers see, `priority` 0 (highest) to 3, `deadline`
@@ -613,14 +627,15 @@ class Engine:
         full, up to `timeout` seconds (forever if None; EngineFull after). Returns a `Ticket`
         (a Future of its `Completion`), or with `track=False` the ticket number, whose
         completion `poll` returns. `key` (an int, or a str the engine hashes; see `key_of`) is the
-        task's key for the engine's keyed rate limits. From a handler it never waits: a full
-        engine raises WouldDeadlock."""
+        task's key for the engine's keyed rate limits. `domains` None: the engine's classifier
+        routes the task by its `attrs` (a dict of str, or (name, value) pairs) and bytes. From a
+        handler it never waits: a full engine raises WouldDeadlock."""
         self._check_open()
         end = None if timeout is None else time.monotonic() + timeout
         pause = 1e-5
         while True:
             got: Union[Ticket, int, None] = self._submit_now(
-                task_id, domains, payload, data, priority, deadline, Ticket if track else None, key
+                task_id, domains, payload, data, priority, deadline, Ticket if track else None, key, attrs
             )
             if got is not None:
                 return got
@@ -640,13 +655,14 @@ class Engine:
         deadline: Optional[float],
         waiter: Any,
         key: Union[int, str, None] = None,
+        attrs: Attrs = None,
     ) -> Any:
         """One try at submitting: None when the engine is full; else the ticket number
         (`waiter` None), a new `Ticket` (`waiter` is the Ticket class), or `waiter` itself, an
         (asyncio loop, future) pair that the completion thread resolves on its loop."""
         state = self._state
         with state.lock:
-            keep = self._fill(self._task, task_id, domains, payload, data, priority, deadline, key)
+            keep = self._fill(self._task, task_id, domains, payload, data, priority, deadline, key, attrs)
             status = lib().metafed_engine_submit(state.h, self._task, self._ticket_out)
             if status == 0:
                 ticket = int(self._ticket_out[0])
@@ -680,7 +696,7 @@ class Engine:
         while i < len(tasks):
             chunk = tasks[i : i + batch]
             keep = [
-                self._fill(arr[k], t.id, t.domains, t.payload, t.data, t.priority, t.deadline, t.key)
+                self._fill(arr[k], t.id, t.domains, t.payload, t.data, t.priority, t.deadline, t.key, t.attrs)
                 for k, t in enumerate(chunk)
             ]
             with state.lock:
@@ -712,6 +728,7 @@ class Engine:
         deadline: Optional[float] = None,
         timeout: Optional[float] = None,
         key: Union[int, str, None] = None,
+        attrs: Attrs = None,
     ) -> Completion:
         """Submits a task and awaits its completion (asyncio). While the engine is full it awaits
         (the event loop runs on), up to `timeout` seconds. Cancelling it (or
@@ -723,7 +740,7 @@ class Engine:
         pause = 1e-4
         # The completion thread resolves `fut` on this loop, with the other completions of its
         # batch in one wake-up of the loop.
-        while self._submit_now(task_id, domains, payload, data, priority, deadline, (loop, fut), key) is None:
+        while self._submit_now(task_id, domains, payload, data, priority, deadline, (loop, fut), key, attrs) is None:
             if end is not None and time.monotonic() >= end:
                 raise EngineFull(_FULL, "the engine stayed full until the timeout")
             await asyncio.sleep(pause)
@@ -909,6 +926,9 @@ class Engine:
             agents=agents,
             late_results=s.late_results,
             events_dropped=s.events_dropped,
+            classified=int(s.classified),
+            unclassified=int(s.unclassified),
+            cost_held=float(s.cost_held),
         )
 
     def set_breaker_mode(self, level: Level, index: int, mode: BreakerMode) -> None:
@@ -956,6 +976,26 @@ class Engine:
         self._check_not_closed()
         ids = [self._check_domain(a) for a in alternate_list(alternates)]
         check(lib().metafed_engine_set_domain_alternates(self._state.h, self._check_domain(domain), ids, len(ids)))
+
+    def set_classifier(self, classifier: Optional[Any]) -> None:
+        """Installs a classifier for tasks that name no domain while tasks run, or (None) removes
+        it (see `Topology.set_classifier`). Refused while the engine has `[classify]` rules
+        (`set_classify("")` removes them). Recorded in the audit trail."""
+        self._check_not_closed()
+        if classifier is None:
+            check(lib().metafed_engine_set_classifier(self._state.h, ffi.NULL, ffi.NULL, ffi.NULL))
+            return
+        c = register_classifier(classifier, self._check_domain)
+        check(lib().metafed_engine_set_classifier(self._state.h, classify_trampoline, c.handle, release_classifier))
+
+    def set_classify(self, toml: str) -> None:
+        """Replaces the decision engine's settings while tasks run, from TOML text holding a
+        `[classify]` table (rules, bands, key_attr; "" removes them). ConfigError names a bad
+        field and changes nothing. Recorded in the audit trail."""
+        self._check_not_closed()
+        if not isinstance(toml, str):
+            raise TypeError(f"toml must be str, not {type(toml).__name__}")
+        check(lib().metafed_engine_set_classify_toml(self._state.h, toml.encode()))
 
     def alternates(self, domain: Union[int, str]) -> list[int]:
         """The ids of the domains a sub-task of `domain` is rerouted to now, in order."""

@@ -620,6 +620,27 @@ class Topology:
         ids = [self._domain(a) for a in alternate_list(alternates)]
         check(lib().metafed_topology_set_domain_alternates(self.handle, self._domain(domain), ids, len(ids)))
 
+    def set_classifier(self, classifier: Any) -> None:
+        """Gives the engine a classifier for tasks that name no domain (`domains=None`): a
+        callable taking a `ClassifyInput` (id, payload, data, attrs, key, priority) and returning
+        a `Classification` (domains as ids or names of domains added so far, complexity 0 to 1,
+        and optionally priority, deadline, key). It runs on the engine's worker threads (holding
+        the GIL); one that raises, returns something else, or names no domain rejects the task
+        (`Reason.UNCLASSIFIED`). The topology must have no `[classify]` rules."""
+        from ._classify import register, release, trampoline
+
+        c = register(classifier, self._domain)
+        check(lib().metafed_topology_set_classifier(self.handle, trampoline, c.handle, release))
+
+    def set_classify(self, toml: str) -> None:
+        """The decision engine's settings from TOML text holding a `[classify]` table: rules on
+        attributes and bytes that add domains and weight to a task's complexity, bands that give
+        priority and deadline by complexity, and `key_attr` (see docs/classify.md). Rule domains
+        are checked when the engine starts."""
+        if not isinstance(toml, str):
+            raise TypeError(f"toml must be str, not {type(toml).__name__}")
+        check(lib().metafed_topology_set_classify_toml(self.handle, toml.encode()))
+
     def set_balance(self, domain: DomainRef, balance: Balance) -> None:
         """Sets how `domain` chooses its agents (see `Balance`)."""
         check(lib().metafed_topology_set_domain_balance(self.handle, self._domain(domain), *balance_args(balance)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import ClassVar, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 
 class Outcome(enum.IntEnum):
@@ -36,6 +36,7 @@ class Reason(enum.IntEnum):
     DOMAIN_TIMEOUT = 11
     BUDGET_EXHAUSTED = 12
     DOMAIN_OVERLOADED = 13
+    UNCLASSIFIED = 14  # named no domain and could not be classified
 
     def __str__(self) -> str:
         return self.name
@@ -246,7 +247,9 @@ class Completion:
     successful attempt returned some, by domain id; `body` is the first (a one-domain task's
     reply). `answered` holds the ids of the domains whose sub-tasks succeeded: those the task
     asked for, except that a sub-task rerouted after failing at its domain answered from an
-    alternate (`Topology.set_alternates`); `reroutes` counts the moves to an alternate."""
+    alternate (`Topology.set_alternates`); `reroutes` counts the moves to an alternate.
+    `domains` holds the domains the task needed (those it named, or those its classifier chose)
+    and `complexity` its classifier's score (0 for a task that named its domains)."""
 
     ticket: int
     id: int
@@ -261,6 +264,8 @@ class Completion:
     bodies: Mapping[int, bytes] = field(default_factory=dict)
     answered: frozenset[int] = frozenset()
     reroutes: int = 0
+    domains: frozenset[int] = frozenset()
+    complexity: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -275,15 +280,18 @@ class Completion:
 
 @dataclass(frozen=True)
 class Task:
-    """A task for `Engine.submit_many`: `domains` is a domain id, a name, or several."""
+    """A task for `Engine.submit_many`: `domains` is a domain id, a name, or several; None
+    for a task the engine's classifier routes by its `attrs` (a dict of str, or (name, value)
+    pairs) and bytes."""
 
     id: int
-    domains: Union[int, str, Sequence[Union[int, str]]]
+    domains: Union[int, str, Sequence[Union[int, str]], None]
     payload: int = 0
     data: bytes = b""
     priority: int = 0
     deadline: Optional[float] = None  # seconds
     key: Union[int, str, None] = None  # for the keyed rate limits (a str is hashed: key_of)
+    attrs: Union[Mapping[str, str], Sequence[Tuple[str, str]], None] = None
 
 
 @dataclass(frozen=True)
@@ -378,6 +386,9 @@ class Stats:
     agents: list[AgentStats] = field(default_factory=list)
     late_results: int = 0
     events_dropped: int = 0
+    classified: int = 0  # tasks that named no domain and were classified
+    unclassified: int = 0  # ... and could not be (Reason.UNCLASSIFIED)
+    cost_held: float = 0.0  # complexity units the admitted tasks hold of the cost budget
 
 
 @dataclass(frozen=True)
