@@ -316,7 +316,7 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
         meta: MetaStats {
             degraded_admits: sum(&|c| c.degraded_admits.get()),
             breaker: sh.meta_breaker.snapshot(now),
-            cost_held: sh.cost_held.load(Ordering::Relaxed) as f64 / f64::from(crate::classify::Complexity::SCALE),
+            cost_held: sh.cost_held.load(Ordering::Relaxed) as f64 / f64::from(crate::task::Complexity::SCALE),
         },
         classify: ws.iter().fold(crate::classify::ClassifyStats::default(), |mut acc, w| {
             w.counters.classify.merge_into(&mut acc);

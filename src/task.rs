@@ -372,7 +372,7 @@ pub struct Completion {
     /// task rejected before it was classified).
     pub domains: DomainSet,
     /// Its complexity score, from its classifier (0 for a task that named its domains).
-    pub complexity: crate::classify::Complexity,
+    pub complexity: Complexity,
     failures: [AttemptFailure; MAX_RECORDED_FAILURES],
     failures_len: u8,
     /// Failed attempts in all, recorded or not.
@@ -440,7 +440,7 @@ impl Completion {
         self.answered = DomainSet(0);
         self.reroutes = 0;
         self.domains = DomainSet(0);
-        self.complexity = crate::classify::Complexity::default();
+        self.complexity = Complexity::default();
         self.failures_len = 0;
         self.failures_total = 0;
         self.bodies.clear();
@@ -452,5 +452,43 @@ impl Completion {
             self.failures_len += 1;
         }
         self.failures_total += 1;
+    }
+}
+
+/// A task's complexity score, kept in ten-thousandths so that a [`Completion`](crate::Completion)
+/// stays `Eq`: 0 for a task that named its own domains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(into = "f32")]
+pub struct Complexity(u16);
+
+impl Complexity {
+    /// The scale: `Complexity::from_units(SCALE)` is 1.0.
+    pub const SCALE: u16 = 10_000;
+
+    /// A score from a number, clamped to [0, 1] (NaN is 0).
+    pub fn new(v: f32) -> Self {
+        let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
+        Self((v * f32::from(Self::SCALE)).round() as u16)
+    }
+
+    /// A score in ten-thousandths (clamped to `SCALE`).
+    pub fn from_units(units: u16) -> Self {
+        Self(units.min(Self::SCALE))
+    }
+
+    /// The score, 0.0 to 1.0.
+    pub fn get(self) -> f32 {
+        f32::from(self.0) / f32::from(Self::SCALE)
+    }
+
+    /// The score in ten-thousandths.
+    pub fn units(self) -> u16 {
+        self.0
+    }
+}
+
+impl From<Complexity> for f32 {
+    fn from(c: Complexity) -> f32 {
+        c.get()
     }
 }

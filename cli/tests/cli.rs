@@ -340,8 +340,14 @@ fn simulate_reproducible_leaves_out_only_the_wall_clock() {
     let plain: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
     let reproducible: serde_json::Value = serde_json::from_slice(&reproducible.stdout).unwrap();
     // What only the plain report has: throughput and latency, and the unloaded run.
-    const WALL: [&str; 5] =
-        ["tasks_per_s", "latency_ns", "throughput_tasks_per_s", "unloaded_latency_ns", "unloaded_without_breakers"];
+    const WALL: [&str; 6] = [
+        "tasks_per_s",
+        "latency_ns",
+        "throughput_tasks_per_s",
+        "unloaded_latency_ns",
+        "unloaded_without_breakers",
+        "cost",
+    ];
     fn same(plain: &serde_json::Value, repro: &serde_json::Value, path: &str, wall: &[&str], diffs: &mut Vec<String>) {
         use serde_json::Value::{Array, Object};
         match (plain, repro) {

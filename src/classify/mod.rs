@@ -47,6 +47,7 @@ pub use attrs::check as check_attrs;
 pub use attrs::{AttrError, AttrList, Attrs, MAX_ATTR_NAME, MAX_ATTR_VALUE, MAX_ATTRS};
 pub use rules::{Band, ClassifyConfig, Rule, Rules};
 
+pub use crate::task::Complexity;
 use crate::task::DomainSet;
 use serde::Serialize;
 use std::fmt;
@@ -123,44 +124,6 @@ where
     }
 }
 
-/// A task's complexity score, kept in ten-thousandths so that a [`Completion`](crate::Completion)
-/// stays `Eq`: 0 for a task that named its own domains.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(into = "f32")]
-pub struct Complexity(u16);
-
-impl Complexity {
-    /// The scale: `Complexity::from_units(SCALE)` is 1.0.
-    pub const SCALE: u16 = 10_000;
-
-    /// A score from a number, clamped to [0, 1] (NaN is 0).
-    pub fn new(v: f32) -> Self {
-        let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
-        Self((v * f32::from(Self::SCALE)).round() as u16)
-    }
-
-    /// A score in ten-thousandths (clamped to `SCALE`).
-    pub fn from_units(units: u16) -> Self {
-        Self(units.min(Self::SCALE))
-    }
-
-    /// The score, 0.0 to 1.0.
-    pub fn get(self) -> f32 {
-        f32::from(self.0) / f32::from(Self::SCALE)
-    }
-
-    /// The score in ten-thousandths.
-    pub fn units(self) -> u16 {
-        self.0
-    }
-}
-
-impl From<Complexity> for f32 {
-    fn from(c: Complexity) -> f32 {
-        c.get()
-    }
-}
-
 /// How many buckets [`ComplexityHistogram`] has: tenths of the score, the last one holding 1.0.
 pub const COMPLEXITY_BUCKETS: usize = 10;
 
@@ -168,7 +131,7 @@ pub const COMPLEXITY_BUCKETS: usize = 10;
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ComplexityHistogram {
     /// The domain set (`DomainSet(u64::MAX)`: every set past the first
-    /// [`MAX_TRACKED_SETS`](crate::classify::MAX_TRACKED_SETS) a worker saw, together).
+    /// [`MAX_TRACKED_SETS`] a worker saw, together).
     pub domains: DomainSet,
     /// Tasks whose score is in `[k / 10, (k + 1) / 10)` (the last bucket includes 1.0).
     pub buckets: [u64; COMPLEXITY_BUCKETS],

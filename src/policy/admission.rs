@@ -112,7 +112,7 @@ impl Admission {
         self.max_concurrent.store(a.max_concurrent as u64, Ordering::Relaxed);
         self.queue_capacity.store(a.queue_capacity as u64, Ordering::Relaxed);
         self.essential_priority.store(a.essential_priority, Ordering::Relaxed);
-        let units = |c: f64| (c * f64::from(crate::classify::Complexity::SCALE)).round() as u64;
+        let units = |c: f64| (c * f64::from(crate::task::Complexity::SCALE)).round() as u64;
         self.min_cost.store(units(a.min_cost).max(1), Ordering::Relaxed);
         self.max_cost.store(units(a.max_cost), Ordering::Relaxed);
         for (r, f) in self.reserve.iter().zip(a.priority_reserve) {

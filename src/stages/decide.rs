@@ -2,10 +2,10 @@
 //! admits it, before the meta breaker, the limits and the throttle see it (its priority, key and
 //! cost come from the verdict). Out of line: a task that named its domains pays one test.
 
-use crate::classify::{Classification, Complexity, TaskInfo};
+use crate::classify::{Classification, TaskInfo};
 use crate::stages::worker::Worker;
 use crate::sync::Ordering;
-use crate::task::{LOWEST_PRIORITY, Ticket};
+use crate::task::{Complexity, LOWEST_PRIORITY, Ticket};
 
 /// Why a verdict was refused, for the counters and the log.
 enum Refusal {

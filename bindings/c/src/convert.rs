@@ -824,6 +824,12 @@ unsafe impl CStruct for metafed_completion {
     const MIN_SIZE: usize = std::mem::offset_of!(metafed_completion, answered);
 }
 // SAFETY: as above.
+unsafe impl CStruct for metafed_admission_config {
+    const NAME: &'static str = "metafed_admission_config";
+    /// ABI 1.0's form ended before `max_cost` (1.5 appended it and `min_cost`).
+    const MIN_SIZE: usize = std::mem::offset_of!(metafed_admission_config, max_cost);
+}
+// SAFETY: as above.
 unsafe impl CStruct for metafed_domain_stats {
     const NAME: &'static str = "metafed_domain_stats";
     /// ABI 1.0's form ended before `rerouted` (appended in 1.4).
@@ -836,7 +842,6 @@ c_structs!(
     metafed_response,
     metafed_sim_agent,
     metafed_hedge_config,
-    metafed_admission_config,
     metafed_shutdown_report,
     metafed_breaker_event,
     metafed_event,

@@ -6,6 +6,7 @@
 
 mod args;
 mod claims;
+mod classify;
 mod figures;
 mod hedging;
 #[cfg(feature = "plot")]
@@ -356,6 +357,8 @@ fn simulate(
     let schedule = schedule_run(args, r, rates)?;
     // 11. Cross-domain rerouting, breakers off.
     let reroute = reroute::reroute_runs(r, n, (e, fd, fm))?;
+    // 12. The decision engine, breakers off (its own closed loop, not counted above).
+    let classify = classify::classify_runs(n.min(200_000), (e, fd, fm), args.seed << 40, wall).map_err(Halt::from)?;
     // The runs every mode makes end here: the total counts them, whatever the mode.
     let tasks_total = r.tasks_total;
     // Latency and throughput are judged on runs where every task takes the whole path (with
@@ -426,6 +429,7 @@ fn simulate(
         hedging,
         slow_agent,
         reroute,
+        classify,
         schedule,
         claims,
     })

@@ -211,6 +211,8 @@ pub(super) struct Report {
     pub(super) slow_agent: Vec<SlowAgent>,
     /// Cross-domain rerouting against the model with breadth at the domain level.
     pub(super) reroute: Reroute,
+    /// The decision engine: the seed's rules over a request mix, and admission by cost.
+    pub(super) classify: Classify,
     /// W3's tail in virtual time, without hedging and with it.
     pub(super) hedging: Vec<Hedging>,
     /// A run with a varying load and a fault schedule, phase by phase.
@@ -329,4 +331,40 @@ impl Level {
     pub(super) fn measured_k(&self) -> u64 {
         (self.measured * self.n as f64).round() as u64
     }
+}
+
+/// One kind of request: its domain set, score, model and measured success.
+#[derive(Serialize)]
+pub(super) struct KindRow {
+    pub(super) kind: &'static str,
+    pub(super) domains: String,
+    pub(super) complexity: f32,
+    pub(super) tasks: u64,
+    pub(super) predicted: f64,
+    pub(super) measured: f64,
+    pub(super) ci95: [f64; 2],
+}
+
+/// Admission by cost: tasks of one kind under the cost budget.
+#[derive(Serialize)]
+pub(super) struct CostRow {
+    pub(super) kind: &'static str,
+    pub(super) complexity: f32,
+    /// The budget over the task's cost: how many should run at once.
+    pub(super) expected_in_flight: f64,
+    /// Little's law over the run: throughput x the agents' latency.
+    pub(super) measured_in_flight: f64,
+    pub(super) tasks_per_s: f64,
+}
+
+#[derive(Serialize)]
+pub(super) struct Classify {
+    pub(super) kinds: Vec<KindRow>,
+    /// Classified tasks by tenths of their score (the last holds 1.0).
+    pub(super) histogram: [u64; 10],
+    pub(super) unclassified: u64,
+    pub(super) max_cost: f64,
+    /// Timed on the wall clock: left out with --reproducible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) cost: Option<Vec<CostRow>>,
 }

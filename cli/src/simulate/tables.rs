@@ -335,4 +335,5 @@ pub(super) fn print_tables(r: &Report) {
         "   With breadth at the agent and domain levels, failure falls as a power of the breadth at each; the meta level"
     );
     println!("   (one meta orchestrator, its fault rate) stays a factor that no breadth below it removes.");
+    super::classify::print(&r.classify);
 }
