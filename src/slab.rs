@@ -74,29 +74,22 @@ pub(crate) trait FieldAtomic: Copy {
     fn store(a: &Self::Atomic, v: Self);
 }
 
-impl FieldAtomic for u64 {
-    type Atomic = std::sync::atomic::AtomicU64;
-    #[inline]
-    fn load(a: &Self::Atomic) -> Self {
-        a.load(std::sync::atomic::Ordering::Relaxed)
-    }
-    #[inline]
-    fn store(a: &Self::Atomic, v: Self) {
-        a.store(v, std::sync::atomic::Ordering::Relaxed)
-    }
+macro_rules! field_atomic {
+    ($($t:ty => $a:ty),*) => {$(
+        impl FieldAtomic for $t {
+            type Atomic = $a;
+            #[inline]
+            fn load(a: &Self::Atomic) -> Self {
+                a.load(std::sync::atomic::Ordering::Relaxed)
+            }
+            #[inline]
+            fn store(a: &Self::Atomic, v: Self) {
+                a.store(v, std::sync::atomic::Ordering::Relaxed)
+            }
+        }
+    )*};
 }
-
-impl FieldAtomic for u8 {
-    type Atomic = std::sync::atomic::AtomicU8;
-    #[inline]
-    fn load(a: &Self::Atomic) -> Self {
-        a.load(std::sync::atomic::Ordering::Relaxed)
-    }
-    #[inline]
-    fn store(a: &Self::Atomic, v: Self) {
-        a.store(v, std::sync::atomic::Ordering::Relaxed)
-    }
-}
+field_atomic!(u64 => std::sync::atomic::AtomicU64, u8 => std::sync::atomic::AtomicU8);
 
 impl<T: FieldAtomic> Field<T> {
     #[inline]
