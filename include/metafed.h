@@ -2065,7 +2065,8 @@ metafed_status metafed_engine_get_keyed_stats_json(struct metafed_engine *engine
  place of rules: `f` is called with `user_data` from the engine's worker threads, possibly
  from several at once, and `finalizer` (may be NULL) with `user_data` once `f` will never be
  called again. NULL `f`: `METAFED_E_NULL`. The topology must have no `[classify]` rules
- (bands and the key attribute still apply).
+ (bands and the key attribute still apply). On failure nothing is kept and `finalizer` is not
+ called.
  */
 metafed_status metafed_topology_set_classifier(struct metafed_topology *topology,
                                                metafed_classify_fn f,
@@ -2083,7 +2084,8 @@ metafed_status metafed_topology_set_classify_toml(struct metafed_topology *topol
 /*
  Installs a classifier while tasks run (arguments as `metafed_topology_set_classifier`), or
  removes it with a NULL `f` (the rules classify again; without rules, tasks must name their
- domains). `METAFED_E_CONFIG` while the engine has rules. Recorded in the audit trail.
+ domains). `METAFED_E_CONFIG` while the engine has rules. On failure nothing is kept and
+ `finalizer` is not called. Recorded in the audit trail.
  */
 metafed_status metafed_engine_set_classifier(struct metafed_engine *engine,
                                              metafed_classify_fn f,

@@ -116,6 +116,14 @@ impl<T> Snapshot<T> {
         f(&v)
     }
 
+    /// Replaces the value and returns the old one (to drop where the caller chooses).
+    #[cfg(not(loom))]
+    pub(crate) fn swap(&self, v: T) -> std::sync::Arc<T> {
+        let old = self.inner.swap(std::sync::Arc::new(v));
+        self.version.fetch_add(1, Ordering::Release);
+        old
+    }
+
     /// Replaces the value; readers see the old one or the new one, never a mix.
     pub(crate) fn store(&self, v: T) {
         #[cfg(not(loom))]

@@ -124,7 +124,7 @@ where
     }
 }
 
-/// How many buckets [`ComplexityHistogram`] has: tenths of the score, the last one holding 1.0.
+/// How many buckets [`ComplexityHistogram`] has: tenths of the score, `(k / 10, (k + 1) / 10]`.
 pub const COMPLEXITY_BUCKETS: usize = 10;
 
 /// Classified tasks of one domain set by complexity.
@@ -133,7 +133,8 @@ pub struct ComplexityHistogram {
     /// The domain set (`DomainSet(u64::MAX)`: every set past the first
     /// [`MAX_TRACKED_SETS`] a worker saw, together).
     pub domains: DomainSet,
-    /// Tasks whose score is in `[k / 10, (k + 1) / 10)` (the last bucket includes 1.0).
+    /// Tasks whose score is in `(k / 10, (k + 1) / 10]` (the first bucket includes 0), as
+    /// Prometheus's `le` bounds count them.
     pub buckets: [u64; COMPLEXITY_BUCKETS],
     /// The sum of their scores.
     pub sum: f64,
@@ -162,8 +163,8 @@ pub struct ClassifyStats {
     pub classified: u64,
     /// Tasks the classifier refused (it returned an error).
     pub failed: u64,
-    /// Tasks whose classifier panicked (or whose C or Python classifier raised or broke its
-    /// contract).
+    /// Tasks whose (Rust) classifier panicked. A C classifier's non-zero return and a Python
+    /// classifier's exception count as `failed`.
     pub panicked: u64,
     /// Tasks classified into no domain.
     pub no_domain: u64,
@@ -182,9 +183,9 @@ impl ClassifyStats {
     }
 }
 
-/// The bucket of a score.
+/// The bucket of a score: `(k / 10, (k + 1) / 10]`, 0 in the first.
 pub(crate) fn bucket_of(c: Complexity) -> usize {
-    (usize::from(c.units()) * COMPLEXITY_BUCKETS / usize::from(Complexity::SCALE)).min(COMPLEXITY_BUCKETS - 1)
+    (usize::from(c.units()) * COMPLEXITY_BUCKETS).div_ceil(usize::from(Complexity::SCALE)).saturating_sub(1)
 }
 
 /// A classifier as the topology keeps it.

@@ -28,8 +28,10 @@ impl Engine {
         let decider = self.decider(cfg, cur.1.as_ref())?;
         let from = describe(&cur.0, cur.1.is_some());
         cur.0 = cfg.clone();
-        self.sh.decider.store(decider);
+        let old = self.sh.decider.swap(decider);
         audit.record("classify", "meta".into(), from, describe(cfg, cur.1.is_some()));
+        drop((cur, audit));
+        drop(old); // a C or Python finalizer may call back into the engine: no lock held
         Ok(())
     }
 
@@ -40,11 +42,20 @@ impl Engine {
         let mut audit = self.sh.audit();
         let mut cur = lock(&self.classify_setting);
         let custom = classifier.map(Custom);
-        let decider = self.decider(&cur.0, custom.as_ref())?;
+        let decider = match self.decider(&cur.0, custom.as_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                drop((cur, audit));
+                drop(custom); // refused: dropped with no lock held
+                return Err(e);
+            }
+        };
         let from = describe(&cur.0, cur.1.is_some());
-        cur.1 = custom;
-        self.sh.decider.store(decider);
+        let old = std::mem::replace(&mut cur.1, custom);
+        let old_decider = self.sh.decider.swap(decider);
         audit.record("classifier", "meta".into(), from, describe(&cur.0, cur.1.is_some()));
+        drop((cur, audit));
+        drop((old, old_decider)); // a C or Python finalizer may call back into the engine
         Ok(())
     }
 

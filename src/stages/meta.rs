@@ -130,7 +130,9 @@ impl Worker {
         if !self.sh.rate.allow_fresh(self.now, || clock.now()) {
             return self.complete(t, Reason::RateLimited);
         }
-        if self.sh.admission.gated() && !self.throttle_acquire(idx) {
+        // A task does not overtake those waiting at its priority or above on this worker (a
+        // cheap one would otherwise pass an expensive one for ever).
+        if self.sh.admission.gated() && (self.waiting_ahead(priority) || !self.throttle_acquire(idx)) {
             let q = &mut self.pending[usize::from(priority)];
             if q.len() as u64 >= self.sh.admission.queue_capacity.load(Ordering::Relaxed) {
                 return self.complete(t, Reason::Throttled);
@@ -139,6 +141,11 @@ impl Worker {
             return;
         }
         self.decompose(t);
+    }
+
+    /// Whether tasks of priority `p` or higher wait for the throttle or the budget here.
+    fn waiting_ahead(&self, p: u8) -> bool {
+        self.pending[..=usize::from(p)].iter().any(|q| !q.is_empty())
     }
 
     /// Takes a throttle permit and the task's cost from the budget, where each is on; false

@@ -78,6 +78,9 @@ struct CClassifier {
     f: unsafe extern "C" fn(*mut c_void, *const metafed_classify_input, *mut metafed_classification) -> i32,
     user_data: *mut c_void,
     finalizer: metafed_finalizer_fn,
+    /// Set once the library kept it: a refused classifier is dropped without its finalizer (as
+    /// a refused callback agent is), so the caller still owns `user_data`.
+    kept: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the C caller guarantees `f` and `user_data` may be used from the engine's threads
@@ -139,15 +142,24 @@ impl metafed_rs::classify::Classifier for CClassifier {
 
 impl Drop for CClassifier {
     fn drop(&mut self) {
-        if let Some(fin) = self.finalizer {
+        if let Some(fin) = self.finalizer.filter(|_| self.kept.load(std::sync::atomic::Ordering::Acquire)) {
             // SAFETY: the caller's finalizer, called once, when nothing can call `f` again.
             unsafe { fin(self.user_data) };
         }
     }
 }
 
+/// A classifier the topology and the caller share (the caller marks it kept once it is).
+struct Shared(std::sync::Arc<CClassifier>);
+
+impl metafed_rs::classify::Classifier for Shared {
+    fn classify(&self, t: &TaskInfo<'_>) -> Result<Classification, ClassifyError> {
+        self.0.classify(t)
+    }
+}
+
 fn classifier(f: metafed_classify_fn, user_data: *mut c_void, finalizer: metafed_finalizer_fn) -> Option<CClassifier> {
-    f.map(|f| CClassifier { f, user_data, finalizer })
+    f.map(|f| CClassifier { f, user_data, finalizer, kept: std::sync::atomic::AtomicBool::new(false) })
 }
 
 /// The `[classify]` table of a TOML text (other tables are ignored: a topology file will do).
@@ -161,7 +173,8 @@ fn classify_toml(text: *const c_char) -> Result<ClassifyConfig, FfiError> {
 /// place of rules: `f` is called with `user_data` from the engine's worker threads, possibly
 /// from several at once, and `finalizer` (may be NULL) with `user_data` once `f` will never be
 /// called again. NULL `f`: `METAFED_E_NULL`. The topology must have no `[classify]` rules
-/// (bands and the key attribute still apply).
+/// (bands and the key attribute still apply). On failure nothing is kept and `finalizer` is not
+/// called.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_topology_set_classifier(
     topology: *mut metafed_topology,
@@ -171,11 +184,15 @@ pub extern "C" fn metafed_topology_set_classifier(
 ) -> metafed_status {
     boundary("metafed_topology_set_classifier", || {
         crate::convert::knows_abi_1_5();
-        let c = classifier(f, user_data, finalizer).ok_or_else(|| err(METAFED_E_NULL, "f is NULL"))?;
+        let c =
+            std::sync::Arc::new(classifier(f, user_data, finalizer).ok_or_else(|| err(METAFED_E_NULL, "f is NULL"))?);
+        let kept = c.clone();
         with_builder(topology, |b| {
-            b.classifier(c);
+            b.classifier(Shared(c));
             Ok(())
-        })
+        })?;
+        kept.kept.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     })
 }
 
@@ -199,7 +216,8 @@ pub extern "C" fn metafed_topology_set_classify_toml(
 
 /// Installs a classifier while tasks run (arguments as `metafed_topology_set_classifier`), or
 /// removes it with a NULL `f` (the rules classify again; without rules, tasks must name their
-/// domains). `METAFED_E_CONFIG` while the engine has rules. Recorded in the audit trail.
+/// domains). `METAFED_E_CONFIG` while the engine has rules. On failure nothing is kept and
+/// `finalizer` is not called. Recorded in the audit trail.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_set_classifier(
     engine: *mut metafed_engine,
@@ -209,9 +227,15 @@ pub extern "C" fn metafed_engine_set_classifier(
 ) -> metafed_status {
     boundary("metafed_engine_set_classifier", || {
         crate::convert::knows_abi_1_5();
-        let c = classifier(f, user_data, finalizer)
-            .map(|c| std::sync::Arc::new(c) as std::sync::Arc<dyn metafed_rs::classify::Classifier>);
-        with_engine(engine, |e| Ok(e.set_classifier(c)?))
+        let c = classifier(f, user_data, finalizer).map(std::sync::Arc::new);
+        let kept = c.clone();
+        with_engine(engine, |e| {
+            Ok(e.set_classifier(c.map(|c| c as std::sync::Arc<dyn metafed_rs::classify::Classifier>))?)
+        })?;
+        if let Some(k) = kept {
+            k.kept.store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(())
     })
 }
 

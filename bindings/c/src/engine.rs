@@ -63,14 +63,24 @@ pub extern "C" fn metafed_engine_new(
             // SAFETY: not NULL; a `metafed_engine_config` of `struct_size` bytes per the contract.
             let c = unsafe { read_in(config, metafed_engine_config::defaults()) }?;
             // SAFETY: as above: the struct starts with a readable `u32`.
-            let known = unsafe { config.cast::<u32>().read_unaligned() } as usize >= size_of::<metafed_engine_config>();
-            if known {
+            let size = unsafe { config.cast::<u32>().read_unaligned() } as usize;
+            // A config of ABI 1.3's size or later (1.5 appended max_cost): the program knows the
+            // reasons of 1.3; of 1.5's, those of 1.5.
+            let knows_1_3 = size >= std::mem::offset_of!(metafed_engine_config, max_cost);
+            let knows_1_5 = size >= size_of::<metafed_engine_config>();
+            if knows_1_3 {
                 crate::convert::knows_abi_1_3();
             }
+            if knows_1_5 {
+                crate::convert::knows_abi_1_5();
+            }
             // A program whose config is of a size before ABI 1.3 knows the completion of ABI 1.0
-            // (it grew in 1.4): its callback gets completions that say that size, as they did.
-            let completion_size = if known {
+            // (it grew in 1.4): its callback gets completions that say that size, as they did;
+            // one of 1.3 or 1.4 gets 1.4's, one of 1.5 the library's.
+            let completion_size = if knows_1_5 {
                 size_of::<metafed_completion>()
+            } else if knows_1_3 {
+                std::mem::offset_of!(metafed_completion, domains)
             } else {
                 <metafed_completion as crate::convert::CStruct>::MIN_SIZE
             } as u32;

@@ -90,7 +90,7 @@ class _Classifier:
 
     __slots__ = ("fn", "handle", "resolve", "__weakref__")
 
-    def __init__(self, fn: Callable[[ClassifyInput], Classification], resolve: Callable[[Any], int]) -> None:
+    def __init__(self, fn: Callable[[ClassifyInput], Classification], resolve: Callable[[], Any]) -> None:
         self.fn = fn
         self.resolve = resolve
         self.handle = ffi.new_handle(self)
@@ -100,7 +100,9 @@ _LIVE: set[_Classifier] = set()
 _LIVE_LOCK = threading.Lock()
 
 
-def register(fn: Any, resolve: Callable[[Any], int]) -> _Classifier:
+def register(fn: Any, resolve: Callable[[], Any]) -> _Classifier:
+    """`resolve()` gives the function that maps a domain name or id to its id (None once its
+    owner is gone: held weakly, so a classifier never keeps its engine alive)."""
     if not callable(fn):
         raise TypeError(f"a classifier must be callable, not {type(fn).__name__}")
     c = _Classifier(fn, resolve)
@@ -136,9 +138,12 @@ def trampoline(user_data, inp, out):  # type: ignore[no-untyped-def]
         domains = v.domains
         if isinstance(domains, (int, str)):
             domains = (domains,)
+        resolve = c.resolve()
+        if resolve is None:
+            return -3  # the engine that set it is gone
         mask = 0
         for d in domains:
-            mask |= 1 << c.resolve(d)
+            mask |= 1 << resolve(d)
         out.domains = mask
         out.complexity = float(v.complexity)
         flags = 0
@@ -155,7 +160,7 @@ def trampoline(user_data, inp, out):  # type: ignore[no-untyped-def]
             flags |= 4
         out.flags = flags
         return 0
-    except BaseException:  # noqa: BLE001 - a classifier that raises refuses the task
+    except Exception:  # noqa: BLE001 - a classifier that raises refuses the task
         return -1
     finally:
         ENGINE_THREAD.active = was

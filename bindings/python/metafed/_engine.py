@@ -985,7 +985,7 @@ class Engine:
         if classifier is None:
             check(lib().metafed_engine_set_classifier(self._state.h, ffi.NULL, ffi.NULL, ffi.NULL))
             return
-        c = register_classifier(classifier, self._check_domain)
+        c = register_classifier(classifier, weakref.WeakMethod(self._check_domain))
         check(lib().metafed_engine_set_classifier(self._state.h, classify_trampoline, c.handle, release_classifier))
 
     def set_classify(self, toml: str) -> None:
@@ -1186,12 +1186,13 @@ class Engine:
 
     _ADMISSION_FIELDS = (
         "max_concurrent", "queue_capacity", "essential_priority", "priority_reserve", "rate_limit_per_s",
-        "rate_limit_burst",
+        "rate_limit_burst", "max_cost", "min_cost",
     )
 
     def admission(self) -> dict[str, Any]:
         """The admission settings now: max_concurrent (the throttle, 0: none), queue_capacity,
-        essential_priority, priority_reserve (four shares), rate_limit_per_s, rate_limit_burst."""
+        essential_priority, priority_reserve (four shares), rate_limit_per_s, rate_limit_burst,
+        max_cost (a concurrency budget in complexity units, 0: none) and min_cost."""
         self._check_not_closed()
         cfg = ffi.new("metafed_admission_config *")
         cfg.struct_size = ffi.sizeof("metafed_admission_config")
@@ -1221,7 +1222,7 @@ class Engine:
                     if isinstance(r, bool) or not isinstance(r, (int, float)):
                         raise TypeError(f"priority_reserve[{i}] must be a number, not {type(r).__name__}")
                     cfg.priority_reserve[i] = float(r)
-            elif key.startswith("rate_limit"):
+            elif key.startswith("rate_limit") or key in ("max_cost", "min_cost"):
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise TypeError(f"{key} must be a number, not {type(v).__name__}")
                 setattr(cfg, key, float(v))

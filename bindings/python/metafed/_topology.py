@@ -9,6 +9,7 @@ import collections.abc
 import functools
 import inspect
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Optional, Sequence, Tuple, Union
 
@@ -629,7 +630,24 @@ class Topology:
         (`Reason.UNCLASSIFIED`). The topology must have no `[classify]` rules."""
         from ._classify import register, release, trampoline
 
-        c = register(classifier, self._domain)
+        # The classifier must not keep the topology alive (it may outlive it: close() while
+        # engines run): names are looked up through a weak reference and remembered.
+        owner = weakref.ref(self)
+        names: dict[str, int] = {}
+
+        def resolve(d: DomainRef) -> int:
+            if isinstance(d, str):
+                if d not in names:
+                    t = owner()
+                    if t is None or t._h is None:
+                        raise KeyError(f"domain {d!r}: its topology is gone; return domain ids")
+                    names[d] = t.domain_id(d)
+                return names[d]
+            if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < 64:
+                raise ValueError(f"a domain is an id (0 to 63) or a name, not {d!r}")
+            return d
+
+        c = register(classifier, lambda: resolve)
         check(lib().metafed_topology_set_classifier(self.handle, trampoline, c.handle, release))
 
     def set_classify(self, toml: str) -> None:

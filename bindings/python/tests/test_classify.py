@@ -53,8 +53,13 @@ def test_rules_route_a_task_by_its_attributes_and_bytes():
         assert (c.domains, c.complexity) == (frozenset({2}), 0.0)
         tickets = engine.submit_many([metafed.Task(5, None, attrs={"path": "/api/y"}), metafed.Task(6, "API")])
         assert [f.result(timeout=30).outcome for f in tickets] == [Outcome.OK, Outcome.OK]
+        engine.set_admission(max_cost=2.5, min_cost=0.2)
+        assert (engine.admission()["max_cost"], engine.admission()["min_cost"]) == (2.5, 0.2)
+        assert engine.submit(9, None, attrs={"path": "/api/z"}).result(timeout=30).ok
+        with pytest.raises(metafed.ConfigError, match="min_cost"):
+            engine.set_admission(min_cost=0)
         s = engine.stats()
-        assert (s.classified, s.unclassified) == (3, 1)
+        assert (s.classified, s.unclassified) == (4, 1)
         assert s.reasons[Reason.UNCLASSIFIED] == 1
         with pytest.raises(metafed.ConfigError, match="classify.base"):
             engine.set_classify("[classify]\nbase = 3\n")

@@ -196,10 +196,7 @@ pub(super) fn print(c: &Classify) {
         .iter()
         .enumerate()
         .filter(|(_, n)| **n > 0)
-        .map(|(i, n)| {
-            let close = if i == 9 { ']' } else { ')' };
-            format!("[{:.1}, {:.1}{close}: {n}", i as f64 / 10.0, (i + 1) as f64 / 10.0)
-        })
+        .map(|(i, n)| format!("({:.1}, {:.1}]: {n}", i as f64 / 10.0, (i + 1) as f64 / 10.0))
         .collect();
     println!("   complexity of the {total} classified tasks: {}; unclassified: {}", bars.join(", "), c.unclassified);
     println!(

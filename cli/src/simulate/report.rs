@@ -360,7 +360,7 @@ pub(super) struct CostRow {
 #[derive(Serialize)]
 pub(super) struct Classify {
     pub(super) kinds: Vec<KindRow>,
-    /// Classified tasks by tenths of their score (the last holds 1.0).
+    /// Classified tasks by tenths of their score, `(k / 10, (k + 1) / 10]`.
     pub(super) histogram: [u64; 10],
     pub(super) unclassified: u64,
     pub(super) max_cost: f64,
