@@ -161,3 +161,26 @@ fn a_reload_applies_the_domain_policies_and_refuses_bad_ones_whole() {
     );
     engine.shutdown(std::time::Duration::from_secs(1)).unwrap();
 }
+
+#[test]
+fn a_domain_a_reload_adds_gets_the_policies_its_file_gives_it_even_those_of_the_first_domain() {
+    // The file's new domain has the same policies as the running first domain: the reload must
+    // still give them to it (a domain added while running starts round-robin, without either).
+    let policies = "balance = { kind = \"peak_ewma\" }\nshedding = { target = 10.0 }";
+    let domain = |name: &str| {
+        format!(
+            "[[domains]]\nname = \"{name}\"\n{policies}\nagents = [{{ name = \"a\", sim = {{ error_rate = 0.0 }} }}]\n"
+        )
+    };
+    let engine = Engine::start(
+        Topology::from_toml(&domain("D")).unwrap(),
+        metafed::EngineConfig { workers: 1, pin: false, spare_domains: 1, ..Default::default() },
+    )
+    .unwrap();
+    let r = engine.reload_toml(&format!("{}{}", domain("D"), domain("E"))).unwrap();
+    assert!(r.applied.iter().any(|a| a == "domain E added"), "{r:?}");
+    let e = DomainId(1);
+    assert_eq!(engine.domain_balance(e), Some(Balance::peak_ewma()), "{r:?}");
+    assert_eq!(engine.domain_shedding(e).map(|s| s.target), Some(std::time::Duration::from_millis(10)));
+    engine.shutdown(std::time::Duration::from_secs(1)).unwrap();
+}

@@ -198,12 +198,7 @@ impl Engine {
                 self.sh.cfg.spare_domains
             )));
         }
-        let mut def = topo.domains[0].clone();
-        (def.name, def.removed, def.agents) = (name.clone(), false, Vec::new());
-        (def.fault_rate, def.max_attempts, def.hedge, def.retry_budget) = (fault_rate, max_attempts, None, None);
-        (def.balance, def.outlier, def.shedding) = (crate::policy::Balance::RoundRobin, None, None);
-        def.alternates = Vec::new();
-        topo.domains.push(def);
+        topo.domains.push(crate::topology::DomainDef::new(name.clone(), fault_rate, max_attempts));
         self.sh.balance[d].set(&crate::policy::Balance::RoundRobin);
         for mask in [&self.sh.peak_ewma, &self.sh.outlier_on, &self.sh.watched, &self.sh.shedding_on] {
             mask.fetch_and(!(1u64 << d), Ordering::Relaxed);

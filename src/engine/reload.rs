@@ -57,11 +57,8 @@ impl Engine {
                      running has neither (a restart gives it them)"
                 )));
             }
-            let mut def = scratch.domains[0].clone();
-            (def.name, def.removed, def.agents) = (name.clone(), false, Vec::new());
-            (def.fault_rate, def.max_attempts, def.hedge, def.retry_budget) = (fault_rate, max_attempts, None, None);
-            def.alternates = Vec::new();
-            scratch.domains.push(def);
+            // As `add_domain_with` will add it: the file's policies for it are applied after.
+            scratch.domains.push(crate::topology::DomainDef::new(name.clone(), fault_rate, max_attempts));
             add_domains.push((name, fault_rate, max_attempts));
         }
         if add_domains.len() > self.sh.domain_breakers.len() - topo.domains.len() {

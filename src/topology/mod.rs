@@ -88,6 +88,26 @@ pub(crate) struct DomainDef {
     pub(crate) alternates: Vec<DomainId>,
 }
 
+impl DomainDef {
+    /// A domain as the builder starts it, and as a running engine adds it: no agents, no
+    /// fault, hedging, retry budget, outlier detection, shedding or alternates, round-robin.
+    pub(crate) fn new(name: String, fault_rate: f64, max_attempts: Option<u32>) -> Self {
+        Self {
+            name,
+            removed: false,
+            agents: Vec::new(),
+            fault_rate,
+            max_attempts,
+            hedge: None,
+            retry_budget: None,
+            balance: crate::policy::Balance::RoundRobin,
+            outlier: None,
+            shedding: None,
+            alternates: Vec::new(),
+        }
+    }
+}
+
 /// A validated topology.
 #[derive(Clone, Debug)]
 pub struct Topology {
@@ -247,19 +267,7 @@ impl TopologyBuilder {
         if self.domains.len() >= MAX_DOMAINS {
             return Err(Error::topology(format!("a topology has at most {MAX_DOMAINS} domains")));
         }
-        self.domains.push(DomainDef {
-            name,
-            removed: false,
-            agents: Vec::new(),
-            fault_rate: 0.0,
-            max_attempts: None,
-            hedge: None,
-            retry_budget: None,
-            balance: crate::policy::Balance::RoundRobin,
-            outlier: None,
-            shedding: None,
-            alternates: Vec::new(),
-        });
+        self.domains.push(DomainDef::new(name, 0.0, None));
         Ok(DomainId((self.domains.len() - 1) as u16))
     }
 
