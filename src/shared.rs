@@ -311,8 +311,6 @@ impl Shared {
         }
     }
 
-    /// Publishes a breaker transition (bounded queue; the oldest events are kept).
-    #[inline]
     /// Sets or clears domain `d`'s bit in `mask` (`peak_ewma` or `outlier_on`), and keeps
     /// `watched` their union.
     pub(crate) fn set_domain_bit(&self, mask: &AtomicU64, d: usize, on: bool) {
@@ -325,6 +323,8 @@ impl Shared {
         self.watched.store(union, Ordering::Relaxed);
     }
 
+    /// Publishes a breaker transition (bounded queue; the oldest events are kept).
+    #[inline]
     pub(crate) fn emit(&self, level: Level, index: usize, tr: Option<Transition>) {
         if let Some(transition) = tr {
             self.publish(level, index, transition, None);

@@ -127,12 +127,12 @@ impl<T> Snapshot<T> {
     /// Replaces the value; readers see the old one or the new one, never a mix.
     pub(crate) fn store(&self, v: T) {
         #[cfg(not(loom))]
-        self.inner.store(std::sync::Arc::new(v));
+        drop(self.swap(v));
         #[cfg(loom)]
         {
             *lock(&self.inner) = Arc::new(v);
+            self.version.fetch_add(1, Ordering::Release);
         }
-        self.version.fetch_add(1, Ordering::Release);
     }
 
     /// Refreshes a reader's copy (`seen` is the version it was loaded at) if a `store` happened

@@ -61,7 +61,7 @@ impl Engine {
 
     fn decider(&self, cfg: &ClassifyConfig, custom: Option<&Custom>) -> Result<Option<Decider>, Error> {
         let topo = self.sh.topo.load();
-        Decider::new(cfg, custom, |n| topo.domain_id(n).filter(|&d| !topo.is_domain_removed(d))).map_err(Error::Config)
+        Decider::new(cfg, custom, |n| topo.domain_id(n)).map_err(Error::Config)
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 impl Engine {
     fn check(&self, task: &Task<'_>) -> Result<(), SubmitError> {
-        if task.domains.is_empty() && !self.classifies() {
+        if task.domains.is_empty() && !self.has_classifier() {
             return Err(SubmitError::NoDomains);
         }
         if !task.attrs.is_empty() {
@@ -28,12 +28,6 @@ impl Engine {
             return Err(SubmitError::InvalidPriority(task.priority));
         }
         Ok(())
-    }
-
-    /// Whether tasks may name no domain: the engine has a classifier (cold: only such tasks ask).
-    #[cold]
-    fn classifies(&self) -> bool {
-        self.sh.decider.with(|d| d.is_some())
     }
 
     /// Takes a slot, copies the task into it and publishes it. The caller pushes the ticket.
@@ -59,7 +53,8 @@ impl Engine {
         req.priority.set(task.priority);
         req.waitable = task.waitable;
         req.key.set(task.key);
-        if !(task.attrs.is_empty() && req.attrs.is_empty()) {
+        // Only a classifier reads the attributes: a task that names its domains leaves them.
+        if task.domains.is_empty() {
             req.attrs.set(task.attrs);
         }
         req.submit_ns = now;

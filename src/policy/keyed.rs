@@ -354,7 +354,7 @@ impl KeyedLimiter {
     /// checked again at `fresh()` (a caller's `now` may be stale, as with the global limiter).
     pub(crate) fn allow(&self, key: u64, now: u64, fresh: impl FnOnce() -> u64) -> Result<(), Refused> {
         self.quotas.with(|q| {
-            let class = q.class_of.get(&key).copied().unwrap_or(0);
+            let class = if q.class_of.is_empty() { 0 } else { q.class_of.get(&key).copied().unwrap_or(0) };
             let g = q.gcra[usize::from(class)];
             let counts = &self.counts[usize::from(class)];
             if g.interval_ns == 0 {

@@ -669,11 +669,7 @@ impl TopologyBuilder {
         {
             cfg.validate().map_err(|m| e(format!("breakers.{level}: {m}")))?;
         }
-        let names: Vec<&str> = self.domains.iter().map(|d| d.name.as_str()).collect();
-        crate::classify::Decider::new(&self.classify, self.classifier.as_ref(), |n| {
-            names.iter().position(|x| *x == n).map(|i| DomainId(i as u16))
-        })
-        .map_err(e)?;
+        crate::classify::Decider::new(&self.classify, self.classifier.as_ref(), |n| self.domain_id(n)).map_err(e)?;
         Ok(Topology {
             domains: self.domains,
             agents: self.agents,

@@ -617,12 +617,12 @@ unsafe fn attrs_into<'a>(
     let attrs = unsafe { std::slice::from_raw_parts(t.attrs, t.attrs_len) };
     for (i, a) in attrs.iter().enumerate() {
         // SAFETY: per the contract.
-        let name = unsafe { attr_str(a.name, a.name_len, &format!("attrs[{i}].name")) }?;
+        let name = unsafe { attr_str(a.name, a.name_len, i, "name") }?;
         let value = if a.value.is_null() && a.value_len == 0 {
             ""
         } else {
             // SAFETY: as above.
-            unsafe { attr_str(a.value, a.value_len, &format!("attrs[{i}].value")) }?
+            unsafe { attr_str(a.value, a.value_len, i, "value") }?
         };
         store.push((name, value));
     }
@@ -630,12 +630,15 @@ unsafe fn attrs_into<'a>(
     Ok(start..store.len())
 }
 
-/// A string of an attribute: `len` bytes, or NUL-terminated when `len` is 0.
+/// A string of attribute `i` (`part`: its name or value): `len` bytes, or NUL-terminated when
+/// `len` is 0. Errors name it (formatted only then).
 ///
 /// # Safety
 /// `p` points to `len` readable bytes, or (`len` 0) to a NUL-terminated string.
-unsafe fn attr_str<'a>(p: *const c_char, len: usize, what: &str) -> Result<&'a str, FfiError> {
-    non_null(p, what)?;
+unsafe fn attr_str<'a>(p: *const c_char, len: usize, i: usize, part: &str) -> Result<&'a str, FfiError> {
+    if p.is_null() {
+        return Err(err(crate::error::METAFED_E_NULL, format!("attrs[{i}].{part} is NULL")));
+    }
     let bytes = if len == 0 {
         // SAFETY: NUL-terminated per the contract.
         unsafe { CStr::from_ptr(p) }.to_bytes()
@@ -643,7 +646,7 @@ unsafe fn attr_str<'a>(p: *const c_char, len: usize, what: &str) -> Result<&'a s
         // SAFETY: `len` readable bytes per the contract.
         unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }
     };
-    std::str::from_utf8(bytes).map_err(|_| err(METAFED_E_INVALID, format!("{what} is not valid UTF-8")))
+    std::str::from_utf8(bytes).map_err(|_| err(METAFED_E_INVALID, format!("attrs[{i}].{part} is not valid UTF-8")))
 }
 
 /// [`task`] for an element of an array of `stride` bytes each (the first element's

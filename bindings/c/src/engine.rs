@@ -192,8 +192,10 @@ pub extern "C" fn metafed_engine_submit_batch(
                         }
                     }
                 }
-                for (slot, r) in chunk[..converted].iter_mut().zip(&ranges) {
-                    slot.attrs = &store[r.clone()];
+                if !store.is_empty() {
+                    for (slot, r) in chunk[..converted].iter_mut().zip(&ranges) {
+                        slot.attrs = &store[r.clone()];
+                    }
                 }
                 let k = converted;
                 if k == 0 {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import atexit
 import json
 import os
@@ -136,8 +137,9 @@ def _completion(c: Any) -> Completion:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _domain_ids(mask: int) -> frozenset[int]:
-    """The domain ids of a bit set."""
+    """The domain ids of a bit set (cached: a completion has two, and sets repeat)."""
     return frozenset(d for d in range(64) if mask >> d & 1) if mask else frozenset()
 
 
@@ -566,9 +568,12 @@ class Engine:
         t.id = task_id
         t.domains = 0 if domains is None else self._mask(domains)
         t.payload = payload
-        keep_attrs = fill_attrs(t, attr_pairs(attrs))
-        keep = (ffi.from_buffer(data) if len(data) else ffi.NULL, keep_attrs)
-        t.data = keep[0]
+        keep: Any = ffi.from_buffer(data) if len(data) else ffi.NULL
+        t.data = keep
+        if attrs is None:
+            t.attrs_len = 0  # the library reads no attrs pointer then
+        else:
+            keep = (keep, fill_attrs(t, attr_pairs(attrs)))
         t.data_len = len(data)
         t.priority = priority
         t.deadline_ns = 0 if deadline is None else max(1, round(deadline * S))
