@@ -131,3 +131,24 @@ impl Admission {
         (self.max_concurrent.load(Ordering::Relaxed) | self.max_cost.load(Ordering::Relaxed)) != 0
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::RateLimiter;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_refusal_on_a_stale_clock_is_checked_again_on_a_fresh_one() {
+        // One per second, burst 1: another thread's reading at 10 s moved the bucket; this
+        // caller's reading of 0 is stale and would refuse, the fresh one (11 s) admits.
+        let l = RateLimiter::new(1.0, 1.0);
+        assert!(l.allow(10 * S));
+        assert!(!l.allow(0), "a stale reading refuses");
+        assert!(l.allow_fresh(0, || 11 * S), "the fresh reading admits");
+        // A refusal the fresh reading confirms stays a refusal, and the fresh clock is read
+        // only for refusals.
+        assert!(!l.allow_fresh(11 * S, || 11 * S + 1));
+        assert!(l.allow_fresh(13 * S, || unreachable!("an admission reads no clock")));
+    }
+}

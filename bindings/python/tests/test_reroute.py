@@ -63,3 +63,5 @@ def test_bad_alternates_are_refused_on_the_topology() -> None:
     with pytest.raises(metafed.InvalidArgument, match="at most 8"):
         t.set_alternates("Primary", ["Replica"] * 9)
     t.set_alternates("Primary", range(1, 3))  # any sequence of ids
+    with Engine(t, workers=1) as engine:
+        assert engine.alternates("Primary") == [1, 2]
