@@ -15,10 +15,12 @@ import asyncio
 import functools
 import inspect
 import threading
+import types
 import weakref
 from typing import Any, Callable, Optional
 
-from ._native import check, ffi, lib
+from ._native import check, ffi, lib, struct_reader
+from ._types import Request
 
 _lock = threading.Lock()
 _loop: Optional[asyncio.AbstractEventLoop] = None
@@ -45,6 +47,15 @@ def default_loop() -> asyncio.AbstractEventLoop:
 
 _HANDLER_OK, _HANDLER_ERROR, _HANDLER_RAISED, _HANDLER_PENDING, _HANDLER_TIMED_OUT = 0, 1, 2, 3, 5
 _BATCH = 256
+_QUEUED = struct_reader(
+    "metafed_queued_attempt",
+    ("domain", "agent", "attempt.engine", "attempt.id", "tag", "ticket", "task_id", "payload", "data_len",
+     "timeout_ns", "attempt_number", "fanout", "priority"),
+)  # fmt: skip
+_QUEUED_SIZE = ffi.sizeof("metafed_queued_attempt")
+_ANSWER = struct_reader("metafed_attempt", ("engine", "id"))
+_RESPONSE = struct_reader("metafed_response", ("struct_size", "code", "value", "data", "data_len"))
+_RESPONSE_SIZE = ffi.sizeof("metafed_response")
 
 
 class LoopQueue:
@@ -53,10 +64,9 @@ class LoopQueue:
     `reply(value, error, key)` (from the topology module) turns a handler's result or exception
     into (return code, code, value, bytes)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, reply: Callable[..., tuple[int, int, int, bytes]], request: Callable[..., Any]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, reply: Callable[..., tuple[int, int, int, bytes]]) -> None:
         self.loop = loop
         self._reply = reply
-        self._request = request
         out = ffi.new("metafed_attempt_queue **")
         check(lib().metafed_attempt_queue_new(0, out))
         self.handle = ffi.gc(out[0], lib().metafed_attempt_queue_free)
@@ -71,9 +81,12 @@ class LoopQueue:
         self._answers: list[tuple[int, int, int, int, int, bytes]] = []
         self._flush_at: Optional[asyncio.Handle] = None
         self._timed_out: set[asyncio.Task[Any]] = set()
+        self._take_raw = ffi.buffer(self._take)
         self._attempts = ffi.new(f"metafed_attempt[{_BATCH}]")
         self._results = ffi.new(f"int32_t[{_BATCH}]")
         self._responses = ffi.new(f"metafed_response[{_BATCH}]")
+        self._attempts_raw = ffi.buffer(self._attempts)
+        self._responses_raw = ffi.buffer(self._responses)
 
     def add(self, fn: Callable[..., Any]) -> int:
         """Registers a handler; returns its tag. Starts watching the descriptor on first use."""
@@ -96,28 +109,36 @@ class LoopQueue:
 
     def _drain(self) -> None:
         l = lib()
-        buf, n = self._take, self._n
+        buf, n, raw = self._take, self._n, self._take_raw
         loop = self.loop
+        handlers = self.handlers
+        done = self._done
         while True:
-            buf[0].struct_size = ffi.sizeof("metafed_queued_attempt")
+            buf[0].struct_size = _QUEUED_SIZE
             check(l.metafed_attempt_queue_take(self.handle, buf, _BATCH, n))
             k = int(n[0])
             groups: dict[int, list[asyncio.Task[Any]]] = {}
             for i in range(k):
-                it = buf[i]
-                handle = (int(it.attempt.engine), int(it.attempt.id))
-                r = self._request(it)
-                key = (r.ticket, r.domain, r.attempt)
+                (domain, agent, engine, aid, tag, ticket, task_id, payload, data_len, timeout_ns, number, fanout,
+                 priority) = _QUEUED.unpack_from(raw, i * _QUEUED_SIZE)  # fmt: skip
+                data = bytes(ffi.buffer(buf[i].data, data_len)) if data_len else b""
+                r = Request(ticket, task_id, payload, data, domain, agent, number, fanout, priority, timeout_ns / 1e9)
+                handle = (engine, aid)
+                key = (ticket, domain, number)
                 try:
-                    coro = self.handlers[it.tag](r)
-                    if not inspect.isawaitable(coro):
+                    coro = handlers[tag](r)
+                    if type(coro) is not types.CoroutineType and not inspect.isawaitable(coro):
                         raise TypeError(f"an async handler returned {type(coro).__name__}, not an awaitable")
                     task = asyncio.ensure_future(coro, loop=loop)
                 except BaseException as e:  # noqa: BLE001 - the attempt fails; the loop goes on
                     self._answer(handle, key, None, e)
                     continue
-                task.add_done_callback(functools.partial(self._done, handle, key))
-                groups.setdefault(int(it.timeout_ns), []).append(task)
+                task.add_done_callback(functools.partial(done, handle, key))
+                group = groups.get(timeout_ns)
+                if group is None:
+                    groups[timeout_ns] = [task]
+                else:
+                    group.append(task)
             # One timer per batch and timeout (the attempts of a batch mostly share one).
             for timeout_ns, tasks in groups.items():
                 loop.call_later(timeout_ns / 1e9, self._expire, tasks)
@@ -156,25 +177,20 @@ class LoopQueue:
         answers, self._answers = self._answers, []
         l = lib()
         att, res, resp = self._attempts, self._results, self._responses
+        att_raw, resp_raw = self._attempts_raw, self._responses_raw
+        attempt_size = _ANSWER.size
         for lo in range(0, len(answers), _BATCH):
             chunk = answers[lo : lo + _BATCH]
             keep = []
-            resp[0].struct_size = ffi.sizeof("metafed_response")
             for i, (engine, aid, rc, code, value, data) in enumerate(chunk):
-                att[i].engine = engine
-                att[i].id = aid
+                _ANSWER.pack_into(att_raw, i * attempt_size, engine, aid)
                 res[i] = rc
-                r = resp[i]
-                r.code = code
-                r.value = value
+                _RESPONSE.pack_into(resp_raw, i * _RESPONSE_SIZE, _RESPONSE_SIZE, code, value, 0, 0)
                 if data:
                     b = ffi.from_buffer(data)
                     keep.append(b)
-                    r.data = b
-                    r.data_len = len(data)
-                else:
-                    r.data = ffi.NULL
-                    r.data_len = 0
+                    resp[i].data = b
+                    resp[i].data_len = len(data)
             # Abandoned or stale attempts need nothing more: the statuses are not read.
             l.metafed_attempts_complete(att, res, resp, len(chunk), ffi.NULL)
             del keep
@@ -183,14 +199,14 @@ class LoopQueue:
 _queues: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopQueue]" = weakref.WeakKeyDictionary()
 
 
-def loop_queue(loop: asyncio.AbstractEventLoop, reply: Callable[..., tuple[int, int, int, bytes]], request: Callable[..., Any]) -> LoopQueue:
+def loop_queue(loop: asyncio.AbstractEventLoop, reply: Callable[..., tuple[int, int, int, bytes]]) -> LoopQueue:
     """The queue of `loop`'s `async def` attempts (made on first use)."""
     with _lock:
         q = _queues.get(loop)
         if q is None:
             if loop.is_closed():
                 raise RuntimeError("the event loop is closed")
-            q = _queues[loop] = LoopQueue(loop, reply, request)
+            q = _queues[loop] = LoopQueue(loop, reply)
         return q
 
 

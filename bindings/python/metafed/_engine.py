@@ -32,6 +32,7 @@ from ._native import (
     lib,
     duration_ns,
     refuse_if_engine_thread,
+    struct_reader,
 )
 from ._classify import Attrs, Classification, ClassifyInput, attr_pairs, fill_attrs
 from ._classify import register as register_classifier
@@ -110,31 +111,62 @@ class Ticket(Future[Completion]):
         return f"<Ticket {self.ticket:#x} {'done' if self.done() else 'pending'}>"
 
 
-def _completion(c: Any) -> Completion:
-    failures = []
-    for k in range(c.failures_len):
-        f = c.failures[k]
-        kind = FailureKind(f.kind)
-        message = MESSAGES.take(int(c.ticket), int(f.domain), int(f.attempt)) if kind in _WITH_MESSAGE else None
-        failures.append(Failure(int(f.domain), int(f.agent), kind, int(f.code), message, int(f.attempt)))
-    bodies = {int(c.bodies[i].domain): bytes(ffi.buffer(c.bodies[i].data, c.bodies[i].len)) for i in range(c.bodies_len)}
-    return Completion(
-        ticket=int(c.ticket),
-        id=int(c.id),
-        outcome=Outcome(c.outcome),
-        reason=Reason(c.reason),
-        value=int(c.value),
-        attempts=int(c.attempts),
-        latency_ns=int(c.latency_ns),
-        priority=int(c.priority),
-        failures=tuple(failures),
-        failures_total=int(c.failures_total),
-        bodies=bodies,
-        answered=_domain_ids(int(c.answered)),
-        reroutes=int(c.reroutes),
-        domains=_domain_ids(int(c.domains)),
-        complexity=float(c.complexity),
-    )
+_COMPLETION_FIELDS = (
+    "outcome", "reason", "priority", "ticket", "id", "value", "latency_ns", "attempts", "failures_len",
+    "failures_total", "bodies_len", "answered", "reroutes", "domains", "complexity",
+)  # fmt: skip
+_COMPLETION = struct_reader("metafed_completion", _COMPLETION_FIELDS)
+_COMPLETION_SIZE = ffi.sizeof("metafed_completion")
+_FAILURE = struct_reader("metafed_failure", ("domain", "agent", "kind", "code", "attempt"))
+_FAILURE_SIZE = ffi.sizeof("metafed_failure")
+_FAILURES_AT = ffi.offsetof("metafed_completion", "failures")
+_TASK = struct_reader(
+    "metafed_task",
+    ("struct_size", "flags", "id", "domains", "payload", "data", "data_len", "priority", "deadline_ns", "key", "attrs",
+     "attrs_len"),
+)  # fmt: skip
+_TASK_SIZE = ffi.sizeof("metafed_task")
+_OUTCOMES = {int(v): v for v in Outcome}
+_REASONS = {int(v): v for v in Reason}
+_KINDS = {int(v): v for v in FailureKind}
+_new = object.__new__
+_fill_completion = object.__setattr__
+
+
+def _enum(table: dict[int, Any], cls: Any, v: int) -> Any:
+    got = table.get(v)
+    return cls(v) if got is None else got  # an unknown value raises as cls(v) does
+
+
+def _completion_at(array: Any, raw: Any, i: int) -> Completion:
+    """The completion `array[i]` (`raw` is `ffi.buffer(array)`): its scalar fields read in one
+    call, the Completion made without the frozen dataclass's field-by-field __init__ (it holds the
+    same attributes; equality, repr and `dataclasses.replace` are the dataclass's)."""
+    at = i * _COMPLETION_SIZE
+    (outcome, reason, priority, ticket, id_, value, latency_ns, attempts, failures_len, failures_total, bodies_len,
+     answered, reroutes, domains, complexity) = _COMPLETION.unpack_from(raw, at)  # fmt: skip
+    failures: tuple[Failure, ...] = ()
+    if failures_len:
+        fs = []
+        for k in range(failures_len):
+            domain, agent, kind_v, code, attempt = _FAILURE.unpack_from(raw, at + _FAILURES_AT + k * _FAILURE_SIZE)
+            kind = _enum(_KINDS, FailureKind, kind_v)
+            message = MESSAGES.take(ticket, domain, attempt) if kind in _WITH_MESSAGE else None
+            fs.append(Failure(domain, agent, kind, code, message, attempt))
+        failures = tuple(fs)
+    bodies: dict[int, bytes] = {}
+    if bodies_len:
+        c = array[i]
+        bodies = {int(c.bodies[j].domain): bytes(ffi.buffer(c.bodies[j].data, c.bodies[j].len)) for j in range(bodies_len)}
+    o = _new(Completion)
+    _fill_completion(o, "__dict__", {
+        "ticket": ticket, "id": id_, "outcome": _enum(_OUTCOMES, Outcome, outcome),
+        "reason": _enum(_REASONS, Reason, reason), "value": value, "attempts": attempts, "latency_ns": latency_ns,
+        "priority": priority, "failures": failures, "failures_total": failures_total, "bodies": bodies,
+        "answered": _domain_ids(answered), "reroutes": reroutes, "domains": _domain_ids(domains),
+        "complexity": complexity,
+    })  # fmt: skip
+    return o
 
 
 @functools.lru_cache(maxsize=4096)
@@ -173,6 +205,7 @@ def _dispatch(state: _State) -> None:
     the engine's, so that a callback that waits on another ticket is refused."""
     ENGINE_THREAD.active = True
     buf = ffi.new("metafed_completion[256]")
+    raw = ffi.buffer(buf)
     n = ffi.new("size_t *")
     l = lib()
     next_events = 0.0
@@ -190,10 +223,10 @@ def _dispatch(state: _State) -> None:
             if stopped:
                 break
             continue
-        done = []
-        for i in range(k):
-            done.append(_completion(buf[i]))
-            l.metafed_completion_release(buf + i)
+        done = [_completion_at(buf, raw, i) for i in range(k)]
+        for i, c in enumerate(done):
+            if c.bodies:  # the library's copy of reply bytes, read into `c`
+                l.metafed_completion_release(buf + i)
         resolved = []
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Completion], Any]]] = {}
         with state.lock:
@@ -472,6 +505,7 @@ class Engine:
         self._domain_ids: dict[str, int] = {}
         self._names: Optional[tuple[list[str], list[str]]] = None
         self._task = ffi.new("metafed_task *")
+        self._task_raw = ffi.buffer(self._task)
         self._ticket_out = ffi.new("uint64_t *")
         with _states_lock:
             _states.add(self._state)
@@ -550,7 +584,7 @@ class Engine:
         return d
 
     def _fill(
-        self, t: Any, task_id: int, domains: Domains, payload: int, data: bytes, priority: int, deadline: Optional[float],
+        self, raw: Any, at: int, t: Any, task_id: int, domains: Domains, payload: int, data: bytes, priority: int, deadline: Optional[float],
         key: Union[int, str, None] = None, attrs: Attrs = None,
     ) -> Any:
         _int_arg(task_id, "task_id")
@@ -563,21 +597,21 @@ class Engine:
                 raise TypeError(f"deadline must be a number of seconds, not {type(deadline).__name__}")
             if not 0 < deadline <= _MAX_DEADLINE_S:
                 raise InvalidArgument(4, f"deadline must be more than 0 and at most {_MAX_DEADLINE_S:.0f} s (30 days), got {deadline}")
-        t.struct_size = ffi.sizeof("metafed_task")
-        t.flags = 0
-        t.id = task_id
-        t.domains = 0 if domains is None else self._mask(domains)
-        t.payload = payload
-        keep: Any = ffi.from_buffer(data) if len(data) else ffi.NULL
-        t.data = keep
-        if attrs is None:
-            t.attrs_len = 0  # the library reads no attrs pointer then
+        if type(domains) is int and 0 <= domains < 64:
+            mask = 1 << domains  # the common case, without _mask's general path
         else:
+            mask = 0 if domains is None else self._mask(domains)
+        key_v = _key_arg(key)
+        deadline_ns = 0 if deadline is None else max(1, round(deadline * S))
+        keep: Any = ffi.NULL
+        address = 0
+        if len(data):
+            keep = ffi.from_buffer(data)
+            address = int(ffi.cast("uintptr_t", keep))
+        # One write of every field (attrs none: the library reads no attrs pointer then).
+        _TASK.pack_into(raw, at, _TASK_SIZE, 0, task_id, mask, payload, address, len(data), priority, deadline_ns, key_v, 0, 0)
+        if attrs is not None:
             keep = (keep, fill_attrs(t, attr_pairs(attrs)))
-        t.data_len = len(data)
-        t.priority = priority
-        t.deadline_ns = 0 if deadline is None else max(1, round(deadline * S))
-        t.key = _key_arg(key)
         return keep
 
     @overload
@@ -667,7 +701,7 @@ class Engine:
         (asyncio loop, future) pair that the completion thread resolves on its loop."""
         state = self._state
         with state.lock:
-            keep = self._fill(self._task, task_id, domains, payload, data, priority, deadline, key, attrs)
+            keep = self._fill(self._task_raw, 0, self._task, task_id, domains, payload, data, priority, deadline, key, attrs)
             status = lib().metafed_engine_submit(state.h, self._task, self._ticket_out)
             if status == 0:
                 ticket = int(self._ticket_out[0])
@@ -694,6 +728,7 @@ class Engine:
         l = lib()
         batch = 256
         arr = ffi.new(f"metafed_task[{batch}]")
+        raw = ffi.buffer(arr)
         tickets = ffi.new(f"uint64_t[{batch}]")
         n_out = ffi.new("size_t *")
         end = None if timeout is None else time.monotonic() + timeout
@@ -701,7 +736,7 @@ class Engine:
         while i < len(tasks):
             chunk = tasks[i : i + batch]
             keep = [
-                self._fill(arr[k], t.id, t.domains, t.payload, t.data, t.priority, t.deadline, t.key, t.attrs)
+                self._fill(raw, k * _TASK_SIZE, arr[k], t.id, t.domains, t.payload, t.data, t.priority, t.deadline, t.key, t.attrs)
                 for k, t in enumerate(chunk)
             ]
             with state.lock:

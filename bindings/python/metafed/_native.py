@@ -3,14 +3,51 @@
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import cffi  # type: ignore[import-untyped]
 
 ffi = cffi.FFI()
 ffi.cdef((Path(__file__).with_name("_cdef.h")).read_text())
+
+_FORMATS = {
+    "uint8_t": "B",
+    "uint16_t": "H",
+    "uint32_t": "I",
+    "int32_t": "i",
+    "uint64_t": "Q",
+    "int64_t": "q",
+    "double": "d",
+    "size_t": "Q" if ffi.sizeof("size_t") == 8 else "I",
+}
+_POINTER = "Q" if ffi.sizeof("void *") == 8 else "I"
+
+
+def struct_reader(ctype: str, names: Sequence[str]) -> struct.Struct:
+    """A `struct.Struct` that reads the fields `names` (in the order of their offsets; "a.b" for
+    field b of the struct in field a) of the C struct `ctype` from its bytes in one call:
+    `unpack_from(ffi.buffer(array), i * size)` gives them as a tuple. On hot paths one call
+    replaces a cdata attribute read per field (about 90 ns each, plus an `int()`); `pack_into`
+    writes them (a pointer as its address, 0 for NULL)."""
+    fmt = ["="]  # native byte order, no implicit padding: offsets come from cffi
+    at = 0
+    for name in names:
+        path = name.split(".")
+        t = ffi.typeof(ctype)
+        for part in path:
+            t = dict(t.fields)[part].type
+        offset = ffi.offsetof(ctype, *path)
+        if offset < at:
+            raise ValueError(f"struct_reader: {ctype}.{name} is not after the previous field")
+        if offset > at:
+            fmt.append(f"{offset - at}x")
+        fmt.append(_POINTER if t.kind == "pointer" else _FORMATS[t.cname])
+        at = offset + ffi.sizeof(t)
+    return struct.Struct("".join(fmt))
+
 
 _LIB_NAME = "libmetafed.so"
 _lib: Optional[Any] = None

@@ -146,15 +146,10 @@ def _reply_of(value: object, error: Optional[BaseException], key: tuple[int, int
     return rc, 0, v, data
 
 
-def _queued_request(it: Any) -> Request:
-    """The request of an attempt taken from a queue (`metafed_queued_attempt`)."""
-    return _request_of(it, int(it.attempt_number), it.timeout_ns)
-
-
 def _add_queued(topology: Any, d: int, name: str, agent: "_Agent", out: Any) -> None:
     """Adds an `async def` agent whose attempts wait for its loop in the loop's queue."""
     loop = agent.loop if agent.loop is not None else _aio.default_loop()
-    q = _aio.loop_queue(loop, _reply_of, _queued_request)
+    q = _aio.loop_queue(loop, _reply_of)
     tag = q.add(agent.fn)
     check(lib().metafed_topology_add_queue_agent(topology, d, name.encode(), q.handle, tag, 0, out))
 
