@@ -212,6 +212,19 @@ impl Slab {
         &self.slots[idx as usize]
     }
 
+    /// The slot of a task the caller holds: its index came from this slab (a ticket the engine
+    /// made, not one a caller handed in), so it is in range and the bounds check is skipped
+    /// (the worker reaches a task's slot a dozen times per task).
+    ///
+    /// # Safety
+    /// `idx` must be below [`capacity`](Self::capacity).
+    #[inline]
+    unsafe fn held(&self, idx: u32) -> &Slot {
+        debug_assert!((idx as usize) < self.slots.len());
+        // SAFETY: per the contract.
+        unsafe { self.slots.get_unchecked(idx as usize) }
+    }
+
     /// Takes a free slot, from shard `shard` first, then the others in turn, and marks it
     /// `FILLING`; the caller owns it until `publish`.
     #[inline]
@@ -508,7 +521,8 @@ impl Slab {
     #[inline]
     pub(crate) unsafe fn req(&self, idx: u32) -> &Req {
         // SAFETY: per the contract, no one writes the request while this reference lives.
-        self.slot(idx).req.with(|p| unsafe { &*p })
+        // SAFETY: a slot the caller holds (the contract) is one of this slab's.
+        unsafe { self.held(idx) }.req.with(|p| unsafe { &*p })
     }
 
     /// The outcome record of an admitted slot, which its worker fills in place.
@@ -521,7 +535,8 @@ impl Slab {
     pub(crate) unsafe fn out(&self, idx: u32) -> &mut Completion {
         // SAFETY: per the contract, the owning worker is the only one touching `out` until
         // `DONE`; a sweep of a stuck worker's slot marks it `SWEPT`, and then nobody reads it.
-        self.slot(idx).out.with_mut(|p| unsafe { &mut *p })
+        // SAFETY: a slot the caller holds (the contract) is one of this slab's.
+        unsafe { self.held(idx) }.out.with_mut(|p| unsafe { &mut *p })
     }
 
     /// The progress record of an admitted slot.
@@ -533,7 +548,8 @@ impl Slab {
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn run(&self, idx: u32) -> &mut Run {
         // SAFETY: per the contract, the owning worker is the only one touching `run`.
-        self.slot(idx).run.with_mut(|p| unsafe { &mut *p })
+        // SAFETY: a slot the caller holds (the contract) is one of this slab's.
+        unsafe { self.held(idx) }.run.with_mut(|p| unsafe { &mut *p })
     }
 
     /// The request of a `FILLING` slot, for the submitter that allocated it.
@@ -544,7 +560,8 @@ impl Slab {
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn req_mut(&self, idx: u32) -> &mut Req {
         // SAFETY: per the contract, the slot is invisible to every other thread while FILLING.
-        self.slot(idx).req.with_mut(|p| unsafe { &mut *p })
+        // SAFETY: a slot the caller holds (the contract) is one of this slab's.
+        unsafe { self.held(idx) }.req.with_mut(|p| unsafe { &mut *p })
     }
 }
 
