@@ -4,7 +4,8 @@
 libmetafed` (the C library crate only) in the metafed workspace (the repository's, or the copy an
 sdist carries) and put `libmetafed.so` inside the package, so the installed package works from any directory, in any
 venv, after `cargo clean` or with the clone gone. The Python code stays version-independent (cffi
-in ABI mode, no extension module), so the wheel is tagged `py3-none-<platform>`.
+in ABI mode, no extension module), so the wheel is tagged `py3-none-<platform>`; the C declarations
+are parsed at build time into `metafed/_ffi.py` (cffi's out-of-line ABI mode: a faster import).
 
 Environment: `CARGO` (the cargo to run), `CARGO_TARGET_DIR` (honoured), `METAFED_SKIP_CARGO=1`
 (copy an existing `target/release/libmetafed.so` without running cargo).
@@ -64,9 +65,22 @@ def build_library() -> Path:
     return library
 
 
+def write_ffi_module(path: Path) -> None:
+    """`metafed/_ffi.py`: the C declarations parsed once, at build time (cffi's out-of-line ABI
+    mode), so that importing the installed package parses no C (the source checkout parses
+    `_cdef.h` at import instead)."""
+    import cffi
+
+    builder = cffi.FFI()
+    builder.cdef((HERE / "metafed" / "_cdef.h").read_text())
+    builder.set_source("metafed._ffi", None)
+    builder.emit_python_code(str(path))
+
+
 class BuildPy(build_py):
     def run(self) -> None:
         super().run()
+        write_ffi_module(Path(self.build_lib) / "metafed" / "_ffi.py")
         target = Path(self.build_lib) / "metafed" / "libmetafed.so"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build_library(), target)

@@ -8,10 +8,20 @@ import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import cffi  # type: ignore[import-untyped]
+ffi: Any
+try:
+    # An installed package: the declarations were parsed when it was built (cffi's out-of-line
+    # ABI mode, `_ffi.py` made by setup.py), so importing it parses no C.
+    from ._ffi import ffi as _built  # type: ignore[import-not-found,unused-ignore]
 
-ffi = cffi.FFI()
-ffi.cdef((Path(__file__).with_name("_cdef.h")).read_text())
+    ffi = _built
+    OUT_OF_LINE = True
+except ImportError:  # a source checkout: parse them now
+    import cffi  # type: ignore[import-untyped]
+
+    ffi = cffi.FFI()
+    ffi.cdef((Path(__file__).with_name("_cdef.h")).read_text())
+    OUT_OF_LINE = False
 
 _FORMATS = {
     "uint8_t": "B",

@@ -19,6 +19,7 @@ topology = metafed.Topology.seed(0.12)
 with metafed.Engine(topology) as engine:
     batch = engine.run_many(range(2_000), "API")
     done = engine.submit(7, "Auth").result()
+assert metafed._native.OUT_OF_LINE, "the installed package parses its C declarations at import"
 print("ok", batch.ok, done.outcome.name, path)
 """
 
@@ -38,6 +39,7 @@ def test_the_wheel_carries_the_library_and_works_in_a_fresh_venv(tmp_path: Path)
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
     assert "metafed/libmetafed.so" in names and "metafed/_cdef.h" in names, names
+    assert "metafed/_ffi.py" in names, names  # the declarations parsed at build time
     # Building from the clone leaves nothing in it (setuptools works under target/).
     litter = [p.name for p in PACKAGE.iterdir() if p.name == "build" or p.name.endswith(".egg-info")]
     assert not litter, f"the build left {litter} in {PACKAGE}"
