@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Optional, Sequence, Tuple, Union
 
 from . import _aio
-from ._native import ENGINE_THREAD, MS, US, InvalidArgument, TopologyError, check, duration_ns, ffi, lib
+from ._native import ENGINE_THREAD, MS, US, InvalidArgument, TopologyError, check, duration_ns, ffi, lib, struct_reader
 from ._types import AgentError, Balance, BreakerMode, Level, Outlier, Reply, Request, Shedding, SimAgent
 
 HandlerResult = Union[int, bytes, bytearray, memoryview, Tuple[int, bytes], Reply, None]
@@ -166,25 +166,19 @@ class _Agent:
         self.handle = ffi.new_handle(self)
 
 
+_REQUEST = struct_reader(
+    "metafed_request",
+    ("domain", "agent", "task_id", "payload", "data_len", "attempt", "fanout", "priority", "ticket", "time_left_ns"),
+)
+
+
 def _request(req: Any) -> Request:
-    """The request of a handler call (`metafed_request`)."""
-    return _request_of(req, int(req.attempt), req.time_left_ns)
-
-
-def _request_of(r: Any, attempt: int, timeout_ns: int) -> Request:
-    data = bytes(ffi.buffer(r.data, r.data_len)) if r.data_len else b""
-    return Request(
-        int(r.ticket),
-        int(r.task_id),
-        int(r.payload),
-        data,
-        int(r.domain),
-        int(r.agent),
-        attempt,
-        int(r.fanout),
-        int(r.priority),
-        timeout_ns / 1e9,
+    """The request of a handler call (`metafed_request`), its fields read in one call."""
+    domain, agent, task_id, payload, data_len, attempt, fanout, priority, ticket, time_left_ns = _REQUEST.unpack_from(
+        ffi.buffer(req)
     )
+    data = bytes(ffi.buffer(req.data, data_len)) if data_len else b""
+    return Request(ticket, task_id, payload, data, domain, agent, attempt, fanout, priority, time_left_ns / 1e9)
 
 
 @ffi.callback("metafed_handler_fn", error=_HANDLER_RAISED)
