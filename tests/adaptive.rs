@@ -24,7 +24,7 @@ fn topology() -> Topology {
 }
 
 /// 48,000 tasks/s for 1 s of virtual time: (p99 of the tasks that succeeded in the second half,
-/// succeeded, throttled, everything else).
+/// succeeded, throttled, everything else, the adaptive throttle's stats).
 fn run(adaptive: Option<AdaptiveThrottle>) -> (u64, u64, u64, u64, Option<metafed::policy::AdaptiveStats>) {
     // A short queue at the throttle (8 per worker): beyond it tasks are throttled at once.
     let admission = AdmissionConfig { max_concurrent: 1000, queue_capacity: 8, ..AdmissionConfig::default() };
@@ -71,8 +71,9 @@ fn run(adaptive: Option<AdaptiveThrottle>) -> (u64, u64, u64, u64, Option<metafe
 
 #[test]
 fn the_adaptive_limit_keeps_admitted_tasks_near_their_target() {
-    let (fixed_p99, fixed_ok, _, _, none) = run(None);
+    let (fixed_p99, fixed_ok, _, fixed_other, none) = run(None);
     assert!(none.is_none());
+    assert_eq!(fixed_other, 0, "a task neither succeeded nor was throttled");
     let aimd = AdaptiveThrottle {
         initial_limit: 100,
         min_limit: 4,
@@ -80,7 +81,8 @@ fn the_adaptive_limit_keeps_admitted_tasks_near_their_target() {
         backoff_ratio: 0.9,
         target_latency: Duration::from_millis(5),
     };
-    let (p99, ok, throttled, _, stats) = run(Some(aimd));
+    let (p99, ok, throttled, other, stats) = run(Some(aimd));
+    assert_eq!(other, 0, "a task neither succeeded nor was throttled");
     let stats = stats.unwrap();
     // Unloaded, a task takes 1 ms: the adaptive limit holds the admitted tasks within 10x of it,
     // where the fixed limit of 1,000 lets them queue behind 1,000 in flight.

@@ -224,7 +224,6 @@ fn admission_weighs_tasks_by_cost() {
     }
     assert_eq!(peak.load(Ordering::SeqCst), 4);
     assert!(engine.audit_log().iter().any(|r| r.action == "max_cost" && r.to == "2"));
-    let _ = d;
 }
 
 #[test]

@@ -78,11 +78,7 @@ impl Window {
         let recip = (u128::from(u64::MAX) + u128::from(bucket_ns)) / u128::from(bucket_ns);
         self.bucket_ns.store(bucket_ns, Ordering::Relaxed);
         self.recip.store(recip as u64, Ordering::Relaxed);
-        for stripe in self.stripes.iter() {
-            for bucket in stripe.main.iter().chain(stripe.slow.iter()) {
-                bucket.store(0, Ordering::Relaxed);
-            }
-        }
+        self.clear();
     }
 
     /// Empties the window (the breaker closed again: the calls that tripped it are judged no

@@ -159,9 +159,9 @@ impl Engine {
         // Its balance, outlier detection and shedding change live (and a new domain takes them).
         let mut policies = Vec::new(); // (name, balance, outlier, shedding) to apply
         let mut alternates = Vec::new(); // (name, its alternates' names) to apply
+        let file_names = new.domain_names();
         for dom in scratch.domains.iter().filter(|d| !d.removed) {
             let Some(id) = new.domain_id(&dom.name) else { continue };
-            let file_names = new.domain_names();
             let want: Vec<String> =
                 new.domain_alternates(id).iter().map(|a| file_names[usize::from(a.0)].clone()).collect();
             let running: Vec<&str> = dom.alternates.iter().filter_map(|a| scratch.domain_name(*a)).collect();

@@ -29,7 +29,8 @@ pub struct AdaptiveThrottle {
     pub max_limit: u64,
     /// A drop multiplies the limit by this (0.5 to 1).
     pub backoff_ratio: f64,
-    /// A task slower than this, from submission to completion, counts as a drop.
+    /// A task slower than this, from taking its throttle permit to its completion, counts as a
+    /// drop (its wait for the permit is the throttle's own queue, not the load it measures).
     #[serde(with = "crate::duration::ms")]
     pub target_latency: Duration,
 }

@@ -24,18 +24,13 @@ impl RateLimiter {
     /// `per_s` admissions per second sustained (0: no limit), bursts of up to `burst` (at least
     /// 1).
     pub fn new(per_s: f64, burst: f64) -> Self {
-        let (interval, tolerance) = Self::params(per_s, burst);
+        let (interval, tolerance) = crate::policy::gcra::params(per_s, burst);
         Self { interval_ns: AtomicU64::new(interval), tolerance_ns: AtomicU64::new(tolerance), tat: AtomicU64::new(0) }
-    }
-
-    fn params(per_s: f64, burst: f64) -> (u64, u64) {
-        let interval_ns = if per_s > 0.0 { (1e9 / per_s).max(1.0) as u64 } else { 0 };
-        (interval_ns, (interval_ns as f64 * (burst - 1.0).max(0.0)) as u64)
     }
 
     /// Changes the rate (0: no limit) and the burst, from the next admission on.
     pub fn set(&self, per_s: f64, burst: f64) {
-        let (interval, tolerance) = Self::params(per_s, burst);
+        let (interval, tolerance) = crate::policy::gcra::params(per_s, burst);
         self.tolerance_ns.store(tolerance, Ordering::Relaxed);
         self.interval_ns.store(interval, Ordering::Relaxed);
     }

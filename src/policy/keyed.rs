@@ -15,6 +15,7 @@
 //! `KeyedStats::table_full`: the table's capacity bounds the keys active at once (about the rate
 //! of new keys times a quota's interval).
 
+use crate::policy::gcra;
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use crossbeam_utils::CachePadded;
 use serde::{Deserialize, Serialize};
@@ -146,8 +147,8 @@ struct Gcra {
 
 impl Gcra {
     fn of(per_s: f64, burst: f64) -> Self {
-        let interval_ns = if per_s > 0.0 { (1e9 / per_s).max(1.0) as u64 } else { 0 };
-        Self { interval_ns, tolerance_ns: (interval_ns as f64 * (burst - 1.0).max(0.0)) as u64 }
+        let (interval_ns, tolerance_ns) = gcra::params(per_s, burst);
+        Self { interval_ns, tolerance_ns }
     }
 }
 
@@ -296,7 +297,6 @@ pub struct KeyedLimiter {
     quotas: crate::sync::Snapshot<Quotas>,
     /// Per class index (the configuration's classes after the default), up to 1,025.
     counts: Box<[ClassCounts]>,
-    names: Mutex<Vec<String>>,
     /// The settings now.
     current: Mutex<KeyedLimits>,
     evicted: AtomicU64,
@@ -317,7 +317,6 @@ impl KeyedLimiter {
             stripes: (0..stripes).map(|_| CachePadded::new(Mutex::new(Stripe::new(per)))).collect(),
             quotas: crate::sync::Snapshot::new(Self::quotas(limits)),
             counts: (0..=1024).map(|_| ClassCounts::default()).collect(),
-            names: Mutex::new(Self::names(limits)),
             current: Mutex::new(limits.clone()),
             evicted: AtomicU64::new(0),
             table_full: AtomicU64::new(0),
@@ -342,11 +341,22 @@ impl KeyedLimiter {
     }
 
     /// Changes the quotas and classes while tasks run (the capacity stays as it started): a
-    /// tracked key keeps its bucket and is judged by its class's new quota.
+    /// tracked key keeps its bucket and is judged by its class's new quota. A class's counts
+    /// follow its name to its new place; a new class starts at 0 (a task counted while the
+    /// change is made may land in the class that had its place).
     pub fn set(&self, limits: &KeyedLimits) {
-        let capacity = lock(&self.current).capacity;
-        *lock(&self.current) = KeyedLimits { capacity, ..limits.clone() };
-        *lock(&self.names) = Self::names(limits);
+        let mut current = lock(&self.current);
+        let (old, new) = (Self::names(&current), Self::names(limits));
+        let load = |i: usize| {
+            (self.counts[i].admitted.load(Ordering::Relaxed), self.counts[i].limited.load(Ordering::Relaxed))
+        };
+        let kept: Vec<(u64, u64)> = new.iter().map(|n| old.iter().position(|o| o == n).map_or((0, 0), load)).collect();
+        for (i, c) in self.counts.iter().enumerate().take(old.len().max(new.len())) {
+            let (admitted, limited) = kept.get(i).copied().unwrap_or((0, 0));
+            c.admitted.store(admitted, Ordering::Relaxed);
+            c.limited.store(limited, Ordering::Relaxed);
+        }
+        *current = KeyedLimits { capacity: current.capacity, ..limits.clone() };
         self.quotas.store(Self::quotas(limits));
     }
 
@@ -417,7 +427,7 @@ impl KeyedLimiter {
 
     /// What it counted.
     pub fn stats(&self) -> KeyedStats {
-        let names = lock(&self.names).clone();
+        let names = Self::names(&lock(&self.current));
         KeyedStats {
             tracked: self.stripes.iter().map(|s| lock(s).len as u64).sum(),
             capacity: self.capacity as u64,
@@ -505,6 +515,24 @@ mod tests {
         let s = l.stats();
         assert_eq!(s.classes[1].0, "gold");
         assert_eq!((s.classes[1].1, s.classes[0].1), (30, 1));
+    }
+
+    #[test]
+    fn a_class_keeps_its_counts_when_the_classes_change() {
+        let class =
+            |name: &str, key: u64| QuotaClass { name: name.into(), per_s: 0.0, burst: 1.0, keys: vec![Key::Id(key)] };
+        let mut cfg = limits(64, 0.0, 1.0);
+        cfg.classes = vec![class("gold", 7), class("silver", 8)];
+        let l = KeyedLimiter::new(&cfg);
+        let t = 5_000 * MS;
+        (0..3).for_each(|_| assert!(l.allow(7, t, || t).is_ok()));
+        (0..5).for_each(|_| assert!(l.allow(8, t, || t).is_ok()));
+        // Gold goes, silver moves to gold's place, bronze is new.
+        cfg.classes = vec![class("silver", 8), class("bronze", 9)];
+        l.set(&cfg);
+        let s = l.stats();
+        let counts: Vec<(&str, u64)> = s.classes.iter().map(|(n, a, _)| (n.as_str(), *a)).collect();
+        assert_eq!(counts, [("default", 0), ("silver", 5), ("bronze", 0)]);
     }
 
     #[test]

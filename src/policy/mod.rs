@@ -21,6 +21,7 @@ pub(crate) mod admission;
 pub(crate) mod balance;
 pub(crate) mod budget;
 pub(crate) mod bulkhead;
+pub(crate) mod gcra;
 pub(crate) mod hedge;
 pub(crate) mod keyed;
 pub(crate) mod outlier;

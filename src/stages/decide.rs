@@ -6,6 +6,7 @@ use crate::classify::{Classification, TaskInfo};
 use crate::stages::worker::Worker;
 use crate::sync::Ordering;
 use crate::task::{Complexity, LOWEST_PRIORITY, Ticket};
+use std::borrow::Cow;
 
 /// Why a verdict was refused, for the counters and the log.
 enum Refusal {
@@ -61,12 +62,13 @@ impl Worker {
         let (domains, score, priority, deadline, key) = match verdict {
             Ok(v) => v,
             Err(r) => {
-                let (counter, why) = match r {
-                    Refusal::NoClassifier => (&ctr.no_classifier, "the engine has no classifier".to_string()),
-                    Refusal::Failed(m) => (&ctr.failed, m),
-                    Refusal::Panicked => (&ctr.panicked, "the classifier panicked".to_string()),
-                    Refusal::NoDomain => (&ctr.no_domain, "the classifier named no domain".to_string()),
-                    Refusal::Invalid(m) => (&ctr.invalid, m),
+                // Fixed causes borrow their text: a task that no rule matches allocates nothing.
+                let (counter, why): (_, Cow<'static, str>) = match r {
+                    Refusal::NoClassifier => (&ctr.no_classifier, "the engine has no classifier".into()),
+                    Refusal::Failed(m) => (&ctr.failed, m.into()),
+                    Refusal::Panicked => (&ctr.panicked, "the classifier panicked".into()),
+                    Refusal::NoDomain => (&ctr.no_domain, "the classifier named no domain".into()),
+                    Refusal::Invalid(m) => (&ctr.invalid, m.into()),
                 };
                 counter.inc();
                 let id = req.id;
@@ -90,9 +92,9 @@ impl Worker {
         {
             req.key.set(k);
         }
+        // (`complete` writes the domains from the request.)
         // SAFETY: as above: the outcome record is ours until we finish the slot.
-        let out = unsafe { self.sh.slab.out(idx) };
-        (out.domains, out.complexity) = (domains, score);
+        unsafe { self.sh.slab.out(idx) }.complexity = score;
         true
     }
 

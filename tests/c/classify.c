@@ -78,6 +78,7 @@ int main(void) {
     size_t audit_len = 0;
     const metafed_attr api_path[] = {{"path", 0, "/api/orders", 0}};
     const metafed_attr with_len[] = {{"path-ignored", 4, "/api/x-ignored", 6}};
+    const metafed_attr short_value[] = {{"path-ignored", 4, "/api/x", 3}};
     const metafed_attr acme[] = {{"tenant", 0, "acme", 0}};
     const metafed_attr other[] = {{"tenant", 0, "initech", 0}};
     const metafed_attr empty_name[] = {{"", 0, "x", 0}};
@@ -105,6 +106,8 @@ int main(void) {
     /* Lengths given: only the first name_len / value_len bytes count. */
     c = run(e, 3, with_len, 1, NULL);
     CHECK(c.outcome == METAFED_OUTCOME_OK && c.domains == ((uint64_t)1 << api));
+    c = run(e, 40, short_value, 1, NULL); /* "/ap": no rule's prefix */
+    CHECK(c.outcome == METAFED_OUTCOME_REJECTED && c.reason == METAFED_REASON_UNCLASSIFIED);
     /* No rule matches: rejected as unclassified. */
     c = run(e, 4, NULL, 0, "ping");
     CHECK(c.outcome == METAFED_OUTCOME_REJECTED && c.reason == METAFED_REASON_UNCLASSIFIED && c.domains == 0);
@@ -158,7 +161,7 @@ int main(void) {
     c = run(e, 21, other, 1, NULL);
     CHECK(c.outcome == METAFED_OUTCOME_REJECTED && c.reason == METAFED_REASON_UNCLASSIFIED);
     OK(metafed_engine_get_stats(e, &s));
-    CHECK(s.classified == 6 && s.unclassified == 2);
+    CHECK(s.classified == 6 && s.unclassified == 3);
     OK(metafed_engine_get_audit_json(e, 0, audit, sizeof audit, &audit_len));
     CHECK(strstr(audit, "\"classifier\"") != NULL && strstr(audit, "\"classify\"") != NULL);
     /* Removed: tasks must name their domains again. */

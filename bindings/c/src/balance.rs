@@ -1,7 +1,7 @@
 //! How a domain chooses its agents (round-robin or peak EWMA), ejects its outliers and sheds
 //! when overloaded, from C (ABI 1.3).
 
-use crate::convert::{duration_ns, non_null, ns_of, read_in, write_out};
+use crate::convert::{duration_ns, non_null, ns_of, read_in, write_opt, write_out};
 use crate::error::{FfiError, METAFED_E_INVALID, boundary, err, metafed_status};
 use crate::handles::{metafed_engine, metafed_topology, with_builder, with_engine};
 use crate::topology::check_domain;
@@ -314,18 +314,9 @@ pub extern "C" fn metafed_engine_get_domain_shedding(
             Ok(e.domain_shedding(d))
         })?;
         let (t, i, c) = s.map_or((0, 0, 0), |s| (ns_of(s.target), ns_of(s.interval), s.queue_capacity));
-        // SAFETY: each pointer is checked; writable per the contract.
-        unsafe {
-            if !target_ns.is_null() {
-                *target_ns = t;
-            }
-            if !interval_ns.is_null() {
-                *interval_ns = i;
-            }
-            if !queue_capacity.is_null() {
-                *queue_capacity = c;
-            }
-        }
+        write_opt(target_ns, t);
+        write_opt(interval_ns, i);
+        write_opt(queue_capacity, c);
         Ok(())
     })
 }
