@@ -11,6 +11,7 @@ Environment: `CARGO` (the cargo to run), `CARGO_TARGET_DIR` (honoured), `METAFED
 (copy an existing `target/release/libmetafed.so` without running cargo).
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -71,10 +72,14 @@ def write_ffi_module(path: Path) -> None:
     `_cdef.h` at import instead)."""
     import cffi
 
+    cdef = (HERE / "metafed" / "_cdef.h").read_text()
     builder = cffi.FFI()
-    builder.cdef((HERE / "metafed" / "_cdef.h").read_text())
+    builder.cdef(cdef)
     builder.set_source("metafed._ffi", None)
     builder.emit_python_code(str(path))
+    # What it was made from: the package uses it only with that _cdef.h beside it.
+    with path.open("a") as f:
+        f.write(f"CDEF_SHA256 = {hashlib.sha256(cdef.encode()).hexdigest()!r}\n")
 
 
 class BuildPy(build_py):

@@ -54,6 +54,7 @@ _QUEUED = struct_reader(
 )  # fmt: skip
 _QUEUED_SIZE = ffi.sizeof("metafed_queued_attempt")
 _ANSWER = struct_reader("metafed_attempt", ("engine", "id"))
+_ANSWER_SIZE = ffi.sizeof("metafed_attempt")
 _RESPONSE = struct_reader("metafed_response", ("struct_size", "code", "value", "data", "data_len"))
 _RESPONSE_SIZE = ffi.sizeof("metafed_response")
 
@@ -178,19 +179,18 @@ class LoopQueue:
         l = lib()
         att, res, resp = self._attempts, self._results, self._responses
         att_raw, resp_raw = self._attempts_raw, self._responses_raw
-        attempt_size = _ANSWER.size
         for lo in range(0, len(answers), _BATCH):
             chunk = answers[lo : lo + _BATCH]
             keep = []
             for i, (engine, aid, rc, code, value, data) in enumerate(chunk):
-                _ANSWER.pack_into(att_raw, i * attempt_size, engine, aid)
+                _ANSWER.pack_into(att_raw, i * _ANSWER_SIZE, engine, aid)
                 res[i] = rc
-                _RESPONSE.pack_into(resp_raw, i * _RESPONSE_SIZE, _RESPONSE_SIZE, code, value, 0, 0)
+                address = 0
                 if data:
                     b = ffi.from_buffer(data)
                     keep.append(b)
-                    resp[i].data = b
-                    resp[i].data_len = len(data)
+                    address = int(ffi.cast("uintptr_t", b))
+                _RESPONSE.pack_into(resp_raw, i * _RESPONSE_SIZE, _RESPONSE_SIZE, code, value, address, len(data))
             # Abandoned or stale attempts need nothing more: the statuses are not read.
             l.metafed_attempts_complete(att, res, resp, len(chunk), ffi.NULL)
             del keep

@@ -9,9 +9,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from ._native import ENGINE_THREAD, InvalidArgument, ffi
 
-MAX_ATTRS = 16
-MAX_ATTR_NAME = 64
-MAX_ATTR_VALUE = 4096
+MAX_ATTRS = 16  # METAFED_MAX_ATTRS (test_constants checks it); names and values the library checks
 
 Attrs = Union[Mapping[str, str], Sequence["tuple[str, str]"], None]
 

@@ -34,7 +34,7 @@ from ._native import (
     refuse_if_engine_thread,
     struct_reader,
 )
-from ._classify import Attrs, Classification, ClassifyInput, attr_pairs, fill_attrs
+from ._classify import Attrs, attr_pairs, fill_attrs
 from ._classify import register as register_classifier
 from ._classify import release as release_classifier
 from ._classify import trampoline as classify_trampoline
@@ -215,7 +215,7 @@ def _dispatch(state: _State) -> None:
             next_events = now + 0.25
             state.events.pump()
         stopped = state.stopped  # read before polling: then an empty poll means drained
-        buf[0].struct_size = ffi.sizeof("metafed_completion")
+        buf[0].struct_size = _COMPLETION_SIZE
         if l.metafed_engine_poll(state.h, buf, 256, 50 * MS, n) != 0:
             break
         k = n[0]
@@ -584,9 +584,11 @@ class Engine:
         return d
 
     def _fill(
-        self, raw: Any, at: int, t: Any, task_id: int, domains: Domains, payload: int, data: bytes, priority: int, deadline: Optional[float],
+        self, raw: Any, records: Any, k: int, task_id: int, domains: Domains, payload: int, data: bytes, priority: int, deadline: Optional[float],
         key: Union[int, str, None] = None, attrs: Attrs = None,
     ) -> Any:
+        """Fills task record `records[k]` (`raw` is `ffi.buffer(records)`); returns what must stay
+        alive until the library call returns."""
         _int_arg(task_id, "task_id")
         _int_arg(payload, "payload")
         _int_arg(priority, "priority", 0, 3)
@@ -609,9 +611,9 @@ class Engine:
             keep = ffi.from_buffer(data)
             address = int(ffi.cast("uintptr_t", keep))
         # One write of every field (attrs none: the library reads no attrs pointer then).
-        _TASK.pack_into(raw, at, _TASK_SIZE, 0, task_id, mask, payload, address, len(data), priority, deadline_ns, key_v, 0, 0)
+        _TASK.pack_into(raw, k * _TASK_SIZE, _TASK_SIZE, 0, task_id, mask, payload, address, len(data), priority, deadline_ns, key_v, 0, 0)
         if attrs is not None:
-            keep = (keep, fill_attrs(t, attr_pairs(attrs)))
+            keep = (keep, fill_attrs(records[k], attr_pairs(attrs)))
         return keep
 
     @overload
@@ -701,7 +703,7 @@ class Engine:
         (asyncio loop, future) pair that the completion thread resolves on its loop."""
         state = self._state
         with state.lock:
-            keep = self._fill(self._task_raw, 0, self._task, task_id, domains, payload, data, priority, deadline, key, attrs)
+            keep = self._fill(self._task_raw, self._task, 0, task_id, domains, payload, data, priority, deadline, key, attrs)
             status = lib().metafed_engine_submit(state.h, self._task, self._ticket_out)
             if status == 0:
                 ticket = int(self._ticket_out[0])
@@ -736,7 +738,7 @@ class Engine:
         while i < len(tasks):
             chunk = tasks[i : i + batch]
             keep = [
-                self._fill(raw, k * _TASK_SIZE, arr[k], t.id, t.domains, t.payload, t.data, t.priority, t.deadline, t.key, t.attrs)
+                self._fill(raw, arr, k, t.id, t.domains, t.payload, t.data, t.priority, t.deadline, t.key, t.attrs)
                 for k, t in enumerate(chunk)
             ]
             with state.lock:

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import os
 import struct
 import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+_CDEF = Path(__file__).with_name("_cdef.h").read_text()
 ffi: Any
 try:
     # An installed package: the declarations were parsed when it was built (cffi's out-of-line
-    # ABI mode, `_ffi.py` made by setup.py), so importing it parses no C.
-    from ._ffi import ffi as _built  # type: ignore[import-not-found,unused-ignore]
-
-    ffi = _built
+    # ABI mode, `_ffi.py` made by setup.py), so importing it parses no C; used only if it was
+    # made from the `_cdef.h` beside it.
+    _ffi: Any = importlib.import_module(f"{__package__}._ffi")
+    if _ffi.CDEF_SHA256 != hashlib.sha256(_CDEF.encode()).hexdigest():
+        raise ImportError("metafed/_ffi.py was made from another _cdef.h")
+    ffi = _ffi.ffi
     OUT_OF_LINE = True
-except ImportError:  # a source checkout: parse them now
+except (ImportError, AttributeError):  # a source checkout, or a stale _ffi.py: parse them now
     import cffi  # type: ignore[import-untyped]
 
     ffi = cffi.FFI()
-    ffi.cdef((Path(__file__).with_name("_cdef.h")).read_text())
+    ffi.cdef(_CDEF)
     OUT_OF_LINE = False
 
 _FORMATS = {

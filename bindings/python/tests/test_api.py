@@ -137,3 +137,18 @@ def test_ctrl_c_interrupts_run_many_within_a_slice():
             e.run_many(range(10_000), "D", in_flight=64)
         late = time.monotonic() - sent[0]
     assert late < 2.0, f"KeyboardInterrupt {late:.2f} s after the signal"
+
+
+def test_a_completion_holds_exactly_the_dataclass_fields():
+    # Completions are built by setting their __dict__ (fast); a field left out would read as its
+    # class default instead of failing.
+    import dataclasses
+
+    t = metafed.Topology()
+    d = t.add_domain("D")
+    t.add_agent(d, "a", lambda req: (5, b"x"))
+    with metafed.Engine(t) as e:
+        c = e.submit(1, d).result(timeout=30)
+    assert set(vars(c)) == {f.name for f in dataclasses.fields(metafed.Completion)}
+    assert c.ok and c.value == 5 and c.body == b"x" and c.domains == frozenset({0}) == c.answered
+    assert dataclasses.replace(c) == c

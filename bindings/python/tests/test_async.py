@@ -46,6 +46,35 @@ def test_async_handlers_answer_with_values_and_bytes_without_holding_a_worker():
     assert stats.agents[0].deferred == 200
 
 
+def test_async_handlers_see_the_whole_request():
+    seen = []
+
+    async def fail(req):
+        raise metafed.AgentError(1)
+
+    async def h(req):
+        seen.append((req.task_id, req.payload, req.data, req.domain, req.agent, req.attempt, req.fanout, req.priority))
+        seen.append((req.ticket, req.timeout))
+        return req.payload + 1
+
+    # Every field a different value: domain 3 (after three of one agent each), agent 5 (the
+    # third of its domain), attempt 2, fan-out 1, priority 0.
+    t = metafed.Topology()
+    for name in ("A", "B", "C"):
+        t.add_agent(t.add_domain(name), name.lower(), lambda req: 0)
+    d = t.add_domain("IO")
+    for i, fn in enumerate((fail, fail, h)):
+        t.add_agent(d, f"io{i}", fn)
+    t.disable_breakers()
+    t.set_timeouts(agent_ms=5_000, domain_ms=10_000, task_ms=20_000)
+    with metafed.Engine(t) as e:
+        c = e.submit(9, "IO", payload=41, data=b"xyz").result(timeout=30)
+    assert c.ok and c.value == 42
+    assert seen[0] == (9, 41, b"xyz", 3, 5, 2, 1, 0)
+    ticket, timeout = seen[1]
+    assert ticket == c.ticket and 0 < timeout <= 5.0, seen[1]
+
+
 def test_async_handlers_run_on_the_loop_the_caller_names():
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

@@ -40,3 +40,9 @@ def test_breaker_causes_and_balance_kinds_match() -> None:
     causes = _constants("METAFED_CAUSE_")
     assert {name.lower(): v for name, v in causes.items()} == {v: k for k, v in _ops._CAUSES.items()}
     assert _constants("METAFED_BALANCE_") == {k.upper(): i for i, k in enumerate(metafed.Balance.KINDS)}
+
+
+def test_the_attribute_limit_is_the_librarys() -> None:
+    from metafed import _classify
+
+    assert _classify.MAX_ATTRS == _DEFINES["METAFED_MAX_ATTRS"]

@@ -18,14 +18,30 @@ def one_domain(*handlers, isolated=False):
 def test_handlers_see_the_request_and_return_values():
     seen = []
 
+    def fail(req):
+        raise metafed.AgentError(1)
+
     def h(req):
-        seen.append((req.task_id, req.payload, req.data, req.domain, req.attempt, req.fanout, req.priority))
+        seen.append((req.task_id, req.payload, req.data, req.domain, req.agent, req.attempt, req.fanout, req.priority))
+        seen.append((req.ticket, req.timeout))
         return req.payload + 1
 
-    with metafed.Engine(one_domain(h)) as e:
-        c = e.submit(9, 0, payload=41, data=b"xyz", priority=2).result(timeout=30)
-    assert c.ok and c.value == 42 and c.priority == 2
-    assert seen == [(9, 41, b"xyz", 0, 0, 1, 2)]
+    # Every field a different value: domain 3 (after three of one agent each), agent 5 (the
+    # third of its domain), attempt 2, fan-out 1, priority 0.
+    t = metafed.Topology()
+    for name in ("A", "B", "C"):
+        t.add_agent(t.add_domain(name), name.lower(), lambda req: 0)
+    d = t.add_domain("D")
+    for i, fn in enumerate((fail, fail, h)):
+        t.add_agent(d, f"d{i}", fn)
+    t.disable_breakers()
+    t.set_timeouts(agent_ms=3_000, domain_ms=10_000, task_ms=20_000)
+    with metafed.Engine(t) as e:
+        c = e.submit(9, "D", payload=41, data=b"xyz").result(timeout=30)
+    assert c.ok and c.value == 42
+    assert seen[0] == (9, 41, b"xyz", 3, 5, 2, 1, 0)
+    ticket, timeout = seen[1]
+    assert ticket == c.ticket and 0 < timeout <= 3.0, seen[1]
 
 
 def test_an_exception_is_an_agent_failure_with_its_message_kept():
@@ -55,6 +71,8 @@ def test_agent_error_codes_and_exhaustion():
         c = e.submit(1, 0).result(timeout=30)
     assert c.outcome == metafed.Outcome.FAILED and c.reason == metafed.Reason.AGENTS_EXHAUSTED
     assert sorted(f.code for f in c.failures) == [400, 401]
+    assert sorted(f.agent for f in c.failures) == [0, 1] and c.failures_total == 2
+    assert [f.attempt for f in c.failures] == [0, 1] and {f.domain for f in c.failures} == {0}
     assert all(f.kind == metafed.FailureKind.ERROR and f.message is None for f in c.failures)
 
 
