@@ -1,0 +1,118 @@
+//! Runs the application for a few seconds each way, with its embedded defaults, and reads its
+//! JSON report: every task completes exactly once; one broken agent per domain leaves success
+//! where the model puts it for the agents left; a whole domain broken fails the tasks that
+//! need it, for the right reason, and no others; each scheduled fault is contained at its level.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn run(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_metafed-federation"))
+        .args(["--json", "--quiet", "--admin", "off"])
+        .args(args)
+        .output()
+        .expect("the application runs");
+    assert!(out.status.success(), "metafed-federation {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the report is JSON")
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"))
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("{v} is not a count"))
+}
+
+/// Every accepted task completed once.
+fn exactly_once(r: &Value) {
+    let run = &r["run"];
+    assert!(u(&run["tasks"]) > 500, "too few tasks to judge: {run}");
+    assert_eq!(run["tasks"], run["completions"], "{run}");
+    assert_eq!(u(&run["duplicates"]), 0, "{run}");
+    assert_eq!(u(&run["missing"]), 0, "{run}");
+}
+
+#[test]
+fn one_broken_agent_per_domain_leaves_the_success_the_model_predicts() {
+    let r = run(&["--seconds", "4", "--rate", "800", "--break", "REST,SQL,JWT"]);
+    exactly_once(&r);
+    for k in r["kinds"].as_array().unwrap() {
+        let (lo, hi, p) = (f(&k["interval"][0]), f(&k["interval"][1]), f(&k["predicted"]));
+        assert!(u(&k["tasks"]) > 0, "{k}");
+        assert!(p >= lo - 0.01 && p <= hi + 0.01, "the model's {p} is outside the measured interval: {k}");
+        assert!(f(&k["success"]) > 0.95, "two healthy agents per domain should keep tasks succeeding: {k}");
+    }
+    // The broken agents were really broken: tried, and failing.
+    for a in r["agents"].as_array().unwrap() {
+        let (calls, failures) = (u(&a["calls"]), u(&a["failures"]));
+        match a["name"].as_str().unwrap() {
+            "REST" | "SQL" | "JWT" => assert!(calls > 0 && failures * 10 >= calls * 9, "{a}"),
+            _ => assert!(calls > 0 && failures * 50 <= calls, "a healthy agent failed often: {a}"),
+        }
+    }
+}
+
+#[test]
+fn a_whole_domain_broken_fails_only_the_tasks_that_need_it() {
+    let r = run(&["--seconds", "3", "--rate", "800", "--break", "REST,GraphQL,WebSocket"]);
+    exactly_once(&r);
+    let mut needing = 0;
+    for k in r["kinds"].as_array().unwrap() {
+        if k["domains"].as_str().unwrap().contains("API") {
+            needing += u(&k["tasks"]);
+            assert_eq!(u(&k["ok"]), 0, "a task that needs the API succeeded without it: {k}");
+        } else {
+            assert_eq!(k["ok"], k["tasks"], "a task that does not need the API failed: {k}");
+        }
+    }
+    let run = &r["run"];
+    assert_eq!(u(&run["tasks"]) - u(&run["ok"]), needing, "{run}");
+    for (reason, _) in run["reasons"].as_array().unwrap().iter().map(|x| (x[0].as_str().unwrap(), &x[1])) {
+        assert!(
+            ["every attempt failed", "shed by an open domain breaker", "domain timeout"].contains(&reason),
+            "failed for a reason that is not the API domain's: {reason}"
+        );
+    }
+}
+
+#[test]
+fn scheduled_faults_are_contained_at_their_level() {
+    let r = run(&["--seconds", "8", "--rate", "800", "--faults", "rest-reset,sqlite-lock,jwt-keys,http-down"]);
+    exactly_once(&r);
+    let faults = r["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 4);
+    for fr in faults {
+        let needing = f(&fr["needing"][1]);
+        let others = &fr["others"];
+        match fr["fault"].as_str().unwrap() {
+            "http-down" => {
+                assert_eq!(fr["contained_at"], "domain", "{fr}");
+                assert!(needing < 0.5, "tasks needing a stopped service succeeded: {fr}");
+                assert!(u(&others[0]) > 0 && f(&others[1]) > 0.95, "the other tasks suffered: {fr}");
+                assert!(fr["recovery_s"].is_number(), "the API did not come back after the restart: {fr}");
+            }
+            _ => {
+                assert_eq!(fr["contained_at"], "agent", "{fr}");
+                assert!(needing > 0.9, "{fr}");
+                let broken = &fr["broken"][0];
+                assert!(u(&broken[1]) > 0 && u(&broken[2]) > 0, "the fault broke nothing: {fr}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_refused_by_name() {
+    for (args, says) in [
+        (&["--faults", "rest-rest"][..], "unknown fault \"rest-rest\""),
+        (&["--break", "SOAP"][..], "unknown agent \"SOAP\""),
+        (&["--seconds=-1"][..], "--seconds"),
+        (&["--break", "REST", "--faults", "rest-reset"][..], "--break holds it"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_metafed-federation")).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
