@@ -459,6 +459,10 @@ pub fn text(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
+        "(model: what the seed's model predicts from the agents' failure rates over the run; a domain\n whose every agent is down, its sub-tasks shed by its breaker, is outside it)"
+    );
+    let _ = writeln!(
+        s,
         "\n{:<10} {:>9} {:>8} {:>7} {:>10} {:>9}   agents: attempts / failed / mean ms / breaker",
         "domain", "sub-tasks", "success", "shed", "failovers", "model"
     );
