@@ -160,7 +160,7 @@ fn real_main(args: &Args) -> Result<(), String> {
     b.breakers(Levels::default());
     b.timeouts(Some(Duration::from_millis(200)), Some(Duration::from_millis(600)), Some(Duration::from_millis(1500)))
         .map_err(|e| e.to_string())?;
-    b.classify(run::rules());
+    b.classify(metafed::classify::ClassifyConfig::seed());
     let topo = b.build().map_err(|e| e.to_string())?;
     let started = Instant::now();
     let engine = Engine::start(topo.clone(), EngineConfig::default()).map_err(|e| e.to_string())?;

@@ -6,7 +6,6 @@ use crate::agents::Call;
 use crate::auth::Auth;
 use crate::data::{ORDERS, USERS};
 use crate::faults::{Fault, World};
-use metafed::classify::{ClassifyConfig, Rule};
 use metafed::events::BreakerEvent;
 use metafed::stats::Stats;
 use metafed::{Completion, Engine, Reason, SubmitError, Task};
@@ -59,21 +58,6 @@ pub const KINDS: [Kind; 5] = [
         query: Some("SELECT sum(total) FROM orders WHERE user = ?"),
     },
 ];
-
-/// The seed's extraction of the domains a task needs, as rules over its attributes and bytes:
-/// an API path needs the API, a query the Database, a token Auth; a report weighs more.
-pub fn rules() -> ClassifyConfig {
-    ClassifyConfig {
-        base: 0.1,
-        rules: vec![
-            Rule::attr_prefix("path", "/api/", &["API"], 0.1),
-            Rule::data_contains("SELECT", &["Database"], 0.2),
-            Rule { attr: Some("token".into()), domains: vec!["Auth".into()], weight: 0.2, ..Rule::default() },
-            Rule::attr_equals("op", "report", &[], 0.4),
-        ],
-        ..ClassifyConfig::default()
-    }
-}
 
 /// The kind of task `id` (a fixed pseudo-random draw, so a run's mix is the same each time).
 pub fn kind_of(id: u64) -> usize {

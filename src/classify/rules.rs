@@ -118,6 +118,23 @@ pub struct Band {
 }
 
 impl ClassifyConfig {
+    /// The seed report's extraction of the domains a request needs, as rules: an API path
+    /// (`path` starting `/api/`) needs the API domain, a query in the bytes (`SELECT`) the
+    /// Database, a `token` attribute Auth; a report (`op = report`) weighs more. Domains named
+    /// as the seed's topology names them ([`Topology::seed`](crate::Topology::seed)).
+    pub fn seed() -> Self {
+        Self {
+            base: 0.1,
+            rules: vec![
+                Rule::attr_prefix("path", "/api/", &["API"], 0.1),
+                Rule::data_contains("SELECT", &["Database"], 0.2),
+                Rule { attr: Some("token".into()), domains: vec!["Auth".into()], weight: 0.2, ..Rule::default() },
+                Rule::attr_equals("op", "report", &[], 0.4),
+            ],
+            ..Self::default()
+        }
+    }
+
     /// Checks the settings that do not depend on the topology; errors name the field.
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.base) {

@@ -1,5 +1,5 @@
 //! Section 12: the decision engine. Tasks that name no domain carry the attributes and bytes a
-//! request would (a path, a token, a query), and the seed's rules (`seed_rules`) classify them
+//! request would (a path, a token, a query), and the seed's rules (`ClassifyConfig::seed`) classify them
 //! into the seed's domains with a complexity score. Measured: the mix per domain set against
 //! the model's success for that set (breakers off: every outcome is the oracle's), the score's
 //! distribution, and admission by cost: under one cost budget, light tasks run more at once
@@ -7,26 +7,11 @@
 
 use super::figures::{ci, ratio};
 use super::report::{Classify, CostRow, KindRow};
-use metafed::classify::{ClassifyConfig, Rule};
+use metafed::classify::ClassifyConfig;
 use metafed::model;
 use metafed::sim::{Latency, SimAgent, splitmix64};
 use metafed::{AdmissionConfig, AgentSpec, Completion, DomainSet, Engine, EngineConfig, Levels, Task, Topology};
 use std::time::Instant;
-
-/// The seed's extraction of domain requirements, as rules: an API path needs the API domain, a
-/// query in the bytes the Database, a token Auth; a report weighs more.
-pub(super) fn seed_rules() -> ClassifyConfig {
-    ClassifyConfig {
-        base: 0.1,
-        rules: vec![
-            Rule::attr_prefix("path", "/api/", &["API"], 0.1),
-            Rule::data_contains("SELECT", &["Database"], 0.2),
-            Rule { attr: Some("token".into()), domains: vec!["Auth".into()], weight: 0.2, ..Rule::default() },
-            Rule::attr_equals("op", "report", &[], 0.4),
-        ],
-        ..ClassifyConfig::default()
-    }
-}
 
 /// A kind of request: (name, share in percent, path, token, op, bytes).
 type Kind = (&'static str, u64, &'static str, bool, &'static str, &'static [u8]);
@@ -69,7 +54,7 @@ fn seed(rates: (f64, f64, f64), io_us: Option<f64>) -> Result<Topology, String> 
         b.domain_fault_rate(d, rates.1).map_err(s)?;
     }
     b.meta_fault_rate(rates.2).breakers(Levels::disabled());
-    b.classify(seed_rules());
+    b.classify(ClassifyConfig::seed());
     b.build().map_err(s)
 }
 
