@@ -78,7 +78,16 @@ fn a_whole_domain_broken_fails_only_the_tasks_that_need_it() {
 
 #[test]
 fn scheduled_faults_are_contained_at_their_level() {
-    let r = run(&["--seconds", "8", "--rate", "800", "--faults", "rest-reset,sqlite-lock,jwt-keys,http-down"]);
+    let r = run(&[
+        "--seconds",
+        "10",
+        "--on",
+        "0.4",
+        "--rate",
+        "800",
+        "--faults",
+        "rest-reset,sqlite-lock,jwt-keys,http-down",
+    ]);
     exactly_once(&r);
     let faults = r["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 4);
