@@ -2,6 +2,7 @@
 //! token introspection registry (served over HTTP by the service in `http`), and an RBAC
 //! policy store (a role per user, permissions per role).
 
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -126,6 +127,11 @@ impl Auth {
         Ok(self.roles.read().expect("roles").as_ref().ok_or("the RBAC policy store is offline")?.get(user).cloned())
     }
 
+    /// The RBAC policy: each user's role.
+    pub fn policy(&self) -> &HashMap<String, String> {
+        &self.policy
+    }
+
     /// Takes the RBAC policy store offline, or brings it back.
     pub fn set_policy_online(&self, online: bool) {
         *self.roles.write().expect("roles") = online.then(|| self.policy.clone());
@@ -157,6 +163,16 @@ impl Auth {
         let mut v = Validation::new(Algorithm::EdDSA);
         v.set_required_spec_claims(&["exp", "sub"]);
         jsonwebtoken::decode::<Claims>(token, &keys.decoding, &v).map(|d| d.claims).map_err(|e| e.to_string())
+    }
+
+    /// The key the verifier trusts, as a JWK set (RFC 7517): what `/.well-known/jwks.json`
+    /// serves to verifiers in other processes.
+    pub fn jwks(&self) -> Result<JwkSet, String> {
+        let keys = self.trusted.read().expect("trusted").clone();
+        let mut jwk = Jwk::from_decoding_key(&keys.decoding, Some(Algorithm::EdDSA)).map_err(|e| e.to_string())?;
+        jwk.common.key_id = Some(keys.kid.clone());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        Ok(JwkSet { keys: vec![jwk] })
     }
 
     /// What introspection says of `token`: `None` when it was never issued or has expired.

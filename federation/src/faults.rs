@@ -104,6 +104,21 @@ impl Fault {
         }
     }
 
+    /// Whether it acts on a service that clients in other processes share (the HTTP service,
+    /// its proxies, the SQLite file), rather than on the Rust agents' own state (the document
+    /// store, the cache, the JWT verifier's key, the RBAC store).
+    pub fn shared(self) -> bool {
+        matches!(
+            self,
+            Fault::RestReset
+                | Fault::GraphqlReset
+                | Fault::WsSlow
+                | Fault::HttpDown
+                | Fault::SqliteLock
+                | Fault::IntrospectBlackhole
+        )
+    }
+
     /// The domain it hits, and the agents whose path it breaks.
     pub fn target(self) -> (&'static str, &'static [&'static str]) {
         match self {

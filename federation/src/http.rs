@@ -1,8 +1,8 @@
 //! The HTTP service the API domain and the OAuth agent call: one axum server with a REST
 //! endpoint, a GraphQL endpoint (async-graphql) and a WebSocket endpoint over the same orders,
-//! and an RFC 7662 token introspection endpoint. It runs on a runtime of its own, so that it
-//! can be stopped (every connection with it) and started again on the same port, as a
-//! service's process would be.
+//! an RFC 7662 token introspection endpoint and the JWT verifier's key set (RFC 7517, at
+//! `/.well-known/jwks.json`). It runs on a runtime of its own, so that it can be stopped (every
+//! connection with it) and started again on the same port, as a service's process would be.
 
 use crate::auth::Auth;
 use crate::data::{ORDERS, Order, order};
@@ -79,6 +79,13 @@ async fn introspect(State(auth): State<Arc<Auth>>, Form(f): Form<IntrospectForm>
     Json(r)
 }
 
+async fn jwks(State(auth): State<Arc<Auth>>) -> impl IntoResponse {
+    match auth.jwks() {
+        Ok(set) => Json(set).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
 fn router(auth: Arc<Auth>) -> Router {
     let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
     Router::new()
@@ -86,6 +93,7 @@ fn router(auth: Arc<Auth>) -> Router {
         .route_service("/graphql", async_graphql_axum::GraphQL::new(schema))
         .route("/ws", get(ws))
         .route("/introspect", post(introspect))
+        .route("/.well-known/jwks.json", get(jwks))
         .route("/health", get(|| async { "ok" }))
         .with_state(auth)
 }

@@ -3,7 +3,7 @@
 //! introspection; SQLite, redb and a moka cache; an Ed25519 JWT key pair and an RBAC policy),
 //! puts a fault proxy in front of each HTTP endpoint, runs the seed's 3 x 3 over them with a
 //! mixed workload while faults come and go on a schedule, and reports how the federation
-//! absorbed each one.
+//! absorbed each one. `--serve` starts the services alone, for agents in other languages.
 
 mod agents;
 mod auth;
@@ -13,6 +13,7 @@ mod http;
 mod proxy;
 mod report;
 mod run;
+mod serve;
 
 use clap::Parser;
 use faults::{Fault, World};
@@ -60,6 +61,12 @@ struct Args {
     /// No progress lines on standard error.
     #[arg(long, short)]
     quiet: bool,
+    /// Start only the services and their fault proxies, for clients in other processes (the
+    /// Python twin): print where they are as one JSON line, run --faults and --break over
+    /// --seconds (no faults by default), print each fault's start and end as a JSON line, and
+    /// stop when standard input closes.
+    #[arg(long, conflicts_with_all = ["rate", "in_flight", "admin", "json", "plot"])]
+    serve: bool,
 }
 
 fn positive(s: &str) -> Result<f64, String> {
@@ -111,6 +118,7 @@ fn real_main(args: &Args) -> Result<(), String> {
     let scheduled = match (&args.faults, &args.broken) {
         (Some(f), _) => list(f, Fault::parse)?,
         (None, Some(_)) => Vec::new(),
+        (None, None) if args.serve => Vec::new(),
         (None, None) => Fault::DEFAULT.to_vec(),
     };
     if let Some(f) = scheduled.iter().find(|f| held.contains(f)) {
@@ -118,6 +126,9 @@ fn real_main(args: &Args) -> Result<(), String> {
             "--faults schedules {} and --break holds it for the whole run: give it to one of them",
             f.name()
         ));
+    }
+    if args.serve {
+        scheduled.iter().chain(&held).try_for_each(|&f| serve::check(f))?;
     }
     let dir = TempDir::new()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -146,6 +157,15 @@ fn real_main(args: &Args) -> Result<(), String> {
     };
     let proxies: [proxy::Proxy; 4] = proxies.try_into().map_err(|_| "four proxies")?;
     let world = Arc::new(World::new(http, proxies, stores.clone(), auth.clone(), rt.handle().clone()));
+    let duration = Duration::from_secs_f64(args.seconds);
+    let schedule = run::Plan::spread(duration, &scheduled, args.on);
+    if args.serve {
+        let at = serve::Where { http: upstream, ends: &ends, sqlite: &stores.sqlite, auth: &auth };
+        let served = serve::serve(&world, &at, &schedule, &held);
+        drop(world);
+        rt.shutdown_timeout(Duration::from_secs(1));
+        return served;
+    }
 
     let mut b = Topology::builder();
     for (domain, agents) in agents::agents(rt.handle(), &ends, &stores, &auth) {
@@ -174,12 +194,11 @@ fn real_main(args: &Args) -> Result<(), String> {
         }
         Some(a.to_string())
     };
-    let duration = Duration::from_secs_f64(args.seconds);
     let plan = run::Plan {
         duration,
         in_flight: args.in_flight.unwrap_or(0) as usize,
         rate: if args.in_flight.is_some() { None } else { Some(args.rate) },
-        schedule: run::Plan::spread(duration, &scheduled, args.on),
+        schedule,
         held: held.clone(),
     };
     if !args.quiet {

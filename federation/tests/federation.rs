@@ -4,7 +4,8 @@
 //! need it, for the right reason, and no others; each scheduled fault is contained at its level.
 
 use serde_json::Value;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
 
 fn run(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_metafed-federation"))
@@ -118,10 +119,46 @@ fn bad_arguments_are_refused_by_name() {
         (&["--break", "SOAP"][..], "unknown agent \"SOAP\""),
         (&["--seconds=-1"][..], "--seconds"),
         (&["--break", "REST", "--faults", "rest-reset"][..], "--break holds it"),
+        (&["--serve", "--break", "Cache"][..], "--serve cannot inject cache-stale"),
+        (&["--serve", "--json"][..], "cannot be used with"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_metafed-federation")).args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// `--serve`: the description names every service, the REST endpoint answers through its proxy,
+/// each fault's edges come as JSON lines, and closing standard input stops it.
+#[test]
+fn serve_describes_the_services_runs_the_faults_and_stops_when_its_input_closes() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metafed-federation"))
+        .args(["--serve", "--seconds", "2", "--on", "0.3", "--faults", "rest-reset"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the application runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let info: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).expect("a JSON description");
+    for key in ["rest", "graphql", "websocket", "introspect", "jwks", "sqlite", "orders_jsonl"] {
+        assert!(info[key].as_str().is_some_and(|v| !v.is_empty()), "no {key} in {info}");
+    }
+    assert_eq!(info["tokens"].as_object().unwrap().len(), 50);
+    assert_eq!(info["schedule"][0]["fault"], "rest-reset");
+    assert_eq!(std::fs::read_to_string(info["orders_jsonl"].as_str().unwrap()).unwrap().lines().count(), 1000);
+    // One GET through the REST proxy, before the fault.
+    let rest = info["rest"].as_str().unwrap().trim_start_matches("http://").trim_end_matches("/orders").to_owned();
+    let mut conn = std::net::TcpStream::connect(&rest).unwrap();
+    conn.write_all(b"GET /orders/7 HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.0 200") && reply.contains("\"id\":7"), "{reply}");
+    let edges: Vec<Value> = (0..3).map(|_| serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap()).collect();
+    assert_eq!((edges[0]["fault"].as_str(), edges[0]["on"].as_bool()), (Some("rest-reset"), Some(true)), "{edges:?}");
+    assert_eq!((edges[1]["fault"].as_str(), edges[1]["on"].as_bool()), (Some("rest-reset"), Some(false)), "{edges:?}");
+    assert_eq!(edges[2]["schedule"], "done", "{edges:?}");
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
 }
