@@ -33,6 +33,8 @@ fi
 if [ -x bindings/python/run_tests.sh ]; then
   step "Python"
   bindings/python/run_tests.sh
+  step "The federation's Python twin: nine async def agents on the same services (examples/python/real_agents)"
+  examples/python/real_agents/run_tests.sh
 fi
 
 # Steps that need Debian packages beyond the toolchain: skipped with a note when they are missing,
