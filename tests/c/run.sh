@@ -56,4 +56,31 @@ done
 (cd "$root" && cc -std=c99 -O2 "${warn[@]}" examples/c/client.c -Iinclude target/release/libmetafed.a -lpthread -ldl -lm -o "$out/client")
 echo "-- examples/c/client"
 "$out/client" > /dev/null
+# The example with a real agent: GETs from an HTTP server on the loopback interface (Python's),
+# then from its port once the server is gone (the fallback agent answers every task), built with
+# the sanitizers; and with its documented command line.
+(cd "$root" && cc -std=c99 -O2 "${warn[@]}" examples/c/http_agent.c -Iinclude target/release/libmetafed.a -lpthread -ldl -lm -o "$out/http_agent_static")
+gcc -std=c99 "${warn[@]}" "${san[@]}" -I"$root/include" "$root/examples/c/http_agent.c" -o "$out/http_agent" "${link[@]}"
+www="$out/www"; mkdir -p "$www"; echo "hello from a real service" > "$www/hello.txt"
+python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$www" > "$out/http_server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+port=""
+for _ in $(seq 100); do
+  port="$(sed -n 's/^Serving HTTP on .* port \([0-9]*\).*/\1/p' "$out/http_server.log")"
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+[ -n "$port" ] || { echo "the HTTP server did not start:" >&2; cat "$out/http_server.log" >&2; exit 1; }
+echo "-- examples/c/http_agent against http://127.0.0.1:$port/hello.txt"
+"$out/http_agent" "127.0.0.1:$port" /hello.txt 400 | tee "$out/http_agent.out"
+grep -q "400 of 400 tasks ok" "$out/http_agent.out"
+served="$(sed -n 's/.*tasks ok, \([0-9]*\) answered by the service.*/\1/p' "$out/http_agent.out")"
+[ "$served" -ge 200 ] || { echo "the service answered $served of 400 tasks" >&2; exit 1; }
+"$out/http_agent_static" "127.0.0.1:$port" /hello.txt 100 > /dev/null
+kill $server; wait $server 2>/dev/null || true
+trap - EXIT
+echo "-- examples/c/http_agent with the server gone"
+"$out/http_agent" "127.0.0.1:$port" /hello.txt 400 | tee "$out/http_agent.out"
+grep -q "400 of 400 tasks ok, 0 answered by the service" "$out/http_agent.out"
 echo "C and C++ tests passed"
