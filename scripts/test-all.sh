@@ -18,8 +18,10 @@ step "Rust: build (release) and every Rust test of the workspace"
 cargo build --release --locked --workspace --exclude metafed-federation
 cargo test --release --locked --workspace --exclude metafed-federation
 
-step "The federation with real agents: its services, faults and report (cargo test -p metafed-federation)"
-cargo test --release --locked -p metafed-federation
+# With its PostgreSQL and Redis support: the test that uses them starts Debian's servers on the
+# loopback interface when they are installed (.ci/run installs them), and says it skipped otherwise.
+step "The federation with real agents: its services, faults and report (cargo test -p metafed-federation --all-features)"
+cargo test --release --locked -p metafed-federation --all-features
 
 step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:=2})"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS CARGO_TARGET_DIR=target/loom \

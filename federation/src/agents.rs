@@ -7,6 +7,7 @@
 use crate::auth::{Auth, permissions};
 use crate::data::{Order, Stores};
 use crate::http::Introspection;
+use crate::servers::Servers;
 use futures_util::{SinkExt, StreamExt};
 use metafed::{AgentSpec, OwnedRequest, future_handler};
 use serde::{Deserialize, Serialize};
@@ -84,11 +85,78 @@ pub struct Endpoints {
 /// this long, well inside the agent timeout.
 pub const SQLITE_BUSY: Duration = Duration::from_millis(50);
 
+/// The SQL agent: PostgreSQL when it is given, the SQLite file otherwise.
+fn sql_agent(rt: &tokio::runtime::Handle, stores: &Arc<Stores>, servers: &Servers) -> AgentSpec {
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = servers.postgres.clone() {
+        return future_handler(rt.clone(), move |req| {
+            let pg = pg.clone();
+            async move {
+                let call = call_of(&req)?;
+                order_answer(&pg.read(call.order).await.map_err(|_| 503)?.ok_or(404)?)
+            }
+        });
+    }
+    let _ = servers;
+    let path = stores.sqlite.clone();
+    future_handler(rt.clone(), move |req| {
+        let path = path.clone();
+        async move {
+            let call = call_of(&req)?;
+            // rusqlite blocks: on a blocking thread, each with its own connection.
+            let row = tokio::task::spawn_blocking(move || {
+                thread_local!(static CONN: RefCell<Option<rusqlite::Connection>> = const { RefCell::new(None) });
+                CONN.with_borrow_mut(|conn| {
+                    if conn.is_none() {
+                        let c =
+                            rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                                .map_err(|_| 503)?;
+                        c.busy_timeout(SQLITE_BUSY).map_err(|_| 503)?;
+                        *conn = Some(c);
+                    }
+                    Stores::sql_read(conn.as_ref().expect("opened above"), call.order).map_err(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => 404,
+                        _ => 503,
+                    })
+                })
+            })
+            .await
+            .map_err(|_| 500)??;
+            order_answer(&row)
+        }
+    })
+}
+
+/// The NoSQL agent: Redis when it is given, redb otherwise.
+fn nosql_agent(rt: &tokio::runtime::Handle, stores: &Arc<Stores>, servers: &Servers) -> AgentSpec {
+    #[cfg(feature = "redis")]
+    if let Some(redis) = servers.redis.clone() {
+        return future_handler(rt.clone(), move |req| {
+            let redis = redis.clone();
+            async move {
+                let call = call_of(&req)?;
+                order_json(redis.read(call.order).await.map_err(|_| 503)?.ok_or(404)?)
+            }
+        });
+    }
+    let _ = servers;
+    let stores = stores.clone();
+    future_handler(rt.clone(), move |req| {
+        let stores = stores.clone();
+        async move {
+            let call = call_of(&req)?;
+            let doc = tokio::task::spawn_blocking(move || stores.doc_read(call.order)).await.map_err(|_| 500)?;
+            order_json(doc.map_err(|_| 503)?.ok_or(404)?)
+        }
+    })
+}
+
 /// The nine agents' specs, by domain (API, Database, Auth), each as `(name, spec)`.
 pub fn agents(
     rt: &tokio::runtime::Handle,
     ends: &Endpoints,
     stores: &Arc<Stores>,
+    servers: &Servers,
     auth: &Arc<Auth>,
 ) -> [(&'static str, [(&'static str, AgentSpec); 3]); 3] {
     let http =
@@ -147,48 +215,8 @@ pub fn agents(
         })
     };
 
-    let sql = {
-        let path = stores.sqlite.clone();
-        future_handler(rt.clone(), move |req| {
-            let path = path.clone();
-            async move {
-                let call = call_of(&req)?;
-                // rusqlite blocks: on a blocking thread, each with its own connection.
-                let row = tokio::task::spawn_blocking(move || {
-                    thread_local!(static CONN: RefCell<Option<rusqlite::Connection>> = const { RefCell::new(None) });
-                    CONN.with_borrow_mut(|conn| {
-                        if conn.is_none() {
-                            let c = rusqlite::Connection::open_with_flags(
-                                &path,
-                                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-                            )
-                            .map_err(|_| 503)?;
-                            c.busy_timeout(SQLITE_BUSY).map_err(|_| 503)?;
-                            *conn = Some(c);
-                        }
-                        Stores::sql_read(conn.as_ref().expect("opened above"), call.order).map_err(|e| match e {
-                            rusqlite::Error::QueryReturnedNoRows => 404,
-                            _ => 503,
-                        })
-                    })
-                })
-                .await
-                .map_err(|_| 500)??;
-                order_answer(&row)
-            }
-        })
-    };
-    let nosql = {
-        let stores = stores.clone();
-        future_handler(rt.clone(), move |req| {
-            let stores = stores.clone();
-            async move {
-                let call = call_of(&req)?;
-                let doc = tokio::task::spawn_blocking(move || stores.doc_read(call.order)).await.map_err(|_| 500)?;
-                order_json(doc.map_err(|_| 503)?.ok_or(404)?)
-            }
-        })
-    };
+    let sql = sql_agent(rt, stores, servers);
+    let nosql = nosql_agent(rt, stores, servers);
     let cache = {
         let stores = stores.clone();
         future_handler(rt.clone(), move |req| {

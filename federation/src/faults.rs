@@ -5,6 +5,7 @@ use crate::auth::Auth;
 use crate::data::Stores;
 use crate::http::HttpService;
 use crate::proxy::{Mode, Proxy};
+use crate::servers::Servers;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,9 +22,11 @@ pub enum Fault {
     WsSlow,
     /// The HTTP service stops (every API agent and the OAuth agent lose it), then restarts.
     HttpDown,
-    /// A writer holds an exclusive lock on the SQLite file.
-    SqliteLock,
-    /// The document store is closed, then opened again.
+    /// A writer holds an exclusive lock on the orders table: on the SQLite file, or `LOCK
+    /// TABLE` in PostgreSQL.
+    SqlLock,
+    /// The document store goes: redb is closed, or the path to Redis cut (its proxy resets
+    /// every connection); then it comes back.
     DocsDown,
     /// A write the cache did not see: every cached entry is stale until the cache is refilled.
     CacheStale,
@@ -43,7 +46,7 @@ impl Fault {
         ("graphql-reset", Fault::GraphqlReset),
         ("ws-slow", Fault::WsSlow),
         ("http-down", Fault::HttpDown),
-        ("sqlite-lock", Fault::SqliteLock),
+        ("sql-lock", Fault::SqlLock),
         ("docs-down", Fault::DocsDown),
         ("cache-stale", Fault::CacheStale),
         ("jwt-keys", Fault::JwtKeys),
@@ -53,15 +56,16 @@ impl Fault {
 
     /// The default schedule: one fault of each agent kind's path, and a whole service down.
     pub const DEFAULT: [Fault; 6] =
-        [Fault::RestReset, Fault::WsSlow, Fault::SqliteLock, Fault::CacheStale, Fault::JwtKeys, Fault::HttpDown];
+        [Fault::RestReset, Fault::WsSlow, Fault::SqlLock, Fault::CacheStale, Fault::JwtKeys, Fault::HttpDown];
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
         Self::ALL.iter().find(|(_, f)| *f == self).map_or("?", |(n, _)| n)
     }
 
-    /// The fault named `name`.
+    /// The fault named `name` (`sqlite-lock` is the former name of `sql-lock`).
     pub fn parse(name: &str) -> Result<Fault, String> {
+        let name = if name == "sqlite-lock" { "sql-lock" } else { name };
         Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, f)| *f).ok_or_else(|| {
             let names: Vec<_> = Self::ALL.iter().map(|(n, _)| *n).collect();
             format!("unknown fault {name:?}: the faults are {}", names.join(", "))
@@ -74,7 +78,7 @@ impl Fault {
             "REST" => Fault::RestReset,
             "GraphQL" => Fault::GraphqlReset,
             "WebSocket" => Fault::WsSlow,
-            "SQL" => Fault::SqliteLock,
+            "SQL" => Fault::SqlLock,
             "NoSQL" => Fault::DocsDown,
             "Cache" => Fault::CacheStale,
             "JWT" => Fault::JwtKeys,
@@ -95,8 +99,10 @@ impl Fault {
             Fault::GraphqlReset => "the GraphQL endpoint's proxy resets every connection",
             Fault::WsSlow => "the WebSocket endpoint's proxy delays every frame by 400 ms",
             Fault::HttpDown => "the HTTP service stops (REST, GraphQL, WebSocket and introspection), then restarts",
-            Fault::SqliteLock => "a writer holds an exclusive lock on the SQLite file",
-            Fault::DocsDown => "the document store (redb) is closed, then opened again",
+            Fault::SqlLock => {
+                "a writer holds an exclusive lock on the orders table (the SQLite file, or LOCK TABLE in PostgreSQL)"
+            }
+            Fault::DocsDown => "the document store goes: redb closed, or the path to Redis cut; then back",
             Fault::CacheStale => "a write behind the cache's back: every entry is stale until the cache is refilled",
             Fault::JwtKeys => "the JWT key pair expires: the verifier trusts a new key before the issuer signs with it",
             Fault::IntrospectBlackhole => "the introspection endpoint's proxy swallows every request",
@@ -114,7 +120,7 @@ impl Fault {
                 | Fault::GraphqlReset
                 | Fault::WsSlow
                 | Fault::HttpDown
-                | Fault::SqliteLock
+                | Fault::SqlLock
                 | Fault::IntrospectBlackhole
         )
     }
@@ -126,7 +132,7 @@ impl Fault {
             Fault::GraphqlReset => ("API", &["GraphQL"]),
             Fault::WsSlow => ("API", &["WebSocket"]),
             Fault::HttpDown => ("API", &["REST", "GraphQL", "WebSocket", "OAuth"]),
-            Fault::SqliteLock => ("Database", &["SQL"]),
+            Fault::SqlLock => ("Database", &["SQL"]),
             Fault::DocsDown => ("Database", &["NoSQL"]),
             Fault::CacheStale => ("Database", &["Cache"]),
             Fault::JwtKeys => ("Auth", &["JWT"]),
@@ -154,6 +160,8 @@ pub struct World {
     pub auth: Arc<Auth>,
     /// The application's runtime.
     pub rt: tokio::runtime::Handle,
+    /// The servers in place of the embedded stores, if any.
+    pub servers: Servers,
     /// The SQLite lock holder's release, while it holds the lock.
     sqlite_lock: Mutex<Option<mpsc::Sender<()>>>,
 }
@@ -165,10 +173,11 @@ impl World {
         proxies: [Proxy; 4],
         stores: Arc<Stores>,
         auth: Arc<Auth>,
+        servers: Servers,
         rt: tokio::runtime::Handle,
     ) -> Self {
         let [rest, graphql, websocket, introspect] = proxies;
-        Self { http, rest, graphql, websocket, introspect, stores, auth, rt, sqlite_lock: Mutex::new(None) }
+        Self { http, rest, graphql, websocket, introspect, stores, auth, servers, rt, sqlite_lock: Mutex::new(None) }
     }
 
     /// Starts `fault`.
@@ -178,8 +187,16 @@ impl World {
             Fault::GraphqlReset => self.graphql.set_mode(Mode::Reset),
             Fault::WsSlow => self.websocket.set_delay(Duration::from_millis(400)),
             Fault::HttpDown => self.http.stop(),
-            Fault::SqliteLock => self.lock_sqlite()?,
-            Fault::DocsDown => self.stores.close_docs(),
+            Fault::SqlLock => {
+                if !self.servers.lock_sql(&self.rt, true)? {
+                    self.lock_sqlite()?;
+                }
+            }
+            Fault::DocsDown => {
+                if !self.servers.cut_docs(true) {
+                    self.stores.close_docs();
+                }
+            }
             Fault::CacheStale => self.stores.write_behind_cache(),
             Fault::JwtKeys => self.auth.expire_keys()?,
             Fault::IntrospectBlackhole => self.introspect.set_mode(Mode::Blackhole),
@@ -197,8 +214,16 @@ impl World {
             Fault::HttpDown => {
                 self.http.start()?;
             }
-            Fault::SqliteLock => drop(self.sqlite_lock.lock().expect("lock").take()),
-            Fault::DocsDown => self.stores.open_docs()?,
+            Fault::SqlLock => {
+                if !self.servers.lock_sql(&self.rt, false)? {
+                    drop(self.sqlite_lock.lock().expect("lock").take());
+                }
+            }
+            Fault::DocsDown => {
+                if !self.servers.cut_docs(false) {
+                    self.stores.open_docs()?;
+                }
+            }
             Fault::CacheStale => self.rt.block_on(self.stores.warm_cache()),
             Fault::JwtKeys => self.auth.rotate_issuer(),
             Fault::IntrospectBlackhole => self.introspect.set_mode(Mode::Pass),

@@ -14,6 +14,7 @@ mod proxy;
 mod report;
 mod run;
 mod serve;
+mod servers;
 
 use clap::Parser;
 use faults::{Fault, World};
@@ -36,8 +37,8 @@ struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65536), conflicts_with = "rate")]
     in_flight: Option<u32>,
     /// The faults to schedule, in order, comma-separated (`none` for none): rest-reset,
-    /// graphql-reset, ws-slow, http-down, sqlite-lock, docs-down, cache-stale, jwt-keys,
-    /// introspect-blackhole, policy-offline. Default: rest-reset, ws-slow, sqlite-lock,
+    /// graphql-reset, ws-slow, http-down, sql-lock, docs-down, cache-stale, jwt-keys,
+    /// introspect-blackhole, policy-offline. Default: rest-reset, ws-slow, sql-lock,
     /// cache-stale, jwt-keys, http-down (none with --break).
     #[arg(long)]
     faults: Option<String>,
@@ -65,8 +66,18 @@ struct Args {
     /// Python twin): print where they are as one JSON line, run --faults and --break over
     /// --seconds (no faults by default), print each fault's start and end as a JSON line, and
     /// stop when standard input closes.
-    #[arg(long, conflicts_with_all = ["rate", "in_flight", "admin", "json", "plot"])]
+    #[arg(long, conflicts_with_all = ["rate", "in_flight", "admin", "json", "plot", "postgres", "redis"])]
     serve: bool,
+    /// Read the SQL agent's orders from this PostgreSQL database (a table of the run's own,
+    /// dropped at exit) instead of the SQLite file, e.g. `postgresql://user@127.0.0.1:5432/db`.
+    /// Needs a build with the `postgres` feature.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Read the NoSQL agent's documents from this Redis server (keys of the run's own, deleted
+    /// at exit), through a fault proxy, instead of redb, e.g. `redis://127.0.0.1:6379`. Needs a
+    /// build with the `redis` feature.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 fn positive(s: &str) -> Result<f64, String> {
@@ -139,6 +150,7 @@ fn real_main(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("the agents' runtime: {e}"))?;
     let stores = Arc::new(data::Stores::create(&dir.0)?);
     rt.block_on(stores.warm_cache());
+    let servers = servers::Servers::open(&rt, args.postgres.as_deref(), args.redis.as_deref())?;
     let auth = Arc::new(auth::Auth::new()?);
     let http = http::HttpService::new(auth.clone());
     let upstream = http.start()?;
@@ -156,7 +168,7 @@ fn real_main(args: &Args) -> Result<(), String> {
         introspect: proxies[3].addr(),
     };
     let proxies: [proxy::Proxy; 4] = proxies.try_into().map_err(|_| "four proxies")?;
-    let world = Arc::new(World::new(http, proxies, stores.clone(), auth.clone(), rt.handle().clone()));
+    let world = Arc::new(World::new(http, proxies, stores.clone(), auth.clone(), servers.clone(), rt.handle().clone()));
     let duration = Duration::from_secs_f64(args.seconds);
     let schedule = run::Plan::spread(duration, &scheduled, args.on);
     if args.serve {
@@ -168,7 +180,7 @@ fn real_main(args: &Args) -> Result<(), String> {
     }
 
     let mut b = Topology::builder();
-    for (domain, agents) in agents::agents(rt.handle(), &ends, &stores, &auth) {
+    for (domain, agents) in agents::agents(rt.handle(), &ends, &stores, &servers, &auth) {
         let d = b.domain(domain).map_err(|e| e.to_string())?;
         for (name, spec) in agents {
             let a = b.agent(d, name, spec).map_err(|e| e.to_string())?;
@@ -219,7 +231,7 @@ fn real_main(args: &Args) -> Result<(), String> {
             eprintln!("  {t:.0} s: {n} tasks completed");
         }
     })?;
-    let report = report::build(&topo, &out, &held, admin);
+    let report = report::build(&topo, &out, &held, admin, servers.describe());
     engine.shutdown(Duration::from_secs(2)).map_err(|e| e.to_string())?;
     if let Some(p) = &args.plot {
         report::svg(&report, p)?;
@@ -233,6 +245,9 @@ fn real_main(args: &Args) -> Result<(), String> {
         }
     }
     drop(world);
+    if let Err(e) = servers.remove(&rt) {
+        eprintln!("metafed-federation: could not remove the run's data from a server: {e}");
+    }
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }

@@ -58,6 +58,8 @@ pub struct RunRow {
     pub p99_ms: f64,
     /// Submissions the engine refused as full (tried again later).
     pub engine_full: u64,
+    /// Where the Database domain's agents read.
+    pub stores: String,
     /// Faults held for the whole run.
     pub held: Vec<&'static str>,
     /// Failed tasks by reason.
@@ -224,7 +226,7 @@ fn domain_names(topo: &Topology, bits: u64) -> String {
 }
 
 /// Builds the report of `out`.
-pub fn build(topo: &Topology, out: &Outcome, held: &[Fault], admin: Option<String>) -> Report {
+pub fn build(topo: &Topology, out: &Outcome, held: &[Fault], admin: Option<String>, stores: String) -> Report {
     let recs = &out.records;
     let mut lat: Vec<f64> = recs.iter().map(|r| r.latency_ms).collect();
     lat.sort_by(f64::total_cmp);
@@ -249,6 +251,7 @@ pub fn build(topo: &Topology, out: &Outcome, held: &[Fault], admin: Option<Strin
         p50_ms: percentile(&lat, 0.5),
         p99_ms: percentile(&lat, 0.99),
         engine_full: out.full,
+        stores,
         held: held.iter().map(|f| f.name()).collect(),
         reasons,
     };
@@ -417,8 +420,9 @@ pub fn text(r: &Report) -> String {
     let run = &r.run;
     let _ = writeln!(
         s,
-        "metafed federation: the seed's 3 x 3 on real services, {:.1} s\n\n{} tasks, {} completions ({} twice, {} never), {} ok = {}, {:.0} tasks/s, p50 {:.2} ms, p99 {:.2} ms",
+        "metafed federation: the seed's 3 x 3 on real services, {:.1} s ({})\n\n{} tasks, {} completions ({} twice, {} never), {} ok = {}, {:.0} tasks/s, p50 {:.2} ms, p99 {:.2} ms",
         run.seconds,
+        run.stores,
         run.tasks,
         run.completions,
         run.duplicates,

@@ -79,16 +79,8 @@ fn a_whole_domain_broken_fails_only_the_tasks_that_need_it() {
 
 #[test]
 fn scheduled_faults_are_contained_at_their_level() {
-    let r = run(&[
-        "--seconds",
-        "10",
-        "--on",
-        "0.4",
-        "--rate",
-        "800",
-        "--faults",
-        "rest-reset,sqlite-lock,jwt-keys,http-down",
-    ]);
+    let r =
+        run(&["--seconds", "10", "--on", "0.4", "--rate", "800", "--faults", "rest-reset,sql-lock,jwt-keys,http-down"]);
     exactly_once(&r);
     let faults = r["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 4);
@@ -161,4 +153,160 @@ fn serve_describes_the_services_runs_the_faults_and_stops_when_its_input_closes(
     drop(child.stdin.take());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// The same federation with PostgreSQL and Redis in place of SQLite and redb, when Debian's
+/// packages are installed: the test starts both servers on the loopback interface (a fresh
+/// PostgreSQL cluster in a temporary directory, a Redis without persistence) and stops them.
+/// Without them it says so and passes, unless `METAFED_REQUIRE_TOOLS` is set.
+#[cfg(all(feature = "postgres", feature = "redis"))]
+mod on_servers {
+    use super::{exactly_once, run};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn find(tool: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+        // Debian keeps PostgreSQL's programs out of PATH.
+        if let Ok(versions) = std::fs::read_dir("/usr/lib/postgresql") {
+            let mut v: Vec<PathBuf> = versions.flatten().map(|e| e.path().join("bin")).collect();
+            v.sort();
+            dirs.extend(v.into_iter().rev());
+        }
+        dirs.into_iter().map(|d| d.join(tool)).find(|p| p.is_file())
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    /// A server process, stopped (SIGINT: PostgreSQL's fast shutdown) when dropped.
+    struct Server(Child, &'static str);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            eprintln!("{} did not stop within 10 s: killed", self.1);
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Runs `cmd` as the `postgres` user when this is root (PostgreSQL refuses to run as root).
+    fn as_postgres(tool: &Path, root: bool) -> Command {
+        if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(tool);
+            c
+        } else {
+            Command::new(tool)
+        }
+    }
+
+    fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready() {
+            assert!(Instant::now() < deadline, "{what} did not start within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn scheduled_faults_on_postgres_and_redis_are_contained_at_the_agent_level() {
+        let tools = ["initdb", "postgres", "pg_isready", "redis-server"].map(|t| (t, find(t)));
+        let missing: Vec<&str> = tools.iter().filter(|(_, p)| p.is_none()).map(|(t, _)| *t).collect();
+        if !missing.is_empty() {
+            assert!(
+                std::env::var_os("METAFED_REQUIRE_TOOLS").is_none(),
+                "METAFED_REQUIRE_TOOLS is set but {missing:?} are missing (apt-get install postgresql redis-server)"
+            );
+            eprintln!("skipped: {missing:?} missing (Debian: apt-get install postgresql redis-server)");
+            return;
+        }
+        let [initdb, postgres, pg_isready, redis] = tools.map(|(_, p)| p.unwrap());
+        let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let dir = std::env::temp_dir().join(format!("metafed-federation-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if root {
+            assert!(Command::new("chown").args(["postgres:"]).arg(&dir).status().unwrap().success());
+        }
+        let data = dir.join("data");
+        let init = as_postgres(&initdb, root)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        let (pg_port, redis_port) = (free_port(), free_port());
+        let _pg = Server(
+            as_postgres(&postgres, root)
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &pg_port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-k"])
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+            "postgres",
+        );
+        let _redis = Server(
+            Command::new(&redis)
+                .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+            "redis-server",
+        );
+        wait_until("PostgreSQL", || {
+            Command::new(&pg_isready)
+                .args(["-q", "-h", "127.0.0.1", "-p", &pg_port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        wait_until("Redis", || std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_ok());
+
+        let pg_url = format!("postgresql://postgres@127.0.0.1:{pg_port}/postgres");
+        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+        let r = run(&[
+            "--postgres",
+            &pg_url,
+            "--redis",
+            &redis_url,
+            "--seconds",
+            "8",
+            "--on",
+            "0.4",
+            "--rate",
+            "800",
+            "--faults",
+            "sql-lock,docs-down",
+        ]);
+        exactly_once(&r);
+        let stores = r["run"]["stores"].as_str().unwrap();
+        assert!(stores.contains("PostgreSQL") && stores.contains("Redis"), "{stores}");
+        for f in r["faults"].as_array().unwrap() {
+            assert_eq!(f["contained_at"], "agent", "{f}");
+            let broken = &f["broken"][0];
+            assert!(super::u(&broken[1]) > 0 && super::u(&broken[2]) > 0, "the fault broke nothing: {f}");
+        }
+        // The SQL and NoSQL agents answered from the servers outside the faults.
+        let agents = r["agents"].as_array().unwrap();
+        for name in ["SQL", "NoSQL"] {
+            let a = agents.iter().find(|a| a["name"] == name).unwrap_or_else(|| panic!("no {name} in {agents:?}"));
+            assert!(super::u(&a["calls"]) > super::u(&a["failures"]) + 100, "{a}");
+        }
+        drop((_pg, _redis));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -31,11 +31,11 @@ def exactly_once(r: dict[str, Any]) -> None:
 
 def test_scheduled_faults_are_contained_at_their_level() -> None:
     r = run("--seconds", "10", "--rate", "250", "--on", "0.3",
-            "--faults", "http-down,rest-reset,sqlite-lock,introspect-blackhole")  # fmt: skip
+            "--faults", "http-down,rest-reset,sql-lock,introspect-blackhole")  # fmt: skip
     exactly_once(r)
     faults = {f["fault"]: f for f in r["faults"]}
-    assert list(faults) == ["http-down", "rest-reset", "sqlite-lock", "introspect-blackhole"]
-    for name in ["rest-reset", "sqlite-lock", "introspect-blackhole"]:
+    assert list(faults) == ["http-down", "rest-reset", "sql-lock", "introspect-blackhole"]
+    for name in ["rest-reset", "sql-lock", "introspect-blackhole"]:
         f = faults[name]
         assert f["needing_tasks"] > 0 and f["contained_at"] == "agent", f
     down = faults["http-down"]

@@ -8,7 +8,7 @@ Run (after `cargo build --release -p metafed-federation`, `pip install ./binding
 `pip install -r examples/python/real_agents/requirements.txt`):
 
     python examples/python/real_agents/twin.py [--seconds 20] [--rate 400]
-        [--faults rest-reset,sqlite-lock,http-down] [--break REST,SQL] [--json]
+        [--faults rest-reset,sql-lock,http-down] [--break REST,SQL] [--json]
 """
 
 from __future__ import annotations
@@ -530,7 +530,7 @@ def main() -> None:
     p.add_argument(
         "--faults",
         help="the faults of the shared services to schedule, comma-separated, or none (rest-reset, graphql-reset, "
-        "ws-slow, http-down, sqlite-lock, introspect-blackhole; default: rest-reset, ws-slow, sqlite-lock, "
+        "ws-slow, http-down, sql-lock, introspect-blackhole; default: rest-reset, ws-slow, sql-lock, "
         "introspect-blackhole, http-down; none with --break)",
     )
     p.add_argument("--break", dest="broken", default="", metavar="AGENTS",
@@ -543,7 +543,7 @@ def main() -> None:
     if not 0 < args.on < 1:
         p.error(f"--on {args.on} is not a share between 0 and 1 (exclusive)")
     if args.faults is None:
-        args.faults = "none" if args.broken else "rest-reset,ws-slow,sqlite-lock,introspect-blackhole,http-down"
+        args.faults = "none" if args.broken else "rest-reset,ws-slow,sql-lock,introspect-blackhole,http-down"
     r = asyncio.run(amain(args))
     print(json.dumps(r, indent=2) if args.json else text(r), end="\n" if args.json else "")
 
