@@ -10,7 +10,7 @@
  *   cc -std=c99 -O2 examples/c/http_agent.c -Iinclude target/release/libmetafed.a -lpthread -ldl -lm \
  *      -o http_agent && ./http_agent 127.0.0.1:8000 /
  * Arguments: HOST:PORT (default 127.0.0.1:8000), PATH (default /), TASKS (default 500).
- * It exits 0 when every task completed exactly once. */
+ * It exits 0 when every task completed exactly once (each id once, none missing). */
 #define _POSIX_C_SOURCE 200809L
 #include "metafed.h"
 #include <errno.h>
@@ -68,7 +68,7 @@ static int http_get(const struct service *svc, char *buf, size_t cap, const char
     freeaddrinfo(ai);
     if (fd < 0) return 0;
     n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", svc->path, svc->host);
-    if (n < 0 || (size_t)n >= sizeof req || send(fd, req, (size_t)n, 0) != n) {
+    if (n < 0 || (size_t)n >= sizeof req || send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
         close(fd);
         return 0;
     }
@@ -127,8 +127,10 @@ int main(int argc, char **argv) {
     metafed_stats stats = {.struct_size = sizeof stats};
     uint16_t api = 0, ids[2] = {0, 0};
     const char *names[2] = {"HTTP", "Fallback"};
-    uint64_t ok = 0, done = 0, next = 0, bytes = 0, served_by_http = 0;
+    uint64_t ok = 0, done = 0, next = 0, bytes = 0, served_by_http = 0, twice = 0;
+    unsigned char *seen = NULL; /* one byte per task: completed yet? */
     size_t k;
+    unsigned long i, missing = 0;
     metafed_completion out[64];
 
     if (colon == NULL || colon == where || colon[1] == '\0' || (size_t)(colon - where) >= sizeof svc.host ||
@@ -143,6 +145,10 @@ int main(int argc, char **argv) {
     if (tasks == 0 || tasks > 1000000) {
         fprintf(stderr, "http_agent: TASKS must be 1 to 1000000, got \"%s\"\n", argv[3]);
         return 2;
+    }
+    if ((seen = calloc(tasks, 1)) == NULL) {
+        fprintf(stderr, "http_agent: out of memory\n");
+        return 1;
     }
     memcpy(svc.host, where, (size_t)(colon - where));
     strcpy(svc.port, colon + 1);
@@ -188,6 +194,7 @@ int main(int argc, char **argv) {
         out[0].struct_size = sizeof out[0];
         if ((s = metafed_engine_poll(engine, out, 64, METAFED_FOREVER, &n)) != METAFED_OK) return fail("poll", s);
         for (k = 0; k < n; k++) {
+            if (out[k].id < tasks) twice += seen[out[k].id]++ > 0;
             ok += out[k].outcome == METAFED_OUTCOME_OK;
             if (out[k].outcome == METAFED_OUTCOME_OK && out[k].bodies_len > 0) {
                 const char *at = (const char *)out[k].bodies; /* stride: the library's struct_size */
@@ -211,5 +218,9 @@ int main(int argc, char **argv) {
                (unsigned long long)a.abandoned, (unsigned long long)a.overloaded, (unsigned long long)a.trips);
     }
     metafed_engine_free(engine);
-    return stats.completed == tasks && done == tasks ? 0 : 1;
+    for (i = 0; i < tasks; i++) missing += !seen[i];
+    free(seen);
+    if (twice || missing) fprintf(stderr, "http_agent: %llu tasks completed twice, %llu never\n",
+                                  (unsigned long long)twice, (unsigned long long)missing);
+    return stats.completed == tasks && done == tasks && twice == 0 && missing == 0 ? 0 : 1;
 }

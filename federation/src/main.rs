@@ -151,6 +151,7 @@ fn real_main(args: &Args) -> Result<(), String> {
     let stores = Arc::new(data::Stores::create(&dir.0)?);
     rt.block_on(stores.warm_cache());
     let servers = servers::Servers::open(&rt, args.postgres.as_deref(), args.redis.as_deref())?;
+    let removal = Removal(&servers, &rt);
     let auth = Arc::new(auth::Auth::new()?);
     let http = http::HttpService::new(auth.clone());
     let upstream = http.start()?;
@@ -175,6 +176,7 @@ fn real_main(args: &Args) -> Result<(), String> {
         let at = serve::Where { http: upstream, ends: &ends, sqlite: &stores.sqlite, auth: &auth };
         let served = serve::serve(&world, &at, &schedule, &held);
         drop(world);
+        drop(removal);
         rt.shutdown_timeout(Duration::from_secs(1));
         return served;
     }
@@ -245,9 +247,19 @@ fn real_main(args: &Args) -> Result<(), String> {
         }
     }
     drop(world);
-    if let Err(e) = servers.remove(&rt) {
-        eprintln!("metafed-federation: could not remove the run's data from a server: {e}");
-    }
+    drop(removal);
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Removes the run's table and documents from the servers however the run ends (an error on
+/// the way, a panic); an interrupted process leaves them (Redis's expire in a day).
+struct Removal<'a>(&'a servers::Servers, &'a tokio::runtime::Runtime);
+
+impl Drop for Removal<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.remove(self.1) {
+            eprintln!("metafed-federation: could not remove the run's data from a server: {e}");
+        }
+    }
 }

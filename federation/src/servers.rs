@@ -41,7 +41,7 @@ pub mod pg {
         /// Connects (on the current tokio runtime), creates the run's table and loads the
         /// orders into it.
         pub async fn open(url: &str) -> Result<Self, String> {
-            let table = format!("metafed_orders_{}", std::process::id());
+            let table = format!("metafed_orders_{}", crate::servers::run_id());
             let setup = connect(url).await?;
             let e = |e: tokio_postgres::Error| format!("PostgreSQL: {e}");
             setup
@@ -104,11 +104,14 @@ pub mod pg {
             Ok(())
         }
 
-        /// Drops the run's table.
+        /// Drops the run's table (releasing the lock first, if the fault holds it).
         pub async fn remove(&self) -> Result<(), String> {
-            self.unlock().await?;
+            let unlocked = self.unlock().await;
             let (c, _) = &self.clients[0];
-            c.batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table)).await.map_err(|e| e.to_string())
+            c.batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table))
+                .await
+                .map_err(|e| format!("PostgreSQL DROP TABLE {}: {e}", self.table))?;
+            unlocked
         }
     }
 }
@@ -150,7 +153,7 @@ pub mod rd {
                     .ok_or_else(|| format!("--redis {url}: {host} has no address"))?,
                 _ => return Err(format!("--redis {url}: a plain TCP address is expected (redis://host:port)")),
             };
-            let prefix = format!("metafed:{}:order:", std::process::id());
+            let prefix = format!("metafed:{}:order:", crate::servers::run_id());
             let client = redis::Client::open(info).map_err(e(url))?;
             let mut con = client.get_multiplexed_async_connection().await.map_err(e(url))?;
             let mut pipe = redis::pipe();
@@ -279,17 +282,36 @@ impl Servers {
         Ok(false)
     }
 
-    /// Removes the run's table and documents from the servers.
+    /// Removes the run's table and documents from the servers (each tried, whatever the
+    /// other's fate).
     pub fn remove(&self, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+        #[allow(unused_mut)]
+        let mut errors: Vec<String> = Vec::new();
         #[cfg(feature = "postgres")]
-        if let Some(p) = &self.postgres {
-            rt.block_on(p.remove())?;
+        if let Some(p) = &self.postgres
+            && let Err(e) = rt.block_on(p.remove())
+        {
+            errors.push(e);
         }
         #[cfg(feature = "redis")]
-        if let Some(r) = &self.redis {
-            rt.block_on(r.remove())?;
+        if let Some(r) = &self.redis
+            && let Err(e) = rt.block_on(r.remove())
+        {
+            errors.push(e);
         }
         let _ = rt;
-        Ok(())
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
+}
+
+/// This run's name on the servers: the process id and a random suffix (process ids repeat
+/// across containers that share a server).
+pub fn run_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let mut r = [0u8; 4];
+        let _ = getrandom::fill(&mut r);
+        format!("{}_{:08x}", std::process::id(), u32::from_le_bytes(r))
+    })
+    .clone()
 }

@@ -126,7 +126,8 @@ fn bad_arguments_are_refused_by_name() {
 #[test]
 fn serve_describes_the_services_runs_the_faults_and_stops_when_its_input_closes() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_metafed-federation"))
-        .args(["--serve", "--seconds", "2", "--on", "0.3", "--faults", "rest-reset"])
+        // The fault comes 2 s in (a tenth of the run), time enough for the GET before it.
+        .args(["--serve", "--seconds", "20", "--on", "0.05", "--faults", "rest-reset"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -182,12 +183,17 @@ mod on_servers {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
-    /// A server process, stopped (SIGINT: PostgreSQL's fast shutdown) when dropped.
-    struct Server(Child, &'static str);
+    /// A server process, stopped when dropped: by `stop` if given (PostgreSQL's `pg_ctl stop -m
+    /// fast`: as root the child is `runuser`, which would turn a signal into a slow shutdown),
+    /// else by SIGINT.
+    struct Server(Child, &'static str, Option<Command>);
 
     impl Drop for Server {
         fn drop(&mut self) {
-            let _ = Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
+            match self.2.as_mut() {
+                Some(stop) => drop(stop.stdout(Stdio::null()).status()),
+                None => drop(Command::new("kill").args(["-INT", &self.0.id().to_string()]).status()),
+            }
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.0.try_wait() {
@@ -234,7 +240,8 @@ mod on_servers {
         }
         let [initdb, postgres, pg_isready, redis] = tools.map(|(_, p)| p.unwrap());
         let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-        let dir = std::env::temp_dir().join(format!("metafed-federation-pg-{}", std::process::id()));
+        // Under /tmp, not $TMPDIR: the postgres user must be able to enter it.
+        let dir = PathBuf::from(format!("/tmp/metafed-federation-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         if root {
@@ -242,7 +249,7 @@ mod on_servers {
         }
         let data = dir.join("data");
         let init = as_postgres(&initdb, root)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--no-locale", "-D"])
             .arg(&data)
             .output()
             .unwrap();
@@ -259,6 +266,11 @@ mod on_servers {
                 .spawn()
                 .unwrap(),
             "postgres",
+            Some({
+                let mut stop = as_postgres(&initdb.with_file_name("pg_ctl"), root);
+                stop.args(["stop", "-m", "fast", "-D"]).arg(&data);
+                stop
+            }),
         );
         let _redis = Server(
             Command::new(&redis)
@@ -267,6 +279,7 @@ mod on_servers {
                 .spawn()
                 .unwrap(),
             "redis-server",
+            None,
         );
         wait_until("PostgreSQL", || {
             Command::new(&pg_isready)

@@ -76,10 +76,12 @@ echo "-- examples/c/http_agent against http://127.0.0.1:$port/hello.txt"
 "$out/http_agent" "127.0.0.1:$port" /hello.txt 400 | tee "$out/http_agent.out"
 grep -q "400 of 400 tasks ok" "$out/http_agent.out"
 served="$(sed -n 's/.*tasks ok, \([0-9]*\) answered by the service.*/\1/p' "$out/http_agent.out")"
-[ "$served" -ge 200 ] || { echo "the service answered $served of 400 tasks" >&2; exit 1; }
+[ "${served:-0}" -ge 200 ] || { echo "the service answered ${served:-no} tasks of 400" >&2; exit 1; }
 "$out/http_agent_static" "127.0.0.1:$port" /hello.txt 100 > /dev/null
-kill $server; wait $server 2>/dev/null || true
+kill $server 2>/dev/null || { echo "the HTTP server died early:" >&2; cat "$out/http_server.log" >&2; exit 1; }
+wait $server 2>/dev/null || true
 trap - EXIT
+# Its port is free again (another program could take it in between: unlikely on a test machine).
 echo "-- examples/c/http_agent with the server gone"
 "$out/http_agent" "127.0.0.1:$port" /hello.txt 400 | tee "$out/http_agent.out"
 grep -q "400 of 400 tasks ok, 0 answered by the service" "$out/http_agent.out"

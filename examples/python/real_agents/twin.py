@@ -7,7 +7,7 @@ routed by the engine's classifier while faults come and go on the services.
 Run (after `cargo build --release -p metafed-federation`, `pip install ./bindings/python` and
 `pip install -r examples/python/real_agents/requirements.txt`):
 
-    python examples/python/real_agents/twin.py [--seconds 20] [--rate 400]
+    python3 examples/python/real_agents/twin.py [--seconds 20] [--rate 400]
         [--faults rest-reset,sql-lock,http-down] [--break REST,SQL] [--json]
 """
 
@@ -343,8 +343,9 @@ async def load(engine: metafed.Engine, info: dict[str, Any], run: Run, progress:
 
     async def one(i: int, at: float) -> None:
         k = KINDS[kind_of(i)]
-        user = f"u{splitmix64(i) % users}"
-        body: dict[str, Any] = {"order": 1 + splitmix64(i ^ 0x0D) % orders, "user": user, "op": k.op}
+        # The same order and user for task i as in the Rust run.
+        user = f"u{splitmix64(i ^ 0x5EED) % users}"
+        body: dict[str, Any] = {"order": 1 + splitmix64(i) % orders, "user": user, "op": k.op}
         attrs = {"path": k.path, "op": k.op}
         if k.token:
             body["token"] = attrs["token"] = tokens[user]
@@ -357,23 +358,34 @@ async def load(engine: metafed.Engine, info: dict[str, Any], run: Run, progress:
             kind_of(i), at, c.ok, c.reason.name, c.latency_ns / 1e6, frozenset(names[d] for d in c.domains)
         )
 
+    errors: list[BaseException] = []
+
+    def done(t: "asyncio.Task[None]") -> None:
+        pending.discard(t)
+        exc = None if t.cancelled() else t.exception()
+        if exc is not None:
+            errors.append(exc)
+
     start = time.monotonic()
     total = int(run.seconds * run.rate)
     next_report = 5.0
     for i in range(total):
-        at = i / run.rate
-        delay = start + at - time.monotonic()
+        delay = start + i / run.rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        # When it really goes out (a loop that falls behind submits late), for the fault windows.
+        at = time.monotonic() - start
         t = asyncio.create_task(one(i, at))
         pending.add(t)
-        t.add_done_callback(pending.discard)
+        t.add_done_callback(done)
         run.submitted += 1
         if progress and at >= next_report:
             print(f"  {at:.0f} s: {len(run.records)} tasks completed", file=sys.stderr)
             next_report += 5.0
     if pending:
-        await asyncio.gather(*pending)
+        await asyncio.gather(*pending, return_exceptions=True)
+    if errors:
+        raise RuntimeError(f"{len(errors)} tasks raised; the first: {errors[0]!r}") from errors[0]
     return start
 
 
@@ -492,7 +504,8 @@ def positive(s: str) -> float:
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
-    services = Services(args.server, args.seconds, args.faults, args.broken, args.on)
+    # Starting the server and reading its description block: off the loop.
+    services = await asyncio.to_thread(Services, args.server, args.seconds, args.faults, args.broken, args.on)
     workdir = tempfile.mkdtemp(prefix="metafed-twin-")
     stores: Optional[Stores] = None
     try:
@@ -514,7 +527,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                 start = await load(engine, info, run, not args.quiet)
                 stats = engine.stats()
             finally:
-                engine.close()
+                await asyncio.to_thread(engine.close)  # its drain waits: off the loop
         return report(run, stats, services.edges, info, start)
     finally:
         services.close()
