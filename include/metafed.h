@@ -1288,9 +1288,10 @@ typedef struct metafed_engine_config {
   const char *keyed_limits_json;
   /*
    ABI 1.3: an adaptive throttle, as JSON (the fields of `[engine.adaptive_throttle]`:
-   `{"initial_limit": 20, "min_limit": 20, "max_limit": 200, "backoff_ratio": 0.9,
-   "target_latency": 5000.0}`, the latency in ms); NULL for none. It then owns
-   `max_concurrent`.
+   `{"algorithm": "aimd", "initial_limit": 20, "min_limit": 20, "max_limit": 200,
+   "backoff_ratio": 0.9, "target_latency": 5000.0}`, the latency in ms; or `"algorithm":
+   "gradient2"` with `"smoothing": 0.2, "queue_size": 4, "long_window": 600`); NULL for none.
+   It then owns `max_concurrent`.
    */
   const char *adaptive_throttle_json;
   /*

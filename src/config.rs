@@ -49,8 +49,8 @@ pub struct EngineConfig {
     /// (None: no keyed limits; tasks' keys are then ignored). See
     /// [`KeyedLimits`](crate::policy::KeyedLimits).
     pub keyed_limits: Option<crate::policy::KeyedLimits>,
-    /// An adaptive throttle (AIMD): the admission throttle's limit moved by the admitted tasks'
-    /// latency, starting from its `initial_limit` (it then owns `admission.max_concurrent`).
+    /// An adaptive throttle (AIMD or Gradient2): the admission throttle's limit moved by the
+    /// admitted tasks' latency, starting from its `initial_limit` (it then owns `admission.max_concurrent`).
     /// See [`AdaptiveThrottle`](crate::policy::AdaptiveThrottle).
     pub adaptive_throttle: Option<crate::policy::AdaptiveThrottle>,
 }

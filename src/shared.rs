@@ -184,7 +184,7 @@ pub(crate) struct Shared {
     /// The keyed rate limits, when configured.
     pub(crate) keyed: Option<Box<crate::policy::KeyedLimiter>>,
     /// The adaptive throttle, when configured: it moves `admission.max_concurrent`.
-    pub(crate) aimd: Option<Box<crate::policy::adaptive::Aimd>>,
+    pub(crate) adaptive: Option<Box<crate::policy::adaptive::AdaptiveLimit>>,
     pub(crate) submit_full: AtomicU64,
     /// Tasks completed as rejected (`ShuttingDown`) by the shutdown sweep or by a submitter
     /// that raced the shutdown, rather than by a worker.

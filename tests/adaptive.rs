@@ -1,8 +1,8 @@
-//! The adaptive throttle (AIMD) in virtual time: offered four times what the agents take, a fixed
+//! The adaptive throttle (AIMD, Gradient2) in virtual time: offered four times what the agents take, a fixed
 //! limit lets the queue in the domain grow and the admitted tasks wait; the adaptive limit holds
 //! their latency near its target and throttles the rest, each task with one outcome.
 
-use metafed::policy::AdaptiveThrottle;
+use metafed::policy::{AdaptiveThrottle, LimitAlgorithm};
 use metafed::sim::{Latency, LatencyHistogram, SimAgent};
 use metafed::{
     AdmissionConfig, AgentSpec, Completion, DomainId, Engine, EngineConfig, Levels, Reason, Status, Task, Topology,
@@ -80,6 +80,7 @@ fn the_adaptive_limit_keeps_admitted_tasks_near_their_target() {
         max_limit: 1000,
         backoff_ratio: 0.9,
         target_latency: Duration::from_millis(5),
+        ..AdaptiveThrottle::default()
     };
     let (p99, ok, throttled, other, stats) = run(Some(aimd));
     assert_eq!(other, 0, "a task neither succeeded nor was throttled");
@@ -90,6 +91,31 @@ fn the_adaptive_limit_keeps_admitted_tasks_near_their_target() {
     assert!(p99 <= 10 * MS, "adaptive p99 {p99} ns (fixed {fixed_p99} ns); {stats:?}");
     assert!(stats.decreases > 0 && stats.limit < 100, "{stats:?}");
     // It keeps the agents busy: about their capacity (12,000 a second) succeeds either way.
+    assert!(ok as f64 >= 0.8 * fixed_ok as f64, "ok {ok} against {fixed_ok}");
+    assert!(throttled > 0);
+}
+
+#[test]
+fn gradient2_keeps_the_queue_well_below_the_fixed_limits_and_the_agents_busy() {
+    let (fixed_p99, fixed_ok, _, _, _) = run(None);
+    let gradient2 = AdaptiveThrottle {
+        algorithm: LimitAlgorithm::Gradient2,
+        initial_limit: 100,
+        min_limit: 4,
+        max_limit: 1000,
+        ..AdaptiveThrottle::default()
+    };
+    let (p99, ok, throttled, other, stats) = run(Some(gradient2));
+    let stats = stats.unwrap();
+    eprintln!(
+        "gradient2: p99 {p99} ns (fixed {fixed_p99}), ok {ok} (fixed {fixed_ok}), throttled {throttled}, {stats:?}"
+    );
+    assert_eq!(other, 0, "a task neither succeeded nor was throttled");
+    // It moved both ways (measured: the limit settled near 150 from 100, where the queue it
+    // lets grow keeps the gradient near one), and the admitted tasks wait far less than behind
+    // the fixed 1,000 (measured: a p99 of 13 ms against 84 ms).
+    assert!(stats.decreases > 0 && stats.increases > 0, "{stats:?}");
+    assert!(p99 * 2 < fixed_p99, "gradient2 p99 {p99} ns against the fixed limit's {fixed_p99} ns");
     assert!(ok as f64 >= 0.8 * fixed_ok as f64, "ok {ok} against {fixed_ok}");
     assert!(throttled > 0);
 }
@@ -106,6 +132,11 @@ fn the_adaptive_throttle_loads_from_toml_and_bad_settings_are_named() {
         EngineConfig::from_toml(&text.replace("initial_limit = 50", "initial_limit = 5")).unwrap_err().to_string();
     assert!(bad.contains("initial_limit"), "{bad}");
     // The engine starts its throttle at the initial limit.
+    let g = EngineConfig::from_toml(&format!("{text}algorithm = \"gradient2\"\nqueue_size = 8\n")).unwrap();
+    let g = g.adaptive_throttle.unwrap();
+    assert_eq!((g.algorithm, g.queue_size, g.long_window, g.smoothing), (LimitAlgorithm::Gradient2, 8, 600, 0.2));
+    let bad = EngineConfig::from_toml(&format!("{text}algorithm = \"vegas\"\n")).unwrap_err().to_string();
+    assert!(bad.contains("algorithm") || bad.contains("vegas"), "{bad}");
     let engine = Engine::start(topology(), EngineConfig { workers: 1, pin: false, ..cfg }).unwrap();
     assert_eq!(engine.admission().max_concurrent, 50);
     assert_eq!(engine.adaptive_throttle().map(|s| s.limit), Some(50));

@@ -44,6 +44,7 @@ fn overload_reports_the_adaptive_limits_path() {
         max_limit: 256,
         backoff_ratio: 0.9,
         target_latency: Duration::from_millis(5),
+        ..metafed::policy::AdaptiveThrottle::default()
     });
     let r = overload::run(w4_topology(), config, &plan).unwrap();
     assert_eq!((r.lost, r.duplicates, r.unexpected), (0, 0, 0), "exactly once");

@@ -30,7 +30,8 @@ pub struct Args {
     max_concurrent: u64,
     /// The throttle's limit: `fixed` (`--max-concurrent`), `aimd` (Netflix concurrency-limits'
     /// AIMD from `--max-concurrent`, bounded by 4 and 8 x it, driven by the admitted tasks'
-    /// latency against `--target-ms`), or `fixed,aimd` for both in turn, side by side.
+    /// latency against `--target-ms`), `gradient2` (its Gradient2, the same bounds, driven by the
+    /// latency's gradient), or several in turn, side by side (`fixed,aimd,gradient2`).
     #[arg(long, default_value = "fixed", value_parser = parse_throttles)]
     throttle: Throttles,
     /// The adaptive throttle's target: a task slower than this from admission counts as a drop.
@@ -50,6 +51,7 @@ pub struct Args {
 pub enum Throttle {
     Fixed,
     Aimd,
+    Gradient2,
 }
 
 /// The throttles to run, in order.
@@ -61,7 +63,8 @@ fn parse_throttles(s: &str) -> Result<Throttles, String> {
         .map(|t| match t.trim() {
             "fixed" => Ok(Throttle::Fixed),
             "aimd" => Ok(Throttle::Aimd),
-            other => Err(format!("unknown throttle {other:?}: fixed, aimd, or both as fixed,aimd")),
+            "gradient2" => Ok(Throttle::Gradient2),
+            other => Err(format!("unknown throttle {other:?}: fixed, aimd, gradient2, or several as fixed,aimd")),
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Throttles)
@@ -83,13 +86,20 @@ pub fn run(args: &Args) -> Result<bool, String> {
     let go_with = |plan: &Plan, throttle: Throttle| -> Result<Report, String> {
         let topology = overload::seed_io_topology(args.latency_us).build().map_err(|e| e.to_string())?;
         let mut config = overload::throttled_config(args.workers, args.max_concurrent as usize);
-        if throttle == Throttle::Aimd {
+        let algorithm = match throttle {
+            Throttle::Fixed => None,
+            Throttle::Aimd => Some(metafed::policy::LimitAlgorithm::Aimd),
+            Throttle::Gradient2 => Some(metafed::policy::LimitAlgorithm::Gradient2),
+        };
+        if let Some(algorithm) = algorithm {
             config.adaptive_throttle = Some(metafed::policy::AdaptiveThrottle {
+                algorithm,
                 initial_limit: args.max_concurrent,
                 min_limit: 4.min(args.max_concurrent),
                 max_limit: args.max_concurrent * 8,
                 backoff_ratio: 0.9,
                 target_latency: Duration::from_secs_f64(args.target_ms / 1e3),
+                ..metafed::policy::AdaptiveThrottle::default()
             });
         }
         overload::run(topology, config, plan).map_err(|e| e.to_string())

@@ -207,7 +207,7 @@ impl Engine {
             ),
             rate: RateLimiter::new(cfg.admission.rate_limit_per_s, cfg.admission.rate_limit_burst),
             keyed: cfg.keyed_limits.as_ref().map(|k| Box::new(crate::policy::KeyedLimiter::new(k))),
-            aimd: cfg.adaptive_throttle.map(|a| Box::new(crate::policy::adaptive::Aimd::new(a))),
+            adaptive: cfg.adaptive_throttle.map(|a| Box::new(crate::policy::adaptive::AdaptiveLimit::new(a))),
             submit_full: AtomicU64::new(0),
             swept: AtomicU64::new(0),
             pin_failures: AtomicU64::new(0),

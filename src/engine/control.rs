@@ -406,7 +406,7 @@ impl Engine {
 
     /// The adaptive throttle's limit now and its moves (None without one).
     pub fn adaptive_throttle(&self) -> Option<crate::policy::AdaptiveStats> {
-        self.sh.aimd.as_ref().map(|a| a.stats())
+        self.sh.adaptive.as_ref().map(|a| a.stats())
     }
 
     /// What the keyed rate limits counted, per quota class (None without keyed limits).
@@ -434,7 +434,7 @@ impl Engine {
     /// [`set_admission`](Self::set_admission) last set them.
     pub fn admission(&self) -> crate::config::AdmissionConfig {
         let mut a = lock(&self.admission_setting).clone();
-        if self.sh.aimd.is_some() {
+        if self.sh.adaptive.is_some() {
             // The adaptive throttle owns the limit: the one in force now.
             a.max_concurrent = self.sh.admission.max_concurrent() as usize;
         }

@@ -198,7 +198,7 @@ impl Engine {
         let running = &self.sh.cfg;
         // With an adaptive throttle the limit in force is its own, not the file's.
         let mut file_admission = cfg.admission.clone();
-        if self.sh.aimd.is_some() {
+        if self.sh.adaptive.is_some() {
             file_admission.max_concurrent = self.admission().max_concurrent;
         }
         let admission_changed = self.admission() != file_admission;

@@ -6,7 +6,7 @@
 //! domain ([`TopologyBuilder::hedge`](crate::TopologyBuilder::hedge),
 //! [`TopologyBuilder::retry_budget`](crate::TopologyBuilder::retry_budget)).
 
-pub use adaptive::{AdaptiveStats, AdaptiveThrottle};
+pub use adaptive::{AdaptiveStats, AdaptiveThrottle, LimitAlgorithm};
 pub use admission::RateLimiter;
 pub use balance::Balance;
 pub use budget::RetryBudget;

@@ -48,9 +48,9 @@ impl Worker {
     /// target from its permit on is a drop.
     #[inline(never)]
     fn adapt(&mut self, status: Status, rtt: u64, in_flight: u64) {
-        let Some(aimd) = &self.sh.aimd else { return };
-        let dropped = status == Status::TimedOut || rtt > aimd.target_ns();
-        if let Some(limit) = aimd.sample(&mut self.aimd_batch, dropped, in_flight) {
+        let Some(adaptive) = &self.sh.adaptive else { return };
+        let dropped = status == Status::TimedOut || rtt > adaptive.target_ns();
+        if let Some(limit) = adaptive.sample(&mut self.adaptive_batch, dropped, rtt, in_flight) {
             self.sh.admission.max_concurrent.store(limit, Ordering::Relaxed);
         }
     }
@@ -275,7 +275,7 @@ impl Worker {
         }
         if std::mem::take(&mut run.holds_permit) {
             let in_flight = self.sh.throttle.fetch_sub(1, Ordering::AcqRel);
-            if self.sh.aimd.is_some() {
+            if self.sh.adaptive.is_some() {
                 let rtt = self.now.saturating_sub(run.permit_ns);
                 self.adapt(status, rtt, in_flight);
             }

@@ -52,7 +52,7 @@ pub(crate) struct Worker {
     pub(crate) waiting: Vec<VecDeque<Msg>>,
     pub(crate) waiting_len: usize,
     /// This worker's completions not yet applied to the adaptive throttle.
-    pub(crate) aimd_batch: crate::policy::adaptive::Batch,
+    pub(crate) adaptive_batch: crate::policy::adaptive::Batch,
     /// Whether the engine runs in virtual time (a simulation drives the turns).
     pub(crate) simulated: bool,
     /// Per domain: the wait queue's CoDel state, for a domain with adaptive shedding.
@@ -107,7 +107,7 @@ impl Worker {
             waiting_len: 0,
             codel: vec![crate::policy::shedding::Codel::default(); domains],
             simulated: sh.clock.is_virtual(),
-            aimd_batch: crate::policy::adaptive::Batch::default(),
+            adaptive_batch: crate::policy::adaptive::Batch::default(),
             parked: ParkedTable::with_capacity(cap.min(slots)),
             free_slots: (0..slots as u32).rev().collect(),
             free_capacity: slots,

@@ -420,9 +420,10 @@ class Engine:
     `keyed_limits` is a mapping of the fields of `[engine.keyed_limits]` in TOML (`capacity`,
     `default_per_s`, `default_burst`, `classes`: [{`name`, `per_s`, `burst`, `keys`}]): rate
     limits per task key (`submit(..., key=)`). `adaptive_throttle` is a mapping of the fields of
-    `[engine.adaptive_throttle]` (`initial_limit`, `min_limit`, `max_limit`, `backoff_ratio`,
-    `target_latency` in ms): the throttle's limit moved by latency (AIMD); `admission()` then
-    reports the limit in force."""
+    `[engine.adaptive_throttle]` (`algorithm`: "aimd" or "gradient2"; `initial_limit`,
+    `min_limit`, `max_limit`; AIMD's `backoff_ratio` and `target_latency` in ms; Gradient2's
+    `smoothing`, `queue_size`, `long_window`): the throttle's limit moved by latency;
+    `admission()` then reports the limit in force."""
 
     def __init__(
         self,
