@@ -75,7 +75,7 @@
 /*
  See `METAFED_VERSION_MAJOR`.
  */
-#define METAFED_VERSION_MINOR 5
+#define METAFED_VERSION_MINOR 6
 
 /*
  See `METAFED_VERSION_MAJOR`.
@@ -1050,6 +1050,12 @@ typedef struct metafed_admission_config {
    ABI 1.5: the least a task costs against `max_cost`, in (0, 1].
    */
   double min_cost;
+  /*
+   ABI 1.6: how long a task may wait for the throttle (or the cost budget), from its
+   submission, in nanoseconds (0: as long as its deadline allows); one that waits longer
+   completes `METAFED_REASON_THROTTLED`, so the tasks admitted have not queued past it.
+   */
+  uint64_t queue_timeout_ns;
 } metafed_admission_config;
 
 /*
@@ -1302,6 +1308,10 @@ typedef struct metafed_engine_config {
    ABI 1.5: see `metafed_admission_config.min_cost`.
    */
   double min_cost;
+  /*
+   ABI 1.6: see `metafed_admission_config.queue_timeout_ns`.
+   */
+  uint64_t queue_timeout_ns;
 } metafed_engine_config;
 
 /*

@@ -106,6 +106,12 @@ pub struct AdmissionConfig {
     /// The least a task costs against `max_cost`, in (0, 1]: a task that named its domains has
     /// complexity 0 and costs this.
     pub min_cost: f64,
+    /// How long a task may wait for the throttle (or the cost budget), from its submission
+    /// (zero: as long as its deadline allows). One that waits longer is rejected (`Throttled`),
+    /// so that the tasks admitted have not queued past it: a bound on their latency that the
+    /// limit alone does not give. In TOML, milliseconds.
+    #[serde(with = "crate::duration::ms")]
+    pub queue_timeout: std::time::Duration,
 }
 
 impl Default for AdmissionConfig {
@@ -119,6 +125,7 @@ impl Default for AdmissionConfig {
             rate_limit_burst: 1.0,
             max_cost: 0.0,
             min_cost: 0.1,
+            queue_timeout: std::time::Duration::ZERO,
         }
     }
 }
@@ -173,6 +180,9 @@ impl EngineConfig {
         }
         if !(a.min_cost > 0.0 && a.min_cost <= 1.0) {
             return Err(format!("engine.admission.min_cost must be in (0, 1], got {}", a.min_cost));
+        }
+        if a.queue_timeout > MAX_DURATION {
+            return Err(format!("engine.admission.queue_timeout must be at most 30 days, got {:?}", a.queue_timeout));
         }
         Ok(())
     }

@@ -27,7 +27,14 @@ fn topology() -> Topology {
 /// succeeded, throttled, everything else, the adaptive throttle's stats).
 fn run(adaptive: Option<AdaptiveThrottle>) -> (u64, u64, u64, u64, Option<metafed::policy::AdaptiveStats>) {
     // A short queue at the throttle (8 per worker): beyond it tasks are throttled at once.
-    let admission = AdmissionConfig { max_concurrent: 1000, queue_capacity: 8, ..AdmissionConfig::default() };
+    run_with(AdmissionConfig { max_concurrent: 1000, queue_capacity: 8, ..AdmissionConfig::default() }, adaptive)
+}
+
+/// [`run`] with these admission settings.
+fn run_with(
+    admission: AdmissionConfig,
+    adaptive: Option<AdaptiveThrottle>,
+) -> (u64, u64, u64, u64, Option<metafed::policy::AdaptiveStats>) {
     let config =
         EngineConfig { max_in_flight: 4096, admission, adaptive_throttle: adaptive, ..EngineConfig::default() };
     let mut sim = Engine::builder(topology()).config(config).simulate().unwrap();
@@ -121,6 +128,25 @@ fn gradient2_keeps_the_queue_well_below_the_fixed_limits_and_the_agents_busy() {
 }
 
 #[test]
+fn a_queue_timeout_bounds_the_wait_of_the_tasks_it_admits() {
+    // A limit of 12 (what the agents take at once) and a long queue behind it: without a bound,
+    // admitted tasks waited in the queue for as long as their deadline allowed.
+    let long_queue = AdmissionConfig { max_concurrent: 12, queue_capacity: 1024, ..AdmissionConfig::default() };
+    let (p99, ok, _, _, _) = run_with(long_queue.clone(), None);
+    let bounded = AdmissionConfig { queue_timeout: Duration::from_millis(5), ..long_queue };
+    let (bounded_p99, bounded_ok, throttled, other, _) = run_with(bounded, None);
+    eprintln!(
+        "queue timeout 5 ms: p99 {bounded_p99} ns (none: {p99}), ok {bounded_ok} (none: {ok}), throttled {throttled}"
+    );
+    assert_eq!(other, 0, "a task neither succeeded nor was throttled");
+    // 5 ms in the queue at most, then 1 ms at an agent (and the wait for one).
+    assert!(bounded_p99 <= 8 * MS, "p99 {bounded_p99} ns with the bound, {p99} ns without");
+    assert!(p99 > 50 * MS, "p99 {p99} ns without a bound");
+    assert!(throttled > 0);
+    assert!(bounded_ok as f64 >= 0.9 * ok as f64, "ok {bounded_ok} against {ok}");
+}
+
+#[test]
 fn the_adaptive_throttle_loads_from_toml_and_bad_settings_are_named() {
     let text =
         "[engine.adaptive_throttle]\ninitial_limit = 50\nmin_limit = 10\nmax_limit = 500\ntarget_latency = 20.0\n";
@@ -132,6 +158,8 @@ fn the_adaptive_throttle_loads_from_toml_and_bad_settings_are_named() {
         EngineConfig::from_toml(&text.replace("initial_limit = 50", "initial_limit = 5")).unwrap_err().to_string();
     assert!(bad.contains("initial_limit"), "{bad}");
     // The engine starts its throttle at the initial limit.
+    let q = EngineConfig::from_toml("[engine.admission]\nmax_concurrent = 8\nqueue_timeout = 20.0\n").unwrap();
+    assert_eq!(q.admission.queue_timeout, Duration::from_millis(20));
     let g = EngineConfig::from_toml(&format!("{text}algorithm = \"gradient2\"\nqueue_size = 8\n")).unwrap();
     let g = g.adaptive_throttle.unwrap();
     assert_eq!((g.algorithm, g.queue_size, g.long_window, g.smoothing), (LimitAlgorithm::Gradient2, 8, 600, 0.2));

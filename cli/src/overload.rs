@@ -37,6 +37,10 @@ pub struct Args {
     /// The adaptive throttle's target: a task slower than this from admission counts as a drop.
     #[arg(long, default_value_t = 5.0)]
     target_ms: f64,
+    /// How long a task may wait for the throttle, from its submission, before it is rejected
+    /// (`Throttled`); 0 for no bound (only its deadline).
+    #[arg(long, default_value_t = 0.0)]
+    queue_timeout_ms: f64,
     /// No faults: overload alone.
     #[arg(long)]
     no_faults: bool,
@@ -83,9 +87,13 @@ pub fn run(args: &Args) -> Result<bool, String> {
     if !(args.target_ms.is_finite() && (0.001..=60_000.0).contains(&args.target_ms)) {
         return Err(format!("--target-ms must be 0.001 to 60000, got {}", args.target_ms));
     }
+    if !(args.queue_timeout_ms.is_finite() && (0.0..=60_000.0).contains(&args.queue_timeout_ms)) {
+        return Err(format!("--queue-timeout-ms must be 0 to 60000, got {}", args.queue_timeout_ms));
+    }
     let go_with = |plan: &Plan, throttle: Throttle| -> Result<Report, String> {
         let topology = overload::seed_io_topology(args.latency_us).build().map_err(|e| e.to_string())?;
         let mut config = overload::throttled_config(args.workers, args.max_concurrent as usize);
+        config.admission.queue_timeout = Duration::from_secs_f64(args.queue_timeout_ms / 1e3);
         let algorithm = match throttle {
             Throttle::Fixed => None,
             Throttle::Aimd => Some(metafed::policy::LimitAlgorithm::Aimd),
@@ -155,8 +163,12 @@ pub fn run(args: &Args) -> Result<bool, String> {
         return Ok(exact);
     }
     println!(
-        "W4 overload: {} s, {} submitters, {} workers, throttle {}",
-        args.duration, args.submitters, args.workers, args.max_concurrent
+        "W4 overload: {} s, {} submitters, {} workers, throttle {}{}",
+        args.duration,
+        args.submitters,
+        args.workers,
+        args.max_concurrent,
+        queue_timeout(args)
     );
     println!("  capacity (measured)   {capacity:>12.0} tasks/s");
     println!(
@@ -219,6 +231,11 @@ fn limit_words(path: &[(f64, u64)]) -> String {
     format!("{lo} to {hi}; {}", per_s.join(" "))
 }
 
+/// The queue timeout, for a report's first line ("" when there is none).
+fn queue_timeout(args: &Args) -> String {
+    if args.queue_timeout_ms > 0.0 { format!(", queue timeout {} ms", args.queue_timeout_ms) } else { String::new() }
+}
+
 /// Each throttle's run side by side.
 fn compare(args: &Args, capacity: f64, unloaded: &Report, runs: &[(Throttle, Report)]) -> Result<bool, String> {
     let exact = |r: &Report| r.lost == 0 && r.duplicates == 0 && r.unexpected == 0 && r.completed == r.accepted;
@@ -234,12 +251,13 @@ fn compare(args: &Args, capacity: f64, unloaded: &Report, runs: &[(Throttle, Rep
         return Ok(all_exact);
     }
     println!(
-        "W4 overload: {} s at {:.0}x the measured capacity of {capacity:.0} tasks/s, {} submitters, {} workers{}",
+        "W4 overload: {} s at {:.0}x the measured capacity of {capacity:.0} tasks/s, {} submitters, {} workers{}{}",
         args.duration,
         args.factor,
         args.submitters,
         args.workers,
-        if args.no_faults { ", no faults" } else { ", with W4's faults" }
+        if args.no_faults { ", no faults" } else { ", with W4's faults" },
+        queue_timeout(args)
     );
     println!("  unloaded p99 of ok tasks: {}", ms(unloaded.ok_latency_ns.p99));
     println!(

@@ -445,7 +445,8 @@ impl Engine {
     /// concurrency throttle (`max_concurrent`, 0 for none; tasks already past it keep their
     /// place, and tasks waiting for it go on when it has room, at once when it is turned off),
     /// its queue per worker (tasks already queued stay), the essential priority of degraded
-    /// mode, the slot reserve per priority, and the rate limit. Checked whole first (an error
+    /// mode, the slot reserve per priority, the rate limit, the cost budget and the queue
+    /// timeout (tasks already waiting are held to the new one). Checked whole first (an error
     /// names the setting and changes nothing); each changed setting is an audit record.
     pub fn set_admission(&self, want: &crate::config::AdmissionConfig) -> Result<(), Error> {
         let check = EngineConfig { admission: want.clone(), ..self.sh.cfg.clone() };
@@ -470,6 +471,7 @@ impl Engine {
             ("priority_reserve", format!("{:?}", before.priority_reserve), format!("{:?}", want.priority_reserve)),
             ("max_cost", before.max_cost.to_string(), want.max_cost.to_string()),
             ("min_cost", before.min_cost.to_string(), want.min_cost.to_string()),
+            ("queue_timeout", format!("{:?}", before.queue_timeout), format!("{:?}", want.queue_timeout)),
         ];
         for (what, from, to) in changes {
             if from != to {

@@ -87,6 +87,8 @@ pub(crate) struct Admission {
     pub(crate) max_cost: AtomicU64,
     /// The least a task costs, in the same units.
     pub(crate) min_cost: AtomicU64,
+    /// The longest a task waits for the throttle, from its submission (ns; 0: no bound).
+    pub(crate) queue_timeout_ns: AtomicU64,
 }
 
 impl Admission {
@@ -98,6 +100,7 @@ impl Admission {
             reserve: std::array::from_fn(|_| AtomicU64::new(0)),
             max_cost: AtomicU64::new(0),
             min_cost: AtomicU64::new(0),
+            queue_timeout_ns: AtomicU64::new(0),
         };
         s.set(a, slots);
         s
@@ -110,6 +113,7 @@ impl Admission {
         let units = |c: f64| (c * f64::from(crate::task::Complexity::SCALE)).round() as u64;
         self.min_cost.store(units(a.min_cost).max(1), Ordering::Relaxed);
         self.max_cost.store(units(a.max_cost), Ordering::Relaxed);
+        self.queue_timeout_ns.store(a.queue_timeout.as_nanos() as u64, Ordering::Relaxed);
         for (r, f) in self.reserve.iter().zip(a.priority_reserve) {
             r.store((f * slots as f64) as u64, Ordering::Relaxed);
         }

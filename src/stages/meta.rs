@@ -194,6 +194,12 @@ impl Worker {
             return 0;
         }
         let mut n = 0;
+        // Tasks that have waited past the queue timeout go first, whatever their priority: each
+        // queue is in submission order, so its expired tasks are at its front.
+        let queue_timeout = self.sh.admission.queue_timeout_ns.load(Ordering::Relaxed);
+        if queue_timeout != 0 {
+            n += self.expire_pending(queue_timeout);
+        }
         for p in 0..self.pending.len() {
             while let Some(&t) = self.pending[p].front() {
                 // SAFETY: a pending task is admitted by us.
@@ -207,6 +213,25 @@ impl Worker {
                 } else {
                     return n;
                 }
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Rejects (`Throttled`) the waiting tasks submitted `queue_timeout` ns ago or earlier.
+    #[inline(never)]
+    fn expire_pending(&mut self, queue_timeout: u64) -> usize {
+        let mut n = 0;
+        for p in 0..self.pending.len() {
+            while let Some(&t) = self.pending[p].front() {
+                // SAFETY: a pending task is admitted by us.
+                let submitted = unsafe { self.sh.slab.req(t.slot()) }.submit_ns;
+                if self.now.saturating_sub(submitted) < queue_timeout {
+                    break;
+                }
+                self.pending[p].pop_front();
+                self.complete(t, Reason::Throttled);
                 n += 1;
             }
         }

@@ -239,6 +239,19 @@ int main(void) {
         adm.max_concurrent = 0;
         OK(metafed_engine_get_admission(engine, &adm));
         CHECK(adm.max_concurrent == 64 && adm.queue_capacity == 128);
+#if METAFED_VERSION_MINOR >= 6
+        /* ABI 1.6: the longest a task waits for the throttle. */
+        CHECK(adm.queue_timeout_ns == 0);
+        adm.queue_timeout_ns = 20000000;
+        OK(metafed_engine_set_admission(engine, &adm));
+        adm.queue_timeout_ns = 0;
+        OK(metafed_engine_get_admission(engine, &adm));
+        CHECK(adm.queue_timeout_ns == 20000000);
+        adm.queue_timeout_ns = UINT64_MAX;
+        FAILS(METAFED_E_INVALID, metafed_engine_set_admission(engine, &adm));
+        adm.queue_timeout_ns = 0;
+        OK(metafed_engine_set_admission(engine, &adm));
+#endif
         adm.priority_reserve[3] = 1.5;
         FAILS(METAFED_E_CONFIG, metafed_engine_set_admission(engine, &adm));
         adm.priority_reserve[3] = 0.2;

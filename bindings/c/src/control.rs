@@ -219,6 +219,7 @@ pub extern "C" fn metafed_engine_set_admission(
             rate_limit_burst: c.rate_limit_burst,
             max_cost: c.max_cost,
             min_cost: c.min_cost,
+            queue_timeout: crate::convert::duration_ns(c.queue_timeout_ns, "queue_timeout_ns")?,
         };
         with_engine(engine, |e| Ok(e.set_admission(&a)?))
     })

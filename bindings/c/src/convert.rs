@@ -179,6 +179,7 @@ pub(crate) fn engine_config(c: &metafed_engine_config) -> Result<EngineConfig, F
             rate_limit_burst: c.rate_limit_burst,
             max_cost: c.max_cost,
             min_cost: c.min_cost,
+            queue_timeout: duration_ns(c.queue_timeout_ns, "queue_timeout_ns")?,
         },
         keyed_limits: if c.keyed_limits_json.is_null() {
             None
@@ -904,6 +905,7 @@ impl metafed_engine_config {
             adaptive_throttle_json: std::ptr::null(),
             max_cost: a.max_cost,
             min_cost: a.min_cost,
+            queue_timeout_ns: a.queue_timeout_ns,
         }
     }
 }
@@ -954,5 +956,6 @@ pub(crate) fn admission_to_c(a: &AdmissionConfig) -> metafed_admission_config {
         rate_limit_burst: a.rate_limit_burst,
         max_cost: a.max_cost,
         min_cost: a.min_cost,
+        queue_timeout_ns: ns_of(a.queue_timeout),
     }
 }

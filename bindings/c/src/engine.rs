@@ -65,9 +65,9 @@ pub extern "C" fn metafed_engine_new(
             // SAFETY: as above: the struct starts with a readable `u32`.
             let size = unsafe { config.cast::<u32>().read_unaligned() } as usize;
             // A config of ABI 1.3's size or later (1.5 appended max_cost): the program knows the
-            // reasons of 1.3; of 1.5's, those of 1.5.
+            // reasons of 1.3; of 1.5's (1.6 appended queue_timeout_ns), those of 1.5.
             let knows_1_3 = size >= std::mem::offset_of!(metafed_engine_config, max_cost);
-            let knows_1_5 = size >= size_of::<metafed_engine_config>();
+            let knows_1_5 = size >= std::mem::offset_of!(metafed_engine_config, queue_timeout_ns);
             if knows_1_3 {
                 crate::convert::knows_abi_1_3();
             }

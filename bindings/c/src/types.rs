@@ -597,6 +597,8 @@ pub struct metafed_engine_config {
     pub max_cost: f64,
     /// ABI 1.5: see `metafed_admission_config.min_cost`.
     pub min_cost: f64,
+    /// ABI 1.6: see `metafed_admission_config.queue_timeout_ns`.
+    pub queue_timeout_ns: u64,
 }
 
 /// The admission settings of a running engine (`metafed_engine_get_admission`,
@@ -624,6 +626,10 @@ pub struct metafed_admission_config {
     pub max_cost: f64,
     /// ABI 1.5: the least a task costs against `max_cost`, in (0, 1].
     pub min_cost: f64,
+    /// ABI 1.6: how long a task may wait for the throttle (or the cost budget), from its
+    /// submission, in nanoseconds (0: as long as its deadline allows); one that waits longer
+    /// completes `METAFED_REASON_THROTTLED`, so the tasks admitted have not queued past it.
+    pub queue_timeout_ns: u64,
 }
 
 /// Engine-wide counters. `struct_size` must be set by the caller.

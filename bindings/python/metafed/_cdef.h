@@ -10,7 +10,7 @@
 
 #define METAFED_VERSION_MAJOR 1
 
-#define METAFED_VERSION_MINOR 5
+#define METAFED_VERSION_MINOR 6
 
 #define METAFED_VERSION_PATCH 0
 
@@ -319,6 +319,7 @@ typedef struct metafed_admission_config {
   double rate_limit_burst;
   double max_cost;
   double min_cost;
+  uint64_t queue_timeout_ns;
 } metafed_admission_config;
 
 typedef struct metafed_breaker_config {
@@ -382,6 +383,7 @@ typedef struct metafed_engine_config {
   const char *adaptive_throttle_json;
   double max_cost;
   double min_cost;
+  uint64_t queue_timeout_ns;
 } metafed_engine_config;
 
 typedef struct metafed_stats {

@@ -415,7 +415,8 @@ class Engine:
     `workers` (0: one per core), `pin`, `max_in_flight` (task slots), `worker_capacity`,
     `batch`, `idle_spins`, `idle_yield_us`, `isolated_queue`, `panic_routing`,
     `drain_timeout_ms`, `max_concurrent`, `queue_capacity`, `essential_priority`,
-    `rate_limit_per_s`, `rate_limit_burst`, and `spare_agents` (16) and `spare_domains` (4), the
+    `rate_limit_per_s`, `rate_limit_burst`, `queue_timeout_ms` (how long a task may wait for the
+    throttle; 0: no bound), and `spare_agents` (16) and `spare_domains` (4), the
     agents and domains `add_agent` and `add_domain` can add while the engine runs.
     `keyed_limits` is a mapping of the fields of `[engine.keyed_limits]` in TOML (`capacity`,
     `default_per_s`, `default_burst`, `classes`: [{`name`, `per_s`, `burst`, `keys`}]): rate
@@ -444,6 +445,7 @@ class Engine:
         essential_priority: Optional[int] = None,
         rate_limit_per_s: Optional[float] = None,
         rate_limit_burst: Optional[float] = None,
+        queue_timeout_ms: Optional[float] = None,
         spare_agents: Optional[int] = None,
         spare_domains: Optional[int] = None,
         keyed_limits: Optional[Mapping[str, Any]] = None,
@@ -479,6 +481,8 @@ class Engine:
                 if not isinstance(flag, bool):
                     raise TypeError(f"{key} must be bool, not {type(flag).__name__}")
                 setattr(cfg, key, int(flag))
+        if queue_timeout_ms is not None:
+            cfg.queue_timeout_ns = duration_ns(queue_timeout_ms, "queue_timeout_ms", MS)
         for key, num in (("rate_limit_per_s", rate_limit_per_s), ("rate_limit_burst", rate_limit_burst)):
             if num is not None:
                 if isinstance(num, bool) or not isinstance(num, (int, float)):
@@ -1229,19 +1233,22 @@ class Engine:
 
     _ADMISSION_FIELDS = (
         "max_concurrent", "queue_capacity", "essential_priority", "priority_reserve", "rate_limit_per_s",
-        "rate_limit_burst", "max_cost", "min_cost",
+        "rate_limit_burst", "max_cost", "min_cost", "queue_timeout_ms",
     )
 
     def admission(self) -> dict[str, Any]:
         """The admission settings now: max_concurrent (the throttle, 0: none), queue_capacity,
         essential_priority, priority_reserve (four shares), rate_limit_per_s, rate_limit_burst,
-        max_cost (a concurrency budget in complexity units, 0: none) and min_cost."""
+        max_cost (a concurrency budget in complexity units, 0: none), min_cost, and
+        queue_timeout_ms (how long a task may wait for the throttle from its submission before it
+        is rejected as THROTTLED; 0: no bound)."""
         self._check_not_closed()
         cfg = ffi.new("metafed_admission_config *")
         cfg.struct_size = ffi.sizeof("metafed_admission_config")
         check(lib().metafed_engine_get_admission(self._state.h, cfg))
-        out: dict[str, Any] = {k: getattr(cfg, k) for k in self._ADMISSION_FIELDS}
+        out: dict[str, Any] = {k: getattr(cfg, k) for k in self._ADMISSION_FIELDS if k != "queue_timeout_ms"}
         out["priority_reserve"] = list(cfg.priority_reserve)
+        out["queue_timeout_ms"] = cfg.queue_timeout_ns / MS
         return out
 
     def set_admission(self, **settings: Any) -> None:
@@ -1265,6 +1272,8 @@ class Engine:
                     if isinstance(r, bool) or not isinstance(r, (int, float)):
                         raise TypeError(f"priority_reserve[{i}] must be a number, not {type(r).__name__}")
                     cfg.priority_reserve[i] = float(r)
+            elif key == "queue_timeout_ms":
+                cfg.queue_timeout_ns = duration_ns(v, key, MS)
             elif key.startswith("rate_limit") or key in ("max_cost", "min_cost"):
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise TypeError(f"{key} must be a number, not {type(v).__name__}")

@@ -171,9 +171,10 @@ def test_admission_settings_change_while_running() -> None:
     with seed_engine() as engine:
         before = engine.admission()
         assert before["max_concurrent"] == 0 and len(before["priority_reserve"]) == 4
-        engine.set_admission(max_concurrent=8, queue_capacity=16, priority_reserve=[0, 0, 0.1, 0.2])
+        assert before["queue_timeout_ms"] == 0
+        engine.set_admission(max_concurrent=8, queue_capacity=16, priority_reserve=[0, 0, 0.1, 0.2], queue_timeout_ms=250)
         after = engine.admission()
-        assert (after["max_concurrent"], after["queue_capacity"]) == (8, 16)
+        assert (after["max_concurrent"], after["queue_capacity"], after["queue_timeout_ms"]) == (8, 16, 250)
         assert after["priority_reserve"] == [0, 0, 0.1, 0.2]
         assert after["rate_limit_per_s"] == before["rate_limit_per_s"]
         # 200 at once against 8 past the throttle and 16 waiting per worker: the rest throttled.
@@ -189,7 +190,7 @@ def test_admission_settings_change_while_running() -> None:
         engine.set_admission(max_concurrent=0)
         assert engine.run_many(range(200, 400), "API").ok > 150
         assert [r.action for r in engine.audit_log()] == [
-            "max_concurrent", "queue_capacity", "priority_reserve", "max_concurrent"
+            "max_concurrent", "queue_capacity", "priority_reserve", "queue_timeout", "max_concurrent"
         ]
 
 
