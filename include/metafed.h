@@ -2191,10 +2191,12 @@ metafed_status metafed_engine_get_admission(struct metafed_engine *engine,
 /*
  Changes the admission settings while tasks run, from the next admission on: the throttle
  (`max_concurrent`, 0: none; tasks waiting for it go on when it has room, at once when it is
- turned off), its queue, the essential priority, the slot reserve per priority and the rate
- limit. Read them with `metafed_engine_get_admission`, change what you need, and pass them back.
- Checked whole first: `METAFED_E_CONFIG` names a bad setting and changes nothing. Each changed
- setting is an audit record.
+ turned off, except those already past the queue timeout), its queue, the essential priority,
+ the slot reserve per priority, the rate limit, the cost budget (`max_cost`, `min_cost`) and
+ the queue timeout (`queue_timeout_ns`, held to by the tasks already waiting). Read them with
+ `metafed_engine_get_admission`, change what you need, and pass them back. Checked whole first:
+ `METAFED_E_CONFIG` names a bad setting, `METAFED_E_INVALID` a duration over 30 days, and
+ nothing changes. Each changed setting is an audit record.
  */
 metafed_status metafed_engine_set_admission(struct metafed_engine *engine,
                                             const struct metafed_admission_config *config);

@@ -9,7 +9,8 @@
 //! limit once per batch instead of collapsing it to its floor: measured, per completion it sat at
 //! its minimum and cut the goodput by 40%.)
 //!
-//! **Gradient2** (`Gradient2Limit`): no target; the limit follows the ratio of a long-term
+//! **Gradient2** (`Gradient2Limit`, as at concurrency-limits' commit 14ddfa2; later versions
+//! multiply the gradient by an RTT tolerance of 1.5 and decay by 0.95): no target; the limit follows the ratio of a long-term
 //! average of the latency (an exponential average over `long_window` samples) to the current one,
 //! the batch's mean (as concurrency-limits' `WindowedLimit` hands its delegate a window's
 //! average): `gradient = clamp(long / short, 0.5, 1)`, `new = limit x gradient + queue_size`,
@@ -124,9 +125,10 @@ impl AdaptiveThrottle {
 pub struct AdaptiveStats {
     /// The limit now.
     pub limit: u64,
-    /// Times a drop lowered it.
+    /// Times the limit in force went down (AIMD: a batch with a drop; Gradient2: a gradient
+    /// below one).
     pub decreases: u64,
-    /// Times a busy batch raised it.
+    /// Times it went up.
     pub increases: u64,
 }
 
@@ -194,7 +196,7 @@ impl AdaptiveLimit {
 
     fn apply(&self, b: Batch) -> u64 {
         let mut s = lock(&self.state);
-        let before = s.limit;
+        let before = s.limit as u64;
         match self.cfg.algorithm {
             LimitAlgorithm::Aimd => {
                 if b.drops > 0 {
@@ -205,12 +207,13 @@ impl AdaptiveLimit {
             }
             LimitAlgorithm::Gradient2 => self.gradient2(&mut s, &b),
         }
-        if s.limit < before {
+        let after = s.limit as u64;
+        if after < before {
             self.decreases.fetch_add(1, Ordering::Relaxed);
-        } else if s.limit > before {
+        } else if after > before {
             self.increases.fetch_add(1, Ordering::Relaxed);
         }
-        s.limit as u64
+        after
     }
 
     /// Gradient2Limit's update, with the batch's mean latency as the current one.
@@ -226,8 +229,9 @@ impl AdaptiveLimit {
             s.long_rtt * keep + short * (1.0 - keep)
         };
         s.long_seen += b.samples;
-        // The load has passed: bring the long average down sooner than its window would.
-        s.long_rtt = if long / short > 2.0 { long * 0.9 } else { long };
+        // The load has passed: bring the long average down sooner than its window would (x 0.9
+        // for each of the batch's samples while it stays above twice the current latency).
+        s.long_rtt = if long / short > 2.0 { (long * 0.9f64.powi(b.samples as i32)).max(2.0 * short) } else { long };
         // Application-limited: the limit did not bound the load, so the latency says nothing of it.
         if (b.in_flight as f64) < s.limit / 2.0 {
             return;

@@ -194,19 +194,19 @@ impl Worker {
             return 0;
         }
         let mut n = 0;
-        // Tasks that have waited past the queue timeout go first, whatever their priority: each
-        // queue is in submission order, so its expired tasks are at its front.
+        // Tasks that have waited past the queue timeout go first, whatever their priority (at
+        // each queue's front: a queue is mostly in submission order; one that is not, a task
+        // taken from another worker's backlog behind newer ones, is caught when it reaches the
+        // front below, never admitted).
         let queue_timeout = self.sh.admission.queue_timeout_ns.load(Ordering::Relaxed);
         if queue_timeout != 0 {
             n += self.expire_pending(queue_timeout);
         }
         for p in 0..self.pending.len() {
             while let Some(&t) = self.pending[p].front() {
-                // SAFETY: a pending task is admitted by us.
-                let deadline = unsafe { self.sh.slab.req(t.slot()) }.deadline_ns.get();
-                if self.now >= deadline {
+                if let Some(reason) = self.expired(t, queue_timeout) {
                     self.pending[p].pop_front();
-                    self.complete(t, Reason::Deadline);
+                    self.complete(t, reason);
                 } else if self.throttle_acquire(t.slot()) {
                     self.pending[p].pop_front();
                     self.decompose(t);
@@ -219,19 +219,30 @@ impl Worker {
         n
     }
 
-    /// Rejects (`Throttled`) the waiting tasks submitted `queue_timeout` ns ago or earlier.
+    /// Why a waiting task may wait no more: its deadline passed (`Deadline`), or it waited for
+    /// the throttle `queue_timeout` ns or more since its submission (`Throttled`; 0: no bound).
+    #[inline]
+    fn expired(&self, t: Ticket, queue_timeout: u64) -> Option<Reason> {
+        // SAFETY: a pending task is admitted by us.
+        let req = unsafe { self.sh.slab.req(t.slot()) };
+        if self.now >= req.deadline_ns.get() {
+            Some(Reason::Deadline)
+        } else if queue_timeout != 0 && self.now.saturating_sub(req.submit_ns) >= queue_timeout {
+            Some(Reason::Throttled)
+        } else {
+            None
+        }
+    }
+
+    /// Completes the waiting tasks at the queues' fronts that [`expired`](Self::expired).
     #[inline(never)]
     fn expire_pending(&mut self, queue_timeout: u64) -> usize {
         let mut n = 0;
         for p in 0..self.pending.len() {
             while let Some(&t) = self.pending[p].front() {
-                // SAFETY: a pending task is admitted by us.
-                let submitted = unsafe { self.sh.slab.req(t.slot()) }.submit_ns;
-                if self.now.saturating_sub(submitted) < queue_timeout {
-                    break;
-                }
+                let Some(reason) = self.expired(t, queue_timeout) else { break };
                 self.pending[p].pop_front();
-                self.complete(t, Reason::Throttled);
+                self.complete(t, reason);
                 n += 1;
             }
         }

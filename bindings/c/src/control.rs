@@ -189,10 +189,12 @@ pub extern "C" fn metafed_engine_get_admission(
 
 /// Changes the admission settings while tasks run, from the next admission on: the throttle
 /// (`max_concurrent`, 0: none; tasks waiting for it go on when it has room, at once when it is
-/// turned off), its queue, the essential priority, the slot reserve per priority and the rate
-/// limit. Read them with `metafed_engine_get_admission`, change what you need, and pass them back.
-/// Checked whole first: `METAFED_E_CONFIG` names a bad setting and changes nothing. Each changed
-/// setting is an audit record.
+/// turned off, except those already past the queue timeout), its queue, the essential priority,
+/// the slot reserve per priority, the rate limit, the cost budget (`max_cost`, `min_cost`) and
+/// the queue timeout (`queue_timeout_ns`, held to by the tasks already waiting). Read them with
+/// `metafed_engine_get_admission`, change what you need, and pass them back. Checked whole first:
+/// `METAFED_E_CONFIG` names a bad setting, `METAFED_E_INVALID` a duration over 30 days, and
+/// nothing changes. Each changed setting is an audit record.
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_set_admission(
     engine: *mut metafed_engine,
