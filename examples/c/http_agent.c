@@ -8,7 +8,7 @@
  * server on the loopback interface, for instance Python's:
  *   python3 -m http.server 8000 --bind 127.0.0.1 &
  *   cc -std=c99 -O2 examples/c/http_agent.c -Iinclude target/release/libmetafed.a -lpthread -ldl -lm \
- *      -o http_agent && ./http_agent 127.0.0.1:8000 /
+ *      -o target/http_agent && target/http_agent 127.0.0.1:8000 /
  * Arguments: HOST:PORT (default 127.0.0.1:8000), PATH (default /), TASKS (default 500).
  * It exits 0 when every task completed exactly once (each id once, none missing). */
 #define _POSIX_C_SOURCE 200809L

@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 #[command(version, about)]
 struct Args {
     /// How long the workload runs, in seconds.
-    #[arg(long, default_value_t = 30.0, value_parser = positive)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 30.0, value_parser = positive)]
     seconds: f64,
     /// Tasks submitted a second (an open loop: failing tasks do not speed it up).
-    #[arg(long, default_value_t = 2000.0, value_parser = positive)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2000.0, value_parser = positive)]
     rate: f64,
     /// Keep this many tasks in flight instead (a closed loop: each completion submits the next).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65536), conflicts_with = "rate")]
@@ -48,7 +48,7 @@ struct Args {
     #[arg(long = "break", value_name = "AGENTS")]
     broken: Option<String>,
     /// The share of each fault's slot that the fault is on (the rest shows the recovery).
-    #[arg(long, default_value_t = 0.5, value_parser = share)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.5, value_parser = share)]
     on: f64,
     /// The admin endpoint's address (GET /metrics, /health, /ready) while it runs; `off` for none.
     #[arg(long, default_value = "127.0.0.1:0")]

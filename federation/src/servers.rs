@@ -306,6 +306,7 @@ impl Servers {
 
 /// This run's name on the servers: the process id and a random suffix (process ids repeat
 /// across containers that share a server).
+#[cfg(any(feature = "postgres", feature = "redis"))]
 pub fn run_id() -> String {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {

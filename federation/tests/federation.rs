@@ -110,6 +110,7 @@ fn bad_arguments_are_refused_by_name() {
         (&["--faults", "rest-rest"][..], "unknown fault \"rest-rest\""),
         (&["--break", "SOAP"][..], "unknown agent \"SOAP\""),
         (&["--seconds=-1"][..], "--seconds"),
+        (&["--rate", "-5"][..], "invalid value '-5' for '--rate"),
         (&["--break", "REST", "--faults", "rest-reset"][..], "--break holds it"),
         (&["--serve", "--break", "Cache"][..], "--serve cannot inject cache-stale"),
         (&["--serve", "--json"][..], "cannot be used with"),
