@@ -6,13 +6,14 @@
 use crate::proxy::{Mode, Proxy};
 use std::sync::Arc;
 
-/// The SQL agent's PostgreSQL: a few connections used in turn (each pipelines its queries), a
-/// table of the run's own, and the lock the `sql-lock` fault holds.
+/// The SQL agent's PostgreSQL: a few connections used in turn (each pipelines its queries; one
+/// the server dropped is opened again on its next use), a table of the run's own, and the lock
+/// the `sql-lock` fault holds.
 #[cfg(feature = "postgres")]
 pub mod pg {
     use crate::data::{ORDERS, Order, order};
-    use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
     use tokio_postgres::{Client, NoTls, Statement};
 
     /// Connections the SQL agent uses in turn.
@@ -23,10 +24,24 @@ pub mod pg {
         url: String,
         /// The run's table.
         pub table: String,
-        clients: Vec<(Client, Statement)>,
+        /// The SQL agent's connections, each with its prepared read; one the server dropped is
+        /// opened again on its next use.
+        clients: Vec<Mutex<Arc<(Client, Statement)>>>,
         next: AtomicUsize,
         /// The connection holding `LOCK TABLE` while the fault is on.
         locker: Mutex<Option<Client>>,
+    }
+
+    /// A connection for the SQL agent: short lock and statement timeouts (a locked table fails
+    /// the read after 50 ms, well inside the agent timeout, as SQLite's busy timeout does) and
+    /// the read prepared.
+    async fn reader(url: &str, table: &str) -> Result<(Client, Statement), String> {
+        let e = |e: tokio_postgres::Error| format!("PostgreSQL: {e}");
+        let c = connect(url).await?;
+        c.batch_execute("SET lock_timeout = '50ms'; SET statement_timeout = '150ms'").await.map_err(e)?;
+        let read =
+            c.prepare(&format!("SELECT id, \"user\", item, total FROM {table} WHERE id = $1")).await.map_err(e)?;
+        Ok((c, read))
     }
 
     async fn connect(url: &str) -> Result<Client, String> {
@@ -60,22 +75,21 @@ pub mod pg {
             setup.batch_execute("COMMIT").await.map_err(e)?;
             let mut clients = Vec::with_capacity(CONNECTIONS);
             for _ in 0..CONNECTIONS {
-                let c = connect(url).await?;
-                // A locked table fails the read after 50 ms, well inside the agent timeout (as
-                // the SQLite connections' busy timeout does).
-                c.batch_execute("SET lock_timeout = '50ms'; SET statement_timeout = '150ms'").await.map_err(e)?;
-                let read = c
-                    .prepare(&format!("SELECT id, \"user\", item, total FROM {table} WHERE id = $1"))
-                    .await
-                    .map_err(e)?;
-                clients.push((c, read));
+                clients.push(Mutex::new(Arc::new(reader(url, &table).await?)));
             }
             Ok(Self { url: url.to_owned(), table, clients, next: AtomicUsize::new(0), locker: Mutex::new(None) })
         }
 
         /// Reads order `id`: the order, `None` when there is none, or why not.
         pub async fn read(&self, id: u64) -> Result<Option<Order>, String> {
-            let (c, read) = &self.clients[self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()];
+            let slot = &self.clients[self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()];
+            let mut conn = slot.lock().expect("connection").clone();
+            if conn.0.is_closed() {
+                // The server dropped it (a restart, an idle timeout): this read opens another.
+                conn = Arc::new(reader(&self.url, &self.table).await?);
+                *slot.lock().expect("connection") = conn.clone();
+            }
+            let (c, read) = &*conn;
             let row = c.query_opt(read, &[&(id as i64)]).await.map_err(|e| e.to_string())?;
             Ok(row.map(|r| Order {
                 id: r.get::<_, i64>(0) as u64,
@@ -107,7 +121,7 @@ pub mod pg {
         /// Drops the run's table (releasing the lock first, if the fault holds it).
         pub async fn remove(&self) -> Result<(), String> {
             let unlocked = self.unlock().await;
-            let (c, _) = &self.clients[0];
+            let c = connect(&self.url).await?;
             c.batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table))
                 .await
                 .map_err(|e| format!("PostgreSQL DROP TABLE {}: {e}", self.table))?;
