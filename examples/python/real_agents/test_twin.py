@@ -58,6 +58,15 @@ def test_broken_agents_are_absorbed_by_their_domains() -> None:
         assert agents[name]["calls"] > 0 and agents[name]["failures"] == 0, agents[name]
 
 
+def test_run_sh_runs_the_twin_in_one_command() -> None:
+    # It makes (or reuses) target/twin-venv with the package and the clients, then runs the twin.
+    run_sh = os.path.join(os.path.dirname(TWIN), "run.sh")
+    p = subprocess.run([run_sh, "--seconds", "2", "--rate", "100", "--faults", "none", "--json", "-q"],
+                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    exactly_once(json.loads(p.stdout))
+
+
 @pytest.mark.parametrize(
     "args, says",
     [
