@@ -454,6 +454,7 @@ def report(run: Run, stats: metafed.Stats, edges: list[tuple[float, str, bool]],
             "start_s": round(a, 2), "end_s": round(b, 2),
             "needing_tasks": len(need), "needing_ok_percent": n_ok,
             "other_tasks": len(other), "other_ok_percent": o_ok,
+            "after_s": round(until - b, 2),
             "after_tasks": len(after), "after_ok_percent": pct(sum(r.ok for r in after), len(after)),
             "first_ok_after_s": None if first_ok is None else round(first_ok - b, 3),
             "contained_at": contained,
@@ -487,8 +488,8 @@ def text(r: dict[str, Any]) -> str:
         lines.append(
             f"  {f['fault']:<21}{f['start_s']:>5.1f}-{f['end_s']:<5.1f} s  needing {f['domain']}: "
             f"{p(f['needing_ok_percent'])} ok of {f['needing_tasks']}, others {p(f['other_ok_percent'])} of "
-            f"{f['other_tasks']}; contained at {f['contained_at']}; until the next: {p(f['after_ok_percent'])} of "
-            f"{f['after_tasks']}{back}"
+            f"{f['other_tasks']}; contained at {f['contained_at']}; in the {f['after_s']:.1f} s after: "
+            f"{p(f['after_ok_percent'])} of {f['after_tasks']}{back}"
         )
     return "\n".join(lines) + "\n"
 
