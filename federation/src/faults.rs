@@ -111,8 +111,9 @@ impl Fault {
     }
 
     /// Whether it acts on a service that clients in other processes share (the HTTP service,
-    /// its proxies, the SQLite file), rather than on the Rust agents' own state (the document
-    /// store, the cache, the JWT verifier's key, the RBAC store).
+    /// its proxies, the SQLite file, the key pair whose key set and tokens the service hands
+    /// out), rather than on the Rust agents' own state (the document store, the cache, the RBAC
+    /// store).
     pub fn shared(self) -> bool {
         matches!(
             self,
@@ -121,6 +122,7 @@ impl Fault {
                 | Fault::WsSlow
                 | Fault::HttpDown
                 | Fault::SqlLock
+                | Fault::JwtKeys
                 | Fault::IntrospectBlackhole
         )
     }

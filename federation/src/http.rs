@@ -1,8 +1,9 @@
 //! The HTTP service the API domain and the OAuth agent call: one axum server with a REST
 //! endpoint, a GraphQL endpoint (async-graphql) and a WebSocket endpoint over the same orders,
-//! an RFC 7662 token introspection endpoint and the JWT verifier's key set (RFC 7517, at
-//! `/.well-known/jwks.json`). It runs on a runtime of its own, so that it can be stopped (every
-//! connection with it) and started again on the same port, as a service's process would be.
+//! an RFC 7662 token introspection endpoint, the JWT verifier's key set (RFC 7517, at
+//! `/.well-known/jwks.json`) and the users' current tokens (`/tokens`). It runs on a runtime of
+//! its own, so that it can be stopped (every connection with it) and started again on the same
+//! port, as a service's process would be.
 
 use crate::auth::Auth;
 use crate::data::{ORDERS, Order, order};
@@ -86,6 +87,20 @@ async fn jwks(State(auth): State<Arc<Auth>>) -> impl IntoResponse {
     }
 }
 
+/// Each user's current token (as the issuer would hand them out at login): for clients in other
+/// processes, which fetch them again after the issuer rotates its key.
+async fn tokens(State(auth): State<Arc<Auth>>) -> impl IntoResponse {
+    let mut out = serde_json::Map::new();
+    for u in 0..crate::data::USERS {
+        let user = format!("u{u}");
+        match auth.token_for(&user) {
+            Ok(t) => drop(out.insert(user, serde_json::Value::from(&*t))),
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        }
+    }
+    Json(out).into_response()
+}
+
 fn router(auth: Arc<Auth>) -> Router {
     let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
     Router::new()
@@ -94,6 +109,7 @@ fn router(auth: Arc<Auth>) -> Router {
         .route("/ws", get(ws))
         .route("/introspect", post(introspect))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/tokens", get(tokens))
         .route("/health", get(|| async { "ok" }))
         .with_state(auth)
 }

@@ -88,6 +88,7 @@ fn describe(w: &Where, schedule: &[(Fault, Duration, Duration)], held: &[Fault])
         "websocket": format!("ws://{}/ws", w.ends.websocket),
         "introspect": format!("http://{}/introspect", w.ends.introspect),
         "jwks": format!("http://{}/.well-known/jwks.json", w.http),
+        "tokens_url": format!("http://{}/tokens", w.http),
         "sqlite": w.sqlite.display().to_string(),
         "orders_jsonl": export(w)?.display().to_string(),
         "orders": ORDERS,

@@ -30,14 +30,18 @@ def exactly_once(r: dict[str, Any]) -> None:
 
 
 def test_scheduled_faults_are_contained_at_their_level() -> None:
-    r = run("--seconds", "10", "--rate", "250", "--on", "0.3",
-            "--faults", "http-down,rest-reset,sql-lock,introspect-blackhole")  # fmt: skip
+    r = run("--seconds", "12", "--rate", "250", "--on", "0.3",
+            "--faults", "http-down,rest-reset,sql-lock,jwt-keys,introspect-blackhole")  # fmt: skip
     exactly_once(r)
     faults = {f["fault"]: f for f in r["faults"]}
-    assert list(faults) == ["http-down", "rest-reset", "sql-lock", "introspect-blackhole"]
-    for name in ["rest-reset", "sql-lock", "introspect-blackhole"]:
+    assert list(faults) == ["http-down", "rest-reset", "sql-lock", "jwt-keys", "introspect-blackhole"]
+    for name in ["rest-reset", "sql-lock", "jwt-keys", "introspect-blackhole"]:
         f = faults[name]
         assert f["needing_tasks"] > 0 and f["contained_at"] == "agent", f
+    # The expired key broke the JWT agent (its key set refreshed without the old key), and the
+    # rotated tokens mended it.
+    jwt_agent = next(a for a in r["agents"] if a["agent"] == "JWT")
+    assert jwt_agent["failures"] > 0 and jwt_agent["calls"] > jwt_agent["failures"] + 50, jwt_agent
     down = faults["http-down"]
     # The whole HTTP service is down: tasks that need the API fail, the others do not ...
     assert down["contained_at"] == "domain", down
@@ -47,14 +51,14 @@ def test_scheduled_faults_are_contained_at_their_level() -> None:
 
 
 def test_broken_agents_are_absorbed_by_their_domains() -> None:
-    r = run("--seconds", "5", "--rate", "250", "--break", "REST,SQL,OAuth")
+    r = run("--seconds", "5", "--rate", "250", "--break", "REST,SQL,JWT,OAuth")
     exactly_once(r)
     for k in r["kinds"]:
         assert k["ok_percent"] >= 95, k
     agents = {a["agent"]: a for a in r["agents"]}
-    for name in ["REST", "SQL", "OAuth"]:
+    for name in ["REST", "SQL", "JWT", "OAuth"]:
         assert agents[name]["failures"] > 0 and agents[name]["trips"] > 0, agents[name]
-    for name in ["GraphQL", "WebSocket", "NoSQL", "Cache", "JWT", "RBAC"]:
+    for name in ["GraphQL", "WebSocket", "NoSQL", "Cache", "RBAC"]:
         assert agents[name]["calls"] > 0 and agents[name]["failures"] == 0, agents[name]
 
 

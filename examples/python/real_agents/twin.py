@@ -203,7 +203,35 @@ def decision(sub: str, op: str, allow: bool, by: str) -> metafed.Reply:
     return metafed.Reply(int(allow), json.dumps({"sub": sub, "op": op, "allow": allow, "by": by}).encode())
 
 
-def build(info: dict[str, Any], stores: Stores, session: aiohttp.ClientSession, keys: jwt.PyJWKSet) -> metafed.Topology:
+class Trust:
+    """What the client side knows of the Auth services, kept current by `refresh`: the
+    verifier's key set (JWKS, fetched again every quarter second, as verifiers poll it) and the
+    users' tokens (fetched again after the issuer rotates its key: the end of `jwt-keys`)."""
+
+    def __init__(self, keys: jwt.PyJWKSet, tokens: dict[str, str]) -> None:
+        self.keys = keys
+        self.tokens = tokens
+
+
+async def refresh(trust: Trust, info: dict[str, Any], session: aiohttp.ClientSession, services: "Services") -> None:
+    rotations = 0
+    while True:
+        await asyncio.sleep(0.25)
+        try:
+            async with session.get(info["jwks"]) as r:
+                if r.status == 200:
+                    trust.keys = jwt.PyJWKSet.from_dict(await r.json())
+            ended = sum(1 for _, f, on in services.edges if f == "jwt-keys" and not on)
+            if ended > rotations:
+                async with session.get(info["tokens_url"]) as r:
+                    if r.status == 200:
+                        trust.tokens.update(await r.json())
+                        rotations = ended
+        except (aiohttp.ClientError, OSError, ValueError, jwt.PyJWKError):
+            pass  # the service is down or cut: keep what we have, try again
+
+
+def build(info: dict[str, Any], stores: Stores, session: aiohttp.ClientSession, trust: Trust) -> metafed.Topology:
     """The seed's 3 x 3 with nine `async def` agents, each answering with real data."""
     loop = asyncio.get_running_loop()
     perms: dict[str, list[str]] = info["permissions"]
@@ -271,7 +299,7 @@ def build(info: dict[str, Any], stores: Stores, session: aiohttp.ClientSession, 
         c = call(req)
         try:
             kid = jwt.get_unverified_header(c["token"]).get("kid")
-            key = next((k for k in keys.keys if k.key_id == kid), None)
+            key = next((k for k in trust.keys.keys if k.key_id == kid), None)
             if key is None:
                 raise metafed.AgentError(401, f"no trusted key {kid!r}")
             claims = jwt.decode(c["token"], key.key, algorithms=["EdDSA"], options={"require": ["exp", "sub"]})
@@ -333,11 +361,11 @@ class Run:
     twice: int = 0
 
 
-async def load(engine: metafed.Engine, info: dict[str, Any], run: Run, progress: bool) -> float:
+async def load(engine: metafed.Engine, info: dict[str, Any], trust: Trust, run: Run, progress: bool) -> float:
     """The open loop: `rate` tasks a second for `seconds`, each awaited on its own. Returns the
     load's start on the monotonic clock."""
     names = {engine.domain_id(d): d for d in AGENTS}
-    tokens: dict[str, str] = info["tokens"]
+    tokens = trust.tokens  # updated in place when the issuer rotates
     users, orders = int(info["users"]), int(info["orders"])
     pending: set[asyncio.Task[None]] = set()
 
@@ -516,7 +544,9 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=1.0)) as session:
             async with session.get(info["jwks"]) as r:
                 keys = jwt.PyJWKSet.from_dict(await r.json())  # the verifier's key set (RFC 7517)
-            engine = metafed.Engine(build(info, stores, session, keys))
+            trust = Trust(keys, dict(info["tokens"]))
+            refresher = asyncio.create_task(refresh(trust, info, session, services))
+            engine = metafed.Engine(build(info, stores, session, trust))
             try:
                 run = Run(args.seconds, args.rate)
                 if not args.quiet:
@@ -525,9 +555,10 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                         f"faults: {', '.join(f['fault'] for f in info['schedule']) or 'none'}",
                         file=sys.stderr,
                     )
-                start = await load(engine, info, run, not args.quiet)
+                start = await load(engine, info, trust, run, not args.quiet)
                 stats = engine.stats()
             finally:
+                refresher.cancel()
                 await asyncio.to_thread(engine.close)  # its drain waits: off the loop
         return report(run, stats, services.edges, info, start)
     finally:
@@ -544,11 +575,11 @@ def main() -> None:
     p.add_argument(
         "--faults",
         help="the faults of the shared services to schedule, comma-separated, or none (rest-reset, graphql-reset, "
-        "ws-slow, http-down, sql-lock, introspect-blackhole; default: rest-reset, ws-slow, sql-lock, "
-        "introspect-blackhole, http-down; none with --break)",
+        "ws-slow, http-down, sql-lock, jwt-keys, introspect-blackhole; default: rest-reset, ws-slow, sql-lock, "
+        "jwt-keys, introspect-blackhole, http-down; none with --break)",
     )
     p.add_argument("--break", dest="broken", default="", metavar="AGENTS",
-                   help="agents to break for the whole run (REST, GraphQL, WebSocket, SQL, OAuth)")  # fmt: skip
+                   help="agents to break for the whole run (REST, GraphQL, WebSocket, SQL, JWT, OAuth)")  # fmt: skip
     p.add_argument("--on", type=float, default=0.5, help="the share of each fault's slot it is on (default 0.5)")
     p.add_argument("--server", default=default_server(), help="the metafed-federation binary (default: the release build)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -557,7 +588,7 @@ def main() -> None:
     if not 0 < args.on < 1:
         p.error(f"--on {args.on} is not a share between 0 and 1 (exclusive)")
     if args.faults is None:
-        args.faults = "none" if args.broken else "rest-reset,ws-slow,sql-lock,introspect-blackhole,http-down"
+        args.faults = "none" if args.broken else "rest-reset,ws-slow,sql-lock,jwt-keys,introspect-blackhole,http-down"
     r = asyncio.run(amain(args))
     print(json.dumps(r, indent=2) if args.json else text(r), end="\n" if args.json else "")
 
