@@ -15,7 +15,8 @@
 //! the batch's mean (as concurrency-limits' `WindowedLimit` hands its delegate a window's
 //! average): `gradient = clamp(long / short, 0.5, 1)`, `new = limit x gradient + queue_size`,
 //! smoothed as `limit x (1 - smoothing) + new x smoothing`. A long average more than twice the
-//! current one decays by 0.9 (the load has passed); a batch that used less than half the limit
+//! current one comes down to twice it (the load has passed: the reference's 0.9 per sample over a
+//! batch); a batch that used less than half the limit
 //! leaves it (the application, not the limit, bounds the load).
 //!
 //! Either way the limit stays within [`min_limit`, `max_limit`]. The shared limit is written a few
@@ -149,9 +150,8 @@ const BATCH: u64 = 64;
 /// The limit, and Gradient2's long-term latency average.
 struct State {
     limit: f64,
-    /// Gradient2: the long-term average latency (ns), and the completions it has seen.
+    /// Gradient2: the long-term average latency (ns; 0 until the first batch).
     long_rtt: f64,
-    long_seen: u64,
 }
 
 /// The shared limit and its moves.
@@ -167,7 +167,7 @@ impl AdaptiveLimit {
     pub(crate) fn new(cfg: AdaptiveThrottle) -> Self {
         Self {
             cfg,
-            state: Mutex::new(State { limit: cfg.initial_limit as f64, long_rtt: 0.0, long_seen: 0 }),
+            state: Mutex::new(State { limit: cfg.initial_limit as f64, long_rtt: 0.0 }),
             decreases: AtomicU64::new(0),
             increases: AtomicU64::new(0),
         }
@@ -222,16 +222,16 @@ impl AdaptiveLimit {
         let short = (b.rtt_sum as f64 / b.samples.max(1) as f64).max(1.0);
         // The long-term average (ExpAvgMeasurement): the first batch sets it, then each of a
         // batch's samples weighs 2 / (long_window + 1).
-        let long = if s.long_seen == 0 {
+        let long = if s.long_rtt == 0.0 {
             short
         } else {
             let keep = (1.0 - 2.0 / (cfg.long_window as f64 + 1.0)).powf(b.samples as f64);
             s.long_rtt * keep + short * (1.0 - keep)
         };
-        s.long_seen += b.samples;
-        // The load has passed: bring the long average down sooner than its window would (x 0.9
-        // for each of the batch's samples while it stays above twice the current latency).
-        s.long_rtt = if long / short > 2.0 { (long * 0.9f64.powi(b.samples as i32)).max(2.0 * short) } else { long };
+        // The load has passed: bring the long average down sooner than its window would. The
+        // reference multiplies it by 0.9 per sample while it is above twice the current latency;
+        // over a batch of 64 (0.9^64 = 0.001) that lands it at twice the current latency.
+        s.long_rtt = long.min(2.0 * short);
         // Application-limited: the limit did not bound the load, so the latency says nothing of it.
         if (b.in_flight as f64) < s.limit / 2.0 {
             return;

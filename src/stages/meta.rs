@@ -194,14 +194,7 @@ impl Worker {
             return 0;
         }
         let mut n = 0;
-        // Tasks that have waited past the queue timeout go first, whatever their priority (at
-        // each queue's front: a queue is mostly in submission order; one that is not, a task
-        // taken from another worker's backlog behind newer ones, is caught when it reaches the
-        // front below, never admitted).
         let queue_timeout = self.sh.admission.queue_timeout_ns.load(Ordering::Relaxed);
-        if queue_timeout != 0 {
-            n += self.expire_pending(queue_timeout);
-        }
         for p in 0..self.pending.len() {
             while let Some(&t) = self.pending[p].front() {
                 if let Some(reason) = self.expired(t, queue_timeout) {
@@ -211,6 +204,13 @@ impl Worker {
                     self.pending[p].pop_front();
                     self.decompose(t);
                 } else {
+                    // The throttle is full: the lower priorities wait on, but not past the queue
+                    // timeout (at each queue's front: a queue is mostly in submission order; a
+                    // task taken from another worker's backlog behind newer ones is caught when
+                    // it reaches the front, never admitted).
+                    if queue_timeout != 0 {
+                        n += self.expire_pending(p + 1, queue_timeout);
+                    }
                     return n;
                 }
                 n += 1;
@@ -234,11 +234,12 @@ impl Worker {
         }
     }
 
-    /// Completes the waiting tasks at the queues' fronts that [`expired`](Self::expired).
+    /// Completes the waiting tasks at the fronts of the queues of priority `from` and lower that
+    /// [`expired`](Self::expired).
     #[inline(never)]
-    fn expire_pending(&mut self, queue_timeout: u64) -> usize {
+    fn expire_pending(&mut self, from: usize, queue_timeout: u64) -> usize {
         let mut n = 0;
-        for p in 0..self.pending.len() {
+        for p in from..self.pending.len() {
             while let Some(&t) = self.pending[p].front() {
                 let Some(reason) = self.expired(t, queue_timeout) else { break };
                 self.pending[p].pop_front();
