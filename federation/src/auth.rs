@@ -157,6 +157,11 @@ impl Auth {
         Ok(token)
     }
 
+    /// Every user's current token ([`token_for`](Self::token_for) each), by user.
+    pub fn tokens(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
+        (0..USERS).map(|u| format!("u{u}")).map(|u| Ok((u.clone(), self.token_for(&u)?.to_string()))).collect()
+    }
+
     /// Verifies `token` against the trusted key: its claims, or why not.
     pub fn verify(&self, token: &str) -> Result<Claims, String> {
         let keys = self.trusted.read().expect("trusted").clone();

@@ -59,11 +59,13 @@ fn export(w: &Where) -> Result<std::path::PathBuf, String> {
 
 /// The services' description: the first line `--serve` prints.
 fn describe(w: &Where, schedule: &[(Fault, Duration, Duration)], held: &[Fault]) -> Result<Value, String> {
-    let mut tokens = serde_json::Map::new();
-    for u in 0..USERS {
-        let user = format!("u{u}");
-        tokens.insert(user.clone(), Value::from(&*w.auth.token_for(&user)?));
+    // The seed's rules as the engine's TOML: the twin classifies with the same ones.
+    #[derive(serde::Serialize)]
+    struct Rules {
+        classify: metafed::classify::ClassifyConfig,
     }
+    let classify = toml::to_string(&Rules { classify: metafed::classify::ClassifyConfig::seed() })
+        .map_err(|e| format!("the seed's rules as TOML: {e}"))?;
     let roles: serde_json::Map<String, Value> =
         w.auth.policy().iter().map(|(u, r)| (u.clone(), Value::from(r.as_str()))).collect();
     let perms: serde_json::Map<String, Value> =
@@ -93,7 +95,8 @@ fn describe(w: &Where, schedule: &[(Fault, Duration, Duration)], held: &[Fault])
         "orders_jsonl": export(w)?.display().to_string(),
         "orders": ORDERS,
         "users": USERS,
-        "tokens": tokens,
+        "tokens": w.auth.tokens()?,
+        "classify_toml": classify,
         "roles": roles,
         "permissions": perms,
         "schedule": sched,

@@ -135,7 +135,9 @@ fn serve_describes_the_services_runs_the_faults_and_stops_when_its_input_closes(
         .expect("the application runs");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let info: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).expect("a JSON description");
-    for key in ["rest", "graphql", "websocket", "introspect", "jwks", "tokens_url", "sqlite", "orders_jsonl"] {
+    for key in
+        ["rest", "graphql", "websocket", "introspect", "jwks", "tokens_url", "sqlite", "orders_jsonl", "classify_toml"]
+    {
         assert!(info[key].as_str().is_some_and(|v| !v.is_empty()), "no {key} in {info}");
     }
     assert_eq!(info["tokens"].as_object().unwrap().len(), 50);

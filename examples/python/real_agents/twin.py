@@ -34,36 +34,6 @@ import jwt
 import metafed
 from websockets.asyncio.client import connect as ws_connect
 
-# The seed's extraction as the engine's rules (the same as Rust's `ClassifyConfig::seed()`): a
-# path under /api/ needs the API, SELECT in the bytes the Database, a token Auth.
-CLASSIFY = """
-[classify]
-base = 0.1
-
-[[classify.rules]]
-attr = "path"
-prefix = "/api/"
-domains = ["API"]
-weight = 0.1
-
-[[classify.rules]]
-data_contains = "SELECT"
-domains = ["Database"]
-weight = 0.2
-
-[[classify.rules]]
-attr = "token"
-domains = ["Auth"]
-weight = 0.2
-
-[[classify.rules]]
-attr = "op"
-equals = "report"
-domains = []
-weight = 0.4
-"""
-
-
 @dataclass(frozen=True)
 class Kind:
     name: str
@@ -338,7 +308,10 @@ def build(info: dict[str, Any], stores: Stores, session: aiohttp.ClientSession, 
     # The seed's breakers (on by default), with the Rust application's timeouts for loopback
     # services: an attempt 200 ms, a sub-task 600 ms, a task 1.5 s.
     topology.set_timeouts(agent_ms=200, domain_ms=600, task_ms=1500)
-    topology.set_classify(CLASSIFY)
+    # The seed's extraction as the engine's rules, as the server renders Rust's
+    # `ClassifyConfig::seed()`: a path under /api/ needs the API, SELECT in the bytes the
+    # Database, a token Auth.
+    topology.set_classify(info["classify_toml"])
     return topology
 
 
