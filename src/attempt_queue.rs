@@ -23,11 +23,12 @@
 //! still queued when the last handle to the queue goes are failed (kind `Dropped`), never lost.
 
 use crate::attempt::Attempt;
+use crate::doorbell::Doorbell;
 use crate::handler::{Agent, Call, CallCx, OwnedRequest, Request};
 use crate::task::FailureKind;
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The capacity of [`AttemptQueue::default`].
@@ -42,17 +43,12 @@ pub struct AttemptQueue {
 
 struct Inner {
     items: ArrayQueue<QueuedAttempt>,
-    /// Set when the wake-up byte has been written and not yet read back by a take.
-    signaled: AtomicBool,
-    #[cfg(unix)]
-    wake: Option<(std::os::unix::net::UnixStream, std::os::unix::net::UnixStream)>,
+    bell: Doorbell,
     taken: AtomicU64,
     expired: AtomicU64,
     refused: AtomicU64,
     /// The most attempts seen waiting at once.
     high_water: AtomicU64,
-    /// Takers serialise on this (the consumer side of the file descriptor).
-    take_lock: std::sync::Mutex<()>,
 }
 
 /// An attempt taken from an [`AttemptQueue`]: the attempt to complete, and the request it is for.
@@ -121,23 +117,14 @@ impl std::fmt::Debug for AttemptQueue {
 impl AttemptQueue {
     /// A queue for at most `capacity` waiting attempts (at least 1).
     pub fn new(capacity: usize) -> Self {
-        #[cfg(unix)]
-        let wake = std::os::unix::net::UnixStream::pair().ok().and_then(|(r, w)| {
-            r.set_nonblocking(true).ok()?;
-            w.set_nonblocking(true).ok()?;
-            Some((r, w))
-        });
         Self {
             inner: Arc::new(Inner {
                 items: ArrayQueue::new(capacity.max(1)),
-                signaled: AtomicBool::new(false),
-                #[cfg(unix)]
-                wake,
+                bell: Doorbell::new(),
                 taken: AtomicU64::new(0),
                 expired: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 high_water: AtomicU64::new(0),
-                take_lock: std::sync::Mutex::new(()),
             }),
         }
     }
@@ -146,8 +133,7 @@ impl AttemptQueue {
     /// stays readable until a take leaves the queue empty). `None` where the platform has none.
     #[cfg(unix)]
     pub fn fd(&self) -> Option<std::os::fd::RawFd> {
-        use std::os::fd::AsRawFd;
-        self.inner.wake.as_ref().map(|(r, _)| r.as_raw_fd())
+        self.inner.bell.fd()
     }
 
     /// The capacity.
@@ -189,17 +175,7 @@ impl AttemptQueue {
     /// calls it when the file descriptor is readable, or polls it.
     pub fn take(&self, max: usize, out: &mut Vec<QueuedAttempt>) -> usize {
         let i = &self.inner;
-        let _one_taker = i.take_lock.lock().unwrap_or_else(|e| e.into_inner());
-        #[cfg(unix)]
-        if let Some((r, _)) = &i.wake {
-            use std::io::Read;
-            let mut buf = [0u8; 64];
-            while matches!((&*r).read(&mut buf), Ok(n) if n > 0) {}
-        }
-        // Cleared before the queue is read (an acquire RMW): a push after our last pop sees it
-        // clear and signals again; a push whose signal we skip is one our pops see (its release
-        // RMW on the flag is read by ours).
-        i.signaled.swap(false, Ordering::AcqRel);
+        let taking = i.bell.begin_take();
         let mut n = 0;
         while n < max {
             let Some(mut q) = i.items.pop() else { break };
@@ -215,23 +191,8 @@ impl AttemptQueue {
             n += 1;
         }
         i.taken.fetch_add(n as u64, Ordering::Relaxed);
-        if !i.items.is_empty() {
-            // Left for the next take: the descriptor stays readable.
-            self.signal();
-        }
+        i.bell.end_take(!i.items.is_empty(), taking);
         n
-    }
-
-    fn signal(&self) {
-        let i = &self.inner;
-        if !i.signaled.swap(true, Ordering::AcqRel) {
-            #[cfg(unix)]
-            if let Some((_, w)) = &i.wake {
-                use std::io::Write;
-                // A full socket buffer already holds a byte for the reader: nothing is lost.
-                let _ = (&*w).write(&[1]);
-            }
-        }
     }
 
     /// Queues an attempt; gives its handle back when the queue is full.
@@ -245,7 +206,7 @@ impl AttemptQueue {
         if len > i.high_water.load(Ordering::Relaxed) {
             i.high_water.fetch_max(len, Ordering::Relaxed);
         }
-        self.signal();
+        i.bell.ring();
         Ok(())
     }
 }

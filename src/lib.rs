@@ -82,6 +82,8 @@ mod buckets;
 mod clock;
 mod config;
 mod counters;
+#[cfg(not(loom))]
+mod doorbell;
 mod duration;
 #[cfg(not(loom))]
 mod engine;
