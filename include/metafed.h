@@ -75,7 +75,7 @@
 /*
  See `METAFED_VERSION_MAJOR`.
  */
-#define METAFED_VERSION_MINOR 6
+#define METAFED_VERSION_MINOR 7
 
 /*
  See `METAFED_VERSION_MAJOR`.
@@ -480,6 +480,12 @@
  in it; any thread may take them, one taker at a time.
  */
 typedef struct metafed_attempt_queue metafed_attempt_queue;
+
+/*
+ A queue of completions for one consumer. Opaque; a handle, not a pointer to memory. Made by
+ `metafed_engine_completion_queue_new`; any thread may take from it, one taker at a time.
+ */
+typedef struct metafed_completion_queue metafed_completion_queue;
 
 /*
  A running engine. Opaque; a handle, not a pointer to memory. Every function taking an
@@ -1184,6 +1190,13 @@ typedef struct metafed_task {
    ABI 1.5: how many `attrs`.
    */
   size_t attrs_len;
+  /*
+   ABI 1.7: the caller's completion queue (`metafed_engine_completion_queue_new`, of the
+   same engine), or NULL. A task given one is delivered there and nowhere else: not to
+   `metafed_engine_poll`, the completion callback or `metafed_engine_wait` (so it cannot be
+   `METAFED_TASK_WAITABLE`).
+   */
+  const struct metafed_completion_queue *completion_queue;
 } metafed_task;
 
 /*
@@ -2109,6 +2122,41 @@ metafed_status metafed_engine_set_classifier(struct metafed_engine *engine,
  and changes nothing. Recorded in the audit trail.
  */
 metafed_status metafed_engine_set_classify_toml(struct metafed_engine *engine, const char *toml);
+
+/*
+ Makes a completion queue of `engine`'s; `*out` receives it. Tasks that name it
+ (`metafed_task.completion_queue`) are delivered to it and nowhere else. It holds as many
+ completions as the engine has task slots, so none is ever refused; each holds its slot until
+ taken.
+ */
+metafed_status metafed_engine_completion_queue_new(struct metafed_engine *engine,
+                                                   struct metafed_completion_queue **out);
+
+/*
+ Frees a queue (NULL does nothing). Completions waiting in it, and those of its tasks still
+ running when they finish, are discarded (their slots freed). Free it after the engine's
+ shutdown to take every completion first.
+ */
+void metafed_completion_queue_free(struct metafed_completion_queue *queue);
+
+/*
+ The queue's file descriptor: readable while completions wait (level-triggered: it stays
+ readable until a take leaves the queue empty). Watch it for reading (`poll`, `epoll`,
+ `loop.add_reader`); never read, write or close it: `metafed_completion_queue_take` reads it.
+ */
+metafed_status metafed_completion_queue_get_fd(const struct metafed_completion_queue *queue,
+                                               int32_t *out_fd);
+
+/*
+ Moves up to `cap` waiting completions into `out` (an array whose stride is
+ `out[0].struct_size`, which the caller sets), oldest first, and their count into `*out_n` (0
+ when none waits: it never waits). Release each completion that has reply bytes with
+ `metafed_completion_release`, as those of `metafed_engine_poll`.
+ */
+metafed_status metafed_completion_queue_take(struct metafed_completion_queue *queue,
+                                             struct metafed_completion *out,
+                                             size_t cap,
+                                             size_t *out_n);
 
 /*
  Calls `callback(user_data, &event)` with every breaker transition and every audit record

@@ -80,6 +80,8 @@ mod attempt;
 mod attempt_queue;
 mod buckets;
 mod clock;
+#[cfg(not(loom))]
+mod completion_queue;
 mod config;
 mod counters;
 #[cfg(not(loom))]
@@ -136,6 +138,8 @@ pub use topology::{MAX_AGENT_THREADS, MAX_NAME_LEN, MAX_WEIGHT};
 pub use attempt::{Abandoned, Attempt};
 #[cfg(not(loom))]
 pub use attempt_queue::{AttemptQueue, AttemptQueueStats, DEFAULT_QUEUE_CAPACITY, QueuedAttempt};
+#[cfg(not(loom))]
+pub use completion_queue::CompletionQueue;
 #[cfg(all(not(loom), feature = "tokio"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use future_handler::{IntoAnswer, future_handler};

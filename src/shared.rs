@@ -277,12 +277,17 @@ impl Shared {
     }
 
     /// Hands a finished task's outcome to its one destination: the waiter on its ticket, the
-    /// completion callback, or the completion queue.
+    /// caller's completion queue, the completion callback, or the engine's completion queues.
     pub(crate) fn deliver(&self, t: Ticket, shard: usize) {
         // SAFETY: the slot is DONE and not yet taken, so its request is still the task's and
         // read-only.
-        if unsafe { self.slab.req(t.slot()) }.waitable {
+        let req = unsafe { self.slab.req(t.slot()) };
+        if req.waitable {
             return; // `wait` takes it
+        }
+        if let Some(sink) = &req.sink {
+            sink.deliver(t, self);
+            return;
         }
         match &self.callback {
             Some(cb) => {

@@ -113,6 +113,9 @@ pub(crate) struct Req {
     pub(crate) domains: Field<u64>,
     pub(crate) priority: Field<u8>,
     pub(crate) waitable: bool,
+    /// The caller's completion queue, if it submitted to one: delivery goes there.
+    #[cfg(not(loom))]
+    pub(crate) sink: Option<std::sync::Arc<crate::completion_queue::Sink>>,
     pub(crate) submit_ns: u64,
     /// Absolute, on the engine clock; `u64::MAX` for none.
     pub(crate) deadline_ns: Field<u64>,

@@ -10,6 +10,7 @@ mod api;
 mod balance;
 mod breaker;
 mod classify;
+mod completion_queue;
 mod deferred;
 mod faults;
 mod future_handler;

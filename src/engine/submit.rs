@@ -2,12 +2,14 @@
 //! ring.
 
 use super::Engine;
+use crate::completion_queue::{CompletionQueue, Sink};
 use crate::error::SubmitError;
 use crate::shared::on_engine_thread;
 use crate::shared::{RUNNING, STOPPING};
 use crate::stages::worker::STALL_NS;
 use crate::sync::{Ordering, fence};
 use crate::task::{Task, Ticket};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl Engine {
@@ -40,7 +42,7 @@ impl Engine {
 
     /// Takes a slot, copies the task into it and publishes it. The caller pushes the ticket.
     #[inline]
-    fn stage(&self, task: &Task<'_>, now: u64) -> Result<Ticket, SubmitError> {
+    fn stage(&self, task: &Task<'_>, now: u64, sink: Option<&Arc<Sink>>) -> Result<Ticket, SubmitError> {
         let sh = &*self.sh;
         let reserve = sh.admission.reserve[usize::from(task.priority)].load(Ordering::Relaxed) as usize;
         if reserve > 0 && sh.slab.free_len() <= reserve {
@@ -59,7 +61,9 @@ impl Engine {
         req.data.extend_from_slice(task.data);
         req.domains.set(task.domains.0);
         req.priority.set(task.priority);
-        req.waitable = task.waitable;
+        // A task for a completion queue is delivered there, never to `wait`.
+        req.waitable = task.waitable && sink.is_none();
+        req.sink = sink.cloned();
         req.key.set(task.key);
         // Only a classifier reads the attributes: a task that names its domains leaves them.
         if task.domains.is_empty() {
@@ -113,13 +117,46 @@ impl Engine {
     /// An accepted task gets exactly one completion.
     #[inline]
     pub fn try_submit(&self, task: &Task<'_>) -> Result<Ticket, SubmitError> {
+        self.try_submit_in(task, None)
+    }
+
+    /// Submits a task without blocking, for delivery to `queue` alone (see [`CompletionQueue`]);
+    /// as [`try_submit`](Self::try_submit) otherwise. The task's `waitable` is ignored: the queue
+    /// takes its completion.
+    ///
+    /// # Panics
+    /// If `queue` was made by another engine.
+    #[inline]
+    pub fn try_submit_to(&self, queue: &CompletionQueue, task: &Task<'_>) -> Result<Ticket, SubmitError> {
+        self.try_submit_in(task, Some(self.sink_of(queue)))
+    }
+
+    fn sink_of<'q>(&self, queue: &'q CompletionQueue) -> &'q Arc<Sink> {
+        assert!(self.owns(queue), "the completion queue was made by another engine");
+        queue.sink()
+    }
+
+    pub(crate) fn owns(&self, queue: &CompletionQueue) -> bool {
+        queue.is_of(&self.sh)
+    }
+
+    /// A completion queue of this engine's: the tasks submitted to it (with
+    /// [`try_submit_to`](Self::try_submit_to), [`submit_to`](Self::submit_to) or
+    /// [`submit_batch_to`](Self::submit_batch_to)) are delivered there and nowhere else. It holds
+    /// as many completions as the engine has task slots.
+    pub fn completion_queue(&self) -> CompletionQueue {
+        CompletionQueue::new(self.sh.clone())
+    }
+
+    #[inline(always)]
+    fn try_submit_in(&self, task: &Task<'_>, sink: Option<&Arc<Sink>>) -> Result<Ticket, SubmitError> {
         let sh = &*self.sh;
         if sh.lifecycle() != RUNNING {
             return Err(SubmitError::ShuttingDown);
         }
         self.check(task)?;
         let now = sh.clock.now();
-        let t = self.stage(task, now)?;
+        let t = self.stage(task, now, sink)?;
         let Some(w) = self.push(t, self.target()) else {
             // Every ingress ring full: cannot happen while the rings hold the slot count together, but
             // stay correct if it does.
@@ -140,13 +177,36 @@ impl Engine {
 
     /// Submits a task, waiting while the engine is full, up to `timeout` (forever if `None`).
     pub fn submit(&self, task: &Task<'_>, timeout: Option<Duration>) -> Result<Ticket, SubmitError> {
+        self.submit_in(task, timeout, None)
+    }
+
+    /// [`submit`](Self::submit), for delivery to `queue` alone (see
+    /// [`try_submit_to`](Self::try_submit_to)).
+    ///
+    /// # Panics
+    /// If `queue` was made by another engine.
+    pub fn submit_to(
+        &self,
+        queue: &CompletionQueue,
+        task: &Task<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<Ticket, SubmitError> {
+        self.submit_in(task, timeout, Some(self.sink_of(queue)))
+    }
+
+    fn submit_in(
+        &self,
+        task: &Task<'_>,
+        timeout: Option<Duration>,
+        sink: Option<&Arc<Sink>>,
+    ) -> Result<Ticket, SubmitError> {
         if on_engine_thread(&self.sh) && !timeout.is_some_and(|t| t.is_zero()) {
             return Err(SubmitError::WouldDeadlock);
         }
         let deadline = timeout.map(|d| Instant::now() + d);
         let mut round = 0u32;
         loop {
-            match self.try_submit(task) {
+            match self.try_submit_in(task, sink) {
                 Err(SubmitError::Full) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(SubmitError::Timeout);
@@ -163,6 +223,29 @@ impl Engine {
     /// task is not an error: the count says where it stopped, and retrying the rest returns the
     /// reason. Cheaper per task than `try_submit`: one fence and one wake-up per batch.
     pub fn submit_batch(&self, tasks: &[Task<'_>], tickets: &mut [Ticket]) -> Result<usize, SubmitError> {
+        self.submit_batch_in(tasks, tickets, None)
+    }
+
+    /// [`submit_batch`](Self::submit_batch), for delivery to `queue` alone (see
+    /// [`try_submit_to`](Self::try_submit_to)).
+    ///
+    /// # Panics
+    /// If `queue` was made by another engine.
+    pub fn submit_batch_to(
+        &self,
+        queue: &CompletionQueue,
+        tasks: &[Task<'_>],
+        tickets: &mut [Ticket],
+    ) -> Result<usize, SubmitError> {
+        self.submit_batch_in(tasks, tickets, Some(self.sink_of(queue)))
+    }
+
+    fn submit_batch_in(
+        &self,
+        tasks: &[Task<'_>],
+        tickets: &mut [Ticket],
+        sink: Option<&Arc<Sink>>,
+    ) -> Result<usize, SubmitError> {
         let sh = &*self.sh;
         if sh.lifecycle() != RUNNING {
             return Err(SubmitError::ShuttingDown);
@@ -182,7 +265,7 @@ impl Engine {
                     first_err = Some(e);
                     break 'chunks;
                 }
-                let t = match self.stage(&tasks[i], now) {
+                let t = match self.stage(&tasks[i], now, sink) {
                     Ok(t) => t,
                     Err(e) => {
                         first_err = Some(e);

@@ -21,7 +21,7 @@ export UBSAN_OPTIONS="print_stacktrace=1"
 gcc -std=c99 "${warn[@]}" -I"$root/include" -c "$root/tests/c/header_twice.c" -o "$out/header_twice.o"
 g++ -std=c++17 "${warn[@]}" -I"$root/include" -x c++ -c "$root/tests/c/header_twice.c" -o "$out/header_twice_cpp.o"
 
-for t in w1 faults bad_args deferred ops growth queue balance old_reasons reroute classify; do
+for t in w1 faults bad_args deferred ops growth queue balance old_reasons reroute classify completion_queue; do
   gcc -std=c99 "${warn[@]}" "${san[@]}" -I"$root/include" "$root/tests/c/$t.c" -o "$out/$t" "${link[@]}"
   echo "-- $t"
   "$out/$t"

@@ -582,14 +582,23 @@ pub(crate) fn failure(f: &AttemptFailure) -> metafed_failure {
 pub(crate) unsafe fn task<'a>(
     t: *const metafed_task,
     store: &mut Vec<(&'a str, &'a str)>,
-) -> Result<(metafed_rs::Task<'a>, std::ops::Range<usize>), FfiError> {
+) -> Result<CTask<'a>, FfiError> {
     // SAFETY: per the contract.
     let t = unsafe { read_in(t, metafed_task::defaults()) }?;
     // SAFETY: as above.
     let task = unsafe { task_from(t) }?;
     // SAFETY: as above: the attributes are valid for the call.
-    let range = unsafe { attrs_into(&t, store) }?;
-    Ok((task, range))
+    let attrs = unsafe { attrs_into(&t, store) }?;
+    Ok(CTask { task, attrs, queue: t.completion_queue })
+}
+
+/// A caller's task read: the Rust task, the range of `store` its attributes take (the caller
+/// points `task.attrs` at them once `store` is complete), and its completion queue (ABI 1.7;
+/// NULL for none).
+pub(crate) struct CTask<'a> {
+    pub(crate) task: metafed_rs::Task<'a>,
+    pub(crate) attrs: std::ops::Range<usize>,
+    pub(crate) queue: *const crate::completion_queue::metafed_completion_queue,
 }
 
 /// Appends a task's attributes to `store` (checked: NULL pointers, UTF-8, the limits; errors
@@ -660,7 +669,7 @@ pub(crate) unsafe fn task_of_size<'a>(
     t: *const metafed_task,
     stride: usize,
     store: &mut Vec<(&'a str, &'a str)>,
-) -> Result<(metafed_rs::Task<'a>, std::ops::Range<usize>), FfiError> {
+) -> Result<CTask<'a>, FfiError> {
     let mut v = metafed_task::defaults();
     // SAFETY: `stride` bytes are readable at `t` and, accepted by `check_size`, at most
     // `size_of::<metafed_task>()`; any bytes are valid for the struct.
@@ -668,8 +677,8 @@ pub(crate) unsafe fn task_of_size<'a>(
     // SAFETY: as above.
     let task = unsafe { task_from(v) }?;
     // SAFETY: as above.
-    let range = unsafe { attrs_into(&v, store) }?;
-    Ok((task, range))
+    let attrs = unsafe { attrs_into(&v, store) }?;
+    Ok(CTask { task, attrs, queue: v.completion_queue })
 }
 
 /// # Safety
@@ -686,6 +695,12 @@ unsafe fn task_from<'a>(t: metafed_task) -> Result<metafed_rs::Task<'a>, FfiErro
     }
     if t.flags & !METAFED_TASK_WAITABLE != 0 {
         return Err(err(METAFED_E_INVALID, format!("unknown task flags {:#x}", t.flags)));
+    }
+    if t.flags & METAFED_TASK_WAITABLE != 0 && !t.completion_queue.is_null() {
+        return Err(err(
+            METAFED_E_INVALID,
+            "a task with a completion_queue is delivered there: it cannot be METAFED_TASK_WAITABLE",
+        ));
     }
     let data: &'a [u8] = if t.data_len == 0 {
         &[]
@@ -870,6 +885,7 @@ impl metafed_task {
             key: 0,
             attrs: std::ptr::null(),
             attrs_len: 0,
+            completion_queue: std::ptr::null(),
         }
     }
 }

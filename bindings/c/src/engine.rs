@@ -1,6 +1,8 @@
 //! `metafed_engine`: starting an engine from a topology, submitting tasks, collecting
 //! completions, watching it, and stopping it.
 
+use crate::completion_queue::with_queue_of;
+use crate::convert::CTask;
 use crate::convert::{
     breaker_mode, duration_ns, engine_config, flag, level_arg, non_null, outcome_code, read_in, report, state_code,
     stride_of, timeout, write_name, write_out, write_ticket,
@@ -113,9 +115,14 @@ pub extern "C" fn metafed_engine_submit(
         non_null(task, "task")?;
         let mut store = Vec::new();
         // SAFETY: not NULL; per the contract it points to a task whose data is valid for the call.
-        let (mut t, attrs) = unsafe { crate::convert::task(task, &mut store) }?;
+        let CTask { task: mut t, attrs, queue } = unsafe { crate::convert::task(task, &mut store) }?;
         t.attrs = &store[attrs];
-        let ticket = with_engine(engine, |e| Ok(e.try_submit(&t)?))?;
+        let ticket = with_engine(engine, |e| {
+            if queue.is_null() {
+                return Ok(e.try_submit(&t)?);
+            }
+            with_queue_of(queue, e, "task completion_queue", |q| Ok(e.try_submit_to(q, &t)?))
+        })?;
         write_ticket(out_ticket, ticket);
         Ok(())
     })
@@ -135,9 +142,16 @@ pub extern "C" fn metafed_engine_submit_blocking(
         let timeout = timeout(timeout_ns, "timeout_ns")?;
         let mut store = Vec::new();
         // SAFETY: as in `metafed_engine_submit`.
-        let (mut t, attrs) = unsafe { crate::convert::task(task, &mut store) }?;
+        let CTask { task: mut t, attrs, queue } = unsafe { crate::convert::task(task, &mut store) }?;
         t.attrs = &store[attrs];
-        let ticket = engine_arc(engine)?.submit(&t, timeout)?;
+        let e = engine_arc(engine)?;
+        let ticket = if queue.is_null() {
+            e.submit(&t, timeout)?
+        } else {
+            // The queue's handle is held (by value) for the wait, not its epoch pin.
+            let q = with_queue_of(queue, &e, "task completion_queue", |q| Ok(q.clone()))?;
+            e.submit_to(&q, &t, timeout)?
+        };
         write_ticket(out_ticket, ticket);
         Ok(())
     })
@@ -178,13 +192,22 @@ pub extern "C" fn metafed_engine_submit_batch(
                 let mut store = Vec::new();
                 let mut ranges: [std::ops::Range<usize>; CHUNK] = std::array::from_fn(|_| 0..0);
                 let mut converted = k;
+                // One completion queue (ABI 1.7) per chunk: a chunk ends where the queue changes.
+                let mut queue = std::ptr::null();
                 for (i, slot) in chunk[..k].iter_mut().enumerate() {
                     // SAFETY: element `done + i` lies within the caller's array of `n` tasks of
                     // `stride` bytes; its data is valid for the call per the contract.
                     let raw = unsafe { tasks.cast::<u8>().add((done + i) * stride).cast::<metafed_task>() };
                     // SAFETY: as above: a task of `stride` bytes whose data is valid for the call.
                     match unsafe { crate::convert::task_of_size(raw, stride, &mut store) } {
-                        Ok((t, r)) => (*slot, ranges[i]) = (t, r),
+                        Ok(c) if i == 0 || c.queue == queue => {
+                            queue = c.queue;
+                            (*slot, ranges[i]) = (c.task, c.attrs);
+                        }
+                        Ok(_) => {
+                            converted = i; // the next chunk starts with the other queue
+                            break;
+                        }
                         Err(e) if done + i == 0 => return Err(e),
                         Err(_) => {
                             converted = i; // submit the prefix; the caller retries the rest
@@ -201,7 +224,18 @@ pub extern "C" fn metafed_engine_submit_batch(
                 if k == 0 {
                     return Ok(done);
                 }
-                match e.submit_batch(&chunk[..k], &mut tickets[done..done + k]) {
+                let submitted = if queue.is_null() {
+                    e.submit_batch(&chunk[..k], &mut tickets[done..done + k])
+                } else {
+                    match with_queue_of(queue, e, "task completion_queue", |q| {
+                        Ok(e.submit_batch_to(q, &chunk[..k], &mut tickets[done..done + k]))
+                    }) {
+                        Ok(r) => r,
+                        Err(err) if done == 0 => return Err(err),
+                        Err(_) => break,
+                    }
+                };
+                match submitted {
                     Ok(m) => {
                         done += m;
                         if m < k {

@@ -72,7 +72,7 @@ pub const METAFED_E_ABANDONED: metafed_status = 18;
 pub const METAFED_VERSION_MAJOR: u32 = 1;
 
 /// See `METAFED_VERSION_MAJOR`.
-pub const METAFED_VERSION_MINOR: u32 = 6;
+pub const METAFED_VERSION_MINOR: u32 = 7;
 
 /// See `METAFED_VERSION_MAJOR`.
 pub const METAFED_VERSION_PATCH: u32 = 0;

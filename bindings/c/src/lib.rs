@@ -25,6 +25,7 @@
 mod attempt;
 mod balance;
 mod classify;
+mod completion_queue;
 mod control;
 mod convert;
 mod engine;

@@ -172,6 +172,11 @@ pub struct metafed_task {
     pub attrs: *const metafed_attr,
     /// ABI 1.5: how many `attrs`.
     pub attrs_len: usize,
+    /// ABI 1.7: the caller's completion queue (`metafed_engine_completion_queue_new`, of the
+    /// same engine), or NULL. A task given one is delivered there and nowhere else: not to
+    /// `metafed_engine_poll`, the completion callback or `metafed_engine_wait` (so it cannot be
+    /// `METAFED_TASK_WAITABLE`).
+    pub completion_queue: *const crate::completion_queue::metafed_completion_queue,
 }
 
 /// ABI 1.5: a task attribute. On submission a length of 0 with a non-NULL pointer means a

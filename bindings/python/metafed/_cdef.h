@@ -10,7 +10,7 @@
 
 #define METAFED_VERSION_MAJOR 1
 
-#define METAFED_VERSION_MINOR 6
+#define METAFED_VERSION_MINOR 7
 
 #define METAFED_VERSION_PATCH 0
 
@@ -163,6 +163,8 @@
 #define METAFED_EVENT_AUDIT 2
 
 typedef struct metafed_attempt_queue metafed_attempt_queue;
+
+typedef struct metafed_completion_queue metafed_completion_queue;
 
 typedef struct metafed_engine metafed_engine;
 
@@ -353,6 +355,7 @@ typedef struct metafed_task {
   uint64_t key;
   const struct metafed_attr *attrs;
   size_t attrs_len;
+  const struct metafed_completion_queue *completion_queue;
 } metafed_task;
 
 typedef void (*metafed_completion_fn)(void *user_data, const struct metafed_completion *completion);
@@ -643,6 +646,19 @@ metafed_status metafed_engine_set_classifier(struct metafed_engine *engine,
                                              metafed_finalizer_fn finalizer);
 
 metafed_status metafed_engine_set_classify_toml(struct metafed_engine *engine, const char *toml);
+
+metafed_status metafed_engine_completion_queue_new(struct metafed_engine *engine,
+                                                   struct metafed_completion_queue **out);
+
+void metafed_completion_queue_free(struct metafed_completion_queue *queue);
+
+metafed_status metafed_completion_queue_get_fd(const struct metafed_completion_queue *queue,
+                                               int32_t *out_fd);
+
+metafed_status metafed_completion_queue_take(struct metafed_completion_queue *queue,
+                                             struct metafed_completion *out,
+                                             size_t cap,
+                                             size_t *out_n);
 
 metafed_status metafed_engine_set_event_callback(struct metafed_engine *engine,
                                                  metafed_event_fn callback,
