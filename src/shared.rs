@@ -273,21 +273,24 @@ impl Shared {
     pub(crate) fn deliver_swept(&self, t: Ticket) {
         self.slab.finish_swept(t.slot(), self.clock.now());
         self.swept.fetch_add(1, Ordering::Relaxed);
+        // The sweep's callers wake the pollers (or the engine has stopped: they return).
         self.deliver(t, t.slot() as usize);
     }
 
     /// Hands a finished task's outcome to its one destination: the waiter on its ticket, the
     /// caller's completion queue, the completion callback, or the engine's completion queues.
-    pub(crate) fn deliver(&self, t: Ticket, shard: usize) {
+    /// Returns whether it went to the engine's completion queues (callers of `poll_wait` may
+    /// be waiting for it).
+    pub(crate) fn deliver(&self, t: Ticket, shard: usize) -> bool {
         // SAFETY: the slot is DONE and not yet taken, so its request is still the task's and
         // read-only.
         let req = unsafe { self.slab.req(t.slot()) };
         if req.waitable {
-            return; // `wait` takes it
+            return false; // `wait` takes it
         }
         if let Some(sink) = &req.sink {
             sink.deliver(t, self);
-            return;
+            return false;
         }
         match &self.callback {
             Some(cb) => {
@@ -299,6 +302,7 @@ impl Shared {
                         tracing::error!(task = id, "the completion callback panicked; the engine runs on")
                     });
                 }
+                false
             }
             None => {
                 // The queues hold at least the slot count together, one entry per slot at most:
@@ -307,7 +311,7 @@ impl Shared {
                 let mut t = t.0;
                 for k in 0..n {
                     match self.completions[(shard + k) % n].push(t) {
-                        Ok(()) => return,
+                        Ok(()) => return true,
                         Err(back) => t = back,
                     }
                 }

@@ -77,6 +77,10 @@ pub(crate) struct Worker {
     pub(crate) live: usize,
     /// The turn start last published in `turn_ns`.
     turn_published: u64,
+    /// A completion went to the engine's completion queues this turn: callers in `poll_wait`
+    /// are woken at its end (and only then: completions for `wait`, a callback or a caller's
+    /// completion queue have their own wake-ups).
+    pub(crate) wake_pollers: bool,
 }
 
 /// How long a worker may be inside one turn before a task pushed to it wakes a sleeping worker
@@ -133,6 +137,7 @@ impl Worker {
                 .collect(),
             live: 0,
             turn_published: 0,
+            wake_pollers: false,
             hub,
             sh,
         }
@@ -181,7 +186,7 @@ impl Worker {
         }
         work += self.promote_pending() + self.ingest();
         work += self.drain();
-        if work > 0 {
+        if std::mem::take(&mut self.wake_pollers) {
             self.sh.pollers.notify_all();
         }
         work
