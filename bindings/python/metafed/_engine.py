@@ -193,6 +193,8 @@ class _State:
         self.report: Optional[ShutdownReport] = None
         self.dispatcher: Optional[threading.Thread] = None
         self.events = EventLogger(handle)
+        # `Engine.run`'s completion queue on each loop that has awaited one (inserted under `lock`).
+        self.loop_queues: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCompletions]" = weakref.WeakKeyDictionary()
 
 
 _states: set[_State] = set()  # engines not yet closed, for interpreter exit and fork
@@ -281,6 +283,160 @@ def _fail_one(fut: "asyncio.Future[Completion]", e: BaseException) -> None:
         fut.set_exception(e)
 
 
+_SUBMIT_BATCH = 256
+_E_HANDLE, _E_SHUTTING_DOWN = 2, 9
+
+
+def _error_of(status: int) -> BaseException:
+    try:
+        check(status)
+    except BaseException as e:  # noqa: BLE001 - the exception of a status, to hand to a future
+        return e
+    return RuntimeError(f"status {status}")
+
+
+class _LoopCompletions:
+    """`Engine.run` on one asyncio loop: its submissions, and its completions.
+
+    The tasks a loop's `run` calls submit in one iteration go to the library together (one call
+    for up to 256, at the end of the iteration), naming a completion queue of the library's (ABI
+    1.7) whose descriptor the loop watches. Completions are taken in batches on the loop's own
+    thread: no thread stands between the engine and the awaiters, so no GIL is handed back and
+    forth, and a batch costs one wake-up of the loop. Used on its loop's thread only, so it
+    needs no lock."""
+
+    def __init__(self, state: _State, loop: asyncio.AbstractEventLoop) -> None:
+        l = lib()
+        out = ffi.new("metafed_completion_queue **")
+        check(l.metafed_engine_completion_queue_new(state.h, out))
+        self.handle = ffi.gc(out[0], l.metafed_completion_queue_free)
+        fd = ffi.new("int32_t *")
+        check(l.metafed_completion_queue_get_fd(self.handle, fd))
+        self.fd = int(fd[0])
+        self.loop = loop
+        self.h = state.h
+        self.futures: dict[int, asyncio.Future[Completion]] = {}
+        # The task records of the next submission, each naming the queue (`_fill` leaves that
+        # field), and for each its future, what keeps its bytes alive, and when to give up
+        # while the engine is full.
+        self.tasks = ffi.new(f"metafed_task[{_SUBMIT_BATCH}]")
+        self.tasks_raw = ffi.buffer(self.tasks)
+        for i in range(_SUBMIT_BATCH):
+            self.tasks[i].completion_queue = self.handle
+        self.pending: list[tuple[asyncio.Future[Completion], Any, Optional[float]]] = []
+        self.tickets = ffi.new(f"uint64_t[{_SUBMIT_BATCH}]")
+        self.n_out = ffi.new("size_t *")
+        self.submit_at: Optional[asyncio.Handle] = None
+        self.backing_off = False  # the engine was full: the next try is on a timer
+        self.pause = 1e-4
+        self.buf = ffi.new("metafed_completion[256]")
+        self.raw = ffi.buffer(self.buf)
+        self.n = ffi.new("size_t *")
+        self.watching = True
+        loop.add_reader(self.fd, self.drain)
+
+    def submit(self) -> None:
+        """Submits what waits, in one call; what the engine has no room for waits for the next
+        try (backing off up to 5 ms), and fails with EngineFull past its timeout."""
+        self.submit_at = None
+        self.backing_off = False
+        l = lib()
+        futures, tickets = self.futures, self.tickets
+        while self.pending:
+            pending = self.pending
+            k = len(pending)
+            status = l.metafed_engine_submit_batch(self.h, self.tasks, k, tickets, self.n_out)
+            m = int(self.n_out[0])
+            for i in range(m):
+                futures[tickets[i]] = pending[i][0]
+            if m == k:
+                pending.clear()
+                self.pause = 1e-4
+                return
+            if status == 0:
+                self._keep(range(m, k))  # a prefix went: the next call says why the rest did not
+                continue
+            # Nothing went (m is 0): `status` is why the first task was refused.
+            if status == _FULL:
+                now = time.monotonic()
+                late = [i for i in range(k) if (end := pending[i][2]) is not None and now >= end]
+                for i in late:
+                    if not pending[i][0].done():
+                        pending[i][0].set_exception(EngineFull(_FULL, "the engine stayed full until the timeout"))
+                self._keep([i for i in range(k) if i not in late] if late else range(k))
+                if self.pending:
+                    self.backing_off = True
+                    self.submit_at = self.loop.call_later(self.pause, self.submit)
+                    self.pause = min(self.pause * 2, 5e-3)
+                return
+            error = _error_of(status)
+            refused = range(k) if status in (_E_SHUTTING_DOWN, _E_HANDLE) else range(1)  # all, or the first
+            for i in refused:
+                if not pending[i][0].done():
+                    pending[i][0].set_exception(error)
+            self._keep(range(len(refused), k))
+
+    def _keep(self, keep: Iterable[int]) -> None:
+        """Keeps the pending tasks `keep` (indices, in order), their records moved to the front."""
+        pending, tasks, size = self.pending, self.tasks, _TASK_SIZE
+        kept = []
+        for j, i in enumerate(keep):
+            if i != j:
+                ffi.memmove(tasks + j, tasks + i, size)
+            kept.append(pending[i])
+        self.pending = kept
+
+    def drain(self) -> None:
+        """Resolves the futures of every completion that waits (on the loop)."""
+        l = lib()
+        buf, raw, n, futures = self.buf, self.raw, self.n, self.futures
+        while True:
+            buf[0].struct_size = _COMPLETION_SIZE
+            check(l.metafed_completion_queue_take(self.handle, buf, 256, n))
+            k = n[0]
+            for i in range(k):
+                c = _completion_at(buf, raw, i)
+                if c.bodies:  # the library's copy of reply bytes, read into `c`
+                    l.metafed_completion_release(buf + i)
+                fut = futures.pop(c.ticket, None)
+                if fut is not None and not fut.done():  # its awaiter may have been cancelled
+                    fut.set_result(c)
+            if k < 256:
+                return
+
+    def close(self, error: BaseException) -> None:
+        """After the engine's shutdown (every completion delivered): resolves what came, fails
+        what never will, and stops watching (on the loop)."""
+        if self.watching:
+            self.watching = False
+            self.loop.remove_reader(self.fd)
+        if self.submit_at is not None:
+            self.submit_at.cancel()
+            self.submit_at = None
+        self.drain()
+        left = list(self.futures.values()) + [p[0] for p in self.pending]
+        self.futures, self.pending = {}, []
+        for fut in left:
+            if not fut.done():
+                fut.set_exception(error)
+
+
+def _close_loop_queues(state: _State) -> None:
+    """Hands each loop's completion queue its last completions, on its loop."""
+    with state.lock:
+        queues = list(state.loop_queues.values())
+    closed = EngineClosed(9, "the engine closed before the task completed")
+    try:
+        here: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    for q in queues:
+        if q.loop is here:
+            q.close(closed)
+        else:
+            _to_loop(q.loop, q.close, closed)
+
+
 def _shutdown_state(state: _State, drain: float) -> ShutdownReport:
     if state.report is not None:
         return state.report
@@ -290,6 +446,7 @@ def _shutdown_state(state: _State, drain: float) -> ShutdownReport:
     state.stopped = True
     if state.dispatcher is not None and state.dispatcher is not threading.current_thread():
         state.dispatcher.join()
+    _close_loop_queues(state)
     state.report = ShutdownReport(bool(r.drained), int(r.rejected), int(r.detached_threads), r.elapsed_ns / 1e9)
     return state.report
 
@@ -512,6 +669,8 @@ class Engine:
         self._task = ffi.new("metafed_task *")
         self._task_raw = ffi.buffer(self._task)
         self._ticket_out = ffi.new("uint64_t *")
+        # The loop `run` last ran on, and its completion queue (a hint, read without a lock).
+        self._loop_queue: tuple[Any, Optional[_LoopCompletions]] = (None, None)
         with _states_lock:
             _states.add(self._state)
         self._state.dispatcher = threading.Thread(target=_dispatch, args=(self._state,), name="metafed-dispatch", daemon=True)
@@ -782,18 +941,42 @@ class Engine:
         `asyncio.wait_for` timing out) is safe: the task runs to its end regardless."""
         self._check_open()
         loop = asyncio.get_running_loop()
+        cached = self._loop_queue
+        q = cached[1] if cached[0] is loop and cached[1] is not None else self._loop_queue_of(loop)
         fut: asyncio.Future[Completion] = loop.create_future()
         end = None if timeout is None else time.monotonic() + timeout
         pause = 1e-4
-        # The completion thread resolves `fut` on this loop, with the other completions of its
-        # batch in one wake-up of the loop.
-        while self._submit_now(task_id, domains, payload, data, priority, deadline, (loop, fut), key, attrs) is None:
+        # Packed here (bad arguments raise here), submitted with the others of this loop
+        # iteration, resolved by the loop itself when its completion queue's descriptor says
+        # completions wait.
+        while True:
+            k = len(q.pending)
+            if k < _SUBMIT_BATCH:
+                keep = self._fill(q.tasks_raw, q.tasks, k, task_id, domains, payload, data, priority, deadline, key, attrs)
+                q.pending.append((fut, keep, end))
+                if k == 0 and q.submit_at is None:
+                    q.submit_at = loop.call_soon(q.submit)
+                elif k + 1 == _SUBMIT_BATCH and q.submit_at is not None and not q.backing_off:
+                    q.submit_at.cancel()
+                    q.submit()  # a full batch goes now
+                break
+            # A full batch that the engine had no room for: wait for the next try.
             if end is not None and time.monotonic() >= end:
                 raise EngineFull(_FULL, "the engine stayed full until the timeout")
             await asyncio.sleep(pause)
             pause = min(pause * 2, 5e-3)
         # Cancelling the awaiter cancels `fut` only; the task runs to its end regardless.
         return await fut
+
+    def _loop_queue_of(self, loop: asyncio.AbstractEventLoop) -> _LoopCompletions:
+        """This engine's completion queue on `loop` (made on first use, on the loop)."""
+        state = self._state
+        with state.lock:
+            q = state.loop_queues.get(loop)
+            if q is None:
+                q = state.loop_queues[loop] = _LoopCompletions(state, loop)
+        self._loop_queue = (loop, q)
+        return q
 
     def wait(self, ticket: Ticket, timeout: Optional[float] = None) -> Completion:
         """The completion of `ticket`, waiting up to `timeout` seconds (TimeoutError after)."""

@@ -315,7 +315,9 @@ def test_a_loop_that_falls_behind_makes_attempts_wait_not_time_out():
         # them.
         with metafed.Engine(_w5(asyncio.get_running_loop(), agent_ms=100)) as e:
             runs = [asyncio.ensure_future(e.run(i, 0)) for i in range(200)]
-            await asyncio.sleep(0)  # each has submitted its task
+            # Each packs its task, then the loop submits this turn's tasks in one call.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
             time.sleep(0.3)  # the loop is stuck for 3 agent timeouts
             return await asyncio.gather(*runs)
 
@@ -354,3 +356,109 @@ def test_an_async_attempt_past_its_timeout_from_the_take_is_cancelled_and_fails_
     hung = [c for c in done if c.attempts == 2]
     assert hung and all(c.failures[0].kind == metafed.FailureKind.ABANDONED for c in hung)
     assert sorted(cancelled) == sorted(c.id for c in hung)
+
+
+def test_run_on_two_loops_at_once_resolves_each_loops_own_tasks():
+    # Each loop submits to a completion queue of its own and resolves its awaiters itself.
+    e = metafed.Engine(metafed.Topology.seed(0.12), workers=2)
+    results = {}
+
+    def on_a_thread(name, ids):
+        async def main():
+            return await asyncio.gather(*(e.run(i, i % 3) for i in ids))
+
+        results[name] = asyncio.run(main())
+
+    threads = [
+        threading.Thread(target=on_a_thread, args=("a", range(0, 3000))),
+        threading.Thread(target=on_a_thread, args=("b", range(3000, 6000))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    e.close()
+    assert [c.id for c in results["a"]] == list(range(0, 3000))
+    assert [c.id for c in results["b"]] == list(range(3000, 6000))
+    assert len({c.ticket for c in results["a"] + results["b"]}) == 6000
+
+
+def test_closing_the_engine_resolves_every_run_in_flight_on_its_loop():
+    started = []
+
+    async def slow(req):
+        started.append(req.task_id)
+        await asyncio.sleep(30)
+        return 1
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        e = metafed.Engine(io_topology(slow, loop=loop), workers=1)
+        runs = [asyncio.ensure_future(e.run(i, "IO")) for i in range(50)]
+        while len(started) < 50:
+            await asyncio.sleep(0.01)
+        # Closed on another thread: the loop gets every completion (rejected by the shutdown).
+        closer = threading.Thread(target=e.shutdown, args=(0.05,))
+        closer.start()
+        done = await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), 30)
+        closer.join(30)
+        e.close()
+        return done
+
+    done = asyncio.run(main())
+    assert len(done) == 50
+    for c in done:
+        assert isinstance(c, metafed.Completion), c
+        assert c.reason == metafed.Reason.SHUTTING_DOWN, c
+
+
+def test_run_refuses_bad_arguments_where_they_are_given():
+    async def main():
+        with metafed.Engine(metafed.Topology.seed(0.0)) as e:
+            with pytest.raises(ValueError, match="priority"):
+                await e.run(1, "API", priority=9)
+            with pytest.raises(TypeError, match="data"):
+                await e.run(1, "API", data="text")  # type: ignore[arg-type]
+            with pytest.raises(metafed.UnknownDomain):
+                await e.run(1, "Nowhere")
+            return await e.run(2, "API")  # the loop's batch is unharmed
+
+    assert asyncio.run(main()).ok
+
+
+def test_a_full_engine_keeps_runs_waiting_and_times_them_out_when_asked():
+    async def slow(req):
+        await asyncio.sleep(0.2)
+        return 1
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        with metafed.Engine(io_topology(slow, loop=loop), workers=1, max_in_flight=4) as e:
+            first = [asyncio.ensure_future(e.run(i, "IO")) for i in range(4)]
+            await asyncio.sleep(0.05)  # the engine is full
+            with pytest.raises(metafed.EngineFull, match="timeout"):
+                await e.run(99, "IO", timeout=0.05)
+            waited = await e.run(100, "IO", timeout=10)  # waits for room, then runs
+            return await asyncio.gather(*first), waited
+
+    first, waited = asyncio.run(main())
+    assert all(c.ok for c in first) and waited.ok
+
+
+def test_closing_the_engine_on_its_loop_resolves_the_runs_it_leaves():
+    async def slow(req):
+        await asyncio.sleep(30)
+        return 1
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        with metafed.Engine(io_topology(slow, loop=loop), workers=1) as e:
+            runs = [asyncio.ensure_future(e.run(i, "IO")) for i in range(20)]
+            for _ in range(3):
+                await asyncio.sleep(0)  # packed, then submitted
+            e.shutdown(0.01)  # on the loop's own thread: its awaiters are resolved here
+        return await asyncio.wait_for(asyncio.gather(*runs), 30)
+
+    done = asyncio.run(main())
+    assert len(done) == 20
+    assert all(c.reason == metafed.Reason.SHUTTING_DOWN for c in done)
