@@ -12,7 +12,6 @@ bound the wait), not time out in a cascade of failovers."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import threading
 import types
@@ -113,7 +112,8 @@ class LoopQueue:
         buf, n, raw = self._take, self._n, self._take_raw
         loop = self.loop
         handlers = self.handlers
-        done = self._done
+        run = self._run
+        create_task = loop.create_task
         while True:
             buf[0].struct_size = _QUEUED_SIZE
             check(l.metafed_attempt_queue_take(self.handle, buf, _BATCH, n))
@@ -124,17 +124,16 @@ class LoopQueue:
                  priority) = _QUEUED.unpack_from(raw, i * _QUEUED_SIZE)  # fmt: skip
                 data = bytes(ffi.buffer(buf[i].data, data_len)) if data_len else b""
                 r = Request(ticket, task_id, payload, data, domain, agent, number, fanout, priority, timeout_ns / 1e9)
-                handle = (engine, aid)
-                key = (ticket, domain, number)
                 try:
                     coro = handlers[tag](r)
                     if type(coro) is not types.CoroutineType and not inspect.isawaitable(coro):
                         raise TypeError(f"an async handler returned {type(coro).__name__}, not an awaitable")
-                    task = asyncio.ensure_future(coro, loop=loop)
+                    # One task per attempt, whose coroutine hands the answer back itself (no
+                    # done-callback to schedule).
+                    task = create_task(run(coro, engine, aid, ticket, domain, number))
                 except BaseException as e:  # noqa: BLE001 - the attempt fails; the loop goes on
-                    self._answer(handle, key, None, e)
+                    self._answer((engine, aid), (ticket, domain, number), None, e)
                     continue
-                task.add_done_callback(functools.partial(done, handle, key))
                 group = groups.get(timeout_ns)
                 if group is None:
                     groups[timeout_ns] = [task]
@@ -146,22 +145,38 @@ class LoopQueue:
             if k < _BATCH:
                 return
 
+    async def _run(self, coro: Any, engine: int, aid: int, ticket: int, domain: int, number: int) -> None:
+        """Runs one attempt's handler and queues its answer: its value, its exception, or (cancelled
+        by `_expire`) timed out; cancelled by anyone else, it is dropped (the engine abandons it)."""
+        try:
+            value = await coro
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task in self._timed_out:
+                self._timed_out.discard(task)
+                self._queue((engine, aid), _HANDLER_TIMED_OUT, 0, 0, b"")
+            else:
+                self._queue((engine, aid), _HANDLER_PENDING, 0, 0, b"")
+            raise
+        except BaseException as e:  # noqa: BLE001 - the attempt fails; the loop goes on
+            self._settled()
+            self._answer((engine, aid), (ticket, domain, number), None, e)
+            if not isinstance(e, Exception):
+                raise  # SystemExit, KeyboardInterrupt: after the answer, as asyncio would
+            return
+        self._settled()
+        self._answer((engine, aid), (ticket, domain, number), value, None)
+
+    def _settled(self) -> None:
+        # A handler that swallowed its timeout's cancellation and answered: forget the mark.
+        if self._timed_out:
+            self._timed_out.discard(asyncio.current_task())
+
     def _expire(self, tasks: list[asyncio.Task[Any]]) -> None:
         for t in tasks:
             if not t.done():
                 self._timed_out.add(t)
                 t.cancel()
-
-    def _done(self, handle: tuple[int, int], key: tuple[int, int, int], task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            if task in self._timed_out:
-                self._timed_out.discard(task)
-                self._queue(handle, _HANDLER_TIMED_OUT, 0, 0, b"")
-            else:
-                self._queue(handle, _HANDLER_PENDING, 0, 0, b"")  # cancelled by someone else: dropped
-            return
-        e = task.exception()
-        self._answer(handle, key, None if e is not None else task.result(), e)
 
     def _answer(self, handle: tuple[int, int], key: tuple[int, int, int], value: object, error: Optional[BaseException]) -> None:
         rc, code, v, data = self._reply(value, error, key)
