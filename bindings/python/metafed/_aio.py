@@ -46,6 +46,7 @@ def default_loop() -> asyncio.AbstractEventLoop:
 
 _HANDLER_OK, _HANDLER_ERROR, _HANDLER_RAISED, _HANDLER_PENDING, _HANDLER_TIMED_OUT = 0, 1, 2, 3, 5
 _BATCH = 256
+_U64 = 1 << 64
 _QUEUED = struct_reader(
     "metafed_queued_attempt",
     ("domain", "agent", "attempt.engine", "attempt.id", "tag", "ticket", "task_id", "payload", "data_len",
@@ -165,6 +166,11 @@ class LoopQueue:
                 raise  # SystemExit, KeyboardInterrupt: after the answer, as asyncio would
             return
         self._settled()
+        if type(value) is int and 0 <= value < _U64:  # the common answer, queued directly
+            self._answers.append((engine, aid, _HANDLER_OK, 0, value, b""))
+            if self._flush_at is None:
+                self._flush_at = self.loop.call_soon(self._flush)
+            return
         self._answer((engine, aid), (ticket, domain, number), value, None)
 
     def _settled(self) -> None:

@@ -159,9 +159,13 @@ def _completion_at(array: Any, raw: Any, i: int) -> Completion:
         c = array[i]
         bodies = {int(c.bodies[j].domain): bytes(ffi.buffer(c.bodies[j].data, c.bodies[j].len)) for j in range(bodies_len)}
     o = _new(Completion)
+    outcome_e = _OUTCOMES.get(outcome)
+    reason_e = _REASONS.get(reason)
+    if outcome_e is None or reason_e is None:  # an unknown value raises as the enum's call does
+        outcome_e, reason_e = Outcome(outcome), Reason(reason)
     _fill_completion(o, "__dict__", {
-        "ticket": ticket, "id": id_, "outcome": _enum(_OUTCOMES, Outcome, outcome),
-        "reason": _enum(_REASONS, Reason, reason), "value": value, "attempts": attempts, "latency_ns": latency_ns,
+        "ticket": ticket, "id": id_, "outcome": outcome_e,
+        "reason": reason_e, "value": value, "attempts": attempts, "latency_ns": latency_ns,
         "priority": priority, "failures": failures, "failures_total": failures_total, "bodies": bodies,
         "answered": _domain_ids(answered), "reroutes": reroutes, "domains": _domain_ids(domains),
         "complexity": complexity,
@@ -753,10 +757,12 @@ class Engine:
     ) -> Any:
         """Fills task record `records[k]` (`raw` is `ffi.buffer(records)`); returns what must stay
         alive until the library call returns."""
-        _int_arg(task_id, "task_id")
-        _int_arg(payload, "payload")
-        _int_arg(priority, "priority", 0, 3)
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        if not (type(task_id) is int and 0 <= task_id < _U64 and type(payload) is int and 0 <= payload < _U64):
+            _int_arg(task_id, "task_id")
+            _int_arg(payload, "payload")
+        if not (type(priority) is int and 0 <= priority <= 3):
+            _int_arg(priority, "priority", 0, 3)
+        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be bytes, not {type(data).__name__}")
         if deadline is not None:
             if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
@@ -767,7 +773,7 @@ class Engine:
             mask = 1 << domains  # the common case, without _mask's general path
         else:
             mask = 0 if domains is None else self._mask(domains)
-        key_v = _key_arg(key)
+        key_v = 0 if key is None else _key_arg(key)
         deadline_ns = 0 if deadline is None else max(1, round(deadline * S))
         keep: Any = ffi.NULL
         address = 0
