@@ -137,8 +137,7 @@ impl CompletionQueue {
         let mut n = 0;
         while n < out.len() {
             let Some(raw) = s.items.pop() else { break };
-            if let Some(c) = self.sh.slab.take(Ticket(raw)) {
-                out[n] = c;
+            if self.sh.slab.take_into(Ticket(raw), &mut out[n]) {
                 n += 1;
             }
         }

@@ -338,12 +338,20 @@ impl Slab {
     /// Takes the outcome of a `DONE` slot for ticket `t` and frees the slot. `None` if the slot
     /// is not done for that ticket (or someone else took it).
     pub(crate) fn take(&self, t: Ticket) -> Option<Completion> {
-        let w = self.transition_from(t, &[DONE], TAKEN, Ordering::Acquire)?;
+        let mut c = Completion::default();
+        self.take_into(t, &mut c).then_some(c)
+    }
+
+    /// [`take`](Self::take) into `dst` (a caller's buffer), copying only what the completion
+    /// holds (its recorded failures, not the whole array) and swapping the reply bytes' storage
+    /// with `dst`'s (cleared). Returns false, leaving `dst` as it was, when `t` is not done.
+    pub(crate) fn take_into(&self, t: Ticket, dst: &mut Completion) -> bool {
+        let Some(w) = self.transition_from(t, &[DONE], TAKEN, Ordering::Acquire) else { return false };
         let s = self.slot(t.slot());
-        let c = if w & SWEPT == 0 {
+        if w & SWEPT == 0 {
             // SAFETY: `DONE` was published with release after `out` was written, and our
             // acquire CAS to `TAKEN` makes us its only user until we free the slot.
-            s.out.with_mut(|p| unsafe { (*p).take_out() })
+            s.out.with_mut(|p| unsafe { (*p).move_into(dst) });
         } else {
             // SAFETY: the request is read-only until the slot is freed, below.
             let req = s.req.with(|p| unsafe { &*p });
@@ -354,10 +362,10 @@ impl Slab {
             c.reason = crate::task::Reason::ShuttingDown;
             c.latency_ns = s.swept_at.load(Ordering::Relaxed).saturating_sub(req.submit_ns);
             c.priority = req.priority.get();
-            c
-        };
+            *dst = c;
+        }
         self.release(t.slot());
-        Some(c)
+        true
     }
 
     /// Frees a `TAKEN` slot, or leaves it `ZOMBIE` until its last pin drops.

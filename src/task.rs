@@ -420,10 +420,28 @@ impl Completion {
         self.bodies.push((d, body));
     }
 
-    /// Moves the outcome out, leaving the reply bytes' storage empty behind (the rest is plain
-    /// data and is copied).
-    pub(crate) fn take_out(&mut self) -> Self {
-        Self { bodies: std::mem::take(&mut self.bodies), ..*self }
+    /// Moves the outcome into `dst`: the scalars and the recorded failures (not the rest of the
+    /// array) are copied, and the reply bytes' storage is swapped with `dst`'s, cleared, so that
+    /// this one is left empty (keeping `dst`'s capacity for the next task).
+    pub(crate) fn move_into(&mut self, dst: &mut Self) {
+        dst.ticket = self.ticket;
+        dst.id = self.id;
+        dst.status = self.status;
+        dst.reason = self.reason;
+        dst.value = self.value;
+        dst.attempts = self.attempts;
+        dst.latency_ns = self.latency_ns;
+        dst.priority = self.priority;
+        dst.answered = self.answered;
+        dst.reroutes = self.reroutes;
+        dst.domains = self.domains;
+        dst.complexity = self.complexity;
+        let n = usize::from(self.failures_len);
+        dst.failures[..n].copy_from_slice(&self.failures[..n]);
+        dst.failures_len = self.failures_len;
+        dst.failures_total = self.failures_total;
+        dst.bodies.clear();
+        std::mem::swap(&mut dst.bodies, &mut self.bodies);
     }
 
     /// Clears it for a new task. Only the counts and scalars: recorded failures past

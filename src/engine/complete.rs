@@ -19,8 +19,7 @@ impl Engine {
             let q = &queues[(start + k) % queues.len()];
             while n < out.len() {
                 let Some(raw) = q.pop() else { break };
-                if let Some(c) = self.sh.slab.take(Ticket(raw)) {
-                    out[n] = c;
+                if self.sh.slab.take_into(Ticket(raw), &mut out[n]) {
                     n += 1;
                 }
             }
