@@ -98,8 +98,17 @@ impl Engine {
     /// Pushes a published ticket onto worker `w`'s ingress ring, or the next one with room.
     #[inline]
     fn push(&self, t: Ticket, w: usize) -> Option<usize> {
+        match self.sh.workers[w].ingress.push(t) {
+            Ok(()) => Some(w),
+            Err(t) => self.push_elsewhere(t, w),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_elsewhere(&self, t: Ticket, w: usize) -> Option<usize> {
         let n = self.sh.workers.len();
-        (0..n).map(|i| (w + i) % n).find(|&w| self.sh.workers[w].ingress.push(t).is_ok())
+        (1..n).map(|i| (w + i) % n).find(|&w| self.sh.workers[w].ingress.push(t).is_ok())
     }
 
     /// After a fence: if the engine began stopping while these tickets were published, the
