@@ -309,7 +309,13 @@ impl Shared {
                 // if this worker's is full, another has room.
                 let n = self.completions.len();
                 let mut t = t.0;
-                for k in 0..n {
+                if shard < n {
+                    match self.completions[shard].push(t) {
+                        Ok(()) => return true,
+                        Err(back) => t = back,
+                    }
+                }
+                for k in 1..=n {
                     match self.completions[(shard + k) % n].push(t) {
                         Ok(()) => return true,
                         Err(back) => t = back,
