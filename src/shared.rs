@@ -289,7 +289,9 @@ impl Shared {
             return false; // `wait` takes it
         }
         if let Some(sink) = &req.sink {
-            sink.deliver(t, self);
+            // Its own handle: once the ticket is pushed the consumer may take it and free the
+            // slot, dropping the slot's handle while this still rings the queue's bell.
+            std::sync::Arc::clone(sink).deliver(t, self);
             return false;
         }
         match &self.callback {

@@ -392,6 +392,12 @@ impl Slab {
 
     /// Returns a freed slot to its shard (it always has room: a shard holds its own slots).
     fn push_free(&self, idx: u32) {
+        // The slot is FREE and nobody else's until pushed: it lets go of its task's completion
+        // queue now, so that a queue its consumer dropped (its descriptors, its ring) goes with
+        // its last task rather than when the slot is next used.
+        #[cfg(not(loom))]
+        // SAFETY: a FREE slot not yet on the free list is accessed by this thread alone.
+        self.slot(idx).req.with_mut(|p| unsafe { (*p).sink = None });
         let _ = self.free[idx as usize % self.free.len()].push(idx);
     }
 
