@@ -12,6 +12,7 @@ bound the wait), not time out in a cascade of failovers."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
 import types
@@ -119,37 +120,34 @@ class LoopQueue:
             buf[0].struct_size = _QUEUED_SIZE
             check(l.metafed_attempt_queue_take(self.handle, buf, _BATCH, n))
             k = int(n[0])
-            groups: dict[int, list[asyncio.Task[Any]]] = {}
+            groups: dict[int, list[tuple[asyncio.Task[Any], int, int]]] = {}
             for i in range(k):
                 (domain, agent, engine, aid, tag, ticket, task_id, payload, data_len, timeout_ns, number, fanout,
                  priority) = _QUEUED.unpack_from(raw, i * _QUEUED_SIZE)  # fmt: skip
                 data = bytes(ffi.buffer(buf[i].data, data_len)) if data_len else b""
                 r = Request(ticket, task_id, payload, data, domain, agent, number, fanout, priority, timeout_ns / 1e9)
-                try:
-                    coro = handlers[tag](r)
-                    if type(coro) is not types.CoroutineType and not inspect.isawaitable(coro):
-                        raise TypeError(f"an async handler returned {type(coro).__name__}, not an awaitable")
-                    # One task per attempt, whose coroutine hands the answer back itself (no
-                    # done-callback to schedule).
-                    task = create_task(run(coro, engine, aid, ticket, domain, number))
-                except BaseException as e:  # noqa: BLE001 - the attempt fails; the loop goes on
-                    self._answer((engine, aid), (ticket, domain, number), None, e)
-                    continue
+                # One task per attempt, whose coroutine calls the handler and hands the answer
+                # back itself (no done-callback to schedule).
+                task = create_task(run(handlers[tag], r, engine, aid))
                 group = groups.get(timeout_ns)
+                entry = (task, engine, aid)
                 if group is None:
-                    groups[timeout_ns] = [task]
+                    groups[timeout_ns] = [entry]
                 else:
-                    group.append(task)
+                    group.append(entry)
             # One timer per batch and timeout (the attempts of a batch mostly share one).
-            for timeout_ns, tasks in groups.items():
-                loop.call_later(timeout_ns / 1e9, self._expire, tasks)
+            for timeout_ns, entries in groups.items():
+                loop.call_later(timeout_ns / 1e9, self._expire, entries)
             if k < _BATCH:
                 return
 
-    async def _run(self, coro: Any, engine: int, aid: int, ticket: int, domain: int, number: int) -> None:
+    async def _run(self, handler: Callable[..., Any], r: Request, engine: int, aid: int) -> None:
         """Runs one attempt's handler and queues its answer: its value, its exception, or (cancelled
         by `_expire`) timed out; cancelled by anyone else, it is dropped (the engine abandons it)."""
         try:
+            coro = handler(r)
+            if type(coro) is not types.CoroutineType and not inspect.isawaitable(coro):
+                raise TypeError(f"an async handler returned {type(coro).__name__}, not an awaitable")
             value = await coro
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -161,7 +159,7 @@ class LoopQueue:
             raise
         except BaseException as e:  # noqa: BLE001 - the attempt fails; the loop goes on
             self._settled()
-            self._answer((engine, aid), (ticket, domain, number), None, e)
+            self._answer((engine, aid), (r.ticket, r.domain, r.attempt), None, e)
             if not isinstance(e, Exception):
                 raise  # SystemExit, KeyboardInterrupt: after the answer, as asyncio would
             return
@@ -171,18 +169,25 @@ class LoopQueue:
             if self._flush_at is None:
                 self._flush_at = self.loop.call_soon(self._flush)
             return
-        self._answer((engine, aid), (ticket, domain, number), value, None)
+        self._answer((engine, aid), (r.ticket, r.domain, r.attempt), value, None)
+
+    def _expire(self, entries: list[tuple[asyncio.Task[Any], int, int]]) -> None:
+        for t, engine, aid in entries:
+            if not t.done():
+                self._timed_out.add(t)
+                t.cancel()
+                # Rarely needed: a task cancelled before its first step never runs `_run`.
+                t.add_done_callback(functools.partial(self._expired, engine, aid))
+
+    def _expired(self, engine: int, aid: int, task: asyncio.Task[Any]) -> None:
+        if task in self._timed_out:  # `_run` never saw its cancellation
+            self._timed_out.discard(task)
+            self._queue((engine, aid), _HANDLER_TIMED_OUT, 0, 0, b"")
 
     def _settled(self) -> None:
         # A handler that swallowed its timeout's cancellation and answered: forget the mark.
         if self._timed_out:
             self._timed_out.discard(asyncio.current_task())
-
-    def _expire(self, tasks: list[asyncio.Task[Any]]) -> None:
-        for t in tasks:
-            if not t.done():
-                self._timed_out.add(t)
-                t.cancel()
 
     def _answer(self, handle: tuple[int, int], key: tuple[int, int, int], value: object, error: Optional[BaseException]) -> None:
         rc, code, v, data = self._reply(value, error, key)

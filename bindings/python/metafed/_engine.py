@@ -15,7 +15,7 @@ import weakref
 from array import array
 from collections import deque
 from concurrent.futures import Future
-from typing import Any, Iterable, Literal, Mapping, Optional, Sequence, Union, overload
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Sequence, Union, overload
 
 from ._native import (
     ENGINE_THREAD,
@@ -299,6 +299,10 @@ def _error_of(status: int) -> BaseException:
     return RuntimeError(f"status {status}")
 
 
+def _none() -> None:
+    return None
+
+
 class _LoopCompletions:
     """`Engine.run` on one asyncio loop: its submissions, and its completions.
 
@@ -317,7 +321,9 @@ class _LoopCompletions:
         fd = ffi.new("int32_t *")
         check(l.metafed_completion_queue_get_fd(self.handle, fd))
         self.fd = int(fd[0])
-        self.loop = loop
+        # Weakly: the loop holds this (its reader), and a closed loop must be collectable, its
+        # queue then freed (and with it the slots of its tasks still running).
+        self.loop_ref = weakref.ref(loop)
         self.h = state.h
         self.futures: dict[int, asyncio.Future[Completion]] = {}
         # The task records of the next submission, each naming the queue (`_fill` leaves that
@@ -368,9 +374,10 @@ class _LoopCompletions:
                     if not pending[i][0].done():
                         pending[i][0].set_exception(EngineFull(_FULL, "the engine stayed full until the timeout"))
                 self._keep([i for i in range(k) if i not in late] if late else range(k))
-                if self.pending:
+                loop = self.loop_ref()
+                if self.pending and loop is not None:
                     self.backing_off = True
-                    self.submit_at = self.loop.call_later(self.pause, self.submit)
+                    self.submit_at = loop.call_later(self.pause, self.submit)
                     self.pause = min(self.pause * 2, 5e-3)
                 return
             error = _error_of(status)
@@ -411,9 +418,10 @@ class _LoopCompletions:
     def close(self, error: BaseException) -> None:
         """After the engine's shutdown (every completion delivered): resolves what came, fails
         what never will, and stops watching (on the loop)."""
-        if self.watching:
+        loop = self.loop_ref()
+        if self.watching and loop is not None and not loop.is_closed():
             self.watching = False
-            self.loop.remove_reader(self.fd)
+            loop.remove_reader(self.fd)
         if self.submit_at is not None:
             self.submit_at.cancel()
             self.submit_at = None
@@ -423,6 +431,13 @@ class _LoopCompletions:
         for fut in left:
             if not fut.done():
                 fut.set_exception(error)
+
+    def abandon(self) -> None:
+        """Its loop is closed: nobody can await its tasks any more. Frees the library's queue now
+        (what its tasks still running deliver is discarded and their slots freed)."""
+        self.futures, self.pending = {}, []
+        self.watching = False
+        ffi.release(self.handle)
 
 
 def _close_loop_queues(state: _State) -> None:
@@ -435,10 +450,13 @@ def _close_loop_queues(state: _State) -> None:
     except RuntimeError:
         here = None
     for q in queues:
-        if q.loop is here:
+        loop = q.loop_ref()
+        if loop is None or loop.is_closed():
+            continue  # nobody awaits its tasks; collected with the engine's state
+        if loop is here:
             q.close(closed)
         else:
-            _to_loop(q.loop, q.close, closed)
+            _to_loop(loop, q.close, closed)
 
 
 def _shutdown_state(state: _State, drain: float) -> ShutdownReport:
@@ -673,8 +691,9 @@ class Engine:
         self._task = ffi.new("metafed_task *")
         self._task_raw = ffi.buffer(self._task)
         self._ticket_out = ffi.new("uint64_t *")
-        # The loop `run` last ran on, and its completion queue (a hint, read without a lock).
-        self._loop_queue: tuple[Any, Optional[_LoopCompletions]] = (None, None)
+        # The loop `run` last ran on, and its completion queue (a hint, read without a lock; weak,
+        # so that it keeps neither alive).
+        self._loop_queue: tuple[Callable[[], Any], Callable[[], Optional[_LoopCompletions]]] = (_none, _none)
         with _states_lock:
             _states.add(self._state)
         self._state.dispatcher = threading.Thread(target=_dispatch, args=(self._state,), name="metafed-dispatch", daemon=True)
@@ -948,7 +967,11 @@ class Engine:
         self._check_open()
         loop = asyncio.get_running_loop()
         cached = self._loop_queue
-        q = cached[1] if cached[0] is loop and cached[1] is not None else self._loop_queue_of(loop)
+        q = cached[1]() if cached[0]() is loop else None
+        if q is None:
+            q = self._loop_queue_of(loop)
+        if type(data) is not bytes and isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)  # submitted at the end of the loop's turn: as it is now
         fut: asyncio.Future[Completion] = loop.create_future()
         end = None if timeout is None else time.monotonic() + timeout
         pause = 1e-4
@@ -980,8 +1003,13 @@ class Engine:
         with state.lock:
             q = state.loop_queues.get(loop)
             if q is None:
+                # Loops closed since (each `asyncio.run` makes one): free their queues now.
+                for old, oq in list(state.loop_queues.items()):
+                    if old.is_closed():
+                        del state.loop_queues[old]
+                        oq.abandon()
                 q = state.loop_queues[loop] = _LoopCompletions(state, loop)
-        self._loop_queue = (loop, q)
+        self._loop_queue = (weakref.ref(loop), weakref.ref(q))
         return q
 
     def wait(self, ticket: Ticket, timeout: Optional[float] = None) -> Completion:

@@ -462,3 +462,70 @@ def test_closing_the_engine_on_its_loop_resolves_the_runs_it_leaves():
     done = asyncio.run(main())
     assert len(done) == 20
     assert all(c.reason == metafed.Reason.SHUTTING_DOWN for c in done)
+
+
+def test_each_asyncio_run_leaves_no_queue_behind():
+    # One engine, many loops (each asyncio.run makes one): a closed loop's completion queue is
+    # freed, with what it held, and its tasks' slots come back to the engine.
+    e = metafed.Engine(metafed.Topology.seed(0.0), workers=1, max_in_flight=64)
+
+    async def main(i):
+        first = await e.run(i, "API", timeout=30)  # EngineFull if slots were lost
+        # Leave tasks running when the loop closes: their awaiters go with it.
+        for k in range(32):
+            asyncio.ensure_future(e.run(1000 + k, "API"))
+        await asyncio.sleep(0)
+        return first
+
+    for i in range(200):
+        assert asyncio.run(main(i)).ok
+    state = e._state
+    assert len([q for q in state.loop_queues.values() if q.loop_ref() is not None]) <= 2
+    # Every slot came back: a full window's worth runs.
+    async def full():
+        return await asyncio.gather(*(e.run(5000 + k, "API", timeout=30) for k in range(64)))
+
+    assert all(c.ok for c in asyncio.run(full()))
+    e.close()
+
+
+def test_an_attempt_expired_before_its_first_step_still_answers():
+    # A loop that runs due timers before ready callbacks (libuv's order) can expire an attempt
+    # whose task never started: the engine is told at once that it timed out.
+    async def never(req):
+        await asyncio.sleep(10)
+        return 1
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        t = metafed.Topology()
+        d = t.add_domain("IO")
+        t.add_agent(d, "Never", never, loop=loop)
+        t.add_agent(d, "Fast", lambda req: 2)
+        t.disable_breakers()
+        t.set_timeouts(agent_ms=30, domain_ms=10_000, task_ms=20_000)
+        q = metafed._aio._queues[loop]
+        real = q._expire
+
+        def expire_at_once(entries):  # cancel before the tasks' first steps
+            real(entries)
+
+        q._expire = expire_at_once
+        orig_call_later = loop.call_later
+
+        def call_now(delay, fn, *args):
+            if fn is expire_at_once:
+                fn(*args)
+                return None
+            return orig_call_later(delay, fn, *args)
+
+        loop.call_later = call_now
+        try:
+            with metafed.Engine(t, workers=1) as e:
+                return await asyncio.wait_for(e.run(1, "IO"), 30)
+        finally:
+            del loop.call_later
+
+    c = asyncio.run(main())
+    assert c.ok and c.value == 2
+    assert [f.kind for f in c.failures] == [metafed.FailureKind.ABANDONED]
