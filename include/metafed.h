@@ -482,8 +482,9 @@
 typedef struct metafed_attempt_queue metafed_attempt_queue;
 
 /*
- A queue of completions for one consumer. Opaque; a handle, not a pointer to memory. Made by
- `metafed_engine_completion_queue_new`; any thread may take from it, one taker at a time.
+ ABI 1.7: a queue of completions for one consumer. Opaque; a handle, not a pointer to memory.
+ Made by `metafed_engine_completion_queue_new`; any thread may take from it, one taker at a
+ time.
  */
 typedef struct metafed_completion_queue metafed_completion_queue;
 

@@ -18,49 +18,10 @@
 //! queue whose handle has been dropped are taken and discarded (their slots freed), so a consumer
 //! that goes away does not leak the engine's slots.
 
-use crate::doorbell::Doorbell;
-use crate::queue::Mpmc;
 use crate::shared::Shared;
-use crate::task::{Completion, Ticket};
+use crate::sink::Sink;
+use crate::task::Completion;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// The engine's side of a [`CompletionQueue`]: what a task's slot points to.
-pub(crate) struct Sink {
-    items: Mpmc<u64>,
-    bell: Doorbell,
-    /// The consumer's handle is gone: deliveries are discarded.
-    orphaned: AtomicBool,
-    delivered: AtomicU64,
-}
-
-impl Sink {
-    /// Hands ticket `t`, done, to the queue (from the thread that finished it).
-    pub(crate) fn deliver(&self, t: Ticket, sh: &Shared) {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-        if self.orphaned.load(Ordering::Acquire) {
-            drop(sh.slab.take(t));
-            return;
-        }
-        // The queue holds the slot count: a push always finds room.
-        if self.items.push(t.0).is_err() {
-            unreachable!("a completion queue holds every task slot");
-        }
-        // A handle dropped between the check and the push drains what it can see; this sees the
-        // drop (SeqCst on both sides) or the drop's drain sees the push.
-        if self.orphaned.load(Ordering::SeqCst) {
-            self.discard(sh);
-        } else {
-            self.bell.ring();
-        }
-    }
-
-    fn discard(&self, sh: &Shared) {
-        while let Some(raw) = self.items.pop() {
-            drop(sh.slab.take(Ticket(raw)));
-        }
-    }
-}
 
 /// A queue of completions for one consumer: the tasks submitted with
 /// [`Engine::try_submit_to`](crate::Engine::try_submit_to) (or
@@ -98,13 +59,7 @@ impl std::fmt::Debug for CompletionQueue {
 
 impl CompletionQueue {
     pub(crate) fn new(sh: Arc<Shared>) -> Self {
-        let capacity = sh.slab.capacity();
-        let sink = Arc::new(Sink {
-            items: Mpmc::new(capacity.max(1)),
-            bell: Doorbell::new(),
-            orphaned: AtomicBool::new(false),
-            delivered: AtomicU64::new(0),
-        });
+        let sink = Arc::new(Sink::new(sh.slab.capacity()));
         Self { sh, sink }
     }
 
@@ -116,54 +71,40 @@ impl CompletionQueue {
         Arc::ptr_eq(&self.sh, sh)
     }
 
-    /// Whether `engine` made this queue (only its engine takes tasks for it).
-    pub fn belongs_to(&self, engine: &crate::Engine) -> bool {
-        engine.owns(self)
-    }
-
     /// The file descriptor a loop watches: readable while completions wait (a level: it stays
     /// readable until a take leaves the queue empty). `None` where the platform has none.
     #[cfg(unix)]
     pub fn fd(&self) -> Option<std::os::fd::RawFd> {
-        self.sink.bell.fd()
+        self.sink.fd()
     }
 
     /// Moves up to `out.len()` waiting completions into `out`, oldest first, and returns how
     /// many. Never blocks: a loop calls it when the file descriptor is readable, or polls it.
     /// Takers serialise (one take at a time).
     pub fn take(&self, out: &mut [Completion]) -> usize {
-        let s = &*self.sink;
-        let taking = s.bell.begin_take();
-        let mut n = 0;
-        while n < out.len() {
-            let Some(raw) = s.items.pop() else { break };
-            if self.sh.slab.take_into(Ticket(raw), &mut out[n]) {
-                n += 1;
-            }
-        }
-        s.bell.end_take(!s.items.is_empty(), taking);
-        n
+        let slab = &self.sh.slab;
+        self.sink.take(out.len(), |i, t| slab.take_into(t, &mut out[i]))
     }
 
     /// Completions waiting now.
     pub fn len(&self) -> usize {
-        self.sink.items.len()
+        self.sink.len()
     }
 
     /// Whether no completion waits.
     pub fn is_empty(&self) -> bool {
-        self.sink.items.is_empty()
+        self.sink.len() == 0
     }
 
     /// Completions delivered to this queue since it was made (taken or waiting).
     pub fn delivered(&self) -> u64 {
-        self.sink.delivered.load(Ordering::Relaxed)
+        self.sink.delivered()
     }
 }
 
 impl Drop for CompletionQueue {
     fn drop(&mut self) {
-        self.sink.orphaned.store(true, Ordering::SeqCst);
-        self.sink.discard(&self.sh);
+        let slab = &self.sh.slab;
+        self.sink.orphan(|t| drop(slab.take(t)));
     }
 }

@@ -103,6 +103,8 @@ mod queue;
 #[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]
+mod sink;
+#[cfg(not(loom))]
 mod stages;
 #[cfg(not(loom))]
 mod toml_file;

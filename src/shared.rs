@@ -291,7 +291,7 @@ impl Shared {
         if let Some(sink) = &req.sink {
             // Its own handle: once the ticket is pushed the consumer may take it and free the
             // slot, dropping the slot's handle while this still rings the queue's bell.
-            std::sync::Arc::clone(sink).deliver(t, self);
+            std::sync::Arc::clone(sink).deliver(t, |t| drop(self.slab.take(t)));
             return false;
         }
         match &self.callback {

@@ -115,7 +115,7 @@ pub(crate) struct Req {
     pub(crate) waitable: bool,
     /// The caller's completion queue, if it submitted to one: delivery goes there.
     #[cfg(not(loom))]
-    pub(crate) sink: Option<std::sync::Arc<crate::completion_queue::Sink>>,
+    pub(crate) sink: Option<std::sync::Arc<crate::sink::Sink>>,
     pub(crate) submit_ns: u64,
     /// Absolute, on the engine clock; `u64::MAX` for none.
     pub(crate) deadline_ns: Field<u64>,

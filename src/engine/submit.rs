@@ -2,10 +2,11 @@
 //! ring.
 
 use super::Engine;
-use crate::completion_queue::{CompletionQueue, Sink};
+use crate::completion_queue::CompletionQueue;
 use crate::error::SubmitError;
 use crate::shared::on_engine_thread;
 use crate::shared::{RUNNING, STOPPING};
+use crate::sink::Sink;
 use crate::stages::worker::STALL_NS;
 use crate::sync::{Ordering, fence};
 use crate::task::{Task, Ticket};
@@ -145,7 +146,8 @@ impl Engine {
         queue.sink()
     }
 
-    pub(crate) fn owns(&self, queue: &CompletionQueue) -> bool {
+    /// Whether this engine made `queue` (only its engine takes tasks for it).
+    pub fn owns(&self, queue: &CompletionQueue) -> bool {
         queue.is_of(&self.sh)
     }
 

@@ -2,21 +2,18 @@
 //! for that consumer alone, with a file descriptor its event loop watches. A task names its queue
 //! in `metafed_task.completion_queue`; the loop watches `metafed_completion_queue_get_fd` and
 //! takes completions in batches with `metafed_completion_queue_take` on its own thread, with no
-//! thread in between (no `metafed_engine_poll`, no callback on a worker).
+//! thread in between (no `metafed_engine_poll`, no callback on a worker). The handle's type,
+//! `metafed_completion_queue`, is in `types` (a task names one).
 
 use crate::convert::{non_null, stride_of, write_out};
 use crate::error::{FfiError, METAFED_E_INVALID, boundary, err, metafed_status};
 use crate::handles::{HandleTable, metafed_engine, with_engine};
-use crate::types::metafed_completion;
+use crate::types::{metafed_completion, metafed_completion_queue};
 use metafed_rs::{Completion, CompletionQueue, Engine};
 use std::sync::Arc;
 
 /// A queue of completions for one consumer. Opaque; a handle, not a pointer to memory. Made by
 /// `metafed_engine_completion_queue_new`; any thread may take from it, one taker at a time.
-pub struct metafed_completion_queue {
-    _private: [u8; 0],
-}
-
 static QUEUES: HandleTable<Arc<CompletionQueue>> = HandleTable::new("completion queue", 4);
 
 /// Runs `f` on the queue `q` names, after checking that `engine` made it (`what` names the
@@ -28,7 +25,7 @@ pub(crate) fn with_queue_of<R>(
     f: impl FnOnce(&Arc<CompletionQueue>) -> Result<R, FfiError>,
 ) -> Result<R, FfiError> {
     QUEUES.with(q as usize, |cq| {
-        if !cq.belongs_to(engine) {
+        if !engine.owns(cq) {
             return Err(err(METAFED_E_INVALID, format!("{what} was made by another engine")));
         }
         f(cq)

@@ -598,7 +598,7 @@ pub(crate) unsafe fn task<'a>(
 pub(crate) struct CTask<'a> {
     pub(crate) task: metafed_rs::Task<'a>,
     pub(crate) attrs: std::ops::Range<usize>,
-    pub(crate) queue: *const crate::completion_queue::metafed_completion_queue,
+    pub(crate) queue: *const crate::types::metafed_completion_queue,
 }
 
 /// Appends a task's attributes to `store` (checked: NULL pointers, UTF-8, the limits; errors

@@ -176,7 +176,14 @@ pub struct metafed_task {
     /// same engine), or NULL. A task given one is delivered there and nowhere else: not to
     /// `metafed_engine_poll`, the completion callback or `metafed_engine_wait` (so it cannot be
     /// `METAFED_TASK_WAITABLE`).
-    pub completion_queue: *const crate::completion_queue::metafed_completion_queue,
+    pub completion_queue: *const metafed_completion_queue,
+}
+
+/// ABI 1.7: a queue of completions for one consumer. Opaque; a handle, not a pointer to memory.
+/// Made by `metafed_engine_completion_queue_new`; any thread may take from it, one taker at a
+/// time.
+pub struct metafed_completion_queue {
+    _private: [u8; 0],
 }
 
 /// ABI 1.5: a task attribute. On submission a length of 0 with a non-NULL pointer means a
