@@ -36,9 +36,11 @@ from ._native import (
 from ._ops import AuditRecord, Health, HealthStatus, ReliabilityWindow, acting_as
 from ._topology import AsyncHandler, Handler, HandlerResult, Topology
 from ._types import (
+    Admission,
     AgentError,
     AgentStats,
     Balance,
+    BreakerSettings,
     Outlier,
     Shedding,
     BatchResult,
@@ -69,7 +71,7 @@ def version() -> str:
 __version__ = "0.1.0"
 
 __all__ = [
-    "AgentError", "AgentStats", "AsyncHandler", "AuditRecord", "Balance", "BatchResult", "BreakerMode", "BreakerState", "Classification", "ClassifyInput", "Completion",
+    "Admission", "AgentError", "AgentStats", "AsyncHandler", "AuditRecord", "Balance", "BatchResult", "BreakerMode", "BreakerSettings", "BreakerState", "Classification", "ClassifyInput", "Completion",
     "ConfigError", "DomainStats", "Engine", "EngineClosed", "EngineFull", "Failure", "FailureKind", "Handler",
     "HandlerResult", "Health", "HealthStatus", "InvalidArgument", "Level", "LibraryNotFound", "MetafedError", "Outcome", "Outlier", "Reason", "ReliabilityWindow", "Reply",
     "Request", "Shedding", "ShutdownReport", "SimAgent", "Stats", "Task", "Ticket", "Topology", "TopologyError", "UnknownDomain",

@@ -54,12 +54,14 @@ from ._topology import (
     breaker_settings,
 )
 from ._types import (
+    Admission,
     AgentStats,
     Balance,
     Outlier,
     Shedding,
     BatchResult,
     BreakerMode,
+    BreakerSettings,
     BreakerState,
     Completion,
     DomainStats,
@@ -1453,31 +1455,32 @@ class Engine:
         "rate_limit_burst", "max_cost", "min_cost", "queue_timeout_ms",
     )
 
-    def admission(self) -> dict[str, Any]:
-        """The admission settings now: max_concurrent (the throttle, 0: none), queue_capacity,
-        essential_priority, priority_reserve (four shares), rate_limit_per_s, rate_limit_burst,
-        max_cost (a concurrency budget in complexity units, 0: none), min_cost, and
-        queue_timeout_ms (how long a task may wait for the throttle from its submission before it
-        is rejected as THROTTLED; 0: no bound)."""
+    def admission(self) -> Admission:
+        """The admission settings now (see Admission; read by key too, as the dict it was)."""
         self._check_not_closed()
         cfg = ffi.new("metafed_admission_config *")
         cfg.struct_size = ffi.sizeof("metafed_admission_config")
         check(lib().metafed_engine_get_admission(self._state.h, cfg))
         out: dict[str, Any] = {k: getattr(cfg, k) for k in self._ADMISSION_FIELDS if k != "queue_timeout_ms"}
-        out["priority_reserve"] = list(cfg.priority_reserve)
+        out["priority_reserve"] = tuple(cfg.priority_reserve)
         out["queue_timeout_ms"] = cfg.queue_timeout_ns / MS
-        return out
+        return Admission(**out)
 
-    def set_admission(self, **settings: Any) -> None:
-        """Changes admission settings while tasks run (the keys `admission()` returns); those
-        not given keep their current values. Turning the throttle off lets the tasks waiting for
-        it go on. Checked whole (a bad value raises ConfigError naming it, and nothing changes);
-        each changed setting is an audit record."""
+    def set_admission(self, settings: Optional[Admission] = None, /, **changes: Any) -> None:
+        """Changes admission settings while tasks run: all of them from an Admission (say
+        `dataclasses.replace(engine.admission(), max_concurrent=64)`), and the fields named as
+        keywords; those not given keep their current values. Turning the throttle off lets the
+        tasks waiting for it go on. Checked whole (a bad value raises ConfigError naming it, and
+        nothing changes); each changed setting is an audit record."""
         self._check_not_closed()
+        if settings is not None:
+            if not isinstance(settings, Admission):
+                raise TypeError(f"settings must be metafed.Admission, not {type(settings).__name__}")
+            changes = {**dict(settings.items()), **changes}
         cfg = ffi.new("metafed_admission_config *")
         cfg.struct_size = ffi.sizeof("metafed_admission_config")
         check(lib().metafed_engine_get_admission(self._state.h, cfg))
-        for key, v in settings.items():
+        for key, v in changes.items():
             if key not in self._ADMISSION_FIELDS:
                 raise TypeError(f"set_admission() got an unexpected setting {key!r}; "
                                 f"known: {', '.join(self._ADMISSION_FIELDS)}")
@@ -1508,26 +1511,29 @@ class Engine:
         _int_arg(limit, "limit", 1, 2**32 - 1)
         check(lib().metafed_engine_set_agent_max_concurrency(self._state.h, agent, limit))
 
-    def breaker_config(self, level: Level) -> dict[str, float]:
-        """A level's breaker settings now (the keys `set_breaker` takes; `mode` a BreakerMode)."""
+    def breaker_config(self, level: Level) -> BreakerSettings:
+        """A level's breaker settings now (see BreakerSettings; read by key too, as the dict it
+        was)."""
         self._check_not_closed()
         cfg = ffi.new("metafed_breaker_config *")
         cfg.struct_size = ffi.sizeof("metafed_breaker_config")
         check(lib().metafed_engine_get_breaker_config(self._state.h, int(level), cfg))
         return breaker_settings(cfg)
 
-    def set_breaker(self, level: Level, **settings: float) -> None:
-        """Changes a level's breaker settings while tasks run (keys as `Topology.set_breaker`:
-        timeout_ms, consecutive_failures, failure_rate, window_ms, min_calls, open_base_ms,
-        open_max_ms, half_open_probes, mode, count_window, slow_call_duration_ms,
-        slow_call_rate); those not given keep their current values.
+    def set_breaker(self, level: Level, settings: Optional[BreakerSettings] = None, /, **changes: float) -> None:
+        """Changes a level's breaker settings while tasks run: all of them from BreakerSettings
+        (say `dataclasses.replace(engine.breaker_config(level), failure_rate=0.3)`), and the
+        fields named as keywords (as `Topology.set_breaker`: timeout_ms, consecutive_failures,
+        failure_rate, window_ms, min_calls, open_base_ms, open_max_ms, half_open_probes, mode,
+        count_window, slow_call_duration_ms, slow_call_rate); those not given keep their current
+        values.
         `timeout_ms` is also the level's time budget. Breakers keep their state. Recorded in the
         audit trail."""
         self._check_not_closed()
         cfg = ffi.new("metafed_breaker_config *")
         cfg.struct_size = ffi.sizeof("metafed_breaker_config")
         check(lib().metafed_engine_get_breaker_config(self._state.h, int(level), cfg))
-        apply_breaker_settings(cfg, settings)
+        apply_breaker_settings(cfg, changes, settings)
         check(lib().metafed_engine_set_breaker_config(self._state.h, int(level), cfg))
 
     def audit_log(self, after: int = 0) -> list[AuditRecord]:

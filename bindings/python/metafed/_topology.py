@@ -11,11 +11,11 @@ import inspect
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _aio
 from ._native import ENGINE_THREAD, MS, US, InvalidArgument, TopologyError, check, duration_ns, ffi, lib, struct_reader
-from ._types import AgentError, Balance, BreakerMode, Level, Outlier, Reply, Request, Shedding, SimAgent
+from ._types import AgentError, Balance, BreakerMode, BreakerSettings, Level, Outlier, Reply, Request, Shedding, SimAgent
 
 HandlerResult = Union[int, bytes, bytearray, memoryview, Tuple[int, bytes], Reply, None]
 """What a handler returns: the value (int, 0 to 2**64-1), the reply's bytes (value 0), both as
@@ -327,17 +327,22 @@ def outlier_of(cfg: Any) -> Outlier:
     )
 
 
-def breaker_settings(cfg: Any) -> dict[str, Any]:
-    """A `metafed_breaker_config` as the keyword settings `apply_breaker_settings` takes."""
+def breaker_settings(cfg: Any) -> BreakerSettings:
+    """A `metafed_breaker_config` as BreakerSettings."""
     out: dict[str, Any] = {}
     for key in BREAKER_SETTINGS:
         out[key] = getattr(cfg, key[:-3] + "_ns") / MS if key in _BREAKER_DURATIONS else getattr(cfg, key)
     out["mode"] = BreakerMode(cfg.mode)
-    return out
+    return BreakerSettings(**out)
 
 
-def apply_breaker_settings(cfg: Any, settings: dict[str, float]) -> None:
-    """Writes keyword settings into a `metafed_breaker_config`, naming a bad key or value."""
+def apply_breaker_settings(cfg: Any, settings: Mapping[str, Any], whole: Optional[BreakerSettings] = None) -> None:
+    """Writes BreakerSettings (`whole`, every field) then keyword settings into a
+    `metafed_breaker_config`, naming a bad key or value."""
+    if whole is not None:
+        if not isinstance(whole, BreakerSettings):
+            raise TypeError(f"breaker settings must be metafed.BreakerSettings, not {type(whole).__name__}")
+        settings = {**dict(whole.items()), **settings}
     for key, value in settings.items():
         if key not in BREAKER_SETTINGS:
             raise TypeError(f"unknown breaker setting {key!r}; known: {', '.join(BREAKER_SETTINGS)}")
@@ -652,15 +657,15 @@ class Topology:
         """Sets how `domain` chooses its agents (see `Balance`)."""
         check(lib().metafed_topology_set_domain_balance(self.handle, self._domain(domain), *balance_args(balance)))
 
-    def set_breaker(self, level: Level, **settings: float) -> None:
-        """Changes a level's breaker settings (fields of `metafed_breaker_config`: timeout_ms,
-        consecutive_failures, failure_rate, window_ms, min_calls, open_base_ms, open_max_ms,
-        half_open_probes, mode, and resilience4j's count_window, slow_call_duration_ms and
-        slow_call_rate); the others keep the level's seed defaults."""
+    def set_breaker(self, level: Level, settings: Optional[BreakerSettings] = None, /, **changes: float) -> None:
+        """Changes a level's breaker settings: all of them from BreakerSettings, and the fields
+        named as keywords (timeout_ms, consecutive_failures, failure_rate, window_ms, min_calls,
+        open_base_ms, open_max_ms, half_open_probes, mode, and resilience4j's count_window,
+        slow_call_duration_ms and slow_call_rate); the others keep the level's seed defaults."""
         cfg = ffi.new("metafed_breaker_config *")
         cfg.struct_size = ffi.sizeof("metafed_breaker_config")
         check(lib().metafed_breaker_config_init(int(level), cfg))
-        apply_breaker_settings(cfg, settings)
+        apply_breaker_settings(cfg, changes, settings)
         check(lib().metafed_topology_set_breaker_config(self.handle, int(level), cfg))
 
     def disable_breakers(self) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 
 class Outcome(enum.IntEnum):
@@ -171,6 +172,105 @@ class Balance:
     def peak_ewma(cls, decay_ms: float = 10_000.0, default_rtt_ms: float = 30.0) -> "Balance":
         """Peak EWMA (Finagle's and Linkerd's defaults: decay 10 s, default RTT 30 ms)."""
         return cls("peak_ewma", decay_ms, default_rtt_ms)
+
+
+class _SettingsMapping:
+    """Read access by key, as the dicts these settings were before (`a["max_concurrent"]`,
+    `a.get(...)`, `dict(a.items())`): a program written for those keeps working."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.keys() else default
+
+    def keys(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, getattr(self, k)) for k in self.keys()]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+
+def _check_numbers(obj: Any, ints: tuple[str, ...], numbers: tuple[str, ...], hi: int = 2**32 - 1) -> None:
+    for what in ints:
+        v = getattr(obj, what)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{what} must be int, not {type(v).__name__}")
+        if not 0 <= v <= hi:
+            raise ValueError(f"{what} must be 0 to {hi}, got {v}")
+    for what in numbers:
+        v = getattr(obj, what)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"{what} must be a number, not {type(v).__name__}")
+
+
+@dataclass(frozen=True)
+class Admission(_SettingsMapping):
+    """The meta level's admission settings (`Engine.admission()`; `Engine.set_admission(a)` with
+    one, or with keywords for the fields to change). `max_concurrent` is the throttle (0: none),
+    with `queue_capacity` tasks waiting per worker; `essential_priority` the lowest priority
+    admitted in degraded mode; `priority_reserve` the share of task slots each priority may not
+    take (four shares); `rate_limit_per_s` and `rate_limit_burst` the rate limit (0: none);
+    `max_cost` a concurrency budget in complexity units (0: none) and `min_cost` the least a
+    task counts; `queue_timeout_ms` how long a task may wait for the throttle from its
+    submission before it is rejected as THROTTLED (0: no bound). Read by key too, as the dict
+    it used to be."""
+
+    max_concurrent: int = 0
+    queue_capacity: int = 4096
+    essential_priority: int = 0
+    priority_reserve: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    rate_limit_per_s: float = 0.0
+    rate_limit_burst: float = 1.0
+    max_cost: float = 0.0
+    min_cost: float = 0.0
+    queue_timeout_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, ("max_concurrent", "queue_capacity", "essential_priority"),
+                       ("rate_limit_per_s", "rate_limit_burst", "max_cost", "min_cost", "queue_timeout_ms"))
+        shares = tuple(self.priority_reserve)
+        if len(shares) != 4:
+            raise ValueError(f"priority_reserve must have 4 shares, got {len(shares)}")
+        for i, r in enumerate(shares):
+            if isinstance(r, bool) or not isinstance(r, (int, float)):
+                raise TypeError(f"priority_reserve[{i}] must be a number, not {type(r).__name__}")
+        object.__setattr__(self, "priority_reserve", tuple(float(r) for r in shares))
+
+
+@dataclass(frozen=True)
+class BreakerSettings(_SettingsMapping):
+    """One level's breaker settings (`Engine.breaker_config(level)`; `Engine.set_breaker(level,
+    b)` with one, or with keywords for the fields to change; `Topology.set_breaker` the same):
+    `timeout_ms` (also the level's time budget), the trips (`consecutive_failures`,
+    `failure_rate` over `window_ms` once `min_calls` calls came, resilience4j's `count_window`,
+    `slow_call_duration_ms` and `slow_call_rate`), the open time (`open_base_ms`, doubling up to
+    `open_max_ms`), `half_open_probes`, and `mode` (a BreakerMode). 0 turns a trigger off. Read by
+    key too, as the dict it used to be."""
+
+    timeout_ms: float
+    consecutive_failures: int
+    failure_rate: float
+    window_ms: float
+    min_calls: int
+    open_base_ms: float
+    open_max_ms: float
+    half_open_probes: int
+    mode: "BreakerMode"
+    count_window: int = 0
+    slow_call_duration_ms: float = 0.0
+    slow_call_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, ("consecutive_failures", "min_calls", "half_open_probes", "count_window"),
+                       ("timeout_ms", "failure_rate", "window_ms", "open_base_ms", "open_max_ms",
+                        "slow_call_duration_ms", "slow_call_rate"))
+        object.__setattr__(self, "mode", BreakerMode(self.mode))
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ def test_admission_settings_change_while_running() -> None:
         engine.set_admission(max_concurrent=8, queue_capacity=16, priority_reserve=[0, 0, 0.1, 0.2], queue_timeout_ms=250)
         after = engine.admission()
         assert (after["max_concurrent"], after["queue_capacity"], after["queue_timeout_ms"]) == (8, 16, 250)
-        assert after["priority_reserve"] == [0, 0, 0.1, 0.2]
+        assert after["priority_reserve"] == (0, 0, 0.1, 0.2)
         assert after["rate_limit_per_s"] == before["rate_limit_per_s"]
         # 200 at once against 8 past the throttle and 16 waiting per worker: the rest throttled.
         burst = engine.run_many(range(200), "API")
@@ -462,3 +462,50 @@ def test_an_adaptive_throttle_starts_at_its_initial_limit() -> None:
         assert engine.run_many(range(2000), "API").ok == 2000
     with pytest.raises(metafed.ConfigError, match="initial_limit"):
         Engine(Topology.seed(0.0), adaptive_throttle={"initial_limit": 4, "min_limit": 8})
+
+
+def test_admission_and_breaker_settings_are_typed_values() -> None:
+    import dataclasses
+
+    with seed_engine() as engine:
+        a = engine.admission()
+        assert isinstance(a, metafed.Admission)
+        # Read as the dicts they were, and changed as values.
+        assert a["max_concurrent"] == a.max_concurrent == 0 and a.get("nothing", 7) == 7 and "min_cost" in a
+        assert dict(a.items())["queue_capacity"] == a.queue_capacity
+        engine.set_admission(dataclasses.replace(a, max_concurrent=12, queue_timeout_ms=30.0))
+        b = engine.admission()
+        assert (b.max_concurrent, b.queue_timeout_ms, b.queue_capacity) == (12, 30.0, a.queue_capacity)
+        engine.set_admission(b, max_concurrent=0)  # a value, then keywords over it
+        assert engine.admission() == dataclasses.replace(b, max_concurrent=0)
+        with pytest.raises(TypeError, match="metafed.Admission"):
+            engine.set_admission({"max_concurrent": 3})  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="max_concurrent must be int"):
+            metafed.Admission(max_concurrent=1.5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="4 shares"):
+            metafed.Admission(priority_reserve=(0.1,))  # type: ignore[arg-type]
+        with pytest.raises(KeyError):
+            a["throttle"]
+
+        br = engine.breaker_config(metafed.Level.DOMAIN)
+        assert isinstance(br, metafed.BreakerSettings) and isinstance(br.mode, metafed.BreakerMode)
+        engine.set_breaker(metafed.Level.DOMAIN, dataclasses.replace(br, failure_rate=0.75, open_base_ms=200.0))
+        after = engine.breaker_config(metafed.Level.DOMAIN)
+        assert (after.failure_rate, after.open_base_ms, after.min_calls) == (0.75, 200.0, br.min_calls)
+        with pytest.raises(TypeError, match="metafed.BreakerSettings"):
+            engine.set_breaker(metafed.Level.DOMAIN, dict(br.items()))  # type: ignore[arg-type]
+        assert engine.run_many(range(100), "API").ok > 80
+
+    # A topology takes the same value.
+    t = metafed.Topology.seed(0.0)
+    with metafed.Engine(t) as first:
+        agent = first.breaker_config(metafed.Level.AGENT)
+    t.set_breaker(metafed.Level.AGENT, dataclasses.replace(agent, consecutive_failures=9))
+    with metafed.Engine(t) as second:
+        assert second.breaker_config(metafed.Level.AGENT) == dataclasses.replace(agent, consecutive_failures=9)
+
+
+def test_the_version_is_written_once() -> None:
+    import importlib.metadata
+
+    assert importlib.metadata.version("metafed") == metafed.__version__
