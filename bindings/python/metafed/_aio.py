@@ -3,11 +3,12 @@ path of attempts to and from a loop.
 
 Attempts of an `async def` agent wait in a native queue, one per loop (the library's
 `metafed_attempt_queue`): an engine thread queues them without running any Python, so it never
-waits for the GIL. The loop watches the queue's file descriptor; once woken it takes every
-attempt that waits in one call, starts a task for each, and gives the answers back to the engine
-in one call per loop iteration. An attempt's timeout counts from when the loop takes it, so a
-loop that falls behind makes attempts wait (the task's deadline and the domain timeout still
-bound the wait), not time out in a cascade of failovers."""
+waits for the GIL. The loop watches the queue's file descriptor; once woken it takes one batch
+of the attempts that wait in one call (one batch per turn), starts a task for each, and gives
+the answers back to the engine in one call per loop iteration. An attempt's timeout counts from
+when the loop takes it (and the loop's cancellation from its batch's start), so a loop that falls
+behind makes attempts wait (the task's deadline and the domain timeout still bound the wait),
+not time out in a cascade of failovers."""
 
 from __future__ import annotations
 
@@ -110,36 +111,43 @@ class LoopQueue:
     # -- on the loop ----------------------------------------------------------------------
 
     def _drain(self) -> None:
+        """Takes one batch of the attempts that wait and starts a task for each. One batch per
+        turn of the loop: the descriptor stays readable while more wait, so a loop that falls
+        behind takes them as it can start them, and they wait in the engine meanwhile."""
         l = lib()
         buf, n, raw = self._take, self._n, self._take_raw
         loop = self.loop
         handlers = self.handlers
         run = self._run
         create_task = loop.create_task
-        while True:
-            buf[0].struct_size = _QUEUED_SIZE
-            check(l.metafed_attempt_queue_take(self.handle, buf, _BATCH, n))
-            k = int(n[0])
-            groups: dict[int, list[tuple[asyncio.Task[Any], int, int]]] = {}
-            for i in range(k):
-                (domain, agent, engine, aid, tag, ticket, task_id, payload, data_len, timeout_ns, number, fanout,
-                 priority) = _QUEUED.unpack_from(raw, i * _QUEUED_SIZE)  # fmt: skip
-                data = bytes(ffi.buffer(buf[i].data, data_len)) if data_len else b""
-                r = Request(ticket, task_id, payload, data, domain, agent, number, fanout, priority, timeout_ns / 1e9)
-                # One task per attempt, whose coroutine calls the handler and hands the answer
-                # back itself (no done-callback to schedule).
-                task = create_task(run(handlers[tag], r, engine, aid))
-                group = groups.get(timeout_ns)
-                entry = (task, engine, aid)
-                if group is None:
-                    groups[timeout_ns] = [entry]
-                else:
-                    group.append(entry)
-            # One timer per batch and timeout (the attempts of a batch mostly share one).
-            for timeout_ns, entries in groups.items():
-                loop.call_later(timeout_ns / 1e9, self._expire, entries)
-            if k < _BATCH:
-                return
+        buf[0].struct_size = _QUEUED_SIZE
+        check(l.metafed_attempt_queue_take(self.handle, buf, _BATCH, n))
+        k = int(n[0])
+        groups: dict[int, list[tuple[asyncio.Task[Any], int, int]]] = {}
+        for i in range(k):
+            (domain, agent, engine, aid, tag, ticket, task_id, payload, data_len, timeout_ns, number, fanout,
+             priority) = _QUEUED.unpack_from(raw, i * _QUEUED_SIZE)  # fmt: skip
+            data = bytes(ffi.buffer(buf[i].data, data_len)) if data_len else b""
+            r = Request(ticket, task_id, payload, data, domain, agent, number, fanout, priority, timeout_ns / 1e9)
+            # One task per attempt, whose coroutine calls the handler and hands the answer back
+            # itself (no done-callback to schedule).
+            task = create_task(run(handlers[tag], r, engine, aid))
+            group = groups.get(timeout_ns)
+            entry = (task, engine, aid)
+            if group is None:
+                groups[timeout_ns] = [entry]
+            else:
+                group.append(entry)
+        if groups:
+            # The timeouts start once the batch's tasks have taken their first steps (this runs
+            # after them, in the same turn): an attempt's time is its own, not its batch's.
+            loop.call_soon(self._arm, groups)
+
+    def _arm(self, groups: dict[int, list[tuple[asyncio.Task[Any], int, int]]]) -> None:
+        """One timer per batch and timeout (the attempts of a batch mostly share one)."""
+        call_later = self.loop.call_later
+        for timeout_ns, entries in groups.items():
+            call_later(timeout_ns / 1e9, self._expire, entries)
 
     async def _run(self, handler: Callable[..., Any], r: Request, engine: int, aid: int) -> None:
         """Runs one attempt's handler and queues its answer: its value, its exception, or (cancelled
