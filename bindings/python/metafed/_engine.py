@@ -196,6 +196,7 @@ class _State:
         self.closed = False
         self.forked = False  # this process is a fork of the one that started the engine
         self.explicit = False  # closed by close(), not by the collector
+        self.drain = 5.0  # seconds: the engine's drain_timeout
         self.report: Optional[ShutdownReport] = None
         self.dispatcher: Optional[threading.Thread] = None
         self.events = EventLogger(handle)
@@ -493,7 +494,7 @@ def _close_state(state: _State) -> None:
         lib().metafed_engine_free(state.h)
         return
     try:
-        _shutdown_state(state, 5.0)
+        _shutdown_state(state, state.drain)
     finally:
         state.closed = True
         with state.untracked_ready:
@@ -685,6 +686,7 @@ class Engine:
         check(lib().metafed_engine_new(topology.handle, cfg, out))
         del keyed_json, adaptive_json
         self._state = _State(out[0])
+        self._state.drain = cfg.drain_timeout_ns / S  # what close() and shutdown() allow by default
         self._pid = os.getpid()
         self._topology = topology
         self._keepalive = list(topology._agents)  # the Python handlers this engine may call
@@ -1545,19 +1547,21 @@ class Engine:
 
     # -- stopping ------------------------------------------------------------------------
 
-    def shutdown(self, drain: float = 5.0) -> ShutdownReport:
-        """Stops accepting tasks, lets those in flight finish for up to `drain` seconds, then
-        completes the rest as rejected (SHUTTING_DOWN). Every outstanding Ticket resolves.
-        Idempotent. Not from a handler (WouldDeadlock)."""
+    def shutdown(self, drain: Optional[float] = None) -> ShutdownReport:
+        """Stops accepting tasks, lets those in flight finish for up to `drain` seconds (by
+        default the engine's `drain_timeout_ms`, 5 s unless set), then completes the rest as
+        rejected (SHUTTING_DOWN). Every outstanding Ticket resolves. Idempotent. Not from a
+        handler (WouldDeadlock)."""
         if self._state.report is not None:
             return self._state.report
         self._check_not_closed()
         refuse_if_engine_thread("shutdown()")
-        return _shutdown_state(self._state, drain)
+        return _shutdown_state(self._state, self._state.drain if drain is None else drain)
 
     def close(self) -> None:
-        """Shuts down (if not yet) and frees the engine. Idempotent; also runs at exit. Not from
-        a handler or a done-callback (WouldDeadlock)."""
+        """Shuts down (if not yet, letting tasks in flight finish for up to the engine's
+        `drain_timeout_ms`) and frees the engine. Idempotent; also runs at exit. Not from a
+        handler or a done-callback (WouldDeadlock)."""
         if self._state.closed:
             return
         if not self._state.forked:

@@ -63,3 +63,17 @@ def test_a_thousand_engines_leak_neither_memory_nor_threads():
     assert _os_threads() == threads, "every engine's threads are gone"
     assert threading.active_count() == py_threads
     assert grown < 16 * 1024, f"RSS grew {grown} KiB over 1,000 engines"
+
+
+def test_close_drains_for_the_engines_drain_timeout():
+    # close() and shutdown() without a drain use the engine's drain_timeout_ms.
+    t = metafed.Topology()
+    d = t.add_domain("D")
+    t.add_agent(d, "slow", metafed.SimAgent(latency_us=300_000, io=True), max_concurrency=64)
+    t.disable_breakers()
+    t.set_timeouts(agent_ms=10_000, domain_ms=10_000, task_ms=10_000)
+    for drain_ms, reason in ((0, metafed.Reason.SHUTTING_DOWN), (5_000, metafed.Reason.NONE)):
+        e = metafed.Engine(t, drain_timeout_ms=drain_ms)
+        tickets = [e.submit(i, "D") for i in range(20)]
+        e.close()
+        assert {tk.result(timeout=30).reason for tk in tickets} == {reason}, drain_ms
