@@ -490,13 +490,16 @@ fn print_report(r: &Report) {
 /// A minimal W1 closed loop through the engine's Rust API, the same loop as
 /// `benches/c/w1_from_c.c` runs through the C ABI: batches of 64, 1024 in flight, no latency
 /// sampling. Prints the tasks per second.
-pub fn probe(tasks: u64, workers: usize) -> Result<(), String> {
+pub fn probe(tasks: u64, workers: usize, guarded: bool) -> Result<(), String> {
     use metafed::{Completion, DomainId, Engine, EngineConfig, Levels, Task, Ticket, Topology};
-    let mut b = Topology::seed_builder(0.12);
-    b.breakers(Levels::disabled());
-    let engine =
-        Engine::start(b.build().map_err(|e| e.to_string())?, EngineConfig { workers, ..EngineConfig::default() })
-            .map_err(|e| e.to_string())?;
+    let (topology, config) = if guarded {
+        metafed_bench::peers::guarded_setup(workers)
+    } else {
+        let mut b = Topology::seed_builder(0.12);
+        b.breakers(Levels::disabled());
+        (b.build().map_err(|e| e.to_string())?, EngineConfig { workers, ..EngineConfig::default() })
+    };
+    let engine = Engine::start(topology, config).map_err(|e| e.to_string())?;
     let mut batch = [Task::new(0, DomainId(0)); 64];
     let mut tickets = [Ticket::default(); 64];
     let mut out = vec![Completion::default(); 256];

@@ -75,6 +75,10 @@ enum Command {
         /// Worker threads, 0 (one per core) to 1,024.
         #[arg(long, default_value = "1", allow_hyphen_values = true, value_parser = parse::parse_workers)]
         workers: usize,
+        /// The features on, as `bench`'s engine-guarded: breakers at three levels, the rate
+        /// limiter and per-agent concurrency limits, all set never to trip.
+        #[arg(long)]
+        guarded: bool,
     },
     /// Print the peak resident memory (KiB) of this process after running the default engine
     /// (used by `bench`).
@@ -120,7 +124,7 @@ fn main() -> ExitCode {
             Ok(false) => Err("W4: an accepted task was lost, duplicated or unexpected (see above)".into()),
             Err(e) => Err(e),
         },
-        Command::Probe { tasks, workers } => bench::probe(tasks, workers),
+        Command::Probe { tasks, workers, guarded } => bench::probe(tasks, workers, guarded),
         Command::BenchRss => {
             bench::rss_probe();
             Ok(())

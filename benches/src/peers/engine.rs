@@ -35,26 +35,8 @@ impl EnginePeer {
     /// 100% failure rate or 2^32 - 1 failures in a row), the GCRA limiter at 2^32 - 1 tasks per
     /// second, a concurrency limit of 1,024 per agent; statistics are always on.
     pub fn guarded(workers: usize) -> Self {
-        use metafed::breaker::BreakerConfig;
-        let never = |c: BreakerConfig| BreakerConfig { consecutive_failures: u32::MAX, failure_rate: 1.0, ..c };
-        let mut b = Topology::builder();
-        for (domain, agents) in metafed::SEED_DOMAINS {
-            let d = b.domain(domain).expect("the seed's domain names are valid");
-            for a in agents {
-                let spec = metafed::AgentSpec::sim(metafed::sim::SimAgent::with_error_rate(super::federation::P))
-                    .max_concurrency(super::guarded::AGENT_LIMIT);
-                b.agent(d, a, spec).expect("the domain was just added");
-            }
-        }
-        b.breakers(Levels {
-            agent: never(BreakerConfig::agent()),
-            domain: never(BreakerConfig::domain()),
-            meta: never(BreakerConfig::meta()),
-        });
-        let mut config = EngineConfig { workers, ..EngineConfig::default() };
-        config.admission.rate_limit_per_s = f64::from(super::guarded::RATE_PER_S);
-        config.admission.rate_limit_burst = f64::from(super::guarded::RATE_PER_S);
-        Self::with_config(b.build().expect("the seed topology is valid"), config)
+        let (topology, config) = guarded_setup(workers);
+        Self::with_config(topology, config)
     }
 
     /// An engine running `topology` with `workers` workers (0: one per core).
@@ -150,4 +132,29 @@ impl Federation for SharedEngine<'_> {
             }
         }
     }
+}
+
+/// The topology and configuration of `engine-guarded` (see [`EnginePeer::guarded`]), for other
+/// drivers of the same engine (`metafed probe --guarded`).
+pub fn guarded_setup(workers: usize) -> (Topology, EngineConfig) {
+    use metafed::breaker::BreakerConfig;
+    let never = |c: BreakerConfig| BreakerConfig { consecutive_failures: u32::MAX, failure_rate: 1.0, ..c };
+    let mut b = Topology::builder();
+    for (domain, agents) in metafed::SEED_DOMAINS {
+        let d = b.domain(domain).expect("the seed's domain names are valid");
+        for a in agents {
+            let spec = metafed::AgentSpec::sim(metafed::sim::SimAgent::with_error_rate(super::federation::P))
+                .max_concurrency(super::guarded::AGENT_LIMIT);
+            b.agent(d, a, spec).expect("the domain was just added");
+        }
+    }
+    b.breakers(Levels {
+        agent: never(BreakerConfig::agent()),
+        domain: never(BreakerConfig::domain()),
+        meta: never(BreakerConfig::meta()),
+    });
+    let mut config = EngineConfig { workers, ..EngineConfig::default() };
+    config.admission.rate_limit_per_s = f64::from(super::guarded::RATE_PER_S);
+    config.admission.rate_limit_burst = f64::from(super::guarded::RATE_PER_S);
+    (b.build().expect("the seed topology is valid"), config)
 }

@@ -29,7 +29,7 @@ mod pool;
 mod ring;
 mod stages;
 
-pub use engine::{EnginePeer, SharedEngine};
+pub use engine::{EnginePeer, SharedEngine, guarded_setup};
 pub use federation::{
     AGENTS, DOMAINS, Federation, InlinePeer, P, Router, Run, closed_loop, closed_loop_at, closed_loop_sampled,
 };
