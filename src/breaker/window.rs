@@ -107,7 +107,9 @@ impl Window {
     #[inline]
     pub(crate) fn record(&self, stripe: usize, now_ns: u64, failure: bool, slow: bool) {
         let epoch = self.epoch(now_ns);
-        let stripe = &self.stripes[stripe % self.stripes.len()];
+        let n = self.stripes.len();
+        // A worker's index is below the stripe count: no division on the common path.
+        let stripe = &self.stripes[if stripe < n { stripe } else { stripe % n }];
         let index = (epoch % BUCKETS as u64) as usize;
         let bucket = &stripe.main[index];
         let word = bucket.load(Ordering::Relaxed);

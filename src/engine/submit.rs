@@ -87,7 +87,8 @@ impl Engine {
             // A simulation: the first worker that keeps up, whoever submits.
             return (0..n).find(|&w| self.sh.workers[w].ingress.len() < 2 * self.sh.cfg.batch).unwrap_or(0);
         }
-        let w = PREFERRED.with(|p| p.get().unwrap_or_else(submitter)) % n;
+        let w = PREFERRED.with(|p| p.get().unwrap_or_else(submitter));
+        let w = if w < n { w } else { w % n };
         if n > 1 && self.sh.workers[w].ingress.len() >= 2 * self.sh.cfg.batch {
             let next = (w + 1) % n;
             PREFERRED.with(|p| p.set(Some(next)));
