@@ -5,11 +5,11 @@
 //! thread in between (no `metafed_engine_poll`, no callback on a worker). The handle's type,
 //! `metafed_completion_queue`, is in `types` (a task names one).
 
-use crate::convert::{non_null, stride_of, write_out};
+use crate::convert::{non_null, stride_of};
 use crate::error::{FfiError, METAFED_E_INVALID, boundary, err, metafed_status};
 use crate::handles::{HandleTable, metafed_engine, with_engine};
 use crate::types::{metafed_completion, metafed_completion_queue};
-use metafed_rs::{Completion, CompletionQueue, Engine};
+use metafed_rs::{CompletionQueue, Engine};
 use std::sync::Arc;
 
 /// A queue of completions for one consumer. Opaque; a handle, not a pointer to memory. Made by
@@ -72,10 +72,7 @@ pub extern "C" fn metafed_completion_queue_get_fd(
 ) -> metafed_status {
     boundary("metafed_completion_queue_get_fd", || {
         non_null(out_fd, "out_fd")?;
-        let fd = QUEUES.with(queue as usize, |q| {
-            q.fd()
-                .ok_or_else(|| err(crate::error::METAFED_E_IO, "the queue has no file descriptor (socketpair failed)"))
-        })?;
+        let fd = QUEUES.with(queue as usize, |q| crate::queue::fd_of(q.fd()))?;
         // SAFETY: not NULL; writable per the contract.
         unsafe { *out_fd = fd };
         Ok(())
@@ -104,27 +101,8 @@ pub extern "C" fn metafed_completion_queue_take(
         // SAFETY: `out` points to at least one completion per the contract.
         let stride = unsafe { stride_of(out) }?;
         let total = QUEUES.with(queue as usize, |q| {
-            let mut buf: [Completion; 64] = std::array::from_fn(|_| Completion::default());
-            let mut total = 0;
-            while total < cap {
-                let want = (cap - total).min(buf.len());
-                let got = q.take(&mut buf[..want]);
-                for (i, c) in buf[..got].iter_mut().enumerate() {
-                    let v = metafed_completion::with_bodies(c);
-                    // SAFETY: element `total + i` < `cap` lies within the caller's array of
-                    // `stride` bytes each, its `struct_size` written first (the stride).
-                    unsafe {
-                        let at = out.cast::<u8>().add((total + i) * stride).cast::<metafed_completion>();
-                        at.cast::<u32>().write_unaligned(stride as u32);
-                        write_out(at, &v)?;
-                    }
-                }
-                total += got;
-                if got < want {
-                    break;
-                }
-            }
-            Ok(total)
+            // SAFETY: `out` holds `cap` completions of `stride` bytes per the contract.
+            unsafe { crate::convert::completions_into(out, stride, cap, |buf, _| Ok(q.take(buf))) }
         })?;
         // SAFETY: checked above.
         unsafe { *out_n = total };

@@ -571,6 +571,43 @@ pub(crate) fn failure(f: &AttemptFailure) -> metafed_failure {
     }
 }
 
+/// Moves completions into the caller's array `out` of `cap` elements of `stride` bytes (each
+/// element's `struct_size` written first, the reply bytes kept for `metafed_completion_release`),
+/// taking them from `next(buf, first)` up to 64 at a time (`first`: nothing taken yet), until
+/// `cap` or a take that comes back short; returns how many. The body of `metafed_engine_poll`
+/// and `metafed_completion_queue_take`.
+///
+/// # Safety
+/// `out` points to `cap` elements of `stride` bytes, `stride` checked by `stride_of`.
+pub(crate) unsafe fn completions_into(
+    out: *mut metafed_completion,
+    stride: usize,
+    cap: usize,
+    mut next: impl FnMut(&mut [Completion], bool) -> Result<usize, FfiError>,
+) -> Result<usize, FfiError> {
+    let mut buf: [Completion; 64] = std::array::from_fn(|_| Completion::default());
+    let mut total = 0;
+    while total < cap {
+        let want = (cap - total).min(buf.len());
+        let got = next(&mut buf[..want], total == 0)?;
+        for (i, c) in buf[..got].iter_mut().enumerate() {
+            let v = metafed_completion::with_bodies(c);
+            // SAFETY: element `total + i` < `cap` lies within the caller's array of `stride`
+            // bytes each, its `struct_size` written first (the stride).
+            unsafe {
+                let at = out.cast::<u8>().add((total + i) * stride).cast::<metafed_completion>();
+                at.cast::<u32>().write_unaligned(stride as u32);
+                write_out(at, &v)?;
+            }
+        }
+        total += got;
+        if got < want {
+            break;
+        }
+    }
+    Ok(total)
+}
+
 /// Reads a caller's task (checked, as far as its `struct_size` reaches) into a Rust task that
 /// borrows its bytes.
 ///

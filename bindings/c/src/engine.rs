@@ -278,30 +278,16 @@ pub extern "C" fn metafed_engine_poll(
         // SAFETY: `out` points to at least one completion per the contract.
         let stride = unsafe { stride_of(out) }?;
         let engine = engine_arc(engine)?;
-        let mut buf: [Completion; 64] = std::array::from_fn(|_| Completion::default());
-        let mut total = 0;
-        while total < cap {
-            let want = (cap - total).min(buf.len());
-            let got = if total == 0 && timeout != Some(Duration::ZERO) {
-                engine.poll_wait(&mut buf[..want], timeout)?
-            } else {
-                engine.poll(&mut buf[..want])
-            };
-            for (i, c) in buf[..got].iter_mut().enumerate() {
-                let v = metafed_completion::with_bodies(c);
-                // SAFETY: element `total + i` < `cap` lies within the caller's array of `stride`
-                // bytes each, its `struct_size` written first (the stride).
-                unsafe {
-                    let at = out.cast::<u8>().add((total + i) * stride).cast::<metafed_completion>();
-                    at.cast::<u32>().write_unaligned(stride as u32);
-                    write_out(at, &v)?;
-                }
-            }
-            total += got;
-            if got < want {
-                break;
-            }
-        }
+        // SAFETY: `out` holds `cap` completions of `stride` bytes per the contract.
+        let total = unsafe {
+            crate::convert::completions_into(out, stride, cap, |buf, first| {
+                Ok(if first && timeout != Some(Duration::ZERO) {
+                    engine.poll_wait(buf, timeout)?
+                } else {
+                    engine.poll(buf)
+                })
+            })
+        }?;
         // SAFETY: checked above.
         unsafe { *out_n = total };
         Ok(())

@@ -81,15 +81,16 @@ pub extern "C" fn metafed_attempt_queue_get_fd(
 ) -> metafed_status {
     boundary("metafed_attempt_queue_get_fd", || {
         non_null(out_fd, "out_fd")?;
-        let fd = with_queue(queue, |q| {
-            q.queue
-                .fd()
-                .ok_or_else(|| err(crate::error::METAFED_E_IO, "the queue has no file descriptor (socketpair failed)"))
-        })?;
+        let fd = with_queue(queue, |q| fd_of(q.queue.fd()))?;
         // SAFETY: not NULL; writable per the contract.
         unsafe { *out_fd = fd };
         Ok(())
     })
+}
+
+/// A queue's descriptor, or the error for a queue without one (its socketpair failed).
+pub(crate) fn fd_of(fd: Option<i32>) -> Result<i32, FfiError> {
+    fd.ok_or_else(|| err(crate::error::METAFED_E_IO, "the queue has no file descriptor (socketpair failed)"))
 }
 
 /// Adds an agent whose attempts wait in `queue` for the caller's loop; its id goes to
