@@ -12,7 +12,10 @@ pub(crate) struct Sink {
     bell: Doorbell,
     /// The consumer's handle is gone: deliveries are discarded.
     orphaned: AtomicBool,
-    delivered: AtomicU64,
+    /// Completions taken, and discarded, so far: with those waiting, what was delivered. Counted
+    /// by takers and discards, never by the workers that deliver.
+    taken: AtomicU64,
+    discarded: AtomicU64,
 }
 
 impl Sink {
@@ -23,15 +26,16 @@ impl Sink {
             items: Mpmc::new(capacity.max(1)),
             bell: Doorbell::new(),
             orphaned: AtomicBool::new(false),
-            delivered: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
         }
     }
 
     /// Hands ticket `t`, done, to the queue (from the thread that finished it); `discard` frees
     /// a slot whose consumer has gone.
     pub(crate) fn deliver(&self, t: Ticket, discard: impl Fn(Ticket)) {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
         if self.orphaned.load(Ordering::Acquire) {
+            self.discarded.fetch_add(1, Ordering::Relaxed);
             discard(t);
             return;
         }
@@ -56,6 +60,7 @@ impl Sink {
 
     fn drain_into(&self, discard: &impl Fn(Ticket)) {
         while let Some(raw) = self.items.pop() {
+            self.discarded.fetch_add(1, Ordering::Relaxed);
             discard(Ticket(raw));
         }
     }
@@ -65,13 +70,15 @@ impl Sink {
     /// Takers serialise; the descriptor stays readable while tickets are left.
     pub(crate) fn take(&self, max: usize, mut take: impl FnMut(usize, Ticket) -> bool) -> usize {
         let taking = self.bell.begin_take();
-        let mut n = 0;
+        let (mut n, mut popped) = (0, 0);
         while n < max {
             let Some(raw) = self.items.pop() else { break };
+            popped += 1;
             if take(n, Ticket(raw)) {
                 n += 1;
             }
         }
+        self.taken.fetch_add(popped, Ordering::Relaxed);
         self.bell.end_take(!self.items.is_empty(), taking);
         n
     }
@@ -85,7 +92,9 @@ impl Sink {
         self.items.len()
     }
 
+    /// Delivered so far: taken, discarded or waiting (a take in progress can hide the few it
+    /// holds).
     pub(crate) fn delivered(&self) -> u64 {
-        self.delivered.load(Ordering::Relaxed)
+        self.taken.load(Ordering::Relaxed) + self.discarded.load(Ordering::Relaxed) + self.items.len() as u64
     }
 }
