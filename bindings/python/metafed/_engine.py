@@ -188,8 +188,8 @@ class _State:
     def __init__(self, handle: Any) -> None:
         self.h = handle
         self.lock = threading.Lock()  # guards futures; held across submit and registration
-        # A Ticket, or for `Engine.run` the asyncio future and its loop (resolved in batches).
-        self.futures: dict[int, Union[Ticket, tuple[asyncio.AbstractEventLoop, "asyncio.Future[Completion]"]]] = {}
+        # The Ticket of each tracked task (`Engine.run`'s futures are its loops' own).
+        self.futures: dict[int, Ticket] = {}
         self.untracked: deque[Completion] = deque()
         self.untracked_ready = threading.Condition(threading.Lock())
         self.stopped = False  # the C shutdown has returned: every completion is queued
@@ -237,7 +237,6 @@ def _dispatch(state: _State) -> None:
             if c.bodies:  # the library's copy of reply bytes, read into `c`
                 l.metafed_completion_release(buf + i)
         resolved = []
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Completion], Any]]] = {}
         with state.lock:
             for c in done:
                 fut = state.futures.pop(c.ticket, None)
@@ -245,13 +244,8 @@ def _dispatch(state: _State) -> None:
                     with state.untracked_ready:
                         state.untracked.append(c)
                         state.untracked_ready.notify_all()
-                elif isinstance(fut, tuple):
-                    by_loop.setdefault(fut[0], []).append((fut[1], c))
                 else:
                     resolved.append((fut, c))
-        # One wake-up of each asyncio loop for all of its completions in this batch.
-        for loop, items in by_loop.items():
-            _to_loop(loop, _resolve_many, items)
         for fut, c in resolved:
             try:
                 fut.set_result(c)
@@ -263,9 +257,6 @@ def _dispatch(state: _State) -> None:
         left, state.futures = state.futures, {}
     closed = EngineClosed(9, "the engine closed before the task completed")
     for fut in left.values():
-        if isinstance(fut, tuple):
-            _to_loop(fut[0], _fail_one, fut[1], closed)
-            continue
         try:
             fut.set_exception(closed)
         except Exception:  # noqa: BLE001
@@ -277,17 +268,6 @@ def _to_loop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
         loop.call_soon_threadsafe(fn, *args)
     except RuntimeError:  # the loop is closed: nobody awaits these any more
         pass
-
-
-def _resolve_many(items: list[tuple["asyncio.Future[Completion]", Completion]]) -> None:
-    for fut, c in items:
-        if not fut.done():  # its awaiter may have been cancelled
-            fut.set_result(c)
-
-
-def _fail_one(fut: "asyncio.Future[Completion]", e: BaseException) -> None:
-    if not fut.done():
-        fut.set_exception(e)
 
 
 _SUBMIT_BATCH = 256
@@ -892,8 +872,7 @@ class Engine:
         attrs: Attrs = None,
     ) -> Any:
         """One try at submitting: None when the engine is full; else the ticket number
-        (`waiter` None), a new `Ticket` (`waiter` is the Ticket class), or `waiter` itself, an
-        (asyncio loop, future) pair that the completion thread resolves on its loop."""
+        (`waiter` None) or a new `Ticket` (`waiter` is the Ticket class)."""
         state = self._state
         with state.lock:
             keep = self._fill(self._task_raw, self._task, 0, task_id, domains, payload, data, priority, deadline, key, attrs)

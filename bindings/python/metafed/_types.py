@@ -161,12 +161,7 @@ class Balance:
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"balance kind must be one of {', '.join(self.KINDS)}, not {self.kind!r}")
-        for what in ("decay_ms", "default_rtt_ms"):
-            v = getattr(self, what)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"{what} must be a number, not {type(v).__name__}")
-            if not v > 0:
-                raise ValueError(f"{what} must be greater than zero, got {v}")
+        _check_positive(self, ("decay_ms", "default_rtt_ms"))
 
     @classmethod
     def peak_ewma(cls, decay_ms: float = 10_000.0, default_rtt_ms: float = 30.0) -> "Balance":
@@ -196,13 +191,23 @@ class _SettingsMapping:
         return key in self.keys()
 
 
-def _check_numbers(obj: Any, ints: tuple[str, ...], numbers: tuple[str, ...], hi: int = 2**32 - 1) -> None:
+def _check_positive(obj: Any, numbers: tuple[str, ...]) -> None:
+    """Checks a settings value's fields that must be numbers above zero."""
+    _check_numbers(obj, (), numbers)
+    for what in numbers:
+        v = getattr(obj, what)
+        if not v > 0:
+            raise ValueError(f"{what} must be greater than zero, got {v}")
+
+
+def _check_numbers(obj: Any, ints: tuple[str, ...], numbers: tuple[str, ...]) -> None:
+    """Checks a settings value's fields: `ints` 32-bit unsigned, `numbers` int or float."""
     for what in ints:
         v = getattr(obj, what)
         if isinstance(v, bool) or not isinstance(v, int):
             raise TypeError(f"{what} must be int, not {type(v).__name__}")
-        if not 0 <= v <= hi:
-            raise ValueError(f"{what} must be 0 to {hi}, got {v}")
+        if not 0 <= v < 2**32:
+            raise ValueError(f"{what} must be 0 to 2**32-1, got {v}")
     for what in numbers:
         v = getattr(obj, what)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -292,16 +297,8 @@ class Outlier:
     max_ejected_percent: float = 10.0
 
     def __post_init__(self) -> None:
-        for what in ("consecutive_failures", "min_calls", "min_samples"):
-            v = getattr(self, what)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{what} must be int, not {type(v).__name__}")
-            if not 0 <= v < 2**32:
-                raise ValueError(f"{what} must be 0 to 2**32-1, got {v}")
-        for what in ("failure_rate", "latency_factor", "base_ejection_ms", "max_ejection_ms", "max_ejected_percent"):
-            v = getattr(self, what)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"{what} must be a number, not {type(v).__name__}")
+        _check_numbers(self, ("consecutive_failures", "min_calls", "min_samples"),
+                       ("failure_rate", "latency_factor", "base_ejection_ms", "max_ejection_ms", "max_ejected_percent"))
 
 
 @dataclass(frozen=True)
@@ -316,16 +313,8 @@ class Shedding:
     queue_capacity: int = 0
 
     def __post_init__(self) -> None:
-        for what in ("target_ms", "interval_ms"):
-            v = getattr(self, what)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"{what} must be a number, not {type(v).__name__}")
-            if not v > 0:
-                raise ValueError(f"{what} must be greater than zero, got {v}")
-        if isinstance(self.queue_capacity, bool) or not isinstance(self.queue_capacity, int):
-            raise TypeError(f"queue_capacity must be int, not {type(self.queue_capacity).__name__}")
-        if not 0 <= self.queue_capacity < 2**32:
-            raise ValueError(f"queue_capacity must be 0 to 2**32-1, got {self.queue_capacity}")
+        _check_positive(self, ("target_ms", "interval_ms"))
+        _check_numbers(self, ("queue_capacity",), ())
 
 
 @dataclass(frozen=True)
