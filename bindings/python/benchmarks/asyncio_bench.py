@@ -12,7 +12,8 @@ of the pairwise ratios reported:
        The peer is the same routing in plain asyncio: an asyncio task per in-flight slot, a
        semaphore per agent (1,024), `asyncio.wait_for` at the 50 ms agent timeout, round-robin
        agent choice and failover to the next agent. Both must succeed exactly as often as the
-       oracle says (`1 - p^3` of the tasks); the engine's TIMED_OUT count is reported.
+       oracle says (`1 - p^3` of the tasks); the engine's TIMED_OUT count is reported, and the
+       CPU time the loop's thread spent per task (`time.thread_time()` over a run).
   w1   W1 with synchronous Python handlers (the oracle, no waiting), run with `run_many`, against
        a plain-Python version: a `concurrent.futures.ThreadPoolExecutor` with one thread per
        core, each task's whole route (choice, failover) run as one submitted call.
@@ -251,6 +252,14 @@ async def lag_plain(n: int) -> dict[str, Any]:
 # -- the driver ------------------------------------------------------------------------------------
 
 
+def _loop_cpu(n: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`run()`'s result with the CPU time its thread (the event loop's) spent per task, in us."""
+    start = time.thread_time()
+    r = run()
+    r["loop_cpu_us"] = (time.thread_time() - start) / n * 1e6
+    return r
+
+
 def _pairs(pairs: int, a: Callable[[], dict[str, Any]], b: Callable[[], dict[str, Any]], key: str) -> dict[str, Any]:
     ra, rb = [], []
     for k in range(pairs):
@@ -285,8 +294,8 @@ def main() -> None:
             for in_flight in (64, 1024):
                 r = _pairs(
                     args.pairs,
-                    lambda: asyncio.run(w5_engine(n, in_flight, p)),
-                    lambda: asyncio.run(w5_plain(n, in_flight, p)),
+                    lambda: _loop_cpu(n, lambda: asyncio.run(w5_engine(n, in_flight, p))),
+                    lambda: _loop_cpu(n, lambda: asyncio.run(w5_plain(n, in_flight, p))),
                     "tasks_per_s",
                 )
                 r["oracle_ok"] = expect
@@ -296,12 +305,15 @@ def main() -> None:
                 out[f"w5_p{p}_inflight{in_flight}"] = r
                 e_tps = statistics.median(x["tasks_per_s"] for x in r["engine"])
                 p_tps = statistics.median(x["tasks_per_s"] for x in r["peer"])
+                e_cpu = statistics.median(x["loop_cpu_us"] for x in r["engine"])
+                p_cpu = statistics.median(x["loop_cpu_us"] for x in r["peer"])
                 tos = max(x["timed_out"] for x in r["engine"])
                 peer_tos = max(x["timed_out"] for x in r["peer"])
                 log(
                     f"  W5 p={p:<4} {in_flight:>5} in flight: engine {e_tps:>8,.0f}/s  asyncio {p_tps:>8,.0f}/s  "
                     f"ratio {r['median_ratio']:.2f}x  timed out (worst run) engine {tos} asyncio {peer_tos}  "
-                    f"exact engine {r['engine_exact']} asyncio {r['peer_exact']}"
+                    f"exact engine {r['engine_exact']} asyncio {r['peer_exact']}  "
+                    f"loop CPU per task engine {e_cpu:.1f} us asyncio {p_cpu:.1f} us"
                 )
     if "w1" in which:
         n1 = 10 * n
