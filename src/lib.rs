@@ -82,6 +82,7 @@ mod buckets;
 mod clock;
 #[cfg(not(loom))]
 mod completion_queue;
+mod completions;
 mod config;
 mod counters;
 #[cfg(not(loom))]
@@ -100,21 +101,19 @@ mod isolated;
 mod monitor;
 mod park;
 mod queue;
+mod ring;
 #[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]
 mod sink;
+mod slab;
 #[cfg(not(loom))]
 mod stages;
-#[cfg(not(loom))]
-mod toml_file;
-// The SPSC ring: tested, and a model under loom; no stage uses it yet.
-#[cfg(any(loom, test))]
-mod ring;
-mod slab;
 mod sync;
 mod task;
 mod timer;
+#[cfg(not(loom))]
+mod toml_file;
 mod topology;
 
 #[cfg(all(test, loom))]

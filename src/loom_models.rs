@@ -9,7 +9,8 @@
 //! loom's atomics, cells, locks and threads. Capacities are tiny so models stay small.
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerMode, BreakerState, Permit, TransitionCause};
-use crate::park::Parker;
+use crate::completions::Completions;
+use crate::park::{Parker, WaitList};
 use crate::queue::Mpmc;
 use crate::ring;
 use crate::slab::Slab;
@@ -237,6 +238,66 @@ fn a_completion_is_taken_once_by_racing_pollers() {
         let raced = racer.join().unwrap();
         assert_eq!(polled + raced, 1);
         assert_eq!(slab.free_len(), 1);
+    });
+}
+
+/// `poll_wait`'s loop over the completion rings: drain, else sleep unless a ticket is ready.
+fn poll_one(queues: &Completions, pollers: &WaitList) -> u64 {
+    loop {
+        let mut got = None;
+        queues.drain(0, |t| {
+            got = Some(t);
+            false
+        });
+        if let Some(t) = got {
+            return t;
+        }
+        pollers.sleep(|| queues.ready(), None);
+        thread::yield_now();
+    }
+}
+
+/// One worker's completion ring and the pollers' wait list, and the worker's thread, which
+/// completes `tickets` in turns of one: each pushed, then published, then the sleepers woken.
+#[allow(clippy::type_complexity)]
+fn completing(tickets: &'static [u64]) -> (Arc<(Completions, WaitList)>, thread::JoinHandle<()>) {
+    let (queues, mut tx) = Completions::new(1, 2, 2);
+    let shared = Arc::new((queues, WaitList::new()));
+    let mut tx = tx.pop().unwrap();
+    let s2 = shared.clone();
+    let worker = thread::spawn(move || {
+        for &t in tickets {
+            s2.0.push(t, Some(&mut tx));
+            tx.publish();
+            s2.1.notify_all();
+        }
+    });
+    (shared, worker)
+}
+
+#[test]
+fn a_poller_asleep_on_the_completion_rings_is_woken_by_a_publish() {
+    loom::model(|| {
+        let (shared, worker) = completing(&[7]);
+        // A lost wake-up would leave the poller parked for ever: loom reports the deadlock.
+        assert_eq!(poll_one(&shared.0, &shared.1), 7);
+        worker.join().unwrap();
+    });
+}
+
+#[test]
+fn pollers_racing_for_a_ring_take_each_ticket_once() {
+    loom::model(|| {
+        let (shared, worker) = completing(&[1, 2]);
+        let s3 = shared.clone();
+        let other = thread::spawn(move || poll_one(&s3.0, &s3.1));
+        let mine = poll_one(&shared.0, &shared.1);
+        let theirs = other.join().unwrap();
+        worker.join().unwrap();
+        let mut both = [mine, theirs];
+        both.sort_unstable();
+        assert_eq!(both, [1, 2], "each ticket to exactly one poller");
+        assert!(!shared.0.ready());
     });
 }
 

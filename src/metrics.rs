@@ -512,8 +512,10 @@ impl Collector for EngineCollector {
             gauge,
             depths,
         )?;
-        let depths =
-            sh.completions.iter().enumerate().map(|(w, q)| (base(&[("worker", &w.to_string())]), q.len() as u64));
+        let c = &sh.completions;
+        let depths = (0..c.len())
+            .map(|w| (base(&[("worker", &w.to_string())]), c.depth(w)))
+            .chain(std::iter::once((base(&[("worker", "overflow")]), c.overflow_depth())));
         family(
             &mut enc,
             "metafed_completion_queue_depth",

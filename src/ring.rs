@@ -13,8 +13,8 @@
 //! store. Every operation is wait-free: a bounded number of steps, no locks, no retries, no
 //! allocation after [`channel`].
 //!
-//! The engine uses this ring wherever a hop crosses threads with exactly one thread on each
-//! side: from a worker to an isolated agent's thread and back.
+//! The engine uses it from each worker to the callers of `poll`: the worker is the one producer,
+//! and the callers take turns as the consumer behind a lock (see `crate::completions`).
 
 use crate::sync::{Arc, AtomicU64, Ordering, UnsafeCell};
 use crossbeam_utils::CachePadded;
@@ -124,6 +124,28 @@ impl<T> Drop for Producer<T> {
     }
 }
 
+/// A view of a ring's published length, for any thread: neither half, so it reads only the two
+/// shared indices (a hint while the halves move; exact when neither has work unpublished).
+pub(crate) struct Probe<T> {
+    ring: Arc<Ring<T>>,
+}
+
+impl<T> Probe<T> {
+    /// Values published and not yet released. The head is read first: the tail read after it is
+    /// at least as new, so the difference never underflows.
+    #[inline]
+    pub(crate) fn len(&self) -> u64 {
+        let head = self.ring.head.load(Ordering::Acquire);
+        self.ring.tail.load(Ordering::Acquire).wrapping_sub(head)
+    }
+
+    /// Whether no published value waits (see [`len`](Self::len)).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The reading half. Owned by one thread at a time.
 pub(crate) struct Consumer<T> {
     ring: Arc<Ring<T>>,
@@ -162,6 +184,11 @@ impl<T> Consumer<T> {
             self.ring.head.store(self.head, Ordering::Release);
             self.released = self.head;
         }
+    }
+
+    /// A view of the ring's length for other threads.
+    pub(crate) fn probe(&self) -> Probe<T> {
+        Probe { ring: self.ring.clone() }
     }
 
     /// Whether a published value is waiting. Reads the producer's index, so it costs a shared

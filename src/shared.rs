@@ -4,6 +4,7 @@
 use crate::attempt::Hub;
 use crate::breaker::{Breaker, BreakerMode, Transition};
 use crate::clock::Clock;
+use crate::completions::Completions;
 use crate::config::EngineConfig;
 use crate::counters::WorkerCounters;
 use crate::events::{BreakerEvent, CompletionCallback, EngineEvent, EventListener, Level};
@@ -152,10 +153,9 @@ pub(crate) struct Shared {
     pub(crate) meta_breaker: Breaker,
     pub(crate) slab: Slab,
     pub(crate) workers: Box<[WorkerShared]>,
-    /// Tickets of completed tasks delivered by `poll`, one queue per worker (worker `w` pushes
-    /// to queue `w`, or the next with room; the shutdown sweep to any). Together they hold more
-    /// than the slot count, so a push always finds room.
-    pub(crate) completions: Box<[CachePadded<Mpmc<u64>>]>,
+    /// Tickets of completed tasks delivered by `poll`: a ring per worker, and an overflow queue
+    /// (see [`Completions`]).
+    pub(crate) completions: Completions,
     /// Callers blocked in `poll_wait`.
     pub(crate) pollers: WaitList,
     pub(crate) callback: Option<CompletionCallback>,
@@ -274,14 +274,15 @@ impl Shared {
         self.slab.finish_swept(t.slot(), self.clock.now());
         self.swept.fetch_add(1, Ordering::Relaxed);
         // The sweep's callers wake the pollers (or the engine has stopped: they return).
-        self.deliver(t, t.slot() as usize);
+        self.deliver(t, None);
     }
 
     /// Hands a finished task's outcome to its one destination: the waiter on its ticket, the
     /// caller's completion queue, the completion callback, or the engine's completion queues.
     /// Returns whether it went to the engine's completion queues (callers of `poll_wait` may
-    /// be waiting for it).
-    pub(crate) fn deliver(&self, t: Ticket, shard: usize) -> bool {
+    /// be waiting for it): through `tx`, a worker's ring, when given (visible once the worker
+    /// publishes it), else the overflow queue.
+    pub(crate) fn deliver(&self, t: Ticket, tx: Option<&mut crate::ring::Producer<u64>>) -> bool {
         // SAFETY: the slot is DONE and not yet taken, so its request is still the task's and
         // read-only.
         let req = unsafe { self.slab.req(t.slot()) };
@@ -307,23 +308,8 @@ impl Shared {
                 false
             }
             None => {
-                // The queues hold at least the slot count together, one entry per slot at most:
-                // if this worker's is full, another has room.
-                let n = self.completions.len();
-                let mut t = t.0;
-                if shard < n {
-                    match self.completions[shard].push(t) {
-                        Ok(()) => return true,
-                        Err(back) => t = back,
-                    }
-                }
-                for k in 1..=n {
-                    match self.completions[(shard + k) % n].push(t) {
-                        Ok(()) => return true,
-                        Err(back) => t = back,
-                    }
-                }
-                unreachable!("the completion queues hold every task slot");
+                self.completions.push(t.0, tx);
+                true
             }
         }
     }
@@ -457,7 +443,7 @@ impl Shared {
 
     /// Whether any completion is waiting for `poll`.
     pub(crate) fn completions_ready(&self) -> bool {
-        self.completions.iter().any(|q| !q.is_empty())
+        self.completions.ready()
     }
 
     #[inline]

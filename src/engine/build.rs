@@ -160,6 +160,7 @@ impl Engine {
         let agents: Box<[CachePadded<AgentRt>]> = agents.into();
         let levels = topo.breakers.clone();
         let (topo_classify, topo_classifier) = (topo.classify.clone(), topo.classifier.clone());
+        let (completions, mut done_tx) = crate::completions::Completions::new(n_workers, share, slots);
         let sh = Arc::new(Shared {
             clock,
             agents,
@@ -179,7 +180,7 @@ impl Engine {
                     exited: AtomicBool::new(false),
                 })
                 .collect(),
-            completions: (0..n_workers).map(|_| CachePadded::new(Mpmc::new(share))).collect(),
+            completions,
             pollers: WaitList::new(),
             callback,
             lifecycle: AtomicU8::new(RUNNING),
@@ -296,13 +297,13 @@ impl Engine {
             admin: Mutex::new(None),
         };
         if simulated {
-            let workers = (0..n_workers).map(|id| Worker::new(id, sh.clone())).collect();
+            let workers = done_tx.drain(..).enumerate().map(|(id, tx)| Worker::new(id, sh.clone(), tx)).collect();
             return Ok((engine, workers));
         }
         let pin = sh.cfg.pin;
-        for id in 0..n_workers {
+        for (id, tx) in done_tx.into_iter().enumerate() {
             let core = cores.get(id % cores.len().max(1)).copied();
-            let worker = Worker::new(id, sh.clone());
+            let worker = Worker::new(id, sh.clone(), tx);
             let shared = sh.clone();
             let spawned = std::thread::Builder::new().name(format!("metafed-w{id}")).spawn(move || {
                 if pin {

@@ -12,18 +12,16 @@ impl Engine {
     /// Moves up to `out.len()` completions into `out` and returns how many. Never blocks.
     /// With a completion callback set, there is nothing to poll.
     pub fn poll(&self, out: &mut [Completion]) -> usize {
-        let queues = &self.sh.completions;
-        let start = self.submitter();
         let mut n = 0;
-        for k in 0..queues.len() {
-            let q = &queues[(start + k) % queues.len()];
-            while n < out.len() {
-                let Some(raw) = q.pop() else { break };
-                if self.sh.slab.take_into(Ticket(raw), &mut out[n]) {
-                    n += 1;
-                }
-            }
+        if out.is_empty() {
+            return 0;
         }
+        self.sh.completions.drain(self.submitter(), |raw| {
+            if self.sh.slab.take_into(Ticket(raw), &mut out[n]) {
+                n += 1;
+            }
+            n < out.len()
+        });
         n
     }
 

@@ -334,7 +334,7 @@ impl Worker {
         ctr.completed[status as usize].inc();
         ctr.reasons[reason as usize].inc();
         ctr.latency.record(latency);
-        self.wake_pollers |= self.sh.deliver(t, self.id);
+        self.wake_pollers |= self.sh.deliver(t, Some(&mut self.done_tx));
     }
 }
 

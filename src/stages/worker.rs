@@ -81,7 +81,17 @@ pub(crate) struct Worker {
     /// are woken at its end (and only then: completions for `wait`, a callback or a caller's
     /// completion queue have their own wake-ups).
     pub(crate) wake_pollers: bool,
+    /// This worker's ring of tickets for `poll` (see [`crate::completions`]): published at the
+    /// end of each turn, and before each agent call once a turn has run [`PUBLISH_NS`].
+    pub(crate) done_tx: crate::ring::Producer<u64>,
+    /// The clock at the start of this turn.
+    pub(crate) turn_start: u64,
 }
+
+/// How long a turn runs before the completions it made are published ahead of its end (before
+/// each further agent call): a turn that keeps up ends within microseconds and publishes once;
+/// one slowed by a handler that blocks does not hold back what it completed before.
+pub(crate) const PUBLISH_NS: u64 = 20_000;
 
 /// How long a worker may be inside one turn before a task pushed to it wakes a sleeping worker
 /// to steal it (see `Engine::conserve`): long against a turn that keeps up (a batch of fast
@@ -90,7 +100,7 @@ pub(crate) struct Worker {
 pub(crate) const STALL_NS: u64 = 200_000;
 
 impl Worker {
-    pub(crate) fn new(id: usize, sh: Arc<Shared>) -> Self {
+    pub(crate) fn new(id: usize, sh: Arc<Shared>, done_tx: crate::ring::Producer<u64>) -> Self {
         // Room for every sub-task the worker may hold, so the queues never grow (allocate)
         // in steady state: `worker_capacity`, plus one task's worth of overshoot.
         let cap = sh.cfg.worker_capacity + crate::task::MAX_DOMAINS;
@@ -138,6 +148,8 @@ impl Worker {
             live: 0,
             turn_published: 0,
             wake_pollers: false,
+            done_tx,
+            turn_start: 0,
             hub,
             sh,
         }
@@ -167,6 +179,7 @@ impl Worker {
     /// One turn; returns how much work it did.
     pub(crate) fn turn(&mut self) -> usize {
         self.now = self.sh.clock.now();
+        self.turn_start = self.now;
         // Published at most every quarter of the stall threshold: a worker spinning through empty
         // turns would otherwise write the line a submitter reads on every push.
         if self.now.wrapping_sub(self.turn_published) > STALL_NS / 4 {
@@ -186,10 +199,18 @@ impl Worker {
         }
         work += self.promote_pending() + self.ingest();
         work += self.drain();
+        self.publish_completions();
+        work
+    }
+
+    /// Makes the completions queued for `poll` visible, and wakes the callers sleeping in
+    /// `poll_wait` if any were.
+    #[inline]
+    pub(crate) fn publish_completions(&mut self) {
+        self.done_tx.publish();
         if std::mem::take(&mut self.wake_pollers) {
             self.sh.pollers.notify_all();
         }
-        work
     }
 
     /// Runs the domain stage's queue until it is empty, one sub-task at a time (each to its
@@ -250,5 +271,6 @@ impl Worker {
         for t in held {
             self.complete(t, Reason::ShuttingDown);
         }
+        self.publish_completions();
     }
 }

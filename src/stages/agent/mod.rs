@@ -75,6 +75,10 @@ impl Worker {
         if self.sh.lifecycle() >= crate::shared::STOPPING {
             return (info, Sent::Stopping);
         }
+        if self.now.wrapping_sub(self.turn_start) > crate::stages::worker::PUBLISH_NS {
+            // A long turn: what it completed so far is not held back by this attempt's call.
+            self.publish_completions();
+        }
         let sh = &*self.sh;
         let rt = &sh.agents[ai];
         m.attempt += 1;
