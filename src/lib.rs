@@ -95,6 +95,7 @@ mod error;
 mod future_handler;
 mod guard;
 mod handler;
+mod ingress;
 #[cfg(not(loom))]
 mod isolated;
 #[cfg(not(loom))]

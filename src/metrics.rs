@@ -502,8 +502,12 @@ impl Collector for EngineCollector {
         self.breakers(&mut enc, &s, &base)?;
 
         // Queues.
-        let depths =
-            sh.workers.iter().enumerate().map(|(w, ws)| (base(&[("worker", &w.to_string())]), ws.ingress.len() as u64));
+        let depths = sh
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(w, ws)| (base(&[("worker", &w.to_string())]), ws.ingress.len()))
+            .chain(std::iter::once((base(&[("worker", "overflow")]), sh.ingress_overflow.len() as u64)));
         family(
             &mut enc,
             "metafed_ingress_queue_depth",

@@ -10,6 +10,7 @@ use crate::counters::WorkerCounters;
 use crate::events::{BreakerEvent, CompletionCallback, EngineEvent, EventListener, Level};
 use crate::guard::{AUDIT_LOCK, Held};
 use crate::handler::Agent;
+use crate::ingress::Ingress;
 use crate::isolated::Pool;
 use crate::park::{Parker, WaitList};
 use crate::policy::admission::{Admission, RateLimiter};
@@ -76,8 +77,9 @@ impl Drop for AuditGuard<'_> {
 /// One worker's share: its ingress ring, its attempt slots and inbox (with its parker), its
 /// counters.
 pub(crate) struct WorkerShared {
-    /// Tickets of submitted tasks; any thread pushes, this worker pops.
-    pub(crate) ingress: Mpmc<Ticket>,
+    /// Tickets of submitted tasks (see [`crate::ingress`]): submitters push, this worker takes,
+    /// and idle workers steal.
+    pub(crate) ingress: std::sync::Arc<Ingress>,
     /// Its deferred attempts, and the parker every publisher wakes it with.
     pub(crate) hub: std::sync::Arc<Hub>,
     pub(crate) counters: WorkerCounters,
@@ -153,6 +155,9 @@ pub(crate) struct Shared {
     pub(crate) meta_breaker: Breaker,
     pub(crate) slab: Slab,
     pub(crate) workers: Box<[WorkerShared]>,
+    /// Tickets that found every worker's ingress ring taken or full; every worker takes from
+    /// it. Holds the slot count.
+    pub(crate) ingress_overflow: Mpmc<Ticket>,
     /// Tickets of completed tasks delivered by `poll`: a ring per worker, and an overflow queue
     /// (see [`Completions`]).
     pub(crate) completions: Completions,

@@ -173,13 +173,14 @@ impl Engine {
             slab: Slab::new(slots, n_workers),
             workers: (0..n_workers)
                 .map(|w| WorkerShared {
-                    ingress: Mpmc::new(share),
+                    ingress: Arc::new(crate::ingress::Ingress::new(share)),
                     hub: Arc::new(Hub::new(attempt_slots, w as u16, clock)),
                     counters: WorkerCounters::new(domains, capacity),
                     turn_ns: CachePadded::new(AtomicU64::new(0)),
                     exited: AtomicBool::new(false),
                 })
                 .collect(),
+            ingress_overflow: Mpmc::new(slots.max(1)),
             completions,
             pollers: WaitList::new(),
             callback,

@@ -85,11 +85,11 @@ impl Engine {
         let n = self.sh.workers.len();
         if self.simulated {
             // A simulation: the first worker that keeps up, whoever submits.
-            return (0..n).find(|&w| self.sh.workers[w].ingress.len() < 2 * self.sh.cfg.batch).unwrap_or(0);
+            return (0..n).find(|&w| self.sh.workers[w].ingress.len() < 2 * self.sh.cfg.batch as u64).unwrap_or(0);
         }
         let w = PREFERRED.with(|p| p.get().unwrap_or_else(submitter));
         let w = if w < n { w } else { w % n };
-        if n > 1 && self.sh.workers[w].ingress.len() >= 2 * self.sh.cfg.batch {
+        if n > 1 && self.sh.workers[w].ingress.len() >= 2 * self.sh.cfg.batch as u64 {
             let next = (w + 1) % n;
             PREFERRED.with(|p| p.set(Some(next)));
             return next;
@@ -97,20 +97,12 @@ impl Engine {
         w
     }
 
-    /// Pushes a published ticket onto worker `w`'s ingress ring, or the next one with room.
+    /// Pushes published tickets onto worker `w`'s ingress ring, or the next ones' (see
+    /// [`crate::ingress`]); returns the workers that took them, as a bit set.
     #[inline]
-    fn push(&self, t: Ticket, w: usize) -> Option<usize> {
-        match self.sh.workers[w].ingress.push(t) {
-            Ok(()) => Some(w),
-            Err(t) => self.push_elsewhere(t, w),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn push_elsewhere(&self, t: Ticket, w: usize) -> Option<usize> {
-        let n = self.sh.workers.len();
-        (1..n).map(|i| (w + i) % n).find(|&w| self.sh.workers[w].ingress.push(t).is_ok())
+    fn push(&self, tickets: &[Ticket], w: usize) -> u128 {
+        let sh = &*self.sh;
+        crate::ingress::push_all(sh.workers.len(), |w| &sh.workers[w].ingress, &sh.ingress_overflow, w, tickets)
     }
 
     /// After a fence: if the engine began stopping while these tickets were published, the
@@ -169,21 +161,14 @@ impl Engine {
         self.check(task)?;
         let now = sh.clock.now();
         let t = self.stage(task, now, sink)?;
-        let Some(w) = self.push(t, self.target()) else {
-            // Every ingress ring full: cannot happen while the rings hold the slot count together, but
-            // stay correct if it does.
-            self.reject_if_stopping(&[t]);
-            return Ok(t);
-        };
+        let woken = self.push(&[t], self.target());
         // Orders the QUEUED store and the ring push before the lifecycle and sleeper checks
         // (see `park` and `shutdown`).
         fence(Ordering::SeqCst);
         if sh.lifecycle() >= STOPPING {
             self.reject_if_stopping(&[t]);
         }
-        if !sh.workers[w].parker().wake_fenced() {
-            self.conserve(w, now);
-        }
+        self.wake(woken, now);
         Ok(t)
     }
 
@@ -263,36 +248,26 @@ impl Engine {
             return Err(SubmitError::ShuttingDown);
         }
         let n = tasks.len().min(tickets.len());
-        let workers = sh.workers.len();
         let mut woken = 0u128; // workers to wake, as a bit set (wraps above 128 workers)
         let mut done = 0;
         let mut first_err = None;
         let now = sh.clock.now();
-        'chunks: while done < n {
+        while done < n && first_err.is_none() {
             let end = (done + sh.cfg.batch).min(n);
-            let mut target = self.target();
             let start = done;
             for i in start..end {
-                if let Err(e) = self.check(&tasks[i]) {
-                    first_err = Some(e);
-                    break 'chunks;
-                }
-                let t = match self.stage(&tasks[i], now, sink) {
-                    Ok(t) => t,
+                match self.check(&tasks[i]).and_then(|()| self.stage(&tasks[i], now, sink)) {
+                    Ok(t) => tickets[i] = t,
                     Err(e) => {
                         first_err = Some(e);
-                        break 'chunks;
+                        break;
                     }
-                };
-                tickets[i] = t;
-                match self.push(t, target) {
-                    Some(w) => {
-                        woken |= 1u128 << (w % 128);
-                        target = w;
-                    }
-                    None => self.reject_if_stopping(&[t]),
                 }
                 done = i + 1;
+            }
+            // The chunk's tickets, published with one store per ring.
+            if done > start {
+                woken |= self.push(&tickets[start..done], self.target());
             }
         }
         if done > 0 {
@@ -300,15 +275,22 @@ impl Engine {
             if sh.lifecycle() >= STOPPING {
                 self.reject_if_stopping(&tickets[..done]);
             }
-            for w in 0..workers {
-                if woken & (1u128 << (w % 128)) != 0 && !sh.workers[w].parker().wake_fenced() {
-                    self.conserve(w, now);
-                }
-            }
+            self.wake(woken, now);
         }
         match (done, first_err) {
             (0, Some(e)) => Err(e),
             _ => Ok(done),
+        }
+    }
+
+    /// Wakes the workers in `woken` (a bit set) that sleep; for one awake, see
+    /// [`conserve`](Self::conserve). After the fence that follows the pushes.
+    #[inline]
+    fn wake(&self, woken: u128, now: u64) {
+        for w in 0..self.sh.workers.len() {
+            if woken & (1u128 << (w % 128)) != 0 && !self.sh.workers[w].parker().wake_fenced() {
+                self.conserve(w, now);
+            }
         }
     }
 

@@ -26,14 +26,17 @@ impl Worker {
     /// slow handler does not leave its queued tasks waiting while another worker idles.
     pub(crate) fn ingest(&mut self) -> usize {
         let batch = self.sh.cfg.batch;
-        let n = self.ingest_from(self.id, batch);
+        let mut n = self.ingest_from(self.id, batch);
+        if n < batch && !self.sh.ingress_overflow.is_empty() {
+            n += self.ingest_overflow(batch - n);
+        }
         let workers = self.sh.workers.len();
         if n > 0 || workers == 1 {
             return n;
         }
         for k in 1..workers {
             let victim = (self.id + k) % workers;
-            if !self.sh.workers[victim].ingress.is_empty() {
+            if !self.rings[victim].is_empty() {
                 let stolen = self.ingest_from(victim, batch.div_ceil(2));
                 if stolen > 0 {
                     return stolen;
@@ -66,11 +69,35 @@ impl Worker {
         key == 0 || keyed.allow(key, self.now, || clock.now()).is_ok()
     }
 
+    /// Admits up to `max` tasks from worker `from`'s ingress ring, unless another worker holds
+    /// it (see [`crate::ingress`]); the slots taken go back to the submitters at the end, with
+    /// one store.
     fn ingest_from(&mut self, from: usize, max: usize) -> usize {
+        // Out of `self` while the ring is held, so that admitting can borrow `self` whole.
+        let rings = std::mem::take(&mut self.rings);
+        let mut n = 0;
+        if let Some(mut rx) = rings[from].try_consumer() {
+            let cap = self.sh.cfg.worker_capacity;
+            while n < max && self.live < cap {
+                let Some(t) = rx.pop() else { break };
+                self.admit(t);
+                n += 1;
+            }
+            rx.release();
+        }
+        self.rings = rings;
+        n
+    }
+
+    /// Admits up to `max` tasks from the shared overflow queue (tickets that found every ring
+    /// taken or full).
+    #[cold]
+    #[inline(never)]
+    fn ingest_overflow(&mut self, max: usize) -> usize {
         let cap = self.sh.cfg.worker_capacity;
         let mut n = 0;
         while n < max && self.live < cap {
-            let Some(t) = self.sh.workers[from].ingress.pop() else { break };
+            let Some(t) = self.sh.ingress_overflow.pop() else { break };
             self.admit(t);
             n += 1;
         }

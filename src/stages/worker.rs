@@ -86,6 +86,8 @@ pub(crate) struct Worker {
     pub(crate) done_tx: crate::ring::Producer<u64>,
     /// The clock at the start of this turn.
     pub(crate) turn_start: u64,
+    /// Every worker's ingress ring, this one's at `id` (the others' to steal from).
+    pub(crate) rings: Box<[Arc<crate::ingress::Ingress>]>,
 }
 
 /// How long a turn runs before the completions it made are published ahead of its end (before
@@ -150,6 +152,7 @@ impl Worker {
             wake_pollers: false,
             done_tx,
             turn_start: 0,
+            rings: sh.workers.iter().map(|w| w.ingress.clone()).collect(),
             hub,
             sh,
         }
@@ -241,8 +244,15 @@ impl Worker {
         let sh = self.sh.clone();
         let id = self.id;
         let hub = &self.hub;
-        hub.parker
-            .sleep(|| !sh.workers[id].ingress.is_empty() || hub.has_mail() || sh.lifecycle() >= STOPPING, timeout);
+        hub.parker.sleep(
+            || {
+                !sh.workers[id].ingress.is_empty()
+                    || !sh.ingress_overflow.is_empty()
+                    || hub.has_mail()
+                    || sh.lifecycle() >= STOPPING
+            },
+            timeout,
+        );
     }
 
     /// A simulation's end: what [`run`](Self::run) does when the engine stops.
