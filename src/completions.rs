@@ -61,6 +61,13 @@ impl Completions {
         }
     }
 
+    /// Queues ticket `t` in the overflow queue if it has room (the shutdown's last resort, for
+    /// tickets that may already be queued: a copy is skipped when taken, its slot no longer
+    /// `DONE` for it).
+    pub(crate) fn push_if_room(&self, t: u64) {
+        let _ = self.overflow.push(t);
+    }
+
     /// Calls `take` on waiting tickets, the rings from `start` on, then the overflow, until it
     /// returns `false` (no room for more). A ring another caller is draining is skipped: its
     /// tickets are that caller's.

@@ -49,7 +49,7 @@ impl std::error::Error for Error {}
 /// [`Completion`](crate::Completion) instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SubmitError {
-    /// Backpressure: no task slot is free for this priority, or the ingress rings are full.
+    /// Backpressure: no task slot is free for this priority.
     /// Poll completions, then retry.
     Full,
     /// The engine is shutting down or stopped.

@@ -622,12 +622,14 @@ fn a_task_submitted_against_shutdown_is_completed_exactly_once() {
     const STOPPING: u8 = 2;
     loom::model(|| {
         let slab = Arc::new(Slab::new(1, 1));
-        let ring = Arc::new(Mpmc::new(1));
+        let ring = Arc::new(Ingress::new(1));
+        let overflow = Arc::new(Mpmc::new(1));
         let lifecycle = Arc::new(AtomicU8::new(RUNNING));
-        let (s2, r2, l2) = (slab.clone(), ring.clone(), lifecycle.clone());
+        let (s2, r2, o2, l2) = (slab.clone(), ring.clone(), overflow.clone(), lifecycle.clone());
         let submitter = thread::spawn(move || {
             let t = publish_one(&s2, false);
-            r2.push(t.0).unwrap();
+            // As `Engine::try_submit`: the ticket onto the worker's ring, then the fence.
+            push_all(1, |_| &*r2, &o2, 0, &[t]);
             fence(Ordering::SeqCst);
             let mut completed = 0;
             if l2.load(Ordering::SeqCst) >= STOPPING && s2.claim_abandoned_ticket(t) {
@@ -648,9 +650,11 @@ fn a_task_submitted_against_shutdown_is_completed_exactly_once() {
         let (t, by_submitter) = submitter.join().unwrap();
         assert_eq!(swept + by_submitter, 1, "completed once, by the sweep or by the submitter");
         assert_eq!(slab.take(t).map(|c| c.reason), Some(Reason::ShuttingDown));
-        // The ring still holds the ticket; a worker that pops it later finds it already done.
-        let raw = ring.pop().unwrap();
-        assert!(!slab.admit(Ticket(raw)));
+        // The ring still holds the ticket; a worker that takes it later finds it already done.
+        let mut taken = Vec::new();
+        take_all(&ring, &mut taken);
+        assert_eq!(taken.len(), 1);
+        assert!(!slab.admit(Ticket(taken[0])));
     });
 }
 

@@ -511,7 +511,7 @@ impl Collector for EngineCollector {
         family(
             &mut enc,
             "metafed_ingress_queue_depth",
-            "Tasks waiting in a worker's ingress queue.",
+            "Tasks waiting in a worker's ingress ring (worker=\"overflow\": in the shared overflow queue).",
             None,
             gauge,
             depths,
@@ -523,7 +523,7 @@ impl Collector for EngineCollector {
         family(
             &mut enc,
             "metafed_completion_queue_depth",
-            "Completions waiting to be polled, per worker queue.",
+            "Completions waiting to be polled, per worker ring (worker=\"overflow\": in the shared overflow queue).",
             None,
             gauge,
             depths,

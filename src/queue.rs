@@ -1,6 +1,6 @@
 //! The bounded multi-producer multi-consumer queue the engine uses where any thread may push or
-//! pop: the ingress rings (any submitting thread to a worker), the completions' overflow queue
-//! (any thread to any polling thread, see `crate::completions`) and the free list of task slots.
+//! pop: the overflow queues of the ingress and completion rings (`crate::ingress`,
+//! `crate::completions`), the workers' inboxes of answers, and the free list of task slots.
 //!
 //! It is crossbeam-queue's `ArrayQueue`, Dmitry Vyukov's bounded MPMC queue: one
 //! compare-and-swap per push or pop and no allocation after construction. crossbeam-queue has

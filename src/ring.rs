@@ -13,8 +13,10 @@
 //! store. Every operation is wait-free: a bounded number of steps, no locks, no retries, no
 //! allocation after [`channel`].
 //!
-//! The engine uses it from each worker to the callers of `poll`: the worker is the one producer,
-//! and the callers take turns as the consumer behind a lock (see `crate::completions`).
+//! The engine uses it in both directions between the callers and each worker: submitters take
+//! turns as the producer of a worker's ingress ring (`crate::ingress`), and the callers of `poll`
+//! as the consumer of its completion ring (`crate::completions`), each behind a lock they only
+//! try.
 
 use crate::sync::{Arc, AtomicU64, Ordering, UnsafeCell};
 use crossbeam_utils::CachePadded;

@@ -113,6 +113,9 @@ pub(crate) struct Req {
     pub(crate) domains: Field<u64>,
     pub(crate) priority: Field<u8>,
     pub(crate) waitable: bool,
+    /// Neither waitable nor for a caller's completion queue: its completion is for `poll` (or
+    /// the completion callback).
+    pub(crate) polled: bool,
     /// The caller's completion queue, if it submitted to one: delivery goes there.
     #[cfg(not(loom))]
     pub(crate) sink: Option<std::sync::Arc<crate::sink::Sink>>,
@@ -315,6 +318,21 @@ impl Slab {
     /// while the engine began stopping completes it itself if nobody else has.
     pub(crate) fn claim_abandoned_ticket(&self, t: Ticket) -> bool {
         self.transition(t, &[QUEUED], COMPLETING, Ordering::Acquire)
+    }
+
+    /// The ticket of slot `idx` if its task is done (by its worker, not the sweep), not yet
+    /// taken, and its completion is for `poll`: the shutdown's last resort for the completions
+    /// of a worker stuck in a handler, which it made but never published.
+    pub(crate) fn done_for_poll(&self, idx: u32) -> Option<Ticket> {
+        let s = self.slot(idx);
+        let w = s.word.load(Ordering::Acquire);
+        if state(w) != DONE || w & SWEPT != 0 {
+            return None;
+        }
+        // SAFETY: as in `waitable`: a flag written before publication and never again while
+        // this generation lives (checked again after the read).
+        let polled = s.req.with(|p| unsafe { (*p).polled });
+        (polled && s.word.load(Ordering::Acquire) == w).then(|| Ticket::new(idx, generation(w)))
     }
 
     /// Whether a slot holds a task that has been published and has not yet been completed.

@@ -44,3 +44,108 @@ fn a_task_behind_a_blocked_worker_runs_on_a_sleeping_one() {
     let c = engine.wait(first, Some(PATIENCE)).unwrap();
     assert_eq!(c.id, 0);
 }
+
+/// A gate a handler waits at until the test opens it (or [`PATIENCE`] passes).
+struct Gate {
+    open: Mutex<bool>,
+    cv: Condvar,
+    entered: AtomicBool,
+}
+
+impl Gate {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { open: Mutex::new(false), cv: Condvar::new(), entered: AtomicBool::new(false) })
+    }
+
+    fn pass(&self) {
+        self.entered.store(true, Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.cv.wait_timeout(open, PATIENCE).unwrap().0;
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+}
+
+/// One worker; domain "F" answers at once, domain "S" runs `slow` (task ids are passed on).
+fn fast_and_slow(
+    slow: impl Fn(&Request<'_>) + Send + Sync + 'static,
+    drain: Duration,
+) -> (Engine, [metafed::DomainId; 2]) {
+    let mut b = metafed::Topology::builder();
+    let f = b.domain("F").unwrap();
+    let s = b.domain("S").unwrap();
+    b.agent(f, "f", AgentSpec::handler(|r: &Request<'_>| Ok(r.task_id))).unwrap();
+    b.agent(
+        s,
+        "s",
+        AgentSpec::handler(move |r: &Request<'_>| {
+            slow(r);
+            Ok(r.task_id)
+        }),
+    )
+    .unwrap();
+    common::no_breakers(&mut b);
+    let config = EngineConfig { workers: 1, drain_timeout: drain, ..common::config() };
+    (Engine::start(b.build().unwrap(), config).unwrap(), [f, s])
+}
+
+/// Polls until a completion comes (failing after [`PATIENCE`]).
+fn poll_one(engine: &Engine) -> metafed::Completion {
+    let mut out = vec![metafed::Completion::default(); 1];
+    let n = engine.poll_wait(&mut out, Some(PATIENCE)).unwrap();
+    assert_eq!(n, 1, "a completion within {PATIENCE:?}");
+    std::mem::take(&mut out[0])
+}
+
+/// A worker publishes what it completed before a call to an agent whose last call was slow:
+/// a task completed in the same turn is polled while that handler blocks.
+#[test]
+fn a_completion_made_before_a_slow_agents_call_is_polled_while_it_blocks() {
+    let gate = Gate::new();
+    let g = gate.clone();
+    let (engine, [f, s]) = fast_and_slow(
+        move |r| {
+            if r.task_id == 0 {
+                std::thread::sleep(Duration::from_millis(2)); // a slow call: "S" is slow now
+            } else {
+                g.pass();
+            }
+        },
+        Duration::from_secs(5),
+    );
+    engine.submit(&Task::new(0, s), None).unwrap();
+    assert_eq!(poll_one(&engine).id, 0);
+    // One batch, so most often one turn: 1 completes, then 2's handler blocks.
+    let mut tickets = [metafed::Ticket::default(); 2];
+    assert_eq!(engine.submit_batch(&[Task::new(1, f), Task::new(2, s)], &mut tickets).unwrap(), 2);
+    let c = poll_one(&engine);
+    assert_eq!((c.id, c.status), (1, Status::Ok), "task 1 polled while task 2's handler blocks");
+    gate.open();
+    assert_eq!(poll_one(&engine).id, 2);
+}
+
+/// A worker stuck in a handler at shutdown (detached) may hold completions it made before the
+/// call and never published: the shutdown queues them for `poll`, so no task is left without
+/// its completion.
+#[test]
+fn completions_held_by_a_worker_stuck_at_shutdown_are_still_polled() {
+    let gate = Gate::new();
+    let g = gate.clone();
+    let (engine, [f, s]) = fast_and_slow(move |_| g.pass(), Duration::from_millis(20));
+    let mut tickets = [metafed::Ticket::default(); 2];
+    assert_eq!(engine.submit_batch(&[Task::new(1, f), Task::new(2, s)], &mut tickets).unwrap(), 2);
+    common::wait_for("task 2's handler to block the worker", || gate.entered.load(Ordering::SeqCst));
+    let report = engine.shutdown(Duration::from_millis(20)).unwrap();
+    assert_eq!(report.detached_threads, 1, "{report:?}");
+    let mut got: Vec<(u64, Status)> = (0..2).map(|_| poll_one(&engine)).map(|c| (c.id, c.status)).collect();
+    got.sort_unstable_by_key(|x| x.0);
+    assert_eq!(got, [(1, Status::Ok), (2, Status::Rejected)]);
+    let mut out = vec![metafed::Completion::default(); 4];
+    assert_eq!(engine.poll(&mut out), 0, "each task once");
+    gate.open();
+}

@@ -77,8 +77,8 @@ impl Engine {
         // Attempt slots per worker: room for two deferred attempts per sub-task it may hold
         // (an attempt and a hedge, or an abandoned attempt whose handle is not yet released).
         // Sized per worker from the engine's totals, so that memory does not grow with the
-        // worker count: each queue holds a share of the task slots (a full one spills to the
-        // next worker's), and each hub twice a share of them (a worker that runs out of attempt
+        // worker count: each ring (ingress, completions) holds a share of the task slots (a full
+        // one spills to an overflow queue of the slot count), and each hub twice a share of them (a worker that runs out of attempt
         // slots fails an attempt over as `Overloaded`).
         let slots = cfg.max_in_flight;
         let share = slots.div_ceil(n_workers) + cfg.batch;

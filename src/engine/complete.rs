@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 impl Engine {
     /// Moves up to `out.len()` completions into `out` and returns how many. Never blocks.
-    /// With a completion callback set, there is nothing to poll.
+    /// With a completion callback set, there is nothing to poll. Callers on several threads
+    /// share the completions: a worker's queue that another caller is draining at that moment
+    /// is skipped (its completions go to that caller), so one call may return 0 while another
+    /// takes what was ready.
     pub fn poll(&self, out: &mut [Completion]) -> usize {
         let mut n = 0;
         if out.is_empty() {
@@ -47,8 +50,13 @@ impl Engine {
         let start = Instant::now();
         let mut idle = Idle::new(self.sh.cfg.idle_spins, u64::from(self.sh.cfg.idle_yield_us) * 1_000);
         while !idle.wait() {
+            // Ready, yet none taken: another caller is draining that ring (its completions are
+            // that caller's), or has just taken them. Keep waiting.
             if self.sh.completions_ready() {
-                return self.poll(out);
+                let n = self.poll(out);
+                if n > 0 {
+                    return n;
+                }
             }
         }
         let deadline = timeout.map(|d| start + d);
@@ -68,6 +76,11 @@ impl Engine {
             let n = self.poll(out);
             if n > 0 {
                 return n;
+            }
+            if self.sh.completions_ready() {
+                // Another caller holds the ring that is ready, for the few copies of one `poll`:
+                // let it run rather than spin on the wait list.
+                std::thread::yield_now();
             }
         }
     }

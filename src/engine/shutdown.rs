@@ -79,6 +79,7 @@ fn stop(sh: &Shared, threads: &mut Threads, drain: Duration) -> ShutdownReport {
             tracing::warn!(worker = i, "a worker did not stop (a handler is not returning); detached");
         }
     }
+    let stuck_workers = detached;
     for (p, t, h) in std::mem::take(&mut threads.isolated) {
         if sh.pools[p].exited[t].load(Ordering::Acquire) {
             let _ = h.join();
@@ -104,6 +105,16 @@ fn stop(sh: &Shared, threads: &mut Threads, drain: Duration) -> ShutdownReport {
         if let Some(t) = sh.slab.claim_abandoned(idx) {
             sh.deliver_swept(t);
             swept += 1;
+        }
+    }
+    if stuck_workers > 0 && sh.callback.is_none() {
+        // A worker stuck in a handler may hold completions it made before the call and never
+        // published to its ring: queued again here for `poll` (a copy of one already queued is
+        // skipped when taken).
+        for idx in 0..cap {
+            if let Some(t) = sh.slab.done_for_poll(idx) {
+                sh.completions.push_if_room(t.0);
+            }
         }
     }
     sh.lifecycle.store(STOPPED, Ordering::SeqCst);

@@ -64,6 +64,7 @@ impl Engine {
         req.priority.set(task.priority);
         // A task for a completion queue is delivered there, never to `wait`.
         req.waitable = task.waitable && sink.is_none();
+        req.polled = !task.waitable && sink.is_none();
         req.sink = sink.cloned();
         req.key.set(task.key);
         // Only a classifier reads the attributes: a task that names its domains leaves them.

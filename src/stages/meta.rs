@@ -26,6 +26,20 @@ impl Worker {
     /// slow handler does not leave its queued tasks waiting while another worker idles.
     pub(crate) fn ingest(&mut self) -> usize {
         let batch = self.sh.cfg.batch;
+        if !self.held.is_empty() {
+            // Taken from a ring while at capacity: admitted first, and nothing more is taken
+            // until they all are.
+            let cap = self.sh.cfg.worker_capacity;
+            let mut n = 0;
+            while self.live < cap {
+                let Some(t) = self.held.pop_front() else { break };
+                self.admit(t);
+                n += 1;
+            }
+            if n > 0 || !self.held.is_empty() {
+                return n;
+            }
+        }
         let mut n = self.ingest_from(self.id, batch);
         if n < batch && !self.sh.ingress_overflow.is_empty() {
             n += self.ingest_overflow(batch - n);
@@ -70,22 +84,33 @@ impl Worker {
     }
 
     /// Admits up to `max` tasks from worker `from`'s ingress ring, unless another worker holds
-    /// it (see [`crate::ingress`]); the slots taken go back to the submitters at the end, with
-    /// one store.
+    /// it (see [`crate::ingress`]). The tickets are taken first and the ring let go (one store
+    /// hands their slots back), then admitted: admitting may run a classifier, an event listener
+    /// or a completion callback, and the ring is not held while they run. Tickets beyond the
+    /// worker's capacity wait in `held`.
     fn ingest_from(&mut self, from: usize, max: usize) -> usize {
-        // Out of `self` while the ring is held, so that admitting can borrow `self` whole.
-        let rings = std::mem::take(&mut self.rings);
-        let mut n = 0;
-        if let Some(mut rx) = rings[from].try_consumer() {
-            let cap = self.sh.cfg.worker_capacity;
-            while n < max && self.live < cap {
+        let cap = self.sh.cfg.worker_capacity;
+        if self.live >= cap {
+            return 0;
+        }
+        let mut taken = std::mem::take(&mut self.taken);
+        if let Some(mut rx) = self.rings[from].try_consumer() {
+            while taken.len() < max {
                 let Some(t) = rx.pop() else { break };
-                self.admit(t);
-                n += 1;
+                taken.push(t);
             }
             rx.release();
         }
-        self.rings = rings;
+        let n = taken.len();
+        for &t in &taken {
+            if self.live < cap {
+                self.admit(t);
+            } else {
+                self.held.push_back(t);
+            }
+        }
+        taken.clear();
+        self.taken = taken;
         n
     }
 

@@ -4,9 +4,10 @@
 //! agent stage for the tasks it admits; a task admitted by a worker stays on it from admission
 //! to completion, so every hop between stages on the same worker is a call or a move into a
 //! local queue (one owner, nothing shared, nothing to synchronise). Hops that cross threads go
-//! through lock-free queues: submitter to meta (the ingress ring), a deferred attempt's answer
-//! back to the worker (its inbox, see [`crate::attempt`]), meta to the caller (the completion
-//! queue).
+//! through rings and queues where no thread waits for another: submitter to meta (the worker's
+//! ingress ring, see [`crate::ingress`]), a deferred attempt's answer back to the worker (its
+//! inbox, see [`crate::attempt`]), meta to the caller (the worker's completion ring, see
+//! [`crate::completions`]).
 //!
 //! A sub-task whose attempt is deferred (an agent that answers later, an isolated agent's pool,
 //! a simulated I/O agent) is parked in the worker's table of parked sub-tasks until an answer
@@ -78,21 +79,31 @@ pub(crate) struct Worker {
     /// The turn start last published in `turn_ns`.
     turn_published: u64,
     /// A completion went to the engine's completion queues this turn: callers in `poll_wait`
-    /// are woken at its end (and only then: completions for `wait`, a callback or a caller's
+    /// are woken when they are published (completions for `wait`, a callback or a caller's
     /// completion queue have their own wake-ups).
     pub(crate) wake_pollers: bool,
     /// This worker's ring of tickets for `poll` (see [`crate::completions`]): published at the
-    /// end of each turn, and before each agent call once a turn has run [`PUBLISH_NS`].
+    /// end of each turn, and before a call that may block (see [`PUBLISH_NS`]).
     pub(crate) done_tx: crate::ring::Producer<u64>,
     /// The clock at the start of this turn.
     pub(crate) turn_start: u64,
     /// Every worker's ingress ring, this one's at `id` (the others' to steal from).
     pub(crate) rings: Box<[Arc<crate::ingress::Ingress>]>,
+    /// Per agent: whether its last call on this worker took longer than [`PUBLISH_NS`] (its next
+    /// call is preceded by a publish of the turn's completions).
+    pub(crate) slow_calls: Vec<bool>,
+    /// Tickets just taken from a ring, before they are admitted (room for a batch).
+    pub(crate) taken: Vec<Ticket>,
+    /// Tickets taken from a ring while the worker was at its capacity, admitted first when it
+    /// has room again (at most a batch: nothing more is taken while any wait).
+    pub(crate) held: VecDeque<Ticket>,
 }
 
-/// How long a turn runs before the completions it made are published ahead of its end (before
-/// each further agent call): a turn that keeps up ends within microseconds and publishes once;
-/// one slowed by a handler that blocks does not hold back what it completed before.
+/// How long a turn runs, or an agent's last call took, before the turn's completions are
+/// published and sleeping pollers woken ahead of its end (before each further call, or that
+/// agent's next call): a turn of fast calls ends within microseconds and publishes once (a store,
+/// a fence and a load); a handler that blocks does not hold back what was completed before it,
+/// unless it blocks for the first time (then until it returns, with the rest of its batch).
 pub(crate) const PUBLISH_NS: u64 = 20_000;
 
 /// How long a worker may be inside one turn before a task pushed to it wakes a sleeping worker
@@ -153,6 +164,9 @@ impl Worker {
             done_tx,
             turn_start: 0,
             rings: sh.workers.iter().map(|w| w.ingress.clone()).collect(),
+            slow_calls: vec![false; sh.agents.len()],
+            taken: Vec::with_capacity(sh.cfg.batch),
+            held: VecDeque::with_capacity(sh.cfg.batch),
             hub,
             sh,
         }

@@ -75,8 +75,10 @@ impl Worker {
         if self.sh.lifecycle() >= crate::shared::STOPPING {
             return (info, Sent::Stopping);
         }
-        if self.now.wrapping_sub(self.turn_start) > crate::stages::worker::PUBLISH_NS {
-            // A long turn: what it completed so far is not held back by this attempt's call.
+        // What this turn completed so far is published (and sleeping pollers woken) before a
+        // call that may block: once the turn has run long, or when this agent's last call on
+        // this worker was slow. A turn of fast calls publishes once, at its end.
+        if self.slow_calls[ai] || self.now.wrapping_sub(self.turn_start) > crate::stages::worker::PUBLISH_NS {
             self.publish_completions();
         }
         let sh = &*self.sh;
@@ -147,6 +149,7 @@ impl Worker {
         }
         let end = self.sh.clock.now();
         self.now = end;
+        self.slow_calls[ai] = end.saturating_sub(info.started_ns) > crate::stages::worker::PUBLISH_NS;
         self.release_agent(ai);
         (info, Sent::Answered { call, latency_ns: end.saturating_sub(info.started_ns) })
     }
