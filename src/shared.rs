@@ -82,7 +82,8 @@ pub(crate) struct WorkerShared {
     pub(crate) ingress: std::sync::Arc<Ingress>,
     /// Its deferred attempts, and the parker every publisher wakes it with.
     pub(crate) hub: std::sync::Arc<Hub>,
-    pub(crate) counters: WorkerCounters,
+    /// Its counters (its own allocation: the worker keeps a handle, one load from any stage).
+    pub(crate) counters: std::sync::Arc<WorkerCounters>,
     /// The clock when the worker began its current turn (its own cache line: written once a
     /// turn, read by submitters to see a worker stuck in one turn, see `Engine::conserve`).
     pub(crate) turn_ns: CachePadded<AtomicU64>,

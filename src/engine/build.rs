@@ -175,7 +175,7 @@ impl Engine {
                 .map(|w| WorkerShared {
                     ingress: Arc::new(crate::ingress::Ingress::new(share)),
                     hub: Arc::new(Hub::new(attempt_slots, w as u16, clock)),
-                    counters: WorkerCounters::new(domains, capacity),
+                    counters: Arc::new(WorkerCounters::new(domains, capacity)),
                     turn_ns: CachePadded::new(AtomicU64::new(0)),
                     exited: AtomicBool::new(false),
                 })

@@ -13,7 +13,7 @@ use crate::task::{DomainSet, Reason, Status, Ticket};
 
 impl Worker {
     pub(crate) fn counters(&self) -> &WorkerCounters {
-        &self.sh.workers[self.id].counters
+        &self.ctr
     }
 
     /// Takes up to a batch of tasks from this worker's ingress ring and admits them, while the

@@ -89,6 +89,8 @@ pub(crate) struct Worker {
     pub(crate) turn_start: u64,
     /// Every worker's ingress ring, this one's at `id` (the others' to steal from).
     pub(crate) rings: Box<[Arc<crate::ingress::Ingress>]>,
+    /// This worker's counters (`WorkerShared::counters`, held here: one load from any stage).
+    pub(crate) ctr: Arc<crate::counters::WorkerCounters>,
     /// Per agent: whether its last call on this worker took longer than [`PUBLISH_NS`] (its next
     /// call is preceded by a publish of the turn's completions).
     pub(crate) slow_calls: Vec<bool>,
@@ -165,6 +167,7 @@ impl Worker {
             turn_start: 0,
             rings: sh.workers.iter().map(|w| w.ingress.clone()).collect(),
             slow_calls: vec![false; sh.agents.len()],
+            ctr: sh.workers[id].counters.clone(),
             taken: Vec::with_capacity(sh.cfg.batch),
             held: VecDeque::with_capacity(sh.cfg.batch),
             hub,

@@ -285,7 +285,7 @@ impl Worker {
             self.sh.emit(Level::Agent, a, tr);
         }
         watch(&self.sh, &self.policy.members, a, self.now, latency_ns, false);
-        let ctr = &self.sh.workers[self.id].counters.agent[a];
+        let ctr = &self.ctr.agent[a];
         ctr.calls.inc();
         ctr.latency_ns.add(latency_ns);
     }
@@ -303,7 +303,7 @@ impl Worker {
             self.sh.emit(Level::Agent, a, tr);
         }
         watch(&self.sh, &self.policy.members, a, self.now, out.latency_ns, !ok);
-        let ctr = &self.sh.workers[self.id].counters.agent[a];
+        let ctr = &self.ctr.agent[a];
         ctr.calls.inc();
         ctr.latency_ns.add(out.latency_ns);
         if let Some(kind) = out.failure {
@@ -560,7 +560,7 @@ impl Worker {
             );
             self.sh.emit_for(Level::Domain, d, tr, m.ticket);
         }
-        let ctr = &self.sh.workers[self.id].counters.domain[d];
+        let ctr = &self.ctr.domain[d];
         match reason {
             Reason::None => ctr.ok.inc(),
             Reason::Deadline | Reason::DomainTimeout => ctr.timeouts.inc(),
