@@ -11,8 +11,9 @@
 //! per ticket on each side, as the multi-producer multi-consumer queue cost.
 //!
 //! Tickets that come from elsewhere (the shutdown sweep, a submitter that raced it) or find their
-//! worker's ring full go to a shared overflow queue, which holds the slot count: a delivery
-//! always finds room.
+//! worker's ring full go to a shared overflow queue, which holds the slot count: each ticket is
+//! queued in one place, so a delivery always finds room. The shutdown's copies for a worker stuck
+//! in a handler have a queue of their own (`rescue`).
 
 use crate::queue::Mpmc;
 use crate::ring::{self, Consumer, Probe, Producer};
@@ -29,6 +30,10 @@ struct Shard {
 pub(crate) struct Completions {
     shards: Box<[CachePadded<Shard>]>,
     overflow: Mpmc<u64>,
+    /// Copies of tickets the shutdown queues again when a worker is stuck in a handler (see
+    /// [`rescue`](Self::rescue)): made then, of the slot count.
+    rescued: std::sync::OnceLock<Mpmc<u64>>,
+    slots: usize,
 }
 
 impl Completions {
@@ -42,7 +47,8 @@ impl Completions {
                 (tx, CachePadded::new(Shard { rx: Mutex::new(rx), probe }))
             })
             .unzip();
-        (Self { shards: shards.into_boxed_slice(), overflow: Mpmc::new(slots.max(1)) }, producers)
+        let overflow = Mpmc::new(slots.max(1));
+        (Self { shards: shards.into_boxed_slice(), overflow, rescued: std::sync::OnceLock::new(), slots }, producers)
     }
 
     /// Queues ticket `t` from worker-owned producer `tx` (not visible until `tx` publishes), or
@@ -61,11 +67,17 @@ impl Completions {
         }
     }
 
-    /// Queues ticket `t` in the overflow queue if it has room (the shutdown's last resort, for
-    /// tickets that may already be queued: a copy is skipped when taken, its slot no longer
-    /// `DONE` for it).
-    pub(crate) fn push_if_room(&self, t: u64) {
-        let _ = self.overflow.push(t);
+    /// Queues copies of `tickets` for `poll` in a queue of their own, once (the shutdown's last
+    /// resort for the completions a worker stuck in a handler made and never published; at most
+    /// one copy per slot, so they always fit). A ticket may also be queued elsewhere: whichever
+    /// copy is taken second is skipped, its slot no longer `DONE` for it.
+    pub(crate) fn rescue(&self, tickets: impl Iterator<Item = u64>) {
+        let q = self.rescued.get_or_init(|| Mpmc::new(self.slots.max(1)));
+        for t in tickets {
+            if q.push(t).is_err() {
+                unreachable!("at most one rescued copy per task slot");
+            }
+        }
     }
 
     /// Calls `take` on waiting tickets, the rings from `start` on, then the overflow, until it
@@ -94,9 +106,11 @@ impl Completions {
                 return;
             }
         }
-        while let Some(t) = self.overflow.pop() {
-            if !take(t) {
-                return;
+        for q in std::iter::once(&self.overflow).chain(self.rescued.get()) {
+            while let Some(t) = q.pop() {
+                if !take(t) {
+                    return;
+                }
             }
         }
     }
@@ -104,7 +118,9 @@ impl Completions {
     /// Whether any ticket waits (published).
     #[inline]
     pub(crate) fn ready(&self) -> bool {
-        self.shards.iter().any(|s| !s.probe.is_empty()) || !self.overflow.is_empty()
+        self.shards.iter().any(|s| !s.probe.is_empty())
+            || !self.overflow.is_empty()
+            || self.rescued.get().is_some_and(|q| !q.is_empty())
     }
 
     /// Tickets waiting in worker `w`'s ring.

@@ -176,7 +176,7 @@ fn publish_one(slab: &Slab, waitable: bool) -> Ticket {
     let req = unsafe { slab.req_mut(idx) };
     req.id = 7;
     req.waitable = waitable;
-    slab.publish(idx)
+    slab.publish(idx, !waitable)
 }
 
 /// What a worker does between claiming a slot and finishing it: fills in the outcome.

@@ -17,8 +17,8 @@
 //! An agent pins only while its call runs (and only a task still running), so a hung agent
 //! holds one slot at most.
 //!
-//! The word: generation in bits 32..64, pins in 16..32, the waiter flag at bit 8, the state in
-//! bits 0..8.
+//! The word: generation in bits 32..64, pins in 16..32, the waiter, swept and polled flags at
+//! bits 8, 9 and 10, the state in bits 0..8.
 
 use crate::breaker::Permit;
 use crate::error::WaitError;
@@ -43,6 +43,9 @@ const WAITING: u64 = 1 << 8;
 /// then not the outcome (a stuck worker may still be writing it) and `take` builds the
 /// "shutting down" completion from the request instead.
 const SWEPT: u64 = 1 << 9;
+/// Set at publication for a task whose completion is for `poll` (neither waitable nor for a
+/// caller's completion queue): read with the state in one load (see `done_for_poll`).
+const POLLED: u64 = 1 << 10;
 const PIN: u64 = 1 << 16;
 const PINS: u64 = 0xffff << 16;
 
@@ -113,9 +116,6 @@ pub(crate) struct Req {
     pub(crate) domains: Field<u64>,
     pub(crate) priority: Field<u8>,
     pub(crate) waitable: bool,
-    /// Neither waitable nor for a caller's completion queue: its completion is for `poll` (or
-    /// the completion callback).
-    pub(crate) polled: bool,
     /// The caller's completion queue, if it submitted to one: delivery goes there.
     #[cfg(not(loom))]
     pub(crate) sink: Option<std::sync::Arc<crate::sink::Sink>>,
@@ -260,13 +260,13 @@ impl Slab {
         Some(idx)
     }
 
-    /// Marks a filled slot `QUEUED` (release: the request is visible to whoever admits it) and
-    /// returns its ticket.
+    /// Marks a filled slot `QUEUED` (release: the request is visible to whoever admits it),
+    /// `polled` if its completion is for `poll`, and returns its ticket.
     #[inline]
-    pub(crate) fn publish(&self, idx: u32) -> Ticket {
+    pub(crate) fn publish(&self, idx: u32, polled: bool) -> Ticket {
         let s = self.slot(idx);
         let w = s.word.load(Ordering::Relaxed);
-        s.word.store(with_state(w, QUEUED), Ordering::Release);
+        s.word.store(with_state(w, QUEUED) | if polled { POLLED } else { 0 }, Ordering::Release);
         Ticket::new(idx, generation(w))
     }
 
@@ -324,15 +324,8 @@ impl Slab {
     /// taken, and its completion is for `poll`: the shutdown's last resort for the completions
     /// of a worker stuck in a handler, which it made but never published.
     pub(crate) fn done_for_poll(&self, idx: u32) -> Option<Ticket> {
-        let s = self.slot(idx);
-        let w = s.word.load(Ordering::Acquire);
-        if state(w) != DONE || w & SWEPT != 0 {
-            return None;
-        }
-        // SAFETY: as in `waitable`: a flag written before publication and never again while
-        // this generation lives (checked again after the read).
-        let polled = s.req.with(|p| unsafe { (*p).polled });
-        (polled && s.word.load(Ordering::Acquire) == w).then(|| Ticket::new(idx, generation(w)))
+        let w = self.slot(idx).word.load(Ordering::Acquire);
+        (state(w) == DONE && w & (SWEPT | POLLED) == POLLED).then(|| Ticket::new(idx, generation(w)))
     }
 
     /// Whether a slot holds a task that has been published and has not yet been completed.

@@ -149,3 +149,34 @@ fn completions_held_by_a_worker_stuck_at_shutdown_are_still_polled() {
     assert_eq!(engine.poll(&mut out), 0, "each task once");
     gate.open();
 }
+
+/// A worker takes a batch from its ring but admits only up to its capacity: the rest go back to
+/// the shared overflow queue for any worker (one asleep is woken), and every task completes once.
+#[test]
+fn tickets_past_a_workers_capacity_go_to_another_and_all_complete_once() {
+    for workers in [1, 2] {
+        let (topo, d) = common::one_domain(vec![("A", AgentSpec::handler(|r: &Request<'_>| Ok(r.task_id)))]);
+        let config = EngineConfig { workers, worker_capacity: 4, idle_spins: 0, idle_yield_us: 0, ..common::config() };
+        let engine = Engine::start(topo, config).unwrap();
+        let n = 2_000u64;
+        let tasks: Vec<Task<'_>> = (0..n).map(|i| Task::new(i, d)).collect();
+        let mut tickets = vec![metafed::Ticket::default(); tasks.len()];
+        let mut sent = 0;
+        let mut seen = vec![false; n as usize];
+        let mut out = vec![metafed::Completion::default(); 256];
+        let mut done = 0;
+        while done < n {
+            if sent < tasks.len() {
+                sent += engine.submit_batch(&tasks[sent..], &mut tickets[sent..]).unwrap_or(0);
+            }
+            let got = engine.poll_wait(&mut out, Some(PATIENCE)).unwrap();
+            assert!(got > 0, "{workers} workers: no completion within {PATIENCE:?} ({done} of {n})");
+            for c in &out[..got] {
+                assert_eq!(c.status, Status::Ok, "{c:?}");
+                assert!(!std::mem::replace(&mut seen[c.id as usize], true), "task {} completed twice", c.id);
+            }
+            done += got as u64;
+        }
+        assert_eq!(engine.stats().admitted, n, "{workers} workers");
+    }
+}

@@ -111,11 +111,7 @@ fn stop(sh: &Shared, threads: &mut Threads, drain: Duration) -> ShutdownReport {
         // A worker stuck in a handler may hold completions it made before the call and never
         // published to its ring: queued again here for `poll` (a copy of one already queued is
         // skipped when taken).
-        for idx in 0..cap {
-            if let Some(t) = sh.slab.done_for_poll(idx) {
-                sh.completions.push_if_room(t.0);
-            }
-        }
+        sh.completions.rescue((0..cap).filter_map(|idx| sh.slab.done_for_poll(idx)).map(|t| t.0));
     }
     sh.lifecycle.store(STOPPED, Ordering::SeqCst);
     sh.pollers.notify_all();

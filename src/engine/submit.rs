@@ -64,7 +64,6 @@ impl Engine {
         req.priority.set(task.priority);
         // A task for a completion queue is delivered there, never to `wait`.
         req.waitable = task.waitable && sink.is_none();
-        req.polled = !task.waitable && sink.is_none();
         req.sink = sink.cloned();
         req.key.set(task.key);
         // Only a classifier reads the attributes: a task that names its domains leaves them.
@@ -74,7 +73,7 @@ impl Engine {
         req.submit_ns = now;
         let meta = now.saturating_add(sh.meta_timeout_ns());
         req.deadline_ns.set(task.deadline.map_or(meta, |d| meta.min(now.saturating_add(d.as_nanos() as u64))));
-        Ok(sh.slab.publish(idx))
+        Ok(sh.slab.publish(idx, !task.waitable && sink.is_none()))
     }
 
     /// The worker this thread's next submission should go to: the one it used last, while

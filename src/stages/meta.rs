@@ -17,7 +17,7 @@ impl Worker {
     }
 
     /// Takes up to a batch of tasks from this worker's ingress ring and admits them, while the
-    /// worker holds fewer sub-tasks than its capacity. Admission is batched (its memory accesses
+    /// worker holds fewer sub-tasks than its capacity (the rest go back for other workers). Admission is batched (its memory accesses
     /// to slots the submitters wrote overlap); the sub-tasks then run one at a time (see
     /// `Worker::drain`).
     ///
@@ -26,20 +26,6 @@ impl Worker {
     /// slow handler does not leave its queued tasks waiting while another worker idles.
     pub(crate) fn ingest(&mut self) -> usize {
         let batch = self.sh.cfg.batch;
-        if !self.held.is_empty() {
-            // Taken from a ring while at capacity: admitted first, and nothing more is taken
-            // until they all are.
-            let cap = self.sh.cfg.worker_capacity;
-            let mut n = 0;
-            while self.live < cap {
-                let Some(t) = self.held.pop_front() else { break };
-                self.admit(t);
-                n += 1;
-            }
-            if n > 0 || !self.held.is_empty() {
-                return n;
-            }
-        }
         let mut n = self.ingest_from(self.id, batch);
         if n < batch && !self.sh.ingress_overflow.is_empty() {
             n += self.ingest_overflow(batch - n);
@@ -86,8 +72,9 @@ impl Worker {
     /// Admits up to `max` tasks from worker `from`'s ingress ring, unless another worker holds
     /// it (see [`crate::ingress`]). The tickets are taken first and the ring let go (one store
     /// hands their slots back), then admitted: admitting may run a classifier, an event listener
-    /// or a completion callback, and the ring is not held while they run. Tickets beyond the
-    /// worker's capacity wait in `held`.
+    /// or a completion callback, and the ring is not held while they run. Tickets that find the
+    /// worker at its capacity go to the shared overflow queue, for any worker, and a sleeping
+    /// worker is woken to take them.
     fn ingest_from(&mut self, from: usize, max: usize) -> usize {
         let cap = self.sh.cfg.worker_capacity;
         if self.live >= cap {
@@ -101,17 +88,35 @@ impl Worker {
             }
             rx.release();
         }
-        let n = taken.len();
+        let mut n = 0;
         for &t in &taken {
             if self.live < cap {
                 self.admit(t);
-            } else {
-                self.held.push_back(t);
+                n += 1;
+            } else if self.sh.ingress_overflow.push(t).is_err() {
+                unreachable!("the ingress overflow holds every task slot");
             }
+        }
+        if n < taken.len() {
+            self.hand_over();
         }
         taken.clear();
         self.taken = taken;
         n
+    }
+
+    /// Wakes one sleeping worker for the tickets this one put back in the overflow queue (it is
+    /// at its capacity). After a fence, as every publisher of work (see `park`).
+    #[cold]
+    #[inline(never)]
+    fn hand_over(&self) {
+        crate::sync::fence(Ordering::SeqCst);
+        let n = self.sh.workers.len();
+        for k in 1..n {
+            if self.sh.workers[(self.id + k) % n].parker().wake_fenced() {
+                return;
+            }
+        }
     }
 
     /// Admits up to `max` tasks from the shared overflow queue (tickets that found every ring

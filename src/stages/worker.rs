@@ -96,16 +96,15 @@ pub(crate) struct Worker {
     pub(crate) slow_calls: Vec<bool>,
     /// Tickets just taken from a ring, before they are admitted (room for a batch).
     pub(crate) taken: Vec<Ticket>,
-    /// Tickets taken from a ring while the worker was at its capacity, admitted first when it
-    /// has room again (at most a batch: nothing more is taken while any wait).
-    pub(crate) held: VecDeque<Ticket>,
 }
 
 /// How long a turn runs, or an agent's last call took, before the turn's completions are
 /// published and sleeping pollers woken ahead of its end (before each further call, or that
 /// agent's next call): a turn of fast calls ends within microseconds and publishes once (a store,
 /// a fence and a load); a handler that blocks does not hold back what was completed before it,
-/// unless it blocks for the first time (then until it returns, with the rest of its batch).
+/// unless it blocks for the first time on this worker (then until it returns, as the rest of its
+/// batch waits). A classifier or an event listener that blocks is not covered either. If the
+/// call never returns, the shutdown queues those completions for `poll` itself.
 pub(crate) const PUBLISH_NS: u64 = 20_000;
 
 /// How long a worker may be inside one turn before a task pushed to it wakes a sleeping worker
@@ -169,7 +168,6 @@ impl Worker {
             slow_calls: vec![false; sh.agents.len()],
             ctr: sh.workers[id].counters.clone(),
             taken: Vec::with_capacity(sh.cfg.batch),
-            held: VecDeque::with_capacity(sh.cfg.batch),
             hub,
             sh,
         }

@@ -109,8 +109,10 @@ impl Worker {
             }
             AgentRun::Pool(p) => Err(*p),
         };
-        let (call, armed, deadline) = match local {
-            _ if down => (Call::Failed(FailureKind::Down, DOWN_CODE), None, deadline),
+        // `called`: whether a handler ran on this worker (then how long it took decides
+        // whether this agent's next call is preceded by a publish, see `PUBLISH_NS`).
+        let (call, armed, deadline, called) = match local {
+            _ if down => (Call::Failed(FailureKind::Down, DOWN_CODE), None, deadline, false),
             Ok(agent) => {
                 let mut cx =
                     CallCx::on_worker(&self.hub, &mut self.free_slots, self.now, deadline, limit, &sh.ffi_handle);
@@ -118,10 +120,10 @@ impl Worker {
                 // attempt's business (its handle, dropped while unwinding, fails it).
                 let call = guarded(|| agent.call(&r, &mut cx)).unwrap_or(Call::Failed(FailureKind::Panicked, 0));
                 // A queued agent's attempt waits until `limit` (its agent timeout counts later).
-                (call, cx.armed, cx.deadline_ns)
+                (call, cx.armed, cx.deadline_ns, true)
             }
             Err(p) => match self.free_slots.pop() {
-                None => (Call::Failed(FailureKind::Overloaded, 0), None, deadline),
+                None => (Call::Failed(FailureKind::Overloaded, 0), None, deadline, false),
                 Some(idx) => {
                     let g = self.hub.arm(idx);
                     let attempt = Attempt::new(self.hub.clone(), idx, g, deadline);
@@ -133,23 +135,30 @@ impl Worker {
                         attempt_no: u32::from(info.number),
                     };
                     match sh.pools[p].submit(job) {
-                        Ok(()) => (Call::Pending, Some((idx, g)), deadline),
+                        Ok(()) => (Call::Pending, Some((idx, g)), deadline, false),
                         Err(job) => {
                             self.free_slots.push(job.attempt.disarm());
-                            (Call::Failed(FailureKind::Overloaded, 0), None, deadline)
+                            (Call::Failed(FailureKind::Overloaded, 0), None, deadline, false)
                         }
                     }
                 }
             },
         };
         if let Some((slot, g)) = armed {
+            if called {
+                // A handler that deferred may still have blocked before it did.
+                let took = self.sh.clock.now().saturating_sub(info.started_ns);
+                self.slow_calls[ai] = took > crate::stages::worker::PUBLISH_NS;
+            }
             // Deferred (a call that also answered at once broke the contract: the deferred
             // attempt's answer, which its holder still owes, is the one that counts).
             return (info, Sent::Deferred { slot, g, deadline });
         }
         let end = self.sh.clock.now();
         self.now = end;
-        self.slow_calls[ai] = end.saturating_sub(info.started_ns) > crate::stages::worker::PUBLISH_NS;
+        if called {
+            self.slow_calls[ai] = end.saturating_sub(info.started_ns) > crate::stages::worker::PUBLISH_NS;
+        }
         self.release_agent(ai);
         (info, Sent::Answered { call, latency_ns: end.saturating_sub(info.started_ns) })
     }
