@@ -51,12 +51,6 @@ impl Parker {
         false
     }
 
-    /// Whether the owner is parked (or about to park).
-    #[inline]
-    pub(crate) fn is_sleeping(&self) -> bool {
-        self.sleeping.load(Ordering::Relaxed)
-    }
-
     /// Called by the owner when it has found nothing to do: sleeps unless `has_work` finds
     /// something after the announcement, until woken or `timeout` passes.
     pub(crate) fn sleep(&self, has_work: impl FnOnce() -> bool, timeout: Option<Duration>) {

@@ -79,7 +79,7 @@ impl Drop for AuditGuard<'_> {
 pub(crate) struct WorkerShared {
     /// Tickets of submitted tasks (see [`crate::ingress`]): submitters push, this worker takes,
     /// and idle workers steal.
-    pub(crate) ingress: std::sync::Arc<Ingress>,
+    pub(crate) ingress: Ingress,
     /// Its deferred attempts, and the parker every publisher wakes it with.
     pub(crate) hub: std::sync::Arc<Hub>,
     /// Its counters (its own allocation: the worker keeps a handle, one load from any stage).
@@ -448,6 +448,13 @@ impl Shared {
     }
 
     /// Whether any completion is waiting for `poll`.
+    /// Wakes the first worker after `w`, in turn, that sleeps, and returns it: for work the
+    /// caller made visible before its sequentially consistent fence (see `park`).
+    pub(crate) fn wake_sleeper_after(&self, w: usize) -> Option<usize> {
+        let n = self.workers.len();
+        (1..n).map(|k| (w + k) % n).find(|&v| self.workers[v].parker().wake_fenced())
+    }
+
     pub(crate) fn completions_ready(&self) -> bool {
         self.completions.ready()
     }

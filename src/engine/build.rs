@@ -173,7 +173,7 @@ impl Engine {
             slab: Slab::new(slots, n_workers),
             workers: (0..n_workers)
                 .map(|w| WorkerShared {
-                    ingress: Arc::new(crate::ingress::Ingress::new(share)),
+                    ingress: crate::ingress::Ingress::new(share),
                     hub: Arc::new(Hub::new(attempt_slots, w as u16, clock)),
                     counters: Arc::new(WorkerCounters::new(domains, capacity)),
                     turn_ns: CachePadded::new(AtomicU64::new(0)),

@@ -315,10 +315,7 @@ impl Engine {
         if self.simulated {
             return; // a simulation's workers are turned by its driver, not woken
         }
-        let n = self.sh.workers.len();
-        if let Some(v) = (1..n).map(|i| (stuck + i) % n).find(|&v| self.sh.workers[v].parker().is_sleeping())
-            && self.sh.workers[v].parker().wake_fenced()
-        {
+        if let Some(v) = self.sh.wake_sleeper_after(stuck) {
             PREFERRED.with(|p| p.set(Some(v)));
         }
     }

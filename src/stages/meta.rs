@@ -36,7 +36,7 @@ impl Worker {
         }
         for k in 1..workers {
             let victim = (self.id + k) % workers;
-            if !self.rings[victim].is_empty() {
+            if !self.sh.workers[victim].ingress.is_empty() {
                 let stolen = self.ingest_from(victim, batch.div_ceil(2));
                 if stolen > 0 {
                     return stolen;
@@ -81,7 +81,7 @@ impl Worker {
             return 0;
         }
         let mut taken = std::mem::take(&mut self.taken);
-        if let Some(mut rx) = self.rings[from].try_consumer() {
+        if let Some(mut rx) = self.sh.workers[from].ingress.try_consumer() {
             while taken.len() < max {
                 let Some(t) = rx.pop() else { break };
                 taken.push(t);
@@ -111,12 +111,7 @@ impl Worker {
     #[inline(never)]
     fn hand_over(&self) {
         crate::sync::fence(Ordering::SeqCst);
-        let n = self.sh.workers.len();
-        for k in 1..n {
-            if self.sh.workers[(self.id + k) % n].parker().wake_fenced() {
-                return;
-            }
-        }
+        self.sh.wake_sleeper_after(self.id);
     }
 
     /// Admits up to `max` tasks from the shared overflow queue (tickets that found every ring

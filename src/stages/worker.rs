@@ -87,8 +87,6 @@ pub(crate) struct Worker {
     pub(crate) done_tx: crate::ring::Producer<u64>,
     /// The clock at the start of this turn.
     pub(crate) turn_start: u64,
-    /// Every worker's ingress ring, this one's at `id` (the others' to steal from).
-    pub(crate) rings: Box<[Arc<crate::ingress::Ingress>]>,
     /// This worker's counters (`WorkerShared::counters`, held here: one load from any stage).
     pub(crate) ctr: Arc<crate::counters::WorkerCounters>,
     /// Per agent: whether its last call on this worker took longer than [`PUBLISH_NS`] (its next
@@ -164,7 +162,6 @@ impl Worker {
             wake_pollers: false,
             done_tx,
             turn_start: 0,
-            rings: sh.workers.iter().map(|w| w.ingress.clone()).collect(),
             slow_calls: vec![false; sh.agents.len()],
             ctr: sh.workers[id].counters.clone(),
             taken: Vec::with_capacity(sh.cfg.batch),
