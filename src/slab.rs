@@ -114,6 +114,9 @@ pub(crate) struct Req {
     /// Reused from task to task, so steady-state submission does not allocate.
     pub(crate) data: Vec<u8>,
     pub(crate) domains: Field<u64>,
+    /// How many domains the task needs, counted by the worker that decomposes it (after the
+    /// classifier, if any, named them): what a handler sees as `Request::fanout`.
+    pub(crate) fanout: Field<u8>,
     pub(crate) priority: Field<u8>,
     pub(crate) waitable: bool,
     /// The caller's completion queue, if it submitted to one: delivery goes there.

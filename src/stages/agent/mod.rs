@@ -57,7 +57,7 @@ pub(crate) fn request<'a>(
         origin: DomainId(origin),
         agent,
         attempt,
-        fanout: req.domains.get().count_ones(),
+        fanout: u32::from(req.fanout.get()),
         priority: req.priority.get(),
     }
 }

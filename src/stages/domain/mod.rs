@@ -241,7 +241,7 @@ impl Worker {
             let (id, fanout) = {
                 // SAFETY: the task is ours (admitted).
                 let r = unsafe { self.sh.slab.req(m.ticket.slot()) };
-                (r.id, r.domains.get().count_ones())
+                (r.id, u32::from(r.fanout.get()))
             };
             if fails_below(splitmix64(rerouted_key(id, m.domain, m.origin, fanout) ^ DOMAIN_FAULT_SALT), 0, fault) {
                 self.counters().domain[d].faults.inc();
