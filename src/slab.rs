@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   FREE(g) --alloc--> FILLING(g) --publish--> QUEUED(g) --admit (a worker)--> ADMITTED(g)
-//!   ADMITTED(g) --claim (its worker; or the shutdown sweep)--> COMPLETING(g) --finish--> DONE(g)
+//!   ADMITTED(g) --complete (its worker, the outcome written)--> DONE(g)
+//!   ADMITTED(g) --claim (the shutdown sweep)--> COMPLETING(g) --finish--> DONE(g)
 //!   DONE(g) --take (poll, wait, or the callback path)--> TAKEN(g) --release--> FREE(g+1)
 //!   QUEUED(g)  --retract (a submitter that lost a race with shutdown)--> FREE(g+1)
 //!   QUEUED(g)  --claim (the shutdown sweep)--> COMPLETING(g)
@@ -302,10 +303,15 @@ impl Slab {
         self.transition(t, &[QUEUED], ADMITTED, Ordering::Acquire)
     }
 
-    /// The owning worker claims the right to complete its task.
+    /// The owning worker completes its task, its outcome written (`out`): one compare-and-swap
+    /// from `ADMITTED` to `DONE` (release: whoever takes it sees the outcome), and the waiter, if
+    /// any, woken. False if the shutdown sweep claimed it first: it is then `SWEPT`, and what the
+    /// worker wrote in `out` is never read (see `take_into`).
     #[inline]
-    pub(crate) fn claim(&self, t: Ticket) -> bool {
-        self.transition(t, &[ADMITTED], COMPLETING, Ordering::Acquire)
+    pub(crate) fn complete(&self, t: Ticket) -> bool {
+        let Some(w) = self.transition_from(t, &[ADMITTED], DONE, Ordering::AcqRel) else { return false };
+        self.wake_waiter(self.slot(t.slot()), w);
+        true
     }
 
     /// The shutdown sweep claims a task nobody will complete (still queued, or owned by a
@@ -336,28 +342,25 @@ impl Slab {
         matches!(state(self.slot(idx).word.load(Ordering::Acquire)), QUEUED | ADMITTED | COMPLETING)
     }
 
-    /// Marks a claimed slot `DONE` (release: the outcome its worker wrote in place is visible to
-    /// whoever takes it), and wakes a thread waiting on the ticket.
-    pub(crate) fn finish(&self, idx: u32) {
-        self.mark_done(idx, 0);
-    }
-
-    /// Marks a slot the shutdown sweep claimed `DONE` with `SWEPT`, at `now_ns`.
+    /// Marks a slot the shutdown sweep claimed `DONE` with `SWEPT`, at `now_ns`, and wakes a
+    /// thread waiting on the ticket.
     pub(crate) fn finish_swept(&self, idx: u32, now_ns: u64) {
-        self.slot(idx).swept_at.store(now_ns, Ordering::Relaxed);
-        self.mark_done(idx, SWEPT);
-    }
-
-    fn mark_done(&self, idx: u32, flags: u64) {
         let s = self.slot(idx);
+        s.swept_at.store(now_ns, Ordering::Relaxed);
         let mut w = s.word.load(Ordering::Relaxed);
         loop {
             debug_assert_eq!(state(w), COMPLETING);
-            match s.word.compare_exchange_weak(w, with_state(w, DONE) | flags, Ordering::AcqRel, Ordering::Relaxed) {
+            match s.word.compare_exchange_weak(w, with_state(w, DONE) | SWEPT, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(actual) => w = actual,
             }
         }
+        self.wake_waiter(s, w);
+    }
+
+    /// Wakes the thread in `wait` on slot `s`, if the word before `DONE` (`w`) says one waits.
+    #[inline]
+    fn wake_waiter(&self, s: &Slot, w: u64) {
         if w & WAITING != 0
             && let Some(t) = lock(&s.waiter).as_ref()
         {

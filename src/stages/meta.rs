@@ -375,10 +375,8 @@ impl Worker {
                 self.adapt(status, rtt, in_flight);
             }
         }
-        if !self.sh.slab.claim(t) {
-            return; // the shutdown sweep completed it (this worker was stuck in a handler)
-        }
-        // SAFETY: we admitted and claimed the slot: the outcome record is ours until `finish`.
+        // SAFETY: we admitted the slot: the outcome record is ours until `complete` (or, if the
+        // shutdown sweep claims the task first, never read again: see `Slab::take_into`).
         let c = unsafe { self.sh.slab.out(idx) };
         c.ticket = t;
         c.id = id;
@@ -387,7 +385,9 @@ impl Worker {
         c.latency_ns = latency;
         c.priority = priority;
         c.domains = DomainSet(domains);
-        self.sh.slab.finish(idx);
+        if !self.sh.slab.complete(t) {
+            return; // the shutdown sweep completed it (this worker was stuck in a handler)
+        }
         let ctr = self.counters();
         ctr.completed[status as usize].inc();
         ctr.reasons[reason as usize].inc();
