@@ -16,6 +16,7 @@ mod faults;
 mod future_handler;
 mod http;
 mod keyed;
+mod lean;
 mod ops;
 mod outlier;
 mod overload;

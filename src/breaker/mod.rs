@@ -178,7 +178,7 @@ impl Breaker {
 
     /// Whether the breaker is disabled (one relaxed load: the mode changes rarely).
     #[inline]
-    fn disabled(&self) -> bool {
+    pub(crate) fn is_disabled(&self) -> bool {
         self.word.load(Ordering::Relaxed) & MODE_MASK == (BreakerMode::Disabled as u64) << MODE_SHIFT
     }
 
@@ -243,7 +243,7 @@ impl Breaker {
         ok: bool,
         stripe: usize,
     ) -> Option<Transition> {
-        if self.disabled() {
+        if self.is_disabled() {
             return None; // nothing to judge; the engine's counters still count the call
         }
         self.judge(permit, now_ns, latency_ns, ok, stripe)

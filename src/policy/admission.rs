@@ -44,6 +44,12 @@ impl RateLimiter {
         self.allow(now) || self.recheck(fresh())
     }
 
+    /// Whether it limits the rate at all (an operator may turn it on or off while tasks run).
+    #[inline]
+    pub(crate) fn is_limited(&self) -> bool {
+        self.interval_ns.load(Ordering::Relaxed) != 0
+    }
+
     #[cold]
     #[inline(never)]
     fn recheck(&self, now: u64) -> bool {

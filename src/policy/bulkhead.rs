@@ -70,6 +70,12 @@ impl Bulkhead {
         Ok(())
     }
 
+    /// Whether it neither limits nor counts the attempts (reserving and releasing do nothing).
+    #[inline]
+    pub(crate) fn is_free(&self) -> bool {
+        self.limit.load(Ordering::Relaxed) == 0
+    }
+
     /// Takes a place for one more attempt, if there is no limit or room under it.
     #[inline]
     pub(crate) fn reserve(&self) -> bool {

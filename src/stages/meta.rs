@@ -88,10 +88,19 @@ impl Worker {
             }
             rx.release();
         }
+        if !taken.is_empty() {
+            // Decided after the tickets were taken (acquire): what their submitters changed
+            // before they submitted is seen.
+            self.lean = self.lean_now();
+        }
         let mut n = 0;
         for &t in &taken {
             if self.live < cap {
-                self.admit(t);
+                if self.lean {
+                    self.admit::<true>(t);
+                } else {
+                    self.admit::<false>(t);
+                }
                 n += 1;
             } else if self.sh.ingress_overflow.push(t).is_err() {
                 unreachable!("the ingress overflow holds every task slot");
@@ -123,13 +132,17 @@ impl Worker {
         let mut n = 0;
         while n < max && self.live < cap {
             let Some(t) = self.sh.ingress_overflow.pop() else { break };
-            self.admit(t);
+            self.admit::<false>(t);
             n += 1;
         }
         n
     }
 
-    fn admit(&mut self, t: Ticket) {
+    /// Admits a task taken from a ring: the meta breaker (degraded mode), injected meta faults,
+    /// the keyed and global rate limits, the concurrency throttle; then decomposes it. The lean
+    /// path (`LEAN`) has none of them on (see `Worker::lean_now`): past its deadline's check,
+    /// the task is decomposed.
+    fn admit<const LEAN: bool>(&mut self, t: Ticket) {
         if !self.sh.slab.admit(t) {
             return; // completed by a submitter that raced the shutdown
         }
@@ -154,6 +167,9 @@ impl Worker {
         }
         if self.now >= deadline {
             return self.complete(t, Reason::Deadline);
+        }
+        if LEAN {
+            return self.decompose(t);
         }
         let (mut permit, tr) = self.sh.meta_breaker.try_acquire(self.now);
         self.sh.emit_for(Level::Meta, 0, tr, t);

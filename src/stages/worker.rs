@@ -94,6 +94,16 @@ pub(crate) struct Worker {
     pub(crate) slow_calls: Vec<bool>,
     /// Tickets just taken from a ring, before they are admitted (room for a batch).
     pub(crate) taken: Vec<Ticket>,
+    /// Whether this turn's new tasks take the lean path (see [`Worker::lean_now`]); false until
+    /// the turn takes tickets from a ring.
+    pub(crate) lean: bool,
+    /// What of the lean path's conditions is fixed when the worker starts: no retry budget and
+    /// no latency window (hedging by percentile) in any domain, no keyed rate limits, no meta
+    /// faults.
+    lean_fixed: bool,
+    /// Whether the routing snapshot has no alternate domains to reroute to (`policy`'s, updated
+    /// when it is).
+    no_alternates: bool,
 }
 
 /// How long a turn runs, or an agent's last call took, before the turn's completions are
@@ -122,7 +132,9 @@ impl Worker {
         let domains = sh.domain_breakers.len();
         let hub = sh.workers[id].hub.clone();
         let slots = hub.capacity();
-        Self {
+        let lean_fixed = sh.keyed.is_none() && sh.meta_fault_threshold == 0;
+        let no_alternates = policy.alternates.iter().all(|a| a.is_empty());
+        let mut w = Self {
             id,
             now: 0,
             policy,
@@ -165,9 +177,14 @@ impl Worker {
             slow_calls: vec![false; sh.agents.len()],
             ctr: sh.workers[id].counters.clone(),
             taken: Vec::with_capacity(sh.cfg.batch),
+            lean: false,
+            lean_fixed,
+            no_alternates,
             hub,
             sh,
-        }
+        };
+        w.lean_fixed &= w.budgets.iter().all(Option::is_none) && w.windows.iter().all(Option::is_none);
+        w
     }
 
     pub(crate) fn run(mut self) {
@@ -201,7 +218,12 @@ impl Worker {
             self.turn_published = self.now;
             self.sh.workers[self.id].turn_ns.store(self.now, Ordering::Relaxed);
         }
+        let version = self.policy_version;
         self.sh.policy.refresh(&mut self.policy, &mut self.policy_version);
+        if self.policy_version != version {
+            self.no_alternates = self.policy.alternates.iter().all(|a| a.is_empty());
+        }
+        self.lean = false;
         // Deferred attempts out (slots not free) may have answers in the inbox; a worker whose
         // agents all answer at once never looks.
         let mut work = if self.free_slots.len() < self.free_capacity { self.collect_deferred() } else { 0 };
@@ -233,12 +255,55 @@ impl Worker {
     /// processing a batch stage by stage would report its fast failures, its injected faults,
     /// before its successes, and a run-of-failures trigger would see runs that are not there).
     pub(crate) fn drain(&mut self) -> usize {
+        if self.lean { self.drain_as::<true>() } else { self.drain_as::<false>() }
+    }
+
+    /// [`drain`](Self::drain) on the lean path or the full one.
+    fn drain_as<const LEAN: bool>(&mut self) -> usize {
         let mut work = 0;
         while let Some(m) = self.domain_in.pop_front() {
-            self.domain_step(m);
+            self.start_subtask::<LEAN>(m);
             work += 1;
         }
         work
+    }
+
+    /// Whether the tasks this turn takes may run on the lean path: a copy of the stages with
+    /// what is off left out, not tested per task. It is, when every feature the full path would
+    /// check per task is off now: the meta breaker, the breakers of every domain and of every
+    /// agent in rotation disabled; no agent in rotation with a concurrency limit or counted for
+    /// balancing, no domain balanced by latency or watched for outliers; no rate limit, no
+    /// concurrency throttle or cost budget; no injected faults, no agent or domain down; no
+    /// alternate domains, retry budgets, hedging by percentile or keyed limits. Read once per
+    /// batch of tickets (a few dozen loads), after the tickets are taken, so that a change made
+    /// before a task was submitted applies to it.
+    ///
+    /// The lean path leaves out only what would do nothing under these conditions, and checks
+    /// what a task carries (its permits, its throttle place), so a task admitted on one path and
+    /// finished on the other, or a setting that changes within a turn, is handled as the full
+    /// path would have handled it at some instant of that turn.
+    pub(crate) fn lean_now(&self) -> bool {
+        let sh = &*self.sh;
+        if !(self.lean_fixed && self.no_alternates && sh.meta_breaker.is_disabled())
+            || sh.rate.is_limited()
+            || sh.admission.gated()
+            || sh.watched.load(Ordering::Relaxed) != 0
+            || sh.peak_ewma.load(Ordering::Relaxed) != 0
+        {
+            return false;
+        }
+        for d in 0..sh.domain_breakers.len() {
+            if !sh.domain_breakers[d].is_disabled()
+                || sh.domain_fault_threshold[d].load(Ordering::Relaxed) != 0
+                || sh.down[d].load(Ordering::Relaxed) != 0
+            {
+                return false;
+            }
+        }
+        self.policy.routing.iter().flatten().all(|a| {
+            let ai = usize::from(a.0);
+            sh.agent_breakers[ai].is_disabled() && sh.agents[ai].bulkhead.is_free()
+        })
     }
 
     fn sleep(&mut self) {

@@ -65,9 +65,16 @@ pub(crate) fn request<'a>(
 impl Worker {
     /// Runs the sub-task's next attempt at agent `a` (holding `permit` from its breaker): calls
     /// the agent's handler on this worker, or hands the attempt to its pool. Counts the attempt
-    /// on `m`, and returns the attempt and what became of it, for the domain stage.
+    /// on `m`, and returns the attempt and what became of it, for the domain stage. On the lean
+    /// path (`LEAN`) no agent is down and none has a concurrency limit (see `Worker::lean_now`).
     #[inline(always)] // into the domain stage's `attempt`: one function per attempt, as one call
-    pub(crate) fn send(&mut self, m: &mut Msg, a: AgentId, permit: Permit, hedge: bool) -> (AttemptInfo, Sent) {
+    pub(crate) fn send<const LEAN: bool>(
+        &mut self,
+        m: &mut Msg,
+        a: AgentId,
+        permit: Permit,
+        hedge: bool,
+    ) -> (AttemptInfo, Sent) {
         let ai = usize::from(a.0);
         let info = AttemptInfo { agent: a.0, permit, started_ns: self.now, number: m.attempt, hedge };
         // Once the engine is stopping, no handler is called again (a C caller may free what its
@@ -99,7 +106,7 @@ impl Worker {
         let limit = req.deadline_ns.get().min(m.started_ns + sh.domain_timeout_ns());
         let deadline = (self.now + sh.agent_timeout_ns()).min(limit);
         let r = request(req, m.ticket, (m.domain, m.origin), a, u32::from(info.number));
-        let down = sh.down[usize::from(m.domain)].load(Ordering::Relaxed) & bit != 0;
+        let down = !LEAN && sh.down[usize::from(m.domain)].load(Ordering::Relaxed) & bit != 0;
         // On the workers: the agent's handler (an agent added while running has it in the
         // snapshot that routed to it); else its pool's index.
         let local = match &rt.run {
@@ -159,7 +166,9 @@ impl Worker {
         if called {
             self.slow_calls[ai] = end.saturating_sub(info.started_ns) > crate::stages::worker::PUBLISH_NS;
         }
-        self.release_agent(ai);
+        if !LEAN {
+            self.release_agent(ai);
+        }
         (info, Sent::Answered { call, latency_ns: end.saturating_sub(info.started_ns) })
     }
 

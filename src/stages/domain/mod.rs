@@ -38,8 +38,22 @@ pub(super) enum Choice {
 /// breaker state); an agent an operator forced open is never tried. A domain balanced by peak
 /// EWMA starts the round at the cheaper of two agents drawn at random instead of at the cursor
 /// (the test is one load of a mask, so a round-robin domain's choice is what it always was).
+///
+/// On the lean path (`LEAN`: every agent's breaker disabled, no concurrency limit, no balancing
+/// by latency; see `Worker::lean_now`) the first untried agent from the cursor wins, with no
+/// permit to report (`Denied`: a disabled breaker judges nothing).
 #[inline(always)]
-pub(super) fn choose(sh: &Shared, d: usize, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u64) -> Choice {
+pub(super) fn choose<const LEAN: bool>(
+    sh: &Shared,
+    d: usize,
+    agents: &[AgentId],
+    cursor: &mut u32,
+    tried: u64,
+    now: u64,
+) -> Choice {
+    if LEAN {
+        return choose_untried(sh, agents, cursor, tried);
+    }
     if sh.peak_ewma.load(Ordering::Relaxed) & (1u64 << d) != 0 {
         choose_by_peak_ewma(sh, d, agents, cursor, tried, now)
     } else {
@@ -52,18 +66,23 @@ fn choose_by_peak_ewma(sh: &Shared, d: usize, agents: &[AgentId], cursor: &mut u
     choose_from(sh, agents, cursor, Some(d), tried, now)
 }
 
+/// Where a round over a rotation of `n` agents starts (None when it is empty): at the cursor,
+/// which moves on by one.
+#[inline(always)]
+fn take_turn(cursor: &mut u32, n: usize) -> Option<usize> {
+    if n == 0 {
+        return None;
+    }
+    let i = if (*cursor as usize) < n { *cursor as usize } else { 0 };
+    *cursor = if i + 1 == n { 0 } else { i as u32 + 1 };
+    Some(i)
+}
+
 /// `choose` from the cursor, or (`peak`, with the domain) from the better of two choices.
 #[inline(always)]
 fn choose_from(sh: &Shared, agents: &[AgentId], cursor: &mut u32, peak: Option<usize>, tried: u64, now: u64) -> Choice {
     let n = agents.len();
-    if n == 0 {
-        return Choice::NoneAvailable;
-    }
-    let mut i = *cursor as usize;
-    if i >= n {
-        i = 0;
-    }
-    *cursor = if i + 1 == n { 0 } else { i as u32 + 1 };
+    let Some(mut i) = take_turn(cursor, n) else { return Choice::NoneAvailable };
     if let Some(d) = peak
         && n > 1
     {
@@ -111,6 +130,21 @@ fn choose_from(sh: &Shared, agents: &[AgentId], cursor: &mut u32, peak: Option<u
         None if forced => Choice::NoneAvailable,
         None => Choice::AllTried,
     }
+}
+
+/// The lean path's choice: the first agent from the cursor the sub-task has not tried.
+#[inline(always)]
+fn choose_untried(sh: &Shared, agents: &[AgentId], cursor: &mut u32, tried: u64) -> Choice {
+    let n = agents.len();
+    let Some(mut i) = take_turn(cursor, n) else { return Choice::NoneAvailable };
+    for _ in 0..n {
+        let a = agents[i];
+        if tried & sh.agents[usize::from(a.0)].bit() == 0 {
+            return Choice::Agent(a, Permit::Denied);
+        }
+        i = if i + 1 == n { 0 } else { i + 1 };
+    }
+    Choice::AllTried
 }
 
 /// The power of two choices: of two distinct positions of the rotation drawn at random (from
@@ -221,37 +255,38 @@ fn eject(
 const RETRY_MISSES: usize = 16;
 
 impl Worker {
-    pub(crate) fn domain_step(&mut self, m: Msg) {
-        self.start_subtask(m)
-    }
-
-    fn start_subtask(&mut self, mut m: Msg) {
+    /// Starts sub-task `m`: the domain breaker's permit, the domain's injected faults and its
+    /// retry budget's deposit, then its first attempt. The lean path (`LEAN`) has none of them
+    /// on (its domain breakers disabled, no faults, no budgets; see `Worker::lean_now`).
+    pub(crate) fn start_subtask<const LEAN: bool>(&mut self, mut m: Msg) {
         let d = usize::from(m.domain);
         m.started_ns = self.now;
         self.counters().domain[d].subtasks.inc();
-        let (permit, tr) = self.sh.domain_breakers[d].try_acquire(self.now);
-        self.sh.emit_for(Level::Domain, d, tr, m.ticket);
-        if permit == Permit::Denied {
-            self.counters().domain[d].shed.inc();
-            return self.finish_subtask(m, Reason::DomainShed);
-        }
-        m.domain_permit = permit;
-        let fault = self.sh.domain_fault_threshold[d].load(Ordering::Relaxed);
-        if fault != 0 {
-            let (id, fanout) = {
-                // SAFETY: the task is ours (admitted).
-                let r = unsafe { self.sh.slab.req(m.ticket.slot()) };
-                (r.id, u32::from(r.fanout.get()))
-            };
-            if fails_below(splitmix64(rerouted_key(id, m.domain, m.origin, fanout) ^ DOMAIN_FAULT_SALT), 0, fault) {
-                self.counters().domain[d].faults.inc();
-                return self.finish_subtask(m, Reason::DomainFault);
+        if !LEAN {
+            let (permit, tr) = self.sh.domain_breakers[d].try_acquire(self.now);
+            self.sh.emit_for(Level::Domain, d, tr, m.ticket);
+            if permit == Permit::Denied {
+                self.counters().domain[d].shed.inc();
+                return self.finish_subtask::<false>(m, Reason::DomainShed);
+            }
+            m.domain_permit = permit;
+            let fault = self.sh.domain_fault_threshold[d].load(Ordering::Relaxed);
+            if fault != 0 {
+                let (id, fanout) = {
+                    // SAFETY: the task is ours (admitted).
+                    let r = unsafe { self.sh.slab.req(m.ticket.slot()) };
+                    (r.id, u32::from(r.fanout.get()))
+                };
+                if fails_below(splitmix64(rerouted_key(id, m.domain, m.origin, fanout) ^ DOMAIN_FAULT_SALT), 0, fault) {
+                    self.counters().domain[d].faults.inc();
+                    return self.finish_subtask::<false>(m, Reason::DomainFault);
+                }
+            }
+            if let Some(b) = &mut self.budgets[d] {
+                b.deposit(self.now);
             }
         }
-        if let Some(b) = &mut self.budgets[d] {
-            b.deposit(self.now);
-        }
-        self.dispatch(m);
+        self.dispatch::<LEAN>(m);
     }
 
     /// Counts an answered (or abandoned) attempt: its agent's breaker and counters, the
@@ -277,14 +312,17 @@ impl Worker {
     }
 
     /// Reports a success in time to its agent's breaker and counters.
+    /// The lean path (`LEAN`) holds no permit and watches no agent.
     #[inline(always)]
-    pub(crate) fn report_success(&mut self, info: &AttemptInfo, latency_ns: u64) {
+    pub(crate) fn report_success<const LEAN: bool>(&mut self, info: &AttemptInfo, latency_ns: u64) {
         let a = usize::from(info.agent);
-        if info.permit != Permit::Denied {
-            let tr = self.sh.agent_breakers[a].on_result(info.permit, self.now, latency_ns, true, self.id);
-            self.sh.emit(Level::Agent, a, tr);
+        if !LEAN {
+            if info.permit != Permit::Denied {
+                let tr = self.sh.agent_breakers[a].on_result(info.permit, self.now, latency_ns, true, self.id);
+                self.sh.emit(Level::Agent, a, tr);
+            }
+            watch(&self.sh, &self.policy.members, a, self.now, latency_ns, false);
         }
-        watch(&self.sh, &self.policy.members, a, self.now, latency_ns, false);
         let ctr = &self.ctr.agent[a];
         ctr.calls.inc();
         ctr.latency_ns.add(latency_ns);
@@ -318,15 +356,15 @@ impl Worker {
     }
 
     /// An attempt answered at once: done, or fail over.
-    pub(crate) fn answered(&mut self, m: Msg, info: AttemptInfo, mut out: Outcome, body: Vec<u8>) {
+    pub(crate) fn answered<const LEAN: bool>(&mut self, m: Msg, info: AttemptInfo, mut out: Outcome, body: Vec<u8>) {
         if m.parked != NOT_PARKED {
             return self.on_parked_answer(m.parked, info, out, body);
         }
         self.record(&m, &info, &mut out);
         if out.failure.is_none() {
-            return self.succeeded(m, &info, out.value, body);
+            return self.succeeded::<LEAN>(m, &info, out.value, body);
         }
-        self.dispatch(m);
+        self.dispatch::<LEAN>(m);
     }
 
     /// An attempt of parked sub-task `p` answered, failed, or was abandoned: done, wait for
@@ -335,15 +373,15 @@ impl Worker {
         let sub = *self.parked.at(p);
         self.record(&sub.m, &info, &mut out);
         if out.failure.is_none() {
-            return self.succeeded(sub.m, &info, out.value, body);
+            return self.succeeded::<false>(sub.m, &info, out.value, body);
         }
         if sub.n_live > 0 {
             return; // another attempt (a hedge) may still answer
         }
-        self.dispatch(sub.m);
+        self.dispatch::<false>(sub.m);
     }
 
-    fn succeeded(&mut self, mut m: Msg, info: &AttemptInfo, value: u64, body: Vec<u8>) {
+    fn succeeded<const LEAN: bool>(&mut self, mut m: Msg, info: &AttemptInfo, value: u64, body: Vec<u8>) {
         if info.number > 0 {
             let d = usize::from(m.domain);
             self.counters().domain[d].recovered.inc();
@@ -357,44 +395,47 @@ impl Worker {
             // Under the domain the task asked for, also when an alternate answered for it.
             unsafe { self.sh.slab.out(m.ticket.slot()) }.push_body(DomainId(m.origin), body);
         }
-        self.finish_subtask(m, Reason::None);
+        self.finish_subtask::<LEAN>(m, Reason::None);
     }
 
     /// Sends the sub-task's next attempt to an agent, or ends the sub-task. A parked sub-task
-    /// comes here with no attempt in flight.
-    pub(crate) fn dispatch(&mut self, mut m: Msg) {
+    /// comes here with no attempt in flight. The lean path (`LEAN`) has no retry budget and no
+    /// panic routing (see `Worker::lean_now`).
+    pub(crate) fn dispatch<const LEAN: bool>(&mut self, mut m: Msg) {
         let d = usize::from(m.domain);
         // SAFETY: the task is ours (admitted).
         let deadline = unsafe { self.sh.slab.req(m.ticket.slot()) }.deadline_ns.get();
         if self.now >= deadline {
-            return self.finish_subtask(m, Reason::Deadline);
+            return self.finish_subtask::<LEAN>(m, Reason::Deadline);
         }
         if self.now.saturating_sub(m.started_ns) > self.sh.domain_timeout_ns() {
-            return self.finish_subtask(m, Reason::DomainTimeout);
+            return self.finish_subtask::<LEAN>(m, Reason::DomainTimeout);
         }
         if u32::from(m.attempt) >= self.sh.max_attempts[d].load(Ordering::Relaxed) {
-            return self.finish_subtask(m, Reason::AgentsExhausted);
+            return self.finish_subtask::<LEAN>(m, Reason::AgentsExhausted);
         }
-        let mut choice = choose(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now);
+        let mut choice = choose::<LEAN>(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now);
         if matches!(choice, Choice::AllTried) {
             // More attempts allowed than agents: start another round over them.
             m.tried = 0;
-            choice = choose(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], 0, self.now);
+            choice = choose::<LEAN>(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], 0, self.now);
         }
         let (a, permit) = match choice {
             Choice::Agent(a, p) => (a, p),
             Choice::Busy => return self.wait_for_room(m),
-            Choice::NoneAvailable | Choice::AllTried => return self.finish_subtask(m, Reason::NoAgent),
+            Choice::NoneAvailable | Choice::AllTried => return self.finish_subtask::<LEAN>(m, Reason::NoAgent),
         };
-        if m.attempt > 0 && !self.withdraw(d) {
-            self.sh.agent_breakers[usize::from(a.0)].release(permit);
-            self.sh.agents[usize::from(a.0)].bulkhead.release();
-            return self.finish_subtask(m, Reason::BudgetExhausted);
+        if !LEAN {
+            if m.attempt > 0 && !self.withdraw(d) {
+                self.sh.agent_breakers[usize::from(a.0)].release(permit);
+                self.sh.agents[usize::from(a.0)].bulkhead.release();
+                return self.finish_subtask::<false>(m, Reason::BudgetExhausted);
+            }
+            if permit == Permit::Bypass {
+                self.counters().panic_routed.inc();
+            }
         }
-        if permit == Permit::Bypass {
-            self.counters().panic_routed.inc();
-        }
-        self.attempt(m, a, permit, false);
+        self.attempt::<LEAN>(m, a, permit, false);
     }
 
     /// Sends an attempt of the sub-task to agent `a` through the agent stage, and acts on what
@@ -402,9 +443,9 @@ impl Worker {
     /// parks, its timers start), or a stopping engine (the task is rejected as shutting down;
     /// its other sub-tasks, if any, find it completed and stop there).
     #[inline(never)] // one copy, the agent stage's call inlined in it, for failover and hedges
-    pub(crate) fn attempt(&mut self, mut m: Msg, a: AgentId, permit: Permit, hedge: bool) {
-        match self.send(&mut m, a, permit, hedge) {
-            (info, Sent::Answered { call, latency_ns }) => self.answered_at_once(m, info, call, latency_ns),
+    pub(crate) fn attempt<const LEAN: bool>(&mut self, mut m: Msg, a: AgentId, permit: Permit, hedge: bool) {
+        match self.send::<LEAN>(&mut m, a, permit, hedge) {
+            (info, Sent::Answered { call, latency_ns }) => self.answered_at_once::<LEAN>(m, info, call, latency_ns),
             (info, Sent::Deferred { slot, g, deadline }) => self.deferred(m, info, slot, g, deadline),
             (_, Sent::Stopping) => self.complete(m.ticket, Reason::ShuttingDown),
         }
@@ -412,25 +453,30 @@ impl Worker {
 
     /// The agent answered at once: done, or fail over.
     #[inline(always)]
-    fn answered_at_once(&mut self, mut m: Msg, info: AttemptInfo, call: Call, latency: u64) {
+    fn answered_at_once<const LEAN: bool>(&mut self, mut m: Msg, info: AttemptInfo, call: Call, latency: u64) {
         match call {
             // The common case, kept short: a success at once, in time, of a sub-task not parked.
             Call::Value(v) if m.parked == NOT_PARKED && latency <= self.sh.agent_timeout_ns() => {
-                self.report_success(&info, latency);
+                self.report_success::<LEAN>(&info, latency);
                 if info.number > 0 {
                     self.counters().domain[usize::from(m.domain)].recovered.inc();
                 }
-                if let Some(w) = &mut self.windows[usize::from(m.domain)] {
+                // The lean path has no hedging by percentile (no latency windows).
+                if !LEAN && let Some(w) = &mut self.windows[usize::from(m.domain)] {
                     w.record(self.now, latency);
                 }
                 m.value = v;
-                self.finish_subtask(m, Reason::None);
+                self.finish_subtask::<LEAN>(m, Reason::None);
             }
-            Call::Value(v) => self.answered(m, info, Outcome::ok(v, latency), Vec::new()),
-            Call::Body(v, body) => self.answered(m, info, Outcome::ok(v, latency), body),
-            Call::Failed(kind, code) => self.answered(m, info, Outcome::failed(kind, code, latency), Vec::new()),
+            Call::Value(v) => self.answered::<LEAN>(m, info, Outcome::ok(v, latency), Vec::new()),
+            Call::Body(v, body) => self.answered::<LEAN>(m, info, Outcome::ok(v, latency), body),
+            Call::Failed(kind, code) => {
+                self.answered::<LEAN>(m, info, Outcome::failed(kind, code, latency), Vec::new())
+            }
             // "Pending" without deferring breaks the contract.
-            Call::Pending => self.answered(m, info, Outcome::failed(FailureKind::InvalidReply, 0, latency), Vec::new()),
+            Call::Pending => {
+                self.answered::<LEAN>(m, info, Outcome::failed(FailureKind::InvalidReply, 0, latency), Vec::new())
+            }
         }
     }
 
@@ -474,7 +520,7 @@ impl Worker {
             self.sh.domain_breakers[d].release(m.domain_permit);
             m.domain_permit = Permit::Denied;
         }
-        self.finish_subtask(m, Reason::DomainOverloaded);
+        self.finish_subtask::<false>(m, Reason::DomainOverloaded);
     }
 
     /// Sends the sub-tasks that wait for room again (those that still find none wait on).
@@ -519,7 +565,7 @@ impl Worker {
                 }
                 m.waiting_since = 0;
                 let queued = self.waiting[d].len();
-                self.dispatch(m);
+                self.dispatch::<false>(m);
                 if self.waiting[d].len() > queued {
                     // Still no room: it waits on, from when it began.
                     if let Some(back) = self.waiting[d].back_mut() {
@@ -542,8 +588,9 @@ impl Worker {
     }
 
     /// Ends a sub-task: lets go of its attempts still in flight, reports it to the domain
-    /// breaker (unless it was shed) and hands it to the meta stage's join.
-    pub(crate) fn finish_subtask(&mut self, mut m: Msg, reason: Reason) {
+    /// breaker (unless it was shed, or holds no permit) and hands it to the meta stage's join,
+    /// unless it is rerouted. The lean path (`LEAN`) has no alternates to reroute to.
+    pub(crate) fn finish_subtask<const LEAN: bool>(&mut self, mut m: Msg, reason: Reason) {
         if m.parked != NOT_PARKED {
             self.let_go(m.parked);
             m.parked = NOT_PARKED;
@@ -568,7 +615,7 @@ impl Worker {
             Reason::DomainOverloaded => ctr.overloaded.inc(),
             _ => ctr.failed.inc(),
         }
-        if crate::policy::reroute::reroutable(reason) && self.reroute(&m) {
+        if !LEAN && crate::policy::reroute::reroutable(reason) && self.reroute(&m) {
             return;
         }
         m.reason = reason;

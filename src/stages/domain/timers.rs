@@ -40,10 +40,11 @@ impl Worker {
             let g = self.parked.generation(p);
             return self.schedule_hedge(d, p, g, newest);
         }
-        let (a, permit) = match choose(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now) {
-            Choice::Agent(a, permit) => (a, permit),
-            _ => return, // nobody else to ask now
-        };
+        let (a, permit) =
+            match choose::<false>(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now) {
+                Choice::Agent(a, permit) => (a, permit),
+                _ => return, // nobody else to ask now
+            };
         if !self.withdraw(d) {
             self.sh.agent_breakers[usize::from(a.0)].release(permit);
             self.sh.agents[usize::from(a.0)].bulkhead.release();
@@ -52,7 +53,7 @@ impl Worker {
         self.parked.at(p).hedges += 1;
         self.counters().domain[d].hedges.inc();
         let g = self.parked.generation(p);
-        self.attempt(m, a, permit, true);
+        self.attempt::<false>(m, a, permit, true);
         // Another hedge later, if allowed and the sub-task still waits (the hedge may have
         // answered at once).
         if u32::from(sub.hedges) + 1 < h.max_extra && self.parked.get(p, g).is_some_and(|s| s.n_live > 0) {
