@@ -358,12 +358,19 @@ impl Slab {
         self.wake_waiter(s, w);
     }
 
-    /// Wakes the thread in `wait` on slot `s`, if the word before `DONE` (`w`) says one waits.
-    #[inline]
+    /// Wakes the thread in `wait` on slot `s`, if the word before `DONE` (`w`) says one waits:
+    /// the test inlined where a task completes, the wake-up out of line.
+    #[inline(always)]
     fn wake_waiter(&self, s: &Slot, w: u64) {
-        if w & WAITING != 0
-            && let Some(t) = lock(&s.waiter).as_ref()
-        {
+        if w & WAITING != 0 {
+            Self::unpark_waiter(s);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unpark_waiter(s: &Slot) {
+        if let Some(t) = lock(&s.waiter).as_ref() {
             t.unpark();
         }
     }
