@@ -590,6 +590,7 @@ impl Worker {
     /// Ends a sub-task: lets go of its attempts still in flight, reports it to the domain
     /// breaker (unless it was shed, or holds no permit) and hands it to the meta stage's join,
     /// unless it is rerouted. The lean path (`LEAN`) has no alternates to reroute to.
+    #[inline(always)]
     pub(crate) fn finish_subtask<const LEAN: bool>(&mut self, mut m: Msg, reason: Reason) {
         if m.parked != NOT_PARKED {
             self.let_go(m.parked);
