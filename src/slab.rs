@@ -284,7 +284,12 @@ impl Slab {
     /// `transition`, returning the word it replaced.
     #[inline]
     fn transition_from(&self, t: Ticket, from: &[u64], to: u64, success: Ordering) -> Option<u64> {
-        let s = self.slot(t.slot());
+        Self::transition_at(self.slot(t.slot()), t, from, to, success)
+    }
+
+    /// `transition_from` on `s`, ticket `t`'s slot.
+    #[inline(always)]
+    fn transition_at(s: &Slot, t: Ticket, from: &[u64], to: u64, success: Ordering) -> Option<u64> {
         let mut w = s.word.load(Ordering::Acquire);
         loop {
             if generation(w) != t.generation() || !from.contains(&state(w)) {
@@ -386,8 +391,8 @@ impl Slab {
     /// holds (its recorded failures, not the whole array) and swapping the reply bytes' storage
     /// with `dst`'s (cleared). Returns false, leaving `dst` as it was, when `t` is not done.
     pub(crate) fn take_into(&self, t: Ticket, dst: &mut Completion) -> bool {
-        let Some(w) = self.transition_from(t, &[DONE], TAKEN, Ordering::Acquire) else { return false };
         let s = self.slot(t.slot());
+        let Some(w) = Self::transition_at(s, t, &[DONE], TAKEN, Ordering::Acquire) else { return false };
         if w & SWEPT == 0 {
             // SAFETY: `DONE` was published with release after `out` was written, and our
             // acquire CAS to `TAKEN` makes us its only user until we free the slot.
@@ -404,13 +409,12 @@ impl Slab {
             c.priority = req.priority.get();
             *dst = c;
         }
-        self.release(t.slot());
+        self.release(s, t.slot());
         true
     }
 
-    /// Frees a `TAKEN` slot, or leaves it `ZOMBIE` until its last pin drops.
-    fn release(&self, idx: u32) {
-        let s = self.slot(idx);
+    /// Frees a `TAKEN` slot `s` (index `idx`), or leaves it `ZOMBIE` until its last pin drops.
+    fn release(&self, s: &Slot, idx: u32) {
         let mut w = s.word.load(Ordering::Relaxed);
         loop {
             let next = if w & PINS == 0 {
@@ -421,7 +425,7 @@ impl Slab {
             match s.word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
                     if w & PINS == 0 {
-                        self.push_free(idx);
+                        self.push_free(s, idx);
                     }
                     return;
                 }
@@ -430,15 +434,16 @@ impl Slab {
         }
     }
 
-    /// Returns a freed slot to its shard (it always has room: a shard holds its own slots).
-    fn push_free(&self, idx: u32) {
+    /// Returns freed slot `s` (index `idx`) to its shard (it always has room: a shard holds its
+    /// own slots).
+    fn push_free(&self, s: &Slot, idx: u32) {
         // The slot is FREE and nobody else's until pushed: it lets go of its task's completion
         // queue now, so that a queue its consumer dropped (its descriptors, its ring) goes with
         // its last task rather than when the slot is next used.
         #[cfg(not(loom))]
         // SAFETY: a FREE slot not yet on the free list is accessed by this thread alone.
-        self.slot(idx).req.with_mut(|p| unsafe { (*p).sink = None });
-        let _ = self.free[self.slot(idx).home as usize].push(idx);
+        s.req.with_mut(|p| unsafe { (*p).sink = None });
+        let _ = self.free[s.home as usize].push(idx);
     }
 
     /// An isolated agent is about to read the request of ticket `t`: pins the slot if the task
@@ -476,7 +481,7 @@ impl Slab {
             match s.word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
                     if state(next) == FREE && state(w) == ZOMBIE {
-                        self.push_free(idx);
+                        self.push_free(s, idx);
                     }
                     return;
                 }

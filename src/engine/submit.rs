@@ -41,16 +41,18 @@ impl Engine {
         self.has_classifier()
     }
 
-    /// Takes a slot, copies the task into it and publishes it. The caller pushes the ticket.
+    /// Takes a slot (from free-list shard `shard` first: the submitting thread's, see
+    /// [`submitter`](Self::submitter), looked up once per call), copies the task into it and
+    /// publishes it. The caller pushes the ticket.
     #[inline]
-    fn stage(&self, task: &Task<'_>, now: u64, sink: Option<&Arc<Sink>>) -> Result<Ticket, SubmitError> {
+    fn stage(&self, task: &Task<'_>, now: u64, sink: Option<&Arc<Sink>>, shard: usize) -> Result<Ticket, SubmitError> {
         let sh = &*self.sh;
         let reserve = sh.admission.reserve[usize::from(task.priority)].load(Ordering::Relaxed) as usize;
         if reserve > 0 && sh.slab.free_len() <= reserve {
             sh.submit_full.fetch_add(1, Ordering::Relaxed);
             return Err(SubmitError::Full);
         }
-        let Some(idx) = sh.slab.alloc(self.submitter()) else {
+        let Some(idx) = sh.slab.alloc(shard) else {
             sh.submit_full.fetch_add(1, Ordering::Relaxed);
             return Err(SubmitError::Full);
         };
@@ -160,7 +162,7 @@ impl Engine {
         }
         self.check(task)?;
         let now = sh.clock.now();
-        let t = self.stage(task, now, sink)?;
+        let t = self.stage(task, now, sink, self.submitter())?;
         let woken = self.push(&[t], self.target());
         // Orders the QUEUED store and the ring push before the lifecycle and sleeper checks
         // (see `park` and `shutdown`).
@@ -252,11 +254,12 @@ impl Engine {
         let mut done = 0;
         let mut first_err = None;
         let now = sh.clock.now();
+        let shard = self.submitter();
         while done < n && first_err.is_none() {
             let end = (done + sh.cfg.batch).min(n);
             let start = done;
             for i in start..end {
-                match self.check(&tasks[i]).and_then(|()| self.stage(&tasks[i], now, sink)) {
+                match self.check(&tasks[i]).and_then(|()| self.stage(&tasks[i], now, sink, shard)) {
                     Ok(t) => tickets[i] = t,
                     Err(e) => {
                         first_err = Some(e);
