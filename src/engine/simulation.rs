@@ -240,3 +240,41 @@ impl Drop for Simulation {
         self.finish();
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::stages::worker::STALL_NS;
+    use crate::{DomainId, Engine, EngineConfig, Levels, Task, Topology};
+
+    /// A worker with work of its own also takes tickets from the ring of a worker that has not
+    /// turned for longer than the stall threshold (descheduled, in a live engine), and only then.
+    #[test]
+    fn a_busy_worker_relieves_a_stuck_one() {
+        let mut b = Topology::seed_builder(0.0);
+        b.breakers(Levels::disabled());
+        let config = EngineConfig { workers: 2, ..EngineConfig::default() };
+        let mut sim = Engine::builder(b.build().unwrap()).config(config).simulate().unwrap();
+        let batch = sim.engine.shared().cfg.batch;
+        // A simulation fills the first worker's ring to two batches, then the second's.
+        let n = 2 * batch + 10;
+        for i in 0..n {
+            sim.engine.try_submit(&Task::new(i as u64, DomainId((i % 3) as u16))).unwrap();
+        }
+        let sh = sim.engine.shared_arc().clone();
+        assert_eq!((sh.workers[0].ingress.len(), sh.workers[1].ingress.len()), (2 * batch as u64, 10));
+        // The second worker turned (it published its turn clock) at time 0: not stuck yet.
+        let w0 = &mut sim.workers[0];
+        w0.now = STALL_NS;
+        assert_eq!(w0.relieve_stuck(batch), 0, "a worker within the threshold is left alone");
+        w0.now = STALL_NS + 1;
+        assert_eq!(w0.relieve_stuck(batch), 10, "a stuck worker's backlog is taken");
+        assert!(sh.workers[1].ingress.is_empty());
+        sim.engine.shared().clock.set(STALL_NS + 1);
+        sim.settle();
+        let mut out = vec![crate::Completion::default(); n + 1];
+        assert_eq!(sim.engine.poll(&mut out), n, "every task completes once");
+        let mut ids: Vec<u64> = out[..n].iter().map(|c| c.id).collect();
+        ids.sort_unstable();
+        assert!(ids.iter().copied().eq(0..n as u64));
+    }
+}

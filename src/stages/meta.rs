@@ -23,7 +23,8 @@ impl Worker {
     ///
     /// With nothing of its own to take, it steals up to half a batch from the first other
     /// worker with a backlog: a worker that is descheduled (more threads than cores) or busy in a
-    /// slow handler does not leave its queued tasks waiting while another worker idles.
+    /// slow handler does not leave its queued tasks waiting while another worker idles. A busy
+    /// worker also takes half a batch from a worker that is stuck (see [`Worker::stuck`]).
     pub(crate) fn ingest(&mut self) -> usize {
         let batch = self.sh.cfg.batch;
         let mut n = self.ingest_from(self.id, batch);
@@ -31,7 +32,15 @@ impl Worker {
             n += self.ingest_overflow(batch - n);
         }
         let workers = self.sh.workers.len();
-        if n > 0 || workers == 1 {
+        if workers == 1 {
+            return n;
+        }
+        if n > 0 {
+            // Not in a simulation: its driver turns every worker, and a worker it has not yet
+            // turned at a new virtual time is not stuck.
+            if !self.simulated {
+                n += self.relieve_stuck(batch.div_ceil(2));
+            }
             return n;
         }
         for k in 1..workers {
@@ -44,6 +53,30 @@ impl Worker {
             }
         }
         0
+    }
+
+    /// Takes up to `max` tasks from the ring of the first other worker that is stuck with a
+    /// backlog: tasks do not wait for a descheduled worker's next time slice (milliseconds, with
+    /// more threads than cores) while this one runs. One load of each other worker's turn clock
+    /// per turn (a line written every 50 us at most).
+    pub(crate) fn relieve_stuck(&mut self, max: usize) -> usize {
+        let workers = self.sh.workers.len();
+        for k in 1..workers {
+            let v = (self.id + k) % workers;
+            if self.stuck(v) && !self.sh.workers[v].ingress.is_empty() {
+                return self.ingest_from(v, max);
+            }
+        }
+        0
+    }
+
+    /// Whether worker `v` has not started a turn for [`STALL_NS`](crate::stages::worker::STALL_NS)
+    /// (it publishes its turn clock every quarter of that at most): descheduled, inside a long
+    /// handler, or asleep.
+    #[inline]
+    fn stuck(&self, v: usize) -> bool {
+        let seen = self.sh.workers[v].turn_ns.load(Ordering::Relaxed);
+        self.now.saturating_sub(seen) > crate::stages::worker::STALL_NS
     }
 
     /// Feeds a completed task that held a throttle permit to the adaptive throttle (out of line:
