@@ -243,8 +243,11 @@ impl Drop for Simulation {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use crate::config::EngineConfig;
+    use crate::engine::Engine;
     use crate::stages::worker::STALL_NS;
-    use crate::{DomainId, Engine, EngineConfig, Levels, Task, Topology};
+    use crate::task::{Completion, DomainId, Task};
+    use crate::topology::{Levels, Topology};
 
     /// A worker with work of its own also takes tickets from the ring of a worker that has not
     /// turned for longer than the stall threshold (descheduled, in a live engine), and only then.
@@ -271,7 +274,7 @@ mod tests {
         assert!(sh.workers[1].ingress.is_empty());
         sim.engine.shared().clock.set(STALL_NS + 1);
         sim.settle();
-        let mut out = vec![crate::Completion::default(); n + 1];
+        let mut out = vec![Completion::default(); n + 1];
         assert_eq!(sim.engine.poll(&mut out), n, "every task completes once");
         let mut ids: Vec<u64> = out[..n].iter().map(|c| c.id).collect();
         ids.sort_unstable();
