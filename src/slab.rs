@@ -342,6 +342,12 @@ impl Slab {
         (state(w) == DONE && w & (SWEPT | POLLED) == POLLED).then(|| Ticket::new(idx, generation(w)))
     }
 
+    /// Whether ticket `t`'s task is admitted: a worker holds it and has not completed it.
+    pub(crate) fn is_admitted(&self, t: Ticket) -> bool {
+        let w = self.slot(t.slot()).word.load(Ordering::Acquire);
+        generation(w) == t.generation() && state(w) == ADMITTED
+    }
+
     /// Whether a slot holds a task that has been published and has not yet been completed.
     pub(crate) fn is_unfinished(&self, idx: u32) -> bool {
         matches!(state(self.slot(idx).word.load(Ordering::Acquire)), QUEUED | ADMITTED | COMPLETING)

@@ -168,6 +168,11 @@ impl Worker {
             self.admit::<false>(t);
             n += 1;
         }
+        if n > 0 {
+            // The turn's choice of path, made again after these tickets were taken: their
+            // sub-tasks run in this turn's drain with the others.
+            self.lean = self.lean_now();
+        }
         n
     }
 
@@ -390,8 +395,19 @@ impl Worker {
         }
     }
 
+    /// [`complete`](Self::complete), unless the task is no longer this worker's to complete: at
+    /// shutdown a task with several sub-tasks is met once per sub-task (in `abort_all`, or as
+    /// each one's attempt is refused because the engine stops), and only the first completes it.
+    /// The others must not write the outcome record of a slot that its taker may be reading.
+    pub(crate) fn complete_if_held(&mut self, t: Ticket, reason: Reason) {
+        if self.sh.slab.is_admitted(t) {
+            self.complete(t, reason);
+        }
+    }
+
     /// Completes a task this worker holds: reports to the meta breaker, releases its throttle
-    /// permit, claims the slot and delivers the outcome.
+    /// permit, writes the outcome, marks the slot `DONE` and delivers the outcome. Called once
+    /// per task (see [`complete_if_held`](Self::complete_if_held) where a task may be met again).
     pub(crate) fn complete(&mut self, t: Ticket, reason: Reason) {
         let idx = t.slot();
         let (submit_ns, id, priority, domains) = {

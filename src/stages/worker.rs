@@ -340,7 +340,7 @@ impl Worker {
 
     /// Completes every task this worker holds as rejected (`ShuttingDown`); the engine is
     /// stopping. Deferred attempts still in flight are abandoned. A task with several sub-tasks
-    /// in the queues is completed once (the slot's claim decides).
+    /// in the queues is completed once (see `complete_if_held`).
     fn abort_all(&mut self) {
         let mut held: Vec<Ticket> = Vec::new();
         held.extend(self.pending.iter_mut().flat_map(|q| q.drain(..)));
@@ -356,7 +356,7 @@ impl Worker {
             held.push(sub.m.ticket);
         }
         for t in held {
-            self.complete(t, Reason::ShuttingDown);
+            self.complete_if_held(t, Reason::ShuttingDown);
         }
         self.publish_completions();
     }

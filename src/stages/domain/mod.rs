@@ -447,7 +447,7 @@ impl Worker {
         match self.send::<LEAN>(&mut m, a, permit, hedge) {
             (info, Sent::Answered { call, latency_ns }) => self.answered_at_once::<LEAN>(m, info, call, latency_ns),
             (info, Sent::Deferred { slot, g, deadline }) => self.deferred(m, info, slot, g, deadline),
-            (_, Sent::Stopping) => self.complete(m.ticket, Reason::ShuttingDown),
+            (_, Sent::Stopping) => self.complete_if_held(m.ticket, Reason::ShuttingDown),
         }
     }
 
