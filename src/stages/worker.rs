@@ -300,10 +300,16 @@ impl Worker {
                 return false;
             }
         }
-        self.policy.routing.iter().flatten().all(|a| {
-            let ai = usize::from(a.0);
-            sh.agent_breakers[ai].is_disabled() && sh.agents[ai].bulkhead.is_free()
-        })
+        // Plain loops: `flatten().all()` compiled to a call per batch.
+        for agents in &self.policy.routing {
+            for a in agents {
+                let ai = usize::from(a.0);
+                if !sh.agent_breakers[ai].is_disabled() || !sh.agents[ai].bulkhead.is_free() {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn sleep(&mut self) {
