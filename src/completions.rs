@@ -17,7 +17,7 @@
 
 use crate::queue::Mpmc;
 use crate::ring::{self, Consumer, Probe, Producer};
-use crate::sync::Mutex;
+use crate::sync::{Mutex, try_lock};
 use crossbeam_utils::CachePadded;
 
 /// A worker's ring, as its consumers see it.
@@ -91,11 +91,9 @@ impl Completions {
             if shard.probe.is_empty() {
                 continue;
             }
-            let mut rx = match shard.rx.try_lock() {
-                Ok(rx) => rx,
-                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => continue,
-            };
+            // A ring another caller holds is skipped (a lock poisoned by a panic is taken as it
+            // is: the ring's indices are only ever stored whole).
+            let Some(mut rx) = try_lock(&shard.rx) else { continue };
             let mut more = true;
             while more {
                 let Some(t) = rx.pop() else { break };

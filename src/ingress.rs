@@ -15,7 +15,7 @@
 
 use crate::queue::Mpmc;
 use crate::ring::{self, Consumer, Probe, Producer};
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard, try_lock};
 use crate::task::Ticket;
 use crossbeam_utils::CachePadded;
 
@@ -24,16 +24,6 @@ pub(crate) struct Ingress {
     tx: CachePadded<Mutex<Producer<Ticket>>>,
     rx: CachePadded<Mutex<Consumer<Ticket>>>,
     probe: Probe<Ticket>,
-}
-
-/// Takes `m` if no one holds it (a lock poisoned by a panic is taken as it is: the ring's
-/// indices are only ever stored whole).
-fn try_take<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    match m.try_lock() {
-        Ok(g) => Some(g),
-        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
-    }
 }
 
 impl Ingress {
@@ -47,13 +37,13 @@ impl Ingress {
     /// The producing half, unless another submitter holds it.
     #[inline]
     pub(crate) fn try_producer(&self) -> Option<MutexGuard<'_, Producer<Ticket>>> {
-        try_take(&self.tx)
+        try_lock(&self.tx)
     }
 
     /// The consuming half, unless another worker holds it.
     #[inline]
     pub(crate) fn try_consumer(&self) -> Option<MutexGuard<'_, Consumer<Ticket>>> {
-        try_take(&self.rx)
+        try_lock(&self.rx)
     }
 
     /// Tickets published and not yet taken (a hint while others move them).

@@ -447,7 +447,6 @@ impl Shared {
         format!("{}/{}", topo.domains[usize::from(a.domain.0)].name, a.name)
     }
 
-    /// Whether any completion is waiting for `poll`.
     /// Wakes the first worker after `w`, in turn, that sleeps, and returns it: for work the
     /// caller made visible before its sequentially consistent fence (see `park`).
     pub(crate) fn wake_sleeper_after(&self, w: usize) -> Option<usize> {
@@ -455,6 +454,7 @@ impl Shared {
         (1..n).map(|k| (w + k) % n).find(|&v| self.workers[v].parker().wake_fenced())
     }
 
+    /// Whether any completion is waiting for `poll`.
     pub(crate) fn completions_ready(&self) -> bool {
         self.completions.ready()
     }

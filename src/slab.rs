@@ -314,8 +314,9 @@ impl Slab {
     /// worker wrote in `out` is never read (see `take_into`).
     #[inline]
     pub(crate) fn complete(&self, t: Ticket) -> bool {
-        let Some(w) = self.transition_from(t, &[ADMITTED], DONE, Ordering::AcqRel) else { return false };
-        self.wake_waiter(self.slot(t.slot()), w);
+        let s = self.slot(t.slot());
+        let Some(w) = Self::transition_at(s, t, &[ADMITTED], DONE, Ordering::AcqRel) else { return false };
+        self.wake_waiter(s, w);
         true
     }
 

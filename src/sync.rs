@@ -32,6 +32,16 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Takes `m` if no one holds it, recovering the guard if a holder panicked (as [`lock`]); None
+/// if another thread holds it. For the rings' halves, taken in turns by whoever finds them free.
+pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 /// Tells the processor (or loom's scheduler) that this thread is waiting for another one.
 #[inline(always)]
 pub(crate) fn spin_hint() {

@@ -132,9 +132,20 @@ impl Worker {
         let domains = sh.domain_breakers.len();
         let hub = sh.workers[id].hub.clone();
         let slots = hub.capacity();
-        let lean_fixed = sh.keyed.is_none() && sh.meta_fault_threshold == 0;
+        let budgets: Vec<Option<Budget>> =
+            (0..domains).map(|d| topo.domains.get(d).and_then(|d| d.retry_budget.as_ref().map(Budget::new))).collect();
+        let windows: Vec<Option<LatencyWindow>> = (0..domains)
+            .map(|d| match topo.domains.get(d).and_then(|d| d.hedge) {
+                Some(h) if matches!(h.delay, HedgeDelay::Percentile(_)) => Some(LatencyWindow::new(h.period)),
+                _ => None,
+            })
+            .collect();
+        let lean_fixed = sh.keyed.is_none()
+            && sh.meta_fault_threshold == 0
+            && budgets.iter().all(Option::is_none)
+            && windows.iter().all(Option::is_none);
         let no_alternates = policy.alternates.iter().all(|a| a.is_empty());
-        let mut w = Self {
+        Self {
             id,
             now: 0,
             policy,
@@ -160,15 +171,8 @@ impl Worker {
             ],
             timers: BinaryHeap::with_capacity(2 * slots),
             rr: vec![0; domains],
-            budgets: (0..domains)
-                .map(|d| topo.domains.get(d).and_then(|d| d.retry_budget.as_ref().map(Budget::new)))
-                .collect(),
-            windows: (0..domains)
-                .map(|d| match topo.domains.get(d).and_then(|d| d.hedge) {
-                    Some(h) if matches!(h.delay, HedgeDelay::Percentile(_)) => Some(LatencyWindow::new(h.period)),
-                    _ => None,
-                })
-                .collect(),
+            budgets,
+            windows,
             live: 0,
             turn_published: 0,
             wake_pollers: false,
@@ -182,9 +186,7 @@ impl Worker {
             no_alternates,
             hub,
             sh,
-        };
-        w.lean_fixed &= w.budgets.iter().all(Option::is_none) && w.windows.iter().all(Option::is_none);
-        w
+        }
     }
 
     pub(crate) fn run(mut self) {
@@ -287,8 +289,8 @@ impl Worker {
         if !(self.lean_fixed && self.no_alternates && sh.meta_breaker.is_disabled())
             || sh.rate.is_limited()
             || sh.admission.gated()
+            // Balancing by peak EWMA and outlier detection, both (`watched` is their union).
             || sh.watched.load(Ordering::Relaxed) != 0
-            || sh.peak_ewma.load(Ordering::Relaxed) != 0
         {
             return false;
         }
