@@ -171,7 +171,7 @@ fn a_failed_probe_and_a_successful_one_race_to_one_outcome() {
 }
 
 fn publish_one(slab: &Slab, waitable: bool) -> Ticket {
-    let idx = slab.alloc(0).unwrap();
+    let idx = slab.pool(0).alloc().unwrap();
     // SAFETY: just allocated, not published.
     let req = unsafe { slab.req_mut(idx) };
     req.id = 7;
@@ -418,7 +418,7 @@ fn a_pinned_slot_is_freed_once_after_its_last_reader() {
         assert!(slab.take(t).is_some());
         agent.join().unwrap();
         assert_eq!(slab.free_len(), 1, "freed exactly once, whoever finished last");
-        assert!(slab.alloc(0).is_some());
+        assert!(slab.pool(0).alloc().is_some());
     });
 }
 
@@ -597,14 +597,53 @@ fn free_list_shards_hand_out_each_slot_once() {
         // it empty, from the other: never both get the same slot.
         let slab = Arc::new(Slab::new(2, 2));
         let s2 = slab.clone();
-        let t = thread::spawn(move || (s2.alloc(1), s2.alloc(1)));
-        let mine = slab.alloc(0);
+        let t = thread::spawn(move || {
+            let mut pool = s2.pool(1);
+            (pool.alloc(), pool.alloc())
+        });
+        let mine = slab.pool(0).alloc();
         let (a, b) = t.join().unwrap();
         let mut got: Vec<u32> = [mine, a, b].into_iter().flatten().collect();
         assert_eq!(got.len(), 2, "two slots, both handed out, none invented");
         got.sort_unstable();
         got.dedup();
         assert_eq!(got.len(), 2, "no slot handed out twice");
+    });
+}
+
+#[test]
+fn a_slot_freed_into_a_cache_is_reused_after_its_last_read() {
+    loom::model(|| {
+        // Slot 0 in shard 0's cache, slot 1 in shard 1's. Slot 0's task is done; a poller of
+        // shard 0 takes its completion, freeing the slot into its cache, while a submitter of
+        // shard 1 allocates twice: its own slot, then (its cache and the queues empty) one
+        // taken from shard 0's cache, waiting for the poller if it holds it. The slot is reused
+        // only after the poller has read its outcome (loom flags the cell otherwise), and no
+        // slot is handed out twice.
+        let slab = Arc::new(Slab::new(2, 2));
+        let t = publish_one(&slab, false);
+        assert_eq!(t.slot(), 0);
+        assert!(slab.admit(t));
+        write_outcome(&slab, t);
+        assert!(slab.complete(t));
+        let s2 = slab.clone();
+        let submitter = thread::spawn(move || {
+            let mut pool = s2.pool(1);
+            let (mine, taken) = (pool.alloc(), pool.alloc());
+            if let Some(idx) = taken {
+                // The next task's outcome is written into the reused slot.
+                // SAFETY: allocated here; the model stands in for the worker.
+                unsafe { s2.out(idx) }.id = 8;
+            }
+            (mine, taken)
+        });
+        let mut c = Completion::default();
+        assert!(slab.pool(0).take_into(t, &mut c));
+        assert_eq!((c.id, c.reason), (7, Reason::AgentsExhausted));
+        let (mine, taken) = submitter.join().unwrap();
+        assert_eq!(mine, Some(1));
+        assert!(taken.is_none_or(|idx| idx == 0));
+        assert_eq!(slab.free_len(), 2 - taken.is_some() as usize - 1);
     });
 }
 

@@ -19,8 +19,12 @@ impl Engine {
         if out.is_empty() {
             return 0;
         }
-        self.sh.completions.drain(self.submitter(), |raw| {
-            if self.sh.slab.take_into(Ticket(raw), &mut out[n]) {
+        let shard = self.submitter();
+        // The shard's cache of free slots, held from the first completion taken (a poll that
+        // finds nothing takes no lock).
+        let mut pool = None;
+        self.sh.completions.drain(shard, |raw| {
+            if pool.get_or_insert_with(|| self.sh.slab.pool(shard)).take_into(Ticket(raw), &mut out[n]) {
                 n += 1;
             }
             n < out.len()

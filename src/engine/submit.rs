@@ -7,6 +7,7 @@ use crate::error::SubmitError;
 use crate::shared::on_engine_thread;
 use crate::shared::{RUNNING, STOPPING};
 use crate::sink::Sink;
+use crate::slab::Pool;
 use crate::stages::worker::STALL_NS;
 use crate::sync::{Ordering, fence};
 use crate::task::{Task, Ticket};
@@ -41,18 +42,24 @@ impl Engine {
         self.has_classifier()
     }
 
-    /// Takes a slot (from free-list shard `shard` first: the submitting thread's, see
-    /// [`submitter`](Self::submitter), looked up once per call), copies the task into it and
+    /// Takes a slot from `pool` (the submitting thread's shard, see
+    /// [`submitter`](Self::submitter), held once per call), copies the task into it and
     /// publishes it. The caller pushes the ticket.
     #[inline]
-    fn stage(&self, task: &Task<'_>, now: u64, sink: Option<&Arc<Sink>>, shard: usize) -> Result<Ticket, SubmitError> {
+    fn stage(
+        &self,
+        task: &Task<'_>,
+        now: u64,
+        sink: Option<&Arc<Sink>>,
+        pool: &mut Pool<'_>,
+    ) -> Result<Ticket, SubmitError> {
         let sh = &*self.sh;
         let reserve = sh.admission.reserve[usize::from(task.priority)].load(Ordering::Relaxed) as usize;
         if reserve > 0 && sh.slab.free_len() <= reserve {
             sh.submit_full.fetch_add(1, Ordering::Relaxed);
             return Err(SubmitError::Full);
         }
-        let Some(idx) = sh.slab.alloc(shard) else {
+        let Some(idx) = pool.alloc() else {
             sh.submit_full.fetch_add(1, Ordering::Relaxed);
             return Err(SubmitError::Full);
         };
@@ -162,7 +169,7 @@ impl Engine {
         }
         self.check(task)?;
         let now = sh.clock.now();
-        let t = self.stage(task, now, sink, self.submitter())?;
+        let t = self.stage(task, now, sink, &mut sh.slab.pool(self.submitter()))?;
         let woken = self.push(&[t], self.target());
         // Orders the QUEUED store and the ring push before the lifecycle and sleeper checks
         // (see `park` and `shutdown`).
@@ -254,12 +261,12 @@ impl Engine {
         let mut done = 0;
         let mut first_err = None;
         let now = sh.clock.now();
-        let shard = self.submitter();
+        let mut pool = sh.slab.pool(self.submitter());
         while done < n && first_err.is_none() {
             let end = (done + sh.cfg.batch).min(n);
             let start = done;
             for i in start..end {
-                match self.check(&tasks[i]).and_then(|()| self.stage(&tasks[i], now, sink, shard)) {
+                match self.check(&tasks[i]).and_then(|()| self.stage(&tasks[i], now, sink, &mut pool)) {
                     Ok(t) => tickets[i] = t,
                     Err(e) => {
                         first_err = Some(e);
@@ -273,6 +280,7 @@ impl Engine {
                 woken |= self.push(&tickets[start..done], self.target());
             }
         }
+        drop(pool);
         if done > 0 {
             fence(Ordering::SeqCst);
             if sh.lifecycle() >= STOPPING {
