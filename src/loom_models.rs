@@ -210,6 +210,52 @@ fn a_waiter_gets_the_completion_exactly_once() {
 }
 
 #[test]
+fn a_waiter_leaves_the_next_tasks_waiter_registered() {
+    loom::model(|| {
+        // One slot. A waits on the first task; as soon as A frees the slot, B submits the next
+        // task into it and waits on that. Had A cleared its registration after freeing the slot,
+        // B could find A's registration still there (and be refused as `AlreadyWaiting`), or A
+        // could clear B's (and B would sleep unwoken).
+        let slab = Arc::new(Slab::new(1, 1));
+        let t1 = publish_one(&slab, true);
+        let next = Arc::new(AtomicU64::new(0));
+        let (s2, n2) = (slab.clone(), next.clone());
+        let worker = thread::spawn(move || {
+            for t in [Some(t1), None] {
+                let t = t.unwrap_or_else(|| {
+                    loop {
+                        match n2.load(Ordering::Acquire) {
+                            0 => thread::yield_now(),
+                            raw => break Ticket(raw),
+                        }
+                    }
+                });
+                assert!(s2.admit(t));
+                write_outcome(&s2, t);
+                assert!(s2.complete(t));
+            }
+        });
+        let (s3, n3) = (slab.clone(), next.clone());
+        let b = thread::spawn(move || {
+            let idx = loop {
+                match s3.pool(0).alloc() {
+                    Some(idx) => break idx,
+                    None => thread::yield_now(),
+                }
+            };
+            // SAFETY: just allocated, not published.
+            unsafe { s3.req_mut(idx) }.waitable = true;
+            let t2 = s3.publish(idx, false);
+            n3.store(t2.0, Ordering::Release);
+            s3.wait(t2, None).map(|c| c.id)
+        });
+        assert_eq!(slab.wait(t1, None).map(|c| c.id), Ok(7));
+        assert_eq!(b.join().unwrap(), Ok(7));
+        worker.join().unwrap();
+    });
+}
+
+#[test]
 fn a_completion_is_taken_once_by_racing_pollers() {
     loom::model(|| {
         let slab = Arc::new(Slab::new(1, 1));

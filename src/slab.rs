@@ -63,6 +63,11 @@ fn generation(w: u64) -> u32 {
 fn with_state(w: u64, s: u64) -> u64 {
     (w & !STATE) | s
 }
+/// The word of slot word `w`'s slot once freed: `FREE`, the next generation, no pins or flags.
+#[inline]
+fn freed(w: u64) -> u64 {
+    ((u64::from(generation(w)).wrapping_add(1) & 0xffff_ffff) << 32) | FREE
+}
 
 /// A request field the worker that admitted the task may rewrite: the classifier's verdict
 /// (domains, priority, deadline, key) replaces what a task that named no domain was submitted
@@ -444,20 +449,24 @@ impl Slab {
     /// with `dst`'s (cleared). Returns false, leaving `dst` as it was, when `t` is not done.
     pub(crate) fn take_into(&self, t: Ticket, dst: &mut Completion) -> bool {
         let s = self.slot(t.slot());
-        if !Self::take_out(s, t, dst) {
-            return false;
+        match self.take_out(s, t, dst) {
+            None => false,
+            Some(freed) => {
+                if freed {
+                    self.push_free(s, t.slot());
+                }
+                true
+            }
         }
-        if self.release(s) {
-            self.push_free(s, t.slot());
-        }
-        true
     }
 
-    /// Moves the outcome of slot `s`, `DONE` for ticket `t`, into `dst` and leaves the slot
-    /// `TAKEN` (the caller releases it). False, `dst` untouched, when `t` is not done.
+    /// Moves the outcome of slot `s`, `DONE` for ticket `t`, into `dst` and frees the slot:
+    /// `Some(true)` when it is now `FREE` (the caller puts it in a cache or on a queue; nobody
+    /// can allocate it before), `Some(false)` when pinned (`ZOMBIE` until the last unpin).
+    /// `None`, `dst` untouched, when `t` is not done.
     #[inline(always)]
-    fn take_out(s: &Slot, t: Ticket, dst: &mut Completion) -> bool {
-        let Some(w) = Self::transition_at(s, t, &[DONE], TAKEN, Ordering::Acquire) else { return false };
+    fn take_out(&self, s: &Slot, t: Ticket, dst: &mut Completion) -> Option<bool> {
+        let w = Self::transition_at(s, t, &[DONE], TAKEN, Ordering::Acquire)?;
         if w & SWEPT == 0 {
             // SAFETY: `DONE` was published with release after `out` was written, and our
             // acquire CAS to `TAKEN` makes us its only user until we free the slot.
@@ -465,7 +474,7 @@ impl Slab {
         } else {
             Self::swept_into(s, t, dst);
         }
-        true
+        Some(self.release(s))
     }
 
     /// The completion of a task the shutdown sweep completed: "shutting down", from the request.
@@ -489,11 +498,7 @@ impl Slab {
     fn release(&self, s: &Slot) -> bool {
         let mut w = s.word.load(Ordering::Relaxed);
         loop {
-            let next = if w & PINS == 0 {
-                ((u64::from(generation(w)).wrapping_add(1) & 0xffff_ffff) << 32) | FREE
-            } else {
-                with_state(w, ZOMBIE)
-            };
+            let next = if w & PINS == 0 { freed(w) } else { with_state(w, ZOMBIE) };
             match s.word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return w & PINS == 0,
                 Err(actual) => w = actual,
@@ -546,11 +551,7 @@ impl Slab {
         loop {
             debug_assert!(w & PINS != 0);
             let pins = w - PIN;
-            let next = if state(w) == ZOMBIE && pins & PINS == 0 {
-                ((u64::from(generation(w)).wrapping_add(1) & 0xffff_ffff) << 32) | FREE
-            } else {
-                pins
-            };
+            let next = if state(w) == ZOMBIE && pins & PINS == 0 { freed(pins) } else { pins };
             // Release: our reads of the request happen before the slot's reuse.
             match s.word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
@@ -599,8 +600,9 @@ impl Slab {
         let deadline = timeout.map(|d| Instant::now() + d);
         let mut registered = false;
         let result = loop {
-            if let Some(c) = self.take(t) {
-                break Ok(c);
+            let taken = if registered { self.take_registered(s, t) } else { self.take(t) };
+            if let Some(c) = taken {
+                return Ok(c);
             }
             let w = s.word.load(Ordering::Acquire);
             if generation(w) != t.generation() {
@@ -637,7 +639,14 @@ impl Slab {
             }
         };
         if registered {
-            *lock(&s.waiter) = None;
+            // Timed out, or the ticket was taken elsewhere: the slot may hold another task by
+            // now, so only this thread's own registration is cleared.
+            {
+                let mut g = lock(&s.waiter);
+                if g.as_ref().is_some_and(|h| h.id() == thread::current().id()) {
+                    *g = None;
+                }
+            }
             let mut w = s.word.load(Ordering::Relaxed);
             while w & WAITING != 0 && generation(w) == t.generation() {
                 match s.word.compare_exchange_weak(w, w & !WAITING, Ordering::AcqRel, Ordering::Relaxed) {
@@ -647,6 +656,25 @@ impl Slab {
             }
         }
         result
+    }
+
+    /// `take` for a waiter registered on slot `s`: claims the completion (`TAKEN`), then
+    /// clears the registration, then frees the slot. Cleared after the slot is freed, it could
+    /// clear the registration of the next task's waiter, which would then sleep unwoken.
+    fn take_registered(&self, s: &Slot, t: Ticket) -> Option<Completion> {
+        let w = Self::transition_at(s, t, &[DONE], TAKEN, Ordering::Acquire)?;
+        *lock(&s.waiter) = None;
+        let mut c = Completion::default();
+        if w & SWEPT == 0 {
+            // SAFETY: `TAKEN` makes us the slot's only user until we free it.
+            s.out.with_mut(|p| unsafe { (*p).move_into(&mut c) });
+        } else {
+            Self::swept_into(s, t, &mut c);
+        }
+        if self.release(s) {
+            self.push_free(s, t.slot());
+        }
+        Some(c)
     }
 
     /// The request of an admitted slot.
@@ -793,20 +821,29 @@ impl Pool<'_> {
         let slab = self.slab;
         let idx = t.slot();
         let s = slab.slot(idx);
-        if !Slab::take_out(s, t, dst) {
-            return false;
-        }
-        if slab.release(s) {
-            match self.cache.as_mut() {
-                Some(items) if items.len() < slab.cache_cap => {
-                    Slab::let_go(s);
-                    items.push_back(idx);
-                    self.len.store(items.len() as u32, Ordering::Relaxed);
+        match slab.take_out(s, t, dst) {
+            None => false,
+            Some(freed) => {
+                if freed {
+                    self.put(s, idx);
                 }
-                _ => slab.push_free(s, idx),
+                true
             }
         }
-        true
+    }
+
+    /// Puts freed slot `s` (index `idx`) in the cache, or on its shard's queue if the cache is
+    /// full or not held.
+    #[inline]
+    fn put(&mut self, s: &Slot, idx: u32) {
+        match self.cache.as_mut() {
+            Some(items) if items.len() < self.slab.cache_cap => {
+                Slab::let_go(s);
+                items.push_back(idx);
+                self.len.store(items.len() as u32, Ordering::Relaxed);
+            }
+            _ => self.slab.push_free(s, idx),
+        }
     }
 }
 
