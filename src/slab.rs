@@ -466,10 +466,21 @@ impl Slab {
     /// `None`, `dst` untouched, when `t` is not done.
     #[inline(always)]
     fn take_out(&self, s: &Slot, t: Ticket, dst: &mut Completion) -> Option<bool> {
+        // The common case in one step: done, neither pinned nor swept, so `DONE -> FREE(g+1)`
+        // at once, where the general path moves through `TAKEN` with a second compare-and-swap.
+        let w = s.word.load(Ordering::Acquire);
+        if generation(w) == t.generation()
+            && w & (STATE | SWEPT | PINS) == DONE
+            && s.word.compare_exchange(w, freed(w), Ordering::AcqRel, Ordering::Acquire).is_ok()
+        {
+            // SAFETY: `DONE` was published with release after `out` was written, our acquire
+            // CAS made the slot ours, and nobody can allocate it before the caller puts it back.
+            s.out.with_mut(|p| unsafe { (*p).move_into(dst) });
+            return Some(true);
+        }
         let w = Self::transition_at(s, t, &[DONE], TAKEN, Ordering::Acquire)?;
         if w & SWEPT == 0 {
-            // SAFETY: `DONE` was published with release after `out` was written, and our
-            // acquire CAS to `TAKEN` makes us its only user until we free the slot.
+            // SAFETY: as above; `TAKEN` makes us its only user until we free the slot.
             s.out.with_mut(|p| unsafe { (*p).move_into(dst) });
         } else {
             Self::swept_into(s, t, dst);
