@@ -437,7 +437,10 @@ impl Completion {
         dst.domains = self.domains;
         dst.complexity = self.complexity;
         let n = usize::from(self.failures_len);
-        dst.failures[..n].copy_from_slice(&self.failures[..n]);
+        if n > 0 {
+            // Most tasks record none: no call to copy nothing.
+            dst.failures[..n].copy_from_slice(&self.failures[..n]);
+        }
         dst.failures_len = self.failures_len;
         dst.failures_total = self.failures_total;
         dst.bodies.clear();
