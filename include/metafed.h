@@ -2408,9 +2408,11 @@ metafed_status metafed_engine_new(const struct metafed_topology *topology,
                                   struct metafed_engine **out);
 
 /*
- Submits a task without blocking; its ticket goes to `*out_ticket` (may be NULL).
+ Submits a task without waiting for room; its ticket goes to `*out_ticket` (may be NULL).
  `METAFED_E_FULL` is backpressure: poll completions, then retry. An accepted task gets
- exactly one completion.
+ exactly one completion. (When the only free slots are held by other submitting threads in
+ the middle of a batch, it waits for one of those batches to end, microseconds, rather than
+ report `METAFED_E_FULL` while slots are free.)
  */
 metafed_status metafed_engine_submit(struct metafed_engine *engine,
                                      const struct metafed_task *task,

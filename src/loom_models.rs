@@ -176,7 +176,7 @@ fn publish_one(slab: &Slab, waitable: bool) -> Ticket {
     let req = unsafe { slab.req_mut(idx) };
     req.id = 7;
     req.waitable = waitable;
-    slab.publish(idx, !waitable)
+    slab.publish(idx, !waitable, waitable)
 }
 
 /// What a worker does before it completes a slot it admitted: fills in the outcome.
@@ -245,7 +245,7 @@ fn a_waiter_leaves_the_next_tasks_waiter_registered() {
             };
             // SAFETY: just allocated, not published.
             unsafe { s3.req_mut(idx) }.waitable = true;
-            let t2 = s3.publish(idx, false);
+            let t2 = s3.publish(idx, false, true);
             n3.store(t2.0, Ordering::Release);
             s3.wait(t2, None).map(|c| c.id)
         });
@@ -592,8 +592,8 @@ fn a_bulkhead_never_lets_more_in_than_its_limit() {
 }
 
 // The multi-producer multi-consumer queue (`crate::queue`, under loom a transcription of
-// crossbeam-queue's algorithm on loom's atomics): the ingress rings, the completion queue and
-// the free-list shards all rest on it.
+// crossbeam-queue's algorithm on loom's atomics): the overflow queues of the rings, the
+// workers' inboxes and the free slots' queues all rest on it.
 
 #[test]
 fn mpmc_hands_every_item_to_exactly_one_consumer() {
@@ -636,24 +636,89 @@ fn mpmc_keeps_one_producers_order() {
     });
 }
 
+/// Two threads allocate at once from a slab of two free slots, one from shard 0 once, the
+/// other from shard 1 twice: both slots are handed out, neither twice.
+fn two_allocate_both_slots(slab: Arc<Slab>) {
+    let s2 = slab.clone();
+    let t = thread::spawn(move || {
+        let mut pool = s2.pool(1);
+        (pool.alloc(), pool.alloc())
+    });
+    let mine = slab.pool(0).alloc();
+    let (a, b) = t.join().unwrap();
+    let mut got: Vec<u32> = [mine, a, b].into_iter().flatten().collect();
+    assert_eq!(got.len(), 2, "two slots, both handed out, none invented");
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got.len(), 2, "no slot handed out twice");
+}
+
 #[test]
-fn free_list_shards_hand_out_each_slot_once() {
+fn slot_caches_hand_out_each_slot_once() {
     loom::model(|| {
-        // Two slots in two shards; each thread allocates from its own shard first and, finding
-        // it empty, from the other: never both get the same slot.
+        // Two slots, one in each shard's cache; each thread allocates from its own shard first
+        // and, finding it empty, from the other's (waiting for it if held): never both get the
+        // same slot.
         let slab = Arc::new(Slab::new(2, 2));
+        two_allocate_both_slots(slab);
+    });
+}
+
+#[test]
+fn the_free_queues_hand_out_each_slot_once() {
+    loom::model(|| {
+        // Two slots, both freed one at a time (as a worker delivering to a callback frees
+        // them), so on the lock-free queues and in no cache: two threads allocate from them at
+        // once, and never both get the same slot.
+        let slab = Arc::new(Slab::new(2, 2));
+        let (a, b) = {
+            let (mut p0, mut p1) = (slab.pool(0), slab.pool(1));
+            (p0.alloc().unwrap(), p1.alloc().unwrap())
+        };
+        for idx in [a, b] {
+            let t = slab.publish(idx, true, false);
+            assert!(slab.admit(t));
+            write_outcome(&slab, t);
+            assert!(slab.complete(t));
+            assert!(slab.take(t).is_some());
+        }
+        assert_eq!(slab.free_len(), 2);
+        two_allocate_both_slots(slab);
+    });
+}
+
+#[test]
+fn a_waiter_and_a_racing_taker_end_with_one_completion() {
+    loom::model(|| {
+        // A thread waits on a ticket while another takes its completion directly (as a
+        // spinning waiter does): one of them gets it, and the waiter, if it lost, is woken and
+        // told the ticket is gone rather than left asleep.
+        let slab = Arc::new(Slab::new(1, 1));
+        let t = publish_one(&slab, true);
         let s2 = slab.clone();
-        let t = thread::spawn(move || {
-            let mut pool = s2.pool(1);
-            (pool.alloc(), pool.alloc())
+        let worker = thread::spawn(move || {
+            assert!(s2.admit(t));
+            write_outcome(&s2, t);
+            assert!(s2.complete(t));
         });
-        let mine = slab.pool(0).alloc();
-        let (a, b) = t.join().unwrap();
-        let mut got: Vec<u32> = [mine, a, b].into_iter().flatten().collect();
-        assert_eq!(got.len(), 2, "two slots, both handed out, none invented");
-        got.sort_unstable();
-        got.dedup();
-        assert_eq!(got.len(), 2, "no slot handed out twice");
+        let s3 = slab.clone();
+        let taker = thread::spawn(move || {
+            loop {
+                match s3.try_take_waitable(t) {
+                    Ok(Some(c)) => break Some(c.id),
+                    Ok(None) => thread::yield_now(),
+                    Err(_) => break None,
+                }
+            }
+        });
+        let waited = slab.wait(t, None);
+        worker.join().unwrap();
+        let took = taker.join().unwrap();
+        match waited {
+            Ok(c) => assert_eq!((c.id, took), (7, None)),
+            Err(e) => assert_eq!((e, took), (crate::error::WaitError::UnknownTicket, Some(7))),
+        }
+        assert_eq!(slab.free_len(), 1);
     });
 }
 

@@ -277,24 +277,28 @@ impl Shared {
     /// its destination.
     #[cold]
     pub(crate) fn deliver_swept(&self, t: Ticket) {
+        // SAFETY: claimed (`COMPLETING`): the request is the task's and read-only.
+        let waitable = unsafe { self.slab.req(t.slot()) }.waitable;
         self.slab.finish_swept(t.slot(), self.clock.now());
         self.swept.fetch_add(1, Ordering::Relaxed);
         // The sweep's callers wake the pollers (or the engine has stopped: they return).
-        self.deliver(t, None);
+        self.deliver(t, waitable, None);
     }
 
     /// Hands a finished task's outcome to its one destination: the waiter on its ticket, the
     /// caller's completion queue, the completion callback, or the engine's completion queues.
     /// Returns whether it went to the engine's completion queues (callers of `poll_wait` may
     /// be waiting for it): through `tx`, a worker's ring, when given (visible once the worker
-    /// publishes it), else the overflow queue.
-    pub(crate) fn deliver(&self, t: Ticket, tx: Option<&mut crate::ring::Producer<u64>>) -> bool {
-        // SAFETY: the slot is DONE and not yet taken, so its request is still the task's and
-        // read-only.
-        let req = unsafe { self.slab.req(t.slot()) };
-        if req.waitable {
+    /// publishes it), else the overflow queue. `waitable` is the request's, read by the caller
+    /// before the slot was marked `DONE`: from then on a waiter may take the completion, free
+    /// the slot and another task fill it, so the request is not read again for such a task.
+    pub(crate) fn deliver(&self, t: Ticket, waitable: bool, tx: Option<&mut crate::ring::Producer<u64>>) -> bool {
+        if waitable {
             return false; // `wait` takes it
         }
+        // SAFETY: the slot is DONE and, its task not waitable, taken only by whoever receives
+        // the ticket below: its request is still the task's and read-only.
+        let req = unsafe { self.slab.req(t.slot()) };
         if let Some(sink) = &req.sink {
             // Its own handle: once the ticket is pushed the consumer may take it and free the
             // slot, dropping the slot's handle while this still rings the queue's bell.

@@ -1,13 +1,14 @@
-//! Task slots: a fixed table allocated once, a free list, and one state word per slot that
-//! decides, by compare-and-swap, who owns the slot at every step of a task's life.
+//! Task slots: a fixed table allocated once, the free slots (per shard, a cache taken a batch at
+//! a time and a lock-free queue: see [`Pool`]), and one state word per slot that decides, by
+//! compare-and-swap, who owns the slot at every step of a task's life.
 //!
 //! ```text
 //!   FREE(g) --alloc--> FILLING(g) --publish--> QUEUED(g) --admit (a worker)--> ADMITTED(g)
 //!   ADMITTED(g) --complete (its worker, the outcome written)--> DONE(g)
 //!   ADMITTED(g) --claim (the shutdown sweep)--> COMPLETING(g) --finish--> DONE(g)
 //!   DONE(g) --take (poll, wait, or the callback path)--> TAKEN(g) --release--> FREE(g+1)
-//!   QUEUED(g)  --retract (a submitter that lost a race with shutdown)--> FREE(g+1)
-//!   QUEUED(g)  --claim (the shutdown sweep)--> COMPLETING(g)
+//!   DONE(g) neither pinned, swept nor waited on --take, in one step--> FREE(g+1)
+//!   QUEUED(g)  --claim (the shutdown sweep, or a submitter that raced it)--> COMPLETING(g)
 //!   TAKEN(g) with pins > 0 --release--> ZOMBIE(g) --last unpin--> FREE(g+1)
 //! ```
 //!
@@ -48,6 +49,10 @@ const SWEPT: u64 = 1 << 9;
 /// Set at publication for a task whose completion is for `poll` (neither waitable nor for a
 /// caller's completion queue): read with the state in one load (see `done_for_poll`).
 const POLLED: u64 = 1 << 10;
+/// Set at publication for a task whose completion is for `wait`: read in the same load as the
+/// generation, never from the request (which a slot freed and reused under the reader
+/// rewrites).
+const WAITABLE: u64 = 1 << 11;
 const PIN: u64 = 1 << 16;
 const PINS: u64 = 0xffff << 16;
 
@@ -175,7 +180,7 @@ pub(crate) struct Slot {
     swept_at: AtomicU64,
     /// The thread waiting on this slot's ticket, if any. Locked only on the waiting path.
     waiter: Mutex<Option<thread::Thread>>,
-    /// The free-list shard the slot returns to (its index modulo the shards, computed once: a
+    /// The shard whose queue the slot returns to (its index modulo the shards, computed once: a
     /// division on every release costs more than the rest of it).
     home: u32,
 }
@@ -188,12 +193,14 @@ unsafe impl Send for Slot {}
 
 pub(crate) struct Slab {
     slots: Box<[CachePadded<Slot>]>,
-    /// The free slots of each shard: slot `i` belongs to shard `i % shards`. A shard keeps them
-    /// in its cache, first-in first-out under a lock that a thread takes once per batch (see
-    /// [`Pool`]), and in a lock-free queue for the slots freed where the cache's lock is
-    /// taken (by another thread of the shard) or by a thread that frees one at a time (a
-    /// worker delivering to a callback or a completion queue, `wait`). A thread that allocates
-    /// from its own shard and frees what it took shares no lock or queue with other shards'.
+    /// The free slots, per shard: a cache, first-in first-out under a lock that a thread takes
+    /// once per batch (see [`Pool`]), and a lock-free queue. Every slot starts in the cache of
+    /// its shard (`i % shards`); a slot freed into a cache goes to the freeing thread's shard's,
+    /// whatever its own, and a slot freed where no cache is held (another thread of the shard
+    /// holds it, it is full, or the freeing thread frees one at a time: a worker delivering to a
+    /// callback or a completion queue, `wait`) goes to its own shard's queue. A thread that
+    /// allocates from its own shard and frees what it took shares no lock or queue with other
+    /// shards'.
     caches: Box<[CachePadded<Cache>]>,
     /// The lock-free queues, one per shard. A push (release) and a pop (acquire) order a slot's
     /// last use before its next, as the cache's lock does.
@@ -215,7 +222,7 @@ struct Cache {
 }
 
 impl Slab {
-    /// `n` slots, with the free list in `shards` shards (at least 1).
+    /// `n` slots, their free ones in `shards` shards (at least 1).
     pub(crate) fn new(n: usize, shards: usize) -> Self {
         let shards = shards.clamp(1, n.max(1));
         let free: Box<[CachePadded<Mpmc<u32>>]> =
@@ -251,9 +258,12 @@ impl Slab {
         self.slots.len()
     }
 
+    /// Free slots now, in the queues and the caches: a snapshot of counts read one by one, so
+    /// at most the capacity (a slot moving between two of them is counted in one, or neither).
     pub(crate) fn free_len(&self) -> usize {
-        self.free.iter().map(|q| q.len()).sum::<usize>()
-            + self.caches.iter().map(|c| c.len.load(Ordering::Relaxed) as usize).sum::<usize>()
+        let n = self.free.iter().map(|q| q.len()).sum::<usize>()
+            + self.caches.iter().map(|c| c.len.load(Ordering::Relaxed) as usize).sum::<usize>();
+        n.min(self.capacity())
     }
 
     #[inline]
@@ -304,7 +314,7 @@ impl Slab {
         None
     }
 
-    /// Marks free slot `idx`, just taken from the free list or a cache, `FILLING`.
+    /// Marks free slot `idx`, just taken from a queue or a cache, `FILLING`.
     #[inline]
     fn fill(&self, idx: u32) -> u32 {
         let s = self.slot(idx);
@@ -315,12 +325,14 @@ impl Slab {
     }
 
     /// Marks a filled slot `QUEUED` (release: the request is visible to whoever admits it),
-    /// `polled` if its completion is for `poll`, and returns its ticket.
+    /// `polled` if its completion is for `poll`, `waitable` if it is for `wait`, and returns
+    /// its ticket.
     #[inline]
-    pub(crate) fn publish(&self, idx: u32, polled: bool) -> Ticket {
+    pub(crate) fn publish(&self, idx: u32, polled: bool, waitable: bool) -> Ticket {
         let s = self.slot(idx);
         let w = s.word.load(Ordering::Relaxed);
-        s.word.store(with_state(w, QUEUED) | if polled { POLLED } else { 0 }, Ordering::Release);
+        let flags = if polled { POLLED } else { 0 } | if waitable { WAITABLE } else { 0 };
+        s.word.store(with_state(w, QUEUED) | flags, Ordering::Release);
         Ticket::new(idx, generation(w))
     }
 
@@ -466,11 +478,12 @@ impl Slab {
     /// `None`, `dst` untouched, when `t` is not done.
     #[inline(always)]
     fn take_out(&self, s: &Slot, t: Ticket, dst: &mut Completion) -> Option<bool> {
-        // The common case in one step: done, neither pinned nor swept, so `DONE -> FREE(g+1)`
-        // at once, where the general path moves through `TAKEN` with a second compare-and-swap.
+        // The common case in one step: done, neither pinned nor swept nor waited on, so
+        // `DONE -> FREE(g+1)` at once, where the general path moves through `TAKEN` with a
+        // second compare-and-swap.
         let w = s.word.load(Ordering::Acquire);
         if generation(w) == t.generation()
-            && w & (STATE | SWEPT | PINS) == DONE
+            && w & (STATE | SWEPT | PINS | WAITING) == DONE
             && s.word.compare_exchange(w, freed(w), Ordering::AcqRel, Ordering::Acquire).is_ok()
         {
             // SAFETY: `DONE` was published with release after `out` was written, our acquire
@@ -485,7 +498,22 @@ impl Slab {
         } else {
             Self::swept_into(s, t, dst);
         }
+        if w & WAITING != 0 {
+            Self::taken_from_waiter(s);
+        }
         Some(self.release(s))
+    }
+
+    /// A thread waits on the ticket of slot `s`, and this one has taken the completion
+    /// (`TAKEN`): wakes the waiter, which finds the ticket gone and returns `UnknownTicket`,
+    /// and clears its registration before the slot is freed, so that the next task's waiter is
+    /// not refused.
+    #[cold]
+    #[inline(never)]
+    fn taken_from_waiter(s: &Slot) {
+        if let Some(h) = lock(&s.waiter).take() {
+            h.unpark();
+        }
     }
 
     /// The completion of a task the shutdown sweep completed: "shutting down", from the request.
@@ -504,7 +532,7 @@ impl Slab {
     }
 
     /// Frees a `TAKEN` slot `s`, or leaves it `ZOMBIE` until its last pin drops. True when it
-    /// is now `FREE`: the caller puts it on the free list or in a cache (see `let_go`).
+    /// is now `FREE`: the caller puts it in a cache or on a queue (see `let_go`).
     #[inline]
     fn release(&self, s: &Slot) -> bool {
         let mut w = s.word.load(Ordering::Relaxed);
@@ -523,7 +551,7 @@ impl Slab {
     #[inline]
     fn let_go(s: &Slot) {
         #[cfg(not(loom))]
-        // SAFETY: a FREE slot not yet on the free list or in a cache is this thread's alone.
+        // SAFETY: a FREE slot not yet in a cache or on a queue is this thread's alone.
         s.req.with_mut(|p| unsafe { (*p).sink = None });
         #[cfg(loom)]
         let _ = s;
@@ -576,17 +604,15 @@ impl Slab {
         }
     }
 
-    /// Whether the request of ticket `t` is waitable, if `t` names a task in flight.
+    /// Whether the task of ticket `t` is waitable, if `t` names a task in flight: from the
+    /// word alone (the request of a slot that another thread frees meanwhile is rewritten).
     fn waitable(&self, t: Ticket) -> Option<bool> {
         let s = self.slots.get(t.slot() as usize)?;
         let w = s.word.load(Ordering::Acquire);
         if generation(w) != t.generation() || !matches!(state(w), QUEUED | ADMITTED | COMPLETING | DONE) {
             return None;
         }
-        // SAFETY: the request is read-only from `QUEUED` until the slot is freed, and a waitable
-        // slot is freed only by `wait` itself; for a non-waitable one we read a flag that was
-        // written before publication and is never written again while this generation lives.
-        Some(s.req.with(|p| unsafe { (*p).waitable }))
+        Some(w & WAITABLE != 0)
     }
 
     /// Takes the completion of the waitable task of ticket `t` if it is done, without waiting
@@ -609,6 +635,7 @@ impl Slab {
         }
         let s = self.slot(t.slot());
         let deadline = timeout.map(|d| Instant::now() + d);
+        let me = thread::current();
         let mut registered = false;
         let result = loop {
             let taken = if registered { self.take_registered(s, t) } else { self.take(t) };
@@ -616,19 +643,20 @@ impl Slab {
                 return Ok(c);
             }
             let w = s.word.load(Ordering::Acquire);
-            if generation(w) != t.generation() {
+            // Gone, or taken by another thread (which wakes this one if registered).
+            if generation(w) != t.generation() || matches!(state(w), TAKEN | ZOMBIE | FREE) {
                 break Err(WaitError::UnknownTicket);
             }
             if !registered {
-                {
-                    let mut g = lock(&s.waiter);
-                    if g.is_some() {
-                        return Err(WaitError::AlreadyWaiting);
-                    }
-                    *g = Some(thread::current());
+                // The handle and the flag together, under the lock, as they are cleared: a
+                // waiter that gives up and one that comes after it never interleave.
+                let mut g = lock(&s.waiter);
+                if g.is_some() {
+                    return Err(WaitError::AlreadyWaiting);
                 }
+                *g = Some(me.clone());
                 registered = true;
-                // Publish the flag after the handle: `finish` reads the handle when it sees it.
+                // The flag after the handle: `complete` reads the handle when it sees it.
                 let mut w = w;
                 while generation(w) == t.generation() && state(w) != DONE {
                     match s.word.compare_exchange_weak(w, w | WAITING, Ordering::AcqRel, Ordering::Acquire) {
@@ -651,18 +679,16 @@ impl Slab {
         };
         if registered {
             // Timed out, or the ticket was taken elsewhere: the slot may hold another task by
-            // now, so only this thread's own registration is cleared.
-            {
-                let mut g = lock(&s.waiter);
-                if g.as_ref().is_some_and(|h| h.id() == thread::current().id()) {
-                    *g = None;
-                }
-            }
-            let mut w = s.word.load(Ordering::Relaxed);
-            while w & WAITING != 0 && generation(w) == t.generation() {
-                match s.word.compare_exchange_weak(w, w & !WAITING, Ordering::AcqRel, Ordering::Relaxed) {
-                    Ok(_) => break,
-                    Err(actual) => w = actual,
+            // now, so only this thread's own registration is cleared, flag and handle together.
+            let mut g = lock(&s.waiter);
+            if g.as_ref().is_some_and(|h| h.id() == me.id()) {
+                *g = None;
+                let mut w = s.word.load(Ordering::Relaxed);
+                while w & WAITING != 0 && generation(w) == t.generation() {
+                    match s.word.compare_exchange_weak(w, w & !WAITING, Ordering::AcqRel, Ordering::Relaxed) {
+                        Ok(_) => break,
+                        Err(actual) => w = actual,
+                    }
                 }
             }
         }
@@ -799,7 +825,8 @@ impl Pool<'_> {
             }
         }
         if !busy {
-            return None;
+            // Slots freed while we looked went to the queues.
+            return slab.pop_free(self.shard);
         }
         // Held by threads in the middle of a batch: wait for each in turn, holding no cache.
         self.cache = None;
@@ -816,12 +843,14 @@ impl Pool<'_> {
     /// pool's cache if held.
     fn take_from(&mut self, at: usize, mut theirs: MutexGuard<'_, VecDeque<u32>>) -> Option<u32> {
         let idx = theirs.pop_front()?;
+        let half = if self.cache.is_some() { theirs.len() / 2 } else { 0 };
+        // The owner's count first: the moved slots are counted in neither cache for a moment,
+        // never in both (`free_len` must not exceed the capacity).
+        self.slab.caches[at].len.store((theirs.len() - half) as u32, Ordering::Relaxed);
         if let Some(mine) = self.cache.as_mut() {
-            let half = theirs.len() / 2;
             mine.extend(theirs.drain(..half));
             self.len.store(mine.len() as u32, Ordering::Relaxed);
         }
-        self.slab.caches[at].len.store(theirs.len() as u32, Ordering::Relaxed);
         Some(idx)
     }
 

@@ -33,7 +33,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Takes `m` if no one holds it, recovering the guard if a holder panicked (as [`lock`]); None
-/// if another thread holds it. For the rings' halves, taken in turns by whoever finds them free.
+/// if another thread holds it. For the rings' halves and the caches of free slots, taken in
+/// turns by whoever finds them free.
 pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     match m.try_lock() {
         Ok(g) => Some(g),

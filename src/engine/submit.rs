@@ -72,7 +72,8 @@ impl Engine {
         req.domains.set(task.domains.0);
         req.priority.set(task.priority);
         // A task for a completion queue is delivered there, never to `wait`.
-        req.waitable = task.waitable && sink.is_none();
+        let waitable = task.waitable && sink.is_none();
+        req.waitable = waitable;
         req.sink = sink.cloned();
         req.key.set(task.key);
         // Only a classifier reads the attributes: a task that names its domains leaves them.
@@ -82,7 +83,7 @@ impl Engine {
         req.submit_ns = now;
         let meta = now.saturating_add(sh.meta_timeout_ns());
         req.deadline_ns.set(task.deadline.map_or(meta, |d| meta.min(now.saturating_add(d.as_nanos() as u64))));
-        Ok(sh.slab.publish(idx, !task.waitable && sink.is_none()))
+        Ok(sh.slab.publish(idx, !task.waitable && sink.is_none(), waitable))
     }
 
     /// The worker this thread's next submission should go to: the one it used last, while
@@ -125,8 +126,10 @@ impl Engine {
         }
     }
 
-    /// Submits a task without blocking. `Err(Full)` is backpressure: poll, then retry.
-    /// An accepted task gets exactly one completion.
+    /// Submits a task without waiting for room. `Err(Full)` is backpressure: poll, then retry.
+    /// An accepted task gets exactly one completion. (When the only free slots are held by
+    /// other submitting threads in the middle of a batch, it waits for one of those batches to
+    /// end, microseconds, rather than report `Full` while slots are free.)
     #[inline]
     pub fn try_submit(&self, task: &Task<'_>) -> Result<Ticket, SubmitError> {
         self.try_submit_in(task, None)
@@ -331,7 +334,7 @@ impl Engine {
         }
     }
 
-    /// This thread's submitter index (its free-list shard and first completion queue); 0 in a
+    /// This thread's submitter index (its shard of free slots and first completion queue); 0 in a
     /// simulation, so that a run does not depend on which threads the process ran before.
     #[inline]
     pub(super) fn submitter(&self) -> usize {
@@ -347,7 +350,7 @@ thread_local! {
 }
 
 /// A number for the calling thread, distinct from other submitting threads' (in order of first
-/// use): it spreads submitters over workers and over the slot free list's shards, so that they
+/// use): it spreads submitters over workers and over the shards of free slots, so that they
 /// do not all contend on the same queue.
 pub(super) fn submitter() -> usize {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

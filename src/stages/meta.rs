@@ -410,10 +410,10 @@ impl Worker {
     /// per task (see [`complete_if_held`](Self::complete_if_held) where a task may be met again).
     pub(crate) fn complete(&mut self, t: Ticket, reason: Reason) {
         let idx = t.slot();
-        let (submit_ns, id, priority, domains) = {
+        let (submit_ns, id, priority, domains, waitable) = {
             // SAFETY: the task is ours (admitted).
             let r = unsafe { self.sh.slab.req(idx) };
-            (r.submit_ns, r.id, r.priority.get(), r.domains.get())
+            (r.submit_ns, r.id, r.priority.get(), r.domains.get(), r.waitable)
         };
         let status = reason.status();
         let latency = self.now.saturating_sub(submit_ns);
@@ -457,7 +457,7 @@ impl Worker {
         ctr.completed[status as usize].inc();
         ctr.reasons[reason as usize].inc();
         ctr.latency.record(latency);
-        self.wake_pollers |= self.sh.deliver(t, Some(&mut self.done_tx));
+        self.wake_pollers |= self.sh.deliver(t, waitable, Some(&mut self.done_tx));
     }
 }
 

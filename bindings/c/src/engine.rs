@@ -102,9 +102,11 @@ pub extern "C" fn metafed_engine_new(
     })
 }
 
-/// Submits a task without blocking; its ticket goes to `*out_ticket` (may be NULL).
+/// Submits a task without waiting for room; its ticket goes to `*out_ticket` (may be NULL).
 /// `METAFED_E_FULL` is backpressure: poll completions, then retry. An accepted task gets
-/// exactly one completion.
+/// exactly one completion. (When the only free slots are held by other submitting threads in
+/// the middle of a batch, it waits for one of those batches to end, microseconds, rather than
+/// report `METAFED_E_FULL` while slots are free.)
 #[unsafe(no_mangle)]
 pub extern "C" fn metafed_engine_submit(
     engine: *mut metafed_engine,
