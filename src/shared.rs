@@ -213,6 +213,10 @@ pub(crate) struct Shared {
     /// `peak_ewma | outlier_on`: the domains whose attempts' outcomes are watched (one load and
     /// test per outcome for the others).
     pub(crate) watched: AtomicU64,
+    /// Bumped after every change to a setting the lean path depends on (see
+    /// `Worker::lean_now`, which decides again only when it moves): breaker modes, the down
+    /// masks, watched domains, admission limits, the rate limit, agents' concurrency limits.
+    pub(crate) settings_epoch: AtomicU64,
     /// Per domain id: its adaptive shedding (read while its bit in `shedding_on` is set).
     pub(crate) shedding: Box<[crate::policy::shedding::DomainShedding]>,
     pub(crate) shedding_on: AtomicU64,
@@ -252,6 +256,14 @@ impl Shared {
             self.agents_down[d].load(Ordering::Relaxed)
         };
         self.down[d].store(word, Ordering::Relaxed);
+        self.settings_changed();
+    }
+
+    /// A setting the lean path depends on has changed (stored before this call): workers
+    /// decide again whether to take it, for the tasks they take from now on (release: a worker
+    /// that sees the new epoch sees the setting). Every writer of those settings calls it.
+    pub(crate) fn settings_changed(&self) {
+        self.settings_epoch.fetch_add(1, Ordering::Release);
     }
 
     /// The agent level's time budget: an attempt slower than this failed.
@@ -334,6 +346,7 @@ impl Shared {
         }
         let union = self.peak_ewma.load(Ordering::Relaxed) | self.outlier_on.load(Ordering::Relaxed);
         self.watched.store(union, Ordering::Relaxed);
+        self.settings_changed();
     }
 
     /// Publishes a breaker transition (bounded queue; the oldest events are kept).
@@ -405,6 +418,7 @@ impl Shared {
                     let mut audit = self.audit();
                     let before = b.mode();
                     let tr = b.set_mode(mode);
+                    self.settings_changed();
                     audit.record(
                         "breaker_mode",
                         self.breaker_name(level, index),

@@ -236,6 +236,7 @@ impl Engine {
             outlier_on: AtomicU64::new(
                 topo.domains.iter().enumerate().filter(|(_, d)| d.outlier.is_some()).fold(0, |m, (d, _)| m | 1u64 << d),
             ),
+            settings_epoch: AtomicU64::new(0),
             watched: AtomicU64::new(
                 topo.domains
                     .iter()

@@ -456,6 +456,7 @@ impl Engine {
         let before = std::mem::replace(&mut *cur, want.clone());
         self.sh.admission.set(want, self.sh.cfg.max_in_flight);
         self.sh.rate.set(want.rate_limit_per_s, want.rate_limit_burst);
+        self.sh.settings_changed();
         let rate = |a: &crate::config::AdmissionConfig| {
             if a.rate_limit_per_s > 0.0 {
                 format!("{}/s, burst {}", a.rate_limit_per_s, a.rate_limit_burst)
@@ -491,6 +492,7 @@ impl Engine {
         let mut audit = self.sh.audit();
         let before = rt.bulkhead.limit();
         rt.bulkhead.set_limit(limit).map_err(|m| Error::Config(format!("agent {}: {m}", self.sh.agent_path(a))))?;
+        self.sh.settings_changed();
         audit.record(
             "max_concurrency",
             format!("agent {}", self.sh.agent_path(a)),
@@ -534,6 +536,7 @@ impl Engine {
             }
         }
         self.sh.timeouts_ns[level as usize].store(cfg.timeout.as_nanos() as u64, Ordering::Relaxed);
+        self.sh.settings_changed(); // the spare ids' modes
         drop(_w);
         self.sh.audit().record(
             "breaker_config",

@@ -120,6 +120,7 @@ impl Engine {
         }
         rt.bit.store(1u64 << local, Ordering::Relaxed);
         rt.bulkhead.init(spec.max_concurrency);
+        self.sh.settings_changed();
         rt.bulkhead.set_tracked(self.sh.balance[d].is_peak_ewma());
         rt.ewma.reset();
         rt.outlier.reset();
@@ -205,6 +206,7 @@ impl Engine {
         }
         self.sh.domain_fault_threshold[d].store(sim::threshold(fault_rate), Ordering::Relaxed);
         self.sh.max_attempts[d].store(max_attempts.unwrap_or(1), Ordering::Relaxed);
+        self.sh.settings_changed();
         self.sh.topo.store(topo);
         // Its routing (empty) is in every snapshot already; tasks may name it from now on.
         self.sh.live_domains.fetch_or(1u64 << d, Ordering::Release);

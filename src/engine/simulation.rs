@@ -249,6 +249,82 @@ mod tests {
     use crate::task::{Completion, DomainId, Task};
     use crate::topology::{Levels, Topology};
 
+    /// The lean path is decided again after every change to a setting it depends on: each
+    /// setter bumps the settings epoch (a worker that kept its last answer would run the next
+    /// tasks without the feature just turned on), and turning the feature off again makes the
+    /// path lean again.
+    #[test]
+    fn every_setting_of_the_lean_path_is_seen_at_once() {
+        use crate::breaker::{BreakerConfig, BreakerMode};
+        use crate::config::AdmissionConfig;
+        use crate::events::Level;
+        use crate::policy::{Balance, Outlier};
+        use crate::task::AgentId;
+        let mut b = Topology::seed_builder(0.0);
+        b.breakers(Levels::disabled());
+        let config = EngineConfig { workers: 1, ..EngineConfig::default() };
+        let mut sim = Engine::builder(b.build().unwrap()).config(config).simulate().unwrap();
+        assert!(sim.workers[0].lean_now(), "everything off: lean");
+        type Toggle = fn(&Engine, bool);
+        let toggles: [(&str, Toggle); 12] = [
+            ("meta breaker", |e, on| {
+                e.set_breaker_mode(Level::Meta, 0, if on { BreakerMode::Normal } else { BreakerMode::Disabled });
+            }),
+            ("domain breaker", |e, on| {
+                e.set_breaker_mode(Level::Domain, 1, if on { BreakerMode::ForcedOpen } else { BreakerMode::Disabled });
+            }),
+            ("agent breaker", |e, on| {
+                e.set_breaker_mode(Level::Agent, 4, if on { BreakerMode::Normal } else { BreakerMode::Disabled });
+            }),
+            ("agent breakers' settings", |e, on| {
+                let mode = if on { BreakerMode::Normal } else { BreakerMode::Disabled };
+                let cfg = BreakerConfig { mode, ..e.breaker_config(Level::Agent).unwrap() };
+                e.set_breaker_config(Level::Agent, &cfg).unwrap();
+            }),
+            ("agent down", |e, on| {
+                assert!(e.set_agent_down(AgentId(4), on));
+            }),
+            ("domain down", |e, on| {
+                assert!(e.set_domain_down(DomainId(1), on));
+            }),
+            ("rate limit", |e, on| e.set_rate_limit(if on { 1000.0 } else { 0.0 }, 1.0).unwrap()),
+            ("concurrency throttle", |e, on| {
+                let a = AdmissionConfig { max_concurrent: if on { 100 } else { 0 }, ..e.admission() };
+                e.set_admission(&a).unwrap();
+            }),
+            ("cost budget", |e, on| {
+                let a = AdmissionConfig { max_cost: if on { 100.0 } else { 0.0 }, ..e.admission() };
+                e.set_admission(&a).unwrap();
+            }),
+            ("peak EWMA", |e, on| {
+                let balance = if on { Balance::peak_ewma() } else { Balance::RoundRobin };
+                e.set_domain_balance(DomainId(1), balance).unwrap();
+            }),
+            ("outlier detection", |e, on| {
+                e.set_domain_outlier(DomainId(1), on.then(Outlier::default)).unwrap();
+            }),
+            ("an alternate domain", |e, on| {
+                let alternates: &[DomainId] = if on { &[DomainId(2)] } else { &[] };
+                e.set_domain_alternates(DomainId(1), alternates).unwrap();
+            }),
+        ];
+        for (name, toggle) in toggles {
+            // The routing snapshot (alternates) is read at the start of a turn; the other
+            // settings are seen at once, through the epoch.
+            let routing = name == "an alternate domain";
+            toggle(&sim.engine, true);
+            if routing {
+                sim.workers[0].turn();
+            }
+            assert!(!sim.workers[0].lean_now(), "{name} on: not lean");
+            toggle(&sim.engine, false);
+            if routing {
+                sim.workers[0].turn();
+            }
+            assert!(sim.workers[0].lean_now(), "{name} off again: lean");
+        }
+    }
+
     /// A worker with work of its own also takes tickets from the ring of a worker that has not
     /// turned for longer than the stall threshold (descheduled, in a live engine), and only then.
     #[test]

@@ -88,6 +88,7 @@ impl Worker {
         let dropped = status == Status::TimedOut || rtt > adaptive.target_ns();
         if let Some(limit) = adaptive.sample(&mut self.adaptive_batch, dropped, rtt, in_flight) {
             self.sh.admission.max_concurrent.store(limit, Ordering::Relaxed);
+            self.sh.settings_changed();
         }
     }
 

@@ -104,6 +104,10 @@ pub(crate) struct Worker {
     /// Whether the routing snapshot has no alternate domains to reroute to (`policy`'s, updated
     /// when it is).
     no_alternates: bool,
+    /// The settings epoch (`Shared::settings_epoch`) `lean_settings` was last read at, and its
+    /// answer; `u64::MAX` when the routing snapshot has changed since.
+    lean_epoch: u64,
+    lean_cached: bool,
 }
 
 /// How long a turn runs, or an agent's last call took, before the turn's completions are
@@ -184,6 +188,8 @@ impl Worker {
             lean: false,
             lean_fixed,
             no_alternates,
+            lean_epoch: u64::MAX,
+            lean_cached: false,
             hub,
             sh,
         }
@@ -224,6 +230,7 @@ impl Worker {
         self.sh.policy.refresh(&mut self.policy, &mut self.policy_version);
         if self.policy_version != version {
             self.no_alternates = self.policy.alternates.iter().all(|a| a.is_empty());
+            self.lean_epoch = u64::MAX; // its agents' settings are read again
         }
         self.lean = false;
         // Deferred attempts out (slots not free) may have answers in the inbox; a worker whose
@@ -276,15 +283,33 @@ impl Worker {
     /// agent in rotation disabled; no agent in rotation with a concurrency limit or counted for
     /// balancing, no domain balanced by latency or watched for outliers; no rate limit, no
     /// concurrency throttle or cost budget; no injected faults, no agent or domain down; no
-    /// alternate domains, retry budgets, hedging by percentile or keyed limits. Read once per
-    /// batch of tickets (a few dozen loads), after the tickets are taken, so that a change made
-    /// before a task was submitted applies to it.
+    /// alternate domains, retry budgets, hedging by percentile or keyed limits. Decided once per
+    /// batch of tickets, after the tickets are taken, so that a change made before a task was
+    /// submitted applies to it: one load of the settings epoch, which every writer of those
+    /// settings bumps after the change, and the settings themselves (a few dozen loads, a few
+    /// hundred instructions: as much as the rest of a task's path) only when it has moved or
+    /// the routing snapshot has changed. A ticket taken from a ring (acquire) was pushed after
+    /// its submission, so after any change made before it, and the epoch's acquire load shows
+    /// the change.
     ///
     /// The lean path leaves out only what would do nothing under these conditions, and checks
     /// what a task carries (its permits, its throttle place), so a task admitted on one path and
     /// finished on the other, or a setting that changes within a turn, is handled as the full
     /// path would have handled it at some instant of that turn.
-    pub(crate) fn lean_now(&self) -> bool {
+    #[inline]
+    pub(crate) fn lean_now(&mut self) -> bool {
+        let epoch = self.sh.settings_epoch.load(Ordering::Acquire);
+        if epoch != self.lean_epoch {
+            self.lean_cached = self.lean_settings();
+            self.lean_epoch = epoch;
+        }
+        self.lean_cached
+    }
+
+    /// `lean_now`, read from the settings.
+    #[cold]
+    #[inline(never)]
+    fn lean_settings(&self) -> bool {
         let sh = &*self.sh;
         if !(self.lean_fixed && self.no_alternates && sh.meta_breaker.is_disabled())
             || sh.rate.is_limited()
