@@ -44,10 +44,14 @@ const S_HALF_OPEN: u64 = 2;
 const S_OPENING: u64 = 3;
 const MODE_SHIFT: u32 = 3;
 const MODE_MASK: u64 = 0b11 << MODE_SHIFT;
+/// A breaker the state machine decides (mode `Normal`, 0) that is closed (0): the word's mode and
+/// state bits, for the one test of the common case.
+const CLOSED_NORMAL: u64 = S_CLOSED | ((BreakerMode::Normal as u64) << MODE_SHIFT);
 const PROBES_SHIFT: u32 = 8;
 const SUCC_SHIFT: u32 = 16;
 const EXP_SHIFT: u32 = 24;
 const CONSEC_SHIFT: u32 = 32;
+const CONSEC_MASK: u64 = !0 << CONSEC_SHIFT;
 
 #[inline]
 fn st(w: u64) -> u64 {
@@ -192,6 +196,15 @@ impl Breaker {
     /// The transition, if the request moved the breaker from open to half-open, comes back too.
     #[inline]
     pub fn try_acquire(&self, now_ns: u64) -> (Permit, Option<Transition>) {
+        // The common case in one test: the state machine decides, and the breaker is closed.
+        if self.word.load(Ordering::Acquire) & (MODE_MASK | STATE_MASK) == CLOSED_NORMAL {
+            return (Permit::Call, None);
+        }
+        self.try_acquire_slow(now_ns)
+    }
+
+    #[inline(never)]
+    fn try_acquire_slow(&self, now_ns: u64) -> (Permit, Option<Transition>) {
         loop {
             let w = self.word.load(Ordering::Acquire);
             match mode_of(w) {
@@ -263,6 +276,15 @@ impl Breaker {
             judged != 0 && self.record(judged, stripe, now_ns, latency_ns, failure)
         };
         match permit {
+            // A success in the closed state with no run of failures to end changes nothing:
+            // one load and one test, the call to the state machine left out.
+            Permit::Call
+                if !failure
+                    && !slow
+                    && self.word.load(Ordering::Acquire) & (MODE_MASK | STATE_MASK | CONSEC_MASK) == CLOSED_NORMAL =>
+            {
+                None
+            }
             Permit::Call => self.on_closed_result(now_ns, failure, slow),
             Permit::Probe => self.on_probe_result(now_ns, failure || slow),
             Permit::Denied | Permit::Bypass => None,
