@@ -215,7 +215,9 @@ pub(crate) struct Shared {
     pub(crate) watched: AtomicU64,
     /// Bumped after every change to a setting the lean path depends on (see
     /// `Worker::lean_now`, which decides again only when it moves): breaker modes, the down
-    /// masks, watched domains, admission limits, the rate limit, agents' concurrency limits.
+    /// masks, watched domains (balancing, outlier detection), admission limits and the adaptive
+    /// throttle's, the rate limit, agents' concurrency limits, added agents and domains (their
+    /// limits, fault thresholds).
     pub(crate) settings_epoch: AtomicU64,
     /// Per domain id: its adaptive shedding (read while its bit in `shedding_on` is set).
     pub(crate) shedding: Box<[crate::policy::shedding::DomainShedding]>,

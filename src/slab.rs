@@ -19,8 +19,8 @@
 //! An agent pins only while its call runs (and only a task still running), so a hung agent
 //! holds one slot at most.
 //!
-//! The word: generation in bits 32..64, pins in 16..32, the waiter, swept and polled flags at
-//! bits 8, 9 and 10, the state in bits 0..8.
+//! The word: generation in bits 32..64, pins in 16..32, the waiter, swept, polled and waitable
+//! flags at bits 8, 9, 10 and 11, the state in bits 0..8.
 
 use crate::breaker::Permit;
 use crate::error::WaitError;
@@ -258,8 +258,8 @@ impl Slab {
         self.slots.len()
     }
 
-    /// Free slots now, in the queues and the caches: a snapshot of counts read one by one, so
-    /// at most the capacity (a slot moving between two of them is counted in one, or neither).
+    /// Free slots now, in the queues and the caches: counts read one by one with relaxed loads,
+    /// which may count a slot moving between two of them twice: capped at the capacity.
     pub(crate) fn free_len(&self) -> usize {
         let n = self.free.iter().map(|q| q.len()).sum::<usize>()
             + self.caches.iter().map(|c| c.len.load(Ordering::Relaxed) as usize).sum::<usize>();
@@ -656,9 +656,11 @@ impl Slab {
                 }
                 *g = Some(me.clone());
                 registered = true;
-                // The flag after the handle: `complete` reads the handle when it sees it.
+                // The flag after the handle: `complete` reads the handle when it sees it. Set on
+                // a done slot too, so that another thread taking it (a racing `try_take`) takes
+                // the two-step path, which clears this registration before freeing the slot.
                 let mut w = w;
-                while generation(w) == t.generation() && state(w) != DONE {
+                while generation(w) == t.generation() && matches!(state(w), QUEUED | ADMITTED | COMPLETING | DONE) {
                     match s.word.compare_exchange_weak(w, w | WAITING, Ordering::AcqRel, Ordering::Acquire) {
                         Ok(_) => break,
                         Err(actual) => w = actual,

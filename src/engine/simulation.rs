@@ -266,7 +266,7 @@ mod tests {
         let mut sim = Engine::builder(b.build().unwrap()).config(config).simulate().unwrap();
         assert!(sim.workers[0].lean_now(), "everything off: lean");
         type Toggle = fn(&Engine, bool);
-        let toggles: [(&str, Toggle); 12] = [
+        let toggles: [(&str, Toggle); 13] = [
             ("meta breaker", |e, on| {
                 e.set_breaker_mode(Level::Meta, 0, if on { BreakerMode::Normal } else { BreakerMode::Disabled });
             }),
@@ -280,6 +280,11 @@ mod tests {
                 let mode = if on { BreakerMode::Normal } else { BreakerMode::Disabled };
                 let cfg = BreakerConfig { mode, ..e.breaker_config(Level::Agent).unwrap() };
                 e.set_breaker_config(Level::Agent, &cfg).unwrap();
+            }),
+            ("domain breakers' settings", |e, on| {
+                let mode = if on { BreakerMode::Normal } else { BreakerMode::Disabled };
+                let cfg = BreakerConfig { mode, ..e.breaker_config(Level::Domain).unwrap() };
+                e.set_breaker_config(Level::Domain, &cfg).unwrap();
             }),
             ("agent down", |e, on| {
                 assert!(e.set_agent_down(AgentId(4), on));

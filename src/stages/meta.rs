@@ -87,8 +87,10 @@ impl Worker {
         let Some(adaptive) = &self.sh.adaptive else { return };
         let dropped = status == Status::TimedOut || rtt > adaptive.target_ns();
         if let Some(limit) = adaptive.sample(&mut self.adaptive_batch, dropped, rtt, in_flight) {
-            self.sh.admission.max_concurrent.store(limit, Ordering::Relaxed);
-            self.sh.settings_changed();
+            let before = self.sh.admission.max_concurrent.swap(limit, Ordering::Relaxed);
+            if before != limit {
+                self.sh.settings_changed();
+            }
         }
     }
 
