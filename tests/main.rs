@@ -25,5 +25,6 @@ mod reroute;
 mod scheduling;
 mod shedding;
 mod simulation;
+mod slots;
 mod small_engine;
 mod workloads;
