@@ -134,15 +134,12 @@ impl Window {
     /// Calls, failures and (with `slow`) slow calls recorded in the window that ends at
     /// `now_ns`, over all stripes.
     pub(crate) fn totals(&self, now_ns: u64, slow: bool) -> Totals {
-        let current = self.epoch(now_ns);
-        let oldest = current.saturating_sub(BUCKETS as u64 - 1);
-        // Whether a bucket word belongs to the window: its full epoch is rebuilt from the low
-        // 32 bits it keeps, relative to `current`.
-        let live = |word: u64| {
-            let epoch = (current & !0xffff_ffff) | (word >> 32);
-            let epoch = if epoch > current { epoch.wrapping_sub(1 << 32) } else { epoch };
-            epoch >= oldest && epoch <= current
-        };
+        // Whether a bucket word belongs to the window: its epoch (the low 32 bits it keeps) is
+        // one of the last `BUCKETS` up to `current`, by the wrapping distance back from
+        // `current` (a word from a later epoch, another worker's clock a little ahead, is far
+        // by that distance, and not counted, as a bucket from long ago).
+        let current = self.epoch(now_ns) as u32;
+        let live = |word: u64| current.wrapping_sub((word >> 32) as u32) < BUCKETS as u32;
         let mut t = Totals::default();
         for stripe in self.stripes.iter() {
             for bucket in stripe.main.iter() {
@@ -259,6 +256,26 @@ mod tests {
         w.record(0, 1_000, false, true);
         assert_eq!(w.totals(1_000, true), tot(11, 5, 3));
         assert_eq!(w.totals(50_000, true), tot(0, 0, 0));
+        // A bucket from a later epoch (another worker's clock a little ahead) is not counted.
+        w.record(1, 50_150, true, false);
+        assert_eq!(w.totals(50_050, true), tot(0, 0, 0));
+        assert_eq!(w.totals(50_150, true), tot(1, 1, 0));
+    }
+
+    #[test]
+    fn the_window_spans_the_wrap_of_the_epochs_low_bits() {
+        let w = Window::new(1_000, 1); // epochs of 100 ns; a word keeps an epoch's low 32 bits
+        let epoch = |e: u64| e * 100;
+        let wrap = 1u64 << 32;
+        w.record(0, epoch(wrap - 2), true, false);
+        w.record(0, epoch(wrap - 1), false, false);
+        w.record(0, epoch(wrap), false, false);
+        assert_eq!(w.totals(epoch(wrap), false), tot(3, 1, 0));
+        assert_eq!(w.totals(epoch(wrap + 7), false), tot(3, 1, 0));
+        // Ten epochs after the first record, it has left the window; then the second.
+        assert_eq!(w.totals(epoch(wrap + 8), false), tot(2, 0, 0));
+        assert_eq!(w.totals(epoch(wrap + 9), false), tot(1, 0, 0));
+        assert_eq!(w.totals(epoch(wrap + 10), false), tot(0, 0, 0));
     }
 
     #[test]
