@@ -22,14 +22,19 @@
 //! The word: generation in bits 32..64, pins in 16..32, the waiter, swept, polled and waitable
 //! flags at bits 8, 9, 10 and 11, the state in bits 0..8.
 
-use crate::breaker::Permit;
-use crate::error::WaitError;
+mod free;
+mod request;
+mod wait;
+
+pub(crate) use free::Pool;
+pub(crate) use request::{Req, Run};
+
 use crate::queue::Mpmc;
-use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, UnsafeCell, lock, thread, try_lock};
+use crate::sync::{AtomicU64, Mutex, Ordering, UnsafeCell, thread};
 use crate::task::{Completion, Ticket};
 use crossbeam_utils::CachePadded;
+use free::Cache;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 
 pub(crate) const FREE: u64 = 0;
 pub(crate) const FILLING: u64 = 1;
@@ -73,100 +78,6 @@ fn with_state(w: u64, s: u64) -> u64 {
 fn freed(w: u64) -> u64 {
     ((u64::from(generation(w)).wrapping_add(1) & 0xffff_ffff) << 32) | FREE
 }
-
-/// A request field the worker that admitted the task may rewrite: the classifier's verdict
-/// (domains, priority, deadline, key) replaces what a task that named no domain was submitted
-/// with. Relaxed atomics, so that the shutdown sweep and `take`, which may read the request of a
-/// task whose worker is stuck in a classifier, never race a plain write. Not a synchronisation
-/// point (the slot's word is), hence std's atomics, which loom need not model; a relaxed load
-/// or store is a plain `mov`.
-#[derive(Default)]
-pub(crate) struct Field<T: FieldAtomic>(T::Atomic);
-
-pub(crate) trait FieldAtomic: Copy {
-    type Atomic: Default;
-    fn load(a: &Self::Atomic) -> Self;
-    fn store(a: &Self::Atomic, v: Self);
-}
-
-macro_rules! field_atomic {
-    ($($t:ty => $a:ty),*) => {$(
-        impl FieldAtomic for $t {
-            type Atomic = $a;
-            #[inline]
-            fn load(a: &Self::Atomic) -> Self {
-                a.load(std::sync::atomic::Ordering::Relaxed)
-            }
-            #[inline]
-            fn store(a: &Self::Atomic, v: Self) {
-                a.store(v, std::sync::atomic::Ordering::Relaxed)
-            }
-        }
-    )*};
-}
-field_atomic!(u64 => std::sync::atomic::AtomicU64, u8 => std::sync::atomic::AtomicU8);
-
-impl<T: FieldAtomic> Field<T> {
-    #[inline]
-    pub(crate) fn get(&self) -> T {
-        T::load(&self.0)
-    }
-    #[inline]
-    pub(crate) fn set(&self, v: T) {
-        T::store(&self.0, v)
-    }
-}
-
-/// What the submitter wrote. Written only while the slot is `FILLING` (by the thread that
-/// allocated it); read-only from `QUEUED` until the slot is freed.
-#[derive(Default)]
-pub(crate) struct Req {
-    pub(crate) id: u64,
-    pub(crate) payload: u64,
-    /// Reused from task to task, so steady-state submission does not allocate.
-    pub(crate) data: Vec<u8>,
-    pub(crate) domains: Field<u64>,
-    /// How many domains the task needs, counted by the worker that decomposes it (after the
-    /// classifier, if any, named them): what a handler sees as `Request::fanout`.
-    pub(crate) fanout: Field<u8>,
-    pub(crate) priority: Field<u8>,
-    pub(crate) waitable: bool,
-    /// The caller's completion queue, if it submitted to one: delivery goes there.
-    #[cfg(not(loom))]
-    pub(crate) sink: Option<std::sync::Arc<crate::sink::Sink>>,
-    pub(crate) submit_ns: u64,
-    /// Absolute, on the engine clock; `u64::MAX` for none.
-    pub(crate) deadline_ns: Field<u64>,
-    /// For the keyed rate limits; 0 for none.
-    pub(crate) key: Field<u64>,
-    /// For the classifier; reused from task to task like `data`.
-    pub(crate) attrs: crate::classify::AttrList,
-}
-
-/// The task's progress. Touched only by the worker that admitted it, between `ADMITTED` and
-/// its claim; nobody else reads it.
-#[derive(Default)]
-pub(crate) struct Run {
-    /// Sub-tasks not yet joined.
-    pub(crate) remaining: u32,
-    /// The meta breaker's permit for this task.
-    pub(crate) meta_permit: Option<Permit>,
-    /// Whether the task holds one of the concurrency throttle's permits.
-    pub(crate) holds_permit: bool,
-    /// When it took the permit (the adaptive throttle judges the time from there: its wait for
-    /// the permit is the throttle's own queue, not the load it measures).
-    pub(crate) permit_ns: u64,
-    /// The complexity units it holds of the admission's cost budget (0: none).
-    pub(crate) cost: u32,
-}
-
-impl Run {
-    /// Clears it for a new task.
-    pub(crate) fn reset(&mut self) {
-        *self = Self::default();
-    }
-}
-
 pub(crate) struct Slot {
     /// See the module documentation.
     word: AtomicU64,
@@ -209,18 +120,6 @@ pub(crate) struct Slab {
     cache_cap: usize,
 }
 
-/// Free slots of one shard, taken and returned a batch at a time under one lock, where the
-/// lock-free queue costs a compare-and-swap per slot each way. First in, first out: a slot
-/// freed is reused after the shard's other free slots, as the lock-free queue reused them.
-/// Reusing the slot just freed (a stack) was 15% slower on the 2-core machine in wall time,
-/// though it saved the same instructions: the slot's lines were still in the other core's
-/// cache, and each reuse invalidated them there.
-struct Cache {
-    items: Mutex<VecDeque<u32>>,
-    /// `items.len()`, stored by whoever holds `items`: what `free_len` counts without the lock.
-    len: AtomicU32,
-}
-
 impl Slab {
     /// `n` slots, their free ones in `shards` shards (at least 1).
     pub(crate) fn new(n: usize, shards: usize) -> Self {
@@ -247,8 +146,7 @@ impl Slab {
             .map(|k| {
                 let mut items = VecDeque::with_capacity(cache_cap);
                 items.extend((k..n).step_by(shards).map(|i| i as u32));
-                let len = AtomicU32::new(items.len() as u32);
-                CachePadded::new(Cache { items: Mutex::new(items), len })
+                CachePadded::new(Cache::new(items))
             })
             .collect();
         Self { slots, free, caches, cache_cap }
@@ -256,14 +154,6 @@ impl Slab {
 
     pub(crate) fn capacity(&self) -> usize {
         self.slots.len()
-    }
-
-    /// Free slots now, in the queues and the caches: counts read one by one with relaxed loads,
-    /// which may count a slot moving between two of them twice: capped at the capacity.
-    pub(crate) fn free_len(&self) -> usize {
-        let n = self.free.iter().map(|q| q.len()).sum::<usize>()
-            + self.caches.iter().map(|c| c.len.load(Ordering::Relaxed) as usize).sum::<usize>();
-        n.min(self.capacity())
     }
 
     #[inline]
@@ -282,46 +172,6 @@ impl Slab {
         debug_assert!((idx as usize) < self.slots.len());
         // SAFETY: per the contract.
         unsafe { self.slots.get_unchecked(idx as usize) }
-    }
-
-    /// The shard of submitter `shard`, without a division where it is in range (a submitter's
-    /// number is below the shard count unless more threads submit than there are workers).
-    #[inline]
-    fn shard_of(&self, shard: usize) -> usize {
-        let n = self.free.len();
-        if shard < n { shard } else { shard % n }
-    }
-
-    /// A hold on submitter `shard`'s cache of free slots for one batch of allocations or takes
-    /// (see [`Pool`]); without the cache when another thread holds it.
-    #[inline]
-    pub(crate) fn pool(&self, shard: usize) -> Pool<'_> {
-        let shard = self.shard_of(shard);
-        let c = &self.caches[shard];
-        Pool { slab: self, shard, cache: try_lock(&c.items), len: &c.len }
-    }
-
-    /// Pops a free slot from the lock-free queues, from shard `at`'s (in range) first.
-    #[inline]
-    fn pop_free(&self, mut at: usize) -> Option<u32> {
-        let n = self.free.len();
-        for _ in 0..n {
-            if let Some(idx) = self.free[at].pop() {
-                return Some(idx);
-            }
-            at = if at + 1 == n { 0 } else { at + 1 };
-        }
-        None
-    }
-
-    /// Marks free slot `idx`, just taken from a queue or a cache, `FILLING`.
-    #[inline]
-    fn fill(&self, idx: u32) -> u32 {
-        let s = self.slot(idx);
-        let w = s.word.load(Ordering::Relaxed);
-        debug_assert_eq!(state(w), FREE);
-        s.word.store(with_state(w, FILLING), Ordering::Relaxed);
-        idx
     }
 
     /// Marks a filled slot `QUEUED` (release: the request is visible to whoever admits it),
@@ -432,23 +282,6 @@ impl Slab {
         self.wake_waiter(s, w);
     }
 
-    /// Wakes the thread in `wait` on slot `s`, if the word before `DONE` (`w`) says one waits:
-    /// the test inlined where a task completes, the wake-up out of line.
-    #[inline(always)]
-    fn wake_waiter(&self, s: &Slot, w: u64) {
-        if w & WAITING != 0 {
-            Self::unpark_waiter(s);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn unpark_waiter(s: &Slot) {
-        if let Some(t) = lock(&s.waiter).as_ref() {
-            t.unpark();
-        }
-    }
-
     /// Takes the outcome of a `DONE` slot for ticket `t` and frees the slot. `None` if the slot
     /// is not done for that ticket (or someone else took it).
     pub(crate) fn take(&self, t: Ticket) -> Option<Completion> {
@@ -504,18 +337,6 @@ impl Slab {
         Some(self.release(s))
     }
 
-    /// A thread waits on the ticket of slot `s`, and this one has taken the completion
-    /// (`TAKEN`): wakes the waiter, which finds the ticket gone and returns `UnknownTicket`,
-    /// and clears its registration before the slot is freed, so that the next task's waiter is
-    /// not refused.
-    #[cold]
-    #[inline(never)]
-    fn taken_from_waiter(s: &Slot) {
-        if let Some(h) = lock(&s.waiter).take() {
-            h.unpark();
-        }
-    }
-
     /// The completion of a task the shutdown sweep completed: "shutting down", from the request.
     #[cold]
     fn swept_into(s: &Slot, t: Ticket, dst: &mut Completion) {
@@ -543,25 +364,6 @@ impl Slab {
                 Err(actual) => w = actual,
             }
         }
-    }
-
-    /// A slot just freed lets go of its task's completion queue now, so that a queue its
-    /// consumer dropped (its descriptors, its ring) goes with its last task rather than when
-    /// the slot is next used.
-    #[inline]
-    fn let_go(s: &Slot) {
-        #[cfg(not(loom))]
-        // SAFETY: a FREE slot not yet in a cache or on a queue is this thread's alone.
-        s.req.with_mut(|p| unsafe { (*p).sink = None });
-        #[cfg(loom)]
-        let _ = s;
-    }
-
-    /// Returns freed slot `s` (index `idx`) to its shard (it always has room: a shard holds its
-    /// own slots).
-    fn push_free(&self, s: &Slot, idx: u32) {
-        Self::let_go(s);
-        let _ = self.free[s.home as usize].push(idx);
     }
 
     /// An isolated agent is about to read the request of ticket `t`: pins the slot if the task
@@ -602,118 +404,6 @@ impl Slab {
                 Err(actual) => w = actual,
             }
         }
-    }
-
-    /// Whether the task of ticket `t` is waitable, if `t` names a task in flight: from the
-    /// word alone (the request of a slot that another thread frees meanwhile is rewritten).
-    fn waitable(&self, t: Ticket) -> Option<bool> {
-        let s = self.slots.get(t.slot() as usize)?;
-        let w = s.word.load(Ordering::Acquire);
-        if generation(w) != t.generation() || !matches!(state(w), QUEUED | ADMITTED | COMPLETING | DONE) {
-            return None;
-        }
-        Some(w & WAITABLE != 0)
-    }
-
-    /// Takes the completion of the waitable task of ticket `t` if it is done, without waiting
-    /// or registering as its waiter: what a spinning waiter calls.
-    pub(crate) fn try_take_waitable(&self, t: Ticket) -> Result<Option<Completion>, WaitError> {
-        match self.waitable(t) {
-            None => Err(WaitError::UnknownTicket),
-            Some(false) => Err(WaitError::NotWaitable),
-            Some(true) => Ok(self.take(t)),
-        }
-    }
-
-    /// Blocks until the waitable task of ticket `t` completes (or `timeout`), then takes its
-    /// outcome. One waiter per ticket.
-    pub(crate) fn wait(&self, t: Ticket, timeout: Option<Duration>) -> Result<Completion, WaitError> {
-        match self.waitable(t) {
-            None => return Err(WaitError::UnknownTicket),
-            Some(false) => return Err(WaitError::NotWaitable),
-            Some(true) => {}
-        }
-        let s = self.slot(t.slot());
-        let deadline = timeout.map(|d| Instant::now() + d);
-        let me = thread::current();
-        let mut registered = false;
-        let result = loop {
-            let taken = if registered { self.take_registered(s, t) } else { self.take(t) };
-            if let Some(c) = taken {
-                return Ok(c);
-            }
-            let w = s.word.load(Ordering::Acquire);
-            // Gone, or taken by another thread (which wakes this one if registered).
-            if generation(w) != t.generation() || matches!(state(w), TAKEN | ZOMBIE | FREE) {
-                break Err(WaitError::UnknownTicket);
-            }
-            if !registered {
-                // The handle and the flag together, under the lock, as they are cleared: a
-                // waiter that gives up and one that comes after it never interleave.
-                let mut g = lock(&s.waiter);
-                if g.is_some() {
-                    return Err(WaitError::AlreadyWaiting);
-                }
-                *g = Some(me.clone());
-                registered = true;
-                // The flag after the handle: `complete` reads the handle when it sees it. Set on
-                // a done slot too, so that another thread taking it (a racing `try_take`) takes
-                // the two-step path, which clears this registration before freeing the slot.
-                let mut w = w;
-                while generation(w) == t.generation() && matches!(state(w), QUEUED | ADMITTED | COMPLETING | DONE) {
-                    match s.word.compare_exchange_weak(w, w | WAITING, Ordering::AcqRel, Ordering::Acquire) {
-                        Ok(_) => break,
-                        Err(actual) => w = actual,
-                    }
-                }
-                continue; // re-check before sleeping
-            }
-            match deadline {
-                None => thread::park(),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break Err(WaitError::Timeout);
-                    }
-                    park_timeout(d - now);
-                }
-            }
-        };
-        if registered {
-            // Timed out, or the ticket was taken elsewhere: the slot may hold another task by
-            // now, so only this thread's own registration is cleared, flag and handle together.
-            let mut g = lock(&s.waiter);
-            if g.as_ref().is_some_and(|h| h.id() == me.id()) {
-                *g = None;
-                let mut w = s.word.load(Ordering::Relaxed);
-                while w & WAITING != 0 && generation(w) == t.generation() {
-                    match s.word.compare_exchange_weak(w, w & !WAITING, Ordering::AcqRel, Ordering::Relaxed) {
-                        Ok(_) => break,
-                        Err(actual) => w = actual,
-                    }
-                }
-            }
-        }
-        result
-    }
-
-    /// `take` for a waiter registered on slot `s`: claims the completion (`TAKEN`), then
-    /// clears the registration, then frees the slot. Cleared after the slot is freed, it could
-    /// clear the registration of the next task's waiter, which would then sleep unwoken.
-    fn take_registered(&self, s: &Slot, t: Ticket) -> Option<Completion> {
-        let w = Self::transition_at(s, t, &[DONE], TAKEN, Ordering::Acquire)?;
-        *lock(&s.waiter) = None;
-        let mut c = Completion::default();
-        if w & SWEPT == 0 {
-            // SAFETY: `TAKEN` makes us the slot's only user until we free it.
-            s.out.with_mut(|p| unsafe { (*p).move_into(&mut c) });
-        } else {
-            Self::swept_into(s, t, &mut c);
-        }
-        if self.release(s) {
-            self.push_free(s, t.slot());
-        }
-        Some(c)
     }
 
     /// The request of an admitted slot.
@@ -766,136 +456,4 @@ impl Slab {
         // SAFETY: a slot the caller holds (the contract) is one of this slab's.
         unsafe { self.held(idx) }.req.with_mut(|p| unsafe { &mut *p })
     }
-}
-
-/// A thread's hold on its shard's cache of free slots for one batch of submissions or one
-/// poll (`Slab::pool`): the slots it allocates come out of the cache and the slots it frees (the
-/// completions it takes) go back in, under one lock for the batch instead of a shared
-/// compare-and-swap per slot, as an io_uring submitter owns its ring's entries. Where another
-/// thread of the shard holds the cache, the lock-free queues serve. No free slot is out of
-/// reach: an allocation that finds its cache and the queues empty takes from the other shards'
-/// caches, waiting for one that a thread holds (holding none itself, so two threads never wait
-/// on each other), so `Full` means that every slot is in use. `free_len` counts the cached
-/// slots, so `stats().in_flight` and the priority reserve see them as free.
-pub(crate) struct Pool<'a> {
-    slab: &'a Slab,
-    shard: usize,
-    cache: Option<MutexGuard<'a, VecDeque<u32>>>,
-    len: &'a AtomicU32,
-}
-
-impl Pool<'_> {
-    /// Takes a free slot (from the cache, the lock-free queues, then the other shards' caches)
-    /// and marks it `FILLING`; the caller owns it until `publish`.
-    #[inline]
-    pub(crate) fn alloc(&mut self) -> Option<u32> {
-        if let Some(items) = self.cache.as_mut()
-            && let Some(idx) = items.pop_front()
-        {
-            self.len.store(items.len() as u32, Ordering::Relaxed);
-            return Some(self.slab.fill(idx));
-        }
-        let idx = match self.slab.pop_free(self.shard) {
-            Some(idx) => idx,
-            None => self.steal()?,
-        };
-        Some(self.slab.fill(idx))
-    }
-
-    /// The cache and the queues are empty: takes a slot from another cache (this shard's too
-    /// when another thread holds it), and half the rest into this one's if held. Caches that
-    /// their threads hold are waited for only if no other has a slot, after letting go of this
-    /// one's (empty) cache.
-    #[cold]
-    #[inline(never)]
-    fn steal(&mut self) -> Option<u32> {
-        let slab = self.slab;
-        let n = slab.caches.len();
-        let mut busy = false;
-        for k in 0..n {
-            let at = if self.shard + k < n { self.shard + k } else { self.shard + k - n };
-            if at == self.shard && self.cache.is_some() {
-                continue;
-            }
-            match try_lock(&slab.caches[at].items) {
-                Some(theirs) => {
-                    if let Some(idx) = self.take_from(at, theirs) {
-                        return Some(idx);
-                    }
-                }
-                None => busy = true,
-            }
-        }
-        if !busy {
-            // Slots freed while we looked went to the queues.
-            return slab.pop_free(self.shard);
-        }
-        // Held by threads in the middle of a batch: wait for each in turn, holding no cache.
-        self.cache = None;
-        for at in 0..n {
-            if let Some(idx) = self.take_from(at, lock(&slab.caches[at].items)) {
-                return Some(idx);
-            }
-        }
-        // Slots those threads freed while we waited went to the queues.
-        slab.pop_free(self.shard)
-    }
-
-    /// Takes one slot from shard `at`'s cache, held as `theirs`, and half the rest into this
-    /// pool's cache if held.
-    fn take_from(&mut self, at: usize, mut theirs: MutexGuard<'_, VecDeque<u32>>) -> Option<u32> {
-        let idx = theirs.pop_front()?;
-        let half = if self.cache.is_some() { theirs.len() / 2 } else { 0 };
-        // The owner's count first: the moved slots are counted in neither cache for a moment,
-        // never in both (`free_len` must not exceed the capacity).
-        self.slab.caches[at].len.store((theirs.len() - half) as u32, Ordering::Relaxed);
-        if let Some(mine) = self.cache.as_mut() {
-            mine.extend(theirs.drain(..half));
-            self.len.store(mine.len() as u32, Ordering::Relaxed);
-        }
-        Some(idx)
-    }
-
-    /// [`Slab::take_into`], freeing the slot into the cache (or, if it is full or not held,
-    /// onto its shard's queue).
-    #[inline]
-    pub(crate) fn take_into(&mut self, t: Ticket, dst: &mut Completion) -> bool {
-        let slab = self.slab;
-        let idx = t.slot();
-        let s = slab.slot(idx);
-        match slab.take_out(s, t, dst) {
-            None => false,
-            Some(freed) => {
-                if freed {
-                    self.put(s, idx);
-                }
-                true
-            }
-        }
-    }
-
-    /// Puts freed slot `s` (index `idx`) in the cache, or on its shard's queue if the cache is
-    /// full or not held.
-    #[inline]
-    fn put(&mut self, s: &Slot, idx: u32) {
-        match self.cache.as_mut() {
-            Some(items) if items.len() < self.slab.cache_cap => {
-                Slab::let_go(s);
-                items.push_back(idx);
-                self.len.store(items.len() as u32, Ordering::Relaxed);
-            }
-            _ => self.slab.push_free(s, idx),
-        }
-    }
-}
-
-#[cfg(not(loom))]
-fn park_timeout(d: Duration) {
-    thread::park_timeout(d);
-}
-
-#[cfg(loom)]
-fn park_timeout(_: Duration) {
-    // loom has no timed park; a model's waits are untimed.
-    thread::park();
 }

@@ -1,0 +1,97 @@
+//! What a slot holds for its task: the request the submitter wrote, and the run record of the
+//! worker that admitted it.
+
+use crate::breaker::Permit;
+
+/// A request field the worker that admitted the task may rewrite: the classifier's verdict
+/// (domains, priority, deadline, key) replaces what a task that named no domain was submitted
+/// with. Relaxed atomics, so that the shutdown sweep and `take`, which may read the request of a
+/// task whose worker is stuck in a classifier, never race a plain write. Not a synchronisation
+/// point (the slot's word is), hence std's atomics, which loom need not model; a relaxed load
+/// or store is a plain `mov`.
+#[derive(Default)]
+pub(crate) struct Field<T: FieldAtomic>(T::Atomic);
+
+pub(crate) trait FieldAtomic: Copy {
+    type Atomic: Default;
+    fn load(a: &Self::Atomic) -> Self;
+    fn store(a: &Self::Atomic, v: Self);
+}
+
+macro_rules! field_atomic {
+    ($($t:ty => $a:ty),*) => {$(
+        impl FieldAtomic for $t {
+            type Atomic = $a;
+            #[inline]
+            fn load(a: &Self::Atomic) -> Self {
+                a.load(std::sync::atomic::Ordering::Relaxed)
+            }
+            #[inline]
+            fn store(a: &Self::Atomic, v: Self) {
+                a.store(v, std::sync::atomic::Ordering::Relaxed)
+            }
+        }
+    )*};
+}
+field_atomic!(u64 => std::sync::atomic::AtomicU64, u8 => std::sync::atomic::AtomicU8);
+
+impl<T: FieldAtomic> Field<T> {
+    #[inline]
+    pub(crate) fn get(&self) -> T {
+        T::load(&self.0)
+    }
+    #[inline]
+    pub(crate) fn set(&self, v: T) {
+        T::store(&self.0, v)
+    }
+}
+
+/// What the submitter wrote. Written only while the slot is `FILLING` (by the thread that
+/// allocated it); read-only from `QUEUED` until the slot is freed.
+#[derive(Default)]
+pub(crate) struct Req {
+    pub(crate) id: u64,
+    pub(crate) payload: u64,
+    /// Reused from task to task, so steady-state submission does not allocate.
+    pub(crate) data: Vec<u8>,
+    pub(crate) domains: Field<u64>,
+    /// How many domains the task needs, counted by the worker that decomposes it (after the
+    /// classifier, if any, named them): what a handler sees as `Request::fanout`.
+    pub(crate) fanout: Field<u8>,
+    pub(crate) priority: Field<u8>,
+    pub(crate) waitable: bool,
+    /// The caller's completion queue, if it submitted to one: delivery goes there.
+    #[cfg(not(loom))]
+    pub(crate) sink: Option<std::sync::Arc<crate::sink::Sink>>,
+    pub(crate) submit_ns: u64,
+    /// Absolute, on the engine clock; `u64::MAX` for none.
+    pub(crate) deadline_ns: Field<u64>,
+    /// For the keyed rate limits; 0 for none.
+    pub(crate) key: Field<u64>,
+    /// For the classifier; reused from task to task like `data`.
+    pub(crate) attrs: crate::classify::AttrList,
+}
+
+/// The task's progress. Touched only by the worker that admitted it, between `ADMITTED` and
+/// its claim; nobody else reads it.
+#[derive(Default)]
+pub(crate) struct Run {
+    /// Sub-tasks not yet joined.
+    pub(crate) remaining: u32,
+    /// The meta breaker's permit for this task.
+    pub(crate) meta_permit: Option<Permit>,
+    /// Whether the task holds one of the concurrency throttle's permits.
+    pub(crate) holds_permit: bool,
+    /// When it took the permit (the adaptive throttle judges the time from there: its wait for
+    /// the permit is the throttle's own queue, not the load it measures).
+    pub(crate) permit_ns: u64,
+    /// The complexity units it holds of the admission's cost budget (0: none).
+    pub(crate) cost: u32,
+}
+
+impl Run {
+    /// Clears it for a new task.
+    pub(crate) fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
