@@ -175,7 +175,6 @@ fn publish_one(slab: &Slab, waitable: bool) -> Ticket {
     // SAFETY: just allocated, not published.
     let req = unsafe { slab.req_mut(idx) };
     req.id = 7;
-    req.waitable = waitable;
     slab.publish(idx, !waitable, waitable)
 }
 
@@ -189,6 +188,13 @@ fn write_outcome(slab: &Slab, t: Ticket) {
     c.reason = Reason::AgentsExhausted;
 }
 
+/// What a worker does with a task it is given: admits it, fills in the outcome, completes it.
+fn run_as_worker(slab: &Slab, t: Ticket) {
+    assert!(slab.admit(t));
+    write_outcome(slab, t);
+    assert!(slab.complete(t));
+}
+
 #[test]
 fn a_waiter_gets_the_completion_exactly_once() {
     loom::model(|| {
@@ -196,9 +202,7 @@ fn a_waiter_gets_the_completion_exactly_once() {
         let t = publish_one(&slab, true);
         let s2 = slab.clone();
         let worker = thread::spawn(move || {
-            assert!(s2.admit(t));
-            write_outcome(&s2, t);
-            assert!(s2.complete(t));
+            run_as_worker(&s2, t);
         });
         let c = slab.wait(t, None).unwrap();
         worker.join().unwrap();
@@ -230,9 +234,7 @@ fn a_waiter_leaves_the_next_tasks_waiter_registered() {
                         }
                     }
                 });
-                assert!(s2.admit(t));
-                write_outcome(&s2, t);
-                assert!(s2.complete(t));
+                run_as_worker(&s2, t);
             }
         });
         let (s3, n3) = (slab.clone(), next.clone());
@@ -243,8 +245,6 @@ fn a_waiter_leaves_the_next_tasks_waiter_registered() {
                     None => thread::yield_now(),
                 }
             };
-            // SAFETY: just allocated, not published.
-            unsafe { s3.req_mut(idx) }.waitable = true;
             let t2 = s3.publish(idx, false, true);
             n3.store(t2.0, Ordering::Release);
             s3.wait(t2, None).map(|c| c.id)
@@ -677,9 +677,7 @@ fn the_free_queues_hand_out_each_slot_once() {
         };
         for idx in [a, b] {
             let t = slab.publish(idx, true, false);
-            assert!(slab.admit(t));
-            write_outcome(&slab, t);
-            assert!(slab.complete(t));
+            run_as_worker(&slab, t);
             assert!(slab.take(t).is_some());
         }
         assert_eq!(slab.free_len(), 2);
@@ -697,9 +695,7 @@ fn a_waiter_and_a_racing_taker_end_with_one_completion() {
         let t = publish_one(&slab, true);
         let s2 = slab.clone();
         let worker = thread::spawn(move || {
-            assert!(s2.admit(t));
-            write_outcome(&s2, t);
-            assert!(s2.complete(t));
+            run_as_worker(&s2, t);
         });
         let s3 = slab.clone();
         let taker = thread::spawn(move || {
@@ -734,9 +730,7 @@ fn a_slot_freed_into_a_cache_is_reused_after_its_last_read() {
         let slab = Arc::new(Slab::new(2, 2));
         let t = publish_one(&slab, false);
         assert_eq!(t.slot(), 0);
-        assert!(slab.admit(t));
-        write_outcome(&slab, t);
-        assert!(slab.complete(t));
+        run_as_worker(&slab, t);
         let s2 = slab.clone();
         let submitter = thread::spawn(move || {
             let mut pool = s2.pool(1);

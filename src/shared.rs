@@ -291,8 +291,8 @@ impl Shared {
     /// its destination.
     #[cold]
     pub(crate) fn deliver_swept(&self, t: Ticket) {
-        // SAFETY: claimed (`COMPLETING`): the request is the task's and read-only.
-        let waitable = unsafe { self.slab.req(t.slot()) }.waitable;
+        // Claimed (`COMPLETING`): read before `DONE`, as the worker does.
+        let waitable = self.slab.is_waitable(t.slot());
         self.slab.finish_swept(t.slot(), self.clock.now());
         self.swept.fetch_add(1, Ordering::Relaxed);
         // The sweep's callers wake the pollers (or the engine has stopped: they return).
@@ -303,8 +303,8 @@ impl Shared {
     /// caller's completion queue, the completion callback, or the engine's completion queues.
     /// Returns whether it went to the engine's completion queues (callers of `poll_wait` may
     /// be waiting for it): through `tx`, a worker's ring, when given (visible once the worker
-    /// publishes it), else the overflow queue. `waitable` is the request's, read by the caller
-    /// before the slot was marked `DONE`: from then on a waiter may take the completion, free
+    /// publishes it), else the overflow queue. `waitable` is the task's (`Slab::is_waitable`),
+    /// read by the caller before the slot was marked `DONE`: from then on a waiter may take the completion, free
     /// the slot and another task fill it, so the request is not read again for such a task.
     pub(crate) fn deliver(&self, t: Ticket, waitable: bool, tx: Option<&mut crate::ring::Producer<u64>>) -> bool {
         if waitable {

@@ -265,6 +265,12 @@ mod tests {
         let config = EngineConfig { workers: 1, ..EngineConfig::default() };
         let mut sim = Engine::builder(b.build().unwrap()).config(config).simulate().unwrap();
         assert!(sim.workers[0].lean_now(), "everything off: lean");
+        // A level's breakers on (the state machine decides) or disabled, by their settings.
+        fn level_breakers(e: &Engine, level: Level, on: bool) {
+            let mode = if on { BreakerMode::Normal } else { BreakerMode::Disabled };
+            let cfg = BreakerConfig { mode, ..e.breaker_config(level).unwrap() };
+            e.set_breaker_config(level, &cfg).unwrap();
+        }
         type Toggle = fn(&Engine, bool);
         let toggles: [(&str, Toggle); 13] = [
             ("meta breaker", |e, on| {
@@ -276,16 +282,8 @@ mod tests {
             ("agent breaker", |e, on| {
                 e.set_breaker_mode(Level::Agent, 4, if on { BreakerMode::Normal } else { BreakerMode::Disabled });
             }),
-            ("agent breakers' settings", |e, on| {
-                let mode = if on { BreakerMode::Normal } else { BreakerMode::Disabled };
-                let cfg = BreakerConfig { mode, ..e.breaker_config(Level::Agent).unwrap() };
-                e.set_breaker_config(Level::Agent, &cfg).unwrap();
-            }),
-            ("domain breakers' settings", |e, on| {
-                let mode = if on { BreakerMode::Normal } else { BreakerMode::Disabled };
-                let cfg = BreakerConfig { mode, ..e.breaker_config(Level::Domain).unwrap() };
-                e.set_breaker_config(Level::Domain, &cfg).unwrap();
-            }),
+            ("agent breakers' settings", |e, on| level_breakers(e, Level::Agent, on)),
+            ("domain breakers' settings", |e, on| level_breakers(e, Level::Domain, on)),
             ("agent down", |e, on| {
                 assert!(e.set_agent_down(AgentId(4), on));
             }),

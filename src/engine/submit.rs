@@ -73,7 +73,6 @@ impl Engine {
         req.priority.set(task.priority);
         // A task for a completion queue is delivered there, never to `wait`.
         let waitable = task.waitable && sink.is_none();
-        req.waitable = waitable;
         req.sink = sink.cloned();
         req.key.set(task.key);
         // Only a classifier reads the attributes: a task that names its domains leaves them.

@@ -174,6 +174,13 @@ impl Slab {
         unsafe { self.slots.get_unchecked(idx as usize) }
     }
 
+    /// Whether the task in slot `idx`, which the caller holds (admitted or claimed, not yet
+    /// done), is for `wait`: the flag its publication set in the word.
+    #[inline]
+    pub(crate) fn is_waitable(&self, idx: u32) -> bool {
+        self.slot(idx).word.load(Ordering::Relaxed) & WAITABLE != 0
+    }
+
     /// Marks a filled slot `QUEUED` (release: the request is visible to whoever admits it),
     /// `polled` if its completion is for `poll`, `waitable` if it is for `wait`, and returns
     /// its ticket.

@@ -59,7 +59,6 @@ pub(crate) struct Req {
     /// classifier, if any, named them): what a handler sees as `Request::fanout`.
     pub(crate) fanout: Field<u8>,
     pub(crate) priority: Field<u8>,
-    pub(crate) waitable: bool,
     /// The caller's completion queue, if it submitted to one: delivery goes there.
     #[cfg(not(loom))]
     pub(crate) sink: Option<std::sync::Arc<crate::sink::Sink>>,

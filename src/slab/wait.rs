@@ -1,7 +1,7 @@
 //! Waiting on a slot: `wait`, the waiter's registration, and the wake-ups of whoever completes or
 //! takes the task.
 
-use super::{ADMITTED, COMPLETING, DONE, FREE, QUEUED, SWEPT, Slab, Slot, TAKEN, WAITABLE, WAITING, ZOMBIE};
+use super::{ADMITTED, COMPLETING, DONE, FREE, QUEUED, Slab, Slot, TAKEN, WAITABLE, WAITING, ZOMBIE};
 use super::{generation, state};
 use crate::error::WaitError;
 use crate::sync::{Ordering, lock, thread};
@@ -26,14 +26,18 @@ impl Slab {
         }
     }
 
-    /// A thread waits on the ticket of slot `s`, and this one has taken the completion
-    /// (`TAKEN`): wakes the waiter, which finds the ticket gone and returns `UnknownTicket`,
-    /// and clears its registration before the slot is freed, so that the next task's waiter is
-    /// not refused.
+    /// A thread waits on the ticket of slot `s`, and this one (the waiter or another) has taken
+    /// the completion (`TAKEN`): clears the registration before the slot is freed, so that the
+    /// next task's waiter is not refused, and wakes another thread's waiter, which finds the
+    /// ticket gone and returns `UnknownTicket`.
     #[cold]
     #[inline(never)]
     pub(super) fn taken_from_waiter(s: &Slot) {
-        if let Some(h) = lock(&s.waiter).take() {
+        let waiter = lock(&s.waiter).take();
+        // The waiter itself taking its completion needs no wake-up.
+        if let Some(h) = waiter
+            && h.id() != thread::current().id()
+        {
             h.unpark();
         }
     }
@@ -72,8 +76,9 @@ impl Slab {
         let me = thread::current();
         let mut registered = false;
         let result = loop {
-            let taken = if registered { self.take_registered(s, t) } else { self.take(t) };
-            if let Some(c) = taken {
+            // Registered, the slot carries `WAITING`, and whoever takes it (this thread or
+            // another) clears the registration before freeing the slot (`taken_from_waiter`).
+            if let Some(c) = self.take(t) {
                 return Ok(c);
             }
             let w = s.word.load(Ordering::Acquire);
@@ -91,8 +96,8 @@ impl Slab {
                 *g = Some(me.clone());
                 registered = true;
                 // The flag after the handle: `complete` reads the handle when it sees it. Set on
-                // a done slot too, so that another thread taking it (a racing `try_take`) takes
-                // the two-step path, which clears this registration before freeing the slot.
+                // a done slot too, so that whoever takes it takes the two-step path, which
+                // clears this registration before freeing the slot.
                 let mut w = w;
                 while generation(w) == t.generation() && matches!(state(w), QUEUED | ADMITTED | COMPLETING | DONE) {
                     match s.word.compare_exchange_weak(w, w | WAITING, Ordering::AcqRel, Ordering::Acquire) {
@@ -129,25 +134,6 @@ impl Slab {
             }
         }
         result
-    }
-
-    /// `take` for a waiter registered on slot `s`: claims the completion (`TAKEN`), then
-    /// clears the registration, then frees the slot. Cleared after the slot is freed, it could
-    /// clear the registration of the next task's waiter, which would then sleep unwoken.
-    fn take_registered(&self, s: &Slot, t: Ticket) -> Option<Completion> {
-        let w = Self::transition_at(s, t, &[DONE], TAKEN, Ordering::Acquire)?;
-        *lock(&s.waiter) = None;
-        let mut c = Completion::default();
-        if w & SWEPT == 0 {
-            // SAFETY: `TAKEN` makes us the slot's only user until we free it.
-            s.out.with_mut(|p| unsafe { (*p).move_into(&mut c) });
-        } else {
-            Self::swept_into(s, t, &mut c);
-        }
-        if self.release(s) {
-            self.push_free(s, t.slot());
-        }
-        Some(c)
     }
 }
 

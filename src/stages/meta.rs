@@ -17,9 +17,9 @@ impl Worker {
     }
 
     /// Takes up to a batch of tasks from this worker's ingress ring and admits them, while the
-    /// worker holds fewer sub-tasks than its capacity (the rest go back for other workers). Admission is batched (its memory accesses
-    /// to slots the submitters wrote overlap); the sub-tasks then run one at a time (see
-    /// `Worker::drain`).
+    /// worker holds fewer sub-tasks than its capacity (the rest go back for other workers).
+    /// Admission is batched (its memory accesses to slots the submitters wrote overlap); the
+    /// sub-tasks then run one at a time (see `Worker::drain`).
     ///
     /// With nothing of its own to take, it steals up to half a batch from the first other
     /// worker with a backlog: a worker that is descheduled (more threads than cores) or busy in a
@@ -413,11 +413,13 @@ impl Worker {
     /// per task (see [`complete_if_held`](Self::complete_if_held) where a task may be met again).
     pub(crate) fn complete(&mut self, t: Ticket, reason: Reason) {
         let idx = t.slot();
-        let (submit_ns, id, priority, domains, waitable) = {
+        let (submit_ns, id, priority, domains) = {
             // SAFETY: the task is ours (admitted).
             let r = unsafe { self.sh.slab.req(idx) };
-            (r.submit_ns, r.id, r.priority.get(), r.domains.get(), r.waitable)
+            (r.submit_ns, r.id, r.priority.get(), r.domains.get())
         };
+        // Read while the task is ours: once `DONE`, a waiter may take it and the slot be reused.
+        let waitable = self.sh.slab.is_waitable(idx);
         let status = reason.status();
         let latency = self.now.saturating_sub(submit_ns);
         if status != Status::Ok {

@@ -101,9 +101,6 @@ pub(crate) struct Worker {
     /// no latency window (hedging by percentile) in any domain, no keyed rate limits, no meta
     /// faults.
     lean_fixed: bool,
-    /// Whether the routing snapshot has no alternate domains to reroute to (`policy`'s, updated
-    /// when it is).
-    no_alternates: bool,
     /// The settings epoch (`Shared::settings_epoch`) `lean_settings` was last read at, and its
     /// answer; `u64::MAX` when the routing snapshot has changed since.
     lean_epoch: u64,
@@ -148,7 +145,6 @@ impl Worker {
             && sh.meta_fault_threshold == 0
             && budgets.iter().all(Option::is_none)
             && windows.iter().all(Option::is_none);
-        let no_alternates = policy.alternates.iter().all(|a| a.is_empty());
         Self {
             id,
             now: 0,
@@ -187,7 +183,6 @@ impl Worker {
             taken: Vec::with_capacity(sh.cfg.batch),
             lean: false,
             lean_fixed,
-            no_alternates,
             lean_epoch: u64::MAX,
             lean_cached: false,
             hub,
@@ -229,8 +224,7 @@ impl Worker {
         let version = self.policy_version;
         self.sh.policy.refresh(&mut self.policy, &mut self.policy_version);
         if self.policy_version != version {
-            self.no_alternates = self.policy.alternates.iter().all(|a| a.is_empty());
-            self.lean_epoch = u64::MAX; // its agents' settings are read again
+            self.lean_epoch = u64::MAX; // its agents and alternates are read again
         }
         self.lean = false;
         // Deferred attempts out (slots not free) may have answers in the inbox; a worker whose
@@ -311,7 +305,8 @@ impl Worker {
     #[inline(never)]
     fn lean_settings(&self) -> bool {
         let sh = &*self.sh;
-        if !(self.lean_fixed && self.no_alternates && sh.meta_breaker.is_disabled())
+        if !(self.lean_fixed && sh.meta_breaker.is_disabled())
+            || self.policy.alternates.iter().any(|a| !a.is_empty())
             || sh.rate.is_limited()
             || sh.admission.gated()
             // Balancing by peak EWMA and outlier detection, both (`watched` is their union).
@@ -327,7 +322,6 @@ impl Worker {
                 return false;
             }
         }
-        // Plain loops: `flatten().all()` compiled to a call per batch.
         for agents in &self.policy.routing {
             for a in agents {
                 let ai = usize::from(a.0);
