@@ -344,45 +344,52 @@ pub struct AttemptFailure {
 }
 
 /// The one outcome of an accepted task.
+///
+/// `repr(C)` with the fields every task writes first, in 64 bytes: the engine keeps one in each
+/// task slot, in the cache line after the slot's state word (see `slab::Slot`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct Completion {
     /// The ticket `submit` returned.
     pub ticket: Ticket,
     /// The task's correlation id.
     pub id: u64,
-    /// How it ended.
-    pub status: Status,
-    /// Why, when it did not succeed.
-    pub reason: Reason,
     /// The sum (wrapping) of the values the successful agents returned, one per sub-task.
     pub value: u64,
-    /// Agent attempts made, over all sub-tasks.
-    pub attempts: u32,
     /// Submission to completion, in nanoseconds, on the engine's clock.
     pub latency_ns: u64,
-    /// The task's priority.
-    pub priority: u8,
     /// The domains whose sub-tasks succeeded: those the task asked for, except that a sub-task
     /// rerouted after failing at its domain answered from an alternate (see
     /// [`TopologyBuilder::alternates`](crate::TopologyBuilder::alternates)).
     pub answered: DomainSet,
-    /// Times a sub-task was handed to an alternate domain (0 for a task that never was).
-    pub reroutes: u32,
     /// The domains the task needed: those it named, or those its classifier chose (empty for a
     /// task rejected before it was classified).
     pub domains: DomainSet,
-    /// Its complexity score, from its classifier (0 for a task that named its domains).
-    pub complexity: Complexity,
-    failures: [AttemptFailure; MAX_RECORDED_FAILURES],
-    failures_len: u8,
+    /// Agent attempts made, over all sub-tasks.
+    pub attempts: u32,
+    /// Times a sub-task was handed to an alternate domain (0 for a task that never was).
+    pub reroutes: u32,
     /// Failed attempts in all, recorded or not.
     pub failures_total: u32,
+    /// How it ended.
+    pub status: Status,
+    /// Why, when it did not succeed.
+    pub reason: Reason,
+    /// The task's priority.
+    pub priority: u8,
+    failures_len: u8,
+    /// Its complexity score, from its classifier (0 for a task that named its domains).
+    pub complexity: Complexity,
     /// The reply bytes of the sub-tasks whose successful attempt returned some, in the order
     /// they succeeded. Empty (and unallocated) when none did.
     bodies: Vec<(DomainId, Vec<u8>)>,
+    failures: [AttemptFailure; MAX_RECORDED_FAILURES],
 }
 
 impl Completion {
+    /// The bytes at the start that every task writes (see the type's documentation).
+    pub(crate) const HOT_BYTES: usize = std::mem::offset_of!(Completion, complexity);
+
     /// The first [`MAX_RECORDED_FAILURES`] failed attempts, in the order they happened.
     pub fn failures(&self) -> &[AttemptFailure] {
         &self.failures[..usize::from(self.failures_len)]
@@ -444,7 +451,10 @@ impl Completion {
         dst.failures_len = self.failures_len;
         dst.failures_total = self.failures_total;
         dst.bodies.clear();
-        std::mem::swap(&mut dst.bodies, &mut self.bodies);
+        if !self.bodies.is_empty() {
+            // Not written when empty: this record may be a task slot's (see `reset`).
+            std::mem::swap(&mut dst.bodies, &mut self.bodies);
+        }
     }
 
     /// Clears it for a new task. Only the counts and scalars: recorded failures past
@@ -461,10 +471,16 @@ impl Completion {
         self.answered = DomainSet(0);
         self.reroutes = 0;
         self.domains = DomainSet(0);
-        self.complexity = Complexity::default();
         self.failures_len = 0;
         self.failures_total = 0;
-        self.bodies.clear();
+        // Past the first `HOT_BYTES`, written only when set: a task slot's record (see
+        // `slab::Slot`) then leaves that line shared between the worker and the submitter.
+        if self.complexity != Complexity::default() {
+            self.complexity = Complexity::default();
+        }
+        if !self.bodies.is_empty() {
+            self.bodies.clear();
+        }
     }
 
     pub(crate) fn record_failure(&mut self, f: AttemptFailure) {

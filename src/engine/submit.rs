@@ -67,17 +67,25 @@ impl Engine {
         let req = unsafe { sh.slab.req_mut(idx) };
         req.id = task.id;
         req.payload = task.payload;
-        req.data.clear();
-        req.data.extend_from_slice(task.data);
         req.domains.set(task.domains.0);
         req.priority.set(task.priority);
         // A task for a completion queue is delivered there, never to `wait`.
         let waitable = task.waitable && sink.is_none();
-        req.sink = sink.cloned();
         req.key.set(task.key);
+        // SAFETY: as above.
+        let extra = unsafe { sh.slab.extra_mut(idx) };
+        // Each written only when this task or the slot's last has some: a task with neither
+        // leaves their line shared rather than moving it to this core and back (see `Slot`).
+        if !(extra.data.is_empty() && task.data.is_empty()) {
+            extra.data.clear();
+            extra.data.extend_from_slice(task.data);
+        }
+        if extra.sink.is_some() || sink.is_some() {
+            extra.sink = sink.cloned();
+        }
         // Only a classifier reads the attributes: a task that names its domains leaves them.
         if task.domains.is_empty() {
-            req.attrs.set(task.attrs);
+            extra.attrs.set(task.attrs);
         }
         req.submit_ns = now;
         let meta = now.saturating_add(sh.meta_timeout_ns());

@@ -81,8 +81,14 @@ impl Slab {
     #[inline]
     pub(super) fn let_go(s: &Slot) {
         #[cfg(not(loom))]
-        // SAFETY: a FREE slot not yet in a cache or on a queue is this thread's alone.
-        s.req.with_mut(|p| unsafe { (*p).sink = None });
+        s.extra.with_mut(|p| {
+            // SAFETY: a FREE slot not yet in a cache or on a queue is this thread's alone.
+            let sink = unsafe { &mut (*p).sink };
+            // Read before written: most tasks have no queue, and their line stays shared.
+            if sink.is_some() {
+                *sink = None;
+            }
+        });
         #[cfg(loom)]
         let _ = s;
     }

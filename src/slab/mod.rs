@@ -27,7 +27,7 @@ mod request;
 mod wait;
 
 pub(crate) use free::Pool;
-pub(crate) use request::{Req, Run};
+pub(crate) use request::{Req, ReqExtra, Run};
 
 use crate::queue::Mpmc;
 use crate::sync::{AtomicU64, Mutex, Ordering, UnsafeCell, thread};
@@ -78,15 +78,24 @@ fn with_state(w: u64, s: u64) -> u64 {
 fn freed(w: u64) -> u64 {
     ((u64::from(generation(w)).wrapping_add(1) & 0xffff_ffff) << 32) | FREE
 }
+/// One task's slot. Laid out (`repr(C)`, 128-byte aligned by `CachePadded`) so that what every
+/// task touches on both sides of the hand-off sits in one pair of cache lines: the state word
+/// and the request's common fields in the first line, the outcome's scalars in the second.
+/// Whatever moves between the submitting thread's core and the worker's per task then moves as
+/// two lines, not the seven the fields spanned in the compiler's order; the rest (the request's
+/// bytes and attributes, the outcome's recorded failures and reply bodies, the run record) is
+/// written only by the tasks that use it. `layout` below checks the offsets.
+#[repr(C)]
 pub(crate) struct Slot {
     /// See the module documentation.
     word: AtomicU64,
     pub(crate) req: UnsafeCell<Req>,
-    pub(crate) run: UnsafeCell<Run>,
     /// The outcome, assembled in place by the worker that admitted the task (failures as they
     /// happen, the rest when it claims the slot); read only after `DONE` without `SWEPT`
     /// (release/acquire on `word`).
     out: UnsafeCell<Completion>,
+    pub(crate) run: UnsafeCell<Run>,
+    pub(crate) extra: UnsafeCell<ReqExtra>,
     /// When the shutdown sweep completed the task (with `SWEPT`), on the engine clock.
     swept_at: AtomicU64,
     /// The thread waiting on this slot's ticket, if any. Locked only on the waiting path.
@@ -96,8 +105,19 @@ pub(crate) struct Slot {
     home: u32,
 }
 
+/// The layout `Slot` promises: the word and the request's common fields in the first 64 bytes,
+/// the outcome's per-task scalars in the next 64.
+#[cfg(not(loom))]
+mod layout {
+    use super::{Completion, Req, Slot};
+    use std::mem::{offset_of, size_of};
+    const _: () = assert!(offset_of!(Slot, req) == 8 && size_of::<Req>() <= 56);
+    const _: () = assert!(offset_of!(Slot, out) == 64);
+    const _: () = assert!(Completion::HOT_BYTES <= 64);
+}
+
 // SAFETY: the cells are accessed under the ownership protocol of the state word described in
-// the module documentation; `Req` and `Completion` are plain data.
+// the module documentation; `Req`, `ReqExtra` and `Completion` are plain data.
 unsafe impl Sync for Slot {}
 // SAFETY: as above.
 unsafe impl Send for Slot {}
@@ -132,8 +152,9 @@ impl Slab {
                     // Generations start at 1 so that a zeroed ticket is never valid.
                     word: AtomicU64::new(1 << 32),
                     req: UnsafeCell::new(Req::default()),
-                    run: UnsafeCell::new(Run::default()),
                     out: UnsafeCell::new(Completion::default()),
+                    run: UnsafeCell::new(Run::default()),
+                    extra: UnsafeCell::new(ReqExtra::default()),
                     swept_at: AtomicU64::new(0),
                     waiter: Mutex::new(None),
                     home: (i % shards) as u32,
@@ -425,6 +446,18 @@ impl Slab {
         unsafe { self.held(idx) }.req.with(|p| unsafe { &*p })
     }
 
+    /// The request's bytes, attributes and completion queue: same contract as
+    /// [`req`](Self::req).
+    ///
+    /// # Safety
+    /// As for [`req`](Self::req).
+    #[inline]
+    pub(crate) unsafe fn extra(&self, idx: u32) -> &ReqExtra {
+        // SAFETY: per the contract, no one writes the request while this reference lives.
+        // SAFETY: a slot the caller holds (the contract) is one of this slab's.
+        unsafe { self.held(idx) }.extra.with(|p| unsafe { &*p })
+    }
+
     /// The outcome record of an admitted slot, which its worker fills in place.
     ///
     /// # Safety
@@ -462,5 +495,18 @@ impl Slab {
         // SAFETY: per the contract, the slot is invisible to every other thread while FILLING.
         // SAFETY: a slot the caller holds (the contract) is one of this slab's.
         unsafe { self.held(idx) }.req.with_mut(|p| unsafe { &mut *p })
+    }
+
+    /// The request's bytes, attributes and completion queue of a `FILLING` slot: same contract
+    /// as [`req_mut`](Self::req_mut).
+    ///
+    /// # Safety
+    /// As for [`req_mut`](Self::req_mut).
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn extra_mut(&self, idx: u32) -> &mut ReqExtra {
+        // SAFETY: per the contract, the slot is invisible to every other thread while FILLING.
+        // SAFETY: a slot the caller holds (the contract) is one of this slab's.
+        unsafe { self.held(idx) }.extra.with_mut(|p| unsafe { &mut *p })
     }
 }

@@ -46,27 +46,38 @@ impl<T: FieldAtomic> Field<T> {
     }
 }
 
-/// What the submitter wrote. Written only while the slot is `FILLING` (by the thread that
-/// allocated it); read-only from `QUEUED` until the slot is freed.
+/// What the submitter wrote that every task's worker reads: 56 bytes, which the slot keeps in
+/// the cache line of its state word (see `Slot`). Written only while the slot is `FILLING` (by
+/// the thread that allocated it); read-only from `QUEUED` until the slot is freed, but for the
+/// relaxed fields the admitting worker may rewrite.
 #[derive(Default)]
+#[repr(C)]
 pub(crate) struct Req {
     pub(crate) id: u64,
     pub(crate) payload: u64,
-    /// Reused from task to task, so steady-state submission does not allocate.
-    pub(crate) data: Vec<u8>,
     pub(crate) domains: Field<u64>,
-    /// How many domains the task needs, counted by the worker that decomposes it (after the
-    /// classifier, if any, named them): what a handler sees as `Request::fanout`.
-    pub(crate) fanout: Field<u8>,
-    pub(crate) priority: Field<u8>,
-    /// The caller's completion queue, if it submitted to one: delivery goes there.
-    #[cfg(not(loom))]
-    pub(crate) sink: Option<std::sync::Arc<crate::sink::Sink>>,
     pub(crate) submit_ns: u64,
     /// Absolute, on the engine clock; `u64::MAX` for none.
     pub(crate) deadline_ns: Field<u64>,
     /// For the keyed rate limits; 0 for none.
     pub(crate) key: Field<u64>,
+    /// How many domains the task needs, counted by the worker that decomposes it (after the
+    /// classifier, if any, named them): what a handler sees as `Request::fanout`.
+    pub(crate) fanout: Field<u8>,
+    pub(crate) priority: Field<u8>,
+}
+
+/// What the submitter wrote that only some tasks carry: bytes, attributes, a completion queue.
+/// Kept out of the state word's line, and written only when a task has some or the previous
+/// one had (see `Engine::stage`), so that a task with none leaves these lines shared, not moved
+/// between cores. Same rules as [`Req`].
+#[derive(Default)]
+pub(crate) struct ReqExtra {
+    /// Reused from task to task, so steady-state submission does not allocate.
+    pub(crate) data: Vec<u8>,
+    /// The caller's completion queue, if it submitted to one: delivery goes there.
+    #[cfg(not(loom))]
+    pub(crate) sink: Option<std::sync::Arc<crate::sink::Sink>>,
     /// For the classifier; reused from task to task like `data`.
     pub(crate) attrs: crate::classify::AttrList,
 }

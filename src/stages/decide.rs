@@ -28,13 +28,15 @@ impl Worker {
         // SAFETY: we admitted the slot: its request is read-only but for the relaxed fields this
         // worker alone rewrites (see `slab::Field`).
         let req = unsafe { self.sh.slab.req(idx) };
+        // SAFETY: as above.
+        let extra = unsafe { self.sh.slab.extra(idx) };
         let verdict = self.sh.decider.with(|d| {
             let Some(d) = d else { return Err(Refusal::NoClassifier) };
             let info = TaskInfo {
                 id: req.id,
                 payload: req.payload,
-                data: &req.data,
-                attrs: req.attrs.view(),
+                data: &extra.data,
+                attrs: extra.attrs.view(),
                 key: req.key.get(),
                 priority: req.priority.get(),
             };

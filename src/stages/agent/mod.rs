@@ -20,7 +20,7 @@ use crate::breaker::Permit;
 use crate::handler::{Call, CallCx, Request, guarded};
 use crate::isolated::Job;
 use crate::shared::AgentRun;
-use crate::slab::Req;
+use crate::slab::{Req, ReqExtra};
 use crate::stages::agent::msg::{AttemptInfo, Outcome};
 use crate::stages::domain::msg::{Msg, NOT_PARKED};
 use crate::stages::worker::Worker;
@@ -42,7 +42,7 @@ pub(crate) enum Sent {
 /// `domain`: one builder for the workers and for isolated agents' threads.
 #[inline]
 pub(crate) fn request<'a>(
-    req: &'a Req,
+    (req, extra): (&'a Req, &'a ReqExtra),
     ticket: Ticket,
     (domain, origin): (u16, u16),
     agent: AgentId,
@@ -52,7 +52,7 @@ pub(crate) fn request<'a>(
         ticket,
         task_id: req.id,
         payload: req.payload,
-        data: &req.data,
+        data: &extra.data,
         domain: DomainId(domain),
         origin: DomainId(origin),
         agent,
@@ -105,7 +105,9 @@ impl Worker {
         // (Times are engine nanoseconds, below 2^63, and timeouts at most 30 days: no overflow.)
         let limit = req.deadline_ns.get().min(m.started_ns + sh.domain_timeout_ns());
         let deadline = (self.now + sh.agent_timeout_ns()).min(limit);
-        let r = request(req, m.ticket, (m.domain, m.origin), a, u32::from(info.number));
+        // SAFETY: as above.
+        let extra = unsafe { sh.slab.extra(m.ticket.slot()) };
+        let r = request((req, extra), m.ticket, (m.domain, m.origin), a, u32::from(info.number));
         let down = !LEAN && sh.down[usize::from(m.domain)].load(Ordering::Relaxed) & bit != 0;
         // On the workers: the agent's handler (an agent added while running has it in the
         // snapshot that routed to it); else its pool's index.

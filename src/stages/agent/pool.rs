@@ -27,7 +27,9 @@ impl Pool {
             // SAFETY: we pinned the slot of a running task, so its request is not reused until
             // we unpin it, below, after the call.
             let req = unsafe { sh.slab.req(ticket.slot()) };
-            let r = request(req, ticket, (domain, origin), self.agent, attempt_no);
+            // SAFETY: as above.
+            let extra = unsafe { sh.slab.extra(ticket.slot()) };
+            let r = request((req, extra), ticket, (domain, origin), self.agent, attempt_no);
             if sh.domain_down[usize::from(domain)].load(Ordering::Relaxed) {
                 Call::Failed(FailureKind::Down, DOWN_CODE)
             } else {
