@@ -111,3 +111,44 @@ fn many_threads_on_few_slots_lose_no_task() {
     assert_eq!((s.completed, s.in_flight), (threads * per_thread, 0));
     assert_eq!(fill(&e, 1 << 40).0, SLOTS, "every slot free again");
 }
+
+/// A slot's bytes and completion queue are rewritten only when its task or the slot's last one
+/// has some: a task without bytes reused a slot whose last task had some must still see none, and
+/// one not submitted to a queue must not be delivered to its last task's queue.
+#[test]
+fn a_reused_slot_carries_only_its_own_tasks_bytes_and_queue() {
+    let mut b = Topology::builder();
+    let d = b.domain("D").unwrap();
+    // The value: how many bytes the agent saw, and their sum.
+    let agent =
+        |r: &metafed::Request<'_>| Ok(1000 * r.data.len() as u64 + r.data.iter().map(|&x| u64::from(x)).sum::<u64>());
+    b.agent(d, "A", metafed::AgentSpec::handler(agent)).unwrap();
+    b.breakers(Levels::disabled());
+    let config = EngineConfig { workers: 1, pin: false, max_in_flight: 4, ..EngineConfig::default() };
+    let e = Engine::start(b.build().unwrap(), config).unwrap();
+    let queue = e.completion_queue();
+    let mut out = vec![Completion::default(); 1];
+    for i in 0..240u64 {
+        // Lengths 0, 1, 2 and the queue every other task: every pairing of one task and the
+        // next on a slot comes up.
+        let bytes = vec![(i % 7) as u8 + 1; (i % 3) as usize];
+        let task = Task::new(i, d).data(&bytes);
+        let to_queue = i % 4 < 2;
+        let t = if to_queue { e.submit_to(&queue, &task, None).unwrap() } else { e.submit(&task, None).unwrap() };
+        let c = loop {
+            let n = if to_queue { queue.take(&mut out) } else { e.poll(&mut out) };
+            if n == 1 {
+                break out[0].clone();
+            }
+            assert_eq!(
+                if to_queue { e.poll(&mut out) } else { queue.take(&mut out) },
+                0,
+                "task {i} went to the wrong place"
+            );
+            std::thread::yield_now();
+        };
+        assert_eq!((c.ticket, c.id), (t, i));
+        let want = 1000 * bytes.len() as u64 + bytes.iter().map(|&x| u64::from(x)).sum::<u64>();
+        assert_eq!(c.value, want, "task {i} ({} bytes)", bytes.len());
+    }
+}

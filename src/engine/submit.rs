@@ -7,7 +7,7 @@ use crate::error::SubmitError;
 use crate::shared::on_engine_thread;
 use crate::shared::{RUNNING, STOPPING};
 use crate::sink::Sink;
-use crate::slab::Pool;
+use crate::slab::{Pool, Req};
 use crate::stages::worker::STALL_NS;
 use crate::sync::{Ordering, fence};
 use crate::task::{Task, Ticket};
@@ -72,15 +72,17 @@ impl Engine {
         // A task for a completion queue is delivered there, never to `wait`.
         let waitable = task.waitable && sink.is_none();
         req.key.set(task.key);
+        // The extra fields, each written only when this task or the slot's last has some (see
+        // `ReqExtra`).
+        let carries = if task.data.is_empty() { 0 } else { Req::DATA } | if sink.is_some() { Req::SINK } else { 0 };
+        let had = std::mem::replace(&mut req.carries, carries);
         // SAFETY: as above.
         let extra = unsafe { sh.slab.extra_mut(idx) };
-        // Each written only when this task or the slot's last has some: a task with neither
-        // leaves their line shared rather than moving it to this core and back (see `Slot`).
-        if !(extra.data.is_empty() && task.data.is_empty()) {
+        if (had | carries) & Req::DATA != 0 {
             extra.data.clear();
             extra.data.extend_from_slice(task.data);
         }
-        if extra.sink.is_some() || sink.is_some() {
+        if (had | carries) & Req::SINK != 0 {
             extra.sink = sink.cloned();
         }
         // Only a classifier reads the attributes: a task that names its domains leaves them.

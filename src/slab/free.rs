@@ -81,14 +81,14 @@ impl Slab {
     #[inline]
     pub(super) fn let_go(s: &Slot) {
         #[cfg(not(loom))]
-        s.extra.with_mut(|p| {
+        {
             // SAFETY: a FREE slot not yet in a cache or on a queue is this thread's alone.
-            let sink = unsafe { &mut (*p).sink };
-            // Read before written: most tasks have no queue, and their line stays shared.
-            if sink.is_some() {
-                *sink = None;
+            let carries = s.req.with(|p| unsafe { (*p).carries });
+            if carries & super::Req::SINK != 0 {
+                // SAFETY: as above.
+                s.extra.with_mut(|p| unsafe { (*p).sink = None });
             }
-        });
+        }
         #[cfg(loom)]
         let _ = s;
     }

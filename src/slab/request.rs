@@ -65,12 +65,28 @@ pub(crate) struct Req {
     /// classifier, if any, named them): what a handler sees as `Request::fanout`.
     pub(crate) fanout: Field<u8>,
     pub(crate) priority: Field<u8>,
+    /// Which of the [`ReqExtra`] fields hold something ([`Req::DATA`], [`Req::SINK`]): a task
+    /// that carries none is handled without reading their line.
+    pub(crate) carries: u8,
+}
+
+impl Req {
+    /// `carries`: the task has bytes.
+    pub(crate) const DATA: u8 = 1;
+    /// `carries`: the task's completion goes to a caller's queue.
+    pub(crate) const SINK: u8 = 2;
+
+    /// The task's bytes, from `extra` (its slot's) only if it has some.
+    #[inline]
+    pub(crate) fn data<'a>(&self, extra: &'a ReqExtra) -> &'a [u8] {
+        if self.carries & Self::DATA != 0 { &extra.data } else { &[] }
+    }
 }
 
 /// What the submitter wrote that only some tasks carry: bytes, attributes, a completion queue.
-/// Kept out of the state word's line, and written only when a task has some or the previous
-/// one had (see `Engine::stage`), so that a task with none leaves these lines shared, not moved
-/// between cores. Same rules as [`Req`].
+/// Kept out of the state word's line, written only when a task has some or the slot's previous
+/// one had, and read only when [`Req::carries`] says so (the attributes: by the classifier), so
+/// that a task with none does not touch these lines. Same rules as [`Req`].
 #[derive(Default)]
 pub(crate) struct ReqExtra {
     /// Reused from task to task, so steady-state submission does not allocate.

@@ -52,7 +52,7 @@ pub(crate) fn request<'a>(
         ticket,
         task_id: req.id,
         payload: req.payload,
-        data: &extra.data,
+        data: req.data(extra),
         domain: DomainId(domain),
         origin: DomainId(origin),
         agent,
