@@ -387,8 +387,38 @@ pub struct Completion {
 }
 
 impl Completion {
-    /// The bytes at the start that every task writes (see the type's documentation).
+    /// The bytes at the start that every task writes (see the type's documentation): the
+    /// scalars from `ticket` to `failures_len`, plain data without padding (checked below),
+    /// for which all zeros is the cleared value.
     pub(crate) const HOT_BYTES: usize = std::mem::offset_of!(Completion, complexity);
+    const _HOT_IS_PLAIN: () = {
+        use std::mem::{offset_of, size_of};
+        // No padding: the fields' sizes add up to the span, the last one ending it.
+        assert!(size_of::<Ticket>() + 5 * size_of::<u64>() + 3 * size_of::<u32>() + 4 == Self::HOT_BYTES);
+        assert!(offset_of!(Completion, failures_len) + 1 == Self::HOT_BYTES);
+        assert!(size_of::<Ticket>() == 8 && size_of::<DomainSet>() == 8);
+        assert!(size_of::<Status>() == 1 && size_of::<Reason>() == 1);
+        // All zeros is the default of each.
+        assert!(Status::Ok as u8 == 0 && Reason::None as u8 == 0);
+    };
+
+    /// Copies the first `HOT_BYTES` (the per-task scalars) to `dst` as one block: a few vector
+    /// moves where a copy field by field took 30 instructions.
+    #[inline(always)]
+    fn copy_hot(&self, dst: &mut Self) {
+        let () = Self::_HOT_IS_PLAIN;
+        // SAFETY: both are valid `Completion`s (`repr(C)`); their first `HOT_BYTES` bytes are
+        // the same plain-data fields in both (integers, `Ticket`, `DomainSet`, and the fieldless
+        // `Status` and `Reason`, whose values in `self` are valid), with no padding
+        // (`_HOT_IS_PLAIN`): the copy writes valid values to the same fields of `dst`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                std::ptr::from_ref(self).cast::<u8>(),
+                std::ptr::from_mut(dst).cast::<u8>(),
+                Self::HOT_BYTES,
+            );
+        }
+    }
 
     /// The first [`MAX_RECORDED_FAILURES`] failed attempts, in the order they happened.
     pub fn failures(&self) -> &[AttemptFailure] {
@@ -431,25 +461,14 @@ impl Completion {
     /// array) are copied, and the reply bytes' storage is swapped with `dst`'s, cleared, so that
     /// this one is left empty (keeping `dst`'s capacity for the next task).
     pub(crate) fn move_into(&mut self, dst: &mut Self) {
-        dst.ticket = self.ticket;
-        dst.id = self.id;
-        dst.status = self.status;
-        dst.reason = self.reason;
-        dst.value = self.value;
-        dst.attempts = self.attempts;
-        dst.latency_ns = self.latency_ns;
-        dst.priority = self.priority;
-        dst.answered = self.answered;
-        dst.reroutes = self.reroutes;
-        dst.domains = self.domains;
+        // The scalars, `failures_len` and `failures_total` among them.
+        self.copy_hot(dst);
         dst.complexity = self.complexity;
         let n = usize::from(self.failures_len);
         if n > 0 {
             // Most tasks record none: no call to copy nothing.
             dst.failures[..n].copy_from_slice(&self.failures[..n]);
         }
-        dst.failures_len = self.failures_len;
-        dst.failures_total = self.failures_total;
         dst.bodies.clear();
         if !self.bodies.is_empty() {
             // Not written when empty: this record may be a task slot's (see `reset`).
@@ -460,19 +479,11 @@ impl Completion {
     /// Clears it for a new task. Only the counts and scalars: recorded failures past
     /// `failures_len` are never read.
     pub(crate) fn reset(&mut self) {
-        self.ticket = Ticket::default();
-        self.id = 0;
-        self.status = Status::Ok;
-        self.reason = Reason::None;
-        self.value = 0;
-        self.attempts = 0;
-        self.latency_ns = 0;
-        self.priority = 0;
-        self.answered = DomainSet(0);
-        self.reroutes = 0;
-        self.domains = DomainSet(0);
-        self.failures_len = 0;
-        self.failures_total = 0;
+        let () = Self::_HOT_IS_PLAIN;
+        // SAFETY: the first `HOT_BYTES` bytes are plain-data fields without padding, and all
+        // zeros is a valid value of each, its default (`_HOT_IS_PLAIN`): `Ticket(0)`, 0,
+        // `DomainSet(0)`, `Status::Ok`, `Reason::None`.
+        unsafe { std::ptr::write_bytes(std::ptr::from_mut(self).cast::<u8>(), 0, Self::HOT_BYTES) };
         // Past the first `HOT_BYTES`, written only when set: a task slot's record (see
         // `slab::Slot`) then leaves that line shared between the worker and the submitter.
         if self.complexity != Complexity::default() {
@@ -527,5 +538,60 @@ impl Complexity {
 impl From<Complexity> for f32 {
     fn from(c: Complexity) -> f32 {
         c.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A completion with every field set, none to its default.
+    fn full() -> Completion {
+        let mut c = Completion {
+            ticket: Ticket::new(7, 9),
+            id: 11,
+            value: 13,
+            latency_ns: 17,
+            answered: DomainSet(0b101),
+            domains: DomainSet(0b111),
+            attempts: 19,
+            reroutes: 23,
+            status: Status::Failed,
+            reason: Reason::AgentsExhausted,
+            priority: 2,
+            complexity: Complexity::from_units(29),
+            ..Completion::default()
+        };
+        for k in 0..3 {
+            c.record_failure(AttemptFailure {
+                domain: DomainId(k),
+                agent: AgentId(k + 1),
+                kind: FailureKind::Panicked,
+                code: -1,
+                attempt: u32::from(k),
+            });
+        }
+        c.push_body(DomainId(1), vec![1, 2, 3]);
+        c
+    }
+
+    #[test]
+    fn move_into_copies_every_field_and_leaves_no_bodies_behind() {
+        let (mut src, want) = (full(), full());
+        let mut dst = Completion::default();
+        dst.push_body(DomainId(0), vec![9]); // a caller's record, reused
+        src.move_into(&mut dst);
+        assert_eq!(dst, want);
+        assert!(src.bodies().is_empty());
+    }
+
+    #[test]
+    fn reset_clears_every_field_read_for_the_next_task() {
+        let mut c = full();
+        c.reset();
+        assert!(c.failures().is_empty() && c.bodies().is_empty());
+        // The recorded failures past `failures_len` are never read, and not cleared.
+        let cleared = Completion { failures: c.failures, ..Completion::default() };
+        assert_eq!(c, cleared);
     }
 }
