@@ -3,15 +3,57 @@
 
 use metafed::{Completion, DomainId, DomainSet, Engine, EngineConfig, Task, Ticket, Topology};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 struct Counting;
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Set while a check measures: the first few allocations then also record where they came
+/// from (thread and stack), for the failure message.
+static RECORDING: AtomicBool = AtomicBool::new(false);
+static SITES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// Set while this thread records a site: what recording allocates is not counted.
+    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Counts an allocation (unless it is the recording's own), and records where it came from
+/// while `RECORDING`.
+fn counted() {
+    if IN_HOOK.with(Cell::get) {
+        return;
+    }
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    if RECORDING.load(Ordering::Relaxed) {
+        IN_HOOK.with(|h| h.set(true));
+        let mut sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
+        if sites.len() < 4 {
+            let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+            sites.push(format!("on thread {thread}:\n{}", std::backtrace::Backtrace::force_capture()));
+        }
+        drop(sites);
+        IN_HOOK.with(|h| h.set(false));
+    }
+}
+
+/// Measures the allocations `f` makes (every thread's), returning their count and, for the
+/// first few, where they came from.
+fn allocations_in(f: impl FnOnce()) -> (u64, String) {
+    SITES.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    RECORDING.store(true, Ordering::Relaxed);
+    f();
+    RECORDING.store(false, Ordering::Relaxed);
+    let n = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    (n, SITES.lock().unwrap_or_else(|e| e.into_inner()).join("\n"))
+}
 
 // SAFETY: forwards to the system allocator unchanged, counting calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        counted();
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
@@ -20,7 +62,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        counted();
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -70,11 +112,9 @@ fn steady_state_allocates_nothing_per_task() {
     let mut tickets = vec![Ticket::default(); 64];
     // Warm up: every slot's payload buffer, queues, wait lists reach their working size.
     run(&engine, &tasks, 100_000, &mut out, &mut tickets);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
     let n = 200_000;
-    run(&engine, &tasks, n, &mut out, &mut tickets);
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    assert_eq!(allocations, 0, "{allocations} allocations for {n} tasks");
+    let (allocations, sites) = allocations_in(|| run(&engine, &tasks, n, &mut out, &mut tickets));
+    assert_eq!(allocations, 0, "{allocations} allocations for {n} tasks, the first {sites}");
 }
 
 /// A million distinct keys through keyed limits whose table holds 4,096: idle keys are forgotten
@@ -107,11 +147,9 @@ fn a_million_distinct_keys_keep_the_table_at_its_capacity_and_allocate_nothing()
         }
     };
     go(50_000);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    go(1_000_000);
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let (allocations, sites) = allocations_in(|| go(1_000_000));
     let s = engine.keyed_stats().unwrap();
-    assert_eq!(allocations, 0, "{allocations} allocations for a million keys");
+    assert_eq!(allocations, 0, "{allocations} allocations for a million keys, the first {sites}");
     assert!(s.tracked <= s.capacity && s.capacity >= 4096, "{s:?}");
     assert!(s.evicted >= 1_000_000, "{s:?}");
     assert_eq!(s.classes[0].1 + s.classes[0].2, 1_050_000, "{s:?}");
