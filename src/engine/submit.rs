@@ -85,6 +85,8 @@ impl Engine {
         if (had | carries) & Req::SINK != 0 {
             extra.sink = sink.cloned();
         }
+        debug_assert_eq!(extra.data.is_empty(), carries & Req::DATA == 0);
+        debug_assert_eq!(extra.sink.is_none(), carries & Req::SINK == 0);
         // Only a classifier reads the attributes: a task that names its domains leaves them.
         if task.domains.is_empty() {
             extra.attrs.set(task.attrs);

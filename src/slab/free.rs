@@ -83,10 +83,12 @@ impl Slab {
         #[cfg(not(loom))]
         {
             // SAFETY: a FREE slot not yet in a cache or on a queue is this thread's alone.
-            let carries = s.req.with(|p| unsafe { (*p).carries });
-            if carries & super::Req::SINK != 0 {
+            let carries = s.req.with_mut(|p| unsafe { &mut (*p).carries });
+            if *carries & super::Req::SINK != 0 {
                 // SAFETY: as above.
                 s.extra.with_mut(|p| unsafe { (*p).sink = None });
+                // The next task without a queue then leaves the field alone.
+                *carries &= !super::Req::SINK;
             }
         }
         #[cfg(loom)]

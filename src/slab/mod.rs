@@ -82,9 +82,11 @@ fn freed(w: u64) -> u64 {
 /// task touches on both sides of the hand-off sits in one pair of cache lines: the state word
 /// and the request's common fields in the first line, the outcome's scalars in the second.
 /// Whatever moves between the submitting thread's core and the worker's per task then moves as
-/// two lines, not the seven the fields spanned in the compiler's order; the rest (the request's
-/// bytes and attributes, the outcome's recorded failures and reply bodies, the run record) is
-/// written only by the tasks that use it. `layout` below checks the offsets.
+/// two lines, not the seven the fields spanned in the compiler's order. The run record follows
+/// (the admitting worker's alone), then, on lines of their own, the request's bytes, attributes
+/// and completion queue, which only tasks that have some write (see `ReqExtra`); the outcome's
+/// recorded failures and reply bodies are written only by tasks that have some too. `layout`
+/// below checks the offsets.
 #[repr(C)]
 pub(crate) struct Slot {
     /// See the module documentation.
@@ -114,6 +116,8 @@ mod layout {
     const _: () = assert!(offset_of!(Slot, req) == 8 && size_of::<Req>() <= 56);
     const _: () = assert!(offset_of!(Slot, out) == 64);
     const _: () = assert!(Completion::HOT_BYTES <= 64);
+    // Not on a line with the run record, which the worker writes for every task.
+    const _: () = assert!(offset_of!(Slot, extra) % 64 == 0);
 }
 
 // SAFETY: the cells are accessed under the ownership protocol of the state word described in

@@ -84,10 +84,13 @@ impl Req {
 }
 
 /// What the submitter wrote that only some tasks carry: bytes, attributes, a completion queue.
-/// Kept out of the state word's line, written only when a task has some or the slot's previous
-/// one had, and read only when [`Req::carries`] says so (the attributes: by the classifier), so
-/// that a task with none does not touch these lines. Same rules as [`Req`].
+/// Kept out of the state word's line (and, 64-byte aligned, off the run record's), the bytes and
+/// the queue written only when a task has some or the slot's previous one had, and read only
+/// when [`Req::carries`] says so; the attributes written for a task that names no domain and read
+/// by the classifier alone. A task with none of them and its domains named does not touch these
+/// lines. Same rules as [`Req`].
 #[derive(Default)]
+#[repr(align(64))]
 pub(crate) struct ReqExtra {
     /// Reused from task to task, so steady-state submission does not allocate.
     pub(crate) data: Vec<u8>,

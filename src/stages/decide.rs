@@ -35,7 +35,7 @@ impl Worker {
             let info = TaskInfo {
                 id: req.id,
                 payload: req.payload,
-                data: &extra.data,
+                data: req.data(extra),
                 attrs: extra.attrs.view(),
                 key: req.key.get(),
                 priority: req.priority.get(),
