@@ -3,6 +3,7 @@
 
 use metafed::{Completion, DomainId, DomainSet, Engine, EngineConfig, Task, Ticket, Topology};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::backtrace::Backtrace;
 use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 struct Counting;
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 /// Set while a check measures: the first few allocations then also record where they came
-/// from (thread and stack), for the failure message.
+/// from (their stacks, unformatted until the window ends), for the failure message.
 static RECORDING: AtomicBool = AtomicBool::new(false);
-static SITES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static SITES: Mutex<Vec<Backtrace>> = Mutex::new(Vec::new());
 
 thread_local! {
     /// Set while this thread records a site: what recording allocates is not counted.
@@ -27,11 +28,13 @@ fn counted() {
     }
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     if RECORDING.load(Ordering::Relaxed) {
+        // Captured before `SITES` is locked, and symbolised only after the window, so that no
+        // thread waits on `SITES` while it holds the standard library's backtrace lock.
         IN_HOOK.with(|h| h.set(true));
+        let site = Backtrace::force_capture();
         let mut sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
         if sites.len() < 4 {
-            let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
-            sites.push(format!("on thread {thread}:\n{}", std::backtrace::Backtrace::force_capture()));
+            sites.push(site);
         }
         drop(sites);
         IN_HOOK.with(|h| h.set(false));
@@ -47,7 +50,8 @@ fn allocations_in(f: impl FnOnce()) -> (u64, String) {
     f();
     RECORDING.store(false, Ordering::Relaxed);
     let n = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    (n, SITES.lock().unwrap_or_else(|e| e.into_inner()).join("\n"))
+    let sites = std::mem::take(&mut *SITES.lock().unwrap_or_else(|e| e.into_inner()));
+    (n, sites.iter().map(|b| format!("at:\n{b}")).collect::<Vec<_>>().join("\n"))
 }
 
 // SAFETY: forwards to the system allocator unchanged, counting calls.
