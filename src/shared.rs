@@ -313,15 +313,12 @@ impl Shared {
         // SAFETY: the slot is DONE and, its task not waitable, taken only by whoever receives
         // the ticket below: its request is still the task's and read-only.
         let req = unsafe { self.slab.req(t.slot()) };
-        if req.carries & crate::slab::Req::SINK != 0 {
-            // SAFETY: as above.
-            let extra = unsafe { self.slab.extra(t.slot()) };
-            if let Some(sink) = &extra.sink {
-                // Its own handle: once the ticket is pushed the consumer may take it and free
-                // the slot, dropping the slot's handle while this still rings the queue's bell.
-                std::sync::Arc::clone(sink).deliver(t, |t| drop(self.slab.take(t)));
-                return false;
-            }
+        // SAFETY: as above (read only when the task has a queue).
+        if let Some(sink) = req.sink(unsafe { self.slab.extra(t.slot()) }) {
+            // Its own handle: once the ticket is pushed the consumer may take it and free the
+            // slot, dropping the slot's handle while this still rings the queue's bell.
+            std::sync::Arc::clone(sink).deliver(t, |t| drop(self.slab.take(t)));
+            return false;
         }
         match &self.callback {
             Some(cb) => {

@@ -81,6 +81,13 @@ impl Req {
     pub(crate) fn data<'a>(&self, extra: &'a ReqExtra) -> &'a [u8] {
         if self.carries & Self::DATA != 0 { &extra.data } else { &[] }
     }
+
+    /// The task's completion queue, from `extra` (its slot's) only if it has one.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn sink<'a>(&self, extra: &'a ReqExtra) -> Option<&'a std::sync::Arc<crate::sink::Sink>> {
+        if self.carries & Self::SINK != 0 { extra.sink.as_ref() } else { None }
+    }
 }
 
 /// What the submitter wrote that only some tasks carry: bytes, attributes, a completion queue.
