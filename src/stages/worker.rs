@@ -82,6 +82,8 @@ pub(crate) struct Worker {
     /// are woken when they are published (completions for `wait`, a callback or a caller's
     /// completion queue have their own wake-ups).
     pub(crate) wake_pollers: bool,
+    /// The places this worker keeps at agents between its calls within a turn (see `Held`).
+    pub(crate) held: crate::policy::bulkhead::Held,
     /// This worker's ring of tickets for `poll` (see [`crate::completions`]): published at the
     /// end of each turn, and before a call that may block (see [`PUBLISH_NS`]).
     pub(crate) done_tx: crate::ring::Producer<u64>,
@@ -176,6 +178,7 @@ impl Worker {
             live: 0,
             turn_published: 0,
             wake_pollers: false,
+            held: crate::policy::bulkhead::Held::new(sh.agents.len(), sh.workers.len()),
             done_tx,
             turn_start: 0,
             slow_calls: vec![false; sh.agents.len()],
@@ -239,8 +242,19 @@ impl Worker {
         }
         work += self.promote_pending() + self.ingest();
         work += self.drain();
+        // The places kept between calls go back before the turn's completions are published: a
+        // caller that sees a completion at the end of a turn sees its agents' counts without
+        // them.
+        self.release_held();
         self.publish_completions();
         work
+    }
+
+    /// Gives back every place kept at an agent between calls (see `Held`).
+    #[inline]
+    pub(crate) fn release_held(&mut self) {
+        let agents = &self.sh.agents;
+        self.held.release_all(|a| &agents[a].bulkhead);
     }
 
     /// Makes the completions queued for `poll` visible, and wakes the callers sleeping in

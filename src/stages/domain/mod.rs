@@ -11,6 +11,7 @@ pub(crate) mod timers;
 use crate::breaker::{BreakerMode, Permit};
 use crate::events::Level;
 use crate::handler::Call;
+use crate::policy::bulkhead::Held;
 use crate::shared::Shared;
 use crate::sim::{DOMAIN_FAULT_SALT, fails_below, rerouted_key, splitmix64};
 use crate::stages::agent::Sent;
@@ -42,12 +43,16 @@ pub(super) enum Choice {
 /// On the lean path (`LEAN`: every agent's breaker disabled, no concurrency limit, no balancing
 /// by latency; see `Worker::lean_now`) the first untried agent from the cursor wins, with no
 /// permit to report (`Denied`: a disabled breaker judges nothing).
+///
+/// A place the worker kept at an agent (`held`, see [`Held`]) is taken before the agent's
+/// shared count is.
 #[inline(always)]
 pub(super) fn choose<const LEAN: bool>(
     sh: &Shared,
     d: usize,
     agents: &[AgentId],
     cursor: &mut u32,
+    held: &mut Held,
     tried: u64,
     now: u64,
 ) -> Choice {
@@ -55,15 +60,23 @@ pub(super) fn choose<const LEAN: bool>(
         return choose_untried(sh, agents, cursor, tried);
     }
     if sh.peak_ewma.load(Ordering::Relaxed) & (1u64 << d) != 0 {
-        choose_by_peak_ewma(sh, d, agents, cursor, tried, now)
+        choose_by_peak_ewma(sh, d, agents, cursor, held, tried, now)
     } else {
-        choose_from(sh, agents, cursor, None, tried, now)
+        choose_from(sh, agents, cursor, None, held, tried, now)
     }
 }
 
 #[inline(never)]
-fn choose_by_peak_ewma(sh: &Shared, d: usize, agents: &[AgentId], cursor: &mut u32, tried: u64, now: u64) -> Choice {
-    choose_from(sh, agents, cursor, Some(d), tried, now)
+fn choose_by_peak_ewma(
+    sh: &Shared,
+    d: usize,
+    agents: &[AgentId],
+    cursor: &mut u32,
+    held: &mut Held,
+    tried: u64,
+    now: u64,
+) -> Choice {
+    choose_from(sh, agents, cursor, Some(d), held, tried, now)
 }
 
 /// Where a round over a rotation of `n` agents starts (None when it is empty): at the cursor,
@@ -80,7 +93,15 @@ fn take_turn(cursor: &mut u32, n: usize) -> Option<usize> {
 
 /// `choose` from the cursor, or (`peak`, with the domain) from the better of two choices.
 #[inline(always)]
-fn choose_from(sh: &Shared, agents: &[AgentId], cursor: &mut u32, peak: Option<usize>, tried: u64, now: u64) -> Choice {
+fn choose_from(
+    sh: &Shared,
+    agents: &[AgentId],
+    cursor: &mut u32,
+    peak: Option<usize>,
+    held: &mut Held,
+    tried: u64,
+    now: u64,
+) -> Choice {
     let n = agents.len();
     let Some(mut i) = take_turn(cursor, n) else { return Choice::NoneAvailable };
     if let Some(d) = peak
@@ -104,7 +125,7 @@ fn choose_from(sh: &Shared, agents: &[AgentId], cursor: &mut u32, peak: Option<u
             continue;
         }
         seen |= bit;
-        if !rt.bulkhead.reserve() {
+        if !held.take(ai) && !rt.bulkhead.reserve() {
             busy = true;
             continue;
         }
@@ -414,11 +435,12 @@ impl Worker {
         if u32::from(m.attempt) >= self.sh.max_attempts[d].load(Ordering::Relaxed) {
             return self.finish_subtask::<LEAN>(m, Reason::AgentsExhausted);
         }
-        let mut choice = choose::<LEAN>(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now);
+        let mut choice =
+            choose::<LEAN>(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], &mut self.held, m.tried, self.now);
         if matches!(choice, Choice::AllTried) {
             // More attempts allowed than agents: start another round over them.
             m.tried = 0;
-            choice = choose::<LEAN>(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], 0, self.now);
+            choice = choose::<LEAN>(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], &mut self.held, 0, self.now);
         }
         let (a, permit) = match choice {
             Choice::Agent(a, p) => (a, p),

@@ -40,11 +40,18 @@ impl Worker {
             let g = self.parked.generation(p);
             return self.schedule_hedge(d, p, g, newest);
         }
-        let (a, permit) =
-            match choose::<false>(&self.sh, d, &self.policy.routing[d], &mut self.rr[d], m.tried, self.now) {
-                Choice::Agent(a, permit) => (a, permit),
-                _ => return, // nobody else to ask now
-            };
+        let (a, permit) = match choose::<false>(
+            &self.sh,
+            d,
+            &self.policy.routing[d],
+            &mut self.rr[d],
+            &mut self.held,
+            m.tried,
+            self.now,
+        ) {
+            Choice::Agent(a, permit) => (a, permit),
+            _ => return, // nobody else to ask now
+        };
         if !self.withdraw(d) {
             self.sh.agent_breakers[usize::from(a.0)].release(permit);
             self.sh.agents[usize::from(a.0)].bulkhead.release();
