@@ -44,6 +44,44 @@ impl RateLimiter {
         self.allow(now) || self.recheck(fresh())
     }
 
+    /// Claims `n` admissions at `now` at once, for a worker's batch of tickets: one
+    /// compare-and-swap where [`allow`](Self::allow) takes one per task. Only when they fit with
+    /// room to spare (the last of them at most half the burst tolerance ahead of `now`), so
+    /// that claims never crowd out another worker's admissions near the limit: there, each task
+    /// is checked alone, as before. Returns the claim (`n` admissions, at the interval it was
+    /// made at), or `None`. What the batch does not use goes back with
+    /// [`unclaim`](Self::unclaim).
+    #[inline]
+    pub(crate) fn claim(&self, now: u64, n: u32) -> Option<Claim> {
+        let interval_ns = self.interval_ns.load(Ordering::Relaxed);
+        if interval_ns == 0 || n == 0 {
+            return None;
+        }
+        let half = self.tolerance_ns.load(Ordering::Relaxed) / 2;
+        let span = interval_ns.checked_mul(u64::from(n))?;
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let start = tat.max(now);
+            // The claim's last admission starts at `start + span - interval`.
+            if (start - now).saturating_add(span - interval_ns) > half {
+                return None;
+            }
+            match self.tat.compare_exchange_weak(tat, start + span, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(Claim { left: n, interval_ns }),
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// Gives back what a [`claim`](Self::claim) did not use: as if those admissions had never
+    /// been counted (the bucket's later admissions move earlier by as much).
+    #[inline]
+    pub(crate) fn unclaim(&self, c: Claim) {
+        if c.left > 0 {
+            self.tat.fetch_sub(c.interval_ns * u64::from(c.left), Ordering::Relaxed);
+        }
+    }
+
     /// Whether it limits the rate at all (an operator may turn it on or off while tasks run).
     #[inline]
     pub(crate) fn is_limited(&self) -> bool {
@@ -75,6 +113,24 @@ impl RateLimiter {
                 Err(actual) => tat = actual,
             }
         }
+    }
+}
+
+/// Admissions a worker claimed from the [`RateLimiter`] for its batch
+/// ([`RateLimiter::claim`]): `left` not yet used, at `interval_ns` each.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Claim {
+    pub(crate) left: u32,
+    interval_ns: u64,
+}
+
+impl Claim {
+    /// Uses one of the claimed admissions, if any is left.
+    #[inline]
+    pub(crate) fn take(&mut self) -> bool {
+        let some = self.left > 0;
+        self.left -= u32::from(some);
+        some
     }
 }
 
@@ -155,5 +211,36 @@ mod tests {
         // only for refusals.
         assert!(!l.allow_fresh(11 * S, || 11 * S + 1));
         assert!(l.allow_fresh(13 * S, || unreachable!("an admission reads no clock")));
+    }
+
+    #[test]
+    fn a_claim_counts_its_admissions_at_once_and_gives_back_what_it_did_not_use() {
+        // 1,000 a second (1 ms apart), bursts of 11: a tolerance of 10 ms.
+        let ms = S / 1_000;
+        let l = RateLimiter::new(1_000.0, 11.0);
+        let mut c = l.claim(0, 5).expect("room for five, within half the tolerance");
+        assert_eq!(c.left, 5);
+        assert!(c.take() && c.take());
+        // Three unused: given back, the bucket holds the two taken (2 ms ahead of 0), so nine
+        // more fit at 0 and the twelfth does not.
+        l.unclaim(c);
+        for k in 0..9 {
+            assert!(l.allow(0), "admission {k} after the claim");
+        }
+        assert!(!l.allow(0));
+        // Near the limit a claim is refused and tasks are checked one by one.
+        assert!(l.claim(0, 1).is_none());
+        // Past the tolerance's half: refused, though it would fit in the whole.
+        let l = RateLimiter::new(1_000.0, 11.0);
+        assert!(l.claim(0, 7).is_none(), "the seventh would start 6 ms ahead, past half of 10 ms");
+        assert_eq!(l.claim(0, 6).map(|c| c.left), Some(6));
+        // The six count: five more fit at 0 (starting 6 to 10 ms ahead), not a sixth.
+        for k in 0..5 {
+            assert!(l.allow(0), "admission {k} after the claim of six");
+        }
+        assert!(!l.allow(0));
+        assert!(l.allow(ms), "a millisecond later, one more");
+        // No limit: nothing to claim.
+        assert!(RateLimiter::new(0.0, 1.0).claim(0, 64).is_none());
     }
 }

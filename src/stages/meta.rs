@@ -5,6 +5,7 @@
 use crate::breaker::Permit;
 use crate::counters::WorkerCounters;
 use crate::events::Level;
+use crate::policy::admission::Claim;
 use crate::sim::{META_FAULT_SALT, fails_below, splitmix64};
 use crate::stages::domain::msg::Msg;
 use crate::stages::worker::Worker;
@@ -129,6 +130,11 @@ impl Worker {
             // before they submitted is seen.
             self.lean = self.lean_now();
         }
+        // The rate limiter's admissions for the whole batch, in one step where it has room
+        // (see `RateLimiter::claim`); what is not used goes back after the batch.
+        if !self.lean && taken.len() > 1 {
+            self.rate_claim = self.sh.rate.claim(self.now, taken.len() as u32);
+        }
         let mut n = 0;
         for &t in &taken {
             if self.live < cap {
@@ -141,6 +147,9 @@ impl Worker {
             } else if self.sh.ingress_overflow.push(t).is_err() {
                 unreachable!("the ingress overflow holds every task slot");
             }
+        }
+        if let Some(c) = self.rate_claim.take() {
+            self.sh.rate.unclaim(c);
         }
         if n < taken.len() {
             self.hand_over();
@@ -236,7 +245,7 @@ impl Worker {
             return self.complete(t, Reason::RateLimited);
         }
         let clock = &self.sh.clock;
-        if !self.sh.rate.allow_fresh(self.now, || clock.now()) {
+        if !self.rate_claim.as_mut().is_some_and(Claim::take) && !self.sh.rate.allow_fresh(self.now, || clock.now()) {
             return self.complete(t, Reason::RateLimited);
         }
         // A task does not overtake those waiting at its priority or above on this worker (a

@@ -84,6 +84,9 @@ pub(crate) struct Worker {
     pub(crate) wake_pollers: bool,
     /// The places this worker keeps at agents between its calls within a turn (see `Held`).
     pub(crate) held: crate::policy::bulkhead::Held,
+    /// The rate limiter's admissions claimed for the batch being admitted (see
+    /// `RateLimiter::claim`); `None` outside a batch.
+    pub(crate) rate_claim: Option<crate::policy::admission::Claim>,
     /// This worker's ring of tickets for `poll` (see [`crate::completions`]): published at the
     /// end of each turn, and before a call that may block (see [`PUBLISH_NS`]).
     pub(crate) done_tx: crate::ring::Producer<u64>,
@@ -179,6 +182,7 @@ impl Worker {
             turn_published: 0,
             wake_pollers: false,
             held: crate::policy::bulkhead::Held::new(sh.agents.len(), sh.workers.len()),
+            rate_claim: None,
             done_tx,
             turn_start: 0,
             slow_calls: vec![false; sh.agents.len()],
