@@ -591,6 +591,33 @@ fn a_bulkhead_never_lets_more_in_than_its_limit() {
     });
 }
 
+#[test]
+fn a_claim_racing_single_admissions_leaves_the_limiter_counting_exactly_what_was_admitted() {
+    use crate::policy::RateLimiter;
+    loom::model(|| {
+        // One admission every 10 ns, bursts of 5 (a tolerance of 40 ns): room for all three
+        // admissions below, at any interleaving, so none is refused.
+        let l = Arc::new(RateLimiter::new(1e8, 5.0));
+        let l2 = l.clone();
+        // A worker's batch: two claimed at once, one of them used, the other given back (or,
+        // when the claim finds too little room, one checked alone).
+        let t = thread::spawn(move || match l2.claim(0, 2) {
+            Some(mut c) => {
+                assert!(c.take());
+                l2.unclaim(c);
+                1
+            }
+            None => u32::from(l2.allow(0)),
+        });
+        let here = u32::from(l.allow(0)) + u32::from(l.allow(0));
+        let there = t.join().unwrap();
+        assert_eq!(here + there, 3, "room for every admission");
+        // Exactly three counted: two more fit in the burst of five at 0, not a third.
+        assert!(l.allow(0) && l.allow(0));
+        assert!(!l.allow(0), "the bucket counts the claim's unused admission as given back, no more, no less");
+    });
+}
+
 // The multi-producer multi-consumer queue (`crate::queue`, under loom a transcription of
 // crossbeam-queue's algorithm on loom's atomics): the overflow queues of the rings, the
 // workers' inboxes and the free slots' queues all rest on it.
