@@ -46,11 +46,11 @@ impl RateLimiter {
 
     /// Claims `n` admissions at `now` at once, for a worker's batch of tickets: one
     /// compare-and-swap where [`allow`](Self::allow) takes one per task. Only when they fit with
-    /// room to spare (the last of them at most half the burst tolerance ahead of `now`), so
-    /// that claims never crowd out another worker's admissions near the limit: there, each task
-    /// is checked alone, as before. Returns the claim (`n` admissions, at the interval it was
-    /// made at), or `None`. What the batch does not use goes back with
-    /// [`unclaim`](Self::unclaim).
+    /// room to spare (the last of them at most half the burst tolerance ahead of `now`): at
+    /// least half the tolerance stays for the other workers' admissions while the batch runs,
+    /// and near the limit no claim is made and each task is checked alone, as before. Returns
+    /// the claim, or `None`. What the batch does not use goes back with
+    /// [`unclaim`](Self::unclaim), when it can be.
     #[inline]
     pub(crate) fn claim(&self, now: u64, n: u32) -> Option<Claim> {
         let interval_ns = self.interval_ns.load(Ordering::Relaxed);
@@ -66,20 +66,32 @@ impl RateLimiter {
             if (start - now).saturating_add(span - interval_ns) > half {
                 return None;
             }
-            match self.tat.compare_exchange_weak(tat, start + span, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return Some(Claim { left: n, interval_ns }),
+            let end = start.checked_add(span)?;
+            match self.tat.compare_exchange_weak(tat, end, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(Claim { left: n, interval_ns, end }),
                 Err(actual) => tat = actual,
             }
         }
     }
 
-    /// Gives back what a [`claim`](Self::claim) did not use: as if those admissions had never
-    /// been counted (the bucket's later admissions move earlier by as much).
+    /// Gives back what a [`claim`](Self::claim) did not use, if no admission was counted after
+    /// it (the bucket still ends where the claim left it): as if those admissions had never
+    /// been counted. Otherwise they stay counted, for they cannot be told apart from the
+    /// admissions counted since (after a bucket that emptied meanwhile, those do not start
+    /// where the claim ended): the bucket then refuses a little early for a while, never late.
+    /// Returns whether they went back.
     #[inline]
-    pub(crate) fn unclaim(&self, c: Claim) {
-        if c.left > 0 {
-            self.tat.fetch_sub(c.interval_ns * u64::from(c.left), Ordering::Relaxed);
-        }
+    pub(crate) fn unclaim(&self, c: Claim) -> bool {
+        c.left == 0
+            || self
+                .tat
+                .compare_exchange(
+                    c.end,
+                    c.end - c.interval_ns * u64::from(c.left),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     /// Whether it limits the rate at all (an operator may turn it on or off while tasks run).
@@ -122,6 +134,8 @@ impl RateLimiter {
 pub(crate) struct Claim {
     pub(crate) left: u32,
     interval_ns: u64,
+    /// Where the claim left the bucket (its `tat`).
+    end: u64,
 }
 
 impl Claim {
@@ -223,7 +237,7 @@ mod tests {
         assert!(c.take() && c.take());
         // Three unused: given back, the bucket holds the two taken (2 ms ahead of 0), so nine
         // more fit at 0 and the twelfth does not.
-        l.unclaim(c);
+        assert!(l.unclaim(c));
         for k in 0..9 {
             assert!(l.allow(0), "admission {k} after the claim");
         }
@@ -242,5 +256,21 @@ mod tests {
         assert!(l.allow(ms), "a millisecond later, one more");
         // No limit: nothing to claim.
         assert!(RateLimiter::new(0.0, 1.0).claim(0, 64).is_none());
+    }
+
+    #[test]
+    fn what_a_claim_did_not_use_stays_counted_once_another_admission_came_after_it() {
+        // 1,000 a second, bursts of 41: a tolerance of 40 ms.
+        let ms = S / 1_000;
+        let l = RateLimiter::new(1_000.0, 41.0);
+        let mut c = l.claim(0, 16).expect("16 fit in half of 40 ms");
+        assert!(c.take());
+        // Past the claim's end (16 ms) the bucket has emptied: another worker admits its whole
+        // burst at 30 ms, starting afresh, not where the claim ended.
+        let burst = (0..64).take_while(|_| l.allow(30 * ms)).count();
+        assert_eq!(burst, 41);
+        // Subtracting the fifteen unused now would free places that burst took: they stay.
+        assert!(!l.unclaim(c));
+        assert!(!l.allow(30 * ms), "no more than the burst");
     }
 }

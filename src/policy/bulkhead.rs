@@ -127,22 +127,35 @@ impl Bulkhead {
         let word = self.limit.load(Ordering::Relaxed);
         word & TRACK == 0 && word >= min_limit
     }
+
+    /// Whether a kept place may start another attempt: still [`holdable`](Self::holdable), and
+    /// the count, the kept place in it, within the limit (an operator may have lowered it below
+    /// the count: new attempts then wait for room, kept places or not).
+    #[inline]
+    fn kept_fits(&self, min_limit: u32) -> bool {
+        let word = self.limit.load(Ordering::Relaxed);
+        word & TRACK == 0 && word >= min_limit && self.inflight.load(Ordering::Relaxed) <= word
+    }
 }
 
 /// The places one worker keeps between its calls, within a turn (io_uring's registered
-/// resources, in miniature): an attempt that answers at once gives its agent's place back to
-/// the worker instead of the bulkhead, and the worker's next attempt at that agent in the turn
-/// takes it without touching the shared count. Every kept place goes back at the end of the
-/// turn, and before a call to an agent whose last call on this worker was slow (where the
-/// turn's completions are published too), so a place is kept between two calls of one thread,
-/// for as long as a turn of calls not known to be slow runs. A turn of 64 attempts over nine
-/// agents then moves each agent's shared count twice, not 64 times each way.
+/// resources, in miniature): an attempt whose answer the worker takes (at once, or a deferred
+/// one collected in a turn) gives its agent's place back to the worker instead of the bulkhead,
+/// and the worker's next attempt at that agent in the turn takes it without touching the shared
+/// count. Every kept place goes back at the end of the turn, and wherever the turn publishes its
+/// completions before a call (a call to an agent whose last call on this worker was slow, or
+/// any call once the turn has run `PUBLISH_NS`), so a place is kept between two calls of one
+/// thread, for at most about `PUBLISH_NS` and one call (a call that blocks for the first time on
+/// the worker keeps them until it returns, as it holds back the turn's completions). A turn of
+/// 64 attempts over nine agents then moves each agent's shared count twice, not 64 times each
+/// way.
 ///
 /// A kept place still counts as in flight, so an agent's count may read one place per worker
-/// high while a turn runs: a limit is never exceeded, but a call near it may wait for room a
-/// turn early. Places are kept only for limits of at least [`HOLD_PER_WORKER`] places per
-/// worker, where that reads at most an eighth high, and never for a count kept for a load
-/// estimate (peak EWMA balancing).
+/// high while a turn runs (its `stats()` too, after a completion delivered within the turn):
+/// a limit is never exceeded, but a call near it may wait for room a turn early. Places are
+/// kept only for limits of at least [`HOLD_PER_WORKER`] places per worker, where that reads at
+/// most an eighth high, and never for a count kept for a load estimate (peak EWMA balancing); a
+/// kept place is not used once the count is over a limit an operator lowered.
 pub(crate) struct Held {
     /// Per agent: [`KEPT`] (a place is kept) and [`LISTED`] (the agent is in `list`).
     state: Box<[u8]>,
@@ -164,14 +177,21 @@ impl Held {
         Self { state: vec![0; agents].into_boxed_slice(), list: Vec::with_capacity(agents), min_limit }
     }
 
-    /// Takes the place kept for agent `a`, if there is one (it is then the caller's, to give
-    /// back with [`give_back`](Self::give_back) or the bulkhead's `release`).
+    /// Takes the place kept for agent `a` (of bulkhead `b`), if there is one and it still fits
+    /// under the limit (it is then the caller's, to give back with [`give_back`](Self::give_back)
+    /// or the bulkhead's `release`); a kept place that no longer fits is released.
     #[inline]
-    pub(crate) fn take(&mut self, a: usize) -> bool {
+    pub(crate) fn take(&mut self, a: usize, b: &Bulkhead) -> bool {
         let s = &mut self.state[a];
-        let kept = *s & KEPT != 0;
+        if *s & KEPT == 0 {
+            return false;
+        }
         *s &= !KEPT;
-        kept
+        if b.kept_fits(self.min_limit) {
+            return true;
+        }
+        b.release();
+        false
     }
 
     /// Gives back a place at agent `a` (of bulkhead `b`): kept, if `b` allows it and none is
@@ -212,12 +232,12 @@ mod tracking_tests {
     fn a_kept_place_is_reused_counted_and_released_once() {
         let b = Bulkhead::new(64);
         let mut held = Held::new(4, 2);
-        assert!(!held.take(1), "nothing kept yet");
+        assert!(!held.take(1, &b), "nothing kept yet");
         assert!(b.reserve());
         held.give_back(1, &b);
         assert_eq!(b.in_flight(), 1, "a kept place still counts as in flight");
-        assert!(held.take(1), "the next attempt takes it without reserving");
-        assert!(!held.take(1), "once");
+        assert!(held.take(1, &b), "the next attempt takes it without reserving");
+        assert!(!held.take(1, &b), "once");
         held.give_back(1, &b);
         assert!(b.reserve());
         held.give_back(1, &b); // one is kept already: this one is released
@@ -226,7 +246,7 @@ mod tracking_tests {
         assert_eq!(b.in_flight(), 0);
         held.release_all(|_| &b);
         assert_eq!(b.in_flight(), 0, "released once");
-        assert!(!held.take(1));
+        assert!(!held.take(1, &b));
     }
 
     #[test]
@@ -241,7 +261,21 @@ mod tracking_tests {
         assert!(tracked.reserve());
         held.give_back(1, &tracked);
         assert_eq!(tracked.in_flight(), 0, "a count for a load estimate: released at once");
-        assert!(!held.take(0) && !held.take(1));
+        assert!(!held.take(0, &small) && !held.take(1, &tracked));
+    }
+
+    #[test]
+    fn a_kept_place_is_not_used_over_a_lowered_limit() {
+        let b = Bulkhead::new(64);
+        let mut held = Held::new(1, 2);
+        for _ in 0..20 {
+            assert!(b.reserve());
+        }
+        held.give_back(0, &b); // 20 in flight, one of them kept
+        b.set_limit(16).unwrap();
+        assert!(!held.take(0, &b), "20 in flight over a limit of 16: the kept place is released");
+        assert_eq!(b.in_flight(), 19);
+        assert!(!b.reserve(), "and new attempts wait for room");
     }
 
     #[test]

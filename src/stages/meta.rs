@@ -130,10 +130,13 @@ impl Worker {
             // before they submitted is seen.
             self.lean = self.lean_now();
         }
-        // The rate limiter's admissions for the whole batch, in one step where it has room
-        // (see `RateLimiter::claim`); what is not used goes back after the batch.
-        if !self.lean && taken.len() > 1 {
-            self.rate_claim = self.sh.rate.claim(self.now, taken.len() as u32);
+        // The rate limiter's admissions for the batch's tasks that will be admitted, in one
+        // step where it has room (see `RateLimiter::claim`); what is not used goes back after
+        // the batch if it can. Not where tasks are often refused before the rate check (keyed
+        // limits, injected meta faults): a refused task must not use up the global bucket.
+        let admits = taken.len().min(cap - self.live);
+        if !self.lean && admits > 1 && self.sh.keyed.is_none() && self.sh.meta_fault_threshold == 0 {
+            self.rate_claim = self.sh.rate.claim(self.now, admits as u32);
         }
         let mut n = 0;
         for &t in &taken {
@@ -149,7 +152,7 @@ impl Worker {
             }
         }
         if let Some(c) = self.rate_claim.take() {
-            self.sh.rate.unclaim(c);
+            let _ = self.sh.rate.unclaim(c);
         }
         if n < taken.len() {
             self.hand_over();

@@ -246,9 +246,9 @@ impl Worker {
         }
         work += self.promote_pending() + self.ingest();
         work += self.drain();
-        // The places kept between calls go back before the turn's completions are published: a
-        // caller that sees a completion at the end of a turn sees its agents' counts without
-        // them.
+        // The places kept between calls go back before the turn's completions for `poll` are
+        // published (completions for `wait`, a callback or a caller's queue were delivered as
+        // they came: their agents' counts may include a kept place until here).
         self.release_held();
         self.publish_completions();
         work

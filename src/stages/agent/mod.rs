@@ -86,11 +86,8 @@ impl Worker {
         // call that may block: once the turn has run long, or when this agent's last call on
         // this worker was slow. A turn of fast calls publishes once, at its end.
         if self.slow_calls[ai] || self.now.wrapping_sub(self.turn_start) > crate::stages::worker::PUBLISH_NS {
-            if self.slow_calls[ai] {
-                // Nor does it keep places at other agents (a call not known to be slow keeps
-                // them: they go back at the end of the turn, as in a turn of fast calls).
-                self.release_held();
-            }
+            // Nor does it keep places at other agents (see `Held`).
+            self.release_held();
             self.publish_completions();
         }
         let sh = &*self.sh;
@@ -179,9 +176,10 @@ impl Worker {
         (info, Sent::Answered { call, latency_ns: end.saturating_sub(info.started_ns) })
     }
 
-    /// An attempt at agent `a` is no longer in flight: its place (reserved when the domain
-    /// chose the agent) goes back, kept by this worker for its next attempt there in this turn
-    /// where the agent's limit allows (see `Held`).
+    /// An attempt at agent `a` is no longer in flight (answered at once, or its deferred answer
+    /// or abandonment collected): its place (reserved when the domain chose the agent) goes
+    /// back, kept by this worker for its next attempt there in this turn where the agent's
+    /// limit allows (see `Held`).
     #[inline]
     fn release_agent(&mut self, a: usize) {
         self.held.give_back(a, &self.sh.agents[a].bulkhead);

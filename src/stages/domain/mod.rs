@@ -125,7 +125,7 @@ fn choose_from(
             continue;
         }
         seen |= bit;
-        if !held.take(ai) && !rt.bulkhead.reserve() {
+        if !held.take(ai, &rt.bulkhead) && !rt.bulkhead.reserve() {
             busy = true;
             continue;
         }
