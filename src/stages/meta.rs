@@ -138,6 +138,11 @@ impl Worker {
         if !self.lean && admits > 1 && self.sh.keyed.is_none() && self.sh.meta_fault_threshold == 0 {
             self.rate_claim = self.sh.rate.claim(self.now, admits as u32);
         }
+        // Sub-tasks start as their tasks are admitted when nothing is queued ahead of them (see
+        // `decompose_as`), and admission does not hold tasks back by count or cost: there the
+        // whole batch is admitted first, so that its tasks wait for the throttle in priority
+        // order rather than in the order they came.
+        self.direct = self.domain_in.is_empty() && !self.sh.admission.gated();
         let mut n = 0;
         for &t in &taken {
             if self.live < cap {
@@ -151,6 +156,7 @@ impl Worker {
                 unreachable!("the ingress overflow holds every task slot");
             }
         }
+        self.direct = false;
         if let Some(c) = self.rate_claim.take() {
             let _ = self.sh.rate.unclaim(c);
         }
@@ -222,7 +228,7 @@ impl Worker {
             return self.complete(t, Reason::Deadline);
         }
         if LEAN {
-            return self.decompose(t);
+            return self.decompose_as::<true>(t);
         }
         let (mut permit, tr) = self.sh.meta_breaker.try_acquire(self.now);
         self.sh.emit_for(Level::Meta, 0, tr, t);
@@ -261,7 +267,7 @@ impl Worker {
             q.push_back(t);
             return;
         }
-        self.decompose(t);
+        self.decompose_as::<false>(t);
     }
 
     /// Whether tasks of priority `p` or higher wait for the throttle or the budget here.
@@ -388,6 +394,31 @@ impl Worker {
         // SAFETY: as above.
         unsafe { self.sh.slab.run(t.slot()) }.remaining = n;
         self.live += n as usize;
+    }
+
+    /// [`decompose`](Self::decompose) for a task admitted from a batch: where the domain
+    /// queue was empty when the batch's admissions began (`self.direct`), its sub-tasks start
+    /// at once, in order, without the queue's push and pop. The order of the sub-tasks is the
+    /// queue's: draining it after the batch would have started these first, and whatever a
+    /// sub-task queues meanwhile (a reroute) is drained after the batch, as it was behind them.
+    #[inline(always)]
+    fn decompose_as<const LEAN: bool>(&mut self, t: Ticket) {
+        if !self.direct {
+            return self.decompose(t);
+        }
+        // SAFETY: as in `decompose`.
+        let req = unsafe { self.sh.slab.req(t.slot()) };
+        let domains = DomainSet(req.domains.get());
+        // One domain (a power of two) in two instructions; a fan-out counted.
+        let n = if domains.0 & domains.0.wrapping_sub(1) == 0 { 1 } else { domains.len() };
+        // Counted before any sub-task starts: one may complete the task before the next starts.
+        req.fanout.set(n as u8);
+        // SAFETY: as above.
+        unsafe { self.sh.slab.run(t.slot()) }.remaining = n;
+        self.live += n as usize;
+        for d in domains.iter() {
+            self.start_subtask::<LEAN>(Msg::new(t, d.0));
+        }
     }
 
     /// A sub-task finished: fold its outcome into the task's; complete the task on the last.

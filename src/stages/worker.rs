@@ -87,6 +87,9 @@ pub(crate) struct Worker {
     /// The rate limiter's admissions claimed for the batch being admitted (see
     /// `RateLimiter::claim`); `None` outside a batch.
     pub(crate) rate_claim: Option<crate::policy::admission::Claim>,
+    /// While a batch from a ring is admitted: whether its tasks' sub-tasks start at once
+    /// (nothing was queued in the domain stage ahead of them; see `decompose_as`).
+    pub(crate) direct: bool,
     /// This worker's ring of tickets for `poll` (see [`crate::completions`]): published at the
     /// end of each turn, and before a call that may block (see [`PUBLISH_NS`]).
     pub(crate) done_tx: crate::ring::Producer<u64>,
@@ -183,6 +186,7 @@ impl Worker {
             wake_pollers: false,
             held: crate::policy::bulkhead::Held::new(sh.agents.len(), sh.workers.len()),
             rate_claim: None,
+            direct: false,
             done_tx,
             turn_start: 0,
             slow_calls: vec![false; sh.agents.len()],
