@@ -19,8 +19,8 @@ impl Worker {
 
     /// Takes up to a batch of tasks from this worker's ingress ring and admits them, while the
     /// worker holds fewer sub-tasks than its capacity (the rest go back for other workers).
-    /// Admission is batched (its memory accesses to slots the submitters wrote overlap); the
-    /// sub-tasks then run one at a time (see `Worker::drain`).
+    /// The sub-tasks then run one at a time (see `Worker::drain`), or, where nothing is queued
+    /// ahead of them, start as their task is admitted (see `decompose_as`).
     ///
     /// With nothing of its own to take, it steals up to half a batch from the first other
     /// worker with a backlog: a worker that is descheduled (more threads than cores) or busy in a
@@ -138,11 +138,15 @@ impl Worker {
         if !self.lean && admits > 1 && self.sh.keyed.is_none() && self.sh.meta_fault_threshold == 0 {
             self.rate_claim = self.sh.rate.claim(self.now, admits as u32);
         }
-        // Sub-tasks start as their tasks are admitted when nothing is queued ahead of them (see
-        // `decompose_as`), and admission does not hold tasks back by count or cost: there the
-        // whole batch is admitted first, so that its tasks wait for the throttle in priority
-        // order rather than in the order they came.
-        self.direct = self.domain_in.is_empty() && !self.sh.admission.gated();
+        // Sub-tasks start as their tasks are admitted (see `decompose_as`) when nothing is
+        // queued ahead of them, when admission does not hold tasks back by count or cost (there
+        // the whole batch is admitted first, so that its tasks wait for the throttle in
+        // priority order rather than in the order they came), and when the whole batch fits
+        // under the worker's capacity whatever its fan-out (otherwise the tickets past it must
+        // go to the overflow for other workers before any handler runs, not after).
+        self.direct = self.domain_in.is_empty()
+            && !self.sh.admission.gated()
+            && self.live + taken.len() * self.policy.routing.len() <= cap;
         let mut n = 0;
         for &t in &taken {
             if self.live < cap {
@@ -409,8 +413,8 @@ impl Worker {
         // SAFETY: as in `decompose`.
         let req = unsafe { self.sh.slab.req(t.slot()) };
         let domains = DomainSet(req.domains.get());
-        // One domain (a power of two) in two instructions; a fan-out counted.
-        let n = if domains.0 & domains.0.wrapping_sub(1) == 0 { 1 } else { domains.len() };
+        // One domain (a power of two) in a few instructions; a fan-out counted.
+        let n = if domains.0 != 0 && domains.0 & (domains.0 - 1) == 0 { 1 } else { domains.len() };
         // Counted before any sub-task starts: one may complete the task before the next starts.
         req.fanout.set(n as u8);
         // SAFETY: as above.

@@ -17,8 +17,10 @@
 //! timers (abandon unanswered attempts, send hedges), retry sub-tasks that wait for an agent's
 //! capacity, take a batch from the ingress ring (meta: admit, decompose into the domain queue),
 //! then run the domain queue until it is empty: each sub-task picks an agent, runs the attempt
-//! (a call), fails over, and is joined (meta: join, complete). An idle worker spins briefly,
-//! yields, then parks until a publisher wakes it (`park`), or its next timer is due.
+//! (a call), fails over, and is joined (meta: join, complete). When nothing is queued ahead of a
+//! batch and admission holds nothing back, each task's sub-tasks start as it is admitted instead
+//! of going through the queue (the same order, without the push and pop). An idle worker spins
+//! briefly, yields, then parks until a publisher wakes it (`park`), or its next timer is due.
 
 use crate::attempt::Hub;
 use crate::breaker::Permit;
@@ -44,8 +46,9 @@ pub(crate) struct Worker {
     /// The routing snapshot, refreshed when an operator changes it.
     pub(crate) policy: Arc<crate::policy::routing::Policy>,
     policy_version: u64,
-    /// Domain stage inbound: new sub-tasks from the meta stage, and sub-tasks rerouted to an
-    /// alternate domain. Each runs to its outcome, or to parking, before the next starts.
+    /// Domain stage inbound: new sub-tasks from the meta stage (unless they start as their task
+    /// is admitted, see `decompose_as`), and sub-tasks rerouted to an alternate domain. Each
+    /// runs to its outcome, or to parking, before the next starts.
     pub(crate) domain_in: VecDeque<Msg>,
     /// Tasks waiting for the concurrency throttle, by priority.
     pub(crate) pending: [VecDeque<Ticket>; 4],
