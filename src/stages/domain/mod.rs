@@ -144,8 +144,14 @@ fn choose_from(
     }
     match fallback {
         _ if busy => Choice::Busy,
-        Some(a) if sh.cfg.panic_routing && sh.agents[usize::from(a.0)].bulkhead.reserve() => {
-            Choice::Agent(a, Permit::Bypass)
+        // The agent had room a moment ago; if another attempt took it since, the sub-task waits
+        // for room there, as for any agent at its limit (it failed as `NoAgent` before).
+        Some(a) if sh.cfg.panic_routing => {
+            if sh.agents[usize::from(a.0)].bulkhead.reserve() {
+                Choice::Agent(a, Permit::Bypass)
+            } else {
+                Choice::Busy
+            }
         }
         Some(_) => Choice::NoneAvailable,
         None if forced => Choice::NoneAvailable,
