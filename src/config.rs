@@ -32,7 +32,8 @@ pub struct EngineConfig {
     /// When every agent a sub-task may still try has an open breaker, try one anyway (Envoy's
     /// "panic routing") rather than fail the sub-task. Keeps independent failures from turning
     /// into rejections when thresholds are tight; a whole domain that is down is still caught
-    /// by the domain breaker.
+    /// by the domain breaker. An agent tried this way that is at its concurrency limit is
+    /// waited for, as any agent at its limit is.
     pub panic_routing: bool,
     /// How long dropping a running engine waits for in-flight tasks before rejecting them.
     #[serde(with = "ms")]
