@@ -20,7 +20,7 @@ impl Worker {
     /// Takes up to a batch of tasks from this worker's ingress ring and admits them, while the
     /// worker holds fewer sub-tasks than its capacity (the rest go back for other workers).
     /// The sub-tasks then run one at a time (see `Worker::drain`), or, where nothing is queued
-    /// ahead of them, start as their task is admitted (see `decompose_as`).
+    /// ahead of them, start as their task is admitted (see `decompose`).
     ///
     /// With nothing of its own to take, it steals up to half a batch from the first other
     /// worker with a backlog: a worker that is descheduled (more threads than cores) or busy in a
@@ -138,7 +138,7 @@ impl Worker {
         if !self.lean && admits > 1 && self.sh.keyed.is_none() && self.sh.meta_fault_threshold == 0 {
             self.rate_claim = self.sh.rate.claim(self.now, admits as u32);
         }
-        // Sub-tasks start as their tasks are admitted (see `decompose_as`) when nothing is
+        // Sub-tasks start as their tasks are admitted (see `decompose`) when nothing is
         // queued ahead of them, when admission does not hold tasks back by count or cost (there
         // the whole batch is admitted first, so that its tasks wait for the throttle in
         // priority order rather than in the order they came), and when the whole batch fits
@@ -232,7 +232,7 @@ impl Worker {
             return self.complete(t, Reason::Deadline);
         }
         if LEAN {
-            return self.decompose_as::<true>(t);
+            return self.decompose::<true>(t);
         }
         let (mut permit, tr) = self.sh.meta_breaker.try_acquire(self.now);
         self.sh.emit_for(Level::Meta, 0, tr, t);
@@ -271,7 +271,7 @@ impl Worker {
             q.push_back(t);
             return;
         }
-        self.decompose_as::<false>(t);
+        self.decompose::<false>(t);
     }
 
     /// Whether tasks of priority `p` or higher wait for the throttle or the budget here.
@@ -333,7 +333,7 @@ impl Worker {
                     self.complete(t, reason);
                 } else if self.throttle_acquire(t.slot()) {
                     self.pending[p].pop_front();
-                    self.decompose(t);
+                    self.decompose::<false>(t);
                 } else {
                     // The throttle is full: the lower priorities wait on, but not past the queue
                     // timeout (at each queue's front: a queue is mostly in submission order; a
@@ -381,47 +381,31 @@ impl Worker {
         n
     }
 
-    /// One sub-task per domain the task needs, into the domain stage; counts them (the task's
-    /// fan-out, counted here once rather than per attempt: without a population-count
-    /// instruction in the baseline target, a count is a dozen instructions).
+    /// One sub-task per domain the task needs, into the domain stage, counted first (the task's
+    /// fan-out, counted here once rather than per attempt; one domain, the common case, is a
+    /// power of two and needs no count). Where the domain queue was empty when the batch's
+    /// admissions began (`self.direct`), the sub-tasks start at once, in order, without the
+    /// queue's push and pop: the queue's order, for draining it after the batch would have
+    /// started these first, and whatever a sub-task queues meanwhile (a reroute) is drained after
+    /// the batch, as it was behind them. Outside a batch (`direct` is false) they are queued.
     #[inline(always)] // once per task, from admission
-    fn decompose(&mut self, t: Ticket) {
+    fn decompose<const LEAN: bool>(&mut self, t: Ticket) {
         // SAFETY: the task is ours (admitted): the worker that admits it writes what the
         // classifier decided, and nothing reads it until its sub-tasks run.
         let req = unsafe { self.sh.slab.req(t.slot()) };
-        let mut n = 0u32;
-        for d in DomainSet(req.domains.get()).iter() {
-            self.domain_in.push_back(Msg::new(t, d.0));
-            n += 1;
-        }
+        let domains = DomainSet(req.domains.get());
+        let n = if domains.0 != 0 && domains.0 & (domains.0 - 1) == 0 { 1 } else { domains.len() };
+        // Counted before any sub-task starts: one may complete the task before the next starts.
         req.fanout.set(n as u8); // at most MAX_DOMAINS (64)
         // SAFETY: as above.
         unsafe { self.sh.slab.run(t.slot()) }.remaining = n;
         self.live += n as usize;
-    }
-
-    /// [`decompose`](Self::decompose) for a task admitted from a batch: where the domain
-    /// queue was empty when the batch's admissions began (`self.direct`), its sub-tasks start
-    /// at once, in order, without the queue's push and pop. The order of the sub-tasks is the
-    /// queue's: draining it after the batch would have started these first, and whatever a
-    /// sub-task queues meanwhile (a reroute) is drained after the batch, as it was behind them.
-    #[inline(always)]
-    fn decompose_as<const LEAN: bool>(&mut self, t: Ticket) {
-        if !self.direct {
-            return self.decompose(t);
-        }
-        // SAFETY: as in `decompose`.
-        let req = unsafe { self.sh.slab.req(t.slot()) };
-        let domains = DomainSet(req.domains.get());
-        // One domain (a power of two) in a few instructions; a fan-out counted.
-        let n = if domains.0 != 0 && domains.0 & (domains.0 - 1) == 0 { 1 } else { domains.len() };
-        // Counted before any sub-task starts: one may complete the task before the next starts.
-        req.fanout.set(n as u8);
-        // SAFETY: as above.
-        unsafe { self.sh.slab.run(t.slot()) }.remaining = n;
-        self.live += n as usize;
         for d in domains.iter() {
-            self.start_subtask::<LEAN>(Msg::new(t, d.0));
+            if self.direct {
+                self.start_subtask::<LEAN>(Msg::new(t, d.0));
+            } else {
+                self.domain_in.push_back(Msg::new(t, d.0));
+            }
         }
     }
 

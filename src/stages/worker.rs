@@ -47,7 +47,7 @@ pub(crate) struct Worker {
     pub(crate) policy: Arc<crate::policy::routing::Policy>,
     policy_version: u64,
     /// Domain stage inbound: new sub-tasks from the meta stage (unless they start as their task
-    /// is admitted, see `decompose_as`), and sub-tasks rerouted to an alternate domain. Each
+    /// is admitted, see `decompose`), and sub-tasks rerouted to an alternate domain. Each
     /// runs to its outcome, or to parking, before the next starts.
     pub(crate) domain_in: VecDeque<Msg>,
     /// Tasks waiting for the concurrency throttle, by priority.
@@ -91,7 +91,7 @@ pub(crate) struct Worker {
     /// `RateLimiter::claim`); `None` outside a batch.
     pub(crate) rate_claim: Option<crate::policy::admission::Claim>,
     /// While a batch from a ring is admitted: whether its tasks' sub-tasks start at once
-    /// (nothing was queued in the domain stage ahead of them; see `decompose_as`).
+    /// (nothing was queued in the domain stage ahead of them; see `decompose`).
     pub(crate) direct: bool,
     /// This worker's ring of tickets for `poll` (see [`crate::completions`]): published at the
     /// end of each turn, and before a call that may block (see [`PUBLISH_NS`]).
