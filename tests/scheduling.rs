@@ -180,3 +180,52 @@ fn tickets_past_a_workers_capacity_go_to_another_and_all_complete_once() {
         assert_eq!(engine.stats().admitted, n, "{workers} workers");
     }
 }
+
+/// A batch that does not fit under the worker's capacity is admitted up to it before any of its
+/// handlers runs, and the tickets past it go to the overflow at once, not after those handlers
+/// return: a worker whose first task blocks still holds the batch's first four admitted (it would
+/// hold only the blocked one had their sub-tasks started as each was admitted).
+#[test]
+fn a_batch_past_the_capacity_is_admitted_up_to_it_before_a_handler_runs() {
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let blocked = Arc::new(AtomicBool::new(false));
+    let (g, b) = (gate.clone(), blocked.clone());
+    let handler = move |r: &Request<'_>| {
+        if r.task_id == 0 {
+            b.store(true, Ordering::SeqCst);
+            let (open, cv) = &*g;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = cv.wait_timeout(open, PATIENCE).unwrap().0;
+            }
+        }
+        Ok(r.task_id)
+    };
+    let (topo, d) = common::one_domain(vec![("A", AgentSpec::handler(handler))]);
+    // One worker (no other to steal part of the batch), of capacity 4.
+    let config = EngineConfig { workers: 1, worker_capacity: 4, ..common::config() };
+    let engine = Engine::start(topo, config).unwrap();
+    let tasks: Vec<Task<'_>> = (0..8).map(|i| Task::new(i, d)).collect();
+    let mut tickets = vec![metafed::Ticket::default(); tasks.len()];
+    // One batch: the ring publishes the eight tickets at once.
+    assert_eq!(engine.submit_batch(&tasks, &mut tickets).unwrap(), 8);
+    common::wait_for("the first task's handler to block its worker", || blocked.load(Ordering::SeqCst));
+    assert_eq!(engine.stats().admitted, 4, "tasks 0 to 3 admitted, 4 to 7 in the overflow");
+    {
+        let (open, cv) = &*gate;
+        *open.lock().unwrap() = true;
+        cv.notify_all();
+    }
+    let mut seen = [false; 8];
+    let mut out = vec![metafed::Completion::default(); 8];
+    let mut done = 0;
+    while done < 8 {
+        let got = engine.poll_wait(&mut out, Some(PATIENCE)).unwrap();
+        assert!(got > 0, "no completion within {PATIENCE:?} ({done} of 8)");
+        for c in &out[..got] {
+            assert_eq!(c.status, Status::Ok, "{c:?}");
+            assert!(!std::mem::replace(&mut seen[c.id as usize], true), "task {} completed twice", c.id);
+        }
+        done += got;
+    }
+}
