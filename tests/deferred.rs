@@ -165,6 +165,34 @@ fn sub_tasks_beyond_a_concurrency_limit_wait_in_the_domain_and_nothing_is_lost()
     assert!(s.domains[0].waited > 0, "with 300 tasks and room for 3, sub-tasks waited in the domain");
 }
 
+/// A worker keeps an agent's place between its calls within a turn, and gives every kept place
+/// back before the turn's completions for `poll` are published: once the last completion is
+/// polled, no place is counted.
+#[test]
+fn places_kept_between_calls_are_all_back_when_the_completions_are() {
+    // A limit roomy enough for the workers to keep places (8 per worker), answers at once.
+    let spec = AgentSpec::handler(|r: &Request<'_>| Ok(r.task_id)).max_concurrency(64);
+    let (topo, d) = one_domain(vec![("Roomy", spec)]);
+    let engine = Engine::start(topo, config()).unwrap();
+    let n = 2_000u64;
+    let tasks: Vec<Task<'_>> = (0..n).map(|i| Task::new(i, d)).collect();
+    let mut tickets = vec![metafed::Ticket::default(); tasks.len()];
+    let mut out = vec![Completion::default(); 256];
+    let (mut sent, mut done) = (0, 0u64);
+    while done < n {
+        if sent < tasks.len() {
+            sent += engine.submit_batch(&tasks[sent..], &mut tickets[sent..]).unwrap_or(0);
+        }
+        let got = engine.poll_wait(&mut out, Some(crate::common::PATIENCE)).unwrap();
+        assert!(got > 0, "no completion ({done} of {n})");
+        assert!(out[..got].iter().all(Completion::is_ok));
+        done += got as u64;
+    }
+    let s = engine.stats();
+    assert_eq!(s.agents[0].max_concurrency, 64);
+    assert_eq!(s.agents[0].in_flight, 0, "a place kept between calls was not given back");
+}
+
 #[test]
 fn the_engine_never_has_more_attempts_out_than_the_limit() {
     // Counts from the engine's side: attempts handed out minus answers delivered by the
