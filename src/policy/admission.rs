@@ -57,18 +57,25 @@ impl RateLimiter {
         if interval_ns == 0 || n == 0 {
             return None;
         }
-        let half = self.tolerance_ns.load(Ordering::Relaxed) / 2;
         let span = interval_ns.checked_mul(u64::from(n))?;
+        let end = self.advance(now, interval_ns, span, self.tolerance_ns.load(Ordering::Relaxed) / 2)?;
+        Some(Claim { left: n, interval_ns, end })
+    }
+
+    /// Counts admissions spanning `span` (whole `interval_ns` each) from `now`, if the last of
+    /// them starts at most `limit` ahead of `now`; returns where they leave the bucket (`tat`).
+    #[inline(always)]
+    fn advance(&self, now: u64, interval_ns: u64, span: u64, limit: u64) -> Option<u64> {
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
             let start = tat.max(now);
-            // The claim's last admission starts at `start + span - interval`.
-            if (start - now).saturating_add(span - interval_ns) > half {
+            // The last admission starts at `start + span - interval`.
+            if (start - now).saturating_add(span - interval_ns) > limit {
                 return None;
             }
             let end = start.checked_add(span)?;
             match self.tat.compare_exchange_weak(tat, end, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return Some(Claim { left: n, interval_ns, end }),
+                Ok(_) => return Some(end),
                 Err(actual) => tat = actual,
             }
         }
@@ -113,18 +120,7 @@ impl RateLimiter {
         if interval_ns == 0 {
             return true;
         }
-        let tolerance_ns = self.tolerance_ns.load(Ordering::Relaxed);
-        let mut tat = self.tat.load(Ordering::Relaxed);
-        loop {
-            let start = tat.max(now);
-            if start - now > tolerance_ns {
-                return false;
-            }
-            match self.tat.compare_exchange_weak(tat, start + interval_ns, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(actual) => tat = actual,
-            }
-        }
+        self.advance(now, interval_ns, interval_ns, self.tolerance_ns.load(Ordering::Relaxed)).is_some()
     }
 }
 
