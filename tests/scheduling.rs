@@ -187,17 +187,11 @@ fn tickets_past_a_workers_capacity_go_to_another_and_all_complete_once() {
 /// hold only the blocked one had their sub-tasks started as each was admitted).
 #[test]
 fn a_batch_past_the_capacity_is_admitted_up_to_it_before_a_handler_runs() {
-    let gate = Arc::new((Mutex::new(false), Condvar::new()));
-    let blocked = Arc::new(AtomicBool::new(false));
-    let (g, b) = (gate.clone(), blocked.clone());
+    let gate = Gate::new();
+    let g = gate.clone();
     let handler = move |r: &Request<'_>| {
         if r.task_id == 0 {
-            b.store(true, Ordering::SeqCst);
-            let (open, cv) = &*g;
-            let mut open = open.lock().unwrap();
-            while !*open {
-                open = cv.wait_timeout(open, PATIENCE).unwrap().0;
-            }
+            g.pass();
         }
         Ok(r.task_id)
     };
@@ -209,13 +203,9 @@ fn a_batch_past_the_capacity_is_admitted_up_to_it_before_a_handler_runs() {
     let mut tickets = vec![metafed::Ticket::default(); tasks.len()];
     // One batch: the ring publishes the eight tickets at once.
     assert_eq!(engine.submit_batch(&tasks, &mut tickets).unwrap(), 8);
-    common::wait_for("the first task's handler to block its worker", || blocked.load(Ordering::SeqCst));
+    common::wait_for("the first task's handler to block its worker", || gate.entered.load(Ordering::SeqCst));
     assert_eq!(engine.stats().admitted, 4, "tasks 0 to 3 admitted, 4 to 7 in the overflow");
-    {
-        let (open, cv) = &*gate;
-        *open.lock().unwrap() = true;
-        cv.notify_all();
-    }
+    gate.open();
     let mut seen = [false; 8];
     let mut out = vec![metafed::Completion::default(); 8];
     let mut done = 0;
