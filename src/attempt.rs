@@ -34,6 +34,7 @@ use crate::queue::Mpmc;
 use crate::sync::{Arc, AtomicU64, Ordering, UnsafeCell};
 use crate::task::FailureKind;
 use std::fmt;
+use std::sync::OnceLock;
 
 pub(crate) const FREE: u64 = 0;
 pub(crate) const ARMED: u64 = 1;
@@ -123,9 +124,55 @@ pub(crate) enum Taken {
     Retired(u32),
 }
 
+/// Attempt slots per chunk of a hub's table.
+const CHUNK: usize = 64;
+
+/// A hub's attempt slots, made a chunk at a time as the worker first arms a slot of the chunk:
+/// an engine whose agents all answer at once never makes one, and one with deferred attempts
+/// makes as many as it ever has in flight at once (the worker arms the lowest free slot first,
+/// and reuses the last freed), not its whole capacity.
+struct Slots {
+    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    len: usize,
+}
+
+impl Slots {
+    fn new(len: usize) -> Self {
+        Self { chunks: (0..len.div_ceil(CHUNK)).map(|_| OnceLock::new()).collect(), len }
+    }
+
+    /// Slot `idx`, if its chunk has been made (acquire: the chunk's making happens before).
+    #[inline]
+    fn get(&self, idx: u32) -> Option<&Slot> {
+        let i = idx as usize;
+        self.chunks.get(i / CHUNK)?.get()?.get(i % CHUNK)
+    }
+
+    /// Slot `idx`, which has been armed: its chunk is made.
+    #[inline]
+    fn armed(&self, idx: u32) -> &Slot {
+        self.get(idx).expect("an attempt slot that was armed")
+    }
+
+    /// Slot `idx`, its chunk made first if it is not yet. Worker only.
+    fn make(&self, idx: u32) -> &Slot {
+        let (k, i) = (idx as usize / CHUNK, idx as usize % CHUNK);
+        let chunk = self.chunks[k].get_or_init(|| {
+            (0..CHUNK.min(self.len - k * CHUNK))
+                .map(|_| Slot {
+                    word: AtomicU64::new(word(1, FREE)),
+                    answer: UnsafeCell::new(Answer::default()),
+                    started: AtomicU64::new(0),
+                })
+                .collect()
+        });
+        &chunk[i]
+    }
+}
+
 /// One worker's attempt slots and inbox, and its parker (a completer wakes the worker).
 pub(crate) struct Hub {
-    slots: Box<[Slot]>,
+    slots: Slots,
     /// Slots posted or retired, for the worker to take. Holds every slot at most once per
     /// generation, so a push never finds it full.
     inbox: Mpmc<u32>,
@@ -141,13 +188,7 @@ pub(crate) struct Hub {
 impl Hub {
     pub(crate) fn new(slots: usize, worker: u16, clock: Clock) -> Self {
         Self {
-            slots: (0..slots)
-                .map(|_| Slot {
-                    word: AtomicU64::new(word(1, FREE)),
-                    answer: UnsafeCell::new(Answer::default()),
-                    started: AtomicU64::new(0),
-                })
-                .collect(),
+            slots: Slots::new(slots),
             inbox: Mpmc::new(slots.max(1)),
             parker: Parker::new(),
             late: AtomicU64::new(0),
@@ -157,7 +198,7 @@ impl Hub {
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.slots.len()
+        self.slots.len
     }
 
     pub(crate) fn late(&self) -> u64 {
@@ -171,7 +212,7 @@ impl Hub {
 
     /// The worker arms free slot `idx` and returns its generation. Worker only.
     pub(crate) fn arm(&self, idx: u32) -> u32 {
-        let s = &self.slots[idx as usize];
+        let s = self.slots.make(idx);
         let w = s.word.load(Ordering::Relaxed);
         debug_assert_eq!(state(w), FREE);
         // Release: the worker's last reads of the slot's answer happen before a completer that
@@ -182,7 +223,7 @@ impl Hub {
 
     /// The worker takes back a slot it armed but never handed out (the hand-over failed).
     pub(crate) fn disarm(&self, idx: u32, g: u32) {
-        let s = &self.slots[idx as usize];
+        let s = self.slots.armed(idx);
         debug_assert_eq!(s.word.load(Ordering::Relaxed), word(g, ARMED));
         s.word.store(word(g, FREE), Ordering::Relaxed);
     }
@@ -192,7 +233,8 @@ impl Hub {
     /// `wake`. A completion of an abandoned attempt retires the slot instead (counted as late
     /// when `late` says the caller is completing, not dropping, the handle).
     pub(crate) fn complete(&self, idx: u32, g: u32, mut answer: Answer, late: bool, wake: bool) -> Result<(), Refused> {
-        let Some(s) = self.slots.get(idx as usize) else { return Err(Refused::Stale) };
+        // A slot never armed (its chunk not made) has no attempt to complete.
+        let Some(s) = self.slots.get(idx) else { return Err(Refused::Stale) };
         let mut w = s.word.load(Ordering::Acquire);
         loop {
             if generation(w) != g {
@@ -230,7 +272,7 @@ impl Hub {
     /// The worker abandons attempt (`idx`, `g`): it no longer waits for its answer. False if
     /// the answer has been claimed first (it is in the inbox, or about to be).
     pub(crate) fn abandon(&self, idx: u32, g: u32) -> bool {
-        let s = &self.slots[idx as usize];
+        let s = self.slots.armed(idx);
         s.word.compare_exchange(word(g, ARMED), word(g, ABANDONED), Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 
@@ -238,7 +280,7 @@ impl Hub {
     /// The holder of attempt (`idx`, `g`) starts it now: its latency counts from here. Returns the
     /// time, or `None` if the engine has abandoned it.
     pub(crate) fn start(&self, idx: u32, g: u32) -> Option<u64> {
-        let s = &self.slots[idx as usize];
+        let s = self.slots.get(idx)?;
         let now = self.clock.now();
         s.started.store(now, Ordering::Relaxed);
         (s.word.load(Ordering::Acquire) == word(g, ARMED)).then_some(now)
@@ -246,13 +288,13 @@ impl Hub {
 
     /// Whether attempt (`idx`, `g`) has been abandoned (and not yet retired).
     pub(crate) fn is_abandoned(&self, idx: u32, g: u32) -> bool {
-        self.slots.get(idx as usize).is_some_and(|s| s.word.load(Ordering::Acquire) == word(g, ABANDONED))
+        self.slots.get(idx).is_some_and(|s| s.word.load(Ordering::Acquire) == word(g, ABANDONED))
     }
 
     /// The worker takes the next slot from its inbox and frees it. Worker only.
     pub(crate) fn take(&self) -> Option<Taken> {
         let idx = self.inbox.pop()?;
-        let s = &self.slots[idx as usize];
+        let s = self.slots.armed(idx);
         let w = s.word.load(Ordering::Acquire);
         let taken = match state(w) {
             // SAFETY: the slot was posted (release) and we read the word with acquire: the
@@ -484,5 +526,32 @@ mod tests {
         drop(a);
         assert_eq!(h.late(), 0);
         assert!(matches!(h.take(), Some(Taken::Retired(1))));
+    }
+
+    #[test]
+    fn slots_are_made_a_chunk_at_a_time_and_a_handle_to_one_never_made_is_stale() {
+        let n = 2 * CHUNK + 5;
+        let h = hub(n);
+        assert_eq!(h.capacity(), n);
+        assert!(h.slots.chunks.iter().all(|c| c.get().is_none()), "no slot is made before one is armed");
+        // A handle naming a slot whose chunk was never made: refused, not a panic.
+        let last = (n - 1) as u32;
+        assert_eq!(h.complete(last, 1, Answer::ok(1, Vec::new()), true, false), Err(Refused::Stale));
+        assert!(!h.is_abandoned(last, 1));
+        assert_eq!(h.start(last, 1), None);
+        assert_eq!(h.complete(n as u32, 1, Answer::ok(1, Vec::new()), true, false), Err(Refused::Stale));
+        // Arming the last slot makes its chunk (the short last one) and no other.
+        let g = h.arm(last);
+        let made: Vec<bool> = h.slots.chunks.iter().map(|c| c.get().is_some()).collect();
+        assert_eq!(made, [false, false, true]);
+        assert_eq!(h.slots.chunks[2].get().unwrap().len(), 5);
+        assert!(h.start(last, g).is_some());
+        Attempt::new(h.clone(), last, g, 0).succeed_with(3, Vec::new()).unwrap();
+        assert!(matches!(h.take(), Some(Taken::Answer(i, Answer { value: 3, .. })) if i == last));
+        // Another slot of a chunk already made does not make it again, nor others.
+        let g = h.arm(last - 1);
+        assert!(h.abandon(last - 1, g));
+        assert!(h.is_abandoned(last - 1, g));
+        assert_eq!(h.slots.chunks.iter().filter(|c| c.get().is_some()).count(), 1);
     }
 }

@@ -23,13 +23,11 @@
 //! briefly, yields, then parks until a publisher wakes it (`park`), or its next timer is due.
 
 use crate::attempt::Hub;
-use crate::breaker::Permit;
 use crate::park::Idle;
 use crate::policy::budget::Budget;
 use crate::policy::hedge::{HedgeDelay, LatencyWindow};
 use crate::shared::{STOPPING, Shared};
-use crate::stages::agent::msg::AttemptInfo;
-use crate::stages::domain::msg::{Msg, NOT_PARKED, ParkedTable, Pending, Sub};
+use crate::stages::domain::msg::{Msg, NOT_PARKED, ParkedTable, PendingTable, Sub};
 use crate::sync::Ordering;
 use crate::task::{Reason, Ticket};
 use std::cmp::Reverse;
@@ -68,7 +66,7 @@ pub(crate) struct Worker {
     /// How many slots the hub has (all free: no deferred attempt out).
     free_capacity: usize,
     /// Per attempt slot: the deferred attempt that holds it.
-    pub(crate) pending_attempts: Vec<Pending>,
+    pub(crate) pending_attempts: PendingTable,
     /// (due, key) of attempt timeouts and hedges, earliest first.
     pub(crate) timers: BinaryHeap<Reverse<(u64, u64)>>,
     /// Per domain: where the round-robin over its agents resumes.
@@ -171,15 +169,7 @@ impl Worker {
             parked: ParkedTable::with_capacity(cap.min(slots)),
             free_slots: (0..slots as u32).rev().collect(),
             free_capacity: slots,
-            pending_attempts: vec![
-                Pending {
-                    g: 0,
-                    parked: NOT_PARKED,
-                    parked_gen: 0,
-                    info: AttemptInfo { agent: 0, permit: Permit::Denied, started_ns: 0, number: 0, hedge: false },
-                };
-                slots
-            ],
+            pending_attempts: PendingTable::new(slots),
             timers: BinaryHeap::with_capacity(2 * slots),
             rr: vec![0; domains],
             budgets,
@@ -401,7 +391,7 @@ impl Worker {
         let subs: Vec<Sub> = self.parked.drain().collect();
         for sub in subs {
             for &slot in &sub.live[..usize::from(sub.n_live)] {
-                let p = &mut self.pending_attempts[slot as usize];
+                let p = self.pending_attempts.at(slot);
                 let _ = self.hub.abandon(slot, p.g);
                 p.parked = NOT_PARKED;
             }

@@ -193,8 +193,8 @@ impl Worker {
             n += 1;
             match taken {
                 Taken::Answer(slot, answer) => {
-                    let pa = self.pending_attempts[slot as usize];
-                    self.pending_attempts[slot as usize].parked = NOT_PARKED;
+                    let pa = self.pending_attempts.get(slot);
+                    self.pending_attempts.at(slot).parked = NOT_PARKED;
                     self.free_slot(slot);
                     let out = Outcome {
                         failure: answer.failure,
@@ -221,7 +221,7 @@ impl Worker {
     }
 
     fn free_slot(&mut self, slot: u32) {
-        self.release_agent(usize::from(self.pending_attempts[slot as usize].info.agent));
+        self.release_agent(usize::from(self.pending_attempts.get(slot).info.agent));
         self.free_slots.push(slot);
     }
 }

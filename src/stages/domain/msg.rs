@@ -144,3 +144,69 @@ pub(crate) struct Pending {
     pub(crate) parked_gen: u32,
     pub(crate) info: AttemptInfo,
 }
+
+/// The worker's [`Pending`] records, by attempt slot, grown as slots are first used (the hub
+/// makes its slots the same way): a slot never used reads as a record of no attempt.
+pub(crate) struct PendingTable {
+    items: Vec<Pending>,
+    /// The most slots there are (the hub's capacity).
+    cap: usize,
+}
+
+impl PendingTable {
+    /// Records grow by this many slots at a time.
+    const STEP: usize = 64;
+    const NONE: Pending = Pending {
+        g: 0,
+        parked: NOT_PARKED,
+        parked_gen: 0,
+        info: AttemptInfo { agent: 0, permit: Permit::Denied, started_ns: 0, number: 0, hedge: false },
+    };
+
+    pub(crate) fn new(cap: usize) -> Self {
+        Self { items: Vec::new(), cap }
+    }
+
+    /// The record of `slot` (a copy).
+    #[inline]
+    pub(crate) fn get(&self, slot: u32) -> Pending {
+        self.items.get(slot as usize).copied().unwrap_or(Self::NONE)
+    }
+
+    /// The record of `slot`, to write.
+    #[inline]
+    pub(crate) fn at(&mut self, slot: u32) -> &mut Pending {
+        let i = slot as usize;
+        if i >= self.items.len() {
+            self.grow(i);
+        }
+        &mut self.items[i]
+    }
+
+    #[cold]
+    fn grow(&mut self, i: usize) {
+        let len = ((i / Self::STEP + 1) * Self::STEP).min(self.cap).max(i + 1);
+        self.items.resize(len, Self::NONE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_records_grow_as_slots_are_first_written_and_read_as_none_before() {
+        let mut t = PendingTable::new(100);
+        assert_eq!(t.get(99).parked, NOT_PARKED);
+        assert_eq!(t.get(1_000).g, 0, "beyond the capacity too: a record of no attempt");
+        t.at(70).g = 7;
+        assert_eq!(t.items.len(), 100, "grown by a step, capped at the capacity");
+        assert_eq!((t.get(70).g, t.get(69).g, t.get(69).parked), (7, 0, NOT_PARKED));
+        t.at(3).parked = 5;
+        assert_eq!(t.get(3).parked, 5);
+        assert_eq!(t.items.len(), 100);
+        let mut t = PendingTable::new(1_000);
+        t.at(0).g = 1;
+        assert_eq!(t.items.len(), PendingTable::STEP);
+    }
+}

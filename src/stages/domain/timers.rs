@@ -33,7 +33,7 @@ impl Worker {
         // replaced the attempt this timer was set for).
         let newest = sub.live[..usize::from(sub.n_live)]
             .iter()
-            .map(|&s| self.pending_attempts[s as usize].info.started_ns)
+            .map(|&s| self.pending_attempts.get(s).info.started_ns)
             .max()
             .unwrap_or(0);
         if self.now < newest.saturating_add(delay) {
@@ -82,7 +82,7 @@ impl Worker {
         sub.live[usize::from(sub.n_live)] = slot;
         sub.n_live += 1;
         let hedges = sub.hedges;
-        self.pending_attempts[slot as usize] = Pending { g, parked: p, parked_gen, info };
+        *self.pending_attempts.at(slot) = Pending { g, parked: p, parked_gen, info };
         self.timers.push(Reverse((deadline, (u64::from(g) << 32) | u64::from(slot))));
         if !info.hedge && hedges == 0 {
             self.schedule_hedge(usize::from(m.domain), p, parked_gen, self.now);
@@ -133,7 +133,7 @@ impl Worker {
 
     /// The timer of attempt (`slot`, `g`) is due: abandons it unless its answer came first.
     fn expire(&mut self, slot: u32, g: u32) {
-        let pa = self.pending_attempts[slot as usize];
+        let pa = self.pending_attempts.get(slot);
         if pa.g != g || pa.parked == NOT_PARKED {
             return; // answered, or its sub-task ended and let it go
         }
@@ -141,7 +141,7 @@ impl Worker {
             return; // the answer has been claimed: it is on its way
         }
         // The slot waits for its handle to be completed or dropped (then it is retired).
-        self.pending_attempts[slot as usize].parked = NOT_PARKED;
+        self.pending_attempts.at(slot).parked = NOT_PARKED;
         self.counters().agent[usize::from(pa.info.agent)].abandoned.inc();
         let out = Outcome::failed(FailureKind::Abandoned, 0, self.now.saturating_sub(pa.info.started_ns));
         if let Some(sub) = self.parked.get(pa.parked, pa.parked_gen) {
@@ -156,7 +156,7 @@ impl Worker {
     pub(crate) fn let_go(&mut self, p: u32) {
         let sub = self.parked.remove(p);
         for &slot in &sub.live[..usize::from(sub.n_live)] {
-            let pa = &mut self.pending_attempts[slot as usize];
+            let pa = self.pending_attempts.at(slot);
             pa.parked = NOT_PARKED;
             if self.hub.abandon(slot, pa.g) {
                 let info = pa.info;
