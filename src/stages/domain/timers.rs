@@ -11,8 +11,37 @@ use crate::task::FailureKind;
 use std::cmp::Reverse;
 
 /// A timer key: an attempt's slot and generation, or (with `HEDGE`) a parked sub-task's index
-/// and generation.
+/// and generation. A key keeps a generation's low 31 bits (bit 63 is `HEDGE`): a timer lives
+/// for a timeout, far fewer generations of its slot or entry than 2^31.
 pub(crate) const HEDGE: u64 = 1 << 63;
+
+/// A generation as a timer key keeps it.
+const GEN31: u32 = 0x7fff_ffff;
+
+/// What a timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// The timeout of the deferred attempt in slot (`.0`) at generation (`.1`, its low 31 bits).
+    Attempt(u32, u32),
+    /// The hedge of the sub-task parked at entry (`.0`) at generation (`.1`, its low 31 bits).
+    Hedge(u32, u32),
+}
+
+impl Timer {
+    #[inline]
+    pub(crate) fn key(self) -> u64 {
+        match self {
+            Timer::Attempt(slot, g) => (u64::from(g & GEN31) << 32) | u64::from(slot),
+            Timer::Hedge(p, g) => HEDGE | (u64::from(g & GEN31) << 32) | u64::from(p),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn of(key: u64) -> Self {
+        let (idx, g) = (key as u32, ((key >> 32) as u32) & GEN31);
+        if key & HEDGE != 0 { Timer::Hedge(idx, g) } else { Timer::Attempt(idx, g) }
+    }
+}
 
 impl Worker {
     /// The hedge timer of parked sub-task `p` is due: sends one more attempt to another agent
@@ -83,7 +112,7 @@ impl Worker {
         sub.n_live += 1;
         let hedges = sub.hedges;
         *self.pending_attempts.at(slot) = Pending { g, parked: p, parked_gen, info };
-        self.timers.push(Reverse((deadline, (u64::from(g) << 32) | u64::from(slot))));
+        self.timers.push(Reverse((deadline, Timer::Attempt(slot, g).key())));
         if !info.hedge && hedges == 0 {
             self.schedule_hedge(usize::from(m.domain), p, parked_gen, self.now);
         }
@@ -95,8 +124,8 @@ impl Worker {
     /// are all equal, as a simulation's can be) is not.
     pub(crate) fn schedule_hedge(&mut self, d: usize, p: u32, parked_gen: u32, from: u64) {
         if let Some(delay) = self.hedge_delay(d) {
-            let key = HEDGE | (u64::from(parked_gen & 0x7fff_ffff) << 32) | u64::from(p);
-            self.timers.push(Reverse((from.saturating_add(delay).saturating_add(1), key)));
+            self.timers
+                .push(Reverse((from.saturating_add(delay).saturating_add(1), Timer::Hedge(p, parked_gen).key())));
         }
     }
 
@@ -119,25 +148,26 @@ impl Worker {
             }
             self.timers.pop();
             n += 1;
-            if key & HEDGE != 0 {
-                let (p, g) = (key as u32, ((key >> 32) as u32) & 0x7fff_ffff);
-                if self.parked.holds(p, g) {
-                    self.hedge(p);
+            match Timer::of(key) {
+                Timer::Hedge(p, g31) => {
+                    if self.parked.holds(p, g31) {
+                        self.hedge(p);
+                    }
                 }
-            } else {
-                self.expire(key as u32, (key >> 32) as u32);
+                Timer::Attempt(slot, g31) => self.expire(slot, g31),
             }
         }
         n
     }
 
-    /// The timer of attempt (`slot`, `g`) is due: abandons it unless its answer came first.
-    fn expire(&mut self, slot: u32, g: u32) {
+    /// The timer of the attempt in `slot` whose generation's low 31 bits are `g31` is due:
+    /// abandons it unless its answer came first.
+    fn expire(&mut self, slot: u32, g31: u32) {
         let pa = self.pending_attempts.get(slot);
-        if pa.g != g || pa.parked == NOT_PARKED {
+        if pa.g & GEN31 != g31 || pa.parked == NOT_PARKED {
             return; // answered, or its sub-task ended and let it go
         }
-        if !self.hub.abandon(slot, g) {
+        if !self.hub.abandon(slot, pa.g) {
             return; // the answer has been claimed: it is on its way
         }
         // The slot waits for its handle to be completed or dropped (then it is retired).
@@ -163,6 +193,22 @@ impl Worker {
                 pa.info.permit = Permit::Denied;
                 self.sh.agent_breakers[usize::from(info.agent)].release(info.permit);
                 self.counters().agent[usize::from(info.agent)].cancelled.inc();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timer_key_keeps_what_it_is_for_at_every_generation() {
+        for g in [1, 7, GEN31, 1 << 31, (1 << 31) + 5, u32::MAX] {
+            for idx in [0, 1, 4_095, u32::MAX] {
+                // An attempt's key never reads as a hedge's, whatever its generation.
+                assert_eq!(Timer::of(Timer::Attempt(idx, g).key()), Timer::Attempt(idx, g & GEN31), "{idx} {g}");
+                assert_eq!(Timer::of(Timer::Hedge(idx, g).key()), Timer::Hedge(idx, g & GEN31), "{idx} {g}");
             }
         }
     }
