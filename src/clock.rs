@@ -49,15 +49,31 @@ impl Clock {
         }
     }
 
-    /// The `Instant` of engine time `ns`.
+    /// The `Instant` of engine time `ns`, reckoned from now: engine time (the TSC scaled by a
+    /// rate measured once) and `Instant` (which NTP may slew) drift apart by a small fraction of
+    /// the time since the engine started, so an instant counted from the start would be off by
+    /// as much (minutes after days), where one counted from now is off by that fraction of the
+    /// time left.
     pub(crate) fn instant_at(&self, ns: u64) -> Instant {
-        self.origin + Duration::from_nanos(ns)
+        let (now_ns, now) = (self.now(), Instant::now());
+        if ns >= now_ns {
+            now.checked_add(Duration::from_nanos(ns - now_ns)).unwrap_or(now)
+        } else {
+            now.checked_sub(Duration::from_nanos(now_ns - ns)).unwrap_or(now)
+        }
     }
 
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         match self.tsc {
-            Some((base, scale)) => ((u128::from(read_tsc().wrapping_sub(base)) * u128::from(scale)) >> 32) as u64,
+            // A reading below the base (a counter reset by a suspend, a migration that did not
+            // offset it) counts as the start, not as the 2^64 ticks ahead that wrapping makes
+            // it: limiters, breakers and windows would keep that time for good.
+            Some((base, scale)) => {
+                let ticks = read_tsc().wrapping_sub(base);
+                let ticks = if (ticks as i64) < 0 { 0 } else { ticks };
+                ((u128::from(ticks) * u128::from(scale)) >> 32) as u64
+            }
             None => match self.virt {
                 Some(v) => v.0.load(std::sync::atomic::Ordering::Relaxed),
                 None => self.origin.elapsed().as_nanos() as u64,
@@ -131,5 +147,20 @@ mod tests {
         // Within 5% of the elapsed time the system clock saw (sleep overshoots, never undershoots).
         assert!((b - a) as f64 <= real as f64 * 1.05 + 100_000.0, "{} vs {real}", b - a);
         assert!((b - a) as f64 >= 20_000_000.0 * 0.95, "{}", b - a);
+    }
+
+    #[test]
+    fn an_instant_is_reckoned_from_now_however_far_engine_time_has_drifted() {
+        // A virtual clock 10 s ahead of the wall clock stands for an engine clock that has
+        // drifted from `Instant` since the start: an engine time 20 ms from now is an instant
+        // 20 ms from now, not 10 s later.
+        let c = Clock::virtual_clock();
+        c.set(10_000_000_000);
+        let at = c.instant_at(10_020_000_000);
+        let want = Instant::now() + Duration::from_millis(20);
+        let off = if at > want { at - want } else { want - at };
+        assert!(off < Duration::from_secs(1), "off by {off:?}");
+        let past = c.instant_at(9_000_000_000);
+        assert!(past <= Instant::now(), "an engine time before now is an instant before now");
     }
 }
