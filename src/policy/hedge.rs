@@ -85,8 +85,11 @@ impl Hedge {
 
 /// One worker's view of a domain's recent attempt latency, for percentile delays.
 pub(crate) struct LatencyWindow {
-    current: Box<[u32]>,
-    previous: Box<[u32]>,
+    /// Counts per latency bucket (64-bit: a bucket of 32 bits filled up within a long period,
+    /// and the percentile's search, counting what the buckets hold against a total that kept
+    /// counting, then found no bucket and gave a delay of 0).
+    current: Box<[u64]>,
+    previous: Box<[u64]>,
     /// Samples in `current` and `previous`.
     n_current: u64,
     n_previous: u64,
@@ -125,7 +128,7 @@ impl LatencyWindow {
             self.stale = u32::MAX; // recompute on the next read
         }
         let b = &mut self.current[buckets::index(latency_ns)];
-        *b = b.saturating_add(1);
+        *b += 1;
         self.n_current += 1;
         self.stale = self.stale.saturating_add(1);
     }
@@ -142,7 +145,7 @@ impl LatencyWindow {
             let mut seen = 0;
             let mut at = 0;
             for (i, (a, b)) in self.current.iter().zip(self.previous.iter()).enumerate() {
-                seen += u64::from(*a) + u64::from(*b);
+                seen += *a + *b;
                 if seen >= rank {
                     // The bucket's largest value, not its middle: hedging "after the p-th
                     // percentile" then hedges at most (100 - p)% of attempts (with every
