@@ -218,7 +218,9 @@ impl AgentOutlier {
     pub(crate) fn count(&self, o: &DomainOutlier, failed: bool) -> Option<Trigger> {
         let r = Ordering::Relaxed;
         let run = if failed {
-            self.consecutive.fetch_add(1, r) + 1
+            // Saturating: the count wraps after 2^32 failures in a row (an agent that cannot be
+            // ejected), and `+ 1` must not overflow there.
+            self.consecutive.fetch_add(1, r).saturating_add(1)
         } else {
             if self.consecutive.load(r) != 0 {
                 self.consecutive.store(0, r);
@@ -248,7 +250,9 @@ impl AgentOutlier {
 
     /// Counts a latency sample; whether the agent has enough to be judged.
     pub(crate) fn sampled(&self, o: &DomainOutlier) -> bool {
-        self.samples.fetch_add(1, Ordering::Relaxed) + 1 >= o.min_samples.load(Ordering::Relaxed)
+        // The count resets only at an ejection: after 2^32 samples it wraps (the agent waits
+        // `min_samples` to be judged again), and `+ 1` must not overflow there.
+        self.samples.fetch_add(1, Ordering::Relaxed).saturating_add(1) >= o.min_samples.load(Ordering::Relaxed)
     }
 
     /// The ejection an ejection at `now` would be: (its number in a row, its time).
@@ -334,6 +338,18 @@ mod tests {
             a.next_ejection_ns(&o, 1_631 * s + k);
         }
         assert_eq!(a.next_ejection_ns(&o, 1_700 * s), 300 * s, "capped");
+    }
+
+    #[test]
+    fn counts_at_their_limit_do_not_overflow() {
+        let o = DomainOutlier::new(&Outlier::default());
+        let a = AgentOutlier::new();
+        a.samples.store(u32::MAX, Ordering::Relaxed);
+        a.consecutive.store(u32::MAX, Ordering::Relaxed);
+        // Past 2^32 samples the agent has enough to be judged (not 0 samples), and a run of
+        // 2^32 failures is still a run (not 0).
+        assert!(a.sampled(&o));
+        assert_eq!(a.count(&o, true), Some(Trigger::Failures));
     }
 
     #[test]
