@@ -120,6 +120,24 @@ fn wait_delivers_a_waitable_task_once_and_poll_never_sees_it() {
 }
 
 #[test]
+fn timeouts_and_deadlines_too_long_for_an_instant_are_none() {
+    let engine = Engine::start(Topology::seed(0.0).unwrap(), EngineConfig::default()).unwrap();
+    let forever = Some(Duration::MAX);
+    // 2^62 s is 2^71 x 1,953,125 ns: its low 64 bits, all a u64 kept of it, are 0.
+    let far = Duration::from_secs(1 << 62);
+    let waited = engine.submit(&Task::new(1, DomainId(0)).waitable().deadline(far), forever).unwrap();
+    let c = engine.wait(waited, forever).unwrap();
+    assert_eq!((c.id, c.status), (1, Status::Ok), "a deadline past u64 nanoseconds is no sooner than the engine's own");
+    engine.submit(&Task::new(2, DomainId(1)), forever).unwrap();
+    let mut out = vec![Completion::default(); 1];
+    let mut n = 0;
+    while n == 0 {
+        n = engine.poll_wait(&mut out, forever).unwrap();
+    }
+    assert_eq!((out[0].id, out[0].status), (2, Status::Ok));
+}
+
+#[test]
 fn wait_times_out_and_the_ticket_stays_valid() {
     let gate = Arc::new(std::sync::Barrier::new(2));
     let g = gate.clone();

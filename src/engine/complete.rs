@@ -63,7 +63,8 @@ impl Engine {
                 }
             }
         }
-        let deadline = timeout.map(|d| start + d);
+        // A timeout too long to be an instant is none.
+        let deadline = timeout.and_then(|d| start.checked_add(d));
         loop {
             let left = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {

@@ -93,7 +93,8 @@ impl Engine {
         }
         req.submit_ns = now;
         let meta = now.saturating_add(sh.meta_timeout_ns());
-        req.deadline_ns.set(task.deadline.map_or(meta, |d| meta.min(now.saturating_add(d.as_nanos() as u64))));
+        let deadline = |d: Duration| now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        req.deadline_ns.set(task.deadline.map_or(meta, |d| meta.min(deadline(d))));
         Ok(sh.slab.publish(idx, !task.waitable && sink.is_none(), waitable))
     }
 
@@ -223,7 +224,8 @@ impl Engine {
         if on_engine_thread(&self.sh) && !timeout.is_some_and(|t| t.is_zero()) {
             return Err(SubmitError::WouldDeadlock);
         }
-        let deadline = timeout.map(|d| Instant::now() + d);
+        // A timeout too long to be an instant is none.
+        let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
         let mut round = 0u32;
         loop {
             match self.try_submit_in(task, sink) {

@@ -72,7 +72,8 @@ impl Slab {
             Some(true) => {}
         }
         let s = self.slot(t.slot());
-        let deadline = timeout.map(|d| Instant::now() + d);
+        // A timeout too long to be an instant is none.
+        let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
         let me = thread::current();
         let mut registered = false;
         let result = loop {
