@@ -455,7 +455,7 @@ impl Collector for EngineCollector {
             "Time spent in attempts (its rate over metafed_agent_attempts_total's is the mean).",
             Some(&Unit::Seconds),
             counter,
-            s.agents.iter().map(|a| (agent_labels(a), a.mean_latency_ns as f64 * a.calls as f64 / 1e9)),
+            s.agents.iter().map(|a| (agent_labels(a), a.latency_ns_total as f64 / 1e9)),
         )?;
         family(
             &mut enc,

@@ -99,6 +99,9 @@ pub struct AgentStats {
     pub max_concurrency: u32,
     /// Mean attempt latency, nanoseconds.
     pub mean_latency_ns: u64,
+    /// Time spent in its attempts in all, nanoseconds (wrapping at 2^64: 585 years of attempt
+    /// time): what `metafed_agent_attempt_seconds_total` exports, a counter that only grows.
+    pub latency_ns_total: u64,
     /// Whether its domain routes to it.
     pub in_rotation: bool,
     /// Its routing weight.
@@ -243,6 +246,8 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
         .map(|(a, def)| {
             let s = |f: &dyn Fn(&AgentCounters) -> u64| sum(&|c| f(&c.agent[a]));
             let calls = s(&|c| c.calls.get());
+            // Each worker's sum wraps (a `Counter`); so does theirs.
+            let latency_ns_total = ws.iter().fold(0u64, |t, w| t.wrapping_add(w.counters.agent[a].latency_ns.get()));
             AgentStats {
                 name: def.name.clone(),
                 domain: topo.domains[usize::from(def.domain.0)].name.clone(),
@@ -256,7 +261,8 @@ pub(crate) fn collect(sh: &Shared) -> Stats {
                 cancelled: s(&|c| c.cancelled.get()),
                 in_flight: sh.agents[a].bulkhead.in_flight(),
                 max_concurrency: sh.agents[a].bulkhead.limit(),
-                mean_latency_ns: s(&|c| c.latency_ns.get()) / calls.max(1),
+                mean_latency_ns: latency_ns_total / calls.max(1),
+                latency_ns_total,
                 in_rotation: !def.removed
                     && policy.routing[usize::from(def.domain.0)].iter().any(|x| usize::from(x.0) == a),
                 weight: policy.weights[a],

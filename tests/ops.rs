@@ -72,6 +72,14 @@ fn metrics_pass_promtool_and_agree_with_stats() {
         sample(&text, "metafed_agent_attempts_total{domain=\"Database\",agent=\"SQL\"}"),
         s.agents[3].calls as f64
     );
+    // The time in attempts is their sum, not the mean times the calls (which, rounded down,
+    // could go backwards between scrapes: no counter may).
+    let sql = &s.agents[3];
+    assert!(sql.latency_ns_total >= sql.mean_latency_ns * sql.calls && sql.latency_ns_total > 0);
+    assert_eq!(
+        sample(&text, "metafed_agent_attempt_seconds_total{domain=\"Database\",agent=\"SQL\"}"),
+        sql.latency_ns_total as f64 / 1e9
+    );
     assert_eq!(sample(&text, "metafed_health_status"), 0.0);
     for family in [
         "metafed_tasks_in_flight",
