@@ -93,8 +93,10 @@ impl Engine {
         }
         req.submit_ns = now;
         let meta = now.saturating_add(sh.meta_timeout_ns());
-        let deadline = |d: Duration| now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        req.deadline_ns.set(task.deadline.map_or(meta, |d| meta.min(deadline(d))));
+        req.deadline_ns.set(match task.deadline {
+            None => meta,
+            Some(d) => meta.min(deadline_after(now, d)),
+        });
         Ok(sh.slab.publish(idx, !task.waitable && sink.is_none(), waitable))
     }
 
@@ -385,4 +387,10 @@ fn backoff(round: &mut u32) {
         65..=128 => std::thread::yield_now(),
         r => std::thread::sleep(Duration::from_micros(u64::from((r - 128).min(20)) * 50)),
     }
+}
+
+/// Engine time `d` after `now`, saturating (a `Duration` holds more nanoseconds than a u64).
+#[cold]
+fn deadline_after(now: u64, d: Duration) -> u64 {
+    now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
