@@ -1,6 +1,6 @@
 //! Section 7: a verdict on each of the seed report's claims, from the other sections' figures.
 
-use super::figures::{pct, ratio, within};
+use super::figures::{pct, ratio, times, within};
 use super::report::{Breakers, Claim, Config, Containment, Level, Sweep};
 use metafed::model::Z999;
 use metafed_bench::driver::RunReport;
@@ -140,15 +140,15 @@ pub(super) fn judge(
             claim: "The seed's circuit breakers isolate failures without costing reliability",
             holds: (on.submitted > 0).then(|| within(ratio(k_off, off.submitted), k_on, on.submitted, Z999)),
             evidence: format!(
-                "success {} with {} breakers (virtual time, open loop) vs {} without; agent breakers tripped {} times ({} attempts panic-routed), domain breakers {} times (shedding {} sub-tasks), meta {} times",
+                "success {} with {} breakers (virtual time, open loop) vs {} without; agent breakers tripped {} ({} attempts panic-routed), domain breakers {} (shedding {} sub-tasks), meta {}",
                 pct(ratio(k_on, on.submitted)),
                 breakers_of,
                 pct(ratio(k_off, off.submitted)),
-                b.agent_trips,
+                times(b.agent_trips),
                 b.panic_routed_attempts,
-                b.domain_trips,
+                times(b.domain_trips),
                 c.shed_by_domain_breakers,
-                b.meta_trips
+                times(b.meta_trips)
             ),
         },
     ]

@@ -50,7 +50,7 @@ pub(super) fn summary(r: &RunReport, in_flight: usize, wall: bool) -> Summary {
     }
 }
 
-/// Milliseconds, or "not within the run".
-pub(super) fn ms(v: Option<f64>) -> String {
-    v.map_or("not within the run".into(), |v| format!("{v:.1} ms"))
+/// "1 time", "n times".
+pub(super) fn times(n: u64) -> String {
+    if n == 1 { "1 time".into() } else { format!("{n} times") }
 }

@@ -25,7 +25,7 @@ pub use args::Args;
 use crate::progress::Progress;
 use args::{Rates, check_rate};
 use claims::judge;
-use figures::{ci, level_counts, ms, pct, ratio, summary, uniform};
+use figures::{ci, level_counts, pct, ratio, summary, uniform};
 use hedging::{hedging_runs, hedging_tasks};
 use metafed::model::{self};
 use metafed::stats::Stats;
@@ -388,14 +388,22 @@ fn simulate(
             },
             holds: rec.holds,
             evidence: format!(
-                "{} from {:.1} s to {:.1} s at {:.0} tasks/s (virtual time): breaker opened {} after it began, closed {} after it ended; success back {} after",
+                "{} from {:.1} s to {:.1} s at {:.0} tasks/s (virtual time): {}; {}",
                 rec.fault,
                 rec.from_s,
                 rec.to_s,
                 args.offered_rps,
-                ms(rec.breaker_opened_ms),
-                ms(rec.breaker_closed_ms),
-                ms(rec.success_back_ms)
+                match (rec.breaker_opened_ms, rec.breaker_closed_ms) {
+                    (None, _) => "its breaker did not open".to_string(),
+                    (Some(o), None) =>
+                        format!("its breaker opened {o:.1} ms after it began and did not close within the run"),
+                    (Some(o), Some(c)) =>
+                        format!("its breaker opened {o:.1} ms after it began, closed {c:.1} ms after it ended"),
+                },
+                match rec.success_back_ms {
+                    Some(b) => format!("success back {b:.1} ms after"),
+                    None => "success not back within the run".to_string(),
+                }
             ),
         });
     }

@@ -1,6 +1,6 @@
 //! The report as text: every section's table.
 
-use super::figures::{pct, ratio};
+use super::figures::{pct, ratio, times};
 use super::report::Report;
 
 pub(super) fn print_tables(r: &Report) {
@@ -151,12 +151,12 @@ pub(super) fn print_tables(r: &Report) {
         let p = c.paired.as_ref().expect("filtered");
         println!(
             "   {}: the others' success {} with the fault, {} without it (the same task ids): effect {:+.2} points; \
-             in the control, domain breakers tripped {} times by chance and shed {:.3}% of sub-tasks",
+             in the control, domain breakers tripped {} by chance and shed {:.3}% of sub-tasks",
             c.fault,
             c.during_others.map_or("-".into(), pct),
             pct(p.others),
             p.effect_pp,
-            p.chance_domain_trips,
+            times(p.chance_domain_trips),
             p.chance_shed_percent
         );
     }
