@@ -55,7 +55,8 @@ impl<T: Send + Sync> HandleTable<T> {
     fn split(&self, h: usize) -> Result<(usize, u32), FfiError> {
         let index = (h & ((1 << INDEX_BITS) - 1)).wrapping_sub(1);
         let generation = (h >> INDEX_BITS) as u32;
-        if h >> TAG_SHIFT != self.tag || index >= SLOTS || generation == 0 {
+        // Bits 49 to 55 (between the generation and the tag) are 0 in every handle made here.
+        if h >> TAG_SHIFT != self.tag || index >= SLOTS || generation == 0 || (h >> (INDEX_BITS + 32)) & 0x7f != 0 {
             return Err(err(METAFED_E_HANDLE, format!("{:#x} is not a {} handle", h, self.what)));
         }
         Ok((index, generation))
@@ -198,4 +199,23 @@ pub(crate) fn new_handle(b: TopologyBuilder, out: *mut *mut metafed_topology) ->
 /// topology stays usable).
 pub(crate) fn builder_snapshot(t: *const metafed_topology) -> Result<TopologyBuilder, FfiError> {
     with_builder(t, |b| Ok(b.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_with_any_bit_changed_is_refused() {
+        static T: HandleTable<u32> = HandleTable::new("test", 9);
+        let h = T.insert(7).ok().expect("inserted");
+        assert_eq!(T.with(h, |v| Ok(*v)).ok(), Some(7));
+        for bit in 0..64 {
+            let forged = h ^ (1 << bit);
+            // A flip in the index or generation may name another live handle of the table; there
+            // is only this one, so every flip is refused.
+            assert!(T.with(forged, |v| Ok(*v)).is_err(), "bit {bit} flipped: {forged:#x} accepted");
+        }
+        assert_eq!(T.remove(h, |v| *v).ok(), Some(7));
+    }
 }
