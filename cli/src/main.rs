@@ -46,7 +46,9 @@ enum LogFormat {
 enum Command {
     /// Run the seed's 3 x 3 federation on simulated agents and reproduce the seed report's
     /// tables with the real engine: reliability per level, depth x breadth, the error-rate
-    /// sweep, throughput and latency, containment, and a verdict on each claim.
+    /// sweep, throughput and latency, containment, recovery, a verdict on each claim, and (in
+    /// virtual time) breaker settings, hedging, a schedule of faults, rerouting and the decision
+    /// engine.
     Simulate(simulate::Args),
     /// Run the workloads of WORKLOADS.md on the engine and its peers (crossbeam thread per
     /// stage, crossbeam pool, tokio actors, the bare SPSC ring, the inline floor), interleaved
