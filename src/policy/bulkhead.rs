@@ -124,8 +124,7 @@ impl Bulkhead {
     /// `min_limit`, and no tracking for a load estimate (which a kept place would skew).
     #[inline]
     fn holdable(&self, min_limit: u32) -> bool {
-        let word = self.limit.load(Ordering::Relaxed);
-        word & TRACK == 0 && word >= min_limit
+        roomy(self.limit.load(Ordering::Relaxed), min_limit)
     }
 
     /// Whether a kept place may start another attempt: still [`holdable`](Self::holdable), and
@@ -134,8 +133,15 @@ impl Bulkhead {
     #[inline]
     fn kept_fits(&self, min_limit: u32) -> bool {
         let word = self.limit.load(Ordering::Relaxed);
-        word & TRACK == 0 && word >= min_limit && self.inflight.load(Ordering::Relaxed) <= word
+        roomy(word, min_limit) && self.inflight.load(Ordering::Relaxed) <= word
     }
+}
+
+/// Whether limit word `word` lets a worker keep places: a limit of at least `min_limit`, not
+/// tracked for a load estimate.
+#[inline]
+fn roomy(word: u32, min_limit: u32) -> bool {
+    word & TRACK == 0 && word >= min_limit
 }
 
 /// The places one worker keeps between its calls, within a turn (io_uring's registered

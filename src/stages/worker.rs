@@ -243,25 +243,19 @@ impl Worker {
         }
         work += self.promote_pending() + self.ingest();
         work += self.drain();
-        // The places kept between calls go back before the turn's completions for `poll` are
-        // published (completions for `wait`, a callback or a caller's queue were delivered as
-        // they came: their agents' counts may include a kept place until here).
-        self.release_held();
         self.publish_completions();
         work
     }
 
-    /// Gives back every place kept at an agent between calls (see `Held`).
-    #[inline]
-    pub(crate) fn release_held(&mut self) {
-        let agents = &self.sh.agents;
-        self.held.release_all(|a| &agents[a].bulkhead);
-    }
-
     /// Makes the completions queued for `poll` visible, and wakes the callers sleeping in
-    /// `poll_wait` if any were.
+    /// `poll_wait` if any were. The places kept at agents between calls (see `Held`) go back
+    /// first, wherever the worker publishes: at the end of a turn, and before a call that may
+    /// block (completions for `wait`, a callback or a caller's queue were delivered as they
+    /// came: their agents' counts may include a kept place until here).
     #[inline]
     pub(crate) fn publish_completions(&mut self) {
+        let agents = &self.sh.agents;
+        self.held.release_all(|a| &agents[a].bulkhead);
         self.done_tx.publish();
         if std::mem::take(&mut self.wake_pollers) {
             self.sh.pollers.notify_all();

@@ -82,12 +82,11 @@ impl Worker {
         if self.sh.lifecycle() >= crate::shared::STOPPING {
             return (info, Sent::Stopping);
         }
-        // What this turn completed so far is published (and sleeping pollers woken) before a
-        // call that may block: once the turn has run long, or when this agent's last call on
-        // this worker was slow. A turn of fast calls publishes once, at its end.
+        // What this turn completed so far is published (and sleeping pollers woken, and the
+        // places kept at other agents given back) before a call that may block: once the turn
+        // has run long, or when this agent's last call on this worker was slow. A turn of fast
+        // calls publishes once, at its end.
         if self.slow_calls[ai] || self.now.wrapping_sub(self.turn_start) > crate::stages::worker::PUBLISH_NS {
-            // Nor does it keep places at other agents (see `Held`).
-            self.release_held();
             self.publish_completions();
         }
         let sh = &*self.sh;

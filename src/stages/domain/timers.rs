@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 /// A timer key: an attempt's slot and generation, or (with `HEDGE`) a parked sub-task's index
 /// and generation. A key keeps a generation's low 31 bits (bit 63 is `HEDGE`): a timer lives
 /// for a timeout, far fewer generations of its slot or entry than 2^31.
-pub(crate) const HEDGE: u64 = 1 << 63;
+const HEDGE: u64 = 1 << 63;
 
 /// A generation as a timer key keeps it.
 const GEN31: u32 = 0x7fff_ffff;
